@@ -1,0 +1,177 @@
+import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { randomBytes } from 'node:crypto'
+import { CONFIG_KEYS, envName, type AegisConfig, type KeySpec } from './schema.js'
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'})\n  ${problems.join('\n  ')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+export interface LoadOptions {
+  /** Path of a JSON config file (keys as in CONFIG_KEYS, nested objects). */
+  file?: string
+  /** Environment to read `AEGIS_*` from; default process.env. */
+  env?: Record<string, string | undefined>
+  /** Values that win over file and env (CLI flags, tests). Nested like the file. */
+  overrides?: Record<string, unknown>
+}
+
+function getPath(obj: Record<string, unknown>, path: string): unknown {
+  let cur: unknown = obj
+  for (const part of path.split('.')) {
+    if (cur === null || typeof cur !== 'object') return undefined
+    cur = (cur as Record<string, unknown>)[part]
+  }
+  return cur
+}
+
+function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split('.')
+  let cur = obj
+  for (const part of parts.slice(0, -1)) {
+    if (cur[part] === undefined || cur[part] === null || typeof cur[part] !== 'object') cur[part] = {}
+    cur = cur[part] as Record<string, unknown>
+  }
+  cur[parts[parts.length - 1]!] = value
+}
+
+function leafPaths(obj: unknown, prefix = ''): string[] {
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return [prefix]
+  const out: string[] = []
+  for (const [k, v] of Object.entries(obj as Record<string, unknown>)) {
+    const p = prefix ? `${prefix}.${k}` : k
+    const spec = CONFIG_KEYS.find((s) => s.path === p)
+    if (spec && (spec.type === 'json')) out.push(p)
+    else out.push(...leafPaths(v, p))
+  }
+  return out
+}
+
+function coerce(spec: KeySpec, raw: unknown, where: string, problems: string[]): unknown {
+  const fail = (what: string): undefined => {
+    problems.push(`${where}: expected ${what}, got ${JSON.stringify(spec.secret ? '<secret>' : raw)}`)
+    return undefined
+  }
+  switch (spec.type) {
+    case 'string':
+      return typeof raw === 'string' ? raw : fail('a string')
+    case 'url': {
+      if (typeof raw !== 'string') return fail('a URL')
+      try { new URL(raw) } catch { return fail('a URL') }
+      return raw
+    }
+    case 'integer': {
+      const n = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw
+      if (typeof n !== 'number' || !Number.isInteger(n)) return fail('an integer')
+      if (spec.min !== undefined && n < spec.min) return fail(`an integer ≥ ${spec.min}`)
+      return n
+    }
+    case 'boolean': {
+      if (typeof raw === 'boolean') return raw
+      if (raw === 'true' || raw === '1') return true
+      if (raw === 'false' || raw === '0') return false
+      return fail('true or false')
+    }
+    case 'enum':
+      return typeof raw === 'string' && spec.values?.includes(raw) ? raw : fail(`one of ${spec.values?.join(', ')}`)
+    case 'json': {
+      if (typeof raw !== 'string') return raw
+      try { return JSON.parse(raw) } catch { return fail('JSON') }
+    }
+  }
+}
+
+/**
+ * Reads the config file, then `AEGIS_*` variables, then overrides; rejects
+ * unknown keys; runs cross-field checks; reports every problem at once.
+ */
+export function loadConfig(options: LoadOptions = {}): AegisConfig {
+  const env = options.env ?? process.env
+  const problems: string[] = []
+  let fileValues: Record<string, unknown> = {}
+  if (options.file) {
+    try {
+      fileValues = JSON.parse(readFileSync(options.file, 'utf8')) as Record<string, unknown>
+    } catch (err) {
+      problems.push(`${options.file}: cannot read JSON config (${(err as Error).message})`)
+    }
+    for (const p of leafPaths(fileValues)) {
+      if (!CONFIG_KEYS.some((s) => s.path === p)) problems.push(`${options.file}: unknown key "${p}"`)
+    }
+  }
+  const overrides = options.overrides ?? {}
+  for (const p of leafPaths(overrides)) {
+    if (p && !CONFIG_KEYS.some((s) => s.path === p)) problems.push(`override: unknown key "${p}"`)
+  }
+  const known = new Set<string>(CONFIG_KEYS.map((s) => envName(s)))
+  for (const name of Object.keys(env)) {
+    if (name.startsWith('AEGIS_') && !known.has(name) && !NON_CONFIG_ENV.has(name)) {
+      problems.push(`${name}: unknown setting (known: see README "Configuration")`)
+    }
+  }
+
+  const out: Record<string, unknown> = {}
+  for (const spec of CONFIG_KEYS as readonly KeySpec[]) {
+    let value: unknown = spec.default
+    let where = `default ${spec.path}`
+    const fromFile = getPath(fileValues, spec.path)
+    if (fromFile !== undefined) { value = fromFile; where = `${options.file}: ${spec.path}` }
+    const fromEnv = env[envName(spec)]
+    if (fromEnv !== undefined && fromEnv !== '') { value = fromEnv; where = envName(spec) }
+    const fromOverride = getPath(overrides, spec.path)
+    if (fromOverride !== undefined) { value = fromOverride; where = `override ${spec.path}` }
+    if (value === undefined) continue
+    const coerced = coerce(spec, value, where, problems)
+    if (coerced !== undefined) setPath(out, spec.path, structuredClone(coerced))
+  }
+
+  const cfg = out as unknown as AegisConfig
+  cfg.instanceId ??= `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
+  // Cross-field checks.
+  if (cfg.keys && cfg.jwks && cfg.keys.prePublishSeconds < cfg.jwks.maxAgeSeconds) {
+    problems.push(`keys.prePublishSeconds (${cfg.keys.prePublishSeconds}) must be at least jwks.maxAgeSeconds (${cfg.jwks.maxAgeSeconds}), or verifiers meet an unknown kid`)
+  }
+  if (cfg.tokens && cfg.tokens.defaultTtlSeconds > cfg.tokens.maxTtlSeconds) {
+    problems.push(`tokens.defaultTtlSeconds (${cfg.tokens.defaultTtlSeconds}) must not exceed tokens.maxTtlSeconds (${cfg.tokens.maxTtlSeconds})`)
+  }
+  if (cfg.tokens && cfg.tokens.maxTtlSeconds > 3600) {
+    problems.push(`tokens.maxTtlSeconds (${cfg.tokens.maxTtlSeconds}) must not exceed 3600: agent tokens live at most one hour`)
+  }
+  if (cfg.databaseUrl && !/^postgres(ql)?:\/\//.test(cfg.databaseUrl)) {
+    problems.push(`AEGIS_DATABASE_URL: expected postgres://…, got "${cfg.databaseUrl.split(':')[0]}://…"`)
+  }
+  if (cfg.redisUrl && !/^rediss?:\/\//.test(cfg.redisUrl)) {
+    problems.push(`AEGIS_REDIS_URL: expected redis://…`)
+  }
+  if ((cfg.tls?.cert === undefined) !== (cfg.tls?.key === undefined)) {
+    problems.push('tls.cert and tls.key go together (AEGIS_TLS_CERT, AEGIS_TLS_KEY)')
+  }
+  if ((cfg.control?.tlsPort !== undefined || cfg.gateway?.tlsPort !== undefined) && !cfg.tls?.cert) {
+    problems.push('a TLS port needs tls.cert and tls.key')
+  }
+  if (!Array.isArray(cfg.gateway?.routes)) problems.push('gateway.routes (AEGIS_ROUTES) must be a JSON array')
+  else {
+    cfg.gateway.routes.forEach((r, i) => {
+      if (!r || typeof r.path !== 'string' || !r.path.startsWith('/')) problems.push(`gateway.routes[${i}].path must start with /`)
+      try { new URL(r?.upstream) } catch { problems.push(`gateway.routes[${i}].upstream must be a URL`) }
+      if (r && r.mode !== 'proxy' && r.mode !== 'mcp') problems.push(`gateway.routes[${i}].mode must be "proxy" or "mcp"`)
+    })
+  }
+  if (!Array.isArray(cfg.tls?.trustedProxies)) problems.push('tls.trustedProxies must be a JSON array of addresses')
+  if (problems.length > 0) throw new ConfigError(problems)
+  return deepFreeze(cfg)
+}
+
+/** `AEGIS_*` variables read outside the config (test switches). */
+const NON_CONFIG_ENV = new Set(['AEGIS_REQUIRE_SERVICES', 'AEGIS_TEST_DATABASE_URL', 'AEGIS_TEST_REDIS_URL', 'AEGIS_BENCH_SECONDS', 'AEGIS_CONFIG'])
+
+function deepFreeze<T>(obj: T): T {
+  if (obj && typeof obj === 'object') {
+    for (const v of Object.values(obj as Record<string, unknown>)) deepFreeze(v)
+    Object.freeze(obj)
+  }
+  return obj
+}

@@ -1,0 +1,165 @@
+/**
+ * Every configuration key: its path in the config file, its type, default and
+ * one line of documentation. The environment variable is `AEGIS_` + the path in
+ * SCREAMING_SNAKE_CASE (`keys.prePublishSeconds` → `AEGIS_KEYS_PRE_PUBLISH_SECONDS`)
+ * unless `env` names another (the names DESIGN.md fixes).
+ */
+export type KeyType = 'string' | 'integer' | 'boolean' | 'json' | 'url' | 'enum'
+
+export interface KeySpec {
+  path: string
+  type: KeyType
+  doc: string
+  default?: unknown
+  env?: string
+  values?: readonly string[]
+  min?: number
+  /** Never printed (config dump, errors). */
+  secret?: boolean
+}
+
+export const CONFIG_KEYS = [
+  // Where state lives
+  { path: 'dataDir', type: 'string', default: './.aegis', doc: 'Directory for the embedded SQLite store, the KEK file and the dev credentials.' },
+  { path: 'databaseUrl', type: 'url', doc: 'postgres://… to use PostgreSQL; unset = embedded SQLite in dataDir.', secret: true },
+  { path: 'redisUrl', type: 'url', doc: 'redis://… shared replay cache, deny list and feed; unset = in-process.', secret: true },
+  { path: 'instanceId', type: 'string', doc: 'Name of this process in audit chains and gateway acknowledgements; default host-pid-random.' },
+  { path: 'logLevel', type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', doc: 'pino log level.' },
+
+  // Identity of the issuer
+  { path: 'issuer', type: 'url', default: 'http://127.0.0.1:7400', doc: 'The `iss` of every token and the base of the metadata URLs.' },
+  { path: 'audience', type: 'string', default: 'aegis-gateway', doc: 'What gateways accept and what tokens get when the request names no audience.' },
+  { path: 'kek', type: 'string', doc: 'Key-encryption key for private keys at rest: 32 bytes, base64 or hex.', secret: true },
+  { path: 'kekFile', type: 'string', doc: 'File holding the KEK (created with mode 0600 by `aegis dev` under dataDir when neither kek nor kekFile is set).' },
+  { path: 'adminToken', type: 'string', doc: 'Seeds a global admin token at start, for automation.', secret: true },
+  { path: 'gatewayToken', type: 'string', doc: 'Bearer token a gateway presents to the control plane (role gateway); seeded on the control plane like adminToken.', secret: true },
+  { path: 'controlPlaneUrl', type: 'url', doc: 'Control plane a gateway follows (JWKS, feed, manifests); default = issuer.' },
+
+  // Listeners
+  { path: 'control.host', type: 'string', default: '127.0.0.1', doc: 'Control-plane listen address.' },
+  { path: 'control.port', type: 'integer', default: 7400, min: 0, doc: 'Control-plane HTTP port.' },
+  { path: 'control.tlsPort', type: 'integer', min: 0, doc: 'Control-plane HTTPS port (with tls.cert/tls.key), requesting client certificates.' },
+  { path: 'gateway.host', type: 'string', default: '127.0.0.1', doc: 'Gateway listen address.' },
+  { path: 'gateway.port', type: 'integer', default: 7401, min: 0, doc: 'Gateway HTTP port.' },
+  { path: 'gateway.tlsPort', type: 'integer', min: 0, doc: 'Gateway HTTPS port (with tls.cert/tls.key), requesting client certificates.' },
+  { path: 'tls.cert', type: 'string', doc: 'PEM certificate file for the TLS listeners.' },
+  { path: 'tls.key', type: 'string', doc: 'PEM private key file for the TLS listeners.', secret: true },
+  { path: 'tls.clientCa', type: 'string', doc: 'PEM bundle of CAs trusted for client certificates (RFC 8705).' },
+  { path: 'tls.trustedProxies', type: 'json', default: [], doc: 'Addresses whose forwarded client-certificate header is believed (JSON array).' },
+  { path: 'tls.clientCertHeader', type: 'string', doc: 'Header carrying the client certificate from a trusted proxy: x-forwarded-client-cert (Envoy) or e.g. x-ssl-client-cert (nginx $ssl_client_escaped_cert).' },
+
+  // Tokens
+  { path: 'tokens.defaultTtlSeconds', type: 'integer', default: 600, min: 1, doc: 'Access-token lifetime when the agent asks for nothing shorter.' },
+  { path: 'tokens.maxTtlSeconds', type: 'integer', default: 3600, min: 1, doc: 'Upper bound for any agent access token.' },
+  { path: 'tokens.clockSkewSeconds', type: 'integer', default: 30, min: 0, doc: 'Allowed clock skew for exp/nbf/iat checks.' },
+  { path: 'tokens.maxTokenBytes', type: 'integer', default: 8192, min: 512, doc: 'Tokens larger than this are refused unparsed.' },
+  { path: 'tokens.overrideTtlSeconds', type: 'integer', default: 300, min: 1, doc: 'Lifetime of one-time approval override tokens.' },
+
+  // Keys and JWKS
+  { path: 'keys.alg', type: 'enum', values: ['EdDSA'], default: 'EdDSA', doc: 'Signing algorithm (Ed25519).' },
+  { path: 'keys.rotationIntervalSeconds', type: 'integer', default: 86400, min: 60, doc: 'How long a key signs before the scheduled rotation.' },
+  { path: 'keys.prePublishSeconds', type: 'integer', default: 3600, min: 1, doc: 'How long `next` is published before it signs; at least jwks.maxAgeSeconds.' },
+  { path: 'keys.checkIntervalSeconds', type: 'integer', default: 30, min: 1, doc: 'How often the rotation scheduler looks at the key states.' },
+  { path: 'jwks.maxAgeSeconds', type: 'integer', default: 300, min: 0, doc: 'Cache-Control max-age of the JWKS; below keys.prePublishSeconds.' },
+
+  // Limits
+  { path: 'limits.bodyBytes', type: 'integer', default: 65536, min: 1024, doc: 'Largest request body accepted.' },
+  { path: 'limits.jsonDepth', type: 'integer', default: 32, min: 2, doc: 'Deepest JSON nesting accepted.' },
+  { path: 'rateLimit.perClient', type: 'integer', default: 600, min: 1, doc: 'Token requests per client per window.' },
+  { path: 'rateLimit.perIp', type: 'integer', default: 6000, min: 1, doc: 'Token requests per client address per window.' },
+  { path: 'rateLimit.windowSeconds', type: 'integer', default: 60, min: 1, doc: 'Rate-limit window.' },
+
+  // Audit
+  { path: 'audit.checkpointIntervalMs', type: 'integer', default: 1000, min: 10, doc: 'How often each writer signs its chain head.' },
+
+  // Gateway
+  { path: 'gateway.routes', type: 'json', default: [], env: 'AEGIS_ROUTES', doc: 'Reverse-proxy / MCP routes: [{"path","upstream","mode":"proxy"|"mcp","tool"}].' },
+  { path: 'gateway.shadow', type: 'boolean', default: false, doc: 'Compute and audit decisions but enforce none (enforced: false).' },
+  { path: 'gateway.minPolicyVersion', type: 'string', doc: 'Tokens minted under an older policy_version are refused.' },
+  { path: 'gateway.verifiedCacheSize', type: 'integer', default: 100000, min: 0, doc: 'Verified-token cache entries (keyed by SHA-256 of the token, valid until exp).' },
+  { path: 'gateway.feedStaleSeconds', type: 'integer', default: 30, min: 1, doc: 'Feed disconnected longer than this: high-risk actions fail closed.' },
+  { path: 'gateway.redisOutageReads', type: 'enum', values: ['closed', 'open'], default: 'closed', doc: 'On a Redis outage, read actions fail closed (default) or open; high-risk always closed.' },
+  { path: 'gateway.jwksCooldownSeconds', type: 'integer', default: 30, min: 1, doc: 'At most one JWKS refetch for an unknown kid per this period.' },
+  { path: 'gateway.id', type: 'string', doc: 'Name this gateway reports with its acknowledged revocation sequence; default instanceId.' },
+
+  // Approvals
+  { path: 'approvals.ttlSeconds', type: 'integer', default: 900, min: 10, doc: 'Approval requests expire after this.' },
+  { path: 'approvals.maxOpenPerAgent', type: 'integer', default: 20, min: 1, doc: 'Open approval requests one agent may have.' },
+  { path: 'approvals.maxOpenPerTenant', type: 'integer', default: 500, min: 1, doc: 'Open approval requests one tenant may have.' },
+  { path: 'approvals.notifiers', type: 'json', default: {}, doc: 'Per approver group: {"group": [{"type":"slack"|"teams"|"webhook","url","secret"?}]}.' },
+  { path: 'approvals.slackSigningSecret', type: 'string', doc: 'Slack app signing secret for interactivity callbacks.', secret: true },
+  { path: 'approvals.webhookSecret', type: 'string', doc: 'HMAC secret for the generic webhook notifier and its callback.', secret: true },
+
+  // Console
+  { path: 'console.sessionTtlSeconds', type: 'integer', default: 28800, min: 60, doc: 'Console session lifetime.' },
+] as const satisfies readonly KeySpec[]
+
+/** Env var name for a key. */
+export function envName(spec: KeySpec): string {
+  return spec.env ?? 'AEGIS_' + spec.path.replace(/\./g, '_').replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()
+}
+
+/** A proxy or MCP route of the gateway. */
+export interface RouteConfig {
+  path: string
+  upstream: string
+  mode: 'proxy' | 'mcp'
+  tool?: string
+}
+
+export type NotifierConfig =
+  | { type: 'slack'; url: string }
+  | { type: 'teams'; url: string }
+  | { type: 'webhook'; url: string; secret: string }
+
+/** The loaded, validated, frozen configuration. */
+export interface AegisConfig {
+  dataDir: string
+  databaseUrl?: string
+  redisUrl?: string
+  instanceId: string
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  issuer: string
+  audience: string
+  kek?: string
+  kekFile?: string
+  adminToken?: string
+  gatewayToken?: string
+  controlPlaneUrl?: string
+  control: { host: string; port: number; tlsPort?: number }
+  gateway: {
+    host: string
+    port: number
+    tlsPort?: number
+    routes: RouteConfig[]
+    shadow: boolean
+    minPolicyVersion?: string
+    verifiedCacheSize: number
+    feedStaleSeconds: number
+    redisOutageReads: 'closed' | 'open'
+    jwksCooldownSeconds: number
+    id?: string
+  }
+  tls: { cert?: string; key?: string; clientCa?: string; trustedProxies: string[]; clientCertHeader?: string }
+  tokens: {
+    defaultTtlSeconds: number
+    maxTtlSeconds: number
+    clockSkewSeconds: number
+    maxTokenBytes: number
+    overrideTtlSeconds: number
+  }
+  keys: { alg: 'EdDSA'; rotationIntervalSeconds: number; prePublishSeconds: number; checkIntervalSeconds: number }
+  jwks: { maxAgeSeconds: number }
+  limits: { bodyBytes: number; jsonDepth: number }
+  rateLimit: { perClient: number; perIp: number; windowSeconds: number }
+  audit: { checkpointIntervalMs: number }
+  approvals: {
+    ttlSeconds: number
+    maxOpenPerAgent: number
+    maxOpenPerTenant: number
+    notifiers: Record<string, NotifierConfig[]>
+    slackSigningSecret?: string
+    webhookSecret?: string
+  }
+  console: { sessionTtlSeconds: number }
+}

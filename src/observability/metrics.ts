@@ -1,0 +1,24 @@
+import client, { Registry } from 'prom-client'
+
+/**
+ * Prometheus metrics of one process. Each role creates one `Metrics` and
+ * serves `registry` on `GET /metrics`. Names as DESIGN.md fixes them.
+ */
+export class Metrics {
+  readonly registry = new Registry()
+  readonly tokensIssued = new client.Counter({ name: 'aegis_tokens_issued_total', help: 'Access tokens issued', labelNames: ['tenant', 'grant'] as const, registers: [this.registry] })
+  readonly tokenLifetime = new client.Histogram({ name: 'aegis_token_lifetime_seconds', help: 'Lifetime of issued access tokens', buckets: [30, 60, 120, 300, 600, 900, 1800, 3600], registers: [this.registry] })
+  readonly authFailures = new client.Counter({ name: 'aegis_auth_failures_total', help: 'Failed client authentications at the token endpoint', labelNames: ['reason'] as const, registers: [this.registry] })
+  readonly decisions = new client.Counter({ name: 'aegis_decisions_total', help: 'Gateway decisions', labelNames: ['decision', 'enforced'] as const, registers: [this.registry] })
+  readonly decisionDuration = new client.Histogram({ name: 'aegis_decision_duration_seconds', help: 'Decision pipeline latency', buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1], registers: [this.registry] })
+  readonly replayAttempts = new client.Counter({ name: 'aegis_replay_attempts_total', help: 'Refused replays of single-use jtis', registers: [this.registry] })
+  readonly revocations = new client.Counter({ name: 'aegis_revocations_total', help: 'Revocations accepted (control plane) or applied (gateway)', labelNames: ['type'] as const, registers: [this.registry] })
+  readonly jwksFetches = new client.Counter({ name: 'aegis_jwks_fetches_total', help: 'JWKS fetches by result', labelNames: ['result'] as const, registers: [this.registry] })
+  readonly approvalsOpened = new client.Counter({ name: 'aegis_approvals_opened_total', help: 'Approval requests opened', registers: [this.registry] })
+  readonly approvalsDecided = new client.Counter({ name: 'aegis_approvals_decided_total', help: 'Approval requests decided', labelNames: ['status'] as const, registers: [this.registry] })
+  readonly approvalsOpen = new client.Gauge({ name: 'aegis_approvals_open', help: 'Approval requests pending', registers: [this.registry] })
+  readonly denyListSize = new client.Gauge({ name: 'aegis_deny_list_size', help: 'Deny-list entries held by this gateway', registers: [this.registry] })
+  readonly feedLag = new client.Gauge({ name: 'aegis_feed_lag_seconds', help: 'Seconds since this gateway last heard from its feed', registers: [this.registry] })
+  readonly feedSeq = new client.Gauge({ name: 'aegis_feed_applied_seq', help: 'Last revocation sequence applied by this gateway', registers: [this.registry] })
+  readonly degraded = new client.Counter({ name: 'aegis_degraded_decisions_total', help: 'Decisions taken while a shared backend was unreachable', labelNames: ['outcome'] as const, registers: [this.registry] })
+}

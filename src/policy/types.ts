@@ -1,0 +1,59 @@
+/**
+ * What the gateway asks a policy engine and what it gets back. DESIGN.md
+ * "Policy": principal = the agent, action = the tool, resource = the target,
+ * context = the call parameters (+ time, client address, override present).
+ */
+export type Decision = 'allow' | 'deny' | 'approval_needed' | 'sanitize'
+
+export interface PolicyPrincipal {
+  tenant: string
+  agentId: string
+  clientId: string
+  scopes: string[]
+  capabilities: string[]
+}
+
+export interface PolicyRequest {
+  principal: PolicyPrincipal
+  /** The tool, e.g. `payments.transfer`. */
+  action: string
+  /** The call's target, or null. */
+  resource: string | null
+  /** The call parameters (untrusted JSON, already bounded in size and depth). */
+  params: Record<string, unknown>
+  /** Epoch seconds. */
+  time: number
+  clientAddress: string | null
+  /** A one-time approval override token accompanies the call. */
+  override: boolean
+}
+
+/** An obligation the enforcer applies; `path` is an RFC 6901 JSON pointer rooted at the request (`/params/card_number`). */
+export interface Obligation {
+  type: 'redact'
+  path: string
+}
+
+export interface PolicyResult {
+  decision: Decision
+  /** Human-readable reasons naming the determining policy ids. */
+  reasons: string[]
+  /** Ids of the determining policies. */
+  policyIds: string[]
+  obligations: Obligation[]
+  /** Approver group from `@approval("group")`, when decision is approval_needed. */
+  approvalGroup?: string
+  /** `@approval_via("console")`: only a console (admin login) decision counts. */
+  requireConsole?: boolean
+  /** `@risk("high")`: the call's jti is single-use. */
+  risk: 'high' | 'normal'
+  /** Version of the bundle that decided ("strict" for the built-in engine). */
+  policyVersion: string
+  /** Shadow bundles are computed and counted, never enforced. */
+  mode: 'enforce' | 'shadow'
+}
+
+/** Evaluates one concrete call. Must not throw for bad params: a failed evaluation is `deny`. */
+export interface PolicyEngine {
+  evaluate(request: PolicyRequest): PolicyResult
+}

@@ -1,0 +1,43 @@
+/**
+ * Gateway-side shared state contracts: the single-use jti registry and the
+ * deny list. In-process implementations live in store/memory, shared ones
+ * in store/redis.
+ */
+import type { Revocation } from './types.js'
+
+/** Single-use jti registry shared by every gateway. */
+export interface ReplayCache {
+  /**
+   * Records `jti` until `expiresAt` (epoch seconds). Resolves false if it was
+   * already recorded. Atomic across gateways (Redis `SET NX ... EXAT`).
+   * Rejects when the backend is unreachable (the caller decides fail-closed/open).
+   */
+  claim(jti: string, expiresAt: number): Promise<boolean>
+  close(): Promise<void>
+}
+
+/** What a deny-list check needs to know about a verified token. */
+export interface TokenFacts {
+  jti: string
+  tenant: string
+  agentId: string
+  clientId: string
+  kid: string
+  /** Epoch seconds. */
+  iat: number
+}
+
+/** The revocation entries a gateway enforces, checked in O(1) per call. */
+export interface DenyList {
+  /** Applies an entry (idempotent by seq). */
+  apply(r: Revocation): void
+  /** Replaces everything with a full list (feed (re)connect). */
+  reset(entries: Revocation[], lastSeq: number): void
+  /** The matching entry's reason, or null when the token is not denied. */
+  match(t: TokenFacts): Revocation | null
+  /** Highest seq applied. */
+  readonly lastSeq: number
+  readonly size: number
+  /** Drops entries past their expiresAt (epoch ms). */
+  prune(now: number): void
+}

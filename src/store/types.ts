@@ -1,0 +1,373 @@
+/**
+ * Storage contracts of the control plane. Each interface is named for what it
+ * guarantees; backends (SQLite embedded, PostgreSQL for scale-out) live under
+ * store/sqlite and store/postgres and pass the same contract suite
+ * (test/contract/store.ts). Driver errors never leave store/: they become
+ * NotFound / Conflict from errors.ts.
+ *
+ * Times are epoch milliseconds (`…At`) unless a name says seconds.
+ */
+
+export interface Tenant {
+  id: string
+  name: string
+  requireAttestation: boolean
+  createdAt: number
+}
+
+export type TokenEndpointAuthMethod =
+  | 'client_secret_basic'
+  | 'client_secret_post'
+  | 'tls_client_auth'
+  | 'private_key_jwt'
+  | 'none'
+
+export interface Agent {
+  tenant: string
+  agentId: string
+  /** Stable client id for certificate / private_key_jwt authentication (`ag_…`). */
+  clientId: string
+  scopes: string[]
+  capabilities: string[]
+  /** JSON Schema per tool, only when registered. */
+  schemas: Record<string, unknown> | null
+  maxTtlSeconds: number
+  audiences: string[]
+  tokenEndpointAuthMethod: TokenEndpointAuthMethod
+  /** RFC 7517 JWK Set for private_key_jwt. */
+  jwks: { keys: Record<string, unknown>[] } | null
+  tlsClientAuthSubjectDn: string | null
+  tlsClientAuthSanUri: string | null
+  tlsClientAuthSanDns: string | null
+  /** base64url SHA-256 of the DER certificate (x5t#S256) pinned for tls_client_auth. */
+  tlsClientAuthThumbprint: string | null
+  capabilityHash: string
+  createdAt: number
+  updatedAt: number
+}
+
+export type AgentPatch = Partial<Omit<Agent, 'tenant' | 'agentId' | 'clientId' | 'createdAt' | 'updatedAt'>>
+
+export interface BootstrapCredential {
+  clientId: string
+  tenant: string
+  agentId: string
+  /** base64url SHA-256 of the secret; the secret has 256 bits of entropy, so a fast hash suffices. */
+  secretHash: string
+  expiresAt: number
+  singleUse: boolean
+  usedAt: number | null
+  createdAt: number
+}
+
+export type AdminRole = 'admin' | 'gateway' | 'approver'
+
+export interface AdminToken {
+  id: string
+  /** null = global. */
+  tenant: string | null
+  role: AdminRole
+  name: string
+  tokenHash: string
+  /** For approvers: chat identities linked to this approver, e.g. `slack:T123/U456`, `teams:…`. */
+  linkedIdentities: string[]
+  /** Approver groups this token's holder belongs to (role approver or admin). */
+  groups: string[]
+  createdAt: number
+  revokedAt: number | null
+}
+
+export type KeyState = 'next' | 'current' | 'previous' | 'retired'
+
+export interface SigningKey {
+  kid: string
+  alg: 'EdDSA'
+  state: KeyState
+  /** Public JWK (OKP / Ed25519), without `d`. */
+  publicJwk: Record<string, unknown>
+  /** AES-256-GCM ciphertext of the PKCS#8 private key: base64url(iv || tag || ciphertext). */
+  encryptedPrivateKey: string
+  createdAt: number
+  /** When it starts (or started) signing. */
+  activatesAt: number
+  /** When it stopped signing; null while next/current. */
+  deactivatedAt: number | null
+  /** When it leaves the JWKS; null until known. */
+  retiresAt: number | null
+  /** Emergency rotation revokes the kid at once. */
+  revoked: boolean
+}
+
+export interface AuditEventInput {
+  type: string
+  tenant?: string | null
+  /** Who caused it: `admin:<id>`, `agent:<tenant>/<agent>`, `client:<id>`, `system`. */
+  actor?: string | null
+  /** What it is about: agent id, jti, kid, policy id… */
+  subject?: string | null
+  /** Event details; never a token, secret or private key. */
+  data?: Record<string, unknown>
+}
+
+export interface AuditEvent extends Required<Omit<AuditEventInput, 'data'>> {
+  data: Record<string, unknown>
+  /** Global, monotonically increasing id for paging (assigned by the store). */
+  id: number
+  /** Writer (control-plane instance) whose chain holds the event. */
+  chainId: string
+  /** Position in that chain, from 1. */
+  chainSeq: number
+  ts: number
+  prevHash: string
+  hash: string
+}
+
+export interface AuditCheckpoint {
+  chainId: string
+  chainSeq: number
+  headHash: string
+  ts: number
+  kid: string
+  /** Compact JWS (EdDSA) over {chain_id, chain_seq, head_hash, ts}. */
+  signature: string
+}
+
+export interface AuditQuery {
+  type?: string
+  tenant?: string
+  /** Epoch ms. */
+  since?: number
+  /** Return events with id > cursor. */
+  cursor?: number
+  limit: number
+}
+
+export type RevocationType = 'jti' | 'agent' | 'client' | 'tenant' | 'kid' | 'issued_before'
+
+export interface Revocation {
+  /** Feed sequence number, assigned by the store, strictly increasing. */
+  seq: number
+  type: RevocationType
+  value: string
+  tenant: string | null
+  /** Only for issued_before scoped to one agent. */
+  agentId: string | null
+  reason: string | null
+  createdAt: number
+  /** When no token it could match can still be alive (epoch ms); entries past it are dropped. */
+  expiresAt: number
+}
+
+export type PolicyMode = 'enforce' | 'shadow'
+export type PolicyStatus = 'inactive' | 'active' | 'candidate'
+
+export interface PolicyBundle {
+  id: string
+  tenant: string
+  version: string
+  cedar: string
+  mode: PolicyMode
+  status: PolicyStatus
+  createdAt: number
+  activatedAt: number | null
+  /** Candidate-diff review gate. */
+  reviewedAt: number | null
+}
+
+export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired'
+
+export interface ApprovalDelivery {
+  notifier: string
+  status: 'pending' | 'delivered' | 'failed'
+  attempts: number
+  lastError: string | null
+  updatedAt: number
+}
+
+export interface Approval {
+  id: string
+  tenant: string
+  agentId: string
+  tool: string
+  /** RFC 8785 canonical JSON of the call parameters. */
+  paramsCanonical: string
+  /** base64url SHA-256 of paramsCanonical. */
+  paramsHash: string
+  resource: string | null
+  policyId: string
+  policyVersion: string
+  group: string
+  /** Policy asked that only a console (admin login) decision counts. */
+  requireConsole: boolean
+  status: ApprovalStatus
+  createdAt: number
+  expiresAt: number
+  decidedAt: number | null
+  decidedBy: string | null
+  reason: string | null
+  overrideJti: string | null
+  deliveries: ApprovalDelivery[]
+}
+
+export interface TrustedIssuer {
+  id: string
+  tenant: string
+  issuer: string
+  jwksUri: string | null
+  jwks: { keys: Record<string, unknown>[] } | null
+  audience: string
+  rules: Array<{ claims: Record<string, string>; agentId: string }>
+  createdAt: number
+}
+
+export interface GatewayAck {
+  gatewayId: string
+  /** Last revocation feed sequence the gateway applied. */
+  seq: number
+  updatedAt: number
+}
+
+export interface TenantRepo {
+  create(t: Tenant): Promise<void>  // Conflict if id exists
+  get(id: string): Promise<Tenant | null>
+  list(): Promise<Tenant[]>
+  update(id: string, patch: Partial<Omit<Tenant, 'id' | 'createdAt'>>): Promise<Tenant> // NotFound
+  delete(id: string): Promise<void> // NotFound
+}
+
+export interface AgentRepo {
+  create(a: Agent): Promise<void> // Conflict on (tenant, agentId) or clientId
+  get(tenant: string, agentId: string): Promise<Agent | null>
+  getByClientId(clientId: string): Promise<Agent | null>
+  list(tenant: string): Promise<Agent[]>
+  /** All agents' current capability hashes (for the gateway feed). */
+  listAll(): Promise<Agent[]>
+  update(tenant: string, agentId: string, patch: AgentPatch, updatedAt: number): Promise<Agent> // NotFound
+  delete(tenant: string, agentId: string): Promise<void> // NotFound
+}
+
+export interface CredentialRepo {
+  create(c: BootstrapCredential): Promise<void>
+  get(clientId: string): Promise<BootstrapCredential | null>
+  /**
+   * Marks a single-use credential used. Resolves false when it already was
+   * (atomic: exactly one concurrent caller wins).
+   */
+  consume(clientId: string, at: number): Promise<boolean>
+  deleteForAgent(tenant: string, agentId: string): Promise<void>
+}
+
+export interface AdminTokenRepo {
+  create(t: AdminToken): Promise<void>
+  getByHash(tokenHash: string): Promise<AdminToken | null>
+  get(id: string): Promise<AdminToken | null>
+  list(tenant?: string | null): Promise<AdminToken[]>
+  revoke(id: string, at: number): Promise<void> // NotFound
+}
+
+export interface ManifestRepo {
+  /** Idempotent: content-addressed by hash. */
+  put(hash: string, manifest: unknown): Promise<void>
+  get(hash: string): Promise<unknown | null>
+}
+
+export interface KeyRepo {
+  list(): Promise<SigningKey[]>
+  insert(k: SigningKey): Promise<void>
+  update(kid: string, patch: Partial<Omit<SigningKey, 'kid' | 'alg' | 'publicJwk' | 'encryptedPrivateKey' | 'createdAt'>>): Promise<void>
+}
+
+export interface AuditRepo {
+  /**
+   * Appends events already chained by the writer, in one transaction: all or
+   * none. Returns the assigned global ids in order.
+   */
+  append(events: Omit<AuditEvent, 'id'>[]): Promise<number[]>
+  /** Last event of a chain, or null. */
+  head(chainId: string): Promise<Omit<AuditEvent, 'id'> | null>
+  query(q: AuditQuery): Promise<AuditEvent[]>
+  /** Every chain id. */
+  chains(): Promise<string[]>
+  /** A chain's events in chainSeq order, from `afterSeq` (exclusive), at most `limit`. */
+  chain(chainId: string, afterSeq: number, limit: number): Promise<AuditEvent[]>
+  putCheckpoint(c: AuditCheckpoint): Promise<void>
+  /** Latest checkpoint per chain. */
+  latestCheckpoints(): Promise<AuditCheckpoint[]>
+}
+
+export interface RevocationRepo {
+  /** Persists an entry and assigns its seq. */
+  add(r: Omit<Revocation, 'seq'>): Promise<Revocation>
+  /** Live entries (expiresAt > now), in seq order. */
+  listActive(now: number): Promise<Revocation[]>
+  /** Entries with seq > afterSeq. */
+  since(afterSeq: number): Promise<Revocation[]>
+  get(seq: number): Promise<Revocation | null>
+  /** Highest seq assigned so far (0 when none). */
+  lastSeq(): Promise<number>
+  purgeExpired(now: number): Promise<number>
+}
+
+export interface PolicyRepo {
+  create(b: PolicyBundle): Promise<void> // Conflict on (tenant, version)
+  get(tenant: string, id: string): Promise<PolicyBundle | null>
+  list(tenant: string): Promise<PolicyBundle[]>
+  /** The active bundle of every tenant. */
+  listActive(): Promise<PolicyBundle[]>
+  /** Makes `id` the tenant's only active bundle (atomic). */
+  activate(tenant: string, id: string, at: number): Promise<PolicyBundle>
+  update(tenant: string, id: string, patch: Partial<Pick<PolicyBundle, 'status' | 'mode' | 'reviewedAt'>>): Promise<PolicyBundle>
+}
+
+export interface ApprovalRepo {
+  create(a: Approval): Promise<void>
+  get(id: string): Promise<Approval | null>
+  /** Open request of this agent for exactly this action, if any. */
+  findOpen(tenant: string, agentId: string, tool: string, paramsHash: string, now: number): Promise<Approval | null>
+  list(filter: { tenant?: string; status?: ApprovalStatus; limit: number }): Promise<Approval[]>
+  countOpen(filter: { tenant: string; agentId?: string; now: number }): Promise<number>
+  /**
+   * Moves a pending, unexpired request to approved/denied. Resolves null when
+   * it was not pending any more (so a double click changes nothing).
+   */
+  decide(id: string, d: { status: 'approved' | 'denied'; decidedBy: string; reason: string | null; decidedAt: number; overrideJti: string | null }): Promise<Approval | null>
+  setDeliveries(id: string, deliveries: ApprovalDelivery[]): Promise<void>
+  expire(now: number): Promise<Approval[]>
+}
+
+export interface TrustedIssuerRepo {
+  create(t: TrustedIssuer): Promise<void>
+  list(tenant: string): Promise<TrustedIssuer[]>
+  /** All tenants' issuers with this `iss`. */
+  findByIssuer(issuer: string): Promise<TrustedIssuer[]>
+  delete(tenant: string, id: string): Promise<void>
+}
+
+export interface GatewayAckRepo {
+  put(a: GatewayAck): Promise<void>
+  list(): Promise<GatewayAck[]>
+}
+
+/** Everything the control plane persists. */
+export interface Store {
+  readonly kind: 'sqlite' | 'postgres'
+  tenants: TenantRepo
+  agents: AgentRepo
+  credentials: CredentialRepo
+  adminTokens: AdminTokenRepo
+  manifests: ManifestRepo
+  keys: KeyRepo
+  audit: AuditRepo
+  revocations: RevocationRepo
+  policies: PolicyRepo
+  approvals: ApprovalRepo
+  trustedIssuers: TrustedIssuerRepo
+  gatewayAcks: GatewayAckRepo
+  /**
+   * Runs `fn` only if this process wins the named cluster-wide lock (PostgreSQL
+   * advisory lock; in-process mutex on SQLite). Resolves `{ ran: false }` when
+   * another holder has it, without waiting.
+   */
+  tryWithLock<T>(name: string, fn: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }>
+  close(): Promise<void>
+}
