@@ -1,0 +1,45 @@
+/**
+ * The control plane → gateway feed (DESIGN.md "Revocation", "Gateway"). One
+ * ordered stream per control-plane cluster carries revocations, agents'
+ * current capability hashes and policy bundle changes. Transport: Redis
+ * pub/sub (channel `aegis:feed`) when configured, else server-sent events on
+ * `GET /admin/v1/revocations/stream` (event name = `kind`, SSE `id` = seq for
+ * revocations). A (re)connecting gateway first loads a snapshot.
+ */
+import type { PolicyMode, Revocation } from '../store/types.js'
+
+export interface AgentState {
+  tenant: string
+  agentId: string
+  /** Current capability_hash; null when the agent was deleted. */
+  capabilityHash: string | null
+}
+
+export interface PolicyState {
+  tenant: string
+  /** Active bundle, or null when the tenant has none (strict engine). */
+  active: { id: string; version: string; cedar: string; mode: PolicyMode } | null
+  /** Candidate evaluated side by side with the active bundle. */
+  candidate: { id: string; version: string; cedar: string } | null
+}
+
+export type FeedEvent =
+  | { kind: 'revocation'; revocation: Revocation }
+  | { kind: 'agent'; agent: AgentState }
+  | { kind: 'policy'; policy: PolicyState }
+
+export interface FeedSnapshot {
+  /** Highest revocation seq included. */
+  seq: number
+  revocations: Revocation[]
+  agents: AgentState[]
+  policies: PolicyState[]
+  /** Oldest policy_version still accepted, if the control plane sets one. */
+  generatedAt: number
+}
+
+/** Control-plane side: publishes every change to all gateways. */
+export interface FeedPublisher {
+  publish(event: FeedEvent): Promise<void>
+  close(): Promise<void>
+}
