@@ -5,6 +5,20 @@
  * pub/sub (channel `aegis:feed`) when configured, else server-sent events on
  * `GET /admin/v1/revocations/stream` (event name = `kind`, SSE `id` = seq for
  * revocations). A (re)connecting gateway first loads a snapshot.
+ *
+ * Wire (fixed here so both ends agree):
+ * - `GET /admin/v1/feed/snapshot` (role gateway or admin) → FeedSnapshot JSON.
+ * - `GET /admin/v1/revocations/stream` (role gateway or admin): SSE. First
+ *   `event: snapshot` with a FeedSnapshot, then one event per change:
+ *   `event: <kind>` + `data: <FeedEvent JSON>` (+ `id: <seq>` for
+ *   revocations); a `: ping` comment every 15 s keeps proxies from closing it.
+ * - Redis: `PUBLISH aegis:feed <FeedEvent JSON>`; revocations are also
+ *   persisted in hash `aegis:revocations` (field = seq, value = Revocation
+ *   JSON) so a starting gateway can load them even with the control plane down.
+ * - Acknowledged propagation: a gateway `POST /admin/v1/gateways/acks`
+ *   `{"gateway_id", "seq"}` after applying entries (at most a few times a
+ *   second); `GET /admin/v1/gateways` lists gateways with their seq and lag;
+ *   `GET /admin/v1/revocations/{seq}` shows `applied_by` / `pending`.
  */
 import type { PolicyMode, Revocation } from '../store/types.js'
 

@@ -57,3 +57,22 @@ export interface PolicyResult {
 export interface PolicyEngine {
   evaluate(request: PolicyRequest): PolicyResult
 }
+
+/** A bundle as the gateway receives it from the feed. */
+export interface PolicyBundleSource {
+  id: string
+  tenant: string
+  version: string
+  cedar: string
+  mode: 'enforce' | 'shadow'
+}
+
+/**
+ * Turns a bundle into a ready engine, once per activation (parse once, never
+ * per call). Throws AegisError('invalid_request') with line/column for bad
+ * policy text. The gateway swaps engines atomically, so a decision never sees
+ * a half-loaded bundle. The strict capability check runs before any engine.
+ */
+export interface PolicyCompiler {
+  compile(bundle: PolicyBundleSource): PolicyEngine
+}
