@@ -1,0 +1,67 @@
+import { context, propagation, trace, SpanStatusCode, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api'
+import { W3CTraceContextPropagator } from '@opentelemetry/core'
+import { NodeTracerProvider, BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-node'
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
+import { resourceFromAttributes } from '@opentelemetry/resources'
+
+let provider: NodeTracerProvider | undefined
+
+/**
+ * Installs the global tracer provider once per process. Spans are exported over
+ * OTLP/HTTP only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces-specific
+ * variable) is set, honouring the standard OTel variables; otherwise the API's
+ * no-op tracer stays in place and spans cost next to nothing. Tests pass their
+ * own processor (an InMemorySpanExporter behind a SimpleSpanProcessor).
+ */
+export function initTracing(options: { serviceName?: string; processors?: SpanProcessor[]; env?: Record<string, string | undefined> } = {}): void {
+  if (provider) return
+  const env = options.env ?? process.env
+  const processors = [...(options.processors ?? [])]
+  if (env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) {
+    processors.push(new BatchSpanProcessor(new OTLPTraceExporter()))
+  }
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator())
+  if (processors.length === 0) return
+  provider = new NodeTracerProvider({
+    resource: resourceFromAttributes({ 'service.name': env.OTEL_SERVICE_NAME ?? options.serviceName ?? 'aegis' }),
+    spanProcessors: processors,
+  })
+  provider.register()
+}
+
+/** Flushes and removes the provider (process exit, tests). */
+export async function shutdownTracing(): Promise<void> {
+  const p = provider
+  provider = undefined
+  if (p) await p.shutdown()
+  trace.disable()
+  context.disable()
+  propagation.disable()
+}
+
+export function tracer(): Tracer {
+  return trace.getTracer('aegis')
+}
+
+/** The W3C trace context carried by incoming request headers. */
+export function extractContext(headers: Record<string, string | string[] | undefined>): Context {
+  return propagation.extract(context.active(), headers)
+}
+
+/** Writes the active span's `traceparent`/`tracestate` into outgoing headers. */
+export function injectContext(ctx: Context, headers: Record<string, string>): void {
+  propagation.inject(ctx, headers)
+}
+
+/**
+ * Starts a span as a child of `parent` and returns it; the caller ends it.
+ * Attributes must never carry a token or a sanitized parameter value.
+ */
+export function startSpan(name: string, parent: Context, attributes?: Attributes): Span {
+  return tracer().startSpan(name, { attributes }, parent)
+}
+
+export function endSpanWithError(span: Span, err: unknown): void {
+  span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) })
+  span.end()
+}
