@@ -1,0 +1,38 @@
+/** Shared helpers for `npm run bench`: timing loops and percentiles. */
+import { generateKeyPairSync, sign, verify } from 'node:crypto'
+
+export interface Rate { perSec: number; ops: number; seconds: number }
+
+/** Runs `fn` in a tight loop for `seconds` and reports ops/s. */
+export function loopRate(seconds: number, fn: () => void): Rate {
+  const end = performance.now() + seconds * 1000
+  let ops = 0
+  const start = performance.now()
+  while (performance.now() < end) {
+    for (let i = 0; i < 64; i++) fn()
+    ops += 64
+  }
+  const elapsed = (performance.now() - start) / 1000
+  return { perSec: ops / elapsed, ops, seconds: elapsed }
+}
+
+/** Latency percentiles (ms) of a sample of durations in ms. */
+export function percentiles(samples: number[]): { p50: number; p99: number; max: number } {
+  const s = [...samples].sort((a, b) => a - b)
+  const at = (q: number): number => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN
+  return { p50: at(0.5), p99: at(0.99), max: s[s.length - 1] ?? NaN }
+}
+
+/** The raw node:crypto Ed25519 baselines, measured in the same run as what they are compared with. */
+export function ed25519Baseline(seconds: number): { signPerSec: number; verifyPerSec: number } {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519')
+  const msg = Buffer.from('eyJhbGciOiJFZERTQSJ9.' + 'x'.repeat(300))
+  const sig = sign(null, msg, privateKey)
+  const s = loopRate(seconds, () => { sign(null, msg, privateKey) })
+  const v = loopRate(seconds, () => { verify(null, msg, publicKey, sig) })
+  return { signPerSec: s.perSec, verifyPerSec: v.perSec }
+}
+
+export function fmt(n: number, digits = 0): string {
+  return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+}
