@@ -1,0 +1,76 @@
+/**
+ * Starts `aegis serve` in a child process (so the load generator doesn't share
+ * its event loop) and waits until it answers.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { createServer } from 'node:net'
+
+export async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer()
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address()
+      const port = typeof addr === 'object' && addr ? addr.port : 0
+      s.close(() => resolve(port))
+    })
+    s.on('error', reject)
+  })
+}
+
+export interface ServerProcess {
+  child: ChildProcess
+  url: string
+  adminToken: string
+  stop(): Promise<void>
+}
+
+export async function startServeProcess(role: 'control-plane' | 'gateway' | 'all', env: Record<string, string>, portVar: 'AEGIS_CONTROL_PORT' | 'AEGIS_GATEWAY_PORT' = 'AEGIS_CONTROL_PORT'): Promise<ServerProcess> {
+  const port = env[portVar] ? Number(env[portVar]) : await freePort()
+  const adminToken = env.AEGIS_ADMIN_TOKEN ?? `bench_admin_${randomBytes(16).toString('hex')}`
+  const dataDir = env.AEGIS_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'aegis-bench-'))
+  const childEnv: Record<string, string> = {
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AEGIS_')) as Array<[string, string]>),
+    AEGIS_DATA_DIR: dataDir,
+    AEGIS_KEK: env.AEGIS_KEK ?? randomBytes(32).toString('base64'),
+    AEGIS_ADMIN_TOKEN: adminToken,
+    AEGIS_LOG_LEVEL: 'warn',
+    ...env,
+    [portVar]: String(port),
+  }
+  const child = spawn(process.execPath, ['bin/aegis.js', 'serve', '--role', role], { env: childEnv, stdio: ['ignore', 'pipe', 'inherit'] })
+  const url = `http://127.0.0.1:${port}`
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`aegis serve exited with ${child.exitCode}`)
+    try {
+      const res = await fetch(`${url}/healthz`)
+      if (res.ok) break
+    } catch { /* not up yet */ }
+    if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error('aegis serve did not come up in 30 s') }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return {
+    child,
+    url,
+    adminToken,
+    stop: async () => {
+      if (child.exitCode !== null) return
+      const exited = new Promise((r) => child.once('exit', r))
+      child.kill('SIGTERM')
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))])
+      if (child.exitCode === null) child.kill('SIGKILL')
+    },
+  }
+}
+
+/** JSON admin call. */
+export async function adminCall(url: string, token: string, method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
+  const res = await fetch(url + path, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })
+  const json = await res.json() as Record<string, unknown>
+  if (!res.ok && res.status !== 409) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`)
+  return json
+}
