@@ -89,6 +89,7 @@ export const CONFIG_KEYS = [
   { path: 'approvals.notifiers', type: 'json', default: {}, doc: 'Per approver group: {"group": [{"type":"slack"|"teams"|"webhook","url","secret"?}]}.' },
   { path: 'approvals.slackSigningSecret', type: 'string', doc: 'Slack app signing secret for interactivity callbacks.', secret: true },
   { path: 'approvals.webhookSecret', type: 'string', doc: 'HMAC secret for the generic webhook notifier and its callback.', secret: true },
+  { path: 'approvals.budgets', type: 'json', default: [], doc: 'Automatic-approval budgets: [{"name","tenant","tool","group","auto_approve_below":{"param":"/params/amount","max":1000},"per_day":5}] (README "Approvals").' },
 
   // Console
   { path: 'console.sessionTtlSeconds', type: 'integer', default: 28800, min: 60, doc: 'Console session lifetime.' },
@@ -160,6 +161,8 @@ export interface AegisConfig {
     notifiers: Record<string, NotifierConfig[]>
     slackSigningSecret?: string
     webhookSecret?: string
+    /** Raw budget entries; validated by control-plane/approvals/budgets.ts. */
+    budgets: unknown[]
   }
   console: { sessionTtlSeconds: number }
 }
