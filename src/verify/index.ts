@@ -1,0 +1,21 @@
+/**
+ * `aegis/verify`: local verification of Aegis access tokens for gateways and
+ * tool servers. Imports no server code: only node built-ins (signatures are
+ * checked with node:crypto), `lru-cache`, and pure helpers from `lib/`.
+ *
+ * @example
+ * import { createVerifier, nodeHttpAegis } from 'aegis/verify'
+ * const verifier = createVerifier({ issuer: 'https://aegis.example', audience: 'crm-tool' })
+ * await verifier.jwks.ready
+ * const claims = verifier.verify(token).claims
+ *
+ * @packageDocumentation
+ */
+export { createVerifier } from './verifier.js'
+export type { AccessTokenClaims, ConfirmationClaim, VerifiedHeader, VerifiedToken, Verifier, VerifierOptions } from './verifier.js'
+export { JwksClient } from './jwks-client.js'
+export type { JwksClientOptions, JwksFetchEvent, JwksStats, VerificationKey, VerifyAlgorithm } from './jwks-client.js'
+export { VerifyError } from './errors.js'
+export type { VerifyFailureReason } from './errors.js'
+export { bearerToken, expressAegis, fastifyAegis, nodeHttpAegis, verifyRequest } from './middleware.js'
+export type { ExpressLikeRequest, VerifyRequestOptions, VerifyRequestRefusal, VerifyRequestResult } from './middleware.js'

@@ -1,0 +1,312 @@
+import { constants, createHash, verify as cryptoVerify } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
+import { systemClock, type Clock } from '../lib/clock.js'
+import { jsonDepth } from '../lib/json-limits.js'
+import { VerifyError } from './errors.js'
+import { JwksClient, type VerificationKey, type VerifyAlgorithm } from './jwks-client.js'
+
+/** Sender constraint of a token (RFC 8705 §3.1, RFC 9449 §6.1). */
+export interface ConfirmationClaim {
+  /** SHA-256 thumbprint of the client certificate (mTLS). */
+  readonly 'x5t#S256'?: string
+  /** JWK SHA-256 thumbprint of the DPoP key. */
+  readonly jkt?: string
+  readonly [member: string]: unknown
+}
+
+/**
+ * Claims of an Aegis access token (DESIGN.md "Token service", RFC 9068 §2.2).
+ * `iss`, `sub`, `aud`, `exp`, `iat` and `jti` are always present and checked;
+ * the Aegis-specific claims are checked to be strings when present.
+ * Times are epoch seconds.
+ */
+export interface AccessTokenClaims {
+  readonly iss: string
+  /** The agent id. */
+  readonly sub: string
+  readonly aud: string | readonly string[]
+  readonly exp: number
+  readonly iat: number
+  readonly jti: string
+  readonly nbf?: number
+  readonly agent_id?: string
+  readonly client_id?: string
+  readonly tenant?: string
+  /** Space-separated scopes (RFC 9068 §2.2.3). */
+  readonly scope?: string
+  readonly policy_version?: string
+  /** base64url(SHA-256(RFC 8785 JSON of the agent's capability manifest)). */
+  readonly capability_hash?: string
+  readonly cnf?: ConfirmationClaim
+  readonly [claim: string]: unknown
+}
+
+/** The JWS protected header of a verified token. */
+export interface VerifiedHeader {
+  readonly alg: VerifyAlgorithm
+  readonly typ: string
+  readonly kid: string
+  readonly [member: string]: unknown
+}
+
+/** Result of a successful verification. Frozen; shared between calls for the same token. */
+export interface VerifiedToken {
+  /** Verified claims. */
+  readonly claims: AccessTokenClaims
+  /** The `kid` of the key that verified the signature. */
+  readonly kid: string
+  /** The protected header. */
+  readonly header: VerifiedHeader
+  /** base64url(SHA-256(token)): a safe handle for logs, caches and audit. */
+  readonly tokenHash: string
+}
+
+/** Options of {@link createVerifier}. */
+export interface VerifierOptions {
+  /** Expected `iss`, compared exactly. */
+  issuer: string
+  /** Accepted audiences; `aud` must contain at least one. */
+  audience: string | string[]
+  /** JWK Set URL; default: discovered from the issuer's RFC 8414 metadata. Ignored when `jwks` is given. */
+  jwksUrl?: string
+  /** A JWKS client to share (not closed by the verifier's `close()`). */
+  jwks?: JwksClient
+  /** Allowed clock skew for `exp`, `nbf` and `iat` (seconds). Default 30. */
+  clockSkewSeconds?: number
+  /** Largest accepted token (bytes), checked before any parsing. Default 8192. */
+  maxTokenBytes?: number
+  /** Allowed `alg` values. Default `['EdDSA']`. `none` and HMAC are never accepted. */
+  algorithms?: VerifyAlgorithm[]
+  /** Accepted `typ` values (compared case-insensitively). Default `['at+jwt', 'application/at+jwt']` (RFC 9068 §4). */
+  typ?: string[]
+  /** Capacity of the verified-token cache (entries); 0 disables it. Default 10 000. */
+  cacheSize?: number
+  /** Source of time. Default: system clock. */
+  clock?: Clock
+}
+
+/** A token verifier bound to one issuer and audience set. */
+export interface Verifier {
+  /**
+   * Verifies a compact JWS access token with the keys already cached.
+   * Synchronous; throws {@link VerifyError} (`code: 'invalid_token'`) on any
+   * failure. An unknown `kid` also starts a (cooldown-limited) JWKS refetch
+   * in the background, so a retry can succeed.
+   */
+  verify(token: string): VerifiedToken
+  /**
+   * Like {@link Verifier.verify}, but when keys are not loaded yet or the
+   * `kid` is unknown it waits for one (cooldown-limited, shared) JWKS fetch
+   * and tries once more.
+   */
+  verifyAsync(token: string): Promise<VerifiedToken>
+  /** The JWKS client in use. */
+  readonly jwks: JwksClient
+  /** Drops every cached verification result. */
+  clearCache(): void
+  /** Stops the JWKS client's timers if the verifier created it. */
+  close(): void
+}
+
+interface CacheEntry {
+  readonly result: VerifiedToken
+  /** The key object that verified it: if the JWKS no longer maps the kid to this very key, the entry is void. */
+  readonly key: VerificationKey
+  readonly expMs: number
+}
+
+const B64URL = /^[A-Za-z0-9_-]+$/
+const MAX_KID_LENGTH = 256
+const MAX_CLAIMS_DEPTH = 16
+// Headers that would let the token choose its own key: never fetched, never trusted (RFC 8725 §3.10).
+const KEY_SOURCE_HEADERS = ['jku', 'x5u', 'jwk', 'x5c'] as const
+const OPTIONAL_STRING_CLAIMS = ['agent_id', 'client_id', 'tenant', 'scope', 'policy_version', 'capability_hash'] as const
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+function fail(reason: ConstructorParameters<typeof VerifyError>[0], message: string, kid?: string): never {
+  throw new VerifyError(reason, message, kid)
+}
+
+/** Decodes one base64url segment, refusing anything but its canonical unpadded form. */
+function decodeSegment(segment: string): Buffer {
+  if (!B64URL.test(segment)) fail('malformed', 'token segment is not base64url')
+  const bytes = Buffer.from(segment, 'base64url')
+  // Non-canonical trailing bits would give one signature several spellings.
+  if (bytes.toString('base64url') !== segment) fail('malformed', 'token segment is not canonical base64url')
+  return bytes
+}
+
+function parseJsonObject(segment: string, what: string): Record<string, unknown> {
+  let value: unknown
+  try {
+    // JSON.parse keeps the last of duplicate members, which RFC 7515 §4 allows ("lexically last").
+    value = JSON.parse(utf8.decode(decodeSegment(segment)))
+  } catch (err) {
+    if (err instanceof VerifyError) throw err
+    fail('malformed', `token ${what} is not valid JSON`)
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('malformed', `token ${what} is not a JSON object`)
+  return value as Record<string, unknown>
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const child of Object.values(value as Record<string, unknown>)) deepFreeze(child)
+  }
+  return value
+}
+
+function isNumericDate(v: unknown): v is number {
+  return typeof v === 'number' && Number.isFinite(v)
+}
+
+/**
+ * Creates a verifier for Aegis access tokens (RFC 9068 JWTs) that applies
+ * the RFC 8725 checks of DESIGN.md "Gateway" step 1, in this order: size
+ * bound, three canonical base64url segments, strict header JSON, allow-listed
+ * `alg`, `typ`, no `crit`, no `jku`/`x5u`/`jwk`/`x5c`, known `kid` whose key
+ * is pinned to the header's `alg`, signature, then `iss`, `aud`, `exp`,
+ * `nbf`, `iat`, `sub`, `jti`.
+ *
+ * Verified tokens are cached by SHA-256 of the token until their `exp` (never
+ * past it), in a bounded LRU; a cached result is ignored once its `kid` left
+ * the JWKS or now maps to another key, so key retirement takes effect at once.
+ */
+export function createVerifier(options: VerifierOptions): Verifier {
+  const issuer = options.issuer
+  if (typeof issuer !== 'string' || issuer.length === 0) throw new TypeError('issuer is required')
+  const audiences = new Set(typeof options.audience === 'string' ? [options.audience] : options.audience)
+  if (audiences.size === 0) throw new TypeError('audience is required')
+  const algorithms = new Set<string>(options.algorithms ?? ['EdDSA'])
+  for (const a of algorithms) if (a !== 'EdDSA' && a !== 'RS256' && a !== 'PS256') throw new TypeError(`unsupported algorithm ${a}`)
+  const typs = new Set((options.typ ?? ['at+jwt', 'application/at+jwt']).map((t) => t.toLowerCase()))
+  const skew = options.clockSkewSeconds ?? 30
+  const maxTokenBytes = options.maxTokenBytes ?? 8192
+  const clock = options.clock ?? systemClock
+  const ownsJwks = options.jwks === undefined
+  const jwks = options.jwks ?? new JwksClient({ issuer, ...(options.jwksUrl !== undefined ? { jwksUrl: options.jwksUrl } : {}), algorithms: [...algorithms] as VerifyAlgorithm[], clock })
+  const cacheSize = options.cacheSize ?? 10_000
+  const cache = cacheSize > 0 ? new LRUCache<string, CacheEntry>({ max: cacheSize }) : undefined
+
+  function verify(token: string): VerifiedToken {
+    // Size first: nothing unbounded is parsed, hashed or cached.
+    if (typeof token !== 'string' || token.length === 0) fail('malformed', 'token missing')
+    if (token.length > maxTokenBytes) fail('too_large', 'token too large')
+    const tokenHash = createHash('sha256').update(token).digest('base64url')
+    const nowMs = clock.now()
+
+    if (cache !== undefined) {
+      const hit = cache.get(tokenHash)
+      if (hit !== undefined) {
+        if (hit.expMs > nowMs && jwks.getKey(hit.result.kid) === hit.key) return hit.result
+        cache.delete(tokenHash)
+      }
+    }
+
+    const dot1 = token.indexOf('.')
+    const dot2 = dot1 < 0 ? -1 : token.indexOf('.', dot1 + 1)
+    if (dot1 <= 0 || dot2 <= dot1 + 1 || dot2 === token.length - 1 || token.indexOf('.', dot2 + 1) !== -1) {
+      fail('malformed', 'token is not a compact JWS (three segments)')
+    }
+
+    const header = parseJsonObject(token.slice(0, dot1), 'header')
+    const alg = header.alg
+    // The allow-list, not the header, decides the algorithm family; `none` and HS* never pass.
+    if (typeof alg !== 'string' || !algorithms.has(alg)) fail('algorithm', 'token alg not allowed')
+    const typ = header.typ
+    if (typeof typ !== 'string' || !typs.has(typ.toLowerCase())) fail('type', 'token typ not accepted')
+    // No extension is understood, so any crit (RFC 7515 §4.1.11) means refuse; b64 (RFC 7797) likewise.
+    if (header.crit !== undefined) fail('header', 'token crit header not supported')
+    if (header.b64 !== undefined) fail('header', 'token b64 header not supported')
+    for (const name of KEY_SOURCE_HEADERS) if (header[name] !== undefined) fail('header', 'token key-source headers (jku, x5u, jwk, x5c) are not accepted')
+    const kid = header.kid
+    if (typeof kid !== 'string' || kid.length === 0 || kid.length > MAX_KID_LENGTH) fail('header', 'token kid missing or invalid')
+
+    const key = jwks.getKey(kid)
+    if (key === undefined) {
+      if (!jwks.loaded) {
+        void jwks.refreshOnMiss()
+        fail('keys_not_loaded', 'verification keys not loaded', kid)
+      }
+      void jwks.refreshOnMiss()
+      fail('unknown_kid', 'token kid unknown', kid)
+    }
+    // The key pins its algorithm: a header naming another one never selects a key type.
+    if (key.alg !== alg) fail('algorithm', 'token alg does not match its key')
+
+    const signature = decodeSegment(token.slice(dot2 + 1))
+    if (signature.length !== key.signatureBytes) fail('signature', 'token signature invalid')
+    // Segments were checked to be base64url, so latin1 gives the exact ASCII signing input.
+    const signingInput = Buffer.from(token.slice(0, dot2), 'latin1')
+    // Compact JWS verification is written out with node:crypto (not jose's jwtVerify) because
+    // jwtVerify is async WebCrypto and about 2x slower on the gateway hot path.
+    let valid: boolean
+    try {
+      if (alg === 'EdDSA') valid = cryptoVerify(null, signingInput, key.key, signature)
+      else if (alg === 'RS256') valid = cryptoVerify('sha256', signingInput, key.key, signature)
+      else valid = cryptoVerify('sha256', signingInput, { key: key.key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, signature)
+    } catch {
+      valid = false
+    }
+    if (!valid) fail('signature', 'token signature invalid')
+
+    const claims = parseJsonObject(token.slice(dot1 + 1, dot2), 'payload')
+    if (jsonDepth(claims, MAX_CLAIMS_DEPTH) > MAX_CLAIMS_DEPTH) fail('claims', 'token claims nested too deeply')
+    const now = nowMs / 1000
+    if (claims.iss !== issuer) fail('issuer', 'token issuer not accepted')
+    const aud = claims.aud
+    if (typeof aud === 'string') {
+      if (!audiences.has(aud)) fail('audience', 'token audience not accepted')
+    } else if (Array.isArray(aud) && aud.length > 0 && aud.every((a) => typeof a === 'string')) {
+      if (!aud.some((a: string) => audiences.has(a))) fail('audience', 'token audience not accepted')
+    } else {
+      fail('audience', 'token audience missing or invalid')
+    }
+    const exp = claims.exp
+    if (!isNumericDate(exp)) fail('claims', 'token exp missing or invalid')
+    if (exp <= now - skew) fail('expired', 'token expired')
+    if (claims.nbf !== undefined) {
+      if (!isNumericDate(claims.nbf)) fail('claims', 'token nbf invalid')
+      if (claims.nbf > now + skew) fail('not_yet_valid', 'token not yet valid')
+    }
+    if (!isNumericDate(claims.iat)) fail('claims', 'token iat missing or invalid')
+    if (claims.iat > now + skew) fail('not_yet_valid', 'token issued in the future')
+    if (typeof claims.sub !== 'string' || claims.sub.length === 0) fail('claims', 'token sub missing')
+    if (typeof claims.jti !== 'string' || claims.jti.length === 0) fail('claims', 'token jti missing')
+    for (const name of OPTIONAL_STRING_CLAIMS) {
+      if (claims[name] !== undefined && typeof claims[name] !== 'string') fail('claims', `token ${name} invalid`)
+    }
+    if (claims.cnf !== undefined && (typeof claims.cnf !== 'object' || claims.cnf === null || Array.isArray(claims.cnf))) fail('claims', 'token cnf invalid')
+
+    const result: VerifiedToken = Object.freeze({
+      claims: deepFreeze(claims) as unknown as AccessTokenClaims,
+      kid,
+      header: deepFreeze(header) as unknown as VerifiedHeader,
+      tokenHash,
+    })
+    const expMs = exp * 1000
+    if (cache !== undefined && expMs > nowMs) cache.set(tokenHash, { result, key, expMs })
+    return result
+  }
+
+  async function verifyAsync(token: string): Promise<VerifiedToken> {
+    try {
+      return verify(token)
+    } catch (err) {
+      if (!(err instanceof VerifyError) || (err.reason !== 'unknown_kid' && err.reason !== 'keys_not_loaded')) throw err
+      await jwks.refreshOnMiss()
+      return verify(token)
+    }
+  }
+
+  return {
+    verify,
+    verifyAsync,
+    jwks,
+    clearCache: () => cache?.clear(),
+    close: () => {
+      if (ownsJwks) jwks.close()
+    },
+  }
+}
