@@ -1,0 +1,47 @@
+/**
+ * Chooses the control plane's store once, from configuration: no
+ * `databaseUrl` → embedded SQLite at `<dataDir>/aegis.db`, else PostgreSQL.
+ */
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import type { AegisConfig } from '../config/schema.js'
+import type { Logger } from '../observability/logger.js'
+import { storeError } from './sql/rows.js'
+import { openSqliteStore } from './sqlite/store.js'
+import type { Store } from './types.js'
+
+export { openSqliteStore, type SqliteStoreOptions } from './sqlite/store.js'
+export { openPostgresStore, type PostgresStoreOptions } from './postgres/store.js'
+export type * from './types.js'
+
+/**
+ * Opens the store the configuration names and applies pending migrations.
+ * Rejects with an AegisError (never a driver error) when it cannot.
+ */
+export async function openStore(config: AegisConfig, logger: Logger): Promise<Store> {
+  if (config.databaseUrl) {
+    const { openPostgresStore } = await import('./postgres/store.js')
+    const store = await openPostgresStore(config.databaseUrl, { logger })
+    logger.info({ store: 'postgres', host: safeHost(config.databaseUrl) }, 'store opened')
+    return store
+  }
+  try {
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+  } catch (err) {
+    throw storeError(err, 'data directory')
+  }
+  const path = join(config.dataDir, 'aegis.db')
+  const store = await openSqliteStore(path)
+  logger.info({ store: 'sqlite', path }, 'store opened')
+  return store
+}
+
+/** Host and database of a URL, never its credentials. */
+function safeHost(url: string): string {
+  try {
+    const u = new URL(url)
+    return `${u.hostname}:${u.port || '5432'}${u.pathname}`
+  } catch {
+    return 'unparseable'
+  }
+}
