@@ -1,0 +1,239 @@
+/**
+ * Parses and validates a bundle's Cedar text once: syntax, the Aegis
+ * annotations, and the published schema. Every problem is reported with the
+ * line and column it sits at, so `aegis policy validate` and the admin API can
+ * point at it.
+ */
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
+import type { DetailedError, PolicyJson } from '@cedar-policy/cedar-wasm/nodejs'
+import { AegisError } from '../../errors.js'
+import { bundleSchemaText, isActionGroup } from './schema.js'
+
+/** Bundles larger than this are refused before parsing. */
+export const MAX_POLICIES = 5000
+export const MAX_POLICY_TEXT_BYTES = 2 * 1024 * 1024
+
+/** One problem in a bundle's text; line and column count from 1 (column in characters). */
+export interface CedarProblem {
+  line: number
+  column: number
+  message: string
+}
+
+/** Bad Cedar text: an `invalid_request` whose message names line and column of each problem. */
+export class CedarSyntaxError extends AegisError {
+  readonly problems: CedarProblem[]
+  constructor(problems: CedarProblem[], source?: string) {
+    const shown = problems.slice(0, 5).map((p) => `${source ? source + ':' : ''}line ${p.line}, column ${p.column}: ${p.message}`)
+    if (problems.length > 5) shown.push(`(${problems.length - 5} more)`)
+    super('invalid_request', `invalid Cedar policy: ${shown.join('; ')}`)
+    this.problems = problems
+  }
+}
+
+/** The Aegis meaning of one policy's annotations. */
+export interface PolicyMeta {
+  /** `@id("…")` when present, else Cedar's `policy<N>` (N = position in the text from 0). */
+  id: string
+  effect: 'permit' | 'forbid'
+  /** `@approval("group")` on a forbid. */
+  approval: string | null
+  /** `@approval_via("console")`. */
+  requireConsole: boolean
+  /** `@risk("high")`. */
+  risk: 'high' | 'normal'
+  /** JSON pointers from `@sanitize("redact:/params/x, redact:/params/y")` (and `@sanitize_<name>`). */
+  redact: string[]
+  /** `@reason("…")`: human text added to the decision's reason. */
+  reason: string | null
+}
+
+/** How a policy's scope constrains the action, for slicing. */
+export type ActionScope = { kind: 'all' } | { kind: 'some'; tools: string[]; groups: string[] }
+
+export interface AnalyzedPolicy {
+  meta: PolicyMeta
+  /** The policy's own text (annotations included). */
+  text: string
+  /** Position in the bundle text, from 0. */
+  index: number
+  line: number
+  scope: ActionScope
+}
+
+export interface AnalyzedBundle {
+  policies: AnalyzedPolicy[]
+  /** Every tool the policies name (scopes and conditions). */
+  tools: string[]
+  /** Every action group (`payments.*`) the policies name. */
+  groups: string[]
+}
+
+/** Line and column (from 1) of a UTF-8 byte offset, as Cedar reports spans. */
+export function positionOf(text: string, byteOffset: number): { line: number; column: number } {
+  const prefix = Buffer.from(text, 'utf8').subarray(0, Math.max(0, byteOffset)).toString('utf8')
+  const lines = prefix.split('\n')
+  return { line: lines.length, column: [...(lines[lines.length - 1] ?? '')].length + 1 }
+}
+
+function problemsOf(text: string, errors: DetailedError[], baseOffset = 0): CedarProblem[] {
+  return errors.map((e) => {
+    const loc = e.sourceLocations?.[0]
+    const pos = loc ? positionOf(text, baseOffset + loc.start) : { line: 1, column: 1 }
+    const detail = [e.message.replace(/^failed to parse policies from string: /, ''), loc?.label, e.help].filter(Boolean).join(' — ')
+    return { ...pos, message: detail }
+  })
+}
+
+const SANITIZE_KEY = /^sanitize(?:_[A-Za-z0-9_]+|\d+)?$/
+const GROUP_NAME = /^[A-Za-z0-9._:@-]{1,64}$/
+
+/** Checks an RFC 6901 pointer rooted at the request and under `/params`. */
+function checkRedactPointer(pointer: string): string | null {
+  if (!(pointer === '/params' || pointer.startsWith('/params/'))) return 'a redact pointer must start with /params/'
+  if (pointer === '/params') return 'redacting all of /params is not supported; name the fields'
+  if (/~(?![01])/.test(pointer)) return 'a JSON pointer escapes ~ as ~0 and / as ~1 (RFC 6901)'
+  return null
+}
+
+function readMeta(json: PolicyJson, cedarId: string): { meta: PolicyMeta; problems: string[] } {
+  const a = json.annotations ?? {}
+  const problems: string[] = []
+  const effect = json.effect
+  const id = a.id !== undefined ? a.id : cedarId
+  if (a.id !== undefined && (a.id.length === 0 || a.id.length > 128)) problems.push('@id must be 1 to 128 characters')
+  let approval: string | null = null
+  if (a.approval !== undefined) {
+    if (effect !== 'forbid') problems.push('@approval applies to forbid policies only')
+    else if (!GROUP_NAME.test(a.approval)) problems.push('@approval("group") needs an approver group name of 1 to 64 letters, digits or ._:@-')
+    else approval = a.approval
+  }
+  let requireConsole = false
+  if (a.approval_via !== undefined) {
+    if (a.approval_via !== 'console') problems.push('@approval_via accepts only "console"')
+    else if (a.approval === undefined) problems.push('@approval_via needs @approval on the same policy')
+    else requireConsole = true
+  }
+  let risk: 'high' | 'normal' = 'normal'
+  if (a.risk !== undefined) {
+    if (a.risk !== 'high' && a.risk !== 'normal') problems.push('@risk accepts "high" or "normal"')
+    else risk = a.risk
+  }
+  const redact: string[] = []
+  for (const [key, value] of Object.entries(a)) {
+    if (!SANITIZE_KEY.test(key)) continue
+    if (effect !== 'permit') { problems.push(`@${key} applies to permit policies only`); continue }
+    // Directives are comma separated; split only before a `word:` so a comma inside a pointer survives.
+    for (const directive of value.split(/\s*,\s*(?=[a-z]+:)/)) {
+      const m = /^\s*([a-z]+):(.*?)\s*$/.exec(directive)
+      if (!m) { problems.push(`@${key}: "${directive}" is not a directive (expected redact:/params/…)`); continue }
+      if (m[1] !== 'redact') { problems.push(`@${key}: unknown directive "${m[1]}" (supported: redact)`); continue }
+      const bad = checkRedactPointer(m[2]!)
+      if (bad) problems.push(`@${key}: ${bad}`)
+      else if (!redact.includes(m[2]!)) redact.push(m[2]!)
+    }
+  }
+  return { meta: { id, effect, approval, requireConsole, risk, redact, reason: a.reason ?? null }, problems }
+}
+
+function scopeOf(json: PolicyJson): ActionScope {
+  const c = json.action
+  if (c.op === 'All') return { kind: 'all' }
+  const uids = c.op === '==' ? ('entity' in c ? [c.entity] : []) : ('entity' in c ? [c.entity] : c.entities)
+  const ids = uids.map((u) => ('__entity' in u ? u.__entity.id : u.id))
+  return { kind: 'some', tools: ids.filter((i) => !isActionGroup(i)), groups: ids.filter(isActionGroup) }
+}
+
+/** Every `Action::"…"` literal anywhere in a policy's JSON (scope and conditions). */
+function collectActions(node: unknown, out: Set<string>): void {
+  if (Array.isArray(node)) { for (const n of node) collectActions(n, out); return }
+  if (node === null || typeof node !== 'object') return
+  const o = node as Record<string, unknown>
+  const uid = (o.__entity ?? o) as Record<string, unknown>
+  if (uid.type === 'Action' && typeof uid.id === 'string') out.add(uid.id)
+  for (const v of Object.values(o)) collectActions(v, out)
+}
+
+/** Extra validator strictness Aegis waives; see `isWaived`. */
+const ATTR_NOT_FOUND = /attribute `params(\.[^`]*)?` in context for .* not found/
+const EXT_NON_LITERAL = /extension constructors may not be called with non-literal expressions/
+
+/**
+ * Tool parameters are open-ended JSON, and Cedar's strict validator has no
+ * open record type (additionalAttributes is experimental), so the schema
+ * declares `params` as an empty record and exactly two errors are waived:
+ * reading an attribute of `context.params`, and calling an extension
+ * constructor (`ip(…)`, `decimal(…)`) on such an attribute. Everything else
+ * (entity types, principal and resource attributes, context keys, types of
+ * non-params expressions, action applicability) is validated strictly; a
+ * params value of the wrong type fails evaluation, which Aegis turns into deny.
+ */
+function isWaived(text: string, e: DetailedError, baseOffset: number): boolean {
+  const loc = e.sourceLocations?.[0]
+  if (!loc) return false
+  const span = Buffer.from(text, 'utf8').subarray(baseOffset + loc.start, baseOffset + loc.end).toString('utf8')
+  if (ATTR_NOT_FOUND.test(e.message)) return /^context\s*\.\s*params\b/.test(span)
+  if (EXT_NON_LITERAL.test(e.message)) return /^[A-Za-z]+\s*\(\s*context\s*\.\s*params\b/.test(span)
+  return false
+}
+
+/**
+ * Parses, reads annotations and validates a bundle against the Aegis schema.
+ * Pure: nothing is cached in the Cedar runtime. Throws CedarSyntaxError
+ * (`invalid_request`, with line and column) for any problem.
+ */
+export function analyzeBundle(text: string, source?: string): AnalyzedBundle {
+  if (typeof text !== 'string' || text.trim() === '') throw new CedarSyntaxError([{ line: 1, column: 1, message: 'the bundle has no policies' }], source)
+  if (Buffer.byteLength(text, 'utf8') > MAX_POLICY_TEXT_BYTES) throw new CedarSyntaxError([{ line: 1, column: 1, message: `policy text over ${MAX_POLICY_TEXT_BYTES} bytes` }], source)
+  const parsed = cedar.checkParsePolicySet({ staticPolicies: text })
+  if (parsed.type === 'failure') throw new CedarSyntaxError(problemsOf(text, parsed.errors), source)
+  const parts = cedar.policySetTextToParts(text)
+  if (parts.type === 'failure') throw new CedarSyntaxError(problemsOf(text, parts.errors), source)
+  if (parts.policy_templates.length > 0) throw new CedarSyntaxError([{ line: 1, column: 1, message: 'policy templates (?principal / ?resource slots) are not supported in bundles' }], source)
+  const n = parts.policies.length
+  if (n === 0) throw new CedarSyntaxError([{ line: 1, column: 1, message: 'the bundle has no policies' }], source)
+  if (n > MAX_POLICIES) throw new CedarSyntaxError([{ line: 1, column: 1, message: `more than ${MAX_POLICIES} policies` }], source)
+
+  // policySetTextToParts returns the parts sorted by their ids (policy0,
+  // policy1, policy10, …) as strings; undo that to get source order.
+  const sortedIds = Array.from({ length: n }, (_, i) => `policy${i}`).sort()
+  const ordered: string[] = new Array<string>(n)
+  parts.policies.forEach((p, i) => { ordered[Number(sortedIds[i]!.slice(6))] = p })
+
+  const problems: CedarProblem[] = []
+  const policies: AnalyzedPolicy[] = []
+  const tools = new Set<string>()
+  const groups = new Set<string>()
+  const seen = new Map<string, number>()
+  let cursor = 0
+  for (let i = 0; i < n; i++) {
+    const ptext = ordered[i]!
+    const at = text.indexOf(ptext, cursor)
+    const charOffset = at >= 0 ? at : cursor
+    if (at >= 0) cursor = at + ptext.length
+    const pos = positionOf(text, Buffer.byteLength(text.slice(0, charOffset), 'utf8'))
+    const json = cedar.policyToJson(ptext)
+    if (json.type === 'failure') { problems.push(...problemsOf(ptext, json.errors).map((p) => ({ ...p, line: p.line + pos.line - 1 }))); continue }
+    const { meta, problems: annProblems } = readMeta(json.json, `policy${i}`)
+    for (const m of annProblems) problems.push({ ...pos, message: m })
+    const prev = seen.get(meta.id)
+    if (prev !== undefined) problems.push({ ...pos, message: `policy id "${meta.id}" is already used by the policy on line ${prev}` })
+    seen.set(meta.id, pos.line)
+    const scope = scopeOf(json.json)
+    const named = new Set<string>()
+    collectActions(json.json, named)
+    for (const a of named) (isActionGroup(a) ? groups : tools).add(a)
+    policies.push({ meta, text: ptext, index: i, line: pos.line, scope })
+  }
+  if (problems.length > 0) throw new CedarSyntaxError(problems, source)
+
+  const schema = bundleSchemaText(tools, groups)
+  const v = cedar.validate({ schema, policies: { staticPolicies: text }, validationSettings: { mode: 'strict' } })
+  if (v.type === 'failure') {
+    // The generated schema itself failed: a tool name Cedar cannot declare.
+    throw new CedarSyntaxError(v.errors.map((e) => ({ line: 1, column: 1, message: e.message })), source)
+  }
+  const kept = v.validationErrors.filter((e) => !isWaived(text, e.error, 0))
+  if (kept.length > 0) throw new CedarSyntaxError(problemsOf(text, kept.map((e) => e.error)), source)
+  return { policies, tools: [...tools], groups: [...groups] }
+}

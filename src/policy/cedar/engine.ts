@@ -1,0 +1,254 @@
+/**
+ * The Cedar policy engine (DESIGN.md "Policy"): a bundle is parsed and
+ * validated once per activation, split into per-action slices that are
+ * preparsed in the Cedar runtime, and each call is evaluated synchronously
+ * against the one slice that can apply to its tool.
+ */
+import { createHash } from 'node:crypto'
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
+import type { Response } from '@cedar-policy/cedar-wasm/nodejs'
+import type { Obligation, PolicyBundleSource, PolicyCompiler, PolicyEngine, PolicyRequest, PolicyResult } from '../types.js'
+import { AegisError } from '../../errors.js'
+import { analyzeBundle, type AnalyzedBundle, type AnalyzedPolicy, type PolicyMeta } from './analyze.js'
+import { buildContext, buildEntities, ParamsError } from './request.js'
+import { inActionGroup, PRINCIPAL_TYPE, RESOURCE_TYPE } from './schema.js'
+
+/** A preparsed policy set in the Cedar runtime, or no policies at all. */
+interface Slice {
+  /** null when no policy can apply: Cedar would deny by default, so no call is made. */
+  psetId: string | null
+  size: number
+}
+
+interface ActionPlan {
+  slice: Slice
+  /** Action groups the tool is a member of (sent as the action entity's parents), or null. */
+  parents: string[] | null
+}
+
+/**
+ * Preparsed sets live in the Cedar runtime's thread-local cache, which has no
+ * eviction call. Their ids are content hashes, so compiling the same bundle
+ * again (a gateway reconnecting, a candidate becoming active) reuses them
+ * instead of growing the cache, and two bundles can never clash on an id.
+ */
+const preparsed = new Set<string>()
+
+function preparseSlice(policies: AnalyzedPolicy[]): Slice {
+  if (policies.length === 0) return { psetId: null, size: 0 }
+  const record: Record<string, string> = {}
+  const h = createHash('sha256')
+  for (const p of policies) {
+    record[p.meta.id] = p.text
+    h.update(p.meta.id).update('\u0000').update(p.text).update('\u0000')
+  }
+  const psetId = 'aegis:' + h.digest('base64url')
+  if (!preparsed.has(psetId)) {
+    const r = cedar.preparsePolicySet(psetId, { staticPolicies: record })
+    if (r.type === 'failure') throw new AegisError('invalid_request', `invalid Cedar policy: ${r.errors.map((e) => e.message).join('; ')}`)
+    preparsed.add(psetId)
+  }
+  return { psetId, size: policies.length }
+}
+
+function matchesTool(p: AnalyzedPolicy, tool: string): boolean {
+  if (p.scope.kind === 'all') return true
+  return p.scope.tools.includes(tool) || p.scope.groups.some((g) => inActionGroup(tool, g))
+}
+
+/** Options of the engine. */
+export interface CedarEngineOptions {
+  /**
+   * Evaluate every call against the whole bundle instead of its action's
+   * slice. Only for tests and benchmarks that compare the two.
+   */
+  unsliced?: boolean
+}
+
+const PLAN_CACHE_MAX = 4096
+
+/** One compiled bundle. `evaluate` is synchronous and never throws. */
+export class CedarEngine implements PolicyEngine {
+  readonly bundleId: string
+  readonly version: string
+  readonly mode: 'enforce' | 'shadow'
+  readonly policyCount: number
+  private readonly meta = new Map<string, PolicyMeta>()
+  private readonly order = new Map<string, number>()
+  private readonly toolPlans = new Map<string, ActionPlan>()
+  private readonly groupPlans = new Map<string, ActionPlan>()
+  /** Declared groups, longest first, so the first match is the deepest. */
+  private readonly groups: string[]
+  private readonly defaultPlan: ActionPlan
+  private readonly unknownPlans = new Map<string, ActionPlan>()
+  private readonly whole: Slice | null
+
+  constructor(bundle: PolicyBundleSource, analyzed: AnalyzedBundle, opts: CedarEngineOptions = {}) {
+    this.bundleId = bundle.id
+    this.version = bundle.version
+    this.mode = bundle.mode
+    this.policyCount = analyzed.policies.length
+    for (const p of analyzed.policies) {
+      this.meta.set(p.meta.id, p.meta)
+      this.order.set(p.meta.id, p.index)
+    }
+    this.groups = [...analyzed.groups].sort((a, b) => b.length - a.length)
+    const all = analyzed.policies
+    this.whole = opts.unsliced ? preparseSlice(all) : null
+    const parentsOf = (tool: string): string[] | null => {
+      const ps = this.groups.filter((g) => inActionGroup(tool, g))
+      return ps.length > 0 ? ps : null
+    }
+    // Cedar's policy slicing: a slice holds every policy whose action scope
+    // can match, a superset is harmless (Cedar still checks the scope), so
+    // each tool the bundle names gets its own slice, and unnamed tools share
+    // the slice of the deepest group they fall in, or the unscoped policies.
+    for (const tool of analyzed.tools) {
+      this.toolPlans.set(tool, { slice: preparseSlice(all.filter((p) => matchesTool(p, tool))), parents: parentsOf(tool) })
+    }
+    for (const g of this.groups) {
+      const slice = preparseSlice(all.filter((p) => p.scope.kind === 'all' || p.scope.groups.some((h) => h === g || inActionGroup(g, h))))
+      this.groupPlans.set(g, { slice, parents: null })
+    }
+    this.defaultPlan = { slice: preparseSlice(all.filter((p) => p.scope.kind === 'all')), parents: null }
+  }
+
+  private planFor(tool: string): ActionPlan {
+    const known = this.toolPlans.get(tool)
+    if (known) return known
+    if (this.groups.length === 0) return this.defaultPlan
+    const cached = this.unknownPlans.get(tool)
+    if (cached) return cached
+    const deepest = this.groups.find((g) => inActionGroup(tool, g))
+    const plan: ActionPlan = deepest
+      ? { slice: this.groupPlans.get(deepest)!.slice, parents: this.groups.filter((g) => inActionGroup(tool, g)) }
+      : this.defaultPlan
+    // Tool names come from callers: bound the memo, never the correctness.
+    if (this.unknownPlans.size >= PLAN_CACHE_MAX) this.unknownPlans.clear()
+    this.unknownPlans.set(tool, plan)
+    return plan
+  }
+
+  /** Number of policies the call for `tool` is evaluated against (for tests and metrics). */
+  sliceSize(tool: string): number {
+    return this.whole ? this.whole.size : this.planFor(tool).slice.size
+  }
+
+  evaluate(request: PolicyRequest): PolicyResult {
+    try {
+      if (typeof request.action !== 'string' || request.action === '') return this.deny(['invalid_request: no action'], [])
+      const plan = this.planFor(request.action)
+      const slice = this.whole ?? plan.slice
+      if (slice.psetId === null) return this.deny([`no_permit: no policy permits ${request.action}`], [])
+      const context = buildContext(request)
+      const entities = buildEntities(request, plan.parents)
+      const answer = cedar.statefulIsAuthorized({
+        principal: { type: PRINCIPAL_TYPE, id: request.principal.agentId },
+        action: { type: 'Action', id: request.action },
+        resource: { type: RESOURCE_TYPE, id: request.resource ?? '' },
+        context,
+        entities,
+        preparsedPolicySetId: slice.psetId,
+      })
+      if (answer.type === 'failure') {
+        return this.deny([`error: the request could not be evaluated (${answer.errors.map((e) => e.message).join('; ')})`], [])
+      }
+      return this.decide(request, answer.response)
+    } catch (err) {
+      if (err instanceof ParamsError) return this.deny([`invalid_params: ${err.message}`], [])
+      return this.deny([`error: evaluation failed (${err instanceof Error ? err.message : String(err)})`], [])
+    }
+  }
+
+  private byOrder = (a: string, b: string): number => (this.order.get(a) ?? 0) - (this.order.get(b) ?? 0)
+
+  private label(m: PolicyMeta): string {
+    return m.reason ? `${m.id} (${m.reason})` : m.id
+  }
+
+  /** Cedar's answer + the determining policies' annotations → one of the four decisions. */
+  private decide(request: PolicyRequest, response: Response): PolicyResult {
+    const determining = [...response.diagnostics.reason].sort(this.byOrder)
+    const metas = determining.map((id) => this.meta.get(id)).filter((m): m is PolicyMeta => m !== undefined)
+    const risk: 'high' | 'normal' = metas.some((m) => m.risk === 'high') ? 'high' : 'normal'
+    const errors = response.diagnostics.errors
+
+    // Cedar skips a policy whose evaluation errors; for a forbid that would
+    // fail open (a missing or mistyped parameter lifting a restriction), so
+    // an erroring forbid denies.
+    const erroredForbids = errors.filter((e) => this.meta.get(e.policyId)?.effect === 'forbid')
+    if (erroredForbids.length > 0) {
+      const ids = [...new Set([...erroredForbids.map((e) => e.policyId), ...determining.filter((id) => this.meta.get(id)?.effect === 'forbid')])].sort(this.byOrder)
+      const reasons = erroredForbids.map((e) => `error: forbid ${e.policyId} could not be evaluated, so it denies (${e.error.message})`)
+      return this.deny(reasons, ids, risk)
+    }
+
+    if (response.decision === 'deny') {
+      if (metas.length === 0) {
+        const reasons = [`no_permit: no policy permits ${request.action}`]
+        for (const e of errors) reasons.push(`error: permit ${e.policyId} could not be evaluated (${e.error.message})`)
+        return this.deny(reasons, [], risk)
+      }
+      const hard = metas.filter((m) => m.approval === null)
+      if (hard.length > 0) return this.deny(hard.map((m) => `forbid: ${this.label(m)}`), determining, risk)
+      const first = metas[0]!
+      return {
+        decision: 'approval_needed',
+        reasons: metas.map((m) => `approval: ${this.label(m)} needs approval by ${m.approval}`),
+        policyIds: determining,
+        obligations: [],
+        approvalGroup: first.approval!,
+        requireConsole: metas.some((m) => m.requireConsole),
+        risk,
+        policyVersion: this.version,
+        mode: this.mode,
+      }
+    }
+
+    const obligations: Obligation[] = []
+    const seen = new Set<string>()
+    for (const m of metas) {
+      for (const path of m.redact) {
+        if (seen.has(path)) continue
+        seen.add(path)
+        obligations.push({ type: 'redact', path })
+      }
+    }
+    return {
+      decision: obligations.length > 0 ? 'sanitize' : 'allow',
+      reasons: metas.map((m) => (m.redact.length > 0 ? `sanitize: ${this.label(m)} redacts ${m.redact.join(', ')}` : `permit: ${this.label(m)}`)),
+      policyIds: determining,
+      obligations,
+      risk,
+      policyVersion: this.version,
+      mode: this.mode,
+    }
+  }
+
+  private deny(reasons: string[], policyIds: string[], risk: 'high' | 'normal' = 'normal'): PolicyResult {
+    return { decision: 'deny', reasons, policyIds, obligations: [], risk, policyVersion: this.version, mode: this.mode }
+  }
+}
+
+/**
+ * Compiles bundles into engines (PolicyCompiler). Throws CedarSyntaxError
+ * (`invalid_request`, line and column) for bad policy text; the engine it
+ * returns is complete, so a caller that swaps engines never exposes a
+ * half-loaded bundle.
+ */
+export class CedarCompiler implements PolicyCompiler {
+  constructor(private readonly opts: CedarEngineOptions = {}) {}
+
+  compile(bundle: PolicyBundleSource): CedarEngine {
+    return new CedarEngine(bundle, analyzeBundle(bundle.cedar), this.opts)
+  }
+}
+
+/**
+ * Validates policy text against the Aegis schema without compiling it (the
+ * control plane's upload check). Throws CedarSyntaxError with line and column.
+ */
+export function validatePolicyText(text: string, source?: string): { policies: number; tools: string[]; groups: string[] } {
+  const a = analyzeBundle(text, source)
+  return { policies: a.policies.length, tools: a.tools, groups: a.groups }
+}

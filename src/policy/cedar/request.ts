@@ -1,0 +1,82 @@
+/**
+ * Builds the Cedar request (entities and context) for one call, keeping it as
+ * small as the performance budget asks: two entities (principal, resource)
+ * with flat attributes, plus the action entity only when the bundle uses
+ * action groups.
+ */
+import type { CedarValueJson, Context, EntityJson } from '@cedar-policy/cedar-wasm/nodejs'
+import type { PolicyRequest } from '../types.js'
+import { PRINCIPAL_TYPE, RESOURCE_TYPE } from './schema.js'
+
+/** Thrown for parameters Cedar cannot hold; the engine answers deny. */
+export class ParamsError extends Error {}
+
+/** Keys that Cedar's JSON format reads as escapes (entity references, extension values). */
+const RESERVED = new Set(['__entity', '__extn', '__expr'])
+
+/**
+ * Untrusted JSON → Cedar JSON value. Cedar has no null and no floats: a null
+ * (object member or array element) is dropped, so `has` is false for it; a
+ * number that is not a safe integer becomes its JSON text, so numeric
+ * comparisons on it fail evaluation (and fail closed) instead of rounding.
+ * Arrays become sets. Reserved escape keys are refused, or a parameter could
+ * forge an entity reference.
+ */
+export function toCedarValue(v: unknown): CedarValueJson | undefined {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return v
+    case 'number':
+      return Number.isSafeInteger(v) ? v : JSON.stringify(v)
+    case 'object': {
+      if (v === null) return undefined
+      if (Array.isArray(v)) {
+        const out: CedarValueJson[] = []
+        for (const e of v) {
+          const c = toCedarValue(e)
+          if (c !== undefined) out.push(c)
+        }
+        return out
+      }
+      const out: Record<string, CedarValueJson> = {}
+      for (const k in v as Record<string, unknown>) {
+        if (!Object.prototype.hasOwnProperty.call(v, k)) continue
+        if (RESERVED.has(k)) throw new ParamsError(`parameter key "${k}" is reserved`)
+        const c = toCedarValue((v as Record<string, unknown>)[k])
+        if (c !== undefined) out[k] = c
+      }
+      return out
+    }
+    default:
+      return undefined
+  }
+}
+
+/** The Cedar context of a call: `{ params, time, client_address?, override }`. */
+export function buildContext(req: PolicyRequest): Context {
+  const params = req.params !== null && typeof req.params === 'object' && !Array.isArray(req.params) ? toCedarValue(req.params) : undefined
+  if (params === undefined) throw new ParamsError('params must be a JSON object')
+  if (!Number.isSafeInteger(req.time)) throw new ParamsError('time must be integer epoch seconds')
+  const ctx: Context = { params, time: req.time, override: req.override === true }
+  if (typeof req.clientAddress === 'string' && req.clientAddress !== '') ctx.client_address = req.clientAddress
+  return ctx
+}
+
+/** Principal and resource entities of a call (and the action's group parents when given). */
+export function buildEntities(req: PolicyRequest, actionParents: string[] | null): EntityJson[] {
+  const p = req.principal
+  const resource = req.resource ?? ''
+  const entities: EntityJson[] = [
+    {
+      uid: { type: PRINCIPAL_TYPE, id: p.agentId },
+      attrs: { tenant: p.tenant, agent_id: p.agentId, client_id: p.clientId, scopes: p.scopes, capabilities: p.capabilities },
+      parents: [],
+    },
+    { uid: { type: RESOURCE_TYPE, id: resource }, attrs: { id: resource }, parents: [] },
+  ]
+  if (actionParents && actionParents.length > 0) {
+    entities.push({ uid: { type: 'Action', id: req.action }, attrs: {}, parents: actionParents.map((g) => ({ type: 'Action', id: g })) })
+  }
+  return entities
+}
