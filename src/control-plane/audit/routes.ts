@@ -1,0 +1,85 @@
+import type { FastifyInstance } from 'fastify'
+import { AegisError } from '../../errors.js'
+import { requireRole } from '../../http/admin-auth.js'
+import type { AuditQuery } from '../../store/types.js'
+import type { ControlPlaneDeps } from '../deps.js'
+import { eventToWire } from './chain.js'
+
+const TYPE_RE = /^[A-Za-z0-9_.*-]{1,100}$/
+const TENANT_RE = /^[A-Za-z0-9._-]{1,128}$/
+const DEFAULT_LIMIT = 100
+const MAX_LIMIT = 1000
+
+function bad(message: string): AegisError {
+  return new AegisError('invalid_request', message)
+}
+
+function one(q: Record<string, unknown>, name: string): string | undefined {
+  const v = q[name]
+  if (v === undefined) return undefined
+  if (typeof v !== 'string') throw bad(`${name} may be given once`)
+  return v
+}
+
+/** Epoch ms from `since`: an integer (epoch ms) or an RFC 3339 date-time. */
+function parseSince(v: string): number {
+  if (/^\d{1,15}$/.test(v)) return Number(v)
+  if (v.length <= 40 && /^\d{4}-\d{2}-\d{2}T/.test(v)) {
+    const ms = Date.parse(v)
+    if (Number.isFinite(ms)) return ms
+  }
+  throw bad('since must be epoch milliseconds or an RFC 3339 date-time')
+}
+
+/** Parses and bounds the query string of GET /admin/v1/audit. */
+export function parseAuditQuery(raw: unknown): AuditQuery {
+  const q = (raw ?? {}) as Record<string, unknown>
+  for (const k of Object.keys(q)) {
+    if (!['type', 'tenant', 'since', 'limit', 'cursor'].includes(k)) throw bad(`unknown parameter ${k}`)
+  }
+  const out: AuditQuery = { limit: DEFAULT_LIMIT }
+  const type = one(q, 'type')
+  if (type !== undefined) {
+    if (!TYPE_RE.test(type)) throw bad('type must be an event type such as token.issued')
+    out.type = type
+  }
+  const tenant = one(q, 'tenant')
+  if (tenant !== undefined) {
+    if (!TENANT_RE.test(tenant)) throw bad('tenant is not a valid tenant id')
+    out.tenant = tenant
+  }
+  const since = one(q, 'since')
+  if (since !== undefined) out.since = parseSince(since)
+  const limit = one(q, 'limit')
+  if (limit !== undefined) {
+    if (!/^\d{1,4}$/.test(limit) || Number(limit) < 1 || Number(limit) > MAX_LIMIT) throw bad(`limit must be an integer from 1 to ${MAX_LIMIT}`)
+    out.limit = Number(limit)
+  }
+  const cursor = one(q, 'cursor')
+  if (cursor !== undefined) {
+    if (!/^\d{1,15}$/.test(cursor)) throw bad('cursor must be the next_cursor of a previous page')
+    out.cursor = Number(cursor)
+  }
+  return out
+}
+
+/**
+ * `GET /admin/v1/audit?type=&tenant=&since=&limit=&cursor=`: pages through
+ * audit events in id order, `{"events": [...], "next_cursor": string|null}`.
+ * A tenant admin sees only its own tenant (naming another is 403). Path is
+ * absolute: register this plugin without a prefix.
+ */
+export async function auditRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
+  app.get('/admin/v1/audit', { preHandler: requireRole(deps.store, ['admin'], deps.sessions) }, async (request, reply) => {
+    const principal = request.adminPrincipal!
+    const query = parseAuditQuery(request.query)
+    if (principal.tenant !== null) {
+      if (query.tenant !== undefined && query.tenant !== principal.tenant) throw new AegisError('forbidden', 'outside this token\'s tenant')
+      query.tenant = principal.tenant
+    }
+    const events = await deps.store.audit.query(query)
+    reply.header('cache-control', 'no-store')
+    const last = events[events.length - 1]
+    return { events: events.map(eventToWire), next_cursor: events.length === query.limit && last ? String(last.id) : null }
+  })
+}

@@ -1,0 +1,453 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto'
+import type { AegisConfig } from '../../config/schema.js'
+import { AegisError, Unavailable } from '../../errors.js'
+import { canonicalHash } from '../../lib/canonical-json.js'
+import type { Clock } from '../../lib/clock.js'
+import { sha256b64url } from '../../lib/hash.js'
+import type { Logger } from '../../observability/logger.js'
+import type { Metrics } from '../../observability/metrics.js'
+import type { AuditEventInput, KeyState, SigningKey, Store } from '../../store/types.js'
+import type { AuditWriter } from '../audit/types.js'
+import { decryptPrivateKey, encryptPrivateKey, loadKek } from './kek.js'
+import type { KeyManager } from './types.js'
+
+/** Name of the cluster-wide lock held while keys are created or change state. */
+export const KEYS_LOCK = 'aegis:keys'
+
+/** A key as listed by the admin API and the CLI: no private material. */
+export type PublicKeyInfo = Omit<SigningKey, 'encryptedPrivateKey'>
+
+export interface KeyManagerDeps {
+  config: AegisConfig
+  store: Store
+  /** Where key.* events go; may be attached later with attachAudit (events wait until then). */
+  audit?: AuditWriter
+  clock: Clock
+  logger: Logger
+  metrics: Metrics
+  /**
+   * Key-encryption key. Default: loadKek(config, { createIfMissing: false }),
+   * so a control plane without AEGIS_KEK, AEGIS_KEK_FILE or `<dataDir>/kek`
+   * refuses to start (`aegis dev` creates the file first).
+   */
+  kek?: Buffer
+}
+
+/** The KeyManager plus what its owner (control-plane app, CLI, tests) needs. */
+export interface ManagedKeyManager extends KeyManager {
+  /** Sends key.* events to this writer, including those that waited for it. */
+  attachAudit(audit: AuditWriter): void
+  /**
+   * One scheduler pass: reload from the store, then under the cluster lock
+   * persist due state changes and publish a `next` key when rotation is due.
+   * The timer started by start() calls this every keys.checkIntervalSeconds.
+   */
+  maintain(): Promise<void>
+}
+
+/** A key with its state as the schedule says at a given instant. */
+interface Effective extends SigningKey {
+  /** State as stored (the lock holder persists transitions later). */
+  storedState: KeyState
+}
+
+interface View {
+  keys: Effective[]
+  current: Effective | null
+  /** Next instant at which some key changes state (epoch ms). */
+  boundaryAt: number
+}
+
+/** RFC 7638 JWK thumbprint: canonical JSON of the required members, SHA-256, base64url. */
+function thumbprint(jwk: { crv: string; kty: string; x: string }): string {
+  return canonicalHash({ crv: jwk.crv, kty: jwk.kty, x: jwk.x })
+}
+
+/**
+ * Computes every key's state at `now` from the stored schedule alone, so
+ * that every control plane reading the same rows agrees on the signing key at
+ * the same instant without talking to the others:
+ * - revoked or stored-retired keys are retired;
+ * - among the others, those that have started (activatesAt ≤ now, or already
+ *   persisted as current/previous) are ordered newest first: the newest is
+ *   current, the rest previous until retiresAt, then retired;
+ * - keys not started yet are next.
+ */
+export function effectiveKeys(rows: readonly SigningKey[], now: number, retentionMs: number): View {
+  const keys: Effective[] = rows.map((r) => ({ ...r, storedState: r.state }))
+  const live = keys.filter((k) => !k.revoked && k.storedState !== 'retired')
+  const started = live
+    .filter((k) => k.activatesAt <= now || k.storedState === 'current' || k.storedState === 'previous')
+    .sort((a, b) => b.activatesAt - a.activatesAt || b.createdAt - a.createdAt || (a.kid < b.kid ? -1 : 1))
+  let boundaryAt = Number.POSITIVE_INFINITY
+  started.forEach((k, i) => {
+    if (i === 0) {
+      k.state = 'current'
+      k.deactivatedAt = null
+      k.retiresAt = null
+      return
+    }
+    k.deactivatedAt ??= started[i - 1]!.activatesAt
+    k.retiresAt ??= k.deactivatedAt + retentionMs
+    if (now >= k.retiresAt) k.state = 'retired'
+    else {
+      k.state = 'previous'
+      boundaryAt = Math.min(boundaryAt, k.retiresAt)
+    }
+  })
+  const startedSet = new Set(started)
+  for (const k of live) {
+    if (startedSet.has(k)) continue
+    k.state = 'next'
+    boundaryAt = Math.min(boundaryAt, k.activatesAt)
+  }
+  for (const k of keys) if (k.revoked || k.storedState === 'retired') k.state = 'retired'
+  return { keys, current: started[0] ?? null, boundaryAt }
+}
+
+function publicJwkOf(k: SigningKey): Record<string, unknown> {
+  const { kty, crv, x } = k.publicJwk as { kty: string; crv: string; x: string }
+  return { kty, crv, x, kid: k.kid, alg: 'EdDSA', use: 'sig' }
+}
+
+function toInfo(k: Effective): PublicKeyInfo {
+  return {
+    kid: k.kid, alg: k.alg, state: k.state, publicJwk: publicJwkOf(k), createdAt: k.createdAt,
+    activatesAt: k.activatesAt, deactivatedAt: k.deactivatedAt, retiresAt: k.retiresAt, revoked: k.revoked,
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+class KeyManagerImpl implements ManagedKeyManager {
+  private rows: SigningKey[] = []
+  private view: View = { keys: [], current: null, boundaryAt: Number.POSITIVE_INFINITY }
+  private readonly privateKeys = new Map<string, KeyObject>()
+  private readonly headerCache = new Map<string, string>()
+  private jwksSetKey = ''
+  private jwksText = '{"keys":[]}'
+  private etag = ''
+  private audit: AuditWriter | undefined
+  private readonly pendingEvents: AuditEventInput[] = []
+  private timer: NodeJS.Timeout | undefined
+  private maintaining: Promise<void> | undefined
+  private readonly retentionMs: number
+
+  constructor(
+    private readonly config: AegisConfig,
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    private readonly kek: Buffer,
+  ) {
+    const t = config.tokens
+    // A previous key must outlive every token it could have signed, override tokens included.
+    this.retentionMs = (Math.max(t.maxTtlSeconds, t.overrideTtlSeconds) + t.clockSkewSeconds) * 1000
+    this.rebuildJwks()
+  }
+
+  attachAudit(audit: AuditWriter): void {
+    this.audit = audit
+    const waiting = this.pendingEvents.splice(0)
+    for (const e of waiting) this.sendAudit(e)
+  }
+
+  private sendAudit(e: AuditEventInput): Promise<void> {
+    if (!this.audit) {
+      this.pendingEvents.push(e)
+      return Promise.resolve()
+    }
+    return this.audit.append(e).catch((err: unknown) => {
+      this.logger.error({ err, type: e.type, kid: e.subject }, 'key audit event not written')
+    })
+  }
+
+  // ---------------------------------------------------------------- signing
+
+  signJwt(header: Record<string, unknown>, payload: Record<string, unknown>): { jwt: string; kid: string } {
+    const now = this.clock.now()
+    if (now >= this.view.boundaryAt) this.advance(now)
+    const cur = this.view.current
+    if (!cur) throw new Unavailable('no signing key available')
+    const key = this.privateKeys.get(cur.kid) ?? this.loadPrivate(cur)
+    // Built by hand with the synchronous crypto.sign: jose's SignJWT goes
+    // through async WebCrypto and is several times slower on this hot path.
+    const hjson = JSON.stringify(header)
+    const cacheKey = cur.kid + hjson
+    let h = this.headerCache.get(cacheKey)
+    if (h === undefined) {
+      h = Buffer.from(JSON.stringify({ ...header, alg: 'EdDSA', kid: cur.kid })).toString('base64url')
+      if (this.headerCache.size > 64) this.headerCache.clear()
+      this.headerCache.set(cacheKey, h)
+    }
+    const input = h + '.' + Buffer.from(JSON.stringify(payload)).toString('base64url')
+    const sig = sign(null, Buffer.from(input), key).toString('base64url')
+    return { jwt: input + '.' + sig, kid: cur.kid }
+  }
+
+  currentKid(): string {
+    const now = this.clock.now()
+    if (now >= this.view.boundaryAt) this.advance(now)
+    if (!this.view.current) throw new Unavailable('no signing key available')
+    return this.view.current.kid
+  }
+
+  /** The schedule moved a key to another state: recompute locally, and let the lock holder persist it. */
+  private advance(now: number): void {
+    this.recompute(now)
+    void this.maintain().catch(() => {})
+  }
+
+  private loadPrivate(k: SigningKey): KeyObject {
+    const der = decryptPrivateKey(this.kek, k.kid, k.encryptedPrivateKey)
+    const key = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' })
+    der.fill(0)
+    // Refuse to sign with a private key whose public half is not the one we publish.
+    const x = (createPublicKey(key).export({ format: 'jwk' }) as { x?: string }).x
+    if (x !== (k.publicJwk as { x?: string }).x) {
+      throw new AegisError('server_error', `private key of ${k.kid} does not match its public key`)
+    }
+    this.privateKeys.set(k.kid, key)
+    return key
+  }
+
+  // ------------------------------------------------------------------- JWKS
+
+  jwks(): { keys: Record<string, unknown>[] } {
+    this.ensureCurrent()
+    return JSON.parse(this.jwksText) as { keys: Record<string, unknown>[] }
+  }
+
+  jwksBody(): string {
+    this.ensureCurrent()
+    return this.jwksText
+  }
+
+  jwksEtag(): string {
+    this.ensureCurrent()
+    return this.etag
+  }
+
+  list(): PublicKeyInfo[] {
+    this.ensureCurrent()
+    return this.view.keys.map(toInfo).sort((a, b) => b.activatesAt - a.activatesAt)
+  }
+
+  private ensureCurrent(): void {
+    const now = this.clock.now()
+    if (now >= this.view.boundaryAt) this.advance(now)
+  }
+
+  private recompute(now: number): void {
+    this.view = effectiveKeys(this.rows, now, this.retentionMs)
+    for (const k of this.view.keys) if (k.state === 'retired') this.privateKeys.delete(k.kid)
+    this.rebuildJwks()
+  }
+
+  private rebuildJwks(): void {
+    const order: Record<KeyState, number> = { current: 0, next: 1, previous: 2, retired: 3 }
+    const published = this.view.keys
+      .filter((k) => k.state !== 'retired')
+      .sort((a, b) => order[a.state] - order[b.state] || b.activatesAt - a.activatesAt)
+    const setKey = published.map((k) => k.kid).join(',')
+    if (setKey === this.jwksSetKey && this.etag !== '') return
+    this.jwksSetKey = setKey
+    this.jwksText = JSON.stringify({ keys: published.map(publicJwkOf) })
+    this.etag = `"${sha256b64url(this.jwksText)}"`
+  }
+
+  // ------------------------------------------------------------ store sync
+
+  async refresh(): Promise<void> {
+    const rows = await this.store.keys.list()
+    this.rows = rows
+    this.recompute(this.clock.now())
+    // Decrypt the keys that sign now or next up front, so a wrong KEK shows at start, not mid-request.
+    for (const k of this.view.keys) {
+      if ((k.state === 'current' || k.state === 'next') && !this.privateKeys.has(k.kid)) {
+        try {
+          this.loadPrivate(k)
+        } catch (err) {
+          this.logger.error({ err, kid: k.kid }, 'cannot load signing key')
+          if (k.state === 'current') throw err
+        }
+      }
+    }
+  }
+
+  maintain(): Promise<void> {
+    // Single flight: a timer tick and a signing call that crossed a boundary share one pass.
+    this.maintaining ??= this.runMaintain().finally(() => { this.maintaining = undefined })
+    return this.maintaining
+  }
+
+  private async runMaintain(): Promise<void> {
+    await this.refresh()
+    const res = await this.store.tryWithLock(KEYS_LOCK, () => this.reconcileLocked())
+    if (res.ran && res.value) await this.refresh()
+  }
+
+  /** Under the lock: initial key, persisted transitions, scheduled next key. Resolves true when it wrote. */
+  private async reconcileLocked(): Promise<boolean> {
+    const now = this.clock.now()
+    const rows = await this.store.keys.list()
+    let view = effectiveKeys(rows, now, this.retentionMs)
+    let wrote = false
+    const events: AuditEventInput[] = []
+    if (!view.current) {
+      const k = this.generate('current', now, now)
+      await this.store.keys.insert(k)
+      events.push({ type: 'key.created', actor: 'system', subject: k.kid, data: { state: 'current', reason: 'initial', activates_at: now } })
+      events.push({ type: 'key.activated', actor: 'system', subject: k.kid, data: { activates_at: now, previous: null } })
+      wrote = true
+      view = effectiveKeys([...rows, k], now, this.retentionMs)
+    }
+    for (const k of view.keys) {
+      if (k.revoked) continue
+      if (k.state === k.storedState && k.deactivatedAt === rows.find((r) => r.kid === k.kid)?.deactivatedAt) continue
+      if (k.state === 'next' && k.storedState === 'next') continue
+      await this.store.keys.update(k.kid, { state: k.state, deactivatedAt: k.deactivatedAt, retiresAt: k.retiresAt })
+      wrote = true
+      if (k.state === 'current' && k.storedState !== 'current') {
+        const prev = view.keys.find((o) => o.kid !== k.kid && o.deactivatedAt === k.activatesAt && o.state !== 'next')
+        events.push({ type: 'key.activated', actor: 'system', subject: k.kid, data: { activates_at: k.activatesAt, previous: prev?.kid ?? null } })
+      } else if (k.state === 'retired' && k.storedState !== 'retired') {
+        events.push({ type: 'key.retired', actor: 'system', subject: k.kid, data: { deactivated_at: k.deactivatedAt, retired_at: k.retiresAt } })
+      }
+    }
+    const cur = view.current
+    const hasNext = view.keys.some((k) => k.state === 'next')
+    if (cur && !hasNext) {
+      const dueAt = cur.activatesAt + this.config.keys.rotationIntervalSeconds * 1000
+      const lead = this.config.keys.prePublishSeconds * 1000
+      if (now >= dueAt - lead) {
+        const activatesAt = Math.max(dueAt, now + lead)
+        const k = this.generate('next', now, activatesAt)
+        await this.store.keys.insert(k)
+        wrote = true
+        events.push({ type: 'key.created', actor: 'system', subject: k.kid, data: { state: 'next', reason: 'scheduled', activates_at: activatesAt } })
+        events.push({ type: 'key.rotated', actor: 'system', subject: k.kid, data: { emergency: false, scheduled: true, current: cur.kid, next: k.kid, activates_at: activatesAt } })
+      }
+    }
+    for (const e of events) await this.sendAudit(e)
+    return wrote
+  }
+
+  private generate(state: KeyState, now: number, activatesAt: number): SigningKey {
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519')
+    const jwk = publicKey.export({ format: 'jwk' }) as { kty: string; crv: string; x: string }
+    const kid = thumbprint(jwk)
+    const der = privateKey.export({ format: 'der', type: 'pkcs8' })
+    const encrypted = encryptPrivateKey(this.kek, kid, der)
+    der.fill(0)
+    this.privateKeys.set(kid, privateKey)
+    return {
+      kid, alg: 'EdDSA', state, publicJwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x }, encryptedPrivateKey: encrypted,
+      createdAt: now, activatesAt, deactivatedAt: null, retiresAt: null, revoked: false,
+    }
+  }
+
+  // --------------------------------------------------------------- rotation
+
+  async rotate(opts: { emergency: boolean; actor: string }): Promise<{ current: string; next: string | null; revoked: string | null }> {
+    const deadline = Date.now() + 5000
+    for (;;) {
+      const res = await this.store.tryWithLock(KEYS_LOCK, () => this.rotateLocked(opts))
+      if (res.ran) {
+        await this.refresh()
+        return res.value
+      }
+      if (Date.now() >= deadline) throw new Unavailable('another control plane is changing keys; retry')
+      await sleep(50)
+    }
+  }
+
+  private async rotateLocked(opts: { emergency: boolean; actor: string }): Promise<{ current: string; next: string | null; revoked: string | null }> {
+    const now = this.clock.now()
+    const rows = await this.store.keys.list()
+    const view = effectiveKeys(rows, now, this.retentionMs)
+    const cur = view.current
+    const next = view.keys.filter((k) => k.state === 'next').sort((a, b) => a.activatesAt - b.activatesAt)[0] ?? null
+    const events: AuditEventInput[] = []
+    const actor = opts.actor
+    let result: { current: string; next: string | null; revoked: string | null }
+    if (opts.emergency || !cur) {
+      const k = this.generate('current', now, now)
+      await this.store.keys.insert(k)
+      events.push({ type: 'key.created', actor, subject: k.kid, data: { state: 'current', reason: opts.emergency ? 'emergency' : 'initial', activates_at: now } })
+      let revoked: string | null = null
+      if (cur && opts.emergency) {
+        await this.store.keys.update(cur.kid, { state: 'retired', revoked: true, deactivatedAt: now, retiresAt: now })
+        this.privateKeys.delete(cur.kid)
+        revoked = cur.kid
+        events.push({ type: 'key.revoked', actor, subject: cur.kid, data: { replaced_by: k.kid } })
+      }
+      events.push({ type: 'key.rotated', actor, subject: k.kid, data: { emergency: opts.emergency, scheduled: false, current: k.kid, previous: cur?.kid ?? null, revoked } })
+      events.push({ type: 'key.activated', actor, subject: k.kid, data: { activates_at: now, previous: cur?.kid ?? null } })
+      result = { current: k.kid, next: next?.kid ?? null, revoked }
+    } else {
+      // Every control plane reloads within keys.checkIntervalSeconds, so an
+      // activation at least that far ahead lets all of them switch at once,
+      // and at least prePublishSeconds after publication keeps verifiers'
+      // cached JWKS ahead of the first token the key signs.
+      const lead = Math.max(this.config.keys.prePublishSeconds, this.config.keys.checkIntervalSeconds) * 1000
+      let nextKid: string
+      let activatesAt: number
+      if (!next) {
+        activatesAt = now + lead
+        const k = this.generate('next', now, activatesAt)
+        await this.store.keys.insert(k)
+        nextKid = k.kid
+        events.push({ type: 'key.created', actor, subject: k.kid, data: { state: 'next', reason: 'manual', activates_at: activatesAt } })
+      } else {
+        nextKid = next.kid
+        const earliest = Math.max(now + this.config.keys.checkIntervalSeconds * 1000, next.createdAt + this.config.keys.prePublishSeconds * 1000)
+        activatesAt = Math.min(next.activatesAt, earliest)
+        if (activatesAt !== next.activatesAt) await this.store.keys.update(next.kid, { activatesAt })
+      }
+      events.push({ type: 'key.rotated', actor, subject: nextKid, data: { emergency: false, scheduled: false, current: cur.kid, next: nextKid, activates_at: activatesAt } })
+      result = { current: cur.kid, next: nextKid, revoked: null }
+    }
+    for (const e of events) await this.sendAudit(e)
+    return result
+  }
+
+  // -------------------------------------------------------------- lifecycle
+
+  start(): void {
+    if (this.timer) return
+    this.timer = setInterval(() => {
+      this.maintain().catch((err: unknown) => this.logger.warn({ err }, 'key maintenance failed; serving cached keys'))
+    }, this.config.keys.checkIntervalSeconds * 1000)
+    this.timer.unref()
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer)
+    this.timer = undefined
+    await this.maintaining?.catch(() => {})
+  }
+}
+
+/**
+ * Creates the key manager: loads the KEK, reads the keys from the store and,
+ * on a store without a signing key, creates one under the cluster lock (a
+ * control plane that loses the race reloads the winner's key). Does not start
+ * the scheduler: call start().
+ */
+export async function createKeyManager(deps: KeyManagerDeps): Promise<ManagedKeyManager> {
+  const kek = deps.kek ?? await loadKek(deps.config, { createIfMissing: false })
+  const km = new KeyManagerImpl(deps.config, deps.store, deps.clock, deps.logger, kek)
+  if (deps.audit) km.attachAudit(deps.audit)
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    await km.maintain()
+    try {
+      km.currentKid()
+      return km
+    } catch (err) {
+      if (Date.now() >= deadline) throw new Unavailable('no signing key: another control plane holds the key lock and created none', { cause: err })
+      await sleep(100)
+    }
+  }
+}
