@@ -1,0 +1,103 @@
+/**
+ * Minting an access token (RFC 9068) once a grant has decided who gets what:
+ * lifetime, claims, signature, the awaited `token.issued` audit event (no
+ * token without it), metrics and KPIs.
+ */
+import { randomUUID } from 'node:crypto'
+import { Unavailable } from '../../errors.js'
+import type { Agent, Tenant } from '../../store/types.js'
+import type { ControlPlaneDeps } from '../deps.js'
+import type { KpiBook } from '../admin/kpis.js'
+import type { Directory } from './directory.js'
+
+/** What a grant hands to the issuer. */
+export interface IssueRequest {
+  tenant: Tenant
+  agent: Agent
+  /** The authenticated client (bootstrap credential id, or the agent's client id). */
+  clientId: string
+  scope: string[]
+  audiences: string[]
+  /** grant_type, for audit and metrics. */
+  grant: string
+  /** Upper bound on the lifetime from the grant itself (e.g. a subject token's remaining life), seconds. */
+  maxLifetimeSeconds?: number
+  /** Extra claims (`cnf` for sender-constrained tokens). */
+  extraClaims?: Record<string, unknown>
+}
+
+/** RFC 6749 §5.1 success body. */
+export interface TokenResponse {
+  access_token: string
+  token_type: 'Bearer' | 'DPoP'
+  expires_in: number
+  scope: string
+  issued_token_type?: string
+}
+
+export interface IssuedToken {
+  response: TokenResponse
+  jti: string
+  /** Epoch seconds. */
+  exp: number
+  kid: string
+}
+
+/** The claim set as DESIGN.md fixes it; the lifetime is min(default, agent cap, global cap, grant cap). */
+export class TokenIssuer {
+  private readonly headerBase = { typ: 'at+jwt' }
+
+  constructor(private readonly deps: ControlPlaneDeps, private readonly dir: Directory, private readonly kpis: KpiBook) {}
+
+  lifetime(agent: Agent, grantCap?: number): number {
+    const t = this.deps.config.tokens
+    let ttl = Math.min(t.defaultTtlSeconds, agent.maxTtlSeconds, t.maxTtlSeconds)
+    if (grantCap !== undefined) ttl = Math.min(ttl, grantCap)
+    return Math.max(1, Math.floor(ttl))
+  }
+
+  /** Signs, audits (awaited), counts. Rejects with 503 when the audit write fails: no token then. */
+  async issue(req: IssueRequest): Promise<IssuedToken> {
+    const { deps } = this
+    const now = deps.clock.now()
+    const iat = Math.floor(now / 1000)
+    const ttl = this.lifetime(req.agent, req.maxLifetimeSeconds)
+    const exp = iat + ttl
+    const jti = randomUUID()
+    const scope = req.scope.join(' ')
+    const aud = req.audiences.length === 1 ? req.audiences[0]! : req.audiences
+    const policyVersion = this.dir.policyVersion(req.tenant.id)
+    const payload: Record<string, unknown> = {
+      iss: deps.config.issuer,
+      sub: req.agent.agentId,
+      agent_id: req.agent.agentId,
+      client_id: req.clientId,
+      tenant: req.tenant.id,
+      aud,
+      scope,
+      iat,
+      nbf: iat,
+      exp,
+      jti,
+      policy_version: policyVersion,
+      capability_hash: req.agent.capabilityHash,
+    }
+    if (req.extraClaims) Object.assign(payload, req.extraClaims)
+    const { jwt, kid } = deps.keys.signJwt(this.headerBase, payload)
+    try {
+      await deps.audit.append({
+        type: 'token.issued',
+        tenant: req.tenant.id,
+        actor: `agent:${req.tenant.id}/${req.agent.agentId}`,
+        subject: jti,
+        data: { jti, agent_id: req.agent.agentId, client_id: req.clientId, scope, aud: req.audiences, exp, iat, kid, grant_type: req.grant, policy_version: policyVersion, capability_hash: req.agent.capabilityHash },
+      })
+    } catch (err) {
+      throw new Unavailable('the audit log is unavailable; no token was issued', { cause: err })
+    }
+    deps.metrics.tokensIssued.inc({ tenant: req.tenant.id, grant: req.grant })
+    deps.metrics.tokenLifetime.observe(ttl)
+    this.kpis.recordIssued(now, ttl)
+    return { response: { access_token: jwt, token_type: 'Bearer', expires_in: ttl, scope }, jti, exp, kid }
+  }
+}
