@@ -121,7 +121,8 @@ const MAX_CLAIMS_DEPTH = 16
 // Headers that would let the token choose its own key: never fetched, never trusted (RFC 8725 §3.10).
 const KEY_SOURCE_HEADERS = ['jku', 'x5u', 'jwk', 'x5c'] as const
 const OPTIONAL_STRING_CLAIMS = ['agent_id', 'client_id', 'tenant', 'scope', 'policy_version', 'capability_hash'] as const
-const utf8 = new TextDecoder('utf-8', { fatal: true })
+// ignoreBOM keeps a leading BOM in the text, so JSON.parse refuses it instead of it being stripped silently.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 function fail(reason: ConstructorParameters<typeof VerifyError>[0], message: string, kid?: string): never {
   throw new VerifyError(reason, message, kid)
@@ -210,6 +211,8 @@ export function createVerifier(options: VerifierOptions): Verifier {
       fail('malformed', 'token is not a compact JWS (three segments)')
     }
 
+    const payloadSegment = token.slice(dot1 + 1, dot2)
+    if (!B64URL.test(payloadSegment)) fail('malformed', 'token segment is not base64url')
     const header = parseJsonObject(token.slice(0, dot1), 'header')
     const alg = header.alg
     // The allow-list, not the header, decides the algorithm family; `none` and HS* never pass.
@@ -251,7 +254,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     }
     if (!valid) fail('signature', 'token signature invalid')
 
-    const claims = parseJsonObject(token.slice(dot1 + 1, dot2), 'payload')
+    const claims = parseJsonObject(payloadSegment, 'payload')
     if (jsonDepth(claims, MAX_CLAIMS_DEPTH) > MAX_CLAIMS_DEPTH) fail('claims', 'token claims nested too deeply')
     const now = nowMs / 1000
     if (claims.iss !== issuer) fail('issuer', 'token issuer not accepted')
