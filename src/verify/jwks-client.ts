@@ -272,6 +272,8 @@ export class JwksClient {
     if (this.inflight) return this.inflight
     const p = this.doFetch(trigger).finally(() => {
       this.inflight = undefined
+      // Resolved only once the fetch is over, so work started on `ready` never joins the initial fetch.
+      if (this.isLoaded) this.resolveReady()
     })
     this.inflight = p
     return p
@@ -307,10 +309,7 @@ export class JwksClient {
       }
       this.consecutiveFailures = 0
       this.lastSuccessAt = this.opts.clock.now()
-      if (!this.isLoaded) {
-        this.isLoaded = true
-        this.resolveReady()
-      }
+      this.isLoaded = true
     } catch (err) {
       result = 'failed'
       error = err instanceof Error ? err.message.slice(0, 200) : 'fetch failed'
