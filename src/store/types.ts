@@ -232,22 +232,22 @@ export interface TenantRepo {
   get(id: string): Promise<Tenant | null>
   list(): Promise<Tenant[]>
   update(id: string, patch: Partial<Omit<Tenant, 'id' | 'createdAt'>>): Promise<Tenant> // NotFound
-  delete(id: string): Promise<void> // NotFound
+  delete(id: string): Promise<void> // NotFound; also removes the tenant's agents and their bootstrap credentials
 }
 
 export interface AgentRepo {
-  create(a: Agent): Promise<void> // Conflict on (tenant, agentId) or clientId
+  create(a: Agent): Promise<void> // Conflict on (tenant, agentId) or clientId; NotFound when the tenant does not exist
   get(tenant: string, agentId: string): Promise<Agent | null>
   getByClientId(clientId: string): Promise<Agent | null>
   list(tenant: string): Promise<Agent[]>
   /** All agents' current capability hashes (for the gateway feed). */
   listAll(): Promise<Agent[]>
   update(tenant: string, agentId: string, patch: AgentPatch, updatedAt: number): Promise<Agent> // NotFound
-  delete(tenant: string, agentId: string): Promise<void> // NotFound
+  delete(tenant: string, agentId: string): Promise<void> // NotFound; also removes the agent's bootstrap credentials
 }
 
 export interface CredentialRepo {
-  create(c: BootstrapCredential): Promise<void>
+  create(c: BootstrapCredential): Promise<void> // Conflict on clientId; NotFound when the agent does not exist
   get(clientId: string): Promise<BootstrapCredential | null>
   /**
    * Marks a single-use credential used. Resolves false when it already was
@@ -261,6 +261,7 @@ export interface AdminTokenRepo {
   create(t: AdminToken): Promise<void>
   getByHash(tokenHash: string): Promise<AdminToken | null>
   get(id: string): Promise<AdminToken | null>
+  /** undefined = every token; null = global tokens only; a tenant = that tenant's tokens. */
   list(tenant?: string | null): Promise<AdminToken[]>
   revoke(id: string, at: number): Promise<void> // NotFound
 }
@@ -274,7 +275,7 @@ export interface ManifestRepo {
 export interface KeyRepo {
   list(): Promise<SigningKey[]>
   insert(k: SigningKey): Promise<void>
-  update(kid: string, patch: Partial<Omit<SigningKey, 'kid' | 'alg' | 'publicJwk' | 'encryptedPrivateKey' | 'createdAt'>>): Promise<void>
+  update(kid: string, patch: Partial<Omit<SigningKey, 'kid' | 'alg' | 'publicJwk' | 'encryptedPrivateKey' | 'createdAt'>>): Promise<void> // NotFound
 }
 
 export interface AuditRepo {
@@ -331,7 +332,7 @@ export interface ApprovalRepo {
    * it was not pending any more (so a double click changes nothing).
    */
   decide(id: string, d: { status: 'approved' | 'denied'; decidedBy: string; reason: string | null; decidedAt: number; overrideJti: string | null }): Promise<Approval | null>
-  setDeliveries(id: string, deliveries: ApprovalDelivery[]): Promise<void>
+  setDeliveries(id: string, deliveries: ApprovalDelivery[]): Promise<void> // NotFound
   expire(now: number): Promise<Approval[]>
 }
 
@@ -340,7 +341,7 @@ export interface TrustedIssuerRepo {
   list(tenant: string): Promise<TrustedIssuer[]>
   /** All tenants' issuers with this `iss`. */
   findByIssuer(issuer: string): Promise<TrustedIssuer[]>
-  delete(tenant: string, id: string): Promise<void>
+  delete(tenant: string, id: string): Promise<void> // NotFound
 }
 
 export interface GatewayAckRepo {
