@@ -309,6 +309,7 @@ export class AegisClient {
       const remaining = deadline - this.clock.now()
       if (remaining <= 0) return { status: 'timeout' }
       const token = await this.tokenSource.getToken()
+      const sentAt = this.clock.now()
       let res: Response
       try {
         res = await this.fetchImpl(statusUrl, {
@@ -348,6 +349,9 @@ export class AegisClient {
       }
       if (json.status === 'denied' || json.status === 'expired') return { status: json.status }
       refreshed = false
+      // The server held the request (long poll): ask again at once; otherwise back off.
+      const held = res.headers.has('preference-applied') && this.clock.now() - sentAt >= 1000
+      if (held && retryAfter === undefined) { attempt = -1; continue }
       if (!(await this.pause(attempt, retryAfter, deadline, signal))) return { status: 'timeout' }
     }
   }
