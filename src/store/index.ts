@@ -2,7 +2,7 @@
  * Chooses the control plane's store once, from configuration: no
  * `databaseUrl` → embedded SQLite at `<dataDir>/aegis.db`, else PostgreSQL.
  */
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AegisConfig } from '../config/schema.js'
 import type { Logger } from '../observability/logger.js'
@@ -27,6 +27,9 @@ export async function openStore(config: AegisConfig, logger: Logger): Promise<St
   }
   try {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+    if (process.platform !== 'win32' && (statSync(config.dataDir).mode & 0o077) !== 0) {
+      logger.warn({ dataDir: config.dataDir }, 'data directory is readable by other users; chmod 700 it')
+    }
   } catch (err) {
     throw storeError(err, 'data directory')
   }

@@ -5,6 +5,7 @@
  * cached by their SQL text.
  */
 import { randomUUID } from 'node:crypto'
+import { closeSync, openSync } from 'node:fs'
 import { resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { NotFound } from '../../errors.js'
@@ -55,19 +56,26 @@ export class SqliteStore implements Store {
   private closed = false
 
   constructor(path: string, opts: SqliteStoreOptions = {}) {
-    this.lockKey = path === ':memory:' || path === '' ? `mem:${randomUUID()}` : resolve(path)
+    const memory = path === ':memory:' || path === ''
+    this.lockKey = memory ? `mem:${randomUUID()}` : resolve(path)
+    let db: Database.Database | undefined
     try {
-      this.db = new Database(path)
-      this.db.pragma('journal_mode = WAL')
+      // The file holds key material (encrypted) and secret hashes: create it
+      // owner-only; SQLite gives its -wal and -shm files the same mode.
+      if (!memory) closeSync(openSync(path, 'a', 0o600))
+      db = new Database(path)
+      db.pragma('journal_mode = WAL')
       // NORMAL under WAL: a commit survives a process crash; only an OS crash
       // or power loss can drop the last transactions, never corrupt the file.
-      this.db.pragma('synchronous = NORMAL')
-      this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`)
-      this.db.pragma('foreign_keys = ON')
-      migrateSqlite(this.db)
+      db.pragma('synchronous = NORMAL')
+      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`)
+      db.pragma('foreign_keys = ON')
+      migrateSqlite(db)
     } catch (err) {
+      try { db?.close() } catch { /* already failing; report the first error */ }
       throw storeError(err, 'database')
     }
+    this.db = db
     this.tenants = this.tenantRepo()
     this.agents = this.agentRepo()
     this.credentials = this.credentialRepo()

@@ -1,0 +1,81 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadConfig } from '../../src/config/load.js'
+import { AegisError } from '../../src/errors.js'
+import { silentLogger } from '../../src/observability/logger.js'
+import { openStore, openSqliteStore } from '../../src/store/index.js'
+import { freshPostgresSchema, skipWithoutPostgres } from '../helpers/services.js'
+
+test('openStore without databaseUrl opens SQLite in a new 0700 data dir', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'aegis-open-'))
+  try {
+    const dataDir = join(root, 'nested', '.aegis')
+    const store = await openStore(loadConfig({ env: {}, overrides: { dataDir } }), silentLogger())
+    try {
+      assert.equal(store.kind, 'sqlite')
+      assert.ok(existsSync(join(dataDir, 'aegis.db')))
+      if (process.platform !== 'win32') {
+        assert.equal(statSync(dataDir).mode & 0o777, 0o700)
+        assert.equal(statSync(join(dataDir, 'aegis.db')).mode & 0o777, 0o600)
+      }
+      await store.tenants.create({ id: 'acme', name: 'Acme', requireAttestation: false, createdAt: 1 })
+    } finally {
+      await store.close()
+    }
+    const again = await openStore(loadConfig({ env: {}, overrides: { dataDir } }), silentLogger())
+    assert.equal((await again.tenants.get('acme'))?.name, 'Acme', 'the same file is opened again')
+    await again.close()
+  } finally {
+    rmSync(root, { recursive: true, force: true })
+  }
+})
+
+test('openStore with databaseUrl opens PostgreSQL in the search_path schema', { skip: await skipWithoutPostgres() }, async () => {
+  const schema = await freshPostgresSchema()
+  try {
+    const store = await openStore(loadConfig({ env: {}, overrides: { databaseUrl: schema.url } }), silentLogger())
+    try {
+      assert.equal(store.kind, 'postgres')
+      await store.tenants.create({ id: 'acme', name: 'Acme', requireAttestation: false, createdAt: 1 })
+    } finally {
+      await store.close()
+    }
+  } finally {
+    await schema.drop()
+  }
+})
+
+test('an unreachable PostgreSQL is reported as temporarily_unavailable, not a driver error', async () => {
+  await assert.rejects(
+    openStore(loadConfig({ env: {}, overrides: { databaseUrl: 'postgres://postgres@127.0.0.1:1/none' } }), silentLogger()),
+    (err: unknown) => err instanceof AegisError && err.code === 'temporarily_unavailable',
+  )
+})
+
+test('a closed SQLite store rejects with temporarily_unavailable, not a driver error', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'aegis-open-'))
+  try {
+    const store = await openSqliteStore(join(root, 'aegis.db'))
+    await store.close()
+    await assert.rejects(store.tenants.list(), (err: unknown) => err instanceof AegisError && err.code === 'temporarily_unavailable')
+    await assert.rejects(store.audit.append([{ chainId: 'c', chainSeq: 1, type: 't', tenant: null, actor: null, subject: null, data: {}, ts: 1, prevHash: 'a', hash: 'b' }]),
+      (err: unknown) => err instanceof AegisError && err.code === 'temporarily_unavailable')
+  } finally {
+    rmSync(root, { recursive: true, force: true })
+  }
+})
+
+test('a SQLite file that is not a database is refused with temporarily_unavailable', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'aegis-open-'))
+  try {
+    const path = join(root, 'aegis.db')
+    const { writeFileSync } = await import('node:fs')
+    writeFileSync(path, 'this is not a database, just text that is long enough to have a header'.repeat(20))
+    await assert.rejects(openSqliteStore(path), (err: unknown) => err instanceof AegisError && err.code === 'temporarily_unavailable')
+  } finally {
+    rmSync(root, { recursive: true, force: true })
+  }
+})
