@@ -173,17 +173,6 @@ export class ApprovalService {
     if (existing && existing.status === 'pending' && existing.expiresAt > now && existing.resource === input.resource && existing.policyVersion === input.policyVersion && existing.group === input.group && existing.requireConsole === input.requireConsole) {
       return { approval: existing, reused: true, statusUrl: this.statusUrl(existing.id), note: null }
     }
-    const openForAgent = await store.approvals.countOpen({ tenant: input.tenant, agentId: input.agentId, now })
-    if (openForAgent >= config.approvals.maxOpenPerAgent) {
-      await this.auditRefusal(input, paramsHash, `agent has ${openForAgent} open approval requests (approvals.maxOpenPerAgent = ${config.approvals.maxOpenPerAgent})`)
-      throw new AegisError('rate_limited', `agent ${input.agentId} already has ${openForAgent} open approval requests (limit ${config.approvals.maxOpenPerAgent}); wait for them to be decided or expire`, { headers: { 'retry-after': '60' } })
-    }
-    const openForTenant = await store.approvals.countOpen({ tenant: input.tenant, now })
-    if (openForTenant >= config.approvals.maxOpenPerTenant) {
-      await this.auditRefusal(input, paramsHash, `tenant has ${openForTenant} open approval requests (approvals.maxOpenPerTenant = ${config.approvals.maxOpenPerTenant})`)
-      throw new AegisError('rate_limited', `tenant ${input.tenant} already has ${openForTenant} open approval requests (limit ${config.approvals.maxOpenPerTenant}); wait for them to be decided or expire`, { headers: { 'retry-after': '60' } })
-    }
-
     const approval: Approval = {
       id: randomId('apr'),
       tenant: input.tenant,
@@ -213,17 +202,32 @@ export class ApprovalService {
       data: { agent_id: input.agentId, client_id: input.clientId, tool: input.tool, params_hash: paramsHash, resource: input.resource, policy_id: input.policyId, policy_version: input.policyVersion, group: input.group, require_console: input.requireConsole, expires_at: approval.expiresAt },
     }
 
-    const budget = input.requireConsole ? null : matchBudget(this.budgets, input)
-    if (budget) {
+    // An automatic approval opens nothing a human must look at, so caps apply only after it.
+    let note: string | null = null
+    const budget = matchBudget(this.budgets, input)
+    if (budget && input.requireConsole) note = 'not auto-approved: the policy requires a console decision'
+    else if (budget) {
       const bound = belowBound(budget, input.params)
       if (bound.ok) {
         const auto = await this.tryAutoApprove(budget, approval, requested)
         if (auto.approved) return { approval: auto.approval, reused: false, statusUrl: this.statusUrl(approval.id), note: auto.note }
-        return this.createPending(approval, requested, input, auto.note)
+        note = auto.note
+      } else {
+        note = `not auto-approved: ${bound.why}; asking group ${input.group}`
       }
-      return this.createPending(approval, requested, input, `not auto-approved: ${bound.why}; asking group ${input.group}`)
     }
-    return this.createPending(approval, requested, input, input.requireConsole && matchBudget(this.budgets, input) ? 'not auto-approved: the policy requires a console decision' : null)
+    const openForAgent = await store.approvals.countOpen({ tenant: input.tenant, agentId: input.agentId, now })
+    if (openForAgent >= config.approvals.maxOpenPerAgent) {
+      await this.auditRefusal(input, paramsHash, `agent has ${openForAgent} open approval requests (approvals.maxOpenPerAgent = ${config.approvals.maxOpenPerAgent})`)
+      throw new AegisError('rate_limited', `agent ${input.agentId} already has ${openForAgent} open approval requests (limit ${config.approvals.maxOpenPerAgent}); wait for them to be decided or expire`, { headers: { 'retry-after': '60' } })
+    }
+    const openForTenant = await store.approvals.countOpen({ tenant: input.tenant, now })
+    if (openForTenant >= config.approvals.maxOpenPerTenant) {
+      await this.auditRefusal(input, paramsHash, `tenant has ${openForTenant} open approval requests (approvals.maxOpenPerTenant = ${config.approvals.maxOpenPerTenant})`)
+      throw new AegisError('rate_limited', `tenant ${input.tenant} already has ${openForTenant} open approval requests (limit ${config.approvals.maxOpenPerTenant}); wait for them to be decided or expire`, { headers: { 'retry-after': '60' } })
+    }
+
+    return this.createPending(approval, requested, input, note)
   }
 
   private async createPending(approval: Approval, requested: Parameters<AuditWriter['append']>[0], input: OpenApprovalInput, note: string | null): Promise<OpenApprovalResult> {
