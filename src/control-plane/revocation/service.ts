@@ -47,7 +47,7 @@ export async function recordRevocation(deps: ControlPlaneDeps, input: NewRevocat
   const r = await deps.store.revocations.add({ ...input, createdAt: now })
   deps.metrics.revocations.inc({ type: r.type })
   kpiBook(deps).recordRevocation()
-  const data = { seq: r.seq, type: r.type, value: r.value, agent_id: r.agentId, reason: r.reason, expires_at: Math.floor(r.expiresAt / 1000) }
+  const data = { seq: r.seq, type: r.type, value: r.value, agent_id: r.agentId, reason: r.reason, expires_at: r.expiresAt }
   const audits: Promise<void>[] = []
   if (opts.via === 'admin') audits.push(deps.audit.append({ type: 'admin.revocation_created', tenant: r.tenant, actor: opts.actor, subject: `${r.type}:${r.value}`, data }))
   if (r.type === 'jti' || opts.via !== 'admin') audits.push(deps.audit.append({ type: 'token.revoked', tenant: r.tenant, actor: opts.actor, subject: r.value, data }))
@@ -70,7 +70,7 @@ export async function findRevocation(deps: ControlPlaneDeps, facts: TokenFacts):
   return active.find((r) => revocationMatches(r, facts)) ?? null
 }
 
-/** Admin API / feed wire form of an entry (snake_case, epoch seconds). */
+/** Admin-API form of an entry (snake_case, times in epoch ms like the rest of the admin API). */
 export function revocationJson(r: Revocation): Record<string, unknown> {
   return {
     seq: r.seq,
@@ -79,7 +79,7 @@ export function revocationJson(r: Revocation): Record<string, unknown> {
     tenant: r.tenant,
     agent_id: r.agentId,
     reason: r.reason,
-    created_at: Math.floor(r.createdAt / 1000),
-    expires_at: Math.floor(r.expiresAt / 1000),
+    created_at: r.createdAt,
+    expires_at: r.expiresAt,
   }
 }

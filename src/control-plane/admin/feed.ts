@@ -1,0 +1,134 @@
+/**
+ * The gateway feed, as src/feed/types.ts fixes it:
+ * - `GET /admin/v1/feed/snapshot` → FeedSnapshot;
+ * - `GET /admin/v1/revocations/stream`: SSE, `event: snapshot` first, then
+ *   one event per change (`id:` = seq for revocations), `: ping` every 15 s;
+ * - `POST /admin/v1/gateways/acks` `{gateway_id, seq}`;
+ * - `GET /admin/v1/gateways`: each gateway's acknowledged seq and lag.
+ * The feed carries every tenant, so it needs a global gateway or admin token.
+ */
+import type { ServerResponse } from 'node:http'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { AegisError, InvalidRequest } from '../../errors.js'
+import { requireRole } from '../../http/admin-auth.js'
+import { isFeedHub } from '../../feed/publisher-sse.js'
+import type { FeedEvent } from '../../feed/types.js'
+import type { ControlPlaneDeps } from '../deps.js'
+import { buildFeedSnapshot } from '../revocation/snapshot.js'
+import { jsonBody, optInt, principal, reqString } from './validate.js'
+
+const PING_MS = 15_000
+/** A subscriber this far behind is cut off; it reconnects and reloads the snapshot. */
+const MAX_BUFFERED_BYTES = 8 * 1024 * 1024
+const GATEWAY_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/
+
+function sseEvent(e: FeedEvent): string {
+  const id = e.kind === 'revocation' ? `id: ${e.revocation.seq}\n` : ''
+  return `event: ${e.kind}\n${id}data: ${JSON.stringify(e)}\n\n`
+}
+
+export interface FeedRoutesOptions {
+  /** Ping interval of the SSE stream (ms); default 15 s. */
+  pingMs?: number
+}
+
+export async function feedRoutes(app: FastifyInstance, deps: ControlPlaneDeps, opts: FeedRoutesOptions = {}): Promise<void> {
+  const reader = requireRole(deps.store, ['admin', 'gateway'], deps.sessions)
+  const globalReader = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    await reader(request, reply)
+    if (principal(request).tenant !== null) throw new AegisError('forbidden', 'the feed carries every tenant: use a global gateway or admin token')
+  }
+  const streams = new Set<ServerResponse>()
+  app.addHook('preClose', async () => {
+    for (const res of streams) res.end()
+    streams.clear()
+  })
+
+  app.get('/feed/snapshot', { preHandler: globalReader }, async (_request, reply) => {
+    reply.header('cache-control', 'no-store')
+    return buildFeedSnapshot(deps)
+  })
+
+  app.get('/revocations/stream', { preHandler: globalReader }, async (request, reply) => {
+    const hub = deps.feed
+    if (!isFeedHub(hub)) throw new AegisError('server_error', 'this control plane\'s feed publisher cannot be followed')
+    // Subscribe before reading the snapshot, so nothing between the two is lost.
+    const early: FeedEvent[] = []
+    let res: ServerResponse | null = null
+    const write = (chunk: string): void => {
+      if (!res || res.destroyed) return
+      res.write(chunk)
+      if (res.writableLength > MAX_BUFFERED_BYTES) {
+        deps.logger.warn({ ip: request.ip }, 'feed subscriber too slow; disconnected')
+        res.destroy()
+      }
+    }
+    let snapshotSeq = 0
+    const unsubscribe = hub.subscribe((e) => {
+      if (!res) early.push(e)
+      else write(sseEvent(e))
+    })
+    let snapshot
+    try {
+      snapshot = await buildFeedSnapshot(deps)
+    } catch (err) {
+      unsubscribe()
+      throw err
+    }
+    snapshotSeq = snapshot.seq
+    reply.hijack()
+    res = reply.raw
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    })
+    streams.add(res)
+    const ping = setInterval(() => write(': ping\n\n'), opts.pingMs ?? PING_MS)
+    const cleanup = (): void => {
+      clearInterval(ping)
+      unsubscribe()
+      if (res) streams.delete(res)
+    }
+    res.on('close', cleanup)
+    write(`event: snapshot\nid: ${snapshot.seq}\ndata: ${JSON.stringify(snapshot)}\n\n`)
+    for (const e of early) {
+      if (e.kind === 'revocation' && e.revocation.seq <= snapshotSeq) continue
+      write(sseEvent(e))
+    }
+    early.length = 0
+  })
+
+  app.post('/gateways/acks', { preHandler: globalReader }, async (request, reply) => {
+    const body = jsonBody(request, ['gateway_id', 'seq'])
+    const gatewayId = reqString(body, 'gateway_id', { max: 128, pattern: GATEWAY_ID_RE })
+    const seq = optInt(body, 'seq', 0, Number.MAX_SAFE_INTEGER)
+    if (seq === undefined) throw new InvalidRequest('seq is required')
+    await deps.store.gatewayAcks.put({ gatewayId, seq, updatedAt: deps.clock.now() })
+    return reply.code(204).send()
+  })
+
+  app.get('/gateways', { preHandler: reader }, async (request) => {
+    principal(request)
+    const now = deps.clock.now()
+    const [acks, lastSeq] = await Promise.all([deps.store.gatewayAcks.list(), deps.store.revocations.lastSeq()])
+    const minSeq = acks.reduce((m, a) => Math.min(m, a.seq), lastSeq)
+    const pending = minSeq < lastSeq ? await deps.store.revocations.since(minSeq) : []
+    return {
+      last_seq: lastSeq,
+      gateways: acks.map((a) => {
+        // Lag in time: how long the oldest entry this gateway has not applied has existed.
+        const oldest = a.seq < lastSeq ? pending.find((r) => r.seq > a.seq) : undefined
+        return {
+          gateway_id: a.gatewayId,
+          seq: a.seq,
+          lag: Math.max(0, lastSeq - a.seq),
+          lag_seconds: oldest ? Math.max(0, (now - oldest.createdAt) / 1000) : 0,
+          updated_at: a.updatedAt,
+          last_seen_seconds: Math.max(0, (now - a.updatedAt) / 1000),
+        }
+      }),
+    }
+  })
+}

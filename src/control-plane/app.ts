@@ -1,0 +1,181 @@
+/**
+ * The control plane (DESIGN.md "Roles"): token service, JWKS, admin API,
+ * revocation source, audit log. `buildControlPlane` wires the dependencies
+ * and routes and returns a fastify instance that is not listening (only
+ * cli/ listens).
+ */
+import type { FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
+import type { AegisConfig } from '../config/schema.js'
+import { Conflict } from '../errors.js'
+import { openFeed } from '../feed/index.js'
+import { createServer } from '../http/server.js'
+import { systemClock } from '../lib/clock.js'
+import { sha256b64url } from '../lib/hash.js'
+import { createLogger } from '../observability/logger.js'
+import { Metrics } from '../observability/metrics.js'
+import { openStore } from '../store/index.js'
+import { MemoryReplayCache } from '../store/memory/replay-cache.js'
+import { RedisReplayCache } from '../store/redis/replay-cache.js'
+import type { AdminRole, Store } from '../store/types.js'
+import { adminRoutes } from './admin/index.js'
+import { approvalRoutes } from './admin/approvals.js'
+import { approvalPublicRoutes } from './approvals/index.js'
+import { auditRoutes, createAuditWriter } from './audit/index.js'
+import type { ControlPlaneDeps } from './deps.js'
+import { createKeyManager, keyRoutes } from './keys/index.js'
+import { directoryFor } from './token/directory.js'
+import { metadataRoutes } from './token/metadata.js'
+import { tokenRoutes } from './token/routes.js'
+
+/** A built control plane: the (not yet listening) app, its dependencies, and a draining close. */
+export interface ControlPlane {
+  app: FastifyInstance
+  deps: ControlPlaneDeps
+  /**
+   * Stops accepting and drains in-flight requests, stops the key scheduler,
+   * flushes the audit writer (final checkpoint), closes the feed, replay
+   * cache and store. Dependencies passed as overrides are left to their owner.
+   */
+  close(): Promise<void>
+}
+
+const ADMIN_TOKEN_RE = /^[A-Za-z0-9._~+/=-]{1,512}$/
+
+/**
+ * Seeds `config.adminToken` / `config.gatewayToken` (global, stored hashed).
+ * A seed that an admin revoked stays revoked; a changed seed revokes the
+ * previous one of the same role.
+ */
+async function seedToken(deps: ControlPlaneDeps, secret: string, role: AdminRole, name: string): Promise<void> {
+  if (!ADMIN_TOKEN_RE.test(secret)) throw new Error(`${name} must be 1 to 512 characters of [A-Za-z0-9._~+/=-]`)
+  if (secret.length < 32) deps.logger.warn(`${name} is shorter than 32 characters; use a long random value`)
+  const { store } = deps
+  const hash = sha256b64url(secret)
+  const existing = await store.adminTokens.getByHash(hash)
+  if (existing) {
+    if (existing.revokedAt !== null) deps.logger.warn(`${name} was revoked through the admin API and stays revoked`)
+    return
+  }
+  const id = `seed-${role}-${hash.slice(0, 10)}`
+  try {
+    await store.adminTokens.create({ id, tenant: null, role, name, tokenHash: hash, linkedIdentities: [], groups: [], createdAt: deps.clock.now(), revokedAt: null })
+  } catch (err) {
+    if (!(err instanceof Conflict)) throw err
+    return // another control plane seeded it at the same moment
+  }
+  for (const t of await store.adminTokens.list(null)) {
+    if (t.name === name && t.id !== id && t.revokedAt === null) await store.adminTokens.revoke(t.id, deps.clock.now())
+  }
+  await deps.audit.append({ type: 'admin.token_seeded', tenant: null, actor: 'system', subject: id, data: { role, name } })
+}
+
+/**
+ * Builds the control plane: opens the store, the keys (KEK from
+ * configuration), this instance's audit chain (`chainId = config.instanceId`),
+ * metrics, the feed publisher (Redis when `redisUrl`, else in-process SSE) and
+ * the token endpoint's replay cache; seeds the configured admin and gateway
+ * tokens; registers every route. Not listening.
+ */
+export async function buildControlPlane(config: AegisConfig, overrides: Partial<ControlPlaneDeps> = {}): Promise<ControlPlane> {
+  const logger = overrides.logger ?? createLogger(config.logLevel, 'aegis-control-plane')
+  const clock = overrides.clock ?? systemClock
+  const metrics = overrides.metrics ?? new Metrics()
+  // What this function opened, closed in reverse order.
+  const owned: Array<() => Promise<void>> = []
+  const closeOwned = async (): Promise<void> => {
+    for (const close of owned.reverse()) {
+      await close().catch((err: unknown) => logger.error({ err }, 'control-plane shutdown step failed'))
+    }
+    owned.length = 0
+  }
+
+  try {
+    let store: Store
+    if (overrides.store) store = overrides.store
+    else {
+      store = await openStore(config, logger)
+      const s = store
+      owned.push(() => s.close())
+    }
+
+    const keys = overrides.keys ?? await (async () => {
+      const km = await createKeyManager({ config, store, clock, logger, metrics })
+      owned.push(() => km.stop())
+      return km
+    })()
+
+    const audit = overrides.audit ?? await (async () => {
+      const w = await createAuditWriter({ store, keys, clock, logger, chainId: config.instanceId, checkpointIntervalMs: config.audit.checkpointIntervalMs })
+      owned.push(() => w.close())
+      return w
+    })()
+    if (!overrides.keys && 'attachAudit' in keys) {
+      (keys as Awaited<ReturnType<typeof createKeyManager>>).attachAudit(audit)
+      keys.start()
+    }
+
+    const feed = overrides.feed ?? await (async () => {
+      const f = await openFeed(config, logger, { active: config.redisUrl ? await store.revocations.listActive(clock.now()) : undefined, now: clock.now() })
+      owned.push(() => f.close())
+      return f
+    })()
+
+    const replay = overrides.replay ?? (() => {
+      let r
+      if (config.redisUrl) {
+        const redis = new Redis(config.redisUrl, { enableOfflineQueue: false, commandTimeout: 1000, maxRetriesPerRequest: 1 })
+        redis.on('error', (err) => logger.warn({ err: err.message }, 'replay-cache redis connection error'))
+        r = new RedisReplayCache(redis, { ownsConnection: true })
+      } else {
+        r = new MemoryReplayCache({ clock })
+      }
+      const rc = r
+      owned.push(() => rc.close())
+      return rc
+    })()
+
+    const deps: ControlPlaneDeps = { config, store, keys, audit, metrics, logger, clock, feed, replay, ...(overrides.sessions ? { sessions: overrides.sessions } : {}) }
+
+    if (config.adminToken) await seedToken(deps, config.adminToken, 'admin', 'AEGIS_ADMIN_TOKEN')
+    if (config.gatewayToken) await seedToken(deps, config.gatewayToken, 'gateway', 'AEGIS_GATEWAY_TOKEN')
+
+    const dir = directoryFor(deps)
+    await dir.start()
+    owned.push(async () => dir.stop())
+
+    const app = await createServer({ logger, bodyLimit: config.limits.bodyBytes, jsonDepth: config.limits.jsonDepth })
+    // Closing the app first drains in-flight requests before the stores go away.
+    owned.push(() => app.close())
+
+    await metadataRoutes(app, deps)
+    await tokenRoutes(app, deps)
+    await keyRoutes(app, deps)
+    await auditRoutes(app, deps)
+    await approvalPublicRoutes(app, deps)
+    app.get('/metrics', async (_req, reply) => {
+      const body = await metrics.registry.metrics()
+      return reply.type(metrics.registry.contentType).header('cache-control', 'no-store').send(body)
+    })
+    app.get('/healthz', async (_req, reply) => {
+      reply.header('cache-control', 'no-store')
+      return { status: 'ok', role: 'control-plane', instance: config.instanceId, store: store.kind }
+    })
+    await app.register(async (admin) => {
+      await adminRoutes(admin, deps)
+      await approvalRoutes(admin, deps)
+      // TODO(integrator): register the Cedar policy admin routes here once src/control-plane/admin/policies.ts lands:
+      //   import { policyRoutes } from './admin/policies.js'  …  await policyRoutes(admin, deps)
+    }, { prefix: '/admin/v1' })
+
+    let closing: Promise<void> | null = null
+    return {
+      app,
+      deps,
+      close: () => (closing ??= closeOwned()),
+    }
+  } catch (err) {
+    await closeOwned()
+    throw err
+  }
+}

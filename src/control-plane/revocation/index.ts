@@ -1,0 +1,5 @@
+/** The revocation source: recording, matching, the feed snapshot. */
+export { recordRevocation, findRevocation, revocationExpiry, revocationJson, type NewRevocation, type RecordOptions } from './service.js'
+export { revocationMatches } from './match.js'
+export { parseRevocation } from './validate.js'
+export { buildFeedSnapshot } from './snapshot.js'
