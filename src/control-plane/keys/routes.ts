@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AegisError } from '../../errors.js'
 import { requireRole } from '../../http/admin-auth.js'
-import type { Revocation } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
+import { recordRevocation, revocationExpiry } from '../revocation/service.js'
 import type { PublicKeyInfo } from './manager.js'
 
 /** Admin-API (snake_case) view of a key; times in epoch ms. Never private material. */
@@ -74,14 +74,10 @@ export async function keyRoutes(app: FastifyInstance, deps: ControlPlaneDeps): P
     if (result.revoked) {
       // Gateways drop the old kid at once, not when their JWKS cache expires.
       const now = deps.clock.now()
-      const t = config.tokens
-      const revocation: Revocation = await deps.store.revocations.add({
-        type: 'kid', value: result.revoked, tenant: null, agentId: null, reason: 'emergency key rotation', createdAt: now,
-        expiresAt: now + (Math.max(t.maxTtlSeconds, t.overrideTtlSeconds) + t.clockSkewSeconds) * 1000,
-      })
-      deps.metrics.revocations.inc({ type: 'kid' })
-      await deps.feed.publish({ kind: 'revocation', revocation })
-      await deps.audit.append({ type: 'token.revoked', actor, subject: result.revoked, data: { revocation_type: 'kid', seq: revocation.seq, reason: 'emergency key rotation' } })
+      await recordRevocation(deps, {
+        type: 'kid', value: result.revoked, tenant: null, agentId: null, reason: 'emergency key rotation',
+        expiresAt: revocationExpiry(deps, 'kid', result.revoked, now),
+      }, { actor, via: 'admin' })
     }
     reply.header('cache-control', 'no-store')
     return { current: result.current, next: result.next, revoked: result.revoked, keys: keys.list().map(keyToWire) }

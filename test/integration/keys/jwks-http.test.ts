@@ -85,7 +85,7 @@ test('a token signed before a scheduled rotation verifies with jose over HTTP af
 })
 
 test('the keys admin API: global admins list and rotate; tenant admins, other roles and anonymous callers are refused', async (t) => {
-  const { url, store, keys, feed } = await setup(t)
+  const { url, store, keys, feed, audit } = await setup(t)
   const global = await adminToken(store, null)
   const tenantAdmin = await adminToken(store, 'acme')
   const gateway = await adminToken(store, null, 'gateway')
@@ -128,4 +128,7 @@ test('the keys admin API: global admins list and rotate; tenant admins, other ro
   const revs = await store.revocations.listActive(Date.now())
   assert.deepEqual(revs.map((r) => [r.type, r.value]), [['kid', old]])
   assert.deepEqual(feed.events.map((e) => e.kind === 'revocation' && e.revocation.value), [old])
+  await audit.flush()
+  const types = (await store.audit.query({ limit: 100 })).map((e) => `${e.type}:${e.subject}`)
+  for (const want of [`key.revoked:${old}`, `key.rotated:${b2.current}`, `key.rotated:${b1.next}`, `admin.revocation_created:kid:${old}`]) assert.ok(types.includes(want), `${want} in ${types.join(', ')}`)
 })
