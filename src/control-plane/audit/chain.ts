@@ -80,7 +80,13 @@ export function normalizeData(data: Record<string, unknown> | undefined): Record
   return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {}
 }
 
-/** A nullable text field, normalized like normalizeData. */
+/**
+ * A nullable text column, normalized like normalizeData; NUL also becomes
+ * U+FFFD because PostgreSQL text refuses it, and one attacker-chosen
+ * client_id must not fail the whole batch it shares with other callers.
+ */
 export function normalizeText(s: string | null | undefined): string | null {
-  return s === undefined || s === null ? null : wellFormed(String(s))
+  if (s === undefined || s === null) return null
+  const w = wellFormed(String(s))
+  return w.includes('\u0000') ? w.replaceAll('\u0000', '\uFFFD') : w
 }
