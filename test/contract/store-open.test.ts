@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { loadConfig } from '../../src/config/load.js'
 import { AegisError } from '../../src/errors.js'
 import { silentLogger } from '../../src/observability/logger.js'
-import { openStore, openSqliteStore } from '../../src/store/index.js'
+import { openPostgresStore, openStore, openSqliteStore } from '../../src/store/index.js'
 import { freshPostgresSchema, skipWithoutPostgres } from '../helpers/services.js'
 
 test('openStore without databaseUrl opens SQLite in a new 0700 data dir', async () => {
@@ -77,5 +77,27 @@ test('a SQLite file that is not a database is refused with temporarily_unavailab
     await assert.rejects(openSqliteStore(path), (err: unknown) => err instanceof AegisError && err.code === 'temporarily_unavailable')
   } finally {
     rmSync(root, { recursive: true, force: true })
+  }
+})
+
+test('a column added by a newer migration does not break a running PostgreSQL store', { skip: await skipWithoutPostgres() }, async () => {
+  const schema = await freshPostgresSchema()
+  const { default: pg } = await import('pg')
+  try {
+    const store = await openPostgresStore(schema.url, { max: 1 })
+    try {
+      await store.tenants.create({ id: 'acme', name: 'Acme', requireAttestation: false, createdAt: 1 })
+      assert.equal((await store.tenants.get('acme'))?.name, 'Acme')
+      const admin = new pg.Client({ connectionString: schema.url })
+      await admin.connect()
+      await admin.query('ALTER TABLE tenants ADD COLUMN region TEXT')
+      await admin.end()
+      assert.equal((await store.tenants.get('acme'))?.name, 'Acme')
+      assert.equal((await store.tenants.list()).length, 1)
+    } finally {
+      await store.close()
+    }
+  } finally {
+    await schema.drop()
   }
 })

@@ -67,6 +67,7 @@ export class PostgresStore implements Store {
   readonly gatewayAcks: GatewayAckRepo
 
   private readonly prepared = new Map<string, Prepared>()
+  private generation = 0
   private readonly held = new Set<string>()
   private closed = false
 
@@ -89,7 +90,8 @@ export class PostgresStore implements Store {
   private stmt(sql: string): Prepared {
     let p = this.prepared.get(sql)
     if (!p) {
-      p = { name: 'aegis_' + createHash('sha1').update(sql).digest('hex').slice(0, 20), text: numbered(sql) }
+      const h = createHash('sha1').update(sql).digest('hex').slice(0, 20)
+      p = { name: `aegis_${this.generation}_${h}`, text: numbered(sql) }
       this.prepared.set(sql, p)
     }
     return p
@@ -97,7 +99,22 @@ export class PostgresStore implements Store {
 
   private async q(db: Queryable, sql: string, params: Params): Promise<pg.QueryResult<Row>> {
     const p = this.stmt(sql)
-    return db.query<Row>({ name: p.name, text: p.text, values: params })
+    try {
+      return await db.query<Row>({ name: p.name, text: p.text, values: params })
+    } catch (err) {
+      // A migration run by a newer control plane changed a table under our
+      // named statements ("cached plan must not change result type"):
+      // prepare everything afresh under new names, and retry once when not
+      // inside a transaction (an aborted transaction cannot go on).
+      if ((err as { code?: unknown }).code !== '0A000') throw err
+      if (this.prepared.get(sql) === p) {
+        this.generation += 1
+        this.prepared.clear()
+      }
+      if (db !== this.pool) throw err
+      const fresh = this.stmt(sql)
+      return db.query<Row>({ name: fresh.name, text: fresh.text, values: params })
+    }
   }
 
   private async all<R>(db: Queryable, sql: string, params: Params, map: (r: Row) => R): Promise<R[]> {
