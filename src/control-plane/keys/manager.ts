@@ -126,6 +126,7 @@ class KeyManagerImpl implements ManagedKeyManager {
   private readonly headerCache = new Map<string, string>()
   private jwksSetKey = ''
   private jwksText = '{"keys":[]}'
+  private jwksObject: { keys: Record<string, unknown>[] } = Object.freeze({ keys: [] as Record<string, unknown>[] })
   private etag = ''
   private audit: AuditWriter | undefined
   private readonly pendingEvents: AuditEventInput[] = []
@@ -215,7 +216,7 @@ class KeyManagerImpl implements ManagedKeyManager {
 
   jwks(): { keys: Record<string, unknown>[] } {
     this.ensureCurrent()
-    return JSON.parse(this.jwksText) as { keys: Record<string, unknown>[] }
+    return this.jwksObject
   }
 
   jwksBody(): string {
@@ -252,7 +253,10 @@ class KeyManagerImpl implements ManagedKeyManager {
     const setKey = published.map((k) => k.kid).join(',')
     if (setKey === this.jwksSetKey && this.etag !== '') return
     this.jwksSetKey = setKey
-    this.jwksText = JSON.stringify({ keys: published.map(publicJwkOf) })
+    const keys = published.map((k) => Object.freeze(publicJwkOf(k)))
+    // Shared with every caller (introspection looks keys up per request), so frozen.
+    this.jwksObject = Object.freeze({ keys: Object.freeze(keys) as Record<string, unknown>[] })
+    this.jwksText = JSON.stringify(this.jwksObject)
     this.etag = `"${sha256b64url(this.jwksText)}"`
   }
 
@@ -303,9 +307,9 @@ class KeyManagerImpl implements ManagedKeyManager {
       view = effectiveKeys([...rows, k], now, this.retentionMs)
     }
     for (const k of view.keys) {
-      if (k.revoked) continue
-      if (k.state === k.storedState && k.deactivatedAt === rows.find((r) => r.kid === k.kid)?.deactivatedAt) continue
-      if (k.state === 'next' && k.storedState === 'next') continue
+      const stored = rows.find((r) => r.kid === k.kid)
+      if (!stored || k.revoked) continue
+      if (k.state === stored.state && k.deactivatedAt === stored.deactivatedAt && k.retiresAt === stored.retiresAt) continue
       await this.store.keys.update(k.kid, { state: k.state, deactivatedAt: k.deactivatedAt, retiresAt: k.retiresAt })
       wrote = true
       if (k.state === 'current' && k.storedState !== 'current') {
