@@ -47,6 +47,12 @@ export interface PolicyResult {
   requireConsole?: boolean
   /** `@risk("high")`: the call's jti is single-use. */
   risk: 'high' | 'normal'
+  /**
+   * Optional `@action_class("read"|"write")` of the determining policies. The
+   * gateway uses it to classify the call during a Redis outage; absent, a tool
+   * whose last name segment starts with read/get/list/search counts as a read.
+   */
+  actionClass?: 'read' | 'write'
   /** Version of the bundle that decided ("strict" for the built-in engine). */
   policyVersion: string
   /** Shadow bundles are computed and counted, never enforced. */

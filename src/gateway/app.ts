@@ -1,0 +1,233 @@
+import type { FastifyInstance } from 'fastify'
+import { Redis, type RedisOptions } from 'ioredis'
+import type { AegisConfig } from '../config/schema.js'
+import { createServer } from '../http/server.js'
+import { systemClock } from '../lib/clock.js'
+import { createLogger } from '../observability/logger.js'
+import { Metrics } from '../observability/metrics.js'
+import { CedarCompiler } from '../policy/cedar/engine.js'
+import { MemoryDenyList } from '../store/memory/deny-list.js'
+import { MemoryReplayCache } from '../store/memory/replay-cache.js'
+import { RedisReplayCache } from '../store/redis/replay-cache.js'
+import { createVerifier, JwksClient } from '../verify/index.js'
+import { ControlPlaneClient } from './control-plane-client.js'
+import { LogDecisionSink } from './decision-sink.js'
+import type { GatewayDeps, GatewayTuning } from './deps.js'
+import { AckReporter } from './feed/acks.js'
+import { RedisFeed } from './feed/redis.js'
+import { SseFeed } from './feed/sse.js'
+import type { FeedSubscriber } from './feed/types.js'
+import { controlPlaneManifestFetcher, ManifestCache } from './manifests.js'
+import { registerAuthorize } from './modes/authorize.js'
+import { registerExtAuthz } from './modes/ext-authz.js'
+import { registerProxyRoutes } from './modes/proxy.js'
+import { DecisionPipeline } from './pipeline/index.js'
+import { noApprovals } from './pipeline/resolve-approval.js'
+import { RedisHealth } from './redis-health.js'
+import { GatewayState } from './state.js'
+
+/** A built gateway: not listening (only cli/ listens). */
+export interface Gateway {
+  app: FastifyInstance
+  deps: GatewayDeps
+  pipeline: DecisionPipeline
+  /** Resolves once the JWKS and the feed snapshot were loaded once (then /healthz answers 200). */
+  ready: Promise<void>
+  /** Stops the feed, timers and connections, and closes the server. */
+  close(): Promise<void>
+}
+
+export const DEFAULT_TUNING: GatewayTuning = Object.freeze({
+  redisKeyPrefix: 'aegis:jti:',
+  feedChannel: 'aegis:feed',
+  feedHashKey: 'aegis:revocations',
+  redisHealthIntervalMs: 1_000,
+  redisCommandTimeoutMs: 500,
+  ackIntervalMs: 250,
+  feedBackoffInitialMs: 100,
+  feedBackoffMaxMs: 10_000,
+  pruneIntervalMs: 10_000,
+})
+
+function redisRetry(times: number): number {
+  // ioredis reconnect delay: exponential with jitter, capped at 2 s.
+  const d = Math.min(2_000, 50 * 2 ** Math.min(times, 10))
+  return d / 2 + Math.random() * (d / 2)
+}
+
+/**
+ * Builds the gateway role (DESIGN.md "Gateway"): `POST /v1/authorize`,
+ * ext_authz / auth_request under `/v1/ext-authz/*`, the proxy routes of
+ * `gateway.routes`, `/healthz` (503 until keys and feed were loaded once)
+ * and `/metrics`. It follows `controlPlaneUrl ?? issuer` for the JWKS, the
+ * feed (SSE, or Redis when `redisUrl` is set) and manifests, with
+ * `gatewayToken ?? adminToken` as bearer token. `overrides` replaces any
+ * dependency (tests, embedding; e.g. `policyCompiler`).
+ */
+export async function buildGateway(config: AegisConfig, overrides: Partial<GatewayDeps> = {}): Promise<Gateway> {
+  const logger = overrides.logger ?? createLogger(config.logLevel, 'aegis-gateway')
+  const metrics = overrides.metrics ?? new Metrics()
+  const clock = overrides.clock ?? systemClock
+  const tuning: GatewayTuning = { ...DEFAULT_TUNING, ...overrides.tuning }
+  const gatewayId = overrides.gatewayId ?? config.gateway.id ?? config.instanceId
+  const controlPlaneUrl = config.controlPlaneUrl ?? config.issuer
+  const bearer = config.gatewayToken ?? config.adminToken
+  if (!bearer) {
+    throw new Error('the gateway needs a bearer token for the control plane: set AEGIS_GATEWAY_TOKEN (role gateway) or AEGIS_ADMIN_TOKEN')
+  }
+  const client = new ControlPlaneClient(controlPlaneUrl, bearer)
+  const closers: Array<() => Promise<void> | void> = []
+
+  let jwks: JwksClient | undefined
+  const verifier = overrides.verifier ?? createVerifier({
+    issuer: config.issuer,
+    audience: config.audience,
+    jwks: (jwks = new JwksClient({
+      jwksUrl: `${client.baseUrl}/.well-known/jwks.json`,
+      cooldownMs: config.gateway.jwksCooldownSeconds * 1000,
+      clock,
+      onFetch: (e) => metrics.jwksFetches.inc({ result: e.result }),
+    })),
+    clockSkewSeconds: config.tokens.clockSkewSeconds,
+    maxTokenBytes: config.tokens.maxTokenBytes,
+    cacheSize: config.gateway.verifiedCacheSize,
+    clock,
+  })
+  closers.push(() => { verifier.close(); jwks?.close() })
+
+  let command: Redis | undefined
+  let subscriber: Redis | undefined
+  if (config.redisUrl && (!overrides.replay || !overrides.redisHealth)) {
+    const base: RedisOptions = { retryStrategy: redisRetry, connectTimeout: 2_000, lazyConnect: false }
+    // Commands fail at once while disconnected (no offline queue) and after a timeout while Redis stalls: callers fail closed.
+    command = new Redis(config.redisUrl, { ...base, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: tuning.redisCommandTimeoutMs })
+    subscriber = new Redis(config.redisUrl, { ...base, maxRetriesPerRequest: null })
+    let lastErrorLog = 0
+    const onError = (err: Error): void => {
+      // ioredis reports every failed reconnect; one line per 10 s is enough.
+      if (Date.now() - lastErrorLog > 10_000) {
+        lastErrorLog = Date.now()
+        logger.warn({ err: err.message }, 'redis connection error')
+      }
+    }
+    command.on('error', onError)
+    subscriber.on('error', onError)
+    const c = command
+    const s = subscriber
+    closers.push(() => { c.disconnect(); s.disconnect() })
+  }
+  const redisHealth = overrides.redisHealth !== undefined ? overrides.redisHealth : command ? new RedisHealth(command, subscriber ?? null, logger, tuning.redisHealthIntervalMs) : null
+  if (redisHealth instanceof RedisHealth) closers.push(() => redisHealth.close())
+
+  const replay = overrides.replay ?? (command ? new RedisReplayCache(command, { prefix: tuning.redisKeyPrefix }) : new MemoryReplayCache({ clock }))
+  if (!config.redisUrl && !overrides.replay) logger.warn('no redisUrl: replay cache and deny list are in-process, not shared between gateway processes')
+  const denyList = overrides.denyList ?? new MemoryDenyList()
+  const policyCompiler = overrides.policyCompiler ?? new CedarCompiler()
+  const manifests = overrides.manifests ?? new ManifestCache(controlPlaneManifestFetcher(client), logger)
+  const acks = new AckReporter(client, gatewayId, logger, tuning.ackIntervalMs)
+  closers.push(() => acks.close())
+  const state = overrides.state ?? new GatewayState({
+    denyList,
+    compiler: policyCompiler,
+    logger,
+    metrics,
+    clock,
+    onRevocationsApplied: (seq) => acks.notify(seq),
+    onAgentHash: (hash) => manifests.prefetch(hash),
+  })
+
+  const deps: GatewayDeps = {
+    config,
+    logger,
+    metrics,
+    clock,
+    gatewayId,
+    verifier,
+    denyList,
+    replay,
+    state,
+    manifests,
+    policyCompiler,
+    decisions: overrides.decisions ?? new LogDecisionSink(logger),
+    approvals: overrides.approvals ?? noApprovals,
+    redisHealth,
+    tuning,
+  }
+
+  let feed: FeedSubscriber
+  if (command && subscriber) {
+    feed = new RedisFeed({
+      subscriber,
+      command,
+      state,
+      logger,
+      fetchSnapshot: () => client.getJson('/admin/v1/feed/snapshot'),
+      channel: tuning.feedChannel,
+      hashKey: tuning.feedHashKey,
+      backoffInitialMs: tuning.feedBackoffInitialMs,
+      backoffMaxMs: tuning.feedBackoffMaxMs,
+    })
+  } else {
+    feed = new SseFeed({ client, state, logger, backoffInitialMs: tuning.feedBackoffInitialMs, backoffMaxMs: tuning.feedBackoffMaxMs })
+  }
+  // Closed first: nothing may apply events into a gateway being torn down.
+  closers.unshift(() => feed.close())
+
+  const pruner = setInterval(() => {
+    state.prune()
+    if (replay instanceof MemoryReplayCache) replay.sweep()
+  }, tuning.pruneIntervalMs)
+  pruner.unref()
+  closers.push(() => clearInterval(pruner))
+  closers.push(() => replay.close())
+  closers.push(async () => { await deps.decisions.close?.() })
+
+  const pipeline = new DecisionPipeline(deps)
+  const app = await createServer({ logger, bodyLimit: config.limits.bodyBytes, jsonDepth: config.limits.jsonDepth })
+
+  app.get('/healthz', async (_request, reply) => {
+    const ok = verifier.jwks.loaded && state.snapshotLoaded
+    const now = clock.now()
+    return reply.code(ok ? 200 : 503).header('cache-control', 'no-store').send({
+      status: ok ? 'ok' : 'starting',
+      gateway_id: gatewayId,
+      jwks_loaded: verifier.jwks.loaded,
+      feed: { snapshot_loaded: state.snapshotLoaded, connected: state.feedIsConnected, lag_seconds: state.lagSeconds(now), applied_seq: denyList.lastSeq, stale: state.feedStale(now, config.gateway.feedStaleSeconds * 1000) },
+      redis: redisHealth === null ? null : { healthy: redisHealth.healthy },
+    })
+  })
+  app.get('/metrics', async (_request, reply) => {
+    metrics.feedLag.set(state.lagSeconds(clock.now()))
+    metrics.denyListSize.set(denyList.size)
+    metrics.feedSeq.set(denyList.lastSeq)
+    return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics())
+  })
+  registerAuthorize(app, pipeline)
+  registerExtAuthz(app, pipeline)
+  registerProxyRoutes(app, pipeline, config.gateway.routes, logger)
+
+  feed.start()
+  const ready = Promise.all([verifier.jwks.ready, feed.ready]).then(() => undefined)
+  ready.catch(() => {})
+
+  let closing: Promise<void> | undefined
+  return {
+    app,
+    deps,
+    pipeline,
+    ready,
+    close: () => {
+      closing ??= (async () => {
+        await app.close()
+        for (const c of closers) {
+          try {
+            await c()
+          } catch (err) {
+            logger.warn({ err }, 'gateway shutdown step failed')
+          }
+        }
+      })()
+      return closing
+    },
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * The gateway's approval hook (pipeline step 6, DESIGN.md "Approvals"):
+ *
+ * - with an `Aegis-Override` header: the override must verify for exactly
+ *   this call ({@link verifyOverride}: signature with the gateway's JWKS keys,
+ *   `typ`, expiry, binding to agent, tenant, tool, params hash, policy version
+ *   and resource) and its jti is claimed once in the shared replay cache; the
+ *   caller's access token has already passed steps 1–5. Then the decision
+ *   becomes `allow`. A refused override is audited (`token.replayed` or
+ *   `token.refused`) and answered `401 invalid_token`, like any bad token;
+ *   the call is never decided as if the header were absent.
+ * - without one: the control plane opens (or returns the already open)
+ *   approval request, `POST /admin/v1/approvals` with the gateway token, and
+ *   the answer carries its id and `status_url`. A cap refusal there is passed
+ *   on as `429 rate_limited` with the control plane's reason; an unreachable
+ *   control plane is `503` (fail closed).
+ */
+import { AegisError } from '../../errors.js'
+import { wwwAuthenticate } from '../../http/error-handler.js'
+import { canonicalHash } from '../../lib/canonical-json.js'
+import type { Clock } from '../../lib/clock.js'
+import type { Logger } from '../../observability/logger.js'
+import type { Metrics } from '../../observability/metrics.js'
+import type { ReplayCache } from '../../store/gateway-state.js'
+import type { AegisConfig } from '../../config/schema.js'
+import type { ApprovalContext, ApprovalHook, ApprovalRef, ApprovalResolution, DecisionSink, EntryMode, GatewayAuditEvent } from '../deps.js'
+import type { ControlPlaneClient } from '../control-plane-client.js'
+import { claimOverride, OverrideError, verifyOverride, type OverrideKeySource } from './verify-override.js'
+
+/** What the control plane needs to open a request (body of `POST /admin/v1/approvals`). */
+export interface OpenApprovalBody {
+  tenant: string
+  agent_id: string
+  client_id: string
+  tool: string
+  params: Record<string, unknown>
+  resource: string | null
+  policy_id: string
+  policy_version: string
+  group: string
+  require_console: boolean
+  /** Redact obligations' pointers, masked in notifications. */
+  mask: string[]
+}
+
+/** Opens approval requests on the control plane. */
+export interface ApprovalOpener {
+  open(body: OpenApprovalBody): Promise<ApprovalRef>
+}
+
+const MAX_ANSWER_BYTES = 64 * 1024
+
+/** Opener over HTTP with the gateway's control-plane client (gateway bearer token). */
+export function httpApprovalOpener(client: Pick<ControlPlaneClient, 'url' | 'headers'>, timeoutMs = 5000): ApprovalOpener {
+  return {
+    async open(body) {
+      let res: Response
+      try {
+        res = await fetch(client.url('/admin/v1/approvals'), {
+          method: 'POST',
+          headers: client.headers({ 'content-type': 'application/json', accept: 'application/json' }),
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(timeoutMs),
+          redirect: 'error',
+        })
+      } catch (err) {
+        throw new AegisError('temporarily_unavailable', 'approval service unreachable', { cause: err })
+      }
+      const text = await res.text()
+      let json: Record<string, unknown> = {}
+      try { json = text.length <= MAX_ANSWER_BYTES ? (JSON.parse(text) as Record<string, unknown>) : {} } catch { json = {} }
+      if (res.status === 429 || res.status === 400) {
+        // The control plane's reason is meant for the agent (which cap, which limit).
+        const description = typeof json.error_description === 'string' ? json.error_description.slice(0, 300) : 'approval request refused'
+        throw new AegisError(res.status === 429 ? 'rate_limited' : 'invalid_request', description, res.status === 429 ? { headers: { 'retry-after': res.headers.get('retry-after') ?? '60' } } : undefined)
+      }
+      if (!res.ok || typeof json.id !== 'string' || typeof json.status_url !== 'string') {
+        throw new AegisError('temporarily_unavailable', `approval service answered ${res.status}`)
+      }
+      return { id: json.id, status_url: json.status_url }
+    },
+  }
+}
+
+export interface GatewayApprovalHookDeps {
+  config: Pick<AegisConfig, 'issuer' | 'audience' | 'tokens'>
+  clock: Clock
+  logger: Logger
+  metrics: Metrics
+  replay: ReplayCache
+  /** The gateway's JWKS client (`deps.verifier.jwks`). */
+  keys: OverrideKeySource
+  decisions: DecisionSink
+  gatewayId: string
+  opener: ApprovalOpener
+  /** Approver group when a policy names none. Default `default`. */
+  defaultGroup?: string
+}
+
+/** The hook to put in GatewayDeps.approvals. */
+export function createApprovalHook(deps: GatewayApprovalHookDeps): ApprovalHook {
+  const refuse = (ctx: ApprovalContext, err: OverrideError): AegisError => {
+    const f = ctx.token.facts
+    const event: GatewayAuditEvent = {
+      type: err.reason === 'replayed' ? 'token.replayed' : 'token.refused',
+      ts: deps.clock.now(),
+      gateway_id: deps.gatewayId,
+      mode: (ctx as ApprovalContext & { mode?: EntryMode }).mode ?? 'authorize',
+      tenant: f.tenant,
+      agent_id: f.agentId,
+      client_id: f.clientId,
+      jti: f.jti,
+      tool: ctx.tool,
+      resource: ctx.resource,
+      error: `override refused: ${err.message}`,
+      policy_version: ctx.result.policyVersion,
+    }
+    deps.decisions.record(event)
+    if (err.reason === 'replayed') deps.metrics.replayAttempts.inc()
+    if (err.reason === 'unavailable') return new AegisError('temporarily_unavailable', err.message)
+    return new AegisError('invalid_token', err.message, { headers: { 'www-authenticate': wwwAuthenticate('invalid_token', err.message) } })
+  }
+
+  return {
+    async resolve(ctx: ApprovalContext): Promise<ApprovalResolution | null> {
+      const f = ctx.token.facts
+      if (ctx.override !== null) {
+        try {
+          let paramsHash: string
+          try { paramsHash = canonicalHash(ctx.params) } catch { throw new OverrideError('binding', 'override token was approved for a different call') }
+          const v = await verifyOverride(ctx.override, {
+            keys: deps.keys,
+            issuer: deps.config.issuer,
+            audience: deps.config.audience,
+            clockSkewSeconds: deps.config.tokens.clockSkewSeconds,
+            maxTokenBytes: deps.config.tokens.maxTokenBytes,
+            now: deps.clock.now(),
+            expected: { agentId: f.agentId, tenant: f.tenant, tool: ctx.tool, paramsHash, policyVersion: ctx.result.policyVersion, resource: ctx.resource },
+          })
+          // Only after every other check: a refused override must not burn its jti.
+          await claimOverride(deps.replay, v)
+          return { kind: 'overridden', reason: `approved by a human (approval ${v.approvalId}; one-time override used)` }
+        } catch (err) {
+          if (err instanceof OverrideError) throw refuse(ctx, err)
+          throw err
+        }
+      }
+      const r = ctx.result
+      const ref = await deps.opener.open({
+        tenant: f.tenant,
+        agent_id: f.agentId,
+        client_id: f.clientId,
+        tool: ctx.tool,
+        params: ctx.params,
+        resource: ctx.resource,
+        policy_id: r.policyIds[0] ?? '',
+        policy_version: r.policyVersion,
+        group: r.approvalGroup ?? deps.defaultGroup ?? 'default',
+        require_console: r.requireConsole === true,
+        mask: r.obligations.filter((o) => o.type === 'redact').map((o) => o.path),
+      })
+      return { kind: 'pending', approval: ref }
+    },
+  }
+}

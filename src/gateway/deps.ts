@@ -1,0 +1,128 @@
+import type { AegisConfig } from '../config/schema.js'
+import type { Clock } from '../lib/clock.js'
+import type { Logger } from '../observability/logger.js'
+import type { Metrics } from '../observability/metrics.js'
+import type { DenyList, ReplayCache } from '../store/gateway-state.js'
+import type { Decision, Obligation, PolicyCompiler, PolicyResult } from '../policy/types.js'
+import type { Verifier } from '../verify/index.js'
+import type { GatewayState } from './state.js'
+import type { ManifestCache } from './manifests.js'
+import type { TokenView } from './pipeline/token-view.js'
+
+/** An approval reference returned with `approval_needed` (DESIGN.md "Approvals"). */
+export interface ApprovalRef {
+  id: string
+  status_url: string
+}
+
+/** What an approval hook learns about a call whose decision is `approval_needed`. */
+export interface ApprovalContext {
+  token: TokenView
+  tool: string
+  params: Record<string, unknown>
+  resource: string | null
+  result: PolicyResult
+  /** Raw `Aegis-Override` header value, or null. Never log it. */
+  override: string | null
+}
+
+/**
+ * The seam where approvals plug into the pipeline (step 6). The default hook
+ * answers null: `approval_needed` is returned as is, without an approval id.
+ * A hook may also turn the decision into `allow` when a valid override token
+ * for exactly this action accompanies the call.
+ */
+export interface ApprovalHook {
+  resolve(ctx: ApprovalContext): ApprovalResolution | null | Promise<ApprovalResolution | null>
+}
+
+export type ApprovalResolution =
+  | { kind: 'pending'; approval: ApprovalRef }
+  | { kind: 'overridden'; reason: string }
+
+/** A gateway audit event (`decision`, `token.refused`, `token.replayed`). */
+export interface GatewayAuditEvent {
+  type: 'decision' | 'token.refused' | 'token.replayed'
+  ts: number
+  gateway_id: string
+  mode: EntryMode
+  tenant: string | null
+  agent_id: string | null
+  client_id: string | null
+  jti: string | null
+  tool: string | null
+  resource: string | null
+  decision?: Decision
+  enforced?: boolean
+  reasons?: string[]
+  policy_version?: string
+  policy_ids?: string[]
+  risk?: 'high' | 'normal'
+  /** Set when a shared backend was unreachable: `open` let the call through, `closed` refused it. */
+  degraded?: 'open' | 'closed'
+  /** Why a token was refused (never the token). */
+  error?: string
+  /** Candidate bundle's decision, evaluated side by side. */
+  candidate?: { version: string; decision: Decision }
+}
+
+/**
+ * Where gateway audit events go. For now a structured `audit` log line
+ * (LogDecisionSink); later also the control plane's audit log. Must not
+ * throw and must not block: it is called on the hot path.
+ */
+export interface DecisionSink {
+  record(event: GatewayAuditEvent): void
+  close?(): Promise<void>
+}
+
+/** Health of a shared backend (Redis), kept current in the background. */
+export interface BackendHealth {
+  readonly healthy: boolean
+}
+
+/** Which entry point asked. */
+export type EntryMode = 'authorize' | 'ext_authz' | 'proxy'
+
+/** Knobs tests and embedders may turn; defaults follow src/feed/types.ts and the config. */
+export interface GatewayTuning {
+  /** Prefix of replay-cache keys in Redis; default `aegis:jti:`. */
+  redisKeyPrefix: string
+  /** Redis feed channel and revocation hash; default `aegis:feed`, `aegis:revocations`. */
+  feedChannel: string
+  feedHashKey: string
+  /** How often Redis health is probed (ms). */
+  redisHealthIntervalMs: number
+  /** Redis command timeout (ms): an unanswered replay claim fails closed after this. */
+  redisCommandTimeoutMs: number
+  /** Least time between two acknowledgements (ms). */
+  ackIntervalMs: number
+  /** Feed reconnect backoff bounds (ms). */
+  feedBackoffInitialMs: number
+  feedBackoffMaxMs: number
+  /** Deny-list prune period (ms). */
+  pruneIntervalMs: number
+}
+
+/** Everything the gateway's pipeline and entry points use. */
+export interface GatewayDeps {
+  config: AegisConfig
+  logger: Logger
+  metrics: Metrics
+  clock: Clock
+  /** Reported with acknowledgements and audit events. */
+  gatewayId: string
+  verifier: Verifier
+  denyList: DenyList
+  replay: ReplayCache
+  state: GatewayState
+  manifests: ManifestCache
+  policyCompiler: PolicyCompiler
+  decisions: DecisionSink
+  approvals: ApprovalHook
+  /** Redis health when the gateway uses Redis; null otherwise. */
+  redisHealth: BackendHealth | null
+  tuning: GatewayTuning
+}
+
+export type { Obligation }

@@ -1,0 +1,88 @@
+import type { FeedEvent, FeedSnapshot } from '../../feed/types.js'
+import type { Revocation } from '../../store/types.js'
+
+const TYPES = new Set(['jti', 'agent', 'client', 'tenant', 'kid', 'issued_before'])
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v)
+}
+
+const str = (v: unknown): v is string => typeof v === 'string'
+const strOrNull = (v: unknown): v is string | null => v === null || typeof v === 'string'
+const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v)
+
+/** Validates a revocation from the wire; null when malformed. */
+export function parseRevocation(v: unknown): Revocation | null {
+  if (!isObj(v)) return null
+  if (!num(v.seq) || !str(v.type) || !TYPES.has(v.type) || !str(v.value) || !num(v.expiresAt) || !num(v.createdAt)) return null
+  const tenant = v.tenant ?? null
+  const agentId = v.agentId ?? null
+  const reason = v.reason ?? null
+  if (!strOrNull(tenant) || !strOrNull(agentId) || !strOrNull(reason)) return null
+  return { seq: v.seq, type: v.type as Revocation['type'], value: v.value, tenant, agentId, reason, createdAt: v.createdAt, expiresAt: v.expiresAt }
+}
+
+/** Validates a feed event; null when malformed (the caller resynchronizes). */
+export function parseFeedEvent(v: unknown): FeedEvent | null {
+  if (!isObj(v)) return null
+  switch (v.kind) {
+    case 'revocation': {
+      const r = parseRevocation(v.revocation)
+      return r ? { kind: 'revocation', revocation: r } : null
+    }
+    case 'agent': {
+      const a = v.agent
+      if (!isObj(a) || !str(a.tenant) || !str(a.agentId) || !strOrNull(a.capabilityHash)) return null
+      return { kind: 'agent', agent: { tenant: a.tenant, agentId: a.agentId, capabilityHash: a.capabilityHash } }
+    }
+    case 'policy': {
+      const p = v.policy
+      if (!isObj(p) || !str(p.tenant)) return null
+      const policy = parsePolicyState(p)
+      return policy ? { kind: 'policy', policy } : null
+    }
+    default:
+      return null
+  }
+}
+
+function parsePolicyState(p: Record<string, unknown>): FeedSnapshot['policies'][number] | null {
+  if (!str(p.tenant)) return null
+  let active: FeedSnapshot['policies'][number]['active'] = null
+  if (p.active !== null && p.active !== undefined) {
+    const a = p.active
+    if (!isObj(a) || !str(a.id) || !str(a.version) || !str(a.cedar) || (a.mode !== 'enforce' && a.mode !== 'shadow')) return null
+    active = { id: a.id, version: a.version, cedar: a.cedar, mode: a.mode }
+  }
+  let candidate: FeedSnapshot['policies'][number]['candidate'] = null
+  if (p.candidate !== null && p.candidate !== undefined) {
+    const c = p.candidate
+    if (!isObj(c) || !str(c.id) || !str(c.version) || !str(c.cedar)) return null
+    candidate = { id: c.id, version: c.version, cedar: c.cedar }
+  }
+  return { tenant: p.tenant, active, candidate }
+}
+
+/** Validates a snapshot; null when malformed. */
+export function parseSnapshot(v: unknown): FeedSnapshot | null {
+  if (!isObj(v) || !num(v.seq) || !Array.isArray(v.revocations) || !Array.isArray(v.agents) || !Array.isArray(v.policies)) return null
+  const revocations: Revocation[] = []
+  for (const r of v.revocations) {
+    const p = parseRevocation(r)
+    if (!p) return null
+    revocations.push(p)
+  }
+  const agents: FeedSnapshot['agents'] = []
+  for (const a of v.agents) {
+    if (!isObj(a) || !str(a.tenant) || !str(a.agentId) || !strOrNull(a.capabilityHash)) return null
+    agents.push({ tenant: a.tenant, agentId: a.agentId, capabilityHash: a.capabilityHash })
+  }
+  const policies: FeedSnapshot['policies'] = []
+  for (const p of v.policies) {
+    if (!isObj(p)) return null
+    const ps = parsePolicyState(p)
+    if (!ps) return null
+    policies.push(ps)
+  }
+  return { seq: v.seq, revocations, agents, policies, generatedAt: num(v.generatedAt) ? v.generatedAt : 0 }
+}

@@ -1,0 +1,176 @@
+import type { Redis } from 'ioredis'
+import type { FeedEvent, FeedSnapshot } from '../../feed/types.js'
+import type { Logger } from '../../observability/logger.js'
+import type { Revocation } from '../../store/types.js'
+import type { GatewayState } from '../state.js'
+import { Backoff, sleep } from './backoff.js'
+import { parseFeedEvent, parseRevocation, parseSnapshot } from './parse.js'
+import type { FeedSubscriber } from './types.js'
+
+export interface RedisFeedOptions {
+  /** Connection used only for SUBSCRIBE (ioredis reconnects it with backoff and jitter). */
+  subscriber: Redis
+  /** Connection for HGETALL. */
+  command: Redis
+  state: GatewayState
+  logger: Logger
+  /** Fetches the control plane's snapshot (agents, policies, revocations); rejects when unreachable. */
+  fetchSnapshot: () => Promise<unknown>
+  /** Defaults as src/feed/types.ts fixes them: `aegis:feed`, `aegis:revocations`. */
+  channel?: string
+  hashKey?: string
+  /** Retry bounds for the control-plane snapshot (ms). */
+  backoffInitialMs?: number
+  backoffMaxMs?: number
+}
+
+/**
+ * Follows the feed on Redis (src/feed/types.ts): on every (re)connect it
+ * subscribes to `aegis:feed` first, buffering events, then loads the
+ * persisted revocations (hash `aegis:revocations`) and the control plane's
+ * snapshot, applies them, then the buffered events, so nothing published
+ * during the load is lost. With the control plane unreachable the Redis hash
+ * alone keeps revocations current and the snapshot is retried with backoff.
+ */
+export class RedisFeed implements FeedSubscriber {
+  readonly ready: Promise<void>
+  private resolveReady!: () => void
+  private readonly channel: string
+  private readonly hashKey: string
+  private buffering: FeedEvent[] | null = null
+  private started = false
+  private closed = false
+  private syncing: Promise<void> | undefined
+  private resyncAgain = false
+  private readonly stop = new AbortController()
+  private readonly snapshotBackoff: Backoff
+
+  constructor(private readonly opts: RedisFeedOptions) {
+    this.ready = new Promise((resolve) => { this.resolveReady = resolve })
+    this.channel = opts.channel ?? 'aegis:feed'
+    this.hashKey = opts.hashKey ?? 'aegis:revocations'
+    this.snapshotBackoff = new Backoff(opts.backoffInitialMs ?? 200, opts.backoffMaxMs ?? 10_000)
+  }
+
+  start(): void {
+    if (this.started) return
+    this.started = true
+    const sub = this.opts.subscriber
+    sub.on('message', this.onMessage)
+    sub.on('ready', this.onReady)
+    sub.on('close', this.onClose)
+    if (sub.status === 'ready') this.onReady()
+  }
+
+  private readonly onClose = (): void => {
+    if (!this.closed) this.opts.state.feedDisconnected('redis subscriber connection closed')
+  }
+
+  private readonly onReady = (): void => {
+    if (this.closed) return
+    if (this.syncing) {
+      this.resyncAgain = true
+      return
+    }
+    this.syncing = this.resync().finally(() => {
+      this.syncing = undefined
+      if (this.resyncAgain && !this.closed) {
+        this.resyncAgain = false
+        this.onReady()
+      }
+    })
+  }
+
+  private readonly onMessage = (channel: string, message: string): void => {
+    if (channel !== this.channel) return
+    let ev: FeedEvent | null = null
+    try {
+      ev = parseFeedEvent(JSON.parse(message))
+    } catch { /* handled below */ }
+    if (!ev) {
+      this.opts.logger.error('malformed feed event on redis; resynchronizing')
+      this.onReady()
+      return
+    }
+    if (this.buffering) this.buffering.push(ev)
+    else this.opts.state.applyEvent(ev)
+  }
+
+  /** Subscribe, then load, then apply what arrived meanwhile. */
+  private async resync(): Promise<void> {
+    this.buffering = []
+    try {
+      await this.opts.subscriber.subscribe(this.channel)
+      const hash = await this.opts.command.hgetall(this.hashKey)
+      const fromHash: Revocation[] = []
+      for (const value of Object.values(hash)) {
+        let r: Revocation | null = null
+        try { r = parseRevocation(JSON.parse(value)) } catch { /* malformed */ }
+        if (r) fromHash.push(r)
+        else this.opts.logger.error('malformed entry in the redis revocation hash; ignored')
+      }
+      let snapshot: FeedSnapshot | null = null
+      try {
+        snapshot = parseSnapshot(await this.opts.fetchSnapshot())
+        if (!snapshot) this.opts.logger.error('control plane answered a malformed feed snapshot')
+      } catch (err) {
+        this.opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'feed snapshot unavailable; revocations from redis only, retrying')
+      }
+      const pending = this.buffering
+      this.buffering = null
+      if (snapshot) {
+        this.opts.state.applySnapshot(snapshot, fromHash, pending)
+        this.snapshotBackoff.reset()
+        this.resolveReady()
+      } else {
+        this.opts.state.applyRevocationList(fromHash, pending)
+        this.retrySnapshot()
+      }
+      this.opts.state.feedConnected()
+    } catch (err) {
+      // The connection dropped mid-load; its next 'ready' starts over.
+      const pending = this.buffering ?? []
+      this.buffering = null
+      for (const e of pending) this.opts.state.applyEvent(e)
+      if (!this.closed) this.opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'redis feed resync failed')
+    }
+  }
+
+  private retrying = false
+
+  /** Keeps asking the control plane for a snapshot until it answers (agents and policies come only from it). */
+  private retrySnapshot(): void {
+    if (this.retrying || this.closed) return
+    this.retrying = true
+    void (async () => {
+      try {
+        while (!this.closed) {
+          await sleep(this.snapshotBackoff.next(), this.stop.signal)
+          if (this.closed) return
+          if (this.syncing) continue
+          try {
+            const snap = parseSnapshot(await this.opts.fetchSnapshot())
+            if (!snap) continue
+            // Resync as a whole so the hash and buffered events are merged the same way.
+            this.retrying = false
+            this.onReady()
+            return
+          } catch { /* still unreachable */ }
+        }
+      } finally {
+        this.retrying = false
+      }
+    })()
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    this.stop.abort()
+    const sub = this.opts.subscriber
+    sub.off('message', this.onMessage)
+    sub.off('ready', this.onReady)
+    sub.off('close', this.onClose)
+    await this.syncing?.catch(() => {})
+    this.opts.state.feedDisconnected('closed')
+  }
+}

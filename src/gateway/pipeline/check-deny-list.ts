@@ -1,0 +1,25 @@
+import { AegisError } from '../../errors.js'
+import type { GatewayDeps } from '../deps.js'
+import type { TokenView } from './token-view.js'
+import { invalidToken } from './verify-token.js'
+
+const NOT_READY = new AegisError('temporarily_unavailable', 'gateway has not loaded its revocation feed yet', { headers: { 'retry-after': '1' } })
+
+/**
+ * Step 2 (DESIGN.md "Gateway", "Revocation"): refuses a token matched by the
+ * deny list (jti, agent, client, tenant, kid, issued before T), and one
+ * minted against a capability manifest that is no longer the agent's current
+ * one (or for an agent the feed says is deleted or does not know). Fails
+ * closed (503) until the feed's first snapshot was loaded.
+ */
+export function checkDenyList(deps: GatewayDeps, view: TokenView): void {
+  if (!deps.state.snapshotLoaded) throw NOT_READY
+  const hit = deps.denyList.match(view.facts)
+  if (hit !== null) throw invalidToken('token revoked')
+  const current = deps.state.agentHash(view.agentKey)
+  if (current !== view.capabilityHash) {
+    if (current === undefined) throw invalidToken('token agent unknown to this gateway')
+    if (current === null) throw invalidToken('token agent deleted')
+    throw invalidToken('token capability_hash is not the agent\'s current one')
+  }
+}

@@ -1,0 +1,238 @@
+import type { Counter } from 'prom-client'
+import { AegisError } from '../../errors.js'
+import { applyObligations } from '../../policy/sanitize.js'
+import type { Decision, Obligation, PolicyResult } from '../../policy/types.js'
+import type { ApprovalRef, ApprovalResolution, EntryMode, GatewayAuditEvent, GatewayDeps } from '../deps.js'
+import type { VerifiedManifest } from '../manifests.js'
+import { checkDenyList } from './check-deny-list.js'
+import { checkReplay, assessBackends, needsReplayClaim, REPLAY_CLAIM_FAILED, type Degradation } from './check-replay.js'
+import { checkSenderConstraint } from './check-sender-constraint.js'
+import { evaluatePolicy, type Evaluation } from './evaluate-policy.js'
+import { resolveApproval } from './resolve-approval.js'
+import type { TokenView } from './token-view.js'
+import { invalidToken, needsKeys, verifyFailure, verifyToken, viewOf } from './verify-token.js'
+
+export type { TokenView } from './token-view.js'
+export { verifyToken } from './verify-token.js'
+export { checkDenyList } from './check-deny-list.js'
+export { checkSenderConstraint } from './check-sender-constraint.js'
+export { checkReplay, assessBackends } from './check-replay.js'
+export { evaluatePolicy } from './evaluate-policy.js'
+export { resolveApproval, noApprovals } from './resolve-approval.js'
+export { isReadAction } from './action-class.js'
+
+/** One call to decide, whatever the entry point. */
+export interface DecisionRequest {
+  /** The bearer token, or undefined when none was sent. */
+  token: string | undefined
+  tool: string
+  params: Record<string, unknown>
+  resource: string | null
+  /** `Aegis-Dry-Run: 1` on /v1/authorize. */
+  dryRun: boolean
+  /** Raw `Aegis-Override` header, handed to the approval hook only. */
+  override: string | null
+  clientAddress: string | null
+  mode: EntryMode
+}
+
+/** The pipeline's answer (DESIGN.md `/v1/authorize` body, in camelCase). */
+export interface DecisionOutcome {
+  decision: Decision
+  reasons: string[]
+  policyVersion: string
+  obligations: Obligation[]
+  /** The parameters with obligations applied (what is forwarded when enforced). */
+  params: Record<string, unknown>
+  approval: ApprovalRef | null
+  /** False in shadow mode (gateway or bundle) and for dry runs. */
+  enforced: boolean
+  risk: 'high' | 'normal'
+  degraded: 'open' | 'closed' | null
+  token: TokenView
+}
+
+const MISSING_TOKEN = new AegisError('invalid_token', 'a bearer token is required')
+const REPLAYED = 'token replayed (single-use jti already used)'
+const EMPTY: readonly never[] = Object.freeze([])
+
+/**
+ * The decision pipeline behind every entry point (DESIGN.md "Gateway"),
+ * in order, failing closed at each step: verifyToken → checkDenyList →
+ * checkSenderConstraint → evaluatePolicy → checkReplay → resolveApproval.
+ * (Policy evaluation is pure, so it runs before the replay claim: that is
+ * how the gateway knows which actions the policy marks high-risk.)
+ *
+ * `decide` stays synchronous unless something is really asynchronous: an
+ * unknown `kid`, a manifest not yet held, a replay claim, an approval hook
+ * that awaits. Token refusals throw (or reject with) an AegisError:
+ * `invalid_token` (401) or `temporarily_unavailable` (503).
+ */
+export class DecisionPipeline {
+  private readonly counters = new Map<string, Counter.Internal>()
+
+  constructor(private readonly deps: GatewayDeps) {}
+
+  decide(req: DecisionRequest): DecisionOutcome | Promise<DecisionOutcome> {
+    const started = performance.now()
+    let view: TokenView
+    try {
+      if (req.token === undefined) throw MISSING_TOKEN
+      view = verifyToken(this.deps, req.token)
+    } catch (err) {
+      if (req.token !== undefined && needsKeys(err)) return this.verifySlowly(req, req.token, started)
+      throw this.refused(req, null, verifyFailure(err))
+    }
+    return this.afterVerify(req, view, started)
+  }
+
+  private async verifySlowly(req: DecisionRequest, token: string, started: number): Promise<DecisionOutcome> {
+    let view: TokenView
+    try {
+      view = viewOf(this.deps, await this.deps.verifier.verifyAsync(token))
+    } catch (err) {
+      throw this.refused(req, null, verifyFailure(err))
+    }
+    return this.afterVerify(req, view, started)
+  }
+
+  private afterVerify(req: DecisionRequest, view: TokenView, started: number): DecisionOutcome | Promise<DecisionOutcome> {
+    let manifest: VerifiedManifest | undefined
+    try {
+      checkDenyList(this.deps, view)
+      checkSenderConstraint(view)
+      manifest = this.deps.manifests.get(view.capabilityHash)
+    } catch (err) {
+      throw this.refused(req, view, err)
+    }
+    if (manifest === undefined) return this.loadManifest(req, view, started)
+    return this.decideWith(req, view, manifest, started)
+  }
+
+  private async loadManifest(req: DecisionRequest, view: TokenView, started: number): Promise<DecisionOutcome> {
+    let manifest: VerifiedManifest
+    try {
+      manifest = await this.deps.manifests.load(view.capabilityHash)
+    } catch (err) {
+      throw this.refused(req, view, err instanceof AegisError ? err : new AegisError('temporarily_unavailable', 'capability manifest unavailable', { cause: err }))
+    }
+    return this.decideWith(req, view, manifest, started)
+  }
+
+  private decideWith(req: DecisionRequest, view: TokenView, manifest: VerifiedManifest, started: number): DecisionOutcome | Promise<DecisionOutcome> {
+    const nowMs = this.deps.clock.now()
+    const ev = evaluatePolicy(this.deps, view, manifest, req, Math.floor(nowMs / 1000))
+    const enforced = !(req.dryRun || ev.shadow || this.deps.config.gateway.shadow)
+    const degraded = assessBackends(this.deps, req.tool, ev.result, nowMs)
+    if (degraded !== null && degraded.outcome === 'closed') return this.finish(req, view, ev, enforced, degraded, null, started)
+    if (needsReplayClaim(ev.result, req.dryRun)) return this.claimThenDecide(req, view, ev, enforced, degraded, started)
+    return this.approveThenFinish(req, view, ev, enforced, degraded, started)
+  }
+
+  private async claimThenDecide(req: DecisionRequest, view: TokenView, ev: Evaluation, enforced: boolean, degraded: Degradation | null, started: number): Promise<DecisionOutcome> {
+    let first: boolean
+    try {
+      first = await checkReplay(this.deps, view)
+    } catch (err) {
+      this.deps.logger.warn({ err }, 'replay cache unreachable; failing closed')
+      return this.finish(req, view, ev, enforced, REPLAY_CLAIM_FAILED, null, started)
+    }
+    if (!first) {
+      this.deps.metrics.replayAttempts.inc()
+      this.deps.decisions.record(this.event('token.replayed', req, view, REPLAYED, enforced))
+      if (enforced) throw invalidToken(REPLAYED)
+    }
+    return this.approveThenFinish(req, view, ev, enforced, degraded, started)
+  }
+
+  private approveThenFinish(req: DecisionRequest, view: TokenView, ev: Evaluation, enforced: boolean, degraded: Degradation | null, started: number): DecisionOutcome | Promise<DecisionOutcome> {
+    if (ev.result.decision !== 'approval_needed' || !enforced) return this.finish(req, view, ev, enforced, degraded, null, started)
+    const res = resolveApproval(this.deps.approvals, { token: view, tool: req.tool, params: req.params, resource: req.resource, result: ev.result, override: req.override })
+    if (res !== null && typeof (res as Promise<unknown>).then === 'function') {
+      return (res as Promise<ApprovalResolution | null>).then((r) => this.finish(req, view, ev, enforced, degraded, r, started))
+    }
+    return this.finish(req, view, ev, enforced, degraded, res as ApprovalResolution | null, started)
+  }
+
+  private finish(req: DecisionRequest, view: TokenView, ev: Evaluation, enforced: boolean, degraded: Degradation | null, approval: ApprovalResolution | null, started: number): DecisionOutcome {
+    const r: PolicyResult = ev.result
+    let decision: Decision = r.decision
+    let reasons = r.reasons
+    let obligations = r.obligations
+    if (degraded !== null) {
+      if (degraded.outcome === 'closed') {
+        decision = 'deny'
+        reasons = [degraded.reason]
+        obligations = EMPTY as unknown as Obligation[]
+      } else {
+        reasons = [...reasons, degraded.reason]
+      }
+      this.deps.metrics.degraded.inc({ outcome: degraded.outcome })
+    }
+    if (approval !== null && approval.kind === 'overridden') {
+      decision = 'allow'
+      reasons = [...reasons, approval.reason]
+    }
+    const params = obligations.length > 0 ? applyObligations(req, obligations).params : req.params
+    const outcome: DecisionOutcome = {
+      decision,
+      reasons,
+      policyVersion: r.policyVersion,
+      obligations,
+      params,
+      approval: approval !== null && approval.kind === 'pending' ? approval.approval : null,
+      enforced,
+      risk: r.risk,
+      degraded: degraded === null ? null : degraded.outcome,
+      token: view,
+    }
+    this.counter(decision, enforced).inc()
+    this.deps.metrics.decisionDuration.observe((performance.now() - started) / 1000)
+    const e = this.event('decision', req, view, undefined, enforced)
+    e.decision = decision
+    e.reasons = reasons
+    e.policy_version = r.policyVersion
+    e.policy_ids = r.policyIds
+    e.risk = r.risk
+    if (degraded !== null) e.degraded = degraded.outcome
+    if (ev.candidate !== null && ev.tenantPolicy?.candidate) e.candidate = { version: ev.tenantPolicy.candidate.version, decision: ev.candidate.decision }
+    this.deps.decisions.record(e)
+    return outcome
+  }
+
+  /** Audits a refusal and returns the error to throw. */
+  private refused(req: DecisionRequest, view: TokenView | null, err: unknown): unknown {
+    const message = err instanceof AegisError ? err.message : 'internal error'
+    this.deps.decisions.record(this.event('token.refused', req, view, message, undefined))
+    return err
+  }
+
+  private event(type: GatewayAuditEvent['type'], req: DecisionRequest, view: TokenView | null, error: string | undefined, enforced: boolean | undefined): GatewayAuditEvent {
+    const f = view?.facts
+    const e: GatewayAuditEvent = {
+      type,
+      ts: this.deps.clock.now(),
+      gateway_id: this.deps.gatewayId,
+      mode: req.mode,
+      tenant: f?.tenant ?? null,
+      agent_id: f?.agentId ?? null,
+      client_id: f?.clientId ?? null,
+      jti: f?.jti ?? null,
+      tool: req.tool,
+      resource: req.resource,
+    }
+    if (error !== undefined) e.error = error
+    if (enforced !== undefined) e.enforced = enforced
+    return e
+  }
+
+  private counter(decision: Decision, enforced: boolean): Counter.Internal {
+    const key = enforced ? decision : decision + ':shadow'
+    let c = this.counters.get(key)
+    if (c === undefined) {
+      c = this.deps.metrics.decisions.labels({ decision, enforced: enforced ? 'true' : 'false' })
+      this.counters.set(key, c)
+    }
+    return c
+  }
+}

@@ -1,0 +1,24 @@
+import type { TokenFacts } from '../../store/gateway-state.js'
+import type { PolicyPrincipal } from '../../policy/types.js'
+import type { VerifiedToken } from '../../verify/index.js'
+
+/**
+ * What the pipeline needs from a verified token, derived once per token and
+ * kept beside the verifier's cached result, so a reused token costs no
+ * re-derivation (the verifier returns the same frozen object for it).
+ */
+export interface TokenView {
+  readonly verified: VerifiedToken
+  readonly facts: TokenFacts
+  /** Epoch seconds. */
+  readonly exp: number
+  readonly scopes: readonly string[]
+  readonly policyVersion: string | null
+  readonly capabilityHash: string
+  /** Map key of the agent (tenant + agent id). */
+  readonly agentKey: string
+  /** Sender-constrained (`cnf` present). */
+  readonly constrained: boolean
+  /** Set once the manifest is known (the hash is in the token, so it never changes). */
+  principal: PolicyPrincipal | null
+}
