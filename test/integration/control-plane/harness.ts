@@ -71,8 +71,8 @@ export async function startControlPlane(opts: HarnessOptions = {}): Promise<Harn
     deps: cp.deps,
     config,
     url: `http://127.0.0.1:${port}`,
-    adminToken,
-    gatewayToken,
+    adminToken: config.adminToken!,
+    gatewayToken: config.gatewayToken!,
     async close() {
       await cp.close()
       rmSync(dir, { recursive: true, force: true })

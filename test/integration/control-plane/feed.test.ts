@@ -1,0 +1,121 @@
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Redis } from 'ioredis'
+import { RedisFeedPublisher, feedKeys } from '../../../src/feed/index.js'
+import { silentLogger } from '../../../src/observability/logger.js'
+import type { FeedEvent, FeedSnapshot } from '../../../src/feed/types.js'
+import { REDIS_URL, freshPostgresSchema, redisPrefix, skipWithoutPostgres, skipWithoutRedis } from '../../helpers/services.js'
+import { admin, seedAgent, startControlPlane, type Harness } from './harness.js'
+import { followSse } from './sse.js'
+
+describe('revocation feed over server-sent events', () => {
+  let h: Harness
+  before(async () => {
+    h = await startControlPlane()
+    await seedAgent(h)
+  })
+  after(async () => { await h.close() })
+
+  test('the stream needs a global gateway or admin token', async () => {
+    const none = await fetch(`${h.url}/admin/v1/revocations/stream`)
+    assert.equal(none.status, 401)
+    await none.text()
+    const tenantAdmin = await admin(h, h.adminToken, 'POST', '/admin-tokens', { tenant: 'acme', role: 'admin' })
+    const scoped = await followSse(`${h.url}/admin/v1/revocations/stream`, tenantAdmin.body.token)
+    assert.equal(scoped.status, 403)
+    scoped.close()
+  })
+
+  test('a follower gets the snapshot first, then each revocation with its seq as id, and agent changes', async () => {
+    const before = await admin(h, h.adminToken, 'POST', '/revocations', { type: 'jti', value: 'jti-before-connect', reason: 'test' })
+    assert.equal(before.status, 201)
+    const sse = await followSse(`${h.url}/admin/v1/revocations/stream`, h.gatewayToken)
+    try {
+      assert.equal(sse.status, 200)
+      const snap = await sse.next((e) => e.event === 'snapshot')
+      const snapshot = JSON.parse(snap.data) as FeedSnapshot
+      assert.ok(snapshot.revocations.some((r) => r.value === 'jti-before-connect'))
+      assert.equal(snapshot.seq, before.body.seq)
+      assert.ok(snapshot.agents.some((a) => a.agentId === 'billing-bot' && a.tenant === 'acme' && typeof a.capabilityHash === 'string'))
+
+      const r = await admin(h, h.adminToken, 'POST', '/revocations', { type: 'agent', value: 'billing-bot', tenant: 'acme', reason: 'rotated' })
+      assert.equal(r.status, 201)
+      const ev = await sse.next((e) => e.event === 'revocation' && e.id === String(r.body.seq))
+      const event = JSON.parse(ev.data) as FeedEvent
+      assert.equal(event.kind, 'revocation')
+      assert.ok(event.kind === 'revocation' && event.revocation.value === 'billing-bot' && event.revocation.type === 'agent')
+
+      const p = await admin(h, h.adminToken, 'PATCH', '/tenants/acme/agents/billing-bot', { capabilities: ['crm.read'] })
+      const agentEv = await sse.next((e) => e.event === 'agent')
+      const ae = JSON.parse(agentEv.data) as FeedEvent
+      assert.ok(ae.kind === 'agent' && ae.agent.capabilityHash === p.body.capability_hash)
+    } finally {
+      sse.close()
+    }
+  })
+
+  test('snapshot endpoint, gateway acks, applied_by/pending and lag', async () => {
+    const snap = await admin(h, h.gatewayToken, 'GET', '/feed/snapshot')
+    assert.equal(snap.status, 200)
+    assert.ok(Array.isArray(snap.body.revocations))
+    const last = snap.body.seq as number
+    const ack = await admin(h, h.gatewayToken, 'POST', '/gateways/acks', { gateway_id: 'gw-1', seq: last })
+    assert.equal(ack.status, 204)
+    assert.equal((await admin(h, h.gatewayToken, 'POST', '/gateways/acks', { gateway_id: 'gw-2', seq: 0 })).status, 204)
+    assert.equal((await admin(h, h.gatewayToken, 'POST', '/gateways/acks', { gateway_id: 'bad id!', seq: 1 })).status, 400)
+    assert.equal((await admin(h, h.gatewayToken, 'POST', '/gateways/acks', { gateway_id: 'gw-3' })).status, 400)
+    const one = await admin(h, h.adminToken, 'GET', `/revocations/${last}`)
+    assert.equal(one.status, 200)
+    assert.deepEqual(one.body.applied_by, ['gw-1'])
+    assert.deepEqual(one.body.pending, ['gw-2'])
+    const gws = await admin(h, h.adminToken, 'GET', '/gateways')
+    assert.equal(gws.status, 200)
+    const g2 = gws.body.gateways.find((g: { gateway_id: string }) => g.gateway_id === 'gw-2')
+    const g1 = gws.body.gateways.find((g: { gateway_id: string }) => g.gateway_id === 'gw-1')
+    assert.equal(g1.lag, 0)
+    assert.equal(g2.lag, last)
+    assert.ok(g2.lag_seconds >= 0)
+    assert.equal((await admin(h, h.adminToken, 'GET', '/revocations/999999')).status, 404)
+  })
+})
+
+const skipRedisPg = (await skipWithoutPostgres()) || (await skipWithoutRedis())
+
+describe('revocation feed over Redis between two control planes on one PostgreSQL', () => {
+  test('a revocation made on one control plane reaches the other\'s SSE stream and the Redis hash', { skip: skipRedisPg }, async () => {
+    const schema = await freshPostgresSchema()
+    const prefix = redisPrefix()
+    const logger = silentLogger()
+    const feedA = await RedisFeedPublisher.open({ url: REDIS_URL, logger, prefix })
+    const feedB = await RedisFeedPublisher.open({ url: REDIS_URL, logger, prefix })
+    const redis = new Redis(REDIS_URL)
+    let a: Harness | undefined
+    let b: Harness | undefined
+    try {
+      a = await startControlPlane({ databaseUrl: schema.url, overrides: { redisUrl: REDIS_URL }, deps: { feed: feedA } })
+      const kek = a.config.kek!
+      b = await startControlPlane({ databaseUrl: schema.url, overrides: { redisUrl: REDIS_URL, kek, adminToken: a.adminToken, gatewayToken: a.gatewayToken }, deps: { feed: feedB } })
+      const sse = await followSse(`${b.url}/admin/v1/revocations/stream`, b.gatewayToken)
+      try {
+        await sse.next((e) => e.event === 'snapshot')
+        const r = await admin(a, a.adminToken, 'POST', '/revocations', { type: 'tenant', value: 'acme', reason: 'incident' })
+        assert.equal(r.status, 201)
+        const ev = await sse.next((e) => e.event === 'revocation' && e.id === String(r.body.seq))
+        assert.equal((JSON.parse(ev.data) as FeedEvent).kind, 'revocation')
+        const stored = await redis.hget(feedKeys(prefix).revocations, String(r.body.seq))
+        assert.ok(stored)
+        assert.equal(JSON.parse(stored).value, 'acme')
+      } finally {
+        sse.close()
+      }
+    } finally {
+      await b?.close()
+      await a?.close()
+      await feedA.close()
+      await feedB.close()
+      await redis.del(feedKeys(prefix).revocations)
+      redis.disconnect()
+      await schema.drop()
+    }
+  })
+})
