@@ -101,3 +101,43 @@ test('a column added by a newer migration does not break a running PostgreSQL st
     await schema.drop()
   }
 })
+
+test('control planes starting together on an empty PostgreSQL schema apply each migration once', { skip: await skipWithoutPostgres() }, async () => {
+  const schema = await freshPostgresSchema()
+  const { default: pg } = await import('pg')
+  try {
+    const stores = await Promise.all(Array.from({ length: 4 }, () => openPostgresStore(schema.url)))
+    try {
+      const c = new pg.Client({ connectionString: schema.url })
+      await c.connect()
+      const { rows } = await c.query<{ version: number; n: string }>('SELECT version, count(*) AS n FROM schema_migrations GROUP BY version')
+      await c.end()
+      assert.ok(rows.length >= 1)
+      for (const r of rows) assert.equal(Number(r.n), 1)
+      await stores[0]!.tenants.create({ id: 'acme', name: 'Acme', requireAttestation: false, createdAt: 1 })
+      assert.equal((await stores[3]!.tenants.get('acme'))?.name, 'Acme')
+    } finally {
+      for (const s of stores) await s.close()
+    }
+  } finally {
+    await schema.drop()
+  }
+})
+
+test('SQLite stores opened together on a new file apply each migration once', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'aegis-open-'))
+  try {
+    const path = join(root, 'aegis.db')
+    const stores = await Promise.all(Array.from({ length: 3 }, () => openSqliteStore(path)))
+    await stores[0]!.tenants.create({ id: 'acme', name: 'Acme', requireAttestation: false, createdAt: 1 })
+    assert.equal((await stores[2]!.tenants.get('acme'))?.name, 'Acme')
+    for (const s of stores) await s.close()
+    const { default: Database } = await import('better-sqlite3')
+    const db = new Database(path, { readonly: true })
+    const rows = db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]
+    db.close()
+    assert.deepEqual(rows.map((r) => r.version), [...new Set(rows.map((r) => r.version))])
+  } finally {
+    rmSync(root, { recursive: true, force: true })
+  }
+})

@@ -344,6 +344,9 @@ export function storeContract(name: string, create: () => Promise<StoreHandle>, 
       assert.deepEqual(pages.map((p) => p.length), [10, 10, 5])
       assert.deepEqual(pages.flat(), ids)
       const tenantPage = await s.audit.query({ tenant: 'acme', cursor: ids[10]!, limit: 3 })
+      assert.deepEqual(await s.audit.query({ limit: 0 }), [])
+      assert.deepEqual(await s.audit.query({ limit: Number.NaN }), [], 'a nonsense limit returns nothing rather than everything')
+      assert.equal((await s.audit.query({ limit: Number.POSITIVE_INFINITY })).length, 25)
       assert.deepEqual(tenantPage.map((e) => e.chainSeq), [13, 15, 17])
     }))
 

@@ -253,6 +253,11 @@ export const gatewayAcks: Table<GatewayAck> = {
   fromRow: (r) => ({ gatewayId: str(r.gateway_id), seq: num(r.seq), updatedAt: num(r.updated_at) }),
 }
 
+/** A LIMIT value both databases accept: NaN → 0, negatives → 0, Infinity → no practical limit. */
+export function sqlLimit(n: number): number {
+  return Number.isNaN(n) ? 0 : Math.max(0, Math.min(Math.floor(n), Number.MAX_SAFE_INTEGER))
+}
+
 /** Drops `undefined` values so a patch never clears a field by omission. */
 export function definedOnly<T extends object>(patch: T): Partial<T> {
   const out: Partial<T> = {}

@@ -10,7 +10,7 @@ import { resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { NotFound } from '../../errors.js'
 import * as T from '../sql/rows.js'
-import { definedOnly, storeError, type Row } from '../sql/rows.js'
+import { definedOnly, sqlLimit, storeError, type Row } from '../sql/rows.js'
 import type {
   AdminToken, AdminTokenRepo, Agent, AgentPatch, AgentRepo, Approval, ApprovalDelivery, ApprovalRepo,
   ApprovalStatus, AuditCheckpoint, AuditEvent, AuditQuery, AuditRepo, BootstrapCredential, CredentialRepo,
@@ -237,14 +237,14 @@ export class SqliteStore implements Store {
         if (q.tenant !== undefined) { where.push('tenant = ?'); params.push(q.tenant) }
         if (q.since !== undefined) { where.push('ts >= ?'); params.push(q.since) }
         if (q.cursor !== undefined) { where.push('id > ?'); params.push(q.cursor) }
-        params.push(Math.max(0, Math.floor(q.limit)))
+        params.push(sqlLimit(q.limit))
         const sql = `SELECT * FROM audit_events${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ?`
         return this.all(sql, params, T.auditEvents.withId)
       }),
       chains: () => this.w('audit event', () => this.all('SELECT DISTINCT chain_id FROM audit_events ORDER BY chain_id', [], (r) => String(r.chain_id))),
       chain: (chainId, afterSeq, limit) => this.w('audit event', () =>
         this.all('SELECT * FROM audit_events WHERE chain_id = ? AND chain_seq > ? ORDER BY chain_seq LIMIT ?',
-          [chainId, afterSeq, Math.max(0, Math.floor(limit))], T.auditEvents.withId)),
+          [chainId, afterSeq, sqlLimit(limit)], T.auditEvents.withId)),
       putCheckpoint: (c: AuditCheckpoint) => this.w('audit checkpoint', () => {
         this.run(`${insertSql(T.auditCheckpoints)} ON CONFLICT (chain_id, chain_seq) DO UPDATE SET
           head_hash = excluded.head_hash, ts = excluded.ts, kid = excluded.kid, signature = excluded.signature`, T.auditCheckpoints.toParams(c))
@@ -309,7 +309,7 @@ export class SqliteStore implements Store {
         const params: Params = []
         if (f.tenant !== undefined) { where.push('tenant = ?'); params.push(f.tenant) }
         if (f.status !== undefined) { where.push('status = ?'); params.push(f.status) }
-        params.push(Math.max(0, Math.floor(f.limit)))
+        params.push(sqlLimit(f.limit))
         return this.all(`SELECT * FROM approvals${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY created_at DESC, id LIMIT ?`,
           params, T.approvals.fromRow)
       }),
