@@ -24,12 +24,18 @@
  * signing key is unchanged): a second copy grants nothing, the gateway takes
  * a jti once.
  */
-import type { AegisConfig } from '../../config/schema.js'
 import type { Approval } from '../../store/types.js'
 import type { KeyManager } from '../keys/types.js'
 
 /** JOSE `typ` of override tokens. The gateway's verifier checks the same literal. */
 export const OVERRIDE_TYP = 'aegis-override+jwt'
+
+/** The settings minting reads (a subset of AegisConfig). */
+export interface OverrideConfig {
+  issuer: string
+  audience: string
+  tokens: { overrideTtlSeconds: number }
+}
 
 /** The claims of an override token, as minted. */
 export interface OverrideClaims {
@@ -51,7 +57,7 @@ export interface OverrideClaims {
 }
 
 /** Claims for an approved request; null when it is not approved or has no override jti. */
-export function overrideClaims(approval: Approval, config: Pick<AegisConfig, 'issuer' | 'audience' | 'tokens'>): OverrideClaims | null {
+export function overrideClaims(approval: Approval, config: OverrideConfig): OverrideClaims | null {
   if (approval.status !== 'approved' || !approval.overrideJti || approval.decidedAt === null) return null
   const iat = Math.floor(approval.decidedAt / 1000)
   return {
@@ -76,7 +82,7 @@ export function overrideClaims(approval: Approval, config: Pick<AegisConfig, 'is
  * Signs the override token of an approved request, or returns null when it
  * has none or it expired (`nowMs` epoch ms).
  */
-export function mintOverrideToken(keys: Pick<KeyManager, 'signJwt'>, config: Pick<AegisConfig, 'issuer' | 'audience' | 'tokens'>, approval: Approval, nowMs: number): { token: string; expiresAt: number } | null {
+export function mintOverrideToken(keys: Pick<KeyManager, 'signJwt'>, config: OverrideConfig, approval: Approval, nowMs: number): { token: string; expiresAt: number } | null {
   const claims = overrideClaims(approval, config)
   if (!claims || claims.exp * 1000 <= nowMs) return null
   const { jwt } = keys.signJwt({ typ: OVERRIDE_TYP }, { ...claims })

@@ -57,5 +57,5 @@ export function buildSlackMessage(m: ApprovalMessage): Record<string, unknown> {
   }
   elements.push({ type: 'button', action_id: 'aegis_open_console', text: { type: 'plain_text', text: 'Open in console' }, url: m.consoleUrl })
   blocks.push({ type: 'actions', block_id: SLACK_BLOCK_ID, elements })
-  return { text: clip(`Approval needed: ${a.agentId} wants to call ${a.tool} (tenant ${a.tenant})`, 3000), blocks }
+  return { text: clip(`Approval needed: ${slackEscape(a.agentId)} wants to call ${slackEscape(a.tool)} (tenant ${slackEscape(a.tenant)})`, 3000), blocks }
 }
