@@ -37,6 +37,9 @@ export interface Gateway {
   close(): Promise<void>
 }
 
+/** Dependencies to replace; `tuning` may name only the knobs it changes. */
+export type GatewayOverrides = Partial<Omit<GatewayDeps, 'tuning'>> & { tuning?: Partial<GatewayTuning> }
+
 export const DEFAULT_TUNING: GatewayTuning = Object.freeze({
   redisKeyPrefix: 'aegis:jti:',
   feedChannel: 'aegis:feed',
@@ -64,7 +67,7 @@ function redisRetry(times: number): number {
  * `gatewayToken ?? adminToken` as bearer token. `overrides` replaces any
  * dependency (tests, embedding; e.g. `policyCompiler`).
  */
-export async function buildGateway(config: AegisConfig, overrides: Partial<GatewayDeps> = {}): Promise<Gateway> {
+export async function buildGateway(config: AegisConfig, overrides: GatewayOverrides = {}): Promise<Gateway> {
   const logger = overrides.logger ?? createLogger(config.logLevel, 'aegis-gateway')
   const metrics = overrides.metrics ?? new Metrics()
   const clock = overrides.clock ?? systemClock

@@ -3,7 +3,7 @@
  * CLI reach it only through this file.
  */
 export { buildGateway, DEFAULT_TUNING } from './app.js'
-export type { Gateway } from './app.js'
+export type { Gateway, GatewayOverrides } from './app.js'
 export type { ApprovalContext, ApprovalHook, ApprovalRef, ApprovalResolution, BackendHealth, DecisionSink, EntryMode, GatewayAuditEvent, GatewayDeps, GatewayTuning } from './deps.js'
 export { DecisionPipeline } from './pipeline/index.js'
 export type { DecisionOutcome, DecisionRequest, TokenView } from './pipeline/index.js'
