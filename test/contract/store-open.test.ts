@@ -124,18 +124,27 @@ test('control planes starting together on an empty PostgreSQL schema apply each 
   }
 })
 
-test('SQLite stores opened together on a new file apply each migration once', async () => {
+test('processes opening a new SQLite file together apply each migration once', async () => {
   const root = mkdtempSync(join(tmpdir(), 'aegis-open-'))
   try {
     const path = join(root, 'aegis.db')
-    const stores = await Promise.all(Array.from({ length: 3 }, () => openSqliteStore(path)))
-    await stores[0]!.tenants.create({ id: 'acme', name: 'Acme', requireAttestation: false, createdAt: 1 })
-    assert.equal((await stores[2]!.tenants.get('acme'))?.name, 'Acme')
-    for (const s of stores) await s.close()
+    const storeModule = new URL('../../src/store/sqlite/store.ts', import.meta.url).href
+    const code = `const m = await import(${JSON.stringify(storeModule)}); const s = await m.openSqliteStore(${JSON.stringify(path)}); await s.close()`
+    const { spawn } = await import('node:child_process')
+    const codes = await Promise.all(Array.from({ length: 3 }, () => new Promise<number | null>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'ignore', 'inherit'] })
+      child.on('error', reject)
+      child.on('exit', resolve)
+    })))
+    assert.deepEqual(codes, [0, 0, 0])
+    const store = await openSqliteStore(path)
+    await store.tenants.create({ id: 'acme', name: 'Acme', requireAttestation: false, createdAt: 1 })
+    await store.close()
     const { default: Database } = await import('better-sqlite3')
     const db = new Database(path, { readonly: true })
-    const rows = db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]
+    const rows = db.prepare('SELECT version FROM schema_migrations ORDER BY version').all() as { version: number }[]
     db.close()
+    assert.ok(rows.length >= 1)
     assert.deepEqual(rows.map((r) => r.version), [...new Set(rows.map((r) => r.version))])
   } finally {
     rmSync(root, { recursive: true, force: true })
