@@ -99,7 +99,9 @@ class ChainWriter implements ChainAuditWriter {
 
   private startDrain(): void {
     if (this.writing || this.queue.length === 0) return
-    this.writing = this.drain().finally(() => {
+    this.writing = this.drain().catch((err: unknown) => {
+      this.deps.logger.error({ err, chain: this.chainId }, 'audit writer failed unexpectedly')
+    }).finally(() => {
       this.writing = null
       // An append may have slipped in after the loop saw an empty queue.
       if (this.queue.length > 0) this.schedule()
@@ -109,18 +111,29 @@ class ChainWriter implements ChainAuditWriter {
   private async drain(): Promise<void> {
     const max = this.deps.maxBatch ?? 1000
     while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, max)
+      const taken = this.queue.splice(0, max)
       // Chained at write time from the committed head, so a failed batch
       // leaves nothing to unwind: the next batch starts from the same head.
       let seq = this.seq
       let prev = this.hash
-      const rows: Omit<AuditEvent, 'id'>[] = batch.map((p) => {
+      const batch: Pending[] = []
+      const rows: Omit<AuditEvent, 'id'>[] = []
+      for (const p of taken) {
+        const fields = { chainId: this.chainId, chainSeq: seq + 1, ts: p.ts, type: p.type, tenant: p.tenant, actor: p.actor, subject: p.subject, data: p.data, prevHash: prev }
+        let hash: string
+        try {
+          hash = eventHash(fields)
+        } catch (err) {
+          // Only this event has no canonical form (e.g. a lone surrogate in a data key): refuse it alone.
+          p.reject(new Unavailable('audit event cannot be recorded', { cause: err }))
+          continue
+        }
         seq += 1
-        const fields = { chainId: this.chainId, chainSeq: seq, ts: p.ts, type: p.type, tenant: p.tenant, actor: p.actor, subject: p.subject, data: p.data, prevHash: prev }
-        const hash = eventHash(fields)
         prev = hash
-        return { ...fields, hash }
-      })
+        batch.push(p)
+        rows.push({ ...fields, hash })
+      }
+      if (rows.length === 0) continue
       try {
         await this.deps.store.audit.append(rows)
       } catch (err) {

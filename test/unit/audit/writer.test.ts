@@ -119,3 +119,16 @@ test('event data is stored as it reads back: undefined dropped, lone surrogates 
   await audit.close()
   assert.equal((await verifyAuditStore(store)).ok, true)
 })
+
+test('an event without a canonical form is refused alone; its batch neighbours are written', async (t) => {
+  const { store, clock, keys, defer } = await setup(t)
+  const audit = await createAuditWriter({ store, keys, clock, logger, chainId: 'cp-f', checkpointIntervalMs: 60_000 })
+  defer(() => audit.close())
+  const results = await Promise.allSettled([
+    audit.append({ type: 'a' }),
+    audit.append({ type: 'bad', data: { ['k\uD800']: 1 } }),
+    audit.append({ type: 'b' }),
+  ])
+  assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled'])
+  assert.deepEqual((await store.audit.chain('cp-f', 0, 10)).map((e) => `${e.chainSeq}:${e.type}`), ['1:a', '2:b'])
+})
