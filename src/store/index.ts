@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import type { AegisConfig } from '../config/schema.js'
 import type { Logger } from '../observability/logger.js'
 import { storeError } from './sql/rows.js'
+import { openPostgresStore } from './postgres/store.js'
 import { openSqliteStore } from './sqlite/store.js'
 import type { Store } from './types.js'
 
@@ -20,7 +21,6 @@ export type * from './types.js'
  */
 export async function openStore(config: AegisConfig, logger: Logger): Promise<Store> {
   if (config.databaseUrl) {
-    const { openPostgresStore } = await import('./postgres/store.js')
     const store = await openPostgresStore(config.databaseUrl, { logger })
     logger.info({ store: 'postgres', host: safeHost(config.databaseUrl) }, 'store opened')
     return store
