@@ -60,8 +60,13 @@ export class ManualScheduler implements Scheduler {
   }
 }
 
-/** Waits (real time, in small steps) until `predicate` holds; fails after `limitMs` of real time. */
+/**
+ * Waits (real time, in small steps) until `predicate` holds; fails after
+ * `limitMs` of real time. Lets pending microtasks run first, so work a timer
+ * callback started (e.g. a fetch behind an await) is visible to the predicate.
+ */
 export async function waitUntil(predicate: () => boolean, what: string, limitMs = 20_000): Promise<void> {
+  await new Promise((r) => setImmediate(r))
   const start = Date.now()
   while (!predicate()) {
     if (Date.now() - start > limitMs) throw new Error(`timed out waiting for ${what}`)
