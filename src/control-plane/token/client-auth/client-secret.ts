@@ -3,7 +3,8 @@
  * bootstrap credentials: the store holds only base64url(SHA-256(secret)) of a
  * 256-bit random secret, so one fast hash and a constant-time compare decide.
  */
-import { constantTimeEqual, sha256b64url } from '../../../lib/hash.js'
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { sha256b64url } from '../../../lib/hash.js'
 import type { ControlPlaneDeps } from '../../deps.js'
 import type { Directory } from '../directory.js'
 import { ClientAuthFailure } from './failure.js'
@@ -12,6 +13,18 @@ import type { AuthPurpose, AuthenticatedClient, ClientAuthenticator, ClientClaim
 // Compared against when the client id is unknown, so both paths hash and compare.
 const DUMMY_HASH = sha256b64url('aegis-unknown-client')
 
+/**
+ * Constant-time check of a presented secret against the stored
+ * base64url(SHA-256). Both sides are 32-byte digests, so comparing them
+ * directly leaks neither content nor length (lib/hash's constantTimeEqual
+ * would hash both again, which this hot path does not need).
+ */
+function secretMatches(secret: string, storedHash: string): boolean {
+  const presented = createHash('sha256').update(secret).digest()
+  const stored = Buffer.from(storedHash, 'base64url')
+  return stored.length === presented.length && timingSafeEqual(presented, stored)
+}
+
 export function clientSecretAuthenticator(deps: ControlPlaneDeps, dir: Directory): ClientAuthenticator {
   return {
     methods: ['client_secret_basic', 'client_secret_post'],
@@ -19,7 +32,7 @@ export function clientSecretAuthenticator(deps: ControlPlaneDeps, dir: Directory
       const secret = claim.secret
       if (secret === undefined) throw new ClientAuthFailure('malformed')
       const cred = await dir.credential(claim.clientId)
-      const match = constantTimeEqual(sha256b64url(secret), cred?.secretHash ?? DUMMY_HASH)
+      const match = secretMatches(secret, cred?.secretHash ?? DUMMY_HASH)
       if (!cred) throw new ClientAuthFailure('unknown_client')
       if (!match) throw new ClientAuthFailure('bad_secret', cred.tenant)
       const now = deps.clock.now()
