@@ -23,7 +23,7 @@ import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { ReplayCache } from '../../store/gateway-state.js'
 import type { AegisConfig } from '../../config/schema.js'
-import type { ApprovalContext, ApprovalHook, ApprovalRef, ApprovalResolution, DecisionSink, EntryMode, GatewayAuditEvent } from '../deps.js'
+import type { ApprovalContext, ApprovalHook, ApprovalRef, ApprovalResolution, DecisionSink, EntryMode, GatewayAuditEvent, GatewayDeps } from '../deps.js'
 import type { ControlPlaneClient } from '../control-plane-client.js'
 import { claimOverride, OverrideError, verifyOverride, type OverrideKeySource } from './verify-override.js'
 
@@ -162,4 +162,23 @@ export function createApprovalHook(deps: GatewayApprovalHookDeps): ApprovalHook 
       return { kind: 'pending', approval: ref }
     },
   }
+}
+
+/**
+ * The hook built from a gateway's own dependencies: its JWKS client (the
+ * same keys as access tokens), replay cache, decision sink and control-plane
+ * client. For gateway/app.ts: `deps.approvals = gatewayApprovalHook(deps, client)`.
+ */
+export function gatewayApprovalHook(deps: Pick<GatewayDeps, 'config' | 'clock' | 'logger' | 'metrics' | 'replay' | 'verifier' | 'decisions' | 'gatewayId'>, client: Pick<ControlPlaneClient, 'url' | 'headers'>): ApprovalHook {
+  return createApprovalHook({
+    config: deps.config,
+    clock: deps.clock,
+    logger: deps.logger,
+    metrics: deps.metrics,
+    replay: deps.replay,
+    keys: deps.verifier.jwks,
+    decisions: deps.decisions,
+    gatewayId: deps.gatewayId,
+    opener: httpApprovalOpener(client),
+  })
 }
