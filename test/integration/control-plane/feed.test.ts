@@ -81,6 +81,18 @@ describe('revocation feed over server-sent events', () => {
 
 const skipRedisPg = (await skipWithoutPostgres()) || (await skipWithoutRedis())
 
+describe('feed shutdown', () => {
+  test('closing the control plane ends open streams', async () => {
+    const h = await startControlPlane()
+    const res = await fetch(`${h.url}/admin/v1/revocations/stream`, { headers: { authorization: `Bearer ${h.gatewayToken}` } })
+    assert.equal(res.status, 200)
+    const body = res.text().catch(() => 'aborted')
+    await h.close()
+    const text = await body
+    assert.ok(text === 'aborted' || text.startsWith('event: snapshot'))
+  })
+})
+
 describe('revocation feed over Redis between two control planes on one PostgreSQL', () => {
   test('a revocation made on one control plane reaches the other\'s SSE stream and the Redis hash', { skip: skipRedisPg }, async () => {
     const schema = await freshPostgresSchema()
@@ -105,6 +117,11 @@ describe('revocation feed over Redis between two control planes on one PostgreSQ
         const stored = await redis.hget(feedKeys(prefix).revocations, String(r.body.seq))
         assert.ok(stored)
         assert.equal(JSON.parse(stored).value, 'acme')
+        // A restarting control plane rewrites the hash to exactly the live entries.
+        await feedA.syncRevocations([], JSON.parse(stored).expiresAt + 1)
+        assert.equal(await redis.hget(feedKeys(prefix).revocations, String(r.body.seq)), null)
+        await feedA.syncRevocations(await a.deps.store.revocations.listActive(Date.now()), Date.now())
+        assert.ok(await redis.hget(feedKeys(prefix).revocations, String(r.body.seq)))
       } finally {
         sse.close()
       }
