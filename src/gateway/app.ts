@@ -23,6 +23,7 @@ import { registerExtAuthz } from './modes/ext-authz.js'
 import { registerProxyRoutes } from './modes/proxy.js'
 import { DecisionPipeline } from './pipeline/index.js'
 import { noApprovals } from './pipeline/resolve-approval.js'
+import { gatewayApprovalHook } from './approvals/hook.js'
 import { RedisHealth } from './redis-health.js'
 import { GatewayState } from './state.js'
 
@@ -156,6 +157,8 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
     redisHealth,
     tuning,
   }
+  // Approvals (step 6): overrides checked with this gateway's keys and replay cache, requests opened on the control plane.
+  if (!overrides.approvals) deps.approvals = gatewayApprovalHook(deps, client)
 
   let feed: FeedSubscriber
   if (command && subscriber) {

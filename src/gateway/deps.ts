@@ -24,6 +24,8 @@ export interface ApprovalContext {
   result: PolicyResult
   /** Raw `Aegis-Override` header value, or null. Never log it. */
   override: string | null
+  /** Which entry point asked (for the hook's audit events). */
+  mode?: EntryMode
 }
 
 /**

@@ -23,7 +23,7 @@ import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { ReplayCache } from '../../store/gateway-state.js'
 import type { AegisConfig } from '../../config/schema.js'
-import type { ApprovalContext, ApprovalHook, ApprovalRef, ApprovalResolution, DecisionSink, EntryMode, GatewayAuditEvent, GatewayDeps } from '../deps.js'
+import type { ApprovalContext, ApprovalHook, ApprovalRef, ApprovalResolution, DecisionSink, GatewayAuditEvent, GatewayDeps } from '../deps.js'
 import type { ControlPlaneClient } from '../control-plane-client.js'
 import { claimOverride, OverrideError, verifyOverride, type OverrideKeySource } from './verify-override.js'
 
@@ -105,7 +105,7 @@ export function createApprovalHook(deps: GatewayApprovalHookDeps): ApprovalHook 
       type: err.reason === 'replayed' ? 'token.replayed' : 'token.refused',
       ts: deps.clock.now(),
       gateway_id: deps.gatewayId,
-      mode: (ctx as ApprovalContext & { mode?: EntryMode }).mode ?? 'authorize',
+      mode: ctx.mode ?? 'authorize',
       tenant: f.tenant,
       agent_id: f.agentId,
       client_id: f.clientId,

@@ -147,7 +147,7 @@ export class DecisionPipeline {
 
   private approveThenFinish(req: DecisionRequest, view: TokenView, ev: Evaluation, enforced: boolean, degraded: Degradation | null, started: number): DecisionOutcome | Promise<DecisionOutcome> {
     if (ev.result.decision !== 'approval_needed' || !enforced) return this.finish(req, view, ev, enforced, degraded, null, started)
-    const res = resolveApproval(this.deps.approvals, { token: view, tool: req.tool, params: req.params, resource: req.resource, result: ev.result, override: req.override })
+    const res = resolveApproval(this.deps.approvals, { token: view, tool: req.tool, params: req.params, resource: req.resource, result: ev.result, override: req.override, mode: req.mode })
     if (res !== null && typeof (res as Promise<unknown>).then === 'function') {
       return (res as Promise<ApprovalResolution | null>).then((r) => this.finish(req, view, ev, enforced, degraded, r, started))
     }

@@ -16,8 +16,6 @@ import { randomBytes } from 'node:crypto'
 import { loadConfig } from '../../../src/config/load.js'
 import { buildControlPlane, type ControlPlane } from '../../../src/control-plane/app.js'
 import { buildGateway, type Gateway } from '../../../src/gateway/app.js'
-import { gatewayApprovalHook } from '../../../src/gateway/approvals/hook.js'
-import { ControlPlaneClient } from '../../../src/gateway/control-plane-client.js'
 import type { DecisionSink, GatewayAuditEvent } from '../../../src/gateway/deps.js'
 import { ManualClock } from '../../../src/lib/clock.js'
 import { AegisClient } from '../../../src/sdk/index.js'
@@ -96,7 +94,6 @@ describe('approval end to end: gateway → approval → override retry', () => {
 
     const gwConfig = loadConfig({ env: {}, overrides: { dataDir: dir, logLevel: 'silent', issuer, gatewayToken, gateway: { port: 0 } } })
     gw = await buildGateway(gwConfig, { decisions: sink, clock: gwClock })
-    gw.deps.approvals = gatewayApprovalHook(gw.deps, new ControlPlaneClient(issuer, gatewayToken))
     await gw.app.listen({ port: 0, host: '127.0.0.1' })
     await gw.ready
     gatewayUrl = `http://127.0.0.1:${(gw.app.server.address() as { port: number }).port}`
