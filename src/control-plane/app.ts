@@ -148,8 +148,8 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
     // Closing the app first drains in-flight requests before the stores go away.
     owned.push(() => app.close())
 
-    await metadataRoutes(app, deps)
     await tokenRoutes(app, deps)
+    await metadataRoutes(app, deps)
     await keyRoutes(app, deps)
     await auditRoutes(app, deps)
     await approvalPublicRoutes(app, deps)

@@ -51,15 +51,30 @@ const SCRIPT = `local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n`
 
-/** Shared counters in Redis: INCR + PEXPIRE on first hit, keyed by window number. */
+/**
+ * Shared counters in Redis: INCR + PEXPIRE on first hit, keyed by window
+ * number. While Redis is unreachable it counts in process instead: the limit
+ * protects capacity, it is not an authorization check, so token issuance
+ * must not stop with Redis.
+ */
 export class RedisRateLimiter implements RateLimiter {
-  constructor(private readonly redis: Redis, private readonly windowMs: number, private readonly now: () => number, private readonly prefix = '') {}
+  private readonly fallback: MemoryRateLimiter
+
+  constructor(private readonly redis: Redis, private readonly windowMs: number, private readonly now: () => number, private readonly prefix = '', private readonly onFallback?: (err: unknown) => void) {
+    this.fallback = new MemoryRateLimiter(windowMs, now)
+  }
 
   async hit(key: string, limit: number): Promise<RateVerdict> {
     const t = this.now()
     const w = Math.floor(t / this.windowMs)
     const retryAfter = Math.max(1, Math.ceil(((w + 1) * this.windowMs - t) / 1000))
-    const n = (await this.redis.eval(SCRIPT, 1, `${this.prefix}aegis:rl:${w}:${key}`, String(this.windowMs + 1000))) as number
+    let n: number
+    try {
+      n = (await this.redis.eval(SCRIPT, 1, `${this.prefix}aegis:rl:${w}:${key}`, String(this.windowMs + 1000))) as number
+    } catch (err) {
+      this.onFallback?.(err)
+      return this.fallback.hit(key, limit)
+    }
     return { ok: n <= limit, retryAfter }
   }
 

@@ -73,9 +73,17 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
   let limiter = opts.rateLimiter
   if (!limiter) {
     if (config.redisUrl) {
-      const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1 })
+      // No offline queue and a short timeout: with Redis down the limiter falls back at once instead of stalling issuance.
+      const redis = new Redis(config.redisUrl, { enableOfflineQueue: false, commandTimeout: 250, maxRetriesPerRequest: 0 })
       redis.on('error', (err) => deps.logger.warn({ err: err.message }, 'rate-limit redis connection error'))
-      limiter = new RedisRateLimiter(redis, config.rateLimit.windowSeconds * 1000, () => deps.clock.now())
+      let warned = 0
+      limiter = new RedisRateLimiter(redis, config.rateLimit.windowSeconds * 1000, () => deps.clock.now(), '', (err) => {
+        const now = Date.now()
+        if (now - warned > 10_000) {
+          warned = now
+          deps.logger.warn({ err }, 'rate limiting in process while Redis is unreachable')
+        }
+      })
     } else {
       limiter = new MemoryRateLimiter(config.rateLimit.windowSeconds * 1000, () => deps.clock.now())
     }
