@@ -5,6 +5,7 @@ import { canonicalHash } from '../../../src/lib/canonical-json.js'
 import { MemoryReplayCache } from '../../../src/store/memory/replay-cache.js'
 import { JwksClient } from '../../../src/verify/jwks-client.js'
 import { checkOverride, OverrideError, verifyOverride } from '../../../src/gateway/approvals/verify-override.js'
+import { skipWithoutPostgres } from '../../helpers/services.js'
 import { call, startHarness, transfer, type Harness } from './harness.js'
 
 describe('approval requests, decisions and override tokens', () => {
@@ -228,10 +229,12 @@ describe('approval requests, decisions and override tokens', () => {
   })
 })
 
-describe('throttling: caps and budgets', () => {
+function throttlingSuite(store: 'sqlite' | 'postgres', skip: string | false) {
+describe(`throttling: caps and budgets (${store})`, { skip }, () => {
   let h: Harness
   before(async () => {
     h = await startHarness({
+      store,
       overrides: {
         approvals: {
           maxOpenPerAgent: 2,
@@ -290,3 +293,7 @@ describe('throttling: caps and budgets', () => {
     assert.equal(later.approval.status, 'approved')
   })
 })
+}
+
+throttlingSuite('sqlite', false)
+throttlingSuite('postgres', await skipWithoutPostgres())

@@ -27,6 +27,8 @@ import { silentLogger } from '../../../src/observability/logger.js'
 import { Metrics } from '../../../src/observability/metrics.js'
 import { MemoryReplayCache } from '../../../src/store/memory/replay-cache.js'
 import { openSqliteStore } from '../../../src/store/sqlite/store.js'
+import { openPostgresStore } from '../../../src/store/postgres/store.js'
+import { freshPostgresSchema } from '../../helpers/services.js'
 import type { AdminRole, AuditEvent, Store } from '../../../src/store/types.js'
 
 export const ISSUER = 'http://aegis.test'
@@ -50,13 +52,15 @@ export interface Harness {
   close(): Promise<void>
 }
 
-export async function startHarness(opts: { overrides?: Record<string, unknown>; service?: CreateApprovalServiceOptions } = {}): Promise<Harness> {
+/** `postgres`: a fresh schema on the test PostgreSQL (gate the test with skipWithoutPostgres). */
+export async function startHarness(opts: { overrides?: Record<string, unknown>; service?: CreateApprovalServiceOptions; store?: 'sqlite' | 'postgres' } = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'aegis-approvals-'))
   const config = loadConfig({ env: {}, overrides: { dataDir: dir, issuer: ISSUER, logLevel: 'silent', ...opts.overrides } })
   const logger = silentLogger()
   const clock = new ManualClock(Date.now())
   const metrics = new Metrics()
-  const store = await openSqliteStore(join(dir, 'aegis.db'))
+  const pgSchema = opts.store === 'postgres' ? await freshPostgresSchema() : undefined
+  const store = pgSchema ? await openPostgresStore(pgSchema.url) : await openSqliteStore(join(dir, 'aegis.db'))
   const keys = await createKeyManager({ config, store, clock, logger, metrics, kek: randomBytes(32) })
   const audit = await createAuditWriter({ store, keys, clock, logger, chainId: 'test-cp', checkpointIntervalMs: 60_000 })
   keys.attachAudit(audit)
@@ -97,6 +101,7 @@ export async function startHarness(opts: { overrides?: Record<string, unknown>; 
       await keys.stop()
       await feed.close()
       await store.close()
+      await pgSchema?.drop()
       await rm(dir, { recursive: true, force: true })
     },
   }

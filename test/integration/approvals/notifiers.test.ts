@@ -188,7 +188,7 @@ describe('notifiers and decision callbacks', () => {
     const stranger = JSON.stringify({ approval_id: approval.id, decision: 'approve', approver: 'mallory@example.com' })
     const unlinked = await call(url, { method: 'POST', body: stranger, headers: { 'content-type': 'application/json', 'aegis-signature': signWebhook(WEBHOOK_SECRET, stranger, Math.floor(h.clock.now() / 1000)) } })
     assert.equal(unlinked.status, 403)
-    const ok = await call(url, { method: 'POST', body, headers: { 'content-type': 'application/json', 'aegis-signature': signWebhook(WEBHOOK_SECRET, body, Math.floor(h.clock.now() / 1000)) } })
+    const ok = await call(url, { method: 'POST', body, headers: { 'content-type': 'application/json; charset=utf-8', 'aegis-signature': signWebhook(WEBHOOK_SECRET, body, Math.floor(h.clock.now() / 1000)) } })
     assert.equal(ok.status, 200, JSON.stringify(ok.body))
     assert.equal(ok.body.status, 'denied')
     const stored = await h.store.approvals.get(approval.id)
