@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto'
 import { loadConfig } from '../../../../src/config/load.js'
 import type { AegisConfig } from '../../../../src/config/schema.js'
 import { buildControlPlane, type ControlPlane } from '../../../../src/control-plane/index.js'
+import { buildGateway, type Gateway } from '../../../../src/gateway/index.js'
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -34,6 +35,7 @@ export interface Aegis {
   issuer: string
   controlPort: number
   gatewayUrl: string | undefined
+  gateway: Gateway | undefined
   adminToken: string
   /** JSON admin call; throws on an unexpected status. */
   admin(method: string, path: string, body?: unknown, expect?: number[]): Promise<Record<string, unknown>>
@@ -54,6 +56,8 @@ export interface StartOptions {
   overrides?: Record<string, unknown>
   /** Agent registration body (merged over the default). */
   agent?: Record<string, unknown>
+  /** A Cedar policy to activate for the tenant before the gateway starts. */
+  cedar?: string
 }
 
 export async function startAegis(opts: StartOptions = {}): Promise<Aegis> {
@@ -79,7 +83,7 @@ export async function startAegis(opts: StartOptions = {}): Promise<Aegis> {
   let cp = await buildControlPlane(config)
   await cp.app.listen({ port: controlPort, host: '127.0.0.1' })
   const issuer = `http://127.0.0.1:${controlPort}`
-  let gatewayClose: (() => Promise<void>) | undefined
+  let gateway: Gateway | undefined
   let gatewayUrl: string | undefined
 
   const admin = async (method: string, path: string, body?: unknown, expect = [200, 201, 204]): Promise<Record<string, unknown>> => {
@@ -99,6 +103,7 @@ export async function startAegis(opts: StartOptions = {}): Promise<Aegis> {
     issuer,
     controlPort,
     get gatewayUrl() { return gatewayUrl },
+    get gateway() { return gateway },
     adminToken,
     admin,
     credential: async (agentId = AGENT) => (await admin('POST', `/tenants/${TENANT}/agents/${agentId}/bootstrap-credentials`, { ttl_seconds: 86400, single_use: false })) as unknown as Credential,
@@ -108,7 +113,7 @@ export async function startAegis(opts: StartOptions = {}): Promise<Aegis> {
       await cp.app.listen({ port: controlPort, host: '127.0.0.1' })
     },
     close: async () => {
-      await gatewayClose?.().catch(() => {})
+      await gateway?.close().catch(() => {})
       await cp.close().catch(() => {})
       rmSync(dir, { recursive: true, force: true })
     },
@@ -123,14 +128,15 @@ export async function startAegis(opts: StartOptions = {}): Promise<Aegis> {
       max_ttl_seconds: 900,
       ...opts.agent,
     })
+    if (opts.cedar) {
+      const now = Date.now()
+      await cp.deps.store.policies.create({ id: 'pol_sdk', tenant: TENANT, version: '2026-11-29.1', cedar: opts.cedar, mode: 'enforce', status: 'inactive', createdAt: now, activatedAt: null, reviewedAt: null })
+      await cp.deps.store.policies.activate(TENANT, 'pol_sdk', now)
+    }
     if (gatewayPort !== undefined) {
-      // TODO: static import once src/gateway/index.ts has landed.
-      const spec = '../../../../src/gateway/index.js'
-      const { buildGateway } = (await import(spec)) as { buildGateway(c: AegisConfig): Promise<{ app: { listen(o: { port: number; host: string }): Promise<string> }; ready?: Promise<unknown>; close(): Promise<void> }> }
-      const gw = await buildGateway(config)
-      await gw.app.listen({ port: gatewayPort, host: '127.0.0.1' })
-      await gw.ready
-      gatewayClose = () => gw.close()
+      gateway = await buildGateway(config)
+      await gateway.app.listen({ port: gatewayPort, host: '127.0.0.1' })
+      await gateway.ready
       gatewayUrl = `http://127.0.0.1:${gatewayPort}`
     }
   } catch (err) {
