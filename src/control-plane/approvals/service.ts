@@ -231,8 +231,9 @@ export class ApprovalService {
   }
 
   private async createPending(approval: Approval, requested: Parameters<AuditWriter['append']>[0], input: OpenApprovalInput, note: string | null): Promise<OpenApprovalResult> {
-    await this.deps.store.approvals.create(approval)
+    // Audited before it exists, never the other way round (as token issuance).
     await this.deps.audit.append({ ...requested, data: { ...requested.data, note } })
+    await this.deps.store.approvals.create(approval)
     this.deps.metrics?.approvalsOpened.inc()
     this.deps.metrics?.approvalsOpen.inc()
     this.deps.notifier?.notify(approval, maskParams(input.params, input.mask ?? []))
@@ -257,9 +258,10 @@ export class ApprovalService {
           return { approved: false as const, note: `not auto-approved: budget "${budget.name}" is used up (${used} of ${budget.perDay} in the last 24 hours); asking group ${approval.group}` }
         }
         const decided: Approval = { ...approval, status: 'approved', decidedAt: now, decidedBy: `budget:${budget.name}`, reason: `auto-approved under budget "${budget.name}"`, overrideJti: randomId('ovr') }
-        await this.deps.store.approvals.create(decided)
+        // Audit first: the count comes from these events, so a failed write can only over-count (ask a human), never under-count.
         await this.deps.audit.append(requested)
         await this.deps.audit.append({ type: 'approval.auto_approved', tenant: approval.tenant, actor: `budget:${budget.name}`, subject: approval.id, data: { budget: budget.name, used: used + 1, per_day: budget.perDay, tool: approval.tool, agent_id: approval.agentId, params_hash: approval.paramsHash } })
+        await this.deps.store.approvals.create(decided)
         this.deps.metrics?.approvalsOpened.inc()
         this.deps.metrics?.approvalsDecided.inc({ status: 'approved' })
         return { approved: true as const, approval: decided, note: `auto-approved under budget "${budget.name}" (${used + 1} of ${budget.perDay} in the last 24 hours)` }

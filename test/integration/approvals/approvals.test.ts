@@ -6,6 +6,7 @@ import { MemoryReplayCache } from '../../../src/store/memory/replay-cache.js'
 import { JwksClient } from '../../../src/verify/jwks-client.js'
 import { checkOverride, OverrideError, verifyOverride } from '../../../src/gateway/approvals/verify-override.js'
 import { skipWithoutPostgres } from '../../helpers/services.js'
+import { httpApprovalOpener } from '../../../src/gateway/approvals/hook.js'
 import { call, startHarness, transfer, type Harness } from './harness.js'
 
 describe('approval requests, decisions and override tokens', () => {
@@ -261,6 +262,10 @@ describe(`throttling: caps and budgets (${store})`, { skip }, () => {
     assert.equal(res.status, 429)
     assert.equal(res.body.error, 'rate_limited')
     assert.match(String(res.body.error_description), /limit 3/)
+    // The gateway's opener passes the refusal on to the agent with its reason.
+    const opener = httpApprovalOpener({ url: (p: string) => h.url + p, headers: (x: Record<string, string> = {}) => ({ authorization: `Bearer ${gw.token}`, ...x }) })
+    await assert.rejects(opener.open({ tenant: 'acme', agent_id: 'a3', client_id: 'c', tool: 'payments.transfer', params: { amount: 5006 }, resource: null, policy_id: 'p', policy_version: 'v1', group: 'finance', require_console: false, mask: [] }),
+      (e: Error & { code?: string; status?: number }) => e.code === 'rate_limited' && e.status === 429 && /tenant acme already has 3 open approval requests/.test(e.message))
   })
 
   test('a budget approves small amounts automatically up to its daily count, then asks a human', async () => {
