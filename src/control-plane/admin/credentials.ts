@@ -25,7 +25,11 @@ export async function credentialRoutes(app: FastifyInstance, deps: ControlPlaneD
     const singleUse = optBool(body, 'single_use') ?? false
     const tenant = await deps.store.tenants.get(tenantId)
     if (!tenant) throw new NotFound(`tenant ${tenantId} not found`)
-    if (!(await deps.store.agents.get(tenantId, agentId))) throw new NotFound(`agent ${agentId} not found`)
+    const agent = await deps.store.agents.get(tenantId, agentId)
+    if (!agent) throw new NotFound(`agent ${agentId} not found`)
+    if (agent.tokenEndpointAuthMethod !== 'client_secret_basic' && agent.tokenEndpointAuthMethod !== 'client_secret_post') {
+      throw new Conflict(`agent ${agentId} authenticates with ${agent.tokenEndpointAuthMethod}: bootstrap secrets are refused`)
+    }
     if (tenant.requireAttestation) throw new Conflict(`tenant ${tenantId} requires attestation: bootstrap secrets are refused`)
     const secret = randomSecret(32)
     const now = deps.clock.now()

@@ -114,7 +114,7 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
     let claim: ClientClaim | null = null
     try {
       claim = readClientClaim(request.headers.authorization, body)
-      if (!claim) throw new ClientAuthFailure('malformed')
+      if (!claim) throw new ClientAuthFailure('missing')
       return await svc.authenticators.authenticate(claim, purpose)
     } catch (err) {
       if (err instanceof ClientAuthFailure) authFailed(err, claim, request, reply, purpose)
@@ -150,7 +150,7 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
         if (!v.ok) throw tooMany(v)
         client = await svc.authenticators.authenticate(claim, 'token')
       } else if (grant.clientAuth === 'required') {
-        throw new ClientAuthFailure('malformed')
+        throw new ClientAuthFailure('missing')
       }
     } catch (err) {
       if (err instanceof ClientAuthFailure) authFailed(err, claim, request, reply, 'token')

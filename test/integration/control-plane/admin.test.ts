@@ -190,8 +190,20 @@ describe('admin API', () => {
       const bad = await admin(h, h.adminToken, 'PATCH', '/tenants/acme/agents/manifested', { agent_id: 'renamed' })
       assert.equal(bad.status, 400)
 
+      // Registered for tls_client_auth: no bootstrap secret, until it switches back to a secret method.
+      const refused = await admin(h, h.adminToken, 'POST', '/tenants/acme/agents/manifested/bootstrap-credentials', { ttl_seconds: 600 })
+      assert.equal(refused.status, 409)
+      const switched = await admin(h, h.adminToken, 'PATCH', '/tenants/acme/agents/manifested', { token_endpoint_auth_method: 'client_secret_post' })
+      assert.equal(switched.status, 200)
       const cred = await admin(h, h.adminToken, 'POST', '/tenants/acme/agents/manifested/bootstrap-credentials', { ttl_seconds: 600 })
       assert.equal(cred.status, 201)
+      const minted = await form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(cred.body.client_id, cred.body.client_secret) })
+      assert.equal(minted.status, 200)
+      // Switching to a key method makes existing secrets useless at once.
+      const locked = await admin(h, h.adminToken, 'PATCH', '/tenants/acme/agents/manifested', { token_endpoint_auth_method: 'tls_client_auth' })
+      assert.equal(locked.status, 200)
+      const afterLock = await form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(cred.body.client_id, cred.body.client_secret) })
+      assert.equal(afterLock.status, 401)
       assert.equal(cred.body.client_secret.length, 43)
       assert.ok(cred.body.expires_at > Date.now() + 590_000)
       const del = await admin(h, h.adminToken, 'DELETE', '/tenants/acme/agents/manifested')
@@ -201,7 +213,7 @@ describe('admin API', () => {
       assert.equal(r.status, 401)
 
       const agentEvents = seen.filter((e): e is Extract<FeedEvent, { kind: 'agent' }> => e.kind === 'agent' && e.agent.agentId === 'manifested')
-      assert.deepEqual(agentEvents.map((e) => e.agent.capabilityHash), [created.body.capability_hash, patched.body.capability_hash, null])
+      assert.deepEqual(agentEvents.map((e) => e.agent.capabilityHash), [created.body.capability_hash, patched.body.capability_hash, patched.body.capability_hash, patched.body.capability_hash, null])
       for (const type of ['admin.agent_created', 'admin.agent_updated', 'admin.agent_deleted', 'admin.credential_created']) {
         const ev = await h.events(type)
         assert.ok(ev.some((e) => e.subject === 'manifested' && e.actor?.startsWith('admin:')), type)

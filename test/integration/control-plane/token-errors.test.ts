@@ -58,6 +58,9 @@ describe('token endpoint refuses bad requests with RFC 6749 errors and changes n
     assert.match(bad.headers.get('www-authenticate') ?? '', /^Basic/)
     const publicClient = await form(h, '/oauth2/token', { grant_type: 'client_credentials', client_id: s.clientId })
     assert.equal(publicClient.status, 401)
+    assert.ok((await failures(s.clientId)).includes('method_not_allowed'))
+    const anonymous = (await h.events('auth.failed')).filter((e) => e.actor === 'anonymous').map((e) => e.data.reason)
+    assert.ok(anonymous.includes('missing') && anonymous.includes('malformed'))
   })
 
   test('an expired secret gets 401 and leaves auth.failed (expired)', async () => {

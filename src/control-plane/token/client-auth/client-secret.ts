@@ -10,6 +10,8 @@ import type { Directory } from '../directory.js'
 import { ClientAuthFailure } from './failure.js'
 import type { AuthPurpose, AuthenticatedClient, ClientAuthenticator, ClientClaim } from './types.js'
 
+const SECRET_METHODS: ReadonlySet<string> = new Set(['client_secret_basic', 'client_secret_post'])
+
 // Compared against when the client id is unknown, so both paths hash and compare.
 const DUMMY_HASH = sha256b64url('aegis-unknown-client')
 
@@ -48,6 +50,8 @@ export function clientSecretAuthenticator(deps: ControlPlaneDeps, dir: Directory
       const agent = dir.peekAgent(cred.tenant, cred.agentId)?.value ?? (await dir.agent(cred.tenant, cred.agentId))
       if (!agent) throw new ClientAuthFailure('agent_missing', cred.tenant)
       if (purpose === 'token' && tenant.requireAttestation) throw new ClientAuthFailure('attestation_required', cred.tenant)
+      // An agent registered for a key or certificate must not be reachable through a weaker secret.
+      if (purpose === 'token' && !SECRET_METHODS.has(agent.tokenEndpointAuthMethod)) throw new ClientAuthFailure('method_not_allowed', cred.tenant)
       return {
         method: claim.method,
         clientId: cred.clientId,

@@ -41,6 +41,7 @@ export interface ClientAuthenticator {
 /** Internal reasons, recorded in `auth.failed` and metrics, never sent to the client. */
 export type AuthFailureReason =
   | 'malformed'
+  | 'missing'
   | 'unknown_client'
   | 'bad_secret'
   | 'expired'
