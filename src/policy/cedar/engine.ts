@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto'
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
-import type { Response } from '@cedar-policy/cedar-wasm/nodejs'
+import type { AuthorizationAnswer, Context, EntityJson, Response } from '@cedar-policy/cedar-wasm/nodejs'
 import type { Obligation, PolicyBundleSource, PolicyCompiler, PolicyEngine, PolicyRequest, PolicyResult } from '../types.js'
 import { AegisError } from '../../errors.js'
 import { analyzeBundle, type AnalyzedBundle, type AnalyzedPolicy, type PolicyMeta } from './analyze.js'
@@ -18,6 +18,8 @@ interface Slice {
   /** null when no policy can apply: Cedar would deny by default, so no call is made. */
   psetId: string | null
   size: number
+  /** The same policies without the approval forbids (null when there are none). */
+  withoutApproval: Slice | null
 }
 
 interface ActionPlan {
@@ -35,6 +37,11 @@ interface ActionPlan {
 const preparsed = new Set<string>()
 
 function preparseSlice(policies: AnalyzedPolicy[]): Slice {
+  const rest = policies.filter((p) => p.meta.approval === null)
+  return { ...preparseSet(policies), withoutApproval: rest.length < policies.length ? { ...preparseSet(rest), withoutApproval: null } : null }
+}
+
+function preparseSet(policies: AnalyzedPolicy[]): Omit<Slice, 'withoutApproval'> {
   if (policies.length === 0) return { psetId: null, size: 0 }
   const record: Record<string, string> = {}
   const h = createHash('sha256')
@@ -142,22 +149,45 @@ export class CedarEngine implements PolicyEngine {
       if (slice.psetId === null) return this.deny([`no_permit: no policy permits ${request.action}`], [])
       const context = buildContext(request)
       const entities = buildEntities(request, plan.parents)
-      const answer = cedar.statefulIsAuthorized({
-        principal: { type: PRINCIPAL_TYPE, id: request.principal.agentId },
-        action: { type: 'Action', id: request.action },
-        resource: { type: RESOURCE_TYPE, id: request.resource ?? '' },
-        context,
-        entities,
-        preparsedPolicySetId: slice.psetId,
-      })
+      const answer = this.authorize(request, slice.psetId, context, entities)
       if (answer.type === 'failure') {
         return this.deny([`error: the request could not be evaluated (${answer.errors.map((e) => e.message).join('; ')})`], [])
       }
-      return this.decide(request, answer.response)
+      const result = this.decide(request, answer.response)
+      if (result.decision !== 'approval_needed') return result
+      return this.checkApprovable(request, slice, { ...context, override: true }, entities, result)
     } catch (err) {
       if (err instanceof ParamsError) return this.deny([`invalid_params: ${err.message}`], [])
       return this.deny([`error: evaluation failed (${err instanceof Error ? err.message : String(err)})`], [])
     }
+  }
+
+  private authorize(request: PolicyRequest, psetId: string, context: Context, entities: EntityJson[]): AuthorizationAnswer {
+    return cedar.statefulIsAuthorized({
+      principal: { type: PRINCIPAL_TYPE, id: request.principal.agentId },
+      action: { type: 'Action', id: request.action },
+      resource: { type: RESOURCE_TYPE, id: request.resource ?? '' },
+      context,
+      entities,
+      preparsedPolicySetId: psetId,
+    })
+  }
+
+  /**
+   * An approval is only worth asking for when it would let the call through:
+   * the same call with an approved override, judged by every policy but the
+   * approval forbids, must be permitted. Otherwise the answer is deny now,
+   * instead of an approver's time spent on a call that fails anyway.
+   */
+  private checkApprovable(request: PolicyRequest, slice: Slice, context: Context, entities: EntityJson[], approval: PolicyResult): PolicyResult {
+    const rest = slice.withoutApproval
+    const answer = rest && rest.psetId !== null ? this.authorize(request, rest.psetId, context, entities) : null
+    const after = answer && answer.type === 'success' ? this.decide({ ...request, override: true }, answer.response) : null
+    if (after && (after.decision === 'allow' || after.decision === 'sanitize')) {
+      return approval
+    }
+    const why = after ? after.reasons : ['no_permit: no policy permits it']
+    return this.deny([...approval.reasons.map((r) => `${r}, but even approved the call is denied:`), ...why], after?.policyIds ?? [], approval.risk)
   }
 
   private byOrder = (a: string, b: string): number => (this.order.get(a) ?? 0) - (this.order.get(b) ?? 0)
