@@ -144,7 +144,8 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
     await dir.start()
     owned.push(async () => dir.stop())
 
-    const app = await createServer({ logger, bodyLimit: config.limits.bodyBytes, jsonDepth: config.limits.jsonDepth })
+    // 'idle': close() lets in-flight requests finish (an issued token's response is not cut off); feed streams are ended by their preClose hook.
+    const app = await createServer({ logger, bodyLimit: config.limits.bodyBytes, jsonDepth: config.limits.jsonDepth, fastify: { forceCloseConnections: 'idle' } })
     // Closing the app first drains in-flight requests before the stores go away.
     owned.push(() => app.close())
 
