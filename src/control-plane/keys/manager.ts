@@ -46,12 +46,12 @@ export interface ManagedKeyManager extends KeyManager {
 }
 
 /** A key with its state as the schedule says at a given instant. */
-interface Effective extends SigningKey {
+export interface Effective extends SigningKey {
   /** State as stored (the lock holder persists transitions later). */
   storedState: KeyState
 }
 
-interface View {
+export interface View {
   keys: Effective[]
   current: Effective | null
   /** Next instant at which some key changes state (epoch ms). */
