@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import formbody from '@fastify/formbody'
 import type { Logger } from 'pino'
 import { AegisError } from '../errors.js'
@@ -22,7 +22,8 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
   const app = Fastify({
     loggerInstance: opts.logger,
     bodyLimit: opts.bodyLimit,
-    disableRequestLogging: true,
+    // Per-request access lines would double the log volume on the hot paths; errors are logged by the error handler.
+    logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: true,
     ...opts.fastify,

@@ -1,0 +1,25 @@
+import { parseArgs } from 'node:util'
+import { configFor } from '../main.js'
+import { closeOnSignal, startRoles, type Role } from '../run-roles.js'
+
+const HELP = `aegis serve --role control-plane|gateway|all [--config FILE]
+
+Starts the given role(s) with the configuration from FILE and AEGIS_* variables.
+A gateway follows AEGIS_CONTROL_PLANE_URL (default AEGIS_ISSUER) with
+AEGIS_GATEWAY_TOKEN. Stops cleanly on SIGINT / SIGTERM.`
+
+export async function runServe(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { role: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' } }, strict: true })
+  if (values.help) { process.stdout.write(HELP + '\n'); return 0 }
+  const role = values.role as Role | undefined
+  if (role !== 'control-plane' && role !== 'gateway' && role !== 'all') {
+    process.stderr.write(`aegis serve: --role must be control-plane, gateway or all\n\n${HELP}\n`)
+    return 2
+  }
+  const config = configFor(values.config)
+  const running = await startRoles(config, role)
+  if (running.controlPlane) process.stdout.write(`aegis: control plane on ${running.controlPlane.url}\n`)
+  if (running.gateway) process.stdout.write(`aegis: gateway on ${running.gateway.url}\n`)
+  await closeOnSignal(running, (l) => process.stderr.write(l + '\n'))
+  return 0
+}

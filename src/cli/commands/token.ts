@@ -1,0 +1,47 @@
+import { parseArgs } from 'node:util'
+import type { CliContext } from '../context.js'
+import { buildControlPlane } from '../../control-plane/index.js'
+import { TokenIssuer, directoryFor } from '../../control-plane/token/index.js'
+import { kpiBook } from '../../control-plane/admin/kpis.js'
+import { allowedAudiences } from '../../control-plane/token/request-scope.js'
+
+const HELP = `aegis token mint --tenant T --agent A [--scope "s1 s2"] [--audience AUD]
+
+Mints an access token for a registered agent straight from the store, for a
+quick test (same claims, signing key and audit event as the token endpoint;
+the client_id claim is the agent's own client id). Prints the JWT.`
+
+/** `aegis token mint`. */
+export async function tokenCommand(argv: string[], ctx: CliContext): Promise<number> {
+  const [sub, ...rest] = argv
+  if (sub === undefined || sub === '--help' || sub === 'help') { ctx.out(HELP); return sub === undefined ? 2 : 0 }
+  if (sub !== 'mint') { ctx.err(`aegis token: unknown subcommand "${sub}"\n\n${HELP}`); return 2 }
+  let values: { tenant?: string; agent?: string; scope?: string; audience?: string; help?: boolean }
+  try {
+    values = parseArgs({ args: rest, options: { tenant: { type: 'string' }, agent: { type: 'string' }, scope: { type: 'string' }, audience: { type: 'string' }, help: { type: 'boolean' } }, strict: true }).values
+  } catch (err) {
+    ctx.err(`aegis token mint: ${(err as Error).message}\n\n${HELP}`)
+    return 2
+  }
+  if (values.help) { ctx.out(HELP); return 0 }
+  if (!values.tenant || !values.agent) { ctx.err(`aegis token mint: --tenant and --agent are required\n\n${HELP}`); return 2 }
+
+  const cp = await buildControlPlane(ctx.config, {})
+  try {
+    const { deps } = cp
+    const tenant = await deps.store.tenants.get(values.tenant)
+    const agent = tenant ? await deps.store.agents.get(values.tenant, values.agent) : null
+    if (!tenant || !agent) { ctx.err(`aegis token mint: no agent ${values.tenant}/${values.agent}`); return 1 }
+    const scope = values.scope ? values.scope.split(' ').filter(Boolean) : agent.scopes
+    const notGranted = scope.filter((s) => !agent.scopes.includes(s))
+    if (notGranted.length > 0) { ctx.err(`aegis token mint: scope not registered for the agent: ${notGranted.join(' ')}`); return 1 }
+    const audiences = values.audience ? [values.audience] : allowedAudiences(agent, ctx.config).slice(0, 1)
+    if (!allowedAudiences(agent, ctx.config).includes(audiences[0]!)) { ctx.err(`aegis token mint: audience ${audiences[0]} is not registered for the agent`); return 1 }
+    const issuer = new TokenIssuer(deps, directoryFor(deps), kpiBook(deps))
+    const issued = await issuer.issue({ tenant, agent, clientId: agent.clientId, scope, audiences, grant: 'cli' })
+    ctx.out(issued.response.access_token)
+    return 0
+  } finally {
+    await cp.close()
+  }
+}

@@ -1,0 +1,72 @@
+import type { FastifyInstance } from 'fastify'
+import type { AegisConfig } from '../config/schema.js'
+import { buildControlPlane } from '../control-plane/index.js'
+import { buildGateway } from '../gateway/index.js'
+import type { ControlPlaneDeps } from '../control-plane/deps.js'
+
+export type Role = 'control-plane' | 'gateway' | 'all'
+
+export interface RunningRoles {
+  controlPlane?: { app: FastifyInstance; deps: ControlPlaneDeps; url: string }
+  gateway?: { app: FastifyInstance; url: string }
+  /** Stops accepting, drains in-flight requests, flushes the audit log, closes stores. */
+  close(): Promise<void>
+}
+
+function urlOf(app: FastifyInstance): string {
+  const addr = app.server.address()
+  if (addr && typeof addr === 'object') return `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
+  return String(addr)
+}
+
+/**
+ * Builds and starts the roles. The control plane starts first so an `all`
+ * process's gateway finds its JWKS and feed at once.
+ */
+export async function startRoles(config: AegisConfig, role: Role): Promise<RunningRoles> {
+  const closers: Array<() => Promise<void>> = []
+  const running: RunningRoles = {
+    close: async () => {
+      for (const close of closers.reverse()) await close().catch(() => {})
+    },
+  }
+  try {
+    if (role === 'control-plane' || role === 'all') {
+      const cp = await buildControlPlane(config)
+      closers.push(() => cp.close())
+      await cp.app.listen({ host: config.control.host, port: config.control.port })
+      running.controlPlane = { app: cp.app, deps: cp.deps, url: urlOf(cp.app) }
+    }
+    if (role === 'gateway' || role === 'all') {
+      const gw = await buildGateway(config)
+      closers.push(() => gw.close())
+      await gw.app.listen({ host: config.gateway.host, port: config.gateway.port })
+      running.gateway = { app: gw.app, url: urlOf(gw.app) }
+    }
+  } catch (err) {
+    await running.close()
+    throw err
+  }
+  return running
+}
+
+/** Resolves when SIGINT or SIGTERM arrives, after a clean shutdown. */
+export function closeOnSignal(running: RunningRoles, log: (line: string) => void): Promise<void> {
+  return new Promise((resolve) => {
+    let closing = false
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (closing) return
+      closing = true
+      log(`aegis: ${signal} received, draining…`)
+      running.close().then(() => {
+        log('aegis: stopped cleanly')
+        resolve()
+      }, (err: unknown) => {
+        log(`aegis: shutdown error: ${err instanceof Error ? err.message : String(err)}`)
+        resolve()
+      })
+    }
+    process.once('SIGINT', onSignal)
+    process.once('SIGTERM', onSignal)
+  })
+}
