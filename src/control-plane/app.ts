@@ -20,6 +20,7 @@ import { RedisReplayCache } from '../store/redis/replay-cache.js'
 import type { AdminRole, Store } from '../store/types.js'
 import { adminRoutes } from './admin/index.js'
 import { approvalRoutes } from './admin/approvals.js'
+import { policyRoutes } from './admin/policies.js'
 import { approvalPublicRoutes } from './approvals/index.js'
 import { auditRoutes, createAuditWriter } from './audit/index.js'
 import type { ControlPlaneDeps } from './deps.js'
@@ -165,8 +166,7 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
     await app.register(async (admin) => {
       await adminRoutes(admin, deps)
       await approvalRoutes(admin, deps)
-      // TODO(integrator): register the Cedar policy admin routes here once src/control-plane/admin/policies.ts lands:
-      //   import { policyRoutes } from './admin/policies.js'  …  await policyRoutes(admin, deps)
+      await policyRoutes(admin, deps)
     }, { prefix: '/admin/v1' })
 
     let closing: Promise<void> | null = null
