@@ -81,7 +81,12 @@ export interface RetryOptions {
   maxAttempts?: number
   /** First backoff ceiling, ms. Default 250. */
   baseDelayMs?: number
-  /** Largest backoff ceiling, ms. Default 30 000. */
+  /**
+   * Largest backoff ceiling, ms. Default 30 000. A `Retry-After` longer than
+   * this ends the refresh at once with {@link AegisUnavailableError}
+   * (`retryAfterMs` says how long the server asked for) instead of keeping
+   * callers waiting; a still-valid token keeps being served meanwhile.
+   */
   maxDelayMs?: number
 }
 
@@ -253,7 +258,8 @@ export abstract class OAuthTokenSource implements TokenSource {
       } catch (err) {
         if (this.closed) throw err instanceof AegisSdkError && err.code === 'closed' ? err : new AegisSdkError('closed', 'token source is closed')
         const retryable = err instanceof RetryableError
-        if (retryable && attempt + 1 < this.maxAttempts) {
+        // A Retry-After longer than the largest backoff fails now (callers are waiting) rather than hanging them.
+        if (retryable && attempt + 1 < this.maxAttempts && (err.retryAfterMs ?? 0) <= this.maxDelayMs) {
           const delayMs = backoffDelay(attempt, this.baseDelayMs, this.maxDelayMs, this.random, err.retryAfterMs)
           this.emit({ outcome: 'retry', startedAt, attempt, background, code: err.code, status: err.status, delayMs })
           await this.sleeper.sleep(delayMs)
@@ -261,7 +267,7 @@ export abstract class OAuthTokenSource implements TokenSource {
         }
         const final = retryable ? new AegisUnavailableError(err.code, err.message, { status: err.status, retryAfterMs: err.retryAfterMs, cause: err.cause }) : err
         this.emit({ outcome: 'failure', startedAt, attempt, background, code: final instanceof AegisSdkError ? final.code : 'error', status: final instanceof AegisSdkError ? final.status : undefined })
-        this.afterFailure()
+        this.afterFailure(retryable ? err.retryAfterMs : undefined)
         throw final
       }
     }
@@ -269,16 +275,19 @@ export abstract class OAuthTokenSource implements TokenSource {
 
   /**
    * After a refresh gave up: keep the still-valid token and try again later,
-   * backing off further with each failed refresh (but not past the point
-   * where the token would expire unrenewed if a retry is still possible).
+   * backing off further with each failed refresh, but never so late that
+   * the token lapses without a last attempt.
    */
-  private afterFailure(): void {
+  private afterFailure(retryAfterMs: number | undefined): void {
     this.failures++
     const now = this.clock.now()
     const cur = this.current
-    const delay = backoffDelay(Math.min(this.failures, 16), Math.max(this.baseDelayMs, 1000), this.maxDelayMs, this.random)
+    const delay = backoffDelay(Math.min(this.failures, 16), Math.max(this.baseDelayMs, 1000), this.maxDelayMs, this.random, retryAfterMs)
     this.nextAttemptAt = now + Math.max(delay, this.baseDelayMs)
-    if (cur && usable(cur, now)) this.schedule(this.nextAttemptAt)
+    if (!cur || !usable(cur, now)) return
+    // However long the backoff, one more attempt happens while the token is still usable.
+    const lastChance = cur.expiresAt - cur.marginMs - 1
+    this.schedule(lastChance > now ? Math.min(this.nextAttemptAt, lastChance) : this.nextAttemptAt)
   }
 
   private schedule(at: number): void {

@@ -116,6 +116,13 @@ describe('ClientCredentialsSource', () => {
     assert.ok(server.requests[1]!.at - server.requests[0]!.at >= 7000)
   })
 
+  test('a Retry-After beyond the largest backoff fails at once instead of hanging the caller', async () => {
+    server.script.push({ status: 503, headers: { 'retry-after': '120' } })
+    const s = source({ retry: { maxDelayMs: 30_000 } })
+    await assert.rejects(s.getToken(), (err: unknown) => err instanceof AegisUnavailableError && err.retryAfterMs === 120_000)
+    assert.equal(server.requests.length, 1)
+  })
+
   test('5xx and dropped connections are retried with backoff', async () => {
     server.script.push({ status: 503 }, { drop: true }, { status: 500 })
     const s = source()
