@@ -5,6 +5,7 @@
  * unique prefix and gateways follow that prefix.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -15,6 +16,19 @@ import { RedisFeedPublisher } from '../../src/feed/index.js'
 import { buildGateway, type Gateway, type GatewayOverrides, type GatewayTuning } from '../../src/gateway/index.js'
 import { silentLogger } from '../../src/observability/logger.js'
 import { REDIS_URL, redisPrefix } from './services.js'
+
+/** A port nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address()
+      const port = typeof addr === 'object' && addr ? addr.port : 0
+      s.close(() => resolve(port))
+    })
+  })
+}
 
 export interface Credential { client_id: string; client_secret: string }
 
@@ -70,15 +84,10 @@ export async function startGatewayEnv(opts: GatewayEnvOptions = {}): Promise<Gat
     ...(opts.redis ? { redisUrl: REDIS_URL } : {}),
     ...opts.overrides,
   }
-  // Listen first on port 0 to learn the issuer URL, then rebuild with it.
-  let cpConfig = loadConfig({ env: {}, overrides: { ...base, issuer: 'http://127.0.0.1:1' } })
-  const feed = prefix ? await RedisFeedPublisher.open({ url: REDIS_URL, logger: silentLogger(), prefix }) : undefined
-  const probe = await buildControlPlane(cpConfig, feed ? { feed } : {})
-  await probe.app.listen({ port: 0, host: '127.0.0.1' })
-  const port = (probe.app.server.address() as { port: number }).port
-  await probe.close()
+  const port = await freePort()
   const issuer = `http://127.0.0.1:${port}`
-  cpConfig = loadConfig({ env: {}, overrides: { ...base, issuer, control: { host: '127.0.0.1', port } } })
+  const cpConfig = loadConfig({ env: {}, overrides: { ...base, issuer, control: { host: '127.0.0.1', port } } })
+  const feed = prefix ? await RedisFeedPublisher.open({ url: REDIS_URL, logger: silentLogger(), prefix }) : undefined
   const cp = await buildControlPlane(cpConfig, feed ? { feed } : {})
   await cp.app.listen({ port, host: '127.0.0.1' })
   const tenant = `t-${randomBytes(4).toString('hex')}`
@@ -120,8 +129,8 @@ export async function startGatewayEnv(opts: GatewayEnvOptions = {}): Promise<Gat
     prefix,
     admin,
     agent: async (agentId, capabilities, extra = {}) => {
-      await admin('POST', `/tenants/${tenant}/agents`, { agent_id: agentId, scopes: ['crm:read', 'payments:write'], capabilities, max_ttl_seconds: 900, ...extra })
-      return (await admin('POST', `/tenants/${tenant}/agents/${agentId}/bootstrap-credentials`, { ttl_seconds: 3600, single_use: false })) as unknown as Credential
+      await admin('POST', `/tenants/${env.tenant}/agents`, { agent_id: agentId, scopes: ['crm:read', 'payments:write'], capabilities, max_ttl_seconds: 900, ...extra })
+      return (await admin('POST', `/tenants/${env.tenant}/agents/${agentId}/bootstrap-credentials`, { ttl_seconds: 3600, single_use: false })) as unknown as Credential
     },
     token: async (cred) => {
       const res = await fetch(`${issuer}/oauth2/token`, {

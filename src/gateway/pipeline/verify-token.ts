@@ -5,6 +5,8 @@ import type { GatewayDeps } from '../deps.js'
 import type { TokenView } from './token-view.js'
 
 const views = new WeakMap<VerifiedToken, TokenView | AegisError>()
+// policy_version values the control plane mints when the tenant had no active bundle.
+const NO_BUNDLE = new Set(['none', 'strict', ''])
 const NO_SCOPES: readonly string[] = Object.freeze([])
 // A natural ordering: "2026-11-28.10" is newer than "2026-11-28.9".
 const versionOrder = new Intl.Collator('en', { numeric: true, sensitivity: 'base' })
@@ -57,8 +59,8 @@ function deriveView(deps: GatewayDeps, v: VerifiedToken): TokenView | AegisError
   const policyVersion = typeof c.policy_version === 'string' ? c.policy_version : null
   const min = deps.config.gateway.minPolicyVersion
   if (min !== undefined && min !== '') {
-    // No version, or a version older than the minimum: minted under a policy this gateway no longer accepts.
-    if (policyVersion === null || versionOrder.compare(policyVersion, min) < 0) return invalidToken('token minted under a policy_version older than this gateway accepts')
+    // Minted under no bundle at all ("none"/"strict"/absent), or under one older than the minimum: not accepted.
+    if (policyVersion === null || NO_BUNDLE.has(policyVersion) || versionOrder.compare(policyVersion, min) < 0) return invalidToken('token minted under a policy_version older than this gateway accepts')
   }
   return {
     verified: v,

@@ -8,8 +8,8 @@ const SEP = '\u0000'
  * The revocation entries a gateway enforces (DESIGN.md "Revocation"), one
  * hash map per entry type so a check costs a handful of O(1) lookups:
  * jti, agent (tenant + agent), client (tenant + client), tenant, kid, and
- * `issued_before` per tenant and per tenant + agent (a token is refused when
- * its `iat` is before T, epoch seconds).
+ * `issued_before` per tenant, per tenant + agent, and (without a tenant)
+ * for all (a token is refused when its `iat` is before T, epoch seconds).
  *
  * `seq` makes apply idempotent; the index keeps, per key, the entry that
  * lives longest (or, for issued_before, the latest T) so pruning one of two
@@ -24,6 +24,8 @@ export class MemoryDenyList implements DenyList {
   private readonly kid = new Map<string, Revocation>()
   private readonly issuedBeforeTenant = new Map<string, { t: number; r: Revocation }>()
   private readonly issuedBeforeAgent = new Map<string, { t: number; r: Revocation }>()
+  /** issued_before without a tenant (a global admin's "everything minted before T"). */
+  private issuedBeforeAll: { t: number; r: Revocation } | undefined
   private last = 0
 
   get lastSeq(): number {
@@ -59,6 +61,7 @@ export class MemoryDenyList implements DenyList {
       ?? this.client.get(tenantKey + t.clientId)
       ?? before(this.issuedBeforeTenant.get(t.tenant), t.iat)
       ?? before(this.issuedBeforeAgent.get(tenantKey + t.agentId), t.iat)
+      ?? before(this.issuedBeforeAll, t.iat)
   }
 
   prune(now: number): void {
@@ -77,7 +80,7 @@ export class MemoryDenyList implements DenyList {
 
   private clearIndexes(): void {
     this.jti.clear(); this.agent.clear(); this.client.clear(); this.tenant.clear(); this.kid.clear()
-    this.issuedBeforeTenant.clear(); this.issuedBeforeAgent.clear()
+    this.issuedBeforeTenant.clear(); this.issuedBeforeAgent.clear(); this.issuedBeforeAll = undefined
   }
 
   private index(r: Revocation): void {
@@ -94,7 +97,11 @@ export class MemoryDenyList implements DenyList {
         break
       case 'issued_before': {
         const t = Number(r.value)
-        if (!Number.isFinite(t) || r.tenant === null) break
+        if (!Number.isFinite(t)) break
+        if (r.tenant === null) {
+          if (!this.issuedBeforeAll || t > this.issuedBeforeAll.t) this.issuedBeforeAll = { t, r }
+          break
+        }
         const map = r.agentId ? this.issuedBeforeAgent : this.issuedBeforeTenant
         const key = r.agentId ? r.tenant + SEP + r.agentId : r.tenant
         const held = map.get(key)
