@@ -161,6 +161,10 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
     })
   }
   if (!Array.isArray(cfg.tls?.trustedProxies)) problems.push('tls.trustedProxies must be a JSON array of addresses')
+  const tcas: unknown = cfg.tls?.tenantClientCas
+  if (tcas === null || typeof tcas !== 'object' || Array.isArray(tcas) || Object.values(tcas).some((v) => typeof v !== 'string')) {
+    problems.push('tls.tenantClientCas must be a JSON object of tenant → CA bundle file path')
+  }
   if (problems.length > 0) throw new ConfigError(problems)
   return deepFreeze(cfg)
 }

@@ -47,6 +47,10 @@ export const CONFIG_KEYS = [
   { path: 'tls.clientCa', type: 'string', doc: 'PEM bundle of CAs trusted for client certificates (RFC 8705).' },
   { path: 'tls.trustedProxies', type: 'json', default: [], doc: 'Addresses whose forwarded client-certificate header is believed (JSON array).' },
   { path: 'tls.clientCertHeader', type: 'string', doc: 'Header carrying the client certificate from a trusted proxy: x-forwarded-client-cert (Envoy) or e.g. x-ssl-client-cert (nginx $ssl_client_escaped_cert).' },
+  { path: 'tls.tenantClientCas', type: 'json', default: {}, doc: 'Per-tenant PEM CA bundle files for tls_client_auth: {"tenant": "/path/ca.pem"}; tenants not listed use tls.clientCa.' },
+  { path: 'dpop.nonceSecret', type: 'string', doc: 'HMAC secret for stateless DPoP nonces, the same on every control plane and gateway; unset = random per process.', secret: true },
+  { path: 'dpop.requireNonce', type: 'boolean', default: false, doc: 'Require a server-issued DPoP nonce (RFC 9449 §8) in every proof.' },
+  { path: 'dpop.proofMaxAgeSeconds', type: 'integer', default: 60, min: 1, doc: 'How old a DPoP proof\'s iat may be (plus clock skew).' },
 
   // Tokens
   { path: 'tokens.defaultTtlSeconds', type: 'integer', default: 600, min: 1, doc: 'Access-token lifetime when the agent asks for nothing shorter.' },
@@ -141,7 +145,8 @@ export interface AegisConfig {
     jwksCooldownSeconds: number
     id?: string
   }
-  tls: { cert?: string; key?: string; clientCa?: string; trustedProxies: string[]; clientCertHeader?: string }
+  tls: { cert?: string; key?: string; clientCa?: string; trustedProxies: string[]; clientCertHeader?: string; tenantClientCas: Record<string, string> }
+  dpop: { nonceSecret?: string; requireNonce: boolean; proofMaxAgeSeconds: number }
   tokens: {
     defaultTtlSeconds: number
     maxTtlSeconds: number
