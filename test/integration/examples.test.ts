@@ -1,17 +1,18 @@
 /**
- * The examples, run as their own processes the way a user runs them:
- * against `aegis dev` (spawned with its own data dir and ports), and the
- * agent once more against a control plane + gateway with an approval policy,
- * approving the transfer while the example waits.
+ * The examples, run as their own processes the way a user runs them, against
+ * `aegis dev` (spawned with its own data dir and ports): first with no policy
+ * (the agent's capabilities decide), then with a Cedar policy that puts the
+ * transfer behind a finance approval, approved while the example waits.
  */
-import { test, after } from 'node:test'
+import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freePort, startAegis, TENANT } from './sdk/helpers/roles.js'
+import { AegisClient } from '../../src/sdk/index.js'
+import { freePort } from './sdk/helpers/roles.js'
 
 const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..')
 const children: ChildProcess[] = []
@@ -62,84 +63,107 @@ async function startToolServer(issuer: string): Promise<{ url: string; p: Runnin
   return { url, p }
 }
 
-test('examples against `aegis dev`: the agent authorizes (dry run, read, transfer) and calls the tool server, which verifies its token', async () => {
+
+const APPROVAL_POLICY = `
+@id("crm-read") permit (principal, action == Action::"crm.read", resource) when { principal.scopes.contains("crm:read") };
+@id("transfer-permit") permit (principal, action == Action::"payments.transfer", resource) when { principal.scopes.contains("payments:write") };
+@id("transfer-approval") @approval("finance") @reason("transfers above 1000 need a finance approver")
+forbid (principal, action == Action::"payments.transfer", resource) when { context.params has amount && context.params.amount > 1000 } unless { context.override };
+`
+
+let dev: Running
+let tool: { url: string; p: Running }
+let issuer = ''
+let gateway = ''
+let adminToken = ''
+let clientId = ''
+let clientSecret = ''
+
+before(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'aegis-examples-'))
   dirs.push(dir)
   const [cpPort, gwPort] = [await freePort(), await freePort()]
-  const issuer = `http://127.0.0.1:${cpPort}`
-  const dev = run(['-e', "import('./src/cli/main.ts').then((m) => m.main(['dev'])).then((c) => { process.exitCode = c })"], {
+  issuer = `http://127.0.0.1:${cpPort}`
+  dev = run(['-e', "import('./src/cli/main.ts').then((m) => m.main(['dev'])).then((c) => { process.exitCode = c })"], {
     AEGIS_DATA_DIR: join(dir, 'data'), AEGIS_CONTROL_PORT: String(cpPort), AEGIS_GATEWAY_PORT: String(gwPort), AEGIS_ISSUER: issuer, AEGIS_LOG_LEVEL: 'warn',
   })
   const banner = await waitFor(() => (dev.out().includes('Ctrl-C stops it cleanly') ? dev.out() : undefined), 'the aegis dev banner', dev)
-  const clientId = /client_id\s+(\S+)/.exec(banner)?.[1]
-  const clientSecret = /client_secret\s+(\S+)/.exec(banner)?.[1]
-  const gateway = /gateway\s+(http\S+)/.exec(banner)?.[1]
-  assert.ok(clientId && clientSecret && gateway, banner)
+  clientId = /client_id\s+(\S+)/.exec(banner)?.[1] ?? ''
+  clientSecret = /client_secret\s+(\S+)/.exec(banner)?.[1] ?? ''
+  gateway = /gateway\s+(http\S+)/.exec(banner)?.[1] ?? ''
+  adminToken = /admin token\s+(\S+)/.exec(banner)?.[1] ?? ''
+  assert.ok(clientId && clientSecret && gateway && adminToken, banner)
+  tool = await startToolServer(issuer)
+})
 
-  const tool = await startToolServer(issuer)
-  // Without a token the tool server refuses, with the RFC 6750 challenge.
+function agentEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return { AEGIS_ISSUER: issuer, AEGIS_CLIENT_ID: clientId, AEGIS_CLIENT_SECRET: clientSecret, AEGIS_GATEWAY_URL: gateway, AEGIS_TOOL_URL: tool.url, ...extra }
+}
+
+async function adminCall(method: string, path: string, body?: unknown, token = adminToken): Promise<Record<string, unknown>> {
+  const res = await fetch(`${issuer}/admin/v1${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+  const text = await res.text()
+  assert.ok(res.status < 300, `${method} ${path}: ${res.status} ${text}`)
+  return JSON.parse(text) as Record<string, unknown>
+}
+
+test('tool-server example refuses a call without a token, with the RFC 6750 challenge', async () => {
   const anon = await fetch(`${tool.url}/crm/records/42`)
   assert.equal(anon.status, 401)
   assert.match(anon.headers.get('www-authenticate') ?? '', /^Bearer/)
+  assert.equal(((await anon.json()) as { error: string }).error, 'invalid_token')
+})
 
-  const agent = run(['examples/agent-call.ts'], {
-    AEGIS_ISSUER: issuer, AEGIS_CLIENT_ID: clientId, AEGIS_CLIENT_SECRET: clientSecret, AEGIS_GATEWAY_URL: gateway, AEGIS_TOOL_URL: tool.url,
-  })
-  const code = await agent.exited
-  assert.equal(code, 0, `${agent.out()}\n${agent.err()}`)
+test('agent-call example against `aegis dev`: dry run, read, the tool call verified by the tool server, transfer', async () => {
+  const agent = run(['examples/agent-call.ts'], agentEnv())
+  assert.equal(await agent.exited, 0, `${agent.out()}\n${agent.err()}`)
   const s = steps(agent.out())
   assert.deepEqual(s.map((x) => x.step), ['would_be', 'dry_run', 'authorize', 'tool_call', 'authorize'])
   assert.equal(s[1]!.enforced, false)
   assert.equal(s[2]!.decision, 'allow')
   assert.equal(s[3]!.status, 200)
-  assert.deepEqual((s[3]!.body as { record: { id: string } }).record.id, '42')
+  assert.equal((s[3]!.body as { record: { id: string } }).record.id, '42')
   assert.equal((s[3]!.body as { served_to: { agent_id: string } }).served_to.agent_id, 'demo-agent')
   assert.equal(s[4]!.decision, 'allow')
   // Nothing the agent prints is a token or its secret.
   assert.ok(!agent.out().includes(clientSecret) && !agent.err().includes(clientSecret))
   assert.ok(!/eyJ[A-Za-z0-9_-]{10,}\./.test(agent.out() + agent.err()), 'no JWT in the output')
-
-  await stop(tool.p.child)
-  await stop(dev.child)
 })
 
-test('the agent example waits for a human approval and completes the transfer with the override', async () => {
-  const aegis = await startAegis({
-    gateway: true,
-    cedar: `
-@id("crm-read") permit (principal, action == Action::"crm.read", resource);
-@id("transfer-permit") permit (principal, action == Action::"payments.transfer", resource) when { principal.scopes.contains("payments:write") };
-@id("transfer-approval") @approval("finance") @reason("transfers above 1000 need a finance approver")
-forbid (principal, action == Action::"payments.transfer", resource) when { context.params has amount && context.params.amount > 1000 } unless { context.override };
-`,
-  })
+test('agent-call example waits for a finance approval, then completes the transfer with the override', async () => {
+  const created = await adminCall('POST', '/tenants/demo/policies', { version: '2026-11-29.1', cedar: APPROVAL_POLICY, mode: 'enforce' })
+  await adminCall('POST', `/tenants/demo/policies/${String(created.id)}/activate`, {})
+  const approver = String((await adminCall('POST', '/admin-tokens', { tenant: 'demo', role: 'approver', name: 'finance', groups: ['finance'] })).token)
+  // The gateway learns of the new bundle through its feed: wait until it decides with it.
+  const probe = new AegisClient({ issuer, clientId, clientSecret, gatewayUrl: gateway, dryRun: true })
   try {
-    const approver = String((await aegis.admin('POST', '/admin-tokens', { tenant: TENANT, role: 'approver', name: 'finance', groups: ['finance'] })).token)
-    const cred = await aegis.credential()
-    const agent = run(['examples/agent-call.ts'], {
-      AEGIS_ISSUER: aegis.issuer, AEGIS_CLIENT_ID: cred.client_id, AEGIS_CLIENT_SECRET: cred.client_secret, AEGIS_GATEWAY_URL: aegis.gatewayUrl!, AEGIS_TRANSFER_AMOUNT: '2500',
-    })
-    const id = await (async () => {
-      for (let i = 0; i < 1500; i++) {
-        const res = await fetch(`${aegis.issuer}/admin/v1/approvals?status=pending`, { headers: { authorization: `Bearer ${approver}` } })
-        const body = (await res.json()) as { approvals: Array<{ id: string; params: { amount?: number } }> }
-        const found = body.approvals.find((a) => a.params.amount === 2500)?.id
-        if (found) return found
-        if (agent.child.exitCode !== null) break
-        await new Promise((r) => setTimeout(r, 20))
-      }
-      throw new Error(`no approval opened\n${agent.out()}\n${agent.err()}`)
-    })()
-    const res = await fetch(`${aegis.issuer}/admin/v1/approvals/${id}/approve`, { method: 'POST', headers: { authorization: `Bearer ${approver}`, 'content-type': 'application/json' }, body: JSON.stringify({ reason: 'example test' }) })
-    assert.equal(res.status, 200)
-    assert.equal(await agent.exited, 0, `${agent.out()}\n${agent.err()}`)
-    const s = steps(agent.out())
-    assert.equal(s.find((x) => x.step === 'dry_run')!.decision, 'approval_needed')
-    const last = s.at(-1)!
-    assert.equal(last.step, 'authorize')
-    assert.equal(last.tool, 'payments.transfer')
-    assert.equal(last.decision, 'allow')
+    for (let i = 0; ; i++) {
+      const d = await probe.authorize({ tool: 'payments.transfer', params: { amount: 2500, currency: 'EUR', to: 'acct-9' } })
+      if (d.decision === 'approval_needed') break
+      assert.ok(i < 500, 'the gateway never applied the policy')
+      await new Promise((r) => setTimeout(r, 20))
+    }
   } finally {
-    await aegis.close()
+    probe.close()
   }
+
+  const agent = run(['examples/agent-call.ts'], agentEnv({ AEGIS_TRANSFER_AMOUNT: '2500' }))
+  let id: string | undefined
+  for (let i = 0; i < 1500 && !id; i++) {
+    const list = await adminCall('GET', '/approvals?status=pending', undefined, approver) as { approvals?: Array<{ id: string; params: { amount?: number } }> }
+    id = list.approvals?.find((a) => a.params.amount === 2500)?.id
+    if (!id) {
+      assert.equal(agent.child.exitCode, null, `the agent exited before an approval was opened\n${agent.out()}\n${agent.err()}`)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  }
+  assert.ok(id, 'the example opened an approval request')
+  await adminCall('POST', `/approvals/${id}/approve`, { reason: 'examples test' }, approver)
+  assert.equal(await agent.exited, 0, `${agent.out()}\n${agent.err()}`)
+  const s = steps(agent.out())
+  assert.equal(s.find((x) => x.step === 'dry_run')!.decision, 'approval_needed')
+  const last = s.at(-1)!
+  assert.equal(last.step, 'authorize')
+  assert.equal(last.tool, 'payments.transfer')
+  assert.equal(last.decision, 'allow')
 })
