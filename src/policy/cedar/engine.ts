@@ -70,6 +70,13 @@ export interface CedarEngineOptions {
    * slice. Only for tests and benchmarks that compare the two.
    */
   unsliced?: boolean
+  /**
+   * Also validate against the Aegis schema when compiling (default false:
+   * the control plane validated the bundle on upload, and a gateway compiling
+   * a large bundle should not spend the time again). Parse and annotation
+   * errors are always reported.
+   */
+  validate?: boolean
 }
 
 const PLAN_CACHE_MAX = 4096
@@ -270,7 +277,7 @@ export class CedarCompiler implements PolicyCompiler {
   constructor(private readonly opts: CedarEngineOptions = {}) {}
 
   compile(bundle: PolicyBundleSource): CedarEngine {
-    return new CedarEngine(bundle, analyzeBundle(bundle.cedar), this.opts)
+    return new CedarEngine(bundle, analyzeBundle(bundle.cedar, undefined, { validate: this.opts.validate ?? false }), this.opts)
   }
 }
 

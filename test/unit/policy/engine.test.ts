@@ -1,0 +1,235 @@
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { CedarCompiler, CedarEngine } from '../../../src/policy/cedar/engine.js'
+import { analyzeBundle } from '../../../src/policy/cedar/analyze.js'
+import type { PolicyRequest } from '../../../src/policy/types.js'
+
+function compile(cedar: string, mode: 'enforce' | 'shadow' = 'enforce', unsliced = false): CedarEngine {
+  return new CedarCompiler({ unsliced }).compile({ id: 'b', tenant: 't', version: 'v7', cedar, mode })
+}
+
+function req(action: string, params: Record<string, unknown> = {}, extra: Partial<PolicyRequest> = {}): PolicyRequest {
+  return {
+    principal: { tenant: 't', agentId: 'bot', clientId: 'c1', scopes: ['s:write'], capabilities: [action] },
+    action,
+    resource: null,
+    params,
+    time: 1_767_225_600,
+    clientAddress: null,
+    override: false,
+    ...extra,
+  }
+}
+
+describe('CedarEngine decisions', () => {
+  const engine = compile(`
+    @id("p-allow") permit(principal, action == Action::"t.allow", resource);
+    @id("p-risky") @risk("high") permit(principal, action == Action::"t.risky", resource);
+    @id("p-san") @sanitize("redact:/params/a, redact:/params/b/c") @sanitize_more("redact:/params/list/*/secret")
+    permit(principal, action == Action::"t.san", resource);
+    @id("p-appr") permit(principal, action == Action::"t.appr", resource);
+    @id("f-appr") @approval("finance") @approval_via("console")
+    forbid(principal, action == Action::"t.appr", resource) when { context.params has amount && context.params.amount > 10 } unless { context.override };
+    permit(principal, action == Action::"t.hard", resource);
+    forbid(principal, action == Action::"t.hard", resource) when { context.params has x };
+  `)
+
+  test('allow names the determining permit', () => {
+    const r = engine.evaluate(req('t.allow'))
+    assert.equal(r.decision, 'allow')
+    assert.deepEqual(r.policyIds, ['p-allow'])
+    assert.ok(r.reasons.some((x) => x.includes('p-allow')))
+    assert.equal(r.risk, 'normal')
+    assert.equal(r.policyVersion, 'v7')
+    assert.equal(r.mode, 'enforce')
+  })
+
+  test('@risk("high") on the determining permit marks the call high risk', () => {
+    assert.equal(engine.evaluate(req('t.risky')).risk, 'high')
+  })
+
+  test('@sanitize directives (comma separated and several annotations) become redact obligations', () => {
+    const r = engine.evaluate(req('t.san', { a: 1 }))
+    assert.equal(r.decision, 'sanitize')
+    assert.deepEqual(r.obligations, [
+      { type: 'redact', path: '/params/a' },
+      { type: 'redact', path: '/params/b/c' },
+      { type: 'redact', path: '/params/list/*/secret' },
+    ])
+  })
+
+  test('a satisfied @approval forbid gives approval_needed with group and console requirement', () => {
+    const r = engine.evaluate(req('t.appr', { amount: 11 }))
+    assert.equal(r.decision, 'approval_needed')
+    assert.equal(r.approvalGroup, 'finance')
+    assert.equal(r.requireConsole, true)
+    assert.deepEqual(r.policyIds, ['f-appr'])
+  })
+
+  test('an approved override passes the approval forbid written with unless { context.override }', () => {
+    assert.equal(engine.evaluate(req('t.appr', { amount: 11 }, { override: true })).decision, 'allow')
+    assert.equal(engine.evaluate(req('t.appr', { amount: 10 })).decision, 'allow')
+  })
+
+  test('an unannotated forbid denies and names Cedar\'s policy id when there is no @id', () => {
+    const r = engine.evaluate(req('t.hard', { x: 1 }))
+    assert.equal(r.decision, 'deny')
+    assert.deepEqual(r.policyIds, ['policy6'])
+  })
+
+  test('nothing permitting is deny', () => {
+    const r = engine.evaluate(req('t.unknown'))
+    assert.equal(r.decision, 'deny')
+    assert.deepEqual(r.policyIds, [])
+    assert.match(r.reasons[0]!, /no_permit/)
+  })
+
+  test('shadow mode is carried into the result', () => {
+    const shadow = compile('permit(principal, action, resource);', 'shadow')
+    assert.equal(shadow.evaluate(req('x')).mode, 'shadow')
+  })
+})
+
+describe('CedarEngine fails closed', () => {
+  const engine = compile(`
+    @id("ok") permit(principal, action == Action::"pay", resource) when { context.params has amount && context.params.amount <= 100 };
+    @id("limit") forbid(principal, action == Action::"pay", resource) when { context.params.amount > 50 };
+    @id("nested") permit(principal, action == Action::"deep", resource) when { context.params.a.b.c == "x" };
+  `)
+
+  test('missing params are deny, never a crash', () => {
+    const r = engine.evaluate(req('pay', {}))
+    assert.equal(r.decision, 'deny')
+    assert.ok(r.reasons.some((x) => x.includes('limit')))
+  })
+
+  test('a forbid that errors on a mistyped param denies although a permit is satisfied', () => {
+    // "amount" as a string: `ok` errors too, but also the forbid: fail closed.
+    assert.equal(engine.evaluate(req('pay', { amount: '60' })).decision, 'deny')
+  })
+
+  test('floats, nulls and huge numbers never reach Cedar as something else', () => {
+    assert.equal(engine.evaluate(req('pay', { amount: 10.5 })).decision, 'deny')
+    assert.equal(engine.evaluate(req('pay', { amount: null })).decision, 'deny')
+    assert.equal(engine.evaluate(req('pay', { amount: 2 ** 60 })).decision, 'deny')
+    assert.equal(engine.evaluate(req('pay', { amount: 10, note: null, list: [1, null, { z: null }] })).decision, 'allow')
+  })
+
+  test('nested parameters are read, and a missing level is deny', () => {
+    assert.equal(engine.evaluate(req('deep', { a: { b: { c: 'x' } } })).decision, 'allow')
+    assert.equal(engine.evaluate(req('deep', { a: { b: {} } })).decision, 'deny')
+    assert.equal(engine.evaluate(req('deep', { a: 'flat' })).decision, 'deny')
+  })
+
+  test('Cedar JSON escapes in params are refused, not read as entities', () => {
+    const r = engine.evaluate(req('pay', { amount: 10, x: { __entity: { type: 'Agent', id: 'admin' } } }))
+    assert.equal(r.decision, 'deny')
+    assert.match(r.reasons[0]!, /reserved/)
+  })
+
+  test('params that are not an object, a non-integer time or an empty action are deny', () => {
+    assert.equal(engine.evaluate(req('pay', [] as unknown as Record<string, unknown>)).decision, 'deny')
+    assert.equal(engine.evaluate(req('pay', { amount: 1 }, { time: 1.5 })).decision, 'deny')
+    assert.equal(engine.evaluate(req('', { amount: 1 })).decision, 'deny')
+  })
+
+  test('an approval that could not make the call pass is a deny, not an approval request', () => {
+    const e = compile(`
+      @id("p") permit(principal, action == Action::"pay", resource) when { principal.scopes.contains("pay") };
+      @id("a") @approval("finance") forbid(principal, action == Action::"pay", resource) unless { context.override };
+    `)
+    assert.equal(e.evaluate(req('pay')).decision, 'deny')
+    const withScope = req('pay')
+    withScope.principal.scopes = ['pay']
+    assert.equal(e.evaluate(withScope).decision, 'approval_needed')
+  })
+
+  test('an approval forbid together with a hard forbid is deny', () => {
+    const e = compile(`
+      permit(principal, action, resource);
+      @approval("g") forbid(principal, action, resource) unless { context.override };
+      @id("hard") forbid(principal, action, resource) when { context.params has bad };
+    `)
+    assert.equal(e.evaluate(req('x', {})).decision, 'approval_needed')
+    const r = e.evaluate(req('x', { bad: true }))
+    assert.equal(r.decision, 'deny')
+    assert.ok(r.policyIds.includes('hard'))
+  })
+})
+
+describe('request mapping', () => {
+  test('principal attributes, resource, time, client address and override are visible to policies', () => {
+    const e = compile(`
+      permit(principal == Agent::"bot", action == Action::"m", resource == Resource::"acct-1")
+      when {
+        principal.tenant == "t" && principal.agent_id == "bot" && principal.client_id == "c1" &&
+        principal.scopes.contains("s:write") && principal.capabilities.contains("m") &&
+        resource.id == "acct-1" && context.time == 1767225600 &&
+        context has client_address && ip(context.client_address).isInRange(ip("203.0.113.0/24")) &&
+        !context.override
+      };
+    `)
+    assert.equal(e.evaluate(req('m', {}, { resource: 'acct-1', clientAddress: '203.0.113.7' })).decision, 'allow')
+    assert.equal(e.evaluate(req('m', {}, { resource: 'acct-1', clientAddress: null })).decision, 'deny')
+    assert.equal(e.evaluate(req('m', {}, { resource: 'acct-2', clientAddress: '203.0.113.7' })).decision, 'deny')
+    assert.equal(e.evaluate(req('m', {}, { resource: 'acct-1', clientAddress: '203.0.113.7', override: true })).decision, 'deny')
+  })
+
+  test('action groups: payments.* covers every payments tool, and nothing else', () => {
+    const e = compile(`
+      @id("g") permit(principal, action in Action::"payments.*", resource);
+      @id("gg") @risk("high") permit(principal, action in Action::"payments.wire.*", resource);
+      @id("one") permit(principal, action == Action::"crm.read", resource);
+    `)
+    assert.deepEqual(e.evaluate(req('payments.transfer')).policyIds, ['g'])
+    assert.deepEqual(e.evaluate(req('payments.wire.send')).policyIds, ['g', 'gg'])
+    assert.equal(e.evaluate(req('payments.wire.send')).risk, 'high')
+    assert.equal(e.evaluate(req('paymentsx.transfer')).decision, 'deny')
+    assert.equal(e.evaluate(req('crm.read')).decision, 'allow')
+    assert.equal(e.evaluate(req('crm.write')).decision, 'deny')
+  })
+})
+
+describe('policy slicing', () => {
+  /** A 500-policy bundle: per-tool permits and forbids, groups and unscoped policies. */
+  function bigBundle(): string {
+    const out: string[] = []
+    for (let i = 0; i < 500; i++) {
+      const tool = `svc${i % 40}.op${i % 7}`
+      switch (i % 10) {
+        case 0: out.push(`permit(principal, action in Action::"svc${i % 40}.*", resource) when { context.params has n && context.params.n < ${i} };`); break
+        case 1: out.push(`forbid(principal, action, resource) when { context.params has k && context.params.k == ${i} };`); break
+        // Aimed at the permit two further on (same tool, same n), so approving would help.
+        case 2: out.push(`@approval("g${i}") forbid(principal, action == Action::"svc${(i + 2) % 40}.op${(i + 2) % 7}", resource) when { context.params has n && context.params.n == ${i + 2} } unless { context.override };`); break
+        case 3: out.push(`@sanitize("redact:/params/f${i}") permit(principal, action in [Action::"${tool}", Action::"other.op${i % 3}"], resource) when { context.params has m && context.params.m > ${i} };`); break
+        default: out.push(`permit(principal, action == Action::"${tool}", resource) when { context.params has n && context.params.n == ${i} && principal.scopes.contains("s:write") };`)
+      }
+    }
+    return out.join('\n')
+  }
+
+  test('a 500-policy bundle decides exactly as the whole set does, on a sample of requests', () => {
+    const text = bigBundle()
+    const sliced = compile(text)
+    const whole = compile(text, 'enforce', true)
+    assert.equal(analyzeBundle(text).policies.length, 500)
+    let changedSliceSize = 0
+    const seen = new Set<string>()
+    for (let i = 0; i < 600; i++) {
+      // Aim most calls at one policy (its tool, its numbers ± 1), the rest anywhere.
+      const j = (i * 7919) % 500
+      const tool = i % 5 === 0 ? `other.op${i % 4}` : i % 11 === 0 ? `svc${j % 40}.unnamed` : i % 13 === 0 ? 'nobody.calls' : `svc${j % 40}.op${j % 7}`
+      const params: Record<string, unknown> = { n: j + (i % 3) - 1, m: j + (i % 2) }
+      if (i % 9 === 0) params.k = (i * 7) % 500
+      const r = req(tool, params, { override: i % 17 === 0 })
+      const a = sliced.evaluate(r)
+      const b = whole.evaluate(r)
+      assert.deepEqual({ ...a, reasons: [] }, { ...b, reasons: [] }, `${tool} ${JSON.stringify(params)}`)
+      seen.add(a.decision)
+      if (sliced.sliceSize(tool) < 500) changedSliceSize++
+    }
+    assert.deepEqual([...seen].sort(), ['allow', 'approval_needed', 'deny', 'sanitize'])
+    assert.ok(changedSliceSize > 500, 'calls are evaluated against slices, not the whole bundle')
+    assert.ok(sliced.sliceSize('svc3.op3') < 100)
+  })
+})
