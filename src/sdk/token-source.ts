@@ -140,6 +140,7 @@ export interface TokenRequest {
 const MAX_RESPONSE_BYTES = 64 * 1024
 const MAX_TOKEN_CHARS = 16 * 1024
 const DEFAULT_WINDOW: [number, number] = [0.6, 0.85]
+const MAX_TIMER_MS = 2_147_483_647
 
 interface CachedToken extends AccessToken {
   invalidated: boolean
@@ -293,13 +294,15 @@ export abstract class OAuthTokenSource implements TokenSource {
   private schedule(at: number): void {
     if (!this.backgroundRefresh || this.closed) return
     if (this.timer !== undefined) this.scheduler.clearTimeout(this.timer)
+    // Node fires timers longer than 2^31-1 ms at once; a long-lived token re-arms instead.
     this.timer = this.scheduler.setTimeout(() => {
       this.timer = undefined
       if (this.closed) return
+      if (this.clock.now() < at) { this.schedule(at); return }
       const cur = this.current
       if (cur && !usable(cur, this.clock.now())) return // the next getToken refreshes in the foreground
       this.refresh(true).catch(() => {})
-    }, Math.max(0, at - this.clock.now()))
+    }, Math.min(MAX_TIMER_MS, Math.max(0, at - this.clock.now())))
     unrefTimer(this.timer)
   }
 

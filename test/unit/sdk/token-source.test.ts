@@ -281,3 +281,17 @@ describe('TokenExchangeSource', () => {
     assert.equal(server.requests[1]!.params.subject_token, 'workload-jwt-2')
   })
 })
+
+test('a very long lifetime does not overflow the refresh timer into a refresh loop', async () => {
+  server.expiresIn = 60 * 60 * 24 * 365 // a year: the refresh point is beyond Node's 2^31-1 ms timer range
+  const s = source()
+  const t = await s.getAccessToken()
+  assert.ok(scheduler.requested.at(-1)! <= 2_147_483_647)
+  scheduler.fireUntil(clock.now() + 2_147_483_647)
+  await new Promise((r) => setImmediate(r))
+  assert.equal(server.requests.length, 1, 'the early wake-up re-arms instead of refreshing')
+  assert.ok(scheduler.size === 1)
+  scheduler.fireUntil(t.refreshAt)
+  await waitUntil(() => s.events.length === 2, 'the refresh at its point')
+  assert.equal(server.requests.length, 2)
+})
