@@ -197,3 +197,40 @@ export async function metricValue(url: string, name: string, labels: Record<stri
   }
   return sum
 }
+
+/**
+ * Stores and activates a Cedar bundle for the env's tenant and publishes it
+ * on the control plane's feed, as the policy admin API does.
+ */
+export async function activatePolicy(env: GatewayEnv, cedar: string, mode: 'enforce' | 'shadow' = 'enforce', version = `2026-11-29.${Date.now()}`): Promise<string> {
+  const id = `pol_${randomBytes(8).toString('hex')}`
+  const now = Date.now()
+  await env.cp.deps.store.policies.create({ id, tenant: env.tenant, version, cedar, mode, status: 'inactive', createdAt: now, activatedAt: null, reviewedAt: null })
+  await env.cp.deps.store.policies.activate(env.tenant, id, now)
+  await env.cp.deps.feed.publish({ kind: 'policy', policy: { tenant: env.tenant, active: { id, version, cedar, mode }, candidate: null } })
+  return version
+}
+
+/** A small bundle exercising every decision: reads, a high-risk transfer, an approval, a sanitized charge. */
+export const TEST_POLICY = `
+@id("crm-read")
+permit (principal, action == Action::"crm.read", resource);
+
+@id("crm-update")
+permit (principal, action == Action::"crm.update", resource);
+
+@id("transfer")
+@risk("high")
+permit (principal, action == Action::"payments.transfer", resource)
+when { context.params has amount && context.params.amount <= 50000 };
+
+@id("transfer-approval")
+@approval("finance")
+forbid (principal, action == Action::"payments.transfer", resource)
+when { context.params has amount && context.params.amount > 1000 }
+unless { context.override };
+
+@id("charge")
+@sanitize("redact:/params/card_number")
+permit (principal, action == Action::"payments.charge", resource);
+`

@@ -19,6 +19,8 @@ export interface RedisFeedOptions {
   /** Defaults as src/feed/types.ts fixes them: `aegis:feed`, `aegis:revocations`. */
   channel?: string
   hashKey?: string
+  /** How often the control plane's snapshot is polled while Redis is down (ms). */
+  pollWhileDownMs?: number
   /** Retry bounds for the control-plane snapshot (ms). */
   backoffInitialMs?: number
   backoffMaxMs?: number
@@ -30,7 +32,8 @@ export interface RedisFeedOptions {
  * persisted revocations (hash `aegis:revocations`) and the control plane's
  * snapshot, applies them, then the buffered events, so nothing published
  * during the load is lost. With the control plane unreachable the Redis hash
- * alone keeps revocations current and the snapshot is retried with backoff.
+ * alone keeps revocations current and the snapshot is retried with backoff;
+ * with Redis unreachable the control plane's snapshot is polled instead.
  */
 export class RedisFeed implements FeedSubscriber {
   readonly ready: Promise<void>
@@ -44,12 +47,15 @@ export class RedisFeed implements FeedSubscriber {
   private resyncAgain = false
   private readonly stop = new AbortController()
   private readonly snapshotBackoff: Backoff
+  private readonly pollMs: number
+  private loop: Promise<void> | undefined
 
   constructor(private readonly opts: RedisFeedOptions) {
     this.ready = new Promise((resolve) => { this.resolveReady = resolve })
     this.channel = opts.channel ?? 'aegis:feed'
     this.hashKey = opts.hashKey ?? 'aegis:revocations'
     this.snapshotBackoff = new Backoff(opts.backoffInitialMs ?? 200, opts.backoffMaxMs ?? 10_000)
+    this.pollMs = opts.pollWhileDownMs ?? 2_000
   }
 
   start(): void {
@@ -60,6 +66,7 @@ export class RedisFeed implements FeedSubscriber {
     sub.on('ready', this.onReady)
     sub.on('close', this.onClose)
     if (sub.status === 'ready') this.onReady()
+    this.loop = this.maintain()
   }
 
   private readonly onClose = (): void => {
@@ -124,7 +131,7 @@ export class RedisFeed implements FeedSubscriber {
         this.resolveReady()
       } else {
         this.opts.state.applyRevocationList(fromHash, pending)
-        this.retrySnapshot()
+        this.needSnapshot = true
       }
       this.opts.state.feedConnected()
     } catch (err) {
@@ -136,31 +143,41 @@ export class RedisFeed implements FeedSubscriber {
     }
   }
 
-  private retrying = false
+  private needSnapshot = false
 
-  /** Keeps asking the control plane for a snapshot until it answers (agents and policies come only from it). */
-  private retrySnapshot(): void {
-    if (this.retrying || this.closed) return
-    this.retrying = true
-    void (async () => {
-      try {
-        while (!this.closed) {
-          await sleep(this.snapshotBackoff.next(), this.stop.signal)
-          if (this.closed) return
-          if (this.syncing) continue
-          try {
-            const snap = parseSnapshot(await this.opts.fetchSnapshot())
-            if (!snap) continue
-            // Resync as a whole so the hash and buffered events are merged the same way.
-            this.retrying = false
+  /**
+   * Runs for the gateway's life. While Redis is down, or the last resync
+   * could not reach the control plane, it fetches the control plane's
+   * snapshot with backoff: with Redis down the snapshot alone keeps the
+   * deny list (and agents, policies) current, polled every few seconds;
+   * once Redis is back, a resync merges everything.
+   */
+  private async maintain(): Promise<void> {
+    while (!this.closed) {
+      const redisUp = this.opts.subscriber.status === 'ready'
+      let wait = 500
+      if (!redisUp || this.needSnapshot) {
+        let snap: FeedSnapshot | null = null
+        try {
+          snap = parseSnapshot(await this.opts.fetchSnapshot())
+        } catch { /* unreachable: retried below */ }
+        if (this.closed) return
+        if (snap) {
+          this.snapshotBackoff.reset()
+          if (this.opts.subscriber.status === 'ready') {
+            this.needSnapshot = false
             this.onReady()
-            return
-          } catch { /* still unreachable */ }
+          } else {
+            this.opts.state.applySnapshot(snap)
+            this.resolveReady()
+            wait = this.pollMs
+          }
+        } else {
+          wait = this.snapshotBackoff.next()
         }
-      } finally {
-        this.retrying = false
       }
-    })()
+      await sleep(wait, this.stop.signal)
+    }
   }
 
   async close(): Promise<void> {
@@ -171,6 +188,7 @@ export class RedisFeed implements FeedSubscriber {
     sub.off('ready', this.onReady)
     sub.off('close', this.onClose)
     await this.syncing?.catch(() => {})
+    await this.loop
     this.opts.state.feedDisconnected('closed')
   }
 }
