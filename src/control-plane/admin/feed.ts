@@ -39,7 +39,9 @@ export async function feedRoutes(app: FastifyInstance, deps: ControlPlaneDeps, o
     if (principal(request).tenant !== null) throw new AegisError('forbidden', 'the feed carries every tenant: use a global gateway or admin token')
   }
   const streams = new Set<ServerResponse>()
+  let closing = false
   app.addHook('preClose', async () => {
+    closing = true
     for (const res of streams) res.end()
     streams.clear()
   })
@@ -76,6 +78,11 @@ export async function feedRoutes(app: FastifyInstance, deps: ControlPlaneDeps, o
       throw err
     }
     snapshotSeq = snapshot.seq
+    if (closing) {
+      // A stream opened now would hold close() open; the gateway reconnects to another control plane or after restart.
+      unsubscribe()
+      throw new AegisError('temporarily_unavailable', 'the control plane is shutting down')
+    }
     reply.hijack()
     res = reply.raw
     res.writeHead(200, {
