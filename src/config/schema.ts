@@ -110,6 +110,10 @@ export interface RouteConfig {
   upstream: string
   mode: 'proxy' | 'mcp'
   tool?: string
+  /** MCP routes: JSON-RPC methods passed through (`notifications/*` style prefixes allowed); default initialize, ping, notifications/*, tools/list, tools/call. */
+  allow_methods?: string[]
+  /** MCP routes: `scopes_supported` of the route's protected-resource metadata (RFC 9728). */
+  scopes?: string[]
 }
 
 export type NotifierConfig =

@@ -84,7 +84,7 @@ export interface BackendHealth {
 }
 
 /** Which entry point asked. */
-export type EntryMode = 'authorize' | 'ext_authz' | 'proxy'
+export type EntryMode = 'authorize' | 'ext_authz' | 'proxy' | 'mcp'
 
 /** Knobs tests and embedders may turn; defaults follow src/feed/types.ts and the config. */
 export interface GatewayTuning {
