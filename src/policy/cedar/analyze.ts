@@ -92,9 +92,13 @@ function problemsOf(text: string, errors: DetailedError[], baseOffset = 0): Ceda
 const SANITIZE_KEY = /^sanitize(?:_[A-Za-z0-9_]+|\d+)?$/
 const GROUP_NAME = /^[A-Za-z0-9._:@-]{1,64}$/
 
-/** Checks an RFC 6901 pointer rooted at the request and under `/params`. */
+/**
+ * Checks an RFC 6901 pointer rooted at the request and under `/params`, or
+ * under `/result` (the tool's result, redacted by MCP mode before the agent sees it).
+ */
 function checkRedactPointer(pointer: string): string | null {
-  if (!(pointer === '/params' || pointer.startsWith('/params/'))) return 'a redact pointer must start with /params/'
+  if (pointer.startsWith('/result/') && pointer.length > 8) return /~(?![01])/.test(pointer) ? 'a JSON pointer escapes ~ as ~0 and / as ~1 (RFC 6901)' : null
+  if (!(pointer === '/params' || pointer.startsWith('/params/'))) return 'a redact pointer must start with /params/ (or /result/ for MCP tool results)'
   if (pointer === '/params') return 'redacting all of /params is not supported; name the fields'
   if (/~(?![01])/.test(pointer)) return 'a JSON pointer escapes ~ as ~0 and / as ~1 (RFC 6901)'
   return null
