@@ -84,7 +84,8 @@ function problemsOf(text: string, errors: DetailedError[], baseOffset = 0): Ceda
   return errors.map((e) => {
     const loc = e.sourceLocations?.[0]
     const pos = loc ? positionOf(text, baseOffset + loc.start) : { line: 1, column: 1 }
-    const detail = [e.message.replace(/^failed to parse policies from string: /, '').replace(/^for policy `[^`]*`, /, ''), loc?.label, e.help].filter(Boolean).join(' — ')
+    // Batched validation renumbers policies, so Cedar's `policyN` names would mislead: the position says which.
+    const detail = [e.message.replace(/^failed to parse policies from string: /, ''), loc?.label, e.help].filter(Boolean).join(' — ').replace(/for policy `[^`]*`, /g, '')
     return { ...pos, message: detail }
   })
 }
