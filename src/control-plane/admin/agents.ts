@@ -22,7 +22,7 @@ const AUDIENCE_RE = /^[\x21-\x7E]{1,512}$/
 const FIELDS = ['agent_id', 'scopes', 'capabilities', 'schemas', 'max_ttl_seconds', 'audiences', 'token_endpoint_auth_method', 'jwks',
   'tls_client_auth_subject_dn', 'tls_client_auth_san_uri', 'tls_client_auth_san_dns'] as const
 
-/** Admin-API view of an agent (times in epoch ms). */
+/** Admin-API view of an agent (times in epoch ms). `audiences: []` means the configured default audience. */
 export function agentJson(a: Agent): Record<string, unknown> {
   return {
     tenant: a.tenant,
