@@ -110,13 +110,19 @@ describe('token endpoint: client_credentials with bootstrap credentials', () => 
     assert.ok(stored?.usedAt !== null)
   })
 
-  test('policy_version is the tenant\'s active bundle version', async () => {
-    // The directory follows policy feed events; a real bundle is activated by the policy admin routes.
-    await h.deps.feed.publish({ kind: 'policy', policy: { tenant: 'acme', active: { id: 'p1', version: '2026-11-28.1', cedar: 'permit(principal, action, resource);', mode: 'enforce' }, candidate: null } })
-    const r = await form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(s.clientId, s.secret) })
-    const payload = JSON.parse(Buffer.from(r.body.access_token.split('.')[1], 'base64url').toString())
-    assert.equal(payload.policy_version, '2026-11-28.1')
-    await h.deps.feed.publish({ kind: 'policy', policy: { tenant: 'acme', active: null, candidate: null } })
+  test('policy_version is the tenant\'s active bundle version, from activation on', async () => {
+    const cedar = '@id("read")\npermit (principal, action == Action::"crm.read", resource);\n'
+    const up = await admin(h, h.adminToken, 'POST', '/tenants/acme/policies', { version: '2026-11-28.1', cedar, mode: 'enforce' })
+    assert.equal(up.status, 201, up.text)
+    const claimsNow = async (): Promise<Record<string, unknown>> => {
+      const r = await form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(s.clientId, s.secret) })
+      assert.equal(r.status, 200)
+      return JSON.parse(Buffer.from(r.body.access_token.split('.')[1], 'base64url').toString()) as Record<string, unknown>
+    }
+    assert.equal((await claimsNow()).policy_version, 'none')
+    const act = await admin(h, h.adminToken, 'POST', `/tenants/acme/policies/${up.body.id}/activate`)
+    assert.equal(act.status, 200, act.text)
+    assert.equal((await claimsNow()).policy_version, '2026-11-28.1')
   })
 
   test('issuance feeds metrics and KPIs', async () => {
