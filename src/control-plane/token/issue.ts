@@ -24,6 +24,12 @@ export interface IssueRequest {
   maxLifetimeSeconds?: number
   /** Extra claims (`cnf` for sender-constrained tokens). */
   extraClaims?: Record<string, unknown>
+  /** `token_type` of the response (default Bearer; DPoP for DPoP-bound tokens, RFC 9449 §5). */
+  tokenType?: 'Bearer' | 'DPoP'
+  /** RFC 8693 §2.2.1 `issued_token_type`, for token exchange. */
+  issuedTokenType?: string
+  /** Extra fields for the `token.issued` audit event (e.g. the subject token's issuer and subject). */
+  auditData?: Record<string, unknown>
 }
 
 /** RFC 6749 §5.1 success body. */
@@ -92,7 +98,7 @@ export class TokenIssuer {
         tenant: req.tenant.id,
         actor: `agent:${req.tenant.id}/${req.agent.agentId}`,
         subject: jti,
-        data: { jti, agent_id: req.agent.agentId, client_id: req.clientId, scope, aud: req.audiences, exp, kid, grant_type: req.grant, policy_version: policyVersion, capability_hash: req.agent.capabilityHash },
+        data: { ...req.auditData, jti, agent_id: req.agent.agentId, client_id: req.clientId, scope, aud: req.audiences, exp, kid, grant_type: req.grant, policy_version: policyVersion, capability_hash: req.agent.capabilityHash, ...(req.extraClaims?.cnf ? { cnf: req.extraClaims.cnf } : {}) },
       })
     } catch (err) {
       throw new Unavailable('the audit log is unavailable; no token was issued', { cause: err })
@@ -106,6 +112,8 @@ export class TokenIssuer {
     counter.inc()
     deps.metrics.tokenLifetime.observe(ttl)
     this.kpis.recordIssued(now, ttl)
-    return { response: { access_token: jwt, token_type: 'Bearer', expires_in: ttl, scope }, jti, exp, kid }
+    const response: TokenResponse = { access_token: jwt, token_type: req.tokenType ?? 'Bearer', expires_in: ttl, scope }
+    if (req.issuedTokenType) response.issued_token_type = req.issuedTokenType
+    return { response, jti, exp, kid }
   }
 }

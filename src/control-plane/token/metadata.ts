@@ -1,5 +1,6 @@
 /** RFC 8414 authorization server metadata (`GET /.well-known/oauth-authorization-server`). */
 import type { FastifyInstance } from 'fastify'
+import { DPOP_ALGORITHMS } from '../../lib/dpop.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { tokenService } from './routes.js'
 
@@ -22,7 +23,7 @@ export function authorizationServerMetadata(deps: ControlPlaneDeps): Record<stri
     token_endpoint_auth_signing_alg_values_supported: ['EdDSA', 'ES256', 'RS256', 'PS256'],
     revocation_endpoint_auth_methods_supported: methods,
     introspection_endpoint_auth_methods_supported: [...methods, 'bearer'],
-    dpop_signing_alg_values_supported: ['EdDSA', 'ES256'],
+    dpop_signing_alg_values_supported: [...DPOP_ALGORITHMS],
   }
   if (config.control.tlsPort !== undefined && config.tls.cert) {
     const u = new URL(base)

@@ -10,8 +10,9 @@ import { Redis } from 'ioredis'
 import type { ControlPlaneDeps } from '../deps.js'
 import { kpiBook } from '../admin/kpis.js'
 import { findRevocation, recordRevocation } from '../revocation/service.js'
-import { ClientAuthFailure, createClientAuthenticators, readClientClaim, type AuthPurpose, type AuthenticatedClient, type ClientAuthenticators, type ClientClaim } from './client-auth/index.js'
+import { ClientAuthFailure, createClientAuthenticators, readClientClaim, refineClientClaim, type AuthPurpose, type AuthenticatedClient, type ClientAuthenticators, type ClientClaim } from './client-auth/index.js'
 import { directoryFor } from './directory.js'
+import { clientCertificateOf, commitBinding, readSenderBinding } from './dpop-sender.js'
 import { defaultGrants, type GrantHandler } from './grants/index.js'
 import { TokenIssuer } from './issue.js'
 import { LocalTokenVerifier } from './local-verify.js'
@@ -113,7 +114,7 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
   async function authenticateCaller(request: FastifyRequest, reply: FastifyReply, body: FormBody, purpose: AuthPurpose): Promise<AuthenticatedClient> {
     let claim: ClientClaim | null = null
     try {
-      claim = readClientClaim(request.headers.authorization, body)
+      claim = refineClientClaim(readClientClaim(request.headers.authorization, body), body, clientCertificateOf(deps, request))
       if (!claim) throw new ClientAuthFailure('missing')
       return await svc.authenticators.authenticate(claim, purpose)
     } catch (err) {
@@ -142,8 +143,10 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
 
     let claim: ClientClaim | null = null
     let client: AuthenticatedClient | null = null
+    const certificate = clientCertificateOf(deps, request)
+    const binding = await readSenderBinding(deps, request, certificate)
     try {
-      claim = readClientClaim(request.headers.authorization, body)
+      claim = refineClientClaim(readClientClaim(request.headers.authorization, body), body, certificate)
       if (claim) {
         const r = rl.hit(`client:${claim.clientId}`, config.rateLimit.perClient)
         const v = r instanceof Promise ? await r : r
@@ -166,6 +169,11 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
         throw err
       }
     }
+    if (binding.cnf) {
+      issueRequest.extraClaims = { ...issueRequest.extraClaims, cnf: binding.cnf }
+      issueRequest.tokenType = binding.tokenType
+    }
+    await commitBinding(deps, binding, reply)
     const issued = await svc.issuer.issue(issueRequest)
     return issued.response
   })

@@ -13,9 +13,12 @@ import type { FormBody } from '../params.js'
 import { single } from '../params.js'
 import { clientSecretAuthenticator } from './client-secret.js'
 import { ClientAuthFailure } from './failure.js'
+import { privateKeyJwtAuthenticator } from './private-key-jwt.js'
+import { tlsClientAuthenticator } from './tls-client-auth.js'
 import type { AuthPurpose, AuthenticatedClient, ClientAuthenticator, ClientClaim } from './types.js'
 
 export { ClientAuthFailure } from './failure.js'
+export { refineClientClaim } from './tls-client-auth.js'
 export type { AuthPurpose, AuthenticatedClient, ClientAuthenticator, ClientClaim, AuthFailureReason } from './types.js'
 
 const MAX_CLIENT_ID = 128
@@ -87,5 +90,5 @@ export class ClientAuthenticators {
 
 /** The authenticators this control plane offers. */
 export function createClientAuthenticators(deps: ControlPlaneDeps, dir: Directory): ClientAuthenticators {
-  return new ClientAuthenticators([clientSecretAuthenticator(deps, dir)])
+  return new ClientAuthenticators([clientSecretAuthenticator(deps, dir), privateKeyJwtAuthenticator(deps, dir), tlsClientAuthenticator(deps, dir)])
 }

@@ -1,4 +1,5 @@
 import type { AegisError } from '../../../errors.js'
+import type { PresentedCertificate } from '../../../lib/x509.js'
 import type { Agent, BootstrapCredential, Tenant, TokenEndpointAuthMethod } from '../../../store/types.js'
 
 /** What a request presented to authenticate, before anything was checked. */
@@ -8,6 +9,10 @@ export interface ClientClaim {
   clientId: string
   /** client_secret_basic / client_secret_post. */
   secret?: string
+  /** private_key_jwt: the `client_assertion` (RFC 7523 §2.2). */
+  assertion?: string
+  /** tls_client_auth: the certificate presented (TLS handshake or trusted proxy). */
+  certificate?: PresentedCertificate
 }
 
 /**
@@ -50,5 +55,8 @@ export type AuthFailureReason =
   | 'tenant_missing'
   | 'attestation_required'
   | 'method_not_allowed'
+  | 'bad_certificate'
+  | 'bad_assertion'
+  | 'replayed'
 
 export type { AegisError }
