@@ -4,6 +4,7 @@ import { requireRole } from '../../http/admin-auth.js'
 import type { AuditQuery } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { eventToWire } from './chain.js'
+import { verifyAuditStore, type AuditProblem } from './verify.js'
 
 const TYPE_RE = /^[A-Za-z0-9_.*-]{1,100}$/
 const TENANT_RE = /^[A-Za-z0-9._-]{1,128}$/
@@ -81,5 +82,21 @@ export async function auditRoutes(app: FastifyInstance, deps: ControlPlaneDeps):
     reply.header('cache-control', 'no-store')
     const last = events[events.length - 1]
     return { events: events.map(eventToWire), next_cursor: events.length === query.limit && last ? String(last.id) : null }
+  })
+
+  // Global admins only: the report covers every tenant's events and names chain heads.
+  app.post('/admin/v1/audit/verify', { preHandler: requireRole(deps.store, ['admin'], deps.sessions) }, async (request, reply) => {
+    if (request.adminPrincipal!.tenant !== null) throw new AegisError('forbidden', 'only a global admin may verify the audit chains')
+    reply.header('cache-control', 'no-store')
+    const r = await verifyAuditStore(deps.store)
+    const problem = (x: AuditProblem | null) => x === null ? null : { id: x.id, chain_id: x.chainId, chain_seq: x.chainSeq, reason: x.reason }
+    return {
+      ok: r.ok,
+      events: r.events,
+      checkpoints: r.checkpoints,
+      chains: r.chains.map((c) => ({ chain_id: c.chainId, events: c.events, head_seq: c.headSeq, checkpoint_seq: c.checkpointSeq, problem: problem(c.problem) })),
+      first_bad: problem(r.firstBad),
+      problems: r.problems.map(problem),
+    }
   })
 }
