@@ -18,8 +18,8 @@ export async function runServe(argv: string[]): Promise<number> {
   }
   const config = configFor(values.config)
   const running = await startRoles(config, role)
-  if (running.controlPlane) process.stdout.write(`aegis: control plane on ${running.controlPlane.url}\n`)
-  if (running.gateway) process.stdout.write(`aegis: gateway on ${running.gateway.url}\n`)
+  if (running.controlPlane) process.stdout.write(`aegis: control plane on ${running.controlPlane.url}${running.controlPlane.tlsUrl ? ` and ${running.controlPlane.tlsUrl} (mTLS)` : ''}\n`)
+  if (running.gateway) process.stdout.write(`aegis: gateway on ${running.gateway.url}${running.gateway.tlsUrl ? ` and ${running.gateway.tlsUrl} (mTLS)` : ''}\n`)
   await closeOnSignal(running, (l) => process.stderr.write(l + '\n'))
   return 0
 }
