@@ -1,0 +1,83 @@
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { MemoryDenyList } from '../../../src/store/memory/deny-list.js'
+import type { Revocation } from '../../../src/store/types.js'
+import type { TokenFacts } from '../../../src/store/gateway-state.js'
+
+let seq = 0
+function rev(p: Partial<Revocation> & Pick<Revocation, 'type' | 'value'>): Revocation {
+  return { seq: ++seq, tenant: null, agentId: null, reason: null, createdAt: 0, expiresAt: 10_000, ...p }
+}
+const facts: TokenFacts = { jti: 'j1', tenant: 'acme', agentId: 'bot', clientId: 'c1', kid: 'k1', iat: 1000 }
+
+describe('MemoryDenyList', () => {
+  test('each of the six entry types matches exactly its tokens', () => {
+    const cases: Array<[Revocation, Partial<TokenFacts>]> = [
+      [rev({ type: 'jti', value: 'j1' }), { jti: 'j2' }],
+      [rev({ type: 'agent', value: 'bot', tenant: 'acme' }), { agentId: 'other' }],
+      [rev({ type: 'client', value: 'c1', tenant: 'acme' }), { clientId: 'c2' }],
+      [rev({ type: 'tenant', value: 'acme', tenant: 'acme' }), { tenant: 'globex' }],
+      [rev({ type: 'kid', value: 'k1' }), { kid: 'k2' }],
+      [rev({ type: 'issued_before', value: '1001', tenant: 'acme' }), { iat: 1001 }],
+      [rev({ type: 'issued_before', value: '1001', tenant: 'acme', agentId: 'bot' }), { agentId: 'other' }],
+      [rev({ type: 'issued_before', value: '1001' }), { iat: 1002 }],
+    ]
+    for (const [r, miss] of cases) {
+      const d = new MemoryDenyList()
+      assert.equal(d.match(facts), null)
+      d.apply(r)
+      assert.equal(d.match(facts), r, `${r.type} matches`)
+      assert.equal(d.match({ ...facts, ...miss }), null, `${r.type} does not match ${JSON.stringify(miss)}`)
+    }
+  })
+
+  test('agent and client entries are scoped to their tenant', () => {
+    const d = new MemoryDenyList()
+    d.apply(rev({ type: 'agent', value: 'bot', tenant: 'globex' }))
+    d.apply(rev({ type: 'client', value: 'c1', tenant: 'globex' }))
+    assert.equal(d.match(facts), null)
+  })
+
+  test('apply is idempotent by seq; lastSeq and size follow', () => {
+    const d = new MemoryDenyList()
+    const r = rev({ type: 'jti', value: 'j1' })
+    d.apply(r)
+    d.apply(r)
+    assert.equal(d.size, 1)
+    assert.equal(d.lastSeq, r.seq)
+  })
+
+  test('prune drops expired entries but never un-revokes a key still covered by a longer-lived entry', () => {
+    const d = new MemoryDenyList()
+    const short = rev({ type: 'agent', value: 'bot', tenant: 'acme', expiresAt: 100 })
+    const long = rev({ type: 'agent', value: 'bot', tenant: 'acme', expiresAt: 5000 })
+    d.apply(long)
+    d.apply(short)
+    d.prune(200)
+    assert.equal(d.size, 1)
+    assert.equal(d.match(facts), long)
+    d.prune(6000)
+    assert.equal(d.size, 0)
+    assert.equal(d.match(facts), null)
+  })
+
+  test('issued_before keeps the latest T per scope, also after pruning another', () => {
+    const d = new MemoryDenyList()
+    d.apply(rev({ type: 'issued_before', value: '900', tenant: 'acme', expiresAt: 100 }))
+    const later = rev({ type: 'issued_before', value: '2000', tenant: 'acme', expiresAt: 9000 })
+    d.apply(later)
+    d.prune(500)
+    assert.equal(d.match({ ...facts, iat: 1500 }), later)
+    assert.equal(d.match({ ...facts, iat: 2000 }), null)
+  })
+
+  test('reset replaces everything', () => {
+    const d = new MemoryDenyList()
+    d.apply(rev({ type: 'jti', value: 'j1' }))
+    const k = rev({ type: 'kid', value: 'k9' })
+    d.reset([k], 77)
+    assert.equal(d.match(facts), null)
+    assert.equal(d.match({ ...facts, kid: 'k9' }), k)
+    assert.equal(d.lastSeq, 77)
+  })
+})
