@@ -6,9 +6,49 @@
  */
 import type { FastifyInstance } from 'fastify'
 import type { ControlPlaneDeps } from '../deps.js'
+import { AegisError } from '../../errors.js'
 import { requireRole } from '../../http/admin-auth.js'
 
 const WINDOW_SECONDS = 10
+/** History resolution and depth: one hour of 10-second buckets (the console's charts). */
+const HISTORY_BUCKET_MS = 10_000
+const HISTORY_BUCKETS = 360
+/** Decision kinds and would-deny keys kept per book: a bound on what gateway reports can add. */
+const MAX_KINDS = 32
+const KIND_RE = /^[a-z][a-z0-9_]{0,31}$/
+const MAX_DELTA = 1_000_000_000
+
+/** One history bucket of `KpiHistory`. */
+interface HistoryBucket {
+  issued: number
+  lifetimeSum: number
+  revocations: number
+  replayAttempts: number
+  decisions: Record<string, number>
+  wouldDeny: number
+}
+
+/** The `history` member of `GET /admin/v1/kpis?history=1`: per-bucket series, oldest first, ending with the current bucket. */
+export interface KpiHistory {
+  bucket_seconds: number
+  /** Epoch ms of the first bucket's start. */
+  start: number
+  issued: number[]
+  /** Average lifetime of the tokens issued in each bucket (0 when none). */
+  avg_token_lifetime_seconds: number[]
+  revocations: number[]
+  replay_attempts: number[]
+  decisions: Record<string, number[]>
+  would_deny: number[]
+}
+
+/** What a gateway reports on `POST /admin/v1/gateways/stats` (deltas since its previous report). */
+export interface GatewayStatsReport {
+  gateway_id: string
+  decisions: Record<string, number>
+  would_deny: Record<string, number>
+  replay_attempts: number
+}
 
 /** In-memory KPI counters of one control plane. All times in epoch ms. */
 export class KpiBook {
@@ -21,6 +61,20 @@ export class KpiBook {
   replayAttempts = 0
   readonly decisions: Record<string, number> = {}
   readonly wouldDeny: Record<string, number> = {}
+  private readonly history: Array<{ slot: number; b: HistoryBucket } | undefined> = new Array(HISTORY_BUCKETS)
+  /** Latest report time (epoch ms) per gateway id, bounded. */
+  readonly gateways = new Map<string, number>()
+
+  private bucket(now: number): HistoryBucket {
+    const slot = Math.floor(now / HISTORY_BUCKET_MS)
+    const i = slot % HISTORY_BUCKETS
+    let h = this.history[i]
+    if (h === undefined || h.slot !== slot) {
+      h = { slot, b: { issued: 0, lifetimeSum: 0, revocations: 0, replayAttempts: 0, decisions: {}, wouldDeny: 0 } }
+      this.history[i] = h
+    }
+    return h.b
+  }
 
   /** One access token issued with `lifetimeSeconds`. */
   recordIssued(now: number, lifetimeSeconds: number): void {
@@ -33,20 +87,63 @@ export class KpiBook {
     this.buckets[i]! += 1
     this.issued += 1
     this.lifetimeSum += lifetimeSeconds
+    const h = this.bucket(now)
+    h.issued += 1
+    h.lifetimeSum += lifetimeSeconds
   }
 
-  recordRevocation(): void {
+  /** One revocation accepted; `now` (epoch ms) places it in the history. */
+  recordRevocation(now: number = Date.now()): void {
     this.revocations += 1
+    this.bucket(now).revocations += 1
   }
 
-  recordReplay(n = 1): void {
+  recordReplay(n = 1, now: number = Date.now()): void {
     this.replayAttempts += n
+    this.bucket(now).replayAttempts += n
   }
 
   /** A gateway decision (`allow`, `deny`, …); `wouldDeny` for shadow-mode denials, keyed by decision or tenant as the reporter chooses. */
-  recordDecision(decision: string, n = 1, wouldDenyKey?: string): void {
+  recordDecision(decision: string, n = 1, wouldDenyKey?: string, now: number = Date.now()): void {
+    if (!(decision in this.decisions) && Object.keys(this.decisions).length >= MAX_KINDS) return
     this.decisions[decision] = (this.decisions[decision] ?? 0) + n
-    if (wouldDenyKey !== undefined) this.wouldDeny[wouldDenyKey] = (this.wouldDeny[wouldDenyKey] ?? 0) + n
+    const h = this.bucket(now)
+    h.decisions[decision] = (h.decisions[decision] ?? 0) + n
+    if (wouldDenyKey !== undefined) this.recordWouldDeny(wouldDenyKey, n, now)
+  }
+
+  /** Shadow-mode decisions that would have refused the call, keyed by decision kind. */
+  recordWouldDeny(key: string, n = 1, now: number = Date.now()): void {
+    if (!(key in this.wouldDeny) && Object.keys(this.wouldDeny).length >= MAX_KINDS) return
+    this.wouldDeny[key] = (this.wouldDeny[key] ?? 0) + n
+    this.bucket(now).wouldDeny += n
+  }
+
+  /** Adds one gateway report (already validated by `parseGatewayStats`). */
+  recordGatewayStats(report: GatewayStatsReport, now: number): void {
+    for (const [k, n] of Object.entries(report.decisions)) if (n > 0) this.recordDecision(k, n, undefined, now)
+    for (const [k, n] of Object.entries(report.would_deny)) if (n > 0) this.recordWouldDeny(k, n, now)
+    if (report.replay_attempts > 0) this.recordReplay(report.replay_attempts, now)
+    if (this.gateways.has(report.gateway_id) || this.gateways.size < 1000) this.gateways.set(report.gateway_id, now)
+  }
+
+  /** The last hour as 10-second buckets, oldest first. */
+  historySnapshot(now: number): KpiHistory {
+    const last = Math.floor(now / HISTORY_BUCKET_MS)
+    const first = last - HISTORY_BUCKETS + 1
+    const out: KpiHistory = { bucket_seconds: HISTORY_BUCKET_MS / 1000, start: first * HISTORY_BUCKET_MS, issued: [], avg_token_lifetime_seconds: [], revocations: [], replay_attempts: [], decisions: {}, would_deny: [] }
+    for (const k of Object.keys(this.decisions)) out.decisions[k] = []
+    for (let slot = first; slot <= last; slot++) {
+      const h = this.history[slot % HISTORY_BUCKETS]
+      const b = h !== undefined && h.slot === slot ? h.b : undefined
+      out.issued.push(b?.issued ?? 0)
+      out.avg_token_lifetime_seconds.push(b && b.issued > 0 ? Math.round((b.lifetimeSum / b.issued) * 100) / 100 : 0)
+      out.revocations.push(b?.revocations ?? 0)
+      out.replay_attempts.push(b?.replayAttempts ?? 0)
+      out.would_deny.push(b?.wouldDeny ?? 0)
+      for (const k of Object.keys(out.decisions)) out.decisions[k]!.push(b?.decisions[k] ?? 0)
+    }
+    return out
   }
 
   /** Tokens issued in the last 10 s (excluding the current partial second's future) / 10. */
@@ -90,11 +187,52 @@ export function kpiBook(deps: ControlPlaneDeps): KpiBook {
   return b
 }
 
-/** `GET /admin/v1/kpis` (role admin). Register under the `/admin/v1` prefix. */
+function counts(v: unknown, name: string): Record<string, number> {
+  if (v === undefined) return {}
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new AegisError('invalid_request', `${name} must be an object of counts`)
+  const entries = Object.entries(v as Record<string, unknown>)
+  if (entries.length > MAX_KINDS) throw new AegisError('invalid_request', `${name} has more than ${MAX_KINDS} keys`)
+  const out: Record<string, number> = {}
+  for (const [k, n] of entries) {
+    if (!KIND_RE.test(k)) throw new AegisError('invalid_request', `${name} keys must be decision kinds such as allow`)
+    if (!Number.isSafeInteger(n) || (n as number) < 0 || (n as number) > MAX_DELTA) throw new AegisError('invalid_request', `${name}.${k} must be a non-negative integer`)
+    out[k] = n as number
+  }
+  return out
+}
+
+/** Validates a `POST /admin/v1/gateways/stats` body; throws `invalid_request` and changes nothing on bad input. */
+export function parseGatewayStats(body: unknown): GatewayStatsReport {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new AegisError('invalid_request', 'body must be a JSON object')
+  const b = body as Record<string, unknown>
+  for (const k of Object.keys(b)) {
+    if (!['gateway_id', 'decisions', 'would_deny', 'replay_attempts'].includes(k)) throw new AegisError('invalid_request', `unknown field ${k}`)
+  }
+  if (typeof b.gateway_id !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(b.gateway_id)) throw new AegisError('invalid_request', 'gateway_id must be 1 to 128 characters of [A-Za-z0-9._:-]')
+  const replay = b.replay_attempts ?? 0
+  if (!Number.isSafeInteger(replay) || (replay as number) < 0 || (replay as number) > MAX_DELTA) throw new AegisError('invalid_request', 'replay_attempts must be a non-negative integer')
+  return { gateway_id: b.gateway_id, decisions: counts(b.decisions, 'decisions'), would_deny: counts(b.would_deny, 'would_deny'), replay_attempts: replay as number }
+}
+
+/**
+ * `GET /admin/v1/kpis` (role admin; `?history=1` adds the last hour as
+ * 10-second buckets) and `POST /admin/v1/gateways/stats` (role gateway:
+ * decision, would-deny and replay deltas, answered 204). Register under the
+ * `/admin/v1` prefix.
+ */
 export async function kpiRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
   const book = kpiBook(deps)
-  app.get('/kpis', { preHandler: requireRole(deps.store, ['admin'], deps.sessions) }, async (_req, reply) => {
+  app.get('/kpis', { preHandler: requireRole(deps.store, ['admin'], deps.sessions) }, async (request, reply) => {
     reply.header('cache-control', 'no-store')
-    return book.snapshot(deps.clock.now())
+    const now = deps.clock.now()
+    const q = (request.query ?? {}) as Record<string, unknown>
+    if (q.history === '1') return { ...book.snapshot(now), history: book.historySnapshot(now) }
+    return book.snapshot(now)
+  })
+  app.post('/gateways/stats', { preHandler: requireRole(deps.store, ['gateway']) }, async (request, reply) => {
+    if (request.adminPrincipal!.tenant !== null) throw new AegisError('forbidden', 'gateway stats need a global gateway token')
+    const report = parseGatewayStats(request.body)
+    book.recordGatewayStats(report, deps.clock.now())
+    return reply.code(204).send()
   })
 }
