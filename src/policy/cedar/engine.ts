@@ -8,9 +8,11 @@ import { createHash } from 'node:crypto'
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
 import type { AuthorizationAnswer, Context, EntityJson, Response } from '@cedar-policy/cedar-wasm/nodejs'
 import type { Obligation, PolicyBundleSource, PolicyCompiler, PolicyEngine, PolicyRequest, PolicyResult } from '../types.js'
+import { LRUCache } from 'lru-cache'
 import { AegisError } from '../../errors.js'
+import { canonicalJson } from '../../lib/canonical-json.js'
 import { analyzeBundle, type AnalyzedBundle, type AnalyzedPolicy, type PolicyMeta } from './analyze.js'
-import { buildContext, buildEntities, ParamsError } from './request.js'
+import { buildContext, buildEntities, entityShapeOf, ParamsError, type EntityShape } from './request.js'
 import { inActionGroup, PRINCIPAL_TYPE, RESOURCE_TYPE } from './schema.js'
 
 /** A preparsed policy set in the Cedar runtime, or no policies at all. */
@@ -77,9 +79,35 @@ export interface CedarEngineOptions {
    * errors are always reported.
    */
   validate?: boolean
+  /**
+   * Bounded decision cache for repeated identical calls (LRU entries; 0 turns
+   * it off). Default 10,000.
+   */
+  cacheSize?: number
 }
 
 const PLAN_CACHE_MAX = 4096
+const DEFAULT_CACHE_SIZE = 10_000
+/** Calls with larger canonical params are not cached (the key would cost more than it saves). */
+const MAX_CACHED_PARAMS = 4096
+
+/**
+ * Which context attributes besides params/override the policies may read.
+ * Conservative: a `context` the pattern cannot attribute (a whole-record
+ * use, `context["time"]`, the word inside a string) counts as reading both.
+ */
+export function contextReads(text: string): { time: boolean; address: boolean } {
+  let time = false
+  let address = false
+  for (const m of text.matchAll(/\bcontext\b\s*(?:(?:\.|\bhas\b)\s*([A-Za-z_][A-Za-z0-9_]*))?/g)) {
+    const attr = m[1]
+    if (attr === 'params' || attr === 'override') continue
+    if (attr === 'time') time = true
+    else if (attr === 'client_address') address = true
+    else { time = true; address = true }
+  }
+  return { time, address }
+}
 
 /** One compiled bundle. `evaluate` is synchronous and never throws. */
 export class CedarEngine implements PolicyEngine {
@@ -96,6 +124,11 @@ export class CedarEngine implements PolicyEngine {
   private readonly defaultPlan: ActionPlan
   private readonly unknownPlans = new Map<string, ActionPlan>()
   private readonly whole: Slice | null
+  private readonly cache: LRUCache<string, PolicyResult> | null
+  /** Whether any policy may read `context.time` / `context.client_address` (decides the cache key). */
+  private readonly readsTime: boolean
+  private readonly shape: EntityShape
+  private readonly readsAddress: boolean
 
   constructor(bundle: PolicyBundleSource, analyzed: AnalyzedBundle, opts: CedarEngineOptions = {}) {
     this.bundleId = bundle.id
@@ -109,6 +142,13 @@ export class CedarEngine implements PolicyEngine {
     this.groups = [...analyzed.groups].sort((a, b) => b.length - a.length)
     const all = analyzed.policies
     this.whole = opts.unsliced ? preparseSlice(all) : null
+    const allText = all.map((p) => p.text).join('\n')
+    this.shape = entityShapeOf(allText)
+    const reads = contextReads(allText)
+    this.readsTime = reads.time
+    this.readsAddress = reads.address
+    const size = opts.cacheSize ?? DEFAULT_CACHE_SIZE
+    this.cache = size > 0 ? new LRUCache<string, PolicyResult>({ max: size }) : null
     const parentsOf = (tool: string): string[] | null => {
       const ps = this.groups.filter((g) => inActionGroup(tool, g))
       return ps.length > 0 ? ps : null
@@ -149,13 +189,50 @@ export class CedarEngine implements PolicyEngine {
   }
 
   evaluate(request: PolicyRequest): PolicyResult {
+    if (!this.cache) return this.evaluateUncached(request)
+    const key = this.cacheKey(request)
+    if (key === null) return this.evaluateUncached(request)
+    let hit = this.cache.get(key)
+    if (!hit) {
+      hit = this.evaluateUncached(request)
+      this.cache.set(key, hit)
+    }
+    // A copy, so a caller that edits its result cannot poison the cache.
+    return { ...hit, reasons: [...hit.reasons], policyIds: [...hit.policyIds], obligations: hit.obligations.map((o) => ({ ...o })) }
+  }
+
+  /**
+   * Everything the decision depends on: the principal as the token states
+   * it, the tool, the target, the canonical (RFC 8785) parameters, the
+   * override flag, and time or client address only when the bundle reads
+   * them. null when the parameters have no canonical form (not cached).
+   */
+  private cacheKey(r: PolicyRequest): string | null {
+    const p = r.principal
+    let params: string
+    try {
+      params = canonicalJson(r.params)
+    } catch {
+      return null
+    }
+    if (params.length > MAX_CACHED_PARAMS) return null
+    const sep = '\u0000'
+    return [
+      p.tenant, p.agentId, p.clientId, p.scopes.join('\u0001'), p.capabilities.join('\u0001'),
+      r.action, r.resource === null ? '\u0002' : r.resource, r.override ? '1' : '0',
+      this.readsTime ? String(r.time) : '', this.readsAddress ? String(r.clientAddress) : '',
+      params,
+    ].join(sep)
+  }
+
+  private evaluateUncached(request: PolicyRequest): PolicyResult {
     try {
       if (typeof request.action !== 'string' || request.action === '') return this.deny(['invalid_request: no action'], [])
       const plan = this.planFor(request.action)
       const slice = this.whole ?? plan.slice
       if (slice.psetId === null) return this.deny([`no_permit: no policy permits ${request.action}`], [])
       const context = buildContext(request)
-      const entities = buildEntities(request, plan.parents)
+      const entities = buildEntities(request, plan.parents, this.shape)
       const answer = this.authorize(request, slice.psetId, context, entities)
       if (answer.type === 'failure') {
         return this.deny([`error: the request could not be evaluated (${answer.errors.map((e) => e.message).join('; ')})`], [])

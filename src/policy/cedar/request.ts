@@ -63,18 +63,55 @@ export function buildContext(req: PolicyRequest): Context {
   return ctx
 }
 
+/** Principal attribute names, as the schema declares them. */
+const PRINCIPAL_ATTRS = ['tenant', 'agent_id', 'client_id', 'scopes', 'capabilities'] as const
+type PrincipalAttr = typeof PRINCIPAL_ATTRS[number]
+
+/**
+ * Which entity data a bundle can read. Copying entities into Cedar is most
+ * of a call's cost (two small entities double it), and Cedar reads an
+ * attribute only by its literal name, so data whose name never appears in
+ * the policy text cannot matter. Conservative: a name inside a string or a
+ * comment still counts.
+ */
+export interface EntityShape {
+  /** Principal attributes to send; null = no principal entity (its uid still works for ==, in, is). */
+  principal: PrincipalAttr[] | null
+  /** Send the resource entity (with `id`). */
+  resource: boolean
+}
+
+/** The entity shape a bundle's policy text needs. */
+export function entityShapeOf(text: string): EntityShape {
+  const reads = (v: string): boolean => new RegExp(`\\b${v}\\b\\s*(?:\\.|\\[|\\bhas\\b)`).test(text)
+  return {
+    principal: reads('principal') ? PRINCIPAL_ATTRS.filter((a) => new RegExp(`\\b${a}\\b`).test(text)) : null,
+    resource: reads('resource'),
+  }
+}
+
+/** Everything: for callers that do not know the bundle. */
+export const FULL_SHAPE: EntityShape = { principal: [...PRINCIPAL_ATTRS], resource: true }
+
 /** Principal and resource entities of a call (and the action's group parents when given). */
-export function buildEntities(req: PolicyRequest, actionParents: string[] | null): EntityJson[] {
+export function buildEntities(req: PolicyRequest, actionParents: string[] | null, shape: EntityShape = FULL_SHAPE): EntityJson[] {
   const p = req.principal
   const resource = req.resource ?? ''
-  const entities: EntityJson[] = [
-    {
-      uid: { type: PRINCIPAL_TYPE, id: p.agentId },
-      attrs: { tenant: p.tenant, agent_id: p.agentId, client_id: p.clientId, scopes: p.scopes, capabilities: p.capabilities },
-      parents: [],
-    },
-    { uid: { type: RESOURCE_TYPE, id: resource }, attrs: { id: resource }, parents: [] },
-  ]
+  const entities: EntityJson[] = []
+  if (shape.principal) {
+    const attrs: Record<string, CedarValueJson> = {}
+    for (const a of shape.principal) {
+      switch (a) {
+        case 'tenant': attrs.tenant = p.tenant; break
+        case 'agent_id': attrs.agent_id = p.agentId; break
+        case 'client_id': attrs.client_id = p.clientId; break
+        case 'scopes': attrs.scopes = p.scopes; break
+        case 'capabilities': attrs.capabilities = p.capabilities; break
+      }
+    }
+    entities.push({ uid: { type: PRINCIPAL_TYPE, id: p.agentId }, attrs, parents: [] })
+  }
+  if (shape.resource) entities.push({ uid: { type: RESOURCE_TYPE, id: resource }, attrs: { id: resource }, parents: [] })
   if (actionParents && actionParents.length > 0) {
     entities.push({ uid: { type: 'Action', id: req.action }, attrs: {}, parents: actionParents.map((g) => ({ type: 'Action', id: g })) })
   }

@@ -233,3 +233,58 @@ describe('policy slicing', () => {
     assert.ok(sliced.sliceSize('svc3.op3') < 100)
   })
 })
+
+describe('decision cache', () => {
+  test('a repeated call gets the same answer, and editing a result changes nothing for the next caller', () => {
+    const e = compile('@id("p") @sanitize("redact:/params/a") permit(principal, action == Action::"x", resource);')
+    const first = e.evaluate(req('x', { a: 1, b: [1, 2] }))
+    first.obligations.push({ type: 'redact', path: '/params/b' })
+    first.reasons.length = 0
+    const second = e.evaluate(req('x', { b: [1, 2], a: 1 }))
+    assert.deepEqual(second.obligations, [{ type: 'redact', path: '/params/a' }])
+    assert.equal(second.reasons.length, 1)
+  })
+
+  test('time, client address, override, scopes and resource are part of the key when they can matter', () => {
+    const e = compile(`
+      permit(principal, action == Action::"t", resource) when { context.time < 1000 };
+      permit(principal, action == Action::"a", resource) when { context has client_address && context.client_address == "10.0.0.1" };
+      permit(principal, action == Action::"o", resource) when { context.override && principal.scopes.contains("s:write") && resource.id == "r1" };
+    `)
+    assert.equal(e.evaluate(req('t', {}, { time: 999 })).decision, 'allow')
+    assert.equal(e.evaluate(req('t', {}, { time: 1000 })).decision, 'deny')
+    assert.equal(e.evaluate(req('a', {}, { clientAddress: '10.0.0.1' })).decision, 'allow')
+    assert.equal(e.evaluate(req('a', {}, { clientAddress: '10.0.0.2' })).decision, 'deny')
+    assert.equal(e.evaluate(req('o', {}, { override: true, resource: 'r1' })).decision, 'allow')
+    assert.equal(e.evaluate(req('o', {}, { override: false, resource: 'r1' })).decision, 'deny')
+    assert.equal(e.evaluate(req('o', {}, { override: true, resource: 'r2' })).decision, 'deny')
+    const noScope = req('o', {}, { override: true, resource: 'r1' })
+    noScope.principal.scopes = []
+    assert.equal(e.evaluate(noScope).decision, 'deny')
+  })
+
+  test('context reads are detected conservatively', async () => {
+    const { contextReads } = await import('../../../src/policy/cedar/engine.js')
+    assert.deepEqual(contextReads('when { context.params.a == 1 && context.override }'), { time: false, address: false })
+    assert.deepEqual(contextReads('when { context has time && context.time > 5 }'), { time: true, address: false })
+    assert.deepEqual(contextReads('when { ip(context.client_address).isLoopback() }'), { time: false, address: true })
+    assert.deepEqual(contextReads('when { context == {} }'), { time: true, address: true })
+  })
+})
+
+describe('minimal entities', () => {
+  test('only the principal attributes and resource the policies name are sent', async () => {
+    const { entityShapeOf, buildEntities } = await import('../../../src/policy/cedar/request.js')
+    assert.deepEqual(entityShapeOf('permit(principal, action, resource) when { principal.scopes.contains("a") };'), { principal: ['scopes'], resource: false })
+    assert.deepEqual(entityShapeOf('permit(principal == Agent::"a", action, resource == Resource::"r");'), { principal: null, resource: false })
+    assert.deepEqual(entityShapeOf('permit(principal, action, resource) when { resource has id && principal["tenant"] == "t" };'), { principal: ['tenant'], resource: true })
+    const ents = buildEntities(req('x'), null, { principal: ['scopes'], resource: false })
+    assert.deepEqual(ents, [{ uid: { type: 'Agent', id: 'bot' }, attrs: { scopes: ['s:write'] }, parents: [] }])
+  })
+
+  test('a bundle that names no attributes still matches principal and resource by uid', () => {
+    const e = compile('permit(principal == Agent::"bot", action, resource == Resource::"r1");')
+    assert.equal(e.evaluate(req('x', {}, { resource: 'r1' })).decision, 'allow')
+    assert.equal(e.evaluate(req('x', {}, { resource: 'r2' })).decision, 'deny')
+  })
+})
