@@ -9,6 +9,9 @@ import type { DetailedError, PolicyJson } from '@cedar-policy/cedar-wasm/nodejs'
 import { AegisError } from '../../errors.js'
 import { bundleSchemaText, isActionGroup } from './schema.js'
 
+/** Problems reported for one bundle at most (each costs a position lookup). */
+const MAX_REPORTED = 20
+
 /** Bundles larger than this are refused before parsing. */
 export const MAX_POLICIES = 5000
 export const MAX_POLICY_TEXT_BYTES = 2 * 1024 * 1024
@@ -81,7 +84,7 @@ export function positionOf(text: string, byteOffset: number): { line: number; co
 }
 
 function problemsOf(text: string, errors: DetailedError[], baseOffset = 0): CedarProblem[] {
-  return errors.map((e) => {
+  return errors.slice(0, MAX_REPORTED).map((e) => {
     const loc = e.sourceLocations?.[0]
     const pos = loc ? positionOf(text, baseOffset + loc.start) : { line: 1, column: 1 }
     // Batched validation renumbers policies, so Cedar's `policyN` names would mislead: the position says which.
@@ -177,10 +180,10 @@ const EXT_NON_LITERAL = /extension constructors may not be called with non-liter
  * non-params expressions, action applicability) is validated strictly; a
  * params value of the wrong type fails evaluation, which Aegis turns into deny.
  */
-function isWaived(text: string, e: DetailedError, baseOffset: number): boolean {
+function isWaived(buf: Buffer, e: DetailedError): boolean {
   const loc = e.sourceLocations?.[0]
   if (!loc) return false
-  const span = Buffer.from(text, 'utf8').subarray(baseOffset + loc.start, baseOffset + loc.end).toString('utf8')
+  const span = buf.subarray(loc.start, loc.end).toString('utf8')
   if (ATTR_NOT_FOUND.test(e.message)) return /^context\s*\.\s*params\b/.test(span)
   if (EXT_NON_LITERAL.test(e.message)) return /^[A-Za-z]+\s*\(\s*context\s*\.\s*(?:params|client_address)\b/.test(span)
   return false
@@ -232,6 +235,7 @@ function validateAgainstSchema(text: string, policies: AnalyzedPolicy[], source?
     const actions = [...batch.actions]
     const schema = bundleSchemaText(actions.filter((a) => !isActionGroup(a)), actions.filter(isActionGroup))
     const v = cedar.validate({ schema, policies: { staticPolicies: batchText }, validationSettings: { mode: 'strict' } })
+    const batchBytes = Buffer.from(batchText, 'utf8')
     if (v.type === 'failure') {
       // The generated schema itself failed: a tool name Cedar cannot declare.
       problems.push(...v.errors.map((e) => ({ ...positionOf(text, ordered[0]!.byteOffset), message: e.message })))
@@ -242,8 +246,8 @@ function validateAgainstSchema(text: string, policies: AnalyzedPolicy[], source?
       let k = 0
       if (loc) while (k + 1 < starts.length && starts[k + 1]! <= loc.start) k++
       const base = ordered[k]!.byteOffset - starts[k]!
-      if (isWaived(text, ve.error, base)) continue
-      problems.push(...problemsOf(text, [ve.error], base))
+      if (isWaived(batchBytes, ve.error)) continue
+      if (problems.length < MAX_REPORTED) problems.push(...problemsOf(text, [ve.error], base))
     }
   }
   if (problems.length > 0) {
@@ -281,12 +285,24 @@ export function analyzeBundle(text: string, source?: string, opts: { validate?: 
   const groups = new Set<string>()
   const seen = new Map<string, number>()
   let cursor = 0
+  // Positions are tracked incrementally: recomputing them from the start of
+  // the text for each policy would be quadratic in the bundle size.
+  let walked = 0
+  let walkedBytes = 0
+  let line = 1
+  let lineStart = 0
   for (let i = 0; i < n; i++) {
     const ptext = ordered[i]!
     const at = text.indexOf(ptext, cursor)
     const charOffset = at >= 0 ? at : cursor
     if (at >= 0) cursor = at + ptext.length
-    const pos = positionOf(text, Buffer.byteLength(text.slice(0, charOffset), 'utf8'))
+    for (let j = walked; j < charOffset; j++) {
+      if (text.charCodeAt(j) === 10) { line++; lineStart = j + 1 }
+    }
+    walkedBytes += Buffer.byteLength(text.slice(walked, charOffset), 'utf8')
+    walked = charOffset
+    const pos = { line, column: [...text.slice(lineStart, charOffset)].length + 1 }
+    const byteOffset = walkedBytes
     const json = cedar.policyToJson(ptext)
     if (json.type === 'failure') { problems.push(...problemsOf(ptext, json.errors).map((p) => ({ ...p, line: p.line + pos.line - 1 }))); continue }
     const { meta, problems: annProblems } = readMeta(json.json, `policy${i}`)
@@ -298,7 +314,7 @@ export function analyzeBundle(text: string, source?: string, opts: { validate?: 
     const named = new Set<string>()
     collectActions(json.json, named)
     for (const a of named) (isActionGroup(a) ? groups : tools).add(a)
-    policies.push({ meta, text: ptext, index: i, line: pos.line, scope, named: [...named].sort(), byteOffset: Buffer.byteLength(text.slice(0, charOffset), 'utf8') })
+    policies.push({ meta, text: ptext, index: i, line: pos.line, scope, named: [...named].sort(), byteOffset })
   }
   if (problems.length > 0) throw new CedarSyntaxError(problems, source)
 
