@@ -82,7 +82,7 @@ async function evalCmd(args: string[], ctx: CliContext): Promise<number> {
   }
   try {
     const { text } = await readPolicy(values.policy)
-    const engine = new CedarCompiler().compile({ id: 'cli', tenant: req.principal?.tenant ?? 'test', version: 'cli', cedar: text, mode: 'enforce' })
+    const engine = new CedarCompiler({ validate: true }).compile({ id: 'cli', tenant: req.principal?.tenant ?? 'test', version: 'cli', cedar: text, mode: 'enforce' })
     const request = requestFromCase(req)
     const result = engine.evaluate(request)
     const out: Record<string, unknown> = {
