@@ -1,9 +1,6 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import type { FastifyInstance } from 'fastify'
-import { createServer } from '../../../src/http/server.js'
-import { policyRoutes } from '../../../src/control-plane/admin/policies.js'
 import { isFeedHub } from '../../../src/feed/index.js'
 import type { FeedEvent } from '../../../src/feed/types.js'
 import { CedarCompiler } from '../../../src/policy/cedar/engine.js'
@@ -16,7 +13,6 @@ const PAYMENTS_500 = PAYMENTS.replace('context.params.amount > 1000 }', 'context
 
 describe('policy admin API', () => {
   let h: Harness
-  let app: FastifyInstance
   let url: string
   const events: FeedEvent[] = []
   let unsubscribe = (): void => {}
@@ -30,18 +26,12 @@ describe('policy admin API', () => {
     await seedAgent(h, { tenant: 'globex', agent: 'globex-bot' })
     const t = await admin(h, h.adminToken, 'POST', '/admin-tokens', { tenant: 'globex', role: 'admin', name: 'globex admin' })
     otherAdmin = t.body.token
-    // The policy plugin on its own server, with the control plane's real deps (store, audit, feed).
-    app = await createServer({ logger: h.deps.logger, bodyLimit: h.config.limits.bodyBytes, jsonDepth: h.config.limits.jsonDepth })
-    await app.register(async (scope) => { await policyRoutes(scope, h.deps) }, { prefix: '/admin/v1' })
-    await app.listen({ port: 0, host: '127.0.0.1' })
-    const addr = app.server.address()
-    url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`
+    url = h.url
     assert.ok(isFeedHub(h.deps.feed))
     unsubscribe = h.deps.feed.subscribe((e) => events.push(e))
   })
   after(async () => {
     unsubscribe()
-    await app.close()
     await h.close()
   })
 
@@ -74,6 +64,15 @@ describe('policy admin API', () => {
     assert.equal((await call(h.adminToken, 'GET', '/tenants/acme/policies')).body.policies.length, before)
   })
 
+  test('a 500-policy bundle larger than the default body limit uploads', async () => {
+    const { generatePolicyBundle } = await import('../../../bench/policy.js')
+    const cedar = generatePolicyBundle(500)
+    assert.ok(Buffer.byteLength(cedar) > h.config.limits.bodyBytes)
+    const r = await call(h.adminToken, 'POST', '/tenants/acme/policies', { version: 'big-500', cedar, mode: 'shadow' })
+    assert.equal(r.status, 201, r.text)
+    assert.equal(r.body.policies, 500)
+  })
+
   test('a duplicate version is 409', async () => {
     const r = await call(h.adminToken, 'POST', '/tenants/acme/policies', { version: '2026-11-28.1', cedar: PAYMENTS, mode: 'shadow' })
     assert.equal(r.status, 409)
@@ -95,7 +94,7 @@ describe('policy admin API', () => {
     v2 = up.body.id
     assert.equal((await call(h.adminToken, 'POST', `/tenants/acme/policies/${v2}/activate`)).status, 200)
     const list = await call(h.adminToken, 'GET', '/tenants/acme/policies')
-    assert.deepEqual(list.body.policies.map((p: { version: string; status: string }) => `${p.version}:${p.status}`), ['2026-11-28.1:inactive', '2026-11-28.2:active'])
+    assert.deepEqual(list.body.policies.map((p: { version: string; status: string }) => `${p.version}:${p.status}`), ['2026-11-28.1:inactive', 'big-500:inactive', '2026-11-28.2:active'])
     assert.equal(list.body.policies[0].cedar, undefined)
 
     const back = await call(h.adminToken, 'POST', `/tenants/acme/policies/${v1}/activate`)

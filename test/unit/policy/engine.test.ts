@@ -288,3 +288,19 @@ describe('minimal entities', () => {
     assert.equal(e.evaluate(req('x', {}, { resource: 'r2' })).decision, 'deny')
   })
 })
+
+describe('bundles side by side', () => {
+  test('engines of two versions never mix, however their calls interleave', () => {
+    const a = new CedarCompiler({ cacheSize: 0 }).compile({ id: 'a', tenant: 't', version: 'v1', cedar: '@id("a-permit") permit(principal, action == Action::"pay", resource) when { context.params.amount <= 100 };', mode: 'enforce' })
+    const b = new CedarCompiler({ cacheSize: 0 }).compile({ id: 'b', tenant: 't', version: 'v2', cedar: '@id("b-permit") permit(principal, action == Action::"pay", resource) when { context.params.amount <= 10 };', mode: 'shadow' })
+    const again = new CedarCompiler({ cacheSize: 0 }).compile({ id: 'a', tenant: 't', version: 'v1', cedar: '@id("a-permit") permit(principal, action == Action::"pay", resource) when { context.params.amount <= 100 };', mode: 'enforce' })
+    for (let i = 0; i < 200; i++) {
+      const r = req('pay', { amount: 50 })
+      const ra = a.evaluate(r)
+      const rb = b.evaluate(r)
+      assert.deepEqual([ra.decision, ra.policyVersion, ra.mode, ra.policyIds[0]], ['allow', 'v1', 'enforce', 'a-permit'])
+      assert.deepEqual([rb.decision, rb.policyVersion, rb.mode], ['deny', 'v2', 'shadow'])
+      assert.equal(again.evaluate(r).decision, 'allow')
+    }
+  })
+})
