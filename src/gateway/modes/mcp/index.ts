@@ -1,0 +1,292 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Readable } from 'node:stream'
+import type { Dispatcher } from 'undici'
+import type { RouteConfig } from '../../../config/schema.js'
+import { AegisError } from '../../../errors.js'
+import type { GatewayDeps } from '../../deps.js'
+import type { DecisionOutcome, DecisionPipeline } from '../../pipeline/index.js'
+import type { TokenView } from '../../pipeline/token-view.js'
+import { bearerOf, blocks, header, isPlainObject, sendFailure, TOOL_NAME } from '../common.js'
+import { authenticate, manifestOf } from './authenticate.js'
+import { classify, DEFAULT_ALLOW_METHODS, GATEWAY_ERROR, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, methodAllowed, rpcError, type ClientMessage, type JsonRpcId } from './jsonrpc.js'
+import { mcpWwwAuthenticate, registerProtectedResourceMetadata } from './metadata.js'
+import { redactToolResult, resultObligations } from './result-redaction.js'
+import { isResponse, rewriteSse, type ResponseRewrite } from './sse.js'
+import { ToolVisibility } from './tool-visibility.js'
+import { FORWARD_RESPONSE, Upstream, upstreamHeaders } from './upstream.js'
+
+export { PRM_PATH, metadataUrl, mcpWwwAuthenticate, registerProtectedResourceMetadata } from './metadata.js'
+export { redactToolResult, resultObligations } from './result-redaction.js'
+export { ToolVisibility } from './tool-visibility.js'
+export { DEFAULT_ALLOW_METHODS } from './jsonrpc.js'
+
+/** `params._meta` key that may carry a one-time override token instead of the `Aegis-Override` header. */
+export const OVERRIDE_META_KEY = 'aegis/override'
+/** `_meta` key of a refused call's result: the decision, machine-readable. */
+export const DECISION_META_KEY = 'aegis/decision'
+/** Largest upstream response (or SSE event) the gateway reads to rewrite it. */
+export const MAX_REWRITE_BYTES = 8 * 1024 * 1024
+
+const EMPTY_PARAMS: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>
+const RESUMED_RESPONSE = 'a response replayed on the GET stream cannot be checked by the Aegis gateway; call again'
+
+/** A checked MCP route. */
+interface McpRoute {
+  path: string
+  resource: string
+  allow: readonly string[]
+  upstream: Upstream
+}
+
+function checkRoute(r: RouteConfig, i: number): { path: string; allow: readonly string[] } {
+  const path = r.path.replace(/\/+$/, '')
+  if (path === '') throw new Error(`gateway.routes[${i}]: an MCP route needs a path other than /`)
+  const allow = r.allow_methods ?? DEFAULT_ALLOW_METHODS
+  if (!Array.isArray(allow) || allow.some((m) => typeof m !== 'string' || m.length === 0 || m.length > 256)) {
+    throw new Error(`gateway.routes[${i}].allow_methods must be an array of JSON-RPC method names (a trailing /* allows a prefix)`)
+  }
+  if (r.scopes !== undefined && (!Array.isArray(r.scopes) || r.scopes.some((s) => typeof s !== 'string'))) {
+    throw new Error(`gateway.routes[${i}].scopes must be an array of strings`)
+  }
+  return { path, allow: Object.freeze([...allow]) }
+}
+
+/**
+ * MCP mode (DESIGN.md "Gateway", docs/mcp.md): each `mode: "mcp"` route of
+ * `gateway.routes` proxies MCP Streamable HTTP (POST JSON-RPC, JSON or SSE
+ * answers, the GET stream, DELETE of a session, `Mcp-Session-Id` both ways)
+ * to its `upstream`, requiring the agent's Aegis token on every request and
+ * never forwarding it.
+ *
+ * - `tools/call`: the decision pipeline runs with the tool name as action,
+ *   `arguments` as params and the route path as resource (mode `mcp`);
+ *   `allow` forwards, `sanitize` forwards the sanitized arguments and
+ *   applies `redact:/result/…` obligations to the result, `deny` and
+ *   `approval_needed` answer a tool result with `isError: true` (MCP "tools",
+ *   error handling: errors the model should see and act on) carrying the
+ *   reasons, and the approval id and status URL, under `_meta["aegis/decision"]`.
+ * - `tools/list`: only the tools ToolVisibility lets the agent see.
+ * - Other methods pass when the route's `allow_methods` lists them (default
+ *   initialize, ping, notifications/*, tools/list, tools/call), else
+ *   JSON-RPC -32601. JSON-RPC batches are refused (-32600).
+ * - 401s carry `WWW-Authenticate: Bearer resource_metadata=…` pointing at the
+ *   route's RFC 9728 metadata, which is registered here too.
+ */
+export function registerMcpRoutes(app: FastifyInstance, pipeline: DecisionPipeline, deps: GatewayDeps, routes: readonly RouteConfig[]): void {
+  const mcp = routes.map((r, i) => ({ r, i })).filter(({ r }) => r.mode === 'mcp')
+  if (mcp.length === 0) return
+  registerProtectedResourceMetadata(app, deps.config, mcp.map(({ r }) => r))
+  const visibility = new ToolVisibility(deps)
+  for (const { r, i } of mcp) {
+    const { path, allow } = checkRoute(r, i)
+    const route: McpRoute = { path, resource: path, allow, upstream: new Upstream(new URL(r.upstream)) }
+    app.addHook('onClose', async () => { await route.upstream.close() })
+    registerRoute(app, pipeline, deps, visibility, route)
+  }
+}
+
+function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: GatewayDeps, visibility: ToolVisibility, route: McpRoute): void {
+  function fail(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+    if (err instanceof AegisError && err.code === 'invalid_token') reply.header('www-authenticate', mcpWwwAuthenticate(request, route.path, err.message))
+    return sendFailure(reply, request, err)
+  }
+
+  function rpc(reply: FastifyReply, status: number, message: Record<string, unknown>): FastifyReply {
+    return reply.code(status).header('cache-control', 'no-store').type('application/json').send(JSON.stringify(message))
+  }
+
+  /** Sends the request upstream and the answer back, rewriting JSON-RPC responses with `rewrite` when given. */
+  async function forward(request: FastifyRequest, reply: FastifyReply, method: 'GET' | 'POST' | 'DELETE', body: string | null, view: TokenView, rewrite: ResponseRewrite | null, requestId: JsonRpcId | null): Promise<FastifyReply> {
+    const abort = new AbortController()
+    reply.raw.once('close', () => abort.abort())
+    let res: Dispatcher.ResponseData
+    try {
+      res = await route.upstream.request(method, upstreamHeaders(request.headers, view.facts.agentId, view.facts.tenant), body, abort.signal)
+    } catch (err) {
+      request.log.warn({ err, route: route.path }, 'MCP upstream unreachable')
+      return rpc(reply, 502, rpcError(requestId, INTERNAL_ERROR, 'the upstream MCP server is unreachable'))
+    }
+    for (const name of FORWARD_RESPONSE) {
+      const v = res.headers[name]
+      if (v !== undefined) reply.header(name, v)
+    }
+    reply.code(res.statusCode)
+    const type = String(res.headers['content-type'] ?? '')
+    if (rewrite !== null && res.statusCode < 300) {
+      if (type.startsWith('text/event-stream')) {
+        reply.header('x-accel-buffering', 'no')
+        return reply.send(rewriteSse(res.body, rewrite, MAX_REWRITE_BYTES))
+      }
+      if (type.startsWith('application/json')) return sendRewrittenJson(request, reply, res.body, rewrite, requestId)
+    }
+    if (res.statusCode === 202 || res.statusCode === 204 || method === 'DELETE' && type === '') {
+      await res.body.dump()
+      return reply.send()
+    }
+    return reply.send(res.body)
+  }
+
+  async function sendRewrittenJson(request: FastifyRequest, reply: FastifyReply, source: Readable, rewrite: ResponseRewrite, requestId: JsonRpcId | null): Promise<FastifyReply> {
+    let text: string
+    try {
+      text = await readCapped(source, MAX_REWRITE_BYTES)
+    } catch (err) {
+      request.log.warn({ err, route: route.path }, 'MCP upstream response unreadable or too large')
+      return rpc(reply, 502, rpcError(requestId, INTERNAL_ERROR, 'the upstream MCP server answered with a response the gateway cannot check'))
+    }
+    let msg: unknown
+    try {
+      msg = JSON.parse(text)
+    } catch {
+      return rpc(reply, 502, rpcError(requestId, INTERNAL_ERROR, 'the upstream MCP server answered with malformed JSON'))
+    }
+    const out = Array.isArray(msg) ? msg.map((m) => (isResponse(m) ? rewrite(m) : m)) : isResponse(msg) ? rewrite(msg) : msg
+    return reply.type('application/json').send(JSON.stringify(out))
+  }
+
+  /** Rewrites the response to `id`; any other response in the stream is replaced by an error (it was not checked). */
+  function only(id: JsonRpcId | null, rewrite: ResponseRewrite | null): ResponseRewrite {
+    return (m) => {
+      if (id !== null && m.id === id) return rewrite === null ? m : rewrite(m)
+      return rpcError(typeof m.id === 'string' || typeof m.id === 'number' ? m.id : null, GATEWAY_ERROR, RESUMED_RESPONSE)
+    }
+  }
+
+  async function toolsCall(request: FastifyRequest, reply: FastifyReply, token: string, msg: Extract<ClientMessage, { kind: 'request' }>): Promise<FastifyReply> {
+    const params = msg.params ?? EMPTY_PARAMS
+    const name = params.name
+    const args = params.arguments === undefined || params.arguments === null ? EMPTY_PARAMS : params.arguments
+    if (typeof name !== 'string' || !TOOL_NAME.test(name) || !isPlainObject(args)) {
+      await authenticate(deps, token, typeof name === 'string' ? name.slice(0, 256) : 'unknown', route.resource)
+      return rpc(reply, 200, rpcError(msg.id, INVALID_PARAMS, 'tools/call needs params.name (a tool name: letters, digits, . _ : / -) and params.arguments (an object)'))
+    }
+    const meta = isPlainObject(params._meta) ? params._meta : null
+    const metaOverride = meta !== null && typeof meta[OVERRIDE_META_KEY] === 'string' ? meta[OVERRIDE_META_KEY] : null
+    const outcome = await pipeline.decide({
+      token,
+      tool: name,
+      params: args,
+      resource: route.resource,
+      dryRun: false,
+      override: header(request, 'aegis-override') ?? metaOverride,
+      clientAddress: request.ip,
+      mode: 'mcp',
+    })
+    if (blocks(outcome)) return rpc(reply, 200, refusal(msg.id, outcome))
+    const sanitized = outcome.enforced && outcome.obligations.length > 0
+    let forwarded = msg.raw
+    if (sanitized || meta !== null && OVERRIDE_META_KEY in meta) {
+      const p: Record<string, unknown> = { ...params, arguments: sanitized ? outcome.params : args }
+      if (meta !== null && OVERRIDE_META_KEY in meta) {
+        // The override token is the agent's credential for this one call: it never reaches the tool server.
+        const { [OVERRIDE_META_KEY]: _dropped, ...rest } = meta
+        p._meta = rest
+      }
+      forwarded = { ...msg.raw, params: p }
+    }
+    const redactions = outcome.enforced ? resultObligations(outcome.obligations) : []
+    const rewrite: ResponseRewrite | null = redactions.length === 0 ? null : (m) => ('result' in m ? { ...m, result: redactToolResult(m.result, redactions) } : m)
+    return forward(request, reply, 'POST', JSON.stringify(forwarded), outcome.token, rewrite === null ? null : only(msg.id, rewrite), msg.id)
+  }
+
+  async function toolsList(request: FastifyRequest, reply: FastifyReply, view: TokenView, msg: Extract<ClientMessage, { kind: 'request' }>): Promise<FastifyReply> {
+    const manifest = await manifestOf(deps, view)
+    const filter: ResponseRewrite = (m) => {
+      const result = m.result
+      if (!isPlainObject(result) || !Array.isArray(result.tools)) return m
+      const names = result.tools.map((t: unknown) => (isPlainObject(t) && typeof t.name === 'string' ? t.name : ''))
+      const visible = visibility.visible(view, manifest, names, route.resource, request.ip)
+      return { ...m, result: { ...result, tools: result.tools.filter((_t: unknown, k: number) => visible.has(names[k]!)) } }
+    }
+    return forward(request, reply, 'POST', JSON.stringify(msg.raw), view, only(msg.id, filter), msg.id)
+  }
+
+  async function post(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const token = bearerOf(request)
+    try {
+      const body = request.body
+      const msg: ClientMessage | string = Array.isArray(body)
+        ? 'JSON-RPC batches are not supported through the Aegis gateway (MCP 2025-06-18 removed them): send one message per request'
+        : classify(body)
+      if (typeof msg !== 'string' && msg.kind === 'request' && msg.method === 'tools/call' && methodAllowed(route.allow, 'tools/call')) {
+        return await toolsCall(request, reply, token!, msg)
+      }
+      const view = await authenticate(deps, token, typeof msg === 'string' ? 'unknown' : msg.kind === 'response' ? 'response' : msg.method.slice(0, 256), route.resource)
+      if (typeof msg === 'string') return rpc(reply, 400, rpcError(null, INVALID_REQUEST, msg))
+      if (msg.kind !== 'response' && !methodAllowed(route.allow, msg.method)) {
+        const text = `method "${msg.method.slice(0, 64)}" is not allowed through this gateway route`
+        // A notification has no id to answer: an HTTP error status (Streamable HTTP), with the reason.
+        return msg.kind === 'request' ? rpc(reply, 200, rpcError(msg.id, METHOD_NOT_FOUND, text)) : rpc(reply, 403, rpcError(null, METHOD_NOT_FOUND, text))
+      }
+      if (msg.kind === 'request' && msg.method === 'tools/list') return await toolsList(request, reply, view, msg)
+      return await forward(request, reply, 'POST', JSON.stringify(msg.raw), view, null, msg.kind === 'request' ? msg.id : null)
+    } catch (err) {
+      return fail(request, reply, err)
+    }
+  }
+
+  async function getStream(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    try {
+      const view = await authenticate(deps, bearerOf(request), 'mcp:stream', route.resource)
+      // The GET stream carries server requests and notifications; a response there is a resumed one the gateway never checked.
+      return await forward(request, reply, 'GET', null, view, only(null, null), null)
+    } catch (err) {
+      return fail(request, reply, err)
+    }
+  }
+
+  async function endSession(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    try {
+      const view = await authenticate(deps, bearerOf(request), 'mcp:session', route.resource)
+      return await forward(request, reply, 'DELETE', null, view, null, null)
+    } catch (err) {
+      return fail(request, reply, err)
+    }
+  }
+
+  app.register(async (scope) => {
+    // No token at all: 401 before the body is even read.
+    scope.addHook('onRequest', async (request, reply) => {
+      if (bearerOf(request) === undefined) {
+        reply.header('www-authenticate', mcpWwwAuthenticate(request, route.path, 'a bearer token is required'))
+        return reply.code(401).header('cache-control', 'no-store').send({ error: 'invalid_token', error_description: 'a bearer token is required' })
+      }
+      return undefined
+    })
+    scope.post(route.path, post)
+    scope.get(route.path, getStream)
+    scope.delete(route.path, endSession)
+  })
+}
+
+/** The tool result a refused call answers with (MCP: tool errors are results with `isError`, so the model sees them). */
+function refusal(id: JsonRpcId, o: DecisionOutcome): Record<string, unknown> {
+  const decision: Record<string, unknown> = { decision: o.decision, reasons: o.reasons, policy_version: o.policyVersion }
+  let text: string
+  if (o.decision === 'approval_needed') {
+    if (o.approval !== null) {
+      decision.approval = o.approval
+      text = `This call needs human approval (approval ${o.approval.id}). Poll ${o.approval.status_url} with the same bearer token; once approved, make exactly the same call again with the override_token in the Aegis-Override header (or in params._meta["${OVERRIDE_META_KEY}"]). Reasons: ${o.reasons.join('; ')}`
+    } else {
+      text = `This call needs human approval, but this gateway cannot open approval requests. Reasons: ${o.reasons.join('; ')}`
+    }
+  } else {
+    text = `Aegis denied this call (policy ${o.policyVersion}): ${o.reasons.join('; ')}`
+  }
+  return { jsonrpc: '2.0', id, result: { content: [{ type: 'text', text }], isError: true, _meta: { [DECISION_META_KEY]: decision } } }
+}
+
+async function readCapped(source: Readable, max: number): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of source) {
+    const b = chunk as Buffer
+    size += b.length
+    if (size > max) {
+      source.destroy()
+      throw new Error(`response larger than ${max} bytes`)
+    }
+    chunks.push(b)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}

@@ -1,0 +1,48 @@
+import type { IncomingHttpHeaders } from 'node:http'
+import { Pool, type Dispatcher } from 'undici'
+
+/**
+ * Request headers passed to the upstream MCP server: what Streamable HTTP
+ * needs, plus W3C trace context. An allow-list, so the agent's
+ * `Authorization`, cookies and any `x-aegis-*` a client sent never reach
+ * the upstream; `accept-encoding` is left out so streams arrive uncompressed
+ * and can be read.
+ */
+const FORWARD_REQUEST = ['accept', 'content-type', 'mcp-session-id', 'mcp-protocol-version', 'last-event-id', 'traceparent', 'tracestate', 'baggage', 'user-agent']
+/** Response headers passed back to the client. */
+export const FORWARD_RESPONSE = ['content-type', 'cache-control', 'mcp-session-id', 'mcp-protocol-version', 'retry-after', 'allow']
+
+/** Longest wait for an upstream's response headers (a JSON-mode server answers after the tool ran). */
+const HEADERS_TIMEOUT_MS = 300_000
+
+/** Headers for the upstream request, with the gateway's verdict on who calls. */
+export function upstreamHeaders(incoming: IncomingHttpHeaders, agentId: string, tenant: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const name of FORWARD_REQUEST) {
+    const v = incoming[name]
+    if (typeof v === 'string') out[name] = v
+  }
+  out['x-aegis-agent'] = agentId
+  out['x-aegis-tenant'] = tenant
+  return out
+}
+
+/** One upstream MCP endpoint: a keep-alive connection pool and the endpoint's path. */
+export class Upstream {
+  private readonly pool: Pool
+  readonly path: string
+
+  constructor(url: URL) {
+    // bodyTimeout 0: the GET stream and long tool calls stay open as long as both sides want.
+    this.pool = new Pool(url.origin, { connections: 256, keepAliveTimeout: 30_000, headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: 0 })
+    this.path = (url.pathname === '' ? '/' : url.pathname) + url.search
+  }
+
+  request(method: 'GET' | 'POST' | 'DELETE', headers: Record<string, string>, body: string | null, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+    return this.pool.request({ path: this.path, method, headers, body, signal })
+  }
+
+  close(): Promise<void> {
+    return this.pool.close()
+  }
+}
