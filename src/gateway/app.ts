@@ -20,6 +20,7 @@ import type { FeedSubscriber } from './feed/types.js'
 import { controlPlaneManifestFetcher, ManifestCache } from './manifests.js'
 import { registerAuthorize } from './modes/authorize.js'
 import { registerExtAuthz } from './modes/ext-authz.js'
+import { registerMcpRoutes } from './modes/mcp/index.js'
 import { registerProxyRoutes } from './modes/proxy.js'
 import { DecisionPipeline } from './pipeline/index.js'
 import { noApprovals } from './pipeline/resolve-approval.js'
@@ -62,7 +63,7 @@ function redisRetry(times: number): number {
 /**
  * Builds the gateway role (DESIGN.md "Gateway"): `POST /v1/authorize`,
  * ext_authz / auth_request under `/v1/ext-authz/*`, the proxy routes of
- * `gateway.routes`, `/healthz` (503 until keys and feed were loaded once)
+ * `gateway.routes` (proxy and MCP, with RFC 9728 metadata for MCP), `/healthz` (503 until keys and feed were loaded once)
  * and `/metrics`. It follows `controlPlaneUrl ?? issuer` for the JWKS, the
  * feed (SSE, or Redis when `redisUrl` is set) and manifests, with
  * `gatewayToken ?? adminToken` as bearer token. `overrides` replaces any
@@ -211,6 +212,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   registerAuthorize(app, pipeline)
   registerExtAuthz(app, pipeline)
   registerProxyRoutes(app, pipeline, config.gateway.routes, logger)
+  registerMcpRoutes(app, pipeline, deps, config.gateway.routes)
 
   feed.start()
   const ready = Promise.all([verifier.jwks.ready, feed.ready]).then(() => undefined)
