@@ -46,15 +46,12 @@ function rewriteHeaders(request: { aegisOutcome?: DecisionOutcome }, headers: In
  * calls are forwarded; `sanitize` forwards the body with its obligations
  * applied (a sanitize decision on a non-JSON request is refused, since it
  * cannot be applied). The Authorization header is stripped; W3C
- * `traceparent`/`tracestate` pass through. `mode: "mcp"` routes are skipped
- * with a warning (a later issue).
+ * `traceparent`/`tracestate` pass through. `mode: "mcp"` routes are served by
+ * modes/mcp.
  */
 export function registerProxyRoutes(app: FastifyInstance, pipeline: DecisionPipeline, routes: readonly RouteConfig[], logger: Logger): void {
   for (const route of routes) {
-    if (route.mode === 'mcp') {
-      logger.warn({ path: route.path }, 'MCP routes are not supported yet; route ignored')
-      continue
-    }
+    // MCP routes are registered by modes/mcp.
     if (route.mode !== 'proxy') continue
     const upstream = new URL(route.upstream)
     const upstreamPath = upstream.pathname.replace(/\/+$/, '')
@@ -72,6 +69,10 @@ export function registerProxyRoutes(app: FastifyInstance, pipeline: DecisionPipe
         const path = (q < 0 ? rawUrl : rawUrl.slice(0, q)).slice(prefix.length)
         const target = upstreamPath + (path === '' || path.startsWith('/') ? path : '/' + path) + (q < 0 ? '' : rawUrl.slice(q))
         const sanitize = o.enforced && o.obligations.length > 0
+        // `redact:/result/…` obligations are applied only by MCP mode: refused here rather than forwarded unredacted.
+        if (o.enforced && o.obligations.some((ob) => ob.path.startsWith('/result/'))) {
+          return reply.code(403).send({ ...deniedBody(o), error_description: 'result redactions can only be applied in MCP mode' })
+        }
         if (sanitize && !jsonBody) {
           return reply.code(403).send({ ...deniedBody(o), error_description: 'sanitize obligations can only be applied to JSON bodies' })
         }
