@@ -1,0 +1,396 @@
+// Aegis admin console: plain ES module, no framework. Every call goes to the
+// admin API with the session cookie and, on state changes, the CSRF header.
+// Data is only ever inserted as text (textContent), never as HTML.
+import { drawChart } from './charts.js'
+
+const $ = (id) => document.getElementById(id)
+const state = { session: null, tenant: null, view: 'kpis', auditCursor: null, pollTimer: null }
+const POLL_MS = 2000
+
+function h(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag)
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue
+    if (k.startsWith('on')) e.addEventListener(k.slice(2), v)
+    else if (k === 'class') e.className = v
+    else e.setAttribute(k, v === true ? '' : String(v))
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c === undefined || c === null ? '' : String(c)))
+  return e
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.error_description ?? body?.error ?? `HTTP ${status}`)
+    this.status = status
+    this.code = body?.error
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { accept: 'application/json' }
+  if (method !== 'GET' && state.session) headers['x-aegis-csrf'] = state.session.csrf
+  if (body !== undefined) headers['content-type'] = 'application/json'
+  const res = await fetch(path, { method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body) })
+  const text = await res.text()
+  let data = null
+  try { data = text ? JSON.parse(text) : null } catch { data = null }
+  if (res.status === 401 && path !== '/console/session') { showLogin(); throw new ApiError(401, data) }
+  if (!res.ok) throw new ApiError(res.status, data)
+  return data
+}
+
+function flash(message, isError = false) {
+  const f = $('flash')
+  f.textContent = message
+  f.className = isError ? 'flash error' : 'flash'
+  f.hidden = false
+}
+
+function time(v, unit = 's') {
+  if (v === null || v === undefined) return '–'
+  const d = new Date(unit === 's' ? v * 1000 : v)
+  return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z')
+}
+
+const enc = encodeURIComponent
+const tenantPath = (rest) => `/admin/v1/tenants/${enc(state.tenant)}${rest}`
+
+function needTenant(body, cols) {
+  if (state.tenant) return false
+  body.replaceChildren(h('tr', {}, h('td', { colspan: cols }, 'Create a tenant first (POST /admin/v1/tenants).')))
+  return true
+}
+
+// ---- login / session -------------------------------------------------------
+
+function showLogin() {
+  state.session = null
+  clearInterval(state.pollTimer)
+  $('nav').hidden = true
+  $('session-box').hidden = true
+  for (const v of document.querySelectorAll('.view')) v.hidden = true
+  $('login').hidden = false
+  $('login-error').hidden = !location.search.includes('login=failed')
+  $('token').focus()
+}
+
+async function start() {
+  let s
+  try {
+    s = await api('GET', '/console/session')
+  } catch {
+    showLogin()
+    return
+  }
+  state.session = s
+  if (location.search) history.replaceState(null, '', location.pathname + location.hash)
+  $('login').hidden = true
+  $('nav').hidden = false
+  $('session-box').hidden = false
+  $('who').textContent = `${s.name} · ${s.role}${s.tenant ? ' · tenant ' + s.tenant : ' · global'}`
+  const sel = $('tenant')
+  // Approver tokens may read only approvals: no tenant list for them.
+  const tenants = s.role === 'admin' ? (await api('GET', '/admin/v1/tenants')).tenants : []
+  sel.replaceChildren(...tenants.map((t) => h('option', { value: t.id }, t.name && t.name !== t.id ? `${t.id} (${t.name})` : t.id)))
+  state.tenant = s.tenant ?? (tenants[0]?.id ?? null)
+  if (state.tenant) sel.value = state.tenant
+  sel.disabled = s.tenant !== null
+  if (s.role !== 'admin') {
+    for (const a of document.querySelectorAll('#nav a')) a.hidden = a.getAttribute('href') !== '#approvals'
+    if (location.hash !== '#approvals') location.hash = '#approvals'
+  }
+  route()
+  poll()
+  state.pollTimer = setInterval(poll, POLL_MS)
+}
+
+$('logout').addEventListener('click', async () => {
+  try { await api('POST', '/console/logout') } catch { /* the cookie is cleared either way */ }
+  showLogin()
+})
+$('tenant').addEventListener('change', () => { state.tenant = $('tenant').value; refreshView() })
+
+// ---- routing ---------------------------------------------------------------
+
+const VIEWS = ['kpis', 'agents', 'approvals', 'revocations', 'keys', 'policies', 'audit']
+
+function route() {
+  const v = location.hash.slice(1)
+  state.view = VIEWS.includes(v) ? v : 'kpis'
+  for (const sec of document.querySelectorAll('.view')) sec.hidden = sec.dataset.view !== state.view
+  for (const a of document.querySelectorAll('#nav a')) {
+    if (a.getAttribute('href') === '#' + state.view) a.setAttribute('aria-current', 'page')
+    else a.removeAttribute('aria-current')
+  }
+  $('flash').hidden = true
+  refreshView()
+}
+window.addEventListener('hashchange', () => { if (state.session) route() })
+
+function refreshView() {
+  const f = { kpis: loadKpis, agents: loadAgents, approvals: loadApprovals, revocations: loadRevocations, keys: loadKeys, policies: loadPolicies, audit: () => loadAudit(false) }[state.view]
+  f().catch((err) => flash(err.message, true))
+}
+
+// Live parts refresh on the poll: the KPIs always, the approvals queue when shown.
+async function poll() {
+  if (!state.session) return
+  try {
+    if (state.view === 'kpis' && state.session.role === 'admin') await loadKpis()
+    if (state.view === 'approvals') await loadApprovals()
+    await loadPendingCount()
+  } catch { /* the next poll retries */ }
+}
+
+// ---- KPIs ------------------------------------------------------------------
+
+function sum(o) { return Object.values(o ?? {}).reduce((a, b) => a + b, 0) }
+
+function countRows(tbody, obj) {
+  const entries = Object.entries(obj ?? {}).sort((a, b) => b[1] - a[1])
+  tbody.replaceChildren(...(entries.length ? entries.map(([k, n]) => h('tr', { 'data-kind': k }, h('td', {}, k), h('td', { class: 'num' }, n))) : [h('tr', {}, h('td', { colspan: 2, class: 'muted' }, 'none yet'))]))
+}
+
+async function loadKpis() {
+  const k = await api('GET', '/admin/v1/kpis?history=1')
+  $('kpi-tps').textContent = k.issuance_tps.toFixed(1)
+  $('kpi-lifetime').textContent = `${Math.round(k.avg_token_lifetime_seconds)} s`
+  $('kpi-issued').textContent = String(k.tokens_issued ?? 0)
+  $('kpi-revocations').textContent = String(k.revocations)
+  $('kpi-replays').textContent = String(k.replay_attempts)
+  $('kpi-would-deny').textContent = String(sum(k.would_deny))
+  $('kpi-updated').textContent = `updated ${new Date().toLocaleTimeString()}`
+  countRows($('kpi-decisions'), k.decisions)
+  countRows($('kpi-would-deny-table'), k.would_deny)
+  const hist = k.history
+  if (hist) {
+    drawChart($('chart-issued'), [{ name: 'issued', values: hist.issued }])
+    const kinds = Object.entries(hist.decisions)
+    drawChart($('chart-decisions'), kinds.length ? kinds.map(([name, values]) => ({ name, values })) : [{ name: 'none yet', values: hist.issued.map(() => 0) }])
+    drawChart($('chart-security'), [{ name: 'revocations', values: hist.revocations }, { name: 'replays', values: hist.replay_attempts }])
+    drawChart($('chart-would-deny'), [{ name: 'would deny', values: hist.would_deny }])
+  }
+}
+
+// ---- agents ----------------------------------------------------------------
+
+async function loadAgents() {
+  const body = $('agents-body')
+  if (needTenant(body, 6)) return
+  const { agents } = await api('GET', tenantPath('/agents'))
+  body.replaceChildren(...agents.map((a) => h('tr', { 'data-agent': a.agent_id },
+    h('td', {}, a.agent_id),
+    h('td', {}, h('code', {}, a.client_id)),
+    h('td', {}, a.scopes.join(' ')),
+    h('td', {}, a.capabilities.join(' ')),
+    h('td', { class: 'num' }, a.max_ttl_seconds),
+    h('td', { class: 'actions' },
+      h('button', { type: 'button', onclick: () => issueCredential(a.agent_id) }, 'Issue bootstrap credential'),
+      h('button', { type: 'button', class: 'danger', onclick: () => revokeAgent(a.agent_id) }, 'Revoke')))))
+  if (!agents.length) body.append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No agents in this tenant.')))
+}
+
+async function issueCredential(agentId) {
+  const c = await api('POST', tenantPath(`/agents/${enc(agentId)}/bootstrap-credentials`), { ttl_seconds: 300, single_use: true })
+  const box = $('credential')
+  box.replaceChildren(
+    h('strong', {}, `Bootstrap credential for ${agentId} — shown once, copy it now:`),
+    h('dl', {}, h('dt', {}, 'client_id'), h('dd', {}, h('code', { id: 'cred-client-id' }, c.client_id)),
+      h('dt', {}, 'client_secret'), h('dd', {}, h('code', { id: 'cred-secret' }, c.client_secret)),
+      h('dt', {}, 'expires'), h('dd', {}, time(c.expires_at))),
+    h('button', { type: 'button', onclick: () => { box.hidden = true; box.replaceChildren() } }, 'Done, hide it'))
+  box.hidden = false
+  box.querySelector('button').focus()
+}
+
+async function revokeAgent(agentId) {
+  await api('POST', '/admin/v1/revocations', { type: 'agent', value: agentId, tenant: state.tenant, reason: 'revoked from the console' })
+  flash(`Agent ${agentId} revoked: its tokens are refused from now on.`)
+}
+
+$('agent-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault()
+  const f = new FormData(ev.target)
+  const words = (s) => String(s ?? '').split(/[\s,]+/).filter(Boolean)
+  try {
+    await api('POST', tenantPath('/agents'), { agent_id: f.get('agent_id'), scopes: words(f.get('scopes')), capabilities: words(f.get('capabilities')), max_ttl_seconds: Number(f.get('max_ttl_seconds')) })
+    ev.target.reset()
+    flash('Agent registered.')
+    await loadAgents()
+  } catch (err) { flash(err.message, true) }
+})
+
+// ---- approvals -------------------------------------------------------------
+
+async function loadPendingCount() {
+  const q = state.session.tenant ? '' : (state.tenant ? `&tenant=${enc(state.tenant)}` : '')
+  const { approvals } = await api('GET', `/admin/v1/approvals?status=pending${q}`)
+  const b = $('pending-count')
+  b.textContent = String(approvals.length)
+  b.hidden = approvals.length === 0
+}
+
+async function loadApprovals() {
+  const body = $('approvals-body')
+  const status = $('approval-status').value
+  const params = new URLSearchParams()
+  if (status) params.set('status', status)
+  if (state.tenant) params.set('tenant', state.tenant)
+  const { approvals } = await api('GET', `/admin/v1/approvals?${params}`)
+  // Keep what the admin is typing: rebuild only when the set of rows changed.
+  const sig = approvals.map((a) => a.id + a.status).join()
+  if (body.dataset.sig === sig) return
+  body.dataset.sig = sig
+  body.replaceChildren(...approvals.map((a) => {
+    const reasonId = `reason-${a.id}`
+    const decide = a.status === 'pending'
+      ? h('td', { class: 'actions' },
+        h('label', { for: reasonId, class: 'sr-only' }, `Reason for ${a.tool}`),
+        h('input', { id: reasonId, placeholder: 'reason', maxlength: 500 }),
+        h('button', { type: 'button', onclick: () => decideApproval(a.id, 'approve', $(reasonId).value) }, 'Approve'),
+        h('button', { type: 'button', class: 'danger', onclick: () => decideApproval(a.id, 'deny', $(reasonId).value) }, 'Deny'))
+      : h('td', {}, a.reason ?? '')
+    return h('tr', { 'data-approval': a.id },
+      h('td', {}, time(a.created_at)),
+      h('td', {}, `${a.tenant}/${a.agent_id}`),
+      h('td', {}, a.tool),
+      h('td', {}, h('code', {}, JSON.stringify(a.params))),
+      h('td', {}, a.status),
+      decide)
+  }))
+  if (!approvals.length) body.append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'Nothing here.')))
+}
+
+async function decideApproval(id, action, reason) {
+  try {
+    await api('POST', `/admin/v1/approvals/${enc(id)}/${action}`, reason ? { reason } : {})
+    flash(action === 'approve' ? 'Approved.' : 'Denied.')
+    await loadApprovals()
+  } catch (err) { flash(err.message, true) }
+}
+$('approval-status').addEventListener('change', () => loadApprovals().catch((e) => flash(e.message, true)))
+
+// ---- revocations -----------------------------------------------------------
+
+async function loadRevocations() {
+  const { revocations } = await api('GET', '/admin/v1/revocations')
+  const rows = revocations.filter((r) => !state.tenant || r.tenant === null || r.tenant === state.tenant || state.session.tenant === null)
+  $('revocations-body').replaceChildren(...rows.map((r) => h('tr', {},
+    h('td', { class: 'num' }, r.seq), h('td', {}, r.type), h('td', {}, h('code', {}, r.value)), h('td', {}, r.tenant ?? 'all'),
+    h('td', {}, r.reason ?? ''), h('td', {}, time(r.created_at, 'ms')), h('td', {}, time(r.expires_at, 'ms')))))
+  if (!rows.length) $('revocations-body').append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No active revocations.')))
+}
+
+$('revocation-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault()
+  const f = new FormData(ev.target)
+  const type = f.get('type')
+  const body = { type, value: f.get('value') }
+  if (type !== 'kid' && state.tenant) body.tenant = state.tenant
+  if (type === 'tenant') body.tenant = f.get('value')
+  if (f.get('reason')) body.reason = f.get('reason')
+  try {
+    await api('POST', '/admin/v1/revocations', body)
+    ev.target.reset()
+    flash('Revocation recorded.')
+    await loadRevocations()
+  } catch (err) { flash(err.message, true) }
+})
+
+// ---- keys ------------------------------------------------------------------
+
+async function loadKeys() {
+  const body = $('keys-body')
+  let res
+  try {
+    res = await api('GET', '/admin/v1/keys')
+  } catch (err) {
+    if (err.status === 403) {
+      body.replaceChildren(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'Signing keys are managed by global admins.')))
+      $('rotate').hidden = true
+      return
+    }
+    throw err
+  }
+  const ks = state.session.keys
+  const current = res.keys.find((k) => k.kid === res.current)
+  const next = current ? current.activates_at + ks.rotation_interval_seconds * 1000 : null
+  $('keys-schedule').textContent = `Keys rotate every ${Math.round(ks.rotation_interval_seconds / 3600 * 10) / 10} h; the next key is published ${Math.round(ks.pre_publish_seconds / 60)} min before it signs.` + (next ? ` Next scheduled rotation: ${time(next, 'ms')}.` : '')
+  body.replaceChildren(...res.keys.map((k) => h('tr', { 'data-kid': k.kid },
+    h('td', {}, h('code', {}, k.kid)), h('td', {}, k.revoked ? `${k.state} (revoked)` : k.kid === res.current ? `${k.state} (signing)` : k.state),
+    h('td', {}, time(k.created_at, 'ms')), h('td', {}, time(k.activates_at, 'ms')), h('td', {}, time(k.deactivated_at, 'ms')), h('td', {}, time(k.retires_at, 'ms')))))
+}
+
+$('rotate').addEventListener('click', async () => {
+  try {
+    await api('POST', '/admin/v1/keys/rotate')
+    flash('Rotation started.')
+    await loadKeys()
+  } catch (err) { flash(err.message, true) }
+})
+
+// ---- policies --------------------------------------------------------------
+
+async function loadPolicies() {
+  const body = $('policies-body')
+  if (needTenant(body, 6)) return
+  const { policies } = await api('GET', tenantPath('/policies'))
+  $('policies-mode').textContent = state.session.gateway_shadow ? 'Gateways run in shadow mode: nothing is enforced.' : ''
+  body.replaceChildren(...policies.map((p) => h('tr', { 'data-policy': p.id },
+    h('td', {}, p.version), h('td', {}, p.mode), h('td', {}, p.status), h('td', {}, time(p.created_at, 'ms')), h('td', {}, time(p.activated_at, 'ms')),
+    h('td', {}, p.status === 'active' ? '' : h('button', { type: 'button', onclick: () => activatePolicy(p.id) }, 'Activate')))))
+  if (!policies.length) body.append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No bundles: the default policy applies.')))
+}
+
+async function activatePolicy(id) {
+  try {
+    await api('POST', tenantPath(`/policies/${enc(id)}/activate`))
+    flash('Bundle activated.')
+    await loadPolicies()
+  } catch (err) { flash(err.message, true) }
+}
+
+// ---- audit -----------------------------------------------------------------
+
+function auditQuery() {
+  const f = new FormData($('audit-form'))
+  const p = new URLSearchParams()
+  if (f.get('type')) p.set('type', f.get('type'))
+  if (f.get('since')) p.set('since', new Date(f.get('since')).toISOString())
+  p.set('limit', f.get('limit') || '100')
+  if (state.tenant && state.session.tenant === null && $('audit-form').dataset.all !== '1') p.set('tenant', state.tenant)
+  return p
+}
+
+async function loadAudit(more) {
+  const p = auditQuery()
+  if (more && state.auditCursor) p.set('cursor', state.auditCursor)
+  const { events, next_cursor } = await api('GET', `/admin/v1/audit?${p}`)
+  const rows = events.map((e) => h('tr', {},
+    h('td', { class: 'num' }, e.id), h('td', {}, time(e.ts, 'ms')), h('td', {}, e.type), h('td', {}, e.tenant ?? ''), h('td', {}, e.actor ?? ''), h('td', {}, e.subject ?? ''),
+    h('td', {}, h('code', { class: 'data' }, JSON.stringify(e.data)))))
+  if (more) $('audit-body').append(...rows)
+  else $('audit-body').replaceChildren(...rows)
+  state.auditCursor = next_cursor
+  $('audit-more').hidden = next_cursor === null
+}
+
+$('audit-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadAudit(false).catch((e) => flash(e.message, true)) })
+$('audit-more').addEventListener('click', () => loadAudit(true).catch((e) => flash(e.message, true)))
+$('audit-verify').addEventListener('click', async () => {
+  const out = $('audit-verify-result')
+  out.textContent = 'Verifying…'
+  try {
+    const r = await api('POST', '/admin/v1/audit/verify')
+    out.className = r.ok ? 'ok' : 'error'
+    out.textContent = r.ok
+      ? `Chain verified: ${r.events} events in ${r.chains.length} chain(s), ${r.checkpoints} signed checkpoints, all whole.`
+      : `Chain BROKEN: first bad event ${r.first_bad.id ?? '(missing)'} in chain ${r.first_bad.chain_id} at position ${r.first_bad.chain_seq}: ${r.first_bad.reason}`
+  } catch (err) {
+    out.className = 'error'
+    out.textContent = err.status === 403 ? 'Only a global admin can verify the audit chains.' : err.message
+  }
+})
+
+start()
