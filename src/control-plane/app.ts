@@ -14,6 +14,8 @@ import { systemClock } from '../lib/clock.js'
 import { sha256b64url } from '../lib/hash.js'
 import { createLogger } from '../observability/logger.js'
 import { Metrics } from '../observability/metrics.js'
+import { continueTraceContext } from '../observability/request-context.js'
+import { consoleRoutes, createConsoleSessions, type ConsoleSessions } from '../console/index.js'
 import { openStore } from '../store/index.js'
 import { MemoryReplayCache } from '../store/memory/replay-cache.js'
 import { RedisReplayCache } from '../store/redis/replay-cache.js'
@@ -136,7 +138,10 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
       return rc
     })()
 
-    const deps: ControlPlaneDeps = { config, store, keys, audit, metrics, logger, clock, feed, replay, ...(overrides.sessions ? { sessions: overrides.sessions } : {}) }
+    // The console's cookie sessions count as admin authentication, unless the caller brings its own resolver.
+    const consoleSessions: ConsoleSessions | null = overrides.sessions ? null : await createConsoleSessions(config, store, clock, logger)
+    const sessions = overrides.sessions ?? consoleSessions?.resolver()
+    const deps: ControlPlaneDeps = { config, store, keys, audit, metrics, logger, clock, feed, replay, ...(sessions ? { sessions } : {}) }
 
     if (config.adminToken) await seedToken(deps, config.adminToken, 'admin', 'AEGIS_ADMIN_TOKEN')
     if (config.gatewayToken) await seedToken(deps, config.gatewayToken, 'gateway', 'AEGIS_GATEWAY_TOKEN')
@@ -150,6 +155,7 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
     // Closing the app first drains in-flight requests before the stores go away.
     owned.push(() => app.close())
 
+    continueTraceContext(app)
     await tokenRoutes(app, deps)
     await metadataRoutes(app, deps)
     await keyRoutes(app, deps)
@@ -168,6 +174,7 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
       await approvalRoutes(admin, deps)
       await policyRoutes(admin, deps)
     }, { prefix: '/admin/v1' })
+    if (consoleSessions) await consoleRoutes(app, deps, consoleSessions)
 
     let closing: Promise<void> | null = null
     return {
