@@ -4,6 +4,8 @@
  * token without it), metrics and KPIs.
  */
 import { randomUUID } from 'node:crypto'
+import { context } from '@opentelemetry/api'
+import { endSpanWithError, startSpan } from '../../observability/tracing.js'
 import { Unavailable } from '../../errors.js'
 import type { Agent, Tenant } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
@@ -64,8 +66,28 @@ export class TokenIssuer {
     return Math.max(1, Math.floor(ttl))
   }
 
-  /** Signs, audits (awaited), counts. Rejects with 503 when the audit write fails: no token then. */
+  /**
+   * Signs, audits (awaited), counts. Rejects with 503 when the audit write
+   * fails: no token then. Traced as an `aegis.token.issue` span (child of the
+   * active context): tenant, agent, client, grant, lifetime, kid, policy
+   * version, latency; never the token.
+   */
   async issue(req: IssueRequest): Promise<IssuedToken> {
+    const started = performance.now()
+    const span = startSpan('aegis.token.issue', context.active(), { 'aegis.tenant': req.tenant.id, 'aegis.agent': req.agent.agentId, 'aegis.client_id': req.clientId, 'aegis.grant': req.grant })
+    try {
+      const t = await this.mint(req)
+      span.setAttributes({ 'aegis.token.lifetime_seconds': t.response.expires_in, 'aegis.token.kid': t.kid, 'aegis.policy_version': this.dir.policyVersion(req.tenant.id), 'aegis.latency_ms': performance.now() - started })
+      span.end()
+      return t
+    } catch (err) {
+      span.setAttribute('aegis.latency_ms', performance.now() - started)
+      endSpanWithError(span, err)
+      throw err
+    }
+  }
+
+  private async mint(req: IssueRequest): Promise<IssuedToken> {
     const { deps } = this
     const now = deps.clock.now()
     const iat = Math.floor(now / 1000)
