@@ -66,6 +66,8 @@ export interface GatewayAuditEvent {
   error?: string
   /** Candidate bundle's decision, evaluated side by side. */
   candidate?: { version: string; decision: Decision }
+  /** Pipeline latency of a `decision` (ms), for its trace span. */
+  latency_ms?: number
 }
 
 /**

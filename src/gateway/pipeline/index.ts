@@ -187,13 +187,15 @@ export class DecisionPipeline {
       token: view,
     }
     this.counter(decision, enforced).inc()
-    this.deps.metrics.decisionDuration.observe((performance.now() - started) / 1000)
+    const latencyMs = performance.now() - started
+    this.deps.metrics.decisionDuration.observe(latencyMs / 1000)
     const e = this.event('decision', req, view, undefined, enforced)
     e.decision = decision
     e.reasons = reasons
     e.policy_version = r.policyVersion
     e.policy_ids = r.policyIds
     e.risk = r.risk
+    e.latency_ms = latencyMs
     if (degraded !== null) e.degraded = degraded.outcome
     if (ev.candidate !== null && ev.tenantPolicy?.candidate) e.candidate = { version: ev.tenantPolicy.candidate.version, decision: ev.candidate.decision }
     this.deps.decisions.record(e)
