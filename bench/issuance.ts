@@ -4,10 +4,37 @@
  * in its own process. Compared with raw node:crypto Ed25519 signing measured
  * in the same run.
  */
+import { readFileSync } from 'node:fs'
 import autocannon from 'autocannon'
 import { adminCall, startServeProcess } from './server-process.js'
 
-export interface IssuanceResult { tokensPerSec: number; p50Ms: number; p99Ms: number; errors: number; non2xx: number; seconds: number }
+export interface IssuanceResult {
+  tokensPerSec: number
+  p50Ms: number
+  p99Ms: number
+  errors: number
+  non2xx: number
+  seconds: number
+  /** CPU the server process used during the measured run, % of one core (NaN where /proc is missing). */
+  serverCpuPct: number
+  /** Server CPU time per issued token, µs: what one event loop can reach is 1e6 / this. */
+  serverCpuUsPerToken: number
+  /** CPU the load generator (this process) used during the measured run, % of one core. */
+  benchCpuPct: number
+}
+
+/** utime + stime of a process in ms, from /proc (Linux); NaN elsewhere. */
+function processCpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the parenthesized command name; utime and stime are fields 14 and 15 (clock ticks, 100/s on Linux).
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(f[11]) + Number(f[12])) * 10
+  } catch {
+    return NaN
+  }
+}
 
 export async function benchIssuance(seconds: number, env: Record<string, string> = {}): Promise<IssuanceResult> {
   const server = await startServeProcess('control-plane', {
@@ -25,12 +52,28 @@ export async function benchIssuance(seconds: number, env: Record<string, string>
     const basic = Buffer.from(`${cred.client_id}:${cred.client_secret}`).toString('base64')
     // Warm-up so JIT and caches settle before measuring.
     await autocannon({ url: `${server.url}/oauth2/token`, method: 'POST', connections: 50, duration: 2, headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' })
+    const serverCpu0 = processCpuMs(server.child.pid)
+    const benchCpu0 = process.cpuUsage()
+    const t0 = performance.now()
     const r = await autocannon({
       url: `${server.url}/oauth2/token`, method: 'POST', connections: 50, duration: seconds,
       headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
       body: 'grant_type=client_credentials',
     })
-    return { tokensPerSec: r.requests.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.errors, non2xx: r.non2xx, seconds }
+    const wallMs = performance.now() - t0
+    const serverCpuMs = processCpuMs(server.child.pid) - serverCpu0
+    const benchCpu = process.cpuUsage(benchCpu0)
+    return {
+      tokensPerSec: r.requests.average,
+      p50Ms: r.latency.p50,
+      p99Ms: r.latency.p99,
+      errors: r.errors,
+      non2xx: r.non2xx,
+      seconds,
+      serverCpuPct: (100 * serverCpuMs) / wallMs,
+      serverCpuUsPerToken: r.requests.total > 0 ? (1000 * serverCpuMs) / r.requests.total : NaN,
+      benchCpuPct: (100 * (benchCpu.user + benchCpu.system) / 1000) / wallMs,
+    }
   } finally {
     await server.stop()
   }

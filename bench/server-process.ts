@@ -41,7 +41,9 @@ export async function startServeProcess(role: 'control-plane' | 'gateway' | 'all
     ...env,
     [portVar]: String(port),
   }
-  const child = spawn(process.execPath, ['bin/aegis.js', 'serve', '--role', role], { env: childEnv, stdio: ['ignore', 'pipe', 'inherit'] })
+  // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the server; node refuses --cpu-prof in NODE_OPTIONS.
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
+  const child = spawn(process.execPath, [...nodeArgs, 'bin/aegis.js', 'serve', '--role', role], { env: childEnv, stdio: ['ignore', 'pipe', 'inherit'] })
   const url = `http://127.0.0.1:${port}`
   const deadline = Date.now() + 30_000
   for (;;) {

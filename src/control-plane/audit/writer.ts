@@ -3,7 +3,7 @@ import type { Clock } from '../../lib/clock.js'
 import type { Logger } from '../../observability/logger.js'
 import type { AuditEvent, AuditEventInput, Store } from '../../store/types.js'
 import type { KeyManager } from '../keys/types.js'
-import { CHECKPOINT_TYP, GENESIS_HASH, eventHash, normalizeData, normalizeText } from './chain.js'
+import { CHECKPOINT_TYP, GENESIS_HASH, eventHashPrepared, normalizeText, prepareData, type PreparedData } from './chain.js'
 import type { AuditWriter } from './types.js'
 
 export interface AuditWriterDeps {
@@ -35,7 +35,7 @@ interface Pending {
   tenant: string | null
   actor: string | null
   subject: string | null
-  data: Record<string, unknown>
+  data: PreparedData
   ts: number
   resolve: () => void
   reject: (err: Error) => void
@@ -66,10 +66,12 @@ class ChainWriter implements ChainAuditWriter {
 
   append(event: AuditEventInput): Promise<void> {
     if (this.closed) return Promise.reject(new Unavailable('audit log is closed'))
-    let data: Record<string, unknown>
+    let data: PreparedData
     try {
-      data = normalizeData(event.data)
+      // Canonical form of the data now, outside the batch: it does not depend on the chain position.
+      data = prepareData(event.data)
     } catch (err) {
+      // No canonical form (e.g. a lone surrogate in a data key): refuse this event alone.
       return Promise.reject(new Unavailable('audit event cannot be recorded', { cause: err }))
     }
     return new Promise<void>((resolve, reject) => {
@@ -119,12 +121,11 @@ class ChainWriter implements ChainAuditWriter {
       const batch: Pending[] = []
       const rows: Omit<AuditEvent, 'id'>[] = []
       for (const p of taken) {
-        const fields = { chainId: this.chainId, chainSeq: seq + 1, ts: p.ts, type: p.type, tenant: p.tenant, actor: p.actor, subject: p.subject, data: p.data, prevHash: prev }
+        const fields = { chainId: this.chainId, chainSeq: seq + 1, ts: p.ts, type: p.type, tenant: p.tenant, actor: p.actor, subject: p.subject, data: p.data.data, prevHash: prev }
         let hash: string
         try {
-          hash = eventHash(fields)
+          hash = eventHashPrepared(fields, p.data.canonical)
         } catch (err) {
-          // Only this event has no canonical form (e.g. a lone surrogate in a data key): refuse it alone.
           p.reject(new Unavailable('audit event cannot be recorded', { cause: err }))
           continue
         }
