@@ -231,13 +231,12 @@ export class CedarEngine implements PolicyEngine {
       return null
     }
     if (params.length > MAX_CACHED_PARAMS) return null
-    const sep = '\u0000'
-    return [
-      p.tenant, p.agentId, p.clientId, p.scopes.join('\u0001'), p.capabilities.join('\u0001'),
-      r.action, r.resource === null ? '\u0002' : r.resource, r.override ? '1' : '0',
-      this.readsTime ? String(r.time) : '', this.readsAddress ? String(r.clientAddress) : '',
-      params,
-    ].join(sep)
+    // JSON of the tuple, then the canonical params: injective, so two
+    // different calls can never share a key.
+    return JSON.stringify([
+      p.tenant, p.agentId, p.clientId, p.scopes, p.capabilities, r.action, r.resource, r.override === true,
+      this.readsTime ? r.time : null, this.readsAddress ? r.clientAddress : null,
+    ]) + params
   }
 
   private evaluateUncached(request: PolicyRequest): PolicyResult {
