@@ -1,7 +1,7 @@
 import { AegisError } from '../../../errors.js'
 import type { GatewayDeps } from '../../deps.js'
 import type { VerifiedManifest } from '../../manifests.js'
-import { checkDenyList, checkSenderConstraint } from '../../pipeline/index.js'
+import { checkDenyList, enforceSenderConstraint, type SenderSource } from '../../pipeline/index.js'
 import type { TokenView } from '../../pipeline/token-view.js'
 import { needsKeys, verifyFailure, verifyToken, viewOf } from '../../pipeline/verify-token.js'
 
@@ -9,41 +9,43 @@ const MISSING_TOKEN = new AegisError('invalid_token', 'a bearer token is require
 
 /**
  * Steps 1–3 of the decision pipeline (verifyToken → checkDenyList →
- * checkSenderConstraint), for MCP messages that are not tool calls
+ * enforceSenderConstraint), for MCP messages that are not tool calls
  * (initialize, ping, tools/list, notifications, the GET stream, DELETE): the
  * agent's token must be as valid for them as for a call, but there is no
  * action to decide. The same step functions as the pipeline, not a copy;
  * refusals are recorded as `token.refused` like the pipeline's.
  */
-export function authenticate(deps: GatewayDeps, token: string | undefined, tool: string, resource: string): TokenView | Promise<TokenView> {
+export function authenticate(deps: GatewayDeps, token: string | undefined, tool: string, resource: string, source: SenderSource): TokenView | Promise<TokenView> {
   let view: TokenView
   try {
     if (token === undefined) throw MISSING_TOKEN
     view = verifyToken(deps, token)
   } catch (err) {
-    if (token !== undefined && needsKeys(err)) return verifySlowly(deps, token, tool, resource)
+    if (token !== undefined && needsKeys(err)) return verifySlowly(deps, token, tool, resource, source)
     throw refused(deps, null, verifyFailure(err), tool, resource)
   }
-  return afterVerify(deps, view, tool, resource)
+  return afterVerify(deps, view, tool, resource, source)
 }
 
-async function verifySlowly(deps: GatewayDeps, token: string, tool: string, resource: string): Promise<TokenView> {
+async function verifySlowly(deps: GatewayDeps, token: string, tool: string, resource: string, source: SenderSource): Promise<TokenView> {
   let view: TokenView
   try {
     view = viewOf(deps, await deps.verifier.verifyAsync(token))
   } catch (err) {
     throw refused(deps, null, verifyFailure(err), tool, resource)
   }
-  return afterVerify(deps, view, tool, resource)
+  return afterVerify(deps, view, tool, resource, source)
 }
 
-function afterVerify(deps: GatewayDeps, view: TokenView, tool: string, resource: string): TokenView {
+function afterVerify(deps: GatewayDeps, view: TokenView, tool: string, resource: string, source: SenderSource): TokenView | Promise<TokenView> {
+  let proof: void | Promise<void>
   try {
     checkDenyList(deps, view)
-    checkSenderConstraint(view)
+    proof = enforceSenderConstraint(deps, view, source)
   } catch (err) {
     throw refused(deps, view, err, tool, resource)
   }
+  if (proof instanceof Promise) return proof.then(() => view, (err: unknown) => { throw refused(deps, view, err, tool, resource) })
   return view
 }
 

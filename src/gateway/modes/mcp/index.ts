@@ -28,6 +28,7 @@ export const DECISION_META_KEY = 'aegis/decision'
 export const MAX_REWRITE_BYTES = 8 * 1024 * 1024
 
 const EMPTY_PARAMS: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>
+
 const RESUMED_RESPONSE = 'a response replayed on the GET stream cannot be checked by the Aegis gateway; call again'
 
 /** A checked MCP route. */
@@ -157,7 +158,7 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     const name = params.name
     const args = params.arguments === undefined || params.arguments === null ? EMPTY_PARAMS : params.arguments
     if (typeof name !== 'string' || !TOOL_NAME.test(name) || !isPlainObject(args)) {
-      await authenticate(deps, token, typeof name === 'string' ? name.slice(0, 256) : 'unknown', route.resource)
+      await authenticate(deps, token, typeof name === 'string' ? name.slice(0, 256) : 'unknown', route.resource, request)
       return rpc(reply, 200, rpcError(msg.id, INVALID_PARAMS, 'tools/call needs params.name (a tool name: letters, digits, . _ : / -) and params.arguments (an object)'))
     }
     const meta = isPlainObject(params._meta) ? params._meta : null
@@ -171,6 +172,7 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
       override: header(request, 'aegis-override') ?? metaOverride,
       clientAddress: request.ip,
       mode: 'mcp',
+      sender: request,
     })
     if (blocks(outcome)) return rpc(reply, 200, refusal(msg.id, outcome))
     const sanitized = outcome.enforced && outcome.obligations.length > 0
@@ -211,7 +213,7 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
       if (typeof msg !== 'string' && msg.kind === 'request' && msg.method === 'tools/call' && methodAllowed(route.allow, 'tools/call')) {
         return await toolsCall(request, reply, token!, msg)
       }
-      const view = await authenticate(deps, token, typeof msg === 'string' ? 'unknown' : msg.kind === 'response' ? 'response' : msg.method.slice(0, 256), route.resource)
+      const view = await authenticate(deps, token, typeof msg === 'string' ? 'unknown' : msg.kind === 'response' ? 'response' : msg.method.slice(0, 256), route.resource, request)
       if (typeof msg === 'string') return rpc(reply, 400, rpcError(null, INVALID_REQUEST, msg))
       if (msg.kind !== 'response' && !methodAllowed(route.allow, msg.method)) {
         const text = `method "${msg.method.slice(0, 64)}" is not allowed through this gateway route`
@@ -227,7 +229,7 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
 
   async function getStream(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     try {
-      const view = await authenticate(deps, bearerOf(request), 'mcp:stream', route.resource)
+      const view = await authenticate(deps, bearerOf(request), 'mcp:stream', route.resource, request)
       // The GET stream carries server requests and notifications; a response there is a resumed one the gateway never checked.
       return await forward(request, reply, 'GET', null, view, only(null, null), null)
     } catch (err) {
@@ -237,7 +239,7 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
 
   async function endSession(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     try {
-      const view = await authenticate(deps, bearerOf(request), 'mcp:session', route.resource)
+      const view = await authenticate(deps, bearerOf(request), 'mcp:session', route.resource, request)
       return await forward(request, reply, 'DELETE', null, view, null, null)
     } catch (err) {
       return fail(request, reply, err)
