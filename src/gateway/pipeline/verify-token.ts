@@ -21,9 +21,17 @@ export function needsKeys(err: unknown): boolean {
   return err instanceof VerifyError && (err.reason === 'unknown_kid' || err.reason === 'keys_not_loaded')
 }
 
-/** Maps a verifier failure to the wire error; anything else is rethrown as is. */
+/**
+ * Maps a verifier failure to the wire error; anything else is returned as is.
+ * Keys never loaded (control plane unreachable since start) is the gateway's
+ * problem, not the token's: 503, so clients retry instead of discarding a
+ * good token.
+ */
 export function verifyFailure(err: unknown): unknown {
-  if (err instanceof VerifyError) return invalidToken(err.message, err)
+  if (err instanceof VerifyError) {
+    if (err.reason === 'keys_not_loaded') return new AegisError('temporarily_unavailable', 'gateway has not loaded its verification keys yet', { cause: err, headers: { 'retry-after': '1' } })
+    return invalidToken(err.message, err)
+  }
   return err
 }
 
