@@ -7,6 +7,7 @@
  */
 import { context, SpanStatusCode } from '@opentelemetry/api'
 import type { Logger } from '../observability/logger.js'
+import { adoptSpan } from '../observability/request-context.js'
 import { tracer } from '../observability/tracing.js'
 import type { DecisionSink, GatewayAuditEvent } from './deps.js'
 
@@ -101,7 +102,8 @@ export class GatewayStatsReporter implements DecisionSink {
 
 /**
  * One `aegis.decision` span per gateway audit event, child of the active
- * context (the request's `traceparent`, see observability/request-context).
+ * context (the request's `traceparent`, see observability/request-context);
+ * the reverse proxy passes the decision span on as the upstream's parent.
  * Attributes: gateway, entry mode, tenant, agent, client, tool, decision,
  * enforced, policy ids and version, risk, latency. Never the token, the
  * parameters or the resource (they may carry what a sanitize rule covers).
@@ -128,5 +130,7 @@ export class DecisionSpanSink implements DecisionSink {
     } }, context.active())
     if (e.type !== 'decision') span.setStatus({ code: SpanStatusCode.ERROR, message: e.error ?? e.type })
     span.end()
+    // A proxied call continues the trace under its decision.
+    if (e.type === 'decision') adoptSpan(span)
   }
 }

@@ -208,7 +208,7 @@ export function parseGatewayStats(body: unknown): GatewayStatsReport {
   for (const k of Object.keys(b)) {
     if (!['gateway_id', 'decisions', 'would_deny', 'replay_attempts'].includes(k)) throw new AegisError('invalid_request', `unknown field ${k}`)
   }
-  if (typeof b.gateway_id !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(b.gateway_id)) throw new AegisError('invalid_request', 'gateway_id must be 1 to 128 characters of [A-Za-z0-9._:-]')
+  if (typeof b.gateway_id !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(b.gateway_id)) throw new AegisError('invalid_request', 'gateway_id must be 1 to 128 printable ASCII characters')
   const replay = b.replay_attempts ?? 0
   if (!Number.isSafeInteger(replay) || (replay as number) < 0 || (replay as number) > MAX_DELTA) throw new AegisError('invalid_request', 'replay_attempts must be a non-negative integer')
   return { gateway_id: b.gateway_id, decisions: counts(b.decisions, 'decisions'), would_deny: counts(b.would_deny, 'would_deny'), replay_attempts: replay as number }
@@ -216,7 +216,7 @@ export function parseGatewayStats(body: unknown): GatewayStatsReport {
 
 /**
  * `GET /admin/v1/kpis` (role admin; `?history=1` adds the last hour as
- * 10-second buckets) and `POST /admin/v1/gateways/stats` (role gateway:
+ * 10-second buckets) and `POST /admin/v1/gateways/stats` (global gateway or admin token, as gateways authenticate with either:
  * decision, would-deny and replay deltas, answered 204). Register under the
  * `/admin/v1` prefix.
  */
@@ -229,7 +229,7 @@ export async function kpiRoutes(app: FastifyInstance, deps: ControlPlaneDeps): P
     if (q.history === '1') return { ...book.snapshot(now), history: book.historySnapshot(now) }
     return book.snapshot(now)
   })
-  app.post('/gateways/stats', { preHandler: requireRole(deps.store, ['gateway']) }, async (request, reply) => {
+  app.post('/gateways/stats', { preHandler: requireRole(deps.store, ['gateway', 'admin']) }, async (request, reply) => {
     if (request.adminPrincipal!.tenant !== null) throw new AegisError('forbidden', 'gateway stats need a global gateway token')
     const report = parseGatewayStats(request.body)
     book.recordGatewayStats(report, deps.clock.now())
