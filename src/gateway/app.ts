@@ -11,8 +11,10 @@ import { MemoryReplayCache } from '../store/memory/replay-cache.js'
 import { RedisReplayCache } from '../store/redis/replay-cache.js'
 import { createVerifier, JwksClient } from '../verify/index.js'
 import { ControlPlaneClient } from './control-plane-client.js'
-import { LogDecisionSink } from './decision-sink.js'
-import type { GatewayDeps, GatewayTuning } from './deps.js'
+import { LogDecisionSink, TeeDecisionSink } from './decision-sink.js'
+import { DecisionSpanSink, GatewayStatsReporter } from './stats-reporter.js'
+import { continueTraceContext } from '../observability/request-context.js'
+import type { DecisionSink, GatewayDeps, GatewayTuning } from './deps.js'
 import { AckReporter } from './feed/acks.js'
 import { RedisFeed } from './feed/redis.js'
 import { SseFeed } from './feed/sse.js'
@@ -141,6 +143,9 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
     onAgentHash: (hash) => manifests.prefetch(hash),
   })
 
+  const baseSink: DecisionSink = overrides.decisions ?? new LogDecisionSink(logger)
+  const stats = new GatewayStatsReporter(client, gatewayId, logger)
+  closers.push(() => stats.close())
   const deps: GatewayDeps = {
     config,
     logger,
@@ -153,7 +158,8 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
     state,
     manifests,
     policyCompiler,
-    decisions: overrides.decisions ?? new LogDecisionSink(logger),
+    // Every decision also becomes a span and a KPI delta on the control plane.
+    decisions: new TeeDecisionSink([baseSink, new DecisionSpanSink(), stats]),
     approvals: overrides.approvals ?? noApprovals,
     redisHealth,
     tuning,
@@ -187,7 +193,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   pruner.unref()
   closers.push(() => clearInterval(pruner))
   closers.push(() => replay.close())
-  closers.push(async () => { await deps.decisions.close?.() })
+  closers.push(async () => { await baseSink.close?.() })
 
   const pipeline = new DecisionPipeline(deps)
   const app = await createServer({ logger, bodyLimit: config.limits.bodyBytes, jsonDepth: config.limits.jsonDepth })
@@ -209,6 +215,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
     metrics.feedSeq.set(denyList.lastSeq)
     return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics())
   })
+  continueTraceContext(app)
   registerAuthorize(app, pipeline)
   registerExtAuthz(app, pipeline)
   registerProxyRoutes(app, pipeline, config.gateway.routes, logger)

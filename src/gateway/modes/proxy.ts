@@ -1,4 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { injectContext } from '../../observability/tracing.js'
+import { outgoingContext } from '../../observability/request-context.js'
 import replyFrom from '@fastify/reply-from'
 import type { IncomingHttpHeaders } from 'node:http'
 import { AegisError } from '../../errors.js'
@@ -34,6 +36,10 @@ function rewriteHeaders(request: { aegisOutcome?: DecisionOutcome }, headers: In
     out['x-aegis-tenant'] = o.token.facts.tenant
     out['x-aegis-decision'] = o.decision
   }
+  // W3C trace context passed on with the decision span as the parent (a no-op without an incoming traceparent).
+  const trace: Record<string, string> = {}
+  injectContext(outgoingContext(), trace)
+  Object.assign(out, trace)
   return out
 }
 
