@@ -55,11 +55,41 @@ unless { context.override };
 
 @id("progress")
 permit (principal, action == Action::"slow.progress", resource);
+
+@id("crm-admin")
+permit (principal, action == Action::"crm.admin", resource);
+
+@id("crm-admin-scope")
+forbid (principal, action == Action::"crm.admin", resource)
+unless { principal.scopes.contains("crm:admin") };
+
+@id("crm-merge")
+permit (principal, action == Action::"crm.merge", resource);
+
+@id("crm-merge-small")
+forbid (principal, action == Action::"crm.merge", resource)
+when { context.params.count > 5 };
+
+@id("refund")
+permit (principal, action == Action::"payments.refund", resource);
+
+@id("refund-approval")
+@approval("finance")
+forbid (principal, action == Action::"payments.refund", resource)
+unless { context.override };
 `
 
-/** The agent's capabilities: every upstream tool but files.delete. crm.purge has no permit at all. */
-const CAPABILITIES = ['crm.read', 'crm.search', 'crm.export', 'crm.delete', 'crm.purge', 'payments.charge', 'payments.transfer', 'slow.progress']
-const VISIBLE = ['crm.export', 'crm.read', 'crm.search', 'payments.charge', 'payments.transfer', 'slow.progress']
+/**
+ * The agent's capabilities: every upstream tool but files.delete. Hidden by
+ * policy, whatever the parameters: crm.delete (unconditional forbid),
+ * crm.purge (nothing permits it), crm.admin (forbidden for the agent's
+ * scopes). Shown although a call with empty parameters is denied:
+ * crm.export (its permit needs a parameter), crm.merge (its forbid reads a
+ * parameter without `has`, so empty parameters fail evaluation and deny);
+ * and payments.refund (needs approval, which can let it through).
+ */
+const CAPABILITIES = ['crm.read', 'crm.search', 'crm.export', 'crm.delete', 'crm.purge', 'crm.admin', 'crm.merge', 'payments.charge', 'payments.transfer', 'payments.refund', 'slow.progress']
+const VISIBLE = ['crm.export', 'crm.merge', 'crm.read', 'crm.search', 'payments.charge', 'payments.refund', 'payments.transfer', 'slow.progress']
 
 interface ToolResult { content: Array<{ type: string; text?: string }>; structuredContent?: Record<string, unknown>; isError?: boolean; _meta?: Record<string, unknown> }
 
@@ -102,8 +132,10 @@ for (const flavor of ['sse', 'json'] as const) {
     test('tools/list shows the capabilities minus the tools a policy forbids outright', async () => {
       const names = (await client.listTools()).tools.map((t) => t.name).sort()
       assert.deepEqual(names, VISIBLE)
-      // The upstream offered more: files.delete (no capability), crm.delete (forbidden outright), crm.purge (nothing permits it).
-      for (const hidden of ['files.delete', 'crm.delete', 'crm.purge']) assert.ok(UPSTREAM_TOOLS.includes(hidden) && !names.includes(hidden))
+      for (const hidden of ['files.delete', 'crm.delete', 'crm.purge', 'crm.admin']) assert.ok(UPSTREAM_TOOLS.includes(hidden) && !names.includes(hidden))
+      // Listed tools keep what the server said about them.
+      const read = (await client.listTools()).tools.find((t) => t.name === 'crm.read')!
+      assert.equal(read.description, 'Read a contact')
     })
 
     test('an allowed call is forwarded as is, without the agent\'s token', async () => {
@@ -143,11 +175,13 @@ for (const flavor of ['sse', 'json'] as const) {
       assert.equal(sink.events.filter((e) => e.type === 'decision' && e.tool === 'files.delete' && e.decision === 'deny' && e.mode === 'mcp').length, 1)
     })
 
-    test('a conditional forbid does not hide a tool: crm.search and crm.export stay listed and callable', async () => {
+    test('a tool denied only for some parameters stays listed and is callable with the others', async () => {
       const r = await client.callTool({ name: 'crm.export', arguments: { format: 'csv' } }) as ToolResult
       assert.notEqual(r.isError, true)
       const no = await client.callTool({ name: 'crm.export', arguments: { format: 'xml' } }) as ToolResult
       assert.equal(no.isError, true)
+      assert.notEqual((await client.callTool({ name: 'crm.merge', arguments: { count: 2 } }) as ToolResult).isError, true)
+      assert.equal((await client.callTool({ name: 'crm.merge', arguments: { count: 9 } }) as ToolResult).isError, true)
     })
 
     test('sanitize forwards the redacted arguments', async () => {
@@ -272,6 +306,8 @@ for (const flavor of ['sse', 'json'] as const) {
       const c3 = await connect(gw.url + route, { authorization: `Bearer ${token}` })
       const sid = c3.transport.sessionId
       assert.equal(typeof sid, 'string')
+      // The SDK client opened the server-to-client GET stream through the gateway after initialize.
+      await eventually(async () => upstream.requests.some((q) => q.method === 'GET' && q.headers['mcp-session-id'] === sid))
       await c3.transport.terminateSession()
       assert.ok(upstream.closedSessions.includes(sid!))
       await c3.client.close().catch(() => {})

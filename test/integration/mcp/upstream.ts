@@ -26,7 +26,7 @@ export interface McpUpstream {
 export const CONTACT = { name: 'Ada', ssn: '123-45-6789', contacts: [{ name: 'Bob', ssn: '987-65-4321' }, { name: 'Eve', ssn: '555-55-5555' }] }
 
 /** Every tool the server offers: more than the test agent may see. */
-export const UPSTREAM_TOOLS = ['crm.read', 'crm.search', 'crm.export', 'crm.delete', 'crm.purge', 'files.delete', 'payments.charge', 'payments.transfer', 'slow.progress']
+export const UPSTREAM_TOOLS = ['crm.read', 'crm.search', 'crm.export', 'crm.delete', 'crm.purge', 'crm.admin', 'crm.merge', 'files.delete', 'payments.charge', 'payments.transfer', 'payments.refund', 'slow.progress']
 
 export async function startMcpUpstream(opts: { json?: boolean } = {}): Promise<McpUpstream> {
   const requests: McpUpstream['requests'] = []
@@ -42,12 +42,12 @@ export async function startMcpUpstream(opts: { json?: boolean } = {}): Promise<M
       record(tool, args)
       return { content: [{ type: 'text' as const, text: JSON.stringify({ tool, args }) }] }
     }
-    const any = { q: z.string().optional(), limit: z.number().optional(), format: z.string().optional(), id: z.string().optional() }
+    const any = { q: z.string().optional(), limit: z.number().optional(), format: z.string().optional(), id: z.string().optional(), count: z.number().optional() }
     server.registerTool('crm.read', { description: 'Read a contact', inputSchema: { id: z.string().optional() } }, async (args) => {
       record('crm.read', args)
       return { content: [{ type: 'text' as const, text: JSON.stringify(CONTACT) }], structuredContent: CONTACT }
     })
-    for (const t of ['crm.search', 'crm.export', 'crm.delete', 'crm.purge', 'files.delete']) server.registerTool(t, { description: t, inputSchema: any }, echo(t))
+    for (const t of ['crm.search', 'crm.export', 'crm.delete', 'crm.purge', 'crm.admin', 'crm.merge', 'files.delete', 'payments.refund']) server.registerTool(t, { description: t, inputSchema: any }, echo(t))
     server.registerTool('payments.charge', { description: 'Charge a card', inputSchema: { card_number: z.string(), amount: z.number() } }, echo('payments.charge'))
     server.registerTool('payments.transfer', { description: 'Transfer money', inputSchema: { amount: z.number(), to: z.string() } }, echo('payments.transfer'))
     server.registerTool('slow.progress', { description: 'Reports progress, then waits for the test', inputSchema: {} }, async (_args, extra) => {
