@@ -154,10 +154,16 @@ export async function startGatewayEnv(opts: GatewayEnvOptions = {}): Promise<Gat
       return running
     },
     close: async () => {
-      for (const g of [...gateways]) await g.close().catch(() => {})
-      await cp.close().catch(() => {})
-      await feed?.close().catch(() => {})
-      rmSync(dir, { recursive: true, force: true })
+      // Shutdown steps may wait on unref'd timers (drains, flushes); keep the loop alive until they finish.
+      const keepAlive = setInterval(() => {}, 1_000)
+      try {
+        for (const g of [...gateways]) await g.close().catch(() => {})
+        await cp.close().catch(() => {})
+        await feed?.close().catch(() => {})
+        rmSync(dir, { recursive: true, force: true })
+      } finally {
+        clearInterval(keepAlive)
+      }
     },
   }
   return env
