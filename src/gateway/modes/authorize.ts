@@ -72,6 +72,7 @@ export function registerAuthorize(app: FastifyInstance, pipeline: DecisionPipeli
         dryRun: header(request, 'aegis-dry-run') === '1',
         override: header(request, 'aegis-override') ?? null,
         clientAddress: request.ip,
+        sender: request,
         mode: 'authorize',
       }
       result = pipeline.decide(req)

@@ -10,13 +10,20 @@ export const MAX_RESOURCE_LENGTH = 2048
 /** Tool names: dotted/slashed identifiers (`payments.transfer`, `kb/search`, `crm:read`). */
 export const TOOL_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,255}$/
 
-/** The bearer token of `Authorization: Bearer <token>` (scheme case-insensitive, RFC 6750 §2.1), or undefined. */
+/**
+ * The access token of `Authorization: Bearer <token>` (scheme case-insensitive,
+ * RFC 6750 §2.1) or `Authorization: DPoP <token>` (RFC 9449 §7.1; the
+ * pipeline's sender-constraint step then requires the proof), or undefined.
+ */
 export function bearerOf(request: FastifyRequest): string | undefined {
   const h = request.headers.authorization
-  if (typeof h !== 'string' || h.length < 8) return undefined
+  if (typeof h !== 'string' || h.length < 6) return undefined
+  let rest: string
   const scheme = h.slice(0, 7)
-  if (scheme !== 'Bearer ' && scheme.toLowerCase() !== 'bearer ') return undefined
-  const token = h.slice(7).trim()
+  if (scheme === 'Bearer ' || scheme.toLowerCase() === 'bearer ') rest = h.slice(7)
+  else if (h.slice(0, 5).toLowerCase() === 'dpop ') rest = h.slice(5)
+  else return undefined
+  const token = rest.trim()
   return token.length > 0 ? token : undefined
 }
 

@@ -53,6 +53,7 @@ export function registerExtAuthz(app: FastifyInstance, pipeline: DecisionPipelin
         dryRun: false,
         override: header(request, 'aegis-override') ?? null,
         clientAddress: request.ip,
+        sender: request,
         mode: 'ext_authz',
       }
       result = pipeline.decide(req)

@@ -6,7 +6,7 @@ import type { ApprovalRef, ApprovalResolution, EntryMode, GatewayAuditEvent, Gat
 import type { VerifiedManifest } from '../manifests.js'
 import { checkDenyList } from './check-deny-list.js'
 import { checkReplay, assessBackends, needsReplayClaim, REPLAY_CLAIM_FAILED, type Degradation } from './check-replay.js'
-import { checkSenderConstraint } from './check-sender-constraint.js'
+import { enforceSenderConstraint, type SenderSource } from './sender-constraint.js'
 import { evaluatePolicy, type Evaluation } from './evaluate-policy.js'
 import { resolveApproval } from './resolve-approval.js'
 import type { TokenView } from './token-view.js'
@@ -15,7 +15,7 @@ import { invalidToken, needsKeys, verifyFailure, verifyToken, viewOf } from './v
 export type { TokenView } from './token-view.js'
 export { verifyToken } from './verify-token.js'
 export { checkDenyList } from './check-deny-list.js'
-export { checkSenderConstraint } from './check-sender-constraint.js'
+export { enforceSenderConstraint, authScheme, type SenderSource } from './sender-constraint.js'
 export { checkReplay, assessBackends } from './check-replay.js'
 export { evaluatePolicy } from './evaluate-policy.js'
 export { resolveApproval, noApprovals } from './resolve-approval.js'
@@ -34,6 +34,8 @@ export interface DecisionRequest {
   override: string | null
   clientAddress: string | null
   mode: EntryMode
+  /** The HTTP request, for the sender constraint (client certificate, DPoP proof); absent = bound tokens refused. */
+  sender?: SenderSource
 }
 
 /** The pipeline's answer (DESIGN.md `/v1/authorize` body, in camelCase). */
@@ -59,7 +61,7 @@ const EMPTY: readonly never[] = Object.freeze([])
 /**
  * The decision pipeline behind every entry point (DESIGN.md "Gateway"),
  * in order, failing closed at each step: verifyToken → checkDenyList →
- * checkSenderConstraint → evaluatePolicy → checkReplay → resolveApproval.
+ * enforceSenderConstraint → evaluatePolicy → checkReplay → resolveApproval.
  * (Policy evaluation is pure, so it runs before the replay claim: that is
  * how the gateway knows which actions the policy marks high-risk.)
  *
@@ -100,11 +102,24 @@ export class DecisionPipeline {
     let manifest: VerifiedManifest | undefined
     try {
       checkDenyList(this.deps, view)
-      checkSenderConstraint(view)
+      const bound = enforceSenderConstraint(this.deps, view, req.sender)
+      if (bound !== undefined) return this.afterProof(req, view, bound, started)
       manifest = this.deps.manifests.get(view.capabilityHash)
     } catch (err) {
       throw this.refused(req, view, err)
     }
+    if (manifest === undefined) return this.loadManifest(req, view, started)
+    return this.decideWith(req, view, manifest, started)
+  }
+
+  /** A DPoP proof is checked asynchronously (signature, replay claim). */
+  private async afterProof(req: DecisionRequest, view: TokenView, proof: Promise<void>, started: number): Promise<DecisionOutcome> {
+    try {
+      await proof
+    } catch (err) {
+      throw this.refused(req, view, err)
+    }
+    const manifest = this.deps.manifests.get(view.capabilityHash)
     if (manifest === undefined) return this.loadManifest(req, view, started)
     return this.decideWith(req, view, manifest, started)
   }
