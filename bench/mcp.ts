@@ -9,6 +9,7 @@
  * Client, gateway and server share this process, so absolute numbers are
  * pessimistic; the difference is what the gateway costs.
  */
+import { setMaxListeners } from 'node:events'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { activatePolicy, startGatewayEnv } from '../test/helpers/gateway-env.js'
@@ -45,7 +46,11 @@ when { context.params has limit && context.params.limit > 100 };
 
 async function connect(url: string, token?: string): Promise<Client> {
   const client = new Client({ name: 'aegis-bench', version: '1.0.0' })
-  await client.connect(new StreamableHTTPClientTransport(new URL(url), token ? { requestInit: { headers: { authorization: `Bearer ${token}` } } } : {}))
+  const transport = new StreamableHTTPClientTransport(new URL(url), token ? { requestInit: { headers: { authorization: `Bearer ${token}` } } } : {})
+  await client.connect(transport)
+  // The SDK transport hands one AbortSignal to every fetch, and each call adds a listener to it: thousands of calls would print leak warnings.
+  const signal = (transport as unknown as { _abortController?: AbortController })._abortController?.signal
+  if (signal) setMaxListeners(0, signal)
   return client
 }
 

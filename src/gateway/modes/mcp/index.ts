@@ -28,6 +28,7 @@ export const DECISION_META_KEY = 'aegis/decision'
 export const MAX_REWRITE_BYTES = 8 * 1024 * 1024
 
 const EMPTY_PARAMS: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>
+const SMALL_BODY_BYTES = 64 * 1024
 
 const RESUMED_RESPONSE = 'a response replayed on the GET stream cannot be checked by the Aegis gateway; call again'
 
@@ -99,7 +100,8 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
   /** Sends the request upstream and the answer back, rewriting JSON-RPC responses with `rewrite` when given. */
   async function forward(request: FastifyRequest, reply: FastifyReply, method: 'GET' | 'POST' | 'DELETE', body: string | null, view: TokenView, rewrite: ResponseRewrite | null, requestId: JsonRpcId | null): Promise<FastifyReply> {
     const abort = new AbortController()
-    reply.raw.once('close', () => abort.abort())
+    // The client left before the answer was complete: stop the upstream request (an abort after a finished reply would only cost a DOMException).
+    reply.raw.once('close', () => { if (!reply.raw.writableFinished) abort.abort() })
     let res: Dispatcher.ResponseData
     try {
       res = await route.upstream.request(method, upstreamHeaders(request.headers, view.facts.agentId, view.facts.tenant), body, abort.signal)
@@ -123,6 +125,11 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     if (res.statusCode === 202 || res.statusCode === 204 || method === 'DELETE' && type === '') {
       await res.body.dump()
       return reply.send()
+    }
+    const length = Number(res.headers['content-length'] ?? NaN)
+    if (length >= 0 && length <= SMALL_BODY_BYTES) {
+      // A small body of known length is cheaper to send as one buffer than to pipe as a stream.
+      return reply.send(Buffer.from(await res.body.arrayBuffer()))
     }
     return reply.send(res.body)
   }
