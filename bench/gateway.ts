@@ -61,7 +61,7 @@ function rate(seconds: number, fn: () => void): number {
 }
 
 /** The pipeline in process, with a real verifier (JWKS over loopback), deny list, strict policy. */
-async function benchPipeline(seconds: number): Promise<{ rawVerifyPerSec: number; freshPerSec: number; reusedPerSec: number }> {
+export async function benchPipeline(seconds: number): Promise<{ rawVerifyPerSec: number; freshPerSec: number; reusedPerSec: number }> {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
   const kid = 'bench-1'
   const body = JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid, alg: 'EdDSA', use: 'sig' }] })
