@@ -27,7 +27,7 @@ declare module 'fastify' {
 function rewriteHeaders(request: { aegisOutcome?: DecisionOutcome }, headers: IncomingHttpHeaders): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = {}
   for (const name in headers) {
-    if (name === 'authorization' || name === 'proxy-authorization' || name.startsWith('aegis-') || name.startsWith('x-aegis-')) continue
+    if (name === 'authorization' || name === 'proxy-authorization' || name === 'dpop' || name.startsWith('aegis-') || name.startsWith('x-aegis-')) continue
     out[name] = headers[name]
   }
   const o = request.aegisOutcome
@@ -112,6 +112,7 @@ export function registerProxyRoutes(app: FastifyInstance, pipeline: DecisionPipe
             override: header(request, 'aegis-override') ?? null,
             clientAddress: request.ip,
             mode: 'proxy',
+            sender: request,
           }
           result = pipeline.decide(req)
         } catch (err) {
