@@ -119,6 +119,9 @@ describe('MCP mode with a raw Streamable HTTP upstream', () => {
       assert.equal(r.status, 400)
       assert.equal(((await r.json()) as { error: { code: number } }).error.code, -32600)
     }
+    const form = await fetch(`${gw.url}/mcp/raw`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' }, body: 'jsonrpc=2.0&id=1&method=ping' })
+    assert.equal(form.status, 400)
+    assert.equal(((await form.json()) as { error: { code: number } }).error.code, -32600)
     assert.equal(seen.length, n)
   })
 })

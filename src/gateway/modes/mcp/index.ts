@@ -214,9 +214,13 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     const token = bearerOf(request)
     try {
       const body = request.body
-      const msg: ClientMessage | string = Array.isArray(body)
-        ? 'JSON-RPC batches are not supported through the Aegis gateway (MCP 2025-06-18 removed them): send one message per request'
-        : classify(body)
+      // Streamable HTTP messages are JSON; a form body the server's other parsers accept is not one.
+      const json = String(request.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')
+      const msg: ClientMessage | string = !json
+        ? 'MCP messages are sent as Content-Type: application/json'
+        : Array.isArray(body)
+          ? 'JSON-RPC batches are not supported through the Aegis gateway (MCP 2025-06-18 removed them): send one message per request'
+          : classify(body)
       if (typeof msg !== 'string' && msg.kind === 'request' && msg.method === 'tools/call' && methodAllowed(route.allow, 'tools/call')) {
         return await toolsCall(request, reply, token!, msg)
       }
