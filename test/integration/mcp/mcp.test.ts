@@ -233,6 +233,21 @@ for (const flavor of ['sse', 'json'] as const) {
       }
     })
 
+    test('the override token may come in params._meta["aegis/override"] instead, and never reaches the tool server', async () => {
+      const args = { amount: 2500, to: 'Initech' }
+      const r = await client.callTool({ name: 'payments.transfer', arguments: args }) as ToolResult
+      const d = r._meta?.['aegis/decision'] as { approval: { id: string; status_url: string } }
+      await env.admin('POST', `/approvals/${d.approval.id}/approve`, {})
+      const st = await (await fetch(d.approval.status_url, { headers: { authorization: `Bearer ${token}` } })).json() as { override_token: string }
+      const ok = await client.callTool({ name: 'payments.transfer', arguments: args, _meta: { 'aegis/override': st.override_token, trace: 'kept' } }) as ToolResult
+      assert.notEqual(ok.isError, true)
+      const last = upstream.calls.at(-1)!
+      assert.deepEqual(last.args, args)
+      assert.equal(last.meta?.trace, 'kept')
+      assert.equal(last.meta?.['aegis/override'], undefined)
+      await assert.rejects(client.callTool({ name: 'payments.transfer', arguments: args, _meta: { 'aegis/override': st.override_token } }))
+    })
+
     test('SSE progress notifications stream through while the tool runs', { skip: flavor === 'json' ? 'a JSON-mode server sends no progress stream' : false }, async () => {
       const progress: number[] = []
       const result = client.callTool({ name: 'slow.progress', arguments: {} }, undefined, {
@@ -299,6 +314,23 @@ for (const flavor of ['sse', 'json'] as const) {
         assert.ok(sink.events.some((e) => e.type === 'token.refused' && e.mode === 'mcp' && e.agent_id === 'crm-bot-2'))
       } finally {
         await c2.client.close().catch(() => {})
+      }
+    })
+
+    test('in shadow mode tools/list hides only what the manifest lacks, and refusals are not enforced', async () => {
+      const shadow = await env.startGateway({ gateway: { shadow: true, routes: [{ path: route, upstream: upstream.url, mode: 'mcp' }] } }, { decisions: sink })
+      const c = await connect(shadow.url + route, { authorization: `Bearer ${token}` })
+      try {
+        await eventually(async () => shadow.gw.deps.state.policyFor(env.tenant)?.version === '2026-11-29.1')
+        assert.deepEqual((await c.client.listTools()).tools.map((t) => t.name).sort(), [...CAPABILITIES].sort())
+        const r = await c.client.callTool({ name: 'crm.delete', arguments: { id: 'c1' } }) as ToolResult
+        assert.notEqual(r.isError, true)
+        const audit = sink.events.filter((e) => e.type === 'decision' && e.tool === 'crm.delete').at(-1)!
+        assert.equal(audit.decision, 'deny')
+        assert.equal(audit.enforced, false)
+      } finally {
+        await c.client.close().catch(() => {})
+        await shadow.close()
       }
     })
 

@@ -10,7 +10,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { z } from 'zod'
 
-export interface UpstreamCall { tool: string; args: Record<string, unknown> }
+export interface UpstreamCall { tool: string; args: Record<string, unknown>; meta?: Record<string, unknown> }
 
 export interface McpUpstream {
   url: string
@@ -38,8 +38,8 @@ export async function startMcpUpstream(opts: { json?: boolean } = {}): Promise<M
   const build = (): McpServer => {
     const server = new McpServer({ name: 'crm-tools', version: '1.0.0' })
     const record = (tool: string, args: Record<string, unknown>): void => { calls.push({ tool, args }) }
-    const echo = (tool: string) => async (args: Record<string, unknown>) => {
-      record(tool, args)
+    const echo = (tool: string) => async (args: Record<string, unknown>, extra: { _meta?: Record<string, unknown> }) => {
+      calls.push({ tool, args, ...(extra._meta !== undefined ? { meta: { ...extra._meta } } : {}) })
       return { content: [{ type: 'text' as const, text: JSON.stringify({ tool, args }) }] }
     }
     const any = { q: z.string().optional(), limit: z.number().optional(), format: z.string().optional(), id: z.string().optional(), count: z.number().optional() }
