@@ -12,6 +12,8 @@ import { bearerOf, blocks, deniedBody, header, isPlainObject, MAX_RESOURCE_LENGT
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS']
 const EMPTY_PARAMS: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>
 const BODYLESS = new Set(['GET', 'HEAD'])
+// `.`/`..` segments, plain or percent-encoded (and encoded slashes/backslashes): an upstream that normalizes them could be reached outside the route's path.
+const DOT_SEGMENT = /(?:^|\/|%2f|\\|%5c)(?:\.|%2e){1,2}(?:\/|%2f|\\|%5c|$)/i
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -94,6 +96,9 @@ export function registerProxyRoutes(app: FastifyInstance, pipeline: DecisionPipe
         let result: DecisionOutcome | Promise<DecisionOutcome>
         const jsonBody = isPlainObject(request.body) && !Buffer.isBuffer(request.body)
         try {
+          const rawUrl = request.raw.url ?? request.url
+          const q = rawUrl.indexOf('?')
+          if (DOT_SEGMENT.test(q < 0 ? rawUrl : rawUrl.slice(0, q))) throw new AegisError('invalid_request', 'dot segments are not allowed in proxied paths')
           const token = bearerOf(request)
           const tool = route.tool ?? header(request, 'aegis-tool')
           if (token !== undefined && (tool === undefined || !TOOL_NAME.test(tool))) {

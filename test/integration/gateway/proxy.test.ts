@@ -1,5 +1,6 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { request as httpRequest } from 'node:http'
 import { activatePolicy, eventually, authorize, startGatewayEnv, TEST_POLICY, type GatewayEnv, type RunningGateway } from '../../helpers/gateway-env.js'
 import { startUpstream, type Upstream } from '../../helpers/gateway-upstream.js'
 
@@ -19,7 +20,6 @@ describe('reverse-proxy mode', () => {
         routes: [
           { path: '/tools/crm', upstream: `${upstream.url}/api/crm`, mode: 'proxy', tool: 'crm.update' },
           { path: '/tools/any', upstream: upstream.url, mode: 'proxy' },
-          { path: '/tools/mcp', upstream: upstream.url, mode: 'mcp' },
         ],
       },
     })
@@ -89,8 +89,18 @@ describe('reverse-proxy mode', () => {
     assert.equal(upstream.seen.length, count)
   })
 
-  test('mcp routes are not served yet', async () => {
-    const res = await fetch(`${gw.url}/tools/mcp/x`, { headers: { authorization: `Bearer ${token}` } })
-    assert.equal(res.status, 404)
+  test('dot segments (plain or percent-encoded) are refused before anything is forwarded', async () => {
+    const count = upstream.seen.length
+    for (const path of ['/tools/crm/../../admin', '/tools/crm/%2e%2e/admin', '/tools/crm/.%2E%2fadmin']) {
+      const status = await new Promise<number>((resolve, reject) => {
+        const u = new URL(gw.url)
+        const req = httpRequest({ host: u.hostname, port: u.port, path, method: 'GET', headers: { authorization: `Bearer ${token}` } }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
+        req.on('error', reject)
+        req.end()
+      })
+      assert.equal(status, 400, path)
+    }
+    assert.equal(upstream.seen.length, count)
   })
+
 })
