@@ -102,5 +102,4 @@ describe('reverse-proxy mode', () => {
     }
     assert.equal(upstream.seen.length, count)
   })
-
 })
