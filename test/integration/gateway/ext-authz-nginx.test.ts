@@ -94,4 +94,16 @@ describe('nginx auth_request in front of an upstream, deciding with the gateway\
     assert.equal(bad.status, 401)
     assert.match(bad.headers.get('www-authenticate') ?? '', /error="invalid_token"/)
   })
+
+  test('in shadow mode ext-authz lets a denied call through and says so in its headers', async () => {
+    const shadow = await env.startGateway({ gateway: { shadow: true } })
+    try {
+      const res = await fetch(`${shadow.url}/v1/ext-authz/files.delete`, { headers: { authorization: `Bearer ${token}` } })
+      assert.equal(res.status, 200)
+      assert.equal(res.headers.get('x-aegis-decision'), 'deny')
+      assert.equal(res.headers.get('x-aegis-enforced'), 'false')
+    } finally {
+      await shadow.close()
+    }
+  })
 })
