@@ -35,6 +35,11 @@ describe('MCP mode with a raw Streamable HTTP upstream', () => {
           return
         }
         const msg = JSON.parse(body) as { id?: number; method?: string }
+        if (msg.method === 'tools/list' && msg.id === 77) {
+          res.writeHead(200, { 'content-type': 'text/plain' })
+          res.end(JSON.stringify({ jsonrpc: '2.0', id: 77, result: { tools: [{ name: 'files.delete', inputSchema: { type: 'object' } }] } }))
+          return
+        }
         if (msg.method === 'tools/list') {
           res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': 's-1' })
           res.end(sse([
@@ -83,6 +88,14 @@ describe('MCP mode with a raw Streamable HTTP upstream', () => {
     assert.equal(up.headers.cookie, undefined)
     assert.equal(up.headers['x-aegis-agent'], 'raw-bot', 'a client-sent x-aegis-agent is replaced by the gateway\'s')
     assert.equal(up.headers['mcp-session-id'], 's-1')
+  })
+
+  test('an answer that must be filtered but is neither JSON nor SSE is not passed on', async () => {
+    const res = await post({ jsonrpc: '2.0', id: 77, method: 'tools/list' })
+    assert.equal(res.status, 502)
+    const text = await res.text()
+    assert.ok(!text.includes('files.delete'))
+    assert.equal((JSON.parse(text) as { error: { code: number } }).error.code, -32603)
   })
 
   test('the GET stream passes notifications and replaces replayed responses', async () => {

@@ -115,12 +115,15 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     }
     reply.code(res.statusCode)
     const type = String(res.headers['content-type'] ?? '')
-    if (rewrite !== null && res.statusCode < 300) {
+    if (rewrite !== null && res.statusCode < 300 && res.statusCode !== 202 && res.statusCode !== 204) {
       if (type.startsWith('text/event-stream')) {
         reply.header('x-accel-buffering', 'no')
         return reply.send(rewriteSse(res.body, rewrite, MAX_REWRITE_BYTES))
       }
       if (type.startsWith('application/json')) return sendRewrittenJson(request, reply, res.body, rewrite, requestId)
+      // An answer that must be checked but is neither JSON nor SSE is not passed on.
+      await res.body.dump()
+      return rpc(reply, 502, rpcError(requestId, INTERNAL_ERROR, `the upstream MCP server answered with ${type.slice(0, 64) || 'no content type'}, which the gateway cannot check`))
     }
     if (res.statusCode === 202 || res.statusCode === 204 || method === 'DELETE' && type === '') {
       await res.body.dump()
