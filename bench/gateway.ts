@@ -149,7 +149,7 @@ function gatewayProcessConfig(env: GatewayEnv, i: number, redis: boolean): Recor
 }
 
 /** HTTP /v1/authorize with a reused token against a gateway process (autocannon, 50 connections). */
-async function benchHttp(seconds: number): Promise<GatewayBenchResult['http']> {
+export async function benchHttp(seconds: number): Promise<GatewayBenchResult['http']> {
   const env = await startGatewayEnv()
   let gw: GatewayProcess | undefined
   try {
@@ -170,7 +170,7 @@ async function benchHttp(seconds: number): Promise<GatewayBenchResult['http']> {
 }
 
 /** Revocation propagation across three gateway processes: admin call → every gateway refuses. */
-async function benchPropagation(redis: boolean, samples: number): Promise<{ p50Ms: number; p99Ms: number; samples: number }> {
+export async function benchPropagation(redis: boolean, samples: number): Promise<{ p50Ms: number; p99Ms: number; samples: number }> {
   const env = await startGatewayEnv({ redis })
   const gateways: GatewayProcess[] = []
   try {
