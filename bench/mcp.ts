@@ -16,7 +16,7 @@ import { activatePolicy, startGatewayEnv } from '../test/helpers/gateway-env.js'
 import { startMcpUpstream, type McpUpstream } from '../test/integration/mcp/upstream.js'
 import { percentiles } from './util.js'
 
-export interface McpLatency { p50Ms: number; p99Ms: number; calls: number }
+export interface McpLatency { p50Ms: number; p99Ms: number; minMs: number; calls: number }
 
 export interface McpFlavorResult {
   direct: McpLatency
@@ -25,6 +25,10 @@ export interface McpFlavorResult {
   addedP50Ms: number
   /** gateway p50 / direct p50, sequential. */
   ratioP50: number
+  /** Median of (gateway − direct) over consecutive call pairs: steadier than the p50 difference on a busy machine. */
+  addedPairedP50Ms: number
+  /** gateway min − direct min: the added cost when nothing else competes for the CPU. */
+  addedMinMs: number
   concurrent: { inFlight: number; directPerSec: number; gatewayPerSec: number; direct: McpLatency; gateway: McpLatency }
 }
 
@@ -63,7 +67,7 @@ async function callOnce(client: Client): Promise<number> {
 
 function latency(samples: number[]): McpLatency {
   const p = percentiles(samples)
-  return { p50Ms: p.p50, p99Ms: p.p99, calls: samples.length }
+  return { p50Ms: p.p50, p99Ms: p.p99, minMs: Math.min(...samples), calls: samples.length }
 }
 
 async function concurrent(client: Client, inFlight: number, seconds: number, upstream: McpUpstream): Promise<{ perSec: number; samples: number[] }> {
@@ -115,6 +119,8 @@ async function flavor(json: boolean, seconds: number): Promise<McpFlavorResult> 
       gateway: gl,
       addedP50Ms: gl.p50Ms - dl.p50Ms,
       ratioP50: gl.p50Ms / dl.p50Ms,
+      addedPairedP50Ms: percentiles(g.map((x, i) => x - d[i]!)).p50,
+      addedMinMs: gl.minMs - dl.minMs,
       concurrent: { inFlight, directPerSec: cd.perSec, gatewayPerSec: cg.perSec, direct: latency(cd.samples), gateway: latency(cg.samples) },
     }
   } finally {
