@@ -128,7 +128,7 @@ describe('console login, session cookie, CSRF and security headers', () => {
       assert.ok(!csp.includes('unsafe-inline'), path)
       assert.equal(res.headers.get('x-frame-options'), 'DENY', path)
       assert.equal(res.headers.get('x-content-type-options'), 'nosniff', path)
-      assert.equal(res.headers.get('referrer-policy'), 'no-referrer', path)
+      assert.equal(res.headers.get('referrer-policy'), 'same-origin', path)
     }
     const html = await (await fetch(`${base}/console/`)).text()
     assert.ok(!/<script(?![^>]*\bsrc=)[^>]*>/.test(html), 'no inline script')
