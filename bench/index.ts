@@ -1,0 +1,92 @@
+/**
+ * `npm run bench`: every benchmark, each figure beside a baseline measured in
+ * the same run (raw node:crypto Ed25519 sign/verify, bare Cedar, direct MCP
+ * calls), so the ratios mean something on a shared, noisy machine. Prints a
+ * Markdown table and writes it to bench/results.md; `npx tsx
+ * scripts/update-readme.ts` copies it into the README.
+ *
+ * AEGIS_BENCH_SECONDS sets the measuring time per figure (default 10; the
+ * issuance figure always runs at least 10 s). `npm run bench -- issuance
+ * gateway` runs only the named parts.
+ */
+import { writeFileSync } from 'node:fs'
+import { cpus, loadavg } from 'node:os'
+import { ed25519Baseline, fmt } from './util.js'
+
+const seconds = Number(process.env.AEGIS_BENCH_SECONDS ?? 10)
+const only = new Set(process.argv.slice(2))
+const want = (name: string): boolean => only.size === 0 || only.has(name)
+
+interface Row { what: string; result: string; baseline: string; ratio: string; goal: string }
+const rows: Row[] = []
+const ms = (v: number): string => `${v.toFixed(v < 1 ? 3 : 1)} ms`
+const log = (s: string): void => { process.stderr.write(s + '\n') }
+
+const loadBefore = loadavg()[0]!
+log(`bench: ${seconds} s per figure on ${cpus().length} cores (load average ${loadBefore.toFixed(2)})`)
+
+if (want('issuance')) {
+  const { benchIssuance } = await import('./issuance.js')
+  log('bench: token issuance over HTTP…')
+  const base = ed25519Baseline(2)
+  const r = await benchIssuance(Math.max(10, seconds))
+  rows.push({
+    what: 'token issuance, HTTP, 50 connections, audit on, SQLite',
+    result: `${fmt(r.tokensPerSec)}/s, p50 ${ms(r.p50Ms)}, p99 ${ms(r.p99Ms)}${r.non2xx + r.errors > 0 ? `, ${r.non2xx} non-2xx, ${r.errors} errors` : ''}`,
+    baseline: `raw Ed25519 sign ${fmt(base.signPerSec)}/s`,
+    ratio: `${(r.tokensPerSec / base.signPerSec).toFixed(2)}×`,
+    goal: '≥ 8,000/s, p99 < 15 ms',
+  })
+}
+
+if (want('verify')) {
+  const { benchVerify } = await import('./verify.js')
+  log('bench: verifier…')
+  const r = await benchVerify(Math.min(seconds, 5))
+  rows.push({ what: 'aegis/verify, new token each call', result: `${fmt(r.verifierColdPerSec)}/s`, baseline: `raw Ed25519 verify ${fmt(r.rawVerifyPerSec)}/s`, ratio: `${(r.verifierColdPerSec / r.rawVerifyPerSec).toFixed(2)}×`, goal: '≥ 0.80×' })
+  rows.push({ what: 'aegis/verify, reused token (verified-token cache)', result: `${fmt(r.verifierCachedPerSec)}/s`, baseline: `raw Ed25519 verify ${fmt(r.rawVerifyPerSec)}/s`, ratio: `${(r.verifierCachedPerSec / r.rawVerifyPerSec).toFixed(1)}×`, goal: '≥ 10×' })
+}
+
+if (want('gateway')) {
+  const { benchGateway } = await import('./gateway.js')
+  log('bench: gateway pipeline, HTTP and revocation propagation…')
+  const r = await benchGateway(Math.min(seconds, 10))
+  const raw = `raw Ed25519 verify ${fmt(r.rawVerifyPerSec)}/s`
+  rows.push({ what: 'gateway pipeline in process, new token each call (verify + deny list + strict policy)', result: `${fmt(r.pipelineFreshPerSec)}/s`, baseline: raw, ratio: `${(r.pipelineFreshPerSec / r.rawVerifyPerSec).toFixed(2)}×`, goal: '≥ 0.80×' })
+  rows.push({ what: 'gateway pipeline in process, reused token', result: `${fmt(r.pipelineReusedPerSec)}/s`, baseline: raw, ratio: `${(r.pipelineReusedPerSec / r.rawVerifyPerSec).toFixed(1)}×`, goal: '≥ 10×' })
+  rows.push({ what: 'HTTP /v1/authorize, reused token, 50 connections', result: `${fmt(r.http.perSec)}/s, p50 ${ms(r.http.p50Ms)}, p99 ${ms(r.http.p99Ms)}`, baseline: raw, ratio: `${(r.http.perSec / r.rawVerifyPerSec).toFixed(2)}×`, goal: '≥ 12,000/s, p99 < 5 ms' })
+  if (r.propagation.redis) rows.push({ what: `revocation propagation to 3 gateways, Redis (${r.propagation.redis.samples} revocations)`, result: `p50 ${ms(r.propagation.redis.p50Ms)}, p99 ${ms(r.propagation.redis.p99Ms)}`, baseline: '—', ratio: '—', goal: 'p99 < 100 ms' })
+  rows.push({ what: `revocation propagation to 3 gateways, SSE (${r.propagation.sse.samples} revocations)`, result: `p50 ${ms(r.propagation.sse.p50Ms)}, p99 ${ms(r.propagation.sse.p99Ms)}`, baseline: '—', ratio: '—', goal: 'p99 < 1 s' })
+}
+
+if (want('policy')) {
+  const { benchPolicy } = await import('./policy.js')
+  log('bench: Cedar policy evaluation…')
+  const r = await benchPolicy(Math.min(seconds, 5))
+  for (const [name, f] of Object.entries(r.templates)) {
+    rows.push({ what: `policy evaluate, ${name} template (${f.policies} policies)`, result: `p50 ${ms(f.p50Ms)}, p99 ${ms(f.p99Ms)}`, baseline: '—', ratio: '—', goal: 'p99 < 0.5 ms' })
+  }
+  rows.push({ what: `policy evaluate, ${r.bundle500.policies}-policy bundle (sliced by action)`, result: `p50 ${ms(r.bundle500.p50Ms)}, p99 ${ms(r.bundle500.p99Ms)}, ${fmt(r.bundle500.perSec)}/s`, baseline: `bare statefulIsAuthorized ${fmt(r.bareStatefulPerSec)}/s`, ratio: `${(r.bundle500.perSec / r.bareStatefulPerSec).toFixed(1)}×`, goal: 'p99 < 1 ms' })
+  rows.push({ what: `policy evaluate, ${r.bundle500.policies}-policy bundle, repeated call (decision cache)`, result: `p50 ${ms(r.bundle500Cached.p50Ms)}, p99 ${ms(r.bundle500Cached.p99Ms)}`, baseline: `bare statefulIsAuthorized ${fmt(r.bareStatefulPerSec)}/s`, ratio: `${(r.bundle500Cached.perSec / r.bareStatefulPerSec).toFixed(0)}×`, goal: '—' })
+}
+
+if (want('mcp')) {
+  const { benchMcp } = await import('./mcp.js')
+  log('bench: MCP tools/call through the gateway…')
+  const r = await benchMcp(Math.min(seconds, 5))
+  for (const [flavor, f] of [['JSON', r.json], ['SSE', r.sse]] as const) {
+    rows.push({ what: `MCP tools/call through the gateway (${flavor} responses, sequential)`, result: `p50 ${ms(f.gateway.p50Ms)}, p99 ${ms(f.gateway.p99Ms)}; added p50 ${ms(f.addedPairedP50Ms)}`, baseline: `direct p50 ${ms(f.direct.p50Ms)}, p99 ${ms(f.direct.p99Ms)}`, ratio: `${f.ratioP50.toFixed(2)}×`, goal: flavor === 'JSON' ? 'adds < 1 ms at p50' : '—' })
+  }
+}
+
+const header = `Measured by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}, load average ${loadBefore.toFixed(2)} at start, ${seconds} s per figure. Ratios compare with a baseline measured in the same run.`
+const table = [
+  header,
+  '',
+  '| what | result | baseline (same run) | ratio | goal |',
+  '|---|---|---|---|---|',
+  ...rows.map((r) => `| ${r.what} | ${r.result} | ${r.baseline} | ${r.ratio} | ${r.goal} |`),
+].join('\n')
+console.log(table)
+if (only.size === 0) writeFileSync(new URL('./results.md', import.meta.url), table + '\n')
+process.exit(0)
