@@ -17,17 +17,19 @@ export interface IssuanceResult {
   seconds: number
   /** CPU the server process used during the measured run, % of one core (NaN where /proc is missing). */
   serverCpuPct: number
-  /** Server CPU time per issued token, µs: what one event loop can reach is 1e6 / this. */
+  /** Server CPU time per issued token (all threads), µs. */
   serverCpuUsPerToken: number
+  /** CPU time of the server's main thread (the event loop) per token, µs: one loop tops out at 1e6 / this tokens/s. */
+  loopCpuUsPerToken: number
   /** CPU the load generator (this process) used during the measured run, % of one core. */
   benchCpuPct: number
 }
 
-/** utime + stime of a process in ms, from /proc (Linux); NaN elsewhere. */
-function processCpuMs(pid: number | undefined): number {
+/** utime + stime of a process (or with `thread`, of its main thread) in ms, from /proc (Linux); NaN elsewhere. */
+function processCpuMs(pid: number | undefined, thread = false): number {
   if (pid === undefined) return NaN
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const stat = readFileSync(thread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8')
     // Fields after the parenthesized command name; utime and stime are fields 14 and 15 (clock ticks, 100/s on Linux).
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     return (Number(f[11]) + Number(f[12])) * 10
@@ -53,6 +55,7 @@ export async function benchIssuance(seconds: number, env: Record<string, string>
     // Warm-up so JIT and caches settle before measuring.
     await autocannon({ url: `${server.url}/oauth2/token`, method: 'POST', connections: 50, duration: 2, headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' })
     const serverCpu0 = processCpuMs(server.child.pid)
+    const loopCpu0 = processCpuMs(server.child.pid, true)
     const benchCpu0 = process.cpuUsage()
     const t0 = performance.now()
     const r = await autocannon({
@@ -62,6 +65,7 @@ export async function benchIssuance(seconds: number, env: Record<string, string>
     })
     const wallMs = performance.now() - t0
     const serverCpuMs = processCpuMs(server.child.pid) - serverCpu0
+    const loopCpuMs = processCpuMs(server.child.pid, true) - loopCpu0
     const benchCpu = process.cpuUsage(benchCpu0)
     return {
       tokensPerSec: r.requests.average,
@@ -72,6 +76,7 @@ export async function benchIssuance(seconds: number, env: Record<string, string>
       seconds,
       serverCpuPct: (100 * serverCpuMs) / wallMs,
       serverCpuUsPerToken: r.requests.total > 0 ? (1000 * serverCpuMs) / r.requests.total : NaN,
+      loopCpuUsPerToken: r.requests.total > 0 ? (1000 * loopCpuMs) / r.requests.total : NaN,
       benchCpuPct: (100 * (benchCpu.user + benchCpu.system) / 1000) / wallMs,
     }
   } finally {

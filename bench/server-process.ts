@@ -3,7 +3,7 @@
  * its event loop) and waits until it answers.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -31,6 +31,7 @@ export interface ServerProcess {
 export async function startServeProcess(role: 'control-plane' | 'gateway' | 'all', env: Record<string, string>, portVar: 'AEGIS_CONTROL_PORT' | 'AEGIS_GATEWAY_PORT' = 'AEGIS_CONTROL_PORT'): Promise<ServerProcess> {
   const port = env[portVar] ? Number(env[portVar]) : await freePort()
   const adminToken = env.AEGIS_ADMIN_TOKEN ?? `bench_admin_${randomBytes(16).toString('hex')}`
+  const ownDir = env.AEGIS_DATA_DIR === undefined
   const dataDir = env.AEGIS_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'aegis-bench-'))
   const childEnv: Record<string, string> = {
     ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AEGIS_')) as Array<[string, string]>),
@@ -60,11 +61,14 @@ export async function startServeProcess(role: 'control-plane' | 'gateway' | 'all
     url,
     adminToken,
     stop: async () => {
-      if (child.exitCode !== null) return
-      const exited = new Promise((r) => child.once('exit', r))
-      child.kill('SIGTERM')
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))])
-      if (child.exitCode === null) child.kill('SIGKILL')
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r))
+        child.kill('SIGTERM')
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))])
+        if (child.exitCode === null) child.kill('SIGKILL')
+      }
+      // A 10 s run leaves tens of MB of audit log behind; a directory the caller chose stays.
+      if (ownDir) rmSync(dataDir, { recursive: true, force: true })
     },
   }
 }
