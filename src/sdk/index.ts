@@ -50,3 +50,4 @@ export {
   type SdkClock,
   type TimerHandle,
 } from './runtime.js'
+export * from './credentials/index.js'

@@ -14,7 +14,7 @@ import {
 export interface AccessToken {
   /** The token. Treat as a secret: never log it. */
   readonly accessToken: string
-  /** `Bearer` (the only type this SDK presents today; DPoP comes later). */
+  /** `Bearer`, or `DPoP` for a DPoP-bound token (present it with credentials/dpop.ts's fetch). */
   readonly tokenType: string
   /** When it stops being valid, epoch milliseconds of the source's clock (request time + `expires_in`). */
   readonly expiresAt: number
@@ -354,14 +354,18 @@ export abstract class OAuthTokenSource implements TokenSource {
     const type = body?.token_type
     const expiresIn = body?.expires_in
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_CHARS) throw new AegisSdkError('invalid_response', 'token response has no usable access_token', { status: 200 })
-    if (typeof type !== 'string' || type.toLowerCase() !== 'bearer') throw new AegisSdkError('invalid_response', 'token response token_type is not Bearer', { status: 200 })
+    // DPoP (RFC 9449 §5) when the request carried a proof (see credentials/dpop.ts).
+    const kind = typeof type === 'string' ? type.toLowerCase() : ''
+    // A DPoP token is usable only by a fetch that holds the key (credentials/dpop.ts marks its fetch).
+    const dpopCapable = (this.fetchImpl as { aegisDpop?: unknown }).aegisDpop === true
+    if (kind !== 'bearer' && !(kind === 'dpop' && dpopCapable)) throw new AegisSdkError('invalid_response', 'token response token_type is not Bearer or DPoP', { status: 200 })
     if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn) || expiresIn <= 0) throw new AegisSdkError('invalid_response', 'token response has no positive expires_in', { status: 200 })
     const lifetime = expiresIn * 1000
     const [lo, hi] = this.window
     const fraction = lo + this.random() * (hi - lo)
     return {
       accessToken: token,
-      tokenType: 'Bearer',
+      tokenType: kind === 'dpop' ? 'DPoP' : 'Bearer',
       // Measured from when the request was sent, so network time only makes us early.
       expiresAt: sentAt + lifetime,
       refreshAt: sentAt + Math.floor(lifetime * fraction),
