@@ -28,6 +28,11 @@ describe('MCP mode with a raw Streamable HTTP upstream', () => {
       req.on('data', (c: Buffer) => { body += c.toString() })
       req.on('end', () => {
         seen.push({ method: req.method ?? '', headers: req.headers, body })
+        if (req.method === 'GET' && req.headers['last-event-id'] === 'keep-open') {
+          res.writeHead(200, { 'content-type': 'text/event-stream' })
+          res.write(sse([{ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'hello' } }]))
+          return
+        }
         if (req.method === 'GET') {
           // A notification and a replayed response on the server-to-client stream.
           res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': 's-1' })
@@ -106,6 +111,18 @@ describe('MCP mode with a raw Streamable HTTP upstream', () => {
     assert.ok(!text.includes('secret'))
     assert.match(text, /"id":"old-call","error":\{"code":-32001/)
     assert.equal(seen.at(-1)!.method, 'GET')
+  })
+
+  test('closing the gateway cuts an open GET stream instead of waiting for it', async () => {
+    const other = await env.startGateway({ gateway: { routes: [{ path: '/mcp/raw', upstream: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/rpc`, mode: 'mcp' }] } })
+    const res = await fetch(`${other.url}/mcp/raw`, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream', 'mcp-session-id': 's-1', 'last-event-id': 'keep-open' } })
+    assert.equal(res.status, 200)
+    const reader = res.body!.getReader()
+    const first = new TextDecoder().decode((await reader.read()).value)
+    assert.match(first, /notifications\/message/)
+    await other.close()
+    // The stream ends (or errors) once the gateway is gone.
+    await reader.read().then(() => {}, () => {})
   })
 
   test('methods outside allow_methods never reach the upstream; notifications get 403', async () => {

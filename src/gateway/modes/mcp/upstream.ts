@@ -42,7 +42,8 @@ export class Upstream {
     return this.pool.request({ path: this.path, method, headers, body, signal })
   }
 
+  /** Called once the server stopped taking requests: anything still open upstream (a GET stream) is cut, never waited for. */
   close(): Promise<void> {
-    return this.pool.close()
+    return this.pool.destroy()
   }
 }
