@@ -54,6 +54,7 @@ export const DEFAULT_TUNING: GatewayTuning = Object.freeze({
   feedBackoffInitialMs: 100,
   feedBackoffMaxMs: 10_000,
   pruneIntervalMs: 10_000,
+  feedReconcileMs: 30_000,
 })
 
 function redisRetry(times: number): number {
@@ -179,6 +180,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
       hashKey: tuning.feedHashKey,
       backoffInitialMs: tuning.feedBackoffInitialMs,
       backoffMaxMs: tuning.feedBackoffMaxMs,
+      reconcileMs: tuning.feedReconcileMs,
     })
   } else {
     feed = new SseFeed({ client, state, logger, backoffInitialMs: tuning.feedBackoffInitialMs, backoffMaxMs: tuning.feedBackoffMaxMs })

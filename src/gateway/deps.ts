@@ -106,6 +106,8 @@ export interface GatewayTuning {
   feedBackoffMaxMs: number
   /** Deny-list prune period (ms). */
   pruneIntervalMs: number
+  /** Redis feed: how often the applied seq is checked against the control plane's (ms). */
+  feedReconcileMs: number
 }
 
 /** Everything the gateway's pipeline and entry points use. */

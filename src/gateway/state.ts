@@ -70,6 +70,11 @@ export class GatewayState {
     return this.loaded
   }
 
+  /** Highest revocation seq applied. */
+  get appliedSeq(): number {
+    return this.opts.denyList.lastSeq
+  }
+
   get feedIsConnected(): boolean {
     return this.connected
   }
@@ -95,6 +100,29 @@ export class GatewayState {
   /** Seconds since the feed was last heard from (0 while connected). */
   lagSeconds(nowMs: number): number {
     return this.connected ? 0 : Math.max(0, (nowMs - this.lastHeardAt) / 1000)
+  }
+
+  /**
+   * True when a snapshot says something this state does not hold: a newer
+   * revocation seq, another capability hash for some agent, or another
+   * active/candidate bundle for some tenant (a missed feed event).
+   */
+  differsFrom(snapshot: FeedSnapshot): boolean {
+    if (snapshot.seq > this.opts.denyList.lastSeq) return true
+    if (snapshot.agents.length !== this.agents.size) return true
+    for (const a of snapshot.agents) if (this.agents.get(agentKey(a.tenant, a.agentId)) !== a.capabilityHash) return true
+    let withActive = 0
+    for (const p of snapshot.policies) {
+      const held = this.policies.get(p.tenant)
+      if (!p.active) {
+        if (held) return true
+        continue
+      }
+      withActive++
+      if (!held || held.bundleId !== p.active.id || held.mode !== p.active.mode || held.source !== p.active.cedar) return true
+      if ((held.candidateSource ?? null) !== (p.candidate?.cedar ?? null)) return true
+    }
+    return withActive !== this.policies.size
   }
 
   feedConnected(): void {

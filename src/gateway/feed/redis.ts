@@ -19,6 +19,8 @@ export interface RedisFeedOptions {
   /** Defaults as src/feed/types.ts fixes them: `aegis:feed`, `aegis:revocations`. */
   channel?: string
   hashKey?: string
+  /** How often the applied seq is checked against the control plane's while Redis is up (ms). Default 30 000. */
+  reconcileMs?: number
   /** How often the control plane's snapshot is polled while Redis is down (ms). */
   pollWhileDownMs?: number
   /** Retry bounds for the control-plane snapshot (ms). */
@@ -48,6 +50,7 @@ export class RedisFeed implements FeedSubscriber {
   private readonly stop = new AbortController()
   private readonly snapshotBackoff: Backoff
   private readonly pollMs: number
+  private readonly reconcileMs: number
   private loop: Promise<void> | undefined
 
   constructor(private readonly opts: RedisFeedOptions) {
@@ -56,6 +59,7 @@ export class RedisFeed implements FeedSubscriber {
     this.hashKey = opts.hashKey ?? 'aegis:revocations'
     this.snapshotBackoff = new Backoff(opts.backoffInitialMs ?? 200, opts.backoffMaxMs ?? 10_000)
     this.pollMs = opts.pollWhileDownMs ?? 2_000
+    this.reconcileMs = opts.reconcileMs ?? 30_000
   }
 
   start(): void {
@@ -153,10 +157,14 @@ export class RedisFeed implements FeedSubscriber {
    * once Redis is back, a resync merges everything.
    */
   private async maintain(): Promise<void> {
+    let lastReconcile = Date.now()
     while (!this.closed) {
       const redisUp = this.opts.subscriber.status === 'ready'
       let wait = 500
-      if (!redisUp || this.needSnapshot) {
+      if (redisUp && !this.needSnapshot && this.syncing === undefined && Date.now() - lastReconcile >= this.reconcileMs) {
+        lastReconcile = Date.now()
+        await this.reconcile()
+      } else if (!redisUp || this.needSnapshot) {
         let snap: FeedSnapshot | null = null
         try {
           snap = parseSnapshot(await this.opts.fetchSnapshot())
@@ -177,6 +185,26 @@ export class RedisFeed implements FeedSubscriber {
         }
       }
       await sleep(wait, this.stop.signal)
+    }
+  }
+
+  /**
+   * Pub/sub delivers at most once, and a gateway pointed at a Redis its
+   * control plane does not publish to would hear nothing at all: now and then
+   * compare the control plane's snapshot (revocation seq, agents' hashes,
+   * bundles) with what is held, and resynchronize when something was missed.
+   */
+  private async reconcile(): Promise<void> {
+    let snap: FeedSnapshot | null = null
+    try {
+      snap = parseSnapshot(await this.opts.fetchSnapshot())
+    } catch {
+      return
+    }
+    if (!snap || this.closed) return
+    if (this.opts.state.differsFrom(snap)) {
+      this.opts.logger.warn({ snapshot_seq: snap.seq, applied_seq: this.opts.state.appliedSeq }, 'redis feed missed events; resynchronizing (is the control plane publishing to this Redis?)')
+      this.onReady()
     }
   }
 

@@ -108,3 +108,26 @@ for (const transport of ['sse', 'redis'] as const) {
     })
   })
 }
+
+describe('Redis feed reconciliation', { skip: await skipWithoutRedis() }, () => {
+  test('a gateway that hears nothing on its Redis channel still converges on the control plane\'s revocations', async () => {
+    const env = await startGatewayEnv({ redis: true })
+    try {
+      // Misconfigured on purpose: the control plane publishes under another prefix than the gateway follows.
+      const gw = await env.startGateway({}, { tuning: { feedChannel: `${env.prefix}elsewhere:feed`, feedHashKey: `${env.prefix}elsewhere:revocations`, feedReconcileMs: 200 } })
+      // An agent registered after the gateway started: only reconciliation can tell the gateway about it.
+      const cred = await env.agent('quiet-bot', ['crm.read', 'crm.update'])
+      const token = await env.token(cred)
+      await eventually(async () => (await authorize(gw.url, token, CALL)).status === 200)
+      await env.admin('POST', '/revocations', { type: 'jti', value: decodeJwt(token).jti, tenant: env.tenant })
+      await refusedEventually(gw.url, token)
+      // A capability change (no revocation seq involved) is caught too: the old token stops working.
+      const other = await env.token(cred)
+      assert.equal((await authorize(gw.url, other, CALL)).status, 200)
+      await env.admin('PATCH', `/tenants/${env.tenant}/agents/quiet-bot`, { capabilities: ['crm.read'] })
+      await refusedEventually(gw.url, other)
+    } finally {
+      await env.close()
+    }
+  })
+})
