@@ -140,7 +140,8 @@ export function forwardedCertificate(header: string): X509Certificate | null {
   if (header.length === 0) return null
   if (header.length > MAX_PEM_BYTES) throw new Error('forwarded certificate header too large')
   let encoded: string | undefined
-  if (/(^|[;,])\s*(Hash|Cert|By|Subject|URI|DNS|Chain)=/i.test(header) && !header.includes('-----BEGIN')) {
+  // url-encoding leaves `-----BEGIN` as is, so a bare (nginx) PEM is told apart by its start.
+  if (!header.trimStart().startsWith('-----BEGIN') && /(^|[;,])\s*(Hash|Cert|By|Subject|URI|DNS|Chain)=/i.test(header)) {
     const elements = splitOutside(header, ',')
     const last = elements[elements.length - 1] ?? ''
     for (const pair of splitOutside(last, ';')) {
