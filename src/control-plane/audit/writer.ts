@@ -121,10 +121,11 @@ class ChainWriter implements ChainAuditWriter {
       const batch: Pending[] = []
       const rows: Omit<AuditEvent, 'id'>[] = []
       for (const p of taken) {
-        const fields = { chainId: this.chainId, chainSeq: seq + 1, ts: p.ts, type: p.type, tenant: p.tenant, actor: p.actor, subject: p.subject, data: p.data.data, prevHash: prev }
+        // One object per event: hashed first, then handed to the store with its hash filled in.
+        const row: Omit<AuditEvent, 'id'> = { chainId: this.chainId, chainSeq: seq + 1, ts: p.ts, type: p.type, tenant: p.tenant, actor: p.actor, subject: p.subject, data: p.data.data, prevHash: prev, hash: '' }
         let hash: string
         try {
-          hash = eventHashPrepared(fields, p.data.canonical)
+          hash = eventHashPrepared(row, p.data.canonical)
         } catch (err) {
           p.reject(new Unavailable('audit event cannot be recorded', { cause: err }))
           continue
@@ -132,7 +133,8 @@ class ChainWriter implements ChainAuditWriter {
         seq += 1
         prev = hash
         batch.push(p)
-        rows.push({ ...fields, hash })
+        row.hash = hash
+        rows.push(row)
       }
       if (rows.length === 0) continue
       try {
