@@ -231,9 +231,12 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
     if (revoked) return inactive
     const agent = await dir.agent(claims.tenant, claims.agent_id)
     if (!agent || agent.capabilityHash !== claims.capability_hash) return inactive
+    // RFC 8705 §3.2 / RFC 9449 §6.2: the confirmation goes to whoever checks the token by introspection.
+    const cnf = claims.cnf !== null && typeof claims.cnf === 'object' ? claims.cnf as Record<string, unknown> : undefined
     return {
       active: true,
-      token_type: 'Bearer',
+      token_type: typeof cnf?.jkt === 'string' ? 'DPoP' : 'Bearer',
+      ...(cnf ? { cnf } : {}),
       iss: claims.iss,
       sub: claims.sub,
       aud: claims.aud,
