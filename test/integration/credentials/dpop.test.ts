@@ -45,6 +45,15 @@ describe('DPoP-bound tokens at the token endpoint (RFC 9449)', () => {
     assert.deepEqual(decodeJwt(r.body.access_token).cnf, { jkt: h.jkt })
   })
 
+  test('introspection reports the DPoP binding (cnf.jkt, token_type DPoP)', async () => {
+    const r = await token(await proof(h, 'POST', endpoint))
+    const i = await env.form(`${env.url}/oauth2/introspect`, { token: r.body.access_token }, { headers: { authorization: `Bearer ${env.gatewayToken}` } })
+    assert.equal(i.status, 200, i.text)
+    assert.equal(i.body.active, true)
+    assert.equal(i.body.token_type, 'DPoP')
+    assert.deepEqual(i.body.cnf, { jkt: h.jkt })
+  })
+
   test('the query and fragment of htu are ignored', async () => {
     const r = await token(await proof(h, 'POST', `${endpoint}?x=1#frag`))
     assert.equal(r.status, 200, r.text)
