@@ -165,11 +165,18 @@ async function loadKpis() {
   countRows($('kpi-would-deny-table'), k.would_deny)
   const hist = k.history
   if (hist) {
-    drawChart($('chart-issued'), [{ name: 'issued', values: hist.issued }])
+    // The server keeps 10-second buckets; an hour reads better per minute.
+    const per = Math.max(1, Math.round(60 / hist.bucket_seconds))
+    const m = (values) => {
+      const out = []
+      for (let i = values.length % per; i < values.length; i += per) out.push(values.slice(i, i + per).reduce((a, b) => a + b, 0))
+      return out
+    }
+    drawChart($('chart-issued'), [{ name: 'issued', values: m(hist.issued) }])
     const kinds = Object.entries(hist.decisions)
-    drawChart($('chart-decisions'), kinds.length ? kinds.map(([name, values]) => ({ name, values })) : [{ name: 'none yet', values: hist.issued.map(() => 0) }])
-    drawChart($('chart-security'), [{ name: 'revocations', values: hist.revocations }, { name: 'replays', values: hist.replay_attempts }])
-    drawChart($('chart-would-deny'), [{ name: 'would deny', values: hist.would_deny }])
+    drawChart($('chart-decisions'), kinds.length ? kinds.map(([name, values]) => ({ name, values: m(values) })) : [{ name: 'none yet', values: m(hist.issued).map(() => 0) }])
+    drawChart($('chart-security'), [{ name: 'revocations', values: m(hist.revocations) }, { name: 'replays', values: m(hist.replay_attempts) }])
+    drawChart($('chart-would-deny'), [{ name: 'would deny', values: m(hist.would_deny) }])
   }
 }
 

@@ -2,7 +2,7 @@
 const NS = 'http://www.w3.org/2000/svg'
 const W = 600
 const H = 160
-const PAD = { left: 40, right: 8, top: 10, bottom: 22 }
+const PAD = { left: 40, right: 8, top: 24, bottom: 22 }
 
 function el(name, attrs, text) {
   const e = document.createElementNS(NS, name)
@@ -32,9 +32,9 @@ export function drawChart(svg, series) {
   series.forEach((s, k) => {
     const pts = s.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ')
     svg.append(el('polyline', { points: pts, class: `line s${k % 6}` }))
-    const label = `${s.name} (${s.values.length ? s.values[s.values.length - 1] : 0})`
-    svg.append(el('rect', { x: lx, y: PAD.top, width: 10, height: 10, class: `key s${k % 6}` }))
-    svg.append(el('text', { x: lx + 14, y: PAD.top + 9, class: 'legend' }, label))
-    lx += 24 + label.length * 6.5
+    const label = `${s.name}: ${s.values.reduce((a, b) => a + b, 0)}`
+    svg.append(el('rect', { x: lx, y: 3, width: 10, height: 10, class: `key s${k % 6}` }))
+    svg.append(el('text', { x: lx + 14, y: 12, class: 'legend' }, label))
+    lx += 30 + label.length * 7
   })
 }
