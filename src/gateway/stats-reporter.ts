@@ -21,14 +21,31 @@ const PASSING = new Set(['allow', 'sanitize'])
 /** Bound on distinct decision kinds per report (the control plane refuses more). */
 const MAX_KINDS = 32
 
+/** Bound on tenants per report (the control plane refuses more); past it, only the totals count. */
+const MAX_TENANTS = 1000
+
 interface Deltas {
   decisions: Record<string, number>
   would_deny: Record<string, number>
   replay_attempts: number
 }
 
-function empty(): Deltas {
+interface Report extends Deltas {
+  tenants: Record<string, Deltas>
+}
+
+function empty(): Report {
+  return { decisions: {}, would_deny: {}, replay_attempts: 0, tenants: {} }
+}
+
+function blank(): Deltas {
   return { decisions: {}, would_deny: {}, replay_attempts: 0 }
+}
+
+function merge(into: Deltas, from: Deltas): void {
+  for (const [k, n] of Object.entries(from.decisions)) add(into.decisions, k, n)
+  for (const [k, n] of Object.entries(from.would_deny)) add(into.would_deny, k, n)
+  into.replay_attempts += from.replay_attempts
 }
 
 function add(into: Record<string, number>, key: string, n: number): void {
@@ -43,7 +60,8 @@ function add(into: Record<string, number>, key: string, n: number): void {
  *
  * Counted: `decision` events by decision (`allow`, `deny`, `approval_needed`,
  * `sanitize`), shadow (enforced: false) decisions that would have refused
- * the call under `would_deny`, refused tokens as `refused`, and replays.
+ * the call under `would_deny`, refused tokens as `refused`, and replays;
+ * totals and the same per tenant.
  */
 export class GatewayStatsReporter implements DecisionSink {
   private pending = empty()
@@ -58,15 +76,22 @@ export class GatewayStatsReporter implements DecisionSink {
 
   record(event: GatewayAuditEvent): void {
     const p = this.pending
-    if (event.type === 'decision' && event.decision !== undefined) {
-      add(p.decisions, event.decision, 1)
-      if (event.enforced === false && !PASSING.has(event.decision)) add(p.would_deny, event.decision, 1)
-    } else if (event.type === 'token.refused') {
-      add(p.decisions, 'refused', 1)
-    } else if (event.type === 'token.replayed') {
-      p.replay_attempts += 1
-    } else {
-      return
+    let t: Deltas | undefined
+    if (event.tenant !== null) {
+      t = p.tenants[event.tenant]
+      if (t === undefined && Object.keys(p.tenants).length < MAX_TENANTS) t = p.tenants[event.tenant] = blank()
+    }
+    for (const d of t === undefined ? [p] : [p, t]) {
+      if (event.type === 'decision' && event.decision !== undefined) {
+        add(d.decisions, event.decision, 1)
+        if (event.enforced === false && !PASSING.has(event.decision)) add(d.would_deny, event.decision, 1)
+      } else if (event.type === 'token.refused') {
+        add(d.decisions, 'refused', 1)
+      } else if (event.type === 'token.replayed') {
+        d.replay_attempts += 1
+      } else {
+        return
+      }
     }
     this.dirty = true
   }
@@ -83,9 +108,11 @@ export class GatewayStatsReporter implements DecisionSink {
         await this.client.postJson('/admin/v1/gateways/stats', { gateway_id: this.gatewayId, ...batch })
       } catch (err) {
         this.logger.debug({ err: (err as Error).message }, 'gateway stats report failed; kept for the next one')
-        for (const [k, n] of Object.entries(batch.decisions)) add(this.pending.decisions, k, n)
-        for (const [k, n] of Object.entries(batch.would_deny)) add(this.pending.would_deny, k, n)
-        this.pending.replay_attempts += batch.replay_attempts
+        merge(this.pending, batch)
+        for (const [id, d] of Object.entries(batch.tenants)) {
+          const t = this.pending.tenants[id] ?? (Object.keys(this.pending.tenants).length < MAX_TENANTS ? (this.pending.tenants[id] = blank()) : undefined)
+          if (t !== undefined) merge(t, d)
+        }
         this.dirty = true
       } finally {
         this.inFlight = null

@@ -17,6 +17,7 @@ const HISTORY_BUCKETS = 360
 const MAX_KINDS = 32
 const KIND_RE = /^[a-z][a-z0-9_]{0,31}$/
 const MAX_DELTA = 1_000_000_000
+const TENANT_RE = /^[A-Za-z0-9._-]{1,128}$/
 
 /** One history bucket of `KpiHistory`. */
 interface HistoryBucket {
@@ -42,13 +43,26 @@ export interface KpiHistory {
   would_deny: number[]
 }
 
-/** What a gateway reports on `POST /admin/v1/gateways/stats` (deltas since its previous report). */
-export interface GatewayStatsReport {
-  gateway_id: string
+/** Decision, would-deny and replay deltas (of one gateway, optionally of one tenant). */
+export interface StatsDeltas {
   decisions: Record<string, number>
   would_deny: Record<string, number>
   replay_attempts: number
 }
+
+/**
+ * What a gateway reports on `POST /admin/v1/gateways/stats` (deltas since its
+ * previous report): totals, and optionally the same per tenant (so tenant
+ * admins see their own tenant's KPIs).
+ */
+export interface GatewayStatsReport extends StatsDeltas {
+  gateway_id: string
+  tenants?: Record<string, StatsDeltas>
+}
+
+/** Bound on the tenants tracked per book and per report. */
+const MAX_TENANTS = 10_000
+const MAX_REPORT_TENANTS = 1_000
 
 /** In-memory KPI counters of one control plane. All times in epoch ms. */
 export class KpiBook {
@@ -64,6 +78,22 @@ export class KpiBook {
   private readonly history: Array<{ slot: number; b: HistoryBucket } | undefined> = new Array(HISTORY_BUCKETS)
   /** Latest report time (epoch ms) per gateway id, bounded. */
   readonly gateways = new Map<string, number>()
+  private readonly tenants = new Map<string, KpiBook>()
+
+  /** The book of one tenant (created on first use; past MAX_TENANTS a throwaway one, so a flood cannot grow memory). */
+  tenant(id: string): KpiBook {
+    let b = this.tenants.get(id)
+    if (b === undefined) {
+      b = new KpiBook()
+      if (this.tenants.size < MAX_TENANTS) this.tenants.set(id, b)
+    }
+    return b
+  }
+
+  /** The book of a tenant if it has one. */
+  tenantIfAny(id: string): KpiBook | undefined {
+    return this.tenants.get(id)
+  }
 
   private bucket(now: number): HistoryBucket {
     const slot = Math.floor(now / HISTORY_BUCKET_MS)
@@ -76,8 +106,9 @@ export class KpiBook {
     return h.b
   }
 
-  /** One access token issued with `lifetimeSeconds`. */
-  recordIssued(now: number, lifetimeSeconds: number): void {
+  /** One access token issued with `lifetimeSeconds` (to `tenant`, when given: counted in its book too). */
+  recordIssued(now: number, lifetimeSeconds: number, tenant?: string): void {
+    if (tenant !== undefined) this.tenant(tenant).recordIssued(now, lifetimeSeconds)
     const s = Math.floor(now / 1000)
     const i = s % WINDOW_SECONDS
     if (this.bucketSecond[i] !== s) {
@@ -93,7 +124,8 @@ export class KpiBook {
   }
 
   /** One revocation accepted; `now` (epoch ms) places it in the history. */
-  recordRevocation(now: number = Date.now()): void {
+  recordRevocation(now: number = Date.now(), tenant?: string): void {
+    if (tenant !== undefined) this.tenant(tenant).recordRevocation(now)
     this.revocations += 1
     this.bucket(now).revocations += 1
   }
@@ -121,10 +153,15 @@ export class KpiBook {
 
   /** Adds one gateway report (already validated by `parseGatewayStats`). */
   recordGatewayStats(report: GatewayStatsReport, now: number): void {
-    for (const [k, n] of Object.entries(report.decisions)) if (n > 0) this.recordDecision(k, n, undefined, now)
-    for (const [k, n] of Object.entries(report.would_deny)) if (n > 0) this.recordWouldDeny(k, n, now)
-    if (report.replay_attempts > 0) this.recordReplay(report.replay_attempts, now)
+    this.addDeltas(report, now)
+    for (const [t, d] of Object.entries(report.tenants ?? {})) this.tenant(t).addDeltas(d, now)
     if (this.gateways.has(report.gateway_id) || this.gateways.size < 1000) this.gateways.set(report.gateway_id, now)
+  }
+
+  private addDeltas(d: StatsDeltas, now: number): void {
+    for (const [k, n] of Object.entries(d.decisions)) if (n > 0) this.recordDecision(k, n, undefined, now)
+    for (const [k, n] of Object.entries(d.would_deny)) if (n > 0) this.recordWouldDeny(k, n, now)
+    if (d.replay_attempts > 0) this.recordReplay(d.replay_attempts, now)
   }
 
   /** The last hour as 10-second buckets, oldest first. */
@@ -206,17 +243,34 @@ export function parseGatewayStats(body: unknown): GatewayStatsReport {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new AegisError('invalid_request', 'body must be a JSON object')
   const b = body as Record<string, unknown>
   for (const k of Object.keys(b)) {
-    if (!['gateway_id', 'decisions', 'would_deny', 'replay_attempts'].includes(k)) throw new AegisError('invalid_request', `unknown field ${k}`)
+    if (!['gateway_id', 'decisions', 'would_deny', 'replay_attempts', 'tenants'].includes(k)) throw new AegisError('invalid_request', `unknown field ${k}`)
   }
   if (typeof b.gateway_id !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(b.gateway_id)) throw new AegisError('invalid_request', 'gateway_id must be 1 to 128 printable ASCII characters')
+  const out: GatewayStatsReport = { gateway_id: b.gateway_id, ...deltas(b, '') }
+  if (b.tenants !== undefined) {
+    if (b.tenants === null || typeof b.tenants !== 'object' || Array.isArray(b.tenants)) throw new AegisError('invalid_request', 'tenants must be an object of tenant id → counts')
+    const entries = Object.entries(b.tenants as Record<string, unknown>)
+    if (entries.length > MAX_REPORT_TENANTS) throw new AegisError('invalid_request', `tenants has more than ${MAX_REPORT_TENANTS} entries`)
+    out.tenants = {}
+    for (const [t, v] of entries) {
+      if (!TENANT_RE.test(t)) throw new AegisError('invalid_request', 'tenants keys must be tenant ids')
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new AegisError('invalid_request', `tenants.${t} must be an object`)
+      for (const k of Object.keys(v)) if (!['decisions', 'would_deny', 'replay_attempts'].includes(k)) throw new AegisError('invalid_request', `unknown field tenants.${t}.${k}`)
+      out.tenants[t] = deltas(v as Record<string, unknown>, `tenants.${t}.`)
+    }
+  }
+  return out
+}
+
+function deltas(b: Record<string, unknown>, prefix: string): StatsDeltas {
   const replay = b.replay_attempts ?? 0
-  if (!Number.isSafeInteger(replay) || (replay as number) < 0 || (replay as number) > MAX_DELTA) throw new AegisError('invalid_request', 'replay_attempts must be a non-negative integer')
-  return { gateway_id: b.gateway_id, decisions: counts(b.decisions, 'decisions'), would_deny: counts(b.would_deny, 'would_deny'), replay_attempts: replay as number }
+  if (!Number.isSafeInteger(replay) || (replay as number) < 0 || (replay as number) > MAX_DELTA) throw new AegisError('invalid_request', `${prefix}replay_attempts must be a non-negative integer`)
+  return { decisions: counts(b.decisions, `${prefix}decisions`), would_deny: counts(b.would_deny, `${prefix}would_deny`), replay_attempts: replay as number }
 }
 
 /**
- * `GET /admin/v1/kpis` (role admin; `?history=1` adds the last hour as
- * 10-second buckets) and `POST /admin/v1/gateways/stats` (global gateway or admin token, as gateways authenticate with either:
+ * `GET /admin/v1/kpis` (role admin; a tenant admin gets its tenant's
+ * numbers; `?history=1` adds the last hour as 10-second buckets) and `POST /admin/v1/gateways/stats` (global gateway or admin token, as gateways authenticate with either:
  * decision, would-deny and replay deltas, answered 204). Register under the
  * `/admin/v1` prefix.
  */
@@ -226,8 +280,11 @@ export async function kpiRoutes(app: FastifyInstance, deps: ControlPlaneDeps): P
     reply.header('cache-control', 'no-store')
     const now = deps.clock.now()
     const q = (request.query ?? {}) as Record<string, unknown>
-    if (q.history === '1') return { ...book.snapshot(now), history: book.historySnapshot(now) }
-    return book.snapshot(now)
+    // A tenant admin sees its own tenant's KPIs, never the global ones.
+    const t = request.adminPrincipal!.tenant
+    const b = t === null ? book : book.tenantIfAny(t) ?? new KpiBook()
+    if (q.history === '1') return { ...b.snapshot(now), history: b.historySnapshot(now) }
+    return b.snapshot(now)
   })
   app.post('/gateways/stats', { preHandler: requireRole(deps.store, ['gateway', 'admin']) }, async (request, reply) => {
     if (request.adminPrincipal!.tenant !== null) throw new AegisError('forbidden', 'gateway stats need a global gateway token')

@@ -46,7 +46,7 @@ export async function recordRevocation(deps: ControlPlaneDeps, input: NewRevocat
   const now = deps.clock.now()
   const r = await deps.store.revocations.add({ ...input, createdAt: now })
   deps.metrics.revocations.inc({ type: r.type })
-  kpiBook(deps).recordRevocation(deps.clock.now())
+  kpiBook(deps).recordRevocation(deps.clock.now(), r.tenant ?? undefined)
   const data = { seq: r.seq, type: r.type, value: r.value, agent_id: r.agentId, reason: r.reason, expires_at: r.expiresAt }
   const audits: Promise<void>[] = []
   if (opts.via === 'admin') audits.push(deps.audit.append({ type: 'admin.revocation_created', tenant: r.tenant, actor: opts.actor, subject: `${r.type}:${r.value}`, data }))

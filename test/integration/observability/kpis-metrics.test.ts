@@ -64,6 +64,29 @@ describe('gateway decisions reach the control plane KPIs; every metric is fed', 
     assert.ok(k.avg_token_lifetime_seconds > 0)
   })
 
+  test('a tenant admin sees its own tenant\'s KPIs only', async () => {
+    await env.admin('POST', '/tenants', { id: 'kpi-other', name: 'Other' })
+    await env.admin('POST', '/tenants/kpi-other/agents', { agent_id: 'other-bot', scopes: [], capabilities: ['crm.read'], max_ttl_seconds: 300 })
+    const c = (await env.admin('POST', '/tenants/kpi-other/agents/other-bot/bootstrap-credentials', { ttl_seconds: 3600, single_use: false })) as unknown as { client_id: string; client_secret: string }
+    const t = await env.token(c)
+    for (let i = 0; i < 4; i++) await authorize(gw.url, t, { action: { tool: 'crm.read', params: {} } })
+    const otherAdmin = (await env.admin('POST', '/admin-tokens', { tenant: 'kpi-other', role: 'admin', name: 'kpi-other-admin' })) as { token: string }
+    const ownAdmin = (await env.admin('POST', '/admin-tokens', { tenant: env.tenant, role: 'admin', name: 'kpi-own-admin' })) as { token: string }
+    const as = async (token: string): Promise<Kpis> => (await (await fetch(`${env.issuer}/admin/v1/kpis?history=1`, { headers: { authorization: `Bearer ${token}` } })).json()) as Kpis
+    const sum = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0)
+    await eventually(async () => sum((await as(otherAdmin.token)).decisions) === 4, 15_000, 100)
+    const other = await as(otherAdmin.token)
+    assert.equal(other.tokens_issued, 1)
+    assert.equal(other.revocations, 0)
+    assert.equal(other.history!.issued.reduce((a, b) => a + b, 0), 1)
+    const global = await kpis()
+    const own = await as(ownAdmin.token)
+    assert.equal(own.tokens_issued, global.tokens_issued - 1)
+    // Refused tokens name no tenant: they count only globally.
+    assert.equal(sum(own.decisions), sum(global.decisions) - 4 - (global.decisions.refused ?? 0))
+    assert.equal(own.decisions.refused, undefined)
+  })
+
   test('POST /admin/v1/gateways/stats refuses bad bodies and tenant tokens, and changes nothing', async () => {
     const before = await kpis()
     const post = (body: unknown, token = env.gatewayToken) => fetch(`${env.issuer}/admin/v1/gateways/stats`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
@@ -75,6 +98,9 @@ describe('gateway decisions reach the control plane KPIs; every metric is fed', 
       { gateway_id: 'g', extra: 1 },
       { gateway_id: 'g', replay_attempts: '3' },
       { gateway_id: 'g', decisions: Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, 1])) },
+      { gateway_id: 'g', tenants: { 'bad tenant': { decisions: { allow: 1 } } } },
+      { gateway_id: 'g', tenants: { acme: { decisions: { allow: 1 }, extra: 1 } } },
+      { gateway_id: 'g', tenants: [] },
     ]) {
       const res = await post(bad)
       assert.equal(res.status, 400, JSON.stringify(bad))
