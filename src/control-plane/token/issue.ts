@@ -133,7 +133,7 @@ export class TokenIssuer {
     }
     counter.inc()
     deps.metrics.tokenLifetime.observe(ttl)
-    this.kpis.recordIssued(now, ttl)
+    this.kpis.recordIssued(now, ttl, req.tenant.id)
     const response: TokenResponse = { access_token: jwt, token_type: req.tokenType ?? 'Bearer', expires_in: ttl, scope }
     if (req.issuedTokenType) response.issued_token_type = req.issuedTokenType
     return { response, jti, exp, kid }
