@@ -1,6 +1,6 @@
-import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import formbody from '@fastify/formbody'
-import type { Logger } from 'pino'
+import type { Bindings, ChildLoggerOptions, Logger } from 'pino'
 import { AegisError } from '../errors.js'
 import { jsonDepth } from '../lib/json-limits.js'
 import { installErrorHandler } from './error-handler.js'
@@ -11,6 +11,34 @@ export interface ServerOptions {
   jsonDepth: number
   /** Extra fastify options (https for TLS listeners). */
   fastify?: Partial<FastifyServerOptions>
+}
+
+type LogArgs = Parameters<Logger['info']>
+
+/**
+ * The request logger fastify makes for every request, created only when
+ * something is logged: a pino child costs a few µs (its bindings pass through
+ * the redaction wildcards), and with request logging off nearly every request
+ * logs nothing, which is most of what the token endpoint's hot path spent on
+ * logging.
+ */
+class LazyRequestLogger {
+  private made: Logger | undefined
+  constructor(private readonly parent: Logger, private readonly bindings: Bindings, private readonly opts: ChildLoggerOptions) {}
+  private get real(): Logger {
+    return (this.made ??= this.parent.child(this.bindings, this.opts))
+  }
+  get level(): string { return this.real.level }
+  set level(v: string) { this.real.level = v }
+  fatal(...a: LogArgs): void { this.real.fatal(...a) }
+  error(...a: LogArgs): void { this.real.error(...a) }
+  warn(...a: LogArgs): void { this.real.warn(...a) }
+  info(...a: LogArgs): void { this.real.info(...a) }
+  debug(...a: LogArgs): void { this.real.debug(...a) }
+  trace(...a: LogArgs): void { this.real.trace(...a) }
+  silent(...a: LogArgs): void { this.real.silent(...a) }
+  isLevelEnabled(level: string): boolean { return this.real.isLevelEnabled(level) }
+  child(bindings: Bindings, opts?: ChildLoggerOptions): Logger { return this.real.child(bindings, opts) }
 }
 
 /**
@@ -24,6 +52,8 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     bodyLimit: opts.bodyLimit,
     // Per-request access lines would double the log volume on the hot paths; errors are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: (logger, bindings, childOpts) =>
+      new LazyRequestLogger(logger as unknown as Logger, bindings, childOpts as ChildLoggerOptions) as unknown as FastifyBaseLogger,
     return503OnClosing: true,
     forceCloseConnections: true,
     ...opts.fastify,
