@@ -1,5 +1,9 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import type { FastifyRequest } from 'fastify'
+import { ConsoleSessions, deriveSessionKey, SESSION_COOKIE } from '../../../src/console/index.js'
+import { ManualClock } from '../../../src/lib/clock.js'
+import { sha256b64url } from '../../../src/lib/hash.js'
 import { startGatewayEnv, type GatewayEnv } from '../../helpers/gateway-env.js'
 
 interface Login { cookie: string; csrf: string; setCookie: string }
@@ -117,6 +121,22 @@ describe('console login, session cookie, CSRF and security headers', () => {
     assert.ok(audit.events.every((e) => e.tenant === env.tenant))
     assert.equal((await call('POST', '/admin/v1/audit/verify', { ...h, 'x-aegis-csrf': s.csrf })).status, 403)
     assert.equal((await call('POST', '/admin/v1/tenants/other-co/agents', { ...h, 'x-aegis-csrf': s.csrf }, { agent_id: 'x', scopes: [], capabilities: [], max_ttl_seconds: 60 })).status, 403)
+  })
+
+  test('a session ends at its expiry; a cookie MAC\'d under another KEK is refused', async () => {
+    const clock = new ManualClock(Date.now())
+    const key = deriveSessionKey(Buffer.alloc(32, 7))
+    const sessions = new ConsoleSessions(key, env.cp.deps.store, clock, 60_000)
+    const token = (await env.cp.deps.store.adminTokens.getByHash(sha256b64url(env.adminToken)))!
+    const { cookie } = sessions.open(token)
+    const request = { method: 'GET', headers: { cookie: `${SESSION_COOKIE}=${cookie}` } } as unknown as FastifyRequest
+    assert.equal((await sessions.resolve(request))?.token.id, token.id)
+    const elsewhere = new ConsoleSessions(deriveSessionKey(Buffer.alloc(32, 8)), env.cp.deps.store, clock, 60_000)
+    assert.equal(await elsewhere.resolve(request), null)
+    const sameKek = new ConsoleSessions(deriveSessionKey(Buffer.alloc(32, 7)), env.cp.deps.store, clock, 60_000)
+    assert.equal((await sameKek.resolve(request))?.token.id, token.id, 'another control plane with the same KEK accepts it')
+    clock.advance(60_000)
+    assert.equal(await sessions.resolve(request), null)
   })
 
   test('console pages carry CSP, frame, nosniff and referrer headers; only known files are served', async () => {
