@@ -205,7 +205,7 @@ async function issueCredential(agentId) {
     h('strong', {}, `Bootstrap credential for ${agentId} — shown once, copy it now:`),
     h('dl', {}, h('dt', {}, 'client_id'), h('dd', {}, h('code', { id: 'cred-client-id' }, c.client_id)),
       h('dt', {}, 'client_secret'), h('dd', {}, h('code', { id: 'cred-secret' }, c.client_secret)),
-      h('dt', {}, 'expires'), h('dd', {}, time(c.expires_at))),
+      h('dt', {}, 'expires'), h('dd', {}, time(c.expires_at, 'ms'))),
     h('button', { type: 'button', onclick: () => { box.hidden = true; box.replaceChildren() } }, 'Done, hide it'))
   box.hidden = false
   box.querySelector('button').focus()
