@@ -62,11 +62,12 @@ export function checkpointToWire(c: AuditCheckpoint): Record<string, unknown> {
   return { chain_id: c.chainId, chain_seq: c.chainSeq, head_hash: c.headHash, ts: c.ts, kid: c.kid, signature: c.signature }
 }
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
-const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, 'g')
+// String.prototype.isWellFormed / toWellFormed (ES2024, in Node 20) are not in the ES2023 lib types.
+type WellFormedString = string & { isWellFormed(): boolean; toWellFormed(): string }
 
+/** `s` with each lone surrogate replaced by U+FFFD. */
 function wellFormed(s: string): string {
-  return LONE_SURROGATE.test(s) ? s.replace(LONE_SURROGATES, '\uFFFD') : s
+  return (s as WellFormedString).isWellFormed() ? s : (s as WellFormedString).toWellFormed()
 }
 
 /**
@@ -98,9 +99,6 @@ export interface PreparedData {
   /** `canonicalJson(data)`, byte for byte. */
   canonical: string
 }
-
-// String.prototype.isWellFormed / toWellFormed (ES2024, in Node 20) are not in the ES2023 lib types.
-type WellFormedString = string & { isWellFormed(): boolean; toWellFormed(): string }
 
 const FAST_MAX_DEPTH = 32
 

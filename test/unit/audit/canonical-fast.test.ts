@@ -151,3 +151,16 @@ test('eventHashPrepared equals eventHash over the package canonical form', () =>
     else assert.ok(got instanceof Error, `case ${i}: the reference refuses, the fast path must too`)
   }
 })
+
+test('normalizeText replaces each lone surrogate and NUL with U+FFFD, like the regular-expression reference', () => {
+  const lone = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+  const parts = ['a', '\ud800', '\udc00', '😀', '\udc00\ud800', '\ud800\ud800\udc00', 'x\udbff', '\u0000', 'é']
+  const r = rng(99)
+  for (let i = 0; i < 20_000; i++) {
+    let s = ''
+    for (let n = Math.floor(r() * 7); n > 0; n--) s += parts[Math.floor(r() * parts.length)]!
+    assert.equal(normalizeText(s), s.replace(lone, '\uFFFD').replaceAll('\u0000', '\uFFFD'), JSON.stringify(s))
+  }
+  assert.equal(normalizeText(null), null)
+  assert.equal(normalizeText(undefined), null)
+})
