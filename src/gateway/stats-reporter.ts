@@ -139,7 +139,10 @@ export class DecisionSpanSink implements DecisionSink {
   record(e: GatewayAuditEvent): void {
     // Back-dated by the pipeline's latency, so the span covers the decision rather than this call.
     const startTime = e.latency_ms !== undefined ? Date.now() - e.latency_ms : undefined
-    const span = tracer().startSpan('aegis.decision', { startTime, attributes: {
+    const span = tracer().startSpan('aegis.decision', { startTime }, context.active())
+    // Without a tracer provider (no OTLP endpoint) this is a no-op span: skip building attributes on the hot path.
+    if (!span.isRecording()) return
+    span.setAttributes({
       'aegis.event': e.type,
       'aegis.gateway_id': e.gateway_id,
       'aegis.mode': e.mode,
@@ -154,7 +157,7 @@ export class DecisionSpanSink implements DecisionSink {
       ...(e.risk !== undefined ? { 'aegis.risk': e.risk } : {}),
       ...(e.degraded !== undefined ? { 'aegis.degraded': e.degraded } : {}),
       ...(e.latency_ms !== undefined ? { 'aegis.latency_ms': e.latency_ms } : {}),
-    } }, context.active())
+    })
     if (e.type !== 'decision') span.setStatus({ code: SpanStatusCode.ERROR, message: e.error ?? e.type })
     span.end()
     // A proxied call continues the trace under its decision.

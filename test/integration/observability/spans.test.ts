@@ -57,6 +57,8 @@ describe('OpenTelemetry spans', () => {
     })
     assert.equal(res.status, 200)
     token = ((await res.json()) as { access_token: string }).access_token
+    // The bundle reaches the gateway over the feed: wait until it decides with it.
+    await eventually(async () => (await authorize(gw.url, token, { action: { tool: 'crm.read', params: {} } })).body.decision === 'allow', 10_000, 50)
   })
 
   after(async () => {
