@@ -13,6 +13,7 @@ import { createVerifier, JwksClient } from '../verify/index.js'
 import { ControlPlaneClient } from './control-plane-client.js'
 import { LogDecisionSink, TeeDecisionSink } from './decision-sink.js'
 import { DecisionSpanSink, GatewayStatsReporter } from './stats-reporter.js'
+import { CandidateDiffReporter } from './candidate-reporter.js'
 import { continueTraceContext } from '../observability/request-context.js'
 import type { DecisionSink, GatewayDeps, GatewayTuning } from './deps.js'
 import { AckReporter } from './feed/acks.js'
@@ -147,6 +148,8 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   const baseSink: DecisionSink = overrides.decisions ?? new LogDecisionSink(logger)
   const stats = new GatewayStatsReporter(client, gatewayId, logger)
   closers.push(() => stats.close())
+  const candidates = new CandidateDiffReporter(client, gatewayId, logger)
+  closers.push(() => candidates.close())
   const deps: GatewayDeps = {
     config,
     logger,
@@ -159,8 +162,8 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
     state,
     manifests,
     policyCompiler,
-    // Every decision also becomes a span and a KPI delta on the control plane.
-    decisions: new TeeDecisionSink([baseSink, new DecisionSpanSink(), stats]),
+    // Every decision also becomes a span, a KPI delta and (with a candidate bundle) a diff sample on the control plane.
+    decisions: new TeeDecisionSink([baseSink, new DecisionSpanSink(), stats, candidates]),
     approvals: overrides.approvals ?? noApprovals,
     redisHealth,
     tuning,

@@ -64,10 +64,24 @@ export interface GatewayAuditEvent {
   degraded?: 'open' | 'closed'
   /** Why a token was refused (never the token). */
   error?: string
-  /** Candidate bundle's decision, evaluated side by side. */
-  candidate?: { version: string; decision: Decision }
+  /**
+   * Candidate bundle's decision, evaluated side by side. `sample` is set
+   * non-enumerable by the pipeline, so the call's parameters never reach a
+   * log line or span: only the candidate-diff reporter reads (and sanitizes) it.
+   */
+  candidate?: { version: string; decision: Decision; readonly sample?: CandidateSample }
   /** Pipeline latency of a `decision` (ms), for its trace span. */
   latency_ms?: number
+}
+
+/** What a candidate-diff sample needs beyond the event (see `GatewayAuditEvent.candidate`). */
+export interface CandidateSample {
+  /** The active bundle's own decision (before an override or a fail-closed outage changed it). */
+  activeDecision: Decision
+  /** The call's parameters as received (unsanitized: never log them). */
+  params: Record<string, unknown>
+  /** Redactions both bundles' decisions name, for sanitizing `params`. */
+  obligations: readonly Obligation[]
 }
 
 /**

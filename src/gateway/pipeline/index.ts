@@ -212,7 +212,13 @@ export class DecisionPipeline {
     e.risk = r.risk
     e.latency_ms = latencyMs
     if (degraded !== null) e.degraded = degraded.outcome
-    if (ev.candidate !== null && ev.tenantPolicy?.candidate) e.candidate = { version: ev.tenantPolicy.candidate.version, decision: ev.candidate.decision }
+    if (ev.candidate !== null && ev.tenantPolicy?.candidate) {
+      const c = ev.candidate
+      const cand: NonNullable<GatewayAuditEvent['candidate']> = { version: ev.tenantPolicy.candidate.version, decision: c.decision }
+      // Not enumerable: sinks that serialize the event (log, span) never see the parameters.
+      Object.defineProperty(cand, 'sample', { value: { activeDecision: r.decision, params: req.params, obligations: c.obligations.length === 0 ? r.obligations : [...r.obligations, ...c.obligations] }, enumerable: false })
+      e.candidate = cand
+    }
     this.deps.decisions.record(e)
     return outcome
   }
