@@ -49,6 +49,8 @@ export interface PolicyMeta {
   redact: string[]
   /** `@reason("…")`: human text added to the decision's reason. */
   reason: string | null
+  /** `@action_class("read"|"write")`: overrides the tool-name read classification (Redis outage); absent when not annotated. */
+  actionClass?: 'read' | 'write'
 }
 
 /** How a policy's scope constrains the action, for slicing. */
@@ -131,6 +133,11 @@ function readMeta(json: PolicyJson, cedarId: string): { meta: PolicyMeta; proble
     if (a.risk !== 'high' && a.risk !== 'normal') problems.push('@risk accepts "high" or "normal"')
     else risk = a.risk
   }
+  let actionClass: 'read' | 'write' | undefined
+  if (a.action_class !== undefined) {
+    if (a.action_class !== 'read' && a.action_class !== 'write') problems.push('@action_class accepts "read" or "write"')
+    else actionClass = a.action_class
+  }
   const redact: string[] = []
   for (const [key, value] of Object.entries(a)) {
     if (!SANITIZE_KEY.test(key)) continue
@@ -145,7 +152,7 @@ function readMeta(json: PolicyJson, cedarId: string): { meta: PolicyMeta; proble
       else if (!redact.includes(m[2]!)) redact.push(m[2]!)
     }
   }
-  return { meta: { id, effect, approval, requireConsole, risk, redact, reason: a.reason ?? null }, problems }
+  return { meta: { id, effect, approval, requireConsole, risk, redact, reason: a.reason ?? null, ...(actionClass !== undefined ? { actionClass } : {}) }, problems }
 }
 
 function scopeOf(json: PolicyJson): ActionScope {

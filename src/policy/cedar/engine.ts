@@ -285,7 +285,9 @@ export class CedarEngine implements PolicyEngine {
       return approval
     }
     const why = after ? after.reasons : ['no_permit: no policy permits it']
-    return this.deny([...approval.reasons.map((r) => `${r}, but even approved the call is denied:`), ...why], after?.policyIds ?? [], approval.risk)
+    const denied = this.deny([...approval.reasons.map((r) => `${r}, but even approved the call is denied:`), ...why], after?.policyIds ?? [], approval.risk)
+    if (approval.actionClass !== undefined) denied.actionClass = approval.actionClass
+    return denied
   }
 
   private byOrder = (a: string, b: string): number => (this.order.get(a) ?? 0) - (this.order.get(b) ?? 0)
@@ -299,7 +301,15 @@ export class CedarEngine implements PolicyEngine {
     const determining = [...response.diagnostics.reason].sort(this.byOrder)
     const metas = determining.map((id) => this.meta.get(id)).filter((m): m is PolicyMeta => m !== undefined)
     const risk: 'high' | 'normal' = metas.some((m) => m.risk === 'high') ? 'high' : 'normal'
+    // Write wins: one determining policy calling the action a write is enough to refuse it as a read in a Redis outage.
+    const actionClass = metas.some((m) => m.actionClass === 'write') ? 'write' : metas.some((m) => m.actionClass === 'read') ? 'read' : undefined
     const errors = response.diagnostics.errors
+    const result = this.decideFrom(request, response.decision, determining, metas, risk, errors)
+    if (actionClass !== undefined) result.actionClass = actionClass
+    return result
+  }
+
+  private decideFrom(request: PolicyRequest, cedarDecision: Response['decision'], determining: string[], metas: PolicyMeta[], risk: 'high' | 'normal', errors: Response['diagnostics']['errors']): PolicyResult {
 
     // Cedar skips a policy whose evaluation errors; for a forbid that would
     // fail open (a missing or mistyped parameter lifting a restriction), so
@@ -311,7 +321,7 @@ export class CedarEngine implements PolicyEngine {
       return this.deny(reasons, ids, risk)
     }
 
-    if (response.decision === 'deny') {
+    if (cedarDecision === 'deny') {
       if (metas.length === 0) {
         const reasons = [`no_permit: no policy permits ${request.action}`]
         for (const e of errors) reasons.push(`error: permit ${e.policyId} could not be evaluated (${e.error.message})`)
