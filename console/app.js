@@ -373,7 +373,10 @@ function auditQuery() {
 async function loadAudit(more) {
   const p = auditQuery()
   if (more && state.auditCursor) p.set('cursor', state.auditCursor)
+  // A slower earlier answer (the unfiltered first load) must not overwrite a newer filter's rows.
+  const seq = state.auditSeq = (state.auditSeq ?? 0) + 1
   const { events, next_cursor } = await api('GET', `/admin/v1/audit?${p}`)
+  if (seq !== state.auditSeq) return
   const rows = events.map((e) => h('tr', {},
     h('td', { class: 'num' }, e.id), h('td', {}, time(e.ts, 'ms')), h('td', {}, e.type), h('td', {}, e.tenant ?? ''), h('td', {}, e.actor ?? ''), h('td', {}, e.subject ?? ''),
     h('td', {}, h('code', { class: 'data' }, JSON.stringify(e.data)))))

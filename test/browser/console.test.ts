@@ -82,6 +82,9 @@ describe('admin console in Chromium', { skip }, () => {
     await activatePolicy(env, CEDAR)
     gw = await env.startGateway()
     cred = await env.agent('pay-bot', ['crm.read', 'payments.transfer'])
+    const warm = await env.token(cred)
+    // The bundle reaches the gateway over the feed: wait until it decides with it.
+    await eventually(async () => (await authorize(gw.url, warm, { action: { tool: 'crm.read', params: {} } })).body.decision === 'allow', 10_000, 50)
     const c = await newContext()
     ctx = c.context
     profile = c.dir
@@ -182,7 +185,11 @@ describe('admin console in Chromium', { skip }, () => {
     await page.goto(`${env.issuer}/console/#audit`)
     await page.locator('#audit-form').getByLabel('Type').fill('token.issued')
     await page.locator('#audit-form').getByRole('button', { name: 'Filter' }).click()
-    await page.locator('#audit-body tr').first().waitFor()
+    // The unfiltered page load may still be landing: wait for the filtered rows.
+    await page.waitForFunction(() => {
+      const cells = (document as unknown as { querySelectorAll(s: string): ArrayLike<{ textContent: string | null }> }).querySelectorAll('#audit-body tr td:nth-child(3)')
+      return cells.length > 0 && Array.from(cells).every((c) => c.textContent === 'token.issued')
+    }, undefined, { timeout: 10_000 })
     const types = await page.locator('#audit-body tr td:nth-child(3)').allTextContents()
     assert.ok(types.length > 0 && types.every((t) => t === 'token.issued'))
     await page.getByRole('button', { name: 'Verify chain' }).click()

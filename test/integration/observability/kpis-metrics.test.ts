@@ -28,6 +28,8 @@ describe('gateway decisions reach the control plane KPIs; every metric is fed', 
     shadow = await env.startGateway({ gateway: { shadow: true } })
     const cred = await env.agent('kpi-bot', ['crm.read', 'payments.transfer', 'files.delete'])
     token = await env.token(cred)
+    // The bundle reaches the gateways over the feed: wait until both decide with it (these calls are counted like any other).
+    for (const g of [gw, shadow]) await eventually(async () => (await authorize(g.url, token, { action: { tool: 'crm.read', params: {} } })).body.decision === 'allow', 10_000, 50)
   })
   after(async () => { await env?.close() })
 
