@@ -1,14 +1,14 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
-import { pino } from 'pino'
+import { pino, type Logger } from 'pino'
 import { createServer } from '../../../src/http/server.js'
 
-function capture(): { logger: ReturnType<typeof pino>; lines: () => Array<Record<string, unknown>> } {
+function capture(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
   const chunks: string[] = []
   const stream = new Writable({ write(chunk: Buffer, _enc, cb) { chunks.push(chunk.toString('utf8')); cb() } })
   // The process logger's redaction (observability/logger.ts), writing to memory.
-  const logger = pino({ level: 'info', redact: { paths: ['*.client_secret', 'req.headers.authorization'], censor: '[redacted]' } }, stream)
+  const logger: Logger = pino({ level: 'info', redact: { paths: ['*.client_secret', 'req.headers.authorization'], censor: '[redacted]' } }, stream) as unknown as Logger
   return { logger, lines: () => chunks.join('').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>) }
 }
 
