@@ -4,6 +4,7 @@ import { buildControlPlane } from '../control-plane/index.js'
 import { buildGateway } from '../gateway/index.js'
 import type { ControlPlaneDeps } from '../control-plane/deps.js'
 import { listenTls } from '../http/tls-listener.js'
+import { initTracing, shutdownTracing } from '../observability/tracing.js'
 
 export type Role = 'control-plane' | 'gateway' | 'all'
 
@@ -37,7 +38,10 @@ async function alsoTls(config: AegisConfig, app: FastifyInstance, host: string, 
  * process's gateway finds its JWKS and feed at once.
  */
 export async function startRoles(config: AegisConfig, role: Role): Promise<RunningRoles> {
-  const closers: Array<() => Promise<void>> = []
+  // Installs the W3C propagator (incoming traceparent is continued) and, only
+  // when OTEL_EXPORTER_OTLP_ENDPOINT is set, the OTLP exporter.
+  initTracing({ serviceName: role === 'gateway' ? 'aegis-gateway' : 'aegis' })
+  const closers: Array<() => Promise<void>> = [() => shutdownTracing()]
   const running: RunningRoles = {
     close: async () => {
       for (const close of closers.reverse()) await close().catch(() => {})
