@@ -70,6 +70,26 @@ if (want('policy')) {
   rows.push({ what: `policy evaluate, ${r.bundle500.policies}-policy bundle, repeated call (decision cache)`, result: `p50 ${ms(r.bundle500Cached.p50Ms)}, p99 ${ms(r.bundle500Cached.p99Ms)}`, baseline: `bare statefulIsAuthorized ${fmt(r.bareStatefulPerSec)}/s`, ratio: `${(r.bundle500Cached.perSec / r.bareStatefulPerSec).toFixed(0)}×`, goal: '—' })
 }
 
+if (want('pipeline-cedar')) {
+  const { benchCedarHttp, benchCedarPipeline } = await import('./pipeline-cedar.js')
+  log('bench: decision pipeline with Cedar, in process and over HTTP…')
+  const r = await benchCedarPipeline(Math.min(seconds, 10))
+  const pct = (v: number, base: number): string => `${((v / base) * 100).toFixed(0)} %`
+  for (const [name, f] of [['payments template', r.payments], ['500-policy bundle', r.bundle500]] as const) {
+    const baseline = `bare statefulIsAuthorized ${fmt(f.barePerSec)}/s (same bundle and calls)`
+    rows.push({ what: `gateway pipeline in process with Cedar, ${name} (${f.policies} policies), reused token, decision cache off`, result: `${fmt(f.pipelinePerSec)}/s`, baseline, ratio: pct(f.pipelinePerSec, f.barePerSec), goal: '≥ 70 %' })
+    rows.push({ what: `gateway pipeline in process with Cedar, ${name}, reused token, decision cache on`, result: `${fmt(f.pipelineCachedPerSec)}/s`, baseline, ratio: pct(f.pipelineCachedPerSec, f.barePerSec), goal: '—' })
+  }
+  const h = await benchCedarHttp(Math.min(seconds, 10))
+  rows.push({
+    what: 'HTTP /v1/authorize, payments template active, reused token, 50 connections',
+    result: `${fmt(h.perSec)}/s, p50 ${ms(h.p50Ms)}, p99 ${ms(h.p99Ms)}${h.non2xx + h.errors > 0 ? `, ${h.non2xx} non-2xx, ${h.errors} errors` : ''}`,
+    baseline: `bare statefulIsAuthorized ${fmt(r.payments.barePerSec)}/s`,
+    ratio: `${(h.perSec / r.payments.barePerSec).toFixed(2)}×`,
+    goal: '≥ 5,000/s, p99 < 10 ms',
+  })
+}
+
 if (want('mcp')) {
   const { benchMcp } = await import('./mcp.js')
   log('bench: MCP tools/call through the gateway…')
