@@ -5,6 +5,7 @@
  * cookie, plus login, logout and the session's CSRF token.
  */
 import { existsSync, readFileSync } from 'node:fs'
+import { MemoryRateLimiter } from '../control-plane/token/rate-limit.js'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { AegisConfig } from '../config/schema.js'
@@ -87,6 +88,9 @@ function sameOriginOrAbsent(request: FastifyRequest): void {
  * sends back in `X-Aegis-CSRF`). Every answer carries the console's
  * security headers.
  */
+/** Console logins per client address per rate-limit window. */
+const MAX_LOGINS_PER_WINDOW = 30
+
 export async function consoleRoutes(app: FastifyInstance, deps: ControlPlaneDeps, sessions: ConsoleSessions): Promise<void> {
   const dir = consoleDir()
   const files = new Map<string, { body: Buffer; type: string }>()
@@ -107,8 +111,16 @@ export async function consoleRoutes(app: FastifyInstance, deps: ControlPlaneDeps
     scope.get('/console/', async (_request, reply) => sendFile('index.html', reply))
     scope.get<{ Params: { file: string } }>('/console/static/:file', async (request, reply) => sendFile(request.params.file, reply))
 
+    // Login attempts are limited per client address: admin tokens are
+    // high-entropy, but every failure writes an audit event, so an
+    // unauthenticated caller must not be able to flood the audit log.
+    const loginAttempts = new MemoryRateLimiter(deps.config.rateLimit.windowSeconds * 1000, () => deps.clock.now())
     scope.post('/console/login', async (request, reply) => {
       sameOriginOrAbsent(request)
+      const verdict = loginAttempts.hit(`ip:${request.ip}`, MAX_LOGINS_PER_WINDOW)
+      if (!verdict.ok) {
+        throw new AegisError('rate_limited', 'too many console login attempts from this address', { headers: { 'retry-after': String(verdict.retryAfter) } })
+      }
       const form = (request.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')
       const body = request.body
       const raw = body !== null && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>).token : undefined
