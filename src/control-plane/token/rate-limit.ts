@@ -79,6 +79,11 @@ export class RedisRateLimiter implements RateLimiter {
   }
 
   async close(): Promise<void> {
-    await this.redis.quit().catch(() => undefined)
+    // quit() needs a writable connection: without the offline queue it rejects while connecting or reconnecting, and the client would keep reconnecting forever.
+    if (this.redis.status !== 'ready') {
+      this.redis.disconnect()
+      return
+    }
+    await this.redis.quit().catch(() => { this.redis.disconnect() })
   }
 }
