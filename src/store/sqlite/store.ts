@@ -57,6 +57,7 @@ export class SqliteStore implements Store {
   private readonly stmts = new Map<string, Database.Statement>()
   private readonly lockKey: string
   private closed = false
+  private checkpointTimer: NodeJS.Timeout | null = null
 
   constructor(path: string, opts: SqliteStoreOptions = {}) {
     const memory = path === ':memory:' || path === ''
@@ -74,11 +75,25 @@ export class SqliteStore implements Store {
       db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`)
       db.pragma('foreign_keys = ON')
       migrateSqlite(db)
+      if (!memory) {
+        // Checkpoints run from a 200 ms timer instead of inside whichever commit
+        // crosses the 1000-page mark: an automatic checkpoint stalls that commit
+        // (and every token waiting on its audit batch) for tens of ms, the
+        // issuance p99. journal_size_limit bounds the WAL file between them.
+        db.pragma('wal_autocheckpoint = 0')
+        db.pragma('journal_size_limit = 33554432')
+      }
     } catch (err) {
       try { db?.close() } catch { /* already failing; report the first error */ }
       throw storeError(err, 'database')
     }
     this.db = db
+    if (!memory) {
+      this.checkpointTimer = setInterval(() => {
+        try { db.pragma('wal_checkpoint(PASSIVE)') } catch { /* busy or closing: the next tick retries */ }
+      }, 200)
+      this.checkpointTimer.unref()
+    }
     this.tenants = this.tenantRepo()
     this.agents = this.agentRepo()
     this.credentials = this.credentialRepo()
@@ -394,6 +409,7 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer)
     this.stmts.clear()
     try {
       this.db.close()
