@@ -159,7 +159,7 @@ export class PostgresStore implements Store {
 
   /** Serializes a section across control planes until the transaction ends. */
   private async xactLock(c: pg.PoolClient, key: string): Promise<void> {
-    await this.q(c, 'SELECT pg_advisory_xact_lock(?, hashtext(?))', [LOCK_CLASS, key])
+    await this.q(c, "SELECT pg_advisory_xact_lock(?, hashtext(coalesce(current_schema(), '') || ':' || ?))", [LOCK_CLASS, key])
   }
 
   private tenantRepo(): TenantRepo {
@@ -409,7 +409,9 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Session advisory lock `pg_try_advisory_lock(hashtext(name))` on a client
+   * Session advisory lock `pg_try_advisory_lock(hashtext(schema || ':' || name))`
+   * (advisory locks are database-wide: the schema keeps deployments or test
+   * runs that share a database in separate schemas from blocking each other) on a client
    * held for the duration of `fn`, then unlocked. Never waits for the lock.
    * Errors of `fn` propagate unchanged.
    */
@@ -424,7 +426,7 @@ export class PostgresStore implements Store {
     try {
       try {
         client = await this.pool.connect()
-        const r = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [name])
+        const r = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtext(coalesce(current_schema(), '') || ':' || $1)) AS ok", [name])
         locked = r.rows[0]?.ok === true
       } catch (err) {
         throw storeError(err, 'lock')
@@ -437,7 +439,7 @@ export class PostgresStore implements Store {
         if (locked) {
           // A failed unlock leaves the lock on this session: destroy the
           // connection so the server releases it.
-          await client.query('SELECT pg_advisory_unlock(hashtext($1))', [name]).catch((e: Error) => { broken = e })
+          await client.query("SELECT pg_advisory_unlock(hashtext(coalesce(current_schema(), '') || ':' || $1))", [name]).catch((e: Error) => { broken = e })
         }
         client.release(broken)
       }
