@@ -4,6 +4,7 @@
  * and routes and returns a fastify instance that is not listening (only
  * cli/ listens).
  */
+import type { Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import type { AegisConfig } from '../config/schema.js'
@@ -154,6 +155,18 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
     const app = await createServer({ logger, bodyLimit: config.limits.bodyBytes, jsonDepth: config.limits.jsonDepth, fastify: { forceCloseConnections: 'idle' } })
     // Closing the app first drains in-flight requests before the stores go away.
     owned.push(() => app.close())
+    // A connection that never sent a byte carries no request to finish, yet
+    // closeIdleConnections() leaves it open until the client drops it (undici
+    // pools keep one for 4 s after a gateway closes): end those at close, so
+    // shutdown waits only for requests actually received.
+    const sockets = new Set<Socket>()
+    app.server.on('connection', (socket: Socket) => {
+      sockets.add(socket)
+      socket.once('close', () => sockets.delete(socket))
+    })
+    app.addHook('preClose', async () => {
+      for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy()
+    })
 
     continueTraceContext(app)
     await tokenRoutes(app, deps)
