@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer'
+import * as nodeCrypto from 'node:crypto'
 import { constants, createHash, verify as cryptoVerify } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { systemClock, type Clock } from '../lib/clock.js'
@@ -178,6 +179,13 @@ function isNumericDate(v: unknown): v is number {
  * past it), in a bounded LRU; a cached result is ignored once its `kid` left
  * the JWKS or now maps to another key, so key retirement takes effect at once.
  */
+
+type OneShotHash = (algorithm: string, data: string, encoding: 'base64url') => string
+/** Node ≥ 20.12's one-shot hash (no Hash object per call, about half the cost of the cache-hit path); createHash on older 20.x. */
+const oneShot = (nodeCrypto as { hash?: OneShotHash }).hash
+const sha256b64url: (s: string) => string = typeof oneShot === 'function'
+  ? (s) => oneShot('sha256', s, 'base64url')
+  : (s) => createHash('sha256').update(s).digest('base64url')
 export function createVerifier(options: VerifierOptions): Verifier {
   const issuer = options.issuer
   if (typeof issuer !== 'string' || issuer.length === 0) throw new TypeError('issuer is required')
@@ -198,7 +206,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     // Size first: nothing unbounded is parsed, hashed or cached.
     if (typeof token !== 'string' || token.length === 0) fail('malformed', 'token missing')
     if (token.length > maxTokenBytes) fail('too_large', 'token too large')
-    const tokenHash = createHash('sha256').update(token).digest('base64url')
+    const tokenHash = sha256b64url(token)
     const nowMs = clock.now()
 
     if (cache !== undefined) {
