@@ -43,6 +43,7 @@ interface WireSample {
 
 /** Sample calls with parameters kept per (tenant, agent, tool, from, to) per report: the control plane keeps 5. */
 const PARAM_SAMPLES_PER_CHANGE = 5
+const MAX_CHANGE_KEYS = 10_000
 const MAX_STRING = 128
 const MAX_PARAMS_BYTES = 1024
 const AGENT_RE = /^[A-Za-z0-9._-]{1,64}$/
@@ -122,6 +123,8 @@ export class CandidateDiffReporter implements DecisionSink {
       const key = `${e.tenant}\u0000${e.agent_id}\u0000${e.tool}\u0000${from}\u0000${c.decision}`
       const n = this.paramBudget.get(key) ?? 0
       if (n < PARAM_SAMPLES_PER_CHANGE) {
+        // Bounded like everything else a caller can grow (agents × tools × decision pairs).
+        if (n === 0 && this.paramBudget.size >= MAX_CHANGE_KEYS) this.paramBudget.clear()
         this.paramBudget.set(key, n + 1)
         s.params = sanitizeSampleParams(c.sample.params, c.sample.obligations)
       }
