@@ -17,7 +17,8 @@
  */
 import { AegisError } from '../../errors.js'
 import { wwwAuthenticate } from '../../http/error-handler.js'
-import { canonicalHash } from '../../lib/canonical-json.js'
+import { LRUCache } from 'lru-cache'
+import { canonicalHash, canonicalJson } from '../../lib/canonical-json.js'
 import type { Clock } from '../../lib/clock.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
@@ -78,6 +79,32 @@ export function httpApprovalOpener(client: Pick<ControlPlaneClient, 'url' | 'hea
         throw new AegisError('temporarily_unavailable', `approval service answered ${res.status}`)
       }
       return { id: json.id, status_url: json.status_url }
+    },
+  }
+}
+
+/**
+ * Remembers the request the control plane opened for an identical ask for
+ * `ttlMs`, and lets concurrent identical asks share one call. The control
+ * plane answers the same open request for the same agent, action and policy
+ * anyway, so an agent (or a retry loop) repeating an approval_needed call
+ * costs the gateway no round trip: without this, each such call is an HTTP
+ * request to the control plane, which dominated mixed-decision load. A
+ * request decided within the TTL is still served by its own status URL;
+ * after a denial, a new request opens once the TTL has passed.
+ */
+export function cachingApprovalOpener(inner: ApprovalOpener, ttlMs = 2000, max = 10_000): ApprovalOpener {
+  const cache = new LRUCache<string, Promise<ApprovalRef>>({ max, ttl: ttlMs })
+  return {
+    open(body) {
+      const key = canonicalJson(body)
+      const hit = cache.get(key)
+      if (hit) return hit
+      const pending = inner.open(body)
+      cache.set(key, pending)
+      // Refusals (caps, outages) are never remembered: the next ask asks again.
+      pending.catch(() => { if (cache.get(key) === pending) cache.delete(key) })
+      return pending
     },
   }
 }
@@ -179,6 +206,6 @@ export function gatewayApprovalHook(deps: Pick<GatewayDeps, 'config' | 'clock' |
     keys: deps.verifier.jwks,
     decisions: deps.decisions,
     gatewayId: deps.gatewayId,
-    opener: httpApprovalOpener(client),
+    opener: cachingApprovalOpener(httpApprovalOpener(client)),
   })
 }
