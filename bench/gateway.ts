@@ -30,7 +30,7 @@ import { createVerifier } from '../src/verify/index.js'
 import { authorize, startGatewayEnv, type GatewayEnv } from '../test/helpers/gateway-env.js'
 import { startGatewayProcess, type GatewayProcess } from '../test/helpers/gateway-processes.js'
 import { REDIS_URL, skipWithoutRedis } from '../test/helpers/services.js'
-import { percentiles } from './util.js'
+import { b64, opsPerSec, percentiles } from './util.js'
 
 const ISSUER = 'https://aegis.bench'
 const AUDIENCE = 'aegis-gateway'
@@ -45,20 +45,7 @@ export interface GatewayBenchResult {
   propagation: { redis: { p50Ms: number; p99Ms: number; samples: number } | null; sse: { p50Ms: number; p99Ms: number; samples: number } }
 }
 
-function b64(value: unknown): string {
-  return Buffer.from(JSON.stringify(value)).toString('base64url')
-}
 
-function rate(seconds: number, fn: () => void): number {
-  const start = performance.now()
-  const end = start + seconds * 1000
-  let ops = 0
-  while (performance.now() < end) {
-    for (let i = 0; i < 64; i++) fn()
-    ops += 64
-  }
-  return ops / ((performance.now() - start) / 1000)
-}
 
 /** The pipeline in process, with a real verifier (JWKS over loopback), deny list, strict policy. */
 export async function benchPipeline(seconds: number): Promise<{ rawVerifyPerSec: number; freshPerSec: number; reusedPerSec: number }> {
@@ -109,7 +96,7 @@ export async function benchPipeline(seconds: number): Promise<{ rawVerifyPerSec:
     const key = verifier.jwks.getKey(kid)!.key
     const split = (t: string): [Buffer, Buffer] => [Buffer.from(t.slice(0, t.lastIndexOf('.'))), Buffer.from(t.slice(t.lastIndexOf('.') + 1), 'base64url')]
     const sample = split(mint())
-    const estimate = rate(0.2, () => verify(null, sample[0], key, sample[1]))
+    const estimate = opsPerSec(0.2, () => verify(null, sample[0], key, sample[1]))
     const pool = Array.from({ length: Math.ceil(estimate * seconds * 1.5) + 512 }, mint)
     const parts = pool.map(split)
     for (let i = 0; i < 200; i++) check(mint())
@@ -132,7 +119,7 @@ export async function benchPipeline(seconds: number): Promise<{ rawVerifyPerSec:
     }
     const reused = pool.slice(0, 64).map(request)
     let k = 0
-    const reusedPerSec = rate(seconds, () => {
+    const reusedPerSec = opsPerSec(seconds, () => {
       const o = pipeline.decide(reused[k++ & 63]!)
       if (o instanceof Promise) throw new Error('async on the reused path')
     })

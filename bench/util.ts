@@ -36,3 +36,13 @@ export function ed25519Baseline(seconds: number): { signPerSec: number; verifyPe
 export function fmt(n: number, digits = 0): string {
   return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
 }
+
+/** Operations per second of `fn` over `seconds`. */
+export function opsPerSec(seconds: number, fn: () => void): number {
+  return loopRate(seconds, fn).perSec
+}
+
+/** base64url of a value's JSON (JWS segments built by hand in benches). */
+export function b64(value: unknown): string {
+  return Buffer.from(JSON.stringify(value)).toString('base64url')
+}

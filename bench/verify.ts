@@ -7,25 +7,12 @@ import { generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createVerifier } from '../src/verify/index.js'
+import { b64, opsPerSec } from './util.js'
 
 const ISSUER = 'https://aegis.bench'
 const AUDIENCE = 'aegis-gateway'
 
-function b64(value: unknown): string {
-  return Buffer.from(JSON.stringify(value)).toString('base64url')
-}
 
-/** Runs `fn` until `seconds` pass; ops/s. */
-function rate(seconds: number, fn: () => void): number {
-  const start = performance.now()
-  const end = start + seconds * 1000
-  let ops = 0
-  while (performance.now() < end) {
-    for (let i = 0; i < 64; i++) fn()
-    ops += 64
-  }
-  return ops / ((performance.now() - start) / 1000)
-}
 
 /**
  * Measures, for `seconds` each: raw `crypto.verify` of an Ed25519 access
@@ -65,7 +52,7 @@ export async function benchVerify(seconds: number): Promise<{ rawVerifyPerSec: n
     const sampleKey = verifier.jwks.getKey(kid)!.key
     const split = (t: string): [Buffer, Buffer] => [Buffer.from(t.slice(0, t.lastIndexOf('.'))), Buffer.from(t.slice(t.lastIndexOf('.') + 1), 'base64url')]
     const [sIn, sSig] = split(sample)
-    const estimate = rate(0.2, () => verify(null, sIn, sampleKey, sSig))
+    const estimate = opsPerSec(0.2, () => verify(null, sIn, sampleKey, sSig))
     const pool = Array.from({ length: Math.ceil(estimate * seconds * 1.5) + 512 }, mint)
     const parts = pool.map(split)
     verifier.verify(mint())
@@ -92,7 +79,7 @@ export async function benchVerify(seconds: number): Promise<{ rawVerifyPerSec: n
     const verifierColdPerSec = n / (coldMs / 1000)
 
     verifier.verify(sample)
-    const verifierCachedPerSec = rate(seconds, () => {
+    const verifierCachedPerSec = opsPerSec(seconds, () => {
       verifier.verify(sample)
     })
     return { rawVerifyPerSec, verifierColdPerSec, verifierCachedPerSec }
