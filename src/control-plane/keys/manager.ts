@@ -166,13 +166,41 @@ class KeyManagerImpl implements ManagedKeyManager {
   // ---------------------------------------------------------------- signing
 
   signJwt(header: Record<string, unknown>, payload: Record<string, unknown>): { jwt: string; kid: string } {
+    const { input, key, kid } = this.signingInput(header, payload)
+    return { jwt: input + '.' + sign(null, Buffer.from(input), key).toString('base64url'), kid }
+  }
+
+  /**
+   * Same as signJwt, but the Ed25519 signature is computed on libuv's thread
+   * pool (crypto.sign with a callback): on the issuance path signing is about a
+   * quarter of the event loop's time, and the other core can do it while the
+   * loop parses the next requests.
+   */
+  signJwtAsync(header: Record<string, unknown>, payload: Record<string, unknown>): Promise<{ jwt: string; kid: string }> {
+    let prepared: { input: string; key: KeyObject; kid: string }
+    try {
+      prepared = this.signingInput(header, payload)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const { input, key, kid } = prepared
+    return new Promise((resolve, reject) => {
+      sign(null, Buffer.from(input), key, (err, sig) => {
+        if (err) reject(err)
+        else resolve({ jwt: input + '.' + sig.toString('base64url'), kid })
+      })
+    })
+  }
+
+  /** The JWS signing input under the current key. */
+  private signingInput(header: Record<string, unknown>, payload: Record<string, unknown>): { input: string; key: KeyObject; kid: string } {
     const now = this.clock.now()
     if (now >= this.view.boundaryAt) this.advance(now)
     const cur = this.view.current
     if (!cur) throw new Unavailable('no signing key available')
     const key = this.privateKeys.get(cur.kid) ?? this.loadPrivate(cur)
-    // Built by hand with the synchronous crypto.sign: jose's SignJWT goes
-    // through async WebCrypto and is several times slower on this hot path.
+    // Built by hand with node:crypto: jose's SignJWT goes through async
+    // WebCrypto and is several times slower on this hot path.
     const hjson = JSON.stringify(header)
     const cacheKey = cur.kid + hjson
     let h = this.headerCache.get(cacheKey)
@@ -181,9 +209,7 @@ class KeyManagerImpl implements ManagedKeyManager {
       if (this.headerCache.size > 64) this.headerCache.clear()
       this.headerCache.set(cacheKey, h)
     }
-    const input = h + '.' + Buffer.from(JSON.stringify(payload)).toString('base64url')
-    const sig = sign(null, Buffer.from(input), key).toString('base64url')
-    return { jwt: input + '.' + sig, kid: cur.kid }
+    return { input: h + '.' + Buffer.from(JSON.stringify(payload)).toString('base64url'), key, kid: cur.kid }
   }
 
   currentKid(): string {

@@ -8,6 +8,11 @@ export interface KeyManager {
    * the issuance hot path.
    */
   signJwt(header: Record<string, unknown>, payload: Record<string, unknown>): { jwt: string; kid: string }
+  /**
+   * signJwt with the signature computed off the event loop (libuv thread
+   * pool), for the token endpoint where many requests are in flight.
+   */
+  signJwtAsync(header: Record<string, unknown>, payload: Record<string, unknown>): Promise<{ jwt: string; kid: string }>
   /** kid of the current signing key. */
   currentKid(): string
   /** RFC 7517 JWK Set of every published key (next, current, previous). */

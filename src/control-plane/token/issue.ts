@@ -113,7 +113,7 @@ export class TokenIssuer {
       capability_hash: req.agent.capabilityHash,
     }
     if (req.extraClaims) Object.assign(payload, req.extraClaims)
-    const { jwt, kid } = deps.keys.signJwt(this.headerBase, payload)
+    const { jwt, kid } = await deps.keys.signJwtAsync(this.headerBase, payload)
     try {
       await deps.audit.append({
         type: 'token.issued',
