@@ -76,7 +76,7 @@ export class SqliteStore implements Store {
       db.pragma('foreign_keys = ON')
       migrateSqlite(db)
       if (!memory) {
-        // Checkpoints run from a 200 ms timer instead of inside whichever commit
+        // Checkpoints run from a 50 ms timer (small, frequent ones) instead of inside whichever commit
         // crosses the 1000-page mark: an automatic checkpoint stalls that commit
         // (and every token waiting on its audit batch) for tens of ms, the
         // issuance p99. journal_size_limit bounds the WAL file between them.
@@ -91,7 +91,7 @@ export class SqliteStore implements Store {
     if (!memory) {
       this.checkpointTimer = setInterval(() => {
         try { db.pragma('wal_checkpoint(PASSIVE)') } catch { /* busy or closing: the next tick retries */ }
-      }, 200)
+      }, 50)
       this.checkpointTimer.unref()
     }
     this.tenants = this.tenantRepo()
