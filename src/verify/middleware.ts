@@ -20,6 +20,14 @@ export interface VerifyRequestOptions {
    * since a revocation state that cannot be read must not let a token pass.
    */
   isDenied?: (claims: AccessTokenClaims, token: VerifiedToken) => boolean
+  /**
+   * Proof of possession for sender-constrained tokens (RFC 8705 `cnf.x5t#S256`,
+   * RFC 9449 `cnf.jkt`): return true when the request proves the key the
+   * token is bound to (e.g. compare `cnf['x5t#S256']` with the SHA-256 of the
+   * TLS client certificate). Without it, tokens carrying `cnf` are refused: a
+   * bound token must never be accepted as a plain bearer token.
+   */
+  checkSenderConstraint?: (cnf: NonNullable<AccessTokenClaims['cnf']>, token: VerifiedToken) => boolean
 }
 
 /** An error answer prepared by {@link verifyRequest}. */
@@ -77,6 +85,16 @@ export async function verifyRequest(verifier: Verifier, headers: IncomingHttpHea
   } catch (err) {
     if (err instanceof VerifyError) return refuse(401, 'invalid_token', err.message)
     throw err
+  }
+  const cnf = verified.claims.cnf
+  if (cnf !== undefined && cnf !== null) {
+    let proven = false
+    try {
+      proven = options.checkSenderConstraint !== undefined && options.checkSenderConstraint(cnf, verified)
+    } catch {
+      proven = false
+    }
+    if (!proven) return refuse(401, 'invalid_token', 'sender-constrained token presented without proof of possession')
   }
   if (options.isDenied !== undefined) {
     let denied: boolean

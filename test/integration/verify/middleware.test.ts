@@ -9,6 +9,7 @@ import { AUDIENCE, claimsAt, ed25519Key, rawSign, signToken, startJwksServer, ty
 
 const ISSUER = 'https://aegis.test'
 const REVOKED_JTI = 'jti_revoked'
+const PRESENTED_THUMBPRINT = 'presented-cert-thumbprint'
 
 /** One options set per path, the same for every adapter. */
 const ROUTES: Record<string, VerifyRequestOptions> = {
@@ -16,6 +17,8 @@ const ROUTES: Record<string, VerifyRequestOptions> = {
   '/read': { requiredScopes: ['crm:read'] },
   '/admin': { requiredScopes: ['admin:write', 'crm:read'] },
   '/denylist': { isDenied: (claims) => claims.jti === REVOKED_JTI },
+  // A tool server behind mTLS would compare cnf['x5t#S256'] with its client certificate's thumbprint.
+  '/bound': { checkSenderConstraint: (cnf) => cnf['x5t#S256'] === PRESENTED_THUMBPRINT },
   '/broken': {
     isDenied: () => {
       throw new Error('feed down')
@@ -155,6 +158,15 @@ describe('tool-server middleware', () => {
         assert.equal(scoped.status, 403)
         assert.equal(scoped.body.error, 'insufficient_scope')
         assert.match(scoped.www ?? '', /^Bearer error="insufficient_scope", error_description="[^"]+", scope="admin:write crm:read"$/)
+
+        // Sender-constrained tokens: refused as plain bearer tokens, accepted only where the binding is proven.
+        const bound = await signToken(k1, claimsAt(ISSUER, nowSec(), { cnf: { 'x5t#S256': PRESENTED_THUMBPRINT } }))
+        assertInvalidToken(await call(`${server.url}/tool`, bound), 'sender-constrained token presented without proof of possession')
+        assert.equal((await call(`${server.url}/bound`, bound)).status, 200)
+        const otherKey = await signToken(k1, claimsAt(ISSUER, nowSec(), { cnf: { 'x5t#S256': 'another-certificate' } }))
+        assertInvalidToken(await call(`${server.url}/bound`, otherKey), 'sender-constrained token presented without proof of possession')
+        const dpopBound = await signToken(k1, claimsAt(ISSUER, nowSec(), { cnf: { jkt: 'thumbprint-of-a-dpop-key' } }))
+        assertInvalidToken(await call(`${server.url}/tool`, dpopBound), 'sender-constrained token presented without proof of possession')
 
         // The verifier still serves valid tokens afterwards.
         assert.equal((await call(`${server.url}/tool`, good)).status, 200)
