@@ -7,19 +7,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { createServer } from 'node:net'
+export { freePort } from '../test/helpers/ports.js'
+import { freePort } from '../test/helpers/ports.js'
 
-export async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address()
-      const port = typeof addr === 'object' && addr ? addr.port : 0
-      s.close(() => resolve(port))
-    })
-    s.on('error', reject)
-  })
-}
 
 export interface ServerProcess {
   child: ChildProcess

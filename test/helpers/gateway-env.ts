@@ -5,7 +5,6 @@
  * unique prefix and gateways follow that prefix.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -16,19 +15,9 @@ import { RedisFeedPublisher } from '../../src/feed/index.js'
 import { buildGateway, type Gateway, type GatewayOverrides, type GatewayTuning } from '../../src/gateway/index.js'
 import { silentLogger } from '../../src/observability/logger.js'
 import { REDIS_URL, redisPrefix } from './services.js'
+export { freePort } from './ports.js'
+import { freePort } from './ports.js'
 
-/** A port nothing listens on right now. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address()
-      const port = typeof addr === 'object' && addr ? addr.port : 0
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 export interface Credential { client_id: string; client_secret: string }
 

@@ -3,7 +3,6 @@
  * temp dir, or PostgreSQL), real keys, real audit chain, real HTTP.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -12,6 +11,8 @@ import type { AegisConfig } from '../../../src/config/schema.js'
 import { buildControlPlane, type ControlPlane } from '../../../src/control-plane/index.js'
 import type { ControlPlaneDeps } from '../../../src/control-plane/deps.js'
 import type { AuditEvent } from '../../../src/store/types.js'
+export { freePort } from '../../helpers/ports.js'
+import { freePort } from '../../helpers/ports.js'
 
 export interface Harness {
   cp: ControlPlane
@@ -25,18 +26,6 @@ export interface Harness {
   events(type: string): Promise<AuditEvent[]>
 }
 
-/** A free loopback port (the issuer URL must be known before the app is built). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address()
-      const port = typeof addr === 'object' && addr ? addr.port : 0
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 export interface HarnessOptions {
   /** Config overrides (nested like the file). */

@@ -5,7 +5,6 @@
  * admin API.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -13,18 +12,9 @@ import { loadConfig } from '../../../../src/config/load.js'
 import type { AegisConfig } from '../../../../src/config/schema.js'
 import { buildControlPlane, type ControlPlane } from '../../../../src/control-plane/index.js'
 import { buildGateway, type Gateway } from '../../../../src/gateway/index.js'
+export { freePort } from '../../../helpers/ports.js'
+import { freePort } from '../../../helpers/ports.js'
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address()
-      const port = typeof addr === 'object' && addr ? addr.port : 0
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 export interface Credential { client_id: string; client_secret: string }
 
