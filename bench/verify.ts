@@ -20,7 +20,7 @@ const AUDIENCE = 'aegis-gateway'
  * parse, signature, claims, cache insert); and the verifier with one reused
  * token (cache hit). Returns operations per second.
  */
-export async function benchVerify(seconds: number): Promise<{ rawVerifyPerSec: number; verifierColdPerSec: number; verifierCachedPerSec: number }> {
+export async function benchVerify(seconds: number, ed25519: 'auto' | 'node:crypto' = 'auto'): Promise<{ rawVerifyPerSec: number; verifierColdPerSec: number; verifierCachedPerSec: number; backend: string }> {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
   const kid = 'bench-1'
   const jwk = { ...publicKey.export({ format: 'jwk' }), kid, alg: 'EdDSA', use: 'sig' }
@@ -32,7 +32,7 @@ export async function benchVerify(seconds: number): Promise<{ rawVerifyPerSec: n
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
-  const verifier = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: `http://127.0.0.1:${port}/.well-known/jwks.json` })
+  const verifier = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: `http://127.0.0.1:${port}/.well-known/jwks.json`, ed25519 })
   try {
     await verifier.jwks.ready
     const header = b64({ alg: 'EdDSA', typ: 'at+jwt', kid })
@@ -82,7 +82,7 @@ export async function benchVerify(seconds: number): Promise<{ rawVerifyPerSec: n
     const verifierCachedPerSec = opsPerSec(seconds, () => {
       verifier.verify(sample)
     })
-    return { rawVerifyPerSec, verifierColdPerSec, verifierCachedPerSec }
+    return { rawVerifyPerSec, verifierColdPerSec, verifierCachedPerSec, backend: verifier.ed25519Backend }
   } finally {
     verifier.close()
     server.closeAllConnections()
@@ -92,9 +92,9 @@ export async function benchVerify(seconds: number): Promise<{ rawVerifyPerSec: n
 
 // `node --import tsx bench/verify.ts [seconds]` runs it alone.
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const r = await benchVerify(Number(process.argv[2] ?? 2))
+  const r = await benchVerify(Number(process.argv[2] ?? 2), process.argv[3] === 'node:crypto' ? 'node:crypto' : 'auto')
   const pct = (x: number): string => `${((x / r.rawVerifyPerSec) * 100).toFixed(0)} %`
   console.log(`raw node:crypto Ed25519 verify: ${r.rawVerifyPerSec.toFixed(0)}/s`)
-  console.log(`verifier, new token each call: ${r.verifierColdPerSec.toFixed(0)}/s (${pct(r.verifierColdPerSec)} of raw)`)
+  console.log(`verifier (${r.backend}), new token each call: ${r.verifierColdPerSec.toFixed(0)}/s (${pct(r.verifierColdPerSec)} of raw)`)
   console.log(`verifier, reused token (cache): ${r.verifierCachedPerSec.toFixed(0)}/s (${(r.verifierCachedPerSec / r.rawVerifyPerSec).toFixed(1)}x raw)`)
 }

@@ -14,6 +14,8 @@ export interface VerificationKey {
   readonly alg: VerifyAlgorithm
   /** The imported public key. */
   readonly key: KeyObject
+  /** For EdDSA, the raw 32-byte public key (what libsodium takes); empty for RSA. */
+  readonly raw: Buffer
   /** Exact signature length in bytes (64 for Ed25519, the modulus size for RSA). */
   readonly signatureBytes: number
 }
@@ -396,13 +398,15 @@ export class JwksClient {
         if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string') return undefined
         const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: jwk.x } as JsonWebKey, format: 'jwk' })
         if (key.asymmetricKeyType !== 'ed25519') return undefined
-        return Object.freeze({ kid, alg, key, signatureBytes: 64 })
+        const raw = Buffer.from(key.export({ format: 'jwk' }).x ?? '', 'base64url')
+        if (raw.length !== 32) return undefined
+        return Object.freeze({ kid, alg, key, raw, signatureBytes: 64 })
       }
       if (jwk.kty !== 'RSA' || typeof jwk.n !== 'string' || typeof jwk.e !== 'string') return undefined
       const key = createPublicKey({ key: { kty: 'RSA', n: jwk.n, e: jwk.e } as JsonWebKey, format: 'jwk' })
       const bits = key.asymmetricKeyDetails?.modulusLength ?? 0
       if (key.asymmetricKeyType !== 'rsa' || bits < MIN_RSA_BITS) return undefined
-      return Object.freeze({ kid, alg: alg as VerifyAlgorithm, key, signatureBytes: Math.ceil(bits / 8) })
+      return Object.freeze({ kid, alg: alg as VerifyAlgorithm, key, raw: Buffer.alloc(0), signatureBytes: Math.ceil(bits / 8) })
     } catch {
       return undefined
     }

@@ -5,6 +5,8 @@ import { LRUCache } from 'lru-cache'
 import { systemClock, type Clock } from '../lib/clock.js'
 import { jsonDepth } from '../lib/json-limits.js'
 import { VerifyError } from './errors.js'
+import { decodeBase64url, type DecodedSegment } from './base64url.js'
+import { ed25519Verifier, type Ed25519Backend } from './ed25519.js'
 import { JwksClient, type VerificationKey, type VerifyAlgorithm } from './jwks-client.js'
 
 /** Sender constraint of a token (RFC 8705 §3.1, RFC 9449 §6.1). */
@@ -59,7 +61,7 @@ export interface VerifiedToken {
   readonly kid: string
   /** The protected header. */
   readonly header: VerifiedHeader
-  /** base64url(SHA-256(token)): a safe handle for logs, caches and audit. */
+  /** base64url(SHA-256(token)): a safe handle for logs and audit (computed on first read). */
   readonly tokenHash: string
 }
 
@@ -85,6 +87,12 @@ export interface VerifierOptions {
   cacheSize?: number
   /** Source of time. Default: system clock. */
   clock?: Clock
+  /**
+   * Ed25519 implementation: `'auto'` (default) uses libsodium through
+   * `sodium-native` when its prebuilt addon loads, else node:crypto;
+   * `'node:crypto'` forces OpenSSL; `'libsodium'` fails if it cannot load.
+   */
+  ed25519?: 'auto' | Ed25519Backend
 }
 
 /** A token verifier bound to one issuer and audience set. */
@@ -104,6 +112,8 @@ export interface Verifier {
   verifyAsync(token: string): Promise<VerifiedToken>
   /** The JWKS client in use. */
   readonly jwks: JwksClient
+  /** The Ed25519 implementation in use. */
+  readonly ed25519Backend: Ed25519Backend
   /** Drops every cached verification result. */
   clearCache(): void
   /** Stops the JWKS client's timers if the verifier created it. */
@@ -117,7 +127,14 @@ interface CacheEntry {
   readonly expMs: number
 }
 
-const B64URL = /^[A-Za-z0-9_-]+$/
+/** A protected header that passed every header check (the key lookup still runs per token). */
+interface CheckedHeader {
+  readonly header: VerifiedHeader
+  readonly alg: VerifyAlgorithm
+  readonly kid: string
+}
+
+const MAX_CACHED_HEADERS = 64
 const MAX_KID_LENGTH = 256
 const MAX_CLAIMS_DEPTH = 16
 // Headers that would let the token choose its own key: never fetched, never trusted (RFC 8725 §3.10).
@@ -128,27 +145,23 @@ function fail(reason: ConstructorParameters<typeof VerifyError>[0], message: str
   throw new VerifyError(reason, message, kid)
 }
 
-/** Decodes one base64url segment. `canonical` also refuses alternative spellings of the same bytes. */
-function decodeSegment(segment: string, canonical: boolean): Buffer {
-  if (!B64URL.test(segment)) fail('malformed', 'token segment is not base64url')
-  const bytes = Buffer.from(segment, 'base64url')
-  // Only the signature needs this: header and payload are signed as text, so their spelling cannot vary,
-  // while non-canonical trailing bits would give one signature several spellings (and cache keys).
-  if (canonical && bytes.toString('base64url') !== segment) fail('malformed', 'token segment is not canonical base64url')
-  return bytes
+/** Decodes `token[start, end)`; refuses what is not base64url (and, when `canonical`, other spellings of the same bytes). */
+function decodeSegment(token: string, start: number, end: number, canonical: boolean): DecodedSegment {
+  const decoded = decodeBase64url(token, start, end, canonical)
+  if (decoded === null) fail('malformed', canonical ? 'token segment is not canonical base64url' : 'token segment is not base64url')
+  return decoded
 }
 
-function parseJsonObject(segment: string, what: string): Record<string, unknown> {
+function parseJsonObject(segment: DecodedSegment, what: string): Record<string, unknown> {
+  const { bytes } = segment
+  // Strict UTF-8 (invalid sequences refused); a BOM is kept, which JSON.parse then refuses.
+  // ASCII, the usual case, is read as latin1: same text, no validation pass.
+  if (!segment.ascii && !isUtf8(bytes)) fail('malformed', `token ${what} is not UTF-8`)
   let value: unknown
   try {
     // JSON.parse keeps the last of duplicate members, which RFC 7515 §4 allows ("lexically last").
-    const bytes = decodeSegment(segment, false)
-    // isUtf8 + toString is strict (invalid UTF-8 refused) and keeps a BOM, which JSON.parse then refuses;
-    // about twice as fast as a fatal TextDecoder on these small segments.
-    if (!isUtf8(bytes)) fail('malformed', `token ${what} is not UTF-8`)
-    value = JSON.parse(bytes.toString('utf8'))
-  } catch (err) {
-    if (err instanceof VerifyError) throw err
+    value = JSON.parse(bytes.toString(segment.ascii ? 'latin1' : 'utf8'))
+  } catch {
     fail('malformed', `token ${what} is not valid JSON`)
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('malformed', `token ${what} is not a JSON object`)
@@ -158,7 +171,9 @@ function parseJsonObject(segment: string, what: string): Record<string, unknown>
 function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     Object.freeze(value)
-    for (const child of Object.values(value as Record<string, unknown>)) deepFreeze(child)
+    const record = value as Record<string, unknown>
+    // for…in rather than Object.values: no array per object on the fresh-token path.
+    for (const key in record) if (Object.hasOwn(record, key)) deepFreeze(record[key])
   }
   return value
 }
@@ -175,7 +190,7 @@ function isNumericDate(v: unknown): v is number {
  * is pinned to the header's `alg`, signature, then `iss`, `aud`, `exp`,
  * `nbf`, `iat`, `sub`, `jti`.
  *
- * Verified tokens are cached by SHA-256 of the token until their `exp` (never
+ * Verified tokens are cached, keyed by the token, until their `exp` (never
  * past it), in a bounded LRU; a cached result is ignored once its `kid` left
  * the JWKS or now maps to another key, so key retirement takes effect at once.
  */
@@ -199,16 +214,42 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const clock = options.clock ?? systemClock
   const ownsJwks = options.jwks === undefined
   const jwks = options.jwks ?? new JwksClient({ issuer, ...(options.jwksUrl !== undefined ? { jwksUrl: options.jwksUrl } : {}), algorithms: [...algorithms] as VerifyAlgorithm[], clock })
+  const ed25519 = ed25519Verifier(options.ed25519 ?? 'auto')
   const cacheSize = options.cacheSize ?? 10_000
   const cache = cacheSize > 0 ? new LRUCache<string, CacheEntry>({ max: cacheSize }) : undefined
+
+  // Every token signed by one key has the same header segment, so its checks run once per
+  // distinct segment. Bounded: a flood of distinct (valid) headers only empties it.
+  const headers = new Map<string, CheckedHeader>()
+
+  function checkedHeader(token: string, end: number): CheckedHeader {
+    const segment = token.slice(0, end)
+    const known = headers.get(segment)
+    if (known !== undefined) return known
+    const header = parseJsonObject(decodeSegment(token, 0, end, false), 'header')
+    const alg = header.alg
+    // The allow-list, not the header, decides the algorithm family; `none` and HS* never pass.
+    if (typeof alg !== 'string' || !algorithms.has(alg)) fail('algorithm', 'token alg not allowed')
+    const typ = header.typ
+    if (typeof typ !== 'string' || !typs.has(typ.toLowerCase())) fail('type', 'token typ not accepted')
+    // No extension is understood, so any crit (RFC 7515 §4.1.11) means refuse; b64 (RFC 7797) likewise.
+    if (header.crit !== undefined) fail('header', 'token crit header not supported')
+    if (header.b64 !== undefined) fail('header', 'token b64 header not supported')
+    for (const name of KEY_SOURCE_HEADERS) if (header[name] !== undefined) fail('header', 'token key-source headers (jku, x5u, jwk, x5c) are not accepted')
+    const kid = header.kid
+    if (typeof kid !== 'string' || kid.length === 0 || kid.length > MAX_KID_LENGTH) fail('header', 'token kid missing or invalid')
+    const checked: CheckedHeader = { header: deepFreeze(header) as unknown as VerifiedHeader, alg: alg as VerifyAlgorithm, kid }
+    if (headers.size >= MAX_CACHED_HEADERS) headers.clear()
+    headers.set(segment, checked)
+    return checked
+  }
 
   function verify(token: string): VerifiedToken {
     // Size first: nothing unbounded is parsed, hashed or cached.
     if (typeof token !== 'string' || token.length === 0) fail('malformed', 'token missing')
     if (token.length > maxTokenBytes) fail('too_large', 'token too large')
-    const tokenHash = sha256b64url(token)
     const nowMs = clock.now()
-
+    const tokenHash = sha256b64url(token)
     if (cache !== undefined) {
       const hit = cache.get(tokenHash)
       if (hit !== undefined) {
@@ -223,20 +264,9 @@ export function createVerifier(options: VerifierOptions): Verifier {
       fail('malformed', 'token is not a compact JWS (three segments)')
     }
 
-    const payloadSegment = token.slice(dot1 + 1, dot2)
-    if (!B64URL.test(payloadSegment)) fail('malformed', 'token segment is not base64url')
-    const header = parseJsonObject(token.slice(0, dot1), 'header')
-    const alg = header.alg
-    // The allow-list, not the header, decides the algorithm family; `none` and HS* never pass.
-    if (typeof alg !== 'string' || !algorithms.has(alg)) fail('algorithm', 'token alg not allowed')
-    const typ = header.typ
-    if (typeof typ !== 'string' || !typs.has(typ.toLowerCase())) fail('type', 'token typ not accepted')
-    // No extension is understood, so any crit (RFC 7515 §4.1.11) means refuse; b64 (RFC 7797) likewise.
-    if (header.crit !== undefined) fail('header', 'token crit header not supported')
-    if (header.b64 !== undefined) fail('header', 'token b64 header not supported')
-    for (const name of KEY_SOURCE_HEADERS) if (header[name] !== undefined) fail('header', 'token key-source headers (jku, x5u, jwk, x5c) are not accepted')
-    const kid = header.kid
-    if (typeof kid !== 'string' || kid.length === 0 || kid.length > MAX_KID_LENGTH) fail('header', 'token kid missing or invalid')
+    // Header and payload are signed as text, so their spelling cannot vary: only the signature must be canonical.
+    const payload = decodeSegment(token, dot1 + 1, dot2, false)
+    const { header, alg, kid } = checkedHeader(token, dot1)
 
     const key = jwks.getKey(kid)
     if (key === undefined) {
@@ -250,15 +280,16 @@ export function createVerifier(options: VerifierOptions): Verifier {
     // The key pins its algorithm: a header naming another one never selects a key type.
     if (key.alg !== alg) fail('algorithm', 'token alg does not match its key')
 
-    const signature = decodeSegment(token.slice(dot2 + 1), true)
+    // Non-canonical trailing bits would give one signature several spellings (and cache keys).
+    const signature = decodeSegment(token, dot2 + 1, token.length, true).bytes
     if (signature.length !== key.signatureBytes) fail('signature', 'token signature invalid')
     // Segments were checked to be base64url, so latin1 gives the exact ASCII signing input.
     const signingInput = Buffer.from(token.slice(0, dot2), 'latin1')
-    // Compact JWS verification is written out with node:crypto (not jose's jwtVerify) because
-    // jwtVerify is async WebCrypto and about 2x slower on the gateway hot path.
+    // Compact JWS verification is written out (not jose's jwtVerify) because jwtVerify is async
+    // WebCrypto and about 2x slower on the gateway hot path; Ed25519 goes to libsodium when it loads.
     let valid: boolean
     try {
-      if (alg === 'EdDSA') valid = cryptoVerify(null, signingInput, key.key, signature)
+      if (alg === 'EdDSA') valid = ed25519.verify(signingInput, signature, key.raw, key.key)
       else if (alg === 'RS256') valid = cryptoVerify('sha256', signingInput, key.key, signature)
       else valid = cryptoVerify('sha256', signingInput, { key: key.key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, signature)
     } catch {
@@ -266,7 +297,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     }
     if (!valid) fail('signature', 'token signature invalid')
 
-    const claims = parseJsonObject(payloadSegment, 'payload')
+    const claims = parseJsonObject(payload, 'payload')
     if (jsonDepth(claims, MAX_CLAIMS_DEPTH) > MAX_CLAIMS_DEPTH) fail('claims', 'token claims nested too deeply')
     const now = nowMs / 1000
     if (claims.iss !== issuer) fail('issuer', 'token issuer not accepted')
@@ -294,12 +325,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     }
     if (claims.cnf !== undefined && (typeof claims.cnf !== 'object' || claims.cnf === null || Array.isArray(claims.cnf))) fail('claims', 'token cnf invalid')
 
-    const result: VerifiedToken = Object.freeze({
-      claims: deepFreeze(claims) as unknown as AccessTokenClaims,
-      kid,
-      header: deepFreeze(header) as unknown as VerifiedHeader,
-      tokenHash,
-    })
+    const result: VerifiedToken = Object.freeze({ claims: deepFreeze(claims) as unknown as AccessTokenClaims, kid, header, tokenHash })
     const expMs = exp * 1000
     if (cache !== undefined && expMs > nowMs) cache.set(tokenHash, { result, key, expMs })
     return result
@@ -319,6 +345,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     verify,
     verifyAsync,
     jwks,
+    ed25519Backend: ed25519.backend,
     clearCache: () => cache?.clear(),
     close: () => {
       if (ownsJwks) jwks.close()

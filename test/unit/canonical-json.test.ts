@@ -26,9 +26,23 @@ test('constant-time comparison answers equality correctly for any lengths', () =
   assert.equal(constantTimeEqual('abc', 'abcd'), false)
 })
 
-test('JSON depth is measured without recursion', () => {
+test('JSON depth stops descending past the limit, so any nesting is measured safely', () => {
   let deep: unknown = 1
-  for (let i = 0; i < 10_000; i++) deep = [deep]
-  assert.ok(jsonDepth(deep, 32) > 32)
+  for (let i = 0; i < 1_000_000; i++) deep = [deep]
+  assert.equal(jsonDepth(deep, 32), 33)
+  let deepObject: unknown = {}
+  for (let i = 0; i < 100_000; i++) deepObject = { a: deepObject }
+  assert.ok(jsonDepth(deepObject, 8) > 8)
+})
+
+test('JSON depth counts containers with members; scalars and empty containers are 0', () => {
   assert.equal(jsonDepth({ a: { b: [1] } }), 3)
+  assert.equal(jsonDepth('x'), 0)
+  assert.equal(jsonDepth(null), 0)
+  assert.equal(jsonDepth({}), 0)
+  assert.equal(jsonDepth([]), 0)
+  assert.equal(jsonDepth([[]]), 1)
+  assert.equal(jsonDepth({ a: 1, b: { c: [] } }), 2)
+  assert.equal(jsonDepth([1, [2, [3]], { x: {} }]), 3)
+  assert.equal(jsonDepth({ a: { b: { c: 1 } } }, 2), 3)
 })

@@ -8,7 +8,7 @@ import { MemoryReplayCache } from '../../../src/store/memory/replay-cache.js'
 import type { Approval } from '../../../src/store/types.js'
 
 const { publicKey, privateKey } = generateKeyPairSync('ed25519')
-const keys: OverrideKeySource = { getKey: (kid) => (kid === 'k1' ? { kid: 'k1', alg: 'EdDSA', key: publicKey, signatureBytes: 64 } : undefined) }
+const keys: OverrideKeySource = { getKey: (kid) => (kid === 'k1' ? { kid: 'k1', alg: 'EdDSA', key: publicKey, raw: Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url'), signatureBytes: 64 } : undefined) }
 const config = { issuer: 'https://aegis.example', audience: 'aegis-gateway', tokens: { overrideTtlSeconds: 300 } } as const
 const signer = {
   signJwt(header: Record<string, unknown>, payload: Record<string, unknown>) {

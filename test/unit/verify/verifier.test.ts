@@ -25,7 +25,8 @@ function assertRefused(verifier: Verifier, token: unknown, reasons?: VerifyFailu
   return caught
 }
 
-describe('verifier: RFC 8725 checks and attack tokens', () => {
+// The attack suite runs once per Ed25519 implementation: libsodium (the default) and node:crypto.
+for (const ed25519 of ['libsodium', 'node:crypto'] as const) describe(`verifier (${ed25519}): RFC 8725 checks and attack tokens`, () => {
   let jwks: JwksServer
   let decoy: Awaited<ReturnType<typeof startDecoyServer>>
   let k1: TestKey
@@ -37,7 +38,8 @@ describe('verifier: RFC 8725 checks and attack tokens', () => {
     k1 = ed25519Key('k1')
     jwks = await startJwksServer([k1])
     decoy = await startDecoyServer()
-    verifier = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: jwks.jwksUrl, clock })
+    verifier = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: jwks.jwksUrl, clock, ed25519 })
+    assert.equal(verifier.ed25519Backend, ed25519)
     await verifier.jwks.ready
   })
   after(async () => {
