@@ -13,7 +13,9 @@ export async function startGatewayProcess(config: Record<string, unknown>, tunin
   const env: Record<string, string> = {}
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('AEGIS_')) env[k] = v
   env.GATEWAY_CHILD = JSON.stringify({ config, tuning })
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/gateway-child.ts'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  // GATEWAY_CHILD_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the gateway under a benchmark.
+  const nodeArgs = (process.env.GATEWAY_CHILD_NODE_ARGS ?? '').split(' ').filter((a) => a.length > 0)
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'test/helpers/gateway-child.ts'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   let stderr = ''
   child.stderr?.on('data', (c: Buffer) => { stderr += c.toString() })
   const line = await new Promise<string>((resolve, reject) => {
