@@ -61,7 +61,7 @@ export interface VerifiedToken {
   readonly kid: string
   /** The protected header. */
   readonly header: VerifiedHeader
-  /** base64url(SHA-256(token)): a safe handle for logs and audit (computed on first read). */
+  /** base64url(SHA-256(token)): a safe handle for logs, caches and audit. */
   readonly tokenHash: string
 }
 
@@ -190,7 +190,7 @@ function isNumericDate(v: unknown): v is number {
  * is pinned to the header's `alg`, signature, then `iss`, `aud`, `exp`,
  * `nbf`, `iat`, `sub`, `jti`.
  *
- * Verified tokens are cached, keyed by the token, until their `exp` (never
+ * Verified tokens are cached by SHA-256 of the token until their `exp` (never
  * past it), in a bounded LRU; a cached result is ignored once its `kid` left
  * the JWKS or now maps to another key, so key retirement takes effect at once.
  */
