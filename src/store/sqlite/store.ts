@@ -5,6 +5,7 @@
  * cached by their SQL text.
  */
 import { randomUUID } from 'node:crypto'
+import { startCheckpointer, type Checkpointer } from './checkpointer.js'
 import { closeSync, openSync } from 'node:fs'
 import { resolve } from 'node:path'
 import Database from 'better-sqlite3'
@@ -38,6 +39,8 @@ export interface SqliteStoreOptions {
 }
 
 /** The embedded store. Construct with {@link openSqliteStore}. */
+const CHECKPOINT_INTERVAL_MS = 50
+
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const
   readonly tenants: TenantRepo
@@ -58,6 +61,8 @@ export class SqliteStore implements Store {
   private readonly lockKey: string
   private closed = false
   private checkpointTimer: NodeJS.Timeout | null = null
+  private checkpointer: Checkpointer | null = null
+  private readonly path: string | null
 
   constructor(path: string, opts: SqliteStoreOptions = {}) {
     const memory = path === ':memory:' || path === ''
@@ -76,7 +81,7 @@ export class SqliteStore implements Store {
       db.pragma('foreign_keys = ON')
       migrateSqlite(db)
       if (!memory) {
-        // Checkpoints run from a 50 ms timer (small, frequent ones) instead of inside whichever commit
+        // Checkpoints run every 50 ms (small, frequent ones; startCheckpoints) instead of inside whichever commit
         // crosses the 1000-page mark: an automatic checkpoint stalls that commit
         // (and every token waiting on its audit batch) for tens of ms, the
         // issuance p99. journal_size_limit bounds the WAL file between them.
@@ -88,12 +93,7 @@ export class SqliteStore implements Store {
       throw storeError(err, 'database')
     }
     this.db = db
-    if (!memory) {
-      this.checkpointTimer = setInterval(() => {
-        try { db.pragma('wal_checkpoint(PASSIVE)') } catch { /* busy or closing: the next tick retries */ }
-      }, 50)
-      this.checkpointTimer.unref()
-    }
+    this.path = memory ? null : path
     this.tenants = this.tenantRepo()
     this.agents = this.agentRepo()
     this.credentials = this.credentialRepo()
@@ -406,10 +406,35 @@ export class SqliteStore implements Store {
     }
   }
 
+  /**
+   * Starts WAL checkpoints every 50 ms (small, frequent ones; see the
+   * constructor): on a worker thread with its own connection, or, if that
+   * cannot start, from a timer on this thread.
+   */
+  async startCheckpoints(): Promise<void> {
+    if (this.path === null || this.checkpointer !== null || this.checkpointTimer !== null) return
+    try {
+      this.checkpointer = await startCheckpointer(this.path, CHECKPOINT_INTERVAL_MS)
+    } catch {
+      const db = this.db
+      this.checkpointTimer = setInterval(() => {
+        try { db.pragma('wal_checkpoint(PASSIVE)') } catch { /* busy or closing: the next tick retries */ }
+      }, CHECKPOINT_INTERVAL_MS)
+      this.checkpointTimer.unref()
+    }
+  }
+
+  /** True when checkpoints run on the worker thread (tests). */
+  get checkpointsOffThread(): boolean {
+    return this.checkpointer !== null
+  }
+
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
     if (this.checkpointTimer) clearInterval(this.checkpointTimer)
+    // The worker's connection closes first, so this one is the last and SQLite folds the WAL back on close.
+    if (this.checkpointer) await this.checkpointer.close().catch(() => {})
     this.stmts.clear()
     try {
       this.db.close()
@@ -424,5 +449,7 @@ export class SqliteStore implements Store {
  * migrations. `:memory:` gives a private in-memory database.
  */
 export async function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Promise<Store> {
-  return new SqliteStore(path, opts)
+  const store = new SqliteStore(path, opts)
+  await store.startCheckpoints()
+  return store
 }
