@@ -83,7 +83,8 @@ function sameOriginOrAbsent(request: FastifyRequest): void {
  * Registers `/console` (pages), `POST /console/login` (form or JSON `token`
  * = an admin or approver token → session cookie; a form post is redirected
  * to the console, a JSON post answered `{"csrf","tenant","role","expires_at"}`),
- * `POST /console/logout` (clears the cookie; needs the CSRF header) and
+ * `POST /console/logout` (ends the session on every control plane and
+ * clears the cookie; needs the CSRF header) and
  * `GET /console/session` (who is logged in, and the CSRF token the page
  * sends back in `X-Aegis-CSRF`). Every answer carries the console's
  * security headers.
@@ -139,11 +140,14 @@ export async function consoleRoutes(app: FastifyInstance, deps: ControlPlaneDeps
 
     scope.post('/console/logout', async (request, reply) => {
       const s = await sessions.resolve(request)
+      if (s !== null) sessions.checkCsrf(request, s)
+      // Set before recording the logout: should the store fail (503), the
+      // browser still drops the cookie, and the error says the server-side end did not happen.
+      reply.header('set-cookie', cookieHeader(request, deps.config, '', 0))
       if (s !== null) {
-        sessions.checkCsrf(request, s)
+        await sessions.end(s)
         await deps.audit.append({ type: 'admin.console_logout', tenant: s.token.tenant, actor: `console:${s.token.id}`, subject: s.token.id, data: {} })
       }
-      reply.header('set-cookie', cookieHeader(request, deps.config, '', 0))
       return reply.code(204).send()
     })
 

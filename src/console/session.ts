@@ -4,12 +4,14 @@
  *
  * Why a MAC'd cookie rather than a sessions table: every control plane
  * sharing a database already shares the KEK, so a key derived from it with
- * HKDF lets any replica check any session without a schema change or a
- * round trip per admin call. The cookie names a random session id and the
- * admin token it was opened with; each request re-reads that admin token, so
- * revoking the token ends its sessions at once. Logout clears the cookie; a
- * copied cookie stays usable at most until its expiry
- * (`console.sessionTtlSeconds`, 8 hours by default).
+ * HKDF lets any replica check any session without writing a row per login.
+ * The cookie names a random session id and the admin token it was opened
+ * with; each request re-reads that admin token, so revoking (deleting) the
+ * token ends its sessions at once. A stateless cookie cannot be taken back,
+ * so logout records the session id in the store (`consoleLogouts`, shared by
+ * every control plane on the database) until the cookie's own expiry, and
+ * each request looks its id up there: a copied cookie replayed after logout
+ * is refused like an expired one.
  */
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
@@ -110,13 +112,26 @@ export class ConsoleSessions {
     return s as SessionClaims
   }
 
-  /** The live session of a request (cookie authentic, unexpired, admin token not revoked), or null. */
+  /** The live session of a request (cookie authentic, unexpired, not logged out, admin token not revoked), or null. */
   async resolve(request: FastifyRequest): Promise<ConsoleSession | null> {
     const claims = this.claimsOf(cookieValue(request, SESSION_COOKIE))
     if (claims === null) return null
+    // Checked before the admin token so a replayed logged-out cookie costs one lookup.
+    if (await this.store.consoleLogouts.has(claims.sid)) return null
     const token = await this.store.adminTokens.get(claims.tid)
     if (token === null || token.revokedAt !== null || token.role === 'gateway') return null
     return { claims, token, csrf: this.csrfFor(claims.sid) }
+  }
+
+  /**
+   * Ends a session on every control plane sharing the store. Rejects when
+   * the store cannot record it: the caller must not report a logout that
+   * did not happen. Expired records are purged here rather than by a timer,
+   * since logouts are rare and each purge is an index range delete.
+   */
+  async end(session: ConsoleSession): Promise<void> {
+    await this.store.consoleLogouts.add(session.claims.sid, session.claims.exp)
+    await this.store.consoleLogouts.purgeExpired(this.clock.now()).catch(() => {})
   }
 
   /**

@@ -349,6 +349,21 @@ export interface GatewayAckRepo {
   list(): Promise<GatewayAck[]>
 }
 
+/**
+ * Console sessions that were logged out. A session cookie is MAC'd and
+ * stateless, so logging out can only end it everywhere by recording its id
+ * where every control plane looks; the record need outlive the session only
+ * until the cookie's own expiry, after which the cookie is refused anyway.
+ */
+export interface ConsoleLogoutRepo {
+  /** Records that session `sid` ended; kept until `expiresAt` (the session's expiry). Idempotent. */
+  add(sid: string, expiresAt: number): Promise<void>
+  /** Whether `sid` was logged out and not yet purged (one primary-key lookup). */
+  has(sid: string): Promise<boolean>
+  /** Drops records with expiresAt <= now; resolves how many. */
+  purgeExpired(now: number): Promise<number>
+}
+
 /** Everything the control plane persists. */
 export interface Store {
   readonly kind: 'sqlite' | 'postgres'
@@ -364,6 +379,7 @@ export interface Store {
   approvals: ApprovalRepo
   trustedIssuers: TrustedIssuerRepo
   gatewayAcks: GatewayAckRepo
+  consoleLogouts: ConsoleLogoutRepo
   /**
    * Runs `fn` only if this process wins the named cluster-wide lock (PostgreSQL
    * advisory lock; in-process mutex on SQLite). Resolves `{ ran: false }` when

@@ -150,3 +150,66 @@ test('processes opening a new SQLite file together apply each migration once', a
     rmSync(root, { recursive: true, force: true })
   }
 })
+
+// A database written by a release before console logouts existed (schema
+// version 1 only) must gain the table on the next open, keeping its data.
+test('a SQLite file at schema version 1 is upgraded on open: console logouts work and old data stays', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'aegis-open-'))
+  try {
+    const path = join(root, 'aegis.db')
+    const { default: Database } = await import('better-sqlite3')
+    const { SQLITE_MIGRATIONS, migrateSqlite } = await import('../../src/store/sqlite/index.js')
+    const old = new Database(path)
+    assert.deepEqual(migrateSqlite(old, SQLITE_MIGRATIONS.filter((m) => m.version === 1)), [1])
+    old.prepare('INSERT INTO tenants (id, name, require_attestation, created_at) VALUES (?, ?, ?, ?)').run('acme', 'Acme', 0, 1)
+    old.close()
+    const store = await openSqliteStore(path)
+    try {
+      assert.equal((await store.tenants.get('acme'))?.name, 'Acme')
+      await store.consoleLogouts.add('sid-1', 5000)
+      assert.equal(await store.consoleLogouts.has('sid-1'), true)
+    } finally {
+      await store.close()
+    }
+    const db = new Database(path, { readonly: true })
+    const rows = db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all() as { version: number; name: string }[]
+    db.close()
+    assert.deepEqual(rows.filter((r) => r.version <= 2), [{ version: 1, name: 'initial' }, { version: 2, name: 'console_logouts' }])
+  } finally {
+    rmSync(root, { recursive: true, force: true })
+  }
+})
+
+test('a PostgreSQL schema at version 1 is upgraded on open: console logouts work and old data stays', { skip: await skipWithoutPostgres() }, async () => {
+  const schema = await freshPostgresSchema()
+  const { default: pg } = await import('pg')
+  const { POSTGRES_MIGRATIONS, migratePostgres } = await import('../../src/store/postgres/index.js')
+  try {
+    const c = new pg.Client({ connectionString: schema.url })
+    await c.connect()
+    try {
+      assert.deepEqual(await migratePostgres(c, POSTGRES_MIGRATIONS.filter((m) => m.version === 1)), [1])
+      await c.query('INSERT INTO tenants (id, name, require_attestation, created_at) VALUES ($1, $2, $3, $4)', ['acme', 'Acme', false, 1])
+    } finally {
+      await c.end()
+    }
+    const store = await openPostgresStore(schema.url)
+    try {
+      assert.equal((await store.tenants.get('acme'))?.name, 'Acme')
+      await store.consoleLogouts.add('sid-1', 5000)
+      assert.equal(await store.consoleLogouts.has('sid-1'), true)
+    } finally {
+      await store.close()
+    }
+    const v = new pg.Client({ connectionString: schema.url })
+    await v.connect()
+    try {
+      const { rows } = await v.query<{ version: number; name: string }>('SELECT version, name FROM schema_migrations WHERE version <= 2 ORDER BY version')
+      assert.deepEqual(rows, [{ version: 1, name: 'initial' }, { version: 2, name: 'console_logouts' }])
+    } finally {
+      await v.end()
+    }
+  } finally {
+    await schema.drop()
+  }
+})

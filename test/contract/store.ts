@@ -533,6 +533,32 @@ export function storeContract(name: string, create: () => Promise<StoreHandle>, 
       ])
     }))
 
+    test('console logouts: add is idempotent, has sees them from another store, purgeExpired drops only expired ones', () => withStore(async (s, h) => {
+      assert.equal(await s.consoleLogouts.has('sid-a'), false)
+      await s.consoleLogouts.add('sid-a', T0 + 1000)
+      await s.consoleLogouts.add('sid-a', T0 + 1000)
+      await s.consoleLogouts.add('sid-b', T0 + 5000)
+      assert.equal(await s.consoleLogouts.has('sid-a'), true)
+      assert.equal(await s.consoleLogouts.has('sid-b'), true)
+      assert.equal(await s.consoleLogouts.has('sid-c'), false)
+      assert.equal(await s.consoleLogouts.has('SID-A'), false, 'ids are compared exactly')
+      const other = h.reopen ? await h.reopen() : s
+      assert.equal(await other.consoleLogouts.has('sid-a'), true, 'another control plane on the database sees the logout')
+      await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? other : s).consoleLogouts.add('sid-race', T0 + 9000)))
+      assert.equal(await s.consoleLogouts.has('sid-race'), true)
+
+      assert.equal(await s.consoleLogouts.purgeExpired(T0 + 999), 0, 'kept until the session expires')
+      assert.equal(await s.consoleLogouts.has('sid-a'), true)
+      assert.equal(await s.consoleLogouts.purgeExpired(T0 + 1000), 1, 'expiresAt is inclusive for the purge')
+      assert.equal(await s.consoleLogouts.has('sid-a'), false)
+      assert.equal(await other.consoleLogouts.has('sid-b'), true)
+      assert.equal(await other.consoleLogouts.purgeExpired(T0 + 10_000), 2, 'sid-race was stored once')
+      assert.equal(await s.consoleLogouts.has('sid-b'), false)
+      assert.equal(await s.consoleLogouts.has('sid-race'), false)
+      await s.consoleLogouts.add('sid-a', T0 + 20_000)
+      assert.equal(await s.consoleLogouts.has('sid-a'), true, 'a purged id can be recorded again')
+    }))
+
     test('tryWithLock: a second concurrent holder gets {ran:false}, without waiting', () => withStore(async (s, h) => {
       const g = gate()
       const first = s.tryWithLock('keys.rotate', async () => { g.enter(); await g.released; return 'first' })

@@ -186,6 +186,19 @@ CREATE TABLE gateway_acks (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'console_logouts',
+    sql: `
+-- Logged-out console session ids, each kept until its session would have
+-- expired (console/session.ts); the expiry index serves the purge.
+CREATE TABLE console_logouts (
+  sid TEXT PRIMARY KEY,
+  expires_at BIGINT NOT NULL
+);
+CREATE INDEX console_logouts_expires ON console_logouts (expires_at);
+`,
+  },
 ]
 
 /**

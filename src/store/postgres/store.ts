@@ -14,7 +14,7 @@ import * as T from '../sql/rows.js'
 import { definedOnly, sqlLimit, storeError, type Row } from '../sql/rows.js'
 import type {
   AdminToken, AdminTokenRepo, Agent, AgentPatch, AgentRepo, Approval, ApprovalDelivery, ApprovalRepo,
-  ApprovalStatus, AuditCheckpoint, AuditEvent, AuditQuery, AuditRepo, BootstrapCredential, CredentialRepo,
+  ApprovalStatus, AuditCheckpoint, AuditEvent, AuditQuery, AuditRepo, BootstrapCredential, ConsoleLogoutRepo, CredentialRepo,
   GatewayAck, GatewayAckRepo, KeyRepo, ManifestRepo, PolicyBundle, PolicyRepo, Revocation, RevocationRepo,
   SigningKey, Store, Tenant, TenantRepo, TrustedIssuer, TrustedIssuerRepo,
 } from '../types.js'
@@ -65,6 +65,7 @@ export class PostgresStore implements Store {
   readonly approvals: ApprovalRepo
   readonly trustedIssuers: TrustedIssuerRepo
   readonly gatewayAcks: GatewayAckRepo
+  readonly consoleLogouts: ConsoleLogoutRepo
 
   private readonly prepared = new Map<string, Prepared>()
   private generation = 0
@@ -85,6 +86,7 @@ export class PostgresStore implements Store {
     this.approvals = this.approvalRepo()
     this.trustedIssuers = this.trustedIssuerRepo()
     this.gatewayAcks = this.gatewayAckRepo()
+    this.consoleLogouts = this.consoleLogoutRepo()
   }
 
   private stmt(sql: string): Prepared {
@@ -405,6 +407,17 @@ export class PostgresStore implements Store {
           T.gatewayAcks.toParams(a))
       }),
       list: () => this.w('gateway ack', () => this.all(this.pool, 'SELECT * FROM gateway_acks ORDER BY gateway_id', [], T.gatewayAcks.fromRow)),
+    }
+  }
+
+  private consoleLogoutRepo(): ConsoleLogoutRepo {
+    return {
+      // DO NOTHING: two logouts racing with the same cookie, on any control plane, both succeed.
+      add: (sid, expiresAt) => this.w('console logout', async () => {
+        await this.q(this.pool, 'INSERT INTO console_logouts (sid, expires_at) VALUES (?, ?) ON CONFLICT (sid) DO NOTHING', [sid, expiresAt])
+      }),
+      has: (sid) => this.w('console logout', async () => (await this.q(this.pool, 'SELECT 1 FROM console_logouts WHERE sid = ?', [sid])).rows.length > 0),
+      purgeExpired: (now) => this.w('console logout', () => this.count(this.pool, 'DELETE FROM console_logouts WHERE expires_at <= ?', [now])),
     }
   }
 

@@ -14,7 +14,7 @@ import * as T from '../sql/rows.js'
 import { definedOnly, sqlLimit, storeError, type Row } from '../sql/rows.js'
 import type {
   AdminToken, AdminTokenRepo, Agent, AgentPatch, AgentRepo, Approval, ApprovalDelivery, ApprovalRepo,
-  ApprovalStatus, AuditCheckpoint, AuditEvent, AuditQuery, AuditRepo, BootstrapCredential, CredentialRepo,
+  ApprovalStatus, AuditCheckpoint, AuditEvent, AuditQuery, AuditRepo, BootstrapCredential, ConsoleLogoutRepo, CredentialRepo,
   GatewayAck, GatewayAckRepo, KeyRepo, ManifestRepo, PolicyBundle, PolicyRepo, Revocation, RevocationRepo,
   SigningKey, Store, Tenant, TenantRepo, TrustedIssuer, TrustedIssuerRepo,
 } from '../types.js'
@@ -55,6 +55,7 @@ export class SqliteStore implements Store {
   readonly approvals: ApprovalRepo
   readonly trustedIssuers: TrustedIssuerRepo
   readonly gatewayAcks: GatewayAckRepo
+  readonly consoleLogouts: ConsoleLogoutRepo
 
   private readonly db: Database.Database
   private readonly stmts = new Map<string, Database.Statement>()
@@ -106,6 +107,7 @@ export class SqliteStore implements Store {
     this.approvals = this.approvalRepo()
     this.trustedIssuers = this.trustedIssuerRepo()
     this.gatewayAcks = this.gatewayAckRepo()
+    this.consoleLogouts = this.consoleLogoutRepo()
   }
 
   private st(sql: string): Database.Statement {
@@ -391,6 +393,17 @@ export class SqliteStore implements Store {
         this.run(`${insertSql(T.gatewayAcks)} ON CONFLICT (gateway_id) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at`, T.gatewayAcks.toParams(a))
       }),
       list: () => this.w('gateway ack', () => this.all('SELECT * FROM gateway_acks ORDER BY gateway_id', [], T.gatewayAcks.fromRow)),
+    }
+  }
+
+  private consoleLogoutRepo(): ConsoleLogoutRepo {
+    return {
+      // DO NOTHING: two logouts racing with the same cookie both succeed.
+      add: (sid, expiresAt) => this.w('console logout', () => {
+        this.run('INSERT INTO console_logouts (sid, expires_at) VALUES (?, ?) ON CONFLICT (sid) DO NOTHING', [sid, expiresAt])
+      }),
+      has: (sid) => this.w('console logout', () => this.one('SELECT 1 AS x FROM console_logouts WHERE sid = ?', [sid], () => true) ?? false),
+      purgeExpired: (now) => this.w('console logout', () => this.run('DELETE FROM console_logouts WHERE expires_at <= ?', [now]).changes),
     }
   }
 
