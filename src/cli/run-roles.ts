@@ -3,16 +3,29 @@ import type { AegisConfig } from '../config/schema.js'
 import { buildControlPlane } from '../control-plane/index.js'
 import { buildGateway } from '../gateway/index.js'
 import type { ControlPlaneDeps } from '../control-plane/deps.js'
-import { listenTls } from '../http/tls-listener.js'
+import { bindTls, listenTls, type TlsListener, type TlsListenerOptions } from '../http/tls-listener.js'
 import { initTracing, shutdownTracing } from '../observability/tracing.js'
 
 export type Role = 'control-plane' | 'gateway' | 'all'
 
+/** Where a role listens: URLs and ports as bound (the OS's choice where the config says 0). */
+export interface RoleAddresses {
+  url: string
+  port: number
+  tlsUrl?: string
+  tlsPort?: number
+}
+
 export interface RunningRoles {
-  controlPlane?: { app: FastifyInstance; deps: ControlPlaneDeps; url: string; tlsUrl?: string }
-  gateway?: { app: FastifyInstance; url: string; tlsUrl?: string }
+  controlPlane?: RoleAddresses & { app: FastifyInstance; deps: ControlPlaneDeps }
+  gateway?: RoleAddresses & { app: FastifyInstance }
   /** Stops accepting, drains in-flight requests, flushes the audit log, closes stores. */
   close(): Promise<void>
+}
+
+function boundPort(app: FastifyInstance): number {
+  const addr = app.server.address()
+  return addr && typeof addr === 'object' ? addr.port : 0
 }
 
 function urlOf(app: FastifyInstance): string {
@@ -21,16 +34,37 @@ function urlOf(app: FastifyInstance): string {
   return String(addr)
 }
 
+/** The control plane's bound URL as the same process reaches it (loopback for a wildcard address). */
+function localUrlOf(app: FastifyInstance): string {
+  const addr = app.server.address()
+  if (!addr || typeof addr !== 'object') return urlOf(app)
+  const host = addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address === '::' ? '[::1]' : addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+  return `http://${host}:${addr.port}`
+}
+
+function tlsOptions(config: AegisConfig, host: string, port: number | undefined): TlsListenerOptions | undefined {
+  if (port === undefined || !config.tls.cert || !config.tls.key) return undefined
+  return { host, port, cert: config.tls.cert, key: config.tls.key, clientCa: config.tls.clientCa }
+}
+
 /**
  * With tls.cert/tls.key and a TLS port, the role ALSO listens with TLS,
  * requesting client certificates (RFC 8705). Closed before the role's app
  * (closers run in reverse), so TLS connections drain first.
  */
-async function alsoTls(config: AegisConfig, app: FastifyInstance, host: string, port: number | undefined, closers: Array<() => Promise<void>>): Promise<string | undefined> {
-  if (port === undefined || !config.tls.cert || !config.tls.key) return undefined
-  const l = await listenTls(app, { host, port, cert: config.tls.cert, key: config.tls.key, clientCa: config.tls.clientCa })
+async function alsoTls(opts: TlsListenerOptions | undefined, app: FastifyInstance, closers: Array<() => Promise<void>>): Promise<TlsListener | undefined> {
+  if (opts === undefined) return undefined
+  const l = await listenTls(app, opts)
   closers.push(() => l.close())
-  return l.url
+  return l
+}
+
+function withTls<T extends RoleAddresses>(role: T, l: TlsListener | undefined): T {
+  if (l !== undefined) {
+    role.tlsUrl = l.url
+    role.tlsPort = l.port
+  }
+  return role
 }
 
 /**
@@ -49,20 +83,36 @@ export async function startRoles(config: AegisConfig, role: Role): Promise<Runni
   }
   try {
     if (role === 'control-plane' || role === 'all') {
-      const cp = await buildControlPlane(config)
+      const tlsOpts = tlsOptions(config, config.control.host, config.control.tlsPort)
+      // The metadata's mTLS aliases and the token endpoint URLs (private_key_jwt
+      // audience, DPoP htu) name the TLS port, so with port 0 the listener is
+      // bound first and the control plane built with the port the OS chose.
+      const early = tlsOpts?.port === 0 ? await bindTls(tlsOpts) : undefined
+      let cpConfig = config
+      if (early !== undefined) cpConfig = Object.freeze({ ...config, control: Object.freeze({ ...config.control, tlsPort: early.port }) })
+      const cp = await buildControlPlane(cpConfig).catch(async (err: unknown) => {
+        await early?.close()
+        throw err
+      })
       closers.push(() => cp.close())
+      if (early !== undefined) closers.push(() => early.close())
       await cp.app.listen({ host: config.control.host, port: config.control.port })
-      running.controlPlane = { app: cp.app, deps: cp.deps, url: urlOf(cp.app) }
-      const tlsUrl = await alsoTls(config, cp.app, config.control.host, config.control.tlsPort, closers)
-      if (tlsUrl) running.controlPlane.tlsUrl = tlsUrl
+      if (early !== undefined) await early.serve(cp.app)
+      const tls = early ?? await alsoTls(tlsOpts, cp.app, closers)
+      running.controlPlane = withTls({ app: cp.app, deps: cp.deps, url: urlOf(cp.app), port: boundPort(cp.app) }, tls)
     }
     if (role === 'gateway' || role === 'all') {
-      const gw = await buildGateway(config)
+      let gwConfig = config
+      // With control.port 0 the issuer cannot name the port the OS chose, so
+      // an `all` process's gateway follows its control plane where it listens.
+      if (role === 'all' && config.control.port === 0 && config.controlPlaneUrl === undefined) {
+        gwConfig = Object.freeze({ ...config, controlPlaneUrl: localUrlOf(running.controlPlane!.app) })
+      }
+      const gw = await buildGateway(gwConfig)
       closers.push(() => gw.close())
       await gw.app.listen({ host: config.gateway.host, port: config.gateway.port })
-      running.gateway = { app: gw.app, url: urlOf(gw.app) }
-      const tlsUrl = await alsoTls(config, gw.app, config.gateway.host, config.gateway.tlsPort, closers)
-      if (tlsUrl) running.gateway.tlsUrl = tlsUrl
+      const tls = await alsoTls(tlsOptions(config, config.gateway.host, config.gateway.tlsPort), gw.app, closers)
+      running.gateway = withTls({ app: gw.app, url: urlOf(gw.app), port: boundPort(gw.app) }, tls)
     }
   } catch (err) {
     await running.close()

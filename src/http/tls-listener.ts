@@ -25,7 +25,15 @@ export interface TlsListener {
   server: Server
   /** `https://host:port` actually bound. */
   url: string
+  /** The port actually bound (the OS's choice when 0 was asked for). */
+  port: number
   close(): Promise<void>
+}
+
+/** A TLS listener bound before its app exists; requests are answered 503 until `serve`. */
+export interface BoundTlsListener extends TlsListener {
+  /** Hands every request to `app` from now on (which must be ready or becomes ready here). */
+  serve(app: FastifyInstance): Promise<void>
 }
 
 function pem(v: string): string {
@@ -35,6 +43,18 @@ function pem(v: string): string {
 /** Listens with TLS, handing every request to `app` (which must be ready or becomes ready here). */
 export async function listenTls(app: FastifyInstance, opts: TlsListenerOptions): Promise<TlsListener> {
   await app.ready()
+  const l = await bindTls(opts)
+  await l.serve(app)
+  return l
+}
+
+/**
+ * Binds the TLS listener without an app yet: with port 0, the port the OS
+ * chose is known before the app is built from a configuration that must name
+ * it (the control plane's mTLS endpoint aliases).
+ */
+export async function bindTls(opts: TlsListenerOptions): Promise<BoundTlsListener> {
+  let route: FastifyInstance['routing'] | null = null
   const server = createServer({
     cert: pem(opts.cert),
     key: pem(opts.key),
@@ -42,7 +62,10 @@ export async function listenTls(app: FastifyInstance, opts: TlsListenerOptions):
     requestCert: true,
     rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
-  }, (req, res) => app.routing(req, res))
+  }, (req, res) => {
+    if (route !== null) return route(req, res)
+    res.writeHead(503, { 'retry-after': '1', 'cache-control': 'no-store' }).end()
+  })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(opts.port, opts.host, () => {
@@ -57,6 +80,11 @@ export async function listenTls(app: FastifyInstance, opts: TlsListenerOptions):
   return {
     server,
     url: `https://${host}:${port}`,
+    port,
+    async serve(app) {
+      await app.ready()
+      route = (req, res) => app.routing(req, res)
+    },
     close: () => (closing ??= new Promise<void>((resolve) => {
       server.close(() => resolve())
       server.closeIdleConnections()

@@ -82,10 +82,12 @@ let clientSecret = ''
 before(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'aegis-examples-'))
   dirs.push(dir)
-  const [cpPort, gwPort] = [await freePort(), await freePort()]
+  // The issuer must name the control plane's port before it starts (the examples and the tool server
+  // follow it); the gateway takes any port and is read from the banner.
+  const cpPort = await freePort()
   issuer = `http://127.0.0.1:${cpPort}`
   dev = run(['-e', "import('./src/cli/main.ts').then((m) => m.main(['dev'])).then((c) => { process.exitCode = c })"], {
-    AEGIS_DATA_DIR: join(dir, 'data'), AEGIS_CONTROL_PORT: String(cpPort), AEGIS_GATEWAY_PORT: String(gwPort), AEGIS_ISSUER: issuer, AEGIS_LOG_LEVEL: 'warn',
+    AEGIS_DATA_DIR: join(dir, 'data'), AEGIS_CONTROL_PORT: String(cpPort), AEGIS_GATEWAY_PORT: '0', AEGIS_ISSUER: issuer, AEGIS_LOG_LEVEL: 'warn',
   })
   const banner = await waitFor(() => (dev.out().includes('Ctrl-C stops it cleanly') ? dev.out() : undefined), 'the aegis dev banner', dev)
   clientId = /client_id\s+(\S+)/.exec(banner)?.[1] ?? ''
