@@ -139,6 +139,20 @@ describe('approval end to end: gateway → approval → override retry', () => {
     assert.equal(replayed.body.error, 'invalid_token')
     assert.match(String(replayed.headers.get('www-authenticate')), /invalid_token/)
     assert.ok(sink.events.some((e) => e.type === 'token.replayed' && e.agent_id === 'billing-bot' && /already used/.test(String(e.error))))
+
+    // An override replay counts like an access-token replay: the gateway's counter and the control plane's KPI.
+    const metrics = await (await fetch(`${gatewayUrl}/metrics`)).text()
+    assert.match(metrics, /^aegis_replay_attempts_total 1$/m)
+    let kpis: Record<string, unknown> = {}
+    for (let i = 0; i < 100; i++) {
+      kpis = (await admin('GET', '/admin/v1/kpis')) as Record<string, unknown>
+      if (kpis.replay_attempts === 1) break
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    assert.equal(kpis.replay_attempts, 1, JSON.stringify(kpis))
+    const acmeAdmin = String((await admin('POST', '/admin/v1/admin-tokens', { tenant: 'acme', role: 'admin', name: 'acme-kpis' })).token)
+    const tenantKpis = (await admin('GET', '/admin/v1/kpis', undefined, acmeAdmin)) as Record<string, unknown>
+    assert.equal(tenantKpis.replay_attempts, 1, JSON.stringify(tenantKpis))
   })
 
   test('an override for other parameters, for another agent, or after expiry is refused and recorded', async () => {
