@@ -33,7 +33,7 @@ export const CONFIG_KEYS = [
   { path: 'kekFile', type: 'string', doc: 'File holding the KEK (created with mode 0600 by `aegis dev` under dataDir when neither kek nor kekFile is set).' },
   { path: 'adminToken', type: 'string', doc: 'Seeds a global admin token at start, for automation.', secret: true },
   { path: 'gatewayToken', type: 'string', doc: 'Bearer token a gateway presents to the control plane (role gateway); seeded on the control plane like adminToken.', secret: true },
-  { path: 'controlPlaneUrl', type: 'url', doc: 'Control plane a gateway follows (JWKS, feed, manifests); default = issuer.' },
+  { path: 'controlPlaneUrl', type: 'url', doc: 'Control plane a gateway follows (JWKS, feed, manifests); default = issuer (in one `--role all` process with control.port 0: the port the control plane bound).' },
 
   // Listeners
   { path: 'control.host', type: 'string', default: '127.0.0.1', doc: 'Control-plane listen address.' },

@@ -6,7 +6,7 @@ import type { ApprovalRef, ApprovalResolution, EntryMode, GatewayAuditEvent, Gat
 import type { VerifiedManifest } from '../manifests.js'
 import { checkDenyList } from './check-deny-list.js'
 import { checkReplay, assessBackends, needsReplayClaim, REPLAY_CLAIM_FAILED, type Degradation } from './check-replay.js'
-import { enforceSenderConstraint, type SenderSource } from './sender-constraint.js'
+import { enforceSenderConstraint, isReplayRefusal, type SenderSource } from './sender-constraint.js'
 import { evaluatePolicy, type Evaluation } from './evaluate-policy.js'
 import { resolveApproval } from './resolve-approval.js'
 import type { TokenView } from './token-view.js'
@@ -226,7 +226,7 @@ export class DecisionPipeline {
   /** Audits a refusal and returns the error to throw. */
   private refused(req: DecisionRequest, view: TokenView | null, err: unknown): unknown {
     const message = err instanceof AegisError ? err.message : 'internal error'
-    this.deps.decisions.record(this.event('token.refused', req, view, message, undefined))
+    this.deps.decisions.record(this.event(isReplayRefusal(err) ? 'token.replayed' : 'token.refused', req, view, message, undefined))
     return err
   }
 

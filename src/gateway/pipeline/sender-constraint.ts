@@ -45,6 +45,14 @@ function nonces(deps: GatewayDeps): DpopNonces {
   return n
 }
 
+// Refusals that are replays: the pipeline records them as `token.replayed`, so they reach the replay KPI.
+const REPLAY_REFUSALS = new WeakSet<object>()
+
+/** True for the error a replayed DPoP proof was refused with. */
+export function isReplayRefusal(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && REPLAY_REFUSALS.has(err)
+}
+
 function bindingRefused(message: string, dpop: boolean, extra?: Record<string, string>): AegisError {
   const headers: Record<string, string> = { ...extra }
   // RFC 9449 §7.1: a DPoP-bound token's errors are DPoP challenges.
@@ -121,7 +129,9 @@ async function checkDpop(deps: GatewayDeps, view: TokenView, source: SenderSourc
   }
   if (!first) {
     deps.metrics.replayAttempts.inc()
-    throw bindingRefused('DPoP proof already used', true)
+    const err = bindingRefused('DPoP proof already used', true)
+    REPLAY_REFUSALS.add(err)
+    throw err
   }
   void view
 }

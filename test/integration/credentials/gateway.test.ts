@@ -132,6 +132,14 @@ describe('gateway: certificate-bound and DPoP-bound tokens', () => {
       assert.equal(r.status, 401, r.text)
       assert.equal(r.body.error, 'invalid_token')
     }
+    // The reused proof counts as a replay attempt in the control plane's KPIs (the other four are plain refusals).
+    let kpis: Record<string, unknown> = {}
+    for (let i = 0; i < 100; i++) {
+      kpis = await env.admin('GET', '/kpis') as Record<string, unknown>
+      if (kpis.replay_attempts === 1) break
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    assert.equal(kpis.replay_attempts, 1, JSON.stringify(kpis))
   })
 
   test('an unbound token presented with the DPoP scheme is refused', async () => {
