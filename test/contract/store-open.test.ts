@@ -7,6 +7,7 @@ import { loadConfig } from '../../src/config/load.js'
 import { AegisError } from '../../src/errors.js'
 import { silentLogger } from '../../src/observability/logger.js'
 import { openPostgresStore, openStore, openSqliteStore } from '../../src/store/index.js'
+import type { Store } from '../../src/store/types.js'
 import { freshPostgresSchema, skipWithoutPostgres } from '../helpers/services.js'
 
 test('openStore without databaseUrl opens SQLite in a new 0700 data dir', async () => {
@@ -153,6 +154,18 @@ test('processes opening a new SQLite file together apply each migration once', a
 
 // A database written by a release before console logouts existed (schema
 // version 1 only) must gain the table on the next open, keeping its data.
+
+/** A store opened on a version-1 schema kept its data and has the console-logout table; closes it. */
+async function assertUpgraded(store: Store): Promise<void> {
+  try {
+    assert.equal((await store.tenants.get('acme'))?.name, 'Acme')
+    await store.consoleLogouts.add('sid-1', 5000)
+    assert.equal(await store.consoleLogouts.has('sid-1'), true)
+  } finally {
+    await store.close()
+  }
+}
+
 test('a SQLite file at schema version 1 is upgraded on open: console logouts work and old data stays', async () => {
   const root = mkdtempSync(join(tmpdir(), 'aegis-open-'))
   try {
@@ -164,13 +177,7 @@ test('a SQLite file at schema version 1 is upgraded on open: console logouts wor
     old.prepare('INSERT INTO tenants (id, name, require_attestation, created_at) VALUES (?, ?, ?, ?)').run('acme', 'Acme', 0, 1)
     old.close()
     const store = await openSqliteStore(path)
-    try {
-      assert.equal((await store.tenants.get('acme'))?.name, 'Acme')
-      await store.consoleLogouts.add('sid-1', 5000)
-      assert.equal(await store.consoleLogouts.has('sid-1'), true)
-    } finally {
-      await store.close()
-    }
+    await assertUpgraded(store)
     const db = new Database(path, { readonly: true })
     const rows = db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all() as { version: number; name: string }[]
     db.close()
@@ -194,13 +201,7 @@ test('a PostgreSQL schema at version 1 is upgraded on open: console logouts work
       await c.end()
     }
     const store = await openPostgresStore(schema.url)
-    try {
-      assert.equal((await store.tenants.get('acme'))?.name, 'Acme')
-      await store.consoleLogouts.add('sid-1', 5000)
-      assert.equal(await store.consoleLogouts.has('sid-1'), true)
-    } finally {
-      await store.close()
-    }
+    await assertUpgraded(store)
     const v = new pg.Client({ connectionString: schema.url })
     await v.connect()
     try {
