@@ -14,10 +14,10 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { createServer } from 'node:net'
 import { chromium } from 'playwright-core'
 import { loadConfig } from '../src/config/load.js'
 import { buildControlPlane } from '../src/control-plane/index.js'
+import { freePort } from '../test/helpers/ports.js'
 import { buildGateway } from '../src/gateway/index.js'
 import { ManualClock } from '../src/lib/clock.js'
 import { silentLogger } from '../src/observability/logger.js'
@@ -41,17 +41,6 @@ forbid (principal, action == Action::"payments.transfer", resource)
 when { context.params has amount && context.params.amount > 1000 }
 unless { context.override };
 `
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 

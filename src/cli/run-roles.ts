@@ -28,17 +28,17 @@ function boundPort(app: FastifyInstance): number {
   return addr && typeof addr === 'object' ? addr.port : 0
 }
 
-function urlOf(app: FastifyInstance): string {
+/**
+ * The bound URL; `fromHere` gives the URL the same process reaches it at
+ * (loopback for a wildcard address), which is what an `all` process's
+ * gateway follows.
+ */
+function urlOf(app: FastifyInstance, fromHere = false): string {
   const addr = app.server.address()
-  if (addr && typeof addr === 'object') return `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
-  return String(addr)
-}
-
-/** The control plane's bound URL as the same process reaches it (loopback for a wildcard address). */
-function localUrlOf(app: FastifyInstance): string {
-  const addr = app.server.address()
-  if (!addr || typeof addr !== 'object') return urlOf(app)
-  const host = addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address === '::' ? '[::1]' : addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+  if (!addr || typeof addr !== 'object') return String(addr)
+  let host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+  if (fromHere && addr.address === '0.0.0.0') host = '127.0.0.1'
+  if (fromHere && addr.address === '::') host = '[::1]'
   return `http://${host}:${addr.port}`
 }
 
@@ -106,7 +106,7 @@ export async function startRoles(config: AegisConfig, role: Role): Promise<Runni
       // With control.port 0 the issuer cannot name the port the OS chose, so
       // an `all` process's gateway follows its control plane where it listens.
       if (role === 'all' && config.control.port === 0 && config.controlPlaneUrl === undefined) {
-        gwConfig = Object.freeze({ ...config, controlPlaneUrl: localUrlOf(running.controlPlane!.app) })
+        gwConfig = Object.freeze({ ...config, controlPlaneUrl: urlOf(running.controlPlane!.app, true) })
       }
       const gw = await buildGateway(gwConfig)
       closers.push(() => gw.close())
