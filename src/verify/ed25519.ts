@@ -43,6 +43,7 @@ const viaNodeCrypto: Ed25519Verify = (input, signature, _raw, key) => cryptoVeri
  * that the signature is 64 bytes and the raw key 32.
  */
 export function ed25519Verifier(choice: 'auto' | Ed25519Backend): { backend: Ed25519Backend; verify: Ed25519Verify } {
+  if (choice !== 'auto' && choice !== 'libsodium' && choice !== 'node:crypto') throw new TypeError(`unsupported ed25519 backend ${String(choice)}`)
   const binding = choice === 'node:crypto' ? null : sodiumBinding()
   if (binding === null) {
     if (choice === 'libsodium') throw new Error('the libsodium Ed25519 backend (sodium-native) did not load')

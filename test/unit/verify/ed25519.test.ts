@@ -18,6 +18,12 @@ test('auto picks libsodium here (sodium-native ships a prebuilt addon for this p
   assert.equal(ed25519Verifier('node:crypto').backend, 'node:crypto')
 })
 
+test('an unknown backend name is refused rather than silently mapped to a default', () => {
+  for (const bad of ['openssl', '', 'LIBSODIUM', undefined]) {
+    assert.throws(() => ed25519Verifier(bad as unknown as 'auto'), TypeError)
+  }
+})
+
 test('libsodium and node:crypto agree on valid, tampered, malleated and foreign signatures', () => {
   const sodium = ed25519Verifier('libsodium').verify
   const openssl = ed25519Verifier('node:crypto').verify
