@@ -154,9 +154,27 @@ export interface Revocation {
   agentId: string | null
   reason: string | null
   createdAt: number
-  /** When no token it could match can still be alive (epoch ms); entries past it are dropped. */
+  /**
+   * When no token it could match can still be alive (epoch ms); entries past
+   * it are dropped. `agent`, `client` and `tenant` entries never lapse
+   * ({@link REVOCATION_PERMANENT}) until an admin lifts them; a lift ends the
+   * entry at once (expiresAt = liftedAt).
+   */
   expiresAt: number
+  /** Set once an admin lifted the entry (`DELETE /admin/v1/revocations/{seq}`), epoch ms. */
+  liftedAt?: number
+  /** Who lifted it (`admin:<id>`, `console:<id>`). */
+  liftedBy?: string
+  /** Feed sequence number the lift was published under (taken from the same sequence as `seq`). */
+  liftSeq?: number
 }
+
+/**
+ * `expiresAt` of an entry that stays in force until an admin lifts it (the
+ * largest integer a JSON number carries exactly; gateways that compare it
+ * with the time never drop it).
+ */
+export const REVOCATION_PERMANENT = Number.MAX_SAFE_INTEGER
 
 export type PolicyMode = 'enforce' | 'shadow'
 export type PolicyStatus = 'inactive' | 'active' | 'candidate'
@@ -299,8 +317,21 @@ export interface AuditRepo {
 export interface RevocationRepo {
   /** Persists an entry and assigns its seq. */
   add(r: Omit<Revocation, 'seq'>): Promise<Revocation>
-  /** Live entries (expiresAt > now), in seq order. */
+  /** Live entries (expiresAt > now, not lifted), in seq order. */
   listActive(now: number): Promise<Revocation[]>
+  /**
+   * Live, unlifted `agent`, `client` and `tenant` entries, in seq order: what
+   * the token endpoint refuses issuance for. Served by an index on type, so
+   * it stays cheap with many jti entries in force.
+   */
+  listStanding(now: number): Promise<Revocation[]>
+  /**
+   * Lifts a live entry: records when and by whom, ends it (expiresAt = at)
+   * and gives the lift the next feed seq. Resolves the lifted entry, or null
+   * when no live, unlifted entry has that seq (of two concurrent lifts, one
+   * gets null).
+   */
+  lift(seq: number, at: number, by: string): Promise<Revocation | null>
   /** Entries with seq > afterSeq. */
   since(afterSeq: number): Promise<Revocation[]>
   get(seq: number): Promise<Revocation | null>

@@ -7,6 +7,7 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { AegisError, Conflict, NotFound } from '../../src/errors.js'
+import { REVOCATION_PERMANENT } from '../../src/store/types.js'
 import type {
   AdminToken, Agent, Approval, AuditEvent, BootstrapCredential, PolicyBundle, Revocation, SigningKey, Store,
   Tenant, TrustedIssuer,
@@ -396,6 +397,34 @@ export function storeContract(name: string, create: () => Promise<StoreHandle>, 
       assert.equal(await s.revocations.lastSeq(), c.seq, 'lastSeq survives a purge')
       const d = await s.revocations.add(revocation('new'))
       assert.ok(d.seq > c.seq)
+    }))
+
+    test('revocations: a lift ends a standing entry once, under the next seq; listStanding skips jti entries and lifted ones', () => withStore(async (s, h) => {
+      const forever = { expiresAt: REVOCATION_PERMANENT }
+      const jti = await s.revocations.add(revocation('j1'))
+      const agent = await s.revocations.add(revocation('bot', { type: 'agent', ...forever }))
+      const client = await s.revocations.add(revocation('c-1', { type: 'client', ...forever }))
+      const tenantWide = await s.revocations.add(revocation('acme', { type: 'tenant', ...forever }))
+      assert.deepEqual((await s.revocations.listStanding(T0)).map((r) => r.seq), [agent.seq, client.seq, tenantWide.seq])
+      assert.deepEqual(await s.revocations.get(agent.seq), agent, 'an unlifted entry reads back as written, permanent expiry included')
+
+      const other = h.reopen ? await h.reopen() : s
+      const [x, y] = await Promise.all([s.revocations.lift(agent.seq, T0 + 10, 'admin:a'), other.revocations.lift(agent.seq, T0 + 10, 'admin:b')])
+      const lifted = (x ?? y)!
+      assert.ok((x === null) !== (y === null), 'exactly one of two concurrent lifts wins')
+      assert.equal(lifted.seq, agent.seq)
+      assert.equal(lifted.liftedAt, T0 + 10)
+      assert.equal(lifted.expiresAt, T0 + 10)
+      assert.ok(lifted.liftSeq! > tenantWide.seq)
+      assert.equal(await s.revocations.lastSeq(), lifted.liftSeq, 'the lift advanced the feed sequence')
+      assert.deepEqual(await s.revocations.get(agent.seq), lifted)
+      assert.deepEqual((await s.revocations.listStanding(T0)).map((r) => r.seq), [client.seq, tenantWide.seq])
+      assert.deepEqual((await s.revocations.listActive(T0)).map((r) => r.seq), [jti.seq, client.seq, tenantWide.seq], 'lifted entries are not active, whatever the time asked')
+      assert.equal(await s.revocations.lift(agent.seq, T0 + 20, 'admin:a'), null, 'a lifted entry is not lifted twice')
+      assert.equal(await s.revocations.lift(jti.seq, T0 + 60_000, 'admin:a'), null, 'an expired entry cannot be lifted')
+      assert.equal(await s.revocations.lift(999_999, T0, 'admin:a'), null)
+      const next = await s.revocations.add(revocation('j2'))
+      assert.ok(next.seq > lifted.liftSeq!, 'a new entry comes after the lift')
     }))
 
     test('policies: create, get, list; (tenant, version) is unique', () => withStore(async (s) => {

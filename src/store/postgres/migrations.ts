@@ -199,6 +199,23 @@ CREATE TABLE console_logouts (
 CREATE INDEX console_logouts_expires ON console_logouts (expires_at);
 `,
   },
+  {
+    version: 3,
+    name: 'revocation_lifts',
+    sql: `
+-- An agent, client or tenant revocation holds until an admin lifts it
+-- (DELETE /admin/v1/revocations/{seq}): who lifted it, when, and the feed
+-- seq the lift was published under. Entries of those types still in force
+-- become permanent (9007199254740991 = REVOCATION_PERMANENT). The index
+-- serves the token endpoint's list of standing entries among many jti ones.
+ALTER TABLE revocations ADD COLUMN lifted_at BIGINT;
+ALTER TABLE revocations ADD COLUMN lifted_by TEXT;
+ALTER TABLE revocations ADD COLUMN lift_seq BIGINT;
+UPDATE revocations SET expires_at = 9007199254740991
+  WHERE type IN ('agent', 'client', 'tenant') AND expires_at > (extract(epoch FROM now()) * 1000)::bigint;
+CREATE INDEX revocations_type ON revocations (type, expires_at);
+`,
+  },
 ]
 
 /**

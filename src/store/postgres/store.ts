@@ -314,7 +314,18 @@ export class PostgresStore implements Store {
         await this.xactLock(c, 'revocations.add')
         return await this.one(c, `${insertSql(T.revocations)} RETURNING *`, T.revocations.toParams(r), T.revocations.withSeq) as Revocation
       })),
-      listActive: (now) => this.w('revocation', () => this.all(this.pool, 'SELECT * FROM revocations WHERE expires_at > ? ORDER BY seq', [now], T.revocations.withSeq)),
+      listActive: (now) => this.w('revocation', () => this.all(this.pool, 'SELECT * FROM revocations WHERE expires_at > ? AND lifted_at IS NULL ORDER BY seq', [now], T.revocations.withSeq)),
+      listStanding: (now) => this.w('revocation', () => this.all(this.pool,
+        "SELECT * FROM revocations WHERE type IN ('agent', 'client', 'tenant') AND expires_at > ? AND lifted_at IS NULL ORDER BY seq", [now], T.revocations.withSeq)),
+      lift: (seq, at, by) => this.w('revocation', () => this.tx(async (c) => {
+        // The lift takes the next seq under the same lock as add(), so seq order stays commit order.
+        await this.xactLock(c, 'revocations.add')
+        const cur = await this.one(c, 'SELECT * FROM revocations WHERE seq = ? AND expires_at > ? AND lifted_at IS NULL FOR UPDATE', [seq, at], T.revocations.withSeq)
+        if (!cur) return null
+        const liftSeq = await this.one(c, "SELECT nextval('revocations_seq_seq') AS seq", [], (r) => Number(r.seq)) as number
+        await this.q(c, 'UPDATE revocations SET lifted_at = ?, lifted_by = ?, lift_seq = ?, expires_at = ? WHERE seq = ?', [at, by, liftSeq, at, seq])
+        return { ...cur, expiresAt: at, liftedAt: at, liftedBy: by, liftSeq }
+      })),
       since: (afterSeq) => this.w('revocation', () => this.all(this.pool, 'SELECT * FROM revocations WHERE seq > ? ORDER BY seq', [afterSeq], T.revocations.withSeq)),
       get: (seq) => this.w('revocation', () => this.one(this.pool, 'SELECT * FROM revocations WHERE seq = ?', [seq], T.revocations.withSeq)),
       // The sequence remembers the highest seq handed out, even after a purge.

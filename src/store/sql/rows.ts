@@ -174,6 +174,8 @@ export const revocations: Table<Omit<Revocation, 'seq'>> & { withSeq(r: Row): Re
     reason: strOrNull(r.reason),
     createdAt: num(r.created_at),
     expiresAt: num(r.expires_at),
+    // Only lifted entries carry the lift fields (an unlifted entry reads back as written).
+    ...(r.lifted_at === null || r.lifted_at === undefined ? {} : { liftedAt: num(r.lifted_at), liftedBy: str(r.lifted_by), liftSeq: num(r.lift_seq) }),
   }),
   withSeq: (r) => ({ seq: num(r.seq), ...revocations.fromRow(r) }),
 }

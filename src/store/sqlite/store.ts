@@ -305,7 +305,17 @@ export class SqliteStore implements Store {
     return {
       add: (r: Omit<Revocation, 'seq'>) => this.w('revocation', () =>
         this.one(`${insertSql(T.revocations)} RETURNING *`, T.revocations.toParams(r), T.revocations.withSeq) as Revocation),
-      listActive: (now) => this.w('revocation', () => this.all('SELECT * FROM revocations WHERE expires_at > ? ORDER BY seq', [now], T.revocations.withSeq)),
+      listActive: (now) => this.w('revocation', () => this.all('SELECT * FROM revocations WHERE expires_at > ? AND lifted_at IS NULL ORDER BY seq', [now], T.revocations.withSeq)),
+      listStanding: (now) => this.w('revocation', () => this.all(
+        "SELECT * FROM revocations WHERE type IN ('agent', 'client', 'tenant') AND expires_at > ? AND lifted_at IS NULL ORDER BY seq", [now], T.revocations.withSeq)),
+      lift: (seq, at, by) => this.w('revocation', () => this.tx(() => {
+        const cur = this.one('SELECT * FROM revocations WHERE seq = ? AND expires_at > ? AND lifted_at IS NULL', [seq, at], T.revocations.withSeq)
+        if (!cur) return null
+        // The lift takes the next value of the seq sequence, so gateways and acks see it as one more change in order.
+        const liftSeq = this.one("UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'revocations' RETURNING seq", [], (r) => Number(r.seq)) as number
+        this.run('UPDATE revocations SET lifted_at = ?, lifted_by = ?, lift_seq = ?, expires_at = ? WHERE seq = ?', [at, by, liftSeq, at, seq])
+        return { ...cur, expiresAt: at, liftedAt: at, liftedBy: by, liftSeq }
+      })),
       since: (afterSeq) => this.w('revocation', () => this.all('SELECT * FROM revocations WHERE seq > ? ORDER BY seq', [afterSeq], T.revocations.withSeq)),
       get: (seq) => this.w('revocation', () => this.one('SELECT * FROM revocations WHERE seq = ?', [seq], T.revocations.withSeq)),
       // sqlite_sequence keeps the highest seq ever assigned, even after a purge.
