@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import type { AegisConfig } from '../config/schema.js'
+import { CONFIG_KEYS, envName, type AegisConfig } from '../config/schema.js'
 import { buildControlPlane } from '../control-plane/index.js'
 import { buildGateway } from '../gateway/index.js'
 import type { ControlPlaneDeps } from '../control-plane/deps.js'
@@ -47,14 +47,33 @@ function tlsOptions(config: AegisConfig, host: string, port: number | undefined)
   return { host, port, cert: config.tls.cert, key: config.tls.key, clientCa: config.tls.clientCa }
 }
 
+/** The configuration key behind a listener, for error messages. */
+type PortKey = 'control.port' | 'control.tlsPort' | 'gateway.port' | 'gateway.tlsPort'
+
+/**
+ * Runs `bind`; a port that is taken (EADDRINUSE) or not ours to take
+ * (EACCES) becomes an error naming the setting to change.
+ */
+async function bindingPort<T>(key: PortKey, host: string, port: number, bind: () => Promise<T>): Promise<T> {
+  try {
+    return await bind()
+  } catch (err) {
+    const code = (err as { code?: unknown }).code
+    if (code !== 'EADDRINUSE' && code !== 'EACCES' && code !== 'EADDRNOTAVAIL') throw err
+    const spec = CONFIG_KEYS.find((k) => k.path === key)!
+    const why = code === 'EADDRINUSE' ? 'is already in use' : code === 'EACCES' ? 'may not be bound by this user' : 'is not an address of this machine'
+    throw new Error(`${host}:${port} ${why} (${code}): set ${envName(spec)} (${key}) to a free port${code === 'EADDRNOTAVAIL' ? ` or ${key.split('.')[0]}.host to a local address` : ''}`, { cause: err })
+  }
+}
+
 /**
  * With tls.cert/tls.key and a TLS port, the role ALSO listens with TLS,
  * requesting client certificates (RFC 8705). Closed before the role's app
  * (closers run in reverse), so TLS connections drain first.
  */
-async function alsoTls(opts: TlsListenerOptions | undefined, app: FastifyInstance, closers: Array<() => Promise<void>>): Promise<TlsListener | undefined> {
+async function alsoTls(key: PortKey, opts: TlsListenerOptions | undefined, app: FastifyInstance, closers: Array<() => Promise<void>>): Promise<TlsListener | undefined> {
   if (opts === undefined) return undefined
-  const l = await listenTls(app, opts)
+  const l = await bindingPort(key, opts.host, opts.port, () => listenTls(app, opts))
   closers.push(() => l.close())
   return l
 }
@@ -87,7 +106,7 @@ export async function startRoles(config: AegisConfig, role: Role): Promise<Runni
       // The metadata's mTLS aliases and the token endpoint URLs (private_key_jwt
       // audience, DPoP htu) name the TLS port, so with port 0 the listener is
       // bound first and the control plane built with the port the OS chose.
-      const early = tlsOpts?.port === 0 ? await bindTls(tlsOpts) : undefined
+      const early = tlsOpts?.port === 0 ? await bindingPort('control.tlsPort', tlsOpts.host, 0, () => bindTls(tlsOpts)) : undefined
       let cpConfig = config
       if (early !== undefined) cpConfig = Object.freeze({ ...config, control: Object.freeze({ ...config.control, tlsPort: early.port }) })
       const cp = await buildControlPlane(cpConfig).catch(async (err: unknown) => {
@@ -96,22 +115,23 @@ export async function startRoles(config: AegisConfig, role: Role): Promise<Runni
       })
       closers.push(() => cp.close())
       if (early !== undefined) closers.push(() => early.close())
-      await cp.app.listen({ host: config.control.host, port: config.control.port })
+      await bindingPort('control.port', config.control.host, config.control.port, () => cp.app.listen({ host: config.control.host, port: config.control.port }))
       if (early !== undefined) await early.serve(cp.app)
-      const tls = early ?? await alsoTls(tlsOpts, cp.app, closers)
+      const tls = early ?? await alsoTls('control.tlsPort', tlsOpts, cp.app, closers)
       running.controlPlane = withTls({ app: cp.app, deps: cp.deps, url: urlOf(cp.app), port: boundPort(cp.app) }, tls)
     }
     if (role === 'gateway' || role === 'all') {
       let gwConfig = config
-      // With control.port 0 the issuer cannot name the port the OS chose, so
-      // an `all` process's gateway follows its control plane where it listens.
-      if (role === 'all' && config.control.port === 0 && config.controlPlaneUrl === undefined) {
+      // An `all` process's gateway follows its own control plane where it is
+      // bound, not the issuer URL: that may name another instance, a proxy in
+      // front, or (control.port 0) not the port the OS chose.
+      if (role === 'all' && config.controlPlaneUrl === undefined) {
         gwConfig = Object.freeze({ ...config, controlPlaneUrl: urlOf(running.controlPlane!.app, true) })
       }
       const gw = await buildGateway(gwConfig)
       closers.push(() => gw.close())
-      await gw.app.listen({ host: config.gateway.host, port: config.gateway.port })
-      const tls = await alsoTls(tlsOptions(config, config.gateway.host, config.gateway.tlsPort), gw.app, closers)
+      await bindingPort('gateway.port', config.gateway.host, config.gateway.port, () => gw.app.listen({ host: config.gateway.host, port: config.gateway.port }))
+      const tls = await alsoTls('gateway.tlsPort', tlsOptions(config, config.gateway.host, config.gateway.tlsPort), gw.app, closers)
       running.gateway = withTls({ app: gw.app, url: urlOf(gw.app), port: boundPort(gw.app) }, tls)
     }
   } catch (err) {

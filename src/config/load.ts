@@ -66,6 +66,7 @@ function coerce(spec: KeySpec, raw: unknown, where: string, problems: string[]):
     case 'integer': {
       const n = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw
       if (typeof n !== 'number' || !Number.isInteger(n)) return fail('an integer')
+      if (spec.max !== undefined && (n > spec.max || (spec.min !== undefined && n < spec.min))) return fail(`an integer from ${spec.min ?? '-∞'} to ${spec.max}`)
       if (spec.min !== undefined && n < spec.min) return fail(`an integer ≥ ${spec.min}`)
       return n
     }
@@ -130,6 +131,12 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
 
   const cfg = out as unknown as AegisConfig
   cfg.instanceId ??= `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
+  // The default issuer names the port the control plane really listens on
+  // (a fixed default would advertise 7400 while listening elsewhere).
+  if (cfg.issuer === undefined && cfg.control?.port !== undefined) {
+    if (cfg.control.port === 0) problems.push('control.port 0 takes any free port, which the default issuer cannot name: set issuer (AEGIS_ISSUER)')
+    else cfg.issuer = defaultIssuer(cfg.control.host, cfg.control.port)
+  }
   // Cross-field checks.
   if (cfg.keys && cfg.jwks && cfg.keys.prePublishSeconds < cfg.jwks.maxAgeSeconds) {
     problems.push(`keys.prePublishSeconds (${cfg.keys.prePublishSeconds}) must be at least jwks.maxAgeSeconds (${cfg.jwks.maxAgeSeconds}), or verifiers meet an unknown kid`)
@@ -167,6 +174,17 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
   }
   if (problems.length > 0) throw new ConfigError(problems)
   return deepFreeze(cfg)
+}
+
+/**
+ * `http://host:port` of a control plane listening on `host`: loopback for a
+ * wildcard address (what a client on the same machine reaches), IPv6 in brackets.
+ */
+export function defaultIssuer(host: string, port: number): string {
+  let h = host
+  if (h === '' || h === '0.0.0.0') h = '127.0.0.1'
+  else if (h === '::') h = '::1'
+  return `http://${h.includes(':') ? `[${h}]` : h}:${port}`
 }
 
 /** `AEGIS_*` variables read outside the config (test switches). */

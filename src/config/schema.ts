@@ -14,6 +14,7 @@ export interface KeySpec {
   env?: string
   values?: readonly string[]
   min?: number
+  max?: number
   /** Never printed (config dump, errors). */
   secret?: boolean
 }
@@ -27,21 +28,21 @@ export const CONFIG_KEYS = [
   { path: 'logLevel', type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', doc: 'pino log level.' },
 
   // Identity of the issuer
-  { path: 'issuer', type: 'url', default: 'http://127.0.0.1:7400', doc: 'The `iss` of every token and the base of the metadata URLs.' },
+  { path: 'issuer', type: 'url', doc: 'The `iss` of every token and the base of the metadata URLs; default http://<control.host>:<control.port> (127.0.0.1 for a wildcard host), so it names the port the control plane listens on. Required with control.port 0.' },
   { path: 'audience', type: 'string', default: 'aegis-gateway', doc: 'What gateways accept and what tokens get when the request names no audience.' },
   { path: 'kek', type: 'string', doc: 'Key-encryption key for private keys at rest: 32 bytes, base64 or hex.', secret: true },
   { path: 'kekFile', type: 'string', doc: 'File holding the KEK (created with mode 0600 by `aegis dev` under dataDir when neither kek nor kekFile is set).' },
   { path: 'adminToken', type: 'string', doc: 'Seeds a global admin token at start, for automation.', secret: true },
   { path: 'gatewayToken', type: 'string', doc: 'Bearer token a gateway presents to the control plane (role gateway); seeded on the control plane like adminToken.', secret: true },
-  { path: 'controlPlaneUrl', type: 'url', doc: 'Control plane a gateway follows (JWKS, feed, manifests); default = issuer (in one `--role all` process with control.port 0: the port the control plane bound).' },
+  { path: 'controlPlaneUrl', type: 'url', doc: 'Control plane a gateway follows (JWKS, feed, manifests); default = issuer, except in one `--role all` process (aegis dev), whose gateway follows its own control plane where it is bound.' },
 
   // Listeners
   { path: 'control.host', type: 'string', default: '127.0.0.1', doc: 'Control-plane listen address.' },
-  { path: 'control.port', type: 'integer', default: 7400, min: 0, doc: 'Control-plane HTTP port.' },
-  { path: 'control.tlsPort', type: 'integer', min: 0, doc: 'Control-plane HTTPS port (with tls.cert/tls.key), requesting client certificates.' },
+  { path: 'control.port', type: 'integer', default: 7400, min: 0, max: 65535, doc: 'Control-plane HTTP port (0 = any free port).' },
+  { path: 'control.tlsPort', type: 'integer', min: 0, max: 65535, doc: 'Control-plane HTTPS port (with tls.cert/tls.key), requesting client certificates.' },
   { path: 'gateway.host', type: 'string', default: '127.0.0.1', doc: 'Gateway listen address.' },
-  { path: 'gateway.port', type: 'integer', default: 7401, min: 0, doc: 'Gateway HTTP port.' },
-  { path: 'gateway.tlsPort', type: 'integer', min: 0, doc: 'Gateway HTTPS port (with tls.cert/tls.key), requesting client certificates.' },
+  { path: 'gateway.port', type: 'integer', default: 7401, min: 0, max: 65535, doc: 'Gateway HTTP port (0 = any free port).' },
+  { path: 'gateway.tlsPort', type: 'integer', min: 0, max: 65535, doc: 'Gateway HTTPS port (with tls.cert/tls.key), requesting client certificates.' },
   { path: 'tls.cert', type: 'string', doc: 'PEM certificate file for the TLS listeners.' },
   { path: 'tls.key', type: 'string', doc: 'PEM private key file for the TLS listeners.', secret: true },
   { path: 'tls.clientCa', type: 'string', doc: 'PEM bundle of CAs trusted for client certificates (RFC 8705).' },

@@ -11,7 +11,11 @@ const HELP = `aegis dev [--config FILE]
 Runs the control plane (127.0.0.1:7400) and a gateway (127.0.0.1:7401) in one
 process on embedded storage under ./.aegis (SQLite, a KEK file with mode 0600),
 then prints an admin token, a demo agent's client_id and secret, and curl lines
-to mint a token and ask the gateway for a decision. Ctrl-C stops it cleanly.`
+to mint a token and ask the gateway for a decision. Ctrl-C stops it cleanly.
+
+AEGIS_CONTROL_PORT / AEGIS_GATEWAY_PORT move the listeners; the issuer follows
+the control plane's port unless AEGIS_ISSUER is set, and the gateway always
+talks to this process's control plane.`
 
 const DEMO_TENANT = 'demo'
 const DEMO_AGENT = 'demo-agent'

@@ -6,9 +6,10 @@ const HELP = `aegis serve --role control-plane|gateway|all [--config FILE]
 
 Starts the given role(s) with the configuration from FILE and AEGIS_* variables.
 A gateway follows AEGIS_CONTROL_PLANE_URL (default AEGIS_ISSUER; with --role
-all and AEGIS_CONTROL_PORT=0, the port the control plane got) with
-AEGIS_GATEWAY_TOKEN. A port of 0 takes any free port; the addresses bound are
-printed. Stops cleanly on SIGINT / SIGTERM.`
+all, its own control plane where it is bound) with AEGIS_GATEWAY_TOKEN. The
+default issuer is http://AEGIS_CONTROL_HOST:AEGIS_CONTROL_PORT. A port of 0
+takes any free port (then set AEGIS_ISSUER); the addresses bound are printed.
+Stops cleanly on SIGINT / SIGTERM.`
 
 export async function runServe(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { role: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' } }, strict: true })
