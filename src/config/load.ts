@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
-import { CONFIG_KEYS, envName, type AegisConfig, type KeySpec } from './schema.js'
+import { normalHostname, normalOrigin } from '../lib/origin.js'
+import { CONFIG_KEYS, envName, type AegisConfig, type KeySpec, type RouteConfig } from './schema.js'
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -167,6 +168,7 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
       if (r && r.mode !== 'proxy' && r.mode !== 'mcp') problems.push(`gateway.routes[${i}].mode must be "proxy" or "mcp"`)
     })
   }
+  if (Array.isArray(cfg.gateway?.routes)) cfg.gateway.routes.forEach((r, i) => { if (r) problems.push(...originProblems(r, i)) })
   if (!Array.isArray(cfg.tls?.trustedProxies)) problems.push('tls.trustedProxies must be a JSON array of addresses')
   const tcas: unknown = cfg.tls?.tenantClientCas
   if (tcas === null || typeof tcas !== 'object' || Array.isArray(tcas) || Object.values(tcas).some((v) => typeof v !== 'string')) {
@@ -185,6 +187,28 @@ export function defaultIssuer(host: string, port: number): string {
   if (h === '' || h === '0.0.0.0') h = '127.0.0.1'
   else if (h === '::') h = '::1'
   return `http://${h.includes(':') ? `[${h}]` : h}:${port}`
+}
+
+/**
+ * `allowed_origins` / `allowed_hosts` of a route (DNS-rebinding protection,
+ * MCP routes): origins as `scheme://host[:port]` (http or https, nothing
+ * after), hosts as bare hostnames (IPv6 in brackets, no port).
+ */
+function originProblems(r: RouteConfig, i: number): string[] {
+  const out: string[] = []
+  const list = (key: 'allowed_origins' | 'allowed_hosts', check: (v: string) => boolean, what: string): void => {
+    const v: unknown = r[key]
+    if (v === undefined) return
+    if (!Array.isArray(v) || v.length > 256 || v.some((x) => typeof x !== 'string' || x.length > 512 || !check(x))) {
+      out.push(`gateway.routes[${i}].${key} must be an array of ${what}`)
+    }
+  }
+  list('allowed_origins', (o) => normalOrigin(o) !== null, 'origins like "https://app.example" (scheme, host and optional port, nothing else)')
+  list('allowed_hosts', (h) => normalHostname(h) !== null, 'hostnames without a port, like "gw.example" or "[::1]"')
+  if (r.mode !== 'mcp' && (r.allowed_origins !== undefined || r.allowed_hosts !== undefined)) {
+    out.push(`gateway.routes[${i}]: allowed_origins and allowed_hosts apply to MCP routes only`)
+  }
+  return out
 }
 
 /** `AEGIS_*` variables read outside the config (test switches). */

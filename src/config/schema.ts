@@ -86,6 +86,8 @@ export const CONFIG_KEYS = [
   { path: 'gateway.redisOutageReads', type: 'enum', values: ['closed', 'open'], default: 'closed', doc: 'On a Redis outage, read actions fail closed (default) or open; high-risk always closed.' },
   { path: 'gateway.jwksCooldownSeconds', type: 'integer', default: 30, min: 1, doc: 'At most one JWKS refetch for an unknown kid per this period.' },
   { path: 'gateway.id', type: 'string', doc: 'Name this gateway reports with its acknowledged revocation sequence; default instanceId.' },
+  { path: 'gateway.extAuthz.toolHeader', type: 'boolean', default: false, doc: 'ext-authz: a request whose path names no tool (/v1/ext-authz, /v1/ext-authz/-/…) takes it from Aegis-Tool. Only behind a proxy that sets that header itself and strips the client\'s copy (README "Gateway").' },
+  { path: 'gateway.extAuthz.resourceHeader', type: 'boolean', default: false, doc: 'ext-authz: believe Aegis-Resource as the decision\'s resource (the proxy must set it and strip the client\'s copy); off = resource null, and a request carrying the header is refused (400).' },
 
   // Approvals
   { path: 'approvals.ttlSeconds', type: 'integer', default: 900, min: 10, doc: 'Approval requests expire after this.' },
@@ -115,6 +117,16 @@ export interface RouteConfig {
   allow_methods?: string[]
   /** MCP routes: `scopes_supported` of the route's protected-resource metadata (RFC 9728). */
   scopes?: string[]
+  /**
+   * MCP routes: `Origin` values accepted (exact, `scheme://host[:port]`), DNS-rebinding protection
+   * (MCP transports, security). Unset: an `Origin` is accepted only when it names the gateway itself.
+   */
+  allowed_origins?: string[]
+  /**
+   * MCP routes: hostnames (port ignored; IPv6 in brackets) accepted in `Host`. Unset: localhost,
+   * 127.0.0.1 and [::1] when the gateway listens on loopback, else any.
+   */
+  allowed_hosts?: string[]
 }
 
 export type NotifierConfig =
@@ -149,6 +161,8 @@ export interface AegisConfig {
     redisOutageReads: 'closed' | 'open'
     jwksCooldownSeconds: number
     id?: string
+    /** Client-settable ext-authz headers the operator vouches for (ext-authz.ts). */
+    extAuthz: { toolHeader: boolean; resourceHeader: boolean }
   }
   tls: { cert?: string; key?: string; clientCa?: string; trustedProxies: string[]; clientCertHeader?: string; tenantClientCas: Record<string, string> }
   dpop: { nonceSecret?: string; requireNonce: boolean; proofMaxAgeSeconds: number }

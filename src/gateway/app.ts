@@ -222,7 +222,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   })
   continueTraceContext(app)
   registerAuthorize(app, pipeline)
-  registerExtAuthz(app, pipeline)
+  registerExtAuthz(app, pipeline, config.gateway.extAuthz)
   registerProxyRoutes(app, pipeline, config.gateway.routes, logger)
   registerMcpRoutes(app, pipeline, deps, config.gateway.routes)
 
