@@ -166,6 +166,8 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
       if (!r || typeof r.path !== 'string' || !r.path.startsWith('/')) problems.push(`gateway.routes[${i}].path must start with /`)
       try { new URL(r?.upstream) } catch { problems.push(`gateway.routes[${i}].upstream must be a URL`) }
       if (r && r.mode !== 'proxy' && r.mode !== 'mcp') problems.push(`gateway.routes[${i}].mode must be "proxy" or "mcp"`)
+      if (r && r.resource !== undefined && (typeof r.resource !== 'string' || r.resource.length === 0 || r.resource.length > 1024)) problems.push(`gateway.routes[${i}].resource must be a non-empty string (\`{path}\` stands for the request's path below the route)`)
+      if (r && r.opaque_body !== undefined && typeof r.opaque_body !== 'boolean') problems.push(`gateway.routes[${i}].opaque_body must be true or false`)
     })
   }
   if (Array.isArray(cfg.gateway?.routes)) cfg.gateway.routes.forEach((r, i) => { if (r) problems.push(...originProblems(r, i)) })

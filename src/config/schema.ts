@@ -113,6 +113,13 @@ export interface RouteConfig {
   upstream: string
   mode: 'proxy' | 'mcp'
   tool?: string
+  /**
+   * Proxy routes: the decision's resource, with `{path}` standing for the
+   * decoded path below the route's prefix. Default: the route's path.
+   */
+  resource?: string
+  /** Proxy routes: forward bodies unread (the policy sees `context.http.body == "opaque"` and `body_sha256`) instead of refusing non-JSON ones with 415. */
+  opaque_body?: boolean
   /** MCP routes: JSON-RPC methods passed through (`notifications/*` style prefixes allowed); default initialize, ping, notifications/*, tools/list, tools/call. */
   allow_methods?: string[]
   /** MCP routes: `scopes_supported` of the route's protected-resource metadata (RFC 9728). */

@@ -223,7 +223,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   continueTraceContext(app)
   registerAuthorize(app, pipeline)
   registerExtAuthz(app, pipeline, config.gateway.extAuthz)
-  registerProxyRoutes(app, pipeline, config.gateway.routes, logger)
+  registerProxyRoutes(app, pipeline, config.gateway.routes, logger, config.limits)
   registerMcpRoutes(app, pipeline, deps, config.gateway.routes)
 
   feed.start()

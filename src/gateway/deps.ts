@@ -3,7 +3,7 @@ import type { Clock } from '../lib/clock.js'
 import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
 import type { DenyList, ReplayCache } from '../store/gateway-state.js'
-import type { Decision, Obligation, PolicyCompiler, PolicyResult } from '../policy/types.js'
+import type { Decision, HttpCall, Obligation, PolicyCompiler, PolicyResult } from '../policy/types.js'
 import type { Verifier } from '../verify/index.js'
 import type { GatewayState } from './state.js'
 import type { ManifestCache } from './manifests.js'
@@ -21,6 +21,8 @@ export interface ApprovalContext {
   tool: string
   params: Record<string, unknown>
   resource: string | null
+  /** Reverse-proxy mode: the forwarded HTTP request; an override must be bound to it. */
+  http: HttpCall | null
   result: PolicyResult
   /** Raw `Aegis-Override` header value, or null. Never log it. */
   override: string | null

@@ -26,6 +26,23 @@ export interface PolicyRequest {
   clientAddress: string | null
   /** A one-time approval override token accompanies the call. */
   override: boolean
+  /** Reverse-proxy mode: the HTTP request as it is forwarded (`context.http`). */
+  http?: HttpCall
+}
+
+/**
+ * A proxied HTTP request as the policy sees it and as it is forwarded:
+ * `path` is the decoded path below the route's prefix, `query` the decoded
+ * query (a repeated key gives an array, in order).
+ */
+export interface HttpCall {
+  method: string
+  path: string
+  query: Record<string, string | string[]>
+  /** `json` (parsed into params), `opaque` (route declares it; only its digest is seen), `none`. */
+  body: 'json' | 'opaque' | 'none'
+  /** base64url SHA-256 of the opaque body's bytes. */
+  bodySha256?: string
 }
 
 /** An obligation the enforcer applies; `path` is an RFC 6901 JSON pointer rooted at the request (`/params/card_number`). */
@@ -43,6 +60,14 @@ export interface PolicyResult {
   obligations: Obligation[]
   /** Approver group from `@approval("group")`, when decision is approval_needed. */
   approvalGroup?: string
+  /**
+   * On `approval_needed`: what the same call is decided once a valid
+   * override for exactly it accompanies it (`context.override` true, the
+   * approval forbids set aside). Always `allow` or `sanitize`, with the
+   * obligations an approved call still carries. The gateway uses it only
+   * after it has verified the override.
+   */
+  approved?: PolicyResult
   /** `@approval_via("console")`: only a console (admin login) decision counts. */
   requireConsole?: boolean
   /** `@risk("high")`: the call's jti is single-use. */

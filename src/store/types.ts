@@ -212,6 +212,12 @@ export interface Approval {
   /** base64url SHA-256 of paramsCanonical. */
   paramsHash: string
   resource: string | null
+  /**
+   * Reverse-proxy calls: RFC 8785 canonical JSON of the forwarded request
+   * (`{method, path, query, body_sha256?}`), bound by the override's
+   * `request_hash`; null for other entry points.
+   */
+  requestCanonical: string | null
   policyId: string
   policyVersion: string
   group: string
@@ -312,6 +318,8 @@ export interface AuditRepo {
   putCheckpoint(c: AuditCheckpoint): Promise<void>
   /** Latest checkpoint per chain. */
   latestCheckpoints(): Promise<AuditCheckpoint[]>
+  /** Every checkpoint of a chain in chainSeq order, from `afterSeq` (exclusive), at most `limit` (`aegis audit verify` checks them all). */
+  checkpoints(chainId: string, afterSeq: number, limit: number): Promise<AuditCheckpoint[]>
 }
 
 export interface RevocationRepo {

@@ -83,7 +83,7 @@ function policy(id: string, t: string, version: string, over: Partial<PolicyBund
 
 function approval(id: string, over: Partial<Approval> = {}): Approval {
   return {
-    id, tenant: 'acme', agentId: 'bot', tool: 'send_email', paramsCanonical: '{"to":"a@b.c"}', paramsHash: 'ph1', resource: null,
+    id, tenant: 'acme', agentId: 'bot', tool: 'send_email', paramsCanonical: '{"to":"a@b.c"}', paramsHash: 'ph1', resource: null, requestCanonical: null,
     policyId: 'p1', policyVersion: 'v1', group: 'finance', requireConsole: false, status: 'pending', createdAt: T0,
     expiresAt: T0 + 900_000, decidedAt: null, decidedBy: null, reason: null, overrideJti: null, deliveries: [], ...over,
   }

@@ -17,6 +17,7 @@ import type { ApprovalStatus } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { approvalJson } from '../approvals/wire.js'
 import { approvalServiceFor } from '../approvals/registry.js'
+import type { ApprovalRequestBinding } from '../approvals/service.js'
 
 const STATUSES: readonly ApprovalStatus[] = ['pending', 'approved', 'denied', 'expired']
 
@@ -90,6 +91,7 @@ export async function approvalRoutes(app: FastifyInstance, deps: ControlPlaneDep
       group: b.group as string,
       requireConsole: (b.require_console ?? false) as boolean,
       ...(b.mask !== undefined ? { mask: b.mask as string[] } : {}),
+      ...(b.request !== undefined && b.request !== null ? { request: b.request as ApprovalRequestBinding } : {}),
     })
     const a = result.approval
     return reply.code(result.reused ? 200 : 201).send({ id: a.id, status: a.status, status_url: result.statusUrl, expires_at: Math.floor(a.expiresAt / 1000), reused: result.reused, note: result.note })

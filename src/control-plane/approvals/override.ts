@@ -14,6 +14,9 @@
  * - `tool` = the approved tool (a private claim name; the request's action);
  * - `params_hash` = base64url(SHA-256(RFC 8785 canonical JSON of the params));
  * - `resource` = the call's target, or null;
+ * - `request_hash` = base64url(SHA-256(RFC 8785 canonical JSON of the
+ *   forwarded request `{method, path, query, body_sha256?}`)), only for
+ *   reverse-proxy calls: the override is then good for that request alone;
  * - `policy_version` = the bundle version that asked for approval;
  * - `approval_id` = the request's id;
  * - `jti` = single-use id (claimed in the gateway's replay cache);
@@ -26,6 +29,7 @@
  */
 import type { Approval } from '../../store/types.js'
 import type { KeyManager } from '../keys/types.js'
+import { sha256b64url } from '../../lib/hash.js'
 
 /** JOSE `typ` of override tokens. The gateway's verifier checks the same literal. */
 export const OVERRIDE_TYP = 'aegis-override+jwt'
@@ -47,6 +51,8 @@ export interface OverrideClaims {
   tool: string
   params_hash: string
   resource: string | null
+  /** Reverse-proxy calls only. */
+  request_hash?: string
   policy_version: string
   approval_id: string
   jti: string
@@ -60,7 +66,7 @@ export interface OverrideClaims {
 export function overrideClaims(approval: Approval, config: OverrideConfig): OverrideClaims | null {
   if (approval.status !== 'approved' || !approval.overrideJti || approval.decidedAt === null) return null
   const iat = Math.floor(approval.decidedAt / 1000)
-  return {
+  const claims: OverrideClaims = {
     iss: config.issuer,
     aud: config.audience,
     sub: approval.agentId,
@@ -76,6 +82,8 @@ export function overrideClaims(approval: Approval, config: OverrideConfig): Over
     nbf: iat,
     exp: iat + config.tokens.overrideTtlSeconds,
   }
+  if (approval.requestCanonical !== null) claims.request_hash = sha256b64url(approval.requestCanonical)
+  return claims
 }
 
 /**

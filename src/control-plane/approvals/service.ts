@@ -45,6 +45,17 @@ export interface OpenApprovalInput {
   requireConsole: boolean
   /** RFC 6901 pointers (`/params/…`) masked in notifications (the policy's redact obligations). */
   mask?: string[]
+  /** Reverse-proxy calls: the forwarded request, which the override binds (`request_hash`). */
+  request?: ApprovalRequestBinding
+}
+
+/** The forwarded HTTP request of a reverse-proxy call, as the gateway decided it. */
+export interface ApprovalRequestBinding {
+  method: string
+  path: string
+  query: Record<string, string | string[]>
+  /** base64url SHA-256 of an opaque body. */
+  body_sha256?: string
 }
 
 /** Result of {@link ApprovalService.openApproval}. */
@@ -157,20 +168,21 @@ export class ApprovalService {
     const paramsCanonical = canonicalJson(input.params)
     if (Buffer.byteLength(paramsCanonical) > this.deps.config.limits.bodyBytes) throw new AegisError('invalid_request', 'parameters too large for an approval request')
     const paramsHash = sha256b64url(paramsCanonical)
+    const requestCanonical = input.request === undefined ? null : canonicalJson(input.request)
     // Single flight per action in this process, so a burst of identical calls opens one request.
-    const key = JSON.stringify([input.tenant, input.agentId, input.tool, paramsHash, input.resource, input.policyVersion, input.group])
+    const key = JSON.stringify([input.tenant, input.agentId, input.tool, paramsHash, input.resource, input.policyVersion, input.group, requestCanonical])
     const running = this.opening.get(key)
     if (running) return running.then((r) => ({ ...r, reused: true }))
-    const p = this.doOpen(input, paramsCanonical, paramsHash).finally(() => this.opening.delete(key))
+    const p = this.doOpen(input, paramsCanonical, paramsHash, requestCanonical).finally(() => this.opening.delete(key))
     this.opening.set(key, p)
     return p
   }
 
-  private async doOpen(input: OpenApprovalInput, paramsCanonical: string, paramsHash: string): Promise<OpenApprovalResult> {
+  private async doOpen(input: OpenApprovalInput, paramsCanonical: string, paramsHash: string, requestCanonical: string | null): Promise<OpenApprovalResult> {
     const { store, clock, config } = this.deps
     const now = clock.now()
     const existing = await store.approvals.findOpen(input.tenant, input.agentId, input.tool, paramsHash, now)
-    if (existing && existing.status === 'pending' && existing.expiresAt > now && existing.resource === input.resource && existing.policyVersion === input.policyVersion && existing.group === input.group && existing.requireConsole === input.requireConsole) {
+    if (existing && existing.status === 'pending' && existing.expiresAt > now && existing.resource === input.resource && existing.policyVersion === input.policyVersion && existing.group === input.group && existing.requireConsole === input.requireConsole && existing.requestCanonical === requestCanonical) {
       return { approval: existing, reused: true, statusUrl: this.statusUrl(existing.id), note: null }
     }
     const approval: Approval = {
@@ -181,6 +193,7 @@ export class ApprovalService {
       paramsCanonical,
       paramsHash,
       resource: input.resource,
+      requestCanonical,
       policyId: input.policyId,
       policyVersion: input.policyVersion,
       group: input.group,
@@ -484,4 +497,22 @@ function validateOpen(input: OpenApprovalInput): void {
   if (typeof input.group !== 'string' || !GROUP.test(input.group)) bad('group must be an approver group name')
   if (typeof input.requireConsole !== 'boolean') bad('require_console must be a boolean')
   if (input.mask !== undefined && (!Array.isArray(input.mask) || input.mask.length > 100 || input.mask.some((m) => typeof m !== 'string' || m.length > 500))) bad('mask must be a list of JSON pointers')
+  if (input.request !== undefined) validateRequestBinding(input.request, bad)
+}
+
+const HTTP_METHOD = /^[A-Z]{1,16}$/
+const SHA256_B64URL = /^[A-Za-z0-9_-]{43}$/
+
+function validateRequestBinding(r: unknown, bad: (what: string) => never): void {
+  if (r === null || typeof r !== 'object' || Array.isArray(r)) bad('request must be an object {method, path, query, body_sha256?}')
+  const o = r as Record<string, unknown>
+  for (const k in o) if (k !== 'method' && k !== 'path' && k !== 'query' && k !== 'body_sha256') bad(`unknown member "request.${k.slice(0, 64)}"`)
+  if (typeof o.method !== 'string' || !HTTP_METHOD.test(o.method)) bad('request.method must be an HTTP method')
+  if (typeof o.path !== 'string' || !o.path.startsWith('/') || o.path.length > 4096) bad('request.path must be a path')
+  const q = o.query
+  if (q === null || typeof q !== 'object' || Array.isArray(q)) bad('request.query must be an object')
+  for (const v of Object.values(q as Record<string, unknown>)) {
+    if (typeof v !== 'string' && !(Array.isArray(v) && v.every((e) => typeof e === 'string'))) bad('request.query values must be strings or lists of strings')
+  }
+  if (o.body_sha256 !== undefined && (typeof o.body_sha256 !== 'string' || !SHA256_B64URL.test(o.body_sha256))) bad('request.body_sha256 must be a base64url SHA-256')
 }

@@ -2,6 +2,12 @@
 import type { Approval } from '../../store/types.js'
 import { maskParams } from './mask.js'
 
+/** The forwarded request a reverse-proxy approval binds, or null. */
+function requestOf(a: Approval): unknown {
+  if (a.requestCanonical === null) return null
+  try { return JSON.parse(a.requestCanonical) } catch { return null }
+}
+
 /**
  * An approval request as the admin API shows it. Parameters are shown with
  * secret-looking fields masked (the request binds the full parameters by
@@ -19,6 +25,7 @@ export function approvalJson(a: Approval): Record<string, unknown> {
     params,
     params_hash: a.paramsHash,
     resource: a.resource,
+    request: requestOf(a),
     policy_id: a.policyId,
     policy_version: a.policyVersion,
     group: a.group,

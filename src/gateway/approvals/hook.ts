@@ -26,6 +26,7 @@ import type { ReplayCache } from '../../store/gateway-state.js'
 import type { AegisConfig } from '../../config/schema.js'
 import type { ApprovalContext, ApprovalHook, ApprovalRef, ApprovalResolution, DecisionSink, GatewayAuditEvent, GatewayDeps } from '../deps.js'
 import type { ControlPlaneClient } from '../control-plane-client.js'
+import type { HttpCall } from '../../policy/types.js'
 import { claimOverride, OverrideError, verifyOverride, type OverrideKeySource } from './verify-override.js'
 
 /** What the control plane needs to open a request (body of `POST /admin/v1/approvals`). */
@@ -42,6 +43,24 @@ export interface OpenApprovalBody {
   require_console: boolean
   /** Redact obligations' pointers, masked in notifications. */
   mask: string[]
+  /** Reverse-proxy calls: the forwarded request, which the override will bind. */
+  request?: RequestBinding
+}
+
+/** The forwarded request of a reverse-proxy call, as approvals bind it (snake_case, wire form). */
+export interface RequestBinding {
+  method: string
+  path: string
+  query: Record<string, string | string[]>
+  body_sha256?: string
+}
+
+/** The binding of a proxied call, or undefined for other entry points. */
+export function requestBinding(http: HttpCall | null): RequestBinding | undefined {
+  if (http === null) return undefined
+  const b: RequestBinding = { method: http.method, path: http.path, query: http.query }
+  if (http.bodySha256 !== undefined) b.body_sha256 = http.bodySha256
+  return b
 }
 
 /** Opens approval requests on the control plane. */
@@ -154,7 +173,14 @@ export function createApprovalHook(deps: GatewayApprovalHookDeps): ApprovalHook 
       if (ctx.override !== null) {
         try {
           let paramsHash: string
-          try { paramsHash = canonicalHash(ctx.params) } catch { throw new OverrideError('binding', 'override token was approved for a different call') }
+          let requestHash: string | null
+          try {
+            paramsHash = canonicalHash(ctx.params)
+            const binding = requestBinding(ctx.http)
+            requestHash = binding === undefined ? null : canonicalHash(binding)
+          } catch {
+            throw new OverrideError('binding', 'override token was approved for a different call')
+          }
           const v = await verifyOverride(ctx.override, {
             keys: deps.keys,
             issuer: deps.config.issuer,
@@ -162,7 +188,7 @@ export function createApprovalHook(deps: GatewayApprovalHookDeps): ApprovalHook 
             clockSkewSeconds: deps.config.tokens.clockSkewSeconds,
             maxTokenBytes: deps.config.tokens.maxTokenBytes,
             now: deps.clock.now(),
-            expected: { agentId: f.agentId, tenant: f.tenant, tool: ctx.tool, paramsHash, policyVersion: ctx.result.policyVersion, resource: ctx.resource },
+            expected: { agentId: f.agentId, tenant: f.tenant, tool: ctx.tool, paramsHash, policyVersion: ctx.result.policyVersion, resource: ctx.resource, requestHash },
           })
           // Only after every other check: a refused override must not burn its jti.
           await claimOverride(deps.replay, v)
@@ -173,6 +199,7 @@ export function createApprovalHook(deps: GatewayApprovalHookDeps): ApprovalHook 
         }
       }
       const r = ctx.result
+      const request = requestBinding(ctx.http)
       const ref = await deps.opener.open({
         tenant: f.tenant,
         agent_id: f.agentId,
@@ -184,7 +211,9 @@ export function createApprovalHook(deps: GatewayApprovalHookDeps): ApprovalHook 
         policy_version: r.policyVersion,
         group: r.approvalGroup ?? deps.defaultGroup ?? 'default',
         require_console: r.requireConsole === true,
-        mask: r.obligations.filter((o) => o.type === 'redact').map((o) => o.path),
+        // What the approved call will redact is what approvers must not see either.
+        mask: (r.approved ?? r).obligations.filter((o) => o.type === 'redact').map((o) => o.path),
+        ...(request !== undefined ? { request } : {}),
       })
       return { kind: 'pending', approval: ref }
     },

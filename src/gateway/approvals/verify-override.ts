@@ -9,7 +9,10 @@
  * - `iss`, `aud`, `exp`/`nbf` (with skew) hold, and its lifetime is short;
  * - it is bound to exactly this call: `agent_id`, `tenant`, `tool`,
  *   `params_hash` (base64url SHA-256 of RFC 8785 canonical params),
- *   `policy_version` and `resource`;
+ *   `policy_version`, `resource` and, for a reverse-proxy call,
+ *   `request_hash` (the forwarded method, path, query and opaque body
+ *   digest); an override minted for a proxied request is good for no other
+ *   request, and one minted elsewhere for no proxied request;
  * - its `jti` was not used before ({@link claimOverride}: the replay cache,
  *   until the token's `exp`).
  * The caller must also have verified the access token itself: an override
@@ -56,6 +59,8 @@ export interface OverrideExpectation {
   policyVersion: string
   /** The call's resource (null for none). Omit to skip the check. */
   resource?: string | null
+  /** base64url SHA-256 of the canonical forwarded request (reverse-proxy calls); null or omitted for other calls. */
+  requestHash?: string | null
 }
 
 export interface VerifyOverrideOptions {
@@ -130,7 +135,8 @@ export async function verifyOverride(token: string, opts: VerifyOverrideOptions)
     c.tool === e.tool &&
     c.params_hash === e.paramsHash &&
     c.policy_version === e.policyVersion &&
-    (e.resource === undefined || (c.resource ?? null) === e.resource)
+    (e.resource === undefined || (c.resource ?? null) === e.resource) &&
+    (c.request_hash ?? null) === (e.requestHash ?? null)
   if (!bound) throw new OverrideError('binding', 'override token was approved for a different call')
   return { jti: c.jti, exp: c.exp, approvalId: c.approval_id }
 }

@@ -1,4 +1,4 @@
-import type { PolicyEngine, PolicyPrincipal, PolicyRequest, PolicyResult } from '../../policy/types.js'
+import type { HttpCall, PolicyEngine, PolicyPrincipal, PolicyRequest, PolicyResult } from '../../policy/types.js'
 import type { GatewayDeps } from '../deps.js'
 import type { VerifiedManifest } from '../manifests.js'
 import type { TenantPolicy } from '../state.js'
@@ -21,6 +21,7 @@ export interface PolicyCall {
   params: Record<string, unknown>
   resource: string | null
   clientAddress: string | null
+  http?: HttpCall
 }
 
 /** The decision plus the candidate bundle's, when one is evaluated side by side. */
@@ -65,9 +66,13 @@ export function evaluatePolicy(deps: GatewayDeps, view: TokenView, manifest: Ver
     params: call.params,
     time: nowSeconds,
     clientAddress: call.clientAddress,
-    // TODO(#approvals): true only once the ApprovalHook has validated an Aegis-Override token; an unchecked header must not change a decision.
+    // Never from the header itself: an unchecked override must not change a
+    // decision. The engine evaluates the approved case (`override` true) on
+    // `approval_needed`, and the pipeline uses that only once the approval
+    // hook has verified an override for exactly this call.
     override: false,
   }
+  if (call.http !== undefined) request.http = call.http
   const result = safeEvaluate(deps, tenantPolicy.engine, request, tenantPolicy.version)
   const candidate = tenantPolicy.candidate ? safeEvaluate(deps, tenantPolicy.candidate.engine, request, tenantPolicy.candidate.version) : null
   // Results are the engine's (possibly shared) objects: never mutated, the bundle's mode travels beside them.

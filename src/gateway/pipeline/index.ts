@@ -1,7 +1,7 @@
 import type { Counter } from 'prom-client'
 import { AegisError } from '../../errors.js'
 import { applyObligations } from '../../policy/sanitize.js'
-import type { Decision, Obligation, PolicyResult } from '../../policy/types.js'
+import type { Decision, HttpCall, Obligation, PolicyResult } from '../../policy/types.js'
 import type { ApprovalRef, ApprovalResolution, EntryMode, GatewayAuditEvent, GatewayDeps } from '../deps.js'
 import type { VerifiedManifest } from '../manifests.js'
 import { checkDenyList } from './check-deny-list.js'
@@ -36,6 +36,8 @@ export interface DecisionRequest {
   mode: EntryMode
   /** The HTTP request, for the sender constraint (client certificate, DPoP proof); absent = bound tokens refused. */
   sender?: SenderSource
+  /** Reverse-proxy mode: the forwarded request (`context.http`), also bound by an override. */
+  http?: HttpCall
 }
 
 /** The pipeline's answer (DESIGN.md `/v1/authorize` body, in camelCase). */
@@ -57,6 +59,11 @@ export interface DecisionOutcome {
 const MISSING_TOKEN = new AegisError('invalid_token', 'a bearer token is required')
 const REPLAYED = 'token replayed (single-use jti already used)'
 const EMPTY: readonly never[] = Object.freeze([])
+
+/** An engine that gives no approved evaluation: the override lifts the approval, with no obligations. */
+function approvedWithoutEvaluation(r: PolicyResult): PolicyResult {
+  return { ...r, decision: 'allow', reasons: [], obligations: [] }
+}
 
 /**
  * The decision pipeline behind every entry point (DESIGN.md "Gateway"),
@@ -162,7 +169,7 @@ export class DecisionPipeline {
 
   private approveThenFinish(req: DecisionRequest, view: TokenView, ev: Evaluation, enforced: boolean, degraded: Degradation | null, started: number): DecisionOutcome | Promise<DecisionOutcome> {
     if (ev.result.decision !== 'approval_needed' || !enforced) return this.finish(req, view, ev, enforced, degraded, null, started)
-    const res = resolveApproval(this.deps.approvals, { token: view, tool: req.tool, params: req.params, resource: req.resource, result: ev.result, override: req.override, mode: req.mode })
+    const res = resolveApproval(this.deps.approvals, { token: view, tool: req.tool, params: req.params, resource: req.resource, http: req.http ?? null, result: ev.result, override: req.override, mode: req.mode })
     if (res !== null && typeof (res as Promise<unknown>).then === 'function') {
       return (res as Promise<ApprovalResolution | null>).then((r) => this.finish(req, view, ev, enforced, degraded, r, started))
     }
@@ -170,9 +177,13 @@ export class DecisionPipeline {
   }
 
   private finish(req: DecisionRequest, view: TokenView, ev: Evaluation, enforced: boolean, degraded: Degradation | null, approval: ApprovalResolution | null, started: number): DecisionOutcome {
-    const r: PolicyResult = ev.result
+    const overridden = approval !== null && approval.kind === 'overridden'
+    // A verified override lifts the approval and nothing else: the call is
+    // decided as the policy decides it approved (`context.override` true,
+    // approval forbids set aside), so its sanitize obligations still apply.
+    const r: PolicyResult = overridden ? ev.result.approved ?? approvedWithoutEvaluation(ev.result) : ev.result
     let decision: Decision = r.decision
-    let reasons = r.reasons
+    let reasons = overridden ? [...ev.result.reasons, ...r.reasons] : r.reasons
     let obligations = r.obligations
     if (degraded !== null) {
       if (degraded.outcome === 'closed') {
@@ -184,10 +195,7 @@ export class DecisionPipeline {
       }
       this.deps.metrics.degraded.inc({ outcome: degraded.outcome })
     }
-    if (approval !== null && approval.kind === 'overridden') {
-      decision = 'allow'
-      reasons = [...reasons, approval.reason]
-    }
+    if (overridden) reasons = [...reasons, approval.reason]
     const params = obligations.length > 0 ? applyObligations(req, obligations).params : req.params
     const outcome: DecisionOutcome = {
       decision,

@@ -174,14 +174,15 @@ function collectActions(node: unknown, out: Set<string>): void {
 }
 
 /** Extra validator strictness Aegis waives; see `isWaived`. */
-const ATTR_NOT_FOUND = /attribute `params(\.[^`]*)?` in context for .* not found/
+const ATTR_NOT_FOUND = /attribute `(?:params|http\.query)(\.[^`]*)?` in context for .* not found/
 const EXT_NON_LITERAL = /extension constructors may not be called with non-literal expressions/
 
 /**
  * Tool parameters are open-ended JSON, and Cedar's strict validator has no
  * open record type (additionalAttributes is experimental), so the schema
- * declares `params` as an empty record and exactly two errors are waived:
- * reading an attribute of `context.params`, and calling an extension
+ * declares `params` (and a proxied request's `http.query`) as an empty
+ * record and exactly two errors are waived: reading an attribute of
+ * `context.params` or `context.http.query`, and calling an extension
  * constructor (`ip(…)`, `decimal(…)`) on such an attribute. Everything else
  * (entity types, principal and resource attributes, context keys, types of
  * non-params expressions, action applicability) is validated strictly; a
@@ -191,7 +192,7 @@ function isWaived(buf: Buffer, e: DetailedError): boolean {
   const loc = e.sourceLocations?.[0]
   if (!loc) return false
   const span = buf.subarray(loc.start, loc.end).toString('utf8')
-  if (ATTR_NOT_FOUND.test(e.message)) return /^context\s*\.\s*params\b/.test(span)
+  if (ATTR_NOT_FOUND.test(e.message)) return /^context\s*\.\s*(?:params\b|http\s*\.\s*query\b)/.test(span)
   if (EXT_NON_LITERAL.test(e.message)) return /^[A-Za-z]+\s*\(\s*context\s*\.\s*(?:params|client_address)\b/.test(span)
   return false
 }

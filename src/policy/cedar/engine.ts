@@ -116,7 +116,7 @@ export function contextReads(text: string): { time: boolean; address: boolean } 
   let address = false
   for (const m of text.matchAll(/\bcontext\b\s*(?:(?:\.|\bhas\b)\s*([A-Za-z_][A-Za-z0-9_]*))?/g)) {
     const attr = m[1]
-    if (attr === 'params' || attr === 'override') continue
+    if (attr === 'params' || attr === 'override' || attr === 'http') continue
     if (attr === 'time') time = true
     else if (attr === 'client_address') address = true
     else { time = true; address = true }
@@ -212,8 +212,7 @@ export class CedarEngine implements PolicyEngine {
       hit = this.evaluateUncached(request)
       this.cache.set(key, hit)
     }
-    // A copy, so a caller that edits its result cannot poison the cache.
-    return { ...hit, reasons: [...hit.reasons], policyIds: [...hit.policyIds], obligations: hit.obligations.map((o) => ({ ...o })) }
+    return copyResult(hit)
   }
 
   /**
@@ -235,7 +234,7 @@ export class CedarEngine implements PolicyEngine {
     // different calls can never share a key.
     return JSON.stringify([
       p.tenant, p.agentId, p.clientId, p.scopes, p.capabilities, r.action, r.resource, r.override === true,
-      this.readsTime ? r.time : null, this.readsAddress ? r.clientAddress : null,
+      this.readsTime ? r.time : null, this.readsAddress ? r.clientAddress : null, r.http ?? null,
     ]) + params
   }
 
@@ -282,7 +281,7 @@ export class CedarEngine implements PolicyEngine {
     const answer = rest && rest.psetId !== null ? this.authorize(request, rest.psetId, context, entities) : null
     const after = answer && answer.type === 'success' ? this.decide({ ...request, override: true }, toBundleIds(rest!, answer.response)) : null
     if (after && (after.decision === 'allow' || after.decision === 'sanitize')) {
-      return approval
+      return { ...approval, approved: after }
     }
     const why = after ? after.reasons : ['no_permit: no policy permits it']
     const denied = this.deny([...approval.reasons.map((r) => `${r}, but even approved the call is denied:`), ...why], after?.policyIds ?? [], approval.risk)
@@ -366,6 +365,13 @@ export class CedarEngine implements PolicyEngine {
   private deny(reasons: string[], policyIds: string[], risk: 'high' | 'normal' = 'normal'): PolicyResult {
     return { decision: 'deny', reasons, policyIds, obligations: [], risk, policyVersion: this.version, mode: this.mode }
   }
+}
+
+/** A copy, so a caller that edits its result cannot poison the cache. */
+function copyResult(r: PolicyResult): PolicyResult {
+  const copy: PolicyResult = { ...r, reasons: [...r.reasons], policyIds: [...r.policyIds], obligations: r.obligations.map((o) => ({ ...o })) }
+  if (r.approved !== undefined) copy.approved = copyResult(r.approved)
+  return copy
 }
 
 /**

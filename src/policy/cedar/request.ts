@@ -53,13 +53,19 @@ export function toCedarValue(v: unknown): CedarValueJson | undefined {
   }
 }
 
-/** The Cedar context of a call: `{ params, time, client_address?, override }`. */
+/** The Cedar context of a call: `{ params, time, client_address?, override, http? }`. */
 export function buildContext(req: PolicyRequest): Context {
   const params = req.params !== null && typeof req.params === 'object' && !Array.isArray(req.params) ? toCedarValue(req.params) : undefined
   if (params === undefined) throw new ParamsError('params must be a JSON object')
   if (!Number.isSafeInteger(req.time)) throw new ParamsError('time must be integer epoch seconds')
   const ctx: Context = { params, time: req.time, override: req.override === true }
   if (typeof req.clientAddress === 'string' && req.clientAddress !== '') ctx.client_address = req.clientAddress
+  if (req.http !== undefined) {
+    const h = req.http
+    const http: Record<string, CedarValueJson> = { method: h.method, path: h.path, query: toCedarValue(h.query) ?? {}, body: h.body }
+    if (h.bodySha256 !== undefined) http.body_sha256 = h.bodySha256
+    ctx.http = http
+  }
   return ctx
 }
 

@@ -11,9 +11,10 @@
  *   covers every payments tool;
  * - resource `Resource::"<target>"` with `id` (the empty string when the call
  *   names no target);
- * - context `{ params, time, client_address?, override }`: the untrusted call
- *   parameters, epoch seconds, the caller's address when known, and whether a
- *   valid one-time approval override accompanies the call.
+ * - context `{ params, time, client_address?, override, http? }`: the
+ *   untrusted call parameters, epoch seconds, the caller's address when
+ *   known, whether a valid one-time approval override accompanies the call,
+ *   and on reverse-proxy routes the HTTP request as forwarded.
  */
 
 /** Cedar schema text of the entity and context types every bundle is validated against. */
@@ -39,6 +40,22 @@ entity Resource = {
 // every optional attribute with \`has\` (context.params has amount).
 type Params = {};
 
+// A query string's decoded members: a String, or a Set<String> for a
+// repeated key. Open-ended like Params: guard with \`has\`.
+type Query = {};
+
+// Reverse-proxy routes: the HTTP request exactly as it is forwarded.
+type Http = {
+  method: String,
+  // Decoded path below the route's prefix ("/" at least).
+  path: String,
+  query: Query,
+  // "json" (parsed into params), "opaque" (the route forwards it unread), "none".
+  body: String,
+  // base64url SHA-256 of an opaque body.
+  body_sha256?: String,
+};
+
 type Context = {
   params: Params,
   // Epoch seconds at the gateway.
@@ -47,6 +64,8 @@ type Context = {
   client_address?: String,
   // A valid one-time approval override token accompanies the call.
   override: Bool,
+  // Only on reverse-proxy routes (absent elsewhere: guard with \`has\`).
+  http?: Http,
 };
 `
 

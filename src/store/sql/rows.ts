@@ -202,12 +202,12 @@ export const approvals: Table<Approval> = {
   columns: [
     'id', 'tenant', 'agent_id', 'tool', 'params_canonical', 'params_hash', 'resource', 'policy_id', 'policy_version',
     'group_', 'require_console', 'status', 'created_at', 'expires_at', 'decided_at', 'decided_by', 'reason',
-    'override_jti', 'deliveries',
+    'override_jti', 'deliveries', 'request_canonical',
   ],
   toParams: (a) => [
     a.id, a.tenant, a.agentId, a.tool, a.paramsCanonical, a.paramsHash, a.resource, a.policyId, a.policyVersion,
     a.group, b(a.requireConsole), a.status, a.createdAt, a.expiresAt, a.decidedAt, a.decidedBy, a.reason,
-    a.overrideJti, json(a.deliveries),
+    a.overrideJti, json(a.deliveries), a.requestCanonical,
   ],
   fromRow: (r) => ({
     id: str(r.id),
@@ -229,6 +229,7 @@ export const approvals: Table<Approval> = {
     reason: strOrNull(r.reason),
     overrideJti: strOrNull(r.override_jti),
     deliveries: parse<Approval['deliveries']>(r.deliveries),
+    requestCanonical: strOrNull(r.request_canonical),
   }),
 }
 

@@ -218,6 +218,15 @@ UPDATE revocations SET expires_at = 9007199254740991
 CREATE INDEX revocations_type ON revocations (type, expires_at);
 `,
   },
+  {
+    version: 4,
+    name: 'approvals_request',
+    sql: `
+-- Reverse-proxy approvals bind the forwarded request (method, path, query,
+-- opaque body digest); null for other entry points.
+ALTER TABLE approvals ADD COLUMN request_canonical TEXT;
+`,
+  },
 ]
 
 /**

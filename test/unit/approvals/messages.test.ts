@@ -9,7 +9,7 @@ import type { Approval } from '../../../src/store/types.js'
 function approval(over: Partial<Approval> = {}): Approval {
   return {
     id: 'apr_0123456789abcdef', tenant: 'acme', agentId: 'billing-bot', tool: 'payments.transfer', paramsCanonical: '{}', paramsHash: 'h',
-    resource: null, policyId: 'p1', policyVersion: 'v1', group: 'finance', requireConsole: false, status: 'pending',
+    resource: null, requestCanonical: null, policyId: 'p1', policyVersion: 'v1', group: 'finance', requireConsole: false, status: 'pending',
     createdAt: 1_700_000_000_000, expiresAt: 1_700_000_900_000, decidedAt: null, decidedBy: null, reason: null, overrideJti: null, deliveries: [], ...over,
   }
 }

@@ -20,7 +20,7 @@ const signer = {
 const decidedAt = Date.UTC(2026, 10, 29, 4, 0, 0)
 const approved: Approval = {
   id: 'apr_abcdefghijkl', tenant: 'acme', agentId: 'billing-bot', tool: 'payments.transfer', paramsCanonical: '{"amount":5}', paramsHash: 'HASH',
-  resource: null, policyId: 'p', policyVersion: 'v7', group: 'finance', requireConsole: false, status: 'approved', createdAt: decidedAt - 1000,
+  resource: null, requestCanonical: null, policyId: 'p', policyVersion: 'v7', group: 'finance', requireConsole: false, status: 'approved', createdAt: decidedAt - 1000,
   expiresAt: decidedAt + 900_000, decidedAt, decidedBy: 'admin:x', reason: null, overrideJti: 'ovr_1', deliveries: [],
 }
 const expected = { agentId: 'billing-bot', tenant: 'acme', tool: 'payments.transfer', paramsHash: 'HASH', policyVersion: 'v7', resource: null }
