@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { Redis, type RedisOptions } from 'ioredis'
+import type { Redis } from 'ioredis'
 import type { AegisConfig } from '../config/schema.js'
 import { createServer } from '../http/server.js'
 import { systemClock } from '../lib/clock.js'
@@ -29,6 +29,7 @@ import { DecisionPipeline } from './pipeline/index.js'
 import { noApprovals } from './pipeline/resolve-approval.js'
 import { gatewayApprovalHook } from './approvals/hook.js'
 import { RedisHealth } from './redis-health.js'
+import { redisCommandConnection, redisSubscriberConnection } from './redis-connections.js'
 import { GatewayState } from './state.js'
 
 /** A built gateway: not listening (only cli/ listens). */
@@ -58,17 +59,11 @@ export const DEFAULT_TUNING: GatewayTuning = Object.freeze({
   feedReconcileMs: 30_000,
 })
 
-function redisRetry(times: number): number {
-  // ioredis reconnect delay: exponential with jitter, capped at 2 s.
-  const d = Math.min(2_000, 50 * 2 ** Math.min(times, 10))
-  return d / 2 + Math.random() * (d / 2)
-}
-
 /**
  * Builds the gateway role (DESIGN.md "Gateway"): `POST /v1/authorize`,
  * ext_authz / auth_request under `/v1/ext-authz/*`, the proxy routes of
- * `gateway.routes` (proxy and MCP, with RFC 9728 metadata for MCP), `/healthz` (503 until keys and feed were loaded once)
- * and `/metrics`. It follows `controlPlaneUrl ?? issuer` for the JWKS, the
+ * `gateway.routes` (proxy and MCP, with RFC 9728 metadata for MCP), `/healthz` (503 until keys and feed were loaded once),
+ * `/livez` (liveness), `/readyz` (readiness: keys held, feed loaded and not stale) and `/metrics`. It follows `controlPlaneUrl ?? issuer` for the JWKS, the
  * feed (SSE, or Redis when `redisUrl` is set) and manifests, with
  * `gatewayToken ?? adminToken` as bearer token. `overrides` replaces any
  * dependency (tests, embedding; e.g. `policyCompiler`).
@@ -107,10 +102,8 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   let command: Redis | undefined
   let subscriber: Redis | undefined
   if (config.redisUrl && (!overrides.replay || !overrides.redisHealth)) {
-    const base: RedisOptions = { retryStrategy: redisRetry, connectTimeout: 2_000, lazyConnect: false }
-    // Commands fail at once while disconnected (no offline queue) and after a timeout while Redis stalls: callers fail closed.
-    command = new Redis(config.redisUrl, { ...base, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: tuning.redisCommandTimeoutMs })
-    subscriber = new Redis(config.redisUrl, { ...base, maxRetriesPerRequest: null })
+    command = redisCommandConnection(config.redisUrl, tuning.redisCommandTimeoutMs)
+    subscriber = redisSubscriberConnection(config.redisUrl)
     let lastErrorLog = 0
     const onError = (err: Error): void => {
       // ioredis reports every failed reconnect; one line per 10 s is enough.
@@ -211,6 +204,25 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
       gateway_id: gatewayId,
       jwks_loaded: verifier.jwks.loaded,
       feed: { snapshot_loaded: state.snapshotLoaded, connected: state.feedIsConnected, lag_seconds: state.lagSeconds(now), applied_seq: denyList.lastSeq, stale: state.feedStale(now, config.gateway.feedStaleSeconds * 1000) },
+      redis: redisHealth === null ? null : { healthy: redisHealth.healthy },
+    })
+  })
+  // Liveness: the process serves HTTP. Nothing a restart would fix is checked here.
+  app.get('/livez', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok', gateway_id: gatewayId }))
+  // Readiness: whether this gateway can decide calls now (load balancers and Kubernetes take it out of rotation otherwise).
+  app.get('/readyz', async (_request, reply) => {
+    const now = clock.now()
+    const reasons: string[] = []
+    if (verifier.jwks.stats.keys === 0) reasons.push(verifier.jwks.loaded ? 'jwks_empty: the control plane publishes no verification keys' : 'jwks_not_loaded: verification keys were never loaded from the control plane')
+    if (!state.snapshotLoaded) reasons.push('feed_not_loaded: the deny list and policies were never loaded')
+    else if (state.feedStale(now, config.gateway.feedStaleSeconds * 1000)) reasons.push(`feed_stale: the revocation feed has been disconnected longer than gateway.feedStaleSeconds (${config.gateway.feedStaleSeconds} s)`)
+    const ready = reasons.length === 0
+    return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send({
+      status: ready ? 'ready' : 'not_ready',
+      gateway_id: gatewayId,
+      reasons,
+      feed: { connected: state.feedIsConnected, lag_seconds: state.lagSeconds(now), applied_seq: denyList.lastSeq },
+      // Reported, not required: a Redis outage refuses only calls that need a replay claim (503), and every gateway shares the one Redis.
       redis: redisHealth === null ? null : { healthy: redisHealth.healthy },
     })
   })

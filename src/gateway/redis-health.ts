@@ -3,11 +3,14 @@ import type { Logger } from '../observability/logger.js'
 import type { BackendHealth } from './deps.js'
 
 /**
- * Tracks whether Redis answers: both connections must be `ready` and a PING
- * on the command connection must come back within the connection's
- * `commandTimeout`. Checked every `intervalMs` in the background, so a
- * decision only reads a boolean. `CLIENT PAUSE` or a dead port both show up
- * as unhealthy within about one interval.
+ * Tracks whether Redis answers what decisions need from it (replay claims):
+ * the command connection must be `ready` and a PING on it must come back
+ * within the connection's `commandTimeout`. Checked every `intervalMs` in
+ * the background and on every reconnect, so a decision only reads a
+ * boolean. `CLIENT PAUSE` or a dead port both show up as unhealthy within
+ * about one interval. The subscriber's state is the feed's business
+ * (`GatewayState.feedStale`): a subscriber that drops alone does not stop
+ * replay claims; it is reported as `subscriberReady`.
  */
 export class RedisHealth implements BackendHealth {
   private ok = false
@@ -19,12 +22,16 @@ export class RedisHealth implements BackendHealth {
     this.timer.unref()
     command.on('close', this.down)
     command.on('ready', this.check)
-    subscriber?.on('close', this.down)
     this.check()
   }
 
   get healthy(): boolean {
-    return this.ok && this.command.status === 'ready' && (this.subscriber === null || this.subscriber.status === 'ready')
+    return this.ok && this.command.status === 'ready'
+  }
+
+  /** Whether the subscriber connection is up (null without one). */
+  get subscriberReady(): boolean | null {
+    return this.subscriber === null ? null : this.subscriber.status === 'ready'
   }
 
   private readonly down = (): void => {
@@ -47,7 +54,7 @@ export class RedisHealth implements BackendHealth {
   private set(ok: boolean): void {
     if (ok !== this.ok) {
       if (ok) this.logger.info('redis reachable')
-      else this.logger.warn('redis unreachable: degraded decisions (see gateway.redisOutageReads)')
+      else this.logger.warn('redis unreachable: calls that need a replay claim answer 503 (see gateway.redisOutageReads)')
     }
     this.ok = ok
   }
@@ -56,6 +63,5 @@ export class RedisHealth implements BackendHealth {
     clearInterval(this.timer)
     this.command.off('close', this.down)
     this.command.off('ready', this.check)
-    this.subscriber?.off('close', this.down)
   }
 }

@@ -59,6 +59,8 @@ export class GatewayState {
   private connected = false
   private disconnectedAt: number
   private lastHeardAt: number
+  /** When a full snapshot was last applied (epoch ms), also while the feed is down (Redis feed polling the control plane). */
+  private snapshotAt = 0
 
   constructor(private readonly opts: GatewayStateOptions) {
     this.disconnectedAt = opts.clock.now()
@@ -92,9 +94,14 @@ export class GatewayState {
     return this.policies.get(tenant)
   }
 
-  /** True when the feed has been down longer than `staleMs`: high-risk actions fail closed. */
+  /**
+   * True when the deny list may be older than `staleMs`: the feed has been
+   * down that long and no full snapshot was applied meanwhile (a Redis feed
+   * polls the control plane's snapshot while Redis is down, which keeps the
+   * list fresh). High-risk actions then fail closed.
+   */
   feedStale(nowMs: number, staleMs: number): boolean {
-    return !this.connected && nowMs - this.disconnectedAt > staleMs
+    return !this.connected && nowMs - Math.max(this.disconnectedAt, this.snapshotAt) > staleMs
   }
 
   /** Seconds since the feed was last heard from (0 while connected). */
@@ -165,6 +172,7 @@ export class GatewayState {
     }
     for (const tenant of [...this.policies.keys()]) if (!seen.has(tenant)) this.policies.delete(tenant)
     this.loaded = true
+    this.snapshotAt = this.opts.clock.now()
     for (const e of pending) this.applyEvent(e, false)
     this.revocationsChanged()
   }

@@ -24,6 +24,8 @@ export interface Credential { client_id: string; client_secret: string }
 export interface GatewayEnvOptions {
   /** Follow the feed over Redis (unique key prefix) instead of SSE. */
   redis?: boolean
+  /** With `redis`: this Redis instead of the shared one (e.g. a private redis-server a test restarts). */
+  redisUrl?: string
   /** Extra control-plane config. */
   overrides?: Record<string, unknown>
 }
@@ -63,6 +65,7 @@ export async function startGatewayEnv(opts: GatewayEnvOptions = {}): Promise<Gat
   const adminToken = `adm_${randomBytes(32).toString('base64url')}`
   const gatewayToken = `gw_${randomBytes(32).toString('base64url')}`
   const prefix = opts.redis ? redisPrefix() : undefined
+  const redisUrl = opts.redisUrl ?? REDIS_URL
   const base = {
     dataDir: dir,
     kek: randomBytes(32).toString('hex'),
@@ -70,13 +73,13 @@ export async function startGatewayEnv(opts: GatewayEnvOptions = {}): Promise<Gat
     adminToken,
     gatewayToken,
     rateLimit: { perClient: 1_000_000, perIp: 10_000_000 },
-    ...(opts.redis ? { redisUrl: REDIS_URL } : {}),
+    ...(opts.redis ? { redisUrl } : {}),
     ...opts.overrides,
   }
   const port = await freePort()
   const issuer = `http://127.0.0.1:${port}`
   const cpConfig = loadConfig({ env: {}, overrides: { ...base, issuer, control: { host: '127.0.0.1', port } } })
-  const feed = prefix ? await RedisFeedPublisher.open({ url: REDIS_URL, logger: silentLogger(), prefix }) : undefined
+  const feed = prefix ? await RedisFeedPublisher.open({ url: redisUrl, logger: silentLogger(), prefix }) : undefined
   const cp = await buildControlPlane(cpConfig, feed ? { feed } : {})
   await cp.app.listen({ port, host: '127.0.0.1' })
   const tenant = `t-${randomBytes(4).toString('hex')}`

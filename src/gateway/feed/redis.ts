@@ -36,6 +36,12 @@ export interface RedisFeedOptions {
  * during the load is lost. With the control plane unreachable the Redis hash
  * alone keeps revocations current and the snapshot is retried with backoff;
  * with Redis unreachable the control plane's snapshot is polled instead.
+ *
+ * Recovery never waits on one particular event: the subscriber and the
+ * command connection come back in either order after a Redis restart, so a
+ * resync starts on either one's `ready`, and until one has succeeded since
+ * the subscriber last connected, `maintain()` retries it with a short
+ * backoff (issue 15: back on a fresh list within 2 s of Redis answering).
  */
 export class RedisFeed implements FeedSubscriber {
   readonly ready: Promise<void>
@@ -52,6 +58,14 @@ export class RedisFeed implements FeedSubscriber {
   private readonly pollMs: number
   private readonly reconcileMs: number
   private loop: Promise<void> | undefined
+  /** True once a resync succeeded on the subscriber's current connection. */
+  private inSync = false
+  /** Bumped whenever the subscriber's connection closes: a resync begun before it proves nothing. */
+  private generation = 0
+  /** Earliest time (epoch ms) the maintain loop may retry a failed resync. */
+  private retryAt = 0
+  private readonly resyncBackoff = new Backoff(50, 500)
+  private lastFailureLog = 0
 
   constructor(private readonly opts: RedisFeedOptions) {
     this.ready = new Promise((resolve) => { this.resolveReady = resolve })
@@ -69,12 +83,20 @@ export class RedisFeed implements FeedSubscriber {
     sub.on('message', this.onMessage)
     sub.on('ready', this.onReady)
     sub.on('close', this.onClose)
+    this.opts.command.on('ready', this.onCommandReady)
     if (sub.status === 'ready') this.onReady()
     this.loop = this.maintain()
   }
 
   private readonly onClose = (): void => {
+    this.generation++
+    this.inSync = false
     if (!this.closed) this.opts.state.feedDisconnected('redis subscriber connection closed')
+  }
+
+  /** The command connection came back: a resync that failed for want of it runs now. */
+  private readonly onCommandReady = (): void => {
+    if (!this.inSync && this.opts.subscriber.status === 'ready') this.onReady()
   }
 
   private readonly onReady = (): void => {
@@ -107,61 +129,101 @@ export class RedisFeed implements FeedSubscriber {
     else this.opts.state.applyEvent(ev)
   }
 
-  /** Subscribe, then load, then apply what arrived meanwhile. */
+  /**
+   * Subscribe, then load, then apply what arrived meanwhile. The load needs
+   * the control plane's snapshot or the Redis hash (read on the command
+   * connection); with both, they are merged. The snapshot alone is
+   * complete (it comes from the database); the hash alone (control plane
+   * unreachable) is merged into what is held, never replacing it, since a
+   * Redis that restarted empty holds only what was published since.
+   */
   private async resync(): Promise<void> {
+    const sub = this.opts.subscriber
+    // Not connected: its next 'ready' starts over (a SUBSCRIBE now would only wait in the offline queue).
+    if (sub.status !== 'ready') return
+    const generation = this.generation
     this.buffering = []
     try {
-      await this.opts.subscriber.subscribe(this.channel)
-      const hash = await this.opts.command.hgetall(this.hashKey)
-      const fromHash: Revocation[] = []
-      for (const value of Object.values(hash)) {
-        let r: Revocation | null = null
-        try { r = parseRevocation(JSON.parse(value)) } catch { /* malformed */ }
-        if (r) fromHash.push(r)
-        else this.opts.logger.error('malformed entry in the redis revocation hash; ignored')
+      await sub.subscribe(this.channel)
+      let fromHash: Revocation[] | null = null
+      let hashError: unknown
+      if (this.opts.command.status === 'ready') {
+        try {
+          fromHash = this.parseHash(await this.opts.command.hgetall(this.hashKey))
+        } catch (err) {
+          hashError = err
+        }
+      } else {
+        hashError = new Error('redis command connection not ready')
       }
       let snapshot: FeedSnapshot | null = null
       try {
         snapshot = parseSnapshot(await this.opts.fetchSnapshot())
         if (!snapshot) this.opts.logger.error('control plane answered a malformed feed snapshot')
       } catch (err) {
-        this.opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'feed snapshot unavailable; revocations from redis only, retrying')
+        if (fromHash !== null) this.opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'feed snapshot unavailable; revocations from redis only, retrying')
       }
+      if (snapshot === null && fromHash === null) throw hashError ?? new Error('neither the control plane snapshot nor the redis hash could be read')
+      // The subscriber dropped meanwhile: events may have been missed, so this load proves nothing.
+      if (this.generation !== generation || sub.status !== 'ready') throw new Error('redis subscriber connection dropped during the resync')
       const pending = this.buffering
       this.buffering = null
       if (snapshot) {
-        this.opts.state.applySnapshot(snapshot, fromHash, pending)
+        this.opts.state.applySnapshot(snapshot, fromHash ?? [], pending)
         this.snapshotBackoff.reset()
         this.resolveReady()
       } else {
-        this.opts.state.applyRevocationList(fromHash, pending)
+        this.opts.state.applyRevocationList(fromHash ?? [], pending)
         this.needSnapshot = true
       }
+      this.inSync = true
+      this.resyncBackoff.reset()
       this.opts.state.feedConnected()
     } catch (err) {
-      // The connection dropped mid-load; its next 'ready' starts over.
       const pending = this.buffering ?? []
       this.buffering = null
       for (const e of pending) this.opts.state.applyEvent(e)
-      if (!this.closed) this.opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'redis feed resync failed')
+      // maintain() retries with backoff; a connection's 'ready' retries at once.
+      this.inSync = false
+      this.retryAt = Date.now() + this.resyncBackoff.next()
+      if (!this.closed && Date.now() - this.lastFailureLog > 5_000) {
+        this.lastFailureLog = Date.now()
+        this.opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'redis feed resync failed; retrying')
+      }
     }
+  }
+
+  private parseHash(hash: Record<string, string>): Revocation[] {
+    const out: Revocation[] = []
+    for (const value of Object.values(hash)) {
+      let r: Revocation | null = null
+      try { r = parseRevocation(JSON.parse(value)) } catch { /* malformed */ }
+      if (r) out.push(r)
+      else this.opts.logger.error('malformed entry in the redis revocation hash; ignored')
+    }
+    return out
   }
 
   private needSnapshot = false
 
   /**
-   * Runs for the gateway's life. While Redis is down, or the last resync
-   * could not reach the control plane, it fetches the control plane's
-   * snapshot with backoff: with Redis down the snapshot alone keeps the
-   * deny list (and agents, policies) current, polled every few seconds;
-   * once Redis is back, a resync merges everything.
+   * Runs for the gateway's life. While the subscriber is connected but no
+   * resync has succeeded on its connection, it retries the resync with a
+   * short backoff. While Redis is down, or the last resync could not reach
+   * the control plane, it fetches the control plane's snapshot with
+   * backoff: with Redis down the snapshot alone keeps the deny list (and
+   * agents, policies) current, polled every few seconds; once Redis is
+   * back, a resync merges everything.
    */
   private async maintain(): Promise<void> {
     let lastReconcile = Date.now()
     while (!this.closed) {
       const redisUp = this.opts.subscriber.status === 'ready'
       let wait = 500
-      if (redisUp && !this.needSnapshot && this.syncing === undefined && Date.now() - lastReconcile >= this.reconcileMs) {
+      if (redisUp && !this.inSync) {
+        if (this.syncing === undefined && Date.now() >= this.retryAt) this.onReady()
+        wait = 50
+      } else if (redisUp && !this.needSnapshot && this.syncing === undefined && Date.now() - lastReconcile >= this.reconcileMs) {
         lastReconcile = Date.now()
         await this.reconcile()
       } else if (!redisUp || this.needSnapshot) {
@@ -215,6 +277,7 @@ export class RedisFeed implements FeedSubscriber {
     sub.off('message', this.onMessage)
     sub.off('ready', this.onReady)
     sub.off('close', this.onClose)
+    this.opts.command.off('ready', this.onCommandReady)
     await this.syncing?.catch(() => {})
     await this.loop
     this.opts.state.feedDisconnected('closed')
