@@ -12,7 +12,7 @@ Usage:
               [--config FILE]
   aegis token mint --tenant T --agent A [--scope S] [--ttl SECONDS]
   aegis keys list|rotate [--emergency]
-  aegis audit verify|export [--out FILE]|verify-export FILE
+  aegis audit verify [--jwks KEYS] [--file EXPORT] [--heads FILE] | export [--out FILE] | pin-keys --jwks KEYS
   aegis policy test DIR | eval | validate FILE
   aegis help [COMMAND]
 

@@ -362,6 +362,10 @@ export function storeContract(name: string, create: () => Promise<StoreHandle>, 
       // Re-signing the same head (e.g. after a key rotation) replaces it.
       await s.audit.putCheckpoint({ ...cp('cp-b', 2), kid: 'k2', signature: 'resigned' })
       assert.deepEqual((await s.audit.latestCheckpoints())[1], { ...cp('cp-b', 2), kid: 'k2', signature: 'resigned' })
+      // Every checkpoint of a chain, in chain_seq order, paged (aegis audit verify checks them all).
+      assert.deepEqual(await s.audit.checkpoints('cp-a', 0, 10), [cp('cp-a', 5), cp('cp-a', 7), cp('cp-a', 9)])
+      assert.deepEqual(await s.audit.checkpoints('cp-a', 5, 1), [cp('cp-a', 7)])
+      assert.deepEqual(await s.audit.checkpoints('cp-none', 0, 10), [])
     }))
 
     test('revocations: seq strictly increasing, since, get, lastSeq', () => withStore(async (s, h) => {

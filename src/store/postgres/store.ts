@@ -304,6 +304,8 @@ export class PostgresStore implements Store {
       }),
       latestCheckpoints: () => this.w('audit checkpoint', () => this.all(this.pool,
         'SELECT DISTINCT ON (chain_id) * FROM audit_checkpoints ORDER BY chain_id, chain_seq DESC', [], T.auditCheckpoints.fromRow)),
+      checkpoints: (chainId, afterSeq, limit) => this.w('audit checkpoint', () => this.all(this.pool,
+        'SELECT * FROM audit_checkpoints WHERE chain_id = ? AND chain_seq > ? ORDER BY chain_seq LIMIT ?', [chainId, afterSeq, sqlLimit(limit)], T.auditCheckpoints.fromRow)),
     }
   }
 

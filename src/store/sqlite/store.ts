@@ -298,6 +298,9 @@ export class SqliteStore implements Store {
            JOIN (SELECT chain_id, MAX(chain_seq) AS m FROM audit_checkpoints GROUP BY chain_id) x
              ON c.chain_id = x.chain_id AND c.chain_seq = x.m
          ORDER BY c.chain_id`, [], T.auditCheckpoints.fromRow)),
+      checkpoints: (chainId, afterSeq, limit) => this.w('audit checkpoint', () =>
+        this.all('SELECT * FROM audit_checkpoints WHERE chain_id = ? AND chain_seq > ? ORDER BY chain_seq LIMIT ?',
+          [chainId, afterSeq, sqlLimit(limit)], T.auditCheckpoints.fromRow)),
     }
   }
 
