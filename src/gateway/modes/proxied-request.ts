@@ -75,11 +75,13 @@ export function readProxiedRequest(input: ReadProxiedRequestInput): ProxiedReque
   const { path, forwardPath } = readPath(rawPath.slice(input.prefix.length))
   const { query, forwardQuery } = readQuery(q < 0 ? '' : input.rawUrl.slice(q + 1))
 
+  // fastify never reads a GET or HEAD body: one announced there would be neither decided nor forwarded, so it is refused.
+  if (BODYLESS.has(method) && (input.headers['transfer-encoding'] !== undefined || Number(input.headers['content-length'] ?? 0) !== 0)) {
+    throw bad(`a ${method} request carries no body through the gateway`)
+  }
   const hasBody = input.body !== undefined && input.body.length > 0
   const http: HttpCall = { method, path, query, body: 'none' }
   if (!hasBody) return { http, params: query, forwardPath, forwardQuery, opaqueBody: null, contentType: null }
-
-  if (BODYLESS.has(method)) throw bad(`a ${method} request carries no body through the gateway`)
   const encoding = single(input.headers['content-encoding'])
   if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
     throw new AegisError('unsupported_media_type', 'encoded request bodies cannot be decided; send the body without Content-Encoding')
