@@ -177,6 +177,8 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
       backoffInitialMs: tuning.feedBackoffInitialMs,
       backoffMaxMs: tuning.feedBackoffMaxMs,
       reconcileMs: tuning.feedReconcileMs,
+      // While Redis is down the polled snapshot is what keeps the deny list fresh: poll well within the stale bound.
+      pollWhileDownMs: Math.min(2_000, (config.gateway.feedStaleSeconds * 1000) / 3),
     })
   } else {
     feed = new SseFeed({ client, state, logger, backoffInitialMs: tuning.feedBackoffInitialMs, backoffMaxMs: tuning.feedBackoffMaxMs })

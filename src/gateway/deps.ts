@@ -44,9 +44,14 @@ export type ApprovalResolution =
   | { kind: 'pending'; approval: ApprovalRef }
   | { kind: 'overridden'; reason: string }
 
-/** A gateway audit event (`decision`, `token.refused`, `token.replayed`). */
+/**
+ * A gateway audit event: `decision`, `token.refused`, `token.replayed`, or
+ * `decision.unavailable` (a call answered `503` because something the
+ * gateway depends on is out: Redis, the feed, the control plane; not a
+ * policy decision).
+ */
 export interface GatewayAuditEvent {
-  type: 'decision' | 'token.refused' | 'token.replayed'
+  type: 'decision' | 'token.refused' | 'token.replayed' | 'decision.unavailable'
   ts: number
   gateway_id: string
   mode: EntryMode

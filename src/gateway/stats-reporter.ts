@@ -60,7 +60,8 @@ function add(into: Record<string, number>, key: string, n: number): void {
  *
  * Counted: `decision` events by decision (`allow`, `deny`, `approval_needed`,
  * `sanitize`), shadow (enforced: false) decisions that would have refused
- * the call under `would_deny`, refused tokens as `refused`, and replays;
+ * the call under `would_deny`, refused tokens as `refused`, calls answered
+ * 503 for an outage (`decision.unavailable`) as `unavailable`, and replays;
  * totals and the same per tenant.
  */
 export class GatewayStatsReporter implements DecisionSink {
@@ -87,6 +88,8 @@ export class GatewayStatsReporter implements DecisionSink {
         if (event.enforced === false && !PASSING.has(event.decision)) add(d.would_deny, event.decision, 1)
       } else if (event.type === 'token.refused') {
         add(d.decisions, 'refused', 1)
+      } else if (event.type === 'decision.unavailable') {
+        add(d.decisions, 'unavailable', 1)
       } else if (event.type === 'token.replayed') {
         d.replay_attempts += 1
       } else {
@@ -150,7 +153,7 @@ export class DecisionSpanSink implements DecisionSink {
       ...(e.agent_id !== null ? { 'aegis.agent': e.agent_id } : {}),
       ...(e.client_id !== null ? { 'aegis.client_id': e.client_id } : {}),
       ...(e.tool !== null ? { 'aegis.tool': e.tool } : {}),
-      'aegis.decision': e.type === 'decision' ? e.decision ?? 'unknown' : e.type === 'token.replayed' ? 'replayed' : 'refused',
+      'aegis.decision': e.type === 'decision' ? e.decision ?? 'unknown' : e.type === 'token.replayed' ? 'replayed' : e.type === 'decision.unavailable' ? 'unavailable' : 'refused',
       ...(e.enforced !== undefined ? { 'aegis.enforced': e.enforced } : {}),
       ...(e.policy_ids !== undefined ? { 'aegis.policy_ids': e.policy_ids } : {}),
       ...(e.policy_version !== undefined ? { 'aegis.policy_version': e.policy_version } : {}),

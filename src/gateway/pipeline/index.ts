@@ -5,7 +5,7 @@ import type { Decision, HttpCall, Obligation, PolicyResult } from '../../policy/
 import type { ApprovalRef, ApprovalResolution, EntryMode, GatewayAuditEvent, GatewayDeps } from '../deps.js'
 import type { VerifiedManifest } from '../manifests.js'
 import { checkDenyList } from './check-deny-list.js'
-import { checkReplay, assessBackends, needsReplayClaim, REPLAY_CLAIM_FAILED, type Degradation } from './check-replay.js'
+import { checkReplay, assessBackends, needsReplayClaim, OUTAGE_RETRY_AFTER_SECONDS, REPLAY_CLAIM_FAILED, type Degradation } from './check-replay.js'
 import { enforceSenderConstraint, isReplayRefusal, type SenderSource } from './sender-constraint.js'
 import { evaluatePolicy, type Evaluation } from './evaluate-policy.js'
 import { resolveApproval } from './resolve-approval.js'
@@ -145,9 +145,14 @@ export class DecisionPipeline {
     const nowMs = this.deps.clock.now()
     const ev = evaluatePolicy(this.deps, view, manifest, req, Math.floor(nowMs / 1000))
     const enforced = !(req.dryRun || ev.shadow || this.deps.config.gateway.shadow)
-    const degraded = assessBackends(this.deps, req.tool, ev.result, nowMs)
-    if (degraded !== null && degraded.outcome === 'closed') return this.finish(req, view, ev, enforced, degraded, null, started)
-    if (needsReplayClaim(ev.result, req.dryRun)) return this.claimThenDecide(req, view, ev, enforced, degraded, started)
+    const claim = needsReplayClaim(ev.result, req.dryRun)
+    const degraded = assessBackends(this.deps, req.tool, ev.result, nowMs, claim)
+    if (degraded !== null && degraded.outcome === 'closed') {
+      // An outage is not a policy decision: 503 + Retry-After when enforced; a dry run or shadow call reports what it would do.
+      if (enforced) throw this.unavailable(req, view, ev, degraded)
+      return this.finish(req, view, ev, enforced, degraded, null, started)
+    }
+    if (claim) return this.claimThenDecide(req, view, ev, enforced, degraded, started)
     return this.approveThenFinish(req, view, ev, enforced, degraded, started)
   }
 
@@ -157,6 +162,7 @@ export class DecisionPipeline {
       first = await checkReplay(this.deps, view)
     } catch (err) {
       this.deps.logger.warn({ err }, 'replay cache unreachable; failing closed')
+      if (enforced) throw this.unavailable(req, view, ev, REPLAY_CLAIM_FAILED)
       return this.finish(req, view, ev, enforced, REPLAY_CLAIM_FAILED, null, started)
     }
     if (!first) {
@@ -234,8 +240,33 @@ export class DecisionPipeline {
   /** Audits a refusal and returns the error to throw. */
   private refused(req: DecisionRequest, view: TokenView | null, err: unknown): unknown {
     const message = err instanceof AegisError ? err.message : 'internal error'
+    if (err instanceof AegisError && err.code === 'temporarily_unavailable') {
+      // Something this gateway depends on is out (keys, manifest, DPoP replay cache): an outage, not a verdict on the token.
+      this.deps.metrics.degraded.inc({ outcome: 'closed' })
+      const e = this.event('decision.unavailable', req, view, message, undefined)
+      e.degraded = 'closed'
+      this.deps.decisions.record(e)
+      return err.headers['retry-after'] !== undefined ? err : new AegisError(err.code, err.message, { cause: err.cause, headers: { ...err.headers, 'retry-after': String(OUTAGE_RETRY_AFTER_SECONDS) } })
+    }
     this.deps.decisions.record(this.event(isReplayRefusal(err) ? 'token.replayed' : 'token.refused', req, view, message, undefined))
     return err
+  }
+
+  /**
+   * A call refused because a shared backend is out (DESIGN.md error table:
+   * `temporarily_unavailable`): counted in `aegis_degraded_decisions_total`
+   * (outcome `closed`), audited as `decision.unavailable`, answered `503`
+   * with `Retry-After` so SDKs and proxies retry.
+   */
+  private unavailable(req: DecisionRequest, view: TokenView, ev: Evaluation, degraded: Degradation): AegisError {
+    this.deps.metrics.degraded.inc({ outcome: 'closed' })
+    const e = this.event('decision.unavailable', req, view, degraded.reason, true)
+    e.reasons = [degraded.reason]
+    e.policy_version = ev.result.policyVersion
+    e.risk = ev.result.risk
+    e.degraded = 'closed'
+    this.deps.decisions.record(e)
+    return new AegisError('temporarily_unavailable', degraded.reason, { headers: { 'retry-after': String(OUTAGE_RETRY_AFTER_SECONDS) } })
   }
 
   private event(type: GatewayAuditEvent['type'], req: DecisionRequest, view: TokenView | null, error: string | undefined, enforced: boolean | undefined): GatewayAuditEvent {
