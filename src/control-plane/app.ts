@@ -18,6 +18,7 @@ import { Metrics } from '../observability/metrics.js'
 import { continueTraceContext } from '../observability/request-context.js'
 import { consoleRoutes, createConsoleSessions, type ConsoleSessions } from '../console/index.js'
 import { openStore } from '../store/index.js'
+import { openClusterSignal } from '../store/signal.js'
 import { MemoryReplayCache } from '../store/memory/replay-cache.js'
 import { RedisReplayCache } from '../store/redis/replay-cache.js'
 import type { AdminRole, Store } from '../store/types.js'
@@ -74,6 +75,30 @@ async function seedToken(deps: ControlPlaneDeps, secret: string, role: AdminRole
   await deps.audit.append({ type: 'admin.token_seeded', tenant: null, actor: 'system', subject: id, data: { role, name } })
 }
 
+/** How long a readiness probe waits for the database (ms). */
+const READY_PROBE_TIMEOUT_MS = 2_000
+
+/**
+ * A readiness check of the store: one indexed read, at most one in flight
+ * (probes from several load balancers share it), bounded by
+ * {@link READY_PROBE_TIMEOUT_MS}. Resolves null when the database answered,
+ * else why not (never the driver's message: it could name hosts or users).
+ */
+function storeProbe(store: Store): () => Promise<string | null> {
+  let inflight: Promise<string | null> | null = null
+  return () => {
+    inflight ??= new Promise<string | null>((resolve) => {
+      const timer = setTimeout(() => resolve(`no answer within ${READY_PROBE_TIMEOUT_MS} ms`), READY_PROBE_TIMEOUT_MS)
+      // Any read of an indexed row proves the connection; no tenant has the empty id (the admin API refuses it).
+      store.tenants.get('').then(
+        () => { clearTimeout(timer); resolve(null) },
+        (err: unknown) => { clearTimeout(timer); resolve(err instanceof Error && err.name !== 'Error' ? `query failed (${err.name})` : 'query failed') },
+      )
+    }).finally(() => { inflight = null })
+    return inflight
+  }
+}
+
 /**
  * Builds the control plane: opens the store, the keys (KEK from
  * configuration), this instance's audit chain (`chainId = config.instanceId`),
@@ -104,7 +129,10 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
     }
 
     const keys = overrides.keys ?? await (async () => {
-      const km = await createKeyManager({ config, store, clock, logger, metrics })
+      // Control planes on one store tell each other about key changes at once (LISTEN/NOTIFY on PostgreSQL).
+      const signal = await openClusterSignal(config, logger)
+      owned.push(() => signal.close())
+      const km = await createKeyManager({ config, store, clock, logger, metrics, signal })
       owned.push(() => km.stop())
       return km
     })()
@@ -124,6 +152,13 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
       owned.push(() => f.close())
       return f
     })()
+
+    if (!overrides.keys && 'onChange' in keys) {
+      // Gateways refetch the JWKS when the key set changes (here or on another control plane), whatever their cooldown.
+      (keys as Awaited<ReturnType<typeof createKeyManager>>).onChange((change) => feed.publish({ kind: 'keys', keys: change }).catch((err: unknown) => {
+        logger.error({ err }, 'key change not published on the feed; gateways find the new key at their next JWKS refresh')
+      }))
+    }
 
     const replay = overrides.replay ?? (() => {
       let r
@@ -181,6 +216,17 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
     app.get('/healthz', async (_req, reply) => {
       reply.header('cache-control', 'no-store')
       return { status: 'ok', role: 'control-plane', instance: config.instanceId, store: store.kind }
+    })
+    // Liveness: the process serves HTTP; a database outage is not something a restart fixes.
+    app.get('/livez', async (_req, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok', role: 'control-plane', instance: config.instanceId }))
+    // Readiness: the database answers (tokens, revocations and admin calls all need it).
+    const probe = storeProbe(store)
+    app.get('/readyz', async (_req, reply) => {
+      const reasons: string[] = []
+      const db = await probe()
+      if (db !== null) reasons.push(`database_unreachable: ${db}`)
+      const ready = reasons.length === 0
+      return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send({ status: ready ? 'ready' : 'not_ready', role: 'control-plane', instance: config.instanceId, store: store.kind, reasons })
     })
     await app.register(async (admin) => {
       await adminRoutes(admin, deps)

@@ -1,0 +1,61 @@
+/**
+ * Liveness and readiness of the control plane: a real PostgreSQL reached
+ * through a real TCP relay that the test cuts (a network partition between
+ * this control plane and its database; the shared server is never stopped).
+ */
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { eventually } from '../../helpers/gateway-env.js'
+import { freshPostgresSchema, POSTGRES_URL, skipWithoutPostgres } from '../../helpers/services.js'
+import { TcpRelay } from '../../helpers/tcp-relay.js'
+import { startControlPlane } from './harness.js'
+
+interface Ready { status: string; reasons: string[]; store: string }
+
+async function readyz(url: string): Promise<{ status: number; body: Ready }> {
+  const res = await fetch(`${url}/readyz`)
+  return { status: res.status, body: (await res.json()) as Ready }
+}
+
+const noPostgres = await skipWithoutPostgres()
+
+describe('control plane /livez and /readyz', () => {
+  test('an embedded (SQLite) control plane is ready and alive', async () => {
+    const h = await startControlPlane()
+    try {
+      const r = await readyz(h.url)
+      assert.equal(r.status, 200)
+      assert.deepEqual({ status: r.body.status, reasons: r.body.reasons, store: r.body.store }, { status: 'ready', reasons: [], store: 'sqlite' })
+      assert.equal((await fetch(`${h.url}/livez`)).status, 200)
+    } finally {
+      await h.close()
+    }
+  })
+
+  test('PostgreSQL unreachable: not ready (503, database_unreachable) yet alive; ready again once it answers', { skip: noPostgres }, async () => {
+    const schema = await freshPostgresSchema()
+    const relay = await TcpRelay.start(Number(new URL(POSTGRES_URL).port || 5432))
+    const url = new URL(schema.url)
+    url.port = String(relay.port)
+    const h = await startControlPlane({ databaseUrl: url.toString() })
+    try {
+      assert.equal((await readyz(h.url)).status, 200)
+      relay.cut()
+      await eventually(async () => (await readyz(h.url)).status === 503)
+      const r = await readyz(h.url)
+      assert.equal(r.body.status, 'not_ready')
+      assert.match(r.body.reasons[0] ?? '', /^database_unreachable/)
+      assert.ok(!JSON.stringify(r.body).includes('postgres@'), 'no connection details in the answer')
+      assert.equal((await fetch(`${h.url}/livez`)).status, 200, 'alive: restarting it would not bring the database back')
+      relay.heal()
+      await eventually(async () => (await readyz(h.url)).status === 200)
+      const tenants = await fetch(`${h.url}/admin/v1/tenants`, { method: 'POST', headers: { authorization: `Bearer ${h.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ id: 'after-cut', name: 'After the cut' }) })
+      assert.equal(tenants.status, 201, 'and serving again')
+    } finally {
+      relay.heal()
+      await h.close()
+      await relay.close()
+      await schema.drop()
+    }
+  })
+})
