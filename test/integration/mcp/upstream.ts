@@ -16,6 +16,8 @@ export interface McpUpstream {
   url: string
   /** Headers of every HTTP request that reached the server. */
   requests: Array<{ method: string; headers: IncomingHttpHeaders }>
+  /** Every JSON-RPC message the server's transport handed to the server, in order. */
+  messages: Array<{ method?: string; id?: unknown; params?: Record<string, unknown> }>
   calls: UpstreamCall[]
   closedSessions: string[]
   /** Resolved by the test to let `slow.progress` finish after its first progress notification. */
@@ -30,6 +32,7 @@ export const UPSTREAM_TOOLS = ['crm.read', 'crm.search', 'crm.export', 'crm.dele
 
 export async function startMcpUpstream(opts: { json?: boolean } = {}): Promise<McpUpstream> {
   const requests: McpUpstream['requests'] = []
+  const messages: McpUpstream['messages'] = []
   const calls: UpstreamCall[] = []
   const closedSessions: string[] = []
   let releaseWaiter: (() => void) | null = null
@@ -82,6 +85,12 @@ export async function startMcpUpstream(opts: { json?: boolean } = {}): Promise<M
         })
         t = created
         await build().connect(created)
+        // Counted where the SDK delivers them: what the server received, whether or not it acted on it.
+        const deliver = created.onmessage
+        created.onmessage = (message, extra) => {
+          messages.push(message as McpUpstream['messages'][number])
+          deliver?.(message, extra)
+        }
       }
       await t.handleRequest(req, res)
     })().catch((err: unknown) => {
@@ -93,6 +102,7 @@ export async function startMcpUpstream(opts: { json?: boolean } = {}): Promise<M
   return {
     url: `http://127.0.0.1:${port}/mcp`,
     requests,
+    messages,
     calls,
     closedSessions,
     release: () => { releaseWaiter?.() },

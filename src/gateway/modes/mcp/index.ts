@@ -8,10 +8,12 @@ import type { DecisionOutcome, DecisionPipeline } from '../../pipeline/index.js'
 import type { TokenView } from '../../pipeline/token-view.js'
 import { bearerOf, blocks, header, isPlainObject, sendFailure, TOOL_NAME } from '../common.js'
 import { authenticate, manifestOf } from './authenticate.js'
-import { classify, DEFAULT_ALLOW_METHODS, GATEWAY_ERROR, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, methodAllowed, rpcError, type ClientMessage, type JsonRpcId } from './jsonrpc.js'
+import { classify, DEFAULT_ALLOW_METHODS, FORBIDDEN_ORIGIN, GATEWAY_ERROR, HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, methodAllowed, rpcError, type ClientMessage, type JsonRpcId } from './jsonrpc.js'
 import { mcpWwwAuthenticate, registerProtectedResourceMetadata } from './metadata.js'
+import { originPolicy, originRefusal, type OriginPolicy } from './origin-guard.js'
 import { redactToolResult, resultObligations } from './result-redaction.js'
 import { isResponse, rewriteSse, type ResponseRewrite } from './sse.js'
+import { headerMismatch } from './standard-headers.js'
 import { ToolVisibility } from './tool-visibility.js'
 import { FORWARD_RESPONSE, Upstream, upstreamHeaders } from './upstream.js'
 
@@ -38,6 +40,8 @@ interface McpRoute {
   resource: string
   allow: readonly string[]
   upstream: Upstream
+  /** DNS-rebinding protection: which `Host` and `Origin` values the route accepts. */
+  origin: OriginPolicy
 }
 
 function checkRoute(r: RouteConfig, i: number): { path: string; allow: readonly string[] } {
@@ -70,7 +74,16 @@ function checkRoute(r: RouteConfig, i: number): { path: string; allow: readonly 
  * - `tools/list`: only the tools ToolVisibility lets the agent see.
  * - Other methods pass when the route's `allow_methods` lists them (default
  *   initialize, ping, notifications/*, tools/list, tools/call), else
- *   JSON-RPC -32601. JSON-RPC batches are refused (-32600).
+ *   JSON-RPC -32601. JSON-RPC batches are refused (-32600), and so is a
+ *   request method sent without an id: only `notifications/*` pass as
+ *   notifications.
+ * - `Mcp-Method` / `Mcp-Name` (MCP 2026-07-28) that disagree with the body:
+ *   HTTP 400, JSON-RPC -32020, never forwarded (standard-headers.ts).
+ * - A `Host` or `Origin` the route does not allow (`allowed_hosts`,
+ *   `allowed_origins`): HTTP 403 before anything else (origin-guard.ts).
+ * - Result redaction and tool filtering apply to the upstream's answer
+ *   whatever its HTTP status; an answer that must be checked and cannot be
+ *   is never passed on.
  * - 401s carry `WWW-Authenticate: Bearer resource_metadata=…` pointing at the
  *   route's RFC 9728 metadata, which is registered here too.
  */
@@ -81,7 +94,7 @@ export function registerMcpRoutes(app: FastifyInstance, pipeline: DecisionPipeli
   const visibility = new ToolVisibility(deps)
   for (const { r, i } of mcp) {
     const { path, allow } = checkRoute(r, i)
-    const route: McpRoute = { path, resource: path, allow, upstream: new Upstream(new URL(r.upstream)) }
+    const route: McpRoute = { path, resource: path, allow, upstream: new Upstream(new URL(r.upstream)), origin: originPolicy(r, i, deps.config.gateway.host) }
     app.addHook('onClose', async () => { await route.upstream.close() })
     registerRoute(app, pipeline, deps, visibility, route)
   }
@@ -104,7 +117,7 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     reply.raw.once('close', () => { if (!reply.raw.writableFinished) abort.abort() })
     let res: Dispatcher.ResponseData
     try {
-      res = await route.upstream.request(method, upstreamHeaders(request.headers, view.facts.agentId, view.facts.tenant), body, abort.signal)
+      res = await route.upstream.request(method, upstreamHeaders(request.headers, view.facts.agentId, view.facts.tenant, method === 'POST'), body, abort.signal)
     } catch (err) {
       request.log.warn({ err, route: route.path }, 'MCP upstream unreachable')
       return rpc(reply, 502, rpcError(requestId, INTERNAL_ERROR, 'the upstream MCP server is unreachable'))
@@ -114,16 +127,17 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
       if (v !== undefined) reply.header(name, v)
     }
     reply.code(res.statusCode)
-    const type = String(res.headers['content-type'] ?? '')
-    if (rewrite !== null && res.statusCode < 300 && res.statusCode !== 202 && res.statusCode !== 204) {
+    const type = String(res.headers['content-type'] ?? '').toLowerCase()
+    // Whatever the status: an error status does not make a result any less a result (a 500 may carry one).
+    if (rewrite !== null && res.statusCode !== 202 && res.statusCode !== 204) {
       if (type.startsWith('text/event-stream')) {
         reply.header('x-accel-buffering', 'no')
         return reply.send(rewriteSse(res.body, rewrite, MAX_REWRITE_BYTES))
       }
-      if (type.startsWith('application/json')) return sendRewrittenJson(request, reply, res.body, rewrite, requestId)
-      // An answer that must be checked but is neither JSON nor SSE is not passed on.
-      await res.body.dump()
-      return rpc(reply, 502, rpcError(requestId, INTERNAL_ERROR, `the upstream MCP server answered with ${type.slice(0, 64) || 'no content type'}, which the gateway cannot check`))
+      if (type.startsWith('application/json')) return sendRewrittenJson(request, reply, res.statusCode, res.body, rewrite, requestId)
+      // An answer that must be checked but is neither JSON nor SSE is not passed on; an empty one has nothing to check.
+      if (!(await hasContent(res.body))) return reply.send()
+      return withheld(reply, res.statusCode, requestId, `the upstream MCP server answered HTTP ${res.statusCode} with ${type.slice(0, 64) || 'no content type'}, which the gateway cannot check`)
     }
     if (res.statusCode === 202 || res.statusCode === 204 || method === 'DELETE' && type === '') {
       await res.body.dump()
@@ -137,28 +151,45 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     return reply.send(res.body)
   }
 
-  async function sendRewrittenJson(request: FastifyRequest, reply: FastifyReply, source: Readable, rewrite: ResponseRewrite, requestId: JsonRpcId | null): Promise<FastifyReply> {
+  async function sendRewrittenJson(request: FastifyRequest, reply: FastifyReply, status: number, source: Readable, rewrite: ResponseRewrite, requestId: JsonRpcId | null): Promise<FastifyReply> {
     let text: string
     try {
       text = await readCapped(source, MAX_REWRITE_BYTES)
     } catch (err) {
       request.log.warn({ err, route: route.path }, 'MCP upstream response unreadable or too large')
-      return rpc(reply, 502, rpcError(requestId, INTERNAL_ERROR, 'the upstream MCP server answered with a response the gateway cannot check'))
+      return withheld(reply, status, requestId, 'the upstream MCP server answered with a response the gateway cannot check')
     }
+    if (text.length === 0) return reply.send()
     let msg: unknown
     try {
       msg = JSON.parse(text)
     } catch {
-      return rpc(reply, 502, rpcError(requestId, INTERNAL_ERROR, 'the upstream MCP server answered with malformed JSON'))
+      return withheld(reply, status, requestId, 'the upstream MCP server answered with malformed JSON')
     }
-    const out = Array.isArray(msg) ? msg.map((m) => (isResponse(m) ? rewrite(m) : m)) : isResponse(msg) ? rewrite(msg) : msg
+    // Only JSON-RPC responses can be checked (rewritten or replaced); any other JSON is not passed on.
+    const messages = Array.isArray(msg) ? msg : [msg]
+    if (messages.length === 0 || !messages.every(isResponse)) {
+      return withheld(reply, status, requestId, `the upstream MCP server answered HTTP ${status} with JSON that is not a JSON-RPC response, which the gateway cannot check`)
+    }
+    const out = Array.isArray(msg) ? messages.map((m) => rewrite(m)) : rewrite(msg as Record<string, unknown>)
     return reply.type('application/json').send(JSON.stringify(out))
+  }
+
+  /**
+   * Answers in place of an upstream answer that could not be checked: an
+   * upstream error status is kept (a 404 still tells the client its session
+   * is gone), anything else becomes 502; the body is a JSON-RPC error.
+   */
+  function withheld(reply: FastifyReply, status: number, requestId: JsonRpcId | null, message: string): FastifyReply {
+    return rpc(reply, status >= 400 && status <= 599 ? status : 502, rpcError(requestId, INTERNAL_ERROR, message))
   }
 
   /** Rewrites the response to `id`; any other response in the stream is replaced by an error (it was not checked). */
   function only(id: JsonRpcId | null, rewrite: ResponseRewrite | null): ResponseRewrite {
     return (m) => {
       if (id !== null && m.id === id) return rewrite === null ? m : rewrite(m)
+      // An error answering no request (id null: the server could not read it) carries no result: nothing to check.
+      if (m.id === null && !('result' in m)) return m
       return rpcError(typeof m.id === 'string' || typeof m.id === 'number' ? m.id : null, GATEWAY_ERROR, RESUMED_RESPONSE)
     }
   }
@@ -224,6 +255,11 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
         : Array.isArray(body)
           ? 'JSON-RPC batches are not supported through the Aegis gateway (MCP 2025-06-18 removed them): send one message per request'
           : classify(body)
+      if (typeof msg !== 'string') {
+        // Before anything is decided: a proxy in front may have routed or authorized on these headers.
+        const mismatch = headerMismatch(request.headers, msg)
+        if (mismatch !== null) return rpc(reply, 400, rpcError(msg.kind === 'notification' ? null : msg.id, HEADER_MISMATCH, mismatch))
+      }
       if (typeof msg !== 'string' && msg.kind === 'request' && msg.method === 'tools/call' && methodAllowed(route.allow, 'tools/call')) {
         return await toolsCall(request, reply, token!, msg)
       }
@@ -263,6 +299,12 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
   app.register(async (scope) => {
     // No token at all: 401 before the body is even read.
     scope.addHook('onRequest', async (request, reply) => {
+      // DNS-rebinding protection first, as the MCP SDKs do it: a page the route does not trust learns nothing, not even that a token is needed.
+      const refusal = originRefusal(route.origin, request.headers)
+      if (refusal !== null) {
+        request.log.info({ route: route.path, reason: refusal }, 'MCP request refused: Host or Origin not allowed')
+        return rpc(reply, 403, rpcError(null, FORBIDDEN_ORIGIN, refusal))
+      }
       if (bearerOf(request) === undefined) {
         reply.header('www-authenticate', mcpWwwAuthenticate(request, route.path, 'a bearer token is required'))
         return reply.code(401).header('cache-control', 'no-store').send({ error: 'invalid_token', error_description: 'a bearer token is required' })
@@ -290,6 +332,17 @@ function refusal(id: JsonRpcId, o: DecisionOutcome): Record<string, unknown> {
     text = `Aegis denied this call (policy ${o.policyVersion}): ${o.reasons.join('; ')}`
   }
   return { jsonrpc: '2.0', id, result: { content: [{ type: 'text', text }], isError: true, _meta: { [DECISION_META_KEY]: decision } } }
+}
+
+/** True when `source` yields at least one byte; consumes it either way (an answer read to be withheld is never sent). */
+async function hasContent(source: Readable): Promise<boolean> {
+  for await (const chunk of source) {
+    if ((chunk as Buffer).length > 0) {
+      source.destroy()
+      return true
+    }
+  }
+  return false
 }
 
 async function readCapped(source: Readable, max: number): Promise<string> {

@@ -22,6 +22,13 @@ export const INVALID_PARAMS = -32602
 export const INTERNAL_ERROR = -32603
 /** Server-defined (-32000…-32099): the gateway refused or could not check something. */
 export const GATEWAY_ERROR = -32001
+/** MCP 2026-07-28 HeaderMismatch: `Mcp-Method` / `Mcp-Name` / `MCP-Protocol-Version` missing, malformed or not matching the body. */
+export const HEADER_MISMATCH = -32020
+/** DNS-rebinding refusals (`Origin`, `Host`), as the MCP SDKs answer them. */
+export const FORBIDDEN_ORIGIN = -32000
+
+/** Methods that are notifications (MCP: every notification method is under `notifications/`). */
+const NOTIFICATION_PREFIX = 'notifications/'
 
 const MAX_METHOD_LENGTH = 256
 const MAX_STRING_ID = 256
@@ -30,7 +37,12 @@ function isId(v: unknown): v is JsonRpcId {
   return (typeof v === 'string' && v.length <= MAX_STRING_ID) || (typeof v === 'number' && Number.isFinite(v))
 }
 
-/** Classifies one message, or returns a reason it is not a valid JSON-RPC 2.0 message. */
+/**
+ * Classifies one message, or returns a reason it is not a valid JSON-RPC 2.0
+ * message. A message without an `id` is a notification only when its method
+ * is a `notifications/*` one: any other method without an id is refused, so
+ * a `tools/call` can never pass as a notification, undecided.
+ */
 export function classify(body: unknown): ClientMessage | string {
   if (!isPlainObject(body)) return 'a JSON-RPC message must be a JSON object'
   if (body.jsonrpc !== '2.0') return 'jsonrpc must be "2.0"'
@@ -39,7 +51,11 @@ export function classify(body: unknown): ClientMessage | string {
     if (typeof method !== 'string' || method.length === 0 || method.length > MAX_METHOD_LENGTH) return 'method must be a non-empty string'
     const params = body.params
     if (params !== undefined && !isPlainObject(params)) return 'params must be an object'
-    if (!('id' in body)) return { kind: 'notification', method, raw: body }
+    if (!('id' in body)) {
+      // A request method without an id would run with no answer and, worse, with no decision: only notifications/* may go without one.
+      if (!method.startsWith(NOTIFICATION_PREFIX)) return `"${method.slice(0, 64)}" is a request method: it needs an id (JSON-RPC notifications are notifications/* only)`
+      return { kind: 'notification', method, raw: body }
+    }
     if (!isId(body.id)) return 'id must be a string or a number'
     return { kind: 'request', id: body.id, method, params, raw: body }
   }

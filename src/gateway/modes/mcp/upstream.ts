@@ -6,21 +6,32 @@ import { Pool, type Dispatcher } from 'undici'
  * needs, plus W3C trace context. An allow-list, so the agent's
  * `Authorization`, cookies and any `x-aegis-*` a client sent never reach
  * the upstream; `accept-encoding` is left out so streams arrive uncompressed
- * and can be read.
+ * and can be read. `Mcp-Method` and `Mcp-Name` (MCP 2026-07-28) pass once
+ * checked equal to the body (standard-headers.ts); `Mcp-Param-*` headers,
+ * which mirror arguments the gateway may have sanitized, never do. `Origin`
+ * and the caller's `Host` stay here too: the gateway checked them for the
+ * route (origin-guard.ts), and the upstream sees the gateway's.
  */
-const FORWARD_REQUEST = ['accept', 'content-type', 'mcp-session-id', 'mcp-protocol-version', 'last-event-id', 'traceparent', 'tracestate', 'baggage', 'user-agent']
+const FORWARD_REQUEST = ['accept', 'content-type', 'mcp-session-id', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'last-event-id', 'traceparent', 'tracestate', 'baggage', 'user-agent']
 /** Response headers passed back to the client. */
 export const FORWARD_RESPONSE = ['content-type', 'cache-control', 'mcp-session-id', 'mcp-protocol-version', 'retry-after', 'allow']
 
 /** Longest wait for an upstream's response headers (a JSON-mode server answers after the tool ran). */
 const HEADERS_TIMEOUT_MS = 300_000
 
-/** Headers for the upstream request, with the gateway's verdict on who calls. */
-export function upstreamHeaders(incoming: IncomingHttpHeaders, agentId: string, tenant: string): Record<string, string> {
+/** Headers that mirror the body: forwarded only with a body they were checked against. */
+const MIRRORS = new Set(['mcp-method', 'mcp-name'])
+
+/**
+ * Headers for the upstream request, with the gateway's verdict on who calls.
+ * `mirrorsChecked`: the body's `Mcp-Method` / `Mcp-Name` were checked (a
+ * POST); otherwise they are not forwarded.
+ */
+export function upstreamHeaders(incoming: IncomingHttpHeaders, agentId: string, tenant: string, mirrorsChecked = false): Record<string, string> {
   const out: Record<string, string> = {}
   for (const name of FORWARD_REQUEST) {
     const v = incoming[name]
-    if (typeof v === 'string') out[name] = v
+    if (typeof v === 'string' && (mirrorsChecked || !MIRRORS.has(name))) out[name] = v
   }
   out['x-aegis-agent'] = agentId
   out['x-aegis-tenant'] = tenant
