@@ -44,6 +44,9 @@ export function originPolicy(r: RouteConfig, i: number, listenHost: string): Ori
   return { hosts, origins: set('allowed_origins', normalOrigin) }
 }
 
+let lastHost = ''
+let lastHostname: string | null = null
+
 const DEFAULT_PORT: Readonly<Record<string, string>> = Object.freeze({ 'http:': '80', 'https:': '443' })
 
 /**
@@ -57,7 +60,14 @@ const DEFAULT_PORT: Readonly<Record<string, string>> = Object.freeze({ 'http:': 
 export function originRefusal(policy: OriginPolicy, headers: IncomingHttpHeaders): string | null {
   const host = headers.host
   let hostname: string | null = null
-  if (typeof host === 'string') hostname = hostnameOfHost(host)
+  if (typeof host === 'string') {
+    // Clients send the same Host on every call: parse it once (a URL parse per request is most of this check's cost).
+    if (host !== lastHost) {
+      lastHost = host
+      lastHostname = hostnameOfHost(host)
+    }
+    hostname = lastHostname
+  }
   if (policy.hosts !== null) {
     if (hostname === null) return 'missing or invalid Host header'
     if (!policy.hosts.has(hostname)) return 'Host not allowed for this route'
