@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
 import { normalHostname, normalOrigin } from '../lib/origin.js'
+import { parseNetworks } from '../lib/outbound-address.js'
 import { CONFIG_KEYS, envName, type AegisConfig, type KeySpec, type RouteConfig } from './schema.js'
 
 export class ConfigError extends Error {
@@ -176,6 +177,9 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
   if (tcas === null || typeof tcas !== 'object' || Array.isArray(tcas) || Object.values(tcas).some((v) => typeof v !== 'string')) {
     problems.push('tls.tenantClientCas must be a JSON object of tenant → CA bundle file path')
   }
+  const nets: unknown = cfg.tokenExchange?.jwksAllowedNetworks
+  if (!Array.isArray(nets)) problems.push('tokenExchange.jwksAllowedNetworks must be a JSON array of CIDR ranges')
+  else for (const p of parseNetworks(nets).problems) problems.push(`tokenExchange.jwksAllowedNetworks: ${p}`)
   if (problems.length > 0) throw new ConfigError(problems)
   return deepFreeze(cfg)
 }

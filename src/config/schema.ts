@@ -60,6 +60,11 @@ export const CONFIG_KEYS = [
   { path: 'tokens.maxTokenBytes', type: 'integer', default: 8192, min: 512, doc: 'Tokens larger than this are refused unparsed.' },
   { path: 'tokens.overrideTtlSeconds', type: 'integer', default: 300, min: 1, doc: 'Lifetime of one-time approval override tokens.' },
 
+  // Token exchange: fetching trusted issuers' jwks_uri
+  { path: 'tokenExchange.jwksAllowedNetworks', type: 'json', default: [], doc: 'Address ranges a trusted issuer\'s jwks_uri may resolve to besides public addresses, plain http allowed there: JSON array of CIDRs, e.g. ["10.1.0.0/16"]; aegis dev allows loopback.' },
+  { path: 'tokenExchange.jwksTimeoutMs', type: 'integer', default: 3000, min: 100, doc: 'Longest a jwks_uri fetch may take (resolution, connection and body).' },
+  { path: 'tokenExchange.jwksMaxBytes', type: 'integer', default: 65536, min: 1024, doc: 'Largest jwks_uri answer accepted.' },
+
   // Keys and JWKS
   { path: 'keys.alg', type: 'enum', values: ['EdDSA'], default: 'EdDSA', doc: 'Signing algorithm (Ed25519).' },
   { path: 'keys.rotationIntervalSeconds', type: 'integer', default: 86400, min: 60, doc: 'How long a key signs before the scheduled rotation.' },
@@ -180,6 +185,7 @@ export interface AegisConfig {
     maxTokenBytes: number
     overrideTtlSeconds: number
   }
+  tokenExchange: { jwksAllowedNetworks: string[]; jwksTimeoutMs: number; jwksMaxBytes: number }
   keys: { alg: 'EdDSA'; rotationIntervalSeconds: number; prePublishSeconds: number; checkIntervalSeconds: number }
   jwks: { maxAgeSeconds: number }
   limits: { bodyBytes: number; jsonDepth: number }

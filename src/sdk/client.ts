@@ -72,7 +72,14 @@ export interface AuthorizeOptions {
    * exactly this call once with the override token. Ignored for dry runs.
    */
   waitForApproval?: boolean
-  /** Upper bound on the whole call including the approval wait, ms. Default 5 minutes when waiting, else 30 s. */
+  /**
+   * Upper bound on the whole call including the approval wait and retries,
+   * ms. Default 5 minutes when waiting, else 30 s. Within it, a gateway that
+   * cannot be reached or answers 429 / 502 / 503 / 504 is asked again with
+   * backoff (never sooner than its `Retry-After`); a wait that would end
+   * after the deadline is not begun: the call fails at once with
+   * {@link AegisUnavailableError} (`retryAfterMs` set when the gateway asked).
+   */
   timeoutMs?: number
   /** The target resource (`resource` in the request body). */
   resource?: string
@@ -105,8 +112,16 @@ export interface AegisClientOptions {
   tokenSource?: TokenSource
   /** Token endpoint authentication. Default `client_secret_basic`. */
   authMethod?: ClientAuthMethod
-  /** Token endpoint, when not to be discovered. */
-  tokenEndpoint?: string
+  /** Token endpoint(s), when not to be discovered (several: failover, as with `controlPlaneUrls`). */
+  tokenEndpoint?: string | string[]
+  /**
+   * Base URLs of several control planes of this issuer, to fail over
+   * between: token requests go to `{url}/oauth2/token` of the one that
+   * answered last, and to the next one when it is unreachable or answers
+   * 5xx (see {@link OAuthTokenSourceOptions.controlPlaneUrls}). Their
+   * origins are also trusted for `status_url`. Not with `tokenEndpoint`.
+   */
+  controlPlaneUrls?: string[]
   /** Refresh window as fractions of the lifetime. Default `[0.6, 0.85]`. */
   refreshWindow?: [number, number]
   /** Retry tuning of token requests. */
@@ -129,7 +144,10 @@ const MAX_DECISION_BYTES = 1024 * 1024
 const MAX_STATUS_BYTES = 64 * 1024
 const DECISIONS: ReadonlySet<string> = new Set(['allow', 'deny', 'approval_needed', 'sanitize'])
 const STATUSES: ReadonlySet<string> = new Set(['pending', 'approved', 'denied', 'expired'])
-const GATEWAY_RETRIES = 3
+/** Gateway answers worth asking again (rate limit, outage, a proxy's bad gateway / timeout). */
+const RETRIED_STATUSES: ReadonlySet<number> = new Set([429, 502, 503, 504])
+const GATEWAY_RETRY_BASE_MS = 250
+const GATEWAY_RETRY_CAP_MS = 5000
 const POLL_MIN_MS = 500
 const POLL_MAX_MS = 5000
 /** Longest a single status request may be held by a long-polling server. */
@@ -175,6 +193,7 @@ export class AegisClient {
         audience: options.audience,
         authMethod: options.authMethod,
         tokenEndpoint: options.tokenEndpoint,
+        controlPlaneUrls: options.controlPlaneUrls,
         refreshWindow: options.refreshWindow,
         retry: options.retry,
         onRefresh: options.onRefresh,
@@ -188,7 +207,7 @@ export class AegisClient {
     this.gatewayUrl = options.gatewayUrl
     this.dryRun = options.dryRun ?? false
     this.onDryRunDecision = options.onDryRunDecision
-    const origins = options.approvalOrigins ?? [options.gatewayUrl, options.issuer].filter((o): o is string => typeof o === 'string')
+    const origins = options.approvalOrigins ?? [options.gatewayUrl, options.issuer, ...(options.controlPlaneUrls ?? [])].filter((o): o is string => typeof o === 'string')
     this.approvalOrigins = new Set(origins.map((o) => new URL(o).origin))
   }
 
@@ -248,13 +267,13 @@ export class AegisClient {
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' }
     if (dryRun) headers['aegis-dry-run'] = '1'
 
-    const first = await this.decide(url, body, headers, signal)
+    const first = await this.decide(url, body, headers, signal, deadline)
     if (dryRun || first.enforced === false) this.onDryRunDecision?.(first, action)
     if (!waiting || first.decision !== 'approval_needed' || !first.approval) return first
 
     const outcome = await this.waitForApproval(first.approval, deadline, signal)
     if (outcome.status !== 'approved') return { ...first, approval: { ...first.approval, outcome: outcome.status } }
-    const retried = await this.decide(url, body, { ...headers, 'aegis-override': outcome.overrideToken }, signal)
+    const retried = await this.decide(url, body, { ...headers, 'aegis-override': outcome.overrideToken }, signal, deadline)
     if (retried.enforced === false) this.onDryRunDecision?.(retried, action)
     return retried
   }
@@ -265,17 +284,22 @@ export class AegisClient {
     if (this.ownsSource) this.tokenSource.close()
   }
 
-  /** One decision request: one refresh+retry on invalid_token, a few retries on 429/503. */
-  private async decide(url: string, body: string, headers: Record<string, string>, signal: AbortSignal): Promise<AuthorizeResult> {
+  /**
+   * One decision request: one refresh+retry on invalid_token; an unreachable
+   * gateway and 429 / 502 / 503 / 504 retried with backoff until `deadline`.
+   */
+  private async decide(url: string, body: string, headers: Record<string, string>, signal: AbortSignal, deadline: number): Promise<AuthorizeResult> {
     let refreshed = false
     for (let attempt = 0; ; attempt++) {
-      const token = await this.tokenSource.getToken()
+      const token = await this.tokenSource.getToken({ signal })
       let res: Response
       try {
         res = await this.fetchImpl(url, { method: 'POST', headers: { ...headers, authorization: `Bearer ${token}` }, body, redirect: 'error', signal })
       } catch (err) {
         if (signal.aborted) throw new AegisUnavailableError('timeout', 'authorize timed out or was aborted', { cause: err })
-        throw new AegisUnavailableError('network_error', 'gateway unreachable', { cause: err })
+        // Refused or reset: a gateway restarting, or a blip. Asking again is safe: a claimed jti comes back as invalid_token, refreshed once.
+        await this.retryPause(attempt, undefined, deadline, signal, new AegisUnavailableError('network_error', 'gateway unreachable', { cause: err }))
+        continue
       }
       if (isInvalidToken(res) && !refreshed) {
         await res.body?.cancel().catch(() => {})
@@ -288,8 +312,11 @@ export class AegisClient {
         throw new AegisSdkError('invalid_response', 'gateway response unreadable', { status: res.status })
       })
       const json = parseJsonObject(text)
-      if ((res.status === 429 || res.status === 503) && attempt + 1 < GATEWAY_RETRIES) {
-        await this.sleeper.sleep(backoffDelay(attempt, 250, 5000, this.random, parseRetryAfter(res.headers.get('retry-after'), this.clock)), signal)
+      if (RETRIED_STATUSES.has(res.status)) {
+        const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'), this.clock)
+        const code = boundedText(json?.error, 100) ?? (res.status === 429 ? 'rate_limited' : 'temporarily_unavailable')
+        const desc = boundedText(json?.error_description)
+        await this.retryPause(attempt, retryAfterMs, deadline, signal, new AegisUnavailableError(code, desc ? `${code}: ${desc}` : `gateway answered ${res.status}`, { status: res.status, retryAfterMs }))
         continue
       }
       if (res.status !== 200) {
@@ -353,6 +380,22 @@ export class AegisClient {
       const held = res.headers.has('preference-applied') && this.clock.now() - sentAt >= 1000
       if (held && retryAfter === undefined) { attempt = -1; continue }
       if (!(await this.pause(attempt, retryAfter, deadline, signal))) return { status: 'timeout' }
+    }
+  }
+
+  /**
+   * Sleeps before asking the gateway again: exponential backoff with full
+   * jitter, never shorter than `Retry-After`. Throws `err` instead when the
+   * wait would end after `deadline` (the caller learns now, not at the deadline).
+   */
+  private async retryPause(attempt: number, retryAfterMs: number | undefined, deadline: number, signal: AbortSignal, err: AegisUnavailableError): Promise<void> {
+    const delay = backoffDelay(attempt, GATEWAY_RETRY_BASE_MS, GATEWAY_RETRY_CAP_MS, this.random, retryAfterMs)
+    if (this.clock.now() + delay >= deadline) throw err
+    try {
+      await this.sleeper.sleep(delay, signal)
+    } catch (cause) {
+      if (signal.aborted) throw new AegisUnavailableError('timeout', 'authorize timed out or was aborted', { cause })
+      throw cause
     }
   }
 

@@ -33,6 +33,13 @@ export interface GetTokenOptions {
    * already in flight rather than starting a second one).
    */
   forceRefresh?: boolean
+  /**
+   * The caller's deadline: when it aborts, this call stops waiting (rejects
+   * with {@link AegisUnavailableError} `timeout`, or {@link AegisSdkError}
+   * `aborted` for another reason), while the refresh it joined goes on for
+   * the other callers. E.g. `AbortSignal.timeout(2000)`.
+   */
+  signal?: AbortSignal
 }
 
 /**
@@ -71,13 +78,18 @@ export interface RefreshInfo {
   /** For `retry`/`failure`: error code and HTTP status, if any. */
   readonly code?: string
   readonly status?: number
-  /** For `retry`: how long the source waits before the next attempt (ms). */
+  /** For `retry`: how long the source waits before the next attempt (ms); 0 when failing over to the next endpoint. */
   readonly delayMs?: number
+  /** The token endpoint this attempt went to (with several, see {@link OAuthTokenSourceOptions.controlPlaneUrls}). */
+  readonly endpoint?: string
 }
 
 /** Retry tuning for token requests. */
 export interface RetryOptions {
-  /** Attempts per refresh, including the first. Default 5. */
+  /**
+   * Attempts per refresh, including the first. Default 5. With several
+   * token endpoints one attempt tries each of them once before backing off.
+   */
   maxAttempts?: number
   /** First backoff ceiling, ms. Default 250. */
   baseDelayMs?: number
@@ -94,8 +106,23 @@ export interface RetryOptions {
 export interface OAuthTokenSourceOptions {
   /** The Aegis issuer URL (`iss` of its tokens), e.g. `http://127.0.0.1:7400`. */
   issuer: string
-  /** Token endpoint; when absent it is discovered from RFC 8414 metadata and cached. */
-  tokenEndpoint?: string
+  /**
+   * Token endpoint; when absent it is discovered from RFC 8414 metadata and
+   * cached. Several endpoints (the same authorization server reached at
+   * several addresses) are used as {@link controlPlaneUrls} are.
+   */
+  tokenEndpoint?: string | readonly string[]
+  /**
+   * Base URLs of several Aegis control planes serving this issuer (e.g.
+   * `['https://cp-a.internal:7400', 'https://cp-b.internal:7400']`), for
+   * failover: token requests go to `{url}/oauth2/token` of the one that
+   * answered last, and on to the next when it is unreachable or answers
+   * 5xx; once every one has failed, the source backs off (never less than
+   * `Retry-After`) and tries them all again. A `429` is waited out on the
+   * same control plane. `issuer` stays the tokens' `iss`. Not with
+   * `tokenEndpoint`.
+   */
+  controlPlaneUrls?: readonly string[]
   /** Requested scope: space-separated string or list (subset of the agent's scopes). */
   scope?: string | string[]
   /** Requested audience(s) (RFC 8693 / RFC 8707 spelling `audience`). */
@@ -162,7 +189,9 @@ class RetryableError extends Error {
 export abstract class OAuthTokenSource implements TokenSource {
   /** The issuer this source gets tokens from. */
   readonly issuer: string
-  private tokenEndpoint: string | undefined
+  /** Where token requests go (undefined until discovered); `preferred` is the one that answered last. */
+  private endpoints: string[] | undefined
+  private preferred = 0
   private readonly scope: string | undefined
   private readonly audiences: string[]
   private readonly window: [number, number]
@@ -187,11 +216,10 @@ export abstract class OAuthTokenSource implements TokenSource {
 
   protected constructor(options: OAuthTokenSourceOptions) {
     if (typeof options.issuer !== 'string' || !isHttpUrl(options.issuer)) throw new TypeError('issuer must be an http(s) URL')
-    if (options.tokenEndpoint !== undefined && !isHttpUrl(options.tokenEndpoint)) throw new TypeError('tokenEndpoint must be an http(s) URL')
+    this.endpoints = endpointsOf(options)
     const [lo, hi] = options.refreshWindow ?? DEFAULT_WINDOW
     if (!(lo > 0 && lo <= hi && hi < 1)) throw new RangeError('refreshWindow must satisfy 0 < low <= high < 1')
     this.issuer = options.issuer
-    this.tokenEndpoint = options.tokenEndpoint
     this.scope = Array.isArray(options.scope) ? options.scope.join(' ') : options.scope
     this.audiences = options.audience === undefined ? [] : Array.isArray(options.audience) ? [...options.audience] : [options.audience]
     this.window = [lo, hi]
@@ -223,7 +251,8 @@ export abstract class OAuthTokenSource implements TokenSource {
       if (now >= cur.refreshAt && now >= this.nextAttemptAt) this.refresh(true).catch(() => {})
       return publicView(cur)
     }
-    return publicView(await this.refresh(false))
+    const refreshing = this.refresh(false)
+    return publicView(await (options?.signal ? untilAborted(refreshing, options.signal) : refreshing))
   }
 
   invalidate(token: string): void {
@@ -246,16 +275,31 @@ export abstract class OAuthTokenSource implements TokenSource {
 
   private async refreshWithRetry(background: boolean): Promise<CachedToken> {
     for (let attempt = 0; ; attempt++) {
-      const startedAt = this.clock.now()
+      let startedAt = this.clock.now()
       try {
-        const token = await this.requestOnce(startedAt)
-        if (this.closed) throw new AegisSdkError('closed', 'token source is closed')
-        this.current = token
-        this.failures = 0
-        this.nextAttemptAt = 0
-        this.schedule(token.refreshAt)
-        this.emit({ outcome: 'success', startedAt, attempt, background, expiresAt: token.expiresAt, refreshAt: token.refreshAt })
-        return token
+        // One attempt tries each endpoint once, the one that answered last first.
+        const count = this.endpoints?.length ?? 1
+        for (let k = 0; ; k++) {
+          const index = (this.preferred + k) % count
+          startedAt = this.clock.now()
+          let token: CachedToken
+          try {
+            token = await this.requestOnce(startedAt, index)
+          } catch (err) {
+            // Another control plane may answer: unreachable or 5xx here says nothing about there. A 429 is this client's, everywhere.
+            if (this.closed || !(err instanceof RetryableError) || err.code === 'rate_limited' || k + 1 >= count) throw err
+            this.emit({ outcome: 'retry', startedAt, attempt, background, code: err.code, status: err.status, delayMs: 0, endpoint: this.endpoints?.[index] })
+            continue
+          }
+          if (this.closed) throw new AegisSdkError('closed', 'token source is closed')
+          this.preferred = index
+          this.current = token
+          this.failures = 0
+          this.nextAttemptAt = 0
+          this.schedule(token.refreshAt)
+          this.emit({ outcome: 'success', startedAt, attempt, background, expiresAt: token.expiresAt, refreshAt: token.refreshAt, endpoint: this.endpoints?.[index] })
+          return token
+        }
       } catch (err) {
         if (this.closed) throw err instanceof AegisSdkError && err.code === 'closed' ? err : new AegisSdkError('closed', 'token source is closed')
         const retryable = err instanceof RetryableError
@@ -312,8 +356,8 @@ export abstract class OAuthTokenSource implements TokenSource {
     try { this.onRefresh(info) } catch { /* ignored by contract */ }
   }
 
-  private async requestOnce(sentAt: number): Promise<CachedToken> {
-    const endpoint = this.tokenEndpoint ?? await this.discover()
+  private async requestOnce(sentAt: number, index: number): Promise<CachedToken> {
+    const endpoint = this.endpoints?.[index] ?? await this.discover()
     const { params, headers } = await this.tokenRequest()
     if (this.scope !== undefined && !params.has('scope')) params.set('scope', this.scope)
     if (!params.has('audience')) for (const aud of this.audiences) params.append('audience', aud)
@@ -399,7 +443,7 @@ export abstract class OAuthTokenSource implements TokenSource {
     // RFC 8414 §3.3: metadata for another issuer must not be used.
     if (typeof body.issuer !== 'string' || stripSlash(body.issuer) !== stripSlash(this.issuer)) throw new AegisSdkError('discovery_failed', 'authorization server metadata names a different issuer')
     if (typeof body.token_endpoint !== 'string' || !isHttpUrl(body.token_endpoint)) throw new AegisSdkError('discovery_failed', 'authorization server metadata has no token_endpoint')
-    this.tokenEndpoint = body.token_endpoint
+    this.endpoints = [body.token_endpoint]
     return body.token_endpoint
   }
 }
@@ -516,6 +560,43 @@ function clientAuth(params: URLSearchParams, method: ClientAuthMethod, id: strin
 
 function formEncode(v: string): string {
   return new URLSearchParams({ v }).toString().slice(2)
+}
+
+/** The configured token endpoints, or undefined (discover). Throws TypeError on a bad option. */
+function endpointsOf(options: OAuthTokenSourceOptions): string[] | undefined {
+  const { tokenEndpoint, controlPlaneUrls } = options
+  if (tokenEndpoint !== undefined && controlPlaneUrls !== undefined) throw new TypeError('give tokenEndpoint or controlPlaneUrls, not both')
+  let list: string[] | undefined
+  if (controlPlaneUrls !== undefined) {
+    if (!Array.isArray(controlPlaneUrls) || controlPlaneUrls.length === 0) throw new TypeError('controlPlaneUrls must be a non-empty list of http(s) URLs')
+    for (const u of controlPlaneUrls) if (typeof u !== 'string' || !isHttpUrl(u)) throw new TypeError('controlPlaneUrls must be a non-empty list of http(s) URLs')
+    // DESIGN.md fixes the token endpoint's path on every control plane.
+    list = controlPlaneUrls.map((u) => `${stripSlash(u)}/oauth2/token`)
+  } else if (tokenEndpoint !== undefined) {
+    list = typeof tokenEndpoint === 'string' ? [tokenEndpoint] : [...tokenEndpoint]
+    if (list.length === 0 || list.some((u) => typeof u !== 'string' || !isHttpUrl(u))) throw new TypeError('tokenEndpoint must be an http(s) URL or a non-empty list of them')
+  }
+  return list === undefined ? undefined : [...new Set(list)]
+}
+
+/** Waits for `p` unless `signal` aborts first; `p` goes on (its rejection is not left unhandled). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  p.catch(() => {})
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(abortedWaiting(signal))
+    if (signal.aborted) { onAbort(); return }
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then(
+      (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
+      (err: unknown) => { signal.removeEventListener('abort', onAbort); reject(err) },
+    )
+  })
+}
+
+function abortedWaiting(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason
+  if (reason instanceof DOMException && reason.name === 'TimeoutError') return new AegisUnavailableError('timeout', 'no token before the caller\'s deadline')
+  return new AegisSdkError('aborted', 'waiting for a token was aborted')
 }
 
 function usable(t: CachedToken, now: number): boolean {

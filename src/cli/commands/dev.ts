@@ -36,6 +36,8 @@ export async function runDev(argv: string[]): Promise<number> {
     ...(base.kek || base.kekFile ? {} : { kekFile: join(dataDir, 'kek') }),
     adminToken,
     gatewayToken: base.gatewayToken ?? `aegis_gw_${randomSecret()}`,
+    // Workload-identity issuers on this machine (a local kind cluster, a test OIDC server) may serve their JWKS here.
+    ...(base.tokenExchange.jwksAllowedNetworks.length === 0 ? { tokenExchange: { jwksAllowedNetworks: ['127.0.0.0/8', '::1/128'] } } : {}),
   })
 
   const running = await startRoles(config, 'all')

@@ -1,11 +1,15 @@
 /**
  * `/admin/v1/tenants/{t}/trusted-issuers`: workload-identity issuers trusted
- * for token exchange (RFC 8693, served by a later grant handler). Store CRUD.
+ * for token exchange (RFC 8693, token/grants/token-exchange.ts). Store CRUD.
+ * A `jwks_uri` is something the control plane will fetch on the tenant
+ * admin's say-so, so it must be https and resolve to public addresses only
+ * (or into `tokenExchange.jwksAllowedNetworks`); the fetch checks again.
  */
 import type { FastifyInstance } from 'fastify'
 import { InvalidRequest, NotFound } from '../../errors.js'
 import { assertTenantAccess, requireRole } from '../../http/admin-auth.js'
 import { randomId } from '../../lib/ids.js'
+import { OutboundRefused, parseNetworks, resolveTarget } from '../../lib/outbound-address.js'
 import type { TrustedIssuer } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { ID_RE, auditAdmin, idParam, jsonBody, principal, publicJwks, reqString, type Json } from './validate.js'
@@ -50,8 +54,28 @@ function rules(v: unknown): Array<{ claims: Record<string, string>; agentId: str
   })
 }
 
+/**
+ * Refuses a jwks_uri the control plane must not fetch: not https (http only
+ * into the allowed networks), credentials in it, a host that does not
+ * resolve or resolves to any loopback, private, link-local or otherwise
+ * special address outside the allowed networks. One message for every
+ * address reason, so the answer maps no internal names.
+ */
+async function checkJwksUri(v: string, allowed: ReturnType<typeof parseNetworks>['networks']): Promise<string> {
+  url(v, 'jwks_uri')
+  try {
+    await resolveTarget(v, { allowed })
+  } catch (err) {
+    if (!(err instanceof OutboundRefused)) throw err
+    if (/https|credentials/.test(err.message)) throw new InvalidRequest(`jwks_uri must be an https URL without credentials (plain http only into tokenExchange.jwksAllowedNetworks)`)
+    throw new InvalidRequest('jwks_uri must name a host that resolves to public addresses only (loopback, private and link-local addresses only when tokenExchange.jwksAllowedNetworks lists them)')
+  }
+  return v
+}
+
 export async function trustedIssuerRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
   const admin = requireRole(deps.store, ['admin'], deps.sessions)
+  const allowed = parseNetworks(deps.config.tokenExchange.jwksAllowedNetworks).networks
 
   async function tenantOf(request: Parameters<typeof principal>[0]): Promise<string> {
     const tenant = idParam(request.params, 'tenant')
@@ -68,7 +92,7 @@ export async function trustedIssuerRoutes(app: FastifyInstance, deps: ControlPla
     const hasUri = body.jwks_uri !== undefined && body.jwks_uri !== null
     const hasJwks = body.jwks !== undefined && body.jwks !== null
     if (hasUri === hasJwks) throw new InvalidRequest('give exactly one of jwks_uri and jwks')
-    const jwksUri = hasUri ? url(reqString(body, 'jwks_uri', { max: 1024 }), 'jwks_uri') : null
+    const jwksUri = hasUri ? await checkJwksUri(reqString(body, 'jwks_uri', { max: 1024 }), allowed) : null
     const jwks = hasJwks ? publicJwks(body.jwks, 'jwks') : null
     const parsedRules = rules(body.rules)
     for (const r of parsedRules) {

@@ -81,6 +81,8 @@ export async function startCredentialEnv(opts: EnvOptions = {}): Promise<Credent
     adminToken,
     gatewayToken,
     rateLimit: { perClient: 1_000_000, perIp: 10_000_000 },
+    // Test issuers serve their JWKS over http on loopback.
+    tokenExchange: { jwksAllowedNetworks: ['127.0.0.0/8'] },
     tls: { cert: server.certFile, key: server.keyFile, clientCa: ca.certFile, trustedProxies: [], ...(typeof opts.tls === 'function' ? opts.tls({ ca, otherCa }) : opts.tls) },
     ...opts.overrides,
   }

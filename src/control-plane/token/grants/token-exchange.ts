@@ -4,14 +4,32 @@
  * JWT-SVID), verified against that issuer's keys, audience and lifetime,
  * and mapped by the issuer's claim rules to exactly one agent. No static
  * secret is involved; the token minted never outlives the subject token.
+ *
+ * Tenant isolation. Several tenants may trust the same issuer, and each
+ * tenant admin writes their own entries, so no tenant's entries may change
+ * what another tenant's exchanges get:
+ * - the exchange's tenant is the authenticated client's, else the `tenant`
+ *   parameter (an Aegis extension); only that tenant's entries are tried;
+ * - without either, every tenant whose entry names the token's `iss` and
+ *   one of its audiences is tried, each on its own: an entry that fails
+ *   (keys unreachable, signature, claims) is "no match", never an error for
+ *   the exchange; the exchange succeeds only when exactly one tenant maps
+ *   the token to an agent (two tenants: refused, name the tenant);
+ * - at most MAX_ENTRIES_PER_TENANT entries per tenant are tried (oldest
+ *   first), so one tenant's entries cannot push another's out.
+ * Keys are fetched by subject-keys.ts (no internal addresses, bounded, one
+ * error for every failure); an exchange answers 503 only when the tenant's
+ * own entries could not get their keys.
  */
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose'
+import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose'
 import { AegisError, InvalidRequest } from '../../../errors.js'
+import { parseNetworks } from '../../../lib/outbound-address.js'
 import type { Agent, Tenant, TrustedIssuer } from '../../../store/types.js'
 import type { ControlPlaneDeps } from '../../deps.js'
 import type { IssueRequest } from '../issue.js'
 import { single } from '../params.js'
 import { resolveAudiences, resolveScope } from '../request-scope.js'
+import { JwksUnavailable, RemoteJwksCache } from './subject-keys.js'
 import type { GrantContext, GrantHandler } from './types.js'
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange'
@@ -21,20 +39,27 @@ export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_
 /** Signature algorithms accepted on subject tokens (RFC 8725 §3.1: an allow-list). */
 export const SUBJECT_TOKEN_ALGORITHMS = ['RS256', 'ES256', 'EdDSA', 'PS256']
 const MAX_SUBJECT_TOKEN = 8192
+/** Entries of one tenant tried for one exchange. */
+export const MAX_ENTRIES_PER_TENANT = 20
+/** Tenants tried for one exchange that names no tenant; beyond, the client must name it. */
+export const MAX_TENANTS_UNNAMED = 20
 
-/** Remote JWKS per URL, with jose's own caching and cooldown; bounded. */
-const remoteSets = new Map<string, JWTVerifyGetKey>()
+/** One remote-key cache per control plane (its config decides the outbound policy). */
+const caches = new WeakMap<ControlPlaneDeps, RemoteJwksCache>()
 
-function keysOf(ti: TrustedIssuer): JWTVerifyGetKey {
-  if (ti.jwks) return createLocalJWKSet(ti.jwks as JSONWebKeySet)
-  const uri = ti.jwksUri!
-  let set = remoteSets.get(uri)
-  if (!set) {
-    if (remoteSets.size >= 1000) remoteSets.delete(remoteSets.keys().next().value!)
-    set = createRemoteJWKSet(new URL(uri), { timeoutDuration: 3000, cooldownDuration: 30_000, cacheMaxAge: 600_000 })
-    remoteSets.set(uri, set)
+function remoteKeys(deps: ControlPlaneDeps): RemoteJwksCache {
+  let c = caches.get(deps)
+  if (!c) {
+    const te = deps.config.tokenExchange
+    c = new RemoteJwksCache({ policy: { allowed: parseNetworks(te.jwksAllowedNetworks).networks }, clock: deps.clock, timeoutMs: te.jwksTimeoutMs, maxBytes: te.jwksMaxBytes })
+    caches.set(deps, c)
   }
-  return set
+  return c
+}
+
+async function keysOf(deps: ControlPlaneDeps, ti: TrustedIssuer): Promise<JWTVerifyGetKey> {
+  if (ti.jwks) return createLocalJWKSet(ti.jwks as JSONWebKeySet)
+  return remoteKeys(deps).resolver(ti.jwksUri!)
 }
 
 /** True when every claim the rule lists equals the token's (string claims only). */
@@ -42,19 +67,17 @@ export function ruleMatches(rule: { claims: Record<string, string> }, payload: J
   return Object.entries(rule.claims).every(([k, v]) => typeof payload[k] === 'string' && payload[k] === v)
 }
 
-function fetchFailure(err: unknown): boolean {
-  const code = (err as { code?: string }).code
-  return code === 'ERR_JWKS_TIMEOUT' || (typeof code !== 'string' && err instanceof TypeError) || (code === 'ERR_JOSE_GENERIC' && /fetch|network|status/i.test(String((err as Error).message)))
-}
-
 interface Match { issuer: TrustedIssuer; payload: JWTPayload; agentId: string }
 
-/** Verifies the subject token against one trusted issuer entry; null when it does not verify. */
-async function verifyWith(deps: ControlPlaneDeps, ti: TrustedIssuer, token: string): Promise<JWTPayload | null> {
+/** What one trusted-issuer entry made of the subject token. */
+type Outcome = { payload: JWTPayload } | 'invalid' | 'unavailable'
+
+/** Verifies the subject token against one trusted issuer entry. Never throws: a failure is this entry's outcome. */
+async function verifyWith(deps: ControlPlaneDeps, ti: TrustedIssuer, token: string): Promise<Outcome> {
   const skew = deps.config.tokens.clockSkewSeconds
   const now = Math.floor(deps.clock.now() / 1000)
   try {
-    const { payload } = await jwtVerify(token, keysOf(ti), {
+    const { payload } = await jwtVerify(token, await keysOf(deps, ti), {
       issuer: ti.issuer,
       audience: ti.audience,
       algorithms: SUBJECT_TOKEN_ALGORITHMS,
@@ -62,13 +85,37 @@ async function verifyWith(deps: ControlPlaneDeps, ti: TrustedIssuer, token: stri
       currentDate: new Date(now * 1000),
       requiredClaims: ['exp', 'sub'],
     })
-    if (typeof payload.iat === 'number' && payload.iat > now + skew) return null
-    return payload
+    if (typeof payload.iat === 'number' && payload.iat > now + skew) return 'invalid'
+    return { payload }
   } catch (err) {
-    if (fetchFailure(err)) throw new AegisError('temporarily_unavailable', 'the subject token issuer\'s keys are unreachable; retry later', { cause: err })
+    if (err instanceof JwksUnavailable) {
+      deps.logger.warn({ issuer: ti.issuer, tenant: ti.tenant, trusted_issuer_id: ti.id, err: (err.cause as Error | undefined)?.message }, 'trusted issuer keys unavailable')
+      return 'unavailable'
+    }
     deps.logger.info({ issuer: ti.issuer, tenant: ti.tenant, err: (err as Error).message }, 'subject token refused')
-    return null
+    return 'invalid'
   }
+}
+
+/** One tenant's outcome: its rule matches, and whether its entries verified or could not get keys. */
+interface TenantOutcome { tenant: string; matches: Match[]; verified: boolean; unavailable: boolean }
+
+async function tryTenant(deps: ControlPlaneDeps, tenant: string, entries: TrustedIssuer[], token: string): Promise<TenantOutcome> {
+  const out: TenantOutcome = { tenant, matches: [], verified: false, unavailable: false }
+  for (const ti of entries) {
+    const r = await verifyWith(deps, ti, token)
+    if (r === 'unavailable') out.unavailable = true
+    if (typeof r === 'string') continue
+    out.verified = true
+    for (const rule of ti.rules) if (ruleMatches(rule, r.payload)) out.matches.push({ issuer: ti, payload: r.payload, agentId: rule.agentId })
+  }
+  return out
+}
+
+/** The `aud` values of a JWT payload (not yet verified: only to pick candidate entries). */
+function audiences(payload: JWTPayload): string[] {
+  if (typeof payload.aud === 'string') return [payload.aud]
+  return Array.isArray(payload.aud) ? payload.aud.filter((a): a is string => typeof a === 'string') : []
 }
 
 /** The token-exchange grant handler. */
@@ -86,29 +133,45 @@ export const tokenExchangeGrant: GrantHandler = {
     if (requested !== undefined && requested !== TOKEN_TYPE_ACCESS_TOKEN) throw new InvalidRequest('only access tokens can be requested')
     if (single(body, 'actor_token', MAX_SUBJECT_TOKEN) !== undefined) throw new InvalidRequest('actor_token is not supported')
 
-    let iss: unknown
+    let unverified: JWTPayload
     try {
-      iss = decodeJwt(subjectToken).iss
+      unverified = decodeJwt(subjectToken)
     } catch {
       throw new AegisError('invalid_grant', 'subject_token is not a JWT')
     }
+    const iss = unverified.iss
     if (typeof iss !== 'string' || iss.length === 0 || iss.length > 512) throw new AegisError('invalid_grant', 'subject_token has no issuer')
-    let candidates = await deps.store.trustedIssuers.findByIssuer(iss)
-    // An authenticated client exchanges only for its own tenant.
-    if (client) candidates = candidates.filter((t) => t.tenant === client.tenant.id)
-    if (candidates.length === 0) throw new AegisError('invalid_grant', 'the subject token\'s issuer is not trusted')
+    const named = single(body, 'tenant', 128)
+    if (client && named !== undefined && named !== client.tenant.id) throw new InvalidRequest('tenant differs from the authenticated client\'s tenant')
+    const bound = client?.tenant.id ?? named
 
-    const matches: Match[] = []
-    let verified = false
-    for (const ti of candidates.slice(0, 20)) {
-      const payload = await verifyWith(deps, ti, subjectToken)
-      if (!payload) continue
-      verified = true
-      for (const rule of ti.rules) if (ruleMatches(rule, payload)) matches.push({ issuer: ti, payload, agentId: rule.agentId })
+    // Candidates: the bound tenant's entries for this iss, or every tenant's; only entries whose
+    // audience the token carries (the others could not verify), oldest first, grouped by tenant.
+    const aud = new Set(audiences(unverified))
+    const found = bound !== undefined ? (await deps.store.trustedIssuers.list(bound)).filter((t) => t.issuer === iss) : await deps.store.trustedIssuers.findByIssuer(iss)
+    const byTenant = new Map<string, TrustedIssuer[]>()
+    for (const t of found.filter((x) => aud.has(x.audience)).sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1))) {
+      const list = byTenant.get(t.tenant) ?? []
+      if (list.length < MAX_ENTRIES_PER_TENANT) list.push(t)
+      byTenant.set(t.tenant, list)
     }
-    if (!verified) throw new AegisError('invalid_grant', 'subject_token is invalid, expired or not for this audience')
-    const distinct = new Set(matches.map((m) => `${m.issuer.tenant}\u0000${m.agentId}`))
-    if (distinct.size === 0) throw new AegisError('invalid_grant', 'no trusted-issuer rule maps the subject token to an agent')
+    // Same answer for an unknown tenant and a tenant that does not trust this issuer.
+    if (byTenant.size === 0) throw new AegisError('invalid_grant', 'the subject token\'s issuer is not trusted for this audience')
+    if (byTenant.size > MAX_TENANTS_UNNAMED) throw new InvalidRequest('this issuer is trusted by many tenants: name yours with the tenant parameter')
+
+    const outcomes = await Promise.all([...byTenant].map(([t, entries]) => tryTenant(deps, t, entries, subjectToken)))
+    const matched = outcomes.filter((o) => o.matches.length > 0)
+    if (matched.length > 1) throw new AegisError('invalid_grant', 'the subject token maps to agents of more than one tenant; name the tenant with the tenant parameter')
+    if (matched.length === 0) {
+      // Only the exchange's own tenant's unreachable keys make it a 503; another tenant's failing entry is no match.
+      if (outcomes.length === 1 && outcomes[0]!.unavailable && !outcomes[0]!.verified) {
+        throw new AegisError('temporarily_unavailable', 'the subject token issuer\'s keys could not be fetched; retry later')
+      }
+      if (!outcomes.some((o) => o.verified)) throw new AegisError('invalid_grant', 'subject_token is invalid, expired or not for this audience')
+      throw new AegisError('invalid_grant', 'no trusted-issuer rule maps the subject token to an agent')
+    }
+    const matches = matched[0]!.matches
+    const distinct = new Set(matches.map((m) => m.agentId))
     if (distinct.size > 1) throw new AegisError('invalid_grant', 'the subject token maps to more than one agent; make the rules exclusive')
     const m = matches[0]!
 
