@@ -11,6 +11,7 @@ import { RedisFeedPublisher } from './publisher-redis.js'
 export type { FeedEvent, FeedPublisher, FeedSnapshot, AgentState, PolicyState } from './types.js'
 export { isFeedHub, LocalFeedHub, createSsePublisher, type FeedHub, type FeedListener } from './publisher-sse.js'
 export { RedisFeedPublisher, feedKeys, type RedisFeedOptions } from './publisher-redis.js'
+export { FeedLog, type FeedLogOptions, type LoggedEvent } from './log.js'
 
 export interface OpenFeedOptions {
   /** Live revocations to mirror into Redis at start (ignored without Redis). */

@@ -9,6 +9,7 @@
 import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Revocation } from '../store/types.js'
+import type { FeedLog } from './log.js'
 import { LocalFeedHub, type FeedHub, type FeedListener } from './publisher-sse.js'
 import type { FeedEvent } from './types.js'
 
@@ -68,6 +69,10 @@ export class RedisFeedPublisher implements FeedHub {
 
   get subscribers(): number {
     return this.hub.subscribers
+  }
+
+  get log(): FeedLog {
+    return this.hub.log
   }
 
   subscribe(listener: FeedListener): () => void {

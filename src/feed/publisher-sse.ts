@@ -3,6 +3,7 @@
  * subscriber (the SSE streams of this control plane, its caches). Used alone
  * without Redis; with Redis it is fed from the Redis subscription instead.
  */
+import { FeedLog, type FeedLogOptions } from './log.js'
 import type { FeedEvent, FeedPublisher } from './types.js'
 
 /** Receives each feed event; must not throw (a throwing listener is dropped from that event only). */
@@ -14,6 +15,8 @@ export interface FeedHub extends FeedPublisher {
   subscribe(listener: FeedListener): () => void
   /** Number of current subscribers (for tests and metrics). */
   readonly subscribers: number
+  /** Recent events with positions, for SSE subscribers and resumption (src/feed/log.ts). */
+  readonly log: FeedLog
 }
 
 /** True when `feed` also lets local consumers subscribe. */
@@ -25,8 +28,11 @@ export function isFeedHub(feed: FeedPublisher): feed is FeedHub {
 export class LocalFeedHub implements FeedHub {
   private readonly listeners = new Set<FeedListener>()
   private closed = false
+  readonly log: FeedLog
 
-  constructor(private readonly onListenerError?: (err: unknown) => void) {}
+  constructor(private readonly onListenerError?: (err: unknown) => void, logOptions?: FeedLogOptions) {
+    this.log = new FeedLog(logOptions)
+  }
 
   get subscribers(): number {
     return this.listeners.size
@@ -45,6 +51,8 @@ export class LocalFeedHub implements FeedHub {
   /** Fan-out without a promise (used by the Redis subscriber). */
   dispatch(event: FeedEvent): void {
     if (this.closed) return
+    // Logged first: a listener woken by this event finds it in the log.
+    this.log.append(event)
     for (const listener of [...this.listeners]) {
       try {
         listener(event)

@@ -41,6 +41,22 @@ export type FeedEvent =
   | { kind: 'revocation'; revocation: Revocation }
   | { kind: 'agent'; agent: AgentState }
   | { kind: 'policy'; policy: PolicyState }
+  | { kind: 'keys'; keys: KeysState }
+
+/**
+ * The signing keys changed (a rotation, a scheduled `next` key): a gateway
+ * refetches the JWKS at once, whatever its unknown-kid cooldown, until it
+ * holds every kid listed. Only kids travel here, never keys: the JWKS is
+ * still read from the control plane.
+ */
+export interface KeysState {
+  /** kid signing now. */
+  current: string
+  /** Every published kid (next, current, previous). */
+  kids: string[]
+  /** kids an emergency rotation revoked (their `kid` revocation follows on the feed). */
+  revoked: string[]
+}
 
 export interface FeedSnapshot {
   /** Highest revocation seq included. */
@@ -48,8 +64,10 @@ export interface FeedSnapshot {
   revocations: Revocation[]
   agents: AgentState[]
   policies: PolicyState[]
-  /** Oldest policy_version still accepted, if the control plane sets one. */
+  /** Epoch ms at which it was read. */
   generatedAt: number
+  /** The key set at that time (absent from older control planes). */
+  keys?: KeysState
 }
 
 /** Control-plane side: publishes every change to all gateways. */

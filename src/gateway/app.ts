@@ -19,6 +19,8 @@ import type { DecisionSink, GatewayDeps, GatewayTuning } from './deps.js'
 import { AckReporter } from './feed/acks.js'
 import { RedisFeed } from './feed/redis.js'
 import { SseFeed } from './feed/sse.js'
+import { fetchPagedSnapshot } from './feed/paged-snapshot.js'
+import { KeyFollower } from './key-follower.js'
 import type { FeedSubscriber } from './feed/types.js'
 import { controlPlaneManifestFetcher, ManifestCache } from './manifests.js'
 import { registerAuthorize } from './modes/authorize.js'
@@ -128,6 +130,9 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   const manifests = overrides.manifests ?? new ManifestCache(controlPlaneManifestFetcher(client), logger)
   const acks = new AckReporter(client, gatewayId, logger, tuning.ackIntervalMs)
   closers.push(() => acks.close())
+  // A key change on the feed refetches the JWKS at once, whatever the unknown-kid cooldown (issue 14).
+  const keyFollower = new KeyFollower(verifier.jwks, logger)
+  closers.push(() => keyFollower.close())
   const state = overrides.state ?? new GatewayState({
     denyList,
     compiler: policyCompiler,
@@ -136,6 +141,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
     clock,
     onRevocationsApplied: (seq) => acks.notify(seq),
     onAgentHash: (hash) => manifests.prefetch(hash),
+    onKeys: (keys) => keyFollower.announce(keys),
   })
 
   const baseSink: DecisionSink = overrides.decisions ?? new LogDecisionSink(logger)
@@ -171,7 +177,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
       command,
       state,
       logger,
-      fetchSnapshot: () => client.getJson('/admin/v1/feed/snapshot'),
+      fetchSnapshot: () => fetchPagedSnapshot(client),
       channel: tuning.feedChannel,
       hashKey: tuning.feedHashKey,
       backoffInitialMs: tuning.feedBackoffInitialMs,
@@ -181,7 +187,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
       pollWhileDownMs: Math.min(2_000, (config.gateway.feedStaleSeconds * 1000) / 3),
     })
   } else {
-    feed = new SseFeed({ client, state, logger, backoffInitialMs: tuning.feedBackoffInitialMs, backoffMaxMs: tuning.feedBackoffMaxMs })
+    feed = new SseFeed({ client, state, logger, backoffInitialMs: tuning.feedBackoffInitialMs, backoffMaxMs: tuning.feedBackoffMaxMs, onLoad: (kind) => metrics.feedLoads.inc({ kind }) })
   }
   // Closed first: nothing may apply events into a gateway being torn down.
   closers.unshift(() => feed.close())

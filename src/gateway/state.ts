@@ -3,7 +3,7 @@ import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
 import type { DenyList } from '../store/gateway-state.js'
 import type { Revocation } from '../store/types.js'
-import type { AgentState, FeedEvent, FeedSnapshot, PolicyState } from '../feed/types.js'
+import type { AgentState, FeedEvent, FeedSnapshot, KeysState, PolicyState } from '../feed/types.js'
 import type { PolicyCompiler, PolicyEngine, PolicyRequest, PolicyResult } from '../policy/types.js'
 
 /** A tenant's compiled policy, swapped as a whole (a decision never sees a half-loaded bundle). */
@@ -44,6 +44,8 @@ export interface GatewayStateOptions {
   onRevocationsApplied?: (seq: number) => void
   /** Called with each agent's new capability hash (manifest prefetch). */
   onAgentHash?: (hash: string) => void
+  /** Called when the feed announces the key set (a `keys` event, a snapshot's keys): JWKS refetch. */
+  onKeys?: (keys: KeysState) => void
 }
 
 /**
@@ -173,6 +175,7 @@ export class GatewayState {
     for (const tenant of [...this.policies.keys()]) if (!seen.has(tenant)) this.policies.delete(tenant)
     this.loaded = true
     this.snapshotAt = this.opts.clock.now()
+    if (snapshot.keys) this.opts.onKeys?.(snapshot.keys)
     for (const e of pending) this.applyEvent(e, false)
     this.revocationsChanged()
   }
@@ -201,6 +204,9 @@ export class GatewayState {
         break
       case 'policy':
         this.applyPolicy(event.policy)
+        break
+      case 'keys':
+        this.opts.onKeys?.(event.keys)
         break
     }
   }

@@ -14,7 +14,8 @@ import { requireRole } from '../../http/admin-auth.js'
 import { isFeedHub } from '../../feed/publisher-sse.js'
 import type { FeedEvent } from '../../feed/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
-import { buildFeedSnapshot } from '../revocation/snapshot.js'
+import { buildFeedSnapshot, SnapshotCache } from '../revocation/snapshot.js'
+import { sendPagedSnapshot, streamPagedFeed, wantsPagedSnapshot, wantsPagedStream, type FeedStreamContext } from './feed-stream.js'
 import { jsonBody, optInt, principal, reqString } from './validate.js'
 
 const PING_MS = 15_000
@@ -46,7 +47,14 @@ export async function feedRoutes(app: FastifyInstance, deps: ControlPlaneDeps, o
     streams.clear()
   })
 
-  app.get('/feed/snapshot', { preHandler: globalReader }, async (_request, reply) => {
+  // The paged, resumable feed (feed-stream.ts): ?v=2 on the stream, ?paged=true on the snapshot.
+  const hubOrNull = isFeedHub(deps.feed) ? deps.feed : null
+  const snapshots = new SnapshotCache(deps, hubOrNull?.log ?? null)
+  app.addHook('onClose', async () => snapshots.close())
+  const paged = <H extends FeedStreamContext['hub']>(hub: H): FeedStreamContext & { hub: H } => ({ deps, hub, snapshots, streams, closing: () => closing, pingMs: opts.pingMs ?? PING_MS })
+
+  app.get('/feed/snapshot', { preHandler: globalReader }, async (request, reply) => {
+    if (wantsPagedSnapshot(request)) return sendPagedSnapshot(paged(hubOrNull), request, reply)
     reply.header('cache-control', 'no-store')
     return buildFeedSnapshot(deps)
   })
@@ -54,6 +62,7 @@ export async function feedRoutes(app: FastifyInstance, deps: ControlPlaneDeps, o
   app.get('/revocations/stream', { preHandler: globalReader }, async (request, reply) => {
     const hub = deps.feed
     if (!isFeedHub(hub)) throw new AegisError('server_error', 'this control plane\'s feed publisher cannot be followed')
+    if (wantsPagedStream(request)) return streamPagedFeed(paged(hub), request, reply)
     // Subscribe before reading the snapshot, so nothing between the two is lost.
     const early: FeedEvent[] = []
     let res: ServerResponse | null = null

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto'
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto'
 import type { AegisConfig } from '../../config/schema.js'
 import { AegisError, Unavailable } from '../../errors.js'
 import { canonicalHash } from '../../lib/canonical-json.js'
@@ -6,6 +6,7 @@ import type { Clock } from '../../lib/clock.js'
 import { sha256b64url } from '../../lib/hash.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
+import type { ClusterSignal } from '../../store/signal.js'
 import type { AuditEventInput, KeyState, SigningKey, Store } from '../../store/types.js'
 import type { AuditWriter } from '../audit/types.js'
 import { decryptPrivateKey, encryptPrivateKey, loadKek } from './kek.js'
@@ -13,6 +14,22 @@ import type { KeyManager } from './types.js'
 
 /** Name of the cluster-wide lock held while keys are created or change state. */
 export const KEYS_LOCK = 'aegis:keys'
+
+/** Channel of the cluster signal on which control planes announce key changes. */
+export const KEYS_SIGNAL = 'keys'
+
+/**
+ * What changed in the key set, as every control plane announces it after a
+ * write (to the others through the cluster signal, to gateways on the feed).
+ */
+export interface KeyChange {
+  /** kid that signs now. */
+  current: string
+  /** Every published kid (next, current, previous): what a verifier must hold. */
+  kids: string[]
+  /** kids revoked by this change (emergency rotation); never sign with them again. */
+  revoked: string[]
+}
 
 /** A key as listed by the admin API and the CLI: no private material. */
 export type PublicKeyInfo = Omit<SigningKey, 'encryptedPrivateKey'>
@@ -31,6 +48,13 @@ export interface KeyManagerDeps {
    * refuses to start (`aegis dev` creates the file first).
    */
   kek?: Buffer
+  /**
+   * Broadcast between control planes on the same store: key writes are
+   * announced on it, and an announcement from another control plane makes
+   * this one reload its keys at once (an emergency rotation stops the old key
+   * signing everywhere within the signal's latency, not the next check).
+   */
+  signal?: ClusterSignal
 }
 
 /** The KeyManager plus what its owner (control-plane app, CLI, tests) needs. */
@@ -43,6 +67,12 @@ export interface ManagedKeyManager extends KeyManager {
    * The timer started by start() calls this every keys.checkIntervalSeconds.
    */
   maintain(): Promise<void>
+  /**
+   * Calls `listener` after every key change this control plane wrote or
+   * heard of from another one (awaited by rotate() before it resolves, so a
+   * rotation's answer comes after its announcement). Returns the unsubscriber.
+   */
+  onChange(listener: (change: KeyChange) => void | Promise<void>): () => void
 }
 
 /** A key with its state as the schedule says at a given instant. */
@@ -119,6 +149,14 @@ function toInfo(k: Effective): PublicKeyInfo {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
+/** The current key was revoked and this control plane has not loaded its successor yet. */
+class KeyBeingReplaced extends Unavailable {
+  constructor(kid: string) { super(`signing key ${kid} is being replaced; retry`) }
+}
+
+/** A block that no reload clears: the rotation that set it is still writing. */
+const UNTIL_WRITTEN = Number.POSITIVE_INFINITY
+
 class KeyManagerImpl implements ManagedKeyManager {
   private rows: SigningKey[] = []
   private view: View = { keys: [], current: null, boundaryAt: Number.POSITIVE_INFINITY }
@@ -133,6 +171,21 @@ class KeyManagerImpl implements ManagedKeyManager {
   private timer: NodeJS.Timeout | undefined
   private maintaining: Promise<void> | undefined
   private readonly retentionMs: number
+  /**
+   * kids that must not sign although the rows loaded so far let them: an
+   * emergency rotation revoked them (here or on another control plane). Each
+   * maps to the reload counter at which it was blocked; only a reload that
+   * started later (so read rows written after the revocation) clears it.
+   */
+  private readonly blocked = new Map<string, number>()
+  private reloads = 0
+  private reloading: Promise<void> | undefined
+  private readonly listeners = new Set<(change: KeyChange) => void | Promise<void>>()
+  /** Tells this instance's announcements apart from the others' on the cluster signal. */
+  private readonly origin = randomBytes(9).toString('base64url')
+  private signal: ClusterSignal | undefined
+  private unlisten: (() => void) | undefined
+  private staleTimer: NodeJS.Timeout | undefined
 
   constructor(
     private readonly config: AegisConfig,
@@ -181,6 +234,7 @@ class KeyManagerImpl implements ManagedKeyManager {
     try {
       prepared = this.signingInput(header, payload)
     } catch (err) {
+      if (err instanceof KeyBeingReplaced) return this.signAfterReplacement(header, payload)
       return Promise.reject(err)
     }
     const { input, key, kid } = prepared
@@ -192,12 +246,37 @@ class KeyManagerImpl implements ManagedKeyManager {
     })
   }
 
+  /**
+   * The current key was just revoked: wait (a few milliseconds: one reload)
+   * for its successor rather than fail the request, for at most 3 s.
+   */
+  private async signAfterReplacement(header: Record<string, unknown>, payload: Record<string, unknown>): Promise<{ jwt: string; kid: string }> {
+    const deadline = Date.now() + 3_000
+    for (;;) {
+      const cur = this.view.current
+      if (cur && this.blocked.get(cur.kid) === UNTIL_WRITTEN) await sleep(10)
+      else await this.reload().catch(() => sleep(50))
+      try {
+        const { input, key, kid } = this.signingInput(header, payload)
+        return await new Promise((resolve, reject) => {
+          sign(null, Buffer.from(input), key, (err, sig) => {
+            if (err) reject(err)
+            else resolve({ jwt: input + '.' + sig.toString('base64url'), kid })
+          })
+        })
+      } catch (err) {
+        if (!(err instanceof KeyBeingReplaced) || Date.now() >= deadline) throw err
+      }
+    }
+  }
+
   /** The JWS signing input under the current key. */
   private signingInput(header: Record<string, unknown>, payload: Record<string, unknown>): { input: string; key: KeyObject; kid: string } {
     const now = this.clock.now()
     if (now >= this.view.boundaryAt) this.advance(now)
     const cur = this.view.current
     if (!cur) throw new Unavailable('no signing key available')
+    if (this.blocked.has(cur.kid)) throw new KeyBeingReplaced(cur.kid)
     const key = this.privateKeys.get(cur.kid) ?? this.loadPrivate(cur)
     // Built by hand with node:crypto: jose's SignJWT goes through async
     // WebCrypto and is several times slower on this hot path.
@@ -289,8 +368,10 @@ class KeyManagerImpl implements ManagedKeyManager {
   // ------------------------------------------------------------ store sync
 
   async refresh(): Promise<void> {
+    const started = ++this.reloads
     const rows = await this.store.keys.list()
     this.rows = rows
+    for (const [kid, at] of this.blocked) if (at < started) this.blocked.delete(kid)
     this.recompute(this.clock.now())
     // Decrypt the keys that sign now or next up front, so a wrong KEK shows at start, not mid-request.
     for (const k of this.view.keys) {
@@ -314,7 +395,92 @@ class KeyManagerImpl implements ManagedKeyManager {
   private async runMaintain(): Promise<void> {
     await this.refresh()
     const res = await this.store.tryWithLock(KEYS_LOCK, () => this.reconcileLocked())
-    if (res.ran && res.value) await this.refresh()
+    if (res.ran && res.value) {
+      await this.refresh()
+      await this.announce([])
+    }
+  }
+
+  /** One reload at a time, started now or joined (signers waiting for a replacement key). */
+  private reload(): Promise<void> {
+    this.reloading ??= this.refresh().finally(() => { this.reloading = undefined })
+    return this.reloading
+  }
+
+  // ------------------------------------------------------ change announcements
+
+  onChange(listener: (change: KeyChange) => void | Promise<void>): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
+  }
+
+  private change(revoked: string[]): KeyChange {
+    const published = this.view.keys.filter((k) => k.state !== 'retired').map((k) => k.kid)
+    return { current: this.view.current?.kid ?? '', kids: published, revoked }
+  }
+
+  /** Tells the other control planes (cluster signal) and local listeners (the feed) that keys changed. */
+  private async announce(revoked: string[]): Promise<void> {
+    const change = this.change(revoked)
+    if (this.signal) {
+      try {
+        await this.signal.notify(KEYS_SIGNAL, JSON.stringify({ origin: this.origin, revoked }))
+      } catch (err) {
+        this.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'key change not signalled to the other control planes; they reload at their next check')
+      }
+    }
+    await this.tell(change)
+  }
+
+  private async tell(change: KeyChange): Promise<void> {
+    await Promise.all([...this.listeners].map(async (l) => {
+      try {
+        await l(change)
+      } catch (err) {
+        this.logger.warn({ err }, 'key change listener failed')
+      }
+    }))
+  }
+
+  /**
+   * Listens for other control planes' key changes. A revoked kid is blocked
+   * at once, before the reload that brings its successor, so this control
+   * plane never signs with it after hearing of it. While the signal is down
+   * keys are reloaded every second instead.
+   */
+  attachSignal(signal: ClusterSignal): Promise<void> {
+    this.signal = signal
+    this.staleTimer = setInterval(() => {
+      if (!signal.healthy) this.refresh().catch(() => {})
+    }, 1_000)
+    this.staleTimer.unref()
+    return signal.listen(KEYS_SIGNAL, (payload) => this.heard(payload), () => { void this.heardResync() }).then((off) => { this.unlisten = off })
+  }
+
+  private heard(payload: string): void {
+    let msg: { origin?: unknown; revoked?: unknown }
+    try {
+      msg = JSON.parse(payload) as typeof msg
+    } catch {
+      this.logger.warn('malformed key signal ignored')
+      return
+    }
+    if (msg.origin === this.origin) return
+    const revoked = Array.isArray(msg.revoked) ? msg.revoked.filter((k): k is string => typeof k === 'string') : []
+    const at = ++this.reloads
+    for (const kid of revoked) this.blocked.set(kid, at)
+    this.refresh().then(
+      () => this.tell(this.change(revoked)),
+      (err: unknown) => this.logger.error({ err }, 'key reload after another control plane\'s change failed; retrying at the next check'),
+    )
+  }
+
+  private async heardResync(): Promise<void> {
+    try {
+      await this.refresh()
+    } catch (err) {
+      this.logger.warn({ err }, 'key reload after the cluster signal reconnected failed')
+    }
   }
 
   /** Under the lock: initial key, persisted transitions, scheduled next key. Resolves true when it wrote. */
@@ -384,7 +550,13 @@ class KeyManagerImpl implements ManagedKeyManager {
     for (;;) {
       const res = await this.store.tryWithLock(KEYS_LOCK, () => this.rotateLocked(opts))
       if (res.ran) {
-        await this.refresh()
+        try {
+          await this.refresh()
+        } finally {
+          // The revoked key stays blocked until a reload that read the revocation.
+          if (res.value.revoked) this.blocked.set(res.value.revoked, this.reloads)
+        }
+        await this.announce(res.value.revoked ? [res.value.revoked] : [])
         return res.value
       }
       if (Date.now() >= deadline) throw new Unavailable('another control plane is changing keys; retry')
@@ -407,7 +579,14 @@ class KeyManagerImpl implements ManagedKeyManager {
       events.push({ type: 'key.created', actor, subject: k.kid, data: { state: 'current', reason: opts.emergency ? 'emergency' : 'initial', activates_at: now } })
       let revoked: string | null = null
       if (cur && opts.emergency) {
-        await this.store.keys.update(cur.kid, { state: 'retired', revoked: true, deactivatedAt: now, retiresAt: now })
+        // Blocked before the write, so nothing here signs with it once it is revoked; rotate() hands the block to the next reload.
+        this.blocked.set(cur.kid, UNTIL_WRITTEN)
+        try {
+          await this.store.keys.update(cur.kid, { state: 'retired', revoked: true, deactivatedAt: now, retiresAt: now })
+        } catch (err) {
+          this.blocked.delete(cur.kid)
+          throw err
+        }
         this.privateKeys.delete(cur.kid)
         revoked = cur.kid
         events.push({ type: 'key.revoked', actor, subject: cur.kid, data: { replaced_by: k.kid } })
@@ -455,6 +634,10 @@ class KeyManagerImpl implements ManagedKeyManager {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer)
     this.timer = undefined
+    if (this.staleTimer) clearInterval(this.staleTimer)
+    this.staleTimer = undefined
+    this.unlisten?.()
+    this.unlisten = undefined
     await this.maintaining?.catch(() => {})
   }
 }
@@ -469,6 +652,7 @@ export async function createKeyManager(deps: KeyManagerDeps): Promise<ManagedKey
   const kek = deps.kek ?? await loadKek(deps.config, { createIfMissing: false })
   const km = new KeyManagerImpl(deps.config, deps.store, deps.clock, deps.logger, kek)
   if (deps.audit) km.attachAudit(deps.audit)
+  if (deps.signal) await km.attachSignal(deps.signal)
   const deadline = Date.now() + 10_000
   for (;;) {
     await km.maintain()

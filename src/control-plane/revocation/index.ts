@@ -2,4 +2,4 @@
 export { recordRevocation, findRevocation, revocationExpiry, revocationJson, type NewRevocation, type RecordOptions } from './service.js'
 export { revocationMatches } from './match.js'
 export { parseRevocation } from './validate.js'
-export { buildFeedSnapshot } from './snapshot.js'
+export { buildFeedSnapshot, SnapshotCache, SNAPSHOT_PAGE_ENTRIES, type PagedSnapshot } from './snapshot.js'

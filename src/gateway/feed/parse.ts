@@ -1,4 +1,4 @@
-import type { FeedEvent, FeedSnapshot } from '../../feed/types.js'
+import type { FeedEvent, FeedSnapshot, KeysState } from '../../feed/types.js'
 import type { Revocation } from '../../store/types.js'
 
 const TYPES = new Set(['jti', 'agent', 'client', 'tenant', 'kid', 'issued_before'])
@@ -41,9 +41,21 @@ export function parseFeedEvent(v: unknown): FeedEvent | null {
       const policy = parsePolicyState(p)
       return policy ? { kind: 'policy', policy } : null
     }
+    case 'keys': {
+      const k = parseKeysState(v.keys)
+      return k ? { kind: 'keys', keys: k } : null
+    }
     default:
       return null
   }
+}
+
+/** Validates the kids of a `keys` event or snapshot; null when malformed. */
+export function parseKeysState(v: unknown): KeysState | null {
+  if (!isObj(v) || !str(v.current) || !Array.isArray(v.kids) || !v.kids.every(str)) return null
+  const revoked = v.revoked === undefined ? [] : v.revoked
+  if (!Array.isArray(revoked) || !revoked.every(str)) return null
+  return { current: v.current, kids: [...v.kids], revoked: [...revoked] }
 }
 
 function parsePolicyState(p: Record<string, unknown>): FeedSnapshot['policies'][number] | null {
@@ -84,5 +96,7 @@ export function parseSnapshot(v: unknown): FeedSnapshot | null {
     if (!ps) return null
     policies.push(ps)
   }
-  return { seq: v.seq, revocations, agents, policies, generatedAt: num(v.generatedAt) ? v.generatedAt : 0 }
+  // Keys are advisory (a JWKS refetch): malformed ones are dropped, not fatal.
+  const keys = v.keys === undefined ? null : parseKeysState(v.keys)
+  return { seq: v.seq, revocations, agents, policies, generatedAt: num(v.generatedAt) ? v.generatedAt : 0, ...(keys ? { keys } : {}) }
 }

@@ -15,17 +15,29 @@ export interface SseFeedOptions {
   backoffMaxMs?: number
   /** No byte for this long (the server pings every 15 s) = dead connection. Default 45 000. */
   idleTimeoutMs?: number
+  /** Called after each full snapshot applied and each resumption (metrics, tests). */
+  onLoad?: (kind: 'snapshot' | 'resume') => void
+}
+
+/** A paged snapshot being received (`?v=2`): raw pages, validated as a whole at `snapshot-end`. */
+interface PagedLoad {
+  begin: Record<string, unknown>
+  revocations: unknown[]
+  agents: unknown[]
 }
 
 const STREAM_PATH = '/admin/v1/revocations/stream'
 
 /**
  * Follows the control plane's server-sent-events feed
- * (`GET /admin/v1/revocations/stream`, src/feed/types.ts). Each connection
- * starts with a full snapshot, so a reconnect reloads the whole list; a lost
- * connection keeps the last list and reconnects with backoff and jitter. A
- * malformed event forces a reconnect (and so a fresh snapshot) rather than
- * risking a missed revocation.
+ * (`GET /admin/v1/revocations/stream?v=2`, src/feed/types.ts). The first
+ * connection loads the snapshot in pages; a reconnect sends the cursor of
+ * the last event applied as `Last-Event-ID` and resumes from it when that
+ * control plane still holds everything after it, else loads a fresh
+ * snapshot. A control plane that does not page sends the snapshot whole
+ * (`event: snapshot`), also understood. A lost connection keeps the last
+ * list and reconnects with backoff and jitter. A malformed event forces a
+ * reconnect with a fresh snapshot rather than risking a missed revocation.
  */
 export class SseFeed implements FeedSubscriber {
   readonly ready: Promise<void>
@@ -36,6 +48,11 @@ export class SseFeed implements FeedSubscriber {
   private loop: Promise<void> | undefined
   private readonly backoff: Backoff
   private readonly idleMs: number
+  /** Cursor of the last event applied on top of a complete paged snapshot; sent as Last-Event-ID. */
+  private cursor: string | undefined
+  private paging: PagedLoad | null = null
+  /** This connection speaks the paged protocol (cursors are feed-log positions, not seqs). */
+  private pagedConnection = false
 
   constructor(private readonly opts: SseFeedOptions) {
     this.ready = new Promise((resolve) => { this.resolveReady = resolve })
@@ -73,9 +90,12 @@ export class SseFeed implements FeedSubscriber {
       if (Date.now() - lastByteAt > this.idleMs) conn.abort(new Error('feed stream idle'))
     }, Math.min(5_000, this.idleMs))
     idle.unref()
+    this.paging = null
+    this.pagedConnection = false
+    const resume: Record<string, string> = this.cursor ? { 'last-event-id': this.cursor } : {}
     try {
-      const res = await fetch(this.opts.client.url(STREAM_PATH), {
-        headers: this.opts.client.headers({ accept: 'text/event-stream', 'cache-control': 'no-cache' }),
+      const res = await fetch(this.opts.client.url(`${STREAM_PATH}?v=2`), {
+        headers: this.opts.client.headers({ accept: 'text/event-stream', 'cache-control': 'no-cache', ...resume }),
         signal: conn.signal,
       })
       if (!res.ok || !res.body) {
@@ -89,6 +109,8 @@ export class SseFeed implements FeedSubscriber {
             this.onMessage(msg)
           } catch (err) {
             failure = err instanceof Error ? err : new Error(String(err))
+            // Never resume past an event that could not be applied: reload.
+            this.cursor = undefined
             conn.abort(failure)
           }
         },
@@ -118,9 +140,23 @@ export class SseFeed implements FeedSubscriber {
     } catch {
       throw new Error(`malformed feed event (${msg.event ?? 'message'})`)
     }
+    if (msg.event?.startsWith('snapshot-') || msg.event === 'resumed') {
+      this.onPagedMessage(msg, data)
+      return
+    }
+    if (msg.event === 'keys') {
+      const ev = parseFeedEvent(data)
+      if (!ev) throw new Error('malformed feed event (keys)')
+      this.opts.state.applyEvent(ev)
+      this.advance(msg)
+      return
+    }
     if (msg.event === 'snapshot') {
       const snap = parseSnapshot(data)
       if (!snap) throw new Error('malformed feed snapshot')
+      // A control plane that does not page cannot resume either.
+      this.cursor = undefined
+      this.opts.onLoad?.('snapshot')
       this.opts.state.applySnapshot(snap)
       this.opts.state.feedConnected()
       this.backoff.reset()
@@ -131,10 +167,59 @@ export class SseFeed implements FeedSubscriber {
       const ev = parseFeedEvent(data)
       if (!ev) throw new Error(`malformed feed event (${msg.event})`)
       this.opts.state.applyEvent(ev)
+      this.advance(msg)
       return
     }
     // Unknown event names are for newer gateways; a ping-like sign of life for us.
     this.opts.state.heard()
+  }
+
+  /** Records the cursor of an event applied on a paged connection. */
+  private advance(msg: EventSourceMessage): void {
+    if (this.pagedConnection && msg.id) this.cursor = msg.id
+  }
+
+  /** `snapshot-begin` / `-revocations` / `-agents` / `-end` and `resumed` (paged protocol). */
+  private onPagedMessage(msg: EventSourceMessage, data: unknown): void {
+    this.pagedConnection = true
+    switch (msg.event) {
+      case 'resumed':
+        this.opts.onLoad?.('resume')
+        this.opts.logger.info({ from: this.cursor }, 'feed resumed without a reload')
+        this.afterLoad(msg)
+        return
+      case 'snapshot-begin':
+        if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new Error('malformed feed snapshot-begin')
+        this.paging = { begin: data as Record<string, unknown>, revocations: [], agents: [] }
+        return
+      case 'snapshot-revocations':
+      case 'snapshot-agents': {
+        if (!this.paging || !Array.isArray(data)) throw new Error(`malformed feed ${msg.event}`)
+        const into = msg.event === 'snapshot-revocations' ? this.paging.revocations : this.paging.agents
+        for (const x of data) into.push(x)
+        return
+      }
+      case 'snapshot-end': {
+        const p = this.paging
+        this.paging = null
+        if (!p || p.begin.revocations !== p.revocations.length || p.begin.agents !== p.agents.length) throw new Error('incomplete feed snapshot')
+        const snap = parseSnapshot({ ...p.begin, revocations: p.revocations, agents: p.agents })
+        if (!snap) throw new Error('malformed feed snapshot')
+        this.opts.onLoad?.('snapshot')
+        this.opts.state.applySnapshot(snap)
+        this.afterLoad(msg)
+        return
+      }
+      default:
+        this.opts.state.heard() // a newer control plane's page kind
+    }
+  }
+
+  private afterLoad(msg: EventSourceMessage): void {
+    this.cursor = msg.id || undefined
+    this.opts.state.feedConnected()
+    this.backoff.reset()
+    this.resolveReady()
   }
 
   async close(): Promise<void> {

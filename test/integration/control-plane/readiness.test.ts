@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { eventually } from '../../helpers/gateway-env.js'
 import { freshPostgresSchema, POSTGRES_URL, skipWithoutPostgres } from '../../helpers/services.js'
 import { TcpRelay } from '../../helpers/tcp-relay.js'
+import { PrivatePostgres, skipWithoutPostgresBinaries } from '../../helpers/postgres-cluster.js'
 import { startControlPlane } from './harness.js'
 
 interface Ready { status: string; reasons: string[]; store: string }
@@ -18,6 +19,7 @@ async function readyz(url: string): Promise<{ status: number; body: Ready }> {
 }
 
 const noPostgres = await skipWithoutPostgres()
+const noPostgresBinaries = skipWithoutPostgresBinaries()
 
 describe('control plane /livez and /readyz', () => {
   test('an embedded (SQLite) control plane is ready and alive', async () => {
@@ -56,6 +58,26 @@ describe('control plane /livez and /readyz', () => {
       await h.close()
       await relay.close()
       await schema.drop()
+    }
+  })
+
+  test('a private PostgreSQL cluster stopped (-m immediate) and started again: not ready while it is down, ready and issuing after', { skip: noPostgresBinaries }, async () => {
+    const pg = await PrivatePostgres.start()
+    let h: Awaited<ReturnType<typeof startControlPlane>> | undefined
+    try {
+      h = await startControlPlane({ databaseUrl: pg.url })
+      assert.equal((await readyz(h.url)).status, 200)
+      await pg.stop('immediate')
+      await eventually(async () => (await readyz(h!.url)).status === 503)
+      assert.match((await readyz(h.url)).body.reasons[0] ?? '', /^database_unreachable/)
+      assert.equal((await fetch(`${h.url}/livez`)).status, 200)
+      await pg.start()
+      await eventually(async () => (await readyz(h!.url)).status === 200)
+      const res = await fetch(`${h.url}/admin/v1/tenants`, { method: 'POST', headers: { authorization: `Bearer ${h.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ id: 'after-restart', name: 'After the restart' }) })
+      assert.equal(res.status, 201)
+    } finally {
+      await h?.close()
+      await pg.close()
     }
   })
 })
