@@ -177,6 +177,10 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
   if (tcas === null || typeof tcas !== 'object' || Array.isArray(tcas) || Object.values(tcas).some((v) => typeof v !== 'string')) {
     problems.push('tls.tenantClientCas must be a JSON object of tenant → CA bundle file path')
   }
+  const tcrls: unknown = cfg.tls?.tenantClientCrls
+  if (tcrls === null || typeof tcrls !== 'object' || Array.isArray(tcrls) || Object.values(tcrls).some((v) => typeof v !== 'string')) {
+    problems.push('tls.tenantClientCrls must be a JSON object of tenant → CRL file path')
+  }
   const nets: unknown = cfg.tokenExchange?.jwksAllowedNetworks
   if (!Array.isArray(nets)) problems.push('tokenExchange.jwksAllowedNetworks must be a JSON array of CIDR ranges')
   else for (const p of parseNetworks(nets).problems) problems.push(`tokenExchange.jwksAllowedNetworks: ${p}`)

@@ -6,6 +6,7 @@
  * `$ssl_client_escaped_cert`). Pure: node:crypto only.
  */
 import { createHash, X509Certificate } from 'node:crypto'
+import { isRevoked, type Crl } from './crl.js'
 
 /** Longest PEM bundle or forwarded header accepted (a chain of a few certificates). */
 export const MAX_PEM_BYTES = 64 * 1024
@@ -25,25 +26,32 @@ export function parsePemCertificates(pem: string): X509Certificate[] {
 }
 
 /** Why a certificate was not accepted (for audit logs, never for the client). */
-export type CertRejection = 'expired' | 'not_yet_valid' | 'untrusted' | 'no_ca'
+export type CertRejection = 'expired' | 'not_yet_valid' | 'untrusted' | 'no_ca' | 'revoked'
 
 /**
  * Validates `leaf` up to one of `roots`: each link's signature
  * (`X509Certificate.verify` with the issuer's key, after `checkIssued`) and
  * every certificate's validity dates at `nowMs`. Intermediates may come from
- * the presented chain. Returns null when valid, else the reason.
+ * the presented chain. With `crls`, every certificate below the root is
+ * looked up in the CRLs its issuer signed (RFC 5280 §6.3; a CRL that does
+ * not verify with the issuer is ignored). Returns null when valid, else the
+ * reason.
  */
-export function validateChain(leaf: X509Certificate, intermediates: readonly X509Certificate[], roots: readonly X509Certificate[], nowMs: number): CertRejection | null {
+export function validateChain(leaf: X509Certificate, intermediates: readonly X509Certificate[], roots: readonly X509Certificate[], nowMs: number, crls: readonly Crl[] = []): CertRejection | null {
   if (roots.length === 0) return 'no_ca'
   let cur = leaf
   for (let depth = 0; depth < MAX_CHAIN_DEPTH; depth++) {
     const dates = checkDates(cur, nowMs)
     if (dates) return dates
     const root = roots.find((r) => cur.checkIssued(r) && cur.verify(r.publicKey))
-    if (root) return checkDates(root, nowMs)
+    if (root) {
+      if (crls.length > 0 && isRevoked(cur, root, crls)) return 'revoked'
+      return checkDates(root, nowMs)
+    }
     // Self-signed certificates that are not roots end the walk.
     const next = intermediates.find((c) => c !== cur && c.fingerprint256 !== cur.fingerprint256 && c.ca && cur.checkIssued(c) && cur.verify(c.publicKey))
     if (!next) return 'untrusted'
+    if (crls.length > 0 && isRevoked(cur, next, crls)) return 'revoked'
     cur = next
   }
   return 'untrusted'

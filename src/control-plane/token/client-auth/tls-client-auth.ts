@@ -1,12 +1,14 @@
 /**
  * tls_client_auth (RFC 8705 §2.1): the client certificate of the TLS
  * handshake (or of a trusted TLS-terminating proxy) must chain to the
- * tenant's client CA bundle, be within its validity dates, and match what the
- * agent pinned (subject DN, SAN URI such as a SPIFFE ID, SAN DNS, thumbprint).
+ * tenant's client CA bundle, be within its validity dates, be listed by no
+ * configured CRL, and match what the agent pinned (subject DN, SAN URI such
+ * as a SPIFFE ID, SAN DNS, thumbprint). CA bundles and CRLs are reloaded when
+ * their files change.
  */
-import { readFileSync } from 'node:fs'
 import type { X509Certificate } from 'node:crypto'
 import { InvalidRequest } from '../../../errors.js'
+import { parseCrls, type Crl } from '../../../lib/crl.js'
 import { certificateMatches, parsePemCertificates, validateChain, type PresentedCertificate } from '../../../lib/x509.js'
 import { single, type FormBody } from '../params.js'
 import { JWT_BEARER_ASSERTION, MAX_ASSERTION_BYTES, assertionIssuer } from './private-key-jwt.js'
@@ -14,33 +16,70 @@ import type { ControlPlaneDeps } from '../../deps.js'
 import type { Directory } from '../directory.js'
 import { ClientAuthFailure } from './failure.js'
 import type { AuthPurpose, AuthenticatedClient, ClientAuthenticator, ClientClaim } from './types.js'
+import { WatchedFiles } from './watched-files.js'
+
+/** What a tenant's client certificates are checked against. */
+export interface ClientTrust {
+  /** CAs trusted; empty when none is configured or readable (then nothing authenticates). */
+  roots: X509Certificate[]
+  crls: Crl[]
+  /** A configured CRL file that never loaded: nothing authenticates, since revocation cannot be checked. */
+  crlMissing: boolean
+}
+
+function own(map: Record<string, string>, tenant: string): string | undefined {
+  return Object.prototype.hasOwnProperty.call(map, tenant) ? map[tenant] : undefined
+}
 
 /**
- * Per-tenant CA bundles: `tls.tenantClientCas[tenant]`, else `tls.clientCa`.
- * Read once per file (a changed bundle needs a restart, like the server certificate).
- * A config map rather than a tenant column: CA bundles are deployment files, like tls.clientCa, and need no store migration.
+ * Per-tenant CA bundles (`tls.tenantClientCas[tenant]`, else `tls.clientCa`)
+ * and CRLs (`tls.clientCrl` plus `tls.tenantClientCrls[tenant]`), reloaded
+ * when their files change (checked every `tls.fileCheckSeconds`). A config
+ * map rather than a tenant column: CA bundles and CRLs are deployment files,
+ * like tls.clientCa, and need no store migration. A CRL only ever revokes
+ * certificates of the CA that signed it, so the global and the tenant's CRLs
+ * apply together.
  */
 export class ClientCaBundles {
-  private readonly byFile = new Map<string, X509Certificate[]>()
+  private readonly bundles: WatchedFiles<X509Certificate[]>
+  private readonly crlFiles: WatchedFiles<Crl[]>
+  private readonly warnedStale = new Set<string>()
 
-  constructor(private readonly deps: Pick<ControlPlaneDeps, 'config' | 'logger'>) {}
+  constructor(private readonly deps: Pick<ControlPlaneDeps, 'config' | 'logger' | 'clock'>) {
+    const watch = { clock: deps.clock, logger: deps.logger, checkMs: deps.config.tls.fileCheckSeconds * 1000 }
+    this.bundles = new WatchedFiles('client CA bundle', (b) => parsePemCertificates(b.toString('utf8')), watch)
+    this.crlFiles = new WatchedFiles('client CRL file', parseCrls, watch)
+  }
 
   /** The CAs trusted for `tenant`'s client certificates; empty when none is configured (then nothing authenticates). */
   forTenant(tenant: string): X509Certificate[] {
     const { tls } = this.deps.config
     const file = Object.prototype.hasOwnProperty.call(tls.tenantClientCas, tenant) ? tls.tenantClientCas[tenant] : tls.clientCa
     if (!file) return []
-    let certs = this.byFile.get(file)
-    if (!certs) {
-      try {
-        certs = parsePemCertificates(readFileSync(file, 'utf8'))
-      } catch (err) {
-        this.deps.logger.error({ err, file }, 'client CA bundle unreadable; tls_client_auth refused for its tenants')
-        certs = []
+    return this.bundles.get(file).value ?? []
+  }
+
+  /** CAs and CRLs for `tenant`. */
+  trustFor(tenant: string): ClientTrust {
+    const { tls } = this.deps.config
+    const crls: Crl[] = []
+    let crlMissing = false
+    for (const file of [tls.clientCrl, own(tls.tenantClientCrls, tenant)]) {
+      if (!file) continue
+      const loaded = this.crlFiles.get(file)
+      if (loaded.value === null) {
+        crlMissing = true
+        continue
       }
-      this.byFile.set(file, certs)
+      for (const crl of loaded.value) {
+        if (crl.nextUpdate !== null && crl.nextUpdate < this.deps.clock.now() && !this.warnedStale.has(crl.id)) {
+          this.warnedStale.add(crl.id)
+          this.deps.logger.warn({ file, next_update: new Date(crl.nextUpdate).toISOString() }, 'client CRL is past its nextUpdate; its revocations still apply, publish a fresh one')
+        }
+        crls.push(crl)
+      }
     }
-    return certs
+    return { roots: this.forTenant(tenant), crls, crlMissing }
   }
 }
 
@@ -57,10 +96,12 @@ export function tlsClientAuthenticator(deps: ControlPlaneDeps, dir: Directory): 
       if (agent.tokenEndpointAuthMethod !== 'tls_client_auth') throw new ClientAuthFailure('method_not_allowed', agent.tenant)
       const tenant = await dir.tenant(agent.tenant)
       if (!tenant) throw new ClientAuthFailure('tenant_missing', agent.tenant)
-      const rejection = validateChain(presented.cert, presented.chain, cas.forTenant(tenant.id), deps.clock.now())
+      const trust = cas.trustFor(tenant.id)
+      // A configured CRL that cannot be read fails closed: revocation cannot be ruled out.
+      const rejection = trust.crlMissing ? 'crl_unavailable' : validateChain(presented.cert, presented.chain, trust.roots, deps.clock.now(), trust.crls)
       if (rejection) {
         deps.logger.info({ tenant: tenant.id, agent: agent.agentId, rejection }, 'client certificate refused')
-        throw new ClientAuthFailure('bad_certificate', tenant.id)
+        throw new ClientAuthFailure(rejection === 'revoked' ? 'certificate_revoked' : 'bad_certificate', tenant.id)
       }
       const pinned = certificateMatches(presented.cert, {
         subjectDn: agent.tlsClientAuthSubjectDn,

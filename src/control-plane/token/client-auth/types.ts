@@ -56,6 +56,8 @@ export type AuthFailureReason =
   | 'attestation_required'
   | 'method_not_allowed'
   | 'bad_certificate'
+  /** The client certificate (or a CA above it) is listed by a configured CRL. */
+  | 'certificate_revoked'
   | 'bad_assertion'
   | 'replayed'
 
