@@ -283,10 +283,22 @@ $('approval-status').addEventListener('change', () => loadApprovals().catch((e) 
 async function loadRevocations() {
   const { revocations } = await api('GET', '/admin/v1/revocations')
   const rows = revocations.filter((r) => !state.tenant || r.tenant === null || r.tenant === state.tenant || state.session.tenant === null)
-  $('revocations-body').replaceChildren(...rows.map((r) => h('tr', {},
+  // Agent, client and tenant entries hold until lifted (expires_at null); the others end by themselves.
+  const liftable = (r) => ['agent', 'client', 'tenant'].includes(r.type) && (r.type !== 'tenant' || state.session.tenant === null)
+  $('revocations-body').replaceChildren(...rows.map((r) => h('tr', { 'data-revocation': r.seq },
     h('td', { class: 'num' }, r.seq), h('td', {}, r.type), h('td', {}, h('code', {}, r.value)), h('td', {}, r.tenant ?? 'all'),
-    h('td', {}, r.reason ?? ''), h('td', {}, time(r.created_at, 'ms')), h('td', {}, time(r.expires_at, 'ms')))))
-  if (!rows.length) $('revocations-body').append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No active revocations.')))
+    h('td', {}, r.reason ?? ''), h('td', {}, time(r.created_at, 'ms')), h('td', {}, r.expires_at === null ? 'until lifted' : time(r.expires_at, 'ms')),
+    h('td', { class: 'actions' }, liftable(r) ? h('button', { type: 'button', class: 'danger', onclick: () => liftRevocation(r) }, 'Lift') : ''))))
+  if (!rows.length) $('revocations-body').append(h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No active revocations.')))
+}
+
+async function liftRevocation(r) {
+  if (!window.confirm(`Lift the ${r.type} revocation of ${r.value}? New tokens can be issued for it again; tokens minted before stay refused.`)) return
+  try {
+    await api('DELETE', `/admin/v1/revocations/${enc(String(r.seq))}`)
+    flash(`Revocation ${r.seq} lifted: ${r.type} ${r.value} can get new tokens again.`)
+    await loadRevocations()
+  } catch (err) { flash(err.message, true) }
 }
 
 $('revocation-form').addEventListener('submit', async (ev) => {

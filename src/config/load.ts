@@ -172,6 +172,9 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
     })
   }
   if (Array.isArray(cfg.gateway?.routes)) cfg.gateway.routes.forEach((r, i) => { if (r) problems.push(...originProblems(r, i)) })
+  if (cfg.metrics?.token !== undefined && !/^[A-Za-z0-9._~+/=-]{16,512}$/.test(cfg.metrics.token)) {
+    problems.push('metrics.token (AEGIS_METRICS_TOKEN) must be 16 to 512 characters of [A-Za-z0-9._~+/=-] (it travels as a bearer token)')
+  }
   if (!Array.isArray(cfg.tls?.trustedProxies)) problems.push('tls.trustedProxies must be a JSON array of addresses')
   const tcas: unknown = cfg.tls?.tenantClientCas
   if (tcas === null || typeof tcas !== 'object' || Array.isArray(tcas) || Object.values(tcas).some((v) => typeof v !== 'string')) {

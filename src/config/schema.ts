@@ -78,9 +78,14 @@ export const CONFIG_KEYS = [
   // Limits
   { path: 'limits.bodyBytes', type: 'integer', default: 65536, min: 1024, doc: 'Largest request body accepted.' },
   { path: 'limits.jsonDepth', type: 'integer', default: 32, min: 2, doc: 'Deepest JSON nesting accepted.' },
-  { path: 'rateLimit.perClient', type: 'integer', default: 600, min: 1, doc: 'Token requests per client per window.' },
+  { path: 'rateLimit.perClient', type: 'integer', default: 600, min: 1, doc: 'Token requests per authenticated client per window (counted after authentication, so failures by others never use it up).' },
+  { path: 'rateLimit.authFailuresPerClientIp', type: 'integer', default: 30, min: 1, doc: 'Failed client authentications per client id and address per window; past it, further failures get 429 (a correct credential still gets its token).' },
   { path: 'rateLimit.perIp', type: 'integer', default: 6000, min: 1, doc: 'Token requests per client address per window.' },
   { path: 'rateLimit.windowSeconds', type: 'integer', default: 60, min: 1, doc: 'Rate-limit window.' },
+
+  // Metrics
+  { path: 'metrics.tenantLabels', type: 'boolean', default: false, doc: 'Label metrics with tenant ids (aegis_tokens_issued_total{tenant}); off, GET /metrics names no tenant.' },
+  { path: 'metrics.token', type: 'string', doc: 'Bearer token GET /metrics requires (control plane and gateway); unset = open, for a scraper on a private network.', secret: true },
 
   // Audit
   { path: 'audit.checkpointIntervalMs', type: 'integer', default: 1000, min: 10, doc: 'How often each writer signs its chain head.' },
@@ -192,7 +197,8 @@ export interface AegisConfig {
   keys: { alg: 'EdDSA'; rotationIntervalSeconds: number; prePublishSeconds: number; checkIntervalSeconds: number }
   jwks: { maxAgeSeconds: number }
   limits: { bodyBytes: number; jsonDepth: number }
-  rateLimit: { perClient: number; perIp: number; windowSeconds: number }
+  rateLimit: { perClient: number; authFailuresPerClientIp: number; perIp: number; windowSeconds: number }
+  metrics: { tenantLabels: boolean; token?: string }
   audit: { checkpointIntervalMs: number }
   approvals: {
     ttlSeconds: number

@@ -10,6 +10,7 @@ import { Redis } from 'ioredis'
 import type { AegisConfig } from '../config/schema.js'
 import { Conflict } from '../errors.js'
 import { openFeed } from '../feed/index.js'
+import { metricsGuard } from '../http/metrics-auth.js'
 import { createServer } from '../http/server.js'
 import { systemClock } from '../lib/clock.js'
 import { sha256b64url } from '../lib/hash.js'
@@ -109,7 +110,7 @@ function storeProbe(store: Store): () => Promise<string | null> {
 export async function buildControlPlane(config: AegisConfig, overrides: Partial<ControlPlaneDeps> = {}): Promise<ControlPlane> {
   const logger = overrides.logger ?? createLogger(config.logLevel, 'aegis-control-plane')
   const clock = overrides.clock ?? systemClock
-  const metrics = overrides.metrics ?? new Metrics()
+  const metrics = overrides.metrics ?? new Metrics({ tenantLabels: config.metrics.tenantLabels })
   // What this function opened, closed in reverse order.
   const owned: Array<() => Promise<void>> = []
   const closeOwned = async (): Promise<void> => {
@@ -209,7 +210,7 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
     await keyRoutes(app, deps)
     await auditRoutes(app, deps)
     await approvalPublicRoutes(app, deps)
-    app.get('/metrics', async (_req, reply) => {
+    app.get('/metrics', { preHandler: metricsGuard(config) }, async (_req, reply) => {
       const body = await metrics.registry.metrics()
       return reply.type(metrics.registry.contentType).header('cache-control', 'no-store').send(body)
     })

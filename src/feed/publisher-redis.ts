@@ -79,11 +79,12 @@ export class RedisFeedPublisher implements FeedHub {
     return this.hub.subscribe(listener)
   }
 
-  /** Persists a revocation in the hash and publishes, in one MULTI; rejects when Redis fails. */
+  /** Persists a revocation in the hash (a lift removes it) and publishes, in one MULTI; rejects when Redis fails. */
   async publish(event: FeedEvent): Promise<void> {
     const message = JSON.stringify(event)
     const tx = this.pub.multi()
     if (event.kind === 'revocation') tx.hset(this.keys.revocations, String(event.revocation.seq), JSON.stringify(event.revocation))
+    else if (event.kind === 'revocation_lifted') tx.hdel(this.keys.revocations, String(event.revocation.seq))
     tx.publish(this.keys.channel, message)
     const res = await tx.exec()
     const failed = res?.find(([err]) => err)

@@ -11,10 +11,12 @@
  * - `GET /admin/v1/revocations/stream` (role gateway or admin): SSE. First
  *   `event: snapshot` with a FeedSnapshot, then one event per change:
  *   `event: <kind>` + `data: <FeedEvent JSON>` (+ `id: <seq>` for
- *   revocations); a `: ping` comment every 15 s keeps proxies from closing it.
+ *   revocations and lifts); a `: ping` comment every 15 s keeps proxies from
+ *   closing it.
  * - Redis: `PUBLISH aegis:feed <FeedEvent JSON>`; revocations are also
  *   persisted in hash `aegis:revocations` (field = seq, value = Revocation
- *   JSON) so a starting gateway can load them even with the control plane down.
+ *   JSON) so a starting gateway can load them even with the control plane
+ *   down; a lift deletes its field in the same transaction.
  * - Acknowledged propagation: a gateway `POST /admin/v1/gateways/acks`
  *   `{"gateway_id", "seq"}` after applying entries (at most a few times a
  *   second); `GET /admin/v1/gateways` lists gateways with their seq and lag;
@@ -39,6 +41,12 @@ export interface PolicyState {
 
 export type FeedEvent =
   | { kind: 'revocation'; revocation: Revocation }
+  /**
+   * An admin lifted entry `revocation.seq` (DELETE /admin/v1/revocations/{seq}):
+   * gateways drop it. `seq` is the lift's own feed seq (SSE `id`), so a
+   * gateway's applied seq covers lifts too.
+   */
+  | { kind: 'revocation_lifted'; seq: number; revocation: Revocation }
   | { kind: 'agent'; agent: AgentState }
   | { kind: 'policy'; policy: PolicyState }
   | { kind: 'keys'; keys: KeysState }

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { AegisConfig } from '../config/schema.js'
+import { metricsGuard } from '../http/metrics-auth.js'
 import { createServer } from '../http/server.js'
 import { systemClock } from '../lib/clock.js'
 import { createLogger } from '../observability/logger.js'
@@ -234,7 +235,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
       redis: redisHealth === null ? null : { healthy: redisHealth.healthy },
     })
   })
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', { preHandler: metricsGuard(config) }, async (_request, reply) => {
     metrics.feedLag.set(state.lagSeconds(clock.now()))
     metrics.denyListSize.set(denyList.size)
     metrics.feedSeq.set(denyList.lastSeq)

@@ -199,6 +199,10 @@ export class GatewayState {
         this.opts.metrics.revocations.inc({ type: event.revocation.type })
         if (notify) this.revocationsChanged()
         break
+      case 'revocation_lifted':
+        this.opts.denyList.lift(event.revocation.seq, event.seq)
+        if (notify) this.revocationsChanged()
+        break
       case 'agent':
         this.applyAgent(event.agent)
         break

@@ -1,12 +1,19 @@
 import client, { Registry } from 'prom-client'
 
+export interface MetricsOptions {
+  /** Label metrics with tenant ids (config metrics.tenantLabels); default false, so `/metrics` names no tenant. */
+  tenantLabels?: boolean
+}
+
 /**
  * Prometheus metrics of one process. Each role creates one `Metrics` and
  * serves `registry` on `GET /metrics`. Names as DESIGN.md fixes them.
  */
 export class Metrics {
   readonly registry = new Registry()
-  readonly tokensIssued = new client.Counter({ name: 'aegis_tokens_issued_total', help: 'Access tokens issued', labelNames: ['tenant', 'grant'] as const, registers: [this.registry] })
+  readonly tenantLabels: boolean
+  /** Labelled `grant`, plus `tenant` when tenantLabels; take children with {@link tokensIssuedFor}. */
+  readonly tokensIssued: client.Counter<'tenant' | 'grant'>
   readonly tokenLifetime = new client.Histogram({ name: 'aegis_token_lifetime_seconds', help: 'Lifetime of issued access tokens', buckets: [30, 60, 120, 300, 600, 900, 1800, 3600], registers: [this.registry] })
   readonly authFailures = new client.Counter({ name: 'aegis_auth_failures_total', help: 'Failed client authentications at the token endpoint', labelNames: ['reason'] as const, registers: [this.registry] })
   readonly decisions = new client.Counter({ name: 'aegis_decisions_total', help: 'Gateway decisions', labelNames: ['decision', 'enforced'] as const, registers: [this.registry] })
@@ -22,4 +29,15 @@ export class Metrics {
   readonly feedSeq = new client.Gauge({ name: 'aegis_feed_applied_seq', help: 'Last revocation sequence applied by this gateway', registers: [this.registry] })
   readonly feedLoads = new client.Counter({ name: 'aegis_feed_loads_total', help: 'Feed (re)connections of this gateway: kind="snapshot" loaded the full state, kind="resume" caught up from its cursor', labelNames: ['kind'] as const, registers: [this.registry] })
   readonly degraded = new client.Counter({ name: 'aegis_degraded_decisions_total', help: 'Decisions taken while a shared backend was unreachable', labelNames: ['outcome'] as const, registers: [this.registry] })
+
+  constructor(opts: MetricsOptions = {}) {
+    this.tenantLabels = opts.tenantLabels ?? false
+    // Tenant ids are business data: an unauthenticated scrape must not list them unless the operator chose so.
+    this.tokensIssued = new client.Counter({ name: 'aegis_tokens_issued_total', help: 'Access tokens issued', labelNames: this.tenantLabels ? ['tenant', 'grant'] : ['grant'], registers: [this.registry] })
+  }
+
+  /** The issued-tokens counter for one tenant and grant (the tenant is dropped unless tenantLabels). */
+  tokensIssuedFor(tenant: string, grant: string): client.Counter.Internal {
+    return this.tokensIssued.labels(this.tenantLabels ? { tenant, grant } : { grant })
+  }
 }

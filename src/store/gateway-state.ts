@@ -31,6 +31,11 @@ export interface TokenFacts {
 export interface DenyList {
   /** Applies an entry (idempotent by seq). */
   apply(r: Revocation): void
+  /**
+   * Drops entry `seq` because an admin lifted it; `liftSeq` (the lift's own
+   * feed seq) advances lastSeq. Another entry on the same key stays in force.
+   */
+  lift(seq: number, liftSeq: number): void
   /** Replaces everything with a full list (feed (re)connect). */
   reset(entries: Revocation[], lastSeq: number): void
   /** The matching entry's reason, or null when the token is not denied. */

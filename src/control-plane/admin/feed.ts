@@ -24,7 +24,7 @@ const MAX_BUFFERED_BYTES = 8 * 1024 * 1024
 const GATEWAY_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/
 
 function sseEvent(e: FeedEvent): string {
-  const id = e.kind === 'revocation' ? `id: ${e.revocation.seq}\n` : ''
+  const id = e.kind === 'revocation' ? `id: ${e.revocation.seq}\n` : e.kind === 'revocation_lifted' ? `id: ${e.seq}\n` : ''
   return `event: ${e.kind}\n${id}data: ${JSON.stringify(e)}\n\n`
 }
 

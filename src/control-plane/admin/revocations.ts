@@ -1,13 +1,14 @@
 /**
  * `POST /admin/v1/revocations`, `GET revocations`, `GET revocations/{seq}`
- * (with which gateways acknowledged applying it).
+ * (with which gateways acknowledged applying it), `DELETE revocations/{seq}`
+ * (lifts an agent, client or tenant entry).
  */
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { AegisError, InvalidRequest, NotFound } from '../../errors.js'
 import { requireRole } from '../../http/admin-auth.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { parseRevocation } from '../revocation/validate.js'
-import { recordRevocation, revocationExpiry, revocationJson } from '../revocation/service.js'
+import { liftRevocation, recordRevocation, revocationExpiry, revocationJson } from '../revocation/service.js'
 import { jsonBody, principal } from './validate.js'
 
 export async function revocationRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
@@ -31,12 +32,32 @@ export async function revocationRoutes(app: FastifyInstance, deps: ControlPlaneD
     return { revocations: visible.map(revocationJson), last_seq: await deps.store.revocations.lastSeq() }
   })
 
-  app.get('/revocations/:seq', { preHandler: reader }, async (request) => {
-    const p = principal(request)
+  const seqParam = (request: FastifyRequest): number => {
     const raw = (request.params as { seq?: string }).seq
     if (typeof raw !== 'string' || !/^\d{1,15}$/.test(raw)) throw new InvalidRequest('seq must be a positive integer')
-    const r = await deps.store.revocations.get(Number(raw))
-    if (!r) throw new NotFound(`revocation ${raw} not found`)
+    return Number(raw)
+  }
+
+  // Lifting: only agent, client and tenant entries hold until lifted. A
+  // tenant admin lifts its tenant's agent and client entries; a tenant-wide
+  // entry needs a global admin (the tenant's own admins are what it may have
+  // been aimed at). Answers the lifted entry; repeating it republishes the lift.
+  app.delete('/revocations/:seq', { preHandler: admin }, async (request) => {
+    const p = principal(request)
+    const seq = seqParam(request)
+    const r = await deps.store.revocations.get(seq)
+    if (!r || (r.liftedAt === undefined && r.expiresAt <= deps.clock.now())) throw new NotFound(`revocation ${seq} is not in force`)
+    if (p.tenant !== null && r.tenant !== p.tenant) throw new AegisError('forbidden', 'outside this token\'s tenant')
+    if (p.tenant !== null && r.type === 'tenant') throw new AegisError('forbidden', 'lifting a tenant revocation needs a global admin token')
+    const { revocation, issuedBefore } = await liftRevocation(deps, r, { actor: p.actor })
+    return { ...revocationJson(revocation), issued_before_seq: issuedBefore?.seq ?? null }
+  })
+
+  app.get('/revocations/:seq', { preHandler: reader }, async (request) => {
+    const p = principal(request)
+    const seq = seqParam(request)
+    const r = await deps.store.revocations.get(seq)
+    if (!r) throw new NotFound(`revocation ${seq} not found`)
     if (p.tenant !== null && r.tenant !== p.tenant) throw new AegisError('forbidden', 'outside this token\'s tenant')
     const acks = await deps.store.gatewayAcks.list()
     return {

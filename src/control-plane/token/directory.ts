@@ -11,12 +11,15 @@ import type { ControlPlaneDeps } from '../deps.js'
 import type { Agent, BootstrapCredential, Tenant } from '../../store/types.js'
 import { isFeedHub } from '../../feed/publisher-sse.js'
 import type { FeedEvent } from '../../feed/types.js'
+import { StandingRevocations } from '../revocation/standing.js'
 
 export interface DirectoryOptions {
   /** How long a looked-up record is trusted (ms). */
   ttlMs?: number
   /** How often active policy versions are reloaded from the store (ms). */
   policyRefreshMs?: number
+  /** How often the revocation sequence is polled for changes the feed did not bring (ms). */
+  revocationRefreshMs?: number
   max?: number
 }
 
@@ -29,7 +32,10 @@ export class Directory {
   private policyVersions = new Map<string, string>()
   private policyLoaded: Promise<void> | null = null
   private timer: NodeJS.Timeout | null = null
+  private revocationTimer: NodeJS.Timeout | null = null
   private unsubscribe: (() => void) | null = null
+  /** The agent, client and tenant revocations in force (issuance is refused for them). */
+  readonly standing: StandingRevocations
 
   constructor(private readonly deps: ControlPlaneDeps, private readonly opts: DirectoryOptions = {}) {
     const ttl = opts.ttlMs ?? 5000
@@ -38,21 +44,30 @@ export class Directory {
     this.agents = new LRUCache({ max, ttl })
     this.tenants = new LRUCache({ max: 10_000, ttl })
     this.credentials = new LRUCache({ max, ttl })
+    this.standing = new StandingRevocations(deps.store.revocations, () => deps.clock.now())
   }
 
-  /** Loads policy versions, follows the feed and refreshes periodically. */
+  /** Loads policy versions and standing revocations, follows the feed and refreshes periodically. */
   async start(): Promise<void> {
     await this.reloadPolicies()
+    await this.standing.ready()
     if (isFeedHub(this.deps.feed)) this.unsubscribe = this.deps.feed.subscribe((e) => this.onFeedEvent(e))
     this.timer = setInterval(() => {
       this.reloadPolicies().catch((err: unknown) => this.deps.logger.warn({ err }, 'policy version refresh failed'))
     }, this.opts.policyRefreshMs ?? 5000)
     this.timer.unref()
+    // A cheap poll (one sequence read): without Redis between control planes, or after a lost pub/sub message, a peer's revocation still holds here within this period.
+    this.revocationTimer = setInterval(() => {
+      this.standing.refresh().catch((err: unknown) => this.deps.logger.warn({ err }, 'standing revocation refresh failed'))
+    }, this.opts.revocationRefreshMs ?? 1000)
+    this.revocationTimer.unref()
   }
 
   stop(): void {
     if (this.timer) clearInterval(this.timer)
     this.timer = null
+    if (this.revocationTimer) clearInterval(this.revocationTimer)
+    this.revocationTimer = null
     this.unsubscribe?.()
     this.unsubscribe = null
   }
@@ -66,7 +81,8 @@ export class Directory {
 
   /** Applies a feed event from any control plane. */
   onFeedEvent(e: FeedEvent): void {
-    if (e.kind === 'agent') this.invalidateAgent(e.agent.tenant, e.agent.agentId)
+    if (e.kind === 'revocation' || e.kind === 'revocation_lifted') this.standing.onFeedEvent(e)
+    else if (e.kind === 'agent') this.invalidateAgent(e.agent.tenant, e.agent.agentId)
     else if (e.kind === 'policy') {
       if (e.policy.active) this.policyVersions.set(e.policy.tenant, e.policy.active.version)
       else this.policyVersions.delete(e.policy.tenant)

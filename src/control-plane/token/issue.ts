@@ -128,7 +128,7 @@ export class TokenIssuer {
     const key = `${req.tenant.id}\u0000${req.grant}`
     let counter = this.issuedCounters.get(key)
     if (!counter) {
-      counter = deps.metrics.tokensIssued.labels(req.tenant.id, req.grant)
+      counter = deps.metrics.tokensIssuedFor(req.tenant.id, req.grant)
       if (this.issuedCounters.size < 10_000) this.issuedCounters.set(key, counter)
     }
     counter.inc()

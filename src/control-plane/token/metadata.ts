@@ -9,7 +9,10 @@ export function authorizationServerMetadata(deps: ControlPlaneDeps): Record<stri
   const { config } = deps
   const svc = tokenService(deps)
   const base = config.issuer.replace(/\/+$/, '')
-  const methods = svc.authenticators.methods()
+  const mtlsAliases = config.control.tlsPort !== undefined && Boolean(config.tls.cert)
+  // RFC 8705 §5: certificates reach the server only over TLS, so tls_client_auth is advertised only with an mTLS listener or an https token endpoint (TLS terminated in front).
+  const tlsReachable = mtlsAliases || base.startsWith('https://')
+  const methods = svc.authenticators.methods().filter((m) => m !== 'tls_client_auth' || tlsReachable)
   const doc: Record<string, unknown> = {
     issuer: config.issuer,
     token_endpoint: `${base}/oauth2/token`,
@@ -25,7 +28,7 @@ export function authorizationServerMetadata(deps: ControlPlaneDeps): Record<stri
     introspection_endpoint_auth_methods_supported: [...methods, 'bearer'],
     dpop_signing_alg_values_supported: [...DPOP_ALGORITHMS],
   }
-  if (config.control.tlsPort !== undefined && config.tls.cert) {
+  if (mtlsAliases) {
     const u = new URL(base)
     u.protocol = 'https:'
     u.port = String(config.control.tlsPort)

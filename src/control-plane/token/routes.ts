@@ -17,6 +17,7 @@ import { defaultGrants, type GrantHandler } from './grants/index.js'
 import { TokenIssuer } from './issue.js'
 import { LocalTokenVerifier } from './local-verify.js'
 import { readForm, single, type FormBody } from './params.js'
+import type { Revocation } from '../../store/types.js'
 import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter, type RateVerdict } from './rate-limit.js'
 
 export interface TokenRoutesOptions {
@@ -93,10 +94,21 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
   }
   const rl = limiter
 
-  /** Records a failed authentication (not awaited: the failure path must not wait on the audit log) and rethrows it as invalid_client. */
-  function authFailed(err: ClientAuthFailure, claim: ClientClaim | null, request: FastifyRequest, reply: FastifyReply, endpoint: string): never {
+  /**
+   * Records a failed authentication and rethrows it as invalid_client. Failures
+   * are counted per claimed client id and address: past
+   * rateLimit.authFailuresPerClientIp in a window they get 429 and no more
+   * audit events. A correct credential never passes through here, so nobody
+   * (not even a caller behind the same address) can lock a client out; the
+   * per-client quota counts authenticated requests only. The audit event is
+   * not awaited: the failure path must not wait on the audit log.
+   */
+  async function authFailed(err: ClientAuthFailure, claim: ClientClaim | null, request: FastifyRequest, reply: FastifyReply, endpoint: string): Promise<never> {
     deps.metrics.authFailures.inc({ reason: err.reason })
     const clientId = claim?.clientId ?? null
+    const counted = rl.hit(`authfail:${request.ip}:${clientId ?? ''}`, config.rateLimit.authFailuresPerClientIp)
+    const verdict = counted instanceof Promise ? await counted : counted
+    if (!verdict.ok) throw tooMany(verdict)
     deps.audit.append({
       type: 'auth.failed',
       tenant: err.tenant,
@@ -110,6 +122,22 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
     throw err
   }
 
+  /** The per-client quota, counted once the client is known (authenticated, or the agent a token exchange maps to). */
+  async function limitClient(clientId: string): Promise<void> {
+    const r = rl.hit(`client:${clientId}`, config.rateLimit.perClient)
+    const v = r instanceof Promise ? await r : r
+    if (!v.ok) throw tooMany(v)
+  }
+
+  /**
+   * The agent, client or tenant revocation in force for what is being
+   * issued, or null: one in-memory lookup (StandingRevocations), no store
+   * round trip.
+   */
+  function standingRevocation(tenant: string, agent: { agentId: string; clientId: string }, clientIds: readonly string[]): Revocation | null | Promise<Revocation | null> {
+    return dir.standing.match({ tenant, agentId: agent.agentId, clientIds: [...clientIds, agent.clientId] })
+  }
+
   /** Reads and verifies the client of a revocation/introspection request. */
   async function authenticateCaller(request: FastifyRequest, reply: FastifyReply, body: FormBody, purpose: AuthPurpose): Promise<AuthenticatedClient> {
     let claim: ClientClaim | null = null
@@ -118,7 +146,7 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
       if (!claim) throw new ClientAuthFailure('missing')
       return await svc.authenticators.authenticate(claim, purpose)
     } catch (err) {
-      if (err instanceof ClientAuthFailure) authFailed(err, claim, request, reply, purpose)
+      if (err instanceof ClientAuthFailure) await authFailed(err, claim, request, reply, purpose)
       throw err
     }
   }
@@ -148,24 +176,39 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
     try {
       claim = refineClientClaim(readClientClaim(request.headers.authorization, body), body, certificate)
       if (claim) {
-        const r = rl.hit(`client:${claim.clientId}`, config.rateLimit.perClient)
-        const v = r instanceof Promise ? await r : r
-        if (!v.ok) throw tooMany(v)
         client = await svc.authenticators.authenticate(claim, 'token')
+        // A revoked agent, client or tenant authenticates no more (bootstrap secret, key, certificate alike).
+        const held = standingRevocation(client.tenant.id, client.agent, [client.clientId])
+        if (held instanceof Promise ? await held : held) throw new ClientAuthFailure('revoked', client.tenant.id)
       } else if (grant.clientAuth === 'required') {
         throw new ClientAuthFailure('missing')
       }
     } catch (err) {
-      if (err instanceof ClientAuthFailure) authFailed(err, claim, request, reply, 'token')
+      if (err instanceof ClientAuthFailure) await authFailed(err, claim, request, reply, 'token')
       throw err
     }
+    if (client) await limitClient(client.clientId)
 
     const issueRequest = await grant.prepare({ deps, dir, request, body, client })
+    if (!client) await limitClient(issueRequest.clientId)
+    // Whatever the grant mapped to (a token exchange names its agent only now).
+    const held = standingRevocation(issueRequest.tenant.id, issueRequest.agent, [issueRequest.clientId])
+    if (held instanceof Promise ? await held : held) {
+      deps.metrics.authFailures.inc({ reason: 'revoked' })
+      deps.audit.append({
+        type: 'auth.failed',
+        tenant: issueRequest.tenant.id,
+        actor: `agent:${issueRequest.tenant.id}/${issueRequest.agent.agentId}`,
+        subject: issueRequest.clientId,
+        data: { reason: 'revoked', grant_type: issueRequest.grant, endpoint: 'token', ip: request.ip },
+      }).catch((e: unknown) => deps.logger.error({ err: e }, 'auth.failed audit event not written'))
+      throw new AegisError('invalid_grant', 'tokens are not issued for this agent: it is revoked')
+    }
     if (client) {
       try {
         await client.commit()
       } catch (err) {
-        if (err instanceof ClientAuthFailure) authFailed(err, claim, request, reply, 'token')
+        if (err instanceof ClientAuthFailure) await authFailed(err, claim, request, reply, 'token')
         throw err
       }
     }

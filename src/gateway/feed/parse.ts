@@ -30,6 +30,10 @@ export function parseFeedEvent(v: unknown): FeedEvent | null {
       const r = parseRevocation(v.revocation)
       return r ? { kind: 'revocation', revocation: r } : null
     }
+    case 'revocation_lifted': {
+      const r = parseRevocation(v.revocation)
+      return r && num(v.seq) ? { kind: 'revocation_lifted', seq: v.seq, revocation: r } : null
+    }
     case 'agent': {
       const a = v.agent
       if (!isObj(a) || !str(a.tenant) || !str(a.agentId) || !strOrNull(a.capabilityHash)) return null

@@ -163,7 +163,7 @@ export class SseFeed implements FeedSubscriber {
       this.resolveReady()
       return
     }
-    if (msg.event === 'revocation' || msg.event === 'agent' || msg.event === 'policy') {
+    if (msg.event === 'revocation' || msg.event === 'revocation_lifted' || msg.event === 'agent' || msg.event === 'policy') {
       const ev = parseFeedEvent(data)
       if (!ev) throw new Error(`malformed feed event (${msg.event})`)
       this.opts.state.applyEvent(ev)

@@ -43,6 +43,25 @@ export class MemoryDenyList implements DenyList {
     this.index(r)
   }
 
+  lift(seq: number, liftSeq: number): void {
+    if (liftSeq > this.last) this.last = liftSeq
+    const r = this.bySeq.get(seq)
+    if (!r) return
+    this.bySeq.delete(seq)
+    const keyed = r.type === 'tenant' ? { map: this.tenant, key: r.value }
+      : (r.type === 'agent' || r.type === 'client') && r.tenant !== null ? { map: r.type === 'agent' ? this.agent : this.client, key: r.tenant + SEP + r.value }
+        : null
+    if (keyed) {
+      // Only agent, client and tenant entries are lifted: re-index just that key (one pass, no rebuild), so another entry on it takes over.
+      if (keyed.map.get(keyed.key) !== r) return
+      keyed.map.delete(keyed.key)
+      for (const e of this.bySeq.values()) if (e.type === r.type && e.tenant === r.tenant && e.value === r.value) this.index(e)
+      return
+    }
+    this.clearIndexes()
+    for (const e of this.bySeq.values()) this.index(e)
+  }
+
   reset(entries: Revocation[], lastSeq: number): void {
     this.bySeq.clear()
     this.clearIndexes()

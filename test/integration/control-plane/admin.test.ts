@@ -252,7 +252,7 @@ describe('admin API', () => {
     assert.equal((await admin(h, h.adminToken, 'DELETE', `/tenants/acme/trusted-issuers/${c.body.id}`)).status, 404)
   })
 
-  test('revocations: every type accepted with its expiry, listed, counted, audited', async () => {
+  test('revocations: every type accepted with its expiry (none for agent, client, tenant: they hold until lifted), listed, counted, audited', async () => {
     const now = Math.floor(Date.now() / 1000)
     const max = (h.config.tokens.maxTtlSeconds + h.config.tokens.clockSkewSeconds) * 1000
     const cases = [
@@ -270,6 +270,7 @@ describe('admin API', () => {
       assert.equal(r.body.type, c.type)
       assert.equal(r.body.value, String(c.value))
       if (c.type === 'issued_before') assert.equal(r.body.expires_at, (now - 60) * 1000 + max)
+      else if (c.type === 'agent' || c.type === 'client' || c.type === 'tenant') assert.equal(r.body.expires_at, null)
       else assert.ok(r.body.expires_at >= t0 + max && r.body.expires_at <= Date.now() + max)
     }
     const list = await admin(h, h.adminToken, 'GET', '/revocations')

@@ -184,7 +184,7 @@ describe('token endpoint refuses bad requests with RFC 6749 errors and changes n
     }
     assert.equal(await issuedFor(s.clientId), before)
     const metricsAfter = await (await fetch(`${h.url}/metrics`)).text()
-    const count = (m: string): string | undefined => /aegis_tokens_issued_total\{tenant="acme",grant="client_credentials"\} (\d+)/.exec(m)?.[1]
+    const count = (m: string): string | undefined => /aegis_tokens_issued_total\{grant="client_credentials"\} (\d+)/.exec(m)?.[1]
     assert.equal(count(metricsAfter), count(metricsBefore))
     const ok = await form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(s.clientId, s.secret) })
     assert.equal(ok.status, 200)

@@ -25,7 +25,8 @@ describe('token endpoint: client_credentials with bootstrap credentials', () => 
     assert.equal(m.revocation_endpoint, `${h.url}/oauth2/revoke`)
     assert.equal(m.introspection_endpoint, `${h.url}/oauth2/introspect`)
     assert.deepEqual(m.grant_types_supported, ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'])
-    assert.deepEqual(m.token_endpoint_auth_methods_supported, ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth'])
+    // No TLS listener and an http issuer: no client certificate can arrive, so no tls_client_auth (RFC 8705 §5).
+    assert.deepEqual(m.token_endpoint_auth_methods_supported, ['client_secret_basic', 'client_secret_post', 'private_key_jwt'])
     assert.ok(Array.isArray(m.token_endpoint_auth_signing_alg_values_supported))
     assert.ok(Array.isArray(m.dpop_signing_alg_values_supported))
     assert.ok(Array.isArray(m.introspection_endpoint_auth_methods_supported))
@@ -127,7 +128,7 @@ describe('token endpoint: client_credentials with bootstrap credentials', () => 
 
   test('issuance feeds metrics and KPIs', async () => {
     const m = await (await fetch(`${h.url}/metrics`)).text()
-    assert.match(m, /aegis_tokens_issued_total\{tenant="acme",grant="client_credentials"\} \d+/)
+    assert.match(m, /aegis_tokens_issued_total\{grant="client_credentials"\} \d+/)
     assert.match(m, /aegis_token_lifetime_seconds_count \d+/)
     const k = await admin(h, h.adminToken, 'GET', '/kpis')
     assert.equal(k.status, 200)

@@ -60,5 +60,7 @@ export type AuthFailureReason =
   | 'certificate_revoked'
   | 'bad_assertion'
   | 'replayed'
+  /** An agent, client or tenant revocation holds (DESIGN.md "Revocation"). */
+  | 'revoked'
 
 export type { AegisError }
