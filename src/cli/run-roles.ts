@@ -44,7 +44,8 @@ function urlOf(app: FastifyInstance, fromHere = false): string {
 
 function tlsOptions(config: AegisConfig, host: string, port: number | undefined): TlsListenerOptions | undefined {
   if (port === undefined || !config.tls.cert || !config.tls.key) return undefined
-  return { host, port, cert: config.tls.cert, key: config.tls.key, clientCa: config.tls.clientCa }
+  // Certificate, key and client CA files are taken up when they change (tls.fileCheckSeconds, at least every second).
+  return { host, port, cert: config.tls.cert, key: config.tls.key, clientCa: config.tls.clientCa, reloadMs: Math.max(1, config.tls.fileCheckSeconds) * 1000 }
 }
 
 /** The configuration key behind a listener, for error messages. */

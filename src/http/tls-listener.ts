@@ -5,7 +5,7 @@
  * (`rejectUnauthorized: false`): the app decides per request and answers
  * OAuth errors (RFC 8705 §2), which a failed handshake could not.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { createServer, type Server } from 'node:https'
 import type { FastifyInstance } from 'fastify'
 
@@ -18,6 +18,12 @@ export interface TlsListenerOptions {
   key: string
   /** PEM text or file path of CAs named to clients in the CertificateRequest. */
   clientCa?: string | undefined
+  /**
+   * When set, the certificate, key and client CA files are looked at every
+   * this many ms and the listener takes them up when they change (new
+   * connections only; a half-written update is retried at the next look).
+   */
+  reloadMs?: number | undefined
 }
 
 /** A running TLS listener. */
@@ -55,10 +61,9 @@ export async function listenTls(app: FastifyInstance, opts: TlsListenerOptions):
  */
 export async function bindTls(opts: TlsListenerOptions): Promise<BoundTlsListener> {
   let route: FastifyInstance['routing'] | null = null
+  const context = () => ({ cert: pem(opts.cert), key: pem(opts.key), ...(opts.clientCa ? { ca: pem(opts.clientCa) } : {}) })
   const server = createServer({
-    cert: pem(opts.cert),
-    key: pem(opts.key),
-    ...(opts.clientCa ? { ca: pem(opts.clientCa) } : {}),
+    ...context(),
     requestCert: true,
     rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
@@ -77,6 +82,29 @@ export async function bindTls(opts: TlsListenerOptions): Promise<BoundTlsListene
   const port = typeof addr === 'object' && addr ? addr.port : opts.port
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host
   let closing: Promise<void> | null = null
+  const files = [opts.cert, opts.key, opts.clientCa].filter((v): v is string => typeof v === 'string' && !v.includes('-----BEGIN'))
+  const filesSignature = (): string => files.map((f) => {
+    try {
+      const st = statSync(f)
+      return `${st.size}:${st.mtimeMs}:${st.ino}`
+    } catch {
+      return 'missing'
+    }
+  }).join('|')
+  let seen = filesSignature()
+  const reloader = opts.reloadMs !== undefined && files.length > 0
+    ? setInterval(() => {
+      const now = filesSignature()
+      if (now === seen) return
+      try {
+        server.setSecureContext(context())
+        seen = now
+      } catch {
+        // Certificate and key not yet matching (one written, not the other): look again next time.
+      }
+    }, opts.reloadMs)
+    : undefined
+  reloader?.unref()
   return {
     server,
     url: `https://${host}:${port}`,
@@ -86,6 +114,7 @@ export async function bindTls(opts: TlsListenerOptions): Promise<BoundTlsListene
       route = (req, res) => app.routing(req, res)
     },
     close: () => (closing ??= new Promise<void>((resolve) => {
+      if (reloader) clearInterval(reloader)
       server.close(() => resolve())
       server.closeIdleConnections()
     })),
