@@ -51,7 +51,7 @@ export const CONFIG_KEYS = [
   { path: 'tls.tenantClientCas', type: 'json', default: {}, doc: 'Per-tenant PEM CA bundle files for tls_client_auth: {"tenant": "/path/ca.pem"}; tenants not listed use tls.clientCa.' },
   { path: 'tls.clientCrl', type: 'string', doc: 'CRL file (PEM, one or more CRLs, or one DER CRL) checked for every tls_client_auth certificate chain; a revoked certificate gets invalid_client.' },
   { path: 'tls.tenantClientCrls', type: 'json', default: {}, doc: 'Per-tenant CRL files: {"tenant": "/path/crl.pem"}, checked together with tls.clientCrl.' },
-  { path: 'tls.fileCheckSeconds', type: 'integer', default: 5, min: 0, doc: 'How often tls_client_auth looks whether the CA bundle and CRL files changed, reloading them (0 = at every use).' },
+  { path: 'tls.fileCheckSeconds', type: 'integer', default: 5, min: 0, doc: 'How often CA bundle, CRL and TLS certificate/key files are looked at and reloaded when changed (0 = at every tls_client_auth use; TLS listeners look at most every second).' },
   { path: 'dpop.nonceSecret', type: 'string', doc: 'HMAC secret for stateless DPoP nonces, the same on every control plane and gateway; unset = random per process.', secret: true },
   { path: 'dpop.requireNonce', type: 'boolean', default: false, doc: 'Require a server-issued DPoP nonce (RFC 9449 §8) in every proof.' },
   { path: 'dpop.proofMaxAgeSeconds', type: 'integer', default: 60, min: 1, doc: 'How old a DPoP proof\'s iat may be (plus clock skew).' },
