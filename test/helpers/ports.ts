@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 
 /** A loopback port nothing listens on right now (for URLs that must be known before a server is built). */
@@ -11,4 +12,37 @@ export async function freePort(): Promise<number> {
       s.close(() => resolve(port))
     })
   })
+}
+
+/** The kernel's ephemeral (client) port range; Linux's default when unreadable. */
+function ephemeralRange(): [number, number] {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+    if (lo && hi) return [lo, hi]
+  } catch { /* not Linux */ }
+  return [32768, 60999]
+}
+
+/**
+ * A free loopback port OUTSIDE the ephemeral range, for a server a test stops
+ * and starts again on the same port. While it is down, clients reconnecting
+ * to 127.0.0.1:P are given local ports from the ephemeral range, and one may
+ * get P itself and connect to itself (TCP simultaneous open), holding the
+ * port so the restarted server cannot bind it; a port no client is ever
+ * given cannot be taken that way.
+ */
+export async function freeRestartablePort(): Promise<number> {
+  const [lo] = ephemeralRange()
+  const min = 10_000
+  const max = Math.max(min + 1_000, lo - 1)
+  for (let i = 0; i < 50; i++) {
+    const port = min + Math.floor(Math.random() * (max - min))
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = createServer()
+      s.once('error', () => resolve(false))
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)))
+    })
+    if (ok) return port
+  }
+  throw new Error(`no free port between ${min} and ${max}`)
 }

@@ -47,9 +47,13 @@ export class PrivateRedis {
     return this.child !== null && this.child.exitCode === null && this.child.signalCode === null
   }
 
-  /** Starts a server on a free port and waits until it answers PING. */
-  static async start(): Promise<PrivateRedis> {
-    const r = new PrivateRedis(await freePort())
+  /**
+   * Starts a server on `port` (default: a free port) and waits until it
+   * answers PING. A test that restarts it under reconnecting clients should
+   * pass freeRestartablePort() (ports.ts says why).
+   */
+  static async start(port?: number): Promise<PrivateRedis> {
+    const r = new PrivateRedis(port ?? await freePort())
     await r.start()
     return r
   }
