@@ -28,7 +28,8 @@ for (const [a, p] of SPECIAL_V6) special.addSubnet(a, p, 'ipv6')
 
 /** Why an outbound URL was refused (for logs; clients get one flat message). */
 export class OutboundRefused extends Error {
-  constructor(message: string) {
+  /** `url`: scheme, credentials or syntax; `address`: where it resolves; `unresolved`: the name does not resolve now. */
+  constructor(message: string, readonly kind: 'url' | 'address' | 'unresolved' = 'address') {
     super(message)
     this.name = 'OutboundRefused'
   }
@@ -125,11 +126,11 @@ export function checkUrlShape(raw: string): URL {
   try {
     url = new URL(raw)
   } catch {
-    throw new OutboundRefused('not an absolute URL')
+    throw new OutboundRefused('not an absolute URL', 'url')
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new OutboundRefused('not an https URL')
-  if (url.username !== '' || url.password !== '') throw new OutboundRefused('credentials in the URL')
-  if (url.hostname === '') throw new OutboundRefused('no host')
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new OutboundRefused('not an https URL', 'url')
+  if (url.username !== '' || url.password !== '') throw new OutboundRefused('credentials in the URL', 'url')
+  if (url.hostname === '') throw new OutboundRefused('no host', 'url')
   return url
 }
 
@@ -148,13 +149,13 @@ export async function resolveTarget(raw: string, policy: OutboundPolicy, resolve
     try {
       addresses = await resolve(host)
     } catch (err) {
-      throw new OutboundRefused(`${host} does not resolve (${(err as { code?: string }).code ?? 'error'})`)
+      throw new OutboundRefused(`${host} does not resolve (${(err as { code?: string }).code ?? 'error'})`, 'unresolved')
     }
   }
-  if (addresses.length === 0) throw new OutboundRefused(`${host} does not resolve`)
+  if (addresses.length === 0) throw new OutboundRefused(`${host} does not resolve`, 'unresolved')
   let allAllowed = true
   for (const a of addresses) if (!checkAddress(a.address, policy)) allAllowed = false
-  if (url.protocol === 'http:' && !allAllowed) throw new OutboundRefused('not an https URL (plain http only to tokenExchange.jwksAllowedNetworks)')
+  if (url.protocol === 'http:' && !allAllowed) throw new OutboundRefused('not an https URL (plain http only to tokenExchange.jwksAllowedNetworks)', 'url')
   const first = addresses[0]!
   return { url, address: first.address, family: first.family === 6 ? 6 : 4 }
 }

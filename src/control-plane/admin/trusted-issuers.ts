@@ -56,10 +56,11 @@ function rules(v: unknown): Array<{ claims: Record<string, string>; agentId: str
 
 /**
  * Refuses a jwks_uri the control plane must not fetch: not https (http only
- * into the allowed networks), credentials in it, a host that does not
- * resolve or resolves to any loopback, private, link-local or otherwise
- * special address outside the allowed networks. One message for every
- * address reason, so the answer maps no internal names.
+ * into the allowed networks), credentials in it, or a host that resolves to
+ * any loopback, private, link-local or otherwise special address outside the
+ * allowed networks. A name that does not resolve now is accepted: the
+ * control plane's DNS may differ at creation time, and every fetch checks
+ * the addresses again before connecting.
  */
 async function checkJwksUri(v: string, allowed: ReturnType<typeof parseNetworks>['networks']): Promise<string> {
   url(v, 'jwks_uri')
@@ -67,7 +68,8 @@ async function checkJwksUri(v: string, allowed: ReturnType<typeof parseNetworks>
     await resolveTarget(v, { allowed })
   } catch (err) {
     if (!(err instanceof OutboundRefused)) throw err
-    if (/https|credentials/.test(err.message)) throw new InvalidRequest(`jwks_uri must be an https URL without credentials (plain http only into tokenExchange.jwksAllowedNetworks)`)
+    if (err.kind === 'unresolved' && new URL(v).protocol === 'https:') return v
+    if (err.kind !== 'address') throw new InvalidRequest(`jwks_uri must be an https URL without credentials (plain http only into tokenExchange.jwksAllowedNetworks)`)
     throw new InvalidRequest('jwks_uri must name a host that resolves to public addresses only (loopback, private and link-local addresses only when tokenExchange.jwksAllowedNetworks lists them)')
   }
   return v

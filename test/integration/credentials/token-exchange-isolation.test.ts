@@ -211,6 +211,7 @@ describe('jwks_uri without the operator allowing internal networks', () => {
       'http://93.184.215.14/keys',
       'https://user:secret@93.184.215.14/keys',
       'ftp://93.184.215.14/keys',
+      'http://jwks.invalid/keys',
     ]
     for (const jwksUri of refused) {
       const r = await env.call(`${env.url}/admin/v1/tenants/${tenant}/trusted-issuers`, {
@@ -222,6 +223,9 @@ describe('jwks_uri without the operator allowing internal networks', () => {
       assert.match(r.body.error_description, /jwks_uri/)
     }
     assert.deepEqual((await env.admin('GET', `/tenants/${tenant}/trusted-issuers`)).trusted_issuers, [])
+    // An https name that does not resolve from here now is accepted: every fetch checks its addresses again.
+    const later = await env.admin('POST', `/tenants/${tenant}/trusted-issuers`, { issuer: 'https://issuer.example', jwks_uri: 'https://jwks.invalid/keys', audience: 'aegis', rules: [{ claims: { sub: SUB }, agent_id: 'billing' }] })
+    await env.admin('DELETE', `/tenants/${tenant}/trusted-issuers/${later.id}`)
   })
 
   test('an entry stored before the rule, pointing at loopback, is never fetched: the exchange answers 503', async () => {
