@@ -2,7 +2,7 @@
  * The admin console in a real browser (playwright-core driving Debian's
  * Chromium) against a real control plane and gateway: keyboard login, live
  * KPIs, approving a pending request and the agent's retried call allowed,
- * revoking an agent and its next call refused, tenant isolation of a tenant
+ * revoking an agent and its next call refused, lifting that revocation, tenant isolation of a tenant
  * admin's session, CSRF. Screenshots go to test-output/browser/.
  */
 import { after, before, describe, test } from 'node:test'
@@ -144,7 +144,7 @@ describe('admin console in Chromium', { skip }, () => {
     await shot(page, '03-approvals-approved')
   })
 
-  test('register an agent, issue a bootstrap credential shown once, revoke an agent and its next call is refused', async () => {
+  test('register an agent, issue a bootstrap credential shown once, revoke an agent and its next call is refused, lift the revocation', async () => {
     await page.goto(`${env.issuer}/console/#agents`)
     const form = page.locator('#agent-form')
     await form.getByLabel('Agent id').fill('console-bot')
@@ -174,6 +174,22 @@ describe('admin console in Chromium', { skip }, () => {
     await page.goto(`${env.issuer}/console/#revocations`)
     await page.locator('#revocations-body').filter({ hasText: 'pay-bot' }).waitFor()
     await shot(page, '05-revocations')
+
+    // The revocation holds for the token endpoint too, until lifted from the console.
+    await assert.rejects(env.token(cred), /answered 401/)
+    const { revocations } = await env.admin('GET', '/revocations') as { revocations: Array<{ value: string; created_at: number }> }
+    const createdAt = revocations.find((r) => r.value === 'pay-bot')!.created_at
+    // Tokens carry whole seconds: the next one must be minted in a later second than the revocation.
+    await new Promise((r) => setTimeout(r, Math.max(0, (Math.floor(createdAt / 1000) + 1) * 1000 - Date.now())))
+    page.once('dialog', (dialog) => { void dialog.accept() })
+    await page.locator('#revocations-body tr', { hasText: 'pay-bot' }).getByRole('button', { name: 'Lift' }).click()
+    await page.locator('#flash').filter({ hasText: 'lifted' }).waitFor()
+    const lifted = await env.token(cred)
+    await eventually(async () => (await authorize(gw.url, lifted, { action: { tool: 'crm.read', params: {} } })).status === 200, 10_000, 50)
+    assert.equal((await authorize(gw.url, payToken, { action: { tool: 'crm.read', params: {} } })).status, 401, 'the token from before the revocation stays refused')
+    // Only the issued_before entry the lift left behind remains for pay-bot; it ends by itself, so it has no Lift button.
+    await page.locator('#revocations-body tr', { hasText: 'issued_before' }).waitFor()
+    assert.equal(await page.locator('#revocations-body tr', { hasText: 'pay-bot' }).getByRole('button', { name: 'Lift' }).count(), 0)
   })
 
   test('keys, policies and the audit log with a verify-chain button', async () => {
