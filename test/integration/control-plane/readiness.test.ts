@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { eventually } from '../../helpers/gateway-env.js'
 import { freshPostgresSchema, POSTGRES_URL, skipWithoutPostgres } from '../../helpers/services.js'
 import { TcpRelay } from '../../helpers/tcp-relay.js'
-import { PrivatePostgres, skipWithoutPostgresBinaries } from '../../helpers/postgres-cluster.js'
+import { PrivatePostgres, skipWithoutInitdb } from '../../helpers/postgres-server.js'
 import { startControlPlane } from './harness.js'
 
 interface Ready { status: string; reasons: string[]; store: string }
@@ -19,7 +19,7 @@ async function readyz(url: string): Promise<{ status: number; body: Ready }> {
 }
 
 const noPostgres = await skipWithoutPostgres()
-const noPostgresBinaries = skipWithoutPostgresBinaries()
+const noPostgresBinaries = skipWithoutInitdb()
 
 describe('control plane /livez and /readyz', () => {
   test('an embedded (SQLite) control plane is ready and alive', async () => {
