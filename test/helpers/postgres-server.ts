@@ -153,6 +153,18 @@ export class PrivatePostgres {
     this.up = false
   }
 
+  /**
+   * Synchronous last resort for a process 'exit' handler (a test killed by
+   * its timeout): `pg_ctl stop -m immediate`, directory removed.
+   */
+  stopNow(): void {
+    const bin = join(this.bin, 'pg_ctl')
+    const args = ['stop', '-m', 'immediate', '-D', this.dataDir]
+    if (asRoot()) spawnSync('runuser', ['-u', 'postgres', '--', bin, ...args], { stdio: 'ignore', cwd: '/' })
+    else spawnSync(bin, args, { stdio: 'ignore' })
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+
   /** Stops the server (fast shutdown) and removes its directory. */
   async close(): Promise<void> {
     try {
