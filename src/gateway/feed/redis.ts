@@ -26,6 +26,14 @@ export interface RedisFeedOptions {
   /** Retry bounds for the control-plane snapshot (ms). */
   backoffInitialMs?: number
   backoffMaxMs?: number
+  /**
+   * How often the subscriber connection is checked with a PING while it
+   * looks connected (ms). Default 1 000. A subscriber sends nothing, so a
+   * silent network cut (no reset) would otherwise go unnoticed.
+   */
+  livenessIntervalMs?: number
+  /** A PING (or the resync's SUBSCRIBE) unanswered this long means the connection is dead: it is dropped and reconnected (ms). Default 2 000. */
+  livenessTimeoutMs?: number
 }
 
 /**
@@ -66,6 +74,10 @@ export class RedisFeed implements FeedSubscriber {
   private retryAt = 0
   private readonly resyncBackoff = new Backoff(50, 500)
   private lastFailureLog = 0
+  private readonly livenessIntervalMs: number
+  private readonly livenessTimeoutMs: number
+  private lastPing = 0
+  private pinging = false
 
   constructor(private readonly opts: RedisFeedOptions) {
     this.ready = new Promise((resolve) => { this.resolveReady = resolve })
@@ -74,6 +86,8 @@ export class RedisFeed implements FeedSubscriber {
     this.snapshotBackoff = new Backoff(opts.backoffInitialMs ?? 200, opts.backoffMaxMs ?? 10_000)
     this.pollMs = opts.pollWhileDownMs ?? 2_000
     this.reconcileMs = opts.reconcileMs ?? 30_000
+    this.livenessIntervalMs = opts.livenessIntervalMs ?? 1_000
+    this.livenessTimeoutMs = opts.livenessTimeoutMs ?? 2_000
   }
 
   start(): void {
@@ -144,7 +158,7 @@ export class RedisFeed implements FeedSubscriber {
     const generation = this.generation
     this.buffering = []
     try {
-      await sub.subscribe(this.channel)
+      await this.answered(sub.subscribe(this.channel), 'SUBSCRIBE')
       let fromHash: Revocation[] | null = null
       let hashError: unknown
       if (this.opts.command.status === 'ready') {
@@ -206,6 +220,37 @@ export class RedisFeed implements FeedSubscriber {
 
   private needSnapshot = false
 
+  /** `p`, or a rejection after livenessTimeoutMs (the connection is then dropped and reconnected). */
+  private answered<T>(p: Promise<T>, what: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`redis ${what} unanswered for ${this.livenessTimeoutMs} ms`))
+        this.dropSilentSubscriber()
+      }, this.livenessTimeoutMs)
+      timer.unref()
+      p.then((v) => { clearTimeout(timer); resolve(v) }, (err: unknown) => { clearTimeout(timer); reject(err) })
+    })
+  }
+
+  /**
+   * PINGs the subscriber connection (allowed while subscribed); no answer
+   * within livenessTimeoutMs drops it, so the feed counts as disconnected,
+   * the control plane is polled meanwhile, and the reconnect resyncs.
+   */
+  private checkSubscriber(): void {
+    this.pinging = true
+    this.lastPing = Date.now()
+    this.answered(this.opts.subscriber.ping(), 'PING').catch(() => {}).finally(() => { this.pinging = false })
+  }
+
+  private dropSilentSubscriber(): void {
+    const sub = this.opts.subscriber
+    if (this.closed || sub.status !== 'ready') return
+    this.opts.logger.warn({ timeout_ms: this.livenessTimeoutMs }, 'redis subscriber connection silent; reconnecting it')
+    // Closing emits 'close' (feed disconnected, generation bumped); ioredis then reconnects with its retry strategy.
+    sub.disconnect(true)
+  }
+
   /**
    * Runs for the gateway's life. While the subscriber is connected but no
    * resync has succeeded on its connection, it retries the resync with a
@@ -226,6 +271,9 @@ export class RedisFeed implements FeedSubscriber {
       } else if (redisUp && !this.needSnapshot && this.syncing === undefined && Date.now() - lastReconcile >= this.reconcileMs) {
         lastReconcile = Date.now()
         await this.reconcile()
+      } else if (redisUp && !this.pinging && Date.now() - this.lastPing >= this.livenessIntervalMs) {
+        this.checkSubscriber()
+        wait = 50
       } else if (!redisUp || this.needSnapshot) {
         let snap: FeedSnapshot | null = null
         try {

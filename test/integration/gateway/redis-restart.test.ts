@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { decodeJwt } from 'jose'
 import { activatePolicy, authorize, eventually, startGatewayEnv, TEST_POLICY, type Credential, type GatewayEnv, type RunningGateway } from '../../helpers/gateway-env.js'
+import { freeRestartablePort } from '../../helpers/ports.js'
 import { PrivateRedis, skipWithoutRedisServer } from '../../helpers/redis-server.js'
 
 const READ = { action: { tool: 'crm.read' } }
@@ -25,7 +26,7 @@ describe('Redis restarts: the gateway recovers by itself every time', { skip: sk
   let cred: Credential
 
   before(async () => {
-    redis = await PrivateRedis.start()
+    redis = await PrivateRedis.start(await freeRestartablePort())
     env = await startGatewayEnv({ redis: true, redisUrl: redis.url })
     cred = await env.agent('restart-bot', ['crm.read', 'payments.transfer'])
     await activatePolicy(env, TEST_POLICY)

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { decodeJwt } from 'jose'
 import { AegisClient, AegisUnavailableError, ClientCredentialsSource, type RefreshInfo } from '../../../src/sdk/index.js'
 import { activatePolicy, startGatewayEnv, TEST_POLICY } from '../../helpers/gateway-env.js'
-import { freePort } from '../../helpers/ports.js'
+import { freeRestartablePort } from '../../helpers/ports.js'
 import { PrivateRedis, skipWithoutRedisServer } from '../../helpers/redis-server.js'
 import { freshPostgresSchema, skipWithoutPostgres } from '../../helpers/services.js'
 import { startControlPlane, type Harness } from '../control-plane/harness.js'
@@ -123,7 +123,8 @@ describe('decisions: the gateway unreachable or answering 503', () => {
 
   test('connection refused until the gateway starts: authorize retries and returns its decision', async () => {
     const cp = await tokenServer()
-    const port = await freePort()
+    // Outside the ephemeral range: the SDK's reconnecting client cannot connect to itself on it.
+    const port = await freeRestartablePort()
     const client = new AegisClient({ issuer: 'http://aegis.invalid', tokenEndpoint: `${cp.url}/oauth2/token`, clientId: 'c', clientSecret: 's', gatewayUrl: `http://127.0.0.1:${port}` })
     clients.push(client)
     const pending = client.authorize({ tool: 'crm.read' }, { timeoutMs: 20_000 })
@@ -159,7 +160,7 @@ describe('decisions: the gateway unreachable or answering 503', () => {
   })
 
   test('a real gateway during a Redis restart: a high-risk authorize rides through the 503s and is allowed', { skip: noRedisServer }, async () => {
-    const redis = await PrivateRedis.start()
+    const redis = await PrivateRedis.start(await freeRestartablePort())
     const env = await startGatewayEnv({ redis: true, redisUrl: redis.url })
     try {
       const cred = await env.agent('ride-bot', ['crm.read', 'payments.transfer'])
