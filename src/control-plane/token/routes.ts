@@ -191,8 +191,10 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
 
     const issueRequest = await grant.prepare({ deps, dir, request, body, client })
     if (!client) await limitClient(issueRequest.clientId)
-    // Whatever the grant mapped to (a token exchange names its agent only now).
-    const held = standingRevocation(issueRequest.tenant.id, issueRequest.agent, [issueRequest.clientId])
+    // Whatever the grant mapped to, when it is not the client just checked (a token exchange names its agent only now).
+    const held = client && issueRequest.agent === client.agent && issueRequest.clientId === client.clientId
+      ? null
+      : standingRevocation(issueRequest.tenant.id, issueRequest.agent, [issueRequest.clientId])
     if (held instanceof Promise ? await held : held) {
       deps.metrics.authFailures.inc({ reason: 'revoked' })
       deps.audit.append({
