@@ -30,8 +30,8 @@ export interface FeedLogOptions {
 const CURSOR_RE = /^([A-Za-z0-9_-]{1,32})\.(\d{1,15})$/
 
 export class FeedLog {
-  /** Random per process: cursors of another process never match. */
-  readonly epoch = randomBytes(6).toString('base64url')
+  private epochId = randomBytes(6).toString('base64url')
+  private readonly watchers = new Set<() => void>()
   private buf: LoggedEvent[] = []
   private head = 0
   private bytes = 0
@@ -42,6 +42,11 @@ export class FeedLog {
   constructor(opts: FeedLogOptions = {}) {
     this.maxEntries = Math.max(1, opts.maxEntries ?? 50_000)
     this.maxBytes = Math.max(1, opts.maxBytes ?? 16 * 1024 * 1024)
+  }
+
+  /** Random per process and per reset: cursors of another process, or from before a gap, never match. */
+  get epoch(): string {
+    return this.epochId
   }
 
   /** Position of the newest entry (0 before any). */
@@ -91,7 +96,33 @@ export class FeedLog {
       this.buf = this.buf.slice(this.head)
       this.head = 0
     }
+    this.wake()
     return e
+  }
+
+  /**
+   * Events may have been missed (the hub's Redis subscription dropped):
+   * forgets every entry and changes the epoch, so no cursor from before
+   * resumes and every reader behind falls off (after() answers null).
+   */
+  reset(): void {
+    this.epochId = randomBytes(6).toString('base64url')
+    this.buf = []
+    this.head = 0
+    this.bytes = 0
+    // One position for the gap, so even a reader that was caught up falls off.
+    this.lastPos++
+    this.wake()
+  }
+
+  /** Calls `fn` after every append and reset; returns the unwatcher. */
+  watch(fn: () => void): () => void {
+    this.watchers.add(fn)
+    return () => { this.watchers.delete(fn) }
+  }
+
+  private wake(): void {
+    for (const fn of [...this.watchers]) fn()
   }
 
   /**
@@ -100,7 +131,7 @@ export class FeedLog {
    * behind and must reload).
    */
   after(pos: number, limit: number): LoggedEvent[] | null {
-    if (pos < this.first - 1) return null
+    if (pos < this.first - 1 || pos > this.lastPos) return null
     if (pos >= this.lastPos) return []
     const start = this.head + (pos - this.first + 1)
     return this.buf.slice(start, Math.min(this.buf.length, start + limit))

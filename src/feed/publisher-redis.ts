@@ -39,6 +39,15 @@ export class RedisFeedPublisher implements FeedHub {
     this.sub = new Redis(opts.url, { lazyConnect: true, maxRetriesPerRequest: null })
     this.pub.on('error', (err) => opts.logger.warn({ err: err.message }, 'redis feed publisher connection error'))
     this.sub.on('error', (err) => opts.logger.warn({ err: err.message }, 'redis feed subscriber connection error'))
+    // Events published while the subscription was down never reached this hub: its log cannot resume anyone across that gap.
+    let subscribedOnce = false
+    this.sub.on('ready', () => {
+      if (subscribedOnce) {
+        opts.logger.warn('redis feed subscription back; feed log reset, SSE followers reload their snapshot')
+        this.hub.log.reset()
+      }
+      subscribedOnce = true
+    })
     this.sub.on('message', (channel: string, message: string) => {
       if (channel !== this.keys.channel) return
       let event: FeedEvent

@@ -266,6 +266,12 @@ export interface AgentRepo {
   list(tenant: string): Promise<Agent[]>
   /** All agents' current capability hashes (for the gateway feed). */
   listAll(): Promise<Agent[]>
+  /**
+   * One page of every agent's current capability hash, in (tenant, agentId)
+   * order, after `after` (exclusive; null: from the first): the paged feed
+   * snapshot, read without whole agent rows.
+   */
+  listHashesPage(after: { tenant: string; agentId: string } | null, limit: number): Promise<Array<{ tenant: string; agentId: string; capabilityHash: string }>>
   update(tenant: string, agentId: string, patch: AgentPatch, updatedAt: number): Promise<Agent> // NotFound
   delete(tenant: string, agentId: string): Promise<void> // NotFound; also removes the agent's bootstrap credentials
 }
@@ -327,6 +333,8 @@ export interface RevocationRepo {
   add(r: Omit<Revocation, 'seq'>): Promise<Revocation>
   /** Live entries (expiresAt > now, not lifted), in seq order. */
   listActive(now: number): Promise<Revocation[]>
+  /** One page of listActive: live entries with seq > afterSeq, in seq order, at most `limit` (the paged feed snapshot). */
+  listActivePage(now: number, afterSeq: number, limit: number): Promise<Revocation[]>
   /**
    * Live, unlifted `agent`, `client` and `tenant` entries, in seq order: what
    * the token endpoint refuses issuance for. Served by an index on type, so

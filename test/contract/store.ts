@@ -189,6 +189,22 @@ export function storeContract(name: string, create: () => Promise<StoreHandle>, 
       await rejectsWith(s.agents.delete('acme', 'helper'), NotFound)
     }))
 
+    test('agents.listHashesPage pages every agent\'s hash in (tenant, agentId) order', () => withStore(async (s) => {
+      await s.tenants.create(tenant('acme'))
+      await s.tenants.create(tenant('beta'))
+      for (const [t, id] of [['beta', 'a'], ['acme', 'z'], ['acme', 'b'], ['acme', 'c'], ['beta', 'b']] as const) await s.agents.create(agent(t, id, { clientId: `ag_${t}_${id}`, capabilityHash: `h-${t}-${id}` }))
+      const seen: string[] = []
+      let after: { tenant: string; agentId: string } | null = null
+      for (;;) {
+        const page: Array<{ tenant: string; agentId: string; capabilityHash: string }> = await s.agents.listHashesPage(after, 2)
+        if (page.length === 0) break
+        assert.ok(page.length <= 2)
+        for (const a of page) seen.push(`${a.tenant}/${a.agentId}=${a.capabilityHash}`)
+        after = page.at(-1)!
+      }
+      assert.deepEqual(seen, ['acme/b=h-acme-b', 'acme/c=h-acme-c', 'acme/z=h-acme-z', 'beta/a=h-beta-a', 'beta/b=h-beta-b'])
+    }))
+
     test('agents need their tenant; deleting a tenant removes its agents and their credentials', () => withStore(async (s) => {
       await rejectsWith(s.agents.create(agent('ghost', 'bot')), NotFound)
       await s.tenants.create(tenant('acme'))
@@ -401,6 +417,18 @@ export function storeContract(name: string, create: () => Promise<StoreHandle>, 
       assert.equal(await s.revocations.lastSeq(), c.seq, 'lastSeq survives a purge')
       const d = await s.revocations.add(revocation('new'))
       assert.ok(d.seq > c.seq)
+    }))
+
+    test('revocations.listActivePage pages listActive by seq', () => withStore(async (s) => {
+      const made = []
+      for (let i = 0; i < 5; i++) made.push(await s.revocations.add(revocation(`p${i}`, { expiresAt: i === 2 ? T0 + 1 : T0 + 9000 })))
+      const live = made.filter((_, i) => i !== 2).map((r) => r.seq)
+      const first = await s.revocations.listActivePage(T0 + 10, 0, 2)
+      assert.deepEqual(first.map((r) => r.seq), live.slice(0, 2))
+      assert.deepEqual(first[0], made[0])
+      const second = await s.revocations.listActivePage(T0 + 10, first.at(-1)!.seq, 2)
+      assert.deepEqual(second.map((r) => r.seq), live.slice(2, 4), 'an expired entry is skipped')
+      assert.deepEqual(await s.revocations.listActivePage(T0 + 10, second.at(-1)!.seq, 2), [])
     }))
 
     test('revocations: a lift ends a standing entry once, under the next seq; listStanding skips jti entries and lifted ones', () => withStore(async (s, h) => {

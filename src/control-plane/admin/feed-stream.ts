@@ -4,15 +4,15 @@
  * - `GET /admin/v1/revocations/stream?v=2` (SSE). With a `Last-Event-ID`
  *   this control plane can resume from (its feed log still holds every
  *   event after it): `event: resumed`, then those events. Otherwise a
- *   snapshot in pages: `event: snapshot-begin` (seq, generatedAt, policies,
- *   keys, entry counts), `event: snapshot-revocations` and
+ *   snapshot in pages, sent while it is read: `event: snapshot-begin`
+ *   (generatedAt, policies, keys), `event: snapshot-revocations` and
  *   `event: snapshot-agents` (JSON arrays of at most 1,000 entries), then
- *   `event: snapshot-end` whose `id` is the cursor the snapshot is
- *   consistent with. Then every change, `event: <kind>`, `id: <cursor>`,
+ *   `event: snapshot-end` (seq, and the entry counts to check against)
+ *   whose `id` is the cursor the snapshot is consistent with. Then every change, `event: <kind>`, `id: <cursor>`,
  *   `data: <FeedEvent JSON>`, and `: ping` every 15 s.
  * - `GET /admin/v1/feed/snapshot?paged=true` (NDJSON): the same snapshot,
  *   one JSON object a line: `{"begin": …}`, `{"revocations": […]}`,
- *   `{"agents": […]}`, `{"end": {"seq", "cursor"}}`.
+ *   `{"agents": […]}`, `{"end": {"seq", "revocations", "agents", "cursor"}}`.
  *
  * Memory per subscriber is bounded: pages are serialized once and shared
  * (SnapshotCache), events are read from the shared feed log at the
@@ -78,30 +78,40 @@ function lastEventId(request: FastifyRequest): string | undefined {
   return typeof q === 'string' && q !== '' ? q : undefined
 }
 
-/** Writes the snapshot's pages with `frame` around each, waiting for the socket between pages. */
-async function writePages(res: ServerResponse, snap: PagedSnapshot, frame: (kind: 'revocations' | 'agents', page: string) => string): Promise<boolean> {
-  for (const page of snap.revocationPages) {
-    res.write(frame('revocations', page))
-    if (!await drained(res)) return false
+/**
+ * Writes a snapshot as it is read: the opening record, each page, the
+ * closing record, each through `frame`, waiting for the socket to drain
+ * between pages. Resolves false when the connection closed first; rejects
+ * when reading the snapshot failed.
+ */
+async function writeSnapshot(res: ServerResponse, snap: PagedSnapshot, frame: {
+  begin(json: string): string
+  page(kind: 'revocations' | 'agents', json: string): string
+  end(json: string): string
+}): Promise<boolean> {
+  await snap.opened()
+  if (snap.failed) throw snap.failed
+  res.write(frame.begin(snap.begin))
+  for (let i = 0; ;) {
+    if (i >= snap.pages.length && snap.end === undefined) await snap.more(i)
+    if (snap.failed) throw snap.failed
+    if (i < snap.pages.length) {
+      const p = snap.pages[i++]!
+      res.write(frame.page(p.kind, p.json))
+      if (!await drained(res)) return false
+      continue
+    }
+    res.write(frame.end(snap.end!))
+    return true
   }
-  for (const page of snap.agentPages) {
-    res.write(frame('agents', page))
-    if (!await drained(res)) return false
-  }
-  return true
 }
 
 /** `GET /admin/v1/revocations/stream?v=2`. */
 export async function streamPagedFeed(ctx: FeedStreamContext & { hub: FeedHub }, request: FastifyRequest, reply: FastifyReply): Promise<void> {
   const { deps, hub } = ctx
   const log = hub.log
-  let from = log.resumable(lastEventId(request))
-  const resumedFrom = from
-  let snap: PagedSnapshot | undefined
-  if (from === undefined) {
-    snap = await ctx.snapshots.get()
-    from = snap.pos
-  }
+  const resumedFrom = log.resumable(lastEventId(request))
+  const snap: PagedSnapshot | undefined = resumedFrom === undefined ? ctx.snapshots.get() : undefined
   if (ctx.closing()) throw new AegisError('temporarily_unavailable', 'the control plane is shutting down')
   reply.hijack()
   const res = reply.raw
@@ -113,7 +123,7 @@ export async function streamPagedFeed(ctx: FeedStreamContext & { hub: FeedHub },
   })
   ctx.streams.add(res)
   let wake: (() => void) | null = null
-  const unsubscribe = hub.subscribe(() => {
+  const unsubscribe = log.watch(() => {
     const w = wake
     wake = null
     w?.()
@@ -132,13 +142,18 @@ export async function streamPagedFeed(ctx: FeedStreamContext & { hub: FeedHub },
   const open = (): boolean => !res.destroyed && !res.writableEnded
 
   const pump = async (): Promise<void> => {
-    let pos = from
+    let pos: number
     if (snap) {
-      res.write(`event: snapshot-begin\ndata: ${snap.begin}\n\n`)
-      if (!await writePages(res, snap, (kind, page) => `event: snapshot-${kind}\ndata: ${page}\n\n`)) return
-      res.write(`event: snapshot-end\nid: ${log.cursor(pos)}\ndata: {"seq":${snap.seq}}\n\n`)
+      const written = await writeSnapshot(res, snap, {
+        begin: (json) => `event: snapshot-begin\ndata: ${json}\n\n`,
+        page: (kind, json) => `event: snapshot-${kind}\ndata: ${json}\n\n`,
+        end: (json) => `event: snapshot-end\nid: ${log.cursor(snap.pos)}\ndata: ${json}\n\n`,
+      })
+      if (!written) return
+      pos = snap.pos
     } else {
-      res.write(`event: resumed\nid: ${log.cursor(pos)}\ndata: ${JSON.stringify({ from: log.cursor(resumedFrom!) })}\n\n`)
+      pos = resumedFrom!
+      res.write(`event: resumed\nid: ${log.cursor(pos)}\ndata: ${JSON.stringify({ from: log.cursor(pos) })}\n\n`)
       deps.logger.debug({ ip: request.ip, from: pos }, 'feed subscriber resumed')
     }
     while (open()) {
@@ -149,7 +164,7 @@ export async function streamPagedFeed(ctx: FeedStreamContext & { hub: FeedHub },
         return
       }
       if (batch.length === 0) {
-        // Dispatch is synchronous: nothing can be appended between after() and here.
+        // Appends are synchronous: nothing can be appended between after() and here.
         await new Promise<void>((resolve) => { wake = resolve })
         continue
       }
@@ -168,18 +183,22 @@ export async function streamPagedFeed(ctx: FeedStreamContext & { hub: FeedHub },
 
 /** `GET /admin/v1/feed/snapshot?paged=true`: the paged snapshot as NDJSON. */
 export async function sendPagedSnapshot(ctx: FeedStreamContext, request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const snap = await ctx.snapshots.get()
   if (ctx.closing()) throw new AegisError('temporarily_unavailable', 'the control plane is shutting down')
+  // A read that starts after this request: a Redis gateway merges it with what it heard since it subscribed.
+  const snap = ctx.snapshots.fresh()
   reply.hijack()
   const res = reply.raw
   res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' })
   ctx.streams.add(res)
   res.on('close', () => ctx.streams.delete(res))
   try {
-    res.write(`{"begin":${snap.begin}}\n`)
-    if (!await writePages(res, snap, (kind, page) => `{"${kind}":${page}}\n`)) return
-    const cursor = ctx.hub ? ctx.hub.log.cursor(snap.pos) : null
-    res.end(`{"end":${JSON.stringify({ seq: snap.seq, cursor })}}\n`)
+    const log = ctx.hub?.log
+    const written = await writeSnapshot(res, snap, {
+      begin: (json) => `{"begin":${json}}\n`,
+      page: (kind, json) => `{"${kind}":${json}}\n`,
+      end: (json) => `{"end":${JSON.stringify({ ...JSON.parse(json) as object, cursor: log ? log.cursor(snap.pos) : null })}}\n`,
+    })
+    if (written) res.end()
   } catch (err) {
     ctx.deps.logger.warn({ err, ip: request.ip }, 'paged feed snapshot failed')
     res.destroy()

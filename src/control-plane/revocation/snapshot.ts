@@ -1,23 +1,35 @@
 import type { FeedLog } from '../../feed/log.js'
-import type { FeedSnapshot, KeysState, PolicyState } from '../../feed/types.js'
+import type { AgentState, FeedSnapshot, KeysState, PolicyState } from '../../feed/types.js'
+import type { Revocation } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 
+/** Entries per snapshot page: about 180 KB of revocations or 100 KB of agents. */
+export const SNAPSHOT_PAGE_ENTRIES = 1000
+
+/** Opening record of a snapshot: what is small and read first. */
+export interface SnapshotBegin {
+  generatedAt: number
+  policies: PolicyState[]
+  keys?: KeysState
+}
+
 /**
- * The full feed state a (re)connecting gateway loads first: live
- * revocations, every agent's current capability hash, every tenant's active
- * and candidate policy bundle, and the published key ids. `seq` is read
- * before the entries, so every entry up to it is included and later events
- * are deduplicated by seq.
+ * Reads the feed state a (re)connecting gateway loads first, page by page:
+ * the opening record (every tenant's active and candidate bundle, the
+ * published key ids), then live revocations in seq order and every agent's
+ * capability hash, SNAPSHOT_PAGE_ENTRIES at a time (keyset pages: no whole
+ * table in memory, no whole agent rows). Resolves `seq`, the highest
+ * revocation seq included, read before the entries so that every entry up
+ * to it is included and later events deduplicate by seq.
  */
-export async function buildFeedSnapshot(deps: ControlPlaneDeps): Promise<FeedSnapshot> {
+export async function readFeedSnapshot(deps: ControlPlaneDeps, sink: {
+  begin(b: SnapshotBegin): void
+  revocations(page: Revocation[]): void | Promise<void>
+  agents(page: AgentState[]): void | Promise<void>
+}): Promise<{ seq: number; revocations: number; agents: number }> {
   const now = deps.clock.now()
   const lastSeq = await deps.store.revocations.lastSeq()
-  const [revocations, agents, tenants, active] = await Promise.all([
-    deps.store.revocations.listActive(now),
-    deps.store.agents.listAll(),
-    deps.store.tenants.list(),
-    deps.store.policies.listActive(),
-  ])
+  const [tenants, active] = await Promise.all([deps.store.tenants.list(), deps.store.policies.listActive()])
   const policies: PolicyState[] = []
   const activeByTenant = new Map(active.map((b) => [b.tenant, b]))
   for (const t of tenants) {
@@ -32,16 +44,40 @@ export async function buildFeedSnapshot(deps: ControlPlaneDeps): Promise<FeedSna
       candidate: c ? { id: c.id, version: c.version, cedar: c.cedar } : null,
     })
   }
-  const seq = revocations.reduce((m, r) => Math.max(m, r.seq), lastSeq)
   const keys = keysState(deps)
-  return {
-    seq,
-    revocations,
-    agents: agents.map((a) => ({ tenant: a.tenant, agentId: a.agentId, capabilityHash: a.capabilityHash })),
-    policies,
-    generatedAt: now,
-    ...(keys ? { keys } : {}),
+  sink.begin({ generatedAt: now, policies, ...(keys ? { keys } : {}) })
+  let seq = lastSeq
+  let revocations = 0
+  for (let after = 0; ;) {
+    const page = await deps.store.revocations.listActivePage(now, after, SNAPSHOT_PAGE_ENTRIES)
+    if (page.length === 0) break
+    after = page[page.length - 1]!.seq
+    if (after > seq) seq = after
+    revocations += page.length
+    await sink.revocations(page)
   }
+  let agents = 0
+  for (let after: { tenant: string; agentId: string } | null = null; ;) {
+    const page: AgentState[] = await deps.store.agents.listHashesPage(after, SNAPSHOT_PAGE_ENTRIES)
+    if (page.length === 0) break
+    after = page[page.length - 1]! as { tenant: string; agentId: string }
+    agents += page.length
+    await sink.agents(page)
+  }
+  return { seq, revocations, agents }
+}
+
+/** The whole snapshot in one object (`GET /admin/v1/feed/snapshot`, the unpaged SSE stream). */
+export async function buildFeedSnapshot(deps: ControlPlaneDeps): Promise<FeedSnapshot> {
+  let begin: SnapshotBegin | undefined
+  const revocations: Revocation[] = []
+  const agents: AgentState[] = []
+  const { seq } = await readFeedSnapshot(deps, {
+    begin: (b) => { begin = b },
+    revocations: (p) => { for (const r of p) revocations.push(r) },
+    agents: (p) => { for (const a of p) agents.push(a) },
+  })
+  return { seq, revocations, agents, policies: begin!.policies, generatedAt: begin!.generatedAt, ...(begin!.keys ? { keys: begin!.keys } : {}) }
 }
 
 /** The published kids and the signing one, as the `keys` feed event carries them. */
@@ -53,84 +89,119 @@ function keysState(deps: ControlPlaneDeps): KeysState | undefined {
   }
 }
 
-/** Entries per snapshot page: about 180 KB of revocations or 100 KB of agents. */
-export const SNAPSHOT_PAGE_ENTRIES = 1000
-
 /**
- * A feed snapshot serialized once into pages, shared by every subscriber
- * that loads it (issue 14: 100,000 revocations are 18 MB; one copy, written
- * to each subscriber page by page as its socket drains).
+ * A feed snapshot being read page by page and serialized once, shared by
+ * every subscriber that loads it (issue 14: 100,000 revocations are about
+ * 18 MB): subscribers write the pages already read while the rest is read,
+ * each at its own socket's pace.
  */
-export interface PagedSnapshot {
-  /** Feed-log position read before the store: events after it are replayed on top. */
-  readonly pos: number
-  readonly seq: number
-  /** JSON of the opening record: seq, generatedAt, policies, keys, and the entry counts. */
-  readonly begin: string
-  /** JSON arrays of Revocation, SNAPSHOT_PAGE_ENTRIES each. */
-  readonly revocationPages: readonly string[]
-  /** JSON arrays of AgentState. */
-  readonly agentPages: readonly string[]
-  readonly revocations: number
-  readonly agents: number
-  /** Total JSON characters of the pages. */
-  readonly bytes: number
+export class PagedSnapshot {
+  /** Feed-log position read right before the store (-1 until the read starts): events after it are replayed on top. */
+  pos = -1
+  /** JSON of the opening record (SnapshotBegin); set before the first page. */
+  begin = ''
+  /** Pages read so far, in order: JSON arrays of Revocation, then of AgentState. */
+  readonly pages: Array<{ kind: 'revocations' | 'agents'; json: string }> = []
+  /** JSON of the closing record `{seq, revocations, agents}`, once every page is read. */
+  end: string | undefined
+  failed: Error | undefined
+  bytes = 0
+  private waiters: Array<() => void> = []
+
+  constructor(readonly createdAt: number) {}
+
+  /** Resolves once there is more than `have` pages, or the end, or a failure. */
+  more(have: number): Promise<void> {
+    if (this.pages.length > have || this.end !== undefined || this.failed) return Promise.resolve()
+    return new Promise((resolve) => this.waiters.push(resolve))
+  }
+
+  /** Resolves once the opening record is there (so `pos` is set), or the read failed. */
+  async opened(): Promise<void> {
+    while (this.begin === '' && !this.failed && this.end === undefined) await this.more(this.pages.length)
+  }
+
+  notify(): void {
+    const w = this.waiters
+    this.waiters = []
+    for (const f of w) f()
+  }
 }
 
-function pagesOf(items: readonly unknown[], size: number): string[] {
-  const out: string[] = []
-  for (let i = 0; i < items.length; i += size) out.push(JSON.stringify(items.slice(i, i + size)))
-  return out
-}
+/** How long fresh() gathers requests into one read of the store. */
+const GATHER_MS = 20
 
 /**
- * Builds paged snapshots, one at a time, and reuses the last one for
- * `maxAgeMs` while the feed log still holds every event after it: a fleet of
- * gateways reconnecting at once costs one read of the store.
+ * Reads paged snapshots and shares them:
+ * - get() (the SSE stream, which replays the feed log after the snapshot's
+ *   position) reuses the last snapshot for `maxAgeMs` while the log still
+ *   holds every event after it: a fleet of gateways reconnecting at once
+ *   costs one read of the store;
+ * - fresh() (the NDJSON snapshot, which a Redis gateway merges with what it
+ *   heard on Redis since it subscribed, so the read must start after the
+ *   request came) gathers the requests of the next 20 ms into one read that
+ *   starts after all of them.
  */
 export class SnapshotCache {
-  private building: Promise<PagedSnapshot> | undefined
-  private cached: { snap: PagedSnapshot; at: number } | undefined
+  private current: PagedSnapshot | undefined
+  private gathering: PagedSnapshot | undefined
   private timer: NodeJS.Timeout | undefined
-  /** Snapshots built (for tests and metrics). */
+  /** Snapshots read (tests, metrics). */
   builds = 0
 
   constructor(private readonly deps: ControlPlaneDeps, private readonly log: FeedLog | null, private readonly maxAgeMs = 5_000) {}
 
-  get(): Promise<PagedSnapshot> {
-    const c = this.cached
-    if (c && performance.now() - c.at < this.maxAgeMs && (this.log === null || c.snap.pos >= this.log.first - 1)) return Promise.resolve(c.snap)
-    this.building ??= this.build().finally(() => { this.building = undefined })
-    return this.building
+  get(): PagedSnapshot {
+    const c = this.current
+    if (c && !c.failed && performance.now() - c.createdAt < this.maxAgeMs && (c.pos === -1 || this.log === null || c.pos >= this.log.first - 1)) return c
+    const snap = new PagedSnapshot(performance.now())
+    this.start(snap)
+    return snap
   }
 
-  private async build(): Promise<PagedSnapshot> {
-    // Read before the store, so every event the store does not show yet is in the log after it.
-    const pos = this.log?.last ?? 0
-    const s = await buildFeedSnapshot(this.deps)
-    const revocationPages = pagesOf(s.revocations, SNAPSHOT_PAGE_ENTRIES)
-    const agentPages = pagesOf(s.agents, SNAPSHOT_PAGE_ENTRIES)
-    const snap: PagedSnapshot = {
-      pos,
-      seq: s.seq,
-      begin: JSON.stringify({ seq: s.seq, generatedAt: s.generatedAt, policies: s.policies, ...(s.keys ? { keys: s.keys } : {}), revocations: s.revocations.length, agents: s.agents.length }),
-      revocationPages,
-      agentPages,
-      revocations: s.revocations.length,
-      agents: s.agents.length,
-      bytes: [...revocationPages, ...agentPages].reduce((n, p) => n + p.length, 0),
-    }
-    this.builds++
-    this.cached = { snap, at: performance.now() }
-    if (this.timer) clearTimeout(this.timer)
-    // Let the pages go once nobody can reuse them.
-    this.timer = setTimeout(() => { this.cached = undefined }, this.maxAgeMs)
-    this.timer.unref()
+  fresh(): PagedSnapshot {
+    if (this.gathering) return this.gathering
+    const snap = new PagedSnapshot(performance.now())
+    this.gathering = snap
+    this.current = snap
+    setTimeout(() => {
+      this.gathering = undefined
+      this.start(snap)
+    }, GATHER_MS)
     return snap
+  }
+
+  private start(snap: PagedSnapshot): void {
+    this.current = snap
+    this.builds++
+    // Read before the store, so every event the store does not show yet is in the log after it.
+    snap.pos = this.log?.last ?? 0
+    const push = (kind: 'revocations' | 'agents', items: unknown[]): void => {
+      const json = JSON.stringify(items)
+      snap.pages.push({ kind, json })
+      snap.bytes += json.length
+      snap.notify()
+    }
+    readFeedSnapshot(this.deps, {
+      begin: (b) => { snap.begin = JSON.stringify(b); snap.notify() },
+      revocations: (p) => push('revocations', p),
+      agents: (p) => push('agents', p),
+    }).then((r) => {
+      snap.end = JSON.stringify(r)
+      snap.notify()
+    }, (err: unknown) => {
+      snap.failed = err instanceof Error ? err : new Error(String(err))
+      this.deps.logger.error({ err }, 'feed snapshot read failed')
+      snap.notify()
+    })
+    if (this.timer) clearTimeout(this.timer)
+    // Let the pages go once nobody can reuse them (subscribers still writing keep their own reference).
+    this.timer = setTimeout(() => { if (this.current === snap) this.current = undefined }, this.maxAgeMs)
+    this.timer.unref()
   }
 
   close(): void {
     if (this.timer) clearTimeout(this.timer)
-    this.cached = undefined
+    this.current = undefined
   }
 }

@@ -26,14 +26,14 @@ export async function fetchPagedSnapshot(client: ControlPlaneClient, timeoutMs =
   let begin: Record<string, unknown> | undefined
   const revocations: unknown[] = []
   const agents: unknown[] = []
-  let ended = false
+  let end: Record<string, unknown> | undefined
   const onLine = (line: string): void => {
     if (line === '') return
     const rec = JSON.parse(line) as Record<string, unknown>
     if (rec.begin && typeof rec.begin === 'object') begin = rec.begin as Record<string, unknown>
     else if (Array.isArray(rec.revocations)) for (const r of rec.revocations) revocations.push(r)
     else if (Array.isArray(rec.agents)) for (const a of rec.agents) agents.push(a)
-    else if (rec.end) ended = true
+    else if (rec.end && typeof rec.end === 'object') end = rec.end as Record<string, unknown>
   }
   const decoder = new TextDecoder()
   let buffered = ''
@@ -47,6 +47,7 @@ export async function fetchPagedSnapshot(client: ControlPlaneClient, timeoutMs =
     if (buffered.length > MAX_LINE_BYTES) throw new Error('feed snapshot line too long')
   }
   onLine(buffered)
-  if (!begin || !ended || begin.revocations !== revocations.length || begin.agents !== agents.length) throw new Error('feed snapshot incomplete')
-  return { ...begin, revocations, agents }
+  // The closing line carries seq and the entry counts (the snapshot is sent while it is read).
+  if (!begin || !end || end.revocations !== revocations.length || end.agents !== agents.length) throw new Error('feed snapshot incomplete')
+  return { ...begin, seq: end.seq, revocations, agents }
 }

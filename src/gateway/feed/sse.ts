@@ -202,8 +202,10 @@ export class SseFeed implements FeedSubscriber {
       case 'snapshot-end': {
         const p = this.paging
         this.paging = null
-        if (!p || p.begin.revocations !== p.revocations.length || p.begin.agents !== p.agents.length) throw new Error('incomplete feed snapshot')
-        const snap = parseSnapshot({ ...p.begin, revocations: p.revocations, agents: p.agents })
+        // The closing record carries seq and the entry counts (the snapshot is sent while it is read).
+        const end = data !== null && typeof data === 'object' ? data as Record<string, unknown> : null
+        if (!p || !end || end.revocations !== p.revocations.length || end.agents !== p.agents.length) throw new Error('incomplete feed snapshot')
+        const snap = parseSnapshot({ ...p.begin, seq: end.seq, revocations: p.revocations, agents: p.agents })
         if (!snap) throw new Error('malformed feed snapshot')
         this.opts.onLoad?.('snapshot')
         this.opts.state.applySnapshot(snap)

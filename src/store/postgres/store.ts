@@ -192,6 +192,9 @@ export class PostgresStore implements Store {
       getByClientId: (clientId) => this.w('agent', () => this.one(this.pool, 'SELECT * FROM agents WHERE client_id = ?', [clientId], T.agents.fromRow)),
       list: (tenant) => this.w('agent', () => this.all(this.pool, 'SELECT * FROM agents WHERE tenant = ? ORDER BY agent_id', [tenant], T.agents.fromRow)),
       listAll: () => this.w('agent', () => this.all(this.pool, 'SELECT * FROM agents ORDER BY tenant, agent_id', [], T.agents.fromRow)),
+      listHashesPage: (after, limit) => this.w('agent', () => after
+        ? this.all(this.pool, 'SELECT tenant, agent_id, capability_hash FROM agents WHERE (tenant, agent_id) > (?, ?) ORDER BY tenant, agent_id LIMIT ?', [after.tenant, after.agentId, limit], T.agentHash)
+        : this.all(this.pool, 'SELECT tenant, agent_id, capability_hash FROM agents ORDER BY tenant, agent_id LIMIT ?', [limit], T.agentHash)),
       update: (tenant, agentId, patch: AgentPatch, updatedAt) => this.w('agent', () => this.tx(async (c) => {
         const cur = await this.one(c, `${sel} FOR UPDATE`, [tenant, agentId], T.agents.fromRow)
         if (!cur) throw new NotFound('agent not found')
@@ -317,6 +320,7 @@ export class PostgresStore implements Store {
         return await this.one(c, `${insertSql(T.revocations)} RETURNING *`, T.revocations.toParams(r), T.revocations.withSeq) as Revocation
       })),
       listActive: (now) => this.w('revocation', () => this.all(this.pool, 'SELECT * FROM revocations WHERE expires_at > ? AND lifted_at IS NULL ORDER BY seq', [now], T.revocations.withSeq)),
+      listActivePage: (now, afterSeq, limit) => this.w('revocation', () => this.all(this.pool, 'SELECT * FROM revocations WHERE seq > ? AND expires_at > ? AND lifted_at IS NULL ORDER BY seq LIMIT ?', [afterSeq, now, limit], T.revocations.withSeq)),
       listStanding: (now) => this.w('revocation', () => this.all(this.pool,
         "SELECT * FROM revocations WHERE type IN ('agent', 'client', 'tenant') AND expires_at > ? AND lifted_at IS NULL ORDER BY seq", [now], T.revocations.withSeq)),
       lift: (seq, at, by) => this.w('revocation', () => this.tx(async (c) => {

@@ -161,6 +161,9 @@ export const auditCheckpoints: Table<AuditCheckpoint> = {
   }),
 }
 
+/** A row of `SELECT tenant, agent_id, capability_hash FROM agents` (the feed snapshot's pages). */
+export const agentHash = (r: Row): { tenant: string; agentId: string; capabilityHash: string } => ({ tenant: str(r.tenant), agentId: str(r.agent_id), capabilityHash: str(r.capability_hash) })
+
 /** Revocations: `seq` is assigned by the database. */
 export const revocations: Table<Omit<Revocation, 'seq'>> & { withSeq(r: Row): Revocation } = {
   table: 'revocations',

@@ -174,6 +174,9 @@ export class SqliteStore implements Store {
       getByClientId: (clientId) => this.w('agent', () => this.one('SELECT * FROM agents WHERE client_id = ?', [clientId], T.agents.fromRow)),
       list: (tenant) => this.w('agent', () => this.all('SELECT * FROM agents WHERE tenant = ? ORDER BY agent_id', [tenant], T.agents.fromRow)),
       listAll: () => this.w('agent', () => this.all('SELECT * FROM agents ORDER BY tenant, agent_id', [], T.agents.fromRow)),
+      listHashesPage: (after, limit) => this.w('agent', () => after
+        ? this.all('SELECT tenant, agent_id, capability_hash FROM agents WHERE (tenant, agent_id) > (?, ?) ORDER BY tenant, agent_id LIMIT ?', [after.tenant, after.agentId, limit], T.agentHash)
+        : this.all('SELECT tenant, agent_id, capability_hash FROM agents ORDER BY tenant, agent_id LIMIT ?', [limit], T.agentHash)),
       update: (tenant, agentId, patch: AgentPatch, updatedAt) => this.w('agent', () => this.tx(() => {
         const cur = get(tenant, agentId)
         if (!cur) throw new NotFound('agent not found')
@@ -309,6 +312,7 @@ export class SqliteStore implements Store {
       add: (r: Omit<Revocation, 'seq'>) => this.w('revocation', () =>
         this.one(`${insertSql(T.revocations)} RETURNING *`, T.revocations.toParams(r), T.revocations.withSeq) as Revocation),
       listActive: (now) => this.w('revocation', () => this.all('SELECT * FROM revocations WHERE expires_at > ? AND lifted_at IS NULL ORDER BY seq', [now], T.revocations.withSeq)),
+      listActivePage: (now, afterSeq, limit) => this.w('revocation', () => this.all('SELECT * FROM revocations WHERE seq > ? AND expires_at > ? AND lifted_at IS NULL ORDER BY seq LIMIT ?', [afterSeq, now, limit], T.revocations.withSeq)),
       listStanding: (now) => this.w('revocation', () => this.all(
         "SELECT * FROM revocations WHERE type IN ('agent', 'client', 'tenant') AND expires_at > ? AND lifted_at IS NULL ORDER BY seq", [now], T.revocations.withSeq)),
       lift: (seq, at, by) => this.w('revocation', () => this.tx(() => {
