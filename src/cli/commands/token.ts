@@ -37,7 +37,11 @@ export async function tokenCommand(argv: string[], ctx: CliContext): Promise<num
     if (notGranted.length > 0) { ctx.err(`aegis token mint: scope not registered for the agent: ${notGranted.join(' ')}`); return 1 }
     const audiences = values.audience ? [values.audience] : allowedAudiences(agent, ctx.config).slice(0, 1)
     if (!allowedAudiences(agent, ctx.config).includes(audiences[0]!)) { ctx.err(`aegis token mint: audience ${audiences[0]} is not registered for the agent`); return 1 }
-    const issuer = new TokenIssuer(deps, directoryFor(deps), kpiBook(deps))
+    const dir = directoryFor(deps)
+    // As at the token endpoint: nothing is minted while an agent, client or tenant revocation holds.
+    const held = await dir.standing.match({ tenant: tenant.id, agentId: agent.agentId, clientIds: [agent.clientId] })
+    if (held) { ctx.err(`aegis token mint: ${tenant.id}/${agent.agentId} is revoked (revocation ${held.seq}, ${held.type} ${held.value}); lift it with DELETE /admin/v1/revocations/${held.seq}`); return 1 }
+    const issuer = new TokenIssuer(deps, dir, kpiBook(deps))
     const issued = await issuer.issue({ tenant, agent, clientId: agent.clientId, scope, audiences, grant: 'cli' })
     ctx.out(issued.response.access_token)
     return 0
