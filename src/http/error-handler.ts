@@ -32,9 +32,13 @@ export function wwwAuthenticate(code: ErrorCode, description: string, extra?: Re
   return `Bearer ${params.join(', ')}`
 }
 
+/** `Retry-After` (seconds) of a 503 that names none: an outage, which clients and proxies retry (RFC 9110 §10.2.3). */
+export const DEFAULT_RETRY_AFTER_SECONDS = 1
+
 /** Sends an AegisError as `{"error", "error_description"}` with its status and headers. */
 export function sendError(reply: FastifyReply, err: AegisError, request: FastifyRequest): FastifyReply {
   for (const [k, v] of Object.entries(err.headers)) reply.header(k, v)
+  if (err.code === 'temporarily_unavailable' && !reply.hasHeader('retry-after')) reply.header('retry-after', String(DEFAULT_RETRY_AFTER_SECONDS))
   if (!err.expose) {
     return reply.code(err.status).send({ error: err.code === 'temporarily_unavailable' ? err.code : 'server_error', error_description: `internal error (request ${request.id})` })
   }

@@ -61,18 +61,37 @@ describe('control plane /livez and /readyz', () => {
     }
   })
 
-  test('a private PostgreSQL cluster stopped (-m immediate) and started again: not ready while it is down, ready and issuing after', { skip: noPostgresBinaries }, async () => {
+  test('a private PostgreSQL cluster stopped (-m immediate) and started again: not ready while it is down, token requests 503 with Retry-After, ready and issuing after', { skip: noPostgresBinaries }, async () => {
     const pg = await PrivatePostgres.start()
     let h: Awaited<ReturnType<typeof startControlPlane>> | undefined
     try {
       h = await startControlPlane({ databaseUrl: pg.url })
       assert.equal((await readyz(h.url)).status, 200)
+      const admin = async (path: string, body: unknown): Promise<Record<string, unknown>> => {
+        const res = await fetch(`${h!.url}/admin/v1${path}`, { method: 'POST', headers: { authorization: `Bearer ${h!.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+        assert.equal(res.status, 201, path)
+        return (await res.json()) as Record<string, unknown>
+      }
+      await admin('/tenants', { id: 'pg-outage', name: 'PG outage' })
+      await admin('/tenants/pg-outage/agents', { agent_id: 'pg-bot', scopes: ['crm:read'], capabilities: ['crm.read'] })
+      const cred = await admin('/tenants/pg-outage/agents/pg-bot/bootstrap-credentials', { ttl_seconds: 3600, single_use: false })
+      const tokenRequest = (): Promise<Response> => fetch(`${h!.url}/oauth2/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${String(cred.client_id)}:${String(cred.client_secret)}`).toString('base64')}` },
+        body: 'grant_type=client_credentials',
+      })
+      assert.equal((await tokenRequest()).status, 200)
       await pg.stop('immediate')
       await eventually(async () => (await readyz(h!.url)).status === 503)
       assert.match((await readyz(h.url)).body.reasons[0] ?? '', /^database_unreachable/)
       assert.equal((await fetch(`${h.url}/livez`)).status, 200)
+      const refused = await tokenRequest()
+      assert.equal(refused.status, 503, 'no token without its audit event')
+      assert.equal(((await refused.json()) as { error: string }).error, 'temporarily_unavailable')
+      assert.ok(Number(refused.headers.get('retry-after')) >= 1, 'an outage answers with Retry-After')
       await pg.start()
       await eventually(async () => (await readyz(h!.url)).status === 200)
+      assert.equal((await tokenRequest()).status, 200)
       const res = await fetch(`${h.url}/admin/v1/tenants`, { method: 'POST', headers: { authorization: `Bearer ${h.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ id: 'after-restart', name: 'After the restart' }) })
       assert.equal(res.status, 201)
     } finally {
