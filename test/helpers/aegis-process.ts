@@ -90,7 +90,8 @@ export class AegisProcess {
   /** Starts the process; resolves once it listens (within `timeoutMs`), rejects if it exits first. */
   async start(timeoutMs = 60_000): Promise<void> {
     if (this.running) return
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', '--role', this.role], { cwd: ROOT, env: childEnv(this.env), stdio: ['ignore', 'pipe', 'pipe'] })
+    // stdin is a pipe only the test holds: when the test process is gone, the server goes too (aegis-cli.ts).
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', '--role', this.role], { cwd: ROOT, env: { ...childEnv(this.env), TEST_EXIT_WITH_PARENT: '1' }, stdio: ['pipe', 'pipe', 'pipe'] })
     this.child = child
     this.record(`--- ${this.name} started (pid ${child.pid})\n`)
     child.once('exit', (code, signal) => {
