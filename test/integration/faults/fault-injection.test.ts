@@ -59,6 +59,8 @@ interface Fault {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const secs = (ms: number): string => `${(ms / 1000).toFixed(1)} s`
+/** Progress as it happens, so a run the runner ends early still shows where its time went. */
+const progress = (began: number, what: string): void => console.log(`# [${secs(performance.now() - began).padStart(7)}] ${what}`)
 const counts = (m: Record<string, number>): string => Object.entries(m).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ×${n}`).join(', ') || '0'
 
 test('fault injection: two control planes on PostgreSQL, two gateways on Redis, under load, through crashes, outages, rotations and a revocation', { skip, timeout: 300_000 }, async () => {
@@ -134,6 +136,7 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     const gw2 = gateway('gw-2', gwPort2, `http://127.0.0.1:${cpPort2}`)
     processes.push(cp1, cp2, gw1, gw2)
     await Promise.all(processes.map((p) => p.start()))
+    progress(began, 'PostgreSQL, Redis, 2 control planes and 2 gateways listening')
     // A process that dies by itself is a failure, and is restarted as a supervisor would, so the remaining faults still run.
     for (const p of processes) p.supervise = true
 
@@ -181,6 +184,8 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
       victim,
       readAction: READ,
       highAction: HIGH,
+      // Per control plane / per gateway, per second: steady, and light enough for a 2-core machine that also runs the six servers.
+      rates: { token: 12, read: 15, high: 5, victimToken: 1, victimRead: 5 },
       maxDurationMs: 200_000,
       // Generous: on a busy 2-core machine this process's own timers run late (the report prints by how much).
       requestTimeoutMs: 10_000,
@@ -198,6 +203,7 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
       for (const s of l.samples) if (s.start >= warmUp) outcome[`${s.stream} ${s.ok ? 'ok' : s.status}`] = (outcome[`${s.stream} ${s.ok ? 'ok' : s.status}`] ?? 0) + 1
       assert.fail(`the steady load never ran clean for 1 s within ${secs(RECOVERY_LIMIT_MS)}, before any fault (a stream without a success, a failure, or a request unanswered for 5 s): ${counts(outcome)}`)
     }
+    progress(began, 'steady load running clean')
     const baselineStart = performance.now()
     await sleep(2_000)
 
@@ -207,7 +213,9 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
       faults.push(f)
       await inject(f)
       if (f.end === 0) f.end = performance.now()
+      progress(began, `${name}: over after ${secs(f.end - f.start)}`)
       f.recovered = await l.waitStable(f.end, { stableMs: STABLE_MS, limitMs: RECOVERY_LIMIT_MS, ...(f.intended ? { intended: f.intended } : {}) })
+      progress(began, `${name}: ${f.recovered ? 'steady load clean again' : 'NOT recovered'}`)
       if (!f.recovered) problems.push(`${name}: the steady load did not run clean for ${secs(STABLE_MS)} within ${secs(RECOVERY_LIMIT_MS)} of the fault's end`)
       return f
     }
@@ -322,8 +330,11 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     if (unaudited.length > 0) problems.push(`${unaudited.length} of ${answered.length} tokens answered have no token.issued audit event (e.g. ${unaudited.slice(0, 3).join(', ')})`)
 
     // Clean shutdown (final checkpoints), then the chains must verify whole, cp-1's across its kill -9.
+    progress(began, 'audit events counted')
     await Promise.all(processes.map((p) => p.stop()))
+    progress(began, 'aegis processes stopped')
     const verify = await runAegis(['audit', 'verify'], { ...common, ...store })
+    progress(began, `aegis audit verify exited ${verify.code}`)
     if (verify.code !== 0) problems.push(`aegis audit verify exited ${verify.code}: ${verify.stdout}${verify.stderr}`)
 
     // ---------------------------------------------------------------- report
