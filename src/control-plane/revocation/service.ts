@@ -119,8 +119,8 @@ async function issuedBeforeFor(deps: ControlPlaneDeps, r: Revocation, at: number
 
 /**
  * Lifts a standing (`agent`, `client` or `tenant`) entry, the caller having
- * checked the admin may: records `issued_before` the lift for what it
- * covered (see issuedBeforeFor), ends the entry in the store under the next
+ * checked the admin may: first records an `issued_before` entry so tokens
+ * minted before the revocation stay refused (issuedBeforeFor), then ends the entry in the store under the next
  * feed seq, drops it from this control plane's token endpoint, publishes
  * `revocation_lifted` and audits `admin.revocation_lifted`. Lifting an
  * entry already lifted publishes the lift again (so a 503 can be retried)
