@@ -10,7 +10,7 @@ import { RedisFeedPublisher } from './publisher-redis.js'
 
 export type { FeedEvent, FeedPublisher, FeedSnapshot, AgentState, PolicyState } from './types.js'
 export { isFeedHub, LocalFeedHub, createSsePublisher, type FeedHub, type FeedListener } from './publisher-sse.js'
-export { RedisFeedPublisher, feedKeys, type RedisFeedOptions } from './publisher-redis.js'
+export { RedisFeedPublisher, feedKeys, feedLogKey, FEED_LOG_MAXLEN, type RedisFeedOptions } from './publisher-redis.js'
 export { FeedLog, type FeedLogOptions, type LoggedEvent } from './log.js'
 
 export interface OpenFeedOptions {

@@ -2,9 +2,14 @@
  * Redis feed publisher (DESIGN.md "Revocation", src/feed/types.ts): every
  * event is `PUBLISH`ed on `aegis:feed`, revocations are also kept in hash
  * `aegis:revocations` (field = seq) so a starting gateway can load them with
- * the control plane down. A second connection subscribes to the channel and
- * feeds a local hub, so this control plane's SSE stream and caches see every
- * control plane's changes, including its own, in one order.
+ * the control plane down. Each event is also appended to the stream
+ * `aegis:feed:log` (capped at about FEED_LOG_MAXLEN entries) and published
+ * with its stream id as `pos`, all in one script: a gateway whose
+ * subscription dropped reads what it missed from the stream, in the order
+ * pub/sub delivers it, instead of reloading everything. A second connection
+ * subscribes to the channel and feeds a local hub, so this control plane's
+ * SSE stream and caches see every control plane's changes, including its
+ * own, in one order.
  */
 import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
@@ -14,9 +19,29 @@ import { LocalFeedHub, type FeedHub, type FeedListener } from './publisher-sse.j
 import type { FeedEvent } from './types.js'
 
 /** Redis names of the feed. `prefix` isolates tests sharing one Redis. */
-export function feedKeys(prefix = ''): { channel: string; revocations: string } {
-  return { channel: `${prefix}aegis:feed`, revocations: `${prefix}aegis:revocations` }
+export function feedKeys(prefix = ''): { channel: string; revocations: string; log: string } {
+  return { channel: `${prefix}aegis:feed`, revocations: `${prefix}aegis:revocations`, log: feedLogKey(`${prefix}aegis:feed`) }
 }
+
+/** The stream holding recent events of the feed published on `channel`. */
+export function feedLogKey(channel: string): string {
+  return `${channel}:log`
+}
+
+/** About how many events the Redis feed log keeps (MAXLEN ~): the window in which a gateway resumes. */
+export const FEED_LOG_MAXLEN = 100_000
+
+/**
+ * KEYS: hash, log stream, channel. ARGV: event JSON, hash op ('set', 'del'
+ * or ''), hash field, hash value, log cap. Appends to the log, then
+ * publishes the event with `"pos": <stream id>` first; returns the id.
+ */
+const PUBLISH_SCRIPT = `
+if ARGV[2] == 'set' then redis.call('HSET', KEYS[1], ARGV[3], ARGV[4]) elseif ARGV[2] == 'del' then redis.call('HDEL', KEYS[1], ARGV[3]) end
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[1])
+redis.call('PUBLISH', KEYS[3], '{"pos":"' .. id .. '",' .. string.sub(ARGV[1], 2))
+return id
+`
 
 export interface RedisFeedOptions {
   url: string
@@ -29,13 +54,14 @@ export class RedisFeedPublisher implements FeedHub {
   private readonly pub: Redis
   private readonly sub: Redis
   private readonly hub: LocalFeedHub
-  private readonly keys: { channel: string; revocations: string }
+  private readonly keys: { channel: string; revocations: string; log: string }
   private closed = false
 
   private constructor(private readonly opts: RedisFeedOptions) {
     this.keys = feedKeys(opts.prefix)
     this.hub = new LocalFeedHub((err) => opts.logger.error({ err }, 'feed listener failed'))
     this.pub = new Redis(opts.url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true })
+    this.pub.defineCommand('aegisFeedPublish', { numberOfKeys: 3, lua: PUBLISH_SCRIPT })
     this.sub = new Redis(opts.url, { lazyConnect: true, maxRetriesPerRequest: null })
     this.pub.on('error', (err) => opts.logger.warn({ err: err.message }, 'redis feed publisher connection error'))
     this.sub.on('error', (err) => opts.logger.warn({ err: err.message }, 'redis feed subscriber connection error'))
@@ -50,13 +76,15 @@ export class RedisFeedPublisher implements FeedHub {
     })
     this.sub.on('message', (channel: string, message: string) => {
       if (channel !== this.keys.channel) return
-      let event: FeedEvent
+      let event: FeedEvent & { pos?: string }
       try {
-        event = JSON.parse(message) as FeedEvent
+        event = JSON.parse(message) as FeedEvent & { pos?: string }
       } catch {
         opts.logger.warn('malformed feed message on redis ignored')
         return
       }
+      // The Redis log position means nothing to SSE followers (they have this hub's own).
+      delete event.pos
       this.hub.dispatch(event)
     })
   }
@@ -88,16 +116,23 @@ export class RedisFeedPublisher implements FeedHub {
     return this.hub.subscribe(listener)
   }
 
-  /** Persists a revocation in the hash (a lift removes it) and publishes, in one MULTI; rejects when Redis fails. */
+  /**
+   * Persists a revocation in the hash (a lift removes it), appends the event
+   * to the log and publishes it, in one script; rejects when Redis fails.
+   */
   async publish(event: FeedEvent): Promise<void> {
     const message = JSON.stringify(event)
-    const tx = this.pub.multi()
-    if (event.kind === 'revocation') tx.hset(this.keys.revocations, String(event.revocation.seq), JSON.stringify(event.revocation))
-    else if (event.kind === 'revocation_lifted') tx.hdel(this.keys.revocations, String(event.revocation.seq))
-    tx.publish(this.keys.channel, message)
-    const res = await tx.exec()
-    const failed = res?.find(([err]) => err)
-    if (!res || failed) throw new Error(`redis feed publish failed: ${failed?.[0]?.message ?? 'transaction aborted'}`)
+    let op = ''
+    let field = ''
+    let value = ''
+    if (event.kind === 'revocation') [op, field, value] = ['set', String(event.revocation.seq), JSON.stringify(event.revocation)]
+    else if (event.kind === 'revocation_lifted') [op, field] = ['del', String(event.revocation.seq)]
+    try {
+      await (this.pub as Redis & { aegisFeedPublish(...args: string[]): Promise<string> })
+        .aegisFeedPublish(this.keys.revocations, this.keys.log, this.keys.channel, message, op, field, value, String(FEED_LOG_MAXLEN))
+    } catch (err) {
+      throw new Error(`redis feed publish failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    }
   }
 
   /**

@@ -184,6 +184,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
       backoffInitialMs: tuning.feedBackoffInitialMs,
       backoffMaxMs: tuning.feedBackoffMaxMs,
       reconcileMs: tuning.feedReconcileMs,
+      onLoad: (kind) => metrics.feedLoads.inc({ kind }),
       // While Redis is down the polled snapshot is what keeps the deny list fresh: poll well within the stale bound.
       pollWhileDownMs: Math.min(2_000, (config.gateway.feedStaleSeconds * 1000) / 3),
     })

@@ -27,7 +27,7 @@ export class Metrics {
   readonly denyListSize = new client.Gauge({ name: 'aegis_deny_list_size', help: 'Deny-list entries held by this gateway', registers: [this.registry] })
   readonly feedLag = new client.Gauge({ name: 'aegis_feed_lag_seconds', help: 'Seconds since this gateway last heard from its feed', registers: [this.registry] })
   readonly feedSeq = new client.Gauge({ name: 'aegis_feed_applied_seq', help: 'Last revocation sequence applied by this gateway', registers: [this.registry] })
-  readonly feedLoads = new client.Counter({ name: 'aegis_feed_loads_total', help: 'Feed (re)connections of this gateway: kind="snapshot" loaded the full state, kind="resume" caught up from its cursor', labelNames: ['kind'] as const, registers: [this.registry] })
+  readonly feedLoads = new client.Counter({ name: 'aegis_feed_loads_total', help: 'Feed loads of this gateway: kind="snapshot" a full state at a (re)connect, kind="resume" caught up from its cursor without one, kind="poll" a full state polled while Redis is down', labelNames: ['kind'] as const, registers: [this.registry] })
   readonly degraded = new client.Counter({ name: 'aegis_degraded_decisions_total', help: 'Decisions taken while a shared backend was unreachable', labelNames: ['outcome'] as const, registers: [this.registry] })
 
   constructor(opts: MetricsOptions = {}) {

@@ -34,6 +34,26 @@ export interface RedisFeedOptions {
   livenessIntervalMs?: number
   /** A PING (or the resync's SUBSCRIBE) unanswered this long means the connection is dead: it is dropped and reconnected (ms). Default 2 000. */
   livenessTimeoutMs?: number
+  /** Stream of recent events (src/feed/publisher-redis.ts); default `<channel>:log`. */
+  logKey?: string
+  /** Called after each full load at a (re)connect, each resumption from the log, each snapshot polled while Redis is down (metrics, tests). */
+  onLoad?: (kind: 'snapshot' | 'resume' | 'poll') => void
+}
+
+/** Entries read per XRANGE when catching up from the log. */
+const LOG_PAGE = 1000
+
+/** Orders Redis stream ids (`<ms>-<seq>`). */
+function compareIds(a: string, b: string): number {
+  const [am = 0, as = 0] = a.split('-').map(Number)
+  const [bm = 0, bs = 0] = b.split('-').map(Number)
+  return am - bm || as - bs
+}
+
+/** The stream id right after `id` (XRANGE's start is inclusive). */
+function nextId(id: string): string {
+  const [ms = '0', seq = '0'] = id.split('-')
+  return `${ms}-${Number(seq) + 1}`
 }
 
 /**
@@ -56,6 +76,15 @@ export class RedisFeed implements FeedSubscriber {
   private resolveReady!: () => void
   private readonly channel: string
   private readonly hashKey: string
+  private readonly logKey: string
+  /**
+   * Log position (stream id) of the last event applied, when every event up
+   * to it was applied: a resync starts from there when the log still holds
+   * it (issue 14: a reconnect catches up without reloading everything).
+   */
+  private cursor: string | undefined
+  /** Log positions of buffered events (pub/sub messages carry `pos`). */
+  private readonly posOf = new WeakMap<FeedEvent, string>()
   private buffering: FeedEvent[] | null = null
   private started = false
   private closed = false
@@ -83,6 +112,7 @@ export class RedisFeed implements FeedSubscriber {
     this.ready = new Promise((resolve) => { this.resolveReady = resolve })
     this.channel = opts.channel ?? 'aegis:feed'
     this.hashKey = opts.hashKey ?? 'aegis:revocations'
+    this.logKey = opts.logKey ?? `${this.channel}:log`
     this.snapshotBackoff = new Backoff(opts.backoffInitialMs ?? 200, opts.backoffMaxMs ?? 10_000)
     this.pollMs = opts.pollWhileDownMs ?? 2_000
     this.reconcileMs = opts.reconcileMs ?? 30_000
@@ -131,16 +161,27 @@ export class RedisFeed implements FeedSubscriber {
   private readonly onMessage = (channel: string, message: string): void => {
     if (channel !== this.channel) return
     let ev: FeedEvent | null = null
+    let pos: unknown
     try {
-      ev = parseFeedEvent(JSON.parse(message))
+      const raw = JSON.parse(message) as { pos?: unknown }
+      pos = raw.pos
+      ev = parseFeedEvent(raw)
     } catch { /* handled below */ }
     if (!ev) {
       this.opts.logger.error('malformed feed event on redis; resynchronizing')
+      // A full reload: resuming from the log would skip this event again.
+      this.cursor = undefined
       this.onReady()
       return
     }
-    if (this.buffering) this.buffering.push(ev)
-    else this.opts.state.applyEvent(ev)
+    if (this.buffering) {
+      if (typeof pos === 'string') this.posOf.set(ev, pos)
+      this.buffering.push(ev)
+    } else {
+      this.opts.state.applyEvent(ev)
+      // Only while every event since the last load is known to be applied (not while a failed resync is retried).
+      if (typeof pos === 'string' && this.inSync) this.cursor = pos
+    }
   }
 
   /**
@@ -159,6 +200,9 @@ export class RedisFeed implements FeedSubscriber {
     this.buffering = []
     try {
       await this.answered(sub.subscribe(this.channel), 'SUBSCRIBE')
+      if (await this.resumeFromLog(generation)) return
+      // Newest log position before the snapshot is read: everything up to it is in the snapshot.
+      const head = await this.logHead()
       let fromHash: Revocation[] | null = null
       let hashError: unknown
       if (this.opts.command.status === 'ready') {
@@ -184,6 +228,8 @@ export class RedisFeed implements FeedSubscriber {
       this.buffering = null
       if (snapshot) {
         this.opts.state.applySnapshot(snapshot, fromHash ?? [], pending)
+        this.cursor = this.lastPosOf(pending, head)
+        this.opts.onLoad?.('snapshot')
         this.snapshotBackoff.reset()
         this.resolveReady()
       } else {
@@ -205,6 +251,83 @@ export class RedisFeed implements FeedSubscriber {
         this.opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'redis feed resync failed; retrying')
       }
     }
+  }
+
+  /**
+   * After a reconnect, applies what the log holds after the cursor, then
+   * what was buffered meanwhile (skipping what the log already gave), in the
+   * order pub/sub delivers. Resolves false, having applied nothing, when
+   * there is no cursor or the log no longer holds it (trimmed, or Redis lost
+   * it): the caller reloads everything.
+   */
+  private async resumeFromLog(generation: number): Promise<boolean> {
+    const from = this.cursor
+    if (from === undefined || !this.opts.state.snapshotLoaded || this.opts.command.status !== 'ready') return false
+    const missed: Array<{ ev: FeedEvent; pos: string }> = []
+    let start = from
+    for (let first = true; ; first = false) {
+      let page: Array<[string, string[]]>
+      try {
+        page = await this.opts.command.xrange(this.logKey, start, '+', 'COUNT', LOG_PAGE)
+      } catch {
+        return false
+      }
+      // The entry at the cursor must still be there, or entries after it may be gone too.
+      if (first && page[0]?.[0] !== from) return false
+      for (const [id, fields] of page) {
+        if (id === from) continue
+        let ev: FeedEvent | null = null
+        try {
+          ev = parseFeedEvent(JSON.parse(fields[fields.indexOf('e') + 1] ?? ''))
+        } catch { /* malformed */ }
+        if (!ev) return false
+        missed.push({ ev, pos: id })
+      }
+      if (page.length < LOG_PAGE) break
+      start = nextId(page[page.length - 1]![0])
+    }
+    if (this.generation !== generation || this.opts.subscriber.status !== 'ready') throw new Error('redis subscriber connection dropped during the resync')
+    const pending = this.buffering ?? []
+    this.buffering = null
+    let last = from
+    for (const m of missed) {
+      this.opts.state.applyEvent(m.ev)
+      last = m.pos
+    }
+    for (const e of pending) {
+      const pos = this.posOf.get(e)
+      if (pos !== undefined && compareIds(pos, last) <= 0) continue
+      this.opts.state.applyEvent(e)
+      if (pos !== undefined) last = pos
+    }
+    this.cursor = last
+    this.inSync = true
+    this.resyncBackoff.reset()
+    this.opts.state.feedConnected()
+    this.opts.onLoad?.('resume')
+    this.opts.logger.info({ from, to: last, events: missed.length }, 'redis feed resumed from its log without a reload')
+    return true
+  }
+
+  /** Id of the newest log entry, or undefined (no log, or unreadable). */
+  private async logHead(): Promise<string | undefined> {
+    if (this.opts.command.status !== 'ready') return undefined
+    try {
+      const [entry] = await this.opts.command.xrevrange(this.logKey, '+', '-', 'COUNT', 1)
+      return entry?.[0]
+    } catch {
+      return undefined
+    }
+  }
+
+  /** The greatest of `head` and the positions of `events` (undefined when none). */
+  private lastPosOf(events: FeedEvent[], head: string | undefined): string | undefined {
+    let last = head
+    for (const e of events) {
+      const pos = this.posOf.get(e)
+      if (pos !== undefined && (last === undefined || compareIds(pos, last) > 0)) last = pos
+    }
+    return last
   }
 
   private parseHash(hash: Record<string, string>): Revocation[] {
@@ -287,6 +410,7 @@ export class RedisFeed implements FeedSubscriber {
             this.onReady()
           } else {
             this.opts.state.applySnapshot(snap)
+            this.opts.onLoad?.('poll')
             this.resolveReady()
             wait = this.pollMs
           }
@@ -314,6 +438,8 @@ export class RedisFeed implements FeedSubscriber {
     if (!snap || this.closed) return
     if (this.opts.state.differsFrom(snap)) {
       this.opts.logger.warn({ snapshot_seq: snap.seq, applied_seq: this.opts.state.appliedSeq }, 'redis feed missed events; resynchronizing (is the control plane publishing to this Redis?)')
+      // What the log holds did not prevent this: reload everything.
+      this.cursor = undefined
       this.onReady()
     }
   }

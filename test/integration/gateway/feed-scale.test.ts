@@ -133,15 +133,33 @@ describe(`feed at scale: ${N.toLocaleString('en')} revocations and ${N.toLocaleS
     }
   })
 
-  test('a new Redis gateway loads the paged snapshot and accepts a valid token', async () => {
+  test('a new Redis gateway loads the paged snapshot and accepts a valid token; after a Redis cut it resumes from the Redis log', async () => {
     const tuning = { feedChannel: `${prefix}aegis:feed`, feedHashKey: `${prefix}aegis:revocations`, redisKeyPrefix: `${prefix}jti:` }
-    const { gw, gwUrl, ms } = await startGateway(cp.url, { redisUrl: REDIS_URL }, tuning)
-    console.log(`# new Redis gateway: build -> first accepted token ${ms.toFixed(0)} ms (goal < 2000 ms)`)
-    assert.ok(gw.deps.denyList.size >= N, `deny list holds ${gw.deps.denyList.size}`)
-    // The feed still works on top of the big snapshot.
-    const victim = await newToken()
-    assert.equal((await authorize(gwUrl, victim, CALL)).status, 200)
-    await admin('POST', '/revocations', { type: 'jti', value: decodeJwt(victim).jti, tenant })
-    await eventually(async () => (await authorize(gwUrl, victim, CALL)).status === 401, 10_000, 10)
+    const r = await relay(Number(new URL(REDIS_URL).port || 6379))
+    try {
+      const { gw, gwUrl, ms } = await startGateway(cp.url, { redisUrl: r.url.replace('http:', 'redis:') }, tuning)
+      console.log(`# new Redis gateway: build -> first accepted token ${ms.toFixed(0)} ms (goal < 2000 ms)`)
+      assert.ok(gw.deps.denyList.size >= N, `deny list holds ${gw.deps.denyList.size}`)
+      assert.equal(await metricValue(gwUrl, 'aegis_feed_loads_total', { kind: 'snapshot' }), 1)
+      // The feed works on top of the big snapshot.
+      const first = await newToken()
+      assert.equal((await authorize(gwUrl, first, CALL)).status, 200)
+      await admin('POST', '/revocations', { type: 'jti', value: decodeJwt(first).jti, tenant })
+      await eventually(async () => (await authorize(gwUrl, first, CALL)).status === 401, 10_000, 10)
+
+      // Cut the gateway's Redis connections and revoke while it is away: the pub/sub message never reaches it.
+      const victim = await newToken()
+      assert.equal((await authorize(gwUrl, victim, CALL)).status, 200)
+      r.cut()
+      await admin('POST', '/revocations', { type: 'jti', value: decodeJwt(victim).jti, tenant })
+      await eventually(async () => (await authorize(gwUrl, victim, CALL)).status === 401, 20_000, 10)
+      await eventually(async () => (await metricValue(gwUrl, 'aegis_feed_loads_total', { kind: 'resume' })) >= 1, 20_000, 20)
+      const polled = await metricValue(gwUrl, 'aegis_feed_loads_total', { kind: 'poll' })
+      console.log(`# Redis cut: resumed from the Redis log (${polled} snapshot(s) polled from the control plane while Redis was away)`)
+      assert.equal(await metricValue(gwUrl, 'aegis_feed_loads_total', { kind: 'snapshot' }), 1, 'the reconnect reloaded nothing')
+      assert.equal((await authorize(gwUrl, token, CALL)).status, 200)
+    } finally {
+      await r.close()
+    }
   })
 })
