@@ -278,7 +278,7 @@ export class FaultLoad {
 export interface FaultOutcome {
   /** Steady-load requests answered from the fault's start until the next fault's start (a request is counted where its answer fell). */
   sent: number
-  /** Of those, failures by status (`503`, `401`, `conn`, `timeout`, `200 deny`, …), intended ones excluded. */
+  /** Of those, failures by kind and status (`token 503`, `high 401`, `token conn`, `read timeout`, `read 200 deny`, …), intended ones excluded. */
   refused: Record<string, number>
   /** Refusals the fault meant (e.g. tokens of an emergency-revoked key), by status. */
   intended: Record<string, number>
@@ -302,7 +302,8 @@ export function analyseFault(samples: readonly Sample[], streams: readonly strin
   let lastFailure = -Infinity
   for (const s of inWindow) {
     if (s.ok) continue
-    const key = s.status === 200 ? `200 ${s.decision ?? '?'}` : String(s.status)
+    // `token 503`, `high 503`, `read conn`, `read 200 deny`: which kind of request, refused how.
+    const key = `${s.stream.split(' ')[0]} ${s.status === 200 ? `200 ${s.decision ?? '?'}` : String(s.status)}`
     if (intended(s)) { meant[key] = (meant[key] ?? 0) + 1; continue }
     refused[key] = (refused[key] ?? 0) + 1
     if (s.start >= window.end) lastFailure = Math.max(lastFailure, s.start)
