@@ -78,6 +78,27 @@ if (want('gateway')) {
   rows.push({ what: `revocation propagation to 3 gateways, SSE (${r.propagation.sse.samples} revocations)`, result: `p50 ${ms(r.propagation.sse.p50Ms)}, p99 ${ms(r.propagation.sse.p99Ms)}`, baseline: '—', ratio: '—', goal: 'p99 < 1 s' })
 }
 
+// Beside revocation propagation: `npm run bench -- rotation startup` runs these alone.
+if (want('rotation')) {
+  const { benchEmergencyRotation } = await import('./keys-feed.js')
+  const { skipWithoutRedis } = await import('../test/helpers/services.js')
+  log('bench: emergency rotation until every gateway accepts the new key…')
+  const samples = Math.max(10, Math.min(50, seconds * 3))
+  for (const redis of (await skipWithoutRedis()) === false ? [true, false] : [false]) {
+    const r = await benchEmergencyRotation(redis, samples)
+    rows.push({ what: `emergency rotation → new key accepted at every gateway, 3 gateways, ${redis ? 'Redis' : 'SSE'} (${r.samples} rotations, from the rotation's answer)`, result: `p50 ${ms(r.p50Ms)}, p99 ${ms(r.p99Ms)}`, baseline: '—', ratio: '—', goal: 'p99 < 1 s' })
+  }
+}
+
+if (want('startup')) {
+  const { benchGatewayStartup } = await import('./keys-feed.js')
+  log('bench: gateway start until the first accepted token, 0 / 10,000 / 100,000 revocations in force…')
+  for (const f of await benchGatewayStartup()) {
+    const what = `gateway start → first accepted token, ${fmt(f.revocations)} revocations and ${fmt(f.revocations)} agents in force (aegis serve, median of 3)`
+    rows.push({ what, result: `SSE ${ms(f.sse)}${f.redis === null ? '' : `, Redis ${ms(f.redis)}`}`, baseline: '—', ratio: '—', goal: f.revocations === 100_000 ? '< 2 s' : '—' })
+  }
+}
+
 if (want('policy')) {
   const { benchPolicy } = await import('./policy.js')
   log('bench: Cedar policy evaluation…')
