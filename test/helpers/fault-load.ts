@@ -128,6 +128,19 @@ export class FaultLoad {
     }
   }
 
+  /**
+   * Calls `action` at every gateway with one fixed token, `rate` per second
+   * each, until `untilMs` (performance.now()) or stop(): what a client that
+   * never refreshes its token sees. Streams `<name> <gateway>`, kept apart
+   * from the steady load.
+   */
+  holdToken(name: string, token: string, action: unknown, rate: number, untilMs: number): void {
+    const held: HeldToken = { token, jti: String(decodeJwt(token).jti), kid: String(decodeProtectedHeader(token).kid), at: performance.now() }
+    for (const gw of this.opts.gateways) {
+      this.loops.push(this.loop(`${name} ${gw.name}`, rate, untilMs, () => this.decide(gw, `${name} ${gw.name}`, held, action)))
+    }
+  }
+
   /** Stops sending and waits for every request in flight. */
   async stop(): Promise<void> {
     this.running = false

@@ -172,6 +172,18 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
       const c = await admin('POST', `/tenants/${tenant}/agents/${agentId}/bootstrap-credentials`, { ttl_seconds: 3600, single_use: false })
       return { agentId, clientId: String(c.client_id), clientSecret: String(c.client_secret) }
     }
+    /** A token from `cpUrl`'s token endpoint (client_credentials). */
+    const mint = async (cpUrl: string, a: LoadAgent): Promise<string> => {
+      const res = await fetch(`${cpUrl}/oauth2/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${encodeURIComponent(a.clientId)}:${encodeURIComponent(a.clientSecret)}`).toString('base64')}` },
+        body: 'grant_type=client_credentials',
+        signal: AbortSignal.timeout(10_000),
+      })
+      const body = await res.json() as { access_token?: string }
+      assert.ok(res.ok && body.access_token, `token endpoint answered ${res.status}: ${JSON.stringify(body)}`)
+      return body.access_token
+    }
     const agents = await Promise.all(['load-1', 'load-2', 'load-3', 'load-4'].map(register))
     const victim = await register('victim')
     const policy = await admin('POST', `/tenants/${tenant}/policies`, { version: '2026-12-01.1', cedar: POLICY, mode: 'enforce' })
@@ -257,6 +269,10 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
       f.note = `${scheduledNext.slice(0, 8)}… signs after ${secs(wait)}`
     })
 
+    // A client that keeps the token it had before the emergency rotation, at both gateways.
+    const staleToken = await mint(cp1.url, agents[0]!)
+    l.holdToken('stale-key', staleToken, READ, 5, performance.now() + 60_000)
+    await sleep(1_000)
     let revokedKid = ''
     const emergency = await run('emergency key rotation', async (f) => {
       const r = await admin('POST', '/keys/rotate?emergency=true', undefined, cp2)
@@ -306,7 +322,9 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     const victimAllowed = victimAfter.filter((s) => s.ok)
     if (victimAllowed.length > 0) problems.push(`revoked agent: ${victimAllowed.length} of ${victimAfter.length} requests succeeded ${secs(PROPAGATION_BOUND_MS)} or more after the revocation answered (${counts(Object.fromEntries(victimAllowed.map((s) => [s.stream, victimAllowed.filter((x) => x.stream === s.stream).length])))})`)
 
+    assert.ok(samples.some((s) => s.stream.startsWith('stale-key') && s.ok && s.end < emergency.start), 'the token of the key to revoke was allowed before the emergency rotation (the test would prove nothing otherwise)')
     const oldKidAfter = samples.filter((s) => !s.stream.includes('token') && s.kid === revokedKid && s.start >= emergency.end + PROPAGATION_BOUND_MS)
+    assert.ok(oldKidAfter.some((s) => s.stream.startsWith('stale-key')), 'calls with a token of the revoked key were sent after the bound')
     const oldKidAllowed = oldKidAfter.filter((s) => s.ok)
     if (oldKidAllowed.length > 0) problems.push(`emergency rotation: ${oldKidAllowed.length} of ${oldKidAfter.length} calls with a token of the revoked key ${revokedKid} allowed ${secs(PROPAGATION_BOUND_MS)} or more after the rotation answered`)
     const oldKidMinted = samples.filter((s) => s.stream.includes('token') && s.ok && s.kid === revokedKid && s.start >= emergency.end)
