@@ -8,15 +8,28 @@
  *
  * Wire (fixed here so both ends agree):
  * - `GET /admin/v1/feed/snapshot` (role gateway or admin) → FeedSnapshot JSON.
+ *   With `?paged=true`: the same as NDJSON pages, read and sent page by page
+ *   (`{"begin"}`, `{"revocations": [...]}`, `{"agents": [...]}`, `{"end":
+ *   {"seq", "revocations", "agents", "cursor"}}`; src/control-plane/admin/feed-stream.ts).
  * - `GET /admin/v1/revocations/stream` (role gateway or admin): SSE. First
  *   `event: snapshot` with a FeedSnapshot, then one event per change:
  *   `event: <kind>` + `data: <FeedEvent JSON>` (+ `id: <seq>` for
  *   revocations and lifts); a `: ping` comment every 15 s keeps proxies from
  *   closing it.
- * - Redis: `PUBLISH aegis:feed <FeedEvent JSON>`; revocations are also
- *   persisted in hash `aegis:revocations` (field = seq, value = Revocation
- *   JSON) so a starting gateway can load them even with the control plane
- *   down; a lift deletes its field in the same transaction.
+ * - `GET /admin/v1/revocations/stream?v=2`: paged and resumable. With a
+ *   `Last-Event-ID` the control plane's feed log still covers, `event:
+ *   resumed` then what followed it; otherwise `snapshot-begin`,
+ *   `snapshot-revocations` / `snapshot-agents` pages, `snapshot-end`, then
+ *   changes. Every event after the snapshot has `id: <cursor>` (a position
+ *   in that control plane's log, src/feed/log.ts).
+ * - Redis: `PUBLISH aegis:feed <FeedEvent JSON>` with `"pos": <stream id>`
+ *   added; revocations are also persisted in hash `aegis:revocations` (field
+ *   = seq, value = Revocation JSON) so a starting gateway can load them even
+ *   with the control plane down; a lift deletes its field in the same
+ *   script; each event is also appended to the stream `aegis:feed:log`
+ *   (field `e`, about 100,000 kept), from which a reconnecting gateway
+ *   reads what it missed.
+ * - `keys` events: the signing keys changed; gateways refetch the JWKS now.
  * - Acknowledged propagation: a gateway `POST /admin/v1/gateways/acks`
  *   `{"gateway_id", "seq"}` after applying entries (at most a few times a
  *   second); `GET /admin/v1/gateways` lists gateways with their seq and lag;
