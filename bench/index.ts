@@ -130,6 +130,13 @@ if (want('pipeline-cedar')) {
   })
 }
 
+if (want('proxy')) {
+  const { benchProxy } = await import('./proxy.js')
+  log('bench: reverse-proxy calls through the gateway…')
+  const r = await benchProxy(Math.min(seconds, 5))
+  rows.push({ what: 'reverse-proxy JSON POST through the gateway (query string + JSON body, Cedar, sequential)', result: `p50 ${ms(r.gateway.p50Ms)}, p99 ${ms(r.gateway.p99Ms)}; added p50 ${ms(r.addedPairedP50Ms)}`, baseline: `direct p50 ${ms(r.direct.p50Ms)}, p99 ${ms(r.direct.p99Ms)}`, ratio: `${r.ratioP50.toFixed(2)}×`, goal: 'adds < 1 ms at p50' })
+}
+
 if (want('mcp')) {
   const { benchMcp } = await import('./mcp.js')
   log('bench: MCP tools/call through the gateway…')
