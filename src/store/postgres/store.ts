@@ -142,7 +142,7 @@ export class PostgresStore implements Store {
   }
 
   private async tx<R>(fn: (c: pg.PoolClient) => Promise<R>): Promise<R> {
-    const c = await this.pool.connect()
+    const c = await checkOut(this.pool)
     let broken: Error | undefined
     try {
       await c.query('BEGIN')
@@ -155,7 +155,7 @@ export class PostgresStore implements Store {
         throw err
       }
     } finally {
-      c.release(broken)
+      c.release(broken ?? c.lostWith())
     }
   }
 
@@ -450,12 +450,12 @@ export class PostgresStore implements Store {
     // concurrent call of this store before asking the database.
     if (this.held.has(name)) return { ran: false }
     this.held.add(name)
-    let client: pg.PoolClient | undefined
+    let client: CheckedOutClient | undefined
     let locked = false
     let broken: Error | undefined
     try {
       try {
-        client = await this.pool.connect()
+        client = await checkOut(this.pool)
         const r = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtext(coalesce(current_schema(), '') || ':' || $1)) AS ok", [name])
         locked = r.rows[0]?.ok === true
       } catch (err) {
@@ -471,7 +471,7 @@ export class PostgresStore implements Store {
           // connection so the server releases it.
           await client.query("SELECT pg_advisory_unlock(hashtext(coalesce(current_schema(), '') || ':' || $1))", [name]).catch((e: Error) => { broken = e })
         }
-        client.release(broken)
+        client.release(broken ?? client.lostWith())
       }
     }
   }
@@ -481,6 +481,34 @@ export class PostgresStore implements Store {
     this.closed = true
     await this.pool.end()
   }
+}
+
+/** A pooled client held by the store, which knows whether its connection was lost meanwhile. */
+interface CheckedOutClient extends pg.PoolClient {
+  /** The error that ended the connection while checked out, or undefined. */
+  lostWith(): Error | undefined
+}
+
+/**
+ * Checks a client out of the pool with an `error` listener for as long as it
+ * is held. The pool listens only to idle clients: without this, a database
+ * that goes away while a lock or transaction is held emits an unhandled
+ * `error` and the process exits. The error is kept and the client released
+ * as broken; the pending query rejects on its own.
+ */
+async function checkOut(pool: pg.Pool): Promise<CheckedOutClient> {
+  const client = await pool.connect()
+  let lost: Error | undefined
+  const onError = (err: Error): void => { lost = err }
+  client.on('error', onError)
+  const release = client.release.bind(client)
+  return Object.assign(client, {
+    lostWith: () => lost,
+    release: (err?: Error | boolean) => {
+      client.off('error', onError)
+      release(err)
+    },
+  })
 }
 
 /**
@@ -493,11 +521,11 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions 
   // An idle client's error must not crash the process; the next query reports it.
   pool.on('error', (err) => opts.logger?.warn({ err: { message: err.message } }, 'postgres idle client error'))
   try {
-    const c = await pool.connect()
+    const c = await checkOut(pool)
     try {
       await migratePostgres(c)
     } finally {
-      c.release()
+      c.release(c.lostWith())
     }
   } catch (err) {
     await pool.end().catch(() => {})
