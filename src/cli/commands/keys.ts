@@ -5,6 +5,7 @@ import { systemClock } from '../../lib/clock.js'
 import { silentLogger } from '../../observability/logger.js'
 import { Metrics } from '../../observability/metrics.js'
 import { openStore } from '../../store/index.js'
+import { openClusterSignal } from '../../store/signal.js'
 import type { Store } from '../../store/types.js'
 import { createKeyManager, effectiveKeys, type PublicKeyInfo } from '../../control-plane/keys/index.js'
 import { createAuditWriter } from '../../control-plane/audit/index.js'
@@ -79,7 +80,9 @@ export async function keysCommand(argv: string[], ctx: CliContext): Promise<numb
       return 0
     }
     const logger = silentLogger()
-    const keys = await createKeyManager({ config, store, clock: systemClock, logger, metrics: new Metrics() })
+    // Running control planes on the same PostgreSQL hear the change at once (and tell their gateways).
+    const signal = await openClusterSignal(config, logger)
+    const keys = await createKeyManager({ config, store, clock: systemClock, logger, metrics: new Metrics(), signal })
     // The CLI writes its own chain: the server's chain belongs to the server process.
     const audit = await createAuditWriter({
       store, keys, clock: systemClock, logger, chainId: `cli-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
@@ -99,7 +102,9 @@ export async function keysCommand(argv: string[], ctx: CliContext): Promise<numb
         })
         await audit.append({ type: 'token.revoked', actor, subject: r.revoked, data: { revocation_type: 'kid', reason: 'emergency key rotation (cli)' } })
         ctx.out(`emergency rotation: ${r.current} signs now; ${r.revoked} revoked`)
-        ctx.out(`running control planes switch within ${config.keys.checkIntervalSeconds}s; for an instant cut use POST /admin/v1/keys/rotate?emergency=true`)
+        ctx.out(config.databaseUrl
+          ? 'running control planes switched at once (PostgreSQL notification); gateways load the kid revocation when they reconnect: for an instant cut everywhere use POST /admin/v1/keys/rotate?emergency=true'
+          : `running control planes switch within ${config.keys.checkIntervalSeconds}s; for an instant cut use POST /admin/v1/keys/rotate?emergency=true`)
       } else {
         const next = keys.list().find((k) => k.kid === r.next)
         ctx.out(`next key ${r.next} published; it starts signing at ${iso(next?.activatesAt ?? null)} (current: ${r.current})`)
@@ -108,6 +113,7 @@ export async function keysCommand(argv: string[], ctx: CliContext): Promise<numb
     } finally {
       await audit.close()
       await keys.stop()
+      await signal.close()
     }
     return 0
   } catch (err) {
