@@ -31,6 +31,13 @@ const BODYLESS = new Set(['GET', 'HEAD'])
 // eslint-disable-next-line no-control-regex
 const BAD_SEGMENT_CHAR = /[/\\\u0000-\u001f\u007f]/
 const JSON_TYPE = /^application\/(?:json|[!#$&^_.+\-A-Za-z0-9]+\+json)$/
+// RFC 3986 unreserved characters: decoding and encodeURIComponent leave them as they are (the common case, taken without either).
+const UNRESERVED = /^[A-Za-z0-9\-._~]*$/
+
+/** encodeURIComponent, skipped for text it would not change. */
+function encodeComponent(s: string): string {
+  return UNRESERVED.test(s) ? s : encodeURIComponent(s)
+}
 
 /** One proxied request, read once: what the policy sees and what is forwarded. */
 export interface ProxiedRequest {
@@ -126,21 +133,24 @@ function readPath(suffix: string): { path: string; forwardPath: string } {
   for (let i = 0; i < raw.length; i++) {
     const seg = raw[i]!
     if (seg === '' && i !== raw.length - 1) throw bad('empty path segments are not allowed in proxied paths')
-    let d: string
-    try {
-      d = decodeURIComponent(seg)
-    } catch {
-      throw bad('malformed percent-encoding in the path')
+    let d = seg
+    if (seg.includes('%')) {
+      try {
+        d = decodeURIComponent(seg)
+      } catch {
+        throw bad('malformed percent-encoding in the path')
+      }
     }
     if (d === '.' || d === '..') throw bad('dot segments are not allowed in proxied paths')
     if (BAD_SEGMENT_CHAR.test(d)) throw bad('encoded separators and control characters are not allowed in proxied paths')
     decoded.push(d)
-    encoded.push(encodeURIComponent(d))
+    encoded.push(encodeComponent(d))
   }
   return { path: '/' + decoded.join('/'), forwardPath: '/' + encoded.join('/') }
 }
 
 function decodeFormComponent(s: string): string {
+  if (!s.includes('%') && !s.includes('+')) return s
   try {
     return decodeURIComponent(s.replace(/\+/g, ' '))
   } catch {
@@ -171,9 +181,10 @@ function readQuery(raw: string): { query: Record<string, string | string[]>; for
 export function encodeQuery(query: Record<string, string | string[]>): string {
   const parts: string[] = []
   for (const key of Object.keys(query)) {
-    const k = encodeURIComponent(key)
+    const k = encodeComponent(key)
     const v = query[key]!
-    for (const value of Array.isArray(v) ? v : [v]) parts.push(`${k}=${encodeURIComponent(value)}`)
+    if (typeof v === 'string') parts.push(`${k}=${encodeComponent(v)}`)
+    else for (const value of v) parts.push(`${k}=${encodeComponent(value)}`)
   }
   return parts.join('&')
 }
