@@ -190,8 +190,11 @@ export function encodeQuery(query: Record<string, string | string[]>): string {
 }
 
 /** The media type's essence (lower case) and charset, or null when there is none or it is malformed. */
+const PLAIN_JSON = { essence: 'application/json', charset: null } as const
+
 function mediaType(header: string | undefined): { essence: string; charset: string | null } | null {
   if (header === undefined) return null
+  if (header === 'application/json') return PLAIN_JSON
   const [head, ...params] = header.split(';')
   const essence = head!.trim().toLowerCase()
   if (!/^[^/\s]+\/[^/\s]+$/.test(essence)) return null

@@ -90,7 +90,10 @@ export function registerProxyRoutes(app: FastifyInstance, pipeline: DecisionPipe
     app.register(async (scope) => {
       // Every body arrives as bytes: readProxiedRequest alone decides how to read it.
       scope.removeAllContentTypeParsers()
-      scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
+      const asBytes = (_req: unknown, body: Buffer, done: (err: null, body: Buffer) => void): void => done(null, body)
+      // application/json by name too: fastify finds an exact type without parsing the header, the common case.
+      scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, asBytes)
+      scope.addContentTypeParser('*', { parseAs: 'buffer' }, asBytes)
       await scope.register(replyFrom, { base: upstream.origin, disableRequestLogging: true })
 
       function forward(request: FastifyRequest, reply: FastifyReply, o: DecisionOutcome, call: ProxiedRequest): FastifyReply {
