@@ -6,6 +6,14 @@ import type { ControlPlaneDeps } from '../deps.js'
 /** Entries per snapshot page: about 180 KB of revocations or 100 KB of agents. */
 export const SNAPSHOT_PAGE_ENTRIES = 1000
 
+/**
+ * Lets I/O and other requests run between pages. SQLite answers
+ * synchronously, so without it the whole read is one chain of microtasks:
+ * no page leaves the socket (HTTP uncorks on nextTick) and no other request
+ * is served until the last one is read.
+ */
+const yieldToIo = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
 /** Opening record of a snapshot: what is small and read first. */
 export interface SnapshotBegin {
   generatedAt: number
@@ -55,6 +63,7 @@ export async function readFeedSnapshot(deps: ControlPlaneDeps, sink: {
     if (after > seq) seq = after
     revocations += page.length
     await sink.revocations(page)
+    await yieldToIo()
   }
   let agents = 0
   for (let after: { tenant: string; agentId: string } | null = null; ;) {
@@ -63,6 +72,7 @@ export async function readFeedSnapshot(deps: ControlPlaneDeps, sink: {
     after = page[page.length - 1]! as { tenant: string; agentId: string }
     agents += page.length
     await sink.agents(page)
+    await yieldToIo()
   }
   return { seq, revocations, agents }
 }

@@ -85,6 +85,8 @@ export class RedisFeed implements FeedSubscriber {
   private cursor: string | undefined
   /** Log positions of buffered events (pub/sub messages carry `pos`). */
   private readonly posOf = new WeakMap<FeedEvent, string>()
+  /** Until when a resync with a cursor waits for the command connection before reloading everything. */
+  private commandWaitUntil: number | undefined
   private buffering: FeedEvent[] | null = null
   private started = false
   private closed = false
@@ -140,7 +142,8 @@ export class RedisFeed implements FeedSubscriber {
 
   /** The command connection came back: a resync that failed for want of it runs now. */
   private readonly onCommandReady = (): void => {
-    if (!this.inSync && this.opts.subscriber.status === 'ready') this.onReady()
+    // A resync under way needs no second one: it loads from the control plane without the command connection, or fails and is retried.
+    if (!this.inSync && this.syncing === undefined && this.opts.subscriber.status === 'ready') this.onReady()
   }
 
   private readonly onReady = (): void => {
@@ -177,6 +180,8 @@ export class RedisFeed implements FeedSubscriber {
     if (this.buffering) {
       if (typeof pos === 'string') this.posOf.set(ev, pos)
       this.buffering.push(ev)
+      // Applied now as well (a revocation must not wait for a snapshot being loaded), and again on top of what is loaded.
+      this.opts.state.applyEvent(ev)
     } else {
       this.opts.state.applyEvent(ev)
       // Only while every event since the last load is known to be applied (not while a failed resync is retried).
@@ -229,6 +234,7 @@ export class RedisFeed implements FeedSubscriber {
       if (snapshot) {
         this.opts.state.applySnapshot(snapshot, fromHash ?? [], pending)
         this.cursor = this.lastPosOf(pending, head)
+        this.commandWaitUntil = undefined
         this.opts.onLoad?.('snapshot')
         this.snapshotBackoff.reset()
         this.resolveReady()
@@ -262,7 +268,14 @@ export class RedisFeed implements FeedSubscriber {
    */
   private async resumeFromLog(generation: number): Promise<boolean> {
     const from = this.cursor
-    if (from === undefined || !this.opts.state.snapshotLoaded || this.opts.command.status !== 'ready') return false
+    if (from === undefined || !this.opts.state.snapshotLoaded) return false
+    if (this.opts.command.status !== 'ready') {
+      // The connections come back in either order: wait a little for the command one (its 'ready' retries) rather than reload everything.
+      this.commandWaitUntil ??= Date.now() + 2_000
+      if (Date.now() < this.commandWaitUntil) throw new Error('redis command connection not ready yet; resuming from the log once it is')
+      return false
+    }
+    this.commandWaitUntil = undefined
     const missed: Array<{ ev: FeedEvent; pos: string }> = []
     let start = from
     for (let first = true; ; first = false) {
