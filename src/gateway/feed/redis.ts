@@ -269,21 +269,21 @@ export class RedisFeed implements FeedSubscriber {
   private async resumeFromLog(generation: number): Promise<boolean> {
     const from = this.cursor
     if (from === undefined || !this.opts.state.snapshotLoaded) return false
-    if (this.opts.command.status !== 'ready') {
-      // The connections come back in either order: wait a little for the command one (its 'ready' retries) rather than reload everything.
+    // The connections come back in either order, and a Redis just back may be slow: retry for a little while rather than reload everything.
+    const notYet = (why: string): false => {
       this.commandWaitUntil ??= Date.now() + 2_000
-      if (Date.now() < this.commandWaitUntil) throw new Error('redis command connection not ready yet; resuming from the log once it is')
+      if (Date.now() < this.commandWaitUntil) throw new Error(`${why}; resuming from the log once it is`)
       return false
     }
-    this.commandWaitUntil = undefined
+    if (this.opts.command.status !== 'ready') return notYet('redis command connection not ready yet')
     const missed: Array<{ ev: FeedEvent; pos: string }> = []
     let start = from
     for (let first = true; ; first = false) {
       let page: Array<[string, string[]]>
       try {
         page = await this.opts.command.xrange(this.logKey, start, '+', 'COUNT', LOG_PAGE)
-      } catch {
-        return false
+      } catch (err) {
+        return notYet(`redis feed log unreadable (${err instanceof Error ? err.message : String(err)})`)
       }
       // The entry at the cursor must still be there, or entries after it may be gone too.
       if (first && page[0]?.[0] !== from) return false
@@ -314,6 +314,7 @@ export class RedisFeed implements FeedSubscriber {
       if (pos !== undefined) last = pos
     }
     this.cursor = last
+    this.commandWaitUntil = undefined
     this.inSync = true
     this.resyncBackoff.reset()
     this.opts.state.feedConnected()

@@ -18,7 +18,7 @@ import { join } from 'node:path'
 import { decodeJwt } from 'jose'
 import { loadConfig } from '../../../src/config/load.js'
 import { buildGateway, type Gateway } from '../../../src/gateway/index.js'
-import { silentLogger } from '../../../src/observability/logger.js'
+import { createLogger, silentLogger } from '../../../src/observability/logger.js'
 import { fillFeedState } from '../../helpers/bulk-feed.js'
 import { startControlPlaneProcess, type ControlPlaneProcess } from '../../helpers/control-plane-processes.js'
 import { authorize, eventually, metricValue } from '../../helpers/gateway-env.js'
@@ -81,7 +81,7 @@ describe(`feed at scale: ${N.toLocaleString('en')} revocations and ${N.toLocaleS
   async function startGateway(url: string, extra: Record<string, unknown>, tuning = {}): Promise<{ gw: Gateway; gwUrl: string; ms: number }> {
     const config = loadConfig({ env: {}, overrides: { issuer, controlPlaneUrl: url, gatewayToken, logLevel: 'silent', gateway: { id: `scale-${randomBytes(3).toString('hex')}` }, ...extra } })
     const started = performance.now()
-    const gw = await buildGateway(config, { logger: silentLogger(), tuning })
+    const gw = await buildGateway(config, { logger: process.env.AEGIS_TEST_GATEWAY_LOGS === '1' ? createLogger('info') : silentLogger(), tuning })
     gateways.push(gw)
     await gw.app.listen({ port: 0, host: '127.0.0.1' })
     const gwUrl = `http://127.0.0.1:${(gw.app.server.address() as { port: number }).port}`
@@ -134,7 +134,8 @@ describe(`feed at scale: ${N.toLocaleString('en')} revocations and ${N.toLocaleS
   })
 
   test('a new Redis gateway loads the paged snapshot and accepts a valid token; after a Redis cut it resumes from the Redis log', async () => {
-    const tuning = { feedChannel: `${prefix}aegis:feed`, feedHashKey: `${prefix}aegis:revocations`, redisKeyPrefix: `${prefix}jti:` }
+    // No periodic reconciliation during the test: it would find the revocation missed during the cut and reload, which is its job but not what is measured here.
+    const tuning = { feedChannel: `${prefix}aegis:feed`, feedHashKey: `${prefix}aegis:revocations`, redisKeyPrefix: `${prefix}jti:`, feedReconcileMs: 600_000 }
     const r = await relay(Number(new URL(REDIS_URL).port || 6379))
     try {
       const { gw, gwUrl, ms } = await startGateway(cp.url, { redisUrl: r.url.replace('http:', 'redis:') }, tuning)
@@ -153,10 +154,13 @@ describe(`feed at scale: ${N.toLocaleString('en')} revocations and ${N.toLocaleS
       r.cut()
       await admin('POST', '/revocations', { type: 'jti', value: decodeJwt(victim).jti, tenant })
       await eventually(async () => (await authorize(gwUrl, victim, CALL)).status === 401, 20_000, 10)
-      await eventually(async () => (await metricValue(gwUrl, 'aegis_feed_loads_total', { kind: 'resume' })) >= 1, 20_000, 20)
-      const polled = await metricValue(gwUrl, 'aegis_feed_loads_total', { kind: 'poll' })
-      console.log(`# Redis cut: resumed from the Redis log (${polled} snapshot(s) polled from the control plane while Redis was away)`)
-      assert.equal(await metricValue(gwUrl, 'aegis_feed_loads_total', { kind: 'snapshot' }), 1, 'the reconnect reloaded nothing')
+      // The reconnect either resumed or reloaded: wait for one of them, then check which.
+      const loads = async (kind: string): Promise<number> => metricValue(gwUrl, 'aegis_feed_loads_total', { kind })
+      await eventually(async () => (await loads('resume')) >= 1 || (await loads('snapshot')) >= 2, 20_000, 20)
+      const [resumed, reloaded, polled] = [await loads('resume'), await loads('snapshot'), await loads('poll')]
+      console.log(`# Redis cut: ${resumed} resumption(s) from the Redis log, ${reloaded - 1} reload(s), ${polled} snapshot(s) polled from the control plane while Redis was away`)
+      assert.ok(resumed >= 1, 'resumed from the log')
+      assert.equal(reloaded, 1, 'the reconnect reloaded nothing')
       assert.equal((await authorize(gwUrl, token, CALL)).status, 200)
     } finally {
       await r.close()
