@@ -1,0 +1,93 @@
+/**
+ * The seam between the one SQL layer (repositories.ts) and the two databases:
+ * an executor runs statements written once, with `?` placeholders, on SQLite
+ * or PostgreSQL, and a dialect names the few places where the SQL differs.
+ *
+ * A transaction is a generator of statements, not an async function. The
+ * executor answers each statement it yields: better-sqlite3 synchronously,
+ * inside one `db.transaction()` (no other request can run a statement on the
+ * shared connection before COMMIT, since nothing awaits), pg by awaiting each
+ * query on the transaction's client. So the same repository code keeps
+ * SQLite's transactions synchronous and PostgreSQL's asynchronous.
+ */
+import type { AuditEvent } from '../types.js'
+import type { Row } from './rows.js'
+
+/** One statement a transaction hands its executor, which answers with the mapped result. */
+export type Statement =
+  | { readonly kind: 'one'; readonly text: string; readonly args: readonly unknown[]; readonly map: (r: Row) => unknown }
+  | { readonly kind: 'all'; readonly text: string; readonly args: readonly unknown[]; readonly map: (r: Row) => unknown }
+  | { readonly kind: 'run'; readonly text: string; readonly args: readonly unknown[] }
+
+/** Work inside a transaction: yields statements, returns `T`. Compose with `yield*`. */
+export type Step<T> = Generator<Statement, T, unknown>
+
+/** The first row mapped by `map`, or null when there is none. */
+export function* one<R>(text: string, args: readonly unknown[], map: (r: Row) => R): Step<R | null> {
+  return (yield { kind: 'one', text, args, map }) as R | null
+}
+
+/** Every row, each mapped by `map`. */
+export function* all<R>(text: string, args: readonly unknown[], map: (r: Row) => R): Step<R[]> {
+  return (yield { kind: 'all', text, args, map }) as R[]
+}
+
+/** Runs a statement; returns how many rows it changed. */
+export function* run(text: string, args: readonly unknown[]): Step<number> {
+  return (yield { kind: 'run', text, args }) as number
+}
+
+/**
+ * What differs between the databases, by name. Everything else in
+ * repositories.ts is the same text on both.
+ */
+export interface Dialect {
+  /**
+   * Appended to a SELECT whose row the transaction then updates. PostgreSQL:
+   * ` FOR UPDATE`; SQLite: nothing (BEGIN IMMEDIATE already holds the
+   * database's one write lock).
+   */
+  readonly forUpdate: string
+  /**
+   * Serializes transactions that name `key` until the current one ends, so
+   * ids assigned inside follow commit order. PostgreSQL: a transaction-scoped
+   * advisory lock; SQLite: no statement (writers are already serialized).
+   */
+  serialize(key: string): Step<void>
+  /** A statement whose column `seq` is the highest revocation seq ever assigned (0 before the first). */
+  readonly lastRevocationSeq: string
+  /** A statement that takes the next revocation seq and returns it as column `seq`. */
+  readonly nextRevocationSeq: string
+  /**
+   * Writes a batch of audit events in one transaction, the hot path: each
+   * database has its own fastest form (SQLite: multi-row INSERTs; PostgreSQL:
+   * one INSERT from unnest). Resolves the ids the rows got, in input order;
+   * ids follow commit order.
+   */
+  appendAudit(events: readonly Omit<AuditEvent, 'id'>[]): Promise<number[]>
+}
+
+/**
+ * What a repository needs from a database. `one`, `all` and `run` each run
+ * a statement on its own (autocommit); `tx` runs a generator of statements
+ * in one transaction and commits when it returns, rolls back when it throws.
+ * Driver errors reject as they are: repositories.ts turns them into ours.
+ */
+export interface Sql {
+  one<R>(text: string, args: readonly unknown[], map: (r: Row) => R): Promise<R | null>
+  all<R>(text: string, args: readonly unknown[], map: (r: Row) => R): Promise<R[]>
+  run(text: string, args: readonly unknown[]): Promise<number>
+  tx<T>(work: () => Step<T>): Promise<T>
+  readonly dialect: Dialect
+}
+
+/** `?` placeholders → PostgreSQL's `$1`, `$2`, … (no statement here has a `?` inside a literal). */
+export function numbered(text: string): string {
+  let i = 0
+  return text.replace(/\?/g, () => `$${++i}`)
+}
+
+/** `INSERT INTO table (columns) VALUES (?, …)` for a row mapping of rows.ts. */
+export function insertSql(t: { table: string; columns: readonly string[] }): string {
+  return `INSERT INTO ${t.table} (${t.columns.join(', ')}) VALUES (${t.columns.map(() => '?').join(', ')})`
+}
