@@ -34,12 +34,21 @@ export type ErrorCode = keyof typeof STATUS
 /** All codes, for documentation checks. */
 export const ERROR_CODES = Object.keys(STATUS) as ErrorCode[]
 
+/** Options of every Aegis error: a `cause` for the log, extra response headers for the client. */
+export type AegisErrorOptions = ErrorOptions & { headers?: Record<string, string> }
+
+/**
+ * An error answered on the wire. Codes that have a subclass below
+ * (`invalid_request`, `not_found`, `conflict`, `temporarily_unavailable`)
+ * are built with that subclass and no other way, so `instanceof NotFound`
+ * and `code === 'not_found'` always agree; every other code is built here.
+ */
 export class AegisError extends Error {
   readonly code: ErrorCode
   /** Extra response headers (e.g. `Retry-After`, `DPoP-Nonce`). */
   readonly headers: Record<string, string>
   /** `message` goes to the client; put internal detail in `cause`. */
-  constructor(code: ErrorCode, message: string, options?: ErrorOptions & { headers?: Record<string, string> }) {
+  constructor(code: ErrorCode, message: string, options?: AegisErrorOptions) {
     super(message, options)
     this.name = new.target.name
     this.code = code
@@ -59,25 +68,19 @@ export function statusOf(code: ErrorCode): number {
   return STATUS[code]
 }
 
+/** `invalid_request` (400). */
 export class InvalidRequest extends AegisError {
-  constructor(message: string, options?: ErrorOptions) { super('invalid_request', message, options) }
+  constructor(message: string, options?: AegisErrorOptions) { super('invalid_request', message, options) }
 }
-export class InvalidClient extends AegisError {
-  /** Authentication failures always carry one flat message, never which part was wrong. */
-  constructor(options?: ErrorOptions) { super('invalid_client', 'client authentication failed', options) }
-}
-export class InvalidToken extends AegisError {
-  constructor(message: string, options?: ErrorOptions) { super('invalid_token', message, options) }
-}
+/** `not_found` (404). */
 export class NotFound extends AegisError {
-  constructor(message: string, options?: ErrorOptions) { super('not_found', message, options) }
+  constructor(message: string, options?: AegisErrorOptions) { super('not_found', message, options) }
 }
+/** `conflict` (409). */
 export class Conflict extends AegisError {
-  constructor(message: string, options?: ErrorOptions) { super('conflict', message, options) }
+  constructor(message: string, options?: AegisErrorOptions) { super('conflict', message, options) }
 }
-export class Forbidden extends AegisError {
-  constructor(message: string, options?: ErrorOptions) { super('forbidden', message, options) }
-}
+/** `temporarily_unavailable` (503; its message is shown, unlike other 5xx). */
 export class Unavailable extends AegisError {
-  constructor(message: string, options?: ErrorOptions) { super('temporarily_unavailable', message, options) }
+  constructor(message: string, options?: AegisErrorOptions) { super('temporarily_unavailable', message, options) }
 }

@@ -6,11 +6,6 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => Date.now() }
 
-/** Epoch seconds from a clock. */
-export function epochSeconds(clock: Clock): number {
-  return Math.floor(clock.now() / 1000)
-}
-
 /** A clock tests advance by hand. */
 export class ManualClock implements Clock {
   constructor(private ms: number = Date.now()) {}

@@ -5,11 +5,6 @@ export function sha256b64url(input: string | Uint8Array): string {
   return createHash('sha256').update(input).digest('base64url')
 }
 
-/** hex(SHA-256(input)). */
-export function sha256hex(input: string | Uint8Array): string {
-  return createHash('sha256').update(input).digest('hex')
-}
-
 /**
  * Constant-time comparison of two strings. Both sides are hashed first so
  * that neither the content nor the length of the secret leaks through timing.

@@ -15,7 +15,7 @@
  *   on as `429 rate_limited` with the control plane's reason; an unreachable
  *   control plane is `503` (fail closed).
  */
-import { AegisError } from '../../errors.js'
+import { AegisError, InvalidRequest, Unavailable } from '../../errors.js'
 import { wwwAuthenticate } from '../../http/error-handler.js'
 import { LRUCache } from 'lru-cache'
 import { canonicalHash, canonicalJson } from '../../lib/canonical-json.js'
@@ -84,7 +84,7 @@ export function httpApprovalOpener(client: Pick<ControlPlaneClient, 'url' | 'hea
           redirect: 'error',
         })
       } catch (err) {
-        throw new AegisError('temporarily_unavailable', 'approval service unreachable', { cause: err })
+        throw new Unavailable('approval service unreachable', { cause: err })
       }
       const text = await res.text()
       let json: Record<string, unknown> = {}
@@ -92,10 +92,11 @@ export function httpApprovalOpener(client: Pick<ControlPlaneClient, 'url' | 'hea
       if (res.status === 429 || res.status === 400) {
         // The control plane's reason is meant for the agent (which cap, which limit).
         const description = typeof json.error_description === 'string' ? json.error_description.slice(0, 300) : 'approval request refused'
-        throw new AegisError(res.status === 429 ? 'rate_limited' : 'invalid_request', description, res.status === 429 ? { headers: { 'retry-after': res.headers.get('retry-after') ?? '60' } } : undefined)
+        if (res.status === 400) throw new InvalidRequest(description)
+        throw new AegisError('rate_limited', description, { headers: { 'retry-after': res.headers.get('retry-after') ?? '60' } })
       }
       if (!res.ok || typeof json.id !== 'string' || typeof json.status_url !== 'string') {
-        throw new AegisError('temporarily_unavailable', `approval service answered ${res.status}`)
+        throw new Unavailable(`approval service answered ${res.status}`)
       }
       return { id: json.id, status_url: json.status_url }
     },
@@ -163,7 +164,7 @@ export function createApprovalHook(deps: GatewayApprovalHookDeps): ApprovalHook 
     }
     deps.decisions.record(event)
     if (err.reason === 'replayed') deps.metrics.replayAttempts.inc()
-    if (err.reason === 'unavailable') return new AegisError('temporarily_unavailable', err.message)
+    if (err.reason === 'unavailable') return new Unavailable(err.message)
     return new AegisError('invalid_token', err.message, { headers: { 'www-authenticate': wwwAuthenticate('invalid_token', err.message) } })
   }
 
