@@ -1,0 +1,250 @@
+/**
+ * The versioned schema of both SQL stores, written once. The tables,
+ * columns, indexes and data migrations are the same on SQLite and
+ * PostgreSQL; a {@link SchemaDialect} names what differs (column types, STRICT
+ * tables, the clock). Append new versions; never edit one that has shipped:
+ * existing databases have them applied, and each version must give exactly
+ * the schema it always gave.
+ */
+
+/** One schema version: run once, in its own transaction, recorded in `schema_migrations`. */
+export interface Migration {
+  version: number
+  name: string
+  sql: string
+}
+
+/** Where the two databases' schemas differ, by name. */
+export interface SchemaDialect {
+  /** A 64-bit integer column: epoch-ms times, counts, sequences. */
+  readonly int: string
+  /** A boolean column (SQLite has none: 0/1 in an INTEGER). */
+  readonly bool: string
+  /** A primary key the database assigns, increasing and never reused after a delete. */
+  readonly serialKey: string
+  /** After a CREATE TABLE's closing parenthesis: SQLite's ` STRICT` makes each column check its type. */
+  readonly strict: string
+  /** The current time in epoch milliseconds, as an integer expression. */
+  readonly nowMs: string
+}
+
+/** Every migration, in the given dialect. */
+export function sqlMigrations({ int, bool, serialKey, strict, nowMs }: SchemaDialect): readonly Migration[] {
+  return [
+    {
+      version: 1,
+      name: 'initial',
+      sql: `
+CREATE TABLE tenants (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  require_attestation ${bool} NOT NULL,
+  created_at ${int} NOT NULL
+)${strict};
+
+CREATE TABLE agents (
+  tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  agent_id TEXT NOT NULL,
+  client_id TEXT NOT NULL UNIQUE,
+  scopes TEXT NOT NULL,
+  capabilities TEXT NOT NULL,
+  schemas TEXT,
+  max_ttl_seconds ${int} NOT NULL,
+  audiences TEXT NOT NULL,
+  token_endpoint_auth_method TEXT NOT NULL,
+  jwks TEXT,
+  tls_client_auth_subject_dn TEXT,
+  tls_client_auth_san_uri TEXT,
+  tls_client_auth_san_dns TEXT,
+  tls_client_auth_thumbprint TEXT,
+  capability_hash TEXT NOT NULL,
+  created_at ${int} NOT NULL,
+  updated_at ${int} NOT NULL,
+  PRIMARY KEY (tenant, agent_id)
+)${strict};
+
+CREATE TABLE bootstrap_credentials (
+  client_id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  secret_hash TEXT NOT NULL,
+  expires_at ${int} NOT NULL,
+  single_use ${bool} NOT NULL,
+  used_at ${int},
+  created_at ${int} NOT NULL,
+  FOREIGN KEY (tenant, agent_id) REFERENCES agents(tenant, agent_id) ON DELETE CASCADE
+)${strict};
+CREATE INDEX bootstrap_credentials_agent ON bootstrap_credentials (tenant, agent_id);
+
+CREATE TABLE admin_tokens (
+  id TEXT PRIMARY KEY,
+  tenant TEXT,
+  role TEXT NOT NULL,
+  name TEXT NOT NULL,
+  token_hash TEXT NOT NULL UNIQUE,
+  linked_identities TEXT NOT NULL,
+  groups_ TEXT NOT NULL,
+  created_at ${int} NOT NULL,
+  revoked_at ${int}
+)${strict};
+
+CREATE TABLE manifests (
+  hash TEXT PRIMARY KEY,
+  manifest TEXT NOT NULL
+)${strict};
+
+CREATE TABLE signing_keys (
+  kid TEXT PRIMARY KEY,
+  alg TEXT NOT NULL,
+  state TEXT NOT NULL,
+  public_jwk TEXT NOT NULL,
+  encrypted_private_key TEXT NOT NULL,
+  created_at ${int} NOT NULL,
+  activates_at ${int} NOT NULL,
+  deactivated_at ${int},
+  retires_at ${int},
+  revoked ${bool} NOT NULL
+)${strict};
+
+CREATE TABLE audit_events (
+  id ${serialKey},
+  chain_id TEXT NOT NULL,
+  chain_seq ${int} NOT NULL,
+  type TEXT NOT NULL,
+  tenant TEXT,
+  actor TEXT,
+  subject TEXT,
+  data TEXT NOT NULL,
+  ts ${int} NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  UNIQUE (chain_id, chain_seq)
+)${strict};
+CREATE INDEX audit_events_type ON audit_events (type, id);
+CREATE INDEX audit_events_tenant ON audit_events (tenant, id);
+CREATE INDEX audit_events_ts ON audit_events (ts);
+
+CREATE TABLE audit_checkpoints (
+  chain_id TEXT NOT NULL,
+  chain_seq ${int} NOT NULL,
+  head_hash TEXT NOT NULL,
+  ts ${int} NOT NULL,
+  kid TEXT NOT NULL,
+  signature TEXT NOT NULL,
+  PRIMARY KEY (chain_id, chain_seq)
+)${strict};
+
+-- AUTOINCREMENT: a purged seq is never handed out again, so the feed's
+-- sequence stays strictly increasing.
+CREATE TABLE revocations (
+  seq ${serialKey},
+  type TEXT NOT NULL,
+  value TEXT NOT NULL,
+  tenant TEXT,
+  agent_id TEXT,
+  reason TEXT,
+  created_at ${int} NOT NULL,
+  expires_at ${int} NOT NULL
+)${strict};
+CREATE INDEX revocations_expires ON revocations (expires_at);
+
+CREATE TABLE policy_bundles (
+  id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  version TEXT NOT NULL,
+  cedar TEXT NOT NULL,
+  mode TEXT NOT NULL,
+  status TEXT NOT NULL,
+  created_at ${int} NOT NULL,
+  activated_at ${int},
+  reviewed_at ${int},
+  UNIQUE (tenant, version)
+)${strict};
+-- At most one active bundle per tenant, whatever the code above does.
+CREATE UNIQUE INDEX policy_bundles_one_active ON policy_bundles (tenant) WHERE status = 'active';
+
+CREATE TABLE approvals (
+  id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  tool TEXT NOT NULL,
+  params_canonical TEXT NOT NULL,
+  params_hash TEXT NOT NULL,
+  resource TEXT,
+  policy_id TEXT NOT NULL,
+  policy_version TEXT NOT NULL,
+  group_ TEXT NOT NULL,
+  require_console ${bool} NOT NULL,
+  status TEXT NOT NULL,
+  created_at ${int} NOT NULL,
+  expires_at ${int} NOT NULL,
+  decided_at ${int},
+  decided_by TEXT,
+  reason TEXT,
+  override_jti TEXT,
+  deliveries TEXT NOT NULL
+)${strict};
+CREATE INDEX approvals_open ON approvals (tenant, agent_id, status, expires_at);
+CREATE INDEX approvals_status ON approvals (status, expires_at);
+
+CREATE TABLE trusted_issuers (
+  id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  issuer TEXT NOT NULL,
+  jwks_uri TEXT,
+  jwks TEXT,
+  audience TEXT NOT NULL,
+  rules TEXT NOT NULL,
+  created_at ${int} NOT NULL
+)${strict};
+CREATE INDEX trusted_issuers_issuer ON trusted_issuers (issuer);
+CREATE INDEX trusted_issuers_tenant ON trusted_issuers (tenant);
+
+CREATE TABLE gateway_acks (
+  gateway_id TEXT PRIMARY KEY,
+  seq ${int} NOT NULL,
+  updated_at ${int} NOT NULL
+)${strict};
+`,
+    },
+    {
+      version: 2,
+      name: 'console_logouts',
+      sql: `
+-- Logged-out console session ids, each kept until its session would have
+-- expired (console/session.ts); the expiry index serves the purge.
+CREATE TABLE console_logouts (
+  sid TEXT PRIMARY KEY,
+  expires_at ${int} NOT NULL
+)${strict};
+CREATE INDEX console_logouts_expires ON console_logouts (expires_at);
+`,
+    },
+    {
+      version: 3,
+      name: 'revocation_lifts',
+      sql: `
+-- An agent, client or tenant revocation holds until an admin lifts it
+-- (DELETE /admin/v1/revocations/{seq}): who lifted it, when, and the feed
+-- seq the lift was published under. Entries of those types still in force
+-- become permanent (9007199254740991 = REVOCATION_PERMANENT). The index
+-- serves the token endpoint's list of standing entries among many jti ones.
+ALTER TABLE revocations ADD COLUMN lifted_at ${int};
+ALTER TABLE revocations ADD COLUMN lifted_by TEXT;
+ALTER TABLE revocations ADD COLUMN lift_seq ${int};
+UPDATE revocations SET expires_at = 9007199254740991
+  WHERE type IN ('agent', 'client', 'tenant') AND expires_at > ${nowMs};
+CREATE INDEX revocations_type ON revocations (type, expires_at);
+`,
+    },
+    {
+      version: 4,
+      name: 'approvals_request',
+      sql: `
+-- Reverse-proxy approvals bind the forwarded request (method, path, query,
+-- opaque body digest); null for other entry points.
+ALTER TABLE approvals ADD COLUMN request_canonical TEXT;
+`,
+    },
+  ]
+}
