@@ -169,6 +169,7 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
       if (r && r.mode !== 'proxy' && r.mode !== 'mcp') problems.push(`gateway.routes[${i}].mode must be "proxy" or "mcp"`)
       if (r && r.resource !== undefined && (typeof r.resource !== 'string' || r.resource.length === 0 || r.resource.length > 1024)) problems.push(`gateway.routes[${i}].resource must be a non-empty string (\`{path}\` stands for the request's path below the route)`)
       if (r && r.opaque_body !== undefined && typeof r.opaque_body !== 'boolean') problems.push(`gateway.routes[${i}].opaque_body must be true or false`)
+      if (r && r.mode === 'mcp') problems.push(...mcpRouteProblems(r, i))
     })
   }
   if (Array.isArray(cfg.gateway?.routes)) cfg.gateway.routes.forEach((r, i) => { if (r) problems.push(...originProblems(r, i)) })
@@ -200,6 +201,33 @@ export function defaultIssuer(host: string, port: number): string {
   if (h === '' || h === '0.0.0.0') h = '127.0.0.1'
   else if (h === '::') h = '::1'
   return `http://${h.includes(':') ? `[${h}]` : h}:${port}`
+}
+
+/**
+ * The bearer token a gateway presents to the control plane: `gatewayToken`,
+ * else `adminToken`. loadConfig cannot require one, not knowing whether the
+ * process runs a gateway, so the gateway asks here at start; without either
+ * it is a configuration error like loadConfig's.
+ */
+export function gatewayBearer(config: Pick<AegisConfig, 'gatewayToken' | 'adminToken'>): string {
+  const bearer = config.gatewayToken ?? config.adminToken
+  if (!bearer) throw new ConfigError(['the gateway needs a bearer token for the control plane: set AEGIS_GATEWAY_TOKEN (role gateway) or AEGIS_ADMIN_TOKEN'])
+  return bearer
+}
+
+/** An MCP route's own keys (gateway/modes/mcp takes them as checked here). */
+function mcpRouteProblems(r: RouteConfig, i: number): string[] {
+  const out: string[] = []
+  if (typeof r.path === 'string' && r.path.replace(/\/+$/, '') === '') out.push(`gateway.routes[${i}]: an MCP route needs a path other than /`)
+  const allow: unknown = r.allow_methods
+  if (allow !== undefined && (!Array.isArray(allow) || allow.some((m) => typeof m !== 'string' || m.length === 0 || m.length > 256))) {
+    out.push(`gateway.routes[${i}].allow_methods must be an array of JSON-RPC method names (a trailing /* allows a prefix)`)
+  }
+  const scopes: unknown = r.scopes
+  if (scopes !== undefined && (!Array.isArray(scopes) || scopes.some((x) => typeof x !== 'string'))) {
+    out.push(`gateway.routes[${i}].scopes must be an array of strings`)
+  }
+  return out
 }
 
 /**

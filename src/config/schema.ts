@@ -3,6 +3,10 @@
  * one line of documentation. The environment variable is `AEGIS_` + the path in
  * SCREAMING_SNAKE_CASE (`keys.prePublishSeconds` → `AEGIS_KEYS_PRE_PUBLISH_SECONDS`)
  * unless `env` names another (the names DESIGN.md fixes).
+ *
+ * This table is the one source: the loader reads it, the README's table is
+ * printed from it (scripts/config-table.ts), and {@link AegisConfig} is
+ * derived from it, so a key cannot exist in one and not the others.
  */
 export type KeyType = 'string' | 'integer' | 'boolean' | 'json' | 'url' | 'enum'
 
@@ -17,6 +21,8 @@ export interface KeySpec {
   max?: number
   /** Never printed (config dump, errors). */
   secret?: boolean
+  /** No default here, but loadConfig always sets it (from other keys or the host), so the loaded config always has it. */
+  derived?: true
 }
 
 export const CONFIG_KEYS = [
@@ -24,11 +30,11 @@ export const CONFIG_KEYS = [
   { path: 'dataDir', type: 'string', default: './.aegis', doc: 'Directory for the embedded SQLite store, the KEK file and the dev credentials.' },
   { path: 'databaseUrl', type: 'url', doc: 'postgres://… to use PostgreSQL; unset = embedded SQLite in dataDir.', secret: true },
   { path: 'redisUrl', type: 'url', doc: 'redis://… shared replay cache, deny list and feed; unset = in-process.', secret: true },
-  { path: 'instanceId', type: 'string', doc: 'Name of this process in audit chains and gateway acknowledgements; default host-pid-random.' },
+  { path: 'instanceId', type: 'string', derived: true, doc: 'Name of this process in audit chains and gateway acknowledgements; default host-pid-random.' },
   { path: 'logLevel', type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', doc: 'pino log level.' },
 
   // Identity of the issuer
-  { path: 'issuer', type: 'url', doc: 'The `iss` of every token and the base of the metadata URLs; default http://<control.host>:<control.port> (127.0.0.1 for a wildcard host), so it names the port the control plane listens on. Required with control.port 0.' },
+  { path: 'issuer', type: 'url', derived: true, doc: 'The `iss` of every token and the base of the metadata URLs; default http://<control.host>:<control.port> (127.0.0.1 for a wildcard host), so it names the port the control plane listens on. Required with control.port 0.' },
   { path: 'audience', type: 'string', default: 'aegis-gateway', doc: 'What gateways accept and what tokens get when the request names no audience.' },
   { path: 'kek', type: 'string', doc: 'Key-encryption key for private keys at rest: 32 bytes, base64 or hex.', secret: true },
   { path: 'kekFile', type: 'string', doc: 'File holding the KEK (created with mode 0600 by `aegis dev` under dataDir when neither kek nor kekFile is set).' },
@@ -46,11 +52,11 @@ export const CONFIG_KEYS = [
   { path: 'tls.cert', type: 'string', doc: 'PEM certificate file for the TLS listeners.' },
   { path: 'tls.key', type: 'string', doc: 'PEM private key file for the TLS listeners.', secret: true },
   { path: 'tls.clientCa', type: 'string', doc: 'PEM bundle of CAs trusted for client certificates (RFC 8705).' },
-  { path: 'tls.trustedProxies', type: 'json', default: [], doc: 'Addresses whose forwarded client-certificate header is believed (JSON array).' },
+  { path: 'tls.trustedProxies', type: 'json', default: [] as string[], doc: 'Addresses whose forwarded client-certificate header is believed (JSON array).' },
   { path: 'tls.clientCertHeader', type: 'string', doc: 'Header carrying the client certificate from a trusted proxy: x-forwarded-client-cert (Envoy) or e.g. x-ssl-client-cert (nginx $ssl_client_escaped_cert).' },
-  { path: 'tls.tenantClientCas', type: 'json', default: {}, doc: 'Per-tenant PEM CA bundle files for tls_client_auth: {"tenant": "/path/ca.pem"}; tenants not listed use tls.clientCa.' },
+  { path: 'tls.tenantClientCas', type: 'json', default: {} as Record<string, string>, doc: 'Per-tenant PEM CA bundle files for tls_client_auth: {"tenant": "/path/ca.pem"}; tenants not listed use tls.clientCa.' },
   { path: 'tls.clientCrl', type: 'string', doc: 'CRL file (PEM, one or more CRLs, or one DER CRL) checked for every tls_client_auth certificate chain; a revoked certificate gets invalid_client.' },
-  { path: 'tls.tenantClientCrls', type: 'json', default: {}, doc: 'Per-tenant CRL files: {"tenant": "/path/crl.pem"}, checked together with tls.clientCrl.' },
+  { path: 'tls.tenantClientCrls', type: 'json', default: {} as Record<string, string>, doc: 'Per-tenant CRL files: {"tenant": "/path/crl.pem"}, checked together with tls.clientCrl.' },
   { path: 'tls.fileCheckSeconds', type: 'integer', default: 5, min: 0, doc: 'How often CA bundle, CRL and TLS certificate/key files are looked at and reloaded when changed (0 = at every tls_client_auth use; TLS listeners look at most every second).' },
   { path: 'dpop.nonceSecret', type: 'string', doc: 'HMAC secret for stateless DPoP nonces, the same on every control plane and gateway; unset = random per process.', secret: true },
   { path: 'dpop.requireNonce', type: 'boolean', default: false, doc: 'Require a server-issued DPoP nonce (RFC 9449 §8) in every proof.' },
@@ -64,7 +70,7 @@ export const CONFIG_KEYS = [
   { path: 'tokens.overrideTtlSeconds', type: 'integer', default: 300, min: 1, doc: 'Lifetime of one-time approval override tokens.' },
 
   // Token exchange: fetching trusted issuers' jwks_uri
-  { path: 'tokenExchange.jwksAllowedNetworks', type: 'json', default: [], doc: 'Address ranges a trusted issuer\'s jwks_uri may resolve to besides public addresses, plain http allowed there: JSON array of CIDRs, e.g. ["10.1.0.0/16"]; aegis dev allows loopback.' },
+  { path: 'tokenExchange.jwksAllowedNetworks', type: 'json', default: [] as string[], doc: 'Address ranges a trusted issuer\'s jwks_uri may resolve to besides public addresses, plain http allowed there: JSON array of CIDRs, e.g. ["10.1.0.0/16"]; aegis dev allows loopback.' },
   { path: 'tokenExchange.jwksTimeoutMs', type: 'integer', default: 3000, min: 100, doc: 'Longest a jwks_uri fetch may take (resolution, connection and body).' },
   { path: 'tokenExchange.jwksMaxBytes', type: 'integer', default: 65536, min: 1024, doc: 'Largest jwks_uri answer accepted.' },
 
@@ -91,7 +97,7 @@ export const CONFIG_KEYS = [
   { path: 'audit.checkpointIntervalMs', type: 'integer', default: 1000, min: 10, doc: 'How often each writer signs its chain head.' },
 
   // Gateway
-  { path: 'gateway.routes', type: 'json', default: [], env: 'AEGIS_ROUTES', doc: 'Reverse-proxy / MCP routes: [{"path","upstream","mode":"proxy"|"mcp","tool"}].' },
+  { path: 'gateway.routes', type: 'json', default: [] as RouteConfig[], env: 'AEGIS_ROUTES', doc: 'Reverse-proxy / MCP routes: [{"path","upstream","mode":"proxy"|"mcp","tool"}].' },
   { path: 'gateway.shadow', type: 'boolean', default: false, doc: 'Compute and audit decisions but enforce none (enforced: false).' },
   { path: 'gateway.minPolicyVersion', type: 'string', doc: 'Tokens minted under an older policy_version are refused.' },
   { path: 'gateway.verifiedCacheSize', type: 'integer', default: 100000, min: 0, doc: 'Verified-token cache entries (keyed by SHA-256 of the token, valid until exp).' },
@@ -106,10 +112,10 @@ export const CONFIG_KEYS = [
   { path: 'approvals.ttlSeconds', type: 'integer', default: 900, min: 10, doc: 'Approval requests expire after this.' },
   { path: 'approvals.maxOpenPerAgent', type: 'integer', default: 20, min: 1, doc: 'Open approval requests one agent may have.' },
   { path: 'approvals.maxOpenPerTenant', type: 'integer', default: 500, min: 1, doc: 'Open approval requests one tenant may have.' },
-  { path: 'approvals.notifiers', type: 'json', default: {}, doc: 'Per approver group: {"group": [{"type":"slack"|"teams"|"webhook","url","secret"?}]}.' },
+  { path: 'approvals.notifiers', type: 'json', default: {} as Record<string, NotifierConfig[]>, doc: 'Per approver group: {"group": [{"type":"slack"|"teams"|"webhook","url","secret"?}]}.' },
   { path: 'approvals.slackSigningSecret', type: 'string', doc: 'Slack app signing secret for interactivity callbacks.', secret: true },
   { path: 'approvals.webhookSecret', type: 'string', doc: 'HMAC secret for the generic webhook notifier and its callback.', secret: true },
-  { path: 'approvals.budgets', type: 'json', default: [], doc: 'Automatic-approval budgets: [{"name","tenant","tool","group","auto_approve_below":{"param":"/params/amount","max":1000},"per_day":5}] (README "Approvals").' },
+  { path: 'approvals.budgets', type: 'json', default: [] as unknown[], doc: 'Automatic-approval budgets: [{"name","tenant","tool","group","auto_approve_below":{"param":"/params/amount","max":1000},"per_day":5}] (README "Approvals").' },
 
   // Console
   { path: 'console.sessionTtlSeconds', type: 'integer', default: 28800, min: 60, doc: 'Console session lifetime.' },
@@ -154,61 +160,43 @@ export type NotifierConfig =
   | { type: 'teams'; url: string }
   | { type: 'webhook'; url: string; secret: string }
 
-/** The loaded, validated, frozen configuration. */
-export interface AegisConfig {
-  dataDir: string
-  databaseUrl?: string
-  redisUrl?: string
-  instanceId: string
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
-  issuer: string
-  audience: string
-  kek?: string
-  kekFile?: string
-  adminToken?: string
-  gatewayToken?: string
-  controlPlaneUrl?: string
-  control: { host: string; port: number; tlsPort?: number }
-  gateway: {
-    host: string
-    port: number
-    tlsPort?: number
-    routes: RouteConfig[]
-    shadow: boolean
-    minPolicyVersion?: string
-    verifiedCacheSize: number
-    feedStaleSeconds: number
-    redisOutageReads: 'closed' | 'open'
-    jwksCooldownSeconds: number
-    id?: string
-    /** Client-settable ext-authz headers the operator vouches for (ext-authz.ts). */
-    extAuthz: { toolHeader: boolean; resourceHeader: boolean }
-  }
-  tls: { cert?: string; key?: string; clientCa?: string; trustedProxies: string[]; clientCertHeader?: string; tenantClientCas: Record<string, string>; clientCrl?: string; tenantClientCrls: Record<string, string>; fileCheckSeconds: number }
-  dpop: { nonceSecret?: string; requireNonce: boolean; proofMaxAgeSeconds: number }
-  tokens: {
-    defaultTtlSeconds: number
-    maxTtlSeconds: number
-    clockSkewSeconds: number
-    maxTokenBytes: number
-    overrideTtlSeconds: number
-  }
-  tokenExchange: { jwksAllowedNetworks: string[]; jwksTimeoutMs: number; jwksMaxBytes: number }
-  keys: { alg: 'EdDSA'; rotationIntervalSeconds: number; prePublishSeconds: number; checkIntervalSeconds: number }
-  jwks: { maxAgeSeconds: number }
-  limits: { bodyBytes: number; jsonDepth: number }
-  rateLimit: { perClient: number; authFailuresPerClientIp: number; perIp: number; windowSeconds: number }
-  metrics: { tenantLabels: boolean; token?: string }
-  audit: { checkpointIntervalMs: number }
-  approvals: {
-    ttlSeconds: number
-    maxOpenPerAgent: number
-    maxOpenPerTenant: number
-    notifiers: Record<string, NotifierConfig[]>
-    slackSigningSecret?: string
-    webhookSecret?: string
-    /** Raw budget entries; validated by control-plane/approvals/budgets.ts. */
-    budgets: unknown[]
-  }
-  console: { sessionTtlSeconds: number }
-}
+/** One key of the table. */
+type Spec = (typeof CONFIG_KEYS)[number]
+
+/** The loaded value of a key: JSON keys have the type their default is declared with (the loader checks their shape). */
+type ValueOf<S> =
+  S extends { type: 'json'; default: infer D } ? D
+    : S extends { type: 'integer' } ? number
+      : S extends { type: 'boolean' } ? boolean
+        : S extends { type: 'enum'; values: readonly (infer V)[] } ? V
+          : string
+
+/** Keys every loaded config has: those with a default, and those loadConfig derives. */
+type Present = { default: unknown } | { derived: true }
+
+/** First segment of each dotted path (`gateway` of `gateway.port`). */
+type Heads<S> = S extends { path: `${infer H}.${string}` } ? H : never
+
+/** The specs below `H`, their paths made relative to it. */
+type Below<S, H extends string> = S extends { path: `${H}.${infer T}` } ? Omit<S, 'path'> & { path: T } : never
+
+/** Names at this level that every loaded config has: nested objects, keys with a default or derived. */
+type PresentNames<S> = Heads<S> | (S extends Present & { path: infer P extends string } ? (P extends `${string}.${string}` ? never : P) : never)
+
+/** Leaf names at this level that may be absent. */
+type OptionalNames<S> = S extends { path: infer P extends string } ? (P extends `${string}.${string}` ? never : S extends Present ? never : P) : never
+
+type Flat<T> = { [K in keyof T]: T[K] } & {}
+
+/** The object a set of specs loads into: leaves here, one nested object per first path segment. */
+type ConfigNode<S extends { path: string }> = Flat<
+  { [K in PresentNames<S>]: K extends Heads<S> ? ConfigNode<Below<S, K>> : ValueOf<Extract<S, { path: K }>> } &
+  { [K in OptionalNames<S>]?: ValueOf<Extract<S, { path: K }>> }
+>
+
+/**
+ * The loaded, validated, frozen configuration: derived from
+ * {@link CONFIG_KEYS}, nested by path, a key without default (and not
+ * derived) optional.
+ */
+export type AegisConfig = ConfigNode<Spec>

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
+import { gatewayBearer } from '../config/load.js'
 import type { AegisConfig } from '../config/schema.js'
 import { metricsGuard } from '../http/metrics-auth.js'
 import { createServer } from '../http/server.js'
@@ -78,11 +79,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   const tuning: GatewayTuning = { ...DEFAULT_TUNING, ...overrides.tuning }
   const gatewayId = overrides.gatewayId ?? config.gateway.id ?? config.instanceId
   const controlPlaneUrl = config.controlPlaneUrl ?? config.issuer
-  const bearer = config.gatewayToken ?? config.adminToken
-  if (!bearer) {
-    throw new Error('the gateway needs a bearer token for the control plane: set AEGIS_GATEWAY_TOKEN (role gateway) or AEGIS_ADMIN_TOKEN')
-  }
-  const client = new ControlPlaneClient(controlPlaneUrl, bearer)
+  const client = new ControlPlaneClient(controlPlaneUrl, gatewayBearer(config))
   const closers: Array<() => Promise<void> | void> = []
 
   let jwks: JwksClient | undefined

@@ -25,3 +25,22 @@ test('ext-authz header switches default to off and read from the environment', (
   const on = loadConfig({ env: { AEGIS_GATEWAY_EXT_AUTHZ_TOOL_HEADER: 'true', AEGIS_GATEWAY_EXT_AUTHZ_RESOURCE_HEADER: '1' } })
   assert.deepEqual(on.gateway.extAuthz, { toolHeader: true, resourceHeader: true })
 })
+
+test('an MCP route\'s path, allow_methods and scopes are checked at load, every problem at once', () => {
+  const cfg = loadConfig({ env: {}, overrides: mcp({ allow_methods: ['tools/call', 'notifications/*'], scopes: ['crm.read'] }) })
+  assert.deepEqual(cfg.gateway.routes[0]!.allow_methods, ['tools/call', 'notifications/*'])
+  const err = (() => {
+    try {
+      loadConfig({ env: {}, overrides: { gateway: { routes: [{ path: '//', upstream: 'http://127.0.0.1:9000/mcp', mode: 'mcp', allow_methods: ['tools/call', ''], scopes: 'crm.read' }] } } })
+    } catch (e) { return e }
+    return null
+  })()
+  assert.ok(err instanceof ConfigError)
+  assert.deepEqual(err.problems, [
+    'gateway.routes[0]: an MCP route needs a path other than /',
+    'gateway.routes[0].allow_methods must be an array of JSON-RPC method names (a trailing /* allows a prefix)',
+    'gateway.routes[0].scopes must be an array of strings',
+  ])
+  // Proxy routes have no such keys to check.
+  assert.doesNotThrow(() => loadConfig({ env: {}, overrides: { gateway: { routes: [{ path: '/', upstream: 'http://127.0.0.1:9000', mode: 'proxy', tool: 'crm.read' }] } } }))
+})

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadConfig, ConfigError } from '../../src/config/load.js'
+import { gatewayBearer, loadConfig, ConfigError } from '../../src/config/load.js'
 
 test('defaults load and are frozen', () => {
   const c = loadConfig({ env: {} })
@@ -49,4 +49,10 @@ test('unknown keys in the config file are rejected', () => {
 
 test('agent tokens can never be configured to live longer than an hour', () => {
   assert.throws(() => loadConfig({ env: { AEGIS_TOKENS_MAX_TTL_SECONDS: '7200' } }), /must not exceed 3600/)
+})
+
+test('a gateway without a bearer token for the control plane is a configuration error', () => {
+  assert.throws(() => gatewayBearer(loadConfig({ env: {} })), (err: unknown) => err instanceof ConfigError && /AEGIS_GATEWAY_TOKEN \(role gateway\) or AEGIS_ADMIN_TOKEN/.test(err.message))
+  assert.equal(gatewayBearer(loadConfig({ env: { AEGIS_ADMIN_TOKEN: 'adm', AEGIS_GATEWAY_TOKEN: 'gw' } })), 'gw')
+  assert.equal(gatewayBearer(loadConfig({ env: { AEGIS_ADMIN_TOKEN: 'adm' } })), 'adm')
 })

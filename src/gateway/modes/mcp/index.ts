@@ -44,17 +44,9 @@ interface McpRoute {
   origin: OriginPolicy
 }
 
-function checkRoute(r: RouteConfig, i: number): { path: string; allow: readonly string[] } {
-  const path = r.path.replace(/\/+$/, '')
-  if (path === '') throw new Error(`gateway.routes[${i}]: an MCP route needs a path other than /`)
-  const allow = r.allow_methods ?? DEFAULT_ALLOW_METHODS
-  if (!Array.isArray(allow) || allow.some((m) => typeof m !== 'string' || m.length === 0 || m.length > 256)) {
-    throw new Error(`gateway.routes[${i}].allow_methods must be an array of JSON-RPC method names (a trailing /* allows a prefix)`)
-  }
-  if (r.scopes !== undefined && (!Array.isArray(r.scopes) || r.scopes.some((s) => typeof s !== 'string'))) {
-    throw new Error(`gateway.routes[${i}].scopes must be an array of strings`)
-  }
-  return { path, allow: Object.freeze([...allow]) }
+/** The route's path without trailing slashes, and its allowed methods (both checked by config/load.ts). */
+function routeBasics(r: RouteConfig): { path: string; allow: readonly string[] } {
+  return { path: r.path.replace(/\/+$/, ''), allow: Object.freeze([...(r.allow_methods ?? DEFAULT_ALLOW_METHODS)]) }
 }
 
 /**
@@ -93,7 +85,7 @@ export function registerMcpRoutes(app: FastifyInstance, pipeline: DecisionPipeli
   registerProtectedResourceMetadata(app, deps.config, mcp.map(({ r }) => r))
   const visibility = new ToolVisibility(deps)
   for (const { r, i } of mcp) {
-    const { path, allow } = checkRoute(r, i)
+    const { path, allow } = routeBasics(r)
     const route: McpRoute = { path, resource: path, allow, upstream: new Upstream(new URL(r.upstream)), origin: originPolicy(r, i, deps.config.gateway.host) }
     app.addHook('onClose', async () => { await route.upstream.close() })
     registerRoute(app, pipeline, deps, visibility, route)
