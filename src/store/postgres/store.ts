@@ -45,8 +45,11 @@ const AUDIT_CASTS = ['text', 'bigint', 'text', 'text', 'text', 'text', 'text', '
 const AUDIT_INSERT = `INSERT INTO audit_events (${T.auditEvents.columns.join(', ')})
   SELECT * FROM unnest(${AUDIT_CASTS.map((t) => `?::${t}[]`).join(', ')}) RETURNING id, chain_id, chain_seq`
 
-/** Executor on a pg pool: autocommit statements on the pool, a transaction on one checked-out client. */
-class PgSql implements Sql {
+/**
+ * Executor on a pg pool: autocommit statements on the pool, a transaction on
+ * one checked-out client. Exported for the executor tests; the store builds its own.
+ */
+export class PgSql implements Sql {
   readonly dialect: Dialect = {
     forUpdate: ' FOR UPDATE',
     serialize: xactLock,

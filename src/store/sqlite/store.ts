@@ -40,8 +40,9 @@ function settle<R>(fn: () => R): Promise<R> {
  * generator inside `db.transaction(...).immediate()`: every statement is
  * answered synchronously, so no other request's statement can land inside
  * it, and BEGIN IMMEDIATE takes the write lock before the first read.
+ * Exported for the executor tests; the store builds its own.
  */
-class SqliteSql implements Sql {
+export class SqliteSql implements Sql {
   readonly dialect: Dialect
   private readonly stmts = new Map<string, Database.Statement>()
   private readonly immediate: (work: () => Step<unknown>) => unknown
