@@ -175,13 +175,13 @@ def test_requests_auth_refreshes_and_retries_once_on_invalid_token(aegis: Aegis,
 
 
 def _env(aegis: Aegis, approvals: dict[str, Any], **extra: str) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", ""), "AEGIS_ISSUER": aegis.issuer, "AEGIS_GATEWAY_URL": aegis.gateway,
+    return {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "AEGIS_ISSUER": aegis.issuer, "AEGIS_GATEWAY_URL": aegis.gateway,
             "AEGIS_CLIENT_ID": approvals["client_id"], "AEGIS_CLIENT_SECRET": approvals["client_secret"], **extra}
 
 
 @pytest.fixture(scope="module")
 def tool_server(aegis: Aegis) -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "asgi_tool_server.py")], env={"PATH": os.environ.get("PATH", ""), "AEGIS_ISSUER": aegis.issuer, "TOOL_PORT": "0"},
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "asgi_tool_server.py")], env={"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "AEGIS_ISSUER": aegis.issuer, "TOOL_PORT": "0"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
