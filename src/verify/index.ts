@@ -15,6 +15,8 @@
 export { createVerifier } from './verifier.js'
 export type { AccessTokenClaims, ConfirmationClaim, VerifiedHeader, VerifiedToken, Verifier, VerifierOptions } from './verifier.js'
 export { JwksClient } from './jwks-client.js'
+export { localKeySet } from './jwk-set.js'
+export type { KeySource } from './jwk-set.js'
 export type { Ed25519Backend } from './ed25519.js'
 export type { JwksClientOptions, JwksFetchEvent, JwksStats, VerificationKey, VerifyAlgorithm } from './jwks-client.js'
 export { VerifyError } from './errors.js'

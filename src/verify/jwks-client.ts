@@ -1,5 +1,6 @@
-import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
 import { systemClock, type Clock } from '../lib/clock.js'
+import { importJwkSet, type ImportedKeySet, type KeySource } from './jwk-set.js'
 
 /** Signature algorithms `aegis/verify` can check. */
 export type VerifyAlgorithm = 'EdDSA' | 'RS256' | 'PS256'
@@ -84,12 +85,7 @@ export interface JwksClientOptions {
   onFetch?: (event: JwksFetchEvent) => void
 }
 
-const MAX_KID_LENGTH = 256
-const MIN_RSA_BITS = 2048
-
-type JwkRecord = Record<string, unknown>
-
-function isRecord(v: unknown): v is JwkRecord {
+function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
@@ -149,11 +145,6 @@ async function readBounded(res: Response, max: number): Promise<string> {
   return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks))
 }
 
-/** A JSON-comparable fingerprint of the members that define a public key. */
-function fingerprint(jwk: JwkRecord): string {
-  return JSON.stringify([jwk.kty, jwk.crv, jwk.x, jwk.n, jwk.e, jwk.alg])
-}
-
 /**
  * Fetches and caches an issuer's JWK Set for token verification.
  *
@@ -166,12 +157,11 @@ function fingerprint(jwk: JwkRecord): string {
  * - Holds no keys (every lookup misses) until the first successful load;
  *   afterwards keeps the last good set while the server is down or answers
  *   garbage.
- * - Imports only keys with `use` `sig` (or absent), no private members, a
- *   `kid`, and an `alg` among `algorithms` matching the key type (OKP/Ed25519
- *   for EdDSA, RSA ≥ 2048 bits for RS256/PS256). Keys sharing a `kid` are
- *   all dropped, since which one a token means would be ambiguous.
+ * - Imports keys as {@link importJwkSet} does: `use` `sig` (or absent), no
+ *   private members, a `kid`, an `alg` among `algorithms` matching the key
+ *   type; keys sharing a `kid` are all dropped.
  */
-export class JwksClient {
+export class JwksClient implements KeySource {
   /** Resolves once keys were loaded for the first time; rejects only if closed before that. */
   readonly ready: Promise<void>
 
@@ -179,8 +169,7 @@ export class JwksClient {
   private readonly issuer: string | undefined
   private jwksUrl: string | undefined
   private readonly algorithms: ReadonlySet<string>
-  private keys = new Map<string, VerificationKey>()
-  private fingerprints = new Map<string, string>()
+  private set: ImportedKeySet = { keys: new Map(), fingerprints: new Map() }
   private etag: string | undefined
   private isLoaded = false
   private closed = false
@@ -230,17 +219,17 @@ export class JwksClient {
 
   /** The key for `kid`, or undefined when unknown or before the first load. Never fetches. */
   getKey(kid: string): VerificationKey | undefined {
-    return this.keys.get(kid)
+    return this.set.keys.get(kid)
   }
 
   /** `kid`s currently held. */
   kids(): string[] {
-    return [...this.keys.keys()]
+    return [...this.set.keys.keys()]
   }
 
   /** Counters for metrics and tests. */
   get stats(): JwksStats {
-    return { ...this.counters, keys: this.keys.size, lastSuccessAt: this.lastSuccessAt }
+    return { ...this.counters, keys: this.set.keys.size, lastSuccessAt: this.lastSuccessAt }
   }
 
   /**
@@ -299,9 +288,7 @@ export class JwksClient {
         result = 'not_modified'
         this.counters.notModified++
       } else if (res.status === 200) {
-        const set = this.parseSet(await readBounded(res, this.opts.maxResponseBytes))
-        this.keys = set.keys
-        this.fingerprints = set.fingerprints
+        this.set = this.parseSet(await readBounded(res, this.opts.maxResponseBytes))
         this.etag = res.headers.get('etag') ?? undefined
         result = 'updated'
         this.counters.updates++
@@ -322,7 +309,7 @@ export class JwksClient {
     const onFetch = this.opts.onFetch
     if (onFetch) {
       try {
-        onFetch({ result, trigger, keys: this.keys.size, durationMs: this.opts.clock.now() - started, ...(error !== undefined ? { error } : {}) })
+        onFetch({ result, trigger, keys: this.set.keys.size, durationMs: this.opts.clock.now() - started, ...(error !== undefined ? { error } : {}) })
       } catch {
         // a metrics hook must never break key refresh
       }
@@ -353,63 +340,14 @@ export class JwksClient {
     return meta.jwks_uri
   }
 
-  private parseSet(body: string): { keys: Map<string, VerificationKey>; fingerprints: Map<string, string> } {
+  private parseSet(body: string): ImportedKeySet {
     let doc: unknown
     try {
       doc = JSON.parse(body)
     } catch {
       throw new Error('JWKS is not JSON')
     }
-    if (!isRecord(doc) || !Array.isArray(doc.keys)) throw new Error('JWKS has no keys array')
-    if (doc.keys.length > this.opts.maxKeys) throw new Error('JWKS has too many keys')
-    const keys = new Map<string, VerificationKey>()
-    const fingerprints = new Map<string, string>()
-    const duplicated = new Set<string>()
-    for (const jwk of doc.keys) {
-      if (!isRecord(jwk) || typeof jwk.kid !== 'string') continue
-      if (keys.has(jwk.kid) || duplicated.has(jwk.kid)) {
-        keys.delete(jwk.kid)
-        fingerprints.delete(jwk.kid)
-        duplicated.add(jwk.kid)
-        continue
-      }
-      const fp = fingerprint(jwk)
-      // Keep the same object for an unchanged key so verified-token cache entries stay valid.
-      const previous = this.keys.get(jwk.kid)
-      const imported = previous !== undefined && this.fingerprints.get(jwk.kid) === fp ? previous : this.importKey(jwk)
-      if (imported === undefined) continue
-      keys.set(jwk.kid, imported)
-      fingerprints.set(jwk.kid, fp)
-    }
-    return { keys, fingerprints }
-  }
-
-  private importKey(jwk: JwkRecord): VerificationKey | undefined {
-    const kid = jwk.kid
-    const alg = jwk.alg
-    if (typeof kid !== 'string' || kid.length === 0 || kid.length > MAX_KID_LENGTH) return undefined
-    if (typeof alg !== 'string' || !this.algorithms.has(alg)) return undefined
-    if (jwk.use !== undefined && jwk.use !== 'sig') return undefined
-    if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) return undefined
-    // A published private key is a misconfiguration; refuse rather than derive its public half.
-    for (const priv of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k']) if (jwk[priv] !== undefined) return undefined
-    try {
-      if (alg === 'EdDSA') {
-        if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string') return undefined
-        const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: jwk.x } as JsonWebKey, format: 'jwk' })
-        if (key.asymmetricKeyType !== 'ed25519') return undefined
-        const raw = Buffer.from(key.export({ format: 'jwk' }).x ?? '', 'base64url')
-        if (raw.length !== 32) return undefined
-        return Object.freeze({ kid, alg, key, raw, signatureBytes: 64 })
-      }
-      if (jwk.kty !== 'RSA' || typeof jwk.n !== 'string' || typeof jwk.e !== 'string') return undefined
-      const key = createPublicKey({ key: { kty: 'RSA', n: jwk.n, e: jwk.e } as JsonWebKey, format: 'jwk' })
-      const bits = key.asymmetricKeyDetails?.modulusLength ?? 0
-      if (key.asymmetricKeyType !== 'rsa' || bits < MIN_RSA_BITS) return undefined
-      return Object.freeze({ kid, alg: alg as VerifyAlgorithm, key, raw: Buffer.alloc(0), signatureBytes: Math.ceil(bits / 8) })
-    } catch {
-      return undefined
-    }
+    return importJwkSet(doc, this.algorithms, this.opts.maxKeys, this.set)
   }
 
   private schedule(freshnessMs: number | undefined): void {

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { VerifyError } from './errors.js'
 import type { AccessTokenClaims, VerifiedToken, Verifier } from './verifier.js'
+import type { KeySource } from './jwk-set.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -76,7 +77,7 @@ export function bearerToken(headers: IncomingHttpHeaders | Record<string, string
  * answer to send instead (401 `invalid_token`, 403 `insufficient_scope`, or
  * 503 when `isDenied` fails).
  */
-export async function verifyRequest(verifier: Verifier, headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>, options: VerifyRequestOptions = {}): Promise<VerifyRequestResult> {
+export async function verifyRequest(verifier: Verifier<KeySource>, headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>, options: VerifyRequestOptions = {}): Promise<VerifyRequestResult> {
   const token = bearerToken(headers)
   if (token === undefined) return refuse(401, 'invalid_token', 'missing bearer token')
   let verified: VerifiedToken
@@ -131,7 +132,7 @@ function sendRefusal(res: ServerResponse, refusal: VerifyRequestRefusal): void {
  *
  * @example app.addHook('onRequest', fastifyAegis(verifier, { requiredScopes: ['crm:read'] }))
  */
-export function fastifyAegis(verifier: Verifier, options: VerifyRequestOptions = {}): (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined> {
+export function fastifyAegis(verifier: Verifier<KeySource>, options: VerifyRequestOptions = {}): (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined> {
   return async function aegisOnRequest(request, reply) {
     const result = await verifyRequest(verifier, request.headers, options)
     if (result.ok) {
@@ -157,7 +158,7 @@ export interface ExpressLikeRequest {
  *
  * @example app.use(expressAegis(verifier))
  */
-export function expressAegis(verifier: Verifier, options: VerifyRequestOptions = {}): (req: ExpressLikeRequest, res: ServerResponse, next: (err?: unknown) => void) => void {
+export function expressAegis(verifier: Verifier<KeySource>, options: VerifyRequestOptions = {}): (req: ExpressLikeRequest, res: ServerResponse, next: (err?: unknown) => void) => void {
   return function aegisMiddleware(req, res, next) {
     verifyRequest(verifier, req.headers, options).then(
       (result) => {
@@ -181,7 +182,7 @@ export function expressAegis(verifier: Verifier, options: VerifyRequestOptions =
  * const guard = nodeHttpAegis(verifier)
  * http.createServer(async (req, res) => { const claims = await guard(req, res); if (!claims) return; … })
  */
-export function nodeHttpAegis(verifier: Verifier, options: VerifyRequestOptions = {}): (req: IncomingMessage, res: ServerResponse) => Promise<AccessTokenClaims | null> {
+export function nodeHttpAegis(verifier: Verifier<KeySource>, options: VerifyRequestOptions = {}): (req: IncomingMessage, res: ServerResponse) => Promise<AccessTokenClaims | null> {
   return async function aegisGuard(req, res) {
     const result = await verifyRequest(verifier, req.headers, options)
     if (result.ok) return result.token.claims

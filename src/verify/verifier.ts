@@ -8,6 +8,7 @@ import { VerifyError } from './errors.js'
 import { decodeBase64url, type DecodedSegment } from './base64url.js'
 import { ed25519Verifier, type Ed25519Backend } from './ed25519.js'
 import { JwksClient, type VerificationKey, type VerifyAlgorithm } from './jwks-client.js'
+import type { KeySource } from './jwk-set.js'
 
 /** Sender constraint of a token (RFC 8705 §3.1, RFC 9449 §6.1). */
 export interface ConfirmationClaim {
@@ -69,12 +70,20 @@ export interface VerifiedToken {
 export interface VerifierOptions {
   /** Expected `iss`, compared exactly. */
   issuer: string
-  /** Accepted audiences; `aud` must contain at least one. */
-  audience: string | string[]
+  /**
+   * Accepted audiences; `aud` must contain at least one. A function decides
+   * each `aud` value instead, for a verifier that serves every audience (an
+   * issuer checking its own tokens); `aud` must still be present and well-formed.
+   */
+  audience: string | string[] | ((aud: string) => boolean)
   /** JWK Set URL; default: discovered from the issuer's RFC 8414 metadata. Ignored when `jwks` is given. */
   jwksUrl?: string
-  /** A JWKS client to share (not closed by the verifier's `close()`). */
-  jwks?: JwksClient
+  /**
+   * Where keys come from, shared and not closed by the verifier's `close()`:
+   * a {@link JwksClient}, or any {@link KeySource} (e.g. `localKeySet`).
+   * Default: a JwksClient the verifier creates for `jwksUrl` or the issuer.
+   */
+  jwks?: KeySource
   /** Allowed clock skew for `exp`, `nbf` and `iat` (seconds). Default 30. */
   clockSkewSeconds?: number
   /** Largest accepted token (bytes), checked before any parsing. Default 8192. */
@@ -95,8 +104,8 @@ export interface VerifierOptions {
   ed25519?: 'auto' | Ed25519Backend
 }
 
-/** A token verifier bound to one issuer and audience set. */
-export interface Verifier {
+/** A token verifier bound to one issuer and audience set; `K` is where its keys come from. */
+export interface Verifier<K extends KeySource = JwksClient> {
   /**
    * Verifies a compact JWS access token with the keys already cached.
    * Synchronous; throws {@link VerifyError} (`code: 'invalid_token'`) on any
@@ -110,8 +119,8 @@ export interface Verifier {
    * and tries once more.
    */
   verifyAsync(token: string): Promise<VerifiedToken>
-  /** The JWKS client in use. */
-  readonly jwks: JwksClient
+  /** The key source in use (the JwksClient, unless another source was given). */
+  readonly jwks: K
   /** The Ed25519 implementation in use. */
   readonly ed25519Backend: Ed25519Backend
   /** Drops every cached verification result. */
@@ -135,6 +144,8 @@ interface CheckedHeader {
 }
 
 const MAX_CACHED_HEADERS = 64
+/** The `header` failure for a missing or unusable `kid` (override checks name it apart; not exported by `aegis/verify`). */
+export const KID_INVALID = 'token kid missing or invalid'
 const MAX_KID_LENGTH = 256
 const MAX_CLAIMS_DEPTH = 16
 // Headers that would let the token choose its own key: never fetched, never trusted (RFC 8725 §3.10).
@@ -201,19 +212,29 @@ const oneShot = (nodeCrypto as { hash?: OneShotHash }).hash
 const sha256b64url: (s: string) => string = typeof oneShot === 'function'
   ? (s) => oneShot('sha256', s, 'base64url')
   : (s) => createHash('sha256').update(s).digest('base64url')
-export function createVerifier(options: VerifierOptions): Verifier {
+export function createVerifier(options: VerifierOptions & { jwks?: JwksClient }): Verifier
+export function createVerifier<K extends KeySource>(options: VerifierOptions & { jwks: K }): Verifier<K>
+export function createVerifier(options: VerifierOptions): Verifier<KeySource> {
   const issuer = options.issuer
   if (typeof issuer !== 'string' || issuer.length === 0) throw new TypeError('issuer is required')
-  const audiences = new Set(typeof options.audience === 'string' ? [options.audience] : options.audience)
-  if (audiences.size === 0) throw new TypeError('audience is required')
+  const audienceOption = options.audience
+  let acceptsAudience: (aud: string) => boolean
+  if (typeof audienceOption === 'function') {
+    acceptsAudience = audienceOption
+  } else {
+    const audiences = new Set(typeof audienceOption === 'string' ? [audienceOption] : audienceOption)
+    if (audiences.size === 0) throw new TypeError('audience is required')
+    acceptsAudience = (a) => audiences.has(a)
+  }
   const algorithms = new Set<string>(options.algorithms ?? ['EdDSA'])
   for (const a of algorithms) if (a !== 'EdDSA' && a !== 'RS256' && a !== 'PS256') throw new TypeError(`unsupported algorithm ${a}`)
   const typs = new Set((options.typ ?? ['at+jwt', 'application/at+jwt']).map((t) => t.toLowerCase()))
   const skew = options.clockSkewSeconds ?? 30
   const maxTokenBytes = options.maxTokenBytes ?? 8192
   const clock = options.clock ?? systemClock
-  const ownsJwks = options.jwks === undefined
-  const jwks = options.jwks ?? new JwksClient({ issuer, ...(options.jwksUrl !== undefined ? { jwksUrl: options.jwksUrl } : {}), algorithms: [...algorithms] as VerifyAlgorithm[], clock })
+  // Created here only when none is given, and then also closed here.
+  let owned: JwksClient | undefined
+  const jwks: KeySource = options.jwks ?? (owned = new JwksClient({ issuer, ...(options.jwksUrl !== undefined ? { jwksUrl: options.jwksUrl } : {}), algorithms: [...algorithms] as VerifyAlgorithm[], clock }))
   const ed25519 = ed25519Verifier(options.ed25519 ?? 'auto')
   const cacheSize = options.cacheSize ?? 10_000
   const cache = cacheSize > 0 ? new LRUCache<string, CacheEntry>({ max: cacheSize }) : undefined
@@ -237,7 +258,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (header.b64 !== undefined) fail('header', 'token b64 header not supported')
     for (const name of KEY_SOURCE_HEADERS) if (header[name] !== undefined) fail('header', 'token key-source headers (jku, x5u, jwk, x5c) are not accepted')
     const kid = header.kid
-    if (typeof kid !== 'string' || kid.length === 0 || kid.length > MAX_KID_LENGTH) fail('header', 'token kid missing or invalid')
+    if (typeof kid !== 'string' || kid.length === 0 || kid.length > MAX_KID_LENGTH) fail('header', KID_INVALID)
     const checked: CheckedHeader = { header: deepFreeze(header) as unknown as VerifiedHeader, alg: alg as VerifyAlgorithm, kid }
     if (headers.size >= MAX_CACHED_HEADERS) headers.clear()
     headers.set(segment, checked)
@@ -303,9 +324,9 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (claims.iss !== issuer) fail('issuer', 'token issuer not accepted')
     const aud = claims.aud
     if (typeof aud === 'string') {
-      if (!audiences.has(aud)) fail('audience', 'token audience not accepted')
+      if (!acceptsAudience(aud)) fail('audience', 'token audience not accepted')
     } else if (Array.isArray(aud) && aud.length > 0 && aud.every((a) => typeof a === 'string')) {
-      if (!aud.some((a: string) => audiences.has(a))) fail('audience', 'token audience not accepted')
+      if (!aud.some((a: string) => acceptsAudience(a))) fail('audience', 'token audience not accepted')
     } else {
       fail('audience', 'token audience missing or invalid')
     }
@@ -348,7 +369,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     ed25519Backend: ed25519.backend,
     clearCache: () => cache?.clear(),
     close: () => {
-      if (ownsJwks) jwks.close()
+      owned?.close()
     },
   }
 }

@@ -1,72 +1,51 @@
 /**
  * Verifies a token this control plane (or a peer sharing its keys) issued,
- * for revocation and introspection: signature against the published keys,
- * `typ: at+jwt`, issuer, expiry with the configured skew.
+ * for revocation, introspection and the approval status endpoint, with the
+ * one verifier of `aegis/verify` over the keys this process publishes:
+ * `typ: at+jwt`, this issuer, any audience it mints for, `exp`/`nbf`/`iat`
+ * with the configured skew, plus the claims every issuance sets.
  */
-import { importJWK, jwtVerify, type CryptoKey, type JWTPayload, type KeyObject } from 'jose'
+import { createVerifier, localKeySet, type AccessTokenClaims, type KeySource, type VerifiedToken, type Verifier } from '../../verify/index.js'
 import type { ControlPlaneDeps } from '../deps.js'
 
-/** Claims of one of our access tokens (DESIGN.md "Token service"). */
-export interface AccessTokenClaims extends JWTPayload {
-  iss: string
-  sub: string
-  agent_id: string
-  client_id: string
-  tenant: string
-  scope: string
-  iat: number
-  exp: number
-  jti: string
-  policy_version: string
-  capability_hash: string
+/** Claims of a token this control plane issued: what `aegis/verify` checks, and the Aegis claims every issuance sets (DESIGN.md "Token service"). */
+export type OwnTokenClaims = AccessTokenClaims & {
+  readonly agent_id: string
+  readonly client_id: string
+  readonly tenant: string
+  readonly scope: string
 }
 
-export interface VerifiedToken {
-  claims: AccessTokenClaims
-  kid: string
+/** A verified token of this issuer. */
+export type VerifiedOwnToken = VerifiedToken & { readonly claims: OwnTokenClaims }
+
+function isOwn(v: VerifiedToken): v is VerifiedOwnToken {
+  const c = v.claims
+  // The verifier has checked these are strings when present; ours are always present.
+  return c.agent_id !== undefined && c.client_id !== undefined && c.tenant !== undefined && c.scope !== undefined
 }
 
-function isClaims(p: JWTPayload): p is AccessTokenClaims {
-  return typeof p.sub === 'string' && typeof p.agent_id === 'string' && typeof p.client_id === 'string' && typeof p.tenant === 'string' &&
-    typeof p.jti === 'string' && typeof p.iat === 'number' && typeof p.exp === 'number' && typeof p.scope === 'string'
-}
-
-/** Resolves the claims, or null for anything not a live token of ours. Never throws. */
+/** Resolves a live token of ours, or null for anything else. Never throws. */
 export class LocalTokenVerifier {
-  private readonly keys = new Map<string, { x: unknown; key: CryptoKey | KeyObject | Uint8Array }>()
+  private readonly verifier: Verifier<KeySource>
 
-  constructor(private readonly deps: ControlPlaneDeps) {}
-
-  private async key(kid: string): Promise<CryptoKey | KeyObject | Uint8Array | null> {
-    const jwk = this.deps.keys.jwks().keys.find((k) => k.kid === kid)
-    if (!jwk) return null
-    const hit = this.keys.get(kid)
-    if (hit && hit.x === jwk.x) return hit.key
-    const key = await importJWK({ ...jwk, alg: 'EdDSA' }, 'EdDSA')
-    if (this.keys.size > 64) this.keys.clear()
-    this.keys.set(kid, { x: jwk.x, key })
-    return key
+  constructor(deps: ControlPlaneDeps) {
+    this.verifier = createVerifier({
+      issuer: deps.config.issuer,
+      // The issuer answers for every audience it mints for (RFC 7662 and RFC 7009 are not audience-restricted).
+      audience: () => true,
+      // The very set the JWKS endpoint serves: a key the gateways know is a key this check knows.
+      jwks: localKeySet(() => deps.keys.jwks()),
+      clockSkewSeconds: deps.config.tokens.clockSkewSeconds,
+      maxTokenBytes: deps.config.tokens.maxTokenBytes,
+      clock: deps.clock,
+    })
   }
 
-  async verify(token: string): Promise<VerifiedToken | null> {
-    if (token.length > this.deps.config.tokens.maxTokenBytes) return null
-    let kid = ''
+  async verify(token: string): Promise<VerifiedOwnToken | null> {
     try {
-      const { payload, protectedHeader } = await jwtVerify(token, async (header) => {
-        if (typeof header.kid !== 'string') throw new Error('no kid')
-        kid = header.kid
-        const k = await this.key(header.kid)
-        if (!k) throw new Error('unknown kid')
-        return k
-      }, {
-        issuer: this.deps.config.issuer,
-        typ: 'at+jwt',
-        algorithms: ['EdDSA'],
-        clockTolerance: this.deps.config.tokens.clockSkewSeconds,
-        currentDate: new Date(this.deps.clock.now()),
-      })
-      if (!isClaims(payload) || protectedHeader.kid !== kid) return null
-      return { claims: payload, kid }
+      const verified = this.verifier.verify(token)
+      return isOwn(verified) ? verified : null
     } catch {
       return null
     }

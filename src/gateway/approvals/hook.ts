@@ -27,7 +27,8 @@ import type { AegisConfig } from '../../config/schema.js'
 import type { ApprovalContext, ApprovalHook, ApprovalRef, ApprovalResolution, DecisionSink, GatewayAuditEvent, GatewayDeps } from '../deps.js'
 import type { ControlPlaneClient } from '../control-plane-client.js'
 import type { HttpCall } from '../../policy/types.js'
-import { claimOverride, OverrideError, verifyOverride, type OverrideKeySource } from './verify-override.js'
+import type { KeySource } from '../../verify/index.js'
+import { claimOverride, OverrideError, verifyOverride } from './verify-override.js'
 
 /** What the control plane needs to open a request (body of `POST /admin/v1/approvals`). */
 export interface OpenApprovalBody {
@@ -136,7 +137,7 @@ export interface GatewayApprovalHookDeps {
   metrics: Metrics
   replay: ReplayCache
   /** The gateway's JWKS client (`deps.verifier.jwks`). */
-  keys: OverrideKeySource
+  keys: KeySource
   decisions: DecisionSink
   gatewayId: string
   opener: ApprovalOpener

@@ -2,10 +2,10 @@
  * Gateway-side check of a one-time approval override token (DESIGN.md
  * "Approvals", pipeline step 6). The token arrives in `Aegis-Override` beside
  * the caller's access token; it is accepted only when
- * - it is a JWS signed by a key of the issuer's JWKS (the same key source the
- *   gateway verifies access tokens with: `aegis/verify`'s JwksClient), with
- *   `typ: aegis-override+jwt` (so an access token never passes as one) and no
- *   `jku`/`x5u`/`jwk`/`x5c` header;
+ * - it passes `aegis/verify`'s verifier (the one access tokens pass too)
+ *   with `typ: aegis-override+jwt` (so an access token never passes as one),
+ *   over the key source the gateway verifies access tokens with (its
+ *   JwksClient): signature, no `jku`/`x5u`/`jwk`/`x5c`/`crit` header;
  * - `iss`, `aud`, `exp`/`nbf` (with skew) hold, and its lifetime is short;
  * - it is bound to exactly this call: `agent_id`, `tenant`, `tool`,
  *   `params_hash` (base64url SHA-256 of RFC 8785 canonical params),
@@ -19,9 +19,9 @@
  * never stands alone. Claims are documented in
  * control-plane/approvals/override.ts.
  */
-import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose'
 import type { ReplayCache } from '../../store/gateway-state.js'
-import type { VerificationKey } from '../../verify/jwks-client.js'
+import { createVerifier, VerifyError, type AccessTokenClaims, type KeySource, type VerifyAlgorithm, type VerifyFailureReason } from '../../verify/index.js'
+import { KID_INVALID } from '../../verify/verifier.js'
 
 /** JOSE `typ` of override tokens; the control plane mints the same literal. */
 export const OVERRIDE_TYP = 'aegis-override+jwt'
@@ -41,13 +41,6 @@ export class OverrideError extends Error {
   }
 }
 
-/** Where signing keys come from: structurally `JwksClient` from `aegis/verify`. */
-export interface OverrideKeySource {
-  getKey(kid: string): VerificationKey | undefined
-  /** Refetch on an unknown kid (rate-limited by the client). */
-  refreshOnMiss?(): Promise<void>
-}
-
 /** The concrete call the override must match. */
 export interface OverrideExpectation {
   agentId: string
@@ -64,7 +57,8 @@ export interface OverrideExpectation {
 }
 
 export interface VerifyOverrideOptions {
-  keys: OverrideKeySource
+  /** The gateway's key source (`deps.verifier.jwks`). */
+  keys: KeySource
   issuer: string
   audience: string
   expected: OverrideExpectation
@@ -85,48 +79,65 @@ export interface VerifiedOverride {
 }
 
 /**
+ * Every algorithm `aegis/verify` knows: each key of the source is pinned to
+ * its own `alg`, and a header naming another one is refused, so the key
+ * source decides (the gateway's JwksClient imports EdDSA keys only).
+ */
+const ALGORITHMS: VerifyAlgorithm[] = ['EdDSA', 'RS256', 'PS256']
+
+/** What the gateway answers for each verifier refusal of an override (these messages reach the client). */
+const REFUSALS: Record<VerifyFailureReason, readonly [OverrideFailureReason, string]> = {
+  malformed: ['malformed', 'override token malformed'],
+  too_large: ['too_large', 'override token too large'],
+  algorithm: ['signature', 'override token algorithm not accepted'],
+  type: ['type', 'not an override token'],
+  header: ['header', 'override token header not accepted'],
+  keys_not_loaded: ['unknown_kid', 'override token signed by an unknown key'],
+  unknown_kid: ['unknown_kid', 'override token signed by an unknown key'],
+  signature: ['signature', 'override token signature invalid'],
+  issuer: ['claims', 'override token claims not accepted'],
+  audience: ['claims', 'override token claims not accepted'],
+  expired: ['expired', 'override token expired'],
+  not_yet_valid: ['claims', 'override token claims not accepted'],
+  claims: ['claims', 'override token claims not accepted'],
+}
+
+function refusal(err: VerifyError): OverrideError {
+  if (err.reason === 'header' && err.message === KID_INVALID) return new OverrideError('header', 'override token has no key id')
+  const [reason, message] = REFUSALS[err.reason]
+  return new OverrideError(reason, message)
+}
+
+/**
  * Verifies signature, type, issuer, audience, lifetime and binding. Does not
  * consume the jti: call {@link claimOverride} after every other check passed.
  * Throws {@link OverrideError}.
  */
 export async function verifyOverride(token: string, opts: VerifyOverrideOptions): Promise<VerifiedOverride> {
   if (typeof token !== 'string' || token.length === 0) throw new OverrideError('malformed', 'override token missing')
-  if (token.length > (opts.maxTokenBytes ?? 8192)) throw new OverrideError('too_large', 'override token too large')
-  if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) throw new OverrideError('malformed', 'override token malformed')
-  let header: ReturnType<typeof decodeProtectedHeader>
-  try { header = decodeProtectedHeader(token) } catch { throw new OverrideError('malformed', 'override token malformed') }
-  if (header.typ !== OVERRIDE_TYP) throw new OverrideError('type', 'not an override token')
-  if ('jku' in header || 'x5u' in header || 'jwk' in header || 'x5c' in header) throw new OverrideError('header', 'override token header not accepted')
-  if (typeof header.kid !== 'string' || header.kid.length === 0 || header.kid.length > 256) throw new OverrideError('header', 'override token has no key id')
-  let key = opts.keys.getKey(header.kid)
-  if (!key && opts.keys.refreshOnMiss) {
-    await opts.keys.refreshOnMiss().catch(() => {})
-    key = opts.keys.getKey(header.kid)
-  }
-  if (!key) throw new OverrideError('unknown_kid', 'override token signed by an unknown key')
-  if (header.alg !== key.alg) throw new OverrideError('signature', 'override token algorithm not accepted')
-
   const now = opts.now ?? Date.now()
-  let payload: JWTPayload
+  // A verifier per check, cheap to make (it holds no keys of its own): each check has its own
+  // time, and nothing is worth caching since every override is single-use.
+  const verifier = createVerifier({
+    issuer: opts.issuer,
+    audience: opts.audience,
+    jwks: opts.keys,
+    typ: [OVERRIDE_TYP],
+    algorithms: ALGORITHMS,
+    clockSkewSeconds: opts.clockSkewSeconds ?? 30,
+    maxTokenBytes: opts.maxTokenBytes ?? 8192,
+    clock: { now: () => now },
+    cacheSize: 0,
+  })
+  let c: AccessTokenClaims
   try {
-    ({ payload } = await jwtVerify(token, key.key, {
-      algorithms: [key.alg],
-      typ: OVERRIDE_TYP,
-      issuer: opts.issuer,
-      audience: opts.audience,
-      clockTolerance: opts.clockSkewSeconds ?? 30,
-      currentDate: new Date(now),
-      requiredClaims: ['jti', 'exp', 'iat', 'sub'],
-    }))
+    c = (await verifier.verifyAsync(token)).claims
   } catch (err) {
-    if (err instanceof joseErrors.JWTExpired) throw new OverrideError('expired', 'override token expired')
-    if (err instanceof joseErrors.JWSSignatureVerificationFailed) throw new OverrideError('signature', 'override token signature invalid')
-    if (err instanceof joseErrors.JWTClaimValidationFailed) throw new OverrideError('claims', 'override token claims not accepted')
-    throw new OverrideError('malformed', 'override token not accepted')
+    if (err instanceof VerifyError) throw refusal(err)
+    throw err
   }
-  const c = payload as JWTPayload & Record<string, unknown>
-  if (typeof c.jti !== 'string' || c.jti.length === 0 || c.jti.length > 200) throw new OverrideError('claims', 'override token has no jti')
-  if (typeof c.exp !== 'number' || typeof c.iat !== 'number' || c.exp - c.iat > MAX_LIFETIME_SECONDS) throw new OverrideError('claims', 'override token lifetime not accepted')
+  if (c.jti.length > 200) throw new OverrideError('claims', 'override token has no jti')
+  if (c.exp - c.iat > MAX_LIFETIME_SECONDS) throw new OverrideError('claims', 'override token lifetime not accepted')
   if (typeof c.approval_id !== 'string') throw new OverrideError('claims', 'override token has no approval_id')
   const e = opts.expected
   const bound =

@@ -3,12 +3,14 @@ import assert from 'node:assert/strict'
 import { generateKeyPairSync, sign } from 'node:crypto'
 import { SignJWT, base64url } from 'jose'
 import { mintOverrideToken, overrideClaims, OVERRIDE_TYP as MINTED_TYP } from '../../../src/control-plane/approvals/override.js'
-import { claimOverride, OVERRIDE_TYP, OverrideError, verifyOverride, type OverrideKeySource } from '../../../src/gateway/approvals/verify-override.js'
+import { claimOverride, OVERRIDE_TYP, OverrideError, verifyOverride } from '../../../src/gateway/approvals/verify-override.js'
+import { localKeySet } from '../../../src/verify/index.js'
 import { MemoryReplayCache } from '../../../src/store/memory/replay-cache.js'
 import type { Approval } from '../../../src/store/types.js'
 
 const { publicKey, privateKey } = generateKeyPairSync('ed25519')
-const keys: OverrideKeySource = { getKey: (kid) => (kid === 'k1' ? { kid: 'k1', alg: 'EdDSA', key: publicKey, raw: Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url'), signatureBytes: 64 } : undefined) }
+const jwks = { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'EdDSA', use: 'sig' }] }
+const keys = localKeySet(() => jwks)
 const config = { issuer: 'https://aegis.example', audience: 'aegis-gateway', tokens: { overrideTtlSeconds: 300 } } as const
 const signer = {
   signJwt(header: Record<string, unknown>, payload: Record<string, unknown>) {
@@ -77,6 +79,42 @@ describe('override tokens', () => {
     }
     await assert.rejects(verifyOverride(tok({ resource: 'db:prod' }), base), refusedWith('binding'))
     await assert.rejects(verifyOverride('x'.repeat(9000), base), refusedWith('too_large'))
+  })
+
+  test('each refusal keeps the reason and message the gateway answers with', async () => {
+    const claims = overrideClaims(approved, config)!
+    const refused = async (token: string, opts = base): Promise<[string, string]> => {
+      try {
+        await verifyOverride(token, opts)
+      } catch (e) {
+        assert.ok(e instanceof OverrideError)
+        return [e.reason, e.message]
+      }
+      return ['accepted', '']
+    }
+    const tok = (header: Record<string, unknown>, over: Record<string, unknown> = {}) => signer.signJwt({ typ: OVERRIDE_TYP, ...header }, { ...claims, ...over }).jwt
+    const noKid = (() => {
+      const [, p] = tok({}).split('.')
+      const h = base64url.encode(JSON.stringify({ alg: 'EdDSA', typ: OVERRIDE_TYP }))
+      return `${h}.${p}.${base64url.encode(sign(null, Buffer.from(`${h}.${p}`), privateKey))}`
+    })()
+    assert.deepEqual(await refused(''), ['malformed', 'override token missing'])
+    assert.deepEqual(await refused('x'.repeat(9000)), ['too_large', 'override token too large'])
+    assert.deepEqual(await refused('a.b'), ['malformed', 'override token malformed'])
+    assert.deepEqual(await refused(tok({ typ: 'at+jwt' })), ['type', 'not an override token'])
+    assert.deepEqual(await refused(tok({ jku: 'http://evil/jwks' })), ['header', 'override token header not accepted'])
+    assert.deepEqual(await refused(noKid), ['header', 'override token has no key id'])
+    assert.deepEqual(await refused(tok({ kid: 'k2' })), ['unknown_kid', 'override token signed by an unknown key'])
+    assert.deepEqual(await refused(tok({ alg: 'RS256' })), ['signature', 'override token algorithm not accepted'])
+    const good = tok({})
+    assert.deepEqual(await refused(good.slice(0, good.lastIndexOf('.') + 1) + 'A'.repeat(86)), ['signature', 'override token signature invalid'])
+    assert.deepEqual(await refused(tok({}, { aud: 'crm-tool' })), ['claims', 'override token claims not accepted'])
+    assert.deepEqual(await refused(tok({}, { jti: undefined })), ['claims', 'override token claims not accepted'])
+    assert.deepEqual(await refused(tok({}, { approval_id: undefined })), ['claims', 'override token has no approval_id'])
+    assert.deepEqual(await refused(tok({}, { exp: claims.iat + 7200 })), ['claims', 'override token lifetime not accepted'])
+    assert.deepEqual(await refused(good, { ...base, now: (claims.exp + 31) * 1000 }), ['expired', 'override token expired'])
+    assert.deepEqual(await refused(tok({}, { tool: 'other' })), ['binding', 'override token was approved for a different call'])
+    assert.deepEqual(await refused(good), ['accepted', ''])
   })
 
   test('an unreachable replay cache fails closed', async () => {
