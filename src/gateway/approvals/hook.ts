@@ -67,6 +67,8 @@ export function requestBinding(http: HttpCall | null): RequestBinding | undefine
 /** Opens approval requests on the control plane. */
 export interface ApprovalOpener {
   open(body: OpenApprovalBody): Promise<ApprovalRef>
+  /** The approval was used (its override claimed): an opener that remembers it must not hand it out again. */
+  forget?(approvalId: string): void
 }
 
 const MAX_ANSWER_BYTES = 64 * 1024
@@ -112,10 +114,20 @@ export function httpApprovalOpener(client: Pick<ControlPlaneClient, 'url' | 'hea
  * costs the gateway no round trip: without this, each such call is an HTTP
  * request to the control plane, which dominated mixed-decision load. A
  * request decided within the TTL is still served by its own status URL;
- * after a denial, a new request opens once the TTL has passed.
+ * after a denial, a new request opens once the TTL has passed. Once an
+ * approval's override has been used here, the same ask opens a new request
+ * at once (a used override cannot serve a repeat of the call).
  */
 export function cachingApprovalOpener(inner: ApprovalOpener, ttlMs = 2000, max = 10_000): ApprovalOpener {
-  const cache = new LRUCache<string, Promise<ApprovalRef>>({ max, ttl: ttlMs })
+  const keyOf = new Map<string, string>()
+  const cache = new LRUCache<string, Promise<ApprovalRef>>({
+    max,
+    ttl: ttlMs,
+    // Keeps keyOf as bounded as the cache: an entry leaving the cache (evicted, lapsed, forgotten) leaves the index too.
+    dispose: (pending, key) => {
+      pending.then((ref) => { if (keyOf.get(ref.id) === key) keyOf.delete(ref.id) }, () => {})
+    },
+  })
   return {
     open(body) {
       const key = canonicalJson(body)
@@ -123,9 +135,17 @@ export function cachingApprovalOpener(inner: ApprovalOpener, ttlMs = 2000, max =
       if (hit) return hit
       const pending = inner.open(body)
       cache.set(key, pending)
-      // Refusals (caps, outages) are never remembered: the next ask asks again.
-      pending.catch(() => { if (cache.get(key) === pending) cache.delete(key) })
+      pending.then(
+        (ref) => { if (cache.get(key) === pending) keyOf.set(ref.id, key) },
+        // Refusals (caps, outages) are never remembered: the next ask asks again.
+        () => { if (cache.get(key) === pending) cache.delete(key) },
+      )
       return pending
+    },
+    forget(approvalId) {
+      const key = keyOf.get(approvalId)
+      if (key !== undefined) cache.delete(key)
+      keyOf.delete(approvalId)
     },
   }
 }
@@ -194,6 +214,7 @@ export function createApprovalHook(deps: GatewayApprovalHookDeps): ApprovalHook 
           })
           // Only after every other check: a refused override must not burn its jti.
           await claimOverride(deps.replay, v)
+          deps.opener.forget?.(v.approvalId)
           return { kind: 'overridden', reason: `approved by a human (approval ${v.approvalId}; one-time override used)` }
         } catch (err) {
           if (err instanceof OverrideError) throw refuse(ctx, err)

@@ -133,6 +133,10 @@ describe('approval end to end: gateway → approval → override retry', () => {
     assert.equal(allowed.status, 200, JSON.stringify(allowed.body))
     assert.equal(allowed.body.decision, 'allow')
     assert.ok((allowed.body.reasons as string[]).some((r) => r.includes(approval.id)))
+    // The same call again, at once: the used approval is not handed out again, a new one is asked for.
+    const repeat = await authorize(token, 5000)
+    assert.equal(repeat.body.decision, 'approval_needed')
+    assert.notEqual((repeat.body.approval as { id: string }).id, approval.id)
 
     const replayed = await authorize(token, 5000, override)
     assert.equal(replayed.status, 401)

@@ -47,3 +47,19 @@ test('refusals are not remembered, and entries lapse after the TTL', async () =>
   await short.open(body({ amount: 2 }))
   assert.equal(inner.calls, 2)
 })
+
+test('an approval whose override was used is not handed out again: the same ask opens a new request', async () => {
+  const inner = countingOpener()
+  const opener = cachingApprovalOpener(inner, 60_000)
+  const first = await opener.open(body({ amount: 5000, currency: 'EUR' }))
+  assert.equal((await opener.open(body({ amount: 5000, currency: 'EUR' }))).id, first.id)
+  opener.forget!(first.id)
+  const second = await opener.open(body({ amount: 5000, currency: 'EUR' }))
+  assert.notEqual(second.id, first.id)
+  assert.equal(inner.calls, 2)
+  // Forgetting an unknown or already forgotten approval changes nothing.
+  opener.forget!(first.id)
+  opener.forget!('apr_unknown')
+  assert.equal((await opener.open(body({ amount: 5000, currency: 'EUR' }))).id, second.id)
+  assert.equal(inner.calls, 2)
+})
