@@ -10,6 +10,7 @@ import { Redis } from 'ioredis'
 import type { AegisConfig } from '../config/schema.js'
 import { Conflict } from '../errors.js'
 import { openFeed } from '../feed/index.js'
+import { installAdminGuard } from '../http/admin-auth.js'
 import { metricsGuard } from '../http/metrics-auth.js'
 import { createServer } from '../http/server.js'
 import { systemClock } from '../lib/clock.js'
@@ -33,6 +34,7 @@ import { createKeyManager, keyRoutes } from './keys/index.js'
 import { directoryFor } from './token/directory.js'
 import { metadataRoutes } from './token/metadata.js'
 import { tokenRoutes } from './token/routes.js'
+import { openApiRoute, registerOpenApi } from './openapi.js'
 
 /** A built control plane: the (not yet listening) app, its dependencies, and a draining close. */
 export interface ControlPlane {
@@ -205,6 +207,8 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
     })
 
     continueTraceContext(app)
+    // Before any route: the generator collects routes as they are registered.
+    await registerOpenApi(app)
     await tokenRoutes(app, deps)
     await metadataRoutes(app, deps)
     await keyRoutes(app, deps)
@@ -230,6 +234,9 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
       return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send({ status: ready ? 'ready' : 'not_ready', role: 'control-plane', instance: config.instanceId, store: store.kind, reasons })
     })
     await app.register(async (admin) => {
+      // Authentication and roles for every route in this scope, from each route's config.admin.
+      installAdminGuard(admin, store, sessions)
+      openApiRoute(admin)
       await adminRoutes(admin, deps)
       await approvalRoutes(admin, deps)
       await policyRoutes(admin, deps)

@@ -42,9 +42,25 @@ class LazyRequestLogger {
 }
 
 /**
+ * Options of fastify's schema validator (ajv) for every role: route schemas
+ * mean exactly what they say. fastify's defaults would coerce types ("5" for
+ * an integer, 5 for a string), silently drop unknown fields where a schema
+ * says `additionalProperties: false`, and fill in defaults.
+ */
+export const SCHEMA_VALIDATOR_OPTIONS = {
+  coerceTypes: false,
+  removeAdditional: false,
+  useDefaults: false,
+  // Patterns run as RegExps without the `u` flag, as hand-written checks do; lengths count code points (ajv 8 always does).
+  unicodeRegExp: false,
+  // `type: ["string", "null"]` is how a schema says "or null" (OpenAPI 3.1 spells it the same way).
+  allowUnionTypes: true,
+} as const
+
+/**
  * A fastify instance with the plumbing every role shares: bounded bodies,
- * bounded JSON depth, form bodies (RFC 6749 requests), the root error
- * handler. Not listening; only cli/ listens.
+ * bounded JSON depth, form bodies (RFC 6749 requests), strict schema
+ * validation, the root error handler. Not listening; only cli/ listens.
  */
 export async function createServer(opts: ServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
@@ -56,6 +72,7 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
       new LazyRequestLogger(logger as unknown as Logger, bindings, childOpts as ChildLoggerOptions) as unknown as FastifyBaseLogger,
     return503OnClosing: true,
     forceCloseConnections: true,
+    ajv: { customOptions: SCHEMA_VALIDATOR_OPTIONS },
     ...opts.fastify,
   }) as unknown as FastifyInstance
   app.removeContentTypeParser('application/json')

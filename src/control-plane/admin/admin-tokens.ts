@@ -4,17 +4,23 @@
  * Tenant admins mint and revoke only their own tenant's admin/approver tokens.
  */
 import type { FastifyInstance } from 'fastify'
-import { AegisError, NotFound } from '../../errors.js'
-import { requireRole } from '../../http/admin-auth.js'
+import { AegisError, InvalidRequest, NotFound } from '../../errors.js'
 import { sha256b64url } from '../../lib/hash.js'
 import { randomId, randomSecret } from '../../lib/ids.js'
 import type { AdminRole, AdminToken } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
-import { ID_RE, auditAdmin, jsonBody, optNullableString, optString, optStringArray, principal } from './validate.js'
-import { InvalidRequest } from '../../errors.js'
+import { ID_PATTERN, TAGS, allow, body, nullableStr, params, str, strArray } from './schemas.js'
+import { auditAdmin, principal } from './validate.js'
 
 const ROLES: readonly AdminRole[] = ['admin', 'gateway', 'approver']
-const TOKEN_ID_RE = /^[A-Za-z0-9._-]{1,128}$/
+const TokenBody = body({
+  tenant: { ...nullableStr(64, ID_PATTERN), description: 'null = global; absent = the caller\'s tenant' },
+  role: { type: 'string', enum: ROLES },
+  name: str(128),
+  groups: strArray(32, str(64, ID_PATTERN)),
+  linked_identities: strArray(16, str(256, '^[a-z][a-z0-9-]{0,31}:\\S{1,220}$')),
+}, ['role'])
+const TokenParams = params({ id: str(128, '^[A-Za-z0-9._-]{1,128}$') })
 
 /** Admin-API view of a token: never its hash. Times in epoch ms. */
 export function adminTokenJson(t: AdminToken): Record<string, unknown> {
@@ -27,19 +33,17 @@ export function newAdminTokenSecret(): string {
 }
 
 export async function adminTokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
-  const admin = requireRole(deps.store, ['admin'], deps.sessions)
-
-  app.post('/admin-tokens', { preHandler: admin }, async (request, reply) => {
+  app.post<{ Body: { tenant?: string | null; role: AdminRole; name?: string; groups?: string[]; linked_identities?: string[] } }>('/admin-tokens', {
+    config: allow(['admin'], { json: true }),
+    schema: { tags: [TAGS.tokens], summary: 'Mint an admin, gateway or approver token (shown once)', body: TokenBody },
+  }, async (request, reply) => {
     const p = principal(request)
-    const body = jsonBody(request, ['tenant', 'role', 'name', 'groups', 'linked_identities'])
-    const roleRaw = body.role
-    if (typeof roleRaw !== 'string' || !(ROLES as readonly string[]).includes(roleRaw)) throw new InvalidRequest('role must be admin, gateway or approver')
-    const role = roleRaw as AdminRole
-    let tenant = optNullableString(body, 'tenant', { max: 64, pattern: ID_RE })
-    if (tenant === undefined) tenant = p.tenant
-    const name = optString(body, 'name', { max: 128 }) ?? `${role} token`
-    const groups = optStringArray(body, 'groups', 32, { max: 64, pattern: ID_RE }) ?? []
-    const linked = optStringArray(body, 'linked_identities', 16, { max: 256, pattern: /^[a-z][a-z0-9-]{0,31}:\S{1,220}$/ }) ?? []
+    const b = request.body
+    const role = b.role
+    const tenant = b.tenant === undefined ? p.tenant : b.tenant
+    const name = b.name ?? `${role} token`
+    const groups = [...new Set(b.groups ?? [])]
+    const linked = [...new Set(b.linked_identities ?? [])]
     if (role === 'gateway' && (groups.length > 0 || linked.length > 0)) throw new InvalidRequest('groups and linked_identities are for admin and approver tokens')
     if (p.tenant !== null) {
       if (tenant !== p.tenant) throw new AegisError('forbidden', 'outside this token\'s tenant')
@@ -56,17 +60,16 @@ export async function adminTokenRoutes(app: FastifyInstance, deps: ControlPlaneD
     return { ...adminTokenJson(record), token: secret }
   })
 
-  app.get('/admin-tokens', { preHandler: admin }, async (request, reply) => {
+  app.get('/admin-tokens', { config: allow(['admin']), schema: { tags: [TAGS.tokens], summary: 'List admin tokens (never their secrets)' } }, async (request, reply) => {
     const p = principal(request)
     const list = p.tenant === null ? await deps.store.adminTokens.list() : await deps.store.adminTokens.list(p.tenant)
     reply.header('cache-control', 'no-store')
     return { admin_tokens: list.filter((t) => p.tenant === null || t.tenant === p.tenant).map(adminTokenJson) }
   })
 
-  app.delete('/admin-tokens/:id', { preHandler: admin }, async (request, reply) => {
+  app.delete<{ Params: { id: string } }>('/admin-tokens/:id', { config: allow(['admin']), schema: { tags: [TAGS.tokens], summary: 'Revoke an admin token', params: TokenParams } }, async (request, reply) => {
     const p = principal(request)
-    const id = (request.params as { id?: string }).id
-    if (typeof id !== 'string' || !TOKEN_ID_RE.test(id)) throw new InvalidRequest('id must match ' + TOKEN_ID_RE.source)
+    const id = request.params.id
     const t = await deps.store.adminTokens.get(id)
     if (!t) throw new NotFound('admin token not found')
     if (p.tenant !== null && t.tenant !== p.tenant) throw new AegisError('forbidden', 'outside this token\'s tenant')

@@ -6,21 +6,56 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { InvalidRequest, NotFound } from '../../errors.js'
-import { assertTenantAccess, requireRole } from '../../http/admin-auth.js'
 import { buildManifest, capabilityHash } from '../../lib/capability.js'
 import { randomId } from '../../lib/ids.js'
 import type { Agent, AgentPatch, TokenEndpointAuthMethod } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { directoryFor } from '../token/directory.js'
-import { ID_RE, auditAdmin, idParam, jsonBody, optInt, optNullableString, optStringArray, principal, publicJwks, publishChange, reqString, type Json } from './validate.js'
+import { ID_PATTERN, TAGS, allow, body, int, nullableStr, publicJwksSchema, str, strArray, tenantAgentParams, tenantParams, type JsonSchema } from './schemas.js'
+import { tenantOf, tenantScope } from './tenant-scope.js'
+import { auditAdmin, checkJwkSizes, principal, publishChange } from './validate.js'
 
 const AUTH_METHODS: readonly TokenEndpointAuthMethod[] = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth']
 /** RFC 6749 §3.3 scope-token. */
-const SCOPE_RE = /^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/
-const TOOL_RE = /^[A-Za-z0-9._:/-]{1,128}$/
-const AUDIENCE_RE = /^[\x21-\x7E]{1,512}$/
-const FIELDS = ['agent_id', 'scopes', 'capabilities', 'schemas', 'max_ttl_seconds', 'audiences', 'token_endpoint_auth_method', 'jwks',
-  'tls_client_auth_subject_dn', 'tls_client_auth_san_uri', 'tls_client_auth_san_dns'] as const
+const SCOPE_PATTERN = '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$'
+const TOOL_PATTERN = '^[A-Za-z0-9._:/-]{1,128}$'
+const AUDIENCE_PATTERN = '^[\\x21-\\x7E]{1,512}$'
+
+/** Every settable field of an agent; absent = not given. */
+const AGENT_FIELDS: Record<string, JsonSchema> = {
+  scopes: strArray(100, str(128, SCOPE_PATTERN)),
+  capabilities: strArray(1000, str(128, TOOL_PATTERN)),
+  schemas: {
+    type: ['object', 'null'],
+    description: 'tool name → JSON Schema of its parameters (each tool must be among capabilities)',
+    maxProperties: 1000,
+    propertyNames: { type: 'string', pattern: TOOL_PATTERN },
+    additionalProperties: { type: ['object', 'boolean'] },
+  },
+  max_ttl_seconds: int(1, 3600),
+  audiences: strArray(20, str(512, AUDIENCE_PATTERN)),
+  token_endpoint_auth_method: { type: 'string', enum: AUTH_METHODS },
+  jwks: { ...publicJwksSchema, type: ['object', 'null'], description: 'RFC 7517 JWK Set of public keys (for private_key_jwt)' },
+  tls_client_auth_subject_dn: nullableStr(512),
+  tls_client_auth_san_uri: nullableStr(512),
+  tls_client_auth_san_dns: nullableStr(253),
+}
+const AgentBody = body({ agent_id: str(64, ID_PATTERN), ...AGENT_FIELDS }, ['agent_id'])
+const AgentPatchBody = body(AGENT_FIELDS)
+
+/** A body as the schema above lets it through. */
+interface AgentFieldsBody {
+  scopes?: string[]
+  capabilities?: string[]
+  schemas?: Record<string, unknown> | null
+  max_ttl_seconds?: number
+  audiences?: string[]
+  token_endpoint_auth_method?: TokenEndpointAuthMethod
+  jwks?: { keys: Record<string, unknown>[] } | null
+  tls_client_auth_subject_dn?: string | null
+  tls_client_auth_san_uri?: string | null
+  tls_client_auth_san_dns?: string | null
+}
 
 /** Admin-API view of an agent (times in epoch ms). `audiences: []` means the configured default audience. */
 export function agentJson(a: Agent): Record<string, unknown> {
@@ -44,44 +79,26 @@ export function agentJson(a: Agent): Record<string, unknown> {
   }
 }
 
-function schemasField(v: unknown): Record<string, unknown> | null | undefined {
-  if (v === undefined) return undefined
-  if (v === null) return null
-  if (typeof v !== 'object' || Array.isArray(v)) throw new InvalidRequest('schemas must be an object of tool name → JSON Schema')
-  const entries = Object.entries(v as Json)
-  if (entries.length > 1000) throw new InvalidRequest('schemas holds at most 1000 tools')
-  for (const [tool, schema] of entries) {
-    if (!TOOL_RE.test(tool)) throw new InvalidRequest(`schemas key must match ${TOOL_RE.source}`)
-    if (typeof schema !== 'boolean' && (schema === null || typeof schema !== 'object' || Array.isArray(schema))) throw new InvalidRequest(`schemas.${tool} must be a JSON Schema (object or boolean)`)
-  }
-  return entries.length === 0 ? null : (v as Record<string, unknown>)
-}
-
-/** Reads every settable field present in the body (undefined = not given). */
-function readFields(body: Json, maxTtl: number): AgentPatch {
+/**
+ * The given fields as a patch. Checked here rather than in the schema: the
+ * TTL bound comes from configuration (the published schema says 3600, the
+ * hard cap), and a JWK's serialized size is beyond JSON Schema.
+ */
+function readFields(b: AgentFieldsBody, maxTtl: number): AgentPatch {
   const patch: AgentPatch = {}
-  const scopes = optStringArray(body, 'scopes', 100, { max: 128, pattern: SCOPE_RE })
-  if (scopes) patch.scopes = scopes
-  const caps = optStringArray(body, 'capabilities', 1000, { max: 128, pattern: TOOL_RE })
-  if (caps) patch.capabilities = caps
-  const schemas = schemasField(body.schemas)
-  if (schemas !== undefined) patch.schemas = schemas
-  const ttl = optInt(body, 'max_ttl_seconds', 1, maxTtl)
-  if (ttl !== undefined) patch.maxTtlSeconds = ttl
-  const aud = optStringArray(body, 'audiences', 20, { max: 512, pattern: AUDIENCE_RE })
-  if (aud) patch.audiences = aud
-  const method = body.token_endpoint_auth_method
-  if (method !== undefined) {
-    if (typeof method !== 'string' || !(AUTH_METHODS as readonly string[]).includes(method)) throw new InvalidRequest(`token_endpoint_auth_method must be one of ${AUTH_METHODS.join(', ')}`)
-    patch.tokenEndpointAuthMethod = method as TokenEndpointAuthMethod
+  if (b.scopes) patch.scopes = [...new Set(b.scopes)]
+  if (b.capabilities) patch.capabilities = [...new Set(b.capabilities)]
+  if (b.schemas !== undefined) patch.schemas = b.schemas === null || Object.keys(b.schemas).length === 0 ? null : b.schemas
+  if (b.max_ttl_seconds !== undefined) {
+    if (b.max_ttl_seconds > maxTtl) throw new InvalidRequest(`max_ttl_seconds must be an integer from 1 to ${maxTtl}`)
+    patch.maxTtlSeconds = b.max_ttl_seconds
   }
-  if (body.jwks !== undefined) patch.jwks = body.jwks === null ? null : publicJwks(body.jwks, 'jwks')
-  const dn = optNullableString(body, 'tls_client_auth_subject_dn', { max: 512 })
-  if (dn !== undefined) patch.tlsClientAuthSubjectDn = dn
-  const uri = optNullableString(body, 'tls_client_auth_san_uri', { max: 512 })
-  if (uri !== undefined) patch.tlsClientAuthSanUri = uri
-  const dns = optNullableString(body, 'tls_client_auth_san_dns', { max: 253 })
-  if (dns !== undefined) patch.tlsClientAuthSanDns = dns
+  if (b.audiences) patch.audiences = [...new Set(b.audiences)]
+  if (b.token_endpoint_auth_method !== undefined) patch.tokenEndpointAuthMethod = b.token_endpoint_auth_method
+  if (b.jwks !== undefined) patch.jwks = b.jwks === null ? null : checkJwkSizes(b.jwks, 'jwks')
+  if (b.tls_client_auth_subject_dn !== undefined) patch.tlsClientAuthSubjectDn = b.tls_client_auth_subject_dn
+  if (b.tls_client_auth_san_uri !== undefined) patch.tlsClientAuthSanUri = b.tls_client_auth_san_uri
+  if (b.tls_client_auth_san_dns !== undefined) patch.tlsClientAuthSanDns = b.tls_client_auth_san_dns
   return patch
 }
 
@@ -99,16 +116,10 @@ function checkAgent(a: Pick<Agent, 'capabilities' | 'schemas' | 'tokenEndpointAu
 }
 
 export async function agentRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
-  const admin = requireRole(deps.store, ['admin'], deps.sessions)
   const dir = directoryFor(deps)
   const maxTtl = Math.min(3600, deps.config.tokens.maxTtlSeconds)
-
-  async function tenantOf(params: unknown, request: Parameters<typeof principal>[0]): Promise<string> {
-    const tenant = idParam(params, 'tenant')
-    assertTenantAccess(principal(request), tenant)
-    if (!(await deps.store.tenants.get(tenant))) throw new NotFound(`tenant ${tenant} not found`)
-    return tenant
-  }
+  const ADMIN = allow(['admin'])
+  const ADMIN_JSON = allow(['admin'], { json: true })
 
   async function storeManifest(capabilities: string[], schemas: Record<string, unknown> | null): Promise<string> {
     const manifest = buildManifest(capabilities, schemas)
@@ -122,75 +133,72 @@ export async function agentRoutes(app: FastifyInstance, deps: ControlPlaneDeps):
     await publishChange(deps, () => deps.feed.publish({ kind: 'agent', agent: { tenant: a.tenant, agentId: a.agentId, capabilityHash: hash } }))
   }
 
-  app.post('/tenants/:tenant/agents', { preHandler: admin }, async (request, reply) => {
-    const tenant = await tenantOf(request.params, request)
-    const body = jsonBody(request, FIELDS)
-    const agentId = reqString(body, 'agent_id', { max: 64, pattern: ID_RE })
-    const f = readFields(body, maxTtl)
-    const now = deps.clock.now()
-    const base = {
-      scopes: f.scopes ?? [],
-      capabilities: [...new Set(f.capabilities ?? [])].sort(),
-      schemas: f.schemas ?? null,
-      maxTtlSeconds: f.maxTtlSeconds ?? maxTtl,
-      audiences: f.audiences ?? [],
-      tokenEndpointAuthMethod: f.tokenEndpointAuthMethod ?? 'client_secret_basic',
-      jwks: f.jwks ?? null,
-      tlsClientAuthSubjectDn: f.tlsClientAuthSubjectDn ?? null,
-      tlsClientAuthSanUri: f.tlsClientAuthSanUri ?? null,
-      tlsClientAuthSanDns: f.tlsClientAuthSanDns ?? null,
-    }
-    checkAgent(base)
-    const hash = await storeManifest(base.capabilities, base.schemas)
-    const agent: Agent = { ...base, tenant, agentId, clientId: randomId('ag', 12), tlsClientAuthThumbprint: null, capabilityHash: hash, createdAt: now, updatedAt: now }
-    await deps.store.agents.create(agent)
-    await auditAdmin(deps, principal(request), { type: 'admin.agent_created', tenant, subject: agentId, data: { scopes: agent.scopes, capabilities: agent.capabilities, capability_hash: hash, max_ttl_seconds: agent.maxTtlSeconds, token_endpoint_auth_method: agent.tokenEndpointAuthMethod } })
-    await published(agent, hash)
-    reply.code(201)
-    return agentJson(agent)
-  })
+  await tenantScope(app, deps, async (scope) => {
+    scope.post<{ Body: AgentFieldsBody & { agent_id: string } }>('/agents', { config: ADMIN_JSON, schema: { tags: [TAGS.agents], summary: 'Register an agent', params: tenantParams, body: AgentBody } }, async (request, reply) => {
+      const tenant = tenantOf(request).id
+      const agentId = request.body.agent_id
+      const f = readFields(request.body, maxTtl)
+      const now = deps.clock.now()
+      const base = {
+        scopes: f.scopes ?? [],
+        capabilities: [...(f.capabilities ?? [])].sort(),
+        schemas: f.schemas ?? null,
+        maxTtlSeconds: f.maxTtlSeconds ?? maxTtl,
+        audiences: f.audiences ?? [],
+        tokenEndpointAuthMethod: f.tokenEndpointAuthMethod ?? 'client_secret_basic',
+        jwks: f.jwks ?? null,
+        tlsClientAuthSubjectDn: f.tlsClientAuthSubjectDn ?? null,
+        tlsClientAuthSanUri: f.tlsClientAuthSanUri ?? null,
+        tlsClientAuthSanDns: f.tlsClientAuthSanDns ?? null,
+      }
+      checkAgent(base)
+      const hash = await storeManifest(base.capabilities, base.schemas)
+      const agent: Agent = { ...base, tenant, agentId, clientId: randomId('ag', 12), tlsClientAuthThumbprint: null, capabilityHash: hash, createdAt: now, updatedAt: now }
+      await deps.store.agents.create(agent)
+      await auditAdmin(deps, principal(request), { type: 'admin.agent_created', tenant, subject: agentId, data: { scopes: agent.scopes, capabilities: agent.capabilities, capability_hash: hash, max_ttl_seconds: agent.maxTtlSeconds, token_endpoint_auth_method: agent.tokenEndpointAuthMethod } })
+      await published(agent, hash)
+      reply.code(201)
+      return agentJson(agent)
+    })
 
-  app.get('/tenants/:tenant/agents', { preHandler: admin }, async (request) => {
-    const tenant = await tenantOf(request.params, request)
-    return { agents: (await deps.store.agents.list(tenant)).map(agentJson) }
-  })
+    scope.get('/agents', { config: ADMIN, schema: { tags: [TAGS.agents], summary: 'List a tenant\'s agents', params: tenantParams } }, async (request) => {
+      return { agents: (await deps.store.agents.list(tenantOf(request).id)).map(agentJson) }
+    })
 
-  app.get('/tenants/:tenant/agents/:agent', { preHandler: admin }, async (request) => {
-    const tenant = await tenantOf(request.params, request)
-    const agentId = idParam(request.params, 'agent')
-    const a = await deps.store.agents.get(tenant, agentId)
-    if (!a) throw new NotFound(`agent ${agentId} not found`)
-    return agentJson(a)
-  })
+    scope.get<{ Params: { agent: string } }>('/agents/:agent', { config: ADMIN, schema: { tags: [TAGS.agents], summary: 'Read an agent', params: tenantAgentParams } }, async (request) => {
+      const agentId = request.params.agent
+      const a = await deps.store.agents.get(tenantOf(request).id, agentId)
+      if (!a) throw new NotFound(`agent ${agentId} not found`)
+      return agentJson(a)
+    })
 
-  app.patch('/tenants/:tenant/agents/:agent', { preHandler: admin }, async (request) => {
-    const tenant = await tenantOf(request.params, request)
-    const agentId = idParam(request.params, 'agent')
-    const body = jsonBody(request, FIELDS.filter((f) => f !== 'agent_id'))
-    const patch = readFields(body, maxTtl)
-    const current = await deps.store.agents.get(tenant, agentId)
-    if (!current) throw new NotFound(`agent ${agentId} not found`)
-    if (patch.capabilities) patch.capabilities = [...new Set(patch.capabilities)].sort()
-    const merged = { ...current, ...patch }
-    checkAgent(merged)
-    const hash = await storeManifest(merged.capabilities, merged.schemas)
-    if (hash !== current.capabilityHash) patch.capabilityHash = hash
-    const updated = await deps.store.agents.update(tenant, agentId, patch, deps.clock.now())
-    await auditAdmin(deps, principal(request), { type: 'admin.agent_updated', tenant, subject: agentId, data: { fields: Object.keys(body), capability_hash: updated.capabilityHash } })
-    await published(updated, updated.capabilityHash)
-    return agentJson(updated)
-  })
+    scope.patch<{ Params: { agent: string }; Body: AgentFieldsBody }>('/agents/:agent', { config: ADMIN_JSON, schema: { tags: [TAGS.agents], summary: 'Update an agent (recomputes its capability manifest)', params: tenantAgentParams, body: AgentPatchBody } }, async (request) => {
+      const tenant = tenantOf(request).id
+      const agentId = request.params.agent
+      const patch = readFields(request.body, maxTtl)
+      const current = await deps.store.agents.get(tenant, agentId)
+      if (!current) throw new NotFound(`agent ${agentId} not found`)
+      if (patch.capabilities) patch.capabilities = [...patch.capabilities].sort()
+      const merged = { ...current, ...patch }
+      checkAgent(merged)
+      const hash = await storeManifest(merged.capabilities, merged.schemas)
+      if (hash !== current.capabilityHash) patch.capabilityHash = hash
+      const updated = await deps.store.agents.update(tenant, agentId, patch, deps.clock.now())
+      await auditAdmin(deps, principal(request), { type: 'admin.agent_updated', tenant, subject: agentId, data: { fields: Object.keys(request.body), capability_hash: updated.capabilityHash } })
+      await published(updated, updated.capabilityHash)
+      return agentJson(updated)
+    })
 
-  app.delete('/tenants/:tenant/agents/:agent', { preHandler: admin }, async (request, reply) => {
-    const tenant = await tenantOf(request.params, request)
-    const agentId = idParam(request.params, 'agent')
-    const current = await deps.store.agents.get(tenant, agentId)
-    if (!current) throw new NotFound(`agent ${agentId} not found`)
-    await deps.store.credentials.deleteForAgent(tenant, agentId)
-    await deps.store.agents.delete(tenant, agentId)
-    await auditAdmin(deps, principal(request), { type: 'admin.agent_deleted', tenant, subject: agentId })
-    await published(current, null)
-    return reply.code(204).send()
+    scope.delete<{ Params: { agent: string } }>('/agents/:agent', { config: ADMIN, schema: { tags: [TAGS.agents], summary: 'Delete an agent and its bootstrap credentials', params: tenantAgentParams } }, async (request, reply) => {
+      const tenant = tenantOf(request).id
+      const agentId = request.params.agent
+      const current = await deps.store.agents.get(tenant, agentId)
+      if (!current) throw new NotFound(`agent ${agentId} not found`)
+      await deps.store.credentials.deleteForAgent(tenant, agentId)
+      await deps.store.agents.delete(tenant, agentId)
+      await auditAdmin(deps, principal(request), { type: 'admin.agent_deleted', tenant, subject: agentId })
+      await published(current, null)
+      return reply.code(204).send()
+    })
   })
-
 }

@@ -12,15 +12,42 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { AegisError } from '../../errors.js'
-import { assertTenantAccess, requireRole, type AdminPrincipal } from '../../http/admin-auth.js'
+import { assertTenantAccess, installAdminGuard, type AdminPrincipal } from '../../http/admin-auth.js'
 import type { ApprovalStatus } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { approvalJson } from '../approvals/wire.js'
 import { approvalServiceFor } from '../approvals/registry.js'
 import type { ApprovalRequestBinding } from '../approvals/service.js'
+import { TAGS, allow, params, query, strArray } from './schemas.js'
 
 const STATUSES: readonly ApprovalStatus[] = ['pending', 'approved', 'denied', 'expired']
 
+const ListQuery = query({
+  status: { type: 'string', enum: STATUSES },
+  tenant: { type: 'string' },
+  limit: { type: 'string', pattern: '^\\d{1,4}$', description: '1 to 500 (default 100)' },
+})
+const IdParams = params({ id: { type: 'string' } })
+const DecisionBody = { type: 'object', properties: { reason: { type: ['string', 'null'] } } }
+// Field types only: what each value must be (tool and group names, the request binding) is the approval service's rule (approvals/service.ts).
+const OpenBody = {
+  type: 'object',
+  required: ['tenant'],
+  properties: {
+    tenant: { type: 'string' },
+    agent_id: { type: 'string' },
+    client_id: { type: ['string', 'null'] },
+    tool: { type: 'string' },
+    params: { type: ['object', 'null'] },
+    resource: { type: ['string', 'null'] },
+    policy_id: { type: ['string', 'null'] },
+    policy_version: { type: 'string' },
+    group: { type: 'string' },
+    require_console: { type: ['boolean', 'null'] },
+    mask: strArray(100, { type: 'string', maxLength: 500 }),
+    request: { type: ['object', 'null'], description: '{method, path, query, body_sha256?} of a proxied request the override is bound to' },
+  },
+}
 function principal(p: AdminPrincipal | undefined): AdminPrincipal {
   if (!p) throw new AegisError('unauthorized', 'a valid admin bearer token is required')
   return p
@@ -28,16 +55,15 @@ function principal(p: AdminPrincipal | undefined): AdminPrincipal {
 
 /** Admin route plugin (registered by control-plane/app.ts under `/admin/v1`). */
 export async function approvalRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
+  installAdminGuard(app, deps.store, deps.sessions) // no-op when the scope it is registered in has it
   const service = approvalServiceFor(deps)
   app.addHook('onClose', async () => { await service.close() })
-  const readers = requireRole(deps.store, ['admin', 'approver'], deps.sessions)
-  const openers = requireRole(deps.store, ['gateway', 'admin'], deps.sessions)
+  const readers = allow(['admin', 'approver'])
+  const tags = [TAGS.approvals]
 
-  app.get<{ Querystring: { status?: string; tenant?: string; limit?: string } }>('/approvals', { preHandler: readers }, async (request) => {
+  app.get<{ Querystring: { status?: ApprovalStatus; tenant?: string; limit?: string } }>('/approvals', { config: readers, schema: { tags, summary: 'Approval requests (an approver sees its groups\' only)', querystring: ListQuery } }, async (request) => {
     const p = principal(request.adminPrincipal)
     const { status, tenant, limit } = request.query
-    if (status !== undefined && !STATUSES.includes(status as ApprovalStatus)) throw new AegisError('invalid_request', `status must be one of ${STATUSES.join(', ')}`)
-    if (limit !== undefined && !/^\d{1,4}$/.test(limit)) throw new AegisError('invalid_request', 'limit must be a number from 1 to 500')
     const n = Math.min(500, Math.max(1, limit === undefined ? 100 : Number(limit)))
     if (tenant !== undefined) assertTenantAccess(p, tenant)
     const scope = tenant ?? p.tenant ?? undefined
@@ -51,7 +77,7 @@ export async function approvalRoutes(app: FastifyInstance, deps: ControlPlaneDep
     return { approvals: visible.map(approvalJson), now: Math.floor(now / 1000) }
   })
 
-  app.get<{ Params: { id: string } }>('/approvals/:id', { preHandler: readers }, async (request) => {
+  app.get<{ Params: { id: string } }>('/approvals/:id', { config: readers, schema: { tags, summary: 'An approval request with each notifier delivery', params: IdParams } }, async (request) => {
     const p = principal(request.adminPrincipal)
     const a = await service.get(request.params.id)
     assertTenantAccess(p, a.tenant)
@@ -60,12 +86,12 @@ export async function approvalRoutes(app: FastifyInstance, deps: ControlPlaneDep
   })
 
   for (const action of ['approve', 'deny'] as const) {
-    app.post<{ Params: { id: string }; Body: { reason?: unknown } | undefined }>(`/approvals/:id/${action}`, { preHandler: readers }, async (request) => {
+    app.post<{ Params: { id: string }; Body: { reason?: string | null } }>(`/approvals/:id/${action}`, {
+      config: allow(['admin', 'approver'], { optionalBody: true }),
+      schema: { tags, summary: `${action === 'approve' ? 'Approve' : 'Deny'} a pending request`, params: IdParams, body: DecisionBody },
+    }, async (request) => {
       const p = principal(request.adminPrincipal)
-      const body = request.body
-      if (body !== undefined && (body === null || typeof body !== 'object' || Array.isArray(body))) throw new AegisError('invalid_request', 'body must be a JSON object {"reason": "..."}')
-      const reason = body?.reason
-      if (reason !== undefined && reason !== null && typeof reason !== 'string') throw new AegisError('invalid_request', 'reason must be a string')
+      const reason = request.body.reason
       const existing = await service.get(request.params.id)
       assertTenantAccess(p, existing.tenant)
       const { approval } = await service.decide(request.params.id, { decision: action, by: { kind: 'admin', principal: p }, reason: typeof reason === 'string' ? reason : null, via: p.viaConsole ? 'console' : 'api' })
@@ -73,11 +99,12 @@ export async function approvalRoutes(app: FastifyInstance, deps: ControlPlaneDep
     })
   }
 
-  app.post<{ Body: Record<string, unknown> | undefined }>('/approvals', { preHandler: openers }, async (request, reply) => {
+  app.post<{ Body: Record<string, unknown> & { tenant: string } }>('/approvals', {
+    config: allow(['gateway', 'admin']),
+    schema: { tags, summary: 'A gateway opens an approval request for an approval_needed decision', body: OpenBody },
+  }, async (request, reply) => {
     const p = principal(request.adminPrincipal)
     const b = request.body
-    if (!b || typeof b !== 'object' || Array.isArray(b)) throw new AegisError('invalid_request', 'body must be a JSON object')
-    if (typeof b.tenant !== 'string') throw new AegisError('invalid_request', 'tenant is required')
     assertTenantAccess(p, b.tenant)
     const result = await service.openApproval({
       tenant: b.tenant,

@@ -8,20 +8,25 @@
  * The feed carries every tenant, so it needs a global gateway or admin token.
  */
 import type { ServerResponse } from 'node:http'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { AegisError, InvalidRequest } from '../../errors.js'
-import { requireRole } from '../../http/admin-auth.js'
+import type { FastifyInstance } from 'fastify'
+import { AegisError } from '../../errors.js'
 import { isFeedHub } from '../../feed/publisher-sse.js'
 import type { FeedEvent } from '../../feed/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { buildFeedSnapshot, SnapshotCache } from '../revocation/snapshot.js'
 import { sendPagedSnapshot, streamPagedFeed, wantsPagedSnapshot, wantsPagedStream, type FeedStreamContext } from './feed-stream.js'
-import { jsonBody, optInt, principal, reqString } from './validate.js'
+import { TAGS, allow, body, int, query, str } from './schemas.js'
+import { principal } from './validate.js'
 
 const PING_MS = 15_000
 /** A subscriber this far behind is cut off; it reconnects and reloads the snapshot. */
 const MAX_BUFFERED_BYTES = 8 * 1024 * 1024
-const GATEWAY_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/
+const AckBody = body({ gateway_id: str(128, '^[A-Za-z0-9._:-]{1,128}$'), seq: int(0, Number.MAX_SAFE_INTEGER) }, ['gateway_id', 'seq'])
+const SnapshotQuery = query({ paged: { type: 'string', description: '`true` (or `1`): the paged NDJSON snapshot' } })
+const StreamQuery = query({
+  v: { type: 'string', description: '`2`: the paged, resumable stream' },
+  last_event_id: { type: 'string', description: 'resume point when the Last-Event-ID header cannot be sent' },
+})
 
 function sseEvent(e: FeedEvent): string {
   const id = e.kind === 'revocation' ? `id: ${e.revocation.seq}\n` : e.kind === 'revocation_lifted' ? `id: ${e.seq}\n` : ''
@@ -34,11 +39,8 @@ export interface FeedRoutesOptions {
 }
 
 export async function feedRoutes(app: FastifyInstance, deps: ControlPlaneDeps, opts: FeedRoutesOptions = {}): Promise<void> {
-  const reader = requireRole(deps.store, ['admin', 'gateway'], deps.sessions)
-  const globalReader = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    await reader(request, reply)
-    if (principal(request).tenant !== null) throw new AegisError('forbidden', 'the feed carries every tenant: use a global gateway or admin token')
-  }
+  const reader = allow(['admin', 'gateway'])
+  const globalReader = allow(['admin', 'gateway'], { globalOnly: 'the feed carries every tenant: use a global gateway or admin token' })
   const streams = new Set<ServerResponse>()
   let closing = false
   app.addHook('preClose', async () => {
@@ -53,13 +55,13 @@ export async function feedRoutes(app: FastifyInstance, deps: ControlPlaneDeps, o
   app.addHook('onClose', async () => snapshots.close())
   const paged = <H extends FeedStreamContext['hub']>(hub: H): FeedStreamContext & { hub: H } => ({ deps, hub, snapshots, streams, closing: () => closing, pingMs: opts.pingMs ?? PING_MS })
 
-  app.get('/feed/snapshot', { preHandler: globalReader }, async (request, reply) => {
+  app.get('/feed/snapshot', { config: globalReader, schema: { tags: [TAGS.feed], summary: 'Everything a gateway needs at start: revocations in force, agents\' capability hashes, policies', querystring: SnapshotQuery } }, async (request, reply) => {
     if (wantsPagedSnapshot(request)) return sendPagedSnapshot(paged(hubOrNull), request, reply)
     reply.header('cache-control', 'no-store')
     return buildFeedSnapshot(deps)
   })
 
-  app.get('/revocations/stream', { preHandler: globalReader }, async (request, reply) => {
+  app.get('/revocations/stream', { config: globalReader, schema: { tags: [TAGS.feed], summary: 'Server-sent events: the snapshot, then every change', querystring: StreamQuery } }, async (request, reply) => {
     const hub = deps.feed
     if (!isFeedHub(hub)) throw new AegisError('server_error', 'this control plane\'s feed publisher cannot be followed')
     if (wantsPagedStream(request)) return streamPagedFeed(paged(hub), request, reply)
@@ -116,16 +118,12 @@ export async function feedRoutes(app: FastifyInstance, deps: ControlPlaneDeps, o
     early.length = 0
   })
 
-  app.post('/gateways/acks', { preHandler: globalReader }, async (request, reply) => {
-    const body = jsonBody(request, ['gateway_id', 'seq'])
-    const gatewayId = reqString(body, 'gateway_id', { max: 128, pattern: GATEWAY_ID_RE })
-    const seq = optInt(body, 'seq', 0, Number.MAX_SAFE_INTEGER)
-    if (seq === undefined) throw new InvalidRequest('seq is required')
-    await deps.store.gatewayAcks.put({ gatewayId, seq, updatedAt: deps.clock.now() })
+  app.post<{ Body: { gateway_id: string; seq: number } }>('/gateways/acks', { config: { admin: { ...globalReader.admin, json: true } }, schema: { tags: [TAGS.feed], summary: 'A gateway reports the last feed seq it applied', body: AckBody } }, async (request, reply) => {
+    await deps.store.gatewayAcks.put({ gatewayId: request.body.gateway_id, seq: request.body.seq, updatedAt: deps.clock.now() })
     return reply.code(204).send()
   })
 
-  app.get('/gateways', { preHandler: reader }, async (request) => {
+  app.get('/gateways', { config: reader, schema: { tags: [TAGS.feed], summary: 'Each gateway\'s acknowledged seq and lag' } }, async (request) => {
     principal(request)
     const now = deps.clock.now()
     const [acks, lastSeq] = await Promise.all([deps.store.gatewayAcks.list(), deps.store.revocations.lastSeq()])

@@ -4,6 +4,7 @@
  * own routes.
  */
 import type { FastifyInstance } from 'fastify'
+import { installAdminGuard } from '../../http/admin-auth.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { adminTokenRoutes } from './admin-tokens.js'
 import { agentRoutes } from './agents.js'
@@ -27,6 +28,7 @@ export { trustedIssuerRoutes, trustedIssuerJson } from './trusted-issuers.js'
 
 /** Every admin plugin of this module; call inside a `/admin/v1`-prefixed scope. */
 export async function adminRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
+  installAdminGuard(app, deps.store, deps.sessions) // no-op when the scope it is registered in has it
   await adminTokenRoutes(app, deps)
   await tenantRoutes(app, deps)
   await agentRoutes(app, deps)

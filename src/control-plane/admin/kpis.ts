@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { ControlPlaneDeps } from '../deps.js'
 import { AegisError } from '../../errors.js'
-import { requireRole } from '../../http/admin-auth.js'
+import { TAGS, allow, query, type JsonSchema } from './schemas.js'
 
 const WINDOW_SECONDS = 10
 /** History resolution and depth: one hour of 10-second buckets (the console's charts). */
@@ -268,6 +268,30 @@ function deltas(b: Record<string, unknown>, prefix: string): StatsDeltas {
   return { decisions: counts(b.decisions, `${prefix}decisions`), would_deny: counts(b.would_deny, `${prefix}would_deny`), replay_attempts: replay as number }
 }
 
+const KpiQuery = query({ history: { type: 'string', description: '`1` adds the last hour as 10-second buckets' } })
+const Counts: JsonSchema = {
+  type: 'object',
+  maxProperties: MAX_KINDS,
+  propertyNames: { type: 'string', pattern: KIND_RE.source },
+  additionalProperties: { type: 'integer', minimum: 0, maximum: MAX_DELTA },
+}
+const Deltas: Record<string, JsonSchema> = { decisions: Counts, would_deny: Counts, replay_attempts: { type: 'integer', minimum: 0, maximum: MAX_DELTA } }
+const StatsBody: JsonSchema = {
+  type: 'object',
+  required: ['gateway_id'],
+  additionalProperties: false,
+  properties: {
+    gateway_id: { type: 'string', pattern: '^[\\x21-\\x7e]{1,128}$' },
+    ...Deltas,
+    tenants: {
+      type: 'object',
+      maxProperties: MAX_REPORT_TENANTS,
+      propertyNames: { type: 'string', pattern: TENANT_RE.source },
+      additionalProperties: { type: 'object', additionalProperties: false, properties: Deltas },
+    },
+  },
+}
+
 /**
  * `GET /admin/v1/kpis` (role admin; a tenant admin gets its tenant's
  * numbers; `?history=1` adds the last hour as 10-second buckets) and `POST /admin/v1/gateways/stats` (global gateway or admin token, as gateways authenticate with either:
@@ -276,7 +300,7 @@ function deltas(b: Record<string, unknown>, prefix: string): StatsDeltas {
  */
 export async function kpiRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
   const book = kpiBook(deps)
-  app.get('/kpis', { preHandler: requireRole(deps.store, ['admin'], deps.sessions) }, async (request, reply) => {
+  app.get('/kpis', { config: allow(['admin']), schema: { tags: [TAGS.kpis], summary: 'Issuance TPS, token lifetime, revocations, replay attempts, decisions (a tenant admin: its tenant)', querystring: KpiQuery } }, async (request, reply) => {
     reply.header('cache-control', 'no-store')
     const now = deps.clock.now()
     const q = (request.query ?? {}) as Record<string, unknown>
@@ -286,8 +310,8 @@ export async function kpiRoutes(app: FastifyInstance, deps: ControlPlaneDeps): P
     if (q.history === '1') return { ...b.snapshot(now), history: b.historySnapshot(now) }
     return b.snapshot(now)
   })
-  app.post('/gateways/stats', { preHandler: requireRole(deps.store, ['gateway', 'admin']) }, async (request, reply) => {
-    if (request.adminPrincipal!.tenant !== null) throw new AegisError('forbidden', 'gateway stats need a global gateway token')
+  // No console session: only gateways (or automation with a global token) report stats.
+  app.post('/gateways/stats', { config: allow(['gateway', 'admin'], { sessions: false, globalOnly: 'gateway stats need a global gateway token' }), schema: { tags: [TAGS.kpis], summary: 'A gateway reports decision, would-deny and replay deltas', body: StatsBody } }, async (request, reply) => {
     const report = parseGatewayStats(request.body)
     book.recordGatewayStats(report, deps.clock.now())
     return reply.code(204).send()

@@ -4,17 +4,19 @@
  * canonical JSON (a gateway can check the hash) and cacheable for good.
  */
 import type { FastifyInstance } from 'fastify'
-import { InvalidRequest, NotFound } from '../../errors.js'
-import { requireRole } from '../../http/admin-auth.js'
+import { NotFound } from '../../errors.js'
 import { canonicalJson } from '../../lib/canonical-json.js'
 import type { ControlPlaneDeps } from '../deps.js'
+import { TAGS, allow, params } from './schemas.js'
 
-const HASH_RE = /^[A-Za-z0-9_-]{43}$/
+const HashParams = params({ hash: { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$', description: 'capability_hash: 43 base64url characters' } })
 
 export async function manifestRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
-  app.get('/manifests/:hash', { preHandler: requireRole(deps.store, ['admin', 'gateway'], deps.sessions) }, async (request, reply) => {
-    const hash = (request.params as { hash?: string }).hash
-    if (typeof hash !== 'string' || !HASH_RE.test(hash)) throw new InvalidRequest('capability_hash must be 43 base64url characters')
+  app.get<{ Params: { hash: string } }>('/manifests/:hash', {
+    config: allow(['admin', 'gateway']),
+    schema: { tags: [TAGS.feed], summary: 'A capability manifest by its capability_hash (immutable)', params: HashParams },
+  }, async (request, reply) => {
+    const hash = request.params.hash
     const manifest = await deps.store.manifests.get(hash)
     if (manifest === null) throw new NotFound('no manifest with this capability_hash')
     reply.header('cache-control', 'public, max-age=31536000, immutable').header('etag', `"${hash}"`)

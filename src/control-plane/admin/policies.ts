@@ -28,7 +28,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { AegisError, Conflict, InvalidRequest, NotFound } from '../../errors.js'
-import { assertTenantAccess, requireRole, type AdminPrincipal } from '../../http/admin-auth.js'
+import { assertTenantAccess, installAdminGuard } from '../../http/admin-auth.js'
 import { randomId } from '../../lib/ids.js'
 import type { PolicyState } from '../../feed/types.js'
 import type { Decision } from '../../policy/types.js'
@@ -36,9 +36,11 @@ import type { PolicyBundle, PolicyMode } from '../../store/types.js'
 import { analyzeBundle, MAX_POLICY_TEXT_BYTES } from '../../policy/cedar/analyze.js'
 import { applyObligations } from '../../policy/sanitize.js'
 import type { ControlPlaneDeps } from '../deps.js'
-import { auditAdmin, idParam, jsonBody, principal, publishChange, reqString, type Json } from './validate.js'
+import { ID_PATTERN, TAGS, allow, body, params, query, str, tenantIdParams, tenantParams } from './schemas.js'
+import { tenantOf, tenantScope } from './tenant-scope.js'
+import { auditAdmin, principal, publishChange } from './validate.js'
 
-const VERSION_RE = /^[A-Za-z0-9._:+-]{1,64}$/
+const VERSION_PATTERN = '^[A-Za-z0-9._:+-]{1,64}$'
 const DECISIONS: readonly Decision[] = ['allow', 'deny', 'approval_needed', 'sanitize']
 const MAX_SAMPLES_PER_REPORT = 500
 /** Sample calls kept per (agent, tool, from, to) in one report and in a diff. */
@@ -124,11 +126,6 @@ export function sanitizeSample(params: Record<string, unknown>, pointers: string
   return JSON.stringify(out).length > MAX_SAMPLE_PARAMS_BYTES ? { _truncated: true } : out
 }
 
-function decision(v: unknown, name: string): Decision {
-  if (typeof v !== 'string' || !DECISIONS.includes(v as Decision)) throw new InvalidRequest(`${name} must be one of ${DECISIONS.join(', ')}`)
-  return v as Decision
-}
-
 interface Sample {
   tenant: string
   candidateVersion: string
@@ -141,20 +138,43 @@ interface Sample {
   ts: number
 }
 
-function parseSample(raw: unknown, i: number, now: number): Sample {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new InvalidRequest(`samples[${i}] must be an object`)
-  const s = raw as Json
-  const allowed = ['tenant', 'candidate_version', 'active_version', 'agent_id', 'tool', 'resource', 'params', 'active_decision', 'candidate_decision', 'ts']
-  for (const k of Object.keys(s)) if (!allowed.includes(k)) throw new InvalidRequest(`samples[${i}]: unknown field ${JSON.stringify(k.slice(0, 64))}`)
-  const tenant = reqString(s, 'tenant', { max: 64, pattern: /^[A-Za-z0-9._-]{1,64}$/ })
-  const candidateVersion = reqString(s, 'candidate_version', { max: 64, pattern: VERSION_RE })
-  const agentId = reqString(s, 'agent_id', { max: 64, pattern: /^[A-Za-z0-9._-]{1,64}$/ })
-  const tool = reqString(s, 'tool', { max: 128 })
-  const resource = s.resource === undefined || s.resource === null ? null : reqString(s, 'resource', { max: 512 })
-  const params = s.params === undefined || s.params === null ? null : s.params
-  if (params !== null && (typeof params !== 'object' || Array.isArray(params))) throw new InvalidRequest(`samples[${i}].params must be an object`)
+/** A sample as the schema lets it through. */
+interface SampleBody {
+  tenant: string
+  candidate_version: string
+  active_version?: unknown
+  agent_id: string
+  tool: string
+  resource?: string | null
+  params?: Record<string, unknown> | null
+  active_decision: Decision
+  candidate_decision: Decision
+  ts?: unknown
+}
+
+const SampleSchema = body({
+  tenant: str(64, ID_PATTERN),
+  candidate_version: str(64, VERSION_PATTERN),
+  active_version: {},
+  agent_id: str(64, ID_PATTERN),
+  tool: str(128),
+  resource: { ...str(512), type: ['string', 'null'] },
+  params: { type: ['object', 'null'] },
+  active_decision: { type: 'string', enum: DECISIONS },
+  candidate_decision: { type: 'string', enum: DECISIONS },
+  ts: { description: 'epoch ms; anything but a positive integer reads as the time of the report' },
+}, ['tenant', 'candidate_version', 'agent_id', 'tool', 'active_decision', 'candidate_decision'])
+const DiffReportBody = body({ gateway_id: str(128, '^[A-Za-z0-9._:-]{1,128}$'), samples: { type: 'array', maxItems: MAX_SAMPLES_PER_REPORT, items: SampleSchema } }, ['gateway_id', 'samples'])
+const PolicyBody = body({
+  version: str(64, VERSION_PATTERN),
+  cedar: { type: 'string', description: 'the Cedar policy text' },
+  mode: { type: ['string', 'null'], enum: ['enforce', 'shadow', null], description: 'default enforce' },
+}, ['version', 'cedar'])
+const ActivateQuery = query({ require_review: { type: 'string', enum: ['true', 'false'] } })
+
+function toSample(s: SampleBody, now: number): Sample {
   const ts = typeof s.ts === 'number' && Number.isSafeInteger(s.ts) && s.ts > 0 ? s.ts : now
-  return { tenant, candidateVersion, agentId, tool, resource, params: params as Record<string, unknown> | null, from: decision(s.active_decision, `samples[${i}].active_decision`), to: decision(s.candidate_decision, `samples[${i}].candidate_decision`), ts }
+  return { tenant: s.tenant, candidateVersion: s.candidate_version, agentId: s.agent_id, tool: s.tool, resource: s.resource ?? null, params: s.params ?? null, from: s.active_decision, to: s.candidate_decision, ts }
 }
 
 /** Folds `policy.diff_sampled` events of one candidate into per-(agent, tool, from, to) groups. */
@@ -188,11 +208,6 @@ async function bundleOr404(deps: ControlPlaneDeps, tenant: string, id: string): 
   return b
 }
 
-async function tenantOr404(deps: ControlPlaneDeps, p: AdminPrincipal, tenant: string): Promise<void> {
-  assertTenantAccess(p, tenant)
-  if (!(await deps.store.tenants.get(tenant))) throw new NotFound(`tenant ${tenant} not found`)
-}
-
 async function diffReport(deps: ControlPlaneDeps, b: PolicyBundle): Promise<Record<string, unknown>> {
   const bundles = await deps.store.policies.list(b.tenant)
   const active = bundles.find((x) => x.status === 'active') ?? null
@@ -211,131 +226,124 @@ async function diffReport(deps: ControlPlaneDeps, b: PolicyBundle): Promise<Reco
 }
 
 export async function policyRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
-  const admin = requireRole(deps.store, ['admin'], deps.sessions)
-  const gateway = requireRole(deps.store, ['gateway', 'admin'], deps.sessions)
+  installAdminGuard(app, deps.store, deps.sessions) // no-op when the scope it is registered in has it
+  const ADMIN = allow(['admin'])
   // A large bundle (hundreds of policies) is bigger than the default body limit.
   const bodyLimit = Math.max(deps.config.limits.bodyBytes, MAX_POLICY_TEXT_BYTES + 64 * 1024)
+  const tags = [TAGS.policies]
 
-  app.post('/tenants/:tenant/policies', { preHandler: admin, bodyLimit }, async (request, reply) => {
-    const p = principal(request)
-    const tenant = idParam(request.params, 'tenant')
-    await tenantOr404(deps, p, tenant)
-    const body = jsonBody(request, ['version', 'cedar', 'mode'])
-    const version = reqString(body, 'version', { max: 64, pattern: VERSION_RE })
-    if (typeof body.cedar !== 'string') throw new InvalidRequest('cedar must be the policy text (a string)')
-    const cedar = body.cedar
-    const mode = (body.mode ?? 'enforce') as PolicyMode
-    if (mode !== 'enforce' && mode !== 'shadow') throw new InvalidRequest('mode must be "enforce" or "shadow"')
-    const analyzed = analyzeBundle(cedar) // CedarSyntaxError → 400 with line and column
-    const bundle: PolicyBundle = { id: randomId('pol', 12), tenant, version, cedar, mode, status: 'inactive', createdAt: deps.clock.now(), activatedAt: null, reviewedAt: null }
-    try {
-      await deps.store.policies.create(bundle)
-    } catch (err) {
-      if (err instanceof Conflict || (err instanceof AegisError && err.code === 'conflict')) throw new Conflict(`policy version ${version} already exists for tenant ${tenant}`)
-      throw err
-    }
-    await auditAdmin(deps, p, { type: 'policy.created', tenant, subject: bundle.id, data: { version, mode, policies: analyzed.policies.length, tools: analyzed.tools } })
-    reply.code(201).header('location', `/admin/v1/tenants/${tenant}/policies/${bundle.id}`)
-    return { ...policyJson(bundle), policies: analyzed.policies.length }
-  })
-
-  app.get('/tenants/:tenant/policies', { preHandler: admin }, async (request) => {
-    const tenant = idParam(request.params, 'tenant')
-    await tenantOr404(deps, principal(request), tenant)
-    return { policies: (await deps.store.policies.list(tenant)).map((b) => policyJson(b)) }
-  })
-
-  app.get('/tenants/:tenant/policies/:id', { preHandler: admin }, async (request) => {
-    const tenant = idParam(request.params, 'tenant')
-    await tenantOr404(deps, principal(request), tenant)
-    return policyJson(await bundleOr404(deps, tenant, idParam(request.params, 'id')), true)
-  })
-
-  app.post('/tenants/:tenant/policies/:id/activate', { preHandler: admin }, async (request) => {
-    const p = principal(request)
-    const tenant = idParam(request.params, 'tenant')
-    await tenantOr404(deps, p, tenant)
-    const id = idParam(request.params, 'id')
-    const q = request.query as Record<string, unknown>
-    if (q.require_review !== undefined && q.require_review !== 'true' && q.require_review !== 'false') throw new InvalidRequest('require_review must be true or false')
-    const requireReview = q.require_review === 'true'
-    const b = await bundleOr404(deps, tenant, id)
-    if (b.status === 'active') return policyJson(b)
-    if (b.status === 'candidate' && b.reviewedAt === null) {
-      const diff = requireReview ? null : await foldDiff(deps, tenant, b.id)
-      const changed = diff ? diff.groups.some((g) => g.from !== g.to) : true
-      if (changed) throw new Conflict(requireReview ? 'this candidate\'s diff must be reviewed before activation (require_review)' : 'this candidate changes decisions: review its diff (POST …/review) before activating it')
-    }
-    const previous = (await deps.store.policies.list(tenant)).find((x) => x.status === 'active') ?? null
-    const activated = await deps.store.policies.activate(tenant, id, deps.clock.now())
-    await auditAdmin(deps, p, {
-      type: 'policy.activated',
-      tenant,
-      subject: id,
-      data: { version: activated.version, mode: activated.mode, previous_id: previous?.id ?? null, previous_version: previous?.version ?? null, rollback: previous !== null && b.createdAt < previous.createdAt, was_candidate: b.status === 'candidate' },
+  await tenantScope(app, deps, async (scope) => {
+    scope.post<{ Body: { version: string; cedar: string; mode?: PolicyMode | null } }>('/policies', {
+      config: allow(['admin'], { json: true }), bodyLimit,
+      schema: { tags, summary: 'Upload a policy bundle (parsed and validated; inactive until activated)', params: tenantParams, body: PolicyBody },
+    }, async (request, reply) => {
+      const p = principal(request)
+      const tenant = tenantOf(request).id
+      const { version, cedar } = request.body
+      const mode: PolicyMode = request.body.mode ?? 'enforce'
+      const analyzed = analyzeBundle(cedar) // CedarSyntaxError → 400 with line and column
+      const bundle: PolicyBundle = { id: randomId('pol', 12), tenant, version, cedar, mode, status: 'inactive', createdAt: deps.clock.now(), activatedAt: null, reviewedAt: null }
+      try {
+        await deps.store.policies.create(bundle)
+      } catch (err) {
+        if (err instanceof Conflict || (err instanceof AegisError && err.code === 'conflict')) throw new Conflict(`policy version ${version} already exists for tenant ${tenant}`)
+        throw err
+      }
+      await auditAdmin(deps, p, { type: 'policy.created', tenant, subject: bundle.id, data: { version, mode, policies: analyzed.policies.length, tools: analyzed.tools } })
+      reply.code(201).header('location', `/admin/v1/tenants/${tenant}/policies/${bundle.id}`)
+      return { ...policyJson(bundle), policies: analyzed.policies.length }
     })
-    await publishPolicy(deps, tenant)
-    return policyJson(activated)
+
+    scope.get('/policies', { config: ADMIN, schema: { tags, summary: 'List a tenant\'s policy bundles', params: tenantParams } }, async (request) => {
+      return { policies: (await deps.store.policies.list(tenantOf(request).id)).map((b) => policyJson(b)) }
+    })
+
+    scope.get<{ Params: { id: string } }>('/policies/:id', { config: ADMIN, schema: { tags, summary: 'A policy bundle with its Cedar text', params: tenantIdParams } }, async (request) => {
+      return policyJson(await bundleOr404(deps, tenantOf(request).id, request.params.id), true)
+    })
+
+    scope.post<{ Params: { id: string }; Querystring: { require_review?: 'true' | 'false' } }>('/policies/:id/activate', {
+      config: ADMIN,
+      schema: { tags, summary: 'Make a bundle the active one (rolling back = activating an older one)', params: tenantIdParams, querystring: ActivateQuery },
+    }, async (request) => {
+      const p = principal(request)
+      const tenant = tenantOf(request).id
+      const id = request.params.id
+      const requireReview = request.query.require_review === 'true'
+      const b = await bundleOr404(deps, tenant, id)
+      if (b.status === 'active') return policyJson(b)
+      if (b.status === 'candidate' && b.reviewedAt === null) {
+        const diff = requireReview ? null : await foldDiff(deps, tenant, b.id)
+        const changed = diff ? diff.groups.some((g) => g.from !== g.to) : true
+        if (changed) throw new Conflict(requireReview ? 'this candidate\'s diff must be reviewed before activation (require_review)' : 'this candidate changes decisions: review its diff (POST …/review) before activating it')
+      }
+      const previous = (await deps.store.policies.list(tenant)).find((x) => x.status === 'active') ?? null
+      const activated = await deps.store.policies.activate(tenant, id, deps.clock.now())
+      await auditAdmin(deps, p, {
+        type: 'policy.activated',
+        tenant,
+        subject: id,
+        data: { version: activated.version, mode: activated.mode, previous_id: previous?.id ?? null, previous_version: previous?.version ?? null, rollback: previous !== null && b.createdAt < previous.createdAt, was_candidate: b.status === 'candidate' },
+      })
+      await publishPolicy(deps, tenant)
+      return policyJson(activated)
+    })
+
+    scope.post<{ Params: { id: string } }>('/policies/:id/candidate', { config: ADMIN, schema: { tags, summary: 'Make a bundle the candidate gateways evaluate side by side', params: tenantIdParams } }, async (request) => {
+      const p = principal(request)
+      const tenant = tenantOf(request).id
+      const id = request.params.id
+      const b = await bundleOr404(deps, tenant, id)
+      if (b.status === 'active') throw new Conflict('the active bundle cannot be the candidate')
+      if (b.status === 'candidate') return policyJson(b)
+      for (const other of await deps.store.policies.list(tenant)) {
+        if (other.status === 'candidate') await deps.store.policies.update(tenant, other.id, { status: 'inactive' })
+      }
+      const updated = await deps.store.policies.update(tenant, id, { status: 'candidate', reviewedAt: null })
+      await auditAdmin(deps, p, { type: 'policy.candidate_set', tenant, subject: id, data: { version: b.version } })
+      await publishPolicy(deps, tenant)
+      return policyJson(updated)
+    })
+
+    scope.delete<{ Params: { id: string } }>('/policies/:id/candidate', { config: ADMIN, schema: { tags, summary: 'Clear the candidate', params: tenantIdParams } }, async (request) => {
+      const p = principal(request)
+      const tenant = tenantOf(request).id
+      const id = request.params.id
+      const b = await bundleOr404(deps, tenant, id)
+      if (b.status !== 'candidate') throw new Conflict('this bundle is not the candidate')
+      const updated = await deps.store.policies.update(tenant, id, { status: 'inactive' })
+      await auditAdmin(deps, p, { type: 'policy.candidate_cleared', tenant, subject: id, data: { version: b.version } })
+      await publishPolicy(deps, tenant)
+      return policyJson(updated)
+    })
+
+    scope.get<{ Params: { id: string } }>('/policies/:id/diff', { config: ADMIN, schema: { tags, summary: 'Which decisions the candidate changes, per agent and tool, with sample calls', params: tenantIdParams } }, async (request, reply) => {
+      const b = await bundleOr404(deps, tenantOf(request).id, request.params.id)
+      reply.header('cache-control', 'no-store')
+      return diffReport(deps, b)
+    })
+
+    scope.post<{ Params: { id: string } }>('/policies/:id/review', { config: ADMIN, schema: { tags, summary: 'Mark the candidate\'s diff reviewed', params: tenantIdParams } }, async (request) => {
+      const p = principal(request)
+      const tenant = tenantOf(request).id
+      const id = request.params.id
+      const b = await bundleOr404(deps, tenant, id)
+      if (b.status !== 'candidate') throw new Conflict('only the candidate\'s diff can be reviewed')
+      const diff = await diffReport(deps, b)
+      const updated = await deps.store.policies.update(tenant, id, { reviewedAt: deps.clock.now() })
+      await auditAdmin(deps, p, { type: 'policy.reviewed', tenant, subject: id, data: { version: b.version, samples: diff.samples, changed: diff.changed } })
+      return policyJson(updated)
+    })
   })
 
-  app.post('/tenants/:tenant/policies/:id/candidate', { preHandler: admin }, async (request) => {
+  app.post<{ Body: { gateway_id: string; samples: SampleBody[] } }>('/policy-diffs', {
+    config: allow(['gateway', 'admin'], { json: true }),
+    schema: { tags, summary: 'Gateways report candidate-vs-active decision samples', body: DiffReportBody },
+  }, async (request, reply) => {
     const p = principal(request)
-    const tenant = idParam(request.params, 'tenant')
-    await tenantOr404(deps, p, tenant)
-    const id = idParam(request.params, 'id')
-    const b = await bundleOr404(deps, tenant, id)
-    if (b.status === 'active') throw new Conflict('the active bundle cannot be the candidate')
-    if (b.status === 'candidate') return policyJson(b)
-    for (const other of await deps.store.policies.list(tenant)) {
-      if (other.status === 'candidate') await deps.store.policies.update(tenant, other.id, { status: 'inactive' })
-    }
-    const updated = await deps.store.policies.update(tenant, id, { status: 'candidate', reviewedAt: null })
-    await auditAdmin(deps, p, { type: 'policy.candidate_set', tenant, subject: id, data: { version: b.version } })
-    await publishPolicy(deps, tenant)
-    return policyJson(updated)
-  })
-
-  app.delete('/tenants/:tenant/policies/:id/candidate', { preHandler: admin }, async (request) => {
-    const p = principal(request)
-    const tenant = idParam(request.params, 'tenant')
-    await tenantOr404(deps, p, tenant)
-    const id = idParam(request.params, 'id')
-    const b = await bundleOr404(deps, tenant, id)
-    if (b.status !== 'candidate') throw new Conflict('this bundle is not the candidate')
-    const updated = await deps.store.policies.update(tenant, id, { status: 'inactive' })
-    await auditAdmin(deps, p, { type: 'policy.candidate_cleared', tenant, subject: id, data: { version: b.version } })
-    await publishPolicy(deps, tenant)
-    return policyJson(updated)
-  })
-
-  app.get('/tenants/:tenant/policies/:id/diff', { preHandler: admin }, async (request, reply) => {
-    const tenant = idParam(request.params, 'tenant')
-    await tenantOr404(deps, principal(request), tenant)
-    const b = await bundleOr404(deps, tenant, idParam(request.params, 'id'))
-    reply.header('cache-control', 'no-store')
-    return diffReport(deps, b)
-  })
-
-  app.post('/tenants/:tenant/policies/:id/review', { preHandler: admin }, async (request) => {
-    const p = principal(request)
-    const tenant = idParam(request.params, 'tenant')
-    await tenantOr404(deps, p, tenant)
-    const id = idParam(request.params, 'id')
-    const b = await bundleOr404(deps, tenant, id)
-    if (b.status !== 'candidate') throw new Conflict('only the candidate\'s diff can be reviewed')
-    const diff = await diffReport(deps, b)
-    const updated = await deps.store.policies.update(tenant, id, { reviewedAt: deps.clock.now() })
-    await auditAdmin(deps, p, { type: 'policy.reviewed', tenant, subject: id, data: { version: b.version, samples: diff.samples, changed: diff.changed } })
-    return policyJson(updated)
-  })
-
-  app.post('/policy-diffs', { preHandler: gateway }, async (request, reply) => {
-    const p = principal(request)
-    const body = jsonBody(request, ['gateway_id', 'samples'])
-    const gatewayId = reqString(body, 'gateway_id', { max: 128, pattern: /^[A-Za-z0-9._:-]{1,128}$/ })
-    if (!Array.isArray(body.samples) || body.samples.length > MAX_SAMPLES_PER_REPORT) throw new InvalidRequest(`samples must be an array of at most ${MAX_SAMPLES_PER_REPORT}`)
+    const gatewayId = request.body.gateway_id
     const now = deps.clock.now()
-    const samples = body.samples.map((s, i) => parseSample(s, i, now))
+    const samples = request.body.samples.map((s) => toSample(s, now))
     for (const s of samples) assertTenantAccess(p, s.tenant)
     let accepted = 0
     let ignored = 0

@@ -3,48 +3,51 @@
  * (with which gateways acknowledged applying it), `DELETE revocations/{seq}`
  * (lifts an agent, client or tenant entry).
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { AegisError, InvalidRequest, NotFound } from '../../errors.js'
-import { requireRole } from '../../http/admin-auth.js'
+import type { FastifyInstance } from 'fastify'
+import { AegisError, NotFound } from '../../errors.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { parseRevocation } from '../revocation/validate.js'
 import { liftRevocation, recordRevocation, revocationExpiry, revocationJson } from '../revocation/service.js'
-import { jsonBody, principal } from './validate.js'
+import { ID_PATTERN, TAGS, allow, body, nullableStr, params, str } from './schemas.js'
+import { principal } from './validate.js'
+
+// The shape of the body; which value and tenant each type needs, and what a tenant admin may revoke, is parseRevocation's (cross-field rules).
+const RevocationBody = body({
+  type: { type: 'string', enum: ['jti', 'agent', 'client', 'tenant', 'kid', 'issued_before'] },
+  value: { type: ['string', 'integer'], minLength: 1, maxLength: 128, description: 'jti, agent_id, client_id, tenant id or kid; epoch seconds for issued_before' },
+  tenant: nullableStr(64, ID_PATTERN),
+  agent_id: { ...nullableStr(64, ID_PATTERN), description: 'scopes an issued_before entry to one agent' },
+  reason: { type: ['string', 'null'], maxLength: 500 },
+}, ['type', 'value'])
+const SeqParams = params({ seq: str(15, '^\\d{1,15}$') })
 
 export async function revocationRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
-  const admin = requireRole(deps.store, ['admin'], deps.sessions)
-  const reader = requireRole(deps.store, ['admin', 'gateway'], deps.sessions)
+  const admin = allow(['admin'])
+  const reader = allow(['admin', 'gateway'])
 
-  app.post('/revocations', { preHandler: admin }, async (request, reply) => {
+  app.post('/revocations', { config: allow(['admin'], { json: true }), schema: { tags: [TAGS.revocations], summary: 'Revoke a token, agent, client, tenant, key or everything issued before a time', body: RevocationBody } }, async (request, reply) => {
     const p = principal(request)
-    const body = jsonBody(request, ['type', 'value', 'tenant', 'agent_id', 'reason'])
     const now = deps.clock.now()
-    const parsed = parseRevocation(body, p, deps.config, now)
+    const parsed = parseRevocation(request.body, p, deps.config, now)
     const r = await recordRevocation(deps, { ...parsed, expiresAt: revocationExpiry(deps, parsed.type, parsed.value, now) }, { actor: p.actor, via: 'admin' })
     reply.code(201).header('location', `/admin/v1/revocations/${r.seq}`)
     return revocationJson(r)
   })
 
-  app.get('/revocations', { preHandler: reader }, async (request) => {
+  app.get('/revocations', { config: reader, schema: { tags: [TAGS.revocations], summary: 'Revocations in force' } }, async (request) => {
     const p = principal(request)
     const list = await deps.store.revocations.listActive(deps.clock.now())
     const visible = p.tenant === null ? list : list.filter((r) => r.tenant === p.tenant)
     return { revocations: visible.map(revocationJson), last_seq: await deps.store.revocations.lastSeq() }
   })
 
-  const seqParam = (request: FastifyRequest): number => {
-    const raw = (request.params as { seq?: string }).seq
-    if (typeof raw !== 'string' || !/^\d{1,15}$/.test(raw)) throw new InvalidRequest('seq must be a positive integer')
-    return Number(raw)
-  }
-
   // Lifting: only agent, client and tenant entries hold until lifted. A
   // tenant admin lifts its tenant's agent and client entries; a tenant-wide
   // entry needs a global admin (the tenant's own admins are what it may have
   // been aimed at). Answers the lifted entry; repeating it republishes the lift.
-  app.delete('/revocations/:seq', { preHandler: admin }, async (request) => {
+  app.delete<{ Params: { seq: string } }>('/revocations/:seq', { config: admin, schema: { tags: [TAGS.revocations], summary: 'Lift an agent, client or tenant revocation', params: SeqParams } }, async (request) => {
     const p = principal(request)
-    const seq = seqParam(request)
+    const seq = Number(request.params.seq)
     const r = await deps.store.revocations.get(seq)
     if (!r || (r.liftedAt === undefined && r.expiresAt <= deps.clock.now())) throw new NotFound(`revocation ${seq} is not in force`)
     if (p.tenant !== null && r.tenant !== p.tenant) throw new AegisError('forbidden', 'outside this token\'s tenant')
@@ -53,9 +56,9 @@ export async function revocationRoutes(app: FastifyInstance, deps: ControlPlaneD
     return { ...revocationJson(revocation), issued_before_seq: issuedBefore?.seq ?? null }
   })
 
-  app.get('/revocations/:seq', { preHandler: reader }, async (request) => {
+  app.get<{ Params: { seq: string } }>('/revocations/:seq', { config: reader, schema: { tags: [TAGS.revocations], summary: 'A revocation and which gateways applied it', params: SeqParams } }, async (request) => {
     const p = principal(request)
-    const seq = seqParam(request)
+    const seq = Number(request.params.seq)
     const r = await deps.store.revocations.get(seq)
     if (!r) throw new NotFound(`revocation ${seq} not found`)
     if (p.tenant !== null && r.tenant !== p.tenant) throw new AegisError('forbidden', 'outside this token\'s tenant')

@@ -1,32 +1,31 @@
 /** `/admin/v1/tenants`: create (global admins), list, read, update, delete (global admins). */
 import type { FastifyInstance } from 'fastify'
-import { AegisError, Conflict, NotFound } from '../../errors.js'
-import { assertTenantAccess, requireRole } from '../../http/admin-auth.js'
+import { Conflict } from '../../errors.js'
 import type { Tenant } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { directoryFor } from '../token/directory.js'
-import { ID_RE, assertGlobal, auditAdmin, idParam, jsonBody, optBool, optString, principal, reqString } from './validate.js'
+import { ID_PATTERN, TAGS, allow, body, str, tenantParams } from './schemas.js'
+import { tenantOf, tenantScope } from './tenant-scope.js'
+import { assertGlobal, auditAdmin, principal } from './validate.js'
 
 /** Admin-API view of a tenant (times in epoch ms). */
 export function tenantJson(t: Tenant): Record<string, unknown> {
   return { id: t.id, name: t.name, require_attestation: t.requireAttestation, created_at: t.createdAt }
 }
 
+const ADMIN = allow(['admin'])
+const ADMIN_JSON = allow(['admin'], { json: true })
+const TenantBody = body({ id: str(64, ID_PATTERN), name: str(200), require_attestation: { type: 'boolean' } }, ['id'])
+const TenantPatch = body({ name: str(200), require_attestation: { type: 'boolean' } })
+
 export async function tenantRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
-  const admin = requireRole(deps.store, ['admin'], deps.sessions)
   const dir = directoryFor(deps)
 
-  app.post('/tenants', { preHandler: admin }, async (request, reply) => {
+  app.post<{ Body: { id: string; name?: string; require_attestation?: boolean } }>('/tenants', { config: ADMIN_JSON, schema: { tags: [TAGS.tenants], summary: 'Create a tenant (global admin)', body: TenantBody } }, async (request, reply) => {
     const p = principal(request)
     assertGlobal(p, 'creating a tenant')
-    const body = jsonBody(request, ['id', 'name', 'require_attestation'])
-    const id = reqString(body, 'id', { max: 64, pattern: ID_RE })
-    const tenant: Tenant = {
-      id,
-      name: optString(body, 'name', { max: 200 }) ?? id,
-      requireAttestation: optBool(body, 'require_attestation') ?? false,
-      createdAt: deps.clock.now(),
-    }
+    const { id, name, require_attestation: requireAttestation } = request.body
+    const tenant: Tenant = { id, name: name ?? id, requireAttestation: requireAttestation ?? false, createdAt: deps.clock.now() }
     await deps.store.tenants.create(tenant)
     dir.invalidateTenant(id)
     await auditAdmin(deps, p, { type: 'admin.tenant_created', tenant: id, subject: id, data: { name: tenant.name, require_attestation: tenant.requireAttestation } })
@@ -34,7 +33,7 @@ export async function tenantRoutes(app: FastifyInstance, deps: ControlPlaneDeps)
     return tenantJson(tenant)
   })
 
-  app.get('/tenants', { preHandler: admin }, async (request) => {
+  app.get('/tenants', { config: ADMIN, schema: { tags: [TAGS.tenants], summary: 'List the tenants the token may see' } }, async (request) => {
     const p = principal(request)
     if (p.tenant !== null) {
       const own = await deps.store.tenants.get(p.tenant)
@@ -43,41 +42,30 @@ export async function tenantRoutes(app: FastifyInstance, deps: ControlPlaneDeps)
     return { tenants: (await deps.store.tenants.list()).map(tenantJson) }
   })
 
-  app.get('/tenants/:tenant', { preHandler: admin }, async (request) => {
-    const id = idParam(request.params, 'tenant')
-    assertTenantAccess(principal(request), id)
-    const t = await deps.store.tenants.get(id)
-    if (!t) throw new NotFound(`tenant ${id} not found`)
-    return tenantJson(t)
-  })
+  await tenantScope(app, deps, async (tenant) => {
+    tenant.get('', { config: ADMIN, schema: { tags: [TAGS.tenants], summary: 'Read a tenant', params: tenantParams } }, async (request) => tenantJson(tenantOf(request)))
 
-  app.patch('/tenants/:tenant', { preHandler: admin }, async (request) => {
-    const p = principal(request)
-    const id = idParam(request.params, 'tenant')
-    assertTenantAccess(p, id)
-    const body = jsonBody(request, ['name', 'require_attestation'])
-    const patch: Partial<Omit<Tenant, 'id' | 'createdAt'>> = {}
-    const name = optString(body, 'name', { max: 200 })
-    const ra = optBool(body, 'require_attestation')
-    if (name !== undefined) patch.name = name
-    if (ra !== undefined) patch.requireAttestation = ra
-    if (!(await deps.store.tenants.get(id))) throw new NotFound(`tenant ${id} not found`)
-    const updated = await deps.store.tenants.update(id, patch)
-    dir.invalidateTenant(id)
-    await auditAdmin(deps, p, { type: 'admin.tenant_updated', tenant: id, subject: id, data: { name: patch.name, require_attestation: patch.requireAttestation } })
-    return tenantJson(updated)
-  })
+    tenant.patch<{ Body: { name?: string; require_attestation?: boolean } }>('', { config: ADMIN_JSON, schema: { tags: [TAGS.tenants], summary: 'Update a tenant', params: tenantParams, body: TenantPatch } }, async (request) => {
+      const p = principal(request)
+      const { id } = tenantOf(request)
+      const patch: Partial<Omit<Tenant, 'id' | 'createdAt'>> = {}
+      if (request.body.name !== undefined) patch.name = request.body.name
+      if (request.body.require_attestation !== undefined) patch.requireAttestation = request.body.require_attestation
+      const updated = await deps.store.tenants.update(id, patch)
+      dir.invalidateTenant(id)
+      await auditAdmin(deps, p, { type: 'admin.tenant_updated', tenant: id, subject: id, data: { name: patch.name, require_attestation: patch.requireAttestation } })
+      return tenantJson(updated)
+    })
 
-  app.delete('/tenants/:tenant', { preHandler: admin }, async (request, reply) => {
-    const p = principal(request)
-    const id = idParam(request.params, 'tenant')
-    if (p.tenant !== null && p.tenant !== id) throw new AegisError('forbidden', 'outside this token\'s tenant')
-    assertGlobal(p, 'deleting a tenant')
-    if (!(await deps.store.tenants.get(id))) throw new NotFound(`tenant ${id} not found`)
-    if ((await deps.store.agents.list(id)).length > 0) throw new Conflict(`tenant ${id} still has agents; delete them first`)
-    await deps.store.tenants.delete(id)
-    dir.invalidateTenant(id)
-    await auditAdmin(deps, p, { type: 'admin.tenant_deleted', tenant: id, subject: id })
-    return reply.code(204).send()
+    tenant.delete('', { config: ADMIN, schema: { tags: [TAGS.tenants], summary: 'Delete a tenant without agents (global admin)', params: tenantParams } }, async (request, reply) => {
+      const p = principal(request)
+      const { id } = tenantOf(request)
+      assertGlobal(p, 'deleting a tenant')
+      if ((await deps.store.agents.list(id)).length > 0) throw new Conflict(`tenant ${id} still has agents; delete them first`)
+      await deps.store.tenants.delete(id)
+      dir.invalidateTenant(id)
+      await auditAdmin(deps, p, { type: 'admin.tenant_deleted', tenant: id, subject: id })
+      return reply.code(204).send()
+    })
   })
 }

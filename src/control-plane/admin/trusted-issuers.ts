@@ -7,12 +7,33 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { InvalidRequest, NotFound } from '../../errors.js'
-import { assertTenantAccess, requireRole } from '../../http/admin-auth.js'
 import { randomId } from '../../lib/ids.js'
 import { OutboundRefused, parseNetworks, resolveTarget } from '../../lib/outbound-address.js'
 import type { TrustedIssuer } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
-import { ID_RE, auditAdmin, idParam, jsonBody, principal, publicJwks, reqString, type Json } from './validate.js'
+import { TAGS, allow, body, id, nullableStr, publicJwksSchema, str, tenantIdParams, tenantParams } from './schemas.js'
+import { tenantOf, tenantScope } from './tenant-scope.js'
+import { auditAdmin, checkJwkSizes, principal } from './validate.js'
+
+const RuleSchema = body({
+  claims: { type: 'object', minProperties: 1, maxProperties: 16, propertyNames: { type: 'string', minLength: 1, maxLength: 128 }, additionalProperties: str(512), description: 'claim name → the value it must equal' },
+  agent_id: id,
+}, ['claims', 'agent_id'])
+const IssuerBody = body({
+  issuer: str(512),
+  jwks_uri: nullableStr(1024),
+  jwks: { ...publicJwksSchema, type: ['object', 'null'] },
+  audience: str(512),
+  rules: { type: 'array', minItems: 1, maxItems: 100, items: RuleSchema },
+}, ['issuer', 'audience', 'rules'])
+
+interface IssuerBodyT {
+  issuer: string
+  jwks_uri?: string | null
+  jwks?: { keys: Record<string, unknown>[] } | null
+  audience: string
+  rules: Array<{ claims: Record<string, string>; agent_id: string }>
+}
 
 /** Admin-API view (times in epoch ms). */
 export function trustedIssuerJson(t: TrustedIssuer): Record<string, unknown> {
@@ -31,27 +52,6 @@ function url(v: string, name: string): string {
   }
   if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new InvalidRequest(`${name} must be an http(s) URL`)
   return v
-}
-
-function rules(v: unknown): Array<{ claims: Record<string, string>; agentId: string }> {
-  if (!Array.isArray(v) || v.length === 0 || v.length > 100) throw new InvalidRequest('rules must hold 1 to 100 rules')
-  return v.map((r: unknown, i) => {
-    if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new InvalidRequest(`rules[${i}] must be an object`)
-    const rule = r as Json
-    for (const k of Object.keys(rule)) if (k !== 'claims' && k !== 'agent_id') throw new InvalidRequest(`rules[${i}] has unknown field ${JSON.stringify(k.slice(0, 64))}`)
-    const agentId = rule.agent_id
-    if (typeof agentId !== 'string' || !ID_RE.test(agentId)) throw new InvalidRequest(`rules[${i}].agent_id must match ${ID_RE.source}`)
-    const claims = rule.claims
-    if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw new InvalidRequest(`rules[${i}].claims must be an object`)
-    const entries = Object.entries(claims as Json)
-    if (entries.length === 0 || entries.length > 16) throw new InvalidRequest(`rules[${i}].claims must name 1 to 16 claims`)
-    const out: Record<string, string> = {}
-    for (const [k, val] of entries) {
-      if (k.length === 0 || k.length > 128 || typeof val !== 'string' || val.length === 0 || val.length > 512) throw new InvalidRequest(`rules[${i}].claims values must be strings of 1 to 512 characters`)
-      out[k] = val
-    }
-    return { claims: out, agentId }
-  })
 }
 
 /**
@@ -76,48 +76,45 @@ async function checkJwksUri(v: string, allowed: ReturnType<typeof parseNetworks>
 }
 
 export async function trustedIssuerRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
-  const admin = requireRole(deps.store, ['admin'], deps.sessions)
   const allowed = parseNetworks(deps.config.tokenExchange.jwksAllowedNetworks).networks
+  const ADMIN = allow(['admin'])
 
-  async function tenantOf(request: Parameters<typeof principal>[0]): Promise<string> {
-    const tenant = idParam(request.params, 'tenant')
-    assertTenantAccess(principal(request), tenant)
-    if (!(await deps.store.tenants.get(tenant))) throw new NotFound(`tenant ${tenant} not found`)
-    return tenant
-  }
+  await tenantScope(app, deps, async (scope) => {
+    scope.post<{ Body: IssuerBodyT }>('/trusted-issuers', {
+      config: allow(['admin'], { json: true }),
+      schema: { tags: [TAGS.issuers], summary: 'Trust a workload-identity issuer for token exchange (exactly one of jwks_uri and jwks)', params: tenantParams, body: IssuerBody },
+    }, async (request, reply) => {
+      const tenant = tenantOf(request).id
+      const b = request.body
+      // URL syntax, the one-of pair (null counts as absent) and the address rules are beyond JSON Schema, or its messages would name neither field.
+      const issuer = url(b.issuer, 'issuer')
+      const hasUri = b.jwks_uri !== undefined && b.jwks_uri !== null
+      const hasJwks = b.jwks !== undefined && b.jwks !== null
+      if (hasUri === hasJwks) throw new InvalidRequest('give exactly one of jwks_uri and jwks')
+      const jwksUri = hasUri ? await checkJwksUri(b.jwks_uri!, allowed) : null
+      const jwks = hasJwks ? checkJwkSizes(b.jwks!, 'jwks') : null
+      const parsedRules = b.rules.map((r) => ({ claims: r.claims, agentId: r.agent_id }))
+      for (const r of parsedRules) {
+        if (!(await deps.store.agents.get(tenant, r.agentId))) throw new InvalidRequest(`rule agent_id ${r.agentId} is not an agent of tenant ${tenant}`)
+      }
+      const t: TrustedIssuer = { id: randomId('ti', 9), tenant, issuer, jwksUri, jwks, audience: b.audience, rules: parsedRules, createdAt: deps.clock.now() }
+      await deps.store.trustedIssuers.create(t)
+      await auditAdmin(deps, principal(request), { type: 'admin.trusted_issuer_created', tenant, subject: t.id, data: { issuer, audience: b.audience, jwks_uri: jwksUri, rules: parsedRules.length } })
+      reply.code(201)
+      return trustedIssuerJson(t)
+    })
 
-  app.post('/tenants/:tenant/trusted-issuers', { preHandler: admin }, async (request, reply) => {
-    const tenant = await tenantOf(request)
-    const body = jsonBody(request, ['issuer', 'jwks_uri', 'jwks', 'audience', 'rules'])
-    const issuer = url(reqString(body, 'issuer', { max: 512 }), 'issuer')
-    const audience = reqString(body, 'audience', { max: 512 })
-    const hasUri = body.jwks_uri !== undefined && body.jwks_uri !== null
-    const hasJwks = body.jwks !== undefined && body.jwks !== null
-    if (hasUri === hasJwks) throw new InvalidRequest('give exactly one of jwks_uri and jwks')
-    const jwksUri = hasUri ? await checkJwksUri(reqString(body, 'jwks_uri', { max: 1024 }), allowed) : null
-    const jwks = hasJwks ? publicJwks(body.jwks, 'jwks') : null
-    const parsedRules = rules(body.rules)
-    for (const r of parsedRules) {
-      if (!(await deps.store.agents.get(tenant, r.agentId))) throw new InvalidRequest(`rule agent_id ${r.agentId} is not an agent of tenant ${tenant}`)
-    }
-    const t: TrustedIssuer = { id: randomId('ti', 9), tenant, issuer, jwksUri, jwks, audience, rules: parsedRules, createdAt: deps.clock.now() }
-    await deps.store.trustedIssuers.create(t)
-    await auditAdmin(deps, principal(request), { type: 'admin.trusted_issuer_created', tenant, subject: t.id, data: { issuer, audience, jwks_uri: jwksUri, rules: parsedRules.length } })
-    reply.code(201)
-    return trustedIssuerJson(t)
-  })
+    scope.get('/trusted-issuers', { config: ADMIN, schema: { tags: [TAGS.issuers], summary: 'List a tenant\'s trusted issuers', params: tenantParams } }, async (request) => {
+      return { trusted_issuers: (await deps.store.trustedIssuers.list(tenantOf(request).id)).map(trustedIssuerJson) }
+    })
 
-  app.get('/tenants/:tenant/trusted-issuers', { preHandler: admin }, async (request) => {
-    const tenant = await tenantOf(request)
-    return { trusted_issuers: (await deps.store.trustedIssuers.list(tenant)).map(trustedIssuerJson) }
-  })
-
-  app.delete('/tenants/:tenant/trusted-issuers/:id', { preHandler: admin }, async (request, reply) => {
-    const tenant = await tenantOf(request)
-    const id = idParam(request.params, 'id')
-    if (!(await deps.store.trustedIssuers.list(tenant)).some((t) => t.id === id)) throw new NotFound('trusted issuer not found')
-    await deps.store.trustedIssuers.delete(tenant, id)
-    await auditAdmin(deps, principal(request), { type: 'admin.trusted_issuer_deleted', tenant, subject: id })
-    return reply.code(204).send()
+    scope.delete<{ Params: { id: string } }>('/trusted-issuers/:id', { config: ADMIN, schema: { tags: [TAGS.issuers], summary: 'Stop trusting an issuer', params: tenantIdParams } }, async (request, reply) => {
+      const tenant = tenantOf(request).id
+      const tid = request.params.id
+      if (!(await deps.store.trustedIssuers.list(tenant)).some((t) => t.id === tid)) throw new NotFound('trusted issuer not found')
+      await deps.store.trustedIssuers.delete(tenant, tid)
+      await auditAdmin(deps, principal(request), { type: 'admin.trusted_issuer_deleted', tenant, subject: tid })
+      return reply.code(204).send()
+    })
   })
 }

@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import { AegisError } from '../../errors.js'
-import { requireRole } from '../../http/admin-auth.js'
+import { installAdminGuard } from '../../http/admin-auth.js'
 import type { AuditQuery } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
+import { TAGS, allow, query } from '../admin/schemas.js'
 import { eventToWire } from './chain.js'
 import { verifyAuditStore, type AuditProblem } from './verify.js'
 
@@ -64,14 +65,28 @@ export function parseAuditQuery(raw: unknown): AuditQuery {
   return out
 }
 
+// The shape of each parameter; the numeric range of limit and the date in since stay with parseAuditQuery, which also types the result.
+const AuditQuerySchema = query({
+  type: { type: 'string', pattern: TYPE_RE.source, description: 'event type such as token.issued (* matches any run of characters)' },
+  tenant: { type: 'string', pattern: TENANT_RE.source },
+  since: { type: 'string', maxLength: 40, description: 'epoch milliseconds or an RFC 3339 date-time' },
+  limit: { type: 'string', pattern: '^\\d{1,4}$', description: `1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` },
+  cursor: { type: 'string', pattern: '^\\d{1,15}$', description: 'next_cursor of the previous page' },
+}, false)
+
 /**
  * `GET /admin/v1/audit?type=&tenant=&since=&limit=&cursor=`: pages through
  * audit events in id order, `{"events": [...], "next_cursor": string|null}`.
- * A tenant admin sees only its own tenant (naming another is 403). Path is
- * absolute: register this plugin without a prefix.
+ * A tenant admin sees only its own tenant (naming another is 403). Register
+ * this plugin without a prefix: it opens its own `/admin/v1` scope.
  */
 export async function auditRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
-  app.get('/admin/v1/audit', { preHandler: requireRole(deps.store, ['admin'], deps.sessions) }, async (request, reply) => {
+  await app.register(async (admin) => auditAdminRoutes(admin, deps), { prefix: '/admin/v1' })
+}
+
+async function auditAdminRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
+  installAdminGuard(app, deps.store, deps.sessions)
+  app.get('/audit', { config: allow(['admin']), schema: { tags: [TAGS.audit], summary: 'Page through audit events in id order', querystring: AuditQuerySchema } }, async (request, reply) => {
     const principal = request.adminPrincipal!
     const query = parseAuditQuery(request.query)
     if (principal.tenant !== null) {
@@ -85,8 +100,7 @@ export async function auditRoutes(app: FastifyInstance, deps: ControlPlaneDeps):
   })
 
   // Global admins only: the report covers every tenant's events and names chain heads.
-  app.post('/admin/v1/audit/verify', { preHandler: requireRole(deps.store, ['admin'], deps.sessions) }, async (request, reply) => {
-    if (request.adminPrincipal!.tenant !== null) throw new AegisError('forbidden', 'only a global admin may verify the audit chains')
+  app.post('/audit/verify', { config: allow(['admin'], { globalOnly: 'only a global admin may verify the audit chains' }), schema: { tags: [TAGS.audit], summary: 'Verify every audit chain and checkpoint (global admin)' } }, async (request, reply) => {
     reply.header('cache-control', 'no-store')
     const r = await verifyAuditStore(deps.store)
     const problem = (x: AuditProblem | null) => x === null ? null : { id: x.id, chain_id: x.chainId, chain_seq: x.chainSeq, reason: x.reason }

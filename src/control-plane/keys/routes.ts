@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AegisError } from '../../errors.js'
-import { requireRole } from '../../http/admin-auth.js'
+import { installAdminGuard } from '../../http/admin-auth.js'
+import { TAGS, allow, query } from '../admin/schemas.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { recordRevocation, revocationExpiry } from '../revocation/service.js'
 import type { PublicKeyInfo } from './manager.js'
@@ -30,12 +31,7 @@ function etagMatches(header: string | undefined, etag: string): boolean {
   })
 }
 
-function parseEmergency(q: unknown): boolean {
-  const v = (q as Record<string, unknown> | undefined)?.emergency
-  if (v === undefined || v === 'false' || v === '0') return false
-  if (v === 'true' || v === '1' || v === '') return true
-  throw new AegisError('invalid_request', 'emergency must be true or false')
-}
+const RotateQuery = query({ emergency: { type: 'string', enum: ['true', 'false', '1', '0', ''], description: 'true: promote a fresh key at once and revoke the current kid' } })
 
 /**
  * JWKS and key administration:
@@ -43,7 +39,8 @@ function parseEmergency(q: unknown): boolean {
  *   If-None-Match, `Cache-Control: public, max-age=<jwks.maxAgeSeconds>`;
  * - `GET /admin/v1/keys`, `POST /admin/v1/keys/rotate[?emergency=true]`
  *   (global admin tokens only).
- * Paths are absolute: register this plugin without a prefix.
+ * Register this plugin without a prefix: the admin routes open their own
+ * `/admin/v1` scope.
  */
 export async function keyRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
   const { keys, config } = deps
@@ -56,30 +53,30 @@ export async function keyRoutes(app: FastifyInstance, deps: ControlPlaneDeps): P
     return reply.type('application/jwk-set+json').send(keys.jwksBody())
   })
 
-  const adminOnly = requireRole(deps.store, ['admin'], deps.sessions)
-  const globalAdmin = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    await adminOnly(request, reply)
-    if (request.adminPrincipal?.tenant !== null) throw new AegisError('forbidden', 'keys are managed by global admin tokens only')
-  }
+  await app.register(async (admin) => {
+    installAdminGuard(admin, deps.store, deps.sessions)
+    const globalAdmin = allow(['admin'], { globalOnly: 'keys are managed by global admin tokens only' })
 
-  app.get('/admin/v1/keys', { preHandler: globalAdmin }, async (_request, reply) => {
-    reply.header('cache-control', 'no-store')
-    return { keys: keys.list().map(keyToWire), current: keys.currentKid() }
-  })
+    admin.get('/keys', { config: globalAdmin, schema: { tags: [TAGS.keys], summary: 'Signing keys and their states (global admin)' } }, async (_request, reply) => {
+      reply.header('cache-control', 'no-store')
+      return { keys: keys.list().map(keyToWire), current: keys.currentKid() }
+    })
 
-  app.post('/admin/v1/keys/rotate', { preHandler: globalAdmin }, async (request, reply) => {
-    const emergency = parseEmergency(request.query)
-    const actor = request.adminPrincipal!.actor
-    const result = await keys.rotate({ emergency, actor })
-    if (result.revoked) {
-      // Gateways drop the old kid at once, not when their JWKS cache expires.
-      const now = deps.clock.now()
-      await recordRevocation(deps, {
-        type: 'kid', value: result.revoked, tenant: null, agentId: null, reason: 'emergency key rotation',
-        expiresAt: revocationExpiry(deps, 'kid', result.revoked, now),
-      }, { actor, via: 'admin' })
-    }
-    reply.header('cache-control', 'no-store')
-    return { current: result.current, next: result.next, revoked: result.revoked, keys: keys.list().map(keyToWire) }
-  })
+    admin.post<{ Querystring: { emergency?: string } }>('/keys/rotate', { config: globalAdmin, schema: { tags: [TAGS.keys], summary: 'Rotate the signing key (global admin)', querystring: RotateQuery } }, async (request, reply) => {
+      const e = request.query.emergency
+      const emergency = e === 'true' || e === '1' || e === ''
+      const actor = request.adminPrincipal!.actor
+      const result = await keys.rotate({ emergency, actor })
+      if (result.revoked) {
+        // Gateways drop the old kid at once, not when their JWKS cache expires.
+        const now = deps.clock.now()
+        await recordRevocation(deps, {
+          type: 'kid', value: result.revoked, tenant: null, agentId: null, reason: 'emergency key rotation',
+          expiresAt: revocationExpiry(deps, 'kid', result.revoked, now),
+        }, { actor, via: 'admin' })
+      }
+      reply.header('cache-control', 'no-store')
+      return { current: result.current, next: result.next, revoked: result.revoked, keys: keys.list().map(keyToWire) }
+    })
+  }, { prefix: '/admin/v1' })
 }
