@@ -3,8 +3,6 @@ import { AegisError } from '../../errors.js'
 import { sendError } from '../../http/error-handler.js'
 import type { DecisionOutcome } from '../pipeline/index.js'
 
-/** Longest tool name accepted. */
-export const MAX_TOOL_LENGTH = 256
 /** Longest resource accepted. */
 export const MAX_RESOURCE_LENGTH = 2048
 /** Tool names: dotted/slashed identifiers (`payments.transfer`, `kb/search`, `crm:read`). */

@@ -80,13 +80,13 @@ function routeBasics(r: RouteConfig): { path: string; allow: readonly string[] }
  *   route's RFC 9728 metadata, which is registered here too.
  */
 export function registerMcpRoutes(app: FastifyInstance, pipeline: DecisionPipeline, deps: GatewayDeps, routes: readonly RouteConfig[]): void {
-  const mcp = routes.map((r, i) => ({ r, i })).filter(({ r }) => r.mode === 'mcp')
+  const mcp = routes.filter((r) => r.mode === 'mcp')
   if (mcp.length === 0) return
-  registerProtectedResourceMetadata(app, deps.config, mcp.map(({ r }) => r))
+  registerProtectedResourceMetadata(app, deps.config, mcp)
   const visibility = new ToolVisibility(deps)
-  for (const { r, i } of mcp) {
+  for (const r of mcp) {
     const { path, allow } = routeBasics(r)
-    const route: McpRoute = { path, resource: path, allow, upstream: new Upstream(new URL(r.upstream)), origin: originPolicy(r, i, deps.config.gateway.host) }
+    const route: McpRoute = { path, resource: path, allow, upstream: new Upstream(new URL(r.upstream)), origin: originPolicy(r, deps.config.gateway.host) }
     app.addHook('onClose', async () => { await route.upstream.close() })
     registerRoute(app, pipeline, deps, visibility, route)
   }

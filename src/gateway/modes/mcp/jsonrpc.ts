@@ -15,7 +15,6 @@ export type ClientMessage =
   | { kind: 'response'; id: JsonRpcId; raw: Record<string, unknown> }
 
 /** JSON-RPC error codes (JSON-RPC 2.0 §5.1). */
-export const PARSE_ERROR = -32700
 export const INVALID_REQUEST = -32600
 export const METHOD_NOT_FOUND = -32601
 export const INVALID_PARAMS = -32602

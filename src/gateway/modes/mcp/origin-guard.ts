@@ -26,19 +26,21 @@ export function isLoopback(host: string): boolean {
  * The route's policy: `allowed_hosts` (hostnames, port ignored), by default
  * localhost, 127.0.0.1 and [::1] when the gateway listens on loopback (the
  * case DNS rebinding attacks) and any host otherwise; `allowed_origins`
- * (exact origins), by default none but the gateway's own. Throws on
- * entries that are not hostnames or origins.
+ * (exact origins), by default none but the gateway's own. The entries were
+ * checked by loadConfig (a ConfigError there); one that still does not
+ * normalize is left out, which can only narrow what is accepted.
  */
-export function originPolicy(r: RouteConfig, i: number, listenHost: string): OriginPolicy {
+export function originPolicy(r: RouteConfig, listenHost: string): OriginPolicy {
   const set = (key: 'allowed_hosts' | 'allowed_origins', norm: (v: string) => string | null): Set<string> | null => {
     const v: unknown = r[key]
     if (v === undefined) return null
-    if (!Array.isArray(v)) throw new Error(`gateway.routes[${i}].${key} must be an array`)
-    return new Set(v.map((x: unknown) => {
+    if (!Array.isArray(v)) return new Set()
+    const normalized = new Set<string>()
+    for (const x of v) {
       const n = typeof x === 'string' ? norm(x) : null
-      if (n === null) throw new Error(`gateway.routes[${i}].${key}: ${JSON.stringify(x).slice(0, 80)} is not ${key === 'allowed_hosts' ? 'a hostname' : 'an origin'}`)
-      return n
-    }))
+      if (n !== null) normalized.add(n)
+    }
+    return normalized
   }
   const hosts = set('allowed_hosts', normalHostname) ?? (isLoopback(listenHost) ? new Set(LOOPBACK_HOSTS) : null)
   return { hosts, origins: set('allowed_origins', normalOrigin) }
