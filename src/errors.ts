@@ -84,3 +84,20 @@ export class Conflict extends AegisError {
 export class Unavailable extends AegisError {
   constructor(message: string, options?: AegisErrorOptions) { super('temporarily_unavailable', message, options) }
 }
+
+const SUBCLASSED = {
+  invalid_request: InvalidRequest,
+  not_found: NotFound,
+  conflict: Conflict,
+  temporarily_unavailable: Unavailable,
+} as const satisfies Partial<Record<ErrorCode, new (message: string, options?: AegisErrorOptions) => AegisError>>
+
+/**
+ * The error for a code known only at run time (a parameter's own code, an
+ * error re-raised with other headers): its subclass when the code has one,
+ * so `instanceof` and `code` still agree.
+ */
+export function errorFor(code: ErrorCode, message: string, options?: AegisErrorOptions): AegisError {
+  const Subclass = (SUBCLASSED as Partial<Record<ErrorCode, new (message: string, options?: AegisErrorOptions) => AegisError>>)[code]
+  return Subclass ? new Subclass(message, options) : new AegisError(code, message, options)
+}

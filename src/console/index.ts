@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { AegisConfig } from '../config/schema.js'
 import type { ControlPlaneDeps } from '../control-plane/deps.js'
-import { AegisError } from '../errors.js'
+import { AegisError, NotFound } from '../errors.js'
 import type { Clock } from '../lib/clock.js'
 import { sha256b64url } from '../lib/hash.js'
 import { loadKek } from '../control-plane/keys/kek.js'
@@ -105,7 +105,7 @@ export async function consoleRoutes(app: FastifyInstance, deps: ControlPlaneDeps
 
     const sendFile = (name: string, reply: FastifyReply): FastifyReply => {
       const f = files.get(name)
-      if (!f) throw new AegisError('not_found', 'no such console file')
+      if (!f) throw new NotFound('no such console file')
       return reply.type(f.type).send(f.body)
     }
     scope.get('/console', async (_request, reply) => reply.redirect('/console/', 302))

@@ -1,4 +1,4 @@
-import { AegisError } from '../errors.js'
+import { AegisError, Unavailable } from '../errors.js'
 
 /** Bounds on what the gateway reads from the control plane. */
 const MAX_RESPONSE_BYTES = 16 * 1024 * 1024
@@ -45,12 +45,12 @@ export class ControlPlaneClient {
         signal: AbortSignal.timeout(timeoutMs),
       })
     } catch (err) {
-      throw new AegisError('temporarily_unavailable', `control plane unreachable (${method} ${path})`, { cause: err })
+      throw new Unavailable(`control plane unreachable (${method} ${path})`, { cause: err })
     }
     const text = await res.text()
-    if (text.length > MAX_RESPONSE_BYTES) throw new AegisError('temporarily_unavailable', `control plane answer too large (${method} ${path})`)
+    if (text.length > MAX_RESPONSE_BYTES) throw new Unavailable(`control plane answer too large (${method} ${path})`)
     if (!res.ok) {
-      const err = new AegisError('temporarily_unavailable', `control plane answered ${res.status} (${method} ${path})`)
+      const err = new Unavailable(`control plane answered ${res.status} (${method} ${path})`)
       ;(err as AegisError & { upstreamStatus?: number }).upstreamStatus = res.status
       throw err
     }
@@ -58,7 +58,7 @@ export class ControlPlaneClient {
     try {
       return JSON.parse(text) as unknown
     } catch (err) {
-      throw new AegisError('temporarily_unavailable', `control plane answered malformed JSON (${method} ${path})`, { cause: err })
+      throw new Unavailable(`control plane answered malformed JSON (${method} ${path})`, { cause: err })
     }
   }
 }

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache'
-import { AegisError } from '../errors.js'
+import { Unavailable } from '../errors.js'
 import { capabilityHash, type CapabilityManifest } from '../lib/capability.js'
 import type { Logger } from '../observability/logger.js'
 import type { ControlPlaneClient } from './control-plane-client.js'
@@ -56,14 +56,14 @@ export class ManifestCache {
   }
 
   private async fetchVerified(hash: string): Promise<VerifiedManifest> {
-    if (!HASH_SHAPE.test(hash)) throw new AegisError('temporarily_unavailable', 'malformed capability_hash')
+    if (!HASH_SHAPE.test(hash)) throw new Unavailable('malformed capability_hash')
     const body = await this.fetcher(hash)
     const manifest = extractManifest(body)
-    if (!manifest) throw new AegisError('temporarily_unavailable', 'control plane answered a malformed capability manifest')
+    if (!manifest) throw new Unavailable('control plane answered a malformed capability manifest')
     // Content addressing: what we were given must hash to what we asked for, or it is not trusted.
     if (capabilityHash(manifest) !== hash) {
       this.logger.error({ capability_hash: hash }, 'capability manifest does not match its hash; refused')
-      throw new AegisError('temporarily_unavailable', 'capability manifest does not match its hash')
+      throw new Unavailable('capability manifest does not match its hash')
     }
     const verified: VerifiedManifest = Object.freeze({
       hash,

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { AegisError, type ErrorCode } from '../errors.js'
+import { AegisError, type ErrorCode, InvalidRequest, NotFound } from '../errors.js'
 
 /** Maps fastify's own errors (body parsing, limits, validation) to Aegis codes. */
 function fromFastify(err: FastifyError): AegisError | null {
@@ -11,16 +11,16 @@ function fromFastify(err: FastifyError): AegisError | null {
       return new AegisError('unsupported_media_type', 'unsupported content type')
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return new AegisError('invalid_request', 'malformed JSON body')
+      return new InvalidRequest('malformed JSON body')
     default:
       break
   }
-  if (err.validation) return new AegisError('invalid_request', err.message)
+  if (err.validation) return new InvalidRequest(err.message)
   if (typeof err.statusCode === 'number' && err.statusCode === 429) {
     return new AegisError('rate_limited', 'too many requests')
   }
   if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
-    return new AegisError('invalid_request', err.message)
+    return new InvalidRequest(err.message)
   }
   return null
 }
@@ -58,5 +58,5 @@ export function installErrorHandler(app: FastifyInstance): void {
     else request.log.info({ code: err.code, msg: err.message }, 'request refused')
     return sendError(reply, err, request)
   })
-  app.setNotFoundHandler((request, reply) => sendError(reply, new AegisError('not_found', `no route for ${request.method} ${request.url.split('?')[0]}`), request))
+  app.setNotFoundHandler((request, reply) => sendError(reply, new NotFound(`no route for ${request.method} ${request.url.split('?')[0]}`), request))
 }

@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import formbody from '@fastify/formbody'
 import type { Bindings, ChildLoggerOptions, Logger } from 'pino'
-import { AegisError } from '../errors.js'
+import { InvalidRequest } from '../errors.js'
 import { jsonDepth } from '../lib/json-limits.js'
 import { installErrorHandler } from './error-handler.js'
 
@@ -83,10 +83,10 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     try {
       parsed = JSON.parse(text)
     } catch {
-      return done(new AegisError('invalid_request', 'malformed JSON body'), undefined)
+      return done(new InvalidRequest('malformed JSON body'), undefined)
     }
     if (jsonDepth(parsed, opts.jsonDepth) > opts.jsonDepth) {
-      return done(new AegisError('invalid_request', `JSON nested deeper than ${opts.jsonDepth}`), undefined)
+      return done(new InvalidRequest(`JSON nested deeper than ${opts.jsonDepth}`), undefined)
     }
     done(null, parsed)
   })

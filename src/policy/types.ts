@@ -28,6 +28,12 @@ export interface PolicyRequest {
   override: boolean
   /** Reverse-proxy mode: the HTTP request as it is forwarded (`context.http`). */
   http?: HttpCall
+  /**
+   * The exact JSON text `params` was parsed from, when the caller has it (a
+   * proxied JSON body): a cache key for the parameters that costs nothing to
+   * compute. Same text, same params; never read for the decision itself.
+   */
+  paramsText?: string
 }
 
 /**

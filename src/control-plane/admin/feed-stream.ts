@@ -22,7 +22,7 @@
  */
 import type { ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { AegisError } from '../../errors.js'
+import { Unavailable } from '../../errors.js'
 import type { FeedHub } from '../../feed/publisher-sse.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import type { PagedSnapshot, SnapshotCache } from '../revocation/snapshot.js'
@@ -112,7 +112,7 @@ export async function streamPagedFeed(ctx: FeedStreamContext & { hub: FeedHub },
   const log = hub.log
   const resumedFrom = log.resumable(lastEventId(request))
   const snap: PagedSnapshot | undefined = resumedFrom === undefined ? ctx.snapshots.get() : undefined
-  if (ctx.closing()) throw new AegisError('temporarily_unavailable', 'the control plane is shutting down')
+  if (ctx.closing()) throw new Unavailable('the control plane is shutting down')
   reply.hijack()
   const res = reply.raw
   res.writeHead(200, {
@@ -183,7 +183,7 @@ export async function streamPagedFeed(ctx: FeedStreamContext & { hub: FeedHub },
 
 /** `GET /admin/v1/feed/snapshot?paged=true`: the paged snapshot as NDJSON. */
 export async function sendPagedSnapshot(ctx: FeedStreamContext, request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  if (ctx.closing()) throw new AegisError('temporarily_unavailable', 'the control plane is shutting down')
+  if (ctx.closing()) throw new Unavailable('the control plane is shutting down')
   // A read that starts after this request: a Redis gateway merges it with what it heard since it subscribed.
   const snap = ctx.snapshots.fresh()
   reply.hijack()

@@ -9,7 +9,7 @@
  */
 import type { ServerResponse } from 'node:http'
 import type { FastifyInstance } from 'fastify'
-import { AegisError } from '../../errors.js'
+import { AegisError, Unavailable } from '../../errors.js'
 import { isFeedHub } from '../../feed/publisher-sse.js'
 import type { FeedEvent } from '../../feed/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
@@ -92,7 +92,7 @@ export async function feedRoutes(app: FastifyInstance, deps: ControlPlaneDeps, o
     if (closing) {
       // A stream opened now would hold close() open; the gateway reconnects to another control plane or after restart.
       unsubscribe()
-      throw new AegisError('temporarily_unavailable', 'the control plane is shutting down')
+      throw new Unavailable('the control plane is shutting down')
     }
     reply.hijack()
     res = reply.raw

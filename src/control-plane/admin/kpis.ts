@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import type { ControlPlaneDeps } from '../deps.js'
-import { AegisError } from '../../errors.js'
+import { InvalidRequest } from '../../errors.js'
 import { TAGS, allow, query, type JsonSchema } from './schemas.js'
 
 const WINDOW_SECONDS = 10
@@ -226,13 +226,13 @@ export function kpiBook(deps: ControlPlaneDeps): KpiBook {
 
 function counts(v: unknown, name: string): Record<string, number> {
   if (v === undefined) return {}
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new AegisError('invalid_request', `${name} must be an object of counts`)
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new InvalidRequest(`${name} must be an object of counts`)
   const entries = Object.entries(v as Record<string, unknown>)
-  if (entries.length > MAX_KINDS) throw new AegisError('invalid_request', `${name} has more than ${MAX_KINDS} keys`)
+  if (entries.length > MAX_KINDS) throw new InvalidRequest(`${name} has more than ${MAX_KINDS} keys`)
   const out: Record<string, number> = {}
   for (const [k, n] of entries) {
-    if (!KIND_RE.test(k)) throw new AegisError('invalid_request', `${name} keys must be decision kinds such as allow`)
-    if (!Number.isSafeInteger(n) || (n as number) < 0 || (n as number) > MAX_DELTA) throw new AegisError('invalid_request', `${name}.${k} must be a non-negative integer`)
+    if (!KIND_RE.test(k)) throw new InvalidRequest(`${name} keys must be decision kinds such as allow`)
+    if (!Number.isSafeInteger(n) || (n as number) < 0 || (n as number) > MAX_DELTA) throw new InvalidRequest(`${name}.${k} must be a non-negative integer`)
     out[k] = n as number
   }
   return out
@@ -240,22 +240,22 @@ function counts(v: unknown, name: string): Record<string, number> {
 
 /** Validates a `POST /admin/v1/gateways/stats` body; throws `invalid_request` and changes nothing on bad input. */
 export function parseGatewayStats(body: unknown): GatewayStatsReport {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new AegisError('invalid_request', 'body must be a JSON object')
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new InvalidRequest('body must be a JSON object')
   const b = body as Record<string, unknown>
   for (const k of Object.keys(b)) {
-    if (!['gateway_id', 'decisions', 'would_deny', 'replay_attempts', 'tenants'].includes(k)) throw new AegisError('invalid_request', `unknown field ${k}`)
+    if (!['gateway_id', 'decisions', 'would_deny', 'replay_attempts', 'tenants'].includes(k)) throw new InvalidRequest(`unknown field ${k}`)
   }
-  if (typeof b.gateway_id !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(b.gateway_id)) throw new AegisError('invalid_request', 'gateway_id must be 1 to 128 printable ASCII characters')
+  if (typeof b.gateway_id !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(b.gateway_id)) throw new InvalidRequest('gateway_id must be 1 to 128 printable ASCII characters')
   const out: GatewayStatsReport = { gateway_id: b.gateway_id, ...deltas(b, '') }
   if (b.tenants !== undefined) {
-    if (b.tenants === null || typeof b.tenants !== 'object' || Array.isArray(b.tenants)) throw new AegisError('invalid_request', 'tenants must be an object of tenant id → counts')
+    if (b.tenants === null || typeof b.tenants !== 'object' || Array.isArray(b.tenants)) throw new InvalidRequest('tenants must be an object of tenant id → counts')
     const entries = Object.entries(b.tenants as Record<string, unknown>)
-    if (entries.length > MAX_REPORT_TENANTS) throw new AegisError('invalid_request', `tenants has more than ${MAX_REPORT_TENANTS} entries`)
+    if (entries.length > MAX_REPORT_TENANTS) throw new InvalidRequest(`tenants has more than ${MAX_REPORT_TENANTS} entries`)
     out.tenants = {}
     for (const [t, v] of entries) {
-      if (!TENANT_RE.test(t)) throw new AegisError('invalid_request', 'tenants keys must be tenant ids')
-      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new AegisError('invalid_request', `tenants.${t} must be an object`)
-      for (const k of Object.keys(v)) if (!['decisions', 'would_deny', 'replay_attempts'].includes(k)) throw new AegisError('invalid_request', `unknown field tenants.${t}.${k}`)
+      if (!TENANT_RE.test(t)) throw new InvalidRequest('tenants keys must be tenant ids')
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new InvalidRequest(`tenants.${t} must be an object`)
+      for (const k of Object.keys(v)) if (!['decisions', 'would_deny', 'replay_attempts'].includes(k)) throw new InvalidRequest(`unknown field tenants.${t}.${k}`)
       out.tenants[t] = deltas(v as Record<string, unknown>, `tenants.${t}.`)
     }
   }
@@ -264,7 +264,7 @@ export function parseGatewayStats(body: unknown): GatewayStatsReport {
 
 function deltas(b: Record<string, unknown>, prefix: string): StatsDeltas {
   const replay = b.replay_attempts ?? 0
-  if (!Number.isSafeInteger(replay) || (replay as number) < 0 || (replay as number) > MAX_DELTA) throw new AegisError('invalid_request', `${prefix}replay_attempts must be a non-negative integer`)
+  if (!Number.isSafeInteger(replay) || (replay as number) < 0 || (replay as number) > MAX_DELTA) throw new InvalidRequest(`${prefix}replay_attempts must be a non-negative integer`)
   return { decisions: counts(b.decisions, `${prefix}decisions`), would_deny: counts(b.would_deny, `${prefix}would_deny`), replay_attempts: replay as number }
 }
 

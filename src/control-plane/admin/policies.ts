@@ -27,7 +27,7 @@
  * lost on restart, and no store table is needed.
  */
 import type { FastifyInstance } from 'fastify'
-import { AegisError, Conflict, InvalidRequest, NotFound } from '../../errors.js'
+import { Conflict, InvalidRequest, NotFound } from '../../errors.js'
 import { assertTenantAccess, installAdminGuard } from '../../http/admin-auth.js'
 import { randomId } from '../../lib/ids.js'
 import type { PolicyState } from '../../feed/types.js'
@@ -246,7 +246,7 @@ export async function policyRoutes(app: FastifyInstance, deps: ControlPlaneDeps)
       try {
         await deps.store.policies.create(bundle)
       } catch (err) {
-        if (err instanceof Conflict || (err instanceof AegisError && err.code === 'conflict')) throw new Conflict(`policy version ${version} already exists for tenant ${tenant}`)
+        if (err instanceof Conflict) throw new Conflict(`policy version ${version} already exists for tenant ${tenant}`)
         throw err
       }
       await auditAdmin(deps, p, { type: 'policy.created', tenant, subject: bundle.id, data: { version, mode, policies: analyzed.policies.length, tools: analyzed.tools } })

@@ -22,7 +22,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { createHmac } from 'node:crypto'
-import { AegisError } from '../../errors.js'
+import { AegisError, InvalidRequest, NotFound } from '../../errors.js'
 import { constantTimeEqual } from '../../lib/hash.js'
 import { jsonDepth } from '../../lib/json-limits.js'
 import type { ControlPlaneDeps } from '../deps.js'
@@ -62,7 +62,7 @@ export async function approvalCallbackRoutes(app: FastifyInstance, deps: Control
 
     ctx.post('/integrations/slack/interactions', async (request, reply) => {
       const secret = deps.config.approvals.slackSigningSecret
-      if (!secret) throw new AegisError('not_found', 'Slack integration is not configured (approvals.slackSigningSecret)')
+      if (!secret) throw new NotFound('Slack integration is not configured (approvals.slackSigningSecret)')
       const raw = typeof request.body === 'string' ? request.body : ''
       const now = Math.floor(deps.clock.now() / 1000)
       const why = verifySlackSignature(secret, { timestamp: request.headers['x-slack-request-timestamp'], signature: request.headers['x-slack-signature'] }, raw, now)
@@ -72,10 +72,10 @@ export async function approvalCallbackRoutes(app: FastifyInstance, deps: Control
         throw unauthorized()
       }
       const payloadText = new URLSearchParams(raw).get('payload')
-      if (!payloadText) throw new AegisError('invalid_request', 'payload is required')
+      if (!payloadText) throw new InvalidRequest('payload is required')
       let payload: Record<string, unknown>
-      try { payload = JSON.parse(payloadText) as Record<string, unknown> } catch { throw new AegisError('invalid_request', 'payload is not JSON') }
-      if (payload === null || typeof payload !== 'object' || jsonDepth(payload, deps.config.limits.jsonDepth) > deps.config.limits.jsonDepth) throw new AegisError('invalid_request', 'payload not accepted')
+      try { payload = JSON.parse(payloadText) as Record<string, unknown> } catch { throw new InvalidRequest('payload is not JSON') }
+      if (payload === null || typeof payload !== 'object' || jsonDepth(payload, deps.config.limits.jsonDepth) > deps.config.limits.jsonDepth) throw new InvalidRequest('payload not accepted')
       if (payload.type !== 'block_actions') return reply.code(200).send({ ok: true, ignored: `interaction type ${String(payload.type).slice(0, 40)}` })
       const actions = Array.isArray(payload.actions) ? (payload.actions as Array<Record<string, unknown>>) : []
       const action = actions.find((a) => a && (a.action_id === SLACK_APPROVE_ACTION || a.action_id === SLACK_DENY_ACTION))
@@ -84,7 +84,7 @@ export async function approvalCallbackRoutes(app: FastifyInstance, deps: Control
       const team = (payload.team ?? {}) as Record<string, unknown>
       const teamId = typeof team.id === 'string' ? team.id : typeof user.team_id === 'string' ? user.team_id : undefined
       const userId = typeof user.id === 'string' ? user.id : undefined
-      if (!teamId || !userId || !/^[A-Z0-9]{1,40}$/i.test(teamId) || !/^[A-Z0-9]{1,40}$/i.test(userId)) throw new AegisError('invalid_request', 'payload names no Slack team and user')
+      if (!teamId || !userId || !/^[A-Z0-9]{1,40}$/i.test(teamId) || !/^[A-Z0-9]{1,40}$/i.test(userId)) throw new InvalidRequest('payload names no Slack team and user')
       const id = typeof action.value === 'string' ? action.value : ''
       const decision = action.action_id === SLACK_APPROVE_ACTION ? 'approve' : 'deny'
       const name = typeof user.username === 'string' ? user.username.slice(0, 80) : userId
@@ -108,7 +108,7 @@ export async function approvalCallbackRoutes(app: FastifyInstance, deps: Control
         const notifiers = parseNotifiers(deps.config.approvals.notifiers, deps.config.approvals.webhookSecret)
         for (const t of [...(notifiers.get(approval.group) ?? []), ...(notifiers.get('*') ?? [])]) if (t.secret && !secrets.includes(t.secret)) secrets.push(t.secret)
       }
-      if (secrets.length === 0) throw new AegisError('not_found', 'webhook decisions are not configured (approvals.webhookSecret or a webhook notifier)')
+      if (secrets.length === 0) throw new NotFound('webhook decisions are not configured (approvals.webhookSecret or a webhook notifier)')
       const sig = request.headers['aegis-signature']
       const v = verifyWebhookSignature(typeof sig === 'string' ? sig : undefined, raw, secrets, Math.floor(deps.clock.now() / 1000))
       if (!v.ok) {
@@ -116,12 +116,12 @@ export async function approvalCallbackRoutes(app: FastifyInstance, deps: Control
         await deps.audit.append({ type: 'approval.callback_refused', actor: 'webhook', tenant: approval?.tenant ?? null, subject: approval?.id ?? null, data: { channel: 'webhook', why: v.why } })
         throw unauthorized()
       }
-      if (!body) throw new AegisError('invalid_request', 'body must be a JSON object')
-      if (!approval) throw new AegisError('not_found', 'no such approval request')
+      if (!body) throw new InvalidRequest('body must be a JSON object')
+      if (!approval) throw new NotFound('no such approval request')
       const decision = body.decision
-      if (decision !== 'approve' && decision !== 'deny') throw new AegisError('invalid_request', 'decision must be "approve" or "deny"')
+      if (decision !== 'approve' && decision !== 'deny') throw new InvalidRequest('decision must be "approve" or "deny"')
       const approver = body.approver
-      if (typeof approver !== 'string' || approver.length === 0 || approver.length > 200 || /\s/.test(approver)) throw new AegisError('invalid_request', 'approver must name the deciding person (linked as webhook:<approver>)')
+      if (typeof approver !== 'string' || approver.length === 0 || approver.length > 200 || /\s/.test(approver)) throw new InvalidRequest('approver must name the deciding person (linked as webhook:<approver>)')
       const reason = body.reason === undefined || body.reason === null ? null : String(body.reason)
       const { approval: decided } = await service.decide(id, { decision, by: { kind: 'linked', identity: `webhook:${approver}` }, reason, via: 'webhook' })
       return reply.code(200).send({ id: decided.id, status: decided.status })

@@ -15,7 +15,7 @@
  * - a decision on an expired or already decided request is a 409 that says so.
  */
 import type { AegisConfig } from '../../config/schema.js'
-import { AegisError } from '../../errors.js'
+import { AegisError, Conflict, InvalidRequest, NotFound } from '../../errors.js'
 import type { AdminPrincipal } from '../../http/admin-auth.js'
 import { canonicalJson } from '../../lib/canonical-json.js'
 import type { Clock } from '../../lib/clock.js'
@@ -166,7 +166,7 @@ export class ApprovalService {
   async openApproval(input: OpenApprovalInput): Promise<OpenApprovalResult> {
     validateOpen(input)
     const paramsCanonical = canonicalJson(input.params)
-    if (Buffer.byteLength(paramsCanonical) > this.deps.config.limits.bodyBytes) throw new AegisError('invalid_request', 'parameters too large for an approval request')
+    if (Buffer.byteLength(paramsCanonical) > this.deps.config.limits.bodyBytes) throw new InvalidRequest('parameters too large for an approval request')
     const paramsHash = sha256b64url(paramsCanonical)
     const requestCanonical = input.request === undefined ? null : canonicalJson(input.request)
     // Single flight per action in this process, so a burst of identical calls opens one request.
@@ -308,9 +308,9 @@ export class ApprovalService {
 
   /** The request, or 404. */
   async get(id: string): Promise<Approval> {
-    if (!ID.test(id)) throw new AegisError('not_found', 'no such approval request')
+    if (!ID.test(id)) throw new NotFound('no such approval request')
     const a = await this.deps.store.approvals.get(id)
-    if (!a) throw new AegisError('not_found', 'no such approval request')
+    if (!a) throw new NotFound('no such approval request')
     return this.effective(a)
   }
 
@@ -326,7 +326,7 @@ export class ApprovalService {
    */
   async decide(id: string, input: DecideInput): Promise<{ approval: Approval; overrideToken: string | null }> {
     const reason = input.reason === null ? null : String(input.reason)
-    if (reason !== null && reason.length > 1000) throw new AegisError('invalid_request', 'reason must be at most 1000 characters')
+    if (reason !== null && reason.length > 1000) throw new InvalidRequest('reason must be at most 1000 characters')
     const approval = await this.get(id)
     const who = await this.authorize(approval, input)
     this.assertOpen(approval)
@@ -337,7 +337,7 @@ export class ApprovalService {
     if (!decided) {
       const current = await this.get(id)
       this.assertOpen(current)
-      throw new AegisError('conflict', 'approval request changed while deciding; try again')
+      throw new Conflict('approval request changed while deciding; try again')
     }
     await this.deps.audit.append({ type: `approval.${status}`, tenant: approval.tenant, actor: who.actor, subject: id, data: { via: input.via, reason, group: approval.group, tool: approval.tool, agent_id: approval.agentId, params_hash: approval.paramsHash, policy_version: approval.policyVersion, approver: who.approver } })
     this.deps.metrics?.approvalsDecided.inc({ status })
@@ -351,10 +351,10 @@ export class ApprovalService {
   private assertOpen(a: Approval): void {
     const eff = this.effective(a)
     if (eff.status === 'expired') {
-      throw new AegisError('conflict', `approval request ${a.id} expired at ${new Date(a.expiresAt).toISOString()}; it can no longer be decided (the agent must retry the call to open a new one)`)
+      throw new Conflict(`approval request ${a.id} expired at ${new Date(a.expiresAt).toISOString()}; it can no longer be decided (the agent must retry the call to open a new one)`)
     }
     if (eff.status !== 'pending') {
-      throw new AegisError('conflict', `approval request ${a.id} was already ${eff.status}${eff.decidedBy ? ` by ${eff.decidedBy}` : ''}${eff.decidedAt ? ` at ${new Date(eff.decidedAt).toISOString()}` : ''}`)
+      throw new Conflict(`approval request ${a.id} was already ${eff.status}${eff.decidedBy ? ` by ${eff.decidedBy}` : ''}${eff.decidedAt ? ` at ${new Date(eff.decidedAt).toISOString()}` : ''}`)
     }
   }
 
@@ -417,7 +417,7 @@ export class ApprovalService {
    */
   async statusFor(id: string, agent: { tenant: string; agentId: string }): Promise<ApprovalStatusView> {
     const a = await this.get(id)
-    if (a.tenant !== agent.tenant || a.agentId !== agent.agentId) throw new AegisError('not_found', 'no such approval request')
+    if (a.tenant !== agent.tenant || a.agentId !== agent.agentId) throw new NotFound('no such approval request')
     const view: ApprovalStatusView = { id: a.id, status: a.status, expires_at: Math.floor(a.expiresAt / 1000) }
     if (a.status === 'approved') {
       const minted = mintOverrideToken(this.deps.keys, this.deps.config, a, this.deps.clock.now())
@@ -485,7 +485,7 @@ export class ApprovalService {
 }
 
 function validateOpen(input: OpenApprovalInput): void {
-  const bad = (what: string): never => { throw new AegisError('invalid_request', what) }
+  const bad = (what: string): never => { throw new InvalidRequest(what) }
   if (typeof input.tenant !== 'string' || input.tenant.length === 0 || input.tenant.length > 100) bad('tenant is required')
   if (typeof input.agentId !== 'string' || input.agentId.length === 0 || input.agentId.length > 200) bad('agent_id is required')
   if (typeof input.clientId !== 'string' || input.clientId.length > 200) bad('client_id must be a string')

@@ -12,7 +12,7 @@
  * gateway, so fetching twice grants nothing more.
  */
 import type { FastifyInstance } from 'fastify'
-import { AegisError } from '../../errors.js'
+import { AegisError, InvalidRequest } from '../../errors.js'
 import { wwwAuthenticate } from '../../http/error-handler.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { findRevocation } from '../revocation/service.js'
@@ -44,7 +44,7 @@ export async function approvalStatusRoutes(app: FastifyInstance, deps: ControlPl
     const q = request.query.wait
     const prefer = request.headers.prefer
     if (q !== undefined) {
-      if (!/^\d{1,4}$/.test(q)) throw new AegisError('invalid_request', `wait must be whole seconds from 0 to ${MAX_WAIT_SECONDS}`)
+      if (!/^\d{1,4}$/.test(q)) throw new InvalidRequest(`wait must be whole seconds from 0 to ${MAX_WAIT_SECONDS}`)
       wait = Number(q)
     } else if (typeof prefer === 'string') {
       const pm = /(?:^|[,;\s])wait=(\d{1,4})/i.exec(prefer)

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { AegisError } from '../../errors.js'
+import { AegisError, InvalidRequest } from '../../errors.js'
 import { installAdminGuard } from '../../http/admin-auth.js'
 import type { AuditQuery } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
@@ -13,7 +13,7 @@ const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
 
 function bad(message: string): AegisError {
-  return new AegisError('invalid_request', message)
+  return new InvalidRequest(message)
 }
 
 function one(q: Record<string, unknown>, name: string): string | undefined {

@@ -3,7 +3,7 @@
  * it, publish it on the feed. Used by `POST /admin/v1/revocations` and by
  * RFC 7009 `POST /oauth2/revoke`.
  */
-import { AegisError, NotFound, Unavailable } from '../../errors.js'
+import { NotFound, Unavailable, Conflict } from '../../errors.js'
 import type { TokenFacts } from '../../store/gateway-state.js'
 import { REVOCATION_PERMANENT, type Revocation, type RevocationType } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
@@ -128,7 +128,7 @@ async function issuedBeforeFor(deps: ControlPlaneDeps, r: Revocation, at: number
  * lifted; 503 when publishing or auditing failed (the lift holds either way).
  */
 export async function liftRevocation(deps: ControlPlaneDeps, r: Revocation, opts: LiftOptions): Promise<Lifted> {
-  if (!LIFTABLE_TYPES.has(r.type)) throw new AegisError('conflict', `a ${r.type} revocation is not lifted: it ends by itself once no token it matches can be alive`)
+  if (!LIFTABLE_TYPES.has(r.type)) throw new Conflict(`a ${r.type} revocation is not lifted: it ends by itself once no token it matches can be alive`)
   let lifted = r
   let issuedBefore: Revocation | null = null
   /** This call lifted it (and so audits it); false when repeating a lift. */

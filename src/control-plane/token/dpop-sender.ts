@@ -5,7 +5,7 @@
  * (`cnf["x5t#S256"]`). Both may apply at once; a gateway then checks both.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { AegisError, InvalidRequest } from '../../errors.js'
+import { AegisError, InvalidRequest, Unavailable } from '../../errors.js'
 import { DpopNonces, DpopProofError, verifyDpopProof, type VerifiedDpopProof } from '../../lib/dpop.js'
 import { certThumbprint, presentedCertificate, type CertificateSource, type PresentedCertificate } from '../../lib/x509.js'
 import type { ControlPlaneDeps } from '../deps.js'
@@ -79,7 +79,7 @@ export async function commitBinding(deps: ControlPlaneDeps, binding: SenderBindi
   try {
     first = await deps.replay.claim(`dpop-cp:${proof.jkt}:${proof.jti}`, proof.replayUntil)
   } catch (err) {
-    throw new AegisError('temporarily_unavailable', 'DPoP replay check unavailable; retry later', { cause: err })
+    throw new Unavailable('DPoP replay check unavailable; retry later', { cause: err })
   }
   if (!first) throw new AegisError('invalid_dpop_proof', 'DPoP proof already used')
   if (deps.config.dpop.requireNonce) reply.header('dpop-nonce', dpopNonces(deps).issue(Math.floor(deps.clock.now() / 1000)))

@@ -3,7 +3,7 @@
  * at most once (§3.2) unless the spec allows repeats (RFC 8707 `resource`).
  */
 import type { FastifyRequest } from 'fastify'
-import { AegisError, InvalidRequest } from '../../errors.js'
+import { errorFor, InvalidRequest } from '../../errors.js'
 
 /** A parsed `application/x-www-form-urlencoded` body (repeated keys become arrays). */
 export type FormBody = Record<string, string | string[] | undefined>
@@ -39,9 +39,9 @@ export function repeated(body: FormBody, name: string, maxCount: number, maxLeng
   const v = body[name]
   if (v === undefined) return []
   const values = Array.isArray(v) ? v : [v]
-  if (values.length > maxCount) throw new AegisError(code, `at most ${maxCount} ${name} values`)
+  if (values.length > maxCount) throw errorFor(code, `at most ${maxCount} ${name} values`)
   for (const x of values) {
-    if (x === '' || x.length > maxLength) throw new AegisError(code, `invalid ${name} value`)
+    if (x === '' || x.length > maxLength) throw errorFor(code, `invalid ${name} value`)
   }
   return values
 }

@@ -1,12 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { AegisError } from '../../errors.js'
+import { AegisError, InvalidRequest } from '../../errors.js'
 import type { DecisionOutcome, DecisionPipeline, DecisionRequest } from '../pipeline/index.js'
 import { bearerOf, header, isPlainObject, MAX_RESOURCE_LENGTH, sendFailure, TOOL_NAME } from './common.js'
 
 const EMPTY_PARAMS: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>
 
 function bad(message: string): AegisError {
-  return new AegisError('invalid_request', message)
+  return new InvalidRequest(message)
 }
 
 /**

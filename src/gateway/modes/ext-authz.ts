@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { AegisError } from '../../errors.js'
+import { InvalidRequest } from '../../errors.js'
 import type { DecisionOutcome, DecisionPipeline, DecisionRequest } from '../pipeline/index.js'
 import { bearerOf, blocks, deniedBody, header, isPlainObject, MAX_RESOURCE_LENGTH, sendFailure, TOOL_NAME } from './common.js'
 
@@ -89,16 +89,16 @@ export function registerExtAuthz(app: FastifyInstance, pipeline: DecisionPipelin
         tool = header(request, 'aegis-tool')
       }
       if (token !== undefined && (tool === undefined || !TOOL_NAME.test(tool))) {
-        throw new AegisError('invalid_request', options.toolHeader
+        throw new InvalidRequest(options.toolHeader
           ? 'name the tool in the path /v1/ext-authz/<tool> or in the Aegis-Tool header'
           : 'name the tool in the path /v1/ext-authz/<tool>')
       }
       let resource: string | null = null
       if (request.headers['aegis-resource'] !== undefined) {
-        if (!options.resourceHeader) throw new AegisError('invalid_request', 'Aegis-Resource is not accepted here: the gateway is not configured to believe it (gateway.extAuthz.resourceHeader)')
+        if (!options.resourceHeader) throw new InvalidRequest('Aegis-Resource is not accepted here: the gateway is not configured to believe it (gateway.extAuthz.resourceHeader)')
         resource = header(request, 'aegis-resource') ?? null
-        if (resource === null) throw new AegisError('invalid_request', 'Aegis-Resource must be sent once')
-        if (resource.length > MAX_RESOURCE_LENGTH) throw new AegisError('invalid_request', 'Aegis-Resource too long')
+        if (resource === null) throw new InvalidRequest('Aegis-Resource must be sent once')
+        if (resource.length > MAX_RESOURCE_LENGTH) throw new InvalidRequest('Aegis-Resource too long')
       }
       const req: DecisionRequest = {
         token,

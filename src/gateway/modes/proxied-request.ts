@@ -18,7 +18,7 @@
  *   any other body is refused with 415. A body on GET/HEAD, or one with a
  *   `Content-Encoding`, is refused: neither can be decided as sent.
  */
-import { AegisError } from '../../errors.js'
+import { AegisError, InvalidRequest } from '../../errors.js'
 import { sha256b64url } from '../../lib/hash.js'
 import { jsonDepth } from '../../lib/json-limits.js'
 import type { HttpCall } from '../../policy/types.js'
@@ -44,6 +44,8 @@ export interface ProxiedRequest {
   http: HttpCall
   /** The call's params: the JSON body, or else the query. */
   params: Record<string, unknown>
+  /** The JSON text `params` was parsed from (a JSON body); undefined for params taken from the query. */
+  paramsText?: string
   /** Canonical path below the prefix ('' or starting with '/'), percent-encoded. */
   forwardPath: string
   /** Canonical query string without `?` ('' when none). */
@@ -69,7 +71,7 @@ export interface ReadProxiedRequestInput {
 }
 
 function bad(message: string): AegisError {
-  return new AegisError('invalid_request', message)
+  return new InvalidRequest(message)
 }
 
 /** Reads a proxied request, or throws `invalid_request` (400) / `unsupported_media_type` (415). */
@@ -107,16 +109,17 @@ export function readProxiedRequest(input: ReadProxiedRequestInput): ProxiedReque
   if (type.charset !== null && type.charset !== 'utf-8' && type.charset !== 'utf8') {
     throw new AegisError('unsupported_media_type', 'JSON bodies must be UTF-8')
   }
+  const text = body.toString('utf8')
   let parsed: unknown
   try {
-    parsed = JSON.parse(body.toString('utf8'))
+    parsed = JSON.parse(text)
   } catch {
     throw bad('malformed JSON body')
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw bad('the JSON body must be an object')
   if (jsonDepth(parsed, input.jsonDepth) > input.jsonDepth) throw bad(`JSON nested deeper than ${input.jsonDepth}`)
   http.body = 'json'
-  return { http, params: parsed as Record<string, unknown>, forwardPath, forwardQuery, opaqueBody: null, contentType: type.essence }
+  return { http, params: parsed as Record<string, unknown>, paramsText: text, forwardPath, forwardQuery, opaqueBody: null, contentType: type.essence }
 }
 
 function single(v: string | string[] | undefined): string | undefined {

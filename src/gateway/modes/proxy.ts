@@ -3,7 +3,7 @@ import { injectContext } from '../../observability/tracing.js'
 import { outgoingContext } from '../../observability/request-context.js'
 import replyFrom from '@fastify/reply-from'
 import type { IncomingHttpHeaders } from 'node:http'
-import { AegisError } from '../../errors.js'
+import { AegisError, InvalidRequest } from '../../errors.js'
 import type { RouteConfig } from '../../config/schema.js'
 import type { Logger } from '../../observability/logger.js'
 import type { DecisionOutcome, DecisionPipeline, DecisionRequest } from '../pipeline/index.js'
@@ -145,10 +145,10 @@ export function registerProxyRoutes(app: FastifyInstance, pipeline: DecisionPipe
           }
           const tool = route.tool ?? named
           if (token !== undefined && (tool === undefined || !TOOL_NAME.test(tool))) {
-            throw new AegisError('invalid_request', 'this route names no tool: send the Aegis-Tool header')
+            throw new InvalidRequest('this route names no tool: send the Aegis-Tool header')
           }
           const resource = resourceOf(route, prefix, call.http.path)
-          if (resource.length > MAX_RESOURCE_LENGTH) throw new AegisError('invalid_request', 'resource too long')
+          if (resource.length > MAX_RESOURCE_LENGTH) throw new InvalidRequest('resource too long')
           const req: DecisionRequest = {
             token,
             tool: tool ?? 'unknown',

@@ -6,7 +6,7 @@
  */
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
 import type { DetailedError, PolicyJson } from '@cedar-policy/cedar-wasm/nodejs'
-import { AegisError } from '../../errors.js'
+import { InvalidRequest } from '../../errors.js'
 import { bundleSchemaText, isActionGroup } from './schema.js'
 
 /** Problems reported for one bundle at most (each costs a position lookup). */
@@ -24,12 +24,12 @@ export interface CedarProblem {
 }
 
 /** Bad Cedar text: an `invalid_request` whose message names line and column of each problem. */
-export class CedarSyntaxError extends AegisError {
+export class CedarSyntaxError extends InvalidRequest {
   readonly problems: CedarProblem[]
   constructor(problems: CedarProblem[], source?: string) {
     const shown = problems.slice(0, 5).map((p) => `${source ? source + ':' : ''}line ${p.line}, column ${p.column}: ${p.message}`)
     if (problems.length > 5) shown.push(`(${problems.length - 5} more)`)
-    super('invalid_request', `invalid Cedar policy: ${shown.join('; ')}`)
+    super(`invalid Cedar policy: ${shown.join('; ')}`)
     this.problems = problems
   }
 }

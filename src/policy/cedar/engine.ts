@@ -9,7 +9,7 @@ import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
 import type { AuthorizationAnswer, Context, EntityJson, Response } from '@cedar-policy/cedar-wasm/nodejs'
 import type { Obligation, PolicyBundleSource, PolicyCompiler, PolicyEngine, PolicyRequest, PolicyResult } from '../types.js'
 import { LRUCache } from 'lru-cache'
-import { AegisError } from '../../errors.js'
+import { InvalidRequest } from '../../errors.js'
 import { canonicalJson } from '../../lib/canonical-json.js'
 import { analyzeBundle, type AnalyzedBundle, type AnalyzedPolicy, type PolicyMeta } from './analyze.js'
 import { buildContext, buildEntities, entityShapeOf, ParamsError, type EntityShape } from './request.js'
@@ -54,7 +54,7 @@ function preparseSet(policies: AnalyzedPolicy[]): Omit<Slice, 'withoutApproval'>
   const psetId = 'aegis:' + createHash('sha256').update(text).digest('base64url')
   if (!preparsed.has(psetId)) {
     const r = cedar.preparsePolicySet(psetId, { staticPolicies: text })
-    if (r.type === 'failure') throw new AegisError('invalid_request', `invalid Cedar policy: ${r.errors.map((e) => e.message).join('; ')}`)
+    if (r.type === 'failure') throw new InvalidRequest(`invalid Cedar policy: ${r.errors.map((e) => e.message).join('; ')}`)
     preparsed.add(psetId)
   }
   return { psetId, size: policies.length, ids: policies.map((p) => p.meta.id) }
@@ -217,21 +217,28 @@ export class CedarEngine implements PolicyEngine {
 
   /**
    * Everything the decision depends on: the principal as the token states
-   * it, the tool, the target, the canonical (RFC 8785) parameters, the
-   * override flag, and time or client address only when the bundle reads
-   * them. null when the parameters have no canonical form (not cached).
+   * it, the tool, the target, the parameters as JSON text (the text they
+   * were parsed from when the caller has it, else their canonical RFC 8785
+   * form), the override flag, and time or client address only when the
+   * bundle reads them. null when the parameters have no canonical form (not
+   * cached). Any JSON text parses to exactly one value, so two keys are equal
+   * only for equal parameters, whichever way each text was obtained.
    */
   private cacheKey(r: PolicyRequest): string | null {
     const p = r.principal
     let params: string
-    try {
-      params = canonicalJson(r.params)
-    } catch {
-      return null
+    if (r.paramsText !== undefined) {
+      params = r.paramsText
+    } else {
+      try {
+        params = canonicalJson(r.params)
+      } catch {
+        return null
+      }
     }
     if (params.length > MAX_CACHED_PARAMS) return null
-    // JSON of the tuple, then the canonical params: injective, so two
-    // different calls can never share a key.
+    // JSON of the tuple (self-delimiting), then the params' text: injective,
+    // so two different calls can never share a key.
     return JSON.stringify([
       p.tenant, p.agentId, p.clientId, p.scopes, p.capabilities, r.action, r.resource, r.override === true,
       this.readsTime ? r.time : null, this.readsAddress ? r.clientAddress : null, r.http ?? null,

@@ -263,6 +263,22 @@ describe('decision cache', () => {
     assert.equal(e.evaluate(noScope).decision, 'deny')
   })
 
+  test('params keyed by the text they were parsed from: equal texts share an answer, any other text is decided on its own', () => {
+    const e = compile('permit(principal, action == Action::"s", resource) when { context.params.limit <= 100 };')
+    const withText = (text: string): PolicyRequest => ({ ...req('s', JSON.parse(text) as Record<string, unknown>), paramsText: text })
+    assert.equal(e.evaluate(withText('{"limit":10}')).decision, 'allow')
+    assert.equal(e.evaluate(withText('{"limit":1000}')).decision, 'deny')
+    assert.equal(e.evaluate(withText('{"limit":10}')).decision, 'allow')
+    // The same params spelled another way, and the canonical key of the same params: the same answers.
+    assert.equal(e.evaluate(withText('{ "limit" : 1000 }')).decision, 'deny')
+    assert.equal(e.evaluate(req('s', { limit: 1000 })).decision, 'deny')
+    assert.equal(e.evaluate(req('s', { limit: 10 })).decision, 'allow')
+    // A raw text equal to another call's canonical text names the same params: it cannot borrow a different answer.
+    assert.equal(e.evaluate(withText('{"limit":1000}')).decision, 'deny')
+    // The text is the key (no canonicalization): which is why a caller passes only the text its params came from.
+    assert.equal(e.evaluate({ ...req('s', { limit: 5000 }), paramsText: '{"limit":10}' }).decision, 'allow')
+  })
+
   test('context reads are detected conservatively', async () => {
     const { contextReads } = await import('../../../src/policy/cedar/engine.js')
     assert.deepEqual(contextReads('when { context.params.a == 1 && context.override }'), { time: false, address: false })

@@ -5,7 +5,7 @@
  * used once (replay cache until exp).
  */
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose'
-import { AegisError } from '../../../errors.js'
+import { Unavailable } from '../../../errors.js'
 import type { AegisConfig } from '../../../config/schema.js'
 import type { ControlPlaneDeps } from '../../deps.js'
 import type { Directory } from '../directory.js'
@@ -84,7 +84,7 @@ export function privateKeyJwtAuthenticator(deps: ControlPlaneDeps, dir: Director
         first = await deps.replay.claim(`pkjwt:${agent.clientId}:${jti}`, exp + skew)
       } catch (err) {
         // Fail closed: without the replay cache an assertion could be used twice.
-        throw new AegisError('temporarily_unavailable', 'client assertion replay check unavailable; retry later', { cause: err })
+        throw new Unavailable('client assertion replay check unavailable; retry later', { cause: err })
       }
       if (!first) throw new ClientAuthFailure('replayed', agent.tenant)
       return { method: 'private_key_jwt', clientId: agent.clientId, tenant, agent, credential: null, commit: noCommit }

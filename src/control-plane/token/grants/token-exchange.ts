@@ -22,7 +22,7 @@
  * own entries could not get their keys.
  */
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose'
-import { AegisError, InvalidRequest } from '../../../errors.js'
+import { AegisError, InvalidRequest, Unavailable } from '../../../errors.js'
 import { parseNetworks } from '../../../lib/outbound-address.js'
 import type { Agent, Tenant, TrustedIssuer } from '../../../store/types.js'
 import type { ControlPlaneDeps } from '../../deps.js'
@@ -165,7 +165,7 @@ export const tokenExchangeGrant: GrantHandler = {
     if (matched.length === 0) {
       // Only the exchange's own tenant's unreachable keys make it a 503; another tenant's failing entry is no match.
       if (outcomes.length === 1 && outcomes[0]!.unavailable && !outcomes[0]!.verified) {
-        throw new AegisError('temporarily_unavailable', 'the subject token issuer\'s keys could not be fetched; retry later')
+        throw new Unavailable('the subject token issuer\'s keys could not be fetched; retry later')
       }
       if (!outcomes.some((o) => o.verified)) throw new AegisError('invalid_grant', 'subject_token is invalid, expired or not for this audience')
       throw new AegisError('invalid_grant', 'no trusted-issuer rule maps the subject token to an agent')

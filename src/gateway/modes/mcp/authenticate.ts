@@ -1,4 +1,4 @@
-import { AegisError } from '../../../errors.js'
+import { AegisError, Unavailable } from '../../../errors.js'
 import type { GatewayDeps } from '../../deps.js'
 import type { VerifiedManifest } from '../../manifests.js'
 import { checkDenyList, enforceSenderConstraint, type SenderSource } from '../../pipeline/index.js'
@@ -54,7 +54,7 @@ export function manifestOf(deps: GatewayDeps, view: TokenView): VerifiedManifest
   const m = deps.manifests.get(view.capabilityHash)
   if (m !== undefined) return m
   return deps.manifests.load(view.capabilityHash).catch((err: unknown) => {
-    throw err instanceof AegisError ? err : new AegisError('temporarily_unavailable', 'capability manifest unavailable', { cause: err })
+    throw err instanceof AegisError ? err : new Unavailable('capability manifest unavailable', { cause: err })
   })
 }
 
