@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { CONFIG_KEYS, envName, type AegisConfig } from '../config/schema.js'
-import { buildControlPlane } from '../control-plane/index.js'
+import { buildControlPlane, type ControlPlaneDeps } from '../control-plane/index.js'
 import { buildGateway } from '../gateway/index.js'
-import type { ControlPlaneDeps } from '../control-plane/deps.js'
 import { bindTls, listenTls, type TlsListener, type TlsListenerOptions } from '../http/tls-listener.js'
 import { initTracing, shutdownTracing } from '../observability/tracing.js'
 

@@ -2,7 +2,8 @@ import type { AegisConfig } from '../config/schema.js'
 import type { Clock } from '../lib/clock.js'
 import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
-import type { DenyList, ReplayCache } from '../store/gateway-state.js'
+import type { DenyList } from '../store/deny-list.js'
+import type { ReplayCache } from '../store/replay-cache.js'
 import type { Decision, HttpCall, Obligation, PolicyCompiler, PolicyResult } from '../policy/types.js'
 import type { Verifier } from '../verify/index.js'
 import type { GatewayState } from './state.js'
@@ -109,7 +110,7 @@ export interface BackendHealth {
 /** Which entry point asked. */
 export type EntryMode = 'authorize' | 'ext_authz' | 'proxy' | 'mcp'
 
-/** Knobs tests and embedders may turn; defaults follow src/feed/types.ts and the config. */
+/** Knobs tests and embedders may turn; defaults follow src/control-plane/feed/events.ts and the config. */
 export interface GatewayTuning {
   /** Prefix of replay-cache keys in Redis; default `aegis:jti:`. */
   redisKeyPrefix: string

@@ -1,4 +1,4 @@
-import type { KeysState } from '../feed/types.js'
+import type { KeysState } from '../control-plane/index.js'
 import type { Logger } from '../observability/logger.js'
 import type { JwksClient } from '../verify/index.js'
 

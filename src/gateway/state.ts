@@ -1,9 +1,9 @@
 import type { Clock } from '../lib/clock.js'
 import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
-import type { DenyList } from '../store/gateway-state.js'
+import type { DenyList } from '../store/deny-list.js'
 import type { Revocation } from '../store/types.js'
-import type { AgentState, FeedEvent, FeedSnapshot, KeysState, PolicyState } from '../feed/types.js'
+import type { AgentState, FeedEvent, FeedSnapshot, KeysState, PolicyState } from '../control-plane/index.js'
 import type { PolicyCompiler, PolicyEngine, PolicyRequest, PolicyResult } from '../policy/types.js'
 
 /** A tenant's compiled policy, swapped as a whole (a decision never sees a half-loaded bundle). */

@@ -12,7 +12,7 @@
  *
  * @packageDocumentation
  */
-export { createVerifier } from './verifier.js'
+export { createVerifier, KID_INVALID } from './verifier.js'
 export type { AccessTokenClaims, ConfirmationClaim, VerifiedHeader, VerifiedToken, Verifier, VerifierOptions } from './verifier.js'
 export { JwksClient } from './jwks-client.js'
 export { localKeySet } from './jwk-set.js'

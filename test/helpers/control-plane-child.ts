@@ -8,7 +8,7 @@
  */
 import { loadConfig } from '../../src/config/load.js'
 import { buildControlPlane } from '../../src/control-plane/index.js'
-import { RedisFeedPublisher } from '../../src/feed/index.js'
+import { RedisFeedPublisher } from '../../src/control-plane/feed/index.js'
 import { createLogger } from '../../src/observability/logger.js'
 
 const spec = JSON.parse(process.env.CONTROL_PLANE_CHILD ?? '{}') as { config: Record<string, unknown>; port?: number; redisPrefix?: string }

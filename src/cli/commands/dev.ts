@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { configFor } from '../main.js'
 import { closeOnSignal, startRoles } from '../run-roles.js'
-import { loadKek } from '../../control-plane/keys/index.js'
+import { loadKek } from '../../control-plane/index.js'
 import { randomSecret } from '../../lib/ids.js'
 
 const HELP = `aegis dev [--config FILE]

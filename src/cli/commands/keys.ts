@@ -7,8 +7,7 @@ import { Metrics } from '../../observability/metrics.js'
 import { openStore } from '../../store/index.js'
 import { openClusterSignal } from '../../store/signal.js'
 import type { Store } from '../../store/types.js'
-import { createKeyManager, effectiveKeys, type PublicKeyInfo } from '../../control-plane/keys/index.js'
-import { createAuditWriter } from '../../control-plane/audit/index.js'
+import { createAuditWriter, createKeyManager, effectiveKeys, type PublicKeyInfo } from '../../control-plane/index.js'
 import type { CliContext } from '../context.js'
 
 const HELP = `aegis keys list [--json]

@@ -1,9 +1,6 @@
 import { parseArgs } from 'node:util'
 import type { CliContext } from '../context.js'
-import { buildControlPlane } from '../../control-plane/index.js'
-import { TokenIssuer, directoryFor } from '../../control-plane/token/index.js'
-import { kpiBook } from '../../control-plane/admin/kpis.js'
-import { allowedAudiences } from '../../control-plane/token/request-scope.js'
+import { allowedAudiences, buildControlPlane, directoryFor, kpiBook, TokenIssuer } from '../../control-plane/index.js'
 
 const HELP = `aegis token mint --tenant T --agent A [--scope "s1 s2"] [--audience AUD]
 

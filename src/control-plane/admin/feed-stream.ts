@@ -1,5 +1,5 @@
 /**
- * The paged, resumable feed (issue 14; src/feed/types.ts "Paged feed"):
+ * The paged, resumable feed (issue 14; src/control-plane/feed/events.ts "Paged feed"):
  *
  * - `GET /admin/v1/revocations/stream?v=2` (SSE). With a `Last-Event-ID`
  *   this control plane can resume from (its feed log still holds every
@@ -23,7 +23,7 @@
 import type { ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Unavailable } from '../../errors.js'
-import type { FeedHub } from '../../feed/publisher-sse.js'
+import type { FeedHub } from '../feed/publisher-sse.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import type { PagedSnapshot, SnapshotCache } from '../revocation/snapshot.js'
 

@@ -1,5 +1,5 @@
 /**
- * The gateway feed, as src/feed/types.ts fixes it:
+ * The gateway feed, as src/control-plane/feed/events.ts fixes it:
  * - `GET /admin/v1/feed/snapshot` → FeedSnapshot;
  * - `GET /admin/v1/revocations/stream`: SSE, `event: snapshot` first, then
  *   one event per change (`id:` = seq for revocations), `: ping` every 15 s;
@@ -10,8 +10,8 @@
 import type { ServerResponse } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import { AegisError, Unavailable } from '../../errors.js'
-import { isFeedHub } from '../../feed/publisher-sse.js'
-import type { FeedEvent } from '../../feed/types.js'
+import { isFeedHub } from '../feed/publisher-sse.js'
+import type { FeedEvent } from '../feed/events.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { buildFeedSnapshot, SnapshotCache } from '../revocation/snapshot.js'
 import { sendPagedSnapshot, streamPagedFeed, wantsPagedSnapshot, wantsPagedStream, type FeedStreamContext } from './feed-stream.js'

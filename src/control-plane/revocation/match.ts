@@ -1,4 +1,4 @@
-import type { TokenFacts } from '../../store/gateway-state.js'
+import type { TokenFacts } from '../../store/deny-list.js'
 import type { Revocation } from '../../store/types.js'
 
 /**

@@ -4,7 +4,7 @@
  * RFC 7009 `POST /oauth2/revoke`.
  */
 import { NotFound, Unavailable, Conflict } from '../../errors.js'
-import type { TokenFacts } from '../../store/gateway-state.js'
+import type { TokenFacts } from '../../store/deny-list.js'
 import { REVOCATION_PERMANENT, type Revocation, type RevocationType } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { kpiBook } from '../admin/kpis.js'

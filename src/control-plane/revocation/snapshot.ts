@@ -1,5 +1,5 @@
-import type { FeedLog } from '../../feed/log.js'
-import type { AgentState, FeedSnapshot, KeysState, PolicyState } from '../../feed/types.js'
+import type { FeedLog } from '../feed/log.js'
+import type { AgentState, FeedSnapshot, KeysState, PolicyState } from '../feed/events.js'
 import type { Revocation } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 

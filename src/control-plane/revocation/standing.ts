@@ -10,7 +10,7 @@
  * sequence reloads the list when some change was not heard (no Redis between
  * control planes, or a lost pub/sub message).
  */
-import type { FeedEvent } from '../../feed/types.js'
+import type { FeedEvent } from '../feed/events.js'
 import type { Revocation, RevocationRepo } from '../../store/types.js'
 
 // Separator for composite keys: a NUL cannot occur in a tenant, agent or client id.

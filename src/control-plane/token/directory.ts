@@ -9,8 +9,8 @@
 import { LRUCache } from 'lru-cache'
 import type { ControlPlaneDeps } from '../deps.js'
 import type { Agent, BootstrapCredential, Tenant } from '../../store/types.js'
-import { isFeedHub } from '../../feed/publisher-sse.js'
-import type { FeedEvent } from '../../feed/types.js'
+import { isFeedHub } from '../feed/publisher-sse.js'
+import type { FeedEvent } from '../feed/events.js'
 import { StandingRevocations } from '../revocation/standing.js'
 
 export interface DirectoryOptions {

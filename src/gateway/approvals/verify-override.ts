@@ -19,9 +19,9 @@
  * never stands alone. Claims are documented in
  * control-plane/approvals/override.ts.
  */
-import type { ReplayCache } from '../../store/gateway-state.js'
+import type { ReplayCache } from '../../store/replay-cache.js'
 import { createVerifier, VerifyError, type AccessTokenClaims, type KeySource, type VerifyAlgorithm, type VerifyFailureReason } from '../../verify/index.js'
-import { KID_INVALID } from '../../verify/verifier.js'
+import { KID_INVALID } from '../../verify/index.js'
 
 /** JOSE `typ` of override tokens; the control plane mints the same literal. */
 export const OVERRIDE_TYP = 'aegis-override+jwt'

@@ -1,4 +1,4 @@
-import type { FeedEvent, FeedSnapshot, KeysState } from '../../feed/types.js'
+import type { FeedEvent, FeedSnapshot, KeysState } from '../../control-plane/index.js'
 import type { Revocation } from '../../store/types.js'
 
 const TYPES = new Set(['jti', 'agent', 'client', 'tenant', 'kid', 'issued_before'])

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import type { FeedEvent, FeedSnapshot } from '../../feed/types.js'
+import type { FeedEvent, FeedSnapshot } from '../../control-plane/index.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Revocation } from '../../store/types.js'
 import type { GatewayState } from '../state.js'
@@ -16,7 +16,7 @@ export interface RedisFeedOptions {
   logger: Logger
   /** Fetches the control plane's snapshot (agents, policies, revocations); rejects when unreachable. */
   fetchSnapshot: () => Promise<unknown>
-  /** Defaults as src/feed/types.ts fixes them: `aegis:feed`, `aegis:revocations`. */
+  /** Defaults as src/control-plane/feed/events.ts fixes them: `aegis:feed`, `aegis:revocations`. */
   channel?: string
   hashKey?: string
   /** How often the applied seq is checked against the control plane's while Redis is up (ms). Default 30 000. */
@@ -34,7 +34,7 @@ export interface RedisFeedOptions {
   livenessIntervalMs?: number
   /** A PING (or the resync's SUBSCRIBE) unanswered this long means the connection is dead: it is dropped and reconnected (ms). Default 2 000. */
   livenessTimeoutMs?: number
-  /** Stream of recent events (src/feed/publisher-redis.ts); default `<channel>:log`. */
+  /** Stream of recent events (src/control-plane/feed/publisher-redis.ts); default `<channel>:log`. */
   logKey?: string
   /** Called after each full load at a (re)connect, each resumption from the log, each snapshot polled while Redis is down (metrics, tests). */
   onLoad?: (kind: 'snapshot' | 'resume' | 'poll') => void
@@ -57,7 +57,7 @@ function nextId(id: string): string {
 }
 
 /**
- * Follows the feed on Redis (src/feed/types.ts): on every (re)connect it
+ * Follows the feed on Redis (src/control-plane/feed/events.ts): on every (re)connect it
  * subscribes to `aegis:feed` first, buffering events, then loads the
  * persisted revocations (hash `aegis:revocations`) and the control plane's
  * snapshot, applies them, then the buffered events, so nothing published

@@ -30,7 +30,7 @@ const STREAM_PATH = '/admin/v1/revocations/stream'
 
 /**
  * Follows the control plane's server-sent-events feed
- * (`GET /admin/v1/revocations/stream?v=2`, src/feed/types.ts). The first
+ * (`GET /admin/v1/revocations/stream?v=2`, src/control-plane/feed/events.ts). The first
  * connection loads the snapshot in pages; a reconnect sends the cursor of
  * the last event applied as `Last-Event-ID` and resumes from it when that
  * control plane still holds everything after it, else loads a fresh

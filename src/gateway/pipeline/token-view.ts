@@ -1,4 +1,4 @@
-import type { TokenFacts } from '../../store/gateway-state.js'
+import type { TokenFacts } from '../../store/deny-list.js'
 import type { PolicyPrincipal } from '../../policy/types.js'
 import type { VerifiedToken } from '../../verify/index.js'
 

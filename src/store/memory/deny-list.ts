@@ -1,4 +1,4 @@
-import type { DenyList, TokenFacts } from '../gateway-state.js'
+import type { DenyList, TokenFacts } from '../deny-list.js'
 import type { Revocation } from '../types.js'
 
 // Separator for composite keys: a NUL cannot occur in a tenant, agent or client id.

@@ -1,4 +1,4 @@
-import type { ReplayCache } from '../gateway-state.js'
+import type { ReplayCache } from '../replay-cache.js'
 import type { Clock } from '../../lib/clock.js'
 import { systemClock } from '../../lib/clock.js'
 

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import type { ReplayCache } from '../gateway-state.js'
+import type { ReplayCache } from '../replay-cache.js'
 
 export interface RedisReplayCacheOptions {
   /** Key prefix; default `aegis:jti:`. Tests use a unique one. */

@@ -18,7 +18,7 @@ import type { ApprovalService } from '../../../src/control-plane/approvals/servi
 import { createAuditWriter, type ChainAuditWriter } from '../../../src/control-plane/audit/index.js'
 import type { ControlPlaneDeps } from '../../../src/control-plane/deps.js'
 import { createKeyManager, keyRoutes, type ManagedKeyManager } from '../../../src/control-plane/keys/index.js'
-import { createSsePublisher } from '../../../src/feed/index.js'
+import { createSsePublisher } from '../../../src/control-plane/feed/index.js'
 import { createServer } from '../../../src/http/server.js'
 import { ManualClock } from '../../../src/lib/clock.js'
 import { sha256b64url } from '../../../src/lib/hash.js'

@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { RedisFeedPublisher } from '../../../src/feed/index.js'
+import { RedisFeedPublisher } from '../../../src/control-plane/feed/index.js'
 import { silentLogger } from '../../../src/observability/logger.js'
 import { REDIS_URL, redisPrefix, skipWithoutRedis } from '../../helpers/services.js'
 import { basic, form, seedAgent, startControlPlane, type Harness } from './harness.js'

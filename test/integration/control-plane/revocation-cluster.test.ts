@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { RedisFeedPublisher } from '../../../src/feed/index.js'
+import { RedisFeedPublisher } from '../../../src/control-plane/feed/index.js'
 import { silentLogger } from '../../../src/observability/logger.js'
 import { REDIS_URL, freshPostgresSchema, redisPrefix, skipWithoutPostgres, skipWithoutRedis } from '../../helpers/services.js'
 import { eventually } from '../../helpers/gateway-env.js'

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { FastifyRequest } from 'fastify'
-import { ConsoleSessions, deriveSessionKey, SESSION_COOKIE } from '../../../src/console/index.js'
+import { ConsoleSessions, deriveSessionKey, SESSION_COOKIE } from '../../../src/control-plane/console/index.js'
 import { Unavailable } from '../../../src/errors.js'
 import { ManualClock } from '../../../src/lib/clock.js'
 import { sha256b64url } from '../../../src/lib/hash.js'

@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { FeedLog } from '../../../src/feed/log.js'
-import type { FeedEvent } from '../../../src/feed/types.js'
+import { FeedLog } from '../../../src/control-plane/feed/log.js'
+import type { FeedEvent } from '../../../src/control-plane/feed/events.js'
 
 const ev = (i: number): FeedEvent => ({ kind: 'agent', agent: { tenant: 't', agentId: `a${i}`, capabilityHash: 'h'.repeat(43) } })
 

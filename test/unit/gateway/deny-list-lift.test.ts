@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { MemoryDenyList } from '../../../src/store/memory/deny-list.js'
 import { parseFeedEvent } from '../../../src/gateway/feed/parse.js'
 import { REVOCATION_PERMANENT, type Revocation } from '../../../src/store/types.js'
-import type { TokenFacts } from '../../../src/store/gateway-state.js'
+import type { TokenFacts } from '../../../src/store/deny-list.js'
 
 const facts: TokenFacts = { jti: 'j1', tenant: 'acme', agentId: 'bot', clientId: 'c1', kid: 'k1', iat: 1000 }
 function rev(seq: number, p: Partial<Revocation> & Pick<Revocation, 'type' | 'value'>): Revocation {

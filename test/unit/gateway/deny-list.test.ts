@@ -2,7 +2,7 @@ import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { MemoryDenyList } from '../../../src/store/memory/deny-list.js'
 import type { Revocation } from '../../../src/store/types.js'
-import type { TokenFacts } from '../../../src/store/gateway-state.js'
+import type { TokenFacts } from '../../../src/store/deny-list.js'
 
 let seq = 0
 function rev(p: Partial<Revocation> & Pick<Revocation, 'type' | 'value'>): Revocation {

@@ -9,7 +9,7 @@ import { MemoryDenyList } from '../../../src/store/memory/deny-list.js'
 import { systemClock } from '../../../src/lib/clock.js'
 import { silentLogger } from '../../../src/observability/logger.js'
 import { Metrics } from '../../../src/observability/metrics.js'
-import type { FeedSnapshot } from '../../../src/feed/types.js'
+import type { FeedSnapshot } from '../../../src/control-plane/feed/events.js'
 import type { PolicyCompiler, PolicyEngine } from '../../../src/policy/types.js'
 import type { Revocation } from '../../../src/store/types.js'
 

@@ -5,17 +5,17 @@
  * cookie, plus login, logout and the session's CSRF token.
  */
 import { existsSync, readFileSync } from 'node:fs'
-import { MemoryRateLimiter } from '../control-plane/token/rate-limit.js'
+import { MemoryRateLimiter } from '../token/rate-limit.js'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { AegisConfig } from '../config/schema.js'
-import type { ControlPlaneDeps } from '../control-plane/deps.js'
-import { AegisError, NotFound } from '../errors.js'
-import type { Clock } from '../lib/clock.js'
-import { sha256b64url } from '../lib/hash.js'
-import { loadKek } from '../control-plane/keys/kek.js'
-import type { Logger } from '../observability/logger.js'
-import type { Store } from '../store/types.js'
+import type { AegisConfig } from '../../config/schema.js'
+import type { ControlPlaneDeps } from '../deps.js'
+import { AegisError, NotFound } from '../../errors.js'
+import type { Clock } from '../../lib/clock.js'
+import { sha256b64url } from '../../lib/hash.js'
+import { loadKek } from '../keys/kek.js'
+import type { Logger } from '../../observability/logger.js'
+import type { Store } from '../../store/types.js'
 import { ConsoleSessions, SESSION_COOKIE, CSRF_HEADER, deriveSessionKey, requestOrigin } from './session.js'
 import { randomBytes } from 'node:crypto'
 
@@ -43,9 +43,9 @@ export const CONSOLE_SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'cache-control': 'no-store',
 }
 
-/** Where `console/` lives: next to src/ when run from source, two levels above dist/src/console when built. */
+/** Where `console/` lives: at the package root, three levels above src/control-plane/console (four above dist/src/…) when built. */
 function consoleDir(): string {
-  for (const rel of ['../../console/', '../../../console/']) {
+  for (const rel of ['../../../console/', '../../../../console/']) {
     const dir = fileURLToPath(new URL(rel, import.meta.url))
     if (existsSync(dir + 'index.html')) return dir
   }

@@ -21,7 +21,7 @@
  *   resumed` then what followed it; otherwise `snapshot-begin`,
  *   `snapshot-revocations` / `snapshot-agents` pages, `snapshot-end`, then
  *   changes. Every event after the snapshot has `id: <cursor>` (a position
- *   in that control plane's log, src/feed/log.ts).
+ *   in that control plane's log, src/control-plane/feed/log.ts).
  * - Redis: `PUBLISH aegis:feed <FeedEvent JSON>` with `"pos": <stream id>`
  *   added; revocations are also persisted in hash `aegis:revocations` (field
  *   = seq, value = Revocation JSON) so a starting gateway can load them even
@@ -35,7 +35,7 @@
  *   second); `GET /admin/v1/gateways` lists gateways with their seq and lag;
  *   `GET /admin/v1/revocations/{seq}` shows `applied_by` / `pending`.
  */
-import type { PolicyMode, Revocation } from '../store/types.js'
+import type { PolicyMode, Revocation } from '../../store/types.js'
 
 export interface AgentState {
   tenant: string

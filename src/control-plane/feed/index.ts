@@ -3,12 +3,12 @@
  * when `redisUrl` is set, else in-process fan-out to the SSE stream.
  */
 import type { Logger } from 'pino'
-import type { AegisConfig } from '../config/schema.js'
-import type { Revocation } from '../store/types.js'
+import type { AegisConfig } from '../../config/schema.js'
+import type { Revocation } from '../../store/types.js'
 import { createSsePublisher, type FeedHub } from './publisher-sse.js'
 import { RedisFeedPublisher } from './publisher-redis.js'
 
-export type { FeedEvent, FeedPublisher, FeedSnapshot, AgentState, PolicyState } from './types.js'
+export type { FeedEvent, FeedPublisher, FeedSnapshot, AgentState, PolicyState } from './events.js'
 export { isFeedHub, LocalFeedHub, createSsePublisher, type FeedHub, type FeedListener } from './publisher-sse.js'
 export { RedisFeedPublisher, feedKeys, feedLogKey, FEED_LOG_MAXLEN, type RedisFeedOptions } from './publisher-redis.js'
 export { FeedLog, type FeedLogOptions, type LoggedEvent } from './log.js'

@@ -1,5 +1,5 @@
 /**
- * Redis feed publisher (DESIGN.md "Revocation", src/feed/types.ts): every
+ * Redis feed publisher (DESIGN.md "Revocation", src/control-plane/feed/events.ts): every
  * event is `PUBLISH`ed on `aegis:feed`, revocations are also kept in hash
  * `aegis:revocations` (field = seq) so a starting gateway can load them with
  * the control plane down. Each event is also appended to the stream
@@ -13,10 +13,10 @@
  */
 import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
-import type { Revocation } from '../store/types.js'
+import type { Revocation } from '../../store/types.js'
 import type { FeedLog } from './log.js'
 import { LocalFeedHub, type FeedHub, type FeedListener } from './publisher-sse.js'
-import type { FeedEvent } from './types.js'
+import type { FeedEvent } from './events.js'
 
 /** Redis names of the feed. `prefix` isolates tests sharing one Redis. */
 export function feedKeys(prefix = ''): { channel: string; revocations: string; log: string } {

@@ -4,7 +4,7 @@
  * without Redis; with Redis it is fed from the Redis subscription instead.
  */
 import { FeedLog, type FeedLogOptions } from './log.js'
-import type { FeedEvent, FeedPublisher } from './types.js'
+import type { FeedEvent, FeedPublisher } from './events.js'
 
 /** Receives each feed event; must not throw (a throwing listener is dropped from that event only). */
 export type FeedListener = (event: FeedEvent) => void
@@ -15,7 +15,7 @@ export interface FeedHub extends FeedPublisher {
   subscribe(listener: FeedListener): () => void
   /** Number of current subscribers (for tests and metrics). */
   readonly subscribers: number
-  /** Recent events with positions, for SSE subscribers and resumption (src/feed/log.ts). */
+  /** Recent events with positions, for SSE subscribers and resumption (src/control-plane/feed/log.ts). */
   readonly log: FeedLog
 }
 

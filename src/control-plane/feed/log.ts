@@ -10,7 +10,7 @@
  * from another control plane or from before a restart never resumes here.
  */
 import { randomBytes } from 'node:crypto'
-import type { FeedEvent } from './types.js'
+import type { FeedEvent } from './events.js'
 
 export interface LoggedEvent {
   /** Position in this log, from 1, contiguous. */

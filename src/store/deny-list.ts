@@ -1,20 +1,8 @@
 /**
- * Gateway-side shared state contracts: the single-use jti registry and the
- * deny list. In-process implementations live in store/memory, shared ones
- * in store/redis.
+ * The deny list a gateway enforces: the revocation entries it holds,
+ * checked per call. The in-process implementation is store/memory/deny-list.ts.
  */
 import type { Revocation } from './types.js'
-
-/** Single-use jti registry shared by every gateway. */
-export interface ReplayCache {
-  /**
-   * Records `jti` until `expiresAt` (epoch seconds). Resolves false if it was
-   * already recorded. Atomic across gateways (Redis `SET NX ... EXAT`).
-   * Rejects when the backend is unreachable (the caller decides fail-closed/open).
-   */
-  claim(jti: string, expiresAt: number): Promise<boolean>
-  close(): Promise<void>
-}
 
 /** What a deny-list check needs to know about a verified token. */
 export interface TokenFacts {

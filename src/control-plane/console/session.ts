@@ -15,11 +15,11 @@
  */
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
-import { AegisError } from '../errors.js'
-import type { SessionResolver } from '../http/admin-auth.js'
-import type { Clock } from '../lib/clock.js'
-import { constantTimeEqual } from '../lib/hash.js'
-import type { AdminToken, Store } from '../store/types.js'
+import { AegisError } from '../../errors.js'
+import type { SessionResolver } from '../../http/admin-auth.js'
+import type { Clock } from '../../lib/clock.js'
+import { constantTimeEqual } from '../../lib/hash.js'
+import type { AdminToken, Store } from '../../store/types.js'
 
 /** Name of the session cookie. */
 export const SESSION_COOKIE = 'aegis_session'
