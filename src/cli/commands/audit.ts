@@ -6,7 +6,7 @@ import type { Store } from '../../store/types.js'
 import {
   exportAudit, headsFile, parseHeads, parseJwks, verifyAuditExport, verifyAuditStore,
   type AuditVerifyReport, type ChainHead, type Jwks,
-} from '../../control-plane/audit/index.js'
+} from '../../control-plane/index.js'
 import type { CliContext } from '../context.js'
 
 const HELP = `aegis audit verify [--jwks KEYS] [--file EXPORT] [--heads HEADS] [--json]
