@@ -328,6 +328,82 @@ export interface AuditRepo {
   checkpoints(chainId: string, afterSeq: number, limit: number): Promise<AuditCheckpoint[]>
 }
 
+/** What a decision-log record says happened (DESIGN.md "Audit"): the gateway audit event's type. */
+export type DecisionRecordType = 'decision' | 'token.refused' | 'token.replayed' | 'decision.unavailable'
+
+/**
+ * One record of the decision log: a gateway's decision or refusal as it
+ * uploaded it. Never a token or an override token: `jti` names a token, as
+ * audit events do; `params` are the sanitized parameters (null when the
+ * policy never ran, as for a refused token).
+ */
+export interface DecisionRecord {
+  /** Gateway-assigned (32 lowercase hex), unique per decision: a retried upload carries the same ids. */
+  id: string
+  /** When the gateway decided (epoch ms). */
+  ts: number
+  /** When the control plane stored it (epoch ms). */
+  receivedAt: number
+  gatewayId: string
+  type: DecisionRecordType
+  /** Entry point: authorize, ext_authz, proxy, mcp. */
+  mode: string
+  tenant: string | null
+  agentId: string | null
+  clientId: string | null
+  jti: string | null
+  tool: string | null
+  resource: string | null
+  /** The policy decision, or `refused`, `replayed`, `unavailable` for the other types. */
+  decision: string
+  /** False for shadow decisions (would-deny included); null when no policy ran. */
+  enforced: boolean | null
+  reasons: string[]
+  policyVersion: string | null
+  policyIds: string[] | null
+  risk: string | null
+  degraded: string | null
+  /** Why a token was refused (never the token). */
+  error: string | null
+  latencyMs: number | null
+  /** W3C trace id of the call, when it came with `traceparent`. */
+  traceId: string | null
+  params: Record<string, unknown> | null
+}
+
+/** A page of the decision log: equality filters, a time range, newest first. */
+export interface DecisionQuery {
+  tenant?: string
+  agentId?: string
+  tool?: string
+  decision?: string
+  enforced?: boolean
+  /** Epoch ms, inclusive. */
+  since?: number
+  /** Epoch ms, exclusive. */
+  until?: number
+  limit: number
+  /** The last record of the previous page: the page starts strictly after it (older). */
+  after?: { ts: number; id: string }
+}
+
+/**
+ * The decision log. Records are keyed and ordered by (ts, id), so retention
+ * deletes a prefix of the key and every filter of {@link DecisionQuery}
+ * reads a page in order from an index ending in (ts, id).
+ */
+export interface DecisionRepo {
+  /**
+   * Stores records in one transaction, all or none, skipping any whose
+   * (ts, id) is already stored (a retried upload). Resolves how many were new.
+   */
+  append(records: readonly DecisionRecord[]): Promise<number>
+  /** Newest first: ts, then id, descending. */
+  query(q: DecisionQuery): Promise<DecisionRecord[]>
+  /** Deletes at most `limit` of the oldest records with ts < `before` (epoch ms); resolves how many. */
+  prune(before: number, limit: number): Promise<number>
+}
+
 export interface RevocationRepo {
   /** Persists an entry and assigns its seq. */
   add(r: Omit<Revocation, 'seq'>): Promise<Revocation>
@@ -421,6 +497,7 @@ export interface Store {
   manifests: ManifestRepo
   keys: KeyRepo
   audit: AuditRepo
+  decisions: DecisionRepo
   revocations: RevocationRepo
   policies: PolicyRepo
   approvals: ApprovalRepo

@@ -246,5 +246,49 @@ CREATE INDEX revocations_type ON revocations (type, expires_at);
 ALTER TABLE approvals ADD COLUMN request_canonical TEXT;
 `,
     },
+    {
+      version: 5,
+      name: 'decision_log',
+      sql: `
+-- The decision log (DESIGN.md "Audit"): what every gateway decided, as it
+-- uploaded it. Keyed by (ts, id): the gateway's decision time, then its
+-- random id, so a retried upload is skipped (ON CONFLICT) and retention
+-- deletes a prefix of the key. Every secondary index is equality columns
+-- then (ts, id), so any filter of GET /admin/v1/decisions reads a page
+-- newest first from an index without sorting; a filter with no index of
+-- its own (agent and tool, tool and decision, …) walks the most selective
+-- one in order. No token is stored, only its jti.
+CREATE TABLE decisions (
+  ts ${int} NOT NULL,
+  id TEXT NOT NULL,
+  received_at ${int} NOT NULL,
+  gateway_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  mode TEXT NOT NULL,
+  tenant TEXT,
+  agent_id TEXT,
+  client_id TEXT,
+  jti TEXT,
+  tool TEXT,
+  resource TEXT,
+  decision TEXT NOT NULL,
+  enforced ${bool},
+  reasons TEXT NOT NULL,
+  policy_version TEXT,
+  policy_ids TEXT,
+  risk TEXT,
+  degraded TEXT,
+  error TEXT,
+  latency_ms REAL,
+  trace_id TEXT,
+  params TEXT,
+  PRIMARY KEY (ts, id)
+)${strict};
+CREATE INDEX decisions_tenant ON decisions (tenant, ts, id);
+CREATE INDEX decisions_tenant_agent ON decisions (tenant, agent_id, ts, id);
+CREATE INDEX decisions_tenant_tool ON decisions (tenant, tool, ts, id);
+CREATE INDEX decisions_tenant_decision ON decisions (tenant, decision, ts, id);
+`,
+    },
   ]
 }

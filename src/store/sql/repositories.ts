@@ -14,7 +14,7 @@ import { NotFound } from '../../errors.js'
 import type {
   AdminTokenRepo, Agent, AgentRepo, ApprovalRepo, AuditRepo, ConsoleLogoutRepo, CredentialRepo, GatewayAckRepo, KeyRepo,
   ManifestRepo, PolicyBundle, PolicyRepo, Revocation, RevocationRepo, SigningKey, Store, Tenant, TenantRepo,
-  TrustedIssuerRepo,
+  TrustedIssuerRepo, DecisionRepo,
 } from '../types.js'
 import { insertSql, one, run, type Sql } from './executor.js'
 import * as T from './rows.js'
@@ -186,6 +186,47 @@ function auditRepo(sql: Sql): AuditRepo {
   return { ...events, ...checkpoints }
 }
 
+/** Rows per INSERT statement of a decision batch: 23 columns each, well under either database's parameter limit. */
+const DECISION_INSERT_ROWS = 100
+
+function decisionRepo(sql: Sql): DecisionRepo {
+  const cols = T.decisions.columns
+  const row = `(${cols.map(() => '?').join(', ')})`
+  const insert = (n: number): string =>
+    `INSERT INTO decisions (${cols.join(', ')}) VALUES ${Array.from({ length: n }, () => row).join(', ')} ON CONFLICT (ts, id) DO NOTHING`
+  return guarded<DecisionRepo>('decision', {
+    append: async (records) => {
+      if (records.length === 0) return 0
+      return sql.tx(function* () {
+        let stored = 0
+        for (let i = 0; i < records.length; i += DECISION_INSERT_ROWS) {
+          const chunk = records.slice(i, i + DECISION_INSERT_ROWS)
+          stored += yield* run(insert(chunk.length), chunk.flatMap(T.decisions.toParams))
+        }
+        return stored
+      })
+    },
+    query: (q) => {
+      const where: string[] = []
+      const args: unknown[] = []
+      if (q.tenant !== undefined) { where.push('tenant = ?'); args.push(q.tenant) }
+      if (q.agentId !== undefined) { where.push('agent_id = ?'); args.push(q.agentId) }
+      if (q.tool !== undefined) { where.push('tool = ?'); args.push(q.tool) }
+      if (q.decision !== undefined) { where.push('decision = ?'); args.push(q.decision) }
+      if (q.enforced !== undefined) { where.push('enforced = ?'); args.push(q.enforced ? 1 : 0) }
+      if (q.since !== undefined) { where.push('ts >= ?'); args.push(q.since) }
+      if (q.until !== undefined) { where.push('ts < ?'); args.push(q.until) }
+      // A row value, so both databases seek the (…, ts, id) index rather than filter.
+      if (q.after !== undefined) { where.push('(ts, id) < (?, ?)'); args.push(q.after.ts, q.after.id) }
+      args.push(sqlLimit(q.limit))
+      return sql.all(`SELECT * FROM decisions${whereOf(where)} ORDER BY ts DESC, id DESC LIMIT ?`, args, T.decisions.fromRow)
+    },
+    // In bounded chunks from the oldest: a long backlog never holds SQLite's one write lock for long.
+    prune: (before, limit) => sql.run(
+      'DELETE FROM decisions WHERE (ts, id) IN (SELECT ts, id FROM decisions WHERE ts < ? ORDER BY ts, id LIMIT ?)', [before, sqlLimit(limit)]),
+  })
+}
+
 function revocationRepo(sql: Sql): RevocationRepo {
   const d = sql.dialect
   return guarded<RevocationRepo>('revocation', {
@@ -326,6 +367,7 @@ export abstract class SqlStore implements Store {
   readonly manifests: ManifestRepo
   readonly keys: KeyRepo
   readonly audit: AuditRepo
+  readonly decisions: DecisionRepo
   readonly revocations: RevocationRepo
   readonly policies: PolicyRepo
   readonly approvals: ApprovalRepo
@@ -341,6 +383,7 @@ export abstract class SqlStore implements Store {
     this.manifests = manifestRepo(sql)
     this.keys = keyRepo(sql)
     this.audit = auditRepo(sql)
+    this.decisions = decisionRepo(sql)
     this.revocations = revocationRepo(sql)
     this.policies = policyRepo(sql)
     this.approvals = approvalRepo(sql)

@@ -6,7 +6,7 @@
  */
 import { AegisError, Conflict, NotFound, Unavailable } from '../../errors.js'
 import type {
-  AdminToken, Agent, Approval, AuditCheckpoint, AuditEvent, BootstrapCredential, GatewayAck,
+  AdminToken, Agent, Approval, AuditCheckpoint, AuditEvent, BootstrapCredential, DecisionRecord, GatewayAck,
   PolicyBundle, Revocation, SigningKey, Tenant, TrustedIssuer,
 } from '../types.js'
 
@@ -158,6 +158,45 @@ export const auditCheckpoints: Table<AuditCheckpoint> = {
     ts: num(r.ts),
     kid: str(r.kid),
     signature: str(r.signature),
+  }),
+}
+
+/** Decision-log records (`params`, `reasons` and `policy_ids` as JSON text). */
+export const decisions: Table<DecisionRecord> = {
+  table: 'decisions',
+  columns: [
+    'ts', 'id', 'received_at', 'gateway_id', 'type', 'mode', 'tenant', 'agent_id', 'client_id', 'jti', 'tool', 'resource',
+    'decision', 'enforced', 'reasons', 'policy_version', 'policy_ids', 'risk', 'degraded', 'error', 'latency_ms', 'trace_id', 'params',
+  ],
+  toParams: (d) => [
+    d.ts, d.id, d.receivedAt, d.gatewayId, d.type, d.mode, d.tenant, d.agentId, d.clientId, d.jti, d.tool, d.resource,
+    d.decision, d.enforced === null ? null : b(d.enforced), json(d.reasons), d.policyVersion, jsonOrNull(d.policyIds), d.risk, d.degraded, d.error,
+    d.latencyMs, d.traceId, jsonOrNull(d.params),
+  ],
+  fromRow: (r) => ({
+    id: str(r.id),
+    ts: num(r.ts),
+    receivedAt: num(r.received_at),
+    gatewayId: str(r.gateway_id),
+    type: str(r.type) as DecisionRecord['type'],
+    mode: str(r.mode),
+    tenant: strOrNull(r.tenant),
+    agentId: strOrNull(r.agent_id),
+    clientId: strOrNull(r.client_id),
+    jti: strOrNull(r.jti),
+    tool: strOrNull(r.tool),
+    resource: strOrNull(r.resource),
+    decision: str(r.decision),
+    enforced: r.enforced === null || r.enforced === undefined ? null : bool(r.enforced),
+    reasons: parse<string[]>(r.reasons),
+    policyVersion: strOrNull(r.policy_version),
+    policyIds: parseOrNull<string[]>(r.policy_ids),
+    risk: strOrNull(r.risk),
+    degraded: strOrNull(r.degraded),
+    error: strOrNull(r.error),
+    latencyMs: numOrNull(r.latency_ms),
+    traceId: strOrNull(r.trace_id),
+    params: parseOrNull<Record<string, unknown>>(r.params),
   }),
 }
 
