@@ -10,13 +10,15 @@ Usage:
                                  prints an admin token and a demo agent
   aegis serve --role ROLE        production entry; ROLE = control-plane | gateway | all
               [--config FILE]
-  aegis token mint --tenant T --agent A [--scope S] [--ttl SECONDS]
+  aegis token mint --tenant T --agent A [--scope S] [--audience AUD] [--ttl SECONDS]
   aegis keys list|rotate [--emergency]
   aegis audit verify [--jwks KEYS] [--file EXPORT] [--heads FILE] | export [--out FILE] | pin-keys --jwks KEYS
   aegis policy test DIR | eval | validate FILE
-  aegis help [COMMAND]
+  aegis help [COMMAND]            this text, or COMMAND's own usage (same as aegis COMMAND --help)
 
 Every setting also reads from AEGIS_* environment variables (README "Configuration").`
+
+const COMMANDS = ['dev', 'serve', 'token', 'keys', 'audit', 'policy'] as const
 
 /** Loads configuration for a command, printing every problem at once on failure. */
 export function configFor(file: string | undefined, overrides?: Record<string, unknown>): AegisConfig {
@@ -44,8 +46,16 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv
   try {
     switch (command) {
+      case 'help': {
+        const topic = args[0]
+        if (topic === undefined) { process.stdout.write(USAGE + '\n'); return 0 }
+        if (!(COMMANDS as readonly string[]).includes(topic)) {
+          process.stderr.write(`aegis help: unknown command "${topic}"\n\n${USAGE}\n`)
+          return 2
+        }
+        return await main([topic, '--help'])
+      }
       case undefined:
-      case 'help':
       case '--help':
       case '-h':
         process.stdout.write(USAGE + '\n')

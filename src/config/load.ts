@@ -117,6 +117,8 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
   }
 
   const out: Record<string, unknown> = {}
+  // Paths given by the file, the environment or an override (the others hold their defaults).
+  const given = new Set<string>()
   for (const spec of CONFIG_KEYS as readonly KeySpec[]) {
     let value: unknown = spec.default
     let where = `default ${spec.path}`
@@ -127,6 +129,7 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
     const fromOverride = getPath(overrides, spec.path)
     if (fromOverride !== undefined) { value = fromOverride; where = `override ${spec.path}` }
     if (value === undefined) continue
+    if (!where.startsWith('default ')) given.add(spec.path)
     const coerced = coerce(spec, value, where, problems)
     if (coerced !== undefined) setPath(out, spec.path, structuredClone(coerced))
   }
@@ -142,6 +145,10 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
   // Cross-field checks.
   if (cfg.keys && cfg.jwks && cfg.keys.prePublishSeconds < cfg.jwks.maxAgeSeconds) {
     problems.push(`keys.prePublishSeconds (${cfg.keys.prePublishSeconds}) must be at least jwks.maxAgeSeconds (${cfg.jwks.maxAgeSeconds}), or verifiers meet an unknown kid`)
+  }
+  // A lower maximum alone (AEGIS_TOKENS_MAX_TTL_SECONDS=60) also lowers the default lifetime; both set and contradicting is an error.
+  if (cfg.tokens && !given.has('tokens.defaultTtlSeconds') && cfg.tokens.defaultTtlSeconds > cfg.tokens.maxTtlSeconds) {
+    cfg.tokens.defaultTtlSeconds = cfg.tokens.maxTtlSeconds
   }
   if (cfg.tokens && cfg.tokens.defaultTtlSeconds > cfg.tokens.maxTtlSeconds) {
     problems.push(`tokens.defaultTtlSeconds (${cfg.tokens.defaultTtlSeconds}) must not exceed tokens.maxTtlSeconds (${cfg.tokens.maxTtlSeconds})`)

@@ -55,7 +55,7 @@ export function installErrorHandler(app: FastifyInstance): void {
     if (error instanceof AegisError) err = error
     else err = fromFastify(error as FastifyError) ?? new AegisError('server_error', 'internal error', { cause: error })
     if (err.status >= 500) request.log.error({ err: error }, 'request failed')
-    else request.log.info({ code: err.code, msg: err.message }, 'request refused')
+    else request.log.info({ code: err.code, reason: err.message }, 'request refused')
     return sendError(reply, err, request)
   })
   app.setNotFoundHandler((request, reply) => sendError(reply, new NotFound(`no route for ${request.method} ${request.url.split('?')[0]}`), request))

@@ -53,7 +53,8 @@ export async function runDev(argv: string[]): Promise<number> {
     agent_id: DEMO_AGENT,
     scopes: ['payments:write', 'crm:read'],
     capabilities: ['payments.transfer', 'crm.read'],
-    max_ttl_seconds: 900,
+    // Within tokens.maxTtlSeconds, which an agent's cap may not exceed (AEGIS_TOKENS_MAX_TTL_SECONDS=60 aegis dev works).
+    max_ttl_seconds: Math.min(900, config.tokens.maxTtlSeconds),
   })
   if (agent.status !== 201 && agent.status !== 409) throw new Error(`creating the demo agent failed: ${JSON.stringify(agent.body)}`)
   const cred = await call('POST', `/admin/v1/tenants/${DEMO_TENANT}/agents/${DEMO_AGENT}/bootstrap-credentials`, { ttl_seconds: 86400, single_use: false })

@@ -24,6 +24,8 @@ export interface IssueRequest {
   grant: string
   /** Upper bound on the lifetime from the grant itself (e.g. a subject token's remaining life), seconds. */
   maxLifetimeSeconds?: number
+  /** Asked lifetime in place of tokens.defaultTtlSeconds (`aegis token mint --ttl`); still capped by the agent's and the global maximum. */
+  lifetimeSeconds?: number
   /** Extra claims (`cnf` for sender-constrained tokens). */
   extraClaims?: Record<string, unknown>
   /** `token_type` of the response (default Bearer; DPoP for DPoP-bound tokens, RFC 9449 §5). */
@@ -51,7 +53,7 @@ export interface IssuedToken {
   kid: string
 }
 
-/** The claim set as DESIGN.md fixes it; the lifetime is min(default, agent cap, global cap, grant cap). */
+/** The claim set of docs/reference.md §Access token claims; the lifetime is min(default, agent cap, global cap, grant cap). */
 export class TokenIssuer {
   private readonly headerBase = { typ: 'at+jwt' }
   // prom-client hashes label objects on every inc(); the labelled children are cached instead.
@@ -59,9 +61,9 @@ export class TokenIssuer {
 
   constructor(private readonly deps: ControlPlaneDeps, private readonly dir: Directory, private readonly kpis: KpiBook) {}
 
-  lifetime(agent: Agent, grantCap?: number): number {
+  lifetime(agent: Agent, grantCap?: number, asked?: number): number {
     const t = this.deps.config.tokens
-    let ttl = Math.min(t.defaultTtlSeconds, agent.maxTtlSeconds, t.maxTtlSeconds)
+    let ttl = Math.min(asked ?? t.defaultTtlSeconds, agent.maxTtlSeconds, t.maxTtlSeconds)
     if (grantCap !== undefined) ttl = Math.min(ttl, grantCap)
     return Math.max(1, Math.floor(ttl))
   }
@@ -91,7 +93,7 @@ export class TokenIssuer {
     const { deps } = this
     const now = deps.clock.now()
     const iat = Math.floor(now / 1000)
-    const ttl = this.lifetime(req.agent, req.maxLifetimeSeconds)
+    const ttl = this.lifetime(req.agent, req.maxLifetimeSeconds, req.lifetimeSeconds)
     const exp = iat + ttl
     const jti = randomUUID()
     const scope = req.scope.join(' ')

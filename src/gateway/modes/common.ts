@@ -39,7 +39,7 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
 /** Sends a pipeline refusal (AegisError) or passes anything else to the root error handler. */
 export function sendFailure(reply: FastifyReply, request: FastifyRequest, err: unknown): FastifyReply {
   if (err instanceof AegisError) {
-    if (err.status >= 500) request.log.warn({ code: err.code, msg: err.message, err: err.cause }, 'decision unavailable')
+    if (err.status >= 500) request.log.warn({ code: err.code, reason: err.message, err: err.cause }, 'decision unavailable')
     return sendError(reply, err, request)
   }
   throw err
