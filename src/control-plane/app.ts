@@ -181,6 +181,8 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
     const consoleSessions: ConsoleSessions | null = overrides.sessions ? null : await createConsoleSessions(config, store, clock, logger)
     const sessions = overrides.sessions ?? consoleSessions?.resolver()
     const deps: ControlPlaneDeps = { config, store, keys, audit, metrics, logger, clock, feed, replay, ...(sessions ? { sessions } : {}) }
+    // Counted in the store at each scrape, not kept per process: every control plane on the store reports the same number.
+    metrics.approvalsOpenSource = () => store.approvals.countOpen({ now: clock.now() })
 
     if (config.adminToken) await seedToken(deps, config.adminToken, 'admin', 'AEGIS_ADMIN_TOKEN')
     if (config.gatewayToken) await seedToken(deps, config.gatewayToken, 'gateway', 'AEGIS_GATEWAY_TOKEN')

@@ -23,7 +23,19 @@ export class Metrics {
   readonly jwksFetches = new client.Counter({ name: 'aegis_jwks_fetches_total', help: 'JWKS fetches by result', labelNames: ['result'] as const, registers: [this.registry] })
   readonly approvalsOpened = new client.Counter({ name: 'aegis_approvals_opened_total', help: 'Approval requests opened', registers: [this.registry] })
   readonly approvalsDecided = new client.Counter({ name: 'aegis_approvals_decided_total', help: 'Approval requests decided', labelNames: ['status'] as const, registers: [this.registry] })
-  readonly approvalsOpen = new client.Gauge({ name: 'aegis_approvals_open', help: 'Approval requests pending', registers: [this.registry] })
+  /** Where `aegis_approvals_open` reads its value at each scrape; the control plane sets it to a count in its store, so every replica sharing the store answers the cluster's number. */
+  approvalsOpenSource: (() => Promise<number>) | null = null
+  readonly approvalsOpen: client.Gauge = new client.Gauge({
+    name: 'aegis_approvals_open',
+    help: 'Approval requests pending (in the shared store: the same on every control plane)',
+    registers: [this.registry],
+    collect: async () => {
+      if (this.approvalsOpenSource === null) return
+      try {
+        this.approvalsOpen.set(await this.approvalsOpenSource())
+      } catch { /* store unreachable: the last value stays */ }
+    },
+  })
   readonly denyListSize = new client.Gauge({ name: 'aegis_deny_list_size', help: 'Deny-list entries held by this gateway', registers: [this.registry] })
   readonly feedLag = new client.Gauge({ name: 'aegis_feed_lag_seconds', help: 'Seconds since this gateway last heard from its feed', registers: [this.registry] })
   readonly feedSeq = new client.Gauge({ name: 'aegis_feed_applied_seq', help: 'Last revocation sequence applied by this gateway', registers: [this.registry] })

@@ -449,7 +449,8 @@ export interface ApprovalRepo {
   /** Open request of this agent for exactly this action, if any. */
   findOpen(tenant: string, agentId: string, tool: string, paramsHash: string, now: number): Promise<Approval | null>
   list(filter: { tenant?: string; status?: ApprovalStatus; limit: number }): Promise<Approval[]>
-  countOpen(filter: { tenant: string; agentId?: string; now: number }): Promise<number>
+  /** Pending, unexpired requests of one tenant (and agent), or of every tenant when `tenant` is absent. */
+  countOpen(filter: { tenant?: string; agentId?: string; now: number }): Promise<number>
   /**
    * Moves a pending, unexpired request to approved/denied. Resolves null when
    * it was not pending any more (so a double click changes nothing).
@@ -487,6 +488,27 @@ export interface ConsoleLogoutRepo {
   purgeExpired(now: number): Promise<number>
 }
 
+/** One KPI count: `n` of `metric` for `tenant` ('' = all tenants) in 10-second `slot` (0 = all-time totals). */
+export interface KpiCount {
+  tenant: string
+  slot: number
+  metric: string
+  n: number
+}
+
+/**
+ * The console's KPI counters, shared by every control plane on the store:
+ * each adds what it counted, so any of them reads the cluster's figures.
+ */
+export interface KpiRepo {
+  /** Adds each count to its row (a missing row counts from 0), all in one transaction. */
+  add(counts: readonly KpiCount[]): Promise<void>
+  /** The rows of `tenant` that are totals (slot 0) or in slots >= `fromSlot`. */
+  read(tenant: string, fromSlot: number): Promise<KpiCount[]>
+  /** Drops history rows (slot > 0) older than `beforeSlot`; resolves how many. */
+  prune(beforeSlot: number): Promise<number>
+}
+
 /** Everything the control plane persists. */
 export interface Store {
   readonly kind: 'sqlite' | 'postgres'
@@ -504,6 +526,7 @@ export interface Store {
   trustedIssuers: TrustedIssuerRepo
   gatewayAcks: GatewayAckRepo
   consoleLogouts: ConsoleLogoutRepo
+  kpis: KpiRepo
   /**
    * Runs `fn` only if this process wins the named cluster-wide lock (PostgreSQL
    * advisory lock; in-process mutex on SQLite). Resolves `{ ran: false }` when

@@ -620,6 +620,24 @@ export function storeContract(name: string, create: () => Promise<StoreHandle>, 
       assert.equal(await s.consoleLogouts.has('sid-a'), true, 'a purged id can be recorded again')
     }))
 
+    test('kpi counts: add sums into rows, concurrent adds from two stores all count, read takes totals and recent slots, prune drops old history only', () => withStore(async (s, h) => {
+      await s.kpis.add([])
+      await s.kpis.add([{ tenant: '', slot: 0, metric: 'issued', n: 2 }, { tenant: '', slot: 100, metric: 'issued', n: 2 }, { tenant: 'acme', slot: 100, metric: 'decision.allow', n: 5 }])
+      await s.kpis.add([{ tenant: '', slot: 0, metric: 'issued', n: 3 }, { tenant: '', slot: 90, metric: 'issued', n: 7 }])
+      const other = h.reopen ? await h.reopen() : s
+      // Each add locks its rows in one order: overlapping concurrent batches from two stores wait for one another, none is lost.
+      await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? other : s).kpis.add([
+        { tenant: 'acme', slot: 100, metric: 'decision.allow', n: 1 }, { tenant: '', slot: 0, metric: 'issued', n: 1 }, { tenant: '', slot: 100, metric: 'issued', n: 1 },
+      ].sort(() => (i % 3) - 1))))
+      const byKey = (rows: Array<{ tenant: string; slot: number; metric: string; n: number }>) => Object.fromEntries(rows.map((r) => [`${r.tenant}/${r.slot}/${r.metric}`, r.n]))
+      assert.deepEqual(byKey(await other.kpis.read('', 95)), { '/0/issued': 13, '/100/issued': 10 }, 'slot 90 is before fromSlot; totals always come')
+      assert.deepEqual(byKey(await s.kpis.read('', 0)), { '/0/issued': 13, '/90/issued': 7, '/100/issued': 10 })
+      assert.deepEqual(byKey(await s.kpis.read('acme', 0)), { 'acme/100/decision.allow': 13 })
+      assert.deepEqual(await s.kpis.read('nobody', 0), [])
+      assert.equal(await s.kpis.prune(100), 1, 'slot 90 only: totals and newer slots stay')
+      assert.deepEqual(byKey(await s.kpis.read('', 0)), { '/0/issued': 13, '/100/issued': 10 })
+    }))
+
     test('tryWithLock: a second concurrent holder gets {ran:false}, without waiting', () => withStore(async (s, h) => {
       const g = gate()
       const first = s.tryWithLock('keys.rotate', async () => { g.enter(); await g.released; return 'first' })

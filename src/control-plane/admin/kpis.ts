@@ -1,33 +1,45 @@
 /**
- * Live KPIs (`GET /admin/v1/kpis`, DESIGN.md "Audit"): in-memory counters of
- * this control plane, fed by the token endpoint and the revocation routes;
- * replay attempts, decisions and would-deny counts are added by whoever
- * receives gateway reports (`recordReplay`, `recordDecision`).
+ * Live KPIs (`GET /admin/v1/kpis`, DESIGN.md "Audit"), cluster-wide: every
+ * control plane counts what it sees (token issuances, revocations, gateway
+ * reports of decisions, would-deny and replays) and adds it to counters in
+ * the shared store (`kpi_counts`: per tenant, per 10-second slot and as
+ * all-time totals), so whichever control plane a console or a gateway talks
+ * to, every one of them answers the same figures. The token endpoint's hot
+ * path only bumps an in-memory delta; deltas reach the store about once a
+ * second, and at once before this control plane answers `GET /kpis` or
+ * acknowledges a gateway report.
  */
 import type { FastifyInstance } from 'fastify'
 import type { ControlPlaneDeps } from '../deps.js'
 import { InvalidRequest } from '../../errors.js'
+import type { Clock } from '../../lib/clock.js'
+import type { Logger } from '../../observability/logger.js'
+import type { KpiCount, Store } from '../../store/types.js'
 import { TAGS, allow, query, type JsonSchema } from './schemas.js'
 
-const WINDOW_SECONDS = 10
+/** Issuance TPS is the rate over the current 10-second slot and the five before it (50 to 60 s of tokens). */
+export const TPS_WINDOW_SECONDS = 60
 /** History resolution and depth: one hour of 10-second buckets (the console's charts). */
 const HISTORY_BUCKET_MS = 10_000
 const HISTORY_BUCKETS = 360
-/** Decision kinds and would-deny keys kept per book: a bound on what gateway reports can add. */
+const TPS_SLOTS = TPS_WINDOW_SECONDS / (HISTORY_BUCKET_MS / 1000)
+/** Decision kinds and would-deny keys answered: a bound on what gateway reports can add. */
 const MAX_KINDS = 32
 const KIND_RE = /^[a-z][a-z0-9_]{0,31}$/
 const MAX_DELTA = 1_000_000_000
 const TENANT_RE = /^[A-Za-z0-9._-]{1,128}$/
+/** The rows' tenant for figures over every tenant (no tenant id is empty). */
+const ALL = ''
+/** Slot 0 holds the all-time totals. */
+const TOTALS = 0
+const FLUSH_MS = 1000
+/** History older than this many slots (plus a margin) is pruned, once a minute. */
+const PRUNE_EVERY_FLUSHES = 60
+/** Bound on distinct rows waiting for the store (an outage of the store must not grow memory without end). */
+const MAX_PENDING = 50_000
 
-/** One history bucket of `KpiHistory`. */
-interface HistoryBucket {
-  issued: number
-  lifetimeSum: number
-  revocations: number
-  replayAttempts: number
-  decisions: Record<string, number>
-  wouldDeny: number
-}
+/** Metric names in `kpi_counts`. */
+const M = { issued: 'issued', lifetime: 'lifetime_seconds', revocations: 'revocations', replays: 'replay_attempts', decision: 'decision.', wouldDeny: 'would_deny.' } as const
 
 /** The `history` member of `GET /admin/v1/kpis?history=1`: per-bucket series, oldest first, ending with the current bucket. */
 export interface KpiHistory {
@@ -41,6 +53,21 @@ export interface KpiHistory {
   replay_attempts: number[]
   decisions: Record<string, number[]>
   would_deny: number[]
+}
+
+/** The `GET /admin/v1/kpis` body. */
+export interface KpiSnapshot {
+  issuance_tps: number
+  issuance_tps_window_seconds: number
+  avg_token_lifetime_seconds: number
+  tokens_issued: number
+  revocations: number
+  replay_attempts: number
+  decisions: Record<string, number>
+  would_deny: Record<string, number>
+  /** Pending, unexpired approval requests (from the store: the same on every control plane). */
+  approvals_open: number
+  history?: KpiHistory
 }
 
 /** Decision, would-deny and replay deltas (of one gateway, optionally of one tenant). */
@@ -60,155 +87,170 @@ export interface GatewayStatsReport extends StatsDeltas {
   tenants?: Record<string, StatsDeltas>
 }
 
-/** Bound on the tenants tracked per book and per report. */
-const MAX_TENANTS = 10_000
+/** Bound on the tenants per report. */
 const MAX_REPORT_TENANTS = 1_000
 
-/** In-memory KPI counters of one control plane. All times in epoch ms. */
+/**
+ * One control plane's side of the cluster-wide KPIs: records into pending
+ * deltas, flushes them to the store (single flight; a failed flush keeps its
+ * deltas for the next one), and reads the cluster's figures back. Times in
+ * epoch ms from the control plane's clock.
+ */
 export class KpiBook {
-  // Issuances per second over the last WINDOW_SECONDS, as a ring of one-second buckets.
-  private readonly buckets = new Float64Array(WINDOW_SECONDS)
-  private readonly bucketSecond = new Float64Array(WINDOW_SECONDS).fill(-1)
-  private lifetimeSum = 0
-  private issued = 0
-  revocations = 0
-  replayAttempts = 0
-  readonly decisions: Record<string, number> = {}
-  readonly wouldDeny: Record<string, number> = {}
-  private readonly history: Array<{ slot: number; b: HistoryBucket } | undefined> = new Array(HISTORY_BUCKETS)
-  /** Latest report time (epoch ms) per gateway id, bounded. */
-  readonly gateways = new Map<string, number>()
-  private readonly tenants = new Map<string, KpiBook>()
+  private pending = new Map<string, KpiCount>()
+  private flushing: Promise<void> | null = null
+  private timer: NodeJS.Timeout | null = null
+  private flushes = 0
+  private closed = false
 
-  /** The book of one tenant (created on first use; past MAX_TENANTS a throwaway one, so a flood cannot grow memory). */
-  tenant(id: string): KpiBook {
-    let b = this.tenants.get(id)
-    if (b === undefined) {
-      b = new KpiBook()
-      if (this.tenants.size < MAX_TENANTS) this.tenants.set(id, b)
-    }
-    return b
-  }
+  constructor(private readonly store: Store, private readonly clock: Clock, private readonly logger?: Logger) {}
 
-  /** The book of a tenant if it has one. */
-  tenantIfAny(id: string): KpiBook | undefined {
-    return this.tenants.get(id)
-  }
-
-  private bucket(now: number): HistoryBucket {
+  private add(tenant: string | undefined, now: number, metric: string, n: number): void {
+    if (n <= 0 || this.closed) return
     const slot = Math.floor(now / HISTORY_BUCKET_MS)
-    const i = slot % HISTORY_BUCKETS
-    let h = this.history[i]
-    if (h === undefined || h.slot !== slot) {
-      h = { slot, b: { issued: 0, lifetimeSum: 0, revocations: 0, replayAttempts: 0, decisions: {}, wouldDeny: 0 } }
-      this.history[i] = h
+    for (const t of tenant === undefined ? [ALL] : [ALL, tenant]) {
+      for (const s of [TOTALS, slot]) {
+        const key = `${t}\n${s}\n${metric}`
+        const c = this.pending.get(key)
+        if (c !== undefined) c.n += n
+        else if (this.pending.size < MAX_PENDING) this.pending.set(key, { tenant: t, slot: s, metric, n })
+      }
     }
-    return h.b
+    this.timer ??= setInterval(() => { void this.tick() }, FLUSH_MS).unref()
   }
 
-  /** One access token issued with `lifetimeSeconds` (to `tenant`, when given: counted in its book too). */
+  /** One access token issued with `lifetimeSeconds` (to `tenant`, when given: counted for it too). */
   recordIssued(now: number, lifetimeSeconds: number, tenant?: string): void {
-    if (tenant !== undefined) this.tenant(tenant).recordIssued(now, lifetimeSeconds)
-    const s = Math.floor(now / 1000)
-    const i = s % WINDOW_SECONDS
-    if (this.bucketSecond[i] !== s) {
-      this.bucketSecond[i] = s
-      this.buckets[i] = 0
+    this.add(tenant, now, M.issued, 1)
+    this.add(tenant, now, M.lifetime, Math.max(0, Math.round(lifetimeSeconds)))
+  }
+
+  /** One revocation accepted. */
+  recordRevocation(now: number = this.clock.now(), tenant?: string): void {
+    this.add(tenant, now, M.revocations, 1)
+  }
+
+  /**
+   * Stores one gateway report (already validated by `parseGatewayStats`)
+   * straight away, not through the pending deltas: when the write fails the
+   * caller answers an error and the gateway keeps its deltas for its next
+   * report, so nothing is counted twice. The report's totals go to every
+   * tenant's figures, its per-tenant deltas to each tenant's.
+   */
+  async recordGatewayStats(report: GatewayStatsReport, now: number): Promise<void> {
+    const slot = Math.floor(now / HISTORY_BUCKET_MS)
+    const rows: KpiCount[] = []
+    const put = (tenant: string, d: StatsDeltas): void => {
+      const one = (metric: string, n: number): void => {
+        if (n > 0) for (const s of [TOTALS, slot]) rows.push({ tenant, slot: s, metric, n })
+      }
+      for (const [k, n] of Object.entries(d.decisions)) one(M.decision + k, n)
+      for (const [k, n] of Object.entries(d.would_deny)) one(M.wouldDeny + k, n)
+      one(M.replays, d.replay_attempts)
     }
-    this.buckets[i]! += 1
-    this.issued += 1
-    this.lifetimeSum += lifetimeSeconds
-    const h = this.bucket(now)
-    h.issued += 1
-    h.lifetimeSum += lifetimeSeconds
+    put(ALL, report)
+    for (const [t, d] of Object.entries(report.tenants ?? {})) put(t, d)
+    await this.store.kpis.add(rows)
   }
 
-  /** One revocation accepted; `now` (epoch ms) places it in the history. */
-  recordRevocation(now: number = Date.now(), tenant?: string): void {
-    if (tenant !== undefined) this.tenant(tenant).recordRevocation(now)
-    this.revocations += 1
-    this.bucket(now).revocations += 1
+  private async tick(): Promise<void> {
+    await this.flush().catch((err: unknown) => this.logger?.warn({ err }, 'KPI counts not stored yet (kept for the next try)'))
+    if (++this.flushes % PRUNE_EVERY_FLUSHES === 0) {
+      const before = Math.floor(this.clock.now() / HISTORY_BUCKET_MS) - HISTORY_BUCKETS - TPS_SLOTS
+      await this.store.kpis.prune(before).catch(() => {})
+    }
   }
 
-  recordReplay(n = 1, now: number = Date.now()): void {
-    this.replayAttempts += n
-    this.bucket(now).replayAttempts += n
+  /** Writes the pending deltas to the store; resolves once they (and any flush under way) are stored. */
+  async flush(): Promise<void> {
+    while (this.flushing !== null) await this.flushing.catch(() => {})
+    if (this.pending.size === 0) return
+    const batch = this.pending
+    this.pending = new Map()
+    const run = this.store.kpis.add([...batch.values()]).catch((err: unknown) => {
+      // Kept for the next flush, merged with what was counted meanwhile.
+      for (const [key, c] of batch) {
+        const cur = this.pending.get(key)
+        if (cur !== undefined) cur.n += c.n
+        else if (this.pending.size < MAX_PENDING) this.pending.set(key, c)
+      }
+      throw err
+    }).finally(() => { this.flushing = null })
+    this.flushing = run
+    await run
   }
 
-  /** A gateway decision (`allow`, `deny`, …); `wouldDeny` for shadow-mode denials, keyed by decision or tenant as the reporter chooses. */
-  recordDecision(decision: string, n = 1, wouldDenyKey?: string, now: number = Date.now()): void {
-    if (!(decision in this.decisions) && Object.keys(this.decisions).length >= MAX_KINDS) return
-    this.decisions[decision] = (this.decisions[decision] ?? 0) + n
-    const h = this.bucket(now)
-    h.decisions[decision] = (h.decisions[decision] ?? 0) + n
-    if (wouldDenyKey !== undefined) this.recordWouldDeny(wouldDenyKey, n, now)
+  /** Stops the timer and stores what is pending. */
+  async close(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer)
+    this.timer = null
+    await this.flush().catch((err: unknown) => this.logger?.warn({ err }, 'KPI counts lost at shutdown'))
+    this.closed = true
   }
 
-  /** Shadow-mode decisions that would have refused the call, keyed by decision kind. */
-  recordWouldDeny(key: string, n = 1, now: number = Date.now()): void {
-    if (!(key in this.wouldDeny) && Object.keys(this.wouldDeny).length >= MAX_KINDS) return
-    this.wouldDeny[key] = (this.wouldDeny[key] ?? 0) + n
-    this.bucket(now).wouldDeny += n
-  }
-
-  /** Adds one gateway report (already validated by `parseGatewayStats`). */
-  recordGatewayStats(report: GatewayStatsReport, now: number): void {
-    this.addDeltas(report, now)
-    for (const [t, d] of Object.entries(report.tenants ?? {})) this.tenant(t).addDeltas(d, now)
-    if (this.gateways.has(report.gateway_id) || this.gateways.size < 1000) this.gateways.set(report.gateway_id, now)
-  }
-
-  private addDeltas(d: StatsDeltas, now: number): void {
-    for (const [k, n] of Object.entries(d.decisions)) if (n > 0) this.recordDecision(k, n, undefined, now)
-    for (const [k, n] of Object.entries(d.would_deny)) if (n > 0) this.recordWouldDeny(k, n, now)
-    if (d.replay_attempts > 0) this.recordReplay(d.replay_attempts, now)
-  }
-
-  /** The last hour as 10-second buckets, oldest first. */
-  historySnapshot(now: number): KpiHistory {
+  /**
+   * The cluster's figures, for every tenant (`tenant` null) or one tenant,
+   * after storing this control plane's pending deltas; with the last hour as
+   * 10-second buckets when `withHistory`.
+   */
+  async snapshot(tenant: string | null, withHistory = false): Promise<KpiSnapshot> {
+    await this.flush().catch((err: unknown) => this.logger?.warn({ err }, 'KPI counts not stored yet (kept for the next try)'))
+    const now = this.clock.now()
     const last = Math.floor(now / HISTORY_BUCKET_MS)
-    const first = last - HISTORY_BUCKETS + 1
-    const out: KpiHistory = { bucket_seconds: HISTORY_BUCKET_MS / 1000, start: first * HISTORY_BUCKET_MS, issued: [], avg_token_lifetime_seconds: [], revocations: [], replay_attempts: [], decisions: {}, would_deny: [] }
-    for (const k of Object.keys(this.decisions)) out.decisions[k] = []
-    for (let slot = first; slot <= last; slot++) {
-      const h = this.history[slot % HISTORY_BUCKETS]
-      const b = h !== undefined && h.slot === slot ? h.b : undefined
-      out.issued.push(b?.issued ?? 0)
-      out.avg_token_lifetime_seconds.push(b && b.issued > 0 ? Math.round((b.lifetimeSum / b.issued) * 100) / 100 : 0)
-      out.revocations.push(b?.revocations ?? 0)
-      out.replay_attempts.push(b?.replayAttempts ?? 0)
-      out.would_deny.push(b?.wouldDeny ?? 0)
-      for (const k of Object.keys(out.decisions)) out.decisions[k]!.push(b?.decisions[k] ?? 0)
+    const first = withHistory ? last - HISTORY_BUCKETS + 1 : last - TPS_SLOTS + 1
+    const [rows, approvalsOpen] = await Promise.all([
+      this.store.kpis.read(tenant ?? ALL, first),
+      this.store.approvals.countOpen({ ...(tenant !== null ? { tenant } : {}), now }),
+    ])
+    const totals = new Map<string, number>()
+    const bySlot = new Map<number, Map<string, number>>()
+    for (const r of rows) {
+      if (r.slot === TOTALS) totals.set(r.metric, r.n)
+      else if (r.slot >= first && r.slot <= last) {
+        let m = bySlot.get(r.slot)
+        if (m === undefined) bySlot.set(r.slot, m = new Map())
+        m.set(r.metric, r.n)
+      }
+    }
+    const kinds = (prefix: string): Record<string, number> => {
+      const entries = [...totals].filter(([k, n]) => k.startsWith(prefix) && n > 0).map(([k, n]) => [k.slice(prefix.length), n] as const)
+      entries.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+      return Object.fromEntries(entries.slice(0, MAX_KINDS))
+    }
+    let recent = 0
+    for (let s = last - TPS_SLOTS + 1; s <= last; s++) recent += bySlot.get(s)?.get(M.issued) ?? 0
+    const spanSeconds = (now - (last - TPS_SLOTS + 1) * HISTORY_BUCKET_MS) / 1000
+    const issued = totals.get(M.issued) ?? 0
+    const out: KpiSnapshot = {
+      issuance_tps: Math.round((recent / spanSeconds) * 1000) / 1000,
+      issuance_tps_window_seconds: TPS_WINDOW_SECONDS,
+      avg_token_lifetime_seconds: issued === 0 ? 0 : Math.round(((totals.get(M.lifetime) ?? 0) / issued) * 100) / 100,
+      tokens_issued: issued,
+      revocations: totals.get(M.revocations) ?? 0,
+      replay_attempts: totals.get(M.replays) ?? 0,
+      decisions: kinds(M.decision),
+      would_deny: kinds(M.wouldDeny),
+      approvals_open: approvalsOpen,
+    }
+    if (withHistory) {
+      const h: KpiHistory = { bucket_seconds: HISTORY_BUCKET_MS / 1000, start: first * HISTORY_BUCKET_MS, issued: [], avg_token_lifetime_seconds: [], revocations: [], replay_attempts: [], decisions: {}, would_deny: [] }
+      for (const k of Object.keys(out.decisions)) h.decisions[k] = []
+      for (let slot = first; slot <= last; slot++) {
+        const b = bySlot.get(slot)
+        const get = (metric: string): number => b?.get(metric) ?? 0
+        const n = get(M.issued)
+        h.issued.push(n)
+        h.avg_token_lifetime_seconds.push(n > 0 ? Math.round((get(M.lifetime) / n) * 100) / 100 : 0)
+        h.revocations.push(get(M.revocations))
+        h.replay_attempts.push(get(M.replays))
+        let wd = 0
+        if (b !== undefined) for (const [k, v] of b) if (k.startsWith(M.wouldDeny)) wd += v
+        h.would_deny.push(wd)
+        for (const k of Object.keys(h.decisions)) h.decisions[k]!.push(get(M.decision + k))
+      }
+      out.history = h
     }
     return out
-  }
-
-  /** Tokens issued in the last 10 s (excluding the current partial second's future) / 10. */
-  issuanceTps(now: number): number {
-    const s = Math.floor(now / 1000)
-    let n = 0
-    for (let i = 0; i < WINDOW_SECONDS; i++) {
-      const b = this.bucketSecond[i]!
-      if (b > s - WINDOW_SECONDS && b <= s) n += this.buckets[i]!
-    }
-    return n / WINDOW_SECONDS
-  }
-
-  avgTokenLifetimeSeconds(): number {
-    return this.issued === 0 ? 0 : this.lifetimeSum / this.issued
-  }
-
-  /** The `GET /admin/v1/kpis` body. */
-  snapshot(now: number): { issuance_tps: number; avg_token_lifetime_seconds: number; tokens_issued: number; revocations: number; replay_attempts: number; decisions: Record<string, number>; would_deny: Record<string, number> } {
-    return {
-      issuance_tps: this.issuanceTps(now),
-      avg_token_lifetime_seconds: Math.round(this.avgTokenLifetimeSeconds() * 100) / 100,
-      tokens_issued: this.issued,
-      revocations: this.revocations,
-      replay_attempts: this.replayAttempts,
-      decisions: { ...this.decisions },
-      would_deny: { ...this.wouldDeny },
-    }
   }
 }
 
@@ -218,7 +260,7 @@ const books = new WeakMap<ControlPlaneDeps, KpiBook>()
 export function kpiBook(deps: ControlPlaneDeps): KpiBook {
   let b = books.get(deps)
   if (!b) {
-    b = new KpiBook()
+    b = new KpiBook(deps.store, deps.clock, deps.logger)
     books.set(deps, b)
   }
   return b
@@ -300,20 +342,18 @@ const StatsBody: JsonSchema = {
  */
 export async function kpiRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
   const book = kpiBook(deps)
-  app.get('/kpis', { config: allow(['admin']), schema: { tags: [TAGS.kpis], summary: 'Issuance TPS, token lifetime, revocations, replay attempts, decisions (a tenant admin: its tenant)', querystring: KpiQuery } }, async (request, reply) => {
+  app.addHook('onClose', async () => { await book.close() })
+  app.get('/kpis', { config: allow(['admin']), schema: { tags: [TAGS.kpis], summary: 'Issuance TPS, token lifetime, revocations, replay attempts, decisions, open approvals: the cluster\'s figures (a tenant admin: its tenant)', querystring: KpiQuery } }, async (request, reply) => {
     reply.header('cache-control', 'no-store')
-    const now = deps.clock.now()
     const q = (request.query ?? {}) as Record<string, unknown>
     // A tenant admin sees its own tenant's KPIs, never the global ones.
-    const t = request.adminPrincipal!.tenant
-    const b = t === null ? book : book.tenantIfAny(t) ?? new KpiBook()
-    if (q.history === '1') return { ...b.snapshot(now), history: b.historySnapshot(now) }
-    return b.snapshot(now)
+    return book.snapshot(request.adminPrincipal!.tenant, q.history === '1')
   })
   // No console session: only gateways (or automation with a global token) report stats.
-  app.post('/gateways/stats', { config: allow(['gateway', 'admin'], { sessions: false, globalOnly: 'gateway stats need a global gateway token' }), schema: { tags: [TAGS.kpis], summary: 'A gateway reports decision, would-deny and replay deltas', body: StatsBody } }, async (request, reply) => {
+  app.post('/gateways/stats', { config: allow(['gateway', 'admin'], { sessions: false, globalOnly: 'gateway stats need a global gateway token' }), schema: { tags: [TAGS.kpis], summary: 'A gateway reports decision, would-deny and replay deltas (stored before the answer: every control plane counts them)', body: StatsBody } }, async (request, reply) => {
     const report = parseGatewayStats(request.body)
-    book.recordGatewayStats(report, deps.clock.now())
+    // Stored before the 204: a failed write is a 503 and the gateway keeps its deltas for its next report.
+    await book.recordGatewayStats(report, deps.clock.now())
     return reply.code(204).send()
   })
 }

@@ -248,7 +248,6 @@ export class ApprovalService {
     await this.deps.audit.append({ ...requested, data: { ...requested.data, note } })
     await this.deps.store.approvals.create(approval)
     this.deps.metrics?.approvalsOpened.inc()
-    this.deps.metrics?.approvalsOpen.inc()
     this.deps.notifier?.notify(approval, maskParams(input.params, input.mask ?? []))
     return { approval, reused: false, statusUrl: this.statusUrl(approval.id), note }
   }
@@ -341,7 +340,6 @@ export class ApprovalService {
     }
     await this.deps.audit.append({ type: `approval.${status}`, tenant: approval.tenant, actor: who.actor, subject: id, data: { via: input.via, reason, group: approval.group, tool: approval.tool, agent_id: approval.agentId, params_hash: approval.paramsHash, policy_version: approval.policyVersion, approver: who.approver } })
     this.deps.metrics?.approvalsDecided.inc({ status })
-    this.deps.metrics?.approvalsOpen.dec()
     this.wake(id)
     const minted = mintOverrideToken(this.deps.keys, this.deps.config, decided, now)
     return { approval: decided, overrideToken: minted?.token ?? null }
@@ -471,7 +469,6 @@ export class ApprovalService {
         for (const a of expired) {
           await this.deps.audit.append({ type: 'approval.expired', tenant: a.tenant, actor: 'system', subject: a.id, data: { tool: a.tool, agent_id: a.agentId, group: a.group, expires_at: a.expiresAt } })
           this.deps.metrics?.approvalsDecided.inc({ status: 'expired' })
-          this.deps.metrics?.approvalsOpen.dec()
           this.wake(a.id)
         }
         n = expired.length

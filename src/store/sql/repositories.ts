@@ -1,5 +1,5 @@
 /**
- * The 13 repositories of both SQL stores, written once: every statement's
+ * The 14 repositories of both SQL stores, written once: every statement's
  * text and every update's merge live here, run by an executor (executor.ts)
  * on SQLite or PostgreSQL. Where the databases differ, a named dialect hook
  * says so (row locks, serializing locks, revocation sequence reads, the
@@ -12,7 +12,7 @@
  */
 import { NotFound } from '../../errors.js'
 import type {
-  AdminTokenRepo, Agent, AgentRepo, ApprovalRepo, AuditRepo, ConsoleLogoutRepo, CredentialRepo, GatewayAckRepo, KeyRepo,
+  AdminTokenRepo, Agent, AgentRepo, ApprovalRepo, AuditRepo, ConsoleLogoutRepo, CredentialRepo, GatewayAckRepo, KeyRepo, KpiRepo,
   ManifestRepo, PolicyBundle, PolicyRepo, Revocation, RevocationRepo, SigningKey, Store, Tenant, TenantRepo,
   TrustedIssuerRepo, DecisionRepo,
 } from '../types.js'
@@ -301,10 +301,11 @@ function approvalRepo(sql: Sql): ApprovalRepo {
       return sql.all(`SELECT * FROM approvals${whereOf(where)} ORDER BY created_at DESC, id LIMIT ?`, args, T.approvals.fromRow)
     },
     countOpen: async (f) => {
-      const text = `SELECT COUNT(*) AS n FROM approvals WHERE tenant = ?${f.agentId !== undefined ? ' AND agent_id = ?' : ''}
-        AND status = 'pending' AND expires_at > ?`
-      const args = f.agentId !== undefined ? [f.tenant, f.agentId, f.now] : [f.tenant, f.now]
-      return (await sql.one(text, args, (r) => Number(r.n))) ?? 0
+      const where = ["status = 'pending'", 'expires_at > ?']
+      const args: unknown[] = [f.now]
+      if (f.tenant !== undefined) { where.push('tenant = ?'); args.push(f.tenant) }
+      if (f.agentId !== undefined) { where.push('agent_id = ?'); args.push(f.agentId) }
+      return (await sql.one(`SELECT COUNT(*) AS n FROM approvals${whereOf(where)}`, args, (r) => Number(r.n))) ?? 0
     },
     // One conditional UPDATE: a second decision finds the row no longer pending.
     decide: (id, d) => sql.one(
@@ -354,6 +355,24 @@ function consoleLogoutRepo(sql: Sql): ConsoleLogoutRepo {
   })
 }
 
+function kpiRepo(sql: Sql): KpiRepo {
+  const add = `INSERT INTO kpi_counts (tenant, slot, metric, n) VALUES (?, ?, ?, ?)
+    ON CONFLICT (tenant, slot, metric) DO UPDATE SET n = kpi_counts.n + excluded.n`
+  return guarded<KpiRepo>('kpi count', {
+    add: async (counts) => {
+      if (counts.length === 0) return
+      // Rows locked in one order by every control plane: concurrent flushes wait, never deadlock.
+      const sorted = [...counts].sort((a, b) => (a.tenant < b.tenant ? -1 : a.tenant > b.tenant ? 1 : a.slot - b.slot || (a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0)))
+      await sql.tx(function* () {
+        for (const c of sorted) yield* run(add, [c.tenant, c.slot, c.metric, c.n])
+      })
+    },
+    read: (tenant, fromSlot) => sql.all('SELECT tenant, slot, metric, n FROM kpi_counts WHERE tenant = ? AND (slot = 0 OR slot >= ?)', [tenant, fromSlot],
+      (r) => ({ tenant: String(r.tenant), slot: Number(r.slot), metric: String(r.metric), n: Number(r.n) })),
+    prune: (beforeSlot) => sql.run('DELETE FROM kpi_counts WHERE slot > 0 AND slot < ?', [beforeSlot]),
+  })
+}
+
 /**
  * A store over one SQL executor: the repositories are the same for every
  * database; a subclass brings the connection, `tryWithLock` and `close`.
@@ -374,6 +393,7 @@ export abstract class SqlStore implements Store {
   readonly trustedIssuers: TrustedIssuerRepo
   readonly gatewayAcks: GatewayAckRepo
   readonly consoleLogouts: ConsoleLogoutRepo
+  readonly kpis: KpiRepo
 
   constructor(sql: Sql) {
     this.tenants = tenantRepo(sql)
@@ -390,6 +410,7 @@ export abstract class SqlStore implements Store {
     this.trustedIssuers = trustedIssuerRepo(sql)
     this.gatewayAcks = gatewayAckRepo(sql)
     this.consoleLogouts = consoleLogoutRepo(sql)
+    this.kpis = kpiRepo(sql)
   }
 
   abstract tryWithLock<R>(name: string, fn: () => Promise<R>): Promise<{ ran: true; value: R } | { ran: false }>
