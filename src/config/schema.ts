@@ -96,6 +96,14 @@ export const CONFIG_KEYS = [
   // Audit
   { path: 'audit.checkpointIntervalMs', type: 'integer', default: 1000, min: 10, doc: 'How often each writer signs its chain head.' },
 
+  // Decision log
+  { path: 'decisionLog.enabled', type: 'boolean', default: true, doc: 'Gateway: upload every decision (and refusal) to the control plane\'s decision log (GET /admin/v1/decisions).' },
+  { path: 'decisionLog.bufferSize', type: 'integer', default: 10000, min: 1, doc: 'Gateway: decisions held while waiting for an upload; past it they are dropped and counted (aegis_decision_log_dropped_total).' },
+  { path: 'decisionLog.batchSize', type: 'integer', default: 500, min: 1, max: 1000, doc: 'Gateway: decisions per upload (gzip JSON; the control plane takes at most 1000).' },
+  { path: 'decisionLog.flushIntervalMs', type: 'integer', default: 1000, min: 10, doc: 'Gateway: longest time a decision waits before its batch is uploaded (a full batch goes at once).' },
+  { path: 'decisionLog.retentionHours', type: 'integer', default: 168, min: 1, doc: 'Control plane: decisions older than this are deleted.' },
+  { path: 'decisionLog.pruneIntervalSeconds', type: 'integer', default: 60, min: 1, doc: 'Control plane: how often expired decisions are deleted (one control plane at a time).' },
+
   // Gateway
   { path: 'gateway.routes', type: 'json', default: [] as RouteConfig[], env: 'AEGIS_ROUTES', doc: 'Reverse-proxy / MCP routes: [{"path","upstream","mode":"proxy"|"mcp","tool"}].' },
   { path: 'gateway.shadow', type: 'boolean', default: false, doc: 'Compute and audit decisions but enforce none (enforced: false).' },

@@ -16,6 +16,7 @@ import { ControlPlaneClient } from './control-plane-client.js'
 import { LogDecisionSink, TeeDecisionSink } from './decision-sink.js'
 import { DecisionSpanSink, GatewayStatsReporter } from './stats-reporter.js'
 import { CandidateDiffReporter } from './candidate-reporter.js'
+import { DecisionLogUploader } from './decision-log/uploader.js'
 import { continueTraceContext } from '../observability/request-context.js'
 import type { DecisionSink, GatewayDeps, GatewayTuning } from './deps.js'
 import { AckReporter } from './feed/acks.js'
@@ -147,6 +148,9 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   closers.push(() => stats.close())
   const candidates = new CandidateDiffReporter(client, gatewayId, logger)
   closers.push(() => candidates.close())
+  const dl = config.decisionLog
+  const decisionLog = dl.enabled ? new DecisionLogUploader(client, gatewayId, logger, metrics.registry, { bufferSize: dl.bufferSize, batchSize: dl.batchSize, flushIntervalMs: dl.flushIntervalMs }) : null
+  if (decisionLog) closers.push(() => decisionLog.close())
   const deps: GatewayDeps = {
     config,
     logger,
@@ -159,8 +163,8 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
     state,
     manifests,
     policyCompiler,
-    // Every decision also becomes a span, a KPI delta and (with a candidate bundle) a diff sample on the control plane.
-    decisions: new TeeDecisionSink([baseSink, new DecisionSpanSink(), stats, candidates]),
+    // Every decision also becomes a span, a KPI delta, (with a candidate bundle) a diff sample and a decision-log record on the control plane.
+    decisions: new TeeDecisionSink([baseSink, new DecisionSpanSink(), stats, candidates, ...(decisionLog ? [decisionLog] : [])]),
     approvals: overrides.approvals ?? noApprovals,
     redisHealth,
     tuning,

@@ -80,6 +80,12 @@ export interface GatewayAuditEvent {
   candidate?: { version: string; decision: Decision; readonly sample?: CandidateSample }
   /** Pipeline latency of a `decision` (ms), for its trace span. */
   latency_ms?: number
+  /**
+   * The call's parameters with the decision's sanitize obligations applied
+   * (`decision` events), for the decision log. Set non-enumerable, as
+   * `candidate.sample` is, so log lines and spans never carry parameters.
+   */
+  readonly params?: Record<string, unknown>
 }
 
 /** What a candidate-diff sample needs beyond the event (see `GatewayAuditEvent.candidate`). */

@@ -9,6 +9,7 @@ import type { ControlPlaneDeps } from '../deps.js'
 import { adminTokenRoutes } from './admin-tokens.js'
 import { agentRoutes } from './agents.js'
 import { credentialRoutes } from './credentials.js'
+import { decisionRoutes } from './decisions.js'
 import { feedRoutes } from './feed.js'
 import { kpiRoutes } from './kpis.js'
 import { manifestRoutes } from './manifests.js'
@@ -38,4 +39,5 @@ export async function adminRoutes(app: FastifyInstance, deps: ControlPlaneDeps):
   await revocationRoutes(app, deps)
   await feedRoutes(app, deps)
   await kpiRoutes(app, deps)
+  await decisionRoutes(app, deps)
 }

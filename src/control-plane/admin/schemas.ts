@@ -96,6 +96,7 @@ export const TAGS = {
   feed: 'gateway-feed',
   approvals: 'approvals',
   audit: 'audit',
+  decisions: 'decisions',
   keys: 'keys',
   kpis: 'kpis',
   meta: 'meta',

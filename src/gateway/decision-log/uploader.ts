@@ -1,0 +1,299 @@
+/**
+ * The gateway side of the decision log (DESIGN.md "Audit"): every gateway
+ * audit event (decisions, shadow would-denies, refused and replayed tokens,
+ * outages) is uploaded in gzip batches to the control plane's
+ * `POST /admin/v1/decisions`, as OPA's decision-log plugin uploads to a log
+ * service. The request path only appends to a bounded buffer; what does not
+ * fit is dropped and counted (`aegis_decision_log_dropped_total`).
+ */
+import { randomBytes } from 'node:crypto'
+import { gzip, constants as zlibConstants } from 'node:zlib'
+import { isSpanContextValid, trace } from '@opentelemetry/api'
+import { Counter, type Registry } from 'prom-client'
+import type { Logger } from '../../observability/logger.js'
+import { outgoingContext } from '../../observability/request-context.js'
+import { sanitizeSampleParams } from '../candidate-reporter.js'
+import type { DecisionSink, GatewayAuditEvent } from '../deps.js'
+
+/** What the uploader needs from the control-plane client (control-plane-client.ts). */
+export interface UploadTarget {
+  url(path: string): string
+  headers(extra?: Record<string, string>): Record<string, string>
+}
+
+/** Bounds and timing; the first three come from `decisionLog.*` in the config. */
+export interface DecisionLogOptions {
+  /** Events held (buffered and in the upload under way); past it new ones are dropped and counted. */
+  bufferSize: number
+  /** Events per upload (the control plane takes at most 1000). */
+  batchSize: number
+  /** Longest wait before a partial batch is uploaded (ms). */
+  flushIntervalMs: number
+  /** Backoff after a failed upload (ms), doubled up to `backoffMaxMs`, with jitter; default 250 ms to 5 s. */
+  backoffInitialMs?: number
+  backoffMaxMs?: number
+  /** Per-upload timeout (ms); default 10 s. */
+  timeoutMs?: number
+}
+
+const UPLOAD_PATH = '/admin/v1/decisions'
+/** Uncompressed JSON per upload: below the control plane's decompressed bound (8 MiB) and, even incompressible, its compressed one. */
+const MAX_BATCH_JSON_BYTES = 4 * 1024 * 1024
+/** A Retry-After longer than this is not believed (a misconfigured proxy would otherwise stall the log). */
+const MAX_RETRY_AFTER_MS = 5 * 60_000
+const TRACE_ID_RE = /^[0-9a-f]{32}$/
+
+/** One upload, built once so that every retry sends the same records with the same ids. */
+interface Batch {
+  body: Buffer
+  count: number
+}
+
+/** Counters on the gateway's registry (reused when a registry already has them: one per process). */
+function counter(registry: Registry, name: string, help: string, labelNames: readonly string[]): Counter<string> {
+  const existing = registry.getSingleMetric(name)
+  if (existing instanceof Counter) return existing as Counter<string>
+  return new Counter({ name, help, labelNames, registers: [registry] })
+}
+
+function cut(v: string | null | undefined, max: number): string | null {
+  if (v === null || v === undefined) return null
+  return v.length > max ? v.slice(0, max) : v
+}
+
+/** The decision-log record of an event (wire fields as `POST /admin/v1/decisions` takes them), bounded to the control plane's schema. */
+function toWire(e: GatewayAuditEvent, id: string, traceId: string | null): Record<string, unknown> {
+  const decision = e.type === 'decision' ? e.decision ?? 'unknown'
+    : e.type === 'token.refused' ? 'refused'
+      : e.type === 'token.replayed' ? 'replayed' : 'unavailable'
+  return {
+    id,
+    ts_ms: e.ts,
+    type: e.type,
+    mode: e.mode,
+    decision,
+    tenant: e.tenant,
+    agent_id: e.agent_id,
+    client_id: cut(e.client_id, 256),
+    jti: cut(e.jti, 256),
+    tool: cut(e.tool, 256),
+    resource: cut(e.resource, 1024),
+    enforced: e.enforced ?? null,
+    reasons: (e.reasons ?? []).slice(0, 32).map((r) => r.length > 1024 ? r.slice(0, 1024) : r),
+    policy_version: cut(e.policy_version, 128),
+    policy_ids: e.policy_ids === undefined ? null : e.policy_ids.slice(0, 64).map((p) => p.length > 256 ? p.slice(0, 256) : p),
+    risk: e.risk ?? null,
+    degraded: e.degraded ?? null,
+    error: cut(e.error, 1024),
+    latency_ms: e.latency_ms === undefined ? null : Math.min(Math.max(e.latency_ms, 0), 3_600_000),
+    trace_id: traceId,
+    // Already sanitized by the pipeline; cut to about 1 KiB so a record never carries a document.
+    params: e.params === undefined ? null : sanitizeSampleParams(e.params, []),
+  }
+}
+
+function retryAfterMs(header: string | null): number | null {
+  if (header === null) return null
+  const s = header.trim()
+  if (/^\d{1,9}$/.test(s)) return Math.min(Number(s) * 1000, MAX_RETRY_AFTER_MS)
+  const at = Date.parse(s)
+  return Number.isFinite(at) ? Math.min(Math.max(at - Date.now(), 0), MAX_RETRY_AFTER_MS) : null
+}
+
+/**
+ * A decision sink that uploads every event to the decision log. `record`
+ * is O(1) and never waits: it appends the event to a buffer bounded by
+ * `bufferSize` (counting the upload under way), or drops and counts it
+ * (`reason="buffer_full"`). One upload at a time: a full batch goes at
+ * once, a partial one after `flushIntervalMs`. A failed upload (network,
+ * 408, 429, 5xx) is retried with the same body, after exponential backoff
+ * with jitter or the answer's `Retry-After`, until it is acknowledged (the
+ * control plane skips records it already stored, so a retry never
+ * duplicates); a refused one (another 4xx) is dropped and counted
+ * (`reason="rejected"`). Never uploads a token or an override token: only
+ * what the audit event carries, parameters sanitized.
+ */
+export class DecisionLogUploader implements DecisionSink {
+  private events: GatewayAuditEvent[] = []
+  private traces: Array<string | null> = []
+  private batch: Batch | null = null
+  private busy = false
+  private scheduled = false
+  private closed = false
+  private backoffMs: number
+  private wake: (() => void) | null = null
+  private readonly timer: NodeJS.Timeout
+  private readonly idPrefix = randomBytes(8).toString('hex')
+  private seq = 0
+  private readonly dropped: Counter<string>
+  private readonly uploaded: Counter<string>
+  private readonly backoffInitialMs: number
+  private readonly backoffMaxMs: number
+  private readonly timeoutMs: number
+  private lastWarn = 0
+
+  constructor(private readonly target: UploadTarget, private readonly gatewayId: string, private readonly logger: Logger, registry: Registry, private readonly opts: DecisionLogOptions) {
+    this.backoffInitialMs = opts.backoffInitialMs ?? 250
+    this.backoffMaxMs = opts.backoffMaxMs ?? 5_000
+    this.timeoutMs = opts.timeoutMs ?? 10_000
+    this.backoffMs = this.backoffInitialMs
+    this.dropped = counter(registry, 'aegis_decision_log_dropped_total', 'Decision-log events this gateway dropped: buffer_full (the control plane could not keep up or was unreachable), rejected (an upload refused), shutdown', ['reason'])
+    this.uploaded = counter(registry, 'aegis_decision_log_uploaded_total', 'Decision-log events the control plane acknowledged', [])
+    this.timer = setInterval(() => { void this.pump() }, opts.flushIntervalMs)
+    this.timer.unref()
+  }
+
+  /** Events held now: buffered plus the upload under way. */
+  get held(): number {
+    return this.events.length + (this.batch?.count ?? 0)
+  }
+
+  record(event: GatewayAuditEvent): void {
+    if (this.closed || this.events.length + (this.batch?.count ?? 0) >= this.opts.bufferSize) {
+      this.dropped.inc({ reason: this.closed ? 'shutdown' : 'buffer_full' })
+      return
+    }
+    this.events.push(event)
+    this.traces.push(currentTraceId())
+    if (this.events.length >= this.opts.batchSize && !this.busy && !this.scheduled) {
+      this.scheduled = true
+      setImmediate(() => { this.scheduled = false; void this.pump() })
+    }
+  }
+
+  /** Uploads until the buffer holds less than a batch, or an upload fails (then backs off and goes on). */
+  private async pump(): Promise<void> {
+    if (this.busy) return
+    this.busy = true
+    try {
+      for (;;) {
+        if (this.batch === null) {
+          if (this.events.length === 0) return
+          try {
+            this.batch = await this.build()
+          } catch (err) {
+            // Not expected (gzip of a string); the events taken are lost, so they are counted.
+            this.logger.error({ err }, 'decision log batch could not be built')
+            this.dropped.inc({ reason: 'rejected' }, this.opts.batchSize)
+            return
+          }
+        }
+        const outcome = await this.send(this.batch)
+        if (outcome === 'ok' || outcome === 'rejected') {
+          if (outcome === 'ok') this.uploaded.inc(this.batch.count)
+          else this.dropped.inc({ reason: 'rejected' }, this.batch.count)
+          this.batch = null
+          this.backoffMs = this.backoffInitialMs
+          // A partial batch waits for the timer; a full one goes now.
+          if (this.events.length < this.opts.batchSize || this.closed) return
+          continue
+        }
+        if (this.closed) return
+        await this.sleep(outcome.retryAfterMs ?? this.backoffMs * (0.5 + Math.random() / 2))
+        this.backoffMs = Math.min(this.backoffMs * 2, this.backoffMaxMs)
+        if (this.closed) return
+      }
+    } finally {
+      this.busy = false
+    }
+  }
+
+  /** Takes up to a batch of buffered events, assigns their ids and compresses them (gzip in libuv's pool). */
+  private async build(): Promise<Batch> {
+    const take = Math.min(this.events.length, this.opts.batchSize)
+    const events = this.events.splice(0, take)
+    const traces = this.traces.splice(0, take)
+    const parts: string[] = []
+    let bytes = 0
+    let i = 0
+    for (; i < events.length; i++) {
+      const json = JSON.stringify(toWire(events[i]!, this.nextId(), traces[i]!))
+      if (bytes + json.length > MAX_BATCH_JSON_BYTES && parts.length > 0) break
+      parts.push(json)
+      bytes += json.length + 1
+    }
+    if (i < events.length) {
+      // Over the size bound: the rest goes first in the next batch.
+      this.events.unshift(...events.slice(i))
+      this.traces.unshift(...traces.slice(i))
+    }
+    const json = `{"gateway_id":${JSON.stringify(this.gatewayId)},"records":[${parts.join(',')}]}`
+    const body = await new Promise<Buffer>((resolve, reject) => {
+      gzip(json, { level: zlibConstants.Z_BEST_SPEED }, (err, out) => (err ? reject(err) : resolve(out)))
+    })
+    return { body, count: parts.length }
+  }
+
+  private nextId(): string {
+    return this.idPrefix + (this.seq++).toString(16).padStart(16, '0')
+  }
+
+  private async send(batch: Batch): Promise<'ok' | 'rejected' | { retryAfterMs: number | null }> {
+    let res: Response
+    try {
+      res = await fetch(this.target.url(UPLOAD_PATH), {
+        method: 'POST',
+        headers: this.target.headers({ 'content-type': 'application/json', 'content-encoding': 'gzip', accept: 'application/json' }),
+        body: batch.body,
+        signal: AbortSignal.timeout(this.timeoutMs),
+      })
+      await res.arrayBuffer()
+    } catch (err) {
+      this.warn('decision log upload failed; retrying', { err: (err as Error).message, held: this.held })
+      return { retryAfterMs: null }
+    }
+    if (res.ok) return 'ok'
+    if (res.status === 408 || res.status === 429 || res.status >= 500) {
+      this.warn('decision log upload refused for now; retrying', { status: res.status, held: this.held })
+      return { retryAfterMs: retryAfterMs(res.headers.get('retry-after')) }
+    }
+    this.warn('decision log upload rejected; its events are dropped', { status: res.status, events: batch.count })
+    return 'rejected'
+  }
+
+  private warn(msg: string, fields: Record<string, unknown>): void {
+    // One line per 10 s: an outage would otherwise log every retry.
+    const now = Date.now()
+    if (now - this.lastWarn < 10_000) return
+    this.lastWarn = now
+    this.logger.warn(fields, msg)
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => { this.wake = null; resolve() }, ms)
+      t.unref()
+      this.wake = () => { clearTimeout(t); this.wake = null; resolve() }
+    })
+  }
+
+  /**
+   * Stops the timer and makes one last attempt at each remaining batch;
+   * what still cannot be uploaded is counted as dropped (`shutdown`).
+   */
+  async close(): Promise<void> {
+    clearInterval(this.timer)
+    this.closed = true
+    this.wake?.()
+    while (this.busy) await new Promise((r) => setTimeout(r, 5))
+    while (this.batch !== null || this.events.length > 0) {
+      this.batch ??= await this.build()
+      const outcome = await this.send(this.batch)
+      if (outcome === 'ok') {
+        this.uploaded.inc(this.batch.count)
+        this.batch = null
+        continue
+      }
+      this.dropped.inc({ reason: outcome === 'rejected' ? 'rejected' : 'shutdown' }, this.held)
+      this.batch = null
+      this.events = []
+      this.traces = []
+    }
+  }
+}
+
+/** The W3C trace id of the call being decided, when it continues a trace. */
+function currentTraceId(): string | null {
+  const sc = trace.getSpanContext(outgoingContext())
+  return sc !== undefined && isSpanContextValid(sc) && TRACE_ID_RE.test(sc.traceId) ? sc.traceId : null
+}
