@@ -15,6 +15,9 @@ const STRICT_ALLOW: PolicyResult = Object.freeze({
   mode: 'enforce',
 }) as PolicyResult
 
+/** The evaluation when the tenant has no bundle: shared, as STRICT_ALLOW is (nothing mutates an Evaluation). */
+const STRICT_EVALUATION: Evaluation = Object.freeze({ result: STRICT_ALLOW, tenantPolicy: undefined, candidate: null, shadow: false })
+
 /** A call as the pipeline evaluates it. */
 export interface PolicyCall {
   tool: string
@@ -58,7 +61,7 @@ export function evaluatePolicy(deps: GatewayDeps, view: TokenView, manifest: Ver
       shadow: false,
     }
   }
-  if (tenantPolicy === undefined) return { result: STRICT_ALLOW, tenantPolicy, candidate: null, shadow: false }
+  if (tenantPolicy === undefined) return STRICT_EVALUATION
   const request: PolicyRequest = {
     principal: principalOf(view, manifest),
     action: call.tool,
