@@ -55,7 +55,7 @@ export async function benchVerify(seconds: number, ed25519: 'auto' | 'node:crypt
     const estimate = opsPerSec(0.2, () => verify(null, sIn, sampleKey, sSig))
     const pool = Array.from({ length: Math.ceil(estimate * seconds * 1.5) + 512 }, mint)
     const parts = pool.map(split)
-    verifier.verify(mint())
+    verifier.verifySync(mint())
 
     // Raw and cold runs alternate in small rounds over the same tokens, so load from other
     // processes on the machine falls on both alike; the raw side gets pre-split buffers.
@@ -71,16 +71,16 @@ export async function benchVerify(seconds: number, ed25519: 'auto' | 'node:crypt
       }
       rawMs += performance.now() - t0
       t0 = performance.now()
-      for (let i = n; i < n + ROUND; i++) verifier.verify(pool[i]!)
+      for (let i = n; i < n + ROUND; i++) verifier.verifySync(pool[i]!)
       coldMs += performance.now() - t0
       n += ROUND
     }
     const rawVerifyPerSec = n / (rawMs / 1000)
     const verifierColdPerSec = n / (coldMs / 1000)
 
-    verifier.verify(sample)
+    verifier.verifySync(sample)
     const verifierCachedPerSec = opsPerSec(seconds, () => {
-      verifier.verify(sample)
+      verifier.verifySync(sample)
     })
     return { rawVerifyPerSec, verifierColdPerSec, verifierCachedPerSec, backend: verifier.ed25519Backend }
   } finally {

@@ -34,7 +34,7 @@ export class VerifyError extends Error {
   readonly reason: VerifyFailureReason
   /**
    * The token's (unverified, length-bounded) `kid` when the failure concerns
-   * keys (`unknown_kid`, `keys_not_loaded`); lets `verifyAsync` refetch.
+   * keys (`unknown_kid`, `keys_not_loaded`); lets `verify` wait for a refetch.
    * Attacker-controlled: never put it in a response.
    */
   readonly kid: string | undefined

@@ -7,8 +7,8 @@
  * @example
  * import { createVerifier, nodeHttpAegis } from 'aegis/verify'
  * const verifier = createVerifier({ issuer: 'https://aegis.example', audience: 'crm-tool' })
- * await verifier.jwks.ready
- * const claims = verifier.verify(token).claims
+ * const { claims } = await verifier.verify(token)   // right after creation: waits for the first key load
+ * const again = verifier.verifySync(token)          // hot path once keys are loaded: no promise
  *
  * @packageDocumentation
  */

@@ -72,7 +72,7 @@ export function bearerToken(headers: IncomingHttpHeaders | Record<string, string
 }
 
 /**
- * Verifies the bearer token of a request: token present, {@link Verifier.verifyAsync},
+ * Verifies the bearer token of a request: token present, {@link Verifier.verify},
  * deny list, required scopes. Never throws for a bad token; returns the
  * answer to send instead (401 `invalid_token`, 403 `insufficient_scope`, or
  * 503 when `isDenied` fails).
@@ -82,7 +82,7 @@ export async function verifyRequest(verifier: Verifier<KeySource>, headers: Inco
   if (token === undefined) return refuse(401, 'invalid_token', 'missing bearer token')
   let verified: VerifiedToken
   try {
-    verified = await verifier.verifyAsync(token)
+    verified = await verifier.verify(token)
   } catch (err) {
     if (err instanceof VerifyError) return refuse(401, 'invalid_token', err.message)
     throw err

@@ -92,6 +92,11 @@ export interface VerifierOptions {
   algorithms?: VerifyAlgorithm[]
   /** Accepted `typ` values (compared case-insensitively). Default `['at+jwt', 'application/at+jwt']` (RFC 9068 §4). */
   typ?: string[]
+  /**
+   * Longest {@link Verifier.verify} waits for keys it does not hold (the first
+   * load, or an unknown `kid`), in milliseconds. Default 10 000.
+   */
+  keyWaitMs?: number
   /** Capacity of the verified-token cache (entries); 0 disables it. Default 10 000. */
   cacheSize?: number
   /** Source of time. Default: system clock. */
@@ -107,17 +112,22 @@ export interface VerifierOptions {
 /** A token verifier bound to one issuer and audience set; `K` is where its keys come from. */
 export interface Verifier<K extends KeySource = JwksClient> {
   /**
-   * Verifies a compact JWS access token with the keys already cached.
-   * Synchronous; throws {@link VerifyError} (`code: 'invalid_token'`) on any
-   * failure. An unknown `kid` also starts a (cooldown-limited) JWKS refetch
-   * in the background, so a retry can succeed.
+   * Verifies a compact JWS access token. Works right after creation: when the
+   * keys are not loaded yet, or the token's `kid` is unknown, it waits for one
+   * (shared, cooldown-limited) JWKS fetch, at most `keyWaitMs`, and tries once
+   * more. Rejects with {@link VerifyError} (`code: 'invalid_token'`; reason
+   * `keys_not_loaded` when no keys could be loaded in time).
    */
-  verify(token: string): VerifiedToken
+  verify(token: string): Promise<VerifiedToken>
   /**
-   * Like {@link Verifier.verify}, but when keys are not loaded yet or the
-   * `kid` is unknown it waits for one (cooldown-limited, shared) JWKS fetch
-   * and tries once more.
+   * The synchronous hot path: verifies with the keys already held, allocating
+   * no promise (a cached token costs one SHA-256). Throws {@link VerifyError};
+   * `keys_not_loaded` before the first key load, `unknown_kid` for a key not
+   * held yet (a cooldown-limited refetch then starts in the background, so a
+   * retry, or {@link Verifier.verify}, can succeed).
    */
+  verifySync(token: string): VerifiedToken
+  /** @deprecated The same as {@link Verifier.verify}. */
   verifyAsync(token: string): Promise<VerifiedToken>
   /** The key source in use (the JwksClient, unless another source was given). */
   readonly jwks: K
@@ -265,7 +275,7 @@ export function createVerifier(options: VerifierOptions): Verifier<KeySource> {
     return checked
   }
 
-  function verify(token: string): VerifiedToken {
+  function verifySync(token: string): VerifiedToken {
     // Size first: nothing unbounded is parsed, hashed or cached.
     if (typeof token !== 'string' || token.length === 0) fail('malformed', 'token missing')
     if (token.length > maxTokenBytes) fail('too_large', 'token too large')
@@ -352,19 +362,33 @@ export function createVerifier(options: VerifierOptions): Verifier<KeySource> {
     return result
   }
 
-  async function verifyAsync(token: string): Promise<VerifiedToken> {
+  const keyWaitMs = options.keyWaitMs ?? 10_000
+
+  /** Waits for the key source's refetch, at most keyWaitMs (a source's own fetch may be slower). */
+  async function awaitKeys(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, keyWaitMs) })
     try {
-      return verify(token)
+      await Promise.race([jwks.refreshOnMiss(), timeout])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async function verify(token: string): Promise<VerifiedToken> {
+    try {
+      return verifySync(token)
     } catch (err) {
       if (!(err instanceof VerifyError) || (err.reason !== 'unknown_kid' && err.reason !== 'keys_not_loaded')) throw err
-      await jwks.refreshOnMiss()
-      return verify(token)
+      await awaitKeys()
+      return verifySync(token)
     }
   }
 
   return {
     verify,
-    verifyAsync,
+    verifySync,
+    verifyAsync: verify,
     jwks,
     ed25519Backend: ed25519.backend,
     clearCache: () => cache?.clear(),

@@ -120,10 +120,10 @@ test('cross-language: TypeScript SDK token accepted by the Python verifier, Pyth
   const verifier = createVerifier({ issuer, audience: 'aegis-gateway' })
   try {
     await verifier.jwks.ready
-    const v = verifier.verify(fromPy)
+    const v = verifier.verifySync(fromPy)
     assert.equal(v.claims.agent_id, 'demo-agent')
     assert.equal(v.header.typ, 'at+jwt')
-    assert.throws(() => verifier.verify(tampered), (err: unknown) => err instanceof VerifyError && err.reason === 'signature')
+    assert.throws(() => verifier.verifySync(tampered), (err: unknown) => err instanceof VerifyError && err.reason === 'signature')
   } finally {
     verifier.close()
   }

@@ -44,7 +44,7 @@ export class LocalTokenVerifier {
 
   async verify(token: string): Promise<VerifiedOwnToken | null> {
     try {
-      const verified = this.verifier.verify(token)
+      const verified = this.verifier.verifySync(token)
       return isOwn(verified) ? verified : null
     } catch {
       return null

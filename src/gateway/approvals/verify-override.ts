@@ -131,7 +131,7 @@ export async function verifyOverride(token: string, opts: VerifyOverrideOptions)
   })
   let c: AccessTokenClaims
   try {
-    c = (await verifier.verifyAsync(token)).claims
+    c = (await verifier.verify(token)).claims
   } catch (err) {
     if (err instanceof VerifyError) throw refusal(err)
     throw err

@@ -40,10 +40,10 @@ export function verifyFailure(err: unknown): unknown {
  * (cached by SHA-256 of the token until `exp`), then the Aegis claims the
  * pipeline relies on and the minimum accepted `policy_version`. Synchronous;
  * throws `invalid_token`. A token whose `kid` is unknown makes the caller go
- * through `verifier.verifyAsync` (see `needsKeys`).
+ * through `verifier.verify`, which waits for keys (see `needsKeys`).
  */
 export function verifyToken(deps: GatewayDeps, token: string): TokenView {
-  return viewOf(deps, deps.verifier.verify(token))
+  return viewOf(deps, deps.verifier.verifySync(token))
 }
 
 /** The view of a verified token (derived once per verified token). */

@@ -63,18 +63,18 @@ describe('JWKS client', () => {
       assert.equal(server.jwksRequests(), base + 1)
 
       // Synchronous misses right after: still within the cooldown.
-      for (const t of flood()) assert.equal(reasonOf(catchSync(() => verifier.verify(t))), 'unknown_kid')
+      for (const t of flood()) assert.equal(reasonOf(catchSync(() => verifier.verifySync(t))), 'unknown_kid')
       await verifier.jwks.refreshOnMiss()
       assert.equal(server.jwksRequests(), base + 1)
 
       // Next cooldown window: synchronous misses start one background fetch.
       clock.advance(10_000)
-      for (const t of flood()) assert.equal(reasonOf(catchSync(() => verifier.verify(t))), 'unknown_kid')
+      for (const t of flood()) assert.equal(reasonOf(catchSync(() => verifier.verifySync(t))), 'unknown_kid')
       await verifier.jwks.refreshOnMiss()
       assert.equal(server.jwksRequests(), base + 2)
 
       const good = await signToken(k1, claimsAt(ISSUER, nowSec))
-      assert.equal(verifier.verify(good).kid, 'k1')
+      assert.equal(verifier.verifySync(good).kid, 'k1')
     } finally {
       verifier.close()
       await server.close()
@@ -99,7 +99,7 @@ describe('JWKS client', () => {
       assert.equal(events[0]?.trigger, 'initial')
       assert.equal(client.loaded, false)
       const token = await signToken(k1, claimsAt(ISSUER, Math.floor(clock.now() / 1000)))
-      assert.equal(reasonOf(catchSync(() => verifier.verify(token))), 'keys_not_loaded')
+      assert.equal(reasonOf(catchSync(() => verifier.verifySync(token))), 'keys_not_loaded')
       assert.equal(reasonOf(await verifier.verifyAsync(token).catch((e: unknown) => e)), 'keys_not_loaded')
       assert.equal(ready, false)
 
@@ -145,19 +145,19 @@ describe('JWKS client', () => {
     const fresh = () => signToken(k1, claimsAt(ISSUER, Math.floor(Date.now() / 1000)))
     try {
       await client.ready
-      assert.ok(verifier.verify(await fresh()))
+      assert.ok(verifier.verifySync(await fresh()))
       for (const mode of ['error', 'garbage', 'not-a-set'] as const) {
         server.mode = mode
         const failures = client.stats.failures
         await client.refresh()
         assert.equal(client.stats.failures, failures + 1, mode)
         assert.equal(events.at(-1)?.result, 'failed')
-        assert.equal(verifier.verify(await fresh()).kid, 'k1', mode)
+        assert.equal(verifier.verifySync(await fresh()).kid, 'k1', mode)
       }
       await server.close()
       await client.refresh()
       assert.equal(events.at(-1)?.result, 'failed')
-      assert.equal(verifier.verify(await fresh()).kid, 'k1')
+      assert.equal(verifier.verifySync(await fresh()).kid, 'k1')
       assert.equal(client.stats.keys, 1)
     } finally {
       verifier.close()
@@ -180,19 +180,19 @@ describe('JWKS client', () => {
       clock.advance(10_000)
       assert.equal((await verifier.verifyAsync(await signToken(k2, claimsAt(ISSUER, nowSec())))).kid, 'k2')
       assert.equal(server.jwksRequests(), base + 1)
-      assert.ok(verifier.verify(await signToken(k1, claimsAt(ISSUER, nowSec()))))
+      assert.ok(verifier.verifySync(await signToken(k1, claimsAt(ISSUER, nowSec()))))
 
       // The synchronous path: refused at first, verified once the background refetch landed.
       const k3 = ed25519Key('k3')
       server.keys = [k2.jwk, k3.jwk]
       clock.advance(10_000)
       const t3 = await signToken(k3, claimsAt(ISSUER, nowSec()))
-      assert.equal(reasonOf(catchSync(() => verifier.verify(t3))), 'unknown_kid')
+      assert.equal(reasonOf(catchSync(() => verifier.verifySync(t3))), 'unknown_kid')
       await verifier.jwks.refreshOnMiss()
-      assert.equal(verifier.verify(t3).kid, 'k3')
+      assert.equal(verifier.verifySync(t3).kid, 'k3')
       assert.equal(server.jwksRequests(), base + 2)
       // k1 was retired by the rotation.
-      assert.equal(reasonOf(catchSync(() => verifier.verify(rawSign({ alg: 'EdDSA', typ: 'at+jwt', kid: 'k1' }, claimsAt(ISSUER, nowSec()), k1.privateKey)))), 'unknown_kid')
+      assert.equal(reasonOf(catchSync(() => verifier.verifySync(rawSign({ alg: 'EdDSA', typ: 'at+jwt', kid: 'k1' }, claimsAt(ISSUER, nowSec()), k1.privateKey)))), 'unknown_kid')
     } finally {
       verifier.close()
       await server.close()
@@ -225,7 +225,7 @@ describe('JWKS client', () => {
       assert.equal(server.requests[0]?.path, '/.well-known/oauth-authorization-server')
       assert.equal(verifier.jwks.stats.discoveryFetches, 1)
       const token = await signToken(k1, claimsAt(server.url, Math.floor(Date.now() / 1000)))
-      assert.equal(verifier.verify(token).claims.iss, server.url)
+      assert.equal(verifier.verifySync(token).claims.iss, server.url)
     } finally {
       verifier.close()
       await server.close()

@@ -56,7 +56,7 @@ function verifierAccepts(token: string, p: Profile): boolean {
     cacheSize: 0,
   })
   try {
-    verifier.verify(token)
+    verifier.verifySync(token)
     return true
   } catch {
     return false

@@ -11,7 +11,7 @@ const ISSUER = 'https://aegis.test'
 function assertRefused(verifier: Verifier, token: unknown, reasons?: VerifyFailureReason[]): VerifyError {
   let caught: unknown
   try {
-    verifier.verify(token as string)
+    verifier.verifySync(token as string)
   } catch (err) {
     caught = err
   }
@@ -50,7 +50,7 @@ for (const ed25519 of ['libsodium', 'node:crypto'] as const) describe(`verifier 
 
   test('a valid token verifies and exposes frozen claims, kid, header and token hash', async () => {
     const token = await signToken(k1, claimsAt(ISSUER, now(), { cnf: { jkt: 'abc' } }))
-    const v = verifier.verify(token)
+    const v = verifier.verifySync(token)
     assert.equal(v.claims.sub, 'billing-bot')
     assert.equal(v.claims.tenant, 'acme')
     assert.equal(v.kid, 'k1')
@@ -68,9 +68,9 @@ for (const ed25519 of ['libsodium', 'node:crypto'] as const) describe(`verifier 
 
   test('typ application/at+jwt and an audience array containing ours are accepted', async () => {
     const t = await signToken(k1, claimsAt(ISSUER, now(), { aud: ['other', AUDIENCE] }), { typ: 'application/at+jwt' })
-    assert.equal(verifier.verify(t).kid, 'k1')
+    assert.equal(verifier.verifySync(t).kid, 'k1')
     const upper = await signToken(k1, claimsAt(ISSUER, now()), { typ: 'AT+JWT' })
-    assert.equal(verifier.verify(upper).kid, 'k1')
+    assert.equal(verifier.verifySync(upper).kid, 'k1')
   })
 
   test('alg none is refused, with or without a signature', () => {
@@ -195,7 +195,7 @@ for (const ed25519 of ['libsodium', 'node:crypto'] as const) describe(`verifier 
     const t = now()
     assertRefused(verifier, await signToken(k1, claimsAt(ISSUER, t - 700, { exp: t - 31 })), ['expired'])
     assertRefused(verifier, await signToken(k1, claimsAt(ISSUER, t - 700, { exp: t - 30 })), ['expired'])
-    assert.ok(verifier.verify(await signToken(k1, claimsAt(ISSUER, t - 700, { exp: t - 10 }))))
+    assert.ok(verifier.verifySync(await signToken(k1, claimsAt(ISSUER, t - 700, { exp: t - 10 }))))
     for (const exp of [undefined, '9999999999', null, Number.MAX_VALUE * 10]) {
       assertRefused(verifier, rawSign({ alg: 'EdDSA', typ: 'at+jwt', kid: 'k1' }, { ...claimsAt(ISSUER, t), exp }, k1.privateKey), ['claims'])
     }
@@ -205,7 +205,7 @@ for (const ed25519 of ['libsodium', 'node:crypto'] as const) describe(`verifier 
     const t = now()
     assertRefused(verifier, await signToken(k1, claimsAt(ISSUER, t, { nbf: t + 31 })), ['not_yet_valid'])
     assertRefused(verifier, await signToken(k1, claimsAt(ISSUER, t, { iat: t + 120 })), ['not_yet_valid'])
-    assert.ok(verifier.verify(await signToken(k1, claimsAt(ISSUER, t, { nbf: t + 20, iat: t + 20 }))))
+    assert.ok(verifier.verifySync(await signToken(k1, claimsAt(ISSUER, t, { nbf: t + 20, iat: t + 20 }))))
     assertRefused(verifier, rawSign({ alg: 'EdDSA', typ: 'at+jwt', kid: 'k1' }, { ...claimsAt(ISSUER, t), iat: undefined }, k1.privateKey), ['claims'])
     assertRefused(verifier, rawSign({ alg: 'EdDSA', typ: 'at+jwt', kid: 'k1' }, { ...claimsAt(ISSUER, t), nbf: 'soon' }, k1.privateKey), ['claims'])
   })
@@ -262,7 +262,7 @@ for (const ed25519 of ['libsodium', 'node:crypto'] as const) describe(`verifier 
 
   test('valid tokens still verify after all the attacks', async () => {
     const token = await signToken(k1, claimsAt(ISSUER, now()))
-    assert.equal(verifier.verify(token).claims.iss, ISSUER)
+    assert.equal(verifier.verifySync(token).claims.iss, ISSUER)
     assert.equal((await verifier.verifyAsync(token)).kid, 'k1')
   })
 })
@@ -294,9 +294,9 @@ describe('verifier: algorithm pinning with RSA keys', () => {
 
   test('RS256 and PS256 verify when allowed; keys under 2048 bits are never imported', async () => {
     const t = Math.floor(Date.now() / 1000)
-    assert.equal(verifier.verify(await signToken(rs, claimsAt(ISSUER, t))).header.alg, 'RS256')
-    assert.equal(verifier.verify(await signToken(ps, claimsAt(ISSUER, t))).header.alg, 'PS256')
-    assert.equal(verifier.verify(await signToken(ed, claimsAt(ISSUER, t))).header.alg, 'EdDSA')
+    assert.equal(verifier.verifySync(await signToken(rs, claimsAt(ISSUER, t))).header.alg, 'RS256')
+    assert.equal(verifier.verifySync(await signToken(ps, claimsAt(ISSUER, t))).header.alg, 'PS256')
+    assert.equal(verifier.verifySync(await signToken(ed, claimsAt(ISSUER, t))).header.alg, 'EdDSA')
     assert.deepEqual(verifier.jwks.kids().sort(), ['ed', 'ps', 'rs'])
     assertRefused(verifier, rawSign({ alg: 'RS256', typ: 'at+jwt', kid: 'weak' }, claimsAt(ISSUER, t), weak.privateKey), ['unknown_kid'])
   })
@@ -340,48 +340,48 @@ describe('verifier: verified-token cache', () => {
 
   test('a reused token is answered from the cache (same frozen result)', async () => {
     const token = await signToken(k2, claimsAt(ISSUER, now()))
-    const first = verifier.verify(token)
-    assert.equal(verifier.verify(token), first)
+    const first = verifier.verifySync(token)
+    assert.equal(verifier.verifySync(token), first)
     verifier.clearCache()
-    assert.notEqual(verifier.verify(token), first)
+    assert.notEqual(verifier.verifySync(token), first)
   })
 
   test('a cached token stops verifying once its kid leaves the JWKS', async () => {
     const token = await signToken(k1, claimsAt(ISSUER, now()))
-    verifier.verify(token)
-    assert.ok(verifier.verify(token))
+    verifier.verifySync(token)
+    assert.ok(verifier.verifySync(token))
     jwks.keys = [k2.jwk]
     await verifier.jwks.refresh()
     assertRefused(verifier, token, ['unknown_kid'])
     // And a key set that puts another key under the same kid voids the entry too.
     const other = await signToken(k2, claimsAt(ISSUER, now()))
-    verifier.verify(other)
+    verifier.verifySync(other)
     const impostor = ed25519Key('c2')
     jwks.keys = [impostor.jwk]
     await verifier.jwks.refresh()
     assertRefused(verifier, other, ['signature'])
     jwks.keys = [k1.jwk, k2.jwk]
     await verifier.jwks.refresh()
-    assert.ok(verifier.verify(token))
+    assert.ok(verifier.verifySync(token))
   })
 
   test('an unchanged key set keeps cached entries (same key object across refetches)', async () => {
     const token = await signToken(k1, claimsAt(ISSUER, now()))
-    const first = verifier.verify(token)
+    const first = verifier.verifySync(token)
     jwks.keys = [k2.jwk, k1.jwk]
     await verifier.jwks.refresh()
-    assert.equal(verifier.verify(token), first)
+    assert.equal(verifier.verifySync(token), first)
   })
 
   test('a cached token is never served past its exp, and is refused once expired beyond skew', async () => {
     const start = clock.now()
     const token = await signToken(k1, claimsAt(ISSUER, now(), { exp: now() + 60 }))
-    const first = verifier.verify(token)
+    const first = verifier.verifySync(token)
     clock.advance(59_000)
-    assert.equal(verifier.verify(token), first)
+    assert.equal(verifier.verifySync(token), first)
     clock.advance(2_000)
     // Past exp but within skew: verified afresh, not from the cache.
-    const second = verifier.verify(token)
+    const second = verifier.verifySync(token)
     assert.notEqual(second, first)
     clock.advance(30_000)
     assertRefused(verifier, token, ['expired'])
@@ -391,13 +391,13 @@ describe('verifier: verified-token cache', () => {
   test('the cache is bounded (LRU) and can be disabled', async () => {
     const small = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwks: verifier.jwks, clock, cacheSize: 2 })
     const tokens = await Promise.all([1, 2, 3].map(() => signToken(k1, claimsAt(ISSUER, now()))))
-    const r0 = small.verify(tokens[0]!)
-    small.verify(tokens[1]!)
-    small.verify(tokens[2]!)
-    assert.notEqual(small.verify(tokens[0]!), r0)
+    const r0 = small.verifySync(tokens[0]!)
+    small.verifySync(tokens[1]!)
+    small.verifySync(tokens[2]!)
+    assert.notEqual(small.verifySync(tokens[0]!), r0)
     const none = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwks: verifier.jwks, clock, cacheSize: 0 })
-    const r = none.verify(tokens[1]!)
-    assert.notEqual(none.verify(tokens[1]!), r)
+    const r = none.verifySync(tokens[1]!)
+    assert.notEqual(none.verifySync(tokens[1]!), r)
     small.close()
     none.close()
   })

@@ -30,7 +30,7 @@ export function authenticate(deps: GatewayDeps, token: string | undefined, tool:
 async function verifySlowly(deps: GatewayDeps, token: string, tool: string, resource: string, source: SenderSource): Promise<TokenView> {
   let view: TokenView
   try {
-    view = viewOf(deps, await deps.verifier.verifyAsync(token))
+    view = viewOf(deps, await deps.verifier.verify(token))
   } catch (err) {
     throw refused(deps, null, verifyFailure(err), tool, resource)
   }
