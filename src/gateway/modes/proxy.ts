@@ -162,6 +162,7 @@ export function registerProxyRoutes(app: FastifyInstance, pipeline: DecisionPipe
             sender: request,
             http: call.http,
           }
+          if (call.paramsText !== undefined) req.paramsText = call.paramsText
           result = pipeline.decide(req)
         } catch (err) {
           return sendFailure(reply, request, err)

@@ -24,6 +24,8 @@ export interface DecisionRequest {
   sender?: SenderSource
   /** Reverse-proxy mode: the forwarded request (`context.http`), also bound by an override. */
   http?: HttpCall
+  /** The exact JSON text `params` was parsed from, when the entry point has it (a proxied JSON body): the policy cache's key. */
+  paramsText?: string
 }
 
 /** The pipeline's answer (DESIGN.md `/v1/authorize` body, in camelCase). */

@@ -25,6 +25,7 @@ export interface PolicyCall {
   resource: string | null
   clientAddress: string | null
   http?: HttpCall
+  paramsText?: string
 }
 
 /** The decision plus the candidate bundle's, when one is evaluated side by side. */
@@ -76,6 +77,7 @@ export function evaluatePolicy(deps: GatewayDeps, view: TokenView, manifest: Ver
     override: false,
   }
   if (call.http !== undefined) request.http = call.http
+  if (call.paramsText !== undefined) request.paramsText = call.paramsText
   const result = safeEvaluate(deps, tenantPolicy.engine, request, tenantPolicy.version)
   const candidate = tenantPolicy.candidate ? safeEvaluate(deps, tenantPolicy.candidate.engine, request, tenantPolicy.candidate.version) : null
   // Results are the engine's (possibly shared) objects: never mutated, the bundle's mode travels beside them.
