@@ -146,6 +146,20 @@ if (want('mcp')) {
   }
 }
 
+// Filling the tables takes minutes at the default 10,000,000 rows each; AEGIS_BENCH_LOG_ROWS sets another count.
+if (want('log-queries')) {
+  const { benchLogQueries } = await import('./log-queries.js')
+  const { POSTGRES_URL, skipWithoutPostgres } = await import('../test/helpers/services.js')
+  if ((await skipWithoutPostgres()) === false) {
+    log('bench: audit and decision log queries on PostgreSQL (creates, fills and drops its own database; minutes)…')
+    const r = await benchLogQueries(POSTGRES_URL)
+    log(`bench: filled ${fmt(r.rows)} rows per table in ${r.fillSeconds.toFixed(0)} s`)
+    for (const f of r.figures) {
+      rows.push({ what: `GET /admin/v1/${f.table === 'audit_events' ? 'audit' : 'decisions'} first page (100), ${f.filter}, ${fmt(r.rows)} rows, PostgreSQL (${f.samples} runs; plan: ${f.plan})`, result: `p50 ${ms(f.p50Ms)}, p99 ${ms(f.p99Ms)}`, baseline: '—', ratio: '—', goal: '< 5 ms' })
+    }
+  } else log('bench: log-queries skipped: PostgreSQL not reachable')
+}
+
 const header = `Measured by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}, load average ${loadBefore.toFixed(2)} at start, ${seconds} s per figure. Ratios compare with a baseline measured in the same run.`
 const table = [
   header,
