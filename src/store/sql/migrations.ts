@@ -309,24 +309,6 @@ CREATE INDEX IF NOT EXISTS audit_events_tenant_type ON audit_events (tenant, typ
 `,
     },
     {
-      version: 6,
-      name: 'audit_tenant_type_index',
-      sql: `
--- GET /admin/v1/audit?tenant=&type= (and the policy diff and auto-approval
--- readers, which always name both) reads one tenant's events of one type in
--- id order. With only (type, id) and (tenant, id), PostgreSQL combined the
--- two in a bitmap and sorted every match (133 ms at 500,000 events); this
--- index hands the page over in order, the cursor as part of the seek. The
--- other indexes stay: (type, id) and (tenant, id) serve the single filters
--- in order, (ts) the since filter. Built inside the migration's transaction,
--- so plain CREATE INDEX (CONCURRENTLY cannot run in a transaction): audit
--- writes wait while it builds, about 1.5 minutes per 10 million events. IF
--- NOT EXISTS lets an operator with a large log build it beforehand with
--- CREATE INDEX CONCURRENTLY under this name (README, "Upgrading").
-CREATE INDEX IF NOT EXISTS audit_events_tenant_type ON audit_events (tenant, type, id);
-`,
-    },
-    {
       version: 7,
       name: 'kpi_counts',
       sql: `
