@@ -161,6 +161,36 @@ if (want('log-queries')) {
 }
 
 const header = `Measured by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}, load average ${loadBefore.toFixed(2)} at start, ${seconds} s per figure. Ratios compare with a baseline measured in the same run.`
+if (want('decision-log')) {
+  const { benchDecisionLogCost, benchIngest } = await import('./decision-log.js')
+  log('bench: decision log on vs off, and the control plane\'s ingest rate…')
+  const c = await benchDecisionLogCost(Math.min(seconds, 10) * 3)
+  rows.push({
+    what: 'gateway HTTP /v1/authorize, reused token, 50 connections, decision log on (uploading to a stand-in for a remote control plane)',
+    result: `${fmt(c.onRemotePerSec)}/s`,
+    baseline: `decision log off ${fmt(c.offPerSec)}/s, same run, rotating rounds`,
+    ratio: `${((c.onRemotePerSec / c.offPerSec) * 100).toFixed(1)} %`,
+    goal: '≥ 90 %',
+  })
+  rows.push({
+    what: 'gateway HTTP /v1/authorize, reused token, 50 connections, decision log on (uploading to the control plane on this machine, which stores every decision)',
+    result: `${fmt(c.onPerSec)}/s (${fmt(c.stored)} stored, ${fmt(c.dropped)} dropped)`,
+    baseline: `decision log off ${fmt(c.offPerSec)}/s, same run, rotating rounds`,
+    ratio: `${((c.onPerSec / c.offPerSec) * 100).toFixed(1)} %`,
+    goal: '—',
+  })
+  for (const db of ['sqlite', 'postgres'] as const) {
+    const r = await benchIngest(Math.min(seconds, 5), db)
+    rows.push({
+      what: `control plane decision-log ingest, gzip batches of 500, 4 uploads in flight, ${db === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`,
+      result: r === null ? 'skipped (PostgreSQL not reachable)' : `${fmt(r.storedPerSec)} decisions stored/s`,
+      baseline: '—',
+      ratio: '—',
+      goal: '—',
+    })
+  }
+}
+
 const table = [
   header,
   '',

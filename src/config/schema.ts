@@ -98,6 +98,7 @@ export const CONFIG_KEYS = [
 
   // Decision log
   { path: 'decisionLog.enabled', type: 'boolean', default: true, doc: 'Gateway: upload every decision (and refusal) to the control plane\'s decision log (GET /admin/v1/decisions).' },
+  { path: 'decisionLog.url', type: 'url', doc: 'Gateway: where decision batches go (POST <url>/admin/v1/decisions, with the gateway token), e.g. control planes kept for ingest; default controlPlaneUrl.' },
   { path: 'decisionLog.bufferSize', type: 'integer', default: 10000, min: 1, doc: 'Gateway: decisions held while waiting for an upload; past it they are dropped and counted (aegis_decision_log_dropped_total).' },
   { path: 'decisionLog.batchSize', type: 'integer', default: 500, min: 1, max: 1000, doc: 'Gateway: decisions per upload (gzip JSON; the control plane takes at most 1000).' },
   { path: 'decisionLog.flushIntervalMs', type: 'integer', default: 1000, min: 10, doc: 'Gateway: longest time a decision waits before its batch is uploaded (a full batch goes at once).' },

@@ -149,7 +149,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   const candidates = new CandidateDiffReporter(client, gatewayId, logger)
   closers.push(() => candidates.close())
   const dl = config.decisionLog
-  const decisionLog = dl.enabled ? new DecisionLogUploader(client, gatewayId, logger, metrics.registry, { bufferSize: dl.bufferSize, batchSize: dl.batchSize, flushIntervalMs: dl.flushIntervalMs }) : null
+  const decisionLog = dl.enabled ? new DecisionLogUploader(dl.url ? new ControlPlaneClient(dl.url, gatewayBearer(config)) : client, gatewayId, logger, metrics.registry, { bufferSize: dl.bufferSize, batchSize: dl.batchSize, flushIntervalMs: dl.flushIntervalMs }) : null
   if (decisionLog) closers.push(() => decisionLog.close())
   const deps: GatewayDeps = {
     config,

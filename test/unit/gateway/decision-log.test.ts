@@ -1,0 +1,113 @@
+/**
+ * The decision-log uploader against a small real HTTP server standing in for
+ * the control plane: what it sends (sanitized, bounded parameters; never a
+ * token), that a retry sends the very same records, that Retry-After is
+ * honoured, and how drops are counted.
+ */
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { gunzipSync } from 'node:zlib'
+import { Registry } from 'prom-client'
+import { DecisionLogUploader, type UploadTarget } from '../../../src/gateway/decision-log/uploader.js'
+import type { GatewayAuditEvent } from '../../../src/gateway/deps.js'
+import { silentLogger } from '../../../src/observability/logger.js'
+
+interface Upload { headers: Record<string, string | string[] | undefined>; body: { gateway_id: string; records: Array<Record<string, unknown>> } }
+
+function event(over: Partial<GatewayAuditEvent> = {}): GatewayAuditEvent {
+  return { type: 'decision', ts: Date.now(), gateway_id: 'gw-t', mode: 'authorize', tenant: 'acme', agent_id: 'bot', client_id: 'cl_bot', jti: 'jti-1', tool: 'crm.read', resource: null, decision: 'allow', enforced: true, reasons: [], policy_version: 'v1', policy_ids: [], risk: 'normal', latency_ms: 0.1, ...over }
+}
+
+async function until(fn: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const start = Date.now()
+  while (!(await fn())) {
+    if (Date.now() - start > timeoutMs) throw new Error('condition not met')
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+async function counter(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = await registry.getSingleMetric(name)?.get()
+  return (m?.values ?? []).filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((a, v) => a + v.value, 0)
+}
+
+describe('DecisionLogUploader', () => {
+  let server: Server
+  let target: UploadTarget
+  const uploads: Upload[] = []
+  let answers: Array<{ status: number; headers?: Record<string, string> }> = []
+
+  before(async () => {
+    server = createServer((req, res) => {
+      const chunks: Buffer[] = []
+      req.on('data', (c: Buffer) => chunks.push(c))
+      req.on('end', () => {
+        uploads.push({ headers: req.headers, body: JSON.parse(gunzipSync(Buffer.concat(chunks)).toString()) as Upload['body'] })
+        const a = answers.shift() ?? { status: 202 }
+        res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers })
+        res.end('{}')
+      })
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    target = { url: (p) => base + p, headers: (extra = {}) => ({ authorization: 'Bearer gw-secret-token', ...extra }) }
+  })
+  after(async () => { server.closeAllConnections(); await new Promise((r) => server.close(r)) })
+
+  test('uploads gzip batches with the sanitized, bounded parameters and no token', async () => {
+    uploads.length = 0
+    const registry = new Registry()
+    const u = new DecisionLogUploader(target, 'gw-t', silentLogger(), registry, { bufferSize: 100, batchSize: 3, flushIntervalMs: 20 })
+    const withParams = event({ decision: 'sanitize' })
+    // As the pipeline sets them: not enumerable, so log lines never carry them.
+    Object.defineProperty(withParams, 'params', { value: { card: '[REDACTED]', note: 'x'.repeat(500), nested: { ok: 1 } }, enumerable: false })
+    u.record(withParams)
+    u.record(event({ type: 'token.refused', decision: undefined, enforced: undefined, error: 'token expired', tenant: null, agent_id: null }))
+    u.record(event({ enforced: false, decision: 'deny' }))
+    await until(() => uploads.length === 1)
+    const [up] = uploads
+    assert.equal(up!.headers['content-encoding'], 'gzip')
+    assert.equal(up!.headers.authorization, 'Bearer gw-secret-token')
+    assert.equal(up!.body.gateway_id, 'gw-t')
+    const [a, b, c] = up!.body.records
+    assert.deepEqual(a!.params, { card: '[REDACTED]', note: `${'x'.repeat(32)}…(500 chars)`, nested: { ok: 1 } })
+    assert.equal(a!.decision, 'sanitize')
+    assert.equal(b!.decision, 'refused')
+    assert.equal(b!.params, null)
+    assert.equal(c!.enforced, false)
+    assert.ok(!JSON.stringify(up!.body).includes('gw-secret-token'))
+    assert.equal(new Set(up!.body.records.map((r) => r.id)).size, 3)
+    for (const r of up!.body.records) assert.match(String(r.id), /^[0-9a-f]{32}$/)
+    await until(async () => (await counter(registry, 'aegis_decision_log_uploaded_total')) === 3)
+    await u.close()
+  })
+
+  test('a failed upload is retried with the same records, after the answer\'s Retry-After', async () => {
+    uploads.length = 0
+    answers = [{ status: 503, headers: { 'retry-after': '1' } }, { status: 429 }]
+    const registry = new Registry()
+    const u = new DecisionLogUploader(target, 'gw-t', silentLogger(), registry, { bufferSize: 100, batchSize: 2, flushIntervalMs: 20, backoffInitialMs: 10 })
+    u.record(event())
+    u.record(event())
+    await until(() => uploads.length === 3)
+    assert.deepEqual(uploads[1]!.body, uploads[0]!.body)
+    assert.deepEqual(uploads[2]!.body, uploads[0]!.body)
+    await until(async () => (await counter(registry, 'aegis_decision_log_uploaded_total')) === 2)
+    assert.equal(await counter(registry, 'aegis_decision_log_dropped_total'), 0)
+    await u.close()
+  })
+
+  test('a full buffer drops and counts; a refused upload drops and counts its events', async () => {
+    uploads.length = 0
+    answers = [{ status: 400 }]
+    const registry = new Registry()
+    const u = new DecisionLogUploader(target, 'gw-t', silentLogger(), registry, { bufferSize: 4, batchSize: 4, flushIntervalMs: 60_000 })
+    for (let i = 0; i < 6; i++) u.record(event())
+    assert.equal(await counter(registry, 'aegis_decision_log_dropped_total', { reason: 'buffer_full' }), 2)
+    await until(async () => (await counter(registry, 'aegis_decision_log_dropped_total', { reason: 'rejected' })) === 4)
+    assert.equal(u.held, 0)
+    await u.close()
+  })
+})
