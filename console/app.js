@@ -4,8 +4,9 @@
 import { drawChart } from './charts.js'
 
 const $ = (id) => document.getElementById(id)
-const state = { session: null, tenant: null, view: 'kpis', auditCursor: null, pollTimer: null }
+const state = { session: null, tenant: null, view: 'kpis', param: null, auditCursor: null, pollTimer: null, decisions: { rows: [], cursor: null, seq: 0, tailTimer: null } }
 const POLL_MS = 2000
+const TAIL_MS = 2000
 
 function h(tag, attrs = {}, ...children) {
   const e = document.createElement(tag)
@@ -45,6 +46,18 @@ function flash(message, isError = false) {
   f.textContent = message
   f.className = isError ? 'flash error' : 'flash'
   f.hidden = false
+}
+
+function fmtMs(ms) {
+  if (ms === null || ms === undefined) return '–'
+  return ms < 1 ? `${Math.round(ms * 1000)} µs` : ms < 100 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`
+}
+
+/** A datetime-local field's value as an RFC 3339 time, or null when empty. */
+function localToIso(v) {
+  if (!v) return null
+  const d = new Date(v)
+  return Number.isNaN(d.getTime()) ? null : d.toISOString()
 }
 
 function time(v, unit = 's') {
@@ -113,23 +126,27 @@ $('tenant').addEventListener('change', () => { state.tenant = $('tenant').value;
 
 // ---- routing ---------------------------------------------------------------
 
-const VIEWS = ['kpis', 'agents', 'approvals', 'revocations', 'keys', 'policies', 'audit']
+const VIEWS = ['kpis', 'decisions', 'agents', 'agent', 'approvals', 'revocations', 'keys', 'policies', 'audit']
 
+// `#agent/<agent id>` opens one agent's page; every other view is `#<view>`.
 function route() {
-  const v = location.hash.slice(1)
-  state.view = VIEWS.includes(v) ? v : 'kpis'
+  const [v, ...rest] = location.hash.slice(1).split('/')
+  state.view = VIEWS.includes(v) && (v !== 'agent' || rest.length > 0) ? v : 'kpis'
+  state.param = state.view === 'agent' ? decodeURIComponent(rest.join('/')) : null
   for (const sec of document.querySelectorAll('.view')) sec.hidden = sec.dataset.view !== state.view
+  const navView = state.view === 'agent' ? 'agents' : state.view
   for (const a of document.querySelectorAll('#nav a')) {
-    if (a.getAttribute('href') === '#' + state.view) a.setAttribute('aria-current', 'page')
+    if (a.getAttribute('href') === '#' + navView) a.setAttribute('aria-current', 'page')
     else a.removeAttribute('aria-current')
   }
+  if (state.view !== 'decisions') setTail(false)
   $('flash').hidden = true
   refreshView()
 }
 window.addEventListener('hashchange', () => { if (state.session) route() })
 
 function refreshView() {
-  const f = { kpis: loadKpis, agents: loadAgents, approvals: loadApprovals, revocations: loadRevocations, keys: loadKeys, policies: loadPolicies, audit: () => loadAudit(false) }[state.view]
+  const f = { kpis: loadKpis, decisions: () => loadDecisions(false), agents: loadAgents, agent: loadAgent, approvals: loadApprovals, revocations: loadRevocations, keys: loadKeys, policies: loadPolicies, audit: () => loadAudit(false) }[state.view]
   f().catch((err) => flash(err.message, true))
 }
 
@@ -139,6 +156,7 @@ async function poll() {
   try {
     if (state.view === 'kpis' && state.session.role === 'admin') await loadKpis()
     if (state.view === 'approvals') await loadApprovals()
+    if (state.view === 'agent') await loadAgent()
     await loadPendingCount()
   } catch { /* the next poll retries */ }
 }
@@ -154,7 +172,10 @@ function countRows(tbody, obj) {
 
 async function loadKpis() {
   const k = await api('GET', '/admin/v1/kpis?history=1')
-  $('kpi-tps').textContent = k.issuance_tps.toFixed(1)
+  $('kpi-tps').textContent = k.issuance_tps.toFixed(2)
+  // The rate's window comes from the server, so the tile says what it measures.
+  if (k.issuance_tps_window_seconds) $('kpi-tps-window').textContent = `last ${k.issuance_tps_window_seconds} s`
+  $('kpi-approvals-open').textContent = String(k.approvals_open ?? '–')
   $('kpi-lifetime').textContent = `${Math.round(k.avg_token_lifetime_seconds)} s`
   $('kpi-issued').textContent = String(k.tokens_issued ?? 0)
   $('kpi-revocations').textContent = String(k.revocations)
@@ -187,7 +208,7 @@ async function loadAgents() {
   if (needTenant(body, 6)) return
   const { agents } = await api('GET', tenantPath('/agents'))
   body.replaceChildren(...agents.map((a) => h('tr', { 'data-agent': a.agent_id },
-    h('td', {}, a.agent_id),
+    h('td', {}, h('a', { href: `#agent/${enc(a.agent_id)}` }, a.agent_id)),
     h('td', {}, h('code', {}, a.client_id)),
     h('td', {}, a.scopes.join(' ')),
     h('td', {}, a.capabilities.join(' ')),
@@ -260,13 +281,25 @@ async function loadApprovals() {
       : h('td', {}, a.reason ?? '')
     return h('tr', { 'data-approval': a.id },
       h('td', {}, time(a.created_at)),
-      h('td', {}, `${a.tenant}/${a.agent_id}`),
+      h('td', {}, state.session.role === 'admin' ? h('a', { href: `#agent/${enc(a.agent_id)}` }, `${a.tenant}/${a.agent_id}`) : `${a.tenant}/${a.agent_id}`),
       h('td', {}, a.tool),
-      h('td', {}, h('code', {}, JSON.stringify(a.params))),
+      h('td', {}, h('code', { class: 'data' }, JSON.stringify(a.params))),
+      h('td', { class: 'resource' }, a.resource ?? h('span', { class: 'muted' }, 'none')),
+      h('td', { class: 'policy' }, h('code', {}, a.policy_id || '–'), h('span', { class: 'muted' }, ` @ ${a.policy_version}`),
+        a.policy_reason ? h('div', { class: 'why' }, a.policy_reason) : ''),
+      h('td', {}, a.group, a.require_console ? h('div', { class: 'muted' }, 'console only') : ''),
+      h('td', {}, a.status === 'pending' ? expiresIn(a.expires_at) : time(a.expires_at)),
       h('td', {}, a.status),
       decide)
   }))
-  if (!approvals.length) body.append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'Nothing here.')))
+  if (!approvals.length) body.append(h('tr', {}, h('td', { colspan: 10, class: 'muted' }, 'Nothing here.')))
+}
+
+/** "14:05:09Z (in 4 min)" for an epoch-seconds expiry. */
+function expiresIn(sec) {
+  const left = Math.round(sec - Date.now() / 1000)
+  const rel = left <= 0 ? 'expired' : left < 90 ? `in ${left} s` : left < 5400 ? `in ${Math.round(left / 60)} min` : `in ${Math.round(left / 3600)} h`
+  return h('span', { title: time(sec) }, `${time(sec).slice(11)} (${rel})`)
 }
 
 async function decideApproval(id, action, reason) {
@@ -370,6 +403,185 @@ async function activatePolicy(id) {
   } catch (err) { flash(err.message, true) }
 }
 
+// ---- decisions -------------------------------------------------------------
+
+const DECISION_CLASS = { allow: 'ok', sanitize: 'ok', deny: 'bad', approval_needed: 'wait', refused: 'bad', replayed: 'bad', unavailable: 'warn' }
+
+function decisionBadge(d) {
+  const wrap = h('span', { class: 'decision' }, h('span', { class: `pill ${DECISION_CLASS[d.decision] ?? ''}` }, d.decision))
+  // Shadow decisions were not enforced: say so next to what the policy would have done.
+  if (d.enforced === false) wrap.append(h('span', { class: 'pill shadow', title: 'shadow mode: not enforced' }, 'shadow'))
+  return wrap
+}
+
+function reasonsCell(d) {
+  const lines = [...(d.reasons ?? [])]
+  if (d.error) lines.push(d.error)
+  if (d.degraded) lines.push(`degraded: ${d.degraded}`)
+  if (!lines.length) return h('td', { class: 'muted' }, '–')
+  return h('td', { class: 'reasons' }, ...lines.map((l) => h('div', {}, l)))
+}
+
+function decisionRow(d) {
+  return h('tr', { 'data-decision-id': d.id, 'data-decision': d.decision },
+    h('td', { class: 'nowrap' }, time(d.ts_ms, 'ms')),
+    h('td', {}, d.agent_id ? h('a', { href: `#agent/${enc(d.agent_id)}` }, d.agent_id) : h('span', { class: 'muted' }, 'unknown')),
+    h('td', {}, d.tool ?? '–', d.resource ? h('div', { class: 'muted' }, d.resource) : ''),
+    h('td', {}, decisionBadge(d)),
+    reasonsCell(d),
+    h('td', {}, d.params ? h('code', { class: 'data' }, JSON.stringify(d.params)) : h('span', { class: 'muted' }, '–')),
+    h('td', {}, d.policy_version ?? '–', d.policy_ids?.length ? h('div', { class: 'muted' }, d.policy_ids.join(', ')) : ''),
+    h('td', {}, d.gateway_id ?? '–', h('div', { class: 'muted' }, d.mode)),
+    h('td', { class: 'num' }, fmtMs(d.latency_ms)))
+}
+
+function decisionsQuery() {
+  const f = new FormData($('decisions-form'))
+  const p = new URLSearchParams()
+  for (const k of ['agent_id', 'tool', 'decision', 'enforced']) if (f.get(k)) p.set(k, String(f.get(k)).trim())
+  const since = localToIso(f.get('since'))
+  const until = localToIso(f.get('until'))
+  if (since) p.set('since', since)
+  if (until) p.set('until', until)
+  if (state.tenant && state.session.tenant === null) p.set('tenant', state.tenant)
+  p.set('limit', '100')
+  return p
+}
+
+const newestFirst = (a, b) => b.ts_ms - a.ts_ms || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0)
+
+function renderDecisions(fresh = new Set()) {
+  const d = state.decisions
+  const body = $('decisions-body')
+  body.replaceChildren(...d.rows.map((r) => {
+    const tr = decisionRow(r)
+    if (fresh.has(r.id)) tr.classList.add('fresh')
+    return tr
+  }))
+  if (!d.rows.length) body.append(h('tr', {}, h('td', { colspan: 9, class: 'muted' }, 'No decisions match.')))
+  $('decisions-more').hidden = d.cursor === null
+}
+
+async function loadDecisions(more) {
+  const d = state.decisions
+  const p = decisionsQuery()
+  if (more && d.cursor) p.set('cursor', d.cursor)
+  const seq = d.seq = d.seq + 1
+  const res = await api('GET', `/admin/v1/decisions?${p}`)
+  if (seq !== d.seq) return
+  d.rows = more ? [...d.rows, ...res.decisions] : res.decisions
+  d.cursor = res.next_cursor
+  renderDecisions()
+  $('decisions-status').textContent = d.tailTimer ? 'live' : ''
+}
+
+// The tail re-reads the newest page with the same filters and adds what it has
+// not shown: records reach the control plane in batches, so one from a slower
+// gateway can be older than the newest shown and still be new to the page.
+async function tailDecisions() {
+  const d = state.decisions
+  if (state.view !== 'decisions' || d.busy) return
+  d.busy = true
+  try {
+    const seq = d.seq
+    const res = await api('GET', `/admin/v1/decisions?${decisionsQuery()}`)
+    if (seq !== d.seq) return
+    const seen = new Set(d.rows.map((r) => r.id))
+    const added = res.decisions.filter((r) => !seen.has(r.id))
+    if (added.length) {
+      d.rows = [...added, ...d.rows].sort(newestFirst)
+      renderDecisions(new Set(added.map((r) => r.id)))
+    }
+    $('decisions-status').textContent = `live · checked ${new Date().toLocaleTimeString()}${added.length ? ` · ${added.length} new` : ''}`
+  } catch { /* the next tick retries */ } finally {
+    d.busy = false
+  }
+}
+
+function setTail(on) {
+  const d = state.decisions
+  clearInterval(d.tailTimer)
+  d.tailTimer = null
+  $('decisions-tail').checked = on
+  if (on) {
+    d.tailTimer = setInterval(tailDecisions, TAIL_MS)
+    $('decisions-status').textContent = 'live'
+    void tailDecisions()
+  } else $('decisions-status').textContent = ''
+}
+
+$('decisions-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadDecisions(false).catch((e) => flash(e.message, true)) })
+$('decisions-more').addEventListener('click', () => loadDecisions(true).catch((e) => flash(e.message, true)))
+$('decisions-tail').addEventListener('change', (ev) => setTail(ev.target.checked))
+
+// ---- one agent -------------------------------------------------------------
+
+function emptyRow(body, cols, text) {
+  if (!body.children.length) body.append(h('tr', {}, h('td', { colspan: cols, class: 'muted' }, text)))
+}
+
+async function loadAgent() {
+  const agentId = state.param
+  if (!agentId || !state.tenant) return
+  const tenant = state.tenant
+  const tq = state.session.tenant === null ? `&tenant=${enc(tenant)}` : ''
+  const [agent, decisions, tokens, approvals, revocations] = await Promise.all([
+    api('GET', tenantPath(`/agents/${enc(agentId)}`)),
+    api('GET', `/admin/v1/decisions?agent_id=${enc(agentId)}&limit=15${tq}`).catch((err) => ({ error: err.message, decisions: [] })),
+    api('GET', `/admin/v1/audit?type=token.issued&actor=${enc(`agent:${tenant}/${agentId}`)}&order=desc&limit=15${tq}`),
+    api('GET', `/admin/v1/approvals?tenant=${enc(tenant)}&limit=500`),
+    api('GET', '/admin/v1/revocations'),
+  ])
+  if (state.view !== 'agent' || state.param !== agentId) return
+  $('agent-name').textContent = `${tenant}/${agentId}`
+  const mine = revocations.revocations.filter((r) => r.tenant === tenant && ((r.type === 'agent' && r.value === agentId) || r.agent_id === agentId) && !r.lifted_at)
+  const revoked = mine.some((r) => r.type === 'agent')
+  $('agent-state').textContent = revoked ? 'revoked' : 'active'
+  $('agent-state').className = `pill ${revoked ? 'bad' : 'ok'}`
+  $('agent-revoke').disabled = revoked
+  const facts = [['Client id', h('code', {}, agent.client_id)], ['Scopes', agent.scopes.join(' ') || '–'], ['Capabilities', agent.capabilities.join(' ') || '–'],
+    ['Max token lifetime', `${agent.max_ttl_seconds} s`], ['Client authentication', agent.token_endpoint_auth_method ?? '–']]
+  $('agent-facts').replaceChildren(...facts.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))
+  $('agent-decisions-link').setAttribute('href', '#decisions')
+  $('agent-decisions-link').onclick = () => { $('decisions-form').elements.agent_id.value = agentId }
+
+  const db = $('agent-decisions')
+  db.replaceChildren(...decisions.decisions.map((d) => h('tr', { 'data-decision-id': d.id },
+    h('td', { class: 'nowrap' }, time(d.ts_ms, 'ms')), h('td', {}, d.tool ?? '–'), h('td', {}, decisionBadge(d)), reasonsCell(d))))
+  emptyRow(db, 4, decisions.error ? `Decision log unavailable: ${decisions.error}` : 'No decisions recorded yet.')
+
+  const tb = $('agent-tokens')
+  tb.replaceChildren(...tokens.events.map((e) => h('tr', { 'data-jti': e.data.jti ?? e.subject },
+    h('td', { class: 'nowrap' }, time(e.ts, 'ms')),
+    h('td', {}, h('code', { class: 'id' }, e.data.jti ?? e.subject ?? ''), h('div', { class: 'muted' }, [e.data.grant_type, e.data.scope].filter(Boolean).join(' · '))),
+    h('td', { class: 'nowrap' }, e.data.exp ? time(e.data.exp).slice(11) : '–'))))
+  emptyRow(tb, 3, 'No tokens issued.')
+
+  const ab = $('agent-approvals')
+  ab.replaceChildren(...approvals.approvals.filter((a) => a.agent_id === agentId).slice(0, 15).map((a) => h('tr', { 'data-approval': a.id },
+    h('td', { class: 'nowrap' }, time(a.created_at)), h('td', {}, a.tool),
+    h('td', { class: 'policy' }, h('code', {}, a.policy_id || '–'), a.policy_reason ? h('div', { class: 'why' }, a.policy_reason) : ''),
+    h('td', {}, a.status), h('td', {}, a.status === 'pending' ? expiresIn(a.expires_at) : time(a.expires_at)))))
+  emptyRow(ab, 5, 'No approval requests.')
+
+  const rb = $('agent-revocations')
+  rb.replaceChildren(...mine.map((r) => h('tr', { 'data-revocation': r.seq },
+    h('td', { class: 'num' }, r.seq), h('td', {}, r.type), h('td', {}, h('code', {}, r.value)), h('td', {}, r.reason ?? ''), h('td', { class: 'nowrap' }, time(r.created_at, 'ms')))))
+  emptyRow(rb, 5, 'None: the agent can get tokens.')
+}
+
+$('agent-revoke').addEventListener('click', async () => {
+  const agentId = state.param
+  if (!window.confirm(`Revoke agent ${agentId}? Its tokens are refused from now on and it gets no new ones until the revocation is lifted.`)) return
+  try {
+    const reason = $('agent-revoke-reason').value.trim()
+    await api('POST', '/admin/v1/revocations', { type: 'agent', value: agentId, tenant: state.tenant, reason: reason || 'revoked from the console' })
+    $('agent-revoke-reason').value = ''
+    flash(`Agent ${agentId} revoked: its tokens are refused from now on.`)
+    await loadAgent()
+  } catch (err) { flash(err.message, true) }
+})
+
 // ---- audit -----------------------------------------------------------------
 
 function auditQuery() {
@@ -377,6 +589,9 @@ function auditQuery() {
   const p = new URLSearchParams()
   if (f.get('type')) p.set('type', f.get('type'))
   if (f.get('since')) p.set('since', new Date(f.get('since')).toISOString())
+  if (f.get('actor')) p.set('actor', f.get('actor'))
+  // Newest first: the log opens on what just happened; "Older events" pages back.
+  p.set('order', 'desc')
   p.set('limit', f.get('limit') || '100')
   if (state.tenant && state.session.tenant === null && $('audit-form').dataset.all !== '1') p.set('tenant', state.tenant)
   return p

@@ -1,6 +1,9 @@
 /**
- * Regenerates docs/console.png (the README's console screenshot) from a real
- * control plane and gateway with some activity:
+ * Regenerates the README's console screenshots from a real control plane and
+ * gateway with some activity: docs/console.png (KPIs), and beside it
+ * console-decisions.png (the decision log, live tail on),
+ * console-agent.png (one agent's page) and console-approvals.png (a pending
+ * approval with the policy and reason that asked for it):
  *
  *   node --import tsx scripts/screenshot.ts [out.png]
  *
@@ -12,7 +15,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { chromium } from 'playwright-core'
 import { loadConfig } from '../src/config/load.js'
@@ -23,6 +26,7 @@ import { ManualClock } from '../src/lib/clock.js'
 import { silentLogger } from '../src/observability/logger.js'
 
 const OUT = process.argv[2] ?? 'docs/console.png'
+const DIR = dirname(OUT)
 const STEPS = 57
 const STEP_MS = 60_000
 
@@ -37,6 +41,7 @@ when { context.params has amount && context.params.amount <= 50000 };
 
 @id("transfer-approval")
 @approval("finance")
+@reason("transfers above 1000 need a finance approver")
 forbid (principal, action == Action::"payments.transfer", resource)
 when { context.params has amount && context.params.amount > 1000 }
 unless { context.override };
@@ -124,6 +129,25 @@ async function main(): Promise<void> {
     await sleep(500)
     await page.screenshot({ path: OUT })
     console.log(`wrote ${OUT}`)
+
+    await page.goto(`${issuer}/console/#decisions`)
+    await page.locator('#decisions-body tr[data-decision-id]').first().waitFor()
+    await page.locator('#decisions-tail').check()
+    await page.locator('#decisions-status').filter({ hasText: 'checked' }).waitFor()
+    await page.screenshot({ path: join(DIR, 'console-decisions.png') })
+    console.log(`wrote ${join(DIR, 'console-decisions.png')}`)
+
+    await page.goto(`${issuer}/console/#agent/billing-bot`)
+    await page.locator('#agent-tokens tr[data-jti]').first().waitFor()
+    await page.locator('#agent-decisions tr[data-decision-id]').first().waitFor()
+    await page.locator('#agent-approvals tr[data-approval]').first().waitFor()
+    await page.screenshot({ path: join(DIR, 'console-agent.png'), fullPage: true })
+    console.log(`wrote ${join(DIR, 'console-agent.png')}`)
+
+    await page.goto(`${issuer}/console/#approvals`)
+    await page.locator('#approvals-body tr[data-approval]').first().waitFor()
+    await page.screenshot({ path: join(DIR, 'console-approvals.png') })
+    console.log(`wrote ${join(DIR, 'console-approvals.png')}`)
   } finally {
     await ctx.close()
     rmSync(profile, { recursive: true, force: true })

@@ -137,7 +137,11 @@ export interface AuditQuery {
   tenant?: string
   /** Epoch ms. */
   since?: number
-  /** Return events with id > cursor. */
+  /** Exact actor, e.g. `agent:acme/billing-bot` (an agent's token issuances). */
+  actor?: string
+  /** `asc` (default): oldest first, events with id > cursor; `desc`: newest first, events with id < cursor. */
+  order?: 'asc' | 'desc'
+  /** Where the previous page ended (see `order`). */
   cursor?: number
   limit: number
 }

@@ -1,7 +1,8 @@
 /**
  * Admin API for approvals, under `/admin/v1` (DESIGN.md "Admin API"):
  * - `GET approvals?status=pending&tenant=&limit=` (admin, approver): an
- *   approver sees only its groups' requests; a tenant-scoped token only its tenant;
+ *   approver sees only its groups' requests; a tenant-scoped token only its
+ *   tenant; each with `policy_reason`, the asking policy's `@reason`;
  * - `GET approvals/{id}` (admin, approver), with each notifier delivery;
  * - `POST approvals/{id}/approve|deny` `{"reason"}` (admin, approver): a
  *   console session decides `via: console`, a bearer token `via: api`;
@@ -19,6 +20,7 @@ import { approvalJson } from '../approvals/wire.js'
 import { approvalServiceFor } from '../approvals/registry.js'
 import type { ApprovalRequestBinding } from '../approvals/service.js'
 import { TAGS, allow, params, query, strArray } from './schemas.js'
+import { analyzeBundle } from '../../policy/cedar/analyze.js'
 
 const STATUSES: readonly ApprovalStatus[] = ['pending', 'approved', 'denied', 'expired']
 
@@ -48,6 +50,35 @@ const OpenBody = {
     request: { type: ['object', 'null'], description: '{method, path, query, body_sha256?} of a proxied request the override is bound to' },
   },
 }
+/** Bundles whose `@reason` annotations are kept (bundles never change once stored, so entries never go stale). */
+const MAX_REASON_BUNDLES = 256
+
+/**
+ * The `@reason` of the policy that asked for each approval (`policy_reason`
+ * in the list), read from the stored bundle of the approval's policy
+ * version, so an approver sees why without opening the policy. Null when the
+ * policy has none or the bundle is gone.
+ */
+function policyReasons(deps: ControlPlaneDeps): (tenant: string, version: string, policyId: string) => Promise<string | null> {
+  const cache = new Map<string, Map<string, string | null>>()
+  return async (tenant, version, policyId) => {
+    const key = `${tenant}\n${version}`
+    let reasons = cache.get(key)
+    if (reasons === undefined) {
+      reasons = new Map()
+      const bundle = (await deps.store.policies.list(tenant)).find((b) => b.version === version)
+      if (bundle !== undefined) {
+        try {
+          for (const p of analyzeBundle(bundle.cedar).policies) reasons.set(p.meta.id, p.meta.reason)
+        } catch { /* a stored bundle always analyzed once; no reasons rather than a failed list */ }
+      }
+      if (cache.size >= MAX_REASON_BUNDLES) cache.delete(cache.keys().next().value!)
+      cache.set(key, reasons)
+    }
+    return reasons.get(policyId) ?? null
+  }
+}
+
 function principal(p: AdminPrincipal | undefined): AdminPrincipal {
   if (!p) throw new AegisError('unauthorized', 'a valid admin bearer token is required')
   return p
@@ -60,6 +91,7 @@ export async function approvalRoutes(app: FastifyInstance, deps: ControlPlaneDep
   app.addHook('onClose', async () => { await service.close() })
   const readers = allow(['admin', 'approver'])
   const tags = [TAGS.approvals]
+  const reasonOf = policyReasons(deps)
 
   app.get<{ Querystring: { status?: ApprovalStatus; tenant?: string; limit?: string } }>('/approvals', { config: readers, schema: { tags, summary: 'Approval requests (an approver sees its groups\' only)', querystring: ListQuery } }, async (request) => {
     const p = principal(request.adminPrincipal)
@@ -74,7 +106,8 @@ export async function approvalRoutes(app: FastifyInstance, deps: ControlPlaneDep
       .map((a) => service.effective(a))
       .filter((a) => status === undefined || a.status === status)
       .filter((a) => p.role === 'admin' || p.groups.includes(a.group))
-    return { approvals: visible.map(approvalJson), now: Math.floor(now / 1000) }
+    const approvals = await Promise.all(visible.map(async (a) => ({ ...approvalJson(a), policy_reason: await reasonOf(a.tenant, a.policyVersion, a.policyId) })))
+    return { approvals, now: Math.floor(now / 1000) }
   })
 
   app.get<{ Params: { id: string } }>('/approvals/:id', { config: readers, schema: { tags, summary: 'An approval request with each notifier delivery', params: IdParams } }, async (request) => {

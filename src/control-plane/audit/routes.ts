@@ -9,6 +9,7 @@ import { verifyAuditStore, type AuditProblem } from './verify.js'
 
 const TYPE_RE = /^[A-Za-z0-9_.*-]{1,100}$/
 const TENANT_RE = /^[A-Za-z0-9._-]{1,128}$/
+const ACTOR_RE = /^[\x21-\x7e]{1,300}$/
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
 
@@ -37,7 +38,7 @@ function parseSince(v: string): number {
 export function parseAuditQuery(raw: unknown): AuditQuery {
   const q = (raw ?? {}) as Record<string, unknown>
   for (const k of Object.keys(q)) {
-    if (!['type', 'tenant', 'since', 'limit', 'cursor'].includes(k)) throw bad(`unknown parameter ${k}`)
+    if (!['type', 'tenant', 'actor', 'order', 'since', 'limit', 'cursor'].includes(k)) throw bad(`unknown parameter ${k}`)
   }
   const out: AuditQuery = { limit: DEFAULT_LIMIT }
   const type = one(q, 'type')
@@ -49,6 +50,16 @@ export function parseAuditQuery(raw: unknown): AuditQuery {
   if (tenant !== undefined) {
     if (!TENANT_RE.test(tenant)) throw bad('tenant is not a valid tenant id')
     out.tenant = tenant
+  }
+  const actor = one(q, 'actor')
+  if (actor !== undefined) {
+    if (!ACTOR_RE.test(actor)) throw bad('actor must be an actor such as agent:acme/billing-bot')
+    out.actor = actor
+  }
+  const order = one(q, 'order')
+  if (order !== undefined) {
+    if (order !== 'asc' && order !== 'desc') throw bad('order must be asc or desc')
+    out.order = order
   }
   const since = one(q, 'since')
   if (since !== undefined) out.since = parseSince(since)
@@ -69,14 +80,16 @@ export function parseAuditQuery(raw: unknown): AuditQuery {
 const AuditQuerySchema = query({
   type: { type: 'string', pattern: TYPE_RE.source, description: 'event type such as token.issued (* matches any run of characters)' },
   tenant: { type: 'string', pattern: TENANT_RE.source },
+  actor: { type: 'string', pattern: ACTOR_RE.source, description: 'exact actor, e.g. agent:acme/billing-bot' },
+  order: { type: 'string', enum: ['asc', 'desc'], description: 'asc (default): oldest first; desc: newest first (the cursor then pages to older events)' },
   since: { type: 'string', maxLength: 40, description: 'epoch milliseconds or an RFC 3339 date-time' },
   limit: { type: 'string', pattern: '^\\d{1,4}$', description: `1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` },
   cursor: { type: 'string', pattern: '^\\d{1,15}$', description: 'next_cursor of the previous page' },
 }, false)
 
 /**
- * `GET /admin/v1/audit?type=&tenant=&since=&limit=&cursor=`: pages through
- * audit events in id order, `{"events": [...], "next_cursor": string|null}`.
+ * `GET /admin/v1/audit?type=&tenant=&actor=&order=&since=&limit=&cursor=`:
+ * pages through audit events in id order (`order=desc`: newest first), `{"events": [...], "next_cursor": string|null}`.
  * A tenant admin sees only its own tenant (naming another is 403). Register
  * this plugin without a prefix: it opens its own `/admin/v1` scope.
  */
@@ -86,7 +99,7 @@ export async function auditRoutes(app: FastifyInstance, deps: ControlPlaneDeps):
 
 async function auditAdminRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
   installAdminGuard(app, deps.store, deps.sessions)
-  app.get('/audit', { config: allow(['admin']), schema: { tags: [TAGS.audit], summary: 'Page through audit events in id order', querystring: AuditQuerySchema } }, async (request, reply) => {
+  app.get('/audit', { config: allow(['admin']), schema: { tags: [TAGS.audit], summary: 'Page through audit events in id order (oldest or newest first)', querystring: AuditQuerySchema } }, async (request, reply) => {
     const principal = request.adminPrincipal!
     const query = parseAuditQuery(request.query)
     if (principal.tenant !== null) {

@@ -310,7 +310,7 @@ CREATE INDEX IF NOT EXISTS audit_events_tenant_type ON audit_events (tenant, typ
     },
     {
       version: 7,
-      name: 'kpi_counts',
+      name: 'kpi_counts_audit_actor',
       sql: `
 -- The console's KPIs, shared by every control plane on the database
 -- (control-plane/admin/kpis.ts): counts per tenant ('' = all tenants), per
@@ -325,6 +325,9 @@ CREATE TABLE kpi_counts (
   PRIMARY KEY (tenant, slot, metric)
 )${strict};
 CREATE INDEX kpi_counts_slot ON kpi_counts (slot);
+-- The console's agent page reads one agent's events newest first
+-- (GET /admin/v1/audit?actor=agent:<tenant>/<agent>&order=desc).
+CREATE INDEX audit_events_actor ON audit_events (actor, id);
 `,
     },
   ]

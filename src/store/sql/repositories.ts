@@ -159,10 +159,12 @@ function auditRepo(sql: Sql): AuditRepo {
       const args: unknown[] = []
       if (q.type !== undefined) { where.push('type = ?'); args.push(q.type) }
       if (q.tenant !== undefined) { where.push('tenant = ?'); args.push(q.tenant) }
+      if (q.actor !== undefined) { where.push('actor = ?'); args.push(q.actor) }
       if (q.since !== undefined) { where.push('ts >= ?'); args.push(q.since) }
-      if (q.cursor !== undefined) { where.push('id > ?'); args.push(q.cursor) }
+      const desc = q.order === 'desc'
+      if (q.cursor !== undefined) { where.push(desc ? 'id < ?' : 'id > ?'); args.push(q.cursor) }
       args.push(sqlLimit(q.limit))
-      return sql.all(`SELECT * FROM audit_events${whereOf(where)} ORDER BY id LIMIT ?`, args, T.auditEvents.withId)
+      return sql.all(`SELECT * FROM audit_events${whereOf(where)} ORDER BY id${desc ? ' DESC' : ''} LIMIT ?`, args, T.auditEvents.withId)
     },
     chains: () => sql.all('SELECT DISTINCT chain_id FROM audit_events ORDER BY chain_id', [], (r) => String(r.chain_id)),
     chain: (chainId, afterSeq, limit) =>
