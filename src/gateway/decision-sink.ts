@@ -27,7 +27,7 @@ export class MemoryDecisionSink implements DecisionSink {
 /** Sends every event to several sinks. */
 export class TeeDecisionSink implements DecisionSink {
   constructor(private readonly sinks: DecisionSink[]) {}
-  record(event: GatewayAuditEvent): void {
-    for (const s of this.sinks) s.record(event)
+  record(event: GatewayAuditEvent, params?: Readonly<Record<string, unknown>>): void {
+    for (const s of this.sinks) s.record(event, params)
   }
 }

@@ -80,12 +80,6 @@ export interface GatewayAuditEvent {
   candidate?: { version: string; decision: Decision; readonly sample?: CandidateSample }
   /** Pipeline latency of a `decision` (ms), for its trace span. */
   latency_ms?: number
-  /**
-   * The call's parameters with the decision's sanitize obligations applied
-   * (`decision` events), for the decision log. Set non-enumerable, as
-   * `candidate.sample` is, so log lines and spans never carry parameters.
-   */
-  readonly params?: Record<string, unknown>
 }
 
 /** What a candidate-diff sample needs beyond the event (see `GatewayAuditEvent.candidate`). */
@@ -104,7 +98,13 @@ export interface CandidateSample {
  * throw and must not block: it is called on the hot path.
  */
 export interface DecisionSink {
-  record(event: GatewayAuditEvent): void
+  /**
+   * `params`: the call's parameters with the decision's sanitize obligations
+   * applied (`decision` events only), for sinks that keep them (the decision
+   * log). Beside the event, not in it, so sinks that write the event (log
+   * lines, spans) never carry parameters.
+   */
+  record(event: GatewayAuditEvent, params?: Readonly<Record<string, unknown>>): void
   close?(): Promise<void>
 }
 

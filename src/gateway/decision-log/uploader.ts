@@ -62,7 +62,7 @@ function cut(v: string | null | undefined, max: number): string | null {
 }
 
 /** The decision-log record of an event (wire fields as `POST /admin/v1/decisions` takes them), bounded to the control plane's schema. */
-function toWire(e: GatewayAuditEvent, id: string, traceId: string | null): Record<string, unknown> {
+function toWire(e: GatewayAuditEvent, params: Readonly<Record<string, unknown>> | undefined, id: string, traceId: string | null): Record<string, unknown> {
   const decision = e.type === 'decision' ? e.decision ?? 'unknown'
     : e.type === 'token.refused' ? 'refused'
       : e.type === 'token.replayed' ? 'replayed' : 'unavailable'
@@ -88,7 +88,7 @@ function toWire(e: GatewayAuditEvent, id: string, traceId: string | null): Recor
     latency_ms: e.latency_ms === undefined ? null : Math.min(Math.max(e.latency_ms, 0), 3_600_000),
     trace_id: traceId,
     // Already sanitized by the pipeline; cut to about 1 KiB so a record never carries a document.
-    params: e.params === undefined ? null : sanitizeSampleParams(e.params, []),
+    params: params === undefined ? null : sanitizeSampleParams(params, []),
   }
 }
 
@@ -116,6 +116,7 @@ function retryAfterMs(header: string | null): number | null {
 export class DecisionLogUploader implements DecisionSink {
   private events: GatewayAuditEvent[] = []
   private traces: Array<string | null> = []
+  private params: Array<Readonly<Record<string, unknown>> | undefined> = []
   private batch: Batch | null = null
   private busy = false
   private scheduled = false
@@ -148,13 +149,14 @@ export class DecisionLogUploader implements DecisionSink {
     return this.events.length + (this.batch?.count ?? 0)
   }
 
-  record(event: GatewayAuditEvent): void {
+  record(event: GatewayAuditEvent, params?: Readonly<Record<string, unknown>>): void {
     if (this.closed || this.events.length + (this.batch?.count ?? 0) >= this.opts.bufferSize) {
       this.dropped.inc({ reason: this.closed ? 'shutdown' : 'buffer_full' })
       return
     }
     this.events.push(event)
     this.traces.push(currentTraceId())
+    this.params.push(params)
     if (this.events.length >= this.opts.batchSize && !this.busy && !this.scheduled) {
       this.scheduled = true
       setImmediate(() => { this.scheduled = false; void this.pump() })
@@ -203,11 +205,12 @@ export class DecisionLogUploader implements DecisionSink {
     const take = Math.min(this.events.length, this.opts.batchSize)
     const events = this.events.splice(0, take)
     const traces = this.traces.splice(0, take)
+    const params = this.params.splice(0, take)
     const parts: string[] = []
     let bytes = 0
     let i = 0
     for (; i < events.length; i++) {
-      const json = JSON.stringify(toWire(events[i]!, this.nextId(), traces[i]!))
+      const json = JSON.stringify(toWire(events[i]!, params[i], this.nextId(), traces[i]!))
       if (bytes + json.length > MAX_BATCH_JSON_BYTES && parts.length > 0) break
       parts.push(json)
       bytes += json.length + 1
@@ -216,6 +219,7 @@ export class DecisionLogUploader implements DecisionSink {
       // Over the size bound: the rest goes first in the next batch.
       this.events.unshift(...events.slice(i))
       this.traces.unshift(...traces.slice(i))
+      this.params.unshift(...params.slice(i))
     }
     const json = `{"gateway_id":${JSON.stringify(this.gatewayId)},"records":[${parts.join(',')}]}`
     const body = await new Promise<Buffer>((resolve, reject) => {
@@ -288,6 +292,7 @@ export class DecisionLogUploader implements DecisionSink {
       this.batch = null
       this.events = []
       this.traces = []
+      this.params = []
     }
   }
 }

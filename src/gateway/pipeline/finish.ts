@@ -118,5 +118,5 @@ export function auditDecision(call: Call): void {
     Object.defineProperty(cand, 'sample', { value: { activeDecision: r.decision, params: req.params, obligations: c.obligations.length === 0 ? r.obligations : [...r.obligations, ...c.obligations] }, enumerable: false })
     e.candidate = cand
   }
-  call.deps.decisions.record(e)
+  call.deps.decisions.record(e, call.outcome.params)
 }

@@ -13,7 +13,7 @@ import { decodeJwt } from 'jose'
 import { authorize, eventually, startGatewayEnv, type Credential, type GatewayEnv } from '../../helpers/gateway-env.js'
 import { startGatewayProcess, type GatewayProcess } from '../../helpers/gateway-processes.js'
 
-interface Wire { id: string; ts_ms: number; gateway_id: string; tenant: string | null; agent_id: string | null; tool: string | null; decision: string; enforced: boolean | null; jti: string | null; type: string; reasons: string[]; policy_version: string | null; latency_ms: number | null }
+interface Wire { id: string; ts_ms: number; gateway_id: string; tenant: string | null; agent_id: string | null; tool: string | null; decision: string; enforced: boolean | null; jti: string | null; type: string; reasons: string[]; policy_version: string | null; latency_ms: number | null; params: Record<string, unknown> | null }
 
 async function get(env: GatewayEnv, query: string, token = env.adminToken): Promise<{ status: number; body: { decisions: Wire[]; next_cursor: string | null; error?: string } }> {
   const res = await fetch(`${env.issuer}/admin/v1/decisions${query}`, { headers: { authorization: `Bearer ${token}` } })
@@ -107,7 +107,9 @@ describe('decision log: two gateway processes upload, the control plane stores, 
       assert.ok(d.jti !== null && tokens.some((t) => decodeJwt(t).jti === d.jti), 'the jti names the token')
       assert.equal(typeof d.latency_ms, 'number')
       assert.equal(typeof d.policy_version, 'string')
+      assert.deepEqual(d.params, { q: 'acme' }, 'the decided parameters')
     }
+    assert.ok(all.filter((r) => r.type !== 'decision').every((r) => r.params === null), 'a refusal keeps no parameters')
     const answered = (tool: string, decision: string) => answers.filter((a) => a.tool === tool && a.decision === decision).length
     for (const d of new Set(decided.map((r) => `${r.tool} ${r.decision}`))) {
       const [tool, decision] = d.split(' ') as [string, string]

@@ -60,10 +60,8 @@ describe('DecisionLogUploader', () => {
     uploads.length = 0
     const registry = new Registry()
     const u = new DecisionLogUploader(target, 'gw-t', silentLogger(), registry, { bufferSize: 100, batchSize: 3, flushIntervalMs: 20 })
-    const withParams = event({ decision: 'sanitize' })
-    // As the pipeline sets them: not enumerable, so log lines never carry them.
-    Object.defineProperty(withParams, 'params', { value: { card: '[REDACTED]', note: 'x'.repeat(500), nested: { ok: 1 } }, enumerable: false })
-    u.record(withParams)
+    // As the pipeline hands them over: beside the event, so sinks that write the event never carry them.
+    u.record(event({ decision: 'sanitize' }), { card: '[REDACTED]', note: 'x'.repeat(500), nested: { ok: 1 } })
     u.record(event({ type: 'token.refused', decision: undefined, enforced: undefined, error: 'token expired', tenant: null, agent_id: null }))
     u.record(event({ enforced: false, decision: 'deny' }))
     await until(() => uploads.length === 1)
