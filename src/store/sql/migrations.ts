@@ -304,7 +304,7 @@ CREATE INDEX decisions_tenant_decision ON decisions (tenant, decision, ts, id);
 -- so plain CREATE INDEX (CONCURRENTLY cannot run in a transaction): audit
 -- writes wait while it builds, about 1.5 minutes per 10 million events. IF
 -- NOT EXISTS lets an operator with a large log build it beforehand with
--- CREATE INDEX CONCURRENTLY under this name (README, "Upgrading").
+-- CREATE INDEX CONCURRENTLY under this name (README, "Audit").
 CREATE INDEX IF NOT EXISTS audit_events_tenant_type ON audit_events (tenant, type, id);
 `,
     },
