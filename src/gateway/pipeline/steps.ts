@@ -35,7 +35,7 @@ export function verifyBearer(call: Call): void | Promise<void> {
 
 async function verifyWithFetchedKeys(call: Call, token: string): Promise<void> {
   try {
-    call.view = viewOf(call.deps, await call.deps.verifier.verifyAsync(token))
+    call.view = viewOf(call.deps, await call.deps.verifier.verify(token))
   } catch (err) {
     throw refused(call, null, verifyFailure(err))
   }
