@@ -57,8 +57,12 @@ interface AgentFieldsBody {
   tls_client_auth_san_dns?: string | null
 }
 
-/** Admin-API view of an agent (times in epoch ms). `audiences: []` means the configured default audience. */
-export function agentJson(a: Agent): Record<string, unknown> {
+/**
+ * Admin-API view of an agent (times in epoch ms). An agent registered without
+ * `audiences` shows what it may get: `[AEGIS_AUDIENCE]` (docs/reference.md
+ * §Agents; stored empty, so it follows that setting).
+ */
+export function agentJson(a: Agent, defaultAudience: string): Record<string, unknown> {
   return {
     tenant: a.tenant,
     agent_id: a.agentId,
@@ -67,7 +71,7 @@ export function agentJson(a: Agent): Record<string, unknown> {
     capabilities: a.capabilities,
     schemas: a.schemas,
     max_ttl_seconds: a.maxTtlSeconds,
-    audiences: a.audiences,
+    audiences: a.audiences.length > 0 ? a.audiences : [defaultAudience],
     token_endpoint_auth_method: a.tokenEndpointAuthMethod,
     jwks: a.jwks,
     tls_client_auth_subject_dn: a.tlsClientAuthSubjectDn,
@@ -158,18 +162,18 @@ export async function agentRoutes(app: FastifyInstance, deps: ControlPlaneDeps):
       await auditAdmin(deps, principal(request), { type: 'admin.agent_created', tenant, subject: agentId, data: { scopes: agent.scopes, capabilities: agent.capabilities, capability_hash: hash, max_ttl_seconds: agent.maxTtlSeconds, token_endpoint_auth_method: agent.tokenEndpointAuthMethod } })
       await published(agent, hash)
       reply.code(201)
-      return agentJson(agent)
+      return agentJson(agent, deps.config.audience)
     })
 
     scope.get('/agents', { config: ADMIN, schema: { tags: [TAGS.agents], summary: 'List a tenant\'s agents', params: tenantParams } }, async (request) => {
-      return { agents: (await deps.store.agents.list(tenantOf(request).id)).map(agentJson) }
+      return { agents: (await deps.store.agents.list(tenantOf(request).id)).map((a) => agentJson(a, deps.config.audience)) }
     })
 
     scope.get<{ Params: { agent: string } }>('/agents/:agent', { config: ADMIN, schema: { tags: [TAGS.agents], summary: 'Read an agent', params: tenantAgentParams } }, async (request) => {
       const agentId = request.params.agent
       const a = await deps.store.agents.get(tenantOf(request).id, agentId)
       if (!a) throw new NotFound(`agent ${agentId} not found`)
-      return agentJson(a)
+      return agentJson(a, deps.config.audience)
     })
 
     scope.patch<{ Params: { agent: string }; Body: AgentFieldsBody }>('/agents/:agent', { config: ADMIN_JSON, schema: { tags: [TAGS.agents], summary: 'Update an agent (recomputes its capability manifest)', params: tenantAgentParams, body: AgentPatchBody } }, async (request) => {
@@ -186,7 +190,7 @@ export async function agentRoutes(app: FastifyInstance, deps: ControlPlaneDeps):
       const updated = await deps.store.agents.update(tenant, agentId, patch, deps.clock.now())
       await auditAdmin(deps, principal(request), { type: 'admin.agent_updated', tenant, subject: agentId, data: { fields: Object.keys(request.body), capability_hash: updated.capabilityHash } })
       await published(updated, updated.capabilityHash)
-      return agentJson(updated)
+      return agentJson(updated, deps.config.audience)
     })
 
     scope.delete<{ Params: { agent: string } }>('/agents/:agent', { config: ADMIN, schema: { tags: [TAGS.agents], summary: 'Delete an agent and its bootstrap credentials', params: tenantAgentParams } }, async (request, reply) => {
