@@ -51,20 +51,56 @@ export async function benchDecisionLogCost(seconds: number, rounds = 6): Promise
   const cp = await startServeProcess('control-plane', { AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_CONTROL_PORT: String(cpPort), AEGIS_ISSUER: issuer })
   const gws: ServerProcess[] = []
   // The stand-in: reads and acknowledges each batch, as a remote control plane would answer.
-  const sink = createServer((req, res) => { req.resume(); req.on('end', () => { res.writeHead(202, { 'content-type': 'application/json' }); res.end('{}') }) })
+  const sink = createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      res.writeHead(202, { 'content-type': 'application/json' })
+      res.end('{}')
+    })
+  })
   await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r))
   const sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`
   try {
     await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants', { id: TENANT, name: 'Bench' })
-    await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents`, { agent_id: AGENT, scopes: ['crm:read'], capabilities: ['crm.read'], max_ttl_seconds: 900 })
-    const cred = await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents/${AGENT}/bootstrap-credentials`, { ttl_seconds: 3600, single_use: false }) as { client_id: string; client_secret: string }
-    const res = await fetch(`${cp.url}/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }) })
-    const { access_token: token } = await res.json() as { access_token: string }
-    const on = await startServeProcess('gateway', { AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_ISSUER: issuer, AEGIS_GATEWAY_ID: 'bench-log-on', AEGIS_DECISION_LOG_ENABLED: 'true' }, 'AEGIS_GATEWAY_PORT')
+    await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents`, {
+      agent_id: AGENT,
+      scopes: ['crm:read'],
+      capabilities: ['crm.read'],
+      max_ttl_seconds: 900,
+    })
+    const cred = (await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents/${AGENT}/bootstrap-credentials`, {
+      ttl_seconds: 3600,
+      single_use: false,
+    })) as { client_id: string; client_secret: string }
+    const res = await fetch(`${cp.url}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }),
+    })
+    const { access_token: token } = (await res.json()) as { access_token: string }
+    const on = await startServeProcess(
+      'gateway',
+      { AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_ISSUER: issuer, AEGIS_GATEWAY_ID: 'bench-log-on', AEGIS_DECISION_LOG_ENABLED: 'true' },
+      'AEGIS_GATEWAY_PORT',
+    )
     gws.push(on)
-    const off = await startServeProcess('gateway', { AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_ISSUER: issuer, AEGIS_GATEWAY_ID: 'bench-log-off', AEGIS_DECISION_LOG_ENABLED: 'false' }, 'AEGIS_GATEWAY_PORT')
+    const off = await startServeProcess(
+      'gateway',
+      { AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_ISSUER: issuer, AEGIS_GATEWAY_ID: 'bench-log-off', AEGIS_DECISION_LOG_ENABLED: 'false' },
+      'AEGIS_GATEWAY_PORT',
+    )
     gws.push(off)
-    const remote = await startServeProcess('gateway', { AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_ISSUER: issuer, AEGIS_GATEWAY_ID: 'bench-log-remote', AEGIS_DECISION_LOG_ENABLED: 'true', AEGIS_DECISION_LOG_URL: sinkUrl }, 'AEGIS_GATEWAY_PORT')
+    const remote = await startServeProcess(
+      'gateway',
+      {
+        AEGIS_GATEWAY_TOKEN: gatewayToken,
+        AEGIS_ISSUER: issuer,
+        AEGIS_GATEWAY_ID: 'bench-log-remote',
+        AEGIS_DECISION_LOG_ENABLED: 'true',
+        AEGIS_DECISION_LOG_URL: sinkUrl,
+      },
+      'AEGIS_GATEWAY_PORT',
+    )
     gws.push(remote)
     const request = {
       method: 'POST' as const,
@@ -76,10 +112,18 @@ export async function benchDecisionLogCost(seconds: number, rounds = 6): Promise
     const storedBefore = await metric(cp.url, 'aegis_decision_log_stored_total')
     const droppedBefore = await metric(on.url, 'aegis_decision_log_dropped_total')
     const round = Math.max(1, Math.round(seconds / rounds))
-    const total = new Map<ServerProcess, number>([[on, 0], [off, 0], [remote, 0]])
+    const total = new Map<ServerProcess, number>([
+      [on, 0],
+      [off, 0],
+      [remote, 0],
+    ])
     for (let i = 0; i < rounds; i++) {
       // Rotate which goes first, so none always follows another's upload backlog.
-      const order = [[off, on, remote], [on, remote, off], [remote, off, on]][i % 3]!
+      const order = [
+        [off, on, remote],
+        [on, remote, off],
+        [remote, off, on],
+      ][i % 3]!
       for (const g of order) {
         const r = await autocannon({ ...request, url: `${g.url}/v1/authorize`, duration: round })
         if (r.non2xx + r.errors > 0) throw new Error(`gateway answered ${r.non2xx} non-2xx, ${r.errors} errors`)
@@ -131,11 +175,15 @@ function batch(gatewayId: string, n: number, t0: number, seq: { n: number }): Bu
   return gzipSync(JSON.stringify({ gateway_id: gatewayId, records }), { level: 1 })
 }
 
-export interface IngestRate { storedPerSec: number; stored: number; batches: number }
+export interface IngestRate {
+  storedPerSec: number
+  stored: number
+  batches: number
+}
 
 /** Decisions stored per second by one control plane on `db`, from pre-compressed batches of 500 with 4 uploads in flight. */
 export async function benchIngest(seconds: number, db: 'sqlite' | 'postgres'): Promise<IngestRate | null> {
-  if (db === 'postgres' && await skipWithoutPostgres()) return null
+  if (db === 'postgres' && (await skipWithoutPostgres())) return null
   const pgSchema = db === 'postgres' ? await freshPostgresSchema() : undefined
   const gatewayToken = `gw_${randomBytes(32).toString('base64url')}`
   const cp = await startServeProcess('control-plane', { AEGIS_GATEWAY_TOKEN: gatewayToken, ...(pgSchema ? { AEGIS_DATABASE_URL: pgSchema.url } : {}) })
@@ -147,8 +195,12 @@ export async function benchIngest(seconds: number, db: 'sqlite' | 'postgres'): P
     const pool = Array.from({ length: Math.ceil(seconds * 150) + 40 }, (_, i) => batch(`bench-gw-${i % 4}`, 500, t0, seq))
     let next = 0
     const post = async (body: Buffer): Promise<number> => {
-      const res = await fetch(`${cp.url}/admin/v1/decisions`, { method: 'POST', headers: { authorization: `Bearer ${gatewayToken}`, 'content-type': 'application/json', 'content-encoding': 'gzip' }, body })
-      const out = await res.json() as { stored?: number }
+      const res = await fetch(`${cp.url}/admin/v1/decisions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${gatewayToken}`, 'content-type': 'application/json', 'content-encoding': 'gzip' },
+        body,
+      })
+      const out = (await res.json()) as { stored?: number }
       if (res.status !== 202) throw new Error(`ingest answered ${res.status}: ${JSON.stringify(out)}`)
       return out.stored ?? 0
     }
@@ -157,12 +209,14 @@ export async function benchIngest(seconds: number, db: 'sqlite' | 'postgres'): P
     let batches = 0
     const start = performance.now()
     const deadline = start + seconds * 1000
-    await Promise.all(Array.from({ length: 4 }, async () => {
-      while (performance.now() < deadline && next < pool.length) {
-        stored += await post(pool[next++]!)
-        batches++
-      }
-    }))
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (performance.now() < deadline && next < pool.length) {
+          stored += await post(pool[next++]!)
+          batches++
+        }
+      }),
+    )
     const elapsed = (performance.now() - start) / 1000
     if (next >= pool.length) process.stderr.write('bench: decision-log ingest ran out of prepared batches; the rate is a lower bound\n')
     return { storedPerSec: stored / elapsed, stored, batches }

@@ -41,7 +41,13 @@ const AUDIENCE = 'aegis-gateway'
 const TENANT = 'acme'
 const AGENT = 'billing-bot'
 
-export interface HttpFigures { perSec: number; p50Ms: number; p99Ms: number; errors: number; non2xx: number }
+export interface HttpFigures {
+  perSec: number
+  p50Ms: number
+  p99Ms: number
+  errors: number
+  non2xx: number
+}
 
 export interface HttpBench {
   max: HttpFigures
@@ -76,18 +82,29 @@ export interface GatewayBenchResult {
   propagation: { redis: { p50Ms: number; p99Ms: number; samples: number } | null; sse: { p50Ms: number; p99Ms: number; samples: number } }
 }
 
-
-
 /** The pipeline in process, with a real verifier (JWKS over loopback), deny list, strict policy. */
-export async function benchPipeline(seconds: number, ed25519: 'auto' | 'node:crypto' = 'auto'): Promise<{ rawVerifyPerSec: number; freshPerSec: number; reusedPerSec: number; backend: string }> {
+export async function benchPipeline(
+  seconds: number,
+  ed25519: 'auto' | 'node:crypto' = 'auto',
+): Promise<{ rawVerifyPerSec: number; freshPerSec: number; reusedPerSec: number; backend: string }> {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
   const kid = 'bench-1'
   const body = JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid, alg: 'EdDSA', use: 'sig' }] })
-  const server = createServer((_req, res) => { res.setHeader('content-type', 'application/json'); res.setHeader('cache-control', 'max-age=300'); res.end(body) })
+  const server = createServer((_req, res) => {
+    res.setHeader('content-type', 'application/json')
+    res.setHeader('cache-control', 'max-age=300')
+    res.end(body)
+  })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
   const config = loadConfig({ env: {}, overrides: { issuer: ISSUER, audience: AUDIENCE, logLevel: 'silent' } })
-  const verifier = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: `http://127.0.0.1:${port}/jwks`, cacheSize: config.gateway.verifiedCacheSize, ed25519 })
+  const verifier = createVerifier({
+    issuer: ISSUER,
+    audience: AUDIENCE,
+    jwksUrl: `http://127.0.0.1:${port}/jwks`,
+    cacheSize: config.gateway.verifiedCacheSize,
+    ed25519,
+  })
   const logger = silentLogger()
   const metrics = new Metrics()
   const manifest = buildManifest(['payments.transfer', 'crm.read'])
@@ -96,15 +113,38 @@ export async function benchPipeline(seconds: number, ed25519: 'auto' | 'node:cry
   const now = Date.now()
   // A realistic deny list: a thousand live entries of each kind the lookups touch.
   const entries: Revocation[] = []
-  for (let i = 0; i < 1000; i++) entries.push({ seq: i + 1, type: 'jti', value: randomBytes(16).toString('base64url'), tenant: TENANT, agentId: null, reason: null, createdAt: now, expiresAt: now + 600_000 })
+  for (let i = 0; i < 1000; i++)
+    entries.push({
+      seq: i + 1,
+      type: 'jti',
+      value: randomBytes(16).toString('base64url'),
+      tenant: TENANT,
+      agentId: null,
+      reason: null,
+      createdAt: now,
+      expiresAt: now + 600_000,
+    })
   const state = new GatewayState({ denyList, compiler: { compile: () => new StrictEngine() }, logger, metrics, clock: systemClock })
   state.applySnapshot({ seq: 1000, revocations: entries, agents: [{ tenant: TENANT, agentId: AGENT, capabilityHash: hash }], policies: [], generatedAt: now })
   state.feedConnected()
   const manifests = new ManifestCache(async () => manifest, logger)
   await manifests.load(hash)
   const deps: GatewayDeps = {
-    config, logger, metrics, clock: systemClock, gatewayId: 'bench', verifier, denyList, replay: new MemoryReplayCache(), state, manifests,
-    policyCompiler: { compile: () => new StrictEngine() }, decisions: new LogDecisionSink(logger), approvals: noApprovals, redisHealth: null, tuning: DEFAULT_TUNING,
+    config,
+    logger,
+    metrics,
+    clock: systemClock,
+    gatewayId: 'bench',
+    verifier,
+    denyList,
+    replay: new MemoryReplayCache(),
+    state,
+    manifests,
+    policyCompiler: { compile: () => new StrictEngine() },
+    decisions: new LogDecisionSink(logger),
+    approvals: noApprovals,
+    redisHealth: null,
+    tuning: DEFAULT_TUNING,
   }
   const pipeline = new DecisionPipeline(deps)
   try {
@@ -113,13 +153,33 @@ export async function benchPipeline(seconds: number, ed25519: 'auto' | 'node:cry
     const iat = Math.floor(Date.now() / 1000)
     const mint = (): string => {
       const payload = b64({
-        iss: ISSUER, sub: AGENT, agent_id: AGENT, client_id: 'cl_bench', tenant: TENANT, aud: AUDIENCE, scope: 'payments:write crm:read',
-        iat, nbf: iat, exp: iat + 600, jti: randomBytes(16).toString('base64url'), policy_version: 'none', capability_hash: hash,
+        iss: ISSUER,
+        sub: AGENT,
+        agent_id: AGENT,
+        client_id: 'cl_bench',
+        tenant: TENANT,
+        aud: AUDIENCE,
+        scope: 'payments:write crm:read',
+        iat,
+        nbf: iat,
+        exp: iat + 600,
+        jti: randomBytes(16).toString('base64url'),
+        policy_version: 'none',
+        capability_hash: hash,
       })
       const input = `${header}.${payload}`
       return `${input}.${sign(null, Buffer.from(input), privateKey).toString('base64url')}`
     }
-    const request = (token: string) => ({ token, tool: 'crm.read', params: {}, resource: null, dryRun: false, override: null, clientAddress: '127.0.0.1', mode: 'authorize' as const })
+    const request = (token: string) => ({
+      token,
+      tool: 'crm.read',
+      params: {},
+      resource: null,
+      dryRun: false,
+      override: null,
+      clientAddress: '127.0.0.1',
+      mode: 'authorize' as const,
+    })
     const check = (token: string): void => {
       const o = pipeline.decide(request(token))
       if (o instanceof Promise || o.decision !== 'allow') throw new Error('pipeline did not allow synchronously')
@@ -151,10 +211,13 @@ export async function benchPipeline(seconds: number, ed25519: 'auto' | 'node:cry
     const reused = pool.slice(0, 64).map(request)
     let k = 0
     // The reused path never reaches the signature check, so it is measured once (with the default backend).
-    const reusedPerSec = ed25519 !== 'auto' ? NaN : opsPerSec(seconds, () => {
-      const o = pipeline.decide(reused[k++ & 63]!)
-      if (o instanceof Promise) throw new Error('async on the reused path')
-    })
+    const reusedPerSec =
+      ed25519 !== 'auto'
+        ? NaN
+        : opsPerSec(seconds, () => {
+            const o = pipeline.decide(reused[k++ & 63]!)
+            if (o instanceof Promise) throw new Error('async on the reused path')
+          })
     return { rawVerifyPerSec: n / (rawMs / 1000), freshPerSec: n / (freshMs / 1000), reusedPerSec, backend: verifier.ed25519Backend }
   } finally {
     verifier.close()
@@ -164,7 +227,13 @@ export async function benchPipeline(seconds: number, ed25519: 'auto' | 'node:cry
 }
 
 function gatewayProcessConfig(env: GatewayEnv, i: number, redis: boolean): Record<string, unknown> {
-  return { issuer: env.issuer, gatewayToken: env.gatewayToken, logLevel: 'warn', ...(redis ? { redisUrl: REDIS_URL } : {}), gateway: { id: `bench-gw-${i}-${env.tenant}` } }
+  return {
+    issuer: env.issuer,
+    gatewayToken: env.gatewayToken,
+    logLevel: 'warn',
+    ...(redis ? { redisUrl: REDIS_URL } : {}),
+    gateway: { id: `bench-gw-${i}-${env.tenant}` },
+  }
 }
 
 /**
@@ -185,10 +254,22 @@ export async function benchHttp(seconds: number, goalRate = 12_000): Promise<Htt
   let gw: ServerProcess | undefined
   try {
     await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants', { id: TENANT, name: 'Bench' })
-    await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents`, { agent_id: AGENT, scopes: ['crm:read'], capabilities: ['crm.read'], max_ttl_seconds: 900 })
-    const cred = await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents/${AGENT}/bootstrap-credentials`, { ttl_seconds: 3600, single_use: false }) as { client_id: string; client_secret: string }
-    const res = await fetch(`${cp.url}/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }) })
-    const { access_token: token } = await res.json() as { access_token: string }
+    await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents`, {
+      agent_id: AGENT,
+      scopes: ['crm:read'],
+      capabilities: ['crm.read'],
+      max_ttl_seconds: 900,
+    })
+    const cred = (await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents/${AGENT}/bootstrap-credentials`, {
+      ttl_seconds: 3600,
+      single_use: false,
+    })) as { client_id: string; client_secret: string }
+    const res = await fetch(`${cp.url}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }),
+    })
+    const { access_token: token } = (await res.json()) as { access_token: string }
     gw = await startServeProcess('gateway', { AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_ISSUER: issuer }, 'AEGIS_GATEWAY_PORT')
     const request = {
       method: 'POST' as const,
@@ -229,14 +310,16 @@ export async function benchPropagation(redis: boolean, samples: number): Promise
       for (const g of gateways) if ((await authorize(g.url, token, call)).status !== 200) throw new Error('token refused before revocation')
       const start = performance.now()
       const post = env.admin('POST', '/revocations', { type: 'jti', value: decodeJwt(token).jti, tenant: env.tenant })
-      const each = await Promise.all(gateways.map(async (g) => {
-        for (;;) {
-          if ((await authorize(g.url, token, call)).status === 401) return performance.now() - start
-          if (performance.now() - start > 10_000) throw new Error('revocation did not propagate in 10 s')
-          // The control plane shares this process: a 1 ms pause between polls leaves it the CPU to publish.
-          await new Promise((r) => setTimeout(r, 1))
-        }
-      }))
+      const each = await Promise.all(
+        gateways.map(async (g) => {
+          for (;;) {
+            if ((await authorize(g.url, token, call)).status === 401) return performance.now() - start
+            if (performance.now() - start > 10_000) throw new Error('revocation did not propagate in 10 s')
+            // The control plane shares this process: a 1 ms pause between polls leaves it the CPU to publish.
+            await new Promise((r) => setTimeout(r, 1))
+          }
+        }),
+      )
       await post
       times.push(Math.max(...each))
     }
@@ -255,7 +338,15 @@ export async function benchGateway(seconds: number): Promise<GatewayBenchResult>
   const samples = Math.max(20, Math.min(200, seconds * 20))
   const redis = (await skipWithoutRedis()) === false ? await benchPropagation(true, samples) : null
   const sse = await benchPropagation(false, samples)
-  return { rawVerifyPerSec: pipeline.rawVerifyPerSec, backend: pipeline.backend, pipelineFreshPerSec: pipeline.freshPerSec, pipelineFreshNodeCrypto: { freshPerSec: nodeCrypto.freshPerSec, rawVerifyPerSec: nodeCrypto.rawVerifyPerSec }, pipelineReusedPerSec: pipeline.reusedPerSec, http, propagation: { redis, sse } }
+  return {
+    rawVerifyPerSec: pipeline.rawVerifyPerSec,
+    backend: pipeline.backend,
+    pipelineFreshPerSec: pipeline.freshPerSec,
+    pipelineFreshNodeCrypto: { freshPerSec: nodeCrypto.freshPerSec, rawVerifyPerSec: nodeCrypto.rawVerifyPerSec },
+    pipelineReusedPerSec: pipeline.reusedPerSec,
+    http,
+    propagation: { redis, sse },
+  }
 }
 
 /** Human-readable lines for the bench report. */
@@ -270,8 +361,13 @@ export function formatGatewayBench(r: GatewayBenchResult): string[] {
     `HTTP /v1/authorize, reused token, 50 connections, ${r.http.atGoalRate.offered}/s offered: ${r.http.atGoalRate.perSec.toFixed(0)}/s, p50 ${r.http.atGoalRate.p50Ms.toFixed(2)} ms, p99 ${r.http.atGoalRate.p99Ms.toFixed(2)} ms, errors ${r.http.atGoalRate.errors}, non-2xx ${r.http.atGoalRate.non2xx} (goal p99 < 5 ms)`,
     `bare fastify under the same loads: ${r.http.bare.max.perSec.toFixed(0)}/s at full speed (p99 ${r.http.bare.max.p99Ms} ms); p99 ${r.http.bare.atGoalRate.p99Ms.toFixed(2)} ms at ${r.http.bare.atGoalRate.offered}/s`,
   ]
-  if (r.propagation.redis) lines.push(`revocation propagation, 3 gateways, Redis: p50 ${r.propagation.redis.p50Ms.toFixed(1)} ms, p99 ${r.propagation.redis.p99Ms.toFixed(1)} ms (${r.propagation.redis.samples} revocations; goal p99 < 100 ms)`)
-  lines.push(`revocation propagation, 3 gateways, SSE: p50 ${r.propagation.sse.p50Ms.toFixed(1)} ms, p99 ${r.propagation.sse.p99Ms.toFixed(1)} ms (${r.propagation.sse.samples} revocations)`)
+  if (r.propagation.redis)
+    lines.push(
+      `revocation propagation, 3 gateways, Redis: p50 ${r.propagation.redis.p50Ms.toFixed(1)} ms, p99 ${r.propagation.redis.p99Ms.toFixed(1)} ms (${r.propagation.redis.samples} revocations; goal p99 < 100 ms)`,
+    )
+  lines.push(
+    `revocation propagation, 3 gateways, SSE: p50 ${r.propagation.sse.p50Ms.toFixed(1)} ms, p99 ${r.propagation.sse.p99Ms.toFixed(1)} ms (${r.propagation.sse.samples} revocations)`,
+  )
   return lines
 }
 

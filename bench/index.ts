@@ -17,10 +17,18 @@ const seconds = Number(process.env.AEGIS_BENCH_SECONDS ?? 10)
 const only = new Set(process.argv.slice(2))
 const want = (name: string): boolean => only.size === 0 || only.has(name)
 
-interface Row { what: string; result: string; baseline: string; ratio: string; goal: string }
+interface Row {
+  what: string
+  result: string
+  baseline: string
+  ratio: string
+  goal: string
+}
 const rows: Row[] = []
 const ms = (v: number): string => `${v.toFixed(v < 1 ? 3 : 1)} ms`
-const log = (s: string): void => { process.stderr.write(s + '\n') }
+const log = (s: string): void => {
+  process.stderr.write(`${s}\n`)
+}
 
 const loadBefore = loadavg()[0]!
 log(`bench: ${seconds} s per figure on ${cpus().length} cores (load average ${loadBefore.toFixed(2)})`)
@@ -44,9 +52,27 @@ if (want('verify')) {
   log('bench: verifier…')
   const r = await benchVerify(Math.min(seconds, 5))
   const n = await benchVerify(Math.min(seconds, 5), 'node:crypto')
-  rows.push({ what: `aegis/verify, new token each call (Ed25519 by ${r.backend}, the default)`, result: `${fmt(r.verifierColdPerSec)}/s`, baseline: `raw Ed25519 verify ${fmt(r.rawVerifyPerSec)}/s`, ratio: `${(r.verifierColdPerSec / r.rawVerifyPerSec).toFixed(2)}×`, goal: '≥ 0.80×' })
-  rows.push({ what: 'aegis/verify, new token each call (Ed25519 by node:crypto, `ed25519: \'node:crypto\'`)', result: `${fmt(n.verifierColdPerSec)}/s`, baseline: `raw Ed25519 verify ${fmt(n.rawVerifyPerSec)}/s`, ratio: `${(n.verifierColdPerSec / n.rawVerifyPerSec).toFixed(2)}×`, goal: '—' })
-  rows.push({ what: 'aegis/verify, reused token (verified-token cache)', result: `${fmt(r.verifierCachedPerSec)}/s`, baseline: `raw Ed25519 verify ${fmt(r.rawVerifyPerSec)}/s`, ratio: `${(r.verifierCachedPerSec / r.rawVerifyPerSec).toFixed(1)}×`, goal: '≥ 10×' })
+  rows.push({
+    what: `aegis/verify, new token each call (Ed25519 by ${r.backend}, the default)`,
+    result: `${fmt(r.verifierColdPerSec)}/s`,
+    baseline: `raw Ed25519 verify ${fmt(r.rawVerifyPerSec)}/s`,
+    ratio: `${(r.verifierColdPerSec / r.rawVerifyPerSec).toFixed(2)}×`,
+    goal: '≥ 0.80×',
+  })
+  rows.push({
+    what: "aegis/verify, new token each call (Ed25519 by node:crypto, `ed25519: 'node:crypto'`)",
+    result: `${fmt(n.verifierColdPerSec)}/s`,
+    baseline: `raw Ed25519 verify ${fmt(n.rawVerifyPerSec)}/s`,
+    ratio: `${(n.verifierColdPerSec / n.rawVerifyPerSec).toFixed(2)}×`,
+    goal: '—',
+  })
+  rows.push({
+    what: 'aegis/verify, reused token (verified-token cache)',
+    result: `${fmt(r.verifierCachedPerSec)}/s`,
+    baseline: `raw Ed25519 verify ${fmt(r.rawVerifyPerSec)}/s`,
+    ratio: `${(r.verifierCachedPerSec / r.rawVerifyPerSec).toFixed(1)}×`,
+    goal: '≥ 10×',
+  })
 }
 
 if (want('gateway')) {
@@ -54,10 +80,28 @@ if (want('gateway')) {
   log('bench: gateway pipeline, HTTP and revocation propagation…')
   const r = await benchGateway(Math.min(seconds, 10))
   const raw = `raw Ed25519 verify ${fmt(r.rawVerifyPerSec)}/s`
-  rows.push({ what: `gateway pipeline in process, new token each call (verify + deny list + strict policy; Ed25519 by ${r.backend}, the default)`, result: `${fmt(r.pipelineFreshPerSec)}/s`, baseline: raw, ratio: `${(r.pipelineFreshPerSec / r.rawVerifyPerSec).toFixed(2)}×`, goal: '≥ 0.80×' })
+  rows.push({
+    what: `gateway pipeline in process, new token each call (verify + deny list + strict policy; Ed25519 by ${r.backend}, the default)`,
+    result: `${fmt(r.pipelineFreshPerSec)}/s`,
+    baseline: raw,
+    ratio: `${(r.pipelineFreshPerSec / r.rawVerifyPerSec).toFixed(2)}×`,
+    goal: '≥ 0.80×',
+  })
   const nc = r.pipelineFreshNodeCrypto
-  rows.push({ what: 'gateway pipeline in process, new token each call, Ed25519 by node:crypto', result: `${fmt(nc.freshPerSec)}/s`, baseline: `raw Ed25519 verify ${fmt(nc.rawVerifyPerSec)}/s`, ratio: `${(nc.freshPerSec / nc.rawVerifyPerSec).toFixed(2)}×`, goal: '—' })
-  rows.push({ what: 'gateway pipeline in process, reused token', result: `${fmt(r.pipelineReusedPerSec)}/s`, baseline: raw, ratio: `${(r.pipelineReusedPerSec / r.rawVerifyPerSec).toFixed(1)}×`, goal: '≥ 10×' })
+  rows.push({
+    what: 'gateway pipeline in process, new token each call, Ed25519 by node:crypto',
+    result: `${fmt(nc.freshPerSec)}/s`,
+    baseline: `raw Ed25519 verify ${fmt(nc.rawVerifyPerSec)}/s`,
+    ratio: `${(nc.freshPerSec / nc.rawVerifyPerSec).toFixed(2)}×`,
+    goal: '—',
+  })
+  rows.push({
+    what: 'gateway pipeline in process, reused token',
+    result: `${fmt(r.pipelineReusedPerSec)}/s`,
+    baseline: raw,
+    ratio: `${(r.pipelineReusedPerSec / r.rawVerifyPerSec).toFixed(1)}×`,
+    goal: '≥ 10×',
+  })
   const h = r.http
   const failures = (f: { errors: number; non2xx: number }): string => (f.non2xx + f.errors > 0 ? `, ${f.non2xx} non-2xx, ${f.errors} errors` : '')
   rows.push({
@@ -74,8 +118,21 @@ if (want('gateway')) {
     ratio: `p99 ${(h.atGoalRate.p99Ms / h.bare.atGoalRate.p99Ms).toFixed(2)}×`,
     goal: 'p99 < 5 ms at 12,000/s',
   })
-  if (r.propagation.redis) rows.push({ what: `revocation propagation to 3 gateways, Redis (${r.propagation.redis.samples} revocations)`, result: `p50 ${ms(r.propagation.redis.p50Ms)}, p99 ${ms(r.propagation.redis.p99Ms)}`, baseline: '—', ratio: '—', goal: 'p99 < 100 ms' })
-  rows.push({ what: `revocation propagation to 3 gateways, SSE (${r.propagation.sse.samples} revocations)`, result: `p50 ${ms(r.propagation.sse.p50Ms)}, p99 ${ms(r.propagation.sse.p99Ms)}`, baseline: '—', ratio: '—', goal: 'p99 < 1 s' })
+  if (r.propagation.redis)
+    rows.push({
+      what: `revocation propagation to 3 gateways, Redis (${r.propagation.redis.samples} revocations)`,
+      result: `p50 ${ms(r.propagation.redis.p50Ms)}, p99 ${ms(r.propagation.redis.p99Ms)}`,
+      baseline: '—',
+      ratio: '—',
+      goal: 'p99 < 100 ms',
+    })
+  rows.push({
+    what: `revocation propagation to 3 gateways, SSE (${r.propagation.sse.samples} revocations)`,
+    result: `p50 ${ms(r.propagation.sse.p50Ms)}, p99 ${ms(r.propagation.sse.p99Ms)}`,
+    baseline: '—',
+    ratio: '—',
+    goal: 'p99 < 1 s',
+  })
 }
 
 // Beside revocation propagation: `npm run bench -- rotation startup` runs these alone.
@@ -86,7 +143,13 @@ if (want('rotation')) {
   const samples = Math.max(10, Math.min(50, seconds * 3))
   for (const redis of (await skipWithoutRedis()) === false ? [true, false] : [false]) {
     const r = await benchEmergencyRotation(redis, samples)
-    rows.push({ what: `emergency rotation → new key accepted at every gateway, 3 gateways, ${redis ? 'Redis' : 'SSE'} (${r.samples} rotations, from the rotation's answer)`, result: `p50 ${ms(r.p50Ms)}, p99 ${ms(r.p99Ms)}`, baseline: '—', ratio: '—', goal: 'p99 < 1 s' })
+    rows.push({
+      what: `emergency rotation → new key accepted at every gateway, 3 gateways, ${redis ? 'Redis' : 'SSE'} (${r.samples} rotations, from the rotation's answer)`,
+      result: `p50 ${ms(r.p50Ms)}, p99 ${ms(r.p99Ms)}`,
+      baseline: '—',
+      ratio: '—',
+      goal: 'p99 < 1 s',
+    })
   }
 }
 
@@ -95,7 +158,13 @@ if (want('startup')) {
   log('bench: gateway start until the first accepted token, 0 / 10,000 / 100,000 revocations in force…')
   for (const f of await benchGatewayStartup()) {
     const what = `gateway start → first accepted token, ${fmt(f.revocations)} revocations and ${fmt(f.revocations)} agents in force (aegis serve, median of 3)`
-    rows.push({ what, result: `SSE ${ms(f.sse)}${f.redis === null ? '' : `, Redis ${ms(f.redis)}`}`, baseline: '—', ratio: '—', goal: f.revocations === 100_000 ? '< 2 s' : '—' })
+    rows.push({
+      what,
+      result: `SSE ${ms(f.sse)}${f.redis === null ? '' : `, Redis ${ms(f.redis)}`}`,
+      baseline: '—',
+      ratio: '—',
+      goal: f.revocations === 100_000 ? '< 2 s' : '—',
+    })
   }
 }
 
@@ -104,10 +173,28 @@ if (want('policy')) {
   log('bench: Cedar policy evaluation…')
   const r = await benchPolicy(Math.min(seconds, 5))
   for (const [name, f] of Object.entries(r.templates)) {
-    rows.push({ what: `policy evaluate, ${name} template (${f.policies} policies)`, result: `p50 ${ms(f.p50Ms)}, p99 ${ms(f.p99Ms)}`, baseline: '—', ratio: '—', goal: 'p99 < 0.5 ms' })
+    rows.push({
+      what: `policy evaluate, ${name} template (${f.policies} policies)`,
+      result: `p50 ${ms(f.p50Ms)}, p99 ${ms(f.p99Ms)}`,
+      baseline: '—',
+      ratio: '—',
+      goal: 'p99 < 0.5 ms',
+    })
   }
-  rows.push({ what: `policy evaluate, ${r.bundle500.policies}-policy bundle (sliced by action)`, result: `p50 ${ms(r.bundle500.p50Ms)}, p99 ${ms(r.bundle500.p99Ms)}, ${fmt(r.bundle500.perSec)}/s`, baseline: `bare statefulIsAuthorized ${fmt(r.bareStatefulPerSec)}/s`, ratio: `${(r.bundle500.perSec / r.bareStatefulPerSec).toFixed(1)}×`, goal: 'p99 < 1 ms' })
-  rows.push({ what: `policy evaluate, ${r.bundle500.policies}-policy bundle, repeated call (decision cache)`, result: `p50 ${ms(r.bundle500Cached.p50Ms)}, p99 ${ms(r.bundle500Cached.p99Ms)}`, baseline: `bare statefulIsAuthorized ${fmt(r.bareStatefulPerSec)}/s`, ratio: `${(r.bundle500Cached.perSec / r.bareStatefulPerSec).toFixed(0)}×`, goal: '—' })
+  rows.push({
+    what: `policy evaluate, ${r.bundle500.policies}-policy bundle (sliced by action)`,
+    result: `p50 ${ms(r.bundle500.p50Ms)}, p99 ${ms(r.bundle500.p99Ms)}, ${fmt(r.bundle500.perSec)}/s`,
+    baseline: `bare statefulIsAuthorized ${fmt(r.bareStatefulPerSec)}/s`,
+    ratio: `${(r.bundle500.perSec / r.bareStatefulPerSec).toFixed(1)}×`,
+    goal: 'p99 < 1 ms',
+  })
+  rows.push({
+    what: `policy evaluate, ${r.bundle500.policies}-policy bundle, repeated call (decision cache)`,
+    result: `p50 ${ms(r.bundle500Cached.p50Ms)}, p99 ${ms(r.bundle500Cached.p99Ms)}`,
+    baseline: `bare statefulIsAuthorized ${fmt(r.bareStatefulPerSec)}/s`,
+    ratio: `${(r.bundle500Cached.perSec / r.bareStatefulPerSec).toFixed(0)}×`,
+    goal: '—',
+  })
 }
 
 if (want('pipeline-cedar')) {
@@ -115,10 +202,25 @@ if (want('pipeline-cedar')) {
   log('bench: decision pipeline with Cedar, in process and over HTTP…')
   const r = await benchCedarPipeline(Math.min(seconds, 10))
   const pct = (v: number, base: number): string => `${((v / base) * 100).toFixed(0)} %`
-  for (const [name, f] of [['payments template', r.payments], ['500-policy bundle', r.bundle500]] as const) {
+  for (const [name, f] of [
+    ['payments template', r.payments],
+    ['500-policy bundle', r.bundle500],
+  ] as const) {
     const baseline = `bare statefulIsAuthorized ${fmt(f.barePerSec)}/s (same bundle and calls)`
-    rows.push({ what: `gateway pipeline in process with Cedar, ${name} (${f.policies} policies), reused token, decision cache off`, result: `${fmt(f.pipelinePerSec)}/s`, baseline, ratio: pct(f.pipelinePerSec, f.barePerSec), goal: '≥ 70 %' })
-    rows.push({ what: `gateway pipeline in process with Cedar, ${name}, reused token, decision cache on`, result: `${fmt(f.pipelineCachedPerSec)}/s`, baseline, ratio: pct(f.pipelineCachedPerSec, f.barePerSec), goal: '—' })
+    rows.push({
+      what: `gateway pipeline in process with Cedar, ${name} (${f.policies} policies), reused token, decision cache off`,
+      result: `${fmt(f.pipelinePerSec)}/s`,
+      baseline,
+      ratio: pct(f.pipelinePerSec, f.barePerSec),
+      goal: '≥ 70 %',
+    })
+    rows.push({
+      what: `gateway pipeline in process with Cedar, ${name}, reused token, decision cache on`,
+      result: `${fmt(f.pipelineCachedPerSec)}/s`,
+      baseline,
+      ratio: pct(f.pipelineCachedPerSec, f.barePerSec),
+      goal: '—',
+    })
   }
   const h = await benchCedarHttp(Math.min(seconds, 10))
   rows.push({
@@ -134,15 +236,30 @@ if (want('proxy')) {
   const { benchProxy } = await import('./proxy.js')
   log('bench: reverse-proxy calls through the gateway…')
   const r = await benchProxy(Math.min(seconds, 5))
-  rows.push({ what: 'reverse-proxy JSON POST through the gateway (query string + JSON body, Cedar, sequential)', result: `p50 ${ms(r.gateway.p50Ms)}, p99 ${ms(r.gateway.p99Ms)}; added p50 ${ms(r.addedPairedP50Ms)}`, baseline: `direct p50 ${ms(r.direct.p50Ms)}, p99 ${ms(r.direct.p99Ms)}`, ratio: `${r.ratioP50.toFixed(2)}×`, goal: 'adds < 1 ms at p50' })
+  rows.push({
+    what: 'reverse-proxy JSON POST through the gateway (query string + JSON body, Cedar, sequential)',
+    result: `p50 ${ms(r.gateway.p50Ms)}, p99 ${ms(r.gateway.p99Ms)}; added p50 ${ms(r.addedPairedP50Ms)}`,
+    baseline: `direct p50 ${ms(r.direct.p50Ms)}, p99 ${ms(r.direct.p99Ms)}`,
+    ratio: `${r.ratioP50.toFixed(2)}×`,
+    goal: 'adds < 1 ms at p50',
+  })
 }
 
 if (want('mcp')) {
   const { benchMcp } = await import('./mcp.js')
   log('bench: MCP tools/call through the gateway…')
   const r = await benchMcp(Math.min(seconds, 5))
-  for (const [flavor, f] of [['JSON', r.json], ['SSE', r.sse]] as const) {
-    rows.push({ what: `MCP tools/call through the gateway (${flavor} responses, sequential)`, result: `p50 ${ms(f.gateway.p50Ms)}, p99 ${ms(f.gateway.p99Ms)}; added p50 ${ms(f.addedPairedP50Ms)}`, baseline: `direct p50 ${ms(f.direct.p50Ms)}, p99 ${ms(f.direct.p99Ms)}`, ratio: `${f.ratioP50.toFixed(2)}×`, goal: flavor === 'JSON' ? 'adds < 1 ms at p50' : '—' })
+  for (const [flavor, f] of [
+    ['JSON', r.json],
+    ['SSE', r.sse],
+  ] as const) {
+    rows.push({
+      what: `MCP tools/call through the gateway (${flavor} responses, sequential)`,
+      result: `p50 ${ms(f.gateway.p50Ms)}, p99 ${ms(f.gateway.p99Ms)}; added p50 ${ms(f.addedPairedP50Ms)}`,
+      baseline: `direct p50 ${ms(f.direct.p50Ms)}, p99 ${ms(f.direct.p99Ms)}`,
+      ratio: `${f.ratioP50.toFixed(2)}×`,
+      goal: flavor === 'JSON' ? 'adds < 1 ms at p50' : '—',
+    })
   }
 }
 
@@ -155,7 +272,13 @@ if (want('log-queries')) {
     const r = await benchLogQueries(POSTGRES_URL)
     log(`bench: filled ${fmt(r.rows)} rows per table in ${r.fillSeconds.toFixed(0)} s`)
     for (const f of r.figures) {
-      rows.push({ what: `GET /admin/v1/${f.table === 'audit_events' ? 'audit' : 'decisions'} first page (100), ${f.filter}, ${fmt(r.rows)} rows, PostgreSQL (${f.samples} runs; plan: ${f.plan})`, result: `p50 ${ms(f.p50Ms)}, p99 ${ms(f.p99Ms)}`, baseline: '—', ratio: '—', goal: '< 5 ms' })
+      rows.push({
+        what: `GET /admin/v1/${f.table === 'audit_events' ? 'audit' : 'decisions'} first page (100), ${f.filter}, ${fmt(r.rows)} rows, PostgreSQL (${f.samples} runs; plan: ${f.plan})`,
+        result: `p50 ${ms(f.p50Ms)}, p99 ${ms(f.p99Ms)}`,
+        baseline: '—',
+        ratio: '—',
+        goal: '< 5 ms',
+      })
     }
   } else log('bench: log-queries skipped: PostgreSQL not reachable')
 }
@@ -163,7 +286,7 @@ if (want('log-queries')) {
 const header = `Measured by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}, load average ${loadBefore.toFixed(2)} at start, ${seconds} s per figure. Ratios compare with a baseline measured in the same run.`
 if (want('decision-log')) {
   const { benchDecisionLogCost, benchIngest } = await import('./decision-log.js')
-  log('bench: decision log on vs off, and the control plane\'s ingest rate…')
+  log("bench: decision log on vs off, and the control plane's ingest rate…")
   const c = await benchDecisionLogCost(Math.min(seconds, 10) * 3)
   rows.push({
     what: 'gateway HTTP /v1/authorize, reused token, 50 connections, decision log on (uploading to a stand-in for a remote control plane)',
@@ -199,5 +322,5 @@ const table = [
   ...rows.map((r) => `| ${r.what} | ${r.result} | ${r.baseline} | ${r.ratio} | ${r.goal} |`),
 ].join('\n')
 console.log(table)
-if (only.size === 0) writeFileSync(new URL('./results.md', import.meta.url), table + '\n')
+if (only.size === 0) writeFileSync(new URL('./results.md', import.meta.url), `${table}\n`)
 process.exit(0)

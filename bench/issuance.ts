@@ -48,18 +48,34 @@ export async function benchIssuance(seconds: number, env: Record<string, string>
   try {
     await adminCall(server.url, server.adminToken, 'POST', '/admin/v1/tenants', { id: 'bench', name: 'Bench' })
     await adminCall(server.url, server.adminToken, 'POST', '/admin/v1/tenants/bench/agents', {
-      agent_id: 'bench-agent', scopes: ['payments:write', 'crm:read'], capabilities: ['payments.transfer', 'crm.read'], max_ttl_seconds: 600,
+      agent_id: 'bench-agent',
+      scopes: ['payments:write', 'crm:read'],
+      capabilities: ['payments.transfer', 'crm.read'],
+      max_ttl_seconds: 600,
     })
-    const cred = await adminCall(server.url, server.adminToken, 'POST', '/admin/v1/tenants/bench/agents/bench-agent/bootstrap-credentials', { ttl_seconds: 3600, single_use: false }) as { client_id: string; client_secret: string }
+    const cred = (await adminCall(server.url, server.adminToken, 'POST', '/admin/v1/tenants/bench/agents/bench-agent/bootstrap-credentials', {
+      ttl_seconds: 3600,
+      single_use: false,
+    })) as { client_id: string; client_secret: string }
     const basic = Buffer.from(`${cred.client_id}:${cred.client_secret}`).toString('base64')
     // Warm-up so JIT and caches settle before measuring.
-    await autocannon({ url: `${server.url}/oauth2/token`, method: 'POST', connections: 50, duration: 2, headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' })
+    await autocannon({
+      url: `${server.url}/oauth2/token`,
+      method: 'POST',
+      connections: 50,
+      duration: 2,
+      headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=client_credentials',
+    })
     const serverCpu0 = processCpuMs(server.child.pid)
     const loopCpu0 = processCpuMs(server.child.pid, true)
     const benchCpu0 = process.cpuUsage()
     const t0 = performance.now()
     const r = await autocannon({
-      url: `${server.url}/oauth2/token`, method: 'POST', connections: 50, duration: seconds,
+      url: `${server.url}/oauth2/token`,
+      method: 'POST',
+      connections: 50,
+      duration: seconds,
       headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
       body: 'grant_type=client_credentials',
     })
@@ -77,7 +93,7 @@ export async function benchIssuance(seconds: number, env: Record<string, string>
       serverCpuPct: (100 * serverCpuMs) / wallMs,
       serverCpuUsPerToken: r.requests.total > 0 ? (1000 * serverCpuMs) / r.requests.total : NaN,
       loopCpuUsPerToken: r.requests.total > 0 ? (1000 * loopCpuMs) / r.requests.total : NaN,
-      benchCpuPct: (100 * (benchCpu.user + benchCpu.system) / 1000) / wallMs,
+      benchCpuPct: (100 * (benchCpu.user + benchCpu.system)) / 1000 / wallMs,
     }
   } finally {
     await server.stop()

@@ -31,7 +31,18 @@ export async function benchEmergencyRotation(redis: boolean, samples: number): P
   try {
     const cred = await env.agent('rotation-bot', ['crm.read'])
     for (let i = 1; i <= 3; i++) {
-      gateways.push(await startGatewayProcess({ issuer: env.issuer, gatewayToken: env.gatewayToken, logLevel: 'warn', ...(redis ? { redisUrl: REDIS_URL } : {}), gateway: { id: `bench-rot-${i}-${env.tenant}` } }, env.tuning()))
+      gateways.push(
+        await startGatewayProcess(
+          {
+            issuer: env.issuer,
+            gatewayToken: env.gatewayToken,
+            logLevel: 'warn',
+            ...(redis ? { redisUrl: REDIS_URL } : {}),
+            gateway: { id: `bench-rot-${i}-${env.tenant}` },
+          },
+          env.tuning(),
+        ),
+      )
     }
     const warm = await env.token(cred)
     for (const g of gateways) if ((await authorize(g.url, warm, CALL)).status !== 200) throw new Error('token refused before rotation')
@@ -41,13 +52,15 @@ export async function benchEmergencyRotation(redis: boolean, samples: number): P
       const answered = performance.now()
       const token = await env.token(cred)
       if (decodeProtectedHeader(token).kid !== r.current) throw new Error('token not signed with the new key')
-      const each = await Promise.all(gateways.map(async (g) => {
-        for (;;) {
-          if ((await authorize(g.url, token, CALL)).status === 200) return performance.now() - answered
-          if (performance.now() - answered > 30_000) throw new Error('new key not accepted in 30 s')
-          await new Promise((res) => setTimeout(res, 1))
-        }
-      }))
+      const each = await Promise.all(
+        gateways.map(async (g) => {
+          for (;;) {
+            if ((await authorize(g.url, token, CALL)).status === 200) return performance.now() - answered
+            if (performance.now() - answered > 30_000) throw new Error('new key not accepted in 30 s')
+            await new Promise((res) => setTimeout(res, 1))
+          }
+        }),
+      )
       times.push(Math.max(...each))
     }
     const p = percentiles(times)
@@ -75,7 +88,9 @@ async function timeGatewayStart(env: Record<string, string>, token: string): Pro
       if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}`)
       try {
         if ((await authorize(url, token, CALL)).status === 200) return performance.now() - started
-      } catch { /* not listening yet */ }
+      } catch {
+        /* not listening yet */
+      }
       if (performance.now() - started > 120_000) throw new Error('gateway did not accept the token in 120 s')
       await new Promise((r) => setTimeout(r, 5))
     }
@@ -87,7 +102,11 @@ async function timeGatewayStart(env: Record<string, string>, token: string): Pro
   }
 }
 
-export interface StartupFigure { revocations: number; sse: number; redis: number | null }
+export interface StartupFigure {
+  revocations: number
+  sse: number
+  redis: number | null
+}
 
 /**
  * Gateway start → first accepted token at each size (revocations and as
@@ -103,15 +122,31 @@ export async function benchGatewayStartup(sizes: number[] = [0, 10_000, 100_000]
     const issuer = `http://127.0.0.1:${cpPort}`
     const dataDir = mkdtempSync(join(tmpdir(), 'aegis-bench-start-'))
     const cp = await startServeProcess('control-plane', {
-      AEGIS_DATA_DIR: dataDir, AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_CONTROL_PORT: String(cpPort), AEGIS_ISSUER: issuer,
-      AEGIS_RATE_LIMIT_PER_CLIENT: '1000000', AEGIS_RATE_LIMIT_PER_IP: '10000000',
+      AEGIS_DATA_DIR: dataDir,
+      AEGIS_GATEWAY_TOKEN: gatewayToken,
+      AEGIS_CONTROL_PORT: String(cpPort),
+      AEGIS_ISSUER: issuer,
+      AEGIS_RATE_LIMIT_PER_CLIENT: '1000000',
+      AEGIS_RATE_LIMIT_PER_IP: '10000000',
     })
     try {
       await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants', { id: 'acme', name: 'Bench' })
-      await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants/acme/agents', { agent_id: 'start-bot', scopes: ['crm:read'], capabilities: ['crm.read'], max_ttl_seconds: 900 })
-      const cred = await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants/acme/agents/start-bot/bootstrap-credentials', { ttl_seconds: 3600, single_use: false }) as { client_id: string; client_secret: string }
-      const res = await fetch(`${cp.url}/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }) })
-      const { access_token: token } = await res.json() as { access_token: string }
+      await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants/acme/agents', {
+        agent_id: 'start-bot',
+        scopes: ['crm:read'],
+        capabilities: ['crm.read'],
+        max_ttl_seconds: 900,
+      })
+      const cred = (await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants/acme/agents/start-bot/bootstrap-credentials', {
+        ttl_seconds: 3600,
+        single_use: false,
+      })) as { client_id: string; client_secret: string }
+      const res = await fetch(`${cp.url}/oauth2/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }),
+      })
+      const { access_token: token } = (await res.json()) as { access_token: string }
       if (n > 0) fillFeedState({ dataDir, tenant: 'acme', revocations: n, agents: n, prefix: `b${n}` })
       const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
       const base = { AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_ISSUER: issuer }

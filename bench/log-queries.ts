@@ -55,7 +55,9 @@ FROM (SELECT i, r, r3, refused, md5(i::text) AS h, CASE WHEN r2 < 0.03 THEN NULL
 async function looseIndexes(c: pg.Client, table: string): Promise<Array<{ name: string; def: string }>> {
   const r = await c.query<{ name: string; def: string }>(
     `SELECT i.relname AS name, pg_get_indexdef(i.oid) AS def FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-      WHERE x.indrelid = $1::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.oid)`, [table])
+      WHERE x.indrelid = $1::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.oid)`,
+    [table],
+  )
   return r.rows
 }
 
@@ -100,11 +102,16 @@ function planNodes(node: Record<string, unknown>): string[] {
 /** `EXPLAIN (FORMAT JSON)` of a statement with `?` placeholders. */
 export async function explain(c: pg.ClientBase, text: string, args: readonly unknown[]): Promise<string[]> {
   let n = 0
-  const r = await c.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, unknown> }> }>(`EXPLAIN (FORMAT JSON) ${text.replace(/\?/g, () => `$${++n}`)}`, [...args])
+  const r = await c.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, unknown> }> }>(`EXPLAIN (FORMAT JSON) ${text.replace(/\?/g, () => `$${++n}`)}`, [
+    ...args,
+  ])
   return planNodes(r.rows[0]!['QUERY PLAN'][0]!.Plan)
 }
 
-export async function benchLogQueries(adminUrl: string, rows = Number(process.env.AEGIS_BENCH_LOG_ROWS ?? 10_000_000)): Promise<{ rows: number; fillSeconds: number; figures: LogQueryFigure[] }> {
+export async function benchLogQueries(
+  adminUrl: string,
+  rows = Number(process.env.AEGIS_BENCH_LOG_ROWS ?? 10_000_000),
+): Promise<{ rows: number; fillSeconds: number; figures: LogQueryFigure[] }> {
   const name = `aegis_bench_${process.pid}`
   const admin = new pg.Client({ connectionString: adminUrl })
   await admin.connect()
@@ -131,11 +138,23 @@ export async function benchLogQueries(adminUrl: string, rows = Number(process.en
     const auditText = (q: AuditQuery): [string, unknown[]] => {
       const where: string[] = []
       const args: unknown[] = []
-      if (q.type !== undefined) { where.push('type = ?'); args.push(q.type) }
-      if (q.tenant !== undefined) { where.push('tenant = ?'); args.push(q.tenant) }
-      if (q.since !== undefined) { where.push('ts >= ?'); args.push(q.since) }
-      if (q.cursor !== undefined) { where.push('id > ?'); args.push(q.cursor) }
-      return [`SELECT * FROM audit_events${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ?`, [...args, q.limit]]
+      if (q.type !== undefined) {
+        where.push('type = ?')
+        args.push(q.type)
+      }
+      if (q.tenant !== undefined) {
+        where.push('tenant = ?')
+        args.push(q.tenant)
+      }
+      if (q.since !== undefined) {
+        where.push('ts >= ?')
+        args.push(q.since)
+      }
+      if (q.cursor !== undefined) {
+        where.push('id > ?')
+        args.push(q.cursor)
+      }
+      return [`SELECT * FROM audit_events${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ?`, [...args, q.limit]]
     }
     const audit: Array<[string, AuditQuery]> = [
       ['no filter', { limit: 100 }],
@@ -159,14 +178,35 @@ export async function benchLogQueries(adminUrl: string, rows = Number(process.en
     const decisionText = (q: DecisionQuery): [string, unknown[]] => {
       const where: string[] = []
       const args: unknown[] = []
-      if (q.tenant !== undefined) { where.push('tenant = ?'); args.push(q.tenant) }
-      if (q.agentId !== undefined) { where.push('agent_id = ?'); args.push(q.agentId) }
-      if (q.tool !== undefined) { where.push('tool = ?'); args.push(q.tool) }
-      if (q.decision !== undefined) { where.push('decision = ?'); args.push(q.decision) }
-      if (q.enforced !== undefined) { where.push('enforced = ?'); args.push(q.enforced) }
-      if (q.since !== undefined) { where.push('ts >= ?'); args.push(q.since) }
-      if (q.until !== undefined) { where.push('ts < ?'); args.push(q.until) }
-      return [`SELECT * FROM decisions${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY ts DESC, id DESC LIMIT ?`, [...args, q.limit]]
+      if (q.tenant !== undefined) {
+        where.push('tenant = ?')
+        args.push(q.tenant)
+      }
+      if (q.agentId !== undefined) {
+        where.push('agent_id = ?')
+        args.push(q.agentId)
+      }
+      if (q.tool !== undefined) {
+        where.push('tool = ?')
+        args.push(q.tool)
+      }
+      if (q.decision !== undefined) {
+        where.push('decision = ?')
+        args.push(q.decision)
+      }
+      if (q.enforced !== undefined) {
+        where.push('enforced = ?')
+        args.push(q.enforced)
+      }
+      if (q.since !== undefined) {
+        where.push('ts >= ?')
+        args.push(q.since)
+      }
+      if (q.until !== undefined) {
+        where.push('ts < ?')
+        args.push(q.until)
+      }
+      return [`SELECT * FROM decisions${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ts DESC, id DESC LIMIT ?`, [...args, q.limit]]
     }
     const dayAgo = { since: end - 25 * HOUR, until: end - 24 * HOUR }
     const decisions: Array<[string, DecisionQuery]> = [

@@ -16,7 +16,12 @@ import { activatePolicy, startGatewayEnv } from '../test/helpers/gateway-env.js'
 import { startMcpUpstream, type McpUpstream } from '../test/integration/mcp/upstream.js'
 import { percentiles } from './util.js'
 
-export interface McpLatency { p50Ms: number; p99Ms: number; minMs: number; calls: number }
+export interface McpLatency {
+  p50Ms: number
+  p99Ms: number
+  minMs: number
+  calls: number
+}
 
 export interface McpFlavorResult {
   direct: McpLatency
@@ -74,12 +79,14 @@ async function concurrent(client: Client, inFlight: number, seconds: number, ups
   const samples: number[] = []
   const start = performance.now()
   const end = start + seconds * 1000
-  await Promise.all(Array.from({ length: inFlight }, async () => {
-    while (performance.now() < end) {
-      samples.push(await callOnce(client))
-      if (upstream.calls.length > 10_000) upstream.calls.length = 0
-    }
-  }))
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (performance.now() < end) {
+        samples.push(await callOnce(client))
+        if (upstream.calls.length > 10_000) upstream.calls.length = 0
+      }
+    }),
+  )
   return { perSec: samples.length / ((performance.now() - start) / 1000), samples }
 }
 
@@ -98,7 +105,10 @@ async function flavor(json: boolean, seconds: number): Promise<McpFlavorResult> 
     const through = await connect(gw.url + route, token)
     clients.push(direct, through)
     // Warm-up: connections, JIT, the gateway's verified-token and manifest caches.
-    for (let i = 0; i < 200; i++) { await callOnce(direct); await callOnce(through) }
+    for (let i = 0; i < 200; i++) {
+      await callOnce(direct)
+      await callOnce(through)
+    }
 
     const d: number[] = []
     const g: number[] = []
@@ -140,10 +150,13 @@ export async function benchMcp(seconds: number): Promise<McpBenchResult> {
 /** `node --import tsx bench/mcp.ts [seconds]` prints the result. */
 if (import.meta.url === `file://${process.argv[1]}`) {
   const seconds = Number(process.argv[2] ?? process.env.AEGIS_BENCH_SECONDS ?? 5)
-  benchMcp(seconds).then((r) => {
-    console.log(JSON.stringify(r, (_k, v: unknown) => (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v), 2))
-  }, (err: unknown) => {
-    console.error(err)
-    process.exitCode = 1
-  })
+  benchMcp(seconds).then(
+    (r) => {
+      console.log(JSON.stringify(r, (_k, v: unknown) => (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v), 2))
+    },
+    (err: unknown) => {
+      console.error(err)
+      process.exitCode = 1
+    },
+  )
 }

@@ -52,13 +52,21 @@ async function run(pool: Pool, target: URL, o: PacedLoadOptions, seconds: number
   let non2xx = 0
   const inFlight = new Set<Promise<void>>()
   const send = (dueAt: number): void => {
-    const p: Promise<void> = pool.request({ path: target.pathname + target.search, method: o.method, headers: o.headers, ...(o.body !== undefined ? { body: o.body } : {}) })
-      .then(async (res) => {
-        await res.body.dump()
-        latencies.push(performance.now() - dueAt)
-        if (res.statusCode < 200 || res.statusCode >= 300) non2xx++
-      }, () => { errors++ })
-      .finally(() => { inFlight.delete(p) })
+    const p: Promise<void> = pool
+      .request({ path: target.pathname + target.search, method: o.method, headers: o.headers, ...(o.body !== undefined ? { body: o.body } : {}) })
+      .then(
+        async (res) => {
+          await res.body.dump()
+          latencies.push(performance.now() - dueAt)
+          if (res.statusCode < 200 || res.statusCode >= 300) non2xx++
+        },
+        () => {
+          errors++
+        },
+      )
+      .finally(() => {
+        inFlight.delete(p)
+      })
     inFlight.add(p)
   }
   const intervalMs = 1000 / o.rate

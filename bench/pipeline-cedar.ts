@@ -41,7 +41,11 @@ const SCOPES = ['payments:read', 'payments:write', 'svc:write', 'svc:read', 'tea
 
 export const PAYMENTS_TEMPLATE = readFileSync(new URL('../policies/templates/payments/policy.cedar', import.meta.url), 'utf8')
 
-interface Call { tool: string; params: Record<string, unknown>; resource: string | null }
+interface Call {
+  tool: string
+  params: Record<string, unknown>
+  resource: string | null
+}
 
 /**
  * Payments calls without a high-risk decision (those are single-use jti, so
@@ -61,7 +65,18 @@ function bundleCalls(count: number): Call[] {
   const out: Call[] = []
   for (let i = 0; i < count; i++) {
     const tool = `svc${(i * 7) % 50}.op${1 + (i % 4)}`
-    out.push({ tool, resource: `acct-${i}`, params: { amount: 200 + (i * 37) % 2000, currency: 'USD', kind: i % 3 === 0 ? 'card' : 'bank', card_number: '4111111111111111', owner: { team: 'team-a', ssn: '000' }, ref: `INV-${i}` } })
+    out.push({
+      tool,
+      resource: `acct-${i}`,
+      params: {
+        amount: 200 + ((i * 37) % 2000),
+        currency: 'USD',
+        kind: i % 3 === 0 ? 'card' : 'bank',
+        card_number: '4111111111111111',
+        owner: { team: 'team-a', ssn: '000' },
+        ref: `INV-${i}`,
+      },
+    })
   }
   return out
 }
@@ -87,7 +102,10 @@ async function measureBundle(name: string, text: string, calls: Call[], seconds:
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
   const kid = 'bench-1'
   const jwks = JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid, alg: 'EdDSA', use: 'sig' }] })
-  const server = createServer((_req, res) => { res.setHeader('content-type', 'application/json'); res.end(jwks) })
+  const server = createServer((_req, res) => {
+    res.setHeader('content-type', 'application/json')
+    res.end(jwks)
+  })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
   const config = loadConfig({ env: {}, overrides: { issuer: ISSUER, audience: AUDIENCE, logLevel: 'silent' } })
@@ -102,13 +120,32 @@ async function measureBundle(name: string, text: string, calls: Call[], seconds:
     const compiler = new CedarCompiler({ cacheSize })
     const denyList = new MemoryDenyList()
     const state = new GatewayState({ denyList, compiler, logger, metrics, clock: systemClock })
-    state.applySnapshot({ seq: 0, revocations: [], agents: [{ tenant: TENANT, agentId: AGENT, capabilityHash: hash }], policies: [{ tenant: TENANT, active: { id: `bench-${name}`, version: name, cedar: text, mode: 'enforce' }, candidate: null }], generatedAt: now })
+    state.applySnapshot({
+      seq: 0,
+      revocations: [],
+      agents: [{ tenant: TENANT, agentId: AGENT, capabilityHash: hash }],
+      policies: [{ tenant: TENANT, active: { id: `bench-${name}`, version: name, cedar: text, mode: 'enforce' }, candidate: null }],
+      generatedAt: now,
+    })
     state.feedConnected()
     const manifests = new ManifestCache(async () => manifest, logger)
     await manifests.load(hash)
     const deps: GatewayDeps = {
-      config, logger, metrics, clock: systemClock, gatewayId: 'bench', verifier, denyList, replay: new MemoryReplayCache(), state, manifests,
-      policyCompiler: compiler, decisions: new LogDecisionSink(logger), approvals: noApprovals, redisHealth: null, tuning: DEFAULT_TUNING,
+      config,
+      logger,
+      metrics,
+      clock: systemClock,
+      gatewayId: 'bench',
+      verifier,
+      denyList,
+      replay: new MemoryReplayCache(),
+      state,
+      manifests,
+      policyCompiler: compiler,
+      decisions: new LogDecisionSink(logger),
+      approvals: noApprovals,
+      redisHealth: null,
+      tuning: DEFAULT_TUNING,
     }
     return new DecisionPipeline(deps)
   }
@@ -119,7 +156,16 @@ async function measureBundle(name: string, text: string, calls: Call[], seconds:
     const iat = Math.floor(Date.now() / 1000)
     const input = `${header}.${b64({ iss: ISSUER, sub: AGENT, agent_id: AGENT, client_id: 'cl_bench', tenant: TENANT, aud: AUDIENCE, scope: SCOPES.join(' '), iat, nbf: iat, exp: iat + 600, jti: randomBytes(16).toString('base64url'), policy_version: name, capability_hash: hash })}`
     const token = `${input}.${sign(null, Buffer.from(input), privateKey).toString('base64url')}`
-    const requests = calls.map((c) => ({ token, tool: c.tool, params: c.params, resource: c.resource, dryRun: false, override: null, clientAddress: '203.0.113.7', mode: 'authorize' as const }))
+    const requests = calls.map((c) => ({
+      token,
+      tool: c.tool,
+      params: c.params,
+      resource: c.resource,
+      dryRun: false,
+      override: null,
+      clientAddress: '203.0.113.7',
+      mode: 'authorize' as const,
+    }))
     const uncached = await pipelineWith(0)
     const cached = await pipelineWith(10_000)
     const decisions: Record<string, number> = {}
@@ -134,8 +180,23 @@ async function measureBundle(name: string, text: string, calls: Call[], seconds:
     const pre = cedar.preparsePolicySet(psetId, { staticPolicies: text })
     if (pre.type !== 'success') throw new Error(`${name} failed to preparse`)
     const bare = calls.map((c) => {
-      const r = { principal: { tenant: TENANT, agentId: AGENT, clientId: 'cl_bench', scopes: SCOPES, capabilities: manifest.capabilities as string[] }, action: c.tool, resource: c.resource, params: c.params, time: iat, clientAddress: '203.0.113.7', override: false }
-      return { principal: { type: 'Agent', id: AGENT }, action: { type: 'Action', id: c.tool }, resource: { type: 'Resource', id: c.resource ?? '' }, context: buildContext(r), entities: buildEntities(r, null), preparsedPolicySetId: psetId }
+      const r = {
+        principal: { tenant: TENANT, agentId: AGENT, clientId: 'cl_bench', scopes: SCOPES, capabilities: manifest.capabilities as string[] },
+        action: c.tool,
+        resource: c.resource,
+        params: c.params,
+        time: iat,
+        clientAddress: '203.0.113.7',
+        override: false,
+      }
+      return {
+        principal: { type: 'Agent', id: AGENT },
+        action: { type: 'Action', id: c.tool },
+        resource: { type: 'Resource', id: c.resource ?? '' },
+        context: buildContext(r),
+        entities: buildEntities(r, null),
+        preparsedPolicySetId: psetId,
+      }
     })
 
     // Alternating rounds, so other load on a shared machine falls on all three alike.
@@ -149,13 +210,25 @@ async function measureBundle(name: string, text: string, calls: Call[], seconds:
       return performance.now() - t0
     }
     while (ms.bare + ms.pipeline + ms.cached < seconds * 1000) {
-      ms.bare += run(() => { cedar.statefulIsAuthorized(bare[k++ % bare.length]!) })
-      ms.pipeline += run(() => { uncached.decide(requests[k++ % requests.length]!) })
-      ms.cached += run(() => { cached.decide(requests[k++ % requests.length]!) })
+      ms.bare += run(() => {
+        cedar.statefulIsAuthorized(bare[k++ % bare.length]!)
+      })
+      ms.pipeline += run(() => {
+        uncached.decide(requests[k++ % requests.length]!)
+      })
+      ms.cached += run(() => {
+        cached.decide(requests[k++ % requests.length]!)
+      })
       rounds++
     }
     const perSec = (t: number): number => (rounds * ROUND) / (t / 1000)
-    return { policies: (new CedarCompiler().compile({ id: 'count', tenant: TENANT, version: name, cedar: text, mode: 'enforce' })).policyCount, barePerSec: perSec(ms.bare), pipelinePerSec: perSec(ms.pipeline), pipelineCachedPerSec: perSec(ms.cached), decisions }
+    return {
+      policies: new CedarCompiler().compile({ id: 'count', tenant: TENANT, version: name, cedar: text, mode: 'enforce' }).policyCount,
+      barePerSec: perSec(ms.bare),
+      pipelinePerSec: perSec(ms.pipeline),
+      pipelineCachedPerSec: perSec(ms.cached),
+      decisions,
+    }
   } finally {
     verifier.close()
     server.closeAllConnections()
@@ -170,7 +243,13 @@ export async function benchCedarPipeline(seconds: number): Promise<{ payments: C
   return { payments, bundle500 }
 }
 
-export interface CedarHttpFigures { perSec: number; p50Ms: number; p99Ms: number; errors: number; non2xx: number }
+export interface CedarHttpFigures {
+  perSec: number
+  p50Ms: number
+  p99Ms: number
+  errors: number
+  non2xx: number
+}
 
 /** HTTP /v1/authorize, payments template active, reused token, 50 connections, against a gateway process. */
 export async function benchCedarHttp(seconds: number): Promise<CedarHttpFigures> {
@@ -183,14 +262,22 @@ export async function benchCedarHttp(seconds: number): Promise<CedarHttpFigures>
     gw = await startGatewayProcess({ issuer: env.issuer, gatewayToken: env.gatewayToken, logLevel: 'warn', gateway: { id: `bench-cedar-${env.tenant}` } })
     // Every call of the mix must be decided by the bundle (not refused), or the figure would measure something else.
     for (const c of PAYMENTS_CALLS) {
-      const res = await fetch(`${gw.url}/v1/authorize`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ action: { tool: c.tool, params: c.params }, ...(c.resource ? { resource: c.resource } : {}) }) })
-      const body = await res.json() as { decision?: string; policy_version?: string }
+      const res = await fetch(`${gw.url}/v1/authorize`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ action: { tool: c.tool, params: c.params }, ...(c.resource ? { resource: c.resource } : {}) }),
+      })
+      const body = (await res.json()) as { decision?: string; policy_version?: string }
       if (res.status !== 200 || body.policy_version !== 'bench-payments') throw new Error(`${c.tool}: ${res.status} ${JSON.stringify(body)}`)
     }
     const opts = {
-      url: `${gw.url}/v1/authorize`, connections: 50,
+      url: `${gw.url}/v1/authorize`,
+      connections: 50,
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      requests: PAYMENTS_CALLS.map((c) => ({ method: 'POST' as const, body: JSON.stringify({ action: { tool: c.tool, params: c.params }, ...(c.resource ? { resource: c.resource } : {}) }) })),
+      requests: PAYMENTS_CALLS.map((c) => ({
+        method: 'POST' as const,
+        body: JSON.stringify({ action: { tool: c.tool, params: c.params }, ...(c.resource ? { resource: c.resource } : {}) }),
+      })),
     }
     await autocannon({ ...opts, duration: 2 })
     const r = await autocannon({ ...opts, duration: seconds })
@@ -206,9 +293,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const seconds = Number(process.argv[2] ?? 3)
   const r = await benchCedarPipeline(seconds)
   for (const [name, f] of Object.entries(r)) {
-    console.log(`${name} (${f.policies} policies): bare statefulIsAuthorized ${f.barePerSec.toFixed(0)}/s; pipeline ${f.pipelinePerSec.toFixed(0)}/s (${((f.pipelinePerSec / f.barePerSec) * 100).toFixed(0)} %; goal ≥ 70 %); with decision cache ${f.pipelineCachedPerSec.toFixed(0)}/s; decisions ${JSON.stringify(f.decisions)}`)
+    console.log(
+      `${name} (${f.policies} policies): bare statefulIsAuthorized ${f.barePerSec.toFixed(0)}/s; pipeline ${f.pipelinePerSec.toFixed(0)}/s (${((f.pipelinePerSec / f.barePerSec) * 100).toFixed(0)} %; goal ≥ 70 %); with decision cache ${f.pipelineCachedPerSec.toFixed(0)}/s; decisions ${JSON.stringify(f.decisions)}`,
+    )
   }
   const h = await benchCedarHttp(seconds)
-  console.log(`HTTP /v1/authorize, payments template, 50 connections: ${h.perSec.toFixed(0)}/s, p50 ${h.p50Ms} ms, p99 ${h.p99Ms} ms, errors ${h.errors}, non-2xx ${h.non2xx} (goal ≥ 5,000/s, p99 < 10 ms)`)
+  console.log(
+    `HTTP /v1/authorize, payments template, 50 connections: ${h.perSec.toFixed(0)}/s, p50 ${h.p50Ms} ms, p99 ${h.p99Ms} ms, errors ${h.errors}, non-2xx ${h.non2xx} (goal ≥ 5,000/s, p99 < 10 ms)`,
+  )
   process.exit(0)
 }

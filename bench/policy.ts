@@ -14,7 +14,12 @@ import { requestFromCase, type PolicyTestCase } from '../src/policy/test-runner.
 import type { PolicyRequest } from '../src/policy/types.js'
 import { loopRate, percentiles } from './util.js'
 
-export interface LatencyFigures { p50Ms: number; p99Ms: number; perSec: number; calls: number }
+export interface LatencyFigures {
+  p50Ms: number
+  p99Ms: number
+  perSec: number
+  calls: number
+}
 
 export interface PolicyBenchResult {
   /** Decision cache off: every call evaluated by Cedar (the goal figures). */
@@ -36,18 +41,57 @@ export function generatePolicyBundle(n = 500): string {
   for (let i = 0; i < n; i++) {
     const tool = `svc${Math.floor(i / 10) % 50}.op${i % 5}`
     switch (i % 10) {
-      case 0: out.push(`@id("p${i}") @risk("high") permit(principal, action == Action::"${tool}", resource) when { principal.scopes.contains("svc:write") && context.params has amount && context.params.amount <= ${1000 + i} };`); break
-      case 1: out.push(`@id("p${i}") @approval("ops") forbid(principal, action == Action::"${tool}", resource) when { context.params has amount && context.params.amount > ${500 + i} } unless { context.override };`); break
-      case 2: out.push(`@id("p${i}") @sanitize("redact:/params/card_number, redact:/params/owner/ssn") permit(principal, action == Action::"${tool}", resource) when { context.params has kind && context.params.kind == "card" };`); break
-      case 3: out.push(`@id("p${i}") forbid(principal, action == Action::"${tool}", resource) when { context.params has country && ["KP", "IR"].contains(context.params.country) };`); break
-      case 4: out.push(`@id("p${i}") permit(principal, action == Action::"${tool}", resource) when { principal.scopes.contains("svc:read") && resource.id like "acct-*" };`); break
-      case 5: out.push(`@id("p${i}") forbid(principal, action in Action::"svc${Math.floor(i / 10) % 50}.*", resource) when { context.params has blocked && context.params.blocked == true };`); break
-      case 6: out.push(`@id("p${i}") permit(principal, action == Action::"${tool}", resource) when { context.params has owner && context.params.owner has team && principal.scopes.contains(context.params.owner.team) };`); break
-      case 7: out.push(`@id("p${i}") forbid(principal, action == Action::"${tool}", resource) when { context has client_address && ip(context.client_address).isInRange(ip("198.51.100.0/24")) };`); break
-      case 8: out.push(`@id("p${i}") permit(principal, action == Action::"${tool}", resource) when { context.time > 1700000000 && context.params has ref && context.params.ref like "INV-*" };`); break
-      default: out.push(i % 100 === 9
-        ? `@id("p${i}") forbid(principal, action, resource) when { context.params has kill_switch_${i} };`
-        : `@id("p${i}") permit(principal, action == Action::"${tool}", resource) when { principal.capabilities.contains("${tool}") && context.params has dry_run && context.params.dry_run == true };`)
+      case 0:
+        out.push(
+          `@id("p${i}") @risk("high") permit(principal, action == Action::"${tool}", resource) when { principal.scopes.contains("svc:write") && context.params has amount && context.params.amount <= ${1000 + i} };`,
+        )
+        break
+      case 1:
+        out.push(
+          `@id("p${i}") @approval("ops") forbid(principal, action == Action::"${tool}", resource) when { context.params has amount && context.params.amount > ${500 + i} } unless { context.override };`,
+        )
+        break
+      case 2:
+        out.push(
+          `@id("p${i}") @sanitize("redact:/params/card_number, redact:/params/owner/ssn") permit(principal, action == Action::"${tool}", resource) when { context.params has kind && context.params.kind == "card" };`,
+        )
+        break
+      case 3:
+        out.push(
+          `@id("p${i}") forbid(principal, action == Action::"${tool}", resource) when { context.params has country && ["KP", "IR"].contains(context.params.country) };`,
+        )
+        break
+      case 4:
+        out.push(
+          `@id("p${i}") permit(principal, action == Action::"${tool}", resource) when { principal.scopes.contains("svc:read") && resource.id like "acct-*" };`,
+        )
+        break
+      case 5:
+        out.push(
+          `@id("p${i}") forbid(principal, action in Action::"svc${Math.floor(i / 10) % 50}.*", resource) when { context.params has blocked && context.params.blocked == true };`,
+        )
+        break
+      case 6:
+        out.push(
+          `@id("p${i}") permit(principal, action == Action::"${tool}", resource) when { context.params has owner && context.params.owner has team && principal.scopes.contains(context.params.owner.team) };`,
+        )
+        break
+      case 7:
+        out.push(
+          `@id("p${i}") forbid(principal, action == Action::"${tool}", resource) when { context has client_address && ip(context.client_address).isInRange(ip("198.51.100.0/24")) };`,
+        )
+        break
+      case 8:
+        out.push(
+          `@id("p${i}") permit(principal, action == Action::"${tool}", resource) when { context.time > 1700000000 && context.params has ref && context.params.ref like "INV-*" };`,
+        )
+        break
+      default:
+        out.push(
+          i % 100 === 9
+            ? `@id("p${i}") forbid(principal, action, resource) when { context.params has kill_switch_${i} };`
+            : `@id("p${i}") permit(principal, action == Action::"${tool}", resource) when { principal.capabilities.contains("${tool}") && context.params has dry_run && context.params.dry_run == true };`,
+        )
     }
   }
   return out.join('\n')
@@ -61,7 +105,14 @@ function bundleRequests(count: number): PolicyRequest[] {
       principal: { tenant: 'bench', agentId: `agent-${i % 8}`, clientId: 'c', scopes: ['svc:write', 'svc:read', 'team-a'], capabilities: [tool] },
       action: tool,
       resource: `acct-${i}`,
-      params: { amount: 200 + (i * 37) % 2000, currency: 'USD', kind: i % 3 === 0 ? 'card' : 'bank', card_number: '4111111111111111', owner: { team: 'team-a', ssn: '000' }, ref: `INV-${i}` },
+      params: {
+        amount: 200 + ((i * 37) % 2000),
+        currency: 'USD',
+        kind: i % 3 === 0 ? 'card' : 'bank',
+        card_number: '4111111111111111',
+        owner: { team: 'team-a', ssn: '000' },
+        ref: `INV-${i}`,
+      },
       time: 1_767_225_600,
       clientAddress: '203.0.113.7',
       override: false,
@@ -122,7 +173,9 @@ export async function benchPolicy(seconds: number): Promise<PolicyBenchResult> {
     preparsedPolicySetId: psetId,
   }))
   let k = 0
-  const bare = loopRate(seconds, () => { cedar.statefulIsAuthorized(calls[k++ % calls.length]!) })
+  const bare = loopRate(seconds, () => {
+    cedar.statefulIsAuthorized(calls[k++ % calls.length]!)
+  })
   return { templates, bundle500, bundle500Cached, bareStatefulPerSec: bare.perSec }
 }
 
@@ -132,7 +185,7 @@ if (process.argv[1]?.endsWith('bench/policy.ts')) {
   const row = (name: string, f: LatencyFigures & { policies: number }): string =>
     `${name.padEnd(12)} ${String(f.policies).padStart(4)} policies  p50 ${f.p50Ms.toFixed(3)} ms  p99 ${f.p99Ms.toFixed(3)} ms  ${Math.round(f.perSec).toLocaleString('en-US')} evals/s`
   for (const [name, f] of Object.entries(r.templates)) console.log(row(name, f))
-  console.log(row('generated', r.bundle500) + `  (compile ${r.bundle500.compileMs.toFixed(0)} ms)`)
-  console.log(row('  cached', { ...r.bundle500Cached, policies: r.bundle500.policies }) + '  (repeated identical calls)')
+  console.log(`${row('generated', r.bundle500)}  (compile ${r.bundle500.compileMs.toFixed(0)} ms)`)
+  console.log(`${row('  cached', { ...r.bundle500Cached, policies: r.bundle500.policies })}  (repeated identical calls)`)
   console.log(`bare statefulIsAuthorized, whole 500-policy set: ${Math.round(r.bareStatefulPerSec).toLocaleString('en-US')} calls/s`)
 }

@@ -15,7 +15,12 @@ import { activatePolicy, startGatewayEnv } from '../test/helpers/gateway-env.js'
 import { startUpstream, type Upstream } from '../test/helpers/gateway-upstream.js'
 import { percentiles } from './util.js'
 
-export interface ProxyLatency { p50Ms: number; p99Ms: number; minMs: number; calls: number }
+export interface ProxyLatency {
+  p50Ms: number
+  p99Ms: number
+  minMs: number
+  calls: number
+}
 
 export interface ProxyBenchResult {
   direct: ProxyLatency
@@ -46,7 +51,12 @@ const ROUTE = '/tools/x'
 const PATH = '/contacts/search?q=acme&region=eu&page=2'
 const BODY = JSON.stringify({ q: 'acme', limit: 10, fields: ['name', 'email'], filter: { status: 'active', since: '2026-01-01' } })
 
-interface Target { host: string; port: number; path: string; headers: Record<string, string | number> }
+interface Target {
+  host: string
+  port: number
+  path: string
+  headers: Record<string, string | number>
+}
 
 function target(base: string, path: string, token?: string): Target {
   const u = new URL(base + path)
@@ -84,12 +94,14 @@ async function concurrent(t: Target, agent: Agent, inFlight: number, seconds: nu
   const samples: number[] = []
   const start = performance.now()
   const end = start + seconds * 1000
-  await Promise.all(Array.from({ length: inFlight }, async () => {
-    while (performance.now() < end) {
-      samples.push(await callOnce(t, agent))
-      if (upstream.seen.length > 10_000) upstream.seen.length = 0
-    }
-  }))
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (performance.now() < end) {
+        samples.push(await callOnce(t, agent))
+        if (upstream.seen.length > 10_000) upstream.seen.length = 0
+      }
+    }),
+  )
   return { perSec: samples.length / ((performance.now() - start) / 1000), samples }
 }
 
@@ -116,9 +128,13 @@ export async function benchProxy(seconds: number): Promise<ProxyBenchResult> {
     // The gateway must forward what it was sent (same path, query and body as the direct call).
     await callOnce(through, seq)
     const seen = upstream.seen.at(-1)
-    if (!seen || !seen.url.startsWith('/api/contacts/search?') || JSON.stringify(JSON.parse(seen.body)) !== BODY) throw new Error(`bench: the upstream saw ${JSON.stringify(seen)}`)
+    if (!seen?.url.startsWith('/api/contacts/search?') || JSON.stringify(JSON.parse(seen.body)) !== BODY)
+      throw new Error(`bench: the upstream saw ${JSON.stringify(seen)}`)
     // Warm-up: connections, JIT, the gateway's verified-token cache.
-    for (let i = 0; i < 200; i++) { await callOnce(direct, seq); await callOnce(through, seq) }
+    for (let i = 0; i < 200; i++) {
+      await callOnce(direct, seq)
+      await callOnce(through, seq)
+    }
 
     const d: number[] = []
     const g: number[] = []
@@ -154,10 +170,13 @@ export async function benchProxy(seconds: number): Promise<ProxyBenchResult> {
 /** `node --import tsx bench/proxy.ts [seconds]` prints the result. */
 if (import.meta.url === `file://${process.argv[1]}`) {
   const seconds = Number(process.argv[2] ?? process.env.AEGIS_BENCH_SECONDS ?? 5)
-  benchProxy(seconds).then((r) => {
-    console.log(JSON.stringify(r, (_k, v: unknown) => (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v), 2))
-  }, (err: unknown) => {
-    console.error(err)
-    process.exitCode = 1
-  })
+  benchProxy(seconds).then(
+    (r) => {
+      console.log(JSON.stringify(r, (_k, v: unknown) => (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v), 2))
+    },
+    (err: unknown) => {
+      console.error(err)
+      process.exitCode = 1
+    },
+  )
 }

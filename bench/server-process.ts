@@ -10,7 +10,6 @@ import { randomBytes } from 'node:crypto'
 export { freePort } from '../test/helpers/ports.js'
 import { freePort } from '../test/helpers/ports.js'
 
-
 export interface ServerProcess {
   child: ChildProcess
   url: string
@@ -18,7 +17,11 @@ export interface ServerProcess {
   stop(): Promise<void>
 }
 
-export async function startServeProcess(role: 'control-plane' | 'gateway' | 'all', env: Record<string, string>, portVar: 'AEGIS_CONTROL_PORT' | 'AEGIS_GATEWAY_PORT' = 'AEGIS_CONTROL_PORT'): Promise<ServerProcess> {
+export async function startServeProcess(
+  role: 'control-plane' | 'gateway' | 'all',
+  env: Record<string, string>,
+  portVar: 'AEGIS_CONTROL_PORT' | 'AEGIS_GATEWAY_PORT' = 'AEGIS_CONTROL_PORT',
+): Promise<ServerProcess> {
   const port = env[portVar] ? Number(env[portVar]) : await freePort()
   const adminToken = env.AEGIS_ADMIN_TOKEN ?? `bench_admin_${randomBytes(16).toString('hex')}`
   const ownDir = env.AEGIS_DATA_DIR === undefined
@@ -42,8 +45,13 @@ export async function startServeProcess(role: 'control-plane' | 'gateway' | 'all
     try {
       const res = await fetch(`${url}/healthz`)
       if (res.ok) break
-    } catch { /* not up yet */ }
-    if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error('aegis serve did not come up in 30 s') }
+    } catch {
+      /* not up yet */
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL')
+      throw new Error('aegis serve did not come up in 30 s')
+    }
     await new Promise((r) => setTimeout(r, 100))
   }
   return {
@@ -65,8 +73,12 @@ export async function startServeProcess(role: 'control-plane' | 'gateway' | 'all
 
 /** JSON admin call. */
 export async function adminCall(url: string, token: string, method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
-  const res = await fetch(url + path, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })
-  const json = await res.json() as Record<string, unknown>
+  const res = await fetch(url + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const json = (await res.json()) as Record<string, unknown>
   if (!res.ok && res.status !== 409) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`)
   return json
 }

@@ -1,7 +1,11 @@
 /** Shared helpers for `npm run bench`: timing loops and percentiles. */
 import { generateKeyPairSync, sign, verify } from 'node:crypto'
 
-export interface Rate { perSec: number; ops: number; seconds: number }
+export interface Rate {
+  perSec: number
+  ops: number
+  seconds: number
+}
 
 /** Runs `fn` in a tight loop for `seconds` and reports ops/s. */
 export function loopRate(seconds: number, fn: () => void): Rate {
@@ -26,10 +30,14 @@ export function percentiles(samples: number[]): { p50: number; p99: number; max:
 /** The raw node:crypto Ed25519 baselines, measured in the same run as what they are compared with. */
 export function ed25519Baseline(seconds: number): { signPerSec: number; verifyPerSec: number } {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
-  const msg = Buffer.from('eyJhbGciOiJFZERTQSJ9.' + 'x'.repeat(300))
+  const msg = Buffer.from(`eyJhbGciOiJFZERTQSJ9.${'x'.repeat(300)}`)
   const sig = sign(null, msg, privateKey)
-  const s = loopRate(seconds, () => { sign(null, msg, privateKey) })
-  const v = loopRate(seconds, () => { verify(null, msg, publicKey, sig) })
+  const s = loopRate(seconds, () => {
+    sign(null, msg, privateKey)
+  })
+  const v = loopRate(seconds, () => {
+    verify(null, msg, publicKey, sig)
+  })
   return { signPerSec: s.perSec, verifyPerSec: v.perSec }
 }
 

@@ -12,15 +12,16 @@ import { b64, opsPerSec } from './util.js'
 const ISSUER = 'https://aegis.bench'
 const AUDIENCE = 'aegis-gateway'
 
-
-
 /**
  * Measures, for `seconds` each: raw `crypto.verify` of an Ed25519 access
  * token's signing input; the verifier with a new token every call (full
  * parse, signature, claims, cache insert); and the verifier with one reused
  * token (cache hit). Returns operations per second.
  */
-export async function benchVerify(seconds: number, ed25519: 'auto' | 'node:crypto' = 'auto'): Promise<{ rawVerifyPerSec: number; verifierColdPerSec: number; verifierCachedPerSec: number; backend: string }> {
+export async function benchVerify(
+  seconds: number,
+  ed25519: 'auto' | 'node:crypto' = 'auto',
+): Promise<{ rawVerifyPerSec: number; verifierColdPerSec: number; verifierCachedPerSec: number; backend: string }> {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
   const kid = 'bench-1'
   const jwk = { ...publicKey.export({ format: 'jwk' }), kid, alg: 'EdDSA', use: 'sig' }
@@ -39,9 +40,19 @@ export async function benchVerify(seconds: number, ed25519: 'auto' | 'node:crypt
     const now = Math.floor(Date.now() / 1000)
     const mint = (): string => {
       const payload = b64({
-        iss: ISSUER, sub: 'billing-bot', agent_id: 'billing-bot', client_id: 'cl_bench', tenant: 'acme', aud: AUDIENCE,
-        scope: 'payments:write crm:read', iat: now, nbf: now, exp: now + 600, jti: randomBytes(16).toString('base64url'),
-        policy_version: '2026-11-28.1', capability_hash: randomBytes(32).toString('base64url'),
+        iss: ISSUER,
+        sub: 'billing-bot',
+        agent_id: 'billing-bot',
+        client_id: 'cl_bench',
+        tenant: 'acme',
+        aud: AUDIENCE,
+        scope: 'payments:write crm:read',
+        iat: now,
+        nbf: now,
+        exp: now + 600,
+        jti: randomBytes(16).toString('base64url'),
+        policy_version: '2026-11-28.1',
+        capability_hash: randomBytes(32).toString('base64url'),
       })
       const input = `${header}.${payload}`
       return `${input}.${sign(null, Buffer.from(input), privateKey).toString('base64url')}`

@@ -4,7 +4,15 @@
 import { drawChart } from './charts.js'
 
 const $ = (id) => document.getElementById(id)
-const state = { session: null, tenant: null, view: 'kpis', param: null, auditCursor: null, pollTimer: null, decisions: { rows: [], cursor: null, seq: 0, tailTimer: null } }
+const state = {
+  session: null,
+  tenant: null,
+  view: 'kpis',
+  param: null,
+  auditCursor: null,
+  pollTimer: null,
+  decisions: { rows: [], cursor: null, seq: 0, tailTimer: null },
+}
 const POLL_MS = 2000
 const TAIL_MS = 2000
 
@@ -35,8 +43,15 @@ async function api(method, path, body) {
   const res = await fetch(path, { method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body) })
   const text = await res.text()
   let data = null
-  try { data = text ? JSON.parse(text) : null } catch { data = null }
-  if (res.status === 401 && path !== '/console/session') { showLogin(); throw new ApiError(401, data) }
+  try {
+    data = text ? JSON.parse(text) : null
+  } catch {
+    data = null
+  }
+  if (res.status === 401 && path !== '/console/session') {
+    showLogin()
+    throw new ApiError(401, data)
+  }
   if (!res.ok) throw new ApiError(res.status, data)
   return data
 }
@@ -63,7 +78,10 @@ function localToIso(v) {
 function time(v, unit = 's') {
   if (v === null || v === undefined) return '–'
   const d = new Date(unit === 's' ? v * 1000 : v)
-  return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z')
+  return d
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, 'Z')
 }
 
 const enc = encodeURIComponent
@@ -101,12 +119,12 @@ async function start() {
   $('login').hidden = true
   $('nav').hidden = false
   $('session-box').hidden = false
-  $('who').textContent = `${s.name} · ${s.role}${s.tenant ? ' · tenant ' + s.tenant : ' · global'}`
+  $('who').textContent = `${s.name} · ${s.role}${s.tenant ? ` · tenant ${s.tenant}` : ' · global'}`
   const sel = $('tenant')
   // Approver tokens may read only approvals: no tenant list for them.
   const tenants = s.role === 'admin' ? (await api('GET', '/admin/v1/tenants')).tenants : []
   sel.replaceChildren(...tenants.map((t) => h('option', { value: t.id }, t.name && t.name !== t.id ? `${t.id} (${t.name})` : t.id)))
-  state.tenant = s.tenant ?? (tenants[0]?.id ?? null)
+  state.tenant = s.tenant ?? tenants[0]?.id ?? null
   if (state.tenant) sel.value = state.tenant
   sel.disabled = s.tenant !== null
   if (s.role !== 'admin') {
@@ -119,10 +137,17 @@ async function start() {
 }
 
 $('logout').addEventListener('click', async () => {
-  try { await api('POST', '/console/logout') } catch { /* the cookie is cleared either way */ }
+  try {
+    await api('POST', '/console/logout')
+  } catch {
+    /* the cookie is cleared either way */
+  }
   showLogin()
 })
-$('tenant').addEventListener('change', () => { state.tenant = $('tenant').value; refreshView() })
+$('tenant').addEventListener('change', () => {
+  state.tenant = $('tenant').value
+  refreshView()
+})
 
 // ---- routing ---------------------------------------------------------------
 
@@ -136,17 +161,29 @@ function route() {
   for (const sec of document.querySelectorAll('.view')) sec.hidden = sec.dataset.view !== state.view
   const navView = state.view === 'agent' ? 'agents' : state.view
   for (const a of document.querySelectorAll('#nav a')) {
-    if (a.getAttribute('href') === '#' + navView) a.setAttribute('aria-current', 'page')
+    if (a.getAttribute('href') === `#${navView}`) a.setAttribute('aria-current', 'page')
     else a.removeAttribute('aria-current')
   }
   if (state.view !== 'decisions') setTail(false)
   $('flash').hidden = true
   refreshView()
 }
-window.addEventListener('hashchange', () => { if (state.session) route() })
+window.addEventListener('hashchange', () => {
+  if (state.session) route()
+})
 
 function refreshView() {
-  const f = { kpis: loadKpis, decisions: () => loadDecisions(false), agents: loadAgents, agent: loadAgent, approvals: loadApprovals, revocations: loadRevocations, keys: loadKeys, policies: loadPolicies, audit: () => loadAudit(false) }[state.view]
+  const f = {
+    kpis: loadKpis,
+    decisions: () => loadDecisions(false),
+    agents: loadAgents,
+    agent: loadAgent,
+    approvals: loadApprovals,
+    revocations: loadRevocations,
+    keys: loadKeys,
+    policies: loadPolicies,
+    audit: () => loadAudit(false),
+  }[state.view]
   f().catch((err) => flash(err.message, true))
 }
 
@@ -158,16 +195,24 @@ async function poll() {
     if (state.view === 'approvals') await loadApprovals()
     if (state.view === 'agent') await loadAgent()
     await loadPendingCount()
-  } catch { /* the next poll retries */ }
+  } catch {
+    /* the next poll retries */
+  }
 }
 
 // ---- KPIs ------------------------------------------------------------------
 
-function sum(o) { return Object.values(o ?? {}).reduce((a, b) => a + b, 0) }
+function sum(o) {
+  return Object.values(o ?? {}).reduce((a, b) => a + b, 0)
+}
 
 function countRows(tbody, obj) {
   const entries = Object.entries(obj ?? {}).sort((a, b) => b[1] - a[1])
-  tbody.replaceChildren(...(entries.length ? entries.map(([k, n]) => h('tr', { 'data-kind': k }, h('td', {}, k), h('td', { class: 'num' }, n))) : [h('tr', {}, h('td', { colspan: 2, class: 'muted' }, 'none yet'))]))
+  tbody.replaceChildren(
+    ...(entries.length
+      ? entries.map(([k, n]) => h('tr', { 'data-kind': k }, h('td', {}, k), h('td', { class: 'num' }, n)))
+      : [h('tr', {}, h('td', { colspan: 2, class: 'muted' }, 'none yet'))]),
+  )
 }
 
 async function loadKpis() {
@@ -195,8 +240,14 @@ async function loadKpis() {
     }
     drawChart($('chart-issued'), [{ name: 'issued', values: m(hist.issued) }])
     const kinds = Object.entries(hist.decisions)
-    drawChart($('chart-decisions'), kinds.length ? kinds.map(([name, values]) => ({ name, values: m(values) })) : [{ name: 'none yet', values: m(hist.issued).map(() => 0) }])
-    drawChart($('chart-security'), [{ name: 'revocations', values: m(hist.revocations) }, { name: 'replays', values: m(hist.replay_attempts) }])
+    drawChart(
+      $('chart-decisions'),
+      kinds.length ? kinds.map(([name, values]) => ({ name, values: m(values) })) : [{ name: 'none yet', values: m(hist.issued).map(() => 0) }],
+    )
+    drawChart($('chart-security'), [
+      { name: 'revocations', values: m(hist.revocations) },
+      { name: 'replays', values: m(hist.replay_attempts) },
+    ])
     drawChart($('chart-would-deny'), [{ name: 'would deny', values: m(hist.would_deny) }])
   }
 }
@@ -207,15 +258,25 @@ async function loadAgents() {
   const body = $('agents-body')
   if (needTenant(body, 6)) return
   const { agents } = await api('GET', tenantPath('/agents'))
-  body.replaceChildren(...agents.map((a) => h('tr', { 'data-agent': a.agent_id },
-    h('td', {}, h('a', { href: `#agent/${enc(a.agent_id)}` }, a.agent_id)),
-    h('td', {}, h('code', {}, a.client_id)),
-    h('td', {}, a.scopes.join(' ')),
-    h('td', {}, a.capabilities.join(' ')),
-    h('td', { class: 'num' }, a.max_ttl_seconds),
-    h('td', { class: 'actions' },
-      h('button', { type: 'button', onclick: () => issueCredential(a.agent_id) }, 'Issue bootstrap credential'),
-      h('button', { type: 'button', class: 'danger', onclick: () => revokeAgent(a.agent_id) }, 'Revoke')))))
+  body.replaceChildren(
+    ...agents.map((a) =>
+      h(
+        'tr',
+        { 'data-agent': a.agent_id },
+        h('td', {}, h('a', { href: `#agent/${enc(a.agent_id)}` }, a.agent_id)),
+        h('td', {}, h('code', {}, a.client_id)),
+        h('td', {}, a.scopes.join(' ')),
+        h('td', {}, a.capabilities.join(' ')),
+        h('td', { class: 'num' }, a.max_ttl_seconds),
+        h(
+          'td',
+          { class: 'actions' },
+          h('button', { type: 'button', onclick: () => issueCredential(a.agent_id) }, 'Issue bootstrap credential'),
+          h('button', { type: 'button', class: 'danger', onclick: () => revokeAgent(a.agent_id) }, 'Revoke'),
+        ),
+      ),
+    ),
+  )
   if (!agents.length) body.append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No agents in this tenant.')))
 }
 
@@ -224,10 +285,28 @@ async function issueCredential(agentId) {
   const box = $('credential')
   box.replaceChildren(
     h('strong', {}, `Bootstrap credential for ${agentId} — shown once, copy it now:`),
-    h('dl', {}, h('dt', {}, 'client_id'), h('dd', {}, h('code', { id: 'cred-client-id' }, c.client_id)),
-      h('dt', {}, 'client_secret'), h('dd', {}, h('code', { id: 'cred-secret' }, c.client_secret)),
-      h('dt', {}, 'expires'), h('dd', {}, time(c.expires_at, 'ms'))),
-    h('button', { type: 'button', onclick: () => { box.hidden = true; box.replaceChildren() } }, 'Done, hide it'))
+    h(
+      'dl',
+      {},
+      h('dt', {}, 'client_id'),
+      h('dd', {}, h('code', { id: 'cred-client-id' }, c.client_id)),
+      h('dt', {}, 'client_secret'),
+      h('dd', {}, h('code', { id: 'cred-secret' }, c.client_secret)),
+      h('dt', {}, 'expires'),
+      h('dd', {}, time(c.expires_at, 'ms')),
+    ),
+    h(
+      'button',
+      {
+        type: 'button',
+        onclick: () => {
+          box.hidden = true
+          box.replaceChildren()
+        },
+      },
+      'Done, hide it',
+    ),
+  )
   box.hidden = false
   box.querySelector('button').focus()
 }
@@ -240,19 +319,29 @@ async function revokeAgent(agentId) {
 $('agent-form').addEventListener('submit', async (ev) => {
   ev.preventDefault()
   const f = new FormData(ev.target)
-  const words = (s) => String(s ?? '').split(/[\s,]+/).filter(Boolean)
+  const words = (s) =>
+    String(s ?? '')
+      .split(/[\s,]+/)
+      .filter(Boolean)
   try {
-    await api('POST', tenantPath('/agents'), { agent_id: f.get('agent_id'), scopes: words(f.get('scopes')), capabilities: words(f.get('capabilities')), max_ttl_seconds: Number(f.get('max_ttl_seconds')) })
+    await api('POST', tenantPath('/agents'), {
+      agent_id: f.get('agent_id'),
+      scopes: words(f.get('scopes')),
+      capabilities: words(f.get('capabilities')),
+      max_ttl_seconds: Number(f.get('max_ttl_seconds')),
+    })
     ev.target.reset()
     flash('Agent registered.')
     await loadAgents()
-  } catch (err) { flash(err.message, true) }
+  } catch (err) {
+    flash(err.message, true)
+  }
 })
 
 // ---- approvals -------------------------------------------------------------
 
 async function loadPendingCount() {
-  const q = state.session.tenant ? '' : (state.tenant ? `&tenant=${enc(state.tenant)}` : '')
+  const q = state.session.tenant ? '' : state.tenant ? `&tenant=${enc(state.tenant)}` : ''
   const { approvals } = await api('GET', `/admin/v1/approvals?status=pending${q}`)
   const b = $('pending-count')
   b.textContent = String(approvals.length)
@@ -270,28 +359,42 @@ async function loadApprovals() {
   const sig = approvals.map((a) => a.id + a.status).join()
   if (body.dataset.sig === sig) return
   body.dataset.sig = sig
-  body.replaceChildren(...approvals.map((a) => {
-    const reasonId = `reason-${a.id}`
-    const decide = a.status === 'pending'
-      ? h('td', { class: 'actions' },
-        h('label', { for: reasonId, class: 'sr-only' }, `Reason for ${a.tool}`),
-        h('input', { id: reasonId, placeholder: 'reason', maxlength: 500 }),
-        h('button', { type: 'button', onclick: () => decideApproval(a.id, 'approve', $(reasonId).value) }, 'Approve'),
-        h('button', { type: 'button', class: 'danger', onclick: () => decideApproval(a.id, 'deny', $(reasonId).value) }, 'Deny'))
-      : h('td', {}, a.reason ?? '')
-    return h('tr', { 'data-approval': a.id },
-      h('td', {}, time(a.created_at)),
-      h('td', {}, state.session.role === 'admin' ? h('a', { href: `#agent/${enc(a.agent_id)}` }, `${a.tenant}/${a.agent_id}`) : `${a.tenant}/${a.agent_id}`),
-      h('td', {}, a.tool),
-      h('td', {}, h('code', { class: 'data' }, JSON.stringify(a.params))),
-      h('td', { class: 'resource' }, a.resource ?? h('span', { class: 'muted' }, 'none')),
-      h('td', { class: 'policy' }, h('code', {}, a.policy_id || '–'), h('span', { class: 'muted' }, ` @ ${a.policy_version}`),
-        a.policy_reason ? h('div', { class: 'why' }, a.policy_reason) : ''),
-      h('td', {}, a.group, a.require_console ? h('div', { class: 'muted' }, 'console only') : ''),
-      h('td', {}, a.status === 'pending' ? expiresIn(a.expires_at) : time(a.expires_at)),
-      h('td', {}, a.status),
-      decide)
-  }))
+  body.replaceChildren(
+    ...approvals.map((a) => {
+      const reasonId = `reason-${a.id}`
+      const decide =
+        a.status === 'pending'
+          ? h(
+              'td',
+              { class: 'actions' },
+              h('label', { for: reasonId, class: 'sr-only' }, `Reason for ${a.tool}`),
+              h('input', { id: reasonId, placeholder: 'reason', maxlength: 500 }),
+              h('button', { type: 'button', onclick: () => decideApproval(a.id, 'approve', $(reasonId).value) }, 'Approve'),
+              h('button', { type: 'button', class: 'danger', onclick: () => decideApproval(a.id, 'deny', $(reasonId).value) }, 'Deny'),
+            )
+          : h('td', {}, a.reason ?? '')
+      return h(
+        'tr',
+        { 'data-approval': a.id },
+        h('td', {}, time(a.created_at)),
+        h('td', {}, state.session.role === 'admin' ? h('a', { href: `#agent/${enc(a.agent_id)}` }, `${a.tenant}/${a.agent_id}`) : `${a.tenant}/${a.agent_id}`),
+        h('td', {}, a.tool),
+        h('td', {}, h('code', { class: 'data' }, JSON.stringify(a.params))),
+        h('td', { class: 'resource' }, a.resource ?? h('span', { class: 'muted' }, 'none')),
+        h(
+          'td',
+          { class: 'policy' },
+          h('code', {}, a.policy_id || '–'),
+          h('span', { class: 'muted' }, ` @ ${a.policy_version}`),
+          a.policy_reason ? h('div', { class: 'why' }, a.policy_reason) : '',
+        ),
+        h('td', {}, a.group, a.require_console ? h('div', { class: 'muted' }, 'console only') : ''),
+        h('td', {}, a.status === 'pending' ? expiresIn(a.expires_at) : time(a.expires_at)),
+        h('td', {}, a.status),
+        decide,
+      )
+    }),
+  )
   if (!approvals.length) body.append(h('tr', {}, h('td', { colspan: 10, class: 'muted' }, 'Nothing here.')))
 }
 
@@ -307,7 +410,9 @@ async function decideApproval(id, action, reason) {
     await api('POST', `/admin/v1/approvals/${enc(id)}/${action}`, reason ? { reason } : {})
     flash(action === 'approve' ? 'Approved.' : 'Denied.')
     await loadApprovals()
-  } catch (err) { flash(err.message, true) }
+  } catch (err) {
+    flash(err.message, true)
+  }
 }
 $('approval-status').addEventListener('change', () => loadApprovals().catch((e) => flash(e.message, true)))
 
@@ -318,10 +423,22 @@ async function loadRevocations() {
   const rows = revocations.filter((r) => !state.tenant || r.tenant === null || r.tenant === state.tenant || state.session.tenant === null)
   // Agent, client and tenant entries hold until lifted (expires_at null); the others end by themselves.
   const liftable = (r) => ['agent', 'client', 'tenant'].includes(r.type) && (r.type !== 'tenant' || state.session.tenant === null)
-  $('revocations-body').replaceChildren(...rows.map((r) => h('tr', { 'data-revocation': r.seq },
-    h('td', { class: 'num' }, r.seq), h('td', {}, r.type), h('td', {}, h('code', {}, r.value)), h('td', {}, r.tenant ?? 'all'),
-    h('td', {}, r.reason ?? ''), h('td', {}, time(r.created_at, 'ms')), h('td', {}, r.expires_at === null ? 'until lifted' : time(r.expires_at, 'ms')),
-    h('td', { class: 'actions' }, liftable(r) ? h('button', { type: 'button', class: 'danger', onclick: () => liftRevocation(r) }, 'Lift') : ''))))
+  $('revocations-body').replaceChildren(
+    ...rows.map((r) =>
+      h(
+        'tr',
+        { 'data-revocation': r.seq },
+        h('td', { class: 'num' }, r.seq),
+        h('td', {}, r.type),
+        h('td', {}, h('code', {}, r.value)),
+        h('td', {}, r.tenant ?? 'all'),
+        h('td', {}, r.reason ?? ''),
+        h('td', {}, time(r.created_at, 'ms')),
+        h('td', {}, r.expires_at === null ? 'until lifted' : time(r.expires_at, 'ms')),
+        h('td', { class: 'actions' }, liftable(r) ? h('button', { type: 'button', class: 'danger', onclick: () => liftRevocation(r) }, 'Lift') : ''),
+      ),
+    ),
+  )
   if (!rows.length) $('revocations-body').append(h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No active revocations.')))
 }
 
@@ -331,7 +448,9 @@ async function liftRevocation(r) {
     await api('DELETE', `/admin/v1/revocations/${enc(String(r.seq))}`)
     flash(`Revocation ${r.seq} lifted: ${r.type} ${r.value} can get new tokens again.`)
     await loadRevocations()
-  } catch (err) { flash(err.message, true) }
+  } catch (err) {
+    flash(err.message, true)
+  }
 }
 
 $('revocation-form').addEventListener('submit', async (ev) => {
@@ -347,7 +466,9 @@ $('revocation-form').addEventListener('submit', async (ev) => {
     ev.target.reset()
     flash('Revocation recorded.')
     await loadRevocations()
-  } catch (err) { flash(err.message, true) }
+  } catch (err) {
+    flash(err.message, true)
+  }
 })
 
 // ---- keys ------------------------------------------------------------------
@@ -368,10 +489,23 @@ async function loadKeys() {
   const ks = state.session.keys
   const current = res.keys.find((k) => k.kid === res.current)
   const next = current ? current.activates_at + ks.rotation_interval_seconds * 1000 : null
-  $('keys-schedule').textContent = `Keys rotate every ${Math.round(ks.rotation_interval_seconds / 3600 * 10) / 10} h; the next key is published ${Math.round(ks.pre_publish_seconds / 60)} min before it signs.` + (next ? ` Next scheduled rotation: ${time(next, 'ms')}.` : '')
-  body.replaceChildren(...res.keys.map((k) => h('tr', { 'data-kid': k.kid },
-    h('td', {}, h('code', {}, k.kid)), h('td', {}, k.revoked ? `${k.state} (revoked)` : k.kid === res.current ? `${k.state} (signing)` : k.state),
-    h('td', {}, time(k.created_at, 'ms')), h('td', {}, time(k.activates_at, 'ms')), h('td', {}, time(k.deactivated_at, 'ms')), h('td', {}, time(k.retires_at, 'ms')))))
+  $('keys-schedule').textContent =
+    `Keys rotate every ${Math.round((ks.rotation_interval_seconds / 3600) * 10) / 10} h; the next key is published ${Math.round(ks.pre_publish_seconds / 60)} min before it signs.` +
+    (next ? ` Next scheduled rotation: ${time(next, 'ms')}.` : '')
+  body.replaceChildren(
+    ...res.keys.map((k) =>
+      h(
+        'tr',
+        { 'data-kid': k.kid },
+        h('td', {}, h('code', {}, k.kid)),
+        h('td', {}, k.revoked ? `${k.state} (revoked)` : k.kid === res.current ? `${k.state} (signing)` : k.state),
+        h('td', {}, time(k.created_at, 'ms')),
+        h('td', {}, time(k.activates_at, 'ms')),
+        h('td', {}, time(k.deactivated_at, 'ms')),
+        h('td', {}, time(k.retires_at, 'ms')),
+      ),
+    ),
+  )
 }
 
 $('rotate').addEventListener('click', async () => {
@@ -379,7 +513,9 @@ $('rotate').addEventListener('click', async () => {
     await api('POST', '/admin/v1/keys/rotate')
     flash('Rotation started.')
     await loadKeys()
-  } catch (err) { flash(err.message, true) }
+  } catch (err) {
+    flash(err.message, true)
+  }
 })
 
 // ---- policies --------------------------------------------------------------
@@ -389,9 +525,20 @@ async function loadPolicies() {
   if (needTenant(body, 6)) return
   const { policies } = await api('GET', tenantPath('/policies'))
   $('policies-mode').textContent = state.session.gateway_shadow ? 'Gateways run in shadow mode: nothing is enforced.' : ''
-  body.replaceChildren(...policies.map((p) => h('tr', { 'data-policy': p.id },
-    h('td', {}, p.version), h('td', {}, p.mode), h('td', {}, p.status), h('td', {}, time(p.created_at, 'ms')), h('td', {}, time(p.activated_at, 'ms')),
-    h('td', {}, p.status === 'active' ? '' : h('button', { type: 'button', onclick: () => activatePolicy(p.id) }, 'Activate')))))
+  body.replaceChildren(
+    ...policies.map((p) =>
+      h(
+        'tr',
+        { 'data-policy': p.id },
+        h('td', {}, p.version),
+        h('td', {}, p.mode),
+        h('td', {}, p.status),
+        h('td', {}, time(p.created_at, 'ms')),
+        h('td', {}, time(p.activated_at, 'ms')),
+        h('td', {}, p.status === 'active' ? '' : h('button', { type: 'button', onclick: () => activatePolicy(p.id) }, 'Activate')),
+      ),
+    ),
+  )
   if (!policies.length) body.append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No bundles: the default policy applies.')))
 }
 
@@ -400,7 +547,9 @@ async function activatePolicy(id) {
     await api('POST', tenantPath(`/policies/${enc(id)}/activate`))
     flash('Bundle activated.')
     await loadPolicies()
-  } catch (err) { flash(err.message, true) }
+  } catch (err) {
+    flash(err.message, true)
+  }
 }
 
 // ---- decisions -------------------------------------------------------------
@@ -423,7 +572,9 @@ function reasonsCell(d) {
 }
 
 function decisionRow(d) {
-  return h('tr', { 'data-decision-id': d.id, 'data-decision': d.decision },
+  return h(
+    'tr',
+    { 'data-decision-id': d.id, 'data-decision': d.decision },
     h('td', { class: 'nowrap' }, time(d.ts_ms, 'ms')),
     h('td', {}, d.agent_id ? h('a', { href: `#agent/${enc(d.agent_id)}` }, d.agent_id) : h('span', { class: 'muted' }, 'unknown')),
     h('td', {}, d.tool ?? '–', d.resource ? h('div', { class: 'muted' }, d.resource) : ''),
@@ -432,7 +583,8 @@ function decisionRow(d) {
     h('td', {}, d.params ? h('code', { class: 'data' }, JSON.stringify(d.params)) : h('span', { class: 'muted' }, '–')),
     h('td', {}, d.policy_version ?? '–', d.policy_ids?.length ? h('div', { class: 'muted' }, d.policy_ids.join(', ')) : ''),
     h('td', {}, d.gateway_id ?? '–', h('div', { class: 'muted' }, d.mode)),
-    h('td', { class: 'num' }, fmtMs(d.latency_ms)))
+    h('td', { class: 'num' }, fmtMs(d.latency_ms)),
+  )
 }
 
 function decisionsQuery() {
@@ -453,11 +605,13 @@ const newestFirst = (a, b) => b.ts_ms - a.ts_ms || (a.id < b.id ? 1 : a.id > b.i
 function renderDecisions(fresh = new Set()) {
   const d = state.decisions
   const body = $('decisions-body')
-  body.replaceChildren(...d.rows.map((r) => {
-    const tr = decisionRow(r)
-    if (fresh.has(r.id)) tr.classList.add('fresh')
-    return tr
-  }))
+  body.replaceChildren(
+    ...d.rows.map((r) => {
+      const tr = decisionRow(r)
+      if (fresh.has(r.id)) tr.classList.add('fresh')
+      return tr
+    }),
+  )
   if (!d.rows.length) body.append(h('tr', {}, h('td', { colspan: 9, class: 'muted' }, 'No decisions match.')))
   $('decisions-more').hidden = d.cursor === null
 }
@@ -466,7 +620,7 @@ async function loadDecisions(more) {
   const d = state.decisions
   const p = decisionsQuery()
   if (more && d.cursor) p.set('cursor', d.cursor)
-  const seq = d.seq = d.seq + 1
+  const seq = (d.seq = d.seq + 1)
   const res = await api('GET', `/admin/v1/decisions?${p}`)
   if (seq !== d.seq) return
   d.rows = more ? [...d.rows, ...res.decisions] : res.decisions
@@ -493,7 +647,9 @@ async function tailDecisions() {
       renderDecisions(new Set(added.map((r) => r.id)))
     }
     $('decisions-status').textContent = `live · checked ${new Date().toLocaleTimeString()}${added.length ? ` · ${added.length} new` : ''}`
-  } catch { /* the next tick retries */ } finally {
+  } catch {
+    /* the next tick retries */
+  } finally {
     d.busy = false
   }
 }
@@ -510,7 +666,10 @@ function setTail(on) {
   } else $('decisions-status').textContent = ''
 }
 
-$('decisions-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadDecisions(false).catch((e) => flash(e.message, true)) })
+$('decisions-form').addEventListener('submit', (ev) => {
+  ev.preventDefault()
+  loadDecisions(false).catch((e) => flash(e.message, true))
+})
 $('decisions-more').addEventListener('click', () => loadDecisions(true).catch((e) => flash(e.message, true)))
 $('decisions-tail').addEventListener('change', (ev) => setTail(ev.target.checked))
 
@@ -534,39 +693,93 @@ async function loadAgent() {
   ])
   if (state.view !== 'agent' || state.param !== agentId) return
   $('agent-name').textContent = `${tenant}/${agentId}`
-  const mine = revocations.revocations.filter((r) => r.tenant === tenant && ((r.type === 'agent' && r.value === agentId) || r.agent_id === agentId) && !r.lifted_at)
+  const mine = revocations.revocations.filter(
+    (r) => r.tenant === tenant && ((r.type === 'agent' && r.value === agentId) || r.agent_id === agentId) && !r.lifted_at,
+  )
   const revoked = mine.some((r) => r.type === 'agent')
   $('agent-state').textContent = revoked ? 'revoked' : 'active'
   $('agent-state').className = `pill ${revoked ? 'bad' : 'ok'}`
   $('agent-revoke').disabled = revoked
-  const facts = [['Client id', h('code', {}, agent.client_id)], ['Scopes', agent.scopes.join(' ') || '–'], ['Capabilities', agent.capabilities.join(' ') || '–'],
-    ['Max token lifetime', `${agent.max_ttl_seconds} s`], ['Client authentication', agent.token_endpoint_auth_method ?? '–']]
+  const facts = [
+    ['Client id', h('code', {}, agent.client_id)],
+    ['Scopes', agent.scopes.join(' ') || '–'],
+    ['Capabilities', agent.capabilities.join(' ') || '–'],
+    ['Max token lifetime', `${agent.max_ttl_seconds} s`],
+    ['Client authentication', agent.token_endpoint_auth_method ?? '–'],
+  ]
   $('agent-facts').replaceChildren(...facts.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))
   $('agent-decisions-link').setAttribute('href', '#decisions')
-  $('agent-decisions-link').onclick = () => { $('decisions-form').elements.agent_id.value = agentId }
+  $('agent-decisions-link').onclick = () => {
+    $('decisions-form').elements.agent_id.value = agentId
+  }
 
   const db = $('agent-decisions')
-  db.replaceChildren(...decisions.decisions.map((d) => h('tr', { 'data-decision-id': d.id },
-    h('td', { class: 'nowrap' }, time(d.ts_ms, 'ms')), h('td', {}, d.tool ?? '–'), h('td', {}, decisionBadge(d)), reasonsCell(d))))
+  db.replaceChildren(
+    ...decisions.decisions.map((d) =>
+      h(
+        'tr',
+        { 'data-decision-id': d.id },
+        h('td', { class: 'nowrap' }, time(d.ts_ms, 'ms')),
+        h('td', {}, d.tool ?? '–'),
+        h('td', {}, decisionBadge(d)),
+        reasonsCell(d),
+      ),
+    ),
+  )
   emptyRow(db, 4, decisions.error ? `Decision log unavailable: ${decisions.error}` : 'No decisions recorded yet.')
 
   const tb = $('agent-tokens')
-  tb.replaceChildren(...tokens.events.map((e) => h('tr', { 'data-jti': e.data.jti ?? e.subject },
-    h('td', { class: 'nowrap' }, time(e.ts, 'ms')),
-    h('td', {}, h('code', { class: 'id' }, e.data.jti ?? e.subject ?? ''), h('div', { class: 'muted' }, [e.data.grant_type, e.data.scope].filter(Boolean).join(' · '))),
-    h('td', { class: 'nowrap' }, e.data.exp ? time(e.data.exp).slice(11) : '–'))))
+  tb.replaceChildren(
+    ...tokens.events.map((e) =>
+      h(
+        'tr',
+        { 'data-jti': e.data.jti ?? e.subject },
+        h('td', { class: 'nowrap' }, time(e.ts, 'ms')),
+        h(
+          'td',
+          {},
+          h('code', { class: 'id' }, e.data.jti ?? e.subject ?? ''),
+          h('div', { class: 'muted' }, [e.data.grant_type, e.data.scope].filter(Boolean).join(' · ')),
+        ),
+        h('td', { class: 'nowrap' }, e.data.exp ? time(e.data.exp).slice(11) : '–'),
+      ),
+    ),
+  )
   emptyRow(tb, 3, 'No tokens issued.')
 
   const ab = $('agent-approvals')
-  ab.replaceChildren(...approvals.approvals.filter((a) => a.agent_id === agentId).slice(0, 15).map((a) => h('tr', { 'data-approval': a.id },
-    h('td', { class: 'nowrap' }, time(a.created_at)), h('td', {}, a.tool),
-    h('td', { class: 'policy' }, h('code', {}, a.policy_id || '–'), a.policy_reason ? h('div', { class: 'why' }, a.policy_reason) : ''),
-    h('td', {}, a.status), h('td', {}, a.status === 'pending' ? expiresIn(a.expires_at) : time(a.expires_at)))))
+  ab.replaceChildren(
+    ...approvals.approvals
+      .filter((a) => a.agent_id === agentId)
+      .slice(0, 15)
+      .map((a) =>
+        h(
+          'tr',
+          { 'data-approval': a.id },
+          h('td', { class: 'nowrap' }, time(a.created_at)),
+          h('td', {}, a.tool),
+          h('td', { class: 'policy' }, h('code', {}, a.policy_id || '–'), a.policy_reason ? h('div', { class: 'why' }, a.policy_reason) : ''),
+          h('td', {}, a.status),
+          h('td', {}, a.status === 'pending' ? expiresIn(a.expires_at) : time(a.expires_at)),
+        ),
+      ),
+  )
   emptyRow(ab, 5, 'No approval requests.')
 
   const rb = $('agent-revocations')
-  rb.replaceChildren(...mine.map((r) => h('tr', { 'data-revocation': r.seq },
-    h('td', { class: 'num' }, r.seq), h('td', {}, r.type), h('td', {}, h('code', {}, r.value)), h('td', {}, r.reason ?? ''), h('td', { class: 'nowrap' }, time(r.created_at, 'ms')))))
+  rb.replaceChildren(
+    ...mine.map((r) =>
+      h(
+        'tr',
+        { 'data-revocation': r.seq },
+        h('td', { class: 'num' }, r.seq),
+        h('td', {}, r.type),
+        h('td', {}, h('code', {}, r.value)),
+        h('td', {}, r.reason ?? ''),
+        h('td', { class: 'nowrap' }, time(r.created_at, 'ms')),
+      ),
+    ),
+  )
   emptyRow(rb, 5, 'None: the agent can get tokens.')
 }
 
@@ -579,7 +792,9 @@ $('agent-revoke').addEventListener('click', async () => {
     $('agent-revoke-reason').value = ''
     flash(`Agent ${agentId} revoked: its tokens are refused from now on.`)
     await loadAgent()
-  } catch (err) { flash(err.message, true) }
+  } catch (err) {
+    flash(err.message, true)
+  }
 })
 
 // ---- audit -----------------------------------------------------------------
@@ -601,19 +816,32 @@ async function loadAudit(more) {
   const p = auditQuery()
   if (more && state.auditCursor) p.set('cursor', state.auditCursor)
   // A slower earlier answer (the unfiltered first load) must not overwrite a newer filter's rows.
-  const seq = state.auditSeq = (state.auditSeq ?? 0) + 1
+  const seq = (state.auditSeq = (state.auditSeq ?? 0) + 1)
   const { events, next_cursor } = await api('GET', `/admin/v1/audit?${p}`)
   if (seq !== state.auditSeq) return
-  const rows = events.map((e) => h('tr', {},
-    h('td', { class: 'num' }, e.id), h('td', {}, time(e.ts, 'ms')), h('td', {}, e.type), h('td', {}, e.tenant ?? ''), h('td', {}, e.actor ?? ''), h('td', {}, e.subject ?? ''),
-    h('td', {}, h('code', { class: 'data' }, JSON.stringify(e.data)))))
+  const rows = events.map((e) =>
+    h(
+      'tr',
+      {},
+      h('td', { class: 'num' }, e.id),
+      h('td', {}, time(e.ts, 'ms')),
+      h('td', {}, e.type),
+      h('td', {}, e.tenant ?? ''),
+      h('td', {}, e.actor ?? ''),
+      h('td', {}, e.subject ?? ''),
+      h('td', {}, h('code', { class: 'data' }, JSON.stringify(e.data))),
+    ),
+  )
   if (more) $('audit-body').append(...rows)
   else $('audit-body').replaceChildren(...rows)
   state.auditCursor = next_cursor
   $('audit-more').hidden = next_cursor === null
 }
 
-$('audit-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadAudit(false).catch((e) => flash(e.message, true)) })
+$('audit-form').addEventListener('submit', (ev) => {
+  ev.preventDefault()
+  loadAudit(false).catch((e) => flash(e.message, true))
+})
 $('audit-more').addEventListener('click', () => loadAudit(true).catch((e) => flash(e.message, true)))
 $('audit-verify').addEventListener('click', async () => {
   const out = $('audit-verify-result')

@@ -23,10 +23,13 @@ function env(name: string): string {
 }
 
 const log = (step: string, fields: Record<string, unknown>): void => {
-  process.stdout.write(JSON.stringify({ step, ...fields }) + '\n')
+  process.stdout.write(`${JSON.stringify({ step, ...fields })}\n`)
 }
 const summary = (d: AuthorizeResult): Record<string, unknown> => ({
-  decision: d.decision, enforced: d.enforced, reasons: d.reasons, policy_version: d.policy_version,
+  decision: d.decision,
+  enforced: d.enforced,
+  reasons: d.reasons,
+  policy_version: d.policy_version,
   ...(d.approval ? { approval: { id: d.approval.id, outcome: d.approval.outcome } } : {}),
 })
 
@@ -53,7 +56,7 @@ try {
   const toolUrl = process.env.AEGIS_TOOL_URL
   if (toolUrl && (read.decision === 'allow' || read.decision === 'sanitize')) {
     const res = await client.fetch(`${toolUrl}/crm/records/42`)
-    log('tool_call', { status: res.status, body: await res.json() as unknown })
+    log('tool_call', { status: res.status, body: (await res.json()) as unknown })
   }
 
   // 3. A transfer: if a human must approve, wait for it, then the SDK repeats

@@ -10,7 +10,7 @@ const client = new AegisClient({
   clientSecret: process.env.AEGIS_CLIENT_SECRET!,
   gatewayUrl: process.env.AEGIS_GATEWAY_URL ?? 'http://127.0.0.1:7401',
 })
-const token = await client.getToken()          // cached, refreshed at a random 60–85 % of its life, single flight
+const token = await client.getToken() // cached, refreshed at a random 60–85 % of its life, single flight
 console.log('token for', JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).sub)
 
 // A tool server that verifies Aegis tokens (examples/tool-server.ts): attaches the token; one refresh + retry on invalid_token.

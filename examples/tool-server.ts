@@ -51,7 +51,7 @@ const server = createServer((req, res) => {
 })
 server.listen(Number(process.env.TOOL_PORT ?? 7410), '127.0.0.1', () => {
   const { port } = server.address() as AddressInfo
-  process.stdout.write(JSON.stringify({ listening: `http://127.0.0.1:${port}` }) + '\n')
+  process.stdout.write(`${JSON.stringify({ listening: `http://127.0.0.1:${port}` })}\n`)
 })
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

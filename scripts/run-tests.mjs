@@ -24,9 +24,14 @@ if (files.length === 0) {
 }
 function run(list) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...list], { stdio: ['inherit', 'pipe', 'inherit'] })
+    const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...list], {
+      stdio: ['inherit', 'pipe', 'inherit'],
+    })
     let out = ''
-    child.stdout.on('data', (chunk) => { process.stdout.write(chunk); out += chunk })
+    child.stdout.on('data', (chunk) => {
+      process.stdout.write(chunk)
+      out += chunk
+    })
     child.on('close', (code) => resolve({ code: code ?? 1, out }))
   })
 }

@@ -56,7 +56,14 @@ async function main(): Promise<void> {
   const port = await freePort()
   const issuer = `http://127.0.0.1:${port}`
   const clock = new ManualClock(Date.now() - 58 * 60_000)
-  const base = { dataDir: dir, kek: randomBytes(32).toString('hex'), logLevel: 'silent', adminToken, gatewayToken, rateLimit: { perClient: 1_000_000, perIp: 10_000_000 } }
+  const base = {
+    dataDir: dir,
+    kek: randomBytes(32).toString('hex'),
+    logLevel: 'silent',
+    adminToken,
+    gatewayToken,
+    rateLimit: { perClient: 1_000_000, perIp: 10_000_000 },
+  }
   const cp = await buildControlPlane(loadConfig({ env: {}, overrides: { ...base, issuer } }), { clock, logger: silentLogger() })
   await cp.app.listen({ port, host: '127.0.0.1' })
   const gwConfig = (extra: Record<string, unknown> = {}) => loadConfig({ env: {}, overrides: { ...base, adminToken: undefined, issuer, ...extra } })
@@ -69,26 +76,53 @@ async function main(): Promise<void> {
   const shadowUrl = `http://127.0.0.1:${(shadow.app.server.address() as { port: number }).port}`
 
   const admin = async (method: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
-    const res = await fetch(`${issuer}/admin/v1${path}`, { method, headers: { authorization: `Bearer ${adminToken}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) })
+    const res = await fetch(`${issuer}/admin/v1${path}`, {
+      method,
+      headers: { authorization: `Bearer ${adminToken}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    })
     const text = await res.text()
     if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`)
-    return text ? JSON.parse(text) as Record<string, unknown> : {}
+    return text ? (JSON.parse(text) as Record<string, unknown>) : {}
   }
   const creds: Record<string, { client_id: string; client_secret: string }> = {}
   await admin('POST', '/tenants', { id: 'acme', name: 'Acme Corp' })
   const policy = await admin('POST', '/tenants/acme/policies', { version: '2026-11-29.1', cedar: CEDAR, mode: 'enforce' })
   await admin('POST', `/tenants/acme/policies/${policy.id as string}/activate`)
-  for (const [agent, ttl] of [['billing-bot', 600], ['crm-sync', 900], ['support-agent', 300]] as const) {
-    await admin('POST', '/tenants/acme/agents', { agent_id: agent, scopes: ['payments:write', 'crm:read'], capabilities: ['crm.read', 'payments.transfer', 'files.delete'], max_ttl_seconds: ttl })
-    creds[agent] = (await admin('POST', `/tenants/acme/agents/${agent}/bootstrap-credentials`, { ttl_seconds: 86_400, single_use: false })) as { client_id: string; client_secret: string }
+  for (const [agent, ttl] of [
+    ['billing-bot', 600],
+    ['crm-sync', 900],
+    ['support-agent', 300],
+  ] as const) {
+    await admin('POST', '/tenants/acme/agents', {
+      agent_id: agent,
+      scopes: ['payments:write', 'crm:read'],
+      capabilities: ['crm.read', 'payments.transfer', 'files.delete'],
+      max_ttl_seconds: ttl,
+    })
+    creds[agent] = (await admin('POST', `/tenants/acme/agents/${agent}/bootstrap-credentials`, { ttl_seconds: 86_400, single_use: false })) as {
+      client_id: string
+      client_secret: string
+    }
   }
   const token = async (agent: string): Promise<string> => {
     const c = creds[agent]!
-    const res = await fetch(`${issuer}/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${c.client_id}:${c.client_secret}`).toString('base64')}` }, body: 'grant_type=client_credentials' })
+    const res = await fetch(`${issuer}/oauth2/token`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${c.client_id}:${c.client_secret}`).toString('base64')}`,
+      },
+      body: 'grant_type=client_credentials',
+    })
     return ((await res.json()) as { access_token: string }).access_token
   }
   const call = (url: string, t: string, tool: string, params: Record<string, unknown> = {}) =>
-    fetch(`${url}/v1/authorize`, { method: 'POST', headers: { authorization: `Bearer ${t}`, 'content-type': 'application/json' }, body: JSON.stringify({ action: { tool, params } }) })
+    fetch(`${url}/v1/authorize`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ action: { tool, params } }),
+    })
 
   // Deterministic "traffic": a daytime-ish wave with a burst in the middle.
   for (let step = 0; step < STEPS; step++) {

@@ -9,7 +9,7 @@ function replaceBetween(text: string, name: string, body: string): string {
   const i = text.indexOf(start)
   const j = text.indexOf(end)
   if (i < 0 || j < i) throw new Error(`README.md has no ${name} markers`)
-  return text.slice(0, i + start.length) + '\n' + body.trim() + '\n' + text.slice(j)
+  return `${text.slice(0, i + start.length)}\n${body.trim()}\n${text.slice(j)}`
 }
 
 let readme = readFileSync('README.md', 'utf8')

@@ -70,19 +70,27 @@ export function statusOf(code: ErrorCode): number {
 
 /** `invalid_request` (400). */
 export class InvalidRequest extends AegisError {
-  constructor(message: string, options?: AegisErrorOptions) { super('invalid_request', message, options) }
+  constructor(message: string, options?: AegisErrorOptions) {
+    super('invalid_request', message, options)
+  }
 }
 /** `not_found` (404). */
 export class NotFound extends AegisError {
-  constructor(message: string, options?: AegisErrorOptions) { super('not_found', message, options) }
+  constructor(message: string, options?: AegisErrorOptions) {
+    super('not_found', message, options)
+  }
 }
 /** `conflict` (409). */
 export class Conflict extends AegisError {
-  constructor(message: string, options?: AegisErrorOptions) { super('conflict', message, options) }
+  constructor(message: string, options?: AegisErrorOptions) {
+    super('conflict', message, options)
+  }
 }
 /** `temporarily_unavailable` (503; its message is shown, unlike other 5xx). */
 export class Unavailable extends AegisError {
-  constructor(message: string, options?: AegisErrorOptions) { super('temporarily_unavailable', message, options) }
+  constructor(message: string, options?: AegisErrorOptions) {
+    super('temporarily_unavailable', message, options)
+  }
 }
 
 const SUBCLASSED = {

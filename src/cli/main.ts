@@ -26,7 +26,7 @@ export function configFor(file: string | undefined, overrides?: Record<string, u
 }
 
 function context(config: AegisConfig): CliContext {
-  return { config, out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') }
+  return { config, out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) }
 }
 
 /** Splits a leading `--config FILE` off any command's arguments. */
@@ -34,8 +34,14 @@ function takeConfigFlag(argv: string[]): { file?: string; rest: string[] } {
   const rest: string[] = []
   let file: string | undefined
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--config') { file = argv[++i]; continue }
-    if (argv[i]?.startsWith('--config=')) { file = argv[i]!.slice('--config='.length); continue }
+    if (argv[i] === '--config') {
+      file = argv[++i]
+      continue
+    }
+    if (argv[i]?.startsWith('--config=')) {
+      file = argv[i]!.slice('--config='.length)
+      continue
+    }
     rest.push(argv[i]!)
   }
   return { file, rest }
@@ -48,7 +54,10 @@ export async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'help': {
         const topic = args[0]
-        if (topic === undefined) { process.stdout.write(USAGE + '\n'); return 0 }
+        if (topic === undefined) {
+          process.stdout.write(`${USAGE}\n`)
+          return 0
+        }
         if (!(COMMANDS as readonly string[]).includes(topic)) {
           process.stderr.write(`aegis help: unknown command "${topic}"\n\n${USAGE}\n`)
           return 2
@@ -58,7 +67,7 @@ export async function main(argv: string[]): Promise<number> {
       case undefined:
       case '--help':
       case '-h':
-        process.stdout.write(USAGE + '\n')
+        process.stdout.write(`${USAGE}\n`)
         return 0
       case 'dev': {
         const { runDev } = await import('./commands/dev.js')

@@ -62,7 +62,10 @@ async function bindingPort<T>(key: PortKey, host: string, port: number, bind: ()
     if (code !== 'EADDRINUSE' && code !== 'EACCES' && code !== 'EADDRNOTAVAIL') throw err
     const spec = CONFIG_KEYS.find((k) => k.path === key)!
     const why = code === 'EADDRINUSE' ? 'is already in use' : code === 'EACCES' ? 'may not be bound by this user' : 'is not an address of this machine'
-    throw new Error(`${host}:${port} ${why} (${code}): set ${envName(spec)} (${key}) to a free port${code === 'EADDRNOTAVAIL' ? ` or ${key.split('.')[0]}.host to a local address` : ''}`, { cause: err })
+    throw new Error(
+      `${host}:${port} ${why} (${code}): set ${envName(spec)} (${key}) to a free port${code === 'EADDRNOTAVAIL' ? ` or ${key.split('.')[0]}.host to a local address` : ''}`,
+      { cause: err },
+    )
   }
 }
 
@@ -71,7 +74,12 @@ async function bindingPort<T>(key: PortKey, host: string, port: number, bind: ()
  * requesting client certificates (RFC 8705). Closed before the role's app
  * (closers run in reverse), so TLS connections drain first.
  */
-async function alsoTls(key: PortKey, opts: TlsListenerOptions | undefined, app: FastifyInstance, closers: Array<() => Promise<void>>): Promise<TlsListener | undefined> {
+async function alsoTls(
+  key: PortKey,
+  opts: TlsListenerOptions | undefined,
+  app: FastifyInstance,
+  closers: Array<() => Promise<void>>,
+): Promise<TlsListener | undefined> {
   if (opts === undefined) return undefined
   const l = await bindingPort(key, opts.host, opts.port, () => listenTls(app, opts))
   closers.push(() => l.close())
@@ -117,7 +125,7 @@ export async function startRoles(config: AegisConfig, role: Role): Promise<Runni
       if (early !== undefined) closers.push(() => early.close())
       await bindingPort('control.port', config.control.host, config.control.port, () => cp.app.listen({ host: config.control.host, port: config.control.port }))
       if (early !== undefined) await early.serve(cp.app)
-      const tls = early ?? await alsoTls('control.tlsPort', tlsOpts, cp.app, closers)
+      const tls = early ?? (await alsoTls('control.tlsPort', tlsOpts, cp.app, closers))
       running.controlPlane = withTls({ app: cp.app, deps: cp.deps, url: urlOf(cp.app), port: boundPort(cp.app) }, tls)
     }
     if (role === 'gateway' || role === 'all') {
@@ -149,13 +157,16 @@ export function closeOnSignal(running: RunningRoles, log: (line: string) => void
       if (closing) return
       closing = true
       log(`aegis: ${signal} received, draining…`)
-      running.close().then(() => {
-        log('aegis: stopped cleanly')
-        resolve()
-      }, (err: unknown) => {
-        log(`aegis: shutdown error: ${err instanceof Error ? err.message : String(err)}`)
-        resolve()
-      })
+      running.close().then(
+        () => {
+          log('aegis: stopped cleanly')
+          resolve()
+        },
+        (err: unknown) => {
+          log(`aegis: shutdown error: ${err instanceof Error ? err.message : String(err)}`)
+          resolve()
+        },
+      )
     }
     process.once('SIGINT', onSignal)
     process.once('SIGTERM', onSignal)

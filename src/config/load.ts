@@ -46,7 +46,7 @@ function leafPaths(obj: unknown, prefix = ''): string[] {
   for (const [k, v] of Object.entries(obj as Record<string, unknown>)) {
     const p = prefix ? `${prefix}.${k}` : k
     const spec = CONFIG_KEYS.find((s) => s.path === p)
-    if (spec && (spec.type === 'json')) out.push(p)
+    if (spec && spec.type === 'json') out.push(p)
     else out.push(...leafPaths(v, p))
   }
   return out
@@ -62,13 +62,18 @@ function coerce(spec: KeySpec, raw: unknown, where: string, problems: string[]):
       return typeof raw === 'string' ? raw : fail('a string')
     case 'url': {
       if (typeof raw !== 'string') return fail('a URL')
-      try { new URL(raw) } catch { return fail('a URL') }
+      try {
+        new URL(raw)
+      } catch {
+        return fail('a URL')
+      }
       return raw
     }
     case 'integer': {
       const n = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw
       if (typeof n !== 'number' || !Number.isInteger(n)) return fail('an integer')
-      if (spec.max !== undefined && (n > spec.max || (spec.min !== undefined && n < spec.min))) return fail(`an integer from ${spec.min ?? '-∞'} to ${spec.max}`)
+      if (spec.max !== undefined && (n > spec.max || (spec.min !== undefined && n < spec.min)))
+        return fail(`an integer from ${spec.min ?? '-∞'} to ${spec.max}`)
       if (spec.min !== undefined && n < spec.min) return fail(`an integer ≥ ${spec.min}`)
       return n
     }
@@ -82,7 +87,11 @@ function coerce(spec: KeySpec, raw: unknown, where: string, problems: string[]):
       return typeof raw === 'string' && spec.values?.includes(raw) ? raw : fail(`one of ${spec.values?.join(', ')}`)
     case 'json': {
       if (typeof raw !== 'string') return raw
-      try { return JSON.parse(raw) } catch { return fail('JSON') }
+      try {
+        return JSON.parse(raw)
+      } catch {
+        return fail('JSON')
+      }
     }
   }
 }
@@ -123,11 +132,20 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
     let value: unknown = spec.default
     let where = `default ${spec.path}`
     const fromFile = getPath(fileValues, spec.path)
-    if (fromFile !== undefined) { value = fromFile; where = `${options.file}: ${spec.path}` }
+    if (fromFile !== undefined) {
+      value = fromFile
+      where = `${options.file}: ${spec.path}`
+    }
     const fromEnv = env[envName(spec)]
-    if (fromEnv !== undefined && fromEnv !== '') { value = fromEnv; where = envName(spec) }
+    if (fromEnv !== undefined && fromEnv !== '') {
+      value = fromEnv
+      where = envName(spec)
+    }
     const fromOverride = getPath(overrides, spec.path)
-    if (fromOverride !== undefined) { value = fromOverride; where = `override ${spec.path}` }
+    if (fromOverride !== undefined) {
+      value = fromOverride
+      where = `override ${spec.path}`
+    }
     if (value === undefined) continue
     if (!where.startsWith('default ')) given.add(spec.path)
     const coerced = coerce(spec, value, where, problems)
@@ -144,7 +162,9 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
   }
   // Cross-field checks.
   if (cfg.keys && cfg.jwks && cfg.keys.prePublishSeconds < cfg.jwks.maxAgeSeconds) {
-    problems.push(`keys.prePublishSeconds (${cfg.keys.prePublishSeconds}) must be at least jwks.maxAgeSeconds (${cfg.jwks.maxAgeSeconds}), or verifiers meet an unknown kid`)
+    problems.push(
+      `keys.prePublishSeconds (${cfg.keys.prePublishSeconds}) must be at least jwks.maxAgeSeconds (${cfg.jwks.maxAgeSeconds}), or verifiers meet an unknown kid`,
+    )
   }
   // A lower maximum alone (AEGIS_TOKENS_MAX_TTL_SECONDS=60) also lowers the default lifetime; both set and contradicting is an error.
   if (cfg.tokens && !given.has('tokens.defaultTtlSeconds') && cfg.tokens.defaultTtlSeconds > cfg.tokens.maxTtlSeconds) {
@@ -172,14 +192,22 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
   else {
     cfg.gateway.routes.forEach((r, i) => {
       if (!r || typeof r.path !== 'string' || !r.path.startsWith('/')) problems.push(`gateway.routes[${i}].path must start with /`)
-      try { new URL(r?.upstream) } catch { problems.push(`gateway.routes[${i}].upstream must be a URL`) }
+      try {
+        new URL(r?.upstream)
+      } catch {
+        problems.push(`gateway.routes[${i}].upstream must be a URL`)
+      }
       if (r && r.mode !== 'proxy' && r.mode !== 'mcp') problems.push(`gateway.routes[${i}].mode must be "proxy" or "mcp"`)
-      if (r && r.resource !== undefined && (typeof r.resource !== 'string' || r.resource.length === 0 || r.resource.length > 1024)) problems.push(`gateway.routes[${i}].resource must be a non-empty string (\`{path}\` stands for the request's path below the route)`)
+      if (r && r.resource !== undefined && (typeof r.resource !== 'string' || r.resource.length === 0 || r.resource.length > 1024))
+        problems.push(`gateway.routes[${i}].resource must be a non-empty string (\`{path}\` stands for the request's path below the route)`)
       if (r && r.opaque_body !== undefined && typeof r.opaque_body !== 'boolean') problems.push(`gateway.routes[${i}].opaque_body must be true or false`)
       if (r && r.mode === 'mcp') problems.push(...mcpRouteProblems(r, i))
     })
   }
-  if (Array.isArray(cfg.gateway?.routes)) cfg.gateway.routes.forEach((r, i) => { if (r) problems.push(...originProblems(r, i)) })
+  if (Array.isArray(cfg.gateway?.routes))
+    cfg.gateway.routes.forEach((r, i) => {
+      if (r) problems.push(...originProblems(r, i))
+    })
   if (cfg.metrics?.token !== undefined && !/^[A-Za-z0-9._~+/=-]{16,512}$/.test(cfg.metrics.token)) {
     problems.push('metrics.token (AEGIS_METRICS_TOKEN) must be 16 to 512 characters of [A-Za-z0-9._~+/=-] (it travels as a bearer token)')
   }

@@ -23,6 +23,7 @@ import { openStore } from '../store/index.js'
 import { openClusterSignal } from '../store/signal.js'
 import { MemoryReplayCache } from '../store/memory/replay-cache.js'
 import { RedisReplayCache } from '../store/redis/replay-cache.js'
+import type { ReplayCache } from '../store/replay-cache.js'
 import type { AdminRole, Store } from '../store/types.js'
 import { adminRoutes } from './admin/index.js'
 import { approvalRoutes } from './admin/approvals.js'
@@ -67,7 +68,17 @@ async function seedToken(deps: ControlPlaneDeps, secret: string, role: AdminRole
   }
   const id = `seed-${role}-${hash.slice(0, 10)}`
   try {
-    await store.adminTokens.create({ id, tenant: null, role, name, tokenHash: hash, linkedIdentities: [], groups: [], createdAt: deps.clock.now(), revokedAt: null })
+    await store.adminTokens.create({
+      id,
+      tenant: null,
+      role,
+      name,
+      tokenHash: hash,
+      linkedIdentities: [],
+      groups: [],
+      createdAt: deps.clock.now(),
+      revokedAt: null,
+    })
   } catch (err) {
     if (!(err instanceof Conflict)) throw err
     return // another control plane seeded it at the same moment
@@ -94,10 +105,18 @@ function storeProbe(store: Store): () => Promise<string | null> {
       const timer = setTimeout(() => resolve(`no answer within ${READY_PROBE_TIMEOUT_MS} ms`), READY_PROBE_TIMEOUT_MS)
       // Any read of an indexed row proves the connection; no tenant has the empty id (the admin API refuses it).
       store.tenants.get('').then(
-        () => { clearTimeout(timer); resolve(null) },
-        (err: unknown) => { clearTimeout(timer); resolve(err instanceof Error && err.name !== 'Error' ? `query failed (${err.name})` : 'query failed') },
+        () => {
+          clearTimeout(timer)
+          resolve(null)
+        },
+        (err: unknown) => {
+          clearTimeout(timer)
+          resolve(err instanceof Error && err.name !== 'Error' ? `query failed (${err.name})` : 'query failed')
+        },
       )
-    }).finally(() => { inflight = null })
+    }).finally(() => {
+      inflight = null
+    })
     return inflight
   }
 }
@@ -131,51 +150,61 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
       owned.push(() => s.close())
     }
 
-    const keys = overrides.keys ?? await (async () => {
-      // Control planes on one store tell each other about key changes at once (LISTEN/NOTIFY on PostgreSQL).
-      const signal = await openClusterSignal(config, logger)
-      owned.push(() => signal.close())
-      const km = await createKeyManager({ config, store, clock, logger, metrics, signal })
-      owned.push(() => km.stop())
-      return km
-    })()
+    const keys =
+      overrides.keys ??
+      (await (async () => {
+        // Control planes on one store tell each other about key changes at once (LISTEN/NOTIFY on PostgreSQL).
+        const signal = await openClusterSignal(config, logger)
+        owned.push(() => signal.close())
+        const km = await createKeyManager({ config, store, clock, logger, metrics, signal })
+        owned.push(() => km.stop())
+        return km
+      })())
 
-    const audit = overrides.audit ?? await (async () => {
-      const w = await createAuditWriter({ store, keys, clock, logger, chainId: config.instanceId, checkpointIntervalMs: config.audit.checkpointIntervalMs })
-      owned.push(() => w.close())
-      return w
-    })()
+    const audit =
+      overrides.audit ??
+      (await (async () => {
+        const w = await createAuditWriter({ store, keys, clock, logger, chainId: config.instanceId, checkpointIntervalMs: config.audit.checkpointIntervalMs })
+        owned.push(() => w.close())
+        return w
+      })())
     if (!overrides.keys && 'attachAudit' in keys) {
-      (keys as Awaited<ReturnType<typeof createKeyManager>>).attachAudit(audit)
+      ;(keys as Awaited<ReturnType<typeof createKeyManager>>).attachAudit(audit)
       keys.start()
     }
 
-    const feed = overrides.feed ?? await (async () => {
-      const f = await openFeed(config, logger, { active: config.redisUrl ? await store.revocations.listActive(clock.now()) : undefined, now: clock.now() })
-      owned.push(() => f.close())
-      return f
-    })()
+    const feed =
+      overrides.feed ??
+      (await (async () => {
+        const f = await openFeed(config, logger, { active: config.redisUrl ? await store.revocations.listActive(clock.now()) : undefined, now: clock.now() })
+        owned.push(() => f.close())
+        return f
+      })())
 
     if (!overrides.keys && 'onChange' in keys) {
       // Gateways refetch the JWKS when the key set changes (here or on another control plane), whatever their cooldown.
-      (keys as Awaited<ReturnType<typeof createKeyManager>>).onChange((change) => feed.publish({ kind: 'keys', keys: change }).catch((err: unknown) => {
-        logger.error({ err }, 'key change not published on the feed; gateways find the new key at their next JWKS refresh')
-      }))
+      ;(keys as Awaited<ReturnType<typeof createKeyManager>>).onChange((change) =>
+        feed.publish({ kind: 'keys', keys: change }).catch((err: unknown) => {
+          logger.error({ err }, 'key change not published on the feed; gateways find the new key at their next JWKS refresh')
+        }),
+      )
     }
 
-    const replay = overrides.replay ?? (() => {
-      let r
-      if (config.redisUrl) {
-        const redis = new Redis(config.redisUrl, { enableOfflineQueue: false, commandTimeout: 1000, maxRetriesPerRequest: 1 })
-        redis.on('error', (err) => logger.warn({ err: err.message }, 'replay-cache redis connection error'))
-        r = new RedisReplayCache(redis, { ownsConnection: true })
-      } else {
-        r = new MemoryReplayCache({ clock })
-      }
-      const rc = r
-      owned.push(() => rc.close())
-      return rc
-    })()
+    const replay =
+      overrides.replay ??
+      (() => {
+        let r: ReplayCache
+        if (config.redisUrl) {
+          const redis = new Redis(config.redisUrl, { enableOfflineQueue: false, commandTimeout: 1000, maxRetriesPerRequest: 1 })
+          redis.on('error', (err) => logger.warn({ err: err.message }, 'replay-cache redis connection error'))
+          r = new RedisReplayCache(redis, { ownsConnection: true })
+        } else {
+          r = new MemoryReplayCache({ clock })
+        }
+        const rc = r
+        owned.push(() => rc.close())
+        return rc
+      })()
 
     // The console's cookie sessions count as admin authentication, unless the caller brings its own resolver.
     const consoleSessions: ConsoleSessions | null = overrides.sessions ? null : await createConsoleSessions(config, store, clock, logger)
@@ -192,7 +221,12 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
     owned.push(async () => dir.stop())
 
     // 'idle': close() lets in-flight requests finish (an issued token's response is not cut off); feed streams are ended by their preClose hook.
-    const app = await createServer({ logger, bodyLimit: config.limits.bodyBytes, jsonDepth: config.limits.jsonDepth, fastify: { forceCloseConnections: 'idle' } })
+    const app = await createServer({
+      logger,
+      bodyLimit: config.limits.bodyBytes,
+      jsonDepth: config.limits.jsonDepth,
+      fastify: { forceCloseConnections: 'idle' },
+    })
     // Closing the app first drains in-flight requests before the stores go away.
     owned.push(() => app.close())
     // A connection that never sent a byte carries no request to finish, yet
@@ -225,7 +259,9 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
       return { status: 'ok', role: 'control-plane', instance: config.instanceId, store: store.kind }
     })
     // Liveness: the process serves HTTP; a database outage is not something a restart fixes.
-    app.get('/livez', async (_req, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok', role: 'control-plane', instance: config.instanceId }))
+    app.get('/livez', async (_req, reply) =>
+      reply.header('cache-control', 'no-store').send({ status: 'ok', role: 'control-plane', instance: config.instanceId }),
+    )
     // Readiness: the database answers (tokens, revocations and admin calls all need it).
     const probe = storeProbe(store)
     app.get('/readyz', async (_req, reply) => {
@@ -233,16 +269,22 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
       const db = await probe()
       if (db !== null) reasons.push(`database_unreachable: ${db}`)
       const ready = reasons.length === 0
-      return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send({ status: ready ? 'ready' : 'not_ready', role: 'control-plane', instance: config.instanceId, store: store.kind, reasons })
+      return reply
+        .code(ready ? 200 : 503)
+        .header('cache-control', 'no-store')
+        .send({ status: ready ? 'ready' : 'not_ready', role: 'control-plane', instance: config.instanceId, store: store.kind, reasons })
     })
-    await app.register(async (admin) => {
-      // Authentication and roles for every route in this scope, from each route's config.admin.
-      installAdminGuard(admin, store, sessions)
-      openApiRoute(admin)
-      await adminRoutes(admin, deps)
-      await approvalRoutes(admin, deps)
-      await policyRoutes(admin, deps)
-    }, { prefix: '/admin/v1' })
+    await app.register(
+      async (admin) => {
+        // Authentication and roles for every route in this scope, from each route's config.admin.
+        installAdminGuard(admin, store, sessions)
+        openApiRoute(admin)
+        await adminRoutes(admin, deps)
+        await approvalRoutes(admin, deps)
+        await policyRoutes(admin, deps)
+      },
+      { prefix: '/admin/v1' },
+    )
     if (consoleSessions) await consoleRoutes(app, deps, consoleSessions)
 
     let closing: Promise<void> | null = null

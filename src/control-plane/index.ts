@@ -8,4 +8,15 @@ export { createKeyManager, effectiveKeys, loadKek, type PublicKeyInfo } from './
 export { TokenIssuer, directoryFor } from './token/index.js'
 export { allowedAudiences } from './token/request-scope.js'
 export type { AgentState, FeedEvent, FeedSnapshot, KeysState, PolicyState } from './feed/events.js'
-export { createAuditWriter, exportAudit, headsFile, parseHeads, parseJwks, verifyAuditExport, verifyAuditStore, type AuditVerifyReport, type ChainHead, type Jwks } from './audit/index.js'
+export {
+  createAuditWriter,
+  exportAudit,
+  headsFile,
+  parseHeads,
+  parseJwks,
+  verifyAuditExport,
+  verifyAuditStore,
+  type AuditVerifyReport,
+  type ChainHead,
+  type Jwks,
+} from './audit/index.js'

@@ -26,9 +26,19 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       info: {
         title: 'Aegis admin API',
         version: 'v1',
-        description: 'Bearer admin tokens (tenant-scoped or global), JSON in and out. Errors are {"error": code, "error_description": text}: 400 bad input, 401 without a valid admin token, 403 outside the token\'s tenant or role, 404, 409 on conflicts, 415 for a body that is not application/json.',
+        description:
+          'Bearer admin tokens (tenant-scoped or global), JSON in and out. Errors are {"error": code, "error_description": text}: 400 bad input, 401 without a valid admin token, 403 outside the token\'s tenant or role, 404, 409 on conflicts, 415 for a body that is not application/json.',
       },
-      components: { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'An admin, gateway or approver token (POST /admin/v1/admin-tokens, AEGIS_ADMIN_TOKEN, AEGIS_GATEWAY_TOKEN); the console\'s session cookie also counts.' } } },
+      components: {
+        securitySchemes: {
+          adminToken: {
+            type: 'http',
+            scheme: 'bearer',
+            description:
+              "An admin, gateway or approver token (POST /admin/v1/admin-tokens, AEGIS_ADMIN_TOKEN, AEGIS_GATEWAY_TOKEN); the console's session cookie also counts.",
+          },
+        },
+      },
       security: [{ adminToken: [] }],
       tags: Object.values(TAGS).map((name) => ({ name })),
     },
@@ -55,5 +65,5 @@ export function openApiRoute(admin: FastifyInstance): void {
 
 /** The document as committed: stable key order from registration, two-space indent, final newline. */
 export function openApiText(app: FastifyInstance): string {
-  return JSON.stringify(app.swagger(), null, 2) + '\n'
+  return `${JSON.stringify(app.swagger(), null, 2)}\n`
 }

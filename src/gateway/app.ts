@@ -84,21 +84,26 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   const closers: Array<() => Promise<void> | void> = []
 
   let jwks: JwksClient | undefined
-  const verifier = overrides.verifier ?? createVerifier({
-    issuer: config.issuer,
-    audience: config.audience,
-    jwks: (jwks = new JwksClient({
-      jwksUrl: `${client.baseUrl}/.well-known/jwks.json`,
-      cooldownMs: config.gateway.jwksCooldownSeconds * 1000,
+  const verifier =
+    overrides.verifier ??
+    createVerifier({
+      issuer: config.issuer,
+      audience: config.audience,
+      jwks: (jwks = new JwksClient({
+        jwksUrl: `${client.baseUrl}/.well-known/jwks.json`,
+        cooldownMs: config.gateway.jwksCooldownSeconds * 1000,
+        clock,
+        onFetch: (e) => metrics.jwksFetches.inc({ result: e.result }),
+      })),
+      clockSkewSeconds: config.tokens.clockSkewSeconds,
+      maxTokenBytes: config.tokens.maxTokenBytes,
+      cacheSize: config.gateway.verifiedCacheSize,
       clock,
-      onFetch: (e) => metrics.jwksFetches.inc({ result: e.result }),
-    })),
-    clockSkewSeconds: config.tokens.clockSkewSeconds,
-    maxTokenBytes: config.tokens.maxTokenBytes,
-    cacheSize: config.gateway.verifiedCacheSize,
-    clock,
+    })
+  closers.push(() => {
+    verifier.close()
+    jwks?.close()
   })
-  closers.push(() => { verifier.close(); jwks?.close() })
 
   let command: Redis | undefined
   let subscriber: Redis | undefined
@@ -117,9 +122,17 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
     subscriber.on('error', onError)
     const c = command
     const s = subscriber
-    closers.push(() => { c.disconnect(); s.disconnect() })
+    closers.push(() => {
+      c.disconnect()
+      s.disconnect()
+    })
   }
-  const redisHealth = overrides.redisHealth !== undefined ? overrides.redisHealth : command ? new RedisHealth(command, subscriber ?? null, logger, tuning.redisHealthIntervalMs) : null
+  const redisHealth =
+    overrides.redisHealth !== undefined
+      ? overrides.redisHealth
+      : command
+        ? new RedisHealth(command, subscriber ?? null, logger, tuning.redisHealthIntervalMs)
+        : null
   if (redisHealth instanceof RedisHealth) closers.push(() => redisHealth.close())
 
   const replay = overrides.replay ?? (command ? new RedisReplayCache(command, { prefix: tuning.redisKeyPrefix }) : new MemoryReplayCache({ clock }))
@@ -132,16 +145,18 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   // A key change on the feed refetches the JWKS at once, whatever the unknown-kid cooldown (issue 14).
   const keyFollower = new KeyFollower(verifier.jwks, logger)
   closers.push(() => keyFollower.close())
-  const state = overrides.state ?? new GatewayState({
-    denyList,
-    compiler: policyCompiler,
-    logger,
-    metrics,
-    clock,
-    onRevocationsApplied: (seq) => acks.notify(seq),
-    onAgentHash: (hash) => manifests.prefetch(hash),
-    onKeys: (keys) => keyFollower.announce(keys),
-  })
+  const state =
+    overrides.state ??
+    new GatewayState({
+      denyList,
+      compiler: policyCompiler,
+      logger,
+      metrics,
+      clock,
+      onRevocationsApplied: (seq) => acks.notify(seq),
+      onAgentHash: (hash) => manifests.prefetch(hash),
+      onKeys: (keys) => keyFollower.announce(keys),
+    })
 
   const baseSink: DecisionSink = overrides.decisions ?? new LogDecisionSink(logger)
   const stats = new GatewayStatsReporter(client, gatewayId, logger)
@@ -149,7 +164,13 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   const candidates = new CandidateDiffReporter(client, gatewayId, logger)
   closers.push(() => candidates.close())
   const dl = config.decisionLog
-  const decisionLog = dl.enabled ? new DecisionLogUploader(dl.url ? new ControlPlaneClient(dl.url, gatewayBearer(config)) : client, gatewayId, logger, metrics.registry, { bufferSize: dl.bufferSize, batchSize: dl.batchSize, flushIntervalMs: dl.flushIntervalMs }) : null
+  const decisionLog = dl.enabled
+    ? new DecisionLogUploader(dl.url ? new ControlPlaneClient(dl.url, gatewayBearer(config)) : client, gatewayId, logger, metrics.registry, {
+        bufferSize: dl.bufferSize,
+        batchSize: dl.batchSize,
+        flushIntervalMs: dl.flushIntervalMs,
+      })
+    : null
   if (decisionLog) closers.push(() => decisionLog.close())
   const deps: GatewayDeps = {
     config,
@@ -190,7 +211,14 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
       pollWhileDownMs: Math.min(2_000, (config.gateway.feedStaleSeconds * 1000) / 3),
     })
   } else {
-    feed = new SseFeed({ client, state, logger, backoffInitialMs: tuning.feedBackoffInitialMs, backoffMaxMs: tuning.feedBackoffMaxMs, onLoad: (kind) => metrics.feedLoads.inc({ kind }) })
+    feed = new SseFeed({
+      client,
+      state,
+      logger,
+      backoffInitialMs: tuning.feedBackoffInitialMs,
+      backoffMaxMs: tuning.feedBackoffMaxMs,
+      onLoad: (kind) => metrics.feedLoads.inc({ kind }),
+    })
   }
   // Closed first: nothing may apply events into a gateway being torn down.
   closers.unshift(() => feed.close())
@@ -202,7 +230,9 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   pruner.unref()
   closers.push(() => clearInterval(pruner))
   closers.push(() => replay.close())
-  closers.push(async () => { await baseSink.close?.() })
+  closers.push(async () => {
+    await baseSink.close?.()
+  })
 
   const pipeline = new DecisionPipeline(deps)
   const app = await createServer({ logger, bodyLimit: config.limits.bodyBytes, jsonDepth: config.limits.jsonDepth })
@@ -210,13 +240,22 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   app.get('/healthz', async (_request, reply) => {
     const ok = verifier.jwks.loaded && state.snapshotLoaded
     const now = clock.now()
-    return reply.code(ok ? 200 : 503).header('cache-control', 'no-store').send({
-      status: ok ? 'ok' : 'starting',
-      gateway_id: gatewayId,
-      jwks_loaded: verifier.jwks.loaded,
-      feed: { snapshot_loaded: state.snapshotLoaded, connected: state.feedIsConnected, lag_seconds: state.lagSeconds(now), applied_seq: denyList.lastSeq, stale: state.feedStale(now, config.gateway.feedStaleSeconds * 1000) },
-      redis: redisHealth === null ? null : { healthy: redisHealth.healthy },
-    })
+    return reply
+      .code(ok ? 200 : 503)
+      .header('cache-control', 'no-store')
+      .send({
+        status: ok ? 'ok' : 'starting',
+        gateway_id: gatewayId,
+        jwks_loaded: verifier.jwks.loaded,
+        feed: {
+          snapshot_loaded: state.snapshotLoaded,
+          connected: state.feedIsConnected,
+          lag_seconds: state.lagSeconds(now),
+          applied_seq: denyList.lastSeq,
+          stale: state.feedStale(now, config.gateway.feedStaleSeconds * 1000),
+        },
+        redis: redisHealth === null ? null : { healthy: redisHealth.healthy },
+      })
   })
   // Liveness: the process serves HTTP. Nothing a restart would fix is checked here.
   app.get('/livez', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok', gateway_id: gatewayId }))
@@ -224,18 +263,27 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
   app.get('/readyz', async (_request, reply) => {
     const now = clock.now()
     const reasons: string[] = []
-    if (verifier.jwks.stats.keys === 0) reasons.push(verifier.jwks.loaded ? 'jwks_empty: the control plane publishes no verification keys' : 'jwks_not_loaded: verification keys were never loaded from the control plane')
+    if (verifier.jwks.stats.keys === 0)
+      reasons.push(
+        verifier.jwks.loaded
+          ? 'jwks_empty: the control plane publishes no verification keys'
+          : 'jwks_not_loaded: verification keys were never loaded from the control plane',
+      )
     if (!state.snapshotLoaded) reasons.push('feed_not_loaded: the deny list and policies were never loaded')
-    else if (state.feedStale(now, config.gateway.feedStaleSeconds * 1000)) reasons.push(`feed_stale: the revocation feed has been disconnected longer than gateway.feedStaleSeconds (${config.gateway.feedStaleSeconds} s)`)
+    else if (state.feedStale(now, config.gateway.feedStaleSeconds * 1000))
+      reasons.push(`feed_stale: the revocation feed has been disconnected longer than gateway.feedStaleSeconds (${config.gateway.feedStaleSeconds} s)`)
     const ready = reasons.length === 0
-    return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send({
-      status: ready ? 'ready' : 'not_ready',
-      gateway_id: gatewayId,
-      reasons,
-      feed: { connected: state.feedIsConnected, lag_seconds: state.lagSeconds(now), applied_seq: denyList.lastSeq },
-      // Reported, not required: a Redis outage refuses only calls that need a replay claim (503), and every gateway shares the one Redis.
-      redis: redisHealth === null ? null : { healthy: redisHealth.healthy },
-    })
+    return reply
+      .code(ready ? 200 : 503)
+      .header('cache-control', 'no-store')
+      .send({
+        status: ready ? 'ready' : 'not_ready',
+        gateway_id: gatewayId,
+        reasons,
+        feed: { connected: state.feedIsConnected, lag_seconds: state.lagSeconds(now), applied_seq: denyList.lastSeq },
+        // Reported, not required: a Redis outage refuses only calls that need a replay claim (503), and every gateway shares the one Redis.
+        redis: redisHealth === null ? null : { healthy: redisHealth.healthy },
+      })
   })
   app.get('/metrics', { preHandler: metricsGuard(config) }, async (_request, reply) => {
     metrics.feedLag.set(state.lagSeconds(clock.now()))

@@ -58,7 +58,12 @@ function truncate(v: unknown, depth = 0): unknown {
   const out: Record<string, unknown> = {}
   for (const [k, e] of Object.entries(v as Record<string, unknown>).slice(0, 50)) {
     // defineProperty: a parameter named __proto__ stays a plain key.
-    Object.defineProperty(out, k.length > MAX_STRING ? k.slice(0, MAX_STRING) : k, { value: truncate(e, depth + 1), enumerable: true, writable: true, configurable: true })
+    Object.defineProperty(out, k.length > MAX_STRING ? k.slice(0, MAX_STRING) : k, {
+      value: truncate(e, depth + 1),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    })
   }
   return out
 }
@@ -98,11 +103,18 @@ export class CandidateDiffReporter implements DecisionSink {
   /** Samples the control plane accepted (202). */
   sent = 0
 
-  constructor(private readonly client: DiffPoster, private readonly gatewayId: string, private readonly logger: Logger, opts: CandidateDiffOptions = {}) {
+  constructor(
+    private readonly client: DiffPoster,
+    private readonly gatewayId: string,
+    private readonly logger: Logger,
+    opts: CandidateDiffOptions = {},
+  ) {
     this.maxQueue = opts.maxQueue ?? 5000
     this.maxPerReport = Math.min(opts.maxPerReport ?? 500, 500)
     this.maxReportBytes = opts.maxReportBytes ?? 48 * 1024
-    this.timer = setInterval(() => { void this.flush() }, opts.intervalMs ?? 1000)
+    this.timer = setInterval(() => {
+      void this.flush()
+    }, opts.intervalMs ?? 1000)
     this.timer.unref()
   }
 
@@ -117,7 +129,16 @@ export class CandidateDiffReporter implements DecisionSink {
       return
     }
     const from = c.sample.activeDecision
-    const s: WireSample = { tenant: e.tenant, candidate_version: c.version, active_version: e.policy_version, agent_id: e.agent_id, tool: e.tool, active_decision: from, candidate_decision: c.decision, ts: e.ts }
+    const s: WireSample = {
+      tenant: e.tenant,
+      candidate_version: c.version,
+      active_version: e.policy_version,
+      agent_id: e.agent_id,
+      tool: e.tool,
+      active_decision: from,
+      candidate_decision: c.decision,
+      ts: e.ts,
+    }
     if (e.resource !== null && e.resource.length <= 512) s.resource = e.resource
     if (from !== c.decision) {
       const key = `${e.tenant}\u0000${e.agent_id}\u0000${e.tool}\u0000${from}\u0000${c.decision}`

@@ -1,4 +1,4 @@
-import { AegisError, Unavailable } from '../errors.js'
+import { type AegisError, Unavailable } from '../errors.js'
 
 /** Bounds on what the gateway reads from the control plane. */
 const MAX_RESPONSE_BYTES = 16 * 1024 * 1024
@@ -10,7 +10,11 @@ const MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 export class ControlPlaneClient {
   private readonly authorization: string
 
-  constructor(readonly baseUrl: string, token: string, private readonly timeoutMs = 5_000) {
+  constructor(
+    readonly baseUrl: string,
+    token: string,
+    private readonly timeoutMs = 5_000,
+  ) {
     this.baseUrl = baseUrl.replace(/\/+$/, '')
     this.authorization = `Bearer ${token}`
   }
@@ -40,7 +44,10 @@ export class ControlPlaneClient {
     try {
       res = await fetch(this.baseUrl + path, {
         method,
-        headers: body === undefined ? { authorization: this.authorization, accept: 'application/json' } : { authorization: this.authorization, accept: 'application/json', 'content-type': 'application/json' },
+        headers:
+          body === undefined
+            ? { authorization: this.authorization, accept: 'application/json' }
+            : { authorization: this.authorization, accept: 'application/json', 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(timeoutMs),
       })

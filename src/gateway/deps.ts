@@ -41,9 +41,7 @@ export interface ApprovalHook {
   resolve(ctx: ApprovalContext): ApprovalResolution | null | Promise<ApprovalResolution | null>
 }
 
-export type ApprovalResolution =
-  | { kind: 'pending'; approval: ApprovalRef }
-  | { kind: 'overridden'; reason: string }
+export type ApprovalResolution = { kind: 'pending'; approval: ApprovalRef } | { kind: 'overridden'; reason: string }
 
 /**
  * A gateway audit event: `decision`, `token.refused`, `token.replayed`, or

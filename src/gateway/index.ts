@@ -4,7 +4,18 @@
  */
 export { buildGateway, DEFAULT_TUNING } from './app.js'
 export type { Gateway, GatewayOverrides } from './app.js'
-export type { ApprovalContext, ApprovalHook, ApprovalRef, ApprovalResolution, BackendHealth, DecisionSink, EntryMode, GatewayAuditEvent, GatewayDeps, GatewayTuning } from './deps.js'
+export type {
+  ApprovalContext,
+  ApprovalHook,
+  ApprovalRef,
+  ApprovalResolution,
+  BackendHealth,
+  DecisionSink,
+  EntryMode,
+  GatewayAuditEvent,
+  GatewayDeps,
+  GatewayTuning,
+} from './deps.js'
 export { DecisionPipeline } from './pipeline/index.js'
 export type { DecisionOutcome, DecisionRequest, TokenView } from './pipeline/index.js'
 export { GatewayState } from './state.js'

@@ -17,7 +17,11 @@ export class KeyFollower {
   private closed = false
   private wake: (() => void) | undefined
 
-  constructor(private readonly jwks: JwksClient, private readonly logger: Logger, private readonly timeoutMs = 10_000) {}
+  constructor(
+    private readonly jwks: JwksClient,
+    private readonly logger: Logger,
+    private readonly timeoutMs = 10_000,
+  ) {}
 
   /** Kids still awaited (tests). */
   get pending(): number {
@@ -29,7 +33,9 @@ export class KeyFollower {
     for (const kid of keys.kids) if (this.jwks.getKey(kid) === undefined) this.wanted.add(kid)
     if (this.wanted.size === 0) return
     this.wake?.()
-    this.running ??= this.run().finally(() => { this.running = undefined })
+    this.running ??= this.run().finally(() => {
+      this.running = undefined
+    })
   }
 
   private async run(): Promise<void> {
@@ -41,13 +47,16 @@ export class KeyFollower {
       for (const kid of [...this.wanted]) if (this.jwks.getKey(kid) !== undefined) this.wanted.delete(kid)
       if (this.wanted.size === 0 || this.closed) break
       if (Date.now() - started > this.timeoutMs) {
-        this.logger.warn({ kids: [...this.wanted] }, 'announced keys not in the control plane\'s JWKS; leaving them to the scheduled refresh')
+        this.logger.warn({ kids: [...this.wanted] }, "announced keys not in the control plane's JWKS; leaving them to the scheduled refresh")
         this.wanted.clear()
         break
       }
       await new Promise<void>((resolve) => {
         const t = setTimeout(done, delay)
-        function done(): void { clearTimeout(t); resolve() }
+        function done(): void {
+          clearTimeout(t)
+          resolve()
+        }
         this.wake = done
       })
       this.wake = undefined

@@ -28,7 +28,11 @@ export class ManifestCache {
   private readonly cache: LRUCache<string, VerifiedManifest>
   private readonly inflight = new Map<string, Promise<VerifiedManifest>>()
 
-  constructor(private readonly fetcher: ManifestFetcher, private readonly logger: Logger, max = 10_000) {
+  constructor(
+    private readonly fetcher: ManifestFetcher,
+    private readonly logger: Logger,
+    max = 10_000,
+  ) {
     this.cache = new LRUCache({ max })
   }
 

@@ -17,7 +17,12 @@ export class RedisHealth implements BackendHealth {
   private pinging = false
   private readonly timer: NodeJS.Timeout
 
-  constructor(private readonly command: Redis, private readonly subscriber: Redis | null, private readonly logger: Logger, intervalMs = 1_000) {
+  constructor(
+    private readonly command: Redis,
+    private readonly subscriber: Redis | null,
+    private readonly logger: Logger,
+    intervalMs = 1_000,
+  ) {
     this.timer = setInterval(() => this.check(), intervalMs)
     this.timer.unref()
     command.on('close', this.down)
@@ -45,10 +50,15 @@ export class RedisHealth implements BackendHealth {
       return
     }
     this.pinging = true
-    this.command.ping().then(
-      () => this.set(true),
-      () => this.set(false),
-    ).finally(() => { this.pinging = false })
+    this.command
+      .ping()
+      .then(
+        () => this.set(true),
+        () => this.set(false),
+      )
+      .finally(() => {
+        this.pinging = false
+      })
   }
 
   private set(ok: boolean): void {

@@ -30,7 +30,15 @@ export function agentKey(tenant: string, agentId: string): string {
 class UncompilableBundleEngine implements PolicyEngine {
   constructor(private readonly version: string) {}
   evaluate(_request: PolicyRequest): PolicyResult {
-    return { decision: 'deny', reasons: ['policy:unavailable (the tenant\'s policy bundle failed to compile on this gateway)'], policyIds: [], obligations: [], risk: 'normal', policyVersion: this.version, mode: 'enforce' }
+    return {
+      decision: 'deny',
+      reasons: ["policy:unavailable (the tenant's policy bundle failed to compile on this gateway)"],
+      policyIds: [],
+      obligations: [],
+      risk: 'normal',
+      policyVersion: this.version,
+      mode: 'enforce',
+    }
   }
 }
 
@@ -241,31 +249,58 @@ export class GatewayState {
     const prev = this.policies.get(p.tenant)
     const active = p.active
     const candidate = p.candidate
-    if (prev && prev.bundleId === active.id && prev.mode === active.mode && prev.source === active.cedar && prev.candidateSource === (candidate?.cedar ?? null)) return
+    if (prev && prev.bundleId === active.id && prev.mode === active.mode && prev.source === active.cedar && prev.candidateSource === (candidate?.cedar ?? null))
+      return
     let engine: PolicyEngine
     try {
-      engine = prev && prev.bundleId === active.id && prev.source === active.cedar
-        ? prev.engine
-        : this.opts.compiler.compile({ id: active.id, tenant: p.tenant, version: active.version, cedar: active.cedar, mode: active.mode })
+      engine =
+        prev && prev.bundleId === active.id && prev.source === active.cedar
+          ? prev.engine
+          : this.opts.compiler.compile({ id: active.id, tenant: p.tenant, version: active.version, cedar: active.cedar, mode: active.mode })
     } catch (err) {
-      this.opts.logger.error({ err, tenant: p.tenant, bundle: active.id, version: active.version }, prev ? 'policy bundle failed to compile; keeping the previous one' : 'policy bundle failed to compile; denying for this tenant until a good one arrives')
+      this.opts.logger.error(
+        { err, tenant: p.tenant, bundle: active.id, version: active.version },
+        prev
+          ? 'policy bundle failed to compile; keeping the previous one'
+          : 'policy bundle failed to compile; denying for this tenant until a good one arrives',
+      )
       if (!prev) {
-        this.policies.set(p.tenant, { bundleId: active.id, version: active.version, mode: 'enforce', engine: new UncompilableBundleEngine(active.version), candidate: null, source: active.cedar, candidateSource: null })
+        this.policies.set(p.tenant, {
+          bundleId: active.id,
+          version: active.version,
+          mode: 'enforce',
+          engine: new UncompilableBundleEngine(active.version),
+          candidate: null,
+          source: active.cedar,
+          candidateSource: null,
+        })
       }
       return
     }
     let cand: TenantPolicy['candidate'] = null
     if (candidate) {
       try {
-        cand = prev?.candidate && prev.candidateSource === candidate.cedar
-          ? prev.candidate
-          : { version: candidate.version, engine: this.opts.compiler.compile({ id: candidate.id, tenant: p.tenant, version: candidate.version, cedar: candidate.cedar, mode: 'shadow' }) }
+        cand =
+          prev?.candidate && prev.candidateSource === candidate.cedar
+            ? prev.candidate
+            : {
+                version: candidate.version,
+                engine: this.opts.compiler.compile({ id: candidate.id, tenant: p.tenant, version: candidate.version, cedar: candidate.cedar, mode: 'shadow' }),
+              }
       } catch (err) {
         this.opts.logger.error({ err, tenant: p.tenant, bundle: candidate.id }, 'candidate policy bundle failed to compile; not evaluating it')
       }
     }
     // One assignment: readers see either the old policy or the new one, whole.
-    this.policies.set(p.tenant, { bundleId: active.id, version: active.version, mode: active.mode, engine, candidate: cand, source: active.cedar, candidateSource: cand ? candidate!.cedar : null })
+    this.policies.set(p.tenant, {
+      bundleId: active.id,
+      version: active.version,
+      mode: active.mode,
+      engine,
+      candidate: cand,
+      source: active.cedar,
+      candidateSource: cand ? candidate!.cedar : null,
+    })
   }
 }
 

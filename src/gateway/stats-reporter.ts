@@ -70,8 +70,15 @@ export class GatewayStatsReporter implements DecisionSink {
   private readonly timer: NodeJS.Timeout
   private inFlight: Promise<void> | null = null
 
-  constructor(private readonly client: StatsPoster, private readonly gatewayId: string, private readonly logger: Logger, intervalMs = 1000) {
-    this.timer = setInterval(() => { void this.flush() }, intervalMs)
+  constructor(
+    private readonly client: StatsPoster,
+    private readonly gatewayId: string,
+    private readonly logger: Logger,
+    intervalMs = 1000,
+  ) {
+    this.timer = setInterval(() => {
+      void this.flush()
+    }, intervalMs)
     this.timer.unref()
   }
 
@@ -153,7 +160,14 @@ export class DecisionSpanSink implements DecisionSink {
       ...(e.agent_id !== null ? { 'aegis.agent': e.agent_id } : {}),
       ...(e.client_id !== null ? { 'aegis.client_id': e.client_id } : {}),
       ...(e.tool !== null ? { 'aegis.tool': e.tool } : {}),
-      'aegis.decision': e.type === 'decision' ? e.decision ?? 'unknown' : e.type === 'token.replayed' ? 'replayed' : e.type === 'decision.unavailable' ? 'unavailable' : 'refused',
+      'aegis.decision':
+        e.type === 'decision'
+          ? (e.decision ?? 'unknown')
+          : e.type === 'token.replayed'
+            ? 'replayed'
+            : e.type === 'decision.unavailable'
+              ? 'unavailable'
+              : 'refused',
       ...(e.enforced !== undefined ? { 'aegis.enforced': e.enforced } : {}),
       ...(e.policy_ids !== undefined ? { 'aegis.policy_ids': e.policy_ids } : {}),
       ...(e.policy_version !== undefined ? { 'aegis.policy_version': e.policy_version } : {}),

@@ -133,6 +133,6 @@ function isJson(ct: string | undefined): boolean {
 export function assertTenantAccess(principal: AdminPrincipal | undefined, tenant: string): void {
   if (!principal) throw new AegisError('unauthorized', 'a valid admin bearer token is required')
   if (principal.tenant !== null && principal.tenant !== tenant) {
-    throw new AegisError('forbidden', 'outside this token\'s tenant')
+    throw new AegisError('forbidden', "outside this token's tenant")
   }
 }

@@ -40,7 +40,9 @@ export function sendError(reply: FastifyReply, err: AegisError, request: Fastify
   for (const [k, v] of Object.entries(err.headers)) reply.header(k, v)
   if (err.code === 'temporarily_unavailable' && !reply.hasHeader('retry-after')) reply.header('retry-after', String(DEFAULT_RETRY_AFTER_SECONDS))
   if (!err.expose) {
-    return reply.code(err.status).send({ error: err.code === 'temporarily_unavailable' ? err.code : 'server_error', error_description: `internal error (request ${request.id})` })
+    return reply
+      .code(err.status)
+      .send({ error: err.code === 'temporarily_unavailable' ? err.code : 'server_error', error_description: `internal error (request ${request.id})` })
   }
   if ((err.code === 'invalid_token' || err.code === 'insufficient_scope') && !reply.hasHeader('www-authenticate')) {
     reply.header('www-authenticate', wwwAuthenticate(err.code, err.message))

@@ -24,21 +24,47 @@ type LogArgs = Parameters<Logger['info']>
  */
 class LazyRequestLogger {
   private made: Logger | undefined
-  constructor(private readonly parent: Logger, private readonly bindings: Bindings, private readonly opts: ChildLoggerOptions) {}
+  constructor(
+    private readonly parent: Logger,
+    private readonly bindings: Bindings,
+    private readonly opts: ChildLoggerOptions,
+  ) {}
   private get real(): Logger {
     return (this.made ??= this.parent.child(this.bindings, this.opts))
   }
-  get level(): string { return this.real.level }
-  set level(v: string) { this.real.level = v }
-  fatal(...a: LogArgs): void { this.real.fatal(...a) }
-  error(...a: LogArgs): void { this.real.error(...a) }
-  warn(...a: LogArgs): void { this.real.warn(...a) }
-  info(...a: LogArgs): void { this.real.info(...a) }
-  debug(...a: LogArgs): void { this.real.debug(...a) }
-  trace(...a: LogArgs): void { this.real.trace(...a) }
-  silent(...a: LogArgs): void { this.real.silent(...a) }
-  isLevelEnabled(level: string): boolean { return this.real.isLevelEnabled(level) }
-  child(bindings: Bindings, opts?: ChildLoggerOptions): Logger { return this.real.child(bindings, opts) }
+  get level(): string {
+    return this.real.level
+  }
+  set level(v: string) {
+    this.real.level = v
+  }
+  fatal(...a: LogArgs): void {
+    this.real.fatal(...a)
+  }
+  error(...a: LogArgs): void {
+    this.real.error(...a)
+  }
+  warn(...a: LogArgs): void {
+    this.real.warn(...a)
+  }
+  info(...a: LogArgs): void {
+    this.real.info(...a)
+  }
+  debug(...a: LogArgs): void {
+    this.real.debug(...a)
+  }
+  trace(...a: LogArgs): void {
+    this.real.trace(...a)
+  }
+  silent(...a: LogArgs): void {
+    this.real.silent(...a)
+  }
+  isLevelEnabled(level: string): boolean {
+    return this.real.isLevelEnabled(level)
+  }
+  child(bindings: Bindings, opts?: ChildLoggerOptions): Logger {
+    return this.real.child(bindings, opts)
+  }
 }
 
 /**

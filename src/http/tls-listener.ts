@@ -62,15 +62,18 @@ export async function listenTls(app: FastifyInstance, opts: TlsListenerOptions):
 export async function bindTls(opts: TlsListenerOptions): Promise<BoundTlsListener> {
   let route: FastifyInstance['routing'] | null = null
   const context = () => ({ cert: pem(opts.cert), key: pem(opts.key), ...(opts.clientCa ? { ca: pem(opts.clientCa) } : {}) })
-  const server = createServer({
-    ...context(),
-    requestCert: true,
-    rejectUnauthorized: false,
-    minVersion: 'TLSv1.2',
-  }, (req, res) => {
-    if (route !== null) return route(req, res)
-    res.writeHead(503, { 'retry-after': '1', 'cache-control': 'no-store' }).end()
-  })
+  const server = createServer(
+    {
+      ...context(),
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+    },
+    (req, res) => {
+      if (route !== null) return route(req, res)
+      res.writeHead(503, { 'retry-after': '1', 'cache-control': 'no-store' }).end()
+    },
+  )
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(opts.port, opts.host, () => {
@@ -83,27 +86,31 @@ export async function bindTls(opts: TlsListenerOptions): Promise<BoundTlsListene
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host
   let closing: Promise<void> | null = null
   const files = [opts.cert, opts.key, opts.clientCa].filter((v): v is string => typeof v === 'string' && !v.includes('-----BEGIN'))
-  const filesSignature = (): string => files.map((f) => {
-    try {
-      const st = statSync(f)
-      return `${st.size}:${st.mtimeMs}:${st.ino}`
-    } catch {
-      return 'missing'
-    }
-  }).join('|')
+  const filesSignature = (): string =>
+    files
+      .map((f) => {
+        try {
+          const st = statSync(f)
+          return `${st.size}:${st.mtimeMs}:${st.ino}`
+        } catch {
+          return 'missing'
+        }
+      })
+      .join('|')
   let seen = filesSignature()
-  const reloader = opts.reloadMs !== undefined && files.length > 0
-    ? setInterval(() => {
-      const now = filesSignature()
-      if (now === seen) return
-      try {
-        server.setSecureContext(context())
-        seen = now
-      } catch {
-        // Certificate and key not yet matching (one written, not the other): look again next time.
-      }
-    }, opts.reloadMs)
-    : undefined
+  const reloader =
+    opts.reloadMs !== undefined && files.length > 0
+      ? setInterval(() => {
+          const now = filesSignature()
+          if (now === seen) return
+          try {
+            server.setSecureContext(context())
+            seen = now
+          } catch {
+            // Certificate and key not yet matching (one written, not the other): look again next time.
+          }
+        }, opts.reloadMs)
+      : undefined
   reloader?.unref()
   return {
     server,
@@ -113,10 +120,11 @@ export async function bindTls(opts: TlsListenerOptions): Promise<BoundTlsListene
       await app.ready()
       route = (req, res) => app.routing(req, res)
     },
-    close: () => (closing ??= new Promise<void>((resolve) => {
-      if (reloader) clearInterval(reloader)
-      server.close(() => resolve())
-      server.closeIdleConnections()
-    })),
+    close: () =>
+      (closing ??= new Promise<void>((resolve) => {
+        if (reloader) clearInterval(reloader)
+        server.close(() => resolve())
+        server.closeIdleConnections()
+      })),
   }
 }

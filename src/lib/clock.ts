@@ -9,7 +9,13 @@ export const systemClock: Clock = { now: () => Date.now() }
 /** A clock tests advance by hand. */
 export class ManualClock implements Clock {
   constructor(private ms: number = Date.now()) {}
-  now(): number { return this.ms }
-  advance(ms: number): void { this.ms += ms }
-  set(ms: number): void { this.ms = ms }
+  now(): number {
+    return this.ms
+  }
+  advance(ms: number): void {
+    this.ms += ms
+  }
+  set(ms: number): void {
+    this.ms = ms
+  }
 }

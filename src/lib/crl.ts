@@ -38,7 +38,7 @@ function readTlv(buf: Buffer, at: number): Tlv & { end: number } {
 /** The elements inside a constructed TLV's content. */
 function children(content: Buffer): Tlv[] {
   const out: Tlv[] = []
-  for (let at = 0; at < content.length;) {
+  for (let at = 0; at < content.length; ) {
     const t = readTlv(content, at)
     out.push(t)
     at = t.end

@@ -14,7 +14,10 @@ export const MAX_DPOP_PROOF_BYTES = 4096
 
 /** A proof that failed; `nonce` is true when only a (fresh) server nonce is missing (answer `use_dpop_nonce`). */
 export class DpopProofError extends Error {
-  constructor(message: string, readonly nonce = false) {
+  constructor(
+    message: string,
+    readonly nonce = false,
+  ) {
     super(message)
     this.name = 'DpopProofError'
   }
@@ -81,7 +84,8 @@ export async function verifyDpopProof(proof: string, check: DpopCheck): Promise<
   if (typeof alg !== 'string' || !DPOP_ALGORITHMS.includes(alg)) throw new DpopProofError('DPoP proof alg not allowed')
   const jwk = header.jwk as JWK | undefined
   if (!jwk || typeof jwk !== 'object' || typeof jwk.kty !== 'string' || jwk.kty === 'oct') throw new DpopProofError('DPoP proof needs a public jwk')
-  if (PRIVATE_MEMBERS.some((m) => (jwk as Record<string, unknown>)[m] !== undefined)) throw new DpopProofError('DPoP proof jwk must not hold private key material')
+  if (PRIVATE_MEMBERS.some((m) => (jwk as Record<string, unknown>)[m] !== undefined))
+    throw new DpopProofError('DPoP proof jwk must not hold private key material')
   let payload: Record<string, unknown>
   try {
     const key = await importJWK(jwk, alg)
@@ -95,11 +99,14 @@ export async function verifyDpopProof(proof: string, check: DpopCheck): Promise<
   if (typeof jti !== 'string' || jti.length < 8 || jti.length > 256) throw new DpopProofError('DPoP proof jti missing')
   if (htm !== check.method.toUpperCase()) throw new DpopProofError('DPoP proof htm does not match the request method')
   const want = normalizeHtu(check.url)
-  if (typeof htu !== 'string' || htu.length > 2048 || want === null || normalizeHtu(htu) !== want) throw new DpopProofError('DPoP proof htu does not match the request URL')
+  if (typeof htu !== 'string' || htu.length > 2048 || want === null || normalizeHtu(htu) !== want)
+    throw new DpopProofError('DPoP proof htu does not match the request URL')
   if (typeof iat !== 'number' || !Number.isFinite(iat)) throw new DpopProofError('DPoP proof iat missing')
-  if (iat > check.now + check.skewSeconds || iat < check.now - check.maxAgeSeconds - check.skewSeconds) throw new DpopProofError('DPoP proof iat outside the accepted window')
+  if (iat > check.now + check.skewSeconds || iat < check.now - check.maxAgeSeconds - check.skewSeconds)
+    throw new DpopProofError('DPoP proof iat outside the accepted window')
   if (check.accessToken !== undefined) {
-    if (typeof ath !== 'string' || !safeEqual(ath, accessTokenHash(check.accessToken))) throw new DpopProofError('DPoP proof ath does not match the access token')
+    if (typeof ath !== 'string' || !safeEqual(ath, accessTokenHash(check.accessToken)))
+      throw new DpopProofError('DPoP proof ath does not match the access token')
   }
   if (check.nonce) {
     if (nonce === undefined) {
@@ -128,7 +135,10 @@ export class DpopNonces {
   private readonly secret: Buffer
 
   /** `secret` empty/undefined = a random per-process secret (nonces then hold only for this process). */
-  constructor(secret: string | undefined, private readonly bucketSeconds = 120) {
+  constructor(
+    secret: string | undefined,
+    private readonly bucketSeconds = 120,
+  ) {
     this.secret = secret ? Buffer.from(secret, 'utf8') : randomBytes(32)
   }
 

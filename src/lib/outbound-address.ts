@@ -12,14 +12,35 @@ import { BlockList, isIP } from 'node:net'
 
 /** Special-purpose ranges (RFC 6890 and successors) an outbound fetch never reaches unless allowed. */
 const SPECIAL_V4: ReadonlyArray<[string, number]> = [
-  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16],
-  ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.88.99.0', 24], ['192.168.0.0', 16],
-  ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4],
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.0.2.0', 24],
+  ['192.88.99.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['198.51.100.0', 24],
+  ['203.0.113.0', 24],
+  ['224.0.0.0', 4],
+  ['240.0.0.0', 4],
 ]
 const SPECIAL_V6: ReadonlyArray<[string, number]> = [
   // IPv4-mapped addresses (::ffff:0:0/96) are not listed: BlockList checks them as the IPv4 address they carry.
-  ['::', 128], ['::1', 128], ['64:ff9b:1::', 48], ['100::', 64],
-  ['2001::', 23], ['2001:db8::', 32], ['2002::', 16], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8],
+  ['::', 128],
+  ['::1', 128],
+  ['64:ff9b:1::', 48],
+  ['100::', 64],
+  ['2001::', 23],
+  ['2001:db8::', 32],
+  ['2002::', 16],
+  ['fc00::', 7],
+  ['fe80::', 10],
+  ['fec0::', 10],
+  ['ff00::', 8],
 ]
 
 const special = new BlockList()
@@ -29,7 +50,10 @@ for (const [a, p] of SPECIAL_V6) special.addSubnet(a, p, 'ipv6')
 /** Why an outbound URL was refused (for logs; clients get one flat message). */
 export class OutboundRefused extends Error {
   /** `url`: scheme, credentials or syntax; `address`: where it resolves; `unresolved`: the name does not resolve now. */
-  constructor(message: string, readonly kind: 'url' | 'address' | 'unresolved' = 'address') {
+  constructor(
+    message: string,
+    readonly kind: 'url' | 'address' | 'unresolved' = 'address',
+  ) {
     super(message)
     this.name = 'OutboundRefused'
   }
@@ -140,7 +164,11 @@ export function checkUrlShape(raw: string): URL {
  * is accepted too). Throws OutboundRefused otherwise, or when the name does
  * not resolve.
  */
-export async function resolveTarget(raw: string, policy: OutboundPolicy, resolve: (host: string) => Promise<Array<{ address: string; family: number }>> = (h) => lookup(h, { all: true, verbatim: true })): Promise<CheckedTarget> {
+export async function resolveTarget(
+  raw: string,
+  policy: OutboundPolicy,
+  resolve: (host: string) => Promise<Array<{ address: string; family: number }>> = (h) => lookup(h, { all: true, verbatim: true }),
+): Promise<CheckedTarget> {
   const url = checkUrlShape(raw)
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
   let addresses: Array<{ address: string; family: number }>

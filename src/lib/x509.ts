@@ -37,7 +37,13 @@ export type CertRejection = 'expired' | 'not_yet_valid' | 'untrusted' | 'no_ca' 
  * not verify with the issuer is ignored). Returns null when valid, else the
  * reason.
  */
-export function validateChain(leaf: X509Certificate, intermediates: readonly X509Certificate[], roots: readonly X509Certificate[], nowMs: number, crls: readonly Crl[] = []): CertRejection | null {
+export function validateChain(
+  leaf: X509Certificate,
+  intermediates: readonly X509Certificate[],
+  roots: readonly X509Certificate[],
+  nowMs: number,
+  crls: readonly Crl[] = [],
+): CertRejection | null {
   if (roots.length === 0) return 'no_ca'
   let cur = leaf
   for (let depth = 0; depth < MAX_CHAIN_DEPTH; depth++) {
@@ -112,7 +118,11 @@ export function subjectAltNames(cert: X509Certificate): Array<{ type: string; va
   for (let m = re.exec(raw); m !== null; m = re.exec(raw)) {
     let value = m[2]!
     if (value.startsWith('"')) {
-      try { value = JSON.parse(value) as string } catch { continue }
+      try {
+        value = JSON.parse(value) as string
+      } catch {
+        continue
+      }
     }
     out.push({ type: m[1]!.trim(), value })
   }
@@ -126,7 +136,12 @@ function dnParts(dn: string, separator: RegExp): string[] {
     .filter((p) => p.length > 0)
     .map((p) => {
       const i = p.indexOf('=')
-      return i < 0 ? p : `${p.slice(0, i).trim().toUpperCase()}=${p.slice(i + 1).trim().replace(/\\(.)/g, '$1')}`
+      return i < 0
+        ? p
+        : `${p.slice(0, i).trim().toUpperCase()}=${p
+            .slice(i + 1)
+            .trim()
+            .replace(/\\(.)/g, '$1')}`
     })
     .sort()
 }
@@ -208,7 +223,12 @@ export interface PresentedCertificate {
 
 /** The parts of an incoming request this needs (a node `IncomingMessage` fits). */
 export interface CertificateSource {
-  socket: { remoteAddress?: string | undefined; encrypted?: boolean; getPeerX509Certificate?: () => X509Certificate | undefined; getPeerCertificate?: (detailed: true) => { raw?: Buffer; issuerCertificate?: unknown } | null }
+  socket: {
+    remoteAddress?: string | undefined
+    encrypted?: boolean
+    getPeerX509Certificate?: () => X509Certificate | undefined
+    getPeerCertificate?: (detailed: true) => { raw?: Buffer; issuerCertificate?: unknown } | null
+  }
   headers: Record<string, string | string[] | undefined>
 }
 
@@ -218,7 +238,10 @@ export interface CertificateSource {
  * `trustedProxies`; a header from anyone else is ignored. Null when none.
  * Throws when a trusted proxy's header is unreadable.
  */
-export function presentedCertificate(req: CertificateSource, tls: { trustedProxies: readonly string[]; clientCertHeader?: string | undefined }): PresentedCertificate | null {
+export function presentedCertificate(
+  req: CertificateSource,
+  tls: { trustedProxies: readonly string[]; clientCertHeader?: string | undefined },
+): PresentedCertificate | null {
   const s = req.socket
   if (s.encrypted && typeof s.getPeerX509Certificate === 'function') {
     const cert = s.getPeerX509Certificate()
@@ -240,7 +263,7 @@ function peerChain(req: CertificateSource): X509Certificate[] {
   const detailed = req.socket.getPeerCertificate?.(true)
   let cur = detailed?.issuerCertificate as { raw?: Buffer; issuerCertificate?: unknown } | undefined
   const seen = new Set<string>()
-  while (cur && cur.raw && out.length < MAX_CHAIN_DEPTH) {
+  while (cur?.raw && out.length < MAX_CHAIN_DEPTH) {
     const fp = certThumbprint(cur.raw)
     if (seen.has(fp)) break
     seen.add(fp)

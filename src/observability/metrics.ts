@@ -14,15 +14,50 @@ export class Metrics {
   readonly tenantLabels: boolean
   /** Labelled `grant`, plus `tenant` when tenantLabels; take children with {@link tokensIssuedFor}. */
   readonly tokensIssued: client.Counter<'tenant' | 'grant'>
-  readonly tokenLifetime = new client.Histogram({ name: 'aegis_token_lifetime_seconds', help: 'Lifetime of issued access tokens', buckets: [30, 60, 120, 300, 600, 900, 1800, 3600], registers: [this.registry] })
-  readonly authFailures = new client.Counter({ name: 'aegis_auth_failures_total', help: 'Failed client authentications at the token endpoint', labelNames: ['reason'] as const, registers: [this.registry] })
-  readonly decisions = new client.Counter({ name: 'aegis_decisions_total', help: 'Gateway decisions', labelNames: ['decision', 'enforced'] as const, registers: [this.registry] })
-  readonly decisionDuration = new client.Histogram({ name: 'aegis_decision_duration_seconds', help: 'Decision pipeline latency', buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1], registers: [this.registry] })
+  readonly tokenLifetime = new client.Histogram({
+    name: 'aegis_token_lifetime_seconds',
+    help: 'Lifetime of issued access tokens',
+    buckets: [30, 60, 120, 300, 600, 900, 1800, 3600],
+    registers: [this.registry],
+  })
+  readonly authFailures = new client.Counter({
+    name: 'aegis_auth_failures_total',
+    help: 'Failed client authentications at the token endpoint',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  })
+  readonly decisions = new client.Counter({
+    name: 'aegis_decisions_total',
+    help: 'Gateway decisions',
+    labelNames: ['decision', 'enforced'] as const,
+    registers: [this.registry],
+  })
+  readonly decisionDuration = new client.Histogram({
+    name: 'aegis_decision_duration_seconds',
+    help: 'Decision pipeline latency',
+    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
+    registers: [this.registry],
+  })
   readonly replayAttempts = new client.Counter({ name: 'aegis_replay_attempts_total', help: 'Refused replays of single-use jtis', registers: [this.registry] })
-  readonly revocations = new client.Counter({ name: 'aegis_revocations_total', help: 'Revocations accepted (control plane) or applied (gateway)', labelNames: ['type'] as const, registers: [this.registry] })
-  readonly jwksFetches = new client.Counter({ name: 'aegis_jwks_fetches_total', help: 'JWKS fetches by result', labelNames: ['result'] as const, registers: [this.registry] })
+  readonly revocations = new client.Counter({
+    name: 'aegis_revocations_total',
+    help: 'Revocations accepted (control plane) or applied (gateway)',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  })
+  readonly jwksFetches = new client.Counter({
+    name: 'aegis_jwks_fetches_total',
+    help: 'JWKS fetches by result',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  })
   readonly approvalsOpened = new client.Counter({ name: 'aegis_approvals_opened_total', help: 'Approval requests opened', registers: [this.registry] })
-  readonly approvalsDecided = new client.Counter({ name: 'aegis_approvals_decided_total', help: 'Approval requests decided', labelNames: ['status'] as const, registers: [this.registry] })
+  readonly approvalsDecided = new client.Counter({
+    name: 'aegis_approvals_decided_total',
+    help: 'Approval requests decided',
+    labelNames: ['status'] as const,
+    registers: [this.registry],
+  })
   /** Where `aegis_approvals_open` reads its value at each scrape; the control plane sets it to a count in its store, so every replica sharing the store answers the cluster's number. */
   approvalsOpenSource: (() => Promise<number>) | null = null
   readonly approvalsOpen: client.Gauge = new client.Gauge({
@@ -33,19 +68,40 @@ export class Metrics {
       if (this.approvalsOpenSource === null) return
       try {
         this.approvalsOpen.set(await this.approvalsOpenSource())
-      } catch { /* store unreachable: the last value stays */ }
+      } catch {
+        /* store unreachable: the last value stays */
+      }
     },
   })
   readonly denyListSize = new client.Gauge({ name: 'aegis_deny_list_size', help: 'Deny-list entries held by this gateway', registers: [this.registry] })
-  readonly feedLag = new client.Gauge({ name: 'aegis_feed_lag_seconds', help: 'Seconds since this gateway last heard from its feed', registers: [this.registry] })
+  readonly feedLag = new client.Gauge({
+    name: 'aegis_feed_lag_seconds',
+    help: 'Seconds since this gateway last heard from its feed',
+    registers: [this.registry],
+  })
   readonly feedSeq = new client.Gauge({ name: 'aegis_feed_applied_seq', help: 'Last revocation sequence applied by this gateway', registers: [this.registry] })
-  readonly feedLoads = new client.Counter({ name: 'aegis_feed_loads_total', help: 'Feed loads of this gateway: kind="snapshot" a full state at a (re)connect, kind="resume" caught up from its cursor without one, kind="poll" a full state polled while Redis is down', labelNames: ['kind'] as const, registers: [this.registry] })
-  readonly degraded = new client.Counter({ name: 'aegis_degraded_decisions_total', help: 'Decisions taken while a shared backend was unreachable', labelNames: ['outcome'] as const, registers: [this.registry] })
+  readonly feedLoads = new client.Counter({
+    name: 'aegis_feed_loads_total',
+    help: 'Feed loads of this gateway: kind="snapshot" a full state at a (re)connect, kind="resume" caught up from its cursor without one, kind="poll" a full state polled while Redis is down',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  })
+  readonly degraded = new client.Counter({
+    name: 'aegis_degraded_decisions_total',
+    help: 'Decisions taken while a shared backend was unreachable',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  })
 
   constructor(opts: MetricsOptions = {}) {
     this.tenantLabels = opts.tenantLabels ?? false
     // Tenant ids are business data: an unauthenticated scrape must not list them unless the operator chose so.
-    this.tokensIssued = new client.Counter({ name: 'aegis_tokens_issued_total', help: 'Access tokens issued', labelNames: this.tenantLabels ? ['tenant', 'grant'] : ['grant'], registers: [this.registry] })
+    this.tokensIssued = new client.Counter({
+      name: 'aegis_tokens_issued_total',
+      help: 'Access tokens issued',
+      labelNames: this.tenantLabels ? ['tenant', 'grant'] : ['grant'],
+      registers: [this.registry],
+    })
   }
 
   /** The issued-tokens counter for one tenant and grant (the tenant is dropped unless tenantLabels). */

@@ -54,7 +54,7 @@ function redactAt(node: unknown, tokens: string[], i: number): unknown {
   }
   if (node !== null && typeof node === 'object') {
     const obj = node as Record<string, unknown>
-    if (!Object.prototype.hasOwnProperty.call(obj, token)) return node
+    if (!Object.hasOwn(obj, token)) return node
     const r = redactAt(obj[token], tokens, i + 1)
     if (r === obj[token]) return node
     // defineProperty, not assignment: a `__proto__` key must stay a plain property.
@@ -71,12 +71,15 @@ function redactAt(node: unknown, tokens: string[], i: number): unknown {
  * outside `/params`, malformed pointers and missing paths change nothing;
  * a value already `[REDACTED]` stays so. The input is never mutated.
  */
-export function applyObligations(request: { params: Record<string, unknown>; resource?: string | null }, obligations: readonly Obligation[]): { params: Record<string, unknown> } {
+export function applyObligations(
+  request: { params: Record<string, unknown>; resource?: string | null },
+  obligations: readonly Obligation[],
+): { params: Record<string, unknown> } {
   let params: unknown = request.params
   for (const o of obligations) {
     if (o.type !== 'redact') continue
     const tokens = parsePointer(o.path)
-    if (!tokens || tokens[0] !== 'params' || tokens.length < 2) continue
+    if (tokens?.[0] !== 'params' || tokens.length < 2) continue
     params = redactAt(params, tokens, 1)
   }
   return { params: params as Record<string, unknown> }

@@ -134,10 +134,13 @@ export function checkCase(c: PolicyTestCase, r: PolicyResult): string[] {
     const got = r.obligations.map((o) => o.path).sort()
     if (want.join('\n') !== got.join('\n')) problems.push(`obligations [${got.join(', ')}], expected [${want.join(', ')}]`)
   }
-  if (c.approval_group !== undefined && r.approvalGroup !== c.approval_group) problems.push(`approval group ${r.approvalGroup ?? 'none'}, expected ${c.approval_group}`)
-  if (c.require_console !== undefined && (r.requireConsole ?? false) !== c.require_console) problems.push(`require_console ${r.requireConsole ?? false}, expected ${c.require_console}`)
+  if (c.approval_group !== undefined && r.approvalGroup !== c.approval_group)
+    problems.push(`approval group ${r.approvalGroup ?? 'none'}, expected ${c.approval_group}`)
+  if (c.require_console !== undefined && (r.requireConsole ?? false) !== c.require_console)
+    problems.push(`require_console ${r.requireConsole ?? false}, expected ${c.require_console}`)
   if (c.risk !== undefined && r.risk !== c.risk) problems.push(`risk ${r.risk}, expected ${c.risk}`)
-  if (c.policy_ids !== undefined && [...r.policyIds].sort().join(',') !== [...c.policy_ids].sort().join(',')) problems.push(`policies [${r.policyIds.join(', ')}], expected [${c.policy_ids.join(', ')}]`)
+  if (c.policy_ids !== undefined && [...r.policyIds].sort().join(',') !== [...c.policy_ids].sort().join(','))
+    problems.push(`policies [${r.policyIds.join(', ')}], expected [${c.policy_ids.join(', ')}]`)
   return problems
 }
 
@@ -177,7 +180,10 @@ async function runSuite(dir: string, compiler: CedarCompiler): Promise<PolicySui
       return suite
     }
     const cases = Array.isArray(raw) ? raw : isObject(raw) && Array.isArray(raw.cases) ? raw.cases : null
-    if (!cases) { suite.error = 'tests.json must be an array of cases or {"cases": [...]}'; return suite }
+    if (!cases) {
+      suite.error = 'tests.json must be an array of cases or {"cases": [...]}'
+      return suite
+    }
     const defaults = isObject(raw) && isObject(raw.defaults) ? (raw.defaults as Partial<PolicyTestCase>) : {}
     suite.results = runCases(engine, cases, defaults)
   } catch (err) {
@@ -200,7 +206,7 @@ export async function runPolicyTests(dir: string, compiler: CedarCompiler = new 
   let failed = 0
   for (const s of suites) {
     if (s.error) failed++
-    for (const r of s.results) (r.passed ? passed++ : failed++)
+    for (const r of s.results) r.passed ? passed++ : failed++
   }
   return { suites, passed, failed }
 }
@@ -211,14 +217,22 @@ export function formatReport(report: PolicyTestReport, cwd = process.cwd()): str
   const notes: string[] = []
   for (const s of report.suites) {
     const suite = relative(cwd, s.dir) || '.'
-    if (s.error) { rows.push(['FAIL', suite, '(bundle)', '-', 'error']); notes.push(`${suite}: ${s.error}`) }
+    if (s.error) {
+      rows.push(['FAIL', suite, '(bundle)', '-', 'error'])
+      notes.push(`${suite}: ${s.error}`)
+    }
     for (const r of s.results) {
       rows.push([r.passed ? 'pass' : 'FAIL', suite, r.name, r.expected, r.actual])
       for (const p of r.problems) notes.push(`${suite} / ${r.name}: ${p}`)
     }
   }
   const widths = rows[0]!.map((_, i) => Math.min(60, Math.max(...rows.map((r) => r[i]!.length))))
-  const lines = rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd())
+  const lines = rows.map((r) =>
+    r
+      .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd(),
+  )
   if (notes.length > 0) lines.push('', ...notes)
   lines.push('', `${report.passed} passed, ${report.failed} failed`)
   return lines

@@ -5,9 +5,18 @@
  */
 import { AegisSdkError, AegisUnavailableError } from './errors.js'
 import {
-  type FetchLike, type Scheduler, type SdkClock,
-  Sleeper, backoffDelay, bearerChallengeError, boundedText, parseJsonObject, parseRetryAfter, readBounded,
-  systemClock, systemScheduler,
+  type FetchLike,
+  type Scheduler,
+  type SdkClock,
+  Sleeper,
+  backoffDelay,
+  bearerChallengeError,
+  boundedText,
+  parseJsonObject,
+  parseRetryAfter,
+  readBounded,
+  systemClock,
+  systemScheduler,
 } from './runtime.js'
 import { ClientCredentialsSource, type ClientAuthMethod, type RefreshInfo, type RetryOptions, type TokenSource } from './token-source.js'
 
@@ -207,7 +216,8 @@ export class AegisClient {
     this.gatewayUrl = options.gatewayUrl
     this.dryRun = options.dryRun ?? false
     this.onDryRunDecision = options.onDryRunDecision
-    const origins = options.approvalOrigins ?? [options.gatewayUrl, options.issuer, ...(options.controlPlaneUrls ?? [])].filter((o): o is string => typeof o === 'string')
+    const origins =
+      options.approvalOrigins ?? [options.gatewayUrl, options.issuer, ...(options.controlPlaneUrls ?? [])].filter((o): o is string => typeof o === 'string')
     this.approvalOrigins = new Set(origins.map((o) => new URL(o).origin))
   }
 
@@ -316,7 +326,13 @@ export class AegisClient {
         const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'), this.clock)
         const code = boundedText(json?.error, 100) ?? (res.status === 429 ? 'rate_limited' : 'temporarily_unavailable')
         const desc = boundedText(json?.error_description)
-        await this.retryPause(attempt, retryAfterMs, deadline, signal, new AegisUnavailableError(code, desc ? `${code}: ${desc}` : `gateway answered ${res.status}`, { status: res.status, retryAfterMs }))
+        await this.retryPause(
+          attempt,
+          retryAfterMs,
+          deadline,
+          signal,
+          new AegisUnavailableError(code, desc ? `${code}: ${desc}` : `gateway answered ${res.status}`, { status: res.status, retryAfterMs }),
+        )
         continue
       }
       if (res.status !== 200) {
@@ -329,7 +345,11 @@ export class AegisClient {
     }
   }
 
-  private async waitForApproval(approval: ApprovalRef, deadline: number, signal: AbortSignal): Promise<{ status: 'approved'; overrideToken: string } | { status: 'denied' | 'expired' | 'timeout' }> {
+  private async waitForApproval(
+    approval: ApprovalRef,
+    deadline: number,
+    signal: AbortSignal,
+  ): Promise<{ status: 'approved'; overrideToken: string } | { status: 'denied' | 'expired' | 'timeout' }> {
     const statusUrl = this.resolveStatusUrl(approval.status_url)
     let refreshed = false
     for (let attempt = 0; ; attempt++) {
@@ -340,7 +360,11 @@ export class AegisClient {
       let res: Response
       try {
         res = await this.fetchImpl(statusUrl, {
-          headers: { authorization: `Bearer ${token}`, accept: 'application/json', prefer: `wait=${Math.max(1, Math.floor(Math.min(remaining, LONG_POLL_MS) / 1000))}` },
+          headers: {
+            authorization: `Bearer ${token}`,
+            accept: 'application/json',
+            prefer: `wait=${Math.max(1, Math.floor(Math.min(remaining, LONG_POLL_MS) / 1000))}`,
+          },
           redirect: 'error',
           signal: AbortSignal.any([signal, AbortSignal.timeout(Math.min(remaining, LONG_POLL_MS) + 5000)]),
         })
@@ -371,14 +395,18 @@ export class AegisClient {
         throw new AegisSdkError(code, `approval status answered ${res.status}`, { status: res.status })
       }
       if (json.status === 'approved') {
-        if (typeof json.override_token !== 'string' || json.override_token.length === 0) throw new AegisSdkError('invalid_response', 'approved without an override_token', { status: 200 })
+        if (typeof json.override_token !== 'string' || json.override_token.length === 0)
+          throw new AegisSdkError('invalid_response', 'approved without an override_token', { status: 200 })
         return { status: 'approved', overrideToken: json.override_token }
       }
       if (json.status === 'denied' || json.status === 'expired') return { status: json.status }
       refreshed = false
       // The server held the request (long poll): ask again at once; otherwise back off.
       const held = res.headers.has('preference-applied') && this.clock.now() - sentAt >= 1000
-      if (held && retryAfter === undefined) { attempt = -1; continue }
+      if (held && retryAfter === undefined) {
+        attempt = -1
+        continue
+      }
       if (!(await this.pause(attempt, retryAfter, deadline, signal))) return { status: 'timeout' }
     }
   }
@@ -388,7 +416,13 @@ export class AegisClient {
    * jitter, never shorter than `Retry-After`. Throws `err` instead when the
    * wait would end after `deadline` (the caller learns now, not at the deadline).
    */
-  private async retryPause(attempt: number, retryAfterMs: number | undefined, deadline: number, signal: AbortSignal, err: AegisUnavailableError): Promise<void> {
+  private async retryPause(
+    attempt: number,
+    retryAfterMs: number | undefined,
+    deadline: number,
+    signal: AbortSignal,
+    err: AegisUnavailableError,
+  ): Promise<void> {
     const delay = backoffDelay(attempt, GATEWAY_RETRY_BASE_MS, GATEWAY_RETRY_CAP_MS, this.random, retryAfterMs)
     if (this.clock.now() + delay >= deadline) throw err
     try {
@@ -434,12 +468,20 @@ function abortedByCaller(signal: AbortSignal): boolean {
 
 function toResult(json: Record<string, unknown> | undefined): AuthorizeResult {
   // Fail closed: anything that is not a well-formed decision is an error, never an allow.
-  if (!json || typeof json.decision !== 'string' || !DECISIONS.has(json.decision)) throw new AegisSdkError('invalid_response', 'gateway answered without a valid decision', { status: 200 })
+  if (!json || typeof json.decision !== 'string' || !DECISIONS.has(json.decision))
+    throw new AegisSdkError('invalid_response', 'gateway answered without a valid decision', { status: 200 })
   const reasons = Array.isArray(json.reasons) ? json.reasons.filter((r): r is string => typeof r === 'string') : []
-  const obligations = Array.isArray(json.obligations) ? json.obligations.filter((o): o is Obligation => o !== null && typeof o === 'object' && typeof (o as { type?: unknown }).type === 'string') : []
+  const obligations = Array.isArray(json.obligations)
+    ? json.obligations.filter((o): o is Obligation => o !== null && typeof o === 'object' && typeof (o as { type?: unknown }).type === 'string')
+    : []
   const approval = json.approval
   let approvalRef: ApprovalRef | undefined
-  if (approval && typeof approval === 'object' && typeof (approval as { id?: unknown }).id === 'string' && typeof (approval as { status_url?: unknown }).status_url === 'string') {
+  if (
+    approval &&
+    typeof approval === 'object' &&
+    typeof (approval as { id?: unknown }).id === 'string' &&
+    typeof (approval as { status_url?: unknown }).status_url === 'string'
+  ) {
     approvalRef = { id: (approval as { id: string }).id, status_url: (approval as { status_url: string }).status_url }
   }
   const params = json.params && typeof json.params === 'object' && !Array.isArray(json.params) ? (json.params as Record<string, unknown>) : undefined
@@ -461,13 +503,23 @@ function isInvalidToken(res: Response): boolean {
 
 function isStreamBody(body: RequestInit['body'] | undefined): boolean {
   if (body === undefined || body === null) return false
-  if (typeof body === 'string' || body instanceof URLSearchParams || body instanceof Blob || body instanceof FormData || body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return false
+  if (
+    typeof body === 'string' ||
+    body instanceof URLSearchParams ||
+    body instanceof Blob ||
+    body instanceof FormData ||
+    body instanceof ArrayBuffer ||
+    ArrayBuffer.isView(body)
+  )
+    return false
   return true
 }
 
 function withBearer(input: string | URL | Request, init: RequestInit | undefined, token: string): RequestInit {
   const headers = new Headers(input instanceof Request ? input.headers : undefined)
-  if (init?.headers) new Headers(init.headers).forEach((v, k) => headers.set(k, v))
+  if (init?.headers) {
+    for (const [k, v] of new Headers(init.headers)) headers.set(k, v)
+  }
   headers.set('authorization', `Bearer ${token}`)
   return { ...init, headers }
 }

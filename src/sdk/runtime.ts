@@ -52,14 +52,27 @@ export class Sleeper {
   /** Resolves after `ms`, or rejects with `abortError` when cancelled. */
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      if (signal?.aborted) { reject(abortReason(signal)); return }
-      const onAbort = (): void => { this.scheduler.clearTimeout(handle); this.pending.delete(handle); reject(abortReason(signal!)) }
-      const handle = this.scheduler.setTimeout(() => {
+      if (signal?.aborted) {
+        reject(abortReason(signal))
+        return
+      }
+      const onAbort = (): void => {
+        this.scheduler.clearTimeout(handle)
         this.pending.delete(handle)
+        reject(abortReason(signal!))
+      }
+      const handle = this.scheduler.setTimeout(
+        () => {
+          this.pending.delete(handle)
+          signal?.removeEventListener('abort', onAbort)
+          resolve()
+        },
+        Math.max(0, ms),
+      )
+      this.pending.set(handle, (err) => {
         signal?.removeEventListener('abort', onAbort)
-        resolve()
-      }, Math.max(0, ms))
-      this.pending.set(handle, (err) => { signal?.removeEventListener('abort', onAbort); reject(err) })
+        reject(err)
+      })
       signal?.addEventListener('abort', onAbort, { once: true })
     })
   }

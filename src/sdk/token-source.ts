@@ -5,9 +5,19 @@
  */
 import { AegisAuthError, AegisSdkError, AegisUnavailableError } from './errors.js'
 import {
-  type FetchLike, type Scheduler, type SdkClock, type TimerHandle,
-  Sleeper, backoffDelay, boundedText, parseJsonObject, parseRetryAfter, readBounded,
-  systemClock, systemScheduler, unrefTimer,
+  type FetchLike,
+  type Scheduler,
+  type SdkClock,
+  type TimerHandle,
+  Sleeper,
+  backoffDelay,
+  boundedText,
+  parseJsonObject,
+  parseRetryAfter,
+  readBounded,
+  systemClock,
+  systemScheduler,
+  unrefTimer,
 } from './runtime.js'
 
 /** An access token as the SDK caches it. */
@@ -175,7 +185,13 @@ interface CachedToken extends AccessToken {
 }
 
 class RetryableError extends Error {
-  constructor(readonly code: string, message: string, readonly status?: number, readonly retryAfterMs?: number, options?: ErrorOptions) {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status?: number,
+    readonly retryAfterMs?: number,
+    options?: ErrorOptions,
+  ) {
     super(message, options)
   }
 }
@@ -269,7 +285,9 @@ export abstract class OAuthTokenSource implements TokenSource {
 
   /** Single flight: every caller shares the refresh already running. */
   private refresh(background: boolean): Promise<CachedToken> {
-    this.inflight ??= this.refreshWithRetry(background).finally(() => { this.inflight = undefined })
+    this.inflight ??= this.refreshWithRetry(background).finally(() => {
+      this.inflight = undefined
+    })
     return this.inflight
   }
 
@@ -297,7 +315,15 @@ export abstract class OAuthTokenSource implements TokenSource {
           this.failures = 0
           this.nextAttemptAt = 0
           this.schedule(token.refreshAt)
-          this.emit({ outcome: 'success', startedAt, attempt, background, expiresAt: token.expiresAt, refreshAt: token.refreshAt, endpoint: this.endpoints?.[index] })
+          this.emit({
+            outcome: 'success',
+            startedAt,
+            attempt,
+            background,
+            expiresAt: token.expiresAt,
+            refreshAt: token.refreshAt,
+            endpoint: this.endpoints?.[index],
+          })
           return token
         }
       } catch (err) {
@@ -310,8 +336,17 @@ export abstract class OAuthTokenSource implements TokenSource {
           await this.sleeper.sleep(delayMs)
           continue
         }
-        const final = retryable ? new AegisUnavailableError(err.code, err.message, { status: err.status, retryAfterMs: err.retryAfterMs, cause: err.cause }) : err
-        this.emit({ outcome: 'failure', startedAt, attempt, background, code: final instanceof AegisSdkError ? final.code : 'error', status: final instanceof AegisSdkError ? final.status : undefined })
+        const final = retryable
+          ? new AegisUnavailableError(err.code, err.message, { status: err.status, retryAfterMs: err.retryAfterMs, cause: err.cause })
+          : err
+        this.emit({
+          outcome: 'failure',
+          startedAt,
+          attempt,
+          background,
+          code: final instanceof AegisSdkError ? final.code : 'error',
+          status: final instanceof AegisSdkError ? final.status : undefined,
+        })
         this.afterFailure(retryable ? err.retryAfterMs : undefined)
         throw final
       }
@@ -339,25 +374,35 @@ export abstract class OAuthTokenSource implements TokenSource {
     if (!this.backgroundRefresh || this.closed) return
     if (this.timer !== undefined) this.scheduler.clearTimeout(this.timer)
     // Node fires timers longer than 2^31-1 ms at once; a long-lived token re-arms instead.
-    this.timer = this.scheduler.setTimeout(() => {
-      this.timer = undefined
-      if (this.closed) return
-      if (this.clock.now() < at) { this.schedule(at); return }
-      const cur = this.current
-      if (cur && !usable(cur, this.clock.now())) return // the next getToken refreshes in the foreground
-      this.refresh(true).catch(() => {})
-    }, Math.min(MAX_TIMER_MS, Math.max(0, at - this.clock.now())))
+    this.timer = this.scheduler.setTimeout(
+      () => {
+        this.timer = undefined
+        if (this.closed) return
+        if (this.clock.now() < at) {
+          this.schedule(at)
+          return
+        }
+        const cur = this.current
+        if (cur && !usable(cur, this.clock.now())) return // the next getToken refreshes in the foreground
+        this.refresh(true).catch(() => {})
+      },
+      Math.min(MAX_TIMER_MS, Math.max(0, at - this.clock.now())),
+    )
     unrefTimer(this.timer)
   }
 
   private emit(info: RefreshInfo): void {
     if (!this.onRefresh) return
     // A broken observer must not break token refresh; the SDK has nowhere to log it.
-    try { this.onRefresh(info) } catch { /* ignored by contract */ }
+    try {
+      this.onRefresh(info)
+    } catch {
+      /* ignored by contract */
+    }
   }
 
   private async requestOnce(sentAt: number, index: number): Promise<CachedToken> {
-    const endpoint = this.endpoints?.[index] ?? await this.discover()
+    const endpoint = this.endpoints?.[index] ?? (await this.discover())
     const { params, headers } = await this.tokenRequest()
     if (this.scope !== undefined && !params.has('scope')) params.set('scope', this.scope)
     if (!params.has('audience')) for (const aud of this.audiences) params.append('audience', aud)
@@ -397,13 +442,16 @@ export abstract class OAuthTokenSource implements TokenSource {
     const token = body?.access_token
     const type = body?.token_type
     const expiresIn = body?.expires_in
-    if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_CHARS) throw new AegisSdkError('invalid_response', 'token response has no usable access_token', { status: 200 })
+    if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_CHARS)
+      throw new AegisSdkError('invalid_response', 'token response has no usable access_token', { status: 200 })
     // DPoP (RFC 9449 §5) when the request carried a proof (see credentials/dpop.ts).
     const kind = typeof type === 'string' ? type.toLowerCase() : ''
     // A DPoP token is usable only by a fetch that holds the key (credentials/dpop.ts marks its fetch).
     const dpopCapable = (this.fetchImpl as { aegisDpop?: unknown }).aegisDpop === true
-    if (kind !== 'bearer' && !(kind === 'dpop' && dpopCapable)) throw new AegisSdkError('invalid_response', 'token response token_type is not Bearer or DPoP', { status: 200 })
-    if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn) || expiresIn <= 0) throw new AegisSdkError('invalid_response', 'token response has no positive expires_in', { status: 200 })
+    if (kind !== 'bearer' && !(kind === 'dpop' && dpopCapable))
+      throw new AegisSdkError('invalid_response', 'token response token_type is not Bearer or DPoP', { status: 200 })
+    if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn) || expiresIn <= 0)
+      throw new AegisSdkError('invalid_response', 'token response has no positive expires_in', { status: 200 })
     const lifetime = expiresIn * 1000
     const [lo, hi] = this.window
     const fraction = lo + this.random() * (hi - lo)
@@ -427,7 +475,9 @@ export abstract class OAuthTokenSource implements TokenSource {
     try {
       res = await this.fetchImpl(url, { headers: { accept: 'application/json' }, redirect: 'error', signal: AbortSignal.timeout(this.requestTimeoutMs) })
     } catch (err) {
-      throw new RetryableError('network_error', `authorization server metadata unreachable: ${errorName(err)}`, undefined, undefined, { cause: sanitizeCause(err) })
+      throw new RetryableError('network_error', `authorization server metadata unreachable: ${errorName(err)}`, undefined, undefined, {
+        cause: sanitizeCause(err),
+      })
     }
     let text: string
     try {
@@ -436,13 +486,20 @@ export abstract class OAuthTokenSource implements TokenSource {
       throw new AegisSdkError('discovery_failed', 'authorization server metadata unreadable', { status: res.status })
     }
     if (res.status === 429 || res.status >= 500) {
-      throw new RetryableError(res.status === 429 ? 'rate_limited' : 'temporarily_unavailable', `metadata endpoint answered ${res.status}`, res.status, parseRetryAfter(res.headers.get('retry-after'), this.clock))
+      throw new RetryableError(
+        res.status === 429 ? 'rate_limited' : 'temporarily_unavailable',
+        `metadata endpoint answered ${res.status}`,
+        res.status,
+        parseRetryAfter(res.headers.get('retry-after'), this.clock),
+      )
     }
     const body = parseJsonObject(text)
     if (res.status !== 200 || !body) throw new AegisSdkError('discovery_failed', `authorization server metadata answered ${res.status}`, { status: res.status })
     // RFC 8414 §3.3: metadata for another issuer must not be used.
-    if (typeof body.issuer !== 'string' || stripSlash(body.issuer) !== stripSlash(this.issuer)) throw new AegisSdkError('discovery_failed', 'authorization server metadata names a different issuer')
-    if (typeof body.token_endpoint !== 'string' || !isHttpUrl(body.token_endpoint)) throw new AegisSdkError('discovery_failed', 'authorization server metadata has no token_endpoint')
+    if (typeof body.issuer !== 'string' || stripSlash(body.issuer) !== stripSlash(this.issuer))
+      throw new AegisSdkError('discovery_failed', 'authorization server metadata names a different issuer')
+    if (typeof body.token_endpoint !== 'string' || !isHttpUrl(body.token_endpoint))
+      throw new AegisSdkError('discovery_failed', 'authorization server metadata has no token_endpoint')
     this.endpoints = [body.token_endpoint]
     return body.token_endpoint
   }
@@ -522,7 +579,8 @@ export class TokenExchangeSource extends OAuthTokenSource {
 
   constructor(options: TokenExchangeSourceOptions) {
     super(options)
-    if (typeof options.subjectToken !== 'function' && (typeof options.subjectToken !== 'string' || options.subjectToken.length === 0)) throw new TypeError('subjectToken is required')
+    if (typeof options.subjectToken !== 'function' && (typeof options.subjectToken !== 'string' || options.subjectToken.length === 0))
+      throw new TypeError('subjectToken is required')
     this.#subject = options.subjectToken
     this.#subjectType = options.subjectTokenType ?? TOKEN_TYPE_JWT
     this.#clientId = options.clientId
@@ -569,12 +627,14 @@ function endpointsOf(options: OAuthTokenSourceOptions): string[] | undefined {
   let list: string[] | undefined
   if (controlPlaneUrls !== undefined) {
     if (!Array.isArray(controlPlaneUrls) || controlPlaneUrls.length === 0) throw new TypeError('controlPlaneUrls must be a non-empty list of http(s) URLs')
-    for (const u of controlPlaneUrls) if (typeof u !== 'string' || !isHttpUrl(u)) throw new TypeError('controlPlaneUrls must be a non-empty list of http(s) URLs')
+    for (const u of controlPlaneUrls)
+      if (typeof u !== 'string' || !isHttpUrl(u)) throw new TypeError('controlPlaneUrls must be a non-empty list of http(s) URLs')
     // DESIGN.md fixes the token endpoint's path on every control plane.
     list = controlPlaneUrls.map((u) => `${stripSlash(u)}/oauth2/token`)
   } else if (tokenEndpoint !== undefined) {
     list = typeof tokenEndpoint === 'string' ? [tokenEndpoint] : [...tokenEndpoint]
-    if (list.length === 0 || list.some((u) => typeof u !== 'string' || !isHttpUrl(u))) throw new TypeError('tokenEndpoint must be an http(s) URL or a non-empty list of them')
+    if (list.length === 0 || list.some((u) => typeof u !== 'string' || !isHttpUrl(u)))
+      throw new TypeError('tokenEndpoint must be an http(s) URL or a non-empty list of them')
   }
   return list === undefined ? undefined : [...new Set(list)]
 }
@@ -584,18 +644,27 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   p.catch(() => {})
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => reject(abortedWaiting(signal))
-    if (signal.aborted) { onAbort(); return }
+    if (signal.aborted) {
+      onAbort()
+      return
+    }
     signal.addEventListener('abort', onAbort, { once: true })
     p.then(
-      (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
-      (err: unknown) => { signal.removeEventListener('abort', onAbort); reject(err) },
+      (v) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(v)
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(err)
+      },
     )
   })
 }
 
 function abortedWaiting(signal: AbortSignal): Error {
   const reason: unknown = signal.reason
-  if (reason instanceof DOMException && reason.name === 'TimeoutError') return new AegisUnavailableError('timeout', 'no token before the caller\'s deadline')
+  if (reason instanceof DOMException && reason.name === 'TimeoutError') return new AegisUnavailableError('timeout', "no token before the caller's deadline")
   return new AegisSdkError('aborted', 'waiting for a token was aborted')
 }
 
@@ -604,7 +673,14 @@ function usable(t: CachedToken, now: number): boolean {
 }
 
 function publicView(t: CachedToken): AccessToken {
-  return { accessToken: t.accessToken, tokenType: t.tokenType, expiresAt: t.expiresAt, refreshAt: t.refreshAt, scope: t.scope, issuedTokenType: t.issuedTokenType }
+  return {
+    accessToken: t.accessToken,
+    tokenType: t.tokenType,
+    expiresAt: t.expiresAt,
+    refreshAt: t.refreshAt,
+    scope: t.scope,
+    issuedTokenType: t.issuedTokenType,
+  }
 }
 
 function isHttpUrl(v: string): boolean {

@@ -15,12 +15,7 @@ export interface Tenant {
   createdAt: number
 }
 
-export type TokenEndpointAuthMethod =
-  | 'client_secret_basic'
-  | 'client_secret_post'
-  | 'tls_client_auth'
-  | 'private_key_jwt'
-  | 'none'
+export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'tls_client_auth' | 'private_key_jwt' | 'none'
 
 export interface Agent {
   tenant: string
@@ -256,7 +251,7 @@ export interface GatewayAck {
 }
 
 export interface TenantRepo {
-  create(t: Tenant): Promise<void>  // Conflict if id exists
+  create(t: Tenant): Promise<void> // Conflict if id exists
   get(id: string): Promise<Tenant | null>
   list(): Promise<Tenant[]>
   update(id: string, patch: Partial<Omit<Tenant, 'id' | 'createdAt'>>): Promise<Tenant> // NotFound
@@ -459,7 +454,10 @@ export interface ApprovalRepo {
    * Moves a pending, unexpired request to approved/denied. Resolves null when
    * it was not pending any more (so a double click changes nothing).
    */
-  decide(id: string, d: { status: 'approved' | 'denied'; decidedBy: string; reason: string | null; decidedAt: number; overrideJti: string | null }): Promise<Approval | null>
+  decide(
+    id: string,
+    d: { status: 'approved' | 'denied'; decidedBy: string; reason: string | null; decidedAt: number; overrideJti: string | null },
+  ): Promise<Approval | null>
   setDeliveries(id: string, deliveries: ApprovalDelivery[]): Promise<void> // NotFound
   expire(now: number): Promise<Approval[]>
 }

@@ -111,7 +111,9 @@ export function localKeySet(read: () => unknown, options: { algorithms?: VerifyA
   }
   return {
     getKey: (kid) => current().keys.get(kid),
-    get loaded() { return true },
+    get loaded() {
+      return true
+    },
     // Nothing to fetch: the next lookup reads the set again anyway.
     refreshOnMiss: () => Promise.resolve(),
   }

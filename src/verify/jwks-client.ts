@@ -305,7 +305,7 @@ export class JwksClient implements KeySource {
       this.counters.failures++
       this.consecutiveFailures++
     }
-    this.schedule(result === 'failed' ? undefined : freshnessMs ?? this.opts.defaultMaxAgeMs)
+    this.schedule(result === 'failed' ? undefined : (freshnessMs ?? this.opts.defaultMaxAgeMs))
     const onFetch = this.opts.onFetch
     if (onFetch) {
       try {

@@ -77,7 +77,11 @@ export function bearerToken(headers: IncomingHttpHeaders | Record<string, string
  * answer to send instead (401 `invalid_token`, 403 `insufficient_scope`, or
  * 503 when `isDenied` fails).
  */
-export async function verifyRequest(verifier: Verifier<KeySource>, headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>, options: VerifyRequestOptions = {}): Promise<VerifyRequestResult> {
+export async function verifyRequest(
+  verifier: Verifier<KeySource>,
+  headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+  options: VerifyRequestOptions = {},
+): Promise<VerifyRequestResult> {
   const token = bearerToken(headers)
   if (token === undefined) return refuse(401, 'invalid_token', 'missing bearer token')
   let verified: VerifiedToken
@@ -91,7 +95,7 @@ export async function verifyRequest(verifier: Verifier<KeySource>, headers: Inco
   if (cnf !== undefined && cnf !== null) {
     let proven = false
     try {
-      proven = options.checkSenderConstraint !== undefined && options.checkSenderConstraint(cnf, verified)
+      proven = options.checkSenderConstraint?.(cnf, verified) === true
     } catch {
       proven = false
     }
@@ -132,7 +136,10 @@ function sendRefusal(res: ServerResponse, refusal: VerifyRequestRefusal): void {
  *
  * @example app.addHook('onRequest', fastifyAegis(verifier, { requiredScopes: ['crm:read'] }))
  */
-export function fastifyAegis(verifier: Verifier<KeySource>, options: VerifyRequestOptions = {}): (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined> {
+export function fastifyAegis(
+  verifier: Verifier<KeySource>,
+  options: VerifyRequestOptions = {},
+): (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined> {
   return async function aegisOnRequest(request, reply) {
     const result = await verifyRequest(verifier, request.headers, options)
     if (result.ok) {
@@ -140,7 +147,10 @@ export function fastifyAegis(verifier: Verifier<KeySource>, options: VerifyReque
       return undefined
     }
     // fastify: an async hook that answers early sends and returns the reply.
-    return reply.code(result.status).headers({ ...result.headers, 'cache-control': 'no-store' }).send(result.body)
+    return reply
+      .code(result.status)
+      .headers({ ...result.headers, 'cache-control': 'no-store' })
+      .send(result.body)
   }
 }
 
@@ -158,7 +168,10 @@ export interface ExpressLikeRequest {
  *
  * @example app.use(expressAegis(verifier))
  */
-export function expressAegis(verifier: Verifier<KeySource>, options: VerifyRequestOptions = {}): (req: ExpressLikeRequest, res: ServerResponse, next: (err?: unknown) => void) => void {
+export function expressAegis(
+  verifier: Verifier<KeySource>,
+  options: VerifyRequestOptions = {},
+): (req: ExpressLikeRequest, res: ServerResponse, next: (err?: unknown) => void) => void {
   return function aegisMiddleware(req, res, next) {
     verifyRequest(verifier, req.headers, options).then(
       (result) => {
@@ -182,7 +195,10 @@ export function expressAegis(verifier: Verifier<KeySource>, options: VerifyReque
  * const guard = nodeHttpAegis(verifier)
  * http.createServer(async (req, res) => { const claims = await guard(req, res); if (!claims) return; … })
  */
-export function nodeHttpAegis(verifier: Verifier<KeySource>, options: VerifyRequestOptions = {}): (req: IncomingMessage, res: ServerResponse) => Promise<AccessTokenClaims | null> {
+export function nodeHttpAegis(
+  verifier: Verifier<KeySource>,
+  options: VerifyRequestOptions = {},
+): (req: IncomingMessage, res: ServerResponse) => Promise<AccessTokenClaims | null> {
   return async function aegisGuard(req, res) {
     const result = await verifyRequest(verifier, req.headers, options)
     if (result.ok) return result.token.claims

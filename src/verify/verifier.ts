@@ -219,9 +219,8 @@ function isNumericDate(v: unknown): v is number {
 type OneShotHash = (algorithm: string, data: string, encoding: 'base64url') => string
 /** Node ≥ 20.12's one-shot hash (no Hash object per call, about half the cost of the cache-hit path); createHash on older 20.x. */
 const oneShot = (nodeCrypto as { hash?: OneShotHash }).hash
-const sha256b64url: (s: string) => string = typeof oneShot === 'function'
-  ? (s) => oneShot('sha256', s, 'base64url')
-  : (s) => createHash('sha256').update(s).digest('base64url')
+const sha256b64url: (s: string) => string =
+  typeof oneShot === 'function' ? (s) => oneShot('sha256', s, 'base64url') : (s) => createHash('sha256').update(s).digest('base64url')
 export function createVerifier(options: VerifierOptions & { jwks?: JwksClient }): Verifier
 export function createVerifier<K extends KeySource>(options: VerifierOptions & { jwks: K }): Verifier<K>
 export function createVerifier(options: VerifierOptions): Verifier<KeySource> {
@@ -244,7 +243,14 @@ export function createVerifier(options: VerifierOptions): Verifier<KeySource> {
   const clock = options.clock ?? systemClock
   // Created here only when none is given, and then also closed here.
   let owned: JwksClient | undefined
-  const jwks: KeySource = options.jwks ?? (owned = new JwksClient({ issuer, ...(options.jwksUrl !== undefined ? { jwksUrl: options.jwksUrl } : {}), algorithms: [...algorithms] as VerifyAlgorithm[], clock }))
+  const jwks: KeySource =
+    options.jwks ??
+    (owned = new JwksClient({
+      issuer,
+      ...(options.jwksUrl !== undefined ? { jwksUrl: options.jwksUrl } : {}),
+      algorithms: [...algorithms] as VerifyAlgorithm[],
+      clock,
+    }))
   const ed25519 = ed25519Verifier(options.ed25519 ?? 'auto')
   const cacheSize = options.cacheSize ?? 10_000
   const cache = cacheSize > 0 ? new LRUCache<string, CacheEntry>({ max: cacheSize }) : undefined
@@ -367,7 +373,9 @@ export function createVerifier(options: VerifierOptions): Verifier<KeySource> {
   /** Waits for the key source's refetch, at most keyWaitMs (a source's own fetch may be slower). */
   async function awaitKeys(): Promise<void> {
     let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, keyWaitMs) })
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, keyWaitMs)
+    })
     try {
       await Promise.race([jwks.refreshOnMiss(), timeout])
     } finally {

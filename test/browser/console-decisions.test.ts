@@ -62,7 +62,8 @@ describe('console: decisions, agent page, approval context in Chromium', { skip 
   const shot = (p: Page, name: string) => p.screenshot({ path: join(OUT, `${name}.png`), fullPage: true })
   const texts = (selector: string) => page.locator(selector).allTextContents()
   /** Decision-log records stored for this env's tenant (the API the page reads). */
-  const stored = async (q = ''): Promise<Array<Record<string, unknown>>> => ((await env.admin('GET', `/decisions?tenant=${env.tenant}&limit=1000${q}`)) as { decisions: Array<Record<string, unknown>> }).decisions
+  const stored = async (q = ''): Promise<Array<Record<string, unknown>>> =>
+    ((await env.admin('GET', `/decisions?tenant=${env.tenant}&limit=1000${q}`)) as { decisions: Array<Record<string, unknown>> }).decisions
 
   before(async () => {
     mkdirSync(OUT, { recursive: true })
@@ -82,7 +83,10 @@ describe('console: decisions, agent page, approval context in Chromium', { skip 
     await sleep(5)
     assert.equal((await authorize(gw.url, otherToken, { action: { tool: 'files.delete', params: { path: '/etc/passwd' } } })).body.decision, 'deny')
     await sleep(5)
-    const pending = await authorize(gw.url, payToken, { action: { tool: 'payments.transfer', params: { amount: 5000, currency: 'EUR' } }, resource: 'account:ops' })
+    const pending = await authorize(gw.url, payToken, {
+      action: { tool: 'payments.transfer', params: { amount: 5000, currency: 'EUR' } },
+      resource: 'account:ops',
+    })
     assert.equal(pending.body.decision, 'approval_needed')
     await sleep(5)
     assert.equal((await authorize(gw.url, payToken, { action: { tool: 'payments.transfer', params: { amount: 20, currency: 'EUR' } } })).body.decision, 'allow')
@@ -94,7 +98,15 @@ describe('console: decisions, agent page, approval context in Chromium', { skip 
       executablePath: CHROMIUM,
       headless: true,
       viewport: { width: 1366, height: 900 },
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
     })
     page = await ctx.newPage()
     await page.goto(`${env.issuer}/console/`)
@@ -111,7 +123,10 @@ describe('console: decisions, agent page, approval context in Chromium', { skip 
   })
 
   test('the TPS tile says its window; open approvals are a tile', async () => {
-    await page.locator('#kpi-tps').filter({ hasText: /^\d+\.\d+$/ }).waitFor()
+    await page
+      .locator('#kpi-tps')
+      .filter({ hasText: /^\d+\.\d+$/ })
+      .waitFor()
     assert.equal(await page.locator('#kpi-tps-window').textContent(), 'last 60 s')
     await page.locator('#kpi-approvals-open').filter({ hasText: '1' }).waitFor({ timeout: 10_000 })
   })
@@ -121,12 +136,14 @@ describe('console: decisions, agent page, approval context in Chromium', { skip 
     await page.locator('#decisions-body tr[data-decision-id]').nth(5).waitFor()
     const first = page.locator('#decisions-body tr[data-decision-id]').first()
     assert.equal(await first.getAttribute('data-decision'), 'allow')
-    assert.match(await first.textContent() ?? '', /payments\.transfer/)
+    assert.match((await first.textContent()) ?? '', /payments\.transfer/)
     const second = page.locator('#decisions-body tr[data-decision-id]').nth(1)
     assert.equal(await second.getAttribute('data-decision'), 'approval_needed')
-    assert.match(await second.textContent() ?? '', /transfers above 1000 need a finance approver/)
+    assert.match((await second.textContent()) ?? '', /transfers above 1000 need a finance approver/)
     // Every row is no newer than the one above it.
-    const ids = await page.locator('#decisions-body tr[data-decision-id]').evaluateAll((rows) => rows.map((r) => (r as unknown as { getAttribute(n: string): string }).getAttribute('data-decision-id')))
+    const ids = await page
+      .locator('#decisions-body tr[data-decision-id]')
+      .evaluateAll((rows) => rows.map((r) => (r as unknown as { getAttribute(n: string): string }).getAttribute('data-decision-id')))
     const byId = new Map((await stored()).map((d) => [d.id as string, d.ts_ms as number]))
     const ts = ids.map((id) => byId.get(id)!)
     for (let i = 1; i < ts.length; i++) assert.ok(ts[i - 1]! >= ts[i]!, `row ${i} is newer than the row above it`)
@@ -136,22 +153,30 @@ describe('console: decisions, agent page, approval context in Chromium', { skip 
     const form = page.locator('#decisions-form')
     await form.getByLabel('Decision').selectOption('deny')
     await form.getByRole('button', { name: 'Filter' }).click()
-    await page.waitForFunction(() => {
-      const rows = Array.from(document.querySelectorAll('#decisions-body tr'))
-      return rows.length === 2 && rows.every((r) => r.getAttribute('data-decision') === 'deny')
-    }, undefined, { timeout: 10_000 })
+    await page.waitForFunction(
+      () => {
+        const rows = Array.from(document.querySelectorAll('#decisions-body tr'))
+        return rows.length === 2 && rows.every((r) => r.getAttribute('data-decision') === 'deny')
+      },
+      undefined,
+      { timeout: 10_000 },
+    )
     await form.getByLabel('Enforced').selectOption('false')
     await form.getByRole('button', { name: 'Filter' }).click()
     await page.waitForFunction(() => document.querySelectorAll('#decisions-body tr').length === 1, undefined, { timeout: 10_000 })
-    assert.match(await page.locator('#decisions-body tr').textContent() ?? '', /other-bot.*files\.delete.*shadow/s)
+    assert.match((await page.locator('#decisions-body tr').textContent()) ?? '', /other-bot.*files\.delete.*shadow/s)
     await form.getByLabel('Decision').selectOption('')
     await form.getByLabel('Enforced').selectOption('')
     await form.getByLabel('Agent').fill('other-bot')
     await form.getByRole('button', { name: 'Filter' }).click()
-    await page.waitForFunction(() => {
-      const rows = Array.from(document.querySelectorAll('#decisions-body tr td:nth-child(2)'))
-      return rows.length === 2 && rows.every((c) => c.textContent === 'other-bot')
-    }, undefined, { timeout: 10_000 })
+    await page.waitForFunction(
+      () => {
+        const rows = Array.from(document.querySelectorAll('#decisions-body tr td:nth-child(2)'))
+        return rows.length === 2 && rows.every((c) => c.textContent === 'other-bot')
+      },
+      undefined,
+      { timeout: 10_000 },
+    )
     // A time range that ends before anything happened lists nothing.
     await form.getByLabel('Agent').fill('')
     await form.getByLabel('To', { exact: true }).fill('2020-01-01T00:00:00')
@@ -173,8 +198,12 @@ describe('console: decisions, agent page, approval context in Chromium', { skip 
     await eventually(async () => (added = (await stored()).find((d) => !shown.has(d.id))) !== undefined, 10_000, 50)
     const row = page.locator(`#decisions-body tr.fresh[data-decision-id="${added!.id as string}"]`)
     await row.waitFor({ timeout: 10_000 })
-    assert.equal(await page.locator('#decisions-body tr[data-decision-id]').first().getAttribute('data-decision-id'), added!.id, 'the new decision is the top row')
-    assert.match(await row.textContent() ?? '', /other-bot.*crm\.read.*allow/s)
+    assert.equal(
+      await page.locator('#decisions-body tr[data-decision-id]').first().getAttribute('data-decision-id'),
+      added!.id,
+      'the new decision is the top row',
+    )
+    assert.match((await row.textContent()) ?? '', /other-bot.*crm\.read.*allow/s)
     assert.equal(await page.locator('#decisions-body tr[data-decision-id]').count(), before + 1)
     await shot(page, '08-decisions')
     await page.locator('#decisions-tail').uncheck()
@@ -187,7 +216,9 @@ describe('console: decisions, agent page, approval context in Chromium', { skip 
     assert.equal(await page.locator('#decisions-body tr[data-decision-id]').count(), 100)
     await page.locator('#decisions-more').click()
     await page.waitForFunction((n) => document.querySelectorAll('#decisions-body tr[data-decision-id]').length === n, before + 111, { timeout: 10_000 })
-    const ids = await page.locator('#decisions-body tr[data-decision-id]').evaluateAll((rows) => rows.map((r) => (r as unknown as { getAttribute(n: string): string }).getAttribute('data-decision-id')))
+    const ids = await page
+      .locator('#decisions-body tr[data-decision-id]')
+      .evaluateAll((rows) => rows.map((r) => (r as unknown as { getAttribute(n: string): string }).getAttribute('data-decision-id')))
     assert.equal(new Set(ids).size, ids.length, 'no decision is listed twice across pages')
     assert.equal(await page.locator('#decisions-more').isHidden(), true)
   })
@@ -209,23 +240,35 @@ describe('console: decisions, agent page, approval context in Chromium', { skip 
   test('an agent page: its decisions, tokens, approvals and revocations; the revoke button revokes it', async () => {
     await page.goto(`${env.issuer}/console/#agents`)
     await page.locator('tr[data-agent="pay-bot"]').getByRole('link', { name: 'pay-bot' }).click()
-    await page.locator('#agent-name').filter({ hasText: `${env.tenant}/pay-bot` }).waitFor()
+    await page
+      .locator('#agent-name')
+      .filter({ hasText: `${env.tenant}/pay-bot` })
+      .waitFor()
     assert.equal(await page.locator('#agent-state').textContent(), 'active')
     await page.locator('#agent-decisions tr[data-decision-id]').first().waitFor()
     const tools = await texts('#agent-decisions tr[data-decision-id] td:nth-child(2)')
     assert.ok(tools.includes('payments.transfer') && !tools.includes('files.delete'), `only pay-bot's decisions: ${tools.join(', ')}`)
     // Tokens: the audit's token.issued events of this agent, newest first.
     await page.locator('#agent-tokens tr[data-jti]').first().waitFor()
-    const { events } = await env.admin('GET', `/audit?type=token.issued&tenant=${env.tenant}&order=desc&limit=1000`) as { events: Array<{ actor: string; data: { jti: string } }> }
+    const { events } = (await env.admin('GET', `/audit?type=token.issued&tenant=${env.tenant}&order=desc&limit=1000`)) as {
+      events: Array<{ actor: string; data: { jti: string } }>
+    }
     const mine = events.filter((e) => e.actor === `agent:${env.tenant}/pay-bot`).map((e) => e.data.jti)
-    assert.deepEqual(await page.locator('#agent-tokens tr[data-jti]').evaluateAll((rows) => rows.map((r) => (r as unknown as { getAttribute(n: string): string }).getAttribute('data-jti'))), mine)
+    assert.deepEqual(
+      await page
+        .locator('#agent-tokens tr[data-jti]')
+        .evaluateAll((rows) => rows.map((r) => (r as unknown as { getAttribute(n: string): string }).getAttribute('data-jti'))),
+      mine,
+    )
     await page.locator('#agent-approvals tr[data-approval]', { hasText: 'transfers above 1000 need a finance approver' }).waitFor()
-    assert.match(await page.locator('#agent-revocations').textContent() ?? '', /None/)
+    assert.match((await page.locator('#agent-revocations').textContent()) ?? '', /None/)
     await shot(page, '10-agent')
 
     assert.equal((await authorize(gw.url, payToken, { action: { tool: 'crm.read', params: {} } })).status, 200)
     await page.locator('#agent-revoke-reason').fill('leaked in a ticket')
-    page.once('dialog', (dialog) => { void dialog.accept() })
+    page.once('dialog', (dialog) => {
+      void dialog.accept()
+    })
     await page.getByRole('button', { name: 'Revoke this agent' }).click()
     await page.locator('#agent-state').filter({ hasText: 'revoked' }).waitFor()
     await page.locator('#agent-revocations tr', { hasText: 'leaked in a ticket' }).waitFor()
@@ -237,7 +280,7 @@ describe('console: decisions, agent page, approval context in Chromium', { skip 
   })
 
   test('the audit log opens on the newest events', async () => {
-    const { events } = await env.admin('GET', `/audit?tenant=${env.tenant}&order=desc&limit=1`) as { events: Array<{ id: number }> }
+    const { events } = (await env.admin('GET', `/audit?tenant=${env.tenant}&order=desc&limit=1`)) as { events: Array<{ id: number }> }
     await page.goto(`${env.issuer}/console/#audit`)
     await page.locator('#audit-body tr').nth(3).waitFor()
     const ids = (await texts('#audit-body tr td:first-child')).map(Number)

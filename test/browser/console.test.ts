@@ -62,7 +62,15 @@ describe('admin console in Chromium', { skip }, () => {
       executablePath: CHROMIUM,
       headless: true,
       viewport: { width: 1366, height: 900 },
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
     })
     return { context, dir }
   }
@@ -115,11 +123,11 @@ describe('admin console in Chromium', { skip }, () => {
     await page.waitForFunction((n) => Number(document.getElementById('kpi-issued')!.textContent) >= n, before + 3, { timeout: 20_000 })
     await page.locator('#kpi-decisions tr[data-kind="allow"]').waitFor({ timeout: 20_000 })
     assert.ok(Number(await page.locator('#kpi-decisions tr[data-kind="allow"] td.num').textContent()) >= 3)
-    assert.ok(await page.locator('#chart-issued polyline').count() >= 1, 'the issuance chart is drawn')
+    assert.ok((await page.locator('#chart-issued polyline').count()) >= 1, 'the issuance chart is drawn')
     await shot(page, '01-kpis')
   })
 
-  test('approve a pending request in the console and the agent\'s retried call is allowed', async () => {
+  test("approve a pending request in the console and the agent's retried call is allowed", async () => {
     const token = await env.token(cred)
     const first = await authorize(gw.url, token, { action: { tool: 'payments.transfer', params: { amount: 5000, currency: 'EUR' } }, resource: 'account:ops' })
     assert.equal(first.body.decision, 'approval_needed', JSON.stringify(first.body))
@@ -136,7 +144,12 @@ describe('admin console in Chromium', { skip }, () => {
     const st = await statusOf(approval.status_url, token)
     assert.equal(st.status, 'approved')
     assert.equal(typeof st.override_token, 'string')
-    const retried = await authorize(gw.url, token, { action: { tool: 'payments.transfer', params: { amount: 5000, currency: 'EUR' } }, resource: 'account:ops' }, { 'aegis-override': st.override_token as string })
+    const retried = await authorize(
+      gw.url,
+      token,
+      { action: { tool: 'payments.transfer', params: { amount: 5000, currency: 'EUR' } }, resource: 'account:ops' },
+      { 'aegis-override': st.override_token as string },
+    )
     assert.equal(retried.status, 200)
     assert.equal(retried.body.decision, 'allow', JSON.stringify(retried.body))
     await page.selectOption('#approval-status', 'approved')
@@ -177,16 +190,22 @@ describe('admin console in Chromium', { skip }, () => {
 
     // The revocation holds for the token endpoint too, until lifted from the console.
     await assert.rejects(env.token(cred), /answered 401/)
-    const { revocations } = await env.admin('GET', '/revocations') as { revocations: Array<{ value: string; created_at: number }> }
+    const { revocations } = (await env.admin('GET', '/revocations')) as { revocations: Array<{ value: string; created_at: number }> }
     const createdAt = revocations.find((r) => r.value === 'pay-bot')!.created_at
     // Tokens carry whole seconds: the next one must be minted in a later second than the revocation.
     await new Promise((r) => setTimeout(r, Math.max(0, (Math.floor(createdAt / 1000) + 1) * 1000 - Date.now())))
-    page.once('dialog', (dialog) => { void dialog.accept() })
+    page.once('dialog', (dialog) => {
+      void dialog.accept()
+    })
     await page.locator('#revocations-body tr', { hasText: 'pay-bot' }).getByRole('button', { name: 'Lift' }).click()
     await page.locator('#flash').filter({ hasText: 'lifted' }).waitFor()
     const lifted = await env.token(cred)
     await eventually(async () => (await authorize(gw.url, lifted, { action: { tool: 'crm.read', params: {} } })).status === 200, 10_000, 50)
-    assert.equal((await authorize(gw.url, payToken, { action: { tool: 'crm.read', params: {} } })).status, 401, 'the token from before the revocation stays refused')
+    assert.equal(
+      (await authorize(gw.url, payToken, { action: { tool: 'crm.read', params: {} } })).status,
+      401,
+      'the token from before the revocation stays refused',
+    )
     // Only the issued_before entry the lift left behind remains for pay-bot; it ends by itself, so it has no Lift button.
     await page.locator('#revocations-body tr', { hasText: 'issued_before' }).waitFor()
     assert.equal(await page.locator('#revocations-body tr', { hasText: 'pay-bot' }).getByRole('button', { name: 'Lift' }).count(), 0)
@@ -195,17 +214,23 @@ describe('admin console in Chromium', { skip }, () => {
   test('keys, policies and the audit log with a verify-chain button', async () => {
     await page.goto(`${env.issuer}/console/#keys`)
     await page.locator('#keys-body tr').first().waitFor()
-    assert.match(await page.locator('#keys-schedule').textContent() ?? '', /rotate every/)
+    assert.match((await page.locator('#keys-schedule').textContent()) ?? '', /rotate every/)
     await page.goto(`${env.issuer}/console/#policies`)
     await page.locator('#policies-body tr').first().waitFor()
     await page.goto(`${env.issuer}/console/#audit`)
     await page.locator('#audit-form').getByLabel('Type').fill('token.issued')
     await page.locator('#audit-form').getByRole('button', { name: 'Filter' }).click()
     // The unfiltered page load may still be landing: wait for the filtered rows.
-    await page.waitForFunction(() => {
-      const cells = (document as unknown as { querySelectorAll(s: string): ArrayLike<{ textContent: string | null }> }).querySelectorAll('#audit-body tr td:nth-child(3)')
-      return cells.length > 0 && Array.from(cells).every((c) => c.textContent === 'token.issued')
-    }, undefined, { timeout: 10_000 })
+    await page.waitForFunction(
+      () => {
+        const cells = (document as unknown as { querySelectorAll(s: string): ArrayLike<{ textContent: string | null }> }).querySelectorAll(
+          '#audit-body tr td:nth-child(3)',
+        )
+        return cells.length > 0 && Array.from(cells).every((c) => c.textContent === 'token.issued')
+      },
+      undefined,
+      { timeout: 10_000 },
+    )
     const types = await page.locator('#audit-body tr td:nth-child(3)').allTextContents()
     assert.ok(types.length > 0 && types.every((t) => t === 'token.issued'))
     await page.getByRole('button', { name: 'Verify chain' }).click()
@@ -217,14 +242,14 @@ describe('admin console in Chromium', { skip }, () => {
     const r = await page.evaluate(async () => {
       const body = JSON.stringify({ id: 'csrf-browser', name: 'x' })
       const without = await fetch('/admin/v1/tenants', { method: 'POST', headers: { 'content-type': 'application/json' }, body })
-      const s = await (await fetch('/console/session')).json() as { csrf: string }
+      const s = (await (await fetch('/console/session')).json()) as { csrf: string }
       const withToken = await fetch('/admin/v1/tenants', { method: 'POST', headers: { 'content-type': 'application/json', 'x-aegis-csrf': s.csrf }, body })
       return [without.status, withToken.status]
     })
     assert.deepEqual(r, [403, 201])
   })
 
-  test('a tenant admin\'s session cannot fetch another tenant\'s data through the console\'s API calls', async () => {
+  test("a tenant admin's session cannot fetch another tenant's data through the console's API calls", async () => {
     await env.admin('POST', '/tenants', { id: 'rival-co', name: 'Rival' })
     await env.admin('POST', '/tenants/rival-co/agents', { agent_id: 'rival-secret-bot', scopes: [], capabilities: ['crm.read'], max_ttl_seconds: 300 })
     const tok = (await env.admin('POST', '/admin-tokens', { tenant: env.tenant, role: 'admin', name: 'browser-tenant-admin' })) as { token: string }
@@ -238,7 +263,14 @@ describe('admin console in Chromium', { skip }, () => {
       await p.locator('tr[data-agent="pay-bot"]').waitFor()
       assert.equal(await p.locator('tr[data-agent="rival-secret-bot"]').count(), 0)
       const results = await p.evaluate(async (own) => {
-        const paths = [`/admin/v1/tenants/${own}/agents`, '/admin/v1/tenants/rival-co/agents', '/admin/v1/tenants/rival-co/policies', '/admin/v1/audit?tenant=rival-co', '/admin/v1/approvals?tenant=rival-co', '/admin/v1/keys']
+        const paths = [
+          `/admin/v1/tenants/${own}/agents`,
+          '/admin/v1/tenants/rival-co/agents',
+          '/admin/v1/tenants/rival-co/policies',
+          '/admin/v1/audit?tenant=rival-co',
+          '/admin/v1/approvals?tenant=rival-co',
+          '/admin/v1/keys',
+        ]
         const out: Array<[string, number, string]> = []
         for (const path of paths) {
           const res = await fetch(path)

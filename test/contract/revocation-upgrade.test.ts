@@ -23,9 +23,19 @@ const ROWS: Array<[string, string, number]> = [
 async function assertUpgraded(store: Store): Promise<void> {
   try {
     const standing = await store.revocations.listStanding(NOW)
-    assert.deepEqual(standing.map((r) => [r.type, r.value, r.expiresAt]), [['agent', 'bot', REVOCATION_PERMANENT]])
+    assert.deepEqual(
+      standing.map((r) => [r.type, r.value, r.expiresAt]),
+      [['agent', 'bot', REVOCATION_PERMANENT]],
+    )
     const active = await store.revocations.listActive(NOW)
-    assert.deepEqual(active.map((r) => [r.value, r.expiresAt]), [['bot', REVOCATION_PERMANENT], ['j1', NOW + 600_000]], 'jti entries keep their expiry; a lapsed entry stays lapsed')
+    assert.deepEqual(
+      active.map((r) => [r.value, r.expiresAt]),
+      [
+        ['bot', REVOCATION_PERMANENT],
+        ['j1', NOW + 600_000],
+      ],
+      'jti entries keep their expiry; a lapsed entry stays lapsed',
+    )
     const lifted = await store.revocations.lift(standing[0]!.seq, NOW, 'admin:test')
     assert.equal(lifted?.liftSeq, 4)
   } finally {
@@ -40,7 +50,13 @@ test('SQLite at schema version 2: live agent/client/tenant revocations become pe
     const { default: Database } = await import('better-sqlite3')
     const { SQLITE_MIGRATIONS, migrateSqlite } = await import('../../src/store/sqlite/index.js')
     const old = new Database(path)
-    assert.deepEqual(migrateSqlite(old, SQLITE_MIGRATIONS.filter((m) => m.version <= 2)), [1, 2])
+    assert.deepEqual(
+      migrateSqlite(
+        old,
+        SQLITE_MIGRATIONS.filter((m) => m.version <= 2),
+      ),
+      [1, 2],
+    )
     for (const [type, value, exp] of ROWS) old.prepare(`${INSERT}(?, ?, 'acme', NULL, NULL, ?, ?)`).run(type, value, NOW - 5000, exp)
     old.close()
     await assertUpgraded(await openSqliteStore(path))
@@ -57,7 +73,13 @@ test('PostgreSQL at schema version 2: live agent/client/tenant revocations becom
     const c = new pg.Client({ connectionString: schema.url })
     await c.connect()
     try {
-      assert.deepEqual(await migratePostgres(c, POSTGRES_MIGRATIONS.filter((m) => m.version <= 2)), [1, 2])
+      assert.deepEqual(
+        await migratePostgres(
+          c,
+          POSTGRES_MIGRATIONS.filter((m) => m.version <= 2),
+        ),
+        [1, 2],
+      )
       for (const [type, value, exp] of ROWS) await c.query(`${INSERT}($1, $2, 'acme', NULL, NULL, $3, $4)`, [type, value, NOW - 5000, exp])
     } finally {
       await c.end()

@@ -14,7 +14,10 @@ import { PgSql } from '../../src/store/postgres/store.js'
 import { SqliteSql } from '../../src/store/sqlite/store.js'
 import { freshPostgresSchema, skipWithoutPostgres } from '../helpers/services.js'
 
-interface Handle { sql: Sql; close: () => Promise<void> }
+interface Handle {
+  sql: Sql
+  close: () => Promise<void>
+}
 
 const CREATE = 'CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)'
 const num = (r: Record<string, unknown>): number => Number(r.v)
@@ -28,7 +31,7 @@ function executorContract(name: string, open: () => Promise<Handle>, opts: { ski
         assert.equal(await sql.one('SELECT v FROM kv WHERE k = ?', ['b'], num), 2)
         assert.equal(await sql.one('SELECT v FROM kv WHERE k = ?', ['none'], num), null)
         assert.deepEqual(await sql.all('SELECT v FROM kv WHERE v >= ? ORDER BY k', [1], num), [1, 2])
-        assert.equal(await sql.run('UPDATE kv SET v = v + ? WHERE k = ?', [10, 'none'], ), 0)
+        assert.equal(await sql.run('UPDATE kv SET v = v + ? WHERE k = ?', [10, 'none']), 0)
       } finally {
         await close()
       }
@@ -55,11 +58,14 @@ function executorContract(name: string, open: () => Promise<Handle>, opts: { ski
       try {
         await sql.run('INSERT INTO kv (k, v) VALUES (?, ?)', ['taken', 0])
         let resumed = false
-        await assert.rejects(sql.tx(function* () {
-          yield* run('INSERT INTO kv (k, v) VALUES (?, ?)', ['a', 1])
-          yield* run('INSERT INTO kv (k, v) VALUES (?, ?)', ['taken', 1])
-          resumed = true
-        }), (err: unknown) => !(err instanceof NotFound))
+        await assert.rejects(
+          sql.tx(function* () {
+            yield* run('INSERT INTO kv (k, v) VALUES (?, ?)', ['a', 1])
+            yield* run('INSERT INTO kv (k, v) VALUES (?, ?)', ['taken', 1])
+            resumed = true
+          }),
+          (err: unknown) => !(err instanceof NotFound),
+        )
         assert.equal(resumed, false)
         assert.deepEqual(await sql.all('SELECT k FROM kv ORDER BY k', [], (r) => String(r.k)), ['taken'])
       } finally {
@@ -70,11 +76,14 @@ function executorContract(name: string, open: () => Promise<Handle>, opts: { ski
     test('work that throws rolls back and rejects with its own error', async () => {
       const { sql, close } = await open()
       try {
-        await assert.rejects(sql.tx(function* () {
-          yield* run('INSERT INTO kv (k, v) VALUES (?, ?)', ['a', 1])
-          yield* sql.dialect.serialize('executor-test')
-          throw new NotFound('nothing here')
-        }), NotFound)
+        await assert.rejects(
+          sql.tx(function* () {
+            yield* run('INSERT INTO kv (k, v) VALUES (?, ?)', ['a', 1])
+            yield* sql.dialect.serialize('executor-test')
+            throw new NotFound('nothing here')
+          }),
+          NotFound,
+        )
         assert.equal(await sql.one('SELECT v FROM kv WHERE k = ?', ['a'], num), null)
       } finally {
         await close()
@@ -86,16 +95,31 @@ function executorContract(name: string, open: () => Promise<Handle>, opts: { ski
 executorContract('sqlite', async () => {
   const db = new Database(':memory:')
   db.exec(CREATE)
-  return { sql: new SqliteSql(db), close: async () => { db.close() } }
+  return {
+    sql: new SqliteSql(db),
+    close: async () => {
+      db.close()
+    },
+  }
 })
 
 const pgSkip = await skipWithoutPostgres()
-executorContract('postgres', async () => {
-  const schema = await freshPostgresSchema()
-  const pool = new pg.Pool({ connectionString: schema.url, max: 2 })
-  await pool.query(CREATE)
-  return { sql: new PgSql(pool), close: async () => { await pool.end(); await schema.drop() } }
-}, { skip: pgSkip })
+executorContract(
+  'postgres',
+  async () => {
+    const schema = await freshPostgresSchema()
+    const pool = new pg.Pool({ connectionString: schema.url, max: 2 })
+    await pool.query(CREATE)
+    return {
+      sql: new PgSql(pool),
+      close: async () => {
+        await pool.end()
+        await schema.drop()
+      },
+    }
+  },
+  { skip: pgSkip },
+)
 
 test('a SQLite transaction runs to its end before tx() returns: no other request can run inside it', async () => {
   const db = new Database(':memory:')

@@ -62,8 +62,10 @@ test('a closed SQLite store rejects with temporarily_unavailable, not a driver e
     const store = await openSqliteStore(join(root, 'aegis.db'))
     await store.close()
     await assert.rejects(store.tenants.list(), (err: unknown) => err instanceof AegisError && err.code === 'temporarily_unavailable')
-    await assert.rejects(store.audit.append([{ chainId: 'c', chainSeq: 1, type: 't', tenant: null, actor: null, subject: null, data: {}, ts: 1, prevHash: 'a', hash: 'b' }]),
-      (err: unknown) => err instanceof AegisError && err.code === 'temporarily_unavailable')
+    await assert.rejects(
+      store.audit.append([{ chainId: 'c', chainSeq: 1, type: 't', tenant: null, actor: null, subject: null, data: {}, ts: 1, prevHash: 'a', hash: 'b' }]),
+      (err: unknown) => err instanceof AegisError && err.code === 'temporarily_unavailable',
+    )
   } finally {
     rmSync(root, { recursive: true, force: true })
   }
@@ -132,11 +134,17 @@ test('processes opening a new SQLite file together apply each migration once', a
     const storeModule = new URL('../../src/store/sqlite/store.ts', import.meta.url).href
     const code = `const m = await import(${JSON.stringify(storeModule)}); const s = await m.openSqliteStore(${JSON.stringify(path)}); await s.close()`
     const { spawn } = await import('node:child_process')
-    const codes = await Promise.all(Array.from({ length: 3 }, () => new Promise<number | null>((resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'ignore', 'inherit'] })
-      child.on('error', reject)
-      child.on('exit', resolve)
-    })))
+    const codes = await Promise.all(
+      Array.from(
+        { length: 3 },
+        () =>
+          new Promise<number | null>((resolve, reject) => {
+            const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'ignore', 'inherit'] })
+            child.on('error', reject)
+            child.on('exit', resolve)
+          }),
+      ),
+    )
     assert.deepEqual(codes, [0, 0, 0])
     const store = await openSqliteStore(path)
     await store.tenants.create({ id: 'acme', name: 'Acme', requireAttestation: false, createdAt: 1 })
@@ -146,7 +154,10 @@ test('processes opening a new SQLite file together apply each migration once', a
     const rows = db.prepare('SELECT version FROM schema_migrations ORDER BY version').all() as { version: number }[]
     db.close()
     assert.ok(rows.length >= 1)
-    assert.deepEqual(rows.map((r) => r.version), [...new Set(rows.map((r) => r.version))])
+    assert.deepEqual(
+      rows.map((r) => r.version),
+      [...new Set(rows.map((r) => r.version))],
+    )
   } finally {
     rmSync(root, { recursive: true, force: true })
   }
@@ -173,7 +184,13 @@ test('a SQLite file at schema version 1 is upgraded on open: console logouts wor
     const { default: Database } = await import('better-sqlite3')
     const { SQLITE_MIGRATIONS, migrateSqlite } = await import('../../src/store/sqlite/index.js')
     const old = new Database(path)
-    assert.deepEqual(migrateSqlite(old, SQLITE_MIGRATIONS.filter((m) => m.version === 1)), [1])
+    assert.deepEqual(
+      migrateSqlite(
+        old,
+        SQLITE_MIGRATIONS.filter((m) => m.version === 1),
+      ),
+      [1],
+    )
     old.prepare('INSERT INTO tenants (id, name, require_attestation, created_at) VALUES (?, ?, ?, ?)').run('acme', 'Acme', 0, 1)
     old.close()
     const store = await openSqliteStore(path)
@@ -181,7 +198,13 @@ test('a SQLite file at schema version 1 is upgraded on open: console logouts wor
     const db = new Database(path, { readonly: true })
     const rows = db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all() as { version: number; name: string }[]
     db.close()
-    assert.deepEqual(rows.filter((r) => r.version <= 2), [{ version: 1, name: 'initial' }, { version: 2, name: 'console_logouts' }])
+    assert.deepEqual(
+      rows.filter((r) => r.version <= 2),
+      [
+        { version: 1, name: 'initial' },
+        { version: 2, name: 'console_logouts' },
+      ],
+    )
   } finally {
     rmSync(root, { recursive: true, force: true })
   }
@@ -195,7 +218,13 @@ test('a PostgreSQL schema at version 1 is upgraded on open: console logouts work
     const c = new pg.Client({ connectionString: schema.url })
     await c.connect()
     try {
-      assert.deepEqual(await migratePostgres(c, POSTGRES_MIGRATIONS.filter((m) => m.version === 1)), [1])
+      assert.deepEqual(
+        await migratePostgres(
+          c,
+          POSTGRES_MIGRATIONS.filter((m) => m.version === 1),
+        ),
+        [1],
+      )
       await c.query('INSERT INTO tenants (id, name, require_attestation, created_at) VALUES ($1, $2, $3, $4)', ['acme', 'Acme', false, 1])
     } finally {
       await c.end()
@@ -206,7 +235,10 @@ test('a PostgreSQL schema at version 1 is upgraded on open: console logouts work
     await v.connect()
     try {
       const { rows } = await v.query<{ version: number; name: string }>('SELECT version, name FROM schema_migrations WHERE version <= 2 ORDER BY version')
-      assert.deepEqual(rows, [{ version: 1, name: 'initial' }, { version: 2, name: 'console_logouts' }])
+      assert.deepEqual(rows, [
+        { version: 1, name: 'initial' },
+        { version: 2, name: 'console_logouts' },
+      ])
     } finally {
       await v.end()
     }

@@ -9,7 +9,11 @@ storeContract('sqlite', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'aegis-store-'))
   const path = join(dir, 'aegis.db')
   const opened: Store[] = []
-  const open = async (): Promise<Store> => { const s = await openSqliteStore(path); opened.push(s); return s }
+  const open = async (): Promise<Store> => {
+    const s = await openSqliteStore(path)
+    opened.push(s)
+    return s
+  }
   const store = await open()
   return {
     store,
@@ -22,22 +26,30 @@ storeContract('sqlite', async () => {
 })
 
 const pgSkip = await skipWithoutPostgres()
-storeContract('postgres', async () => {
-  const schema = await freshPostgresSchema()
-  const opened: Store[] = []
-  const open = async (): Promise<Store> => { const s = await openPostgresStore(schema.url); opened.push(s); return s }
-  try {
-    const store = await open()
-    return {
-      store,
-      reopen: open,
-      cleanup: async () => {
-        for (const s of opened) await s.close()
-        await schema.drop()
-      },
+storeContract(
+  'postgres',
+  async () => {
+    const schema = await freshPostgresSchema()
+    const opened: Store[] = []
+    const open = async (): Promise<Store> => {
+      const s = await openPostgresStore(schema.url)
+      opened.push(s)
+      return s
     }
-  } catch (err) {
-    await schema.drop()
-    throw err
-  }
-}, { skip: pgSkip })
+    try {
+      const store = await open()
+      return {
+        store,
+        reopen: open,
+        cleanup: async () => {
+          for (const s of opened) await s.close()
+          await schema.drop()
+        },
+      }
+    } catch (err) {
+      await schema.drop()
+      throw err
+    }
+  },
+  { skip: pgSkip },
+)

@@ -27,11 +27,21 @@ export function runAegis(args: string[], env: Record<string, string>, timeoutMs 
     const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
-    child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString()
+    })
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString()
+    })
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('error', (err) => { clearTimeout(timer); reject(err) })
-    child.on('close', (code) => { clearTimeout(timer); resolvePromise({ code, stdout, stderr }) })
+    child.on('error', (err) => {
+      clearTimeout(timer)
+      reject(err)
+    })
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolvePromise({ code, stdout, stderr })
+    })
   })
 }
 
@@ -82,7 +92,11 @@ export class AegisProcess {
 
   private record(chunk: string): void {
     if (this.logFile) appendFileSync(this.logFile, chunk)
-    if (this.omit) chunk = chunk.split('\n').filter((l) => !this.omit!.test(l)).join('\n')
+    if (this.omit)
+      chunk = chunk
+        .split('\n')
+        .filter((l) => !this.omit!.test(l))
+        .join('\n')
     this.output += chunk
     if (this.output.length > LOG_LIMIT) this.output = this.output.slice(-LOG_LIMIT)
   }
@@ -91,7 +105,11 @@ export class AegisProcess {
   async start(timeoutMs = 60_000): Promise<void> {
     if (this.running) return
     // stdin is a pipe only the test holds: when the test process is gone, the server goes too (aegis-cli.ts).
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', '--role', this.role], { cwd: ROOT, env: { ...childEnv(this.env), TEST_EXIT_WITH_PARENT: '1' }, stdio: ['pipe', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', '--role', this.role], {
+      cwd: ROOT,
+      env: { ...childEnv(this.env), TEST_EXIT_WITH_PARENT: '1' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
     this.child = child
     this.record(`--- ${this.name} started (pid ${child.pid})\n`)
     child.once('exit', (code, signal) => {
@@ -99,23 +117,34 @@ export class AegisProcess {
       if (this.ending || this.child !== child || !this.url) return
       this.crashes.push(`${this.name} (pid ${child.pid}) exited by itself (${code ?? signal}):\n${this.output.slice(-3_000)}`)
       // A process that keeps dying is left dead after a few tries: the test reports every crash anyway.
-      if (this.supervise && this.crashes.length <= 5) this.start().catch((err: unknown) => this.crashes.push(`${this.name} could not be restarted: ${String(err)}`))
+      if (this.supervise && this.crashes.length <= 5)
+        this.start().catch((err: unknown) => this.crashes.push(`${this.name} could not be restarted: ${String(err)}`))
     })
     const what = this.role === 'control-plane' ? 'control plane' : 'gateway'
     const listening = new RegExp(`aegis: ${what} on (http://\\S+)`)
     await new Promise<void>((resolvePromise, reject) => {
       let seen = ''
-      const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${this.name} did not listen within ${timeoutMs} ms:\n${this.output}`)) }, timeoutMs)
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL')
+        reject(new Error(`${this.name} did not listen within ${timeoutMs} ms:\n${this.output}`))
+      }, timeoutMs)
       const onOut = (c: Buffer): void => {
         const s = c.toString()
         this.record(s)
         seen += s
         const m = listening.exec(seen)
-        if (m) { clearTimeout(timer); this.url = m[1]!; resolvePromise() }
+        if (m) {
+          clearTimeout(timer)
+          this.url = m[1]!
+          resolvePromise()
+        }
       }
       child.stdout!.on('data', onOut)
       child.stderr!.on('data', (c: Buffer) => this.record(c.toString()))
-      child.once('exit', (code, signal) => { clearTimeout(timer); reject(new Error(`${this.name} exited (${code ?? signal}) before listening:\n${this.output}`)) })
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer)
+        reject(new Error(`${this.name} exited (${code ?? signal}) before listening:\n${this.output}`))
+      })
     })
   }
 

@@ -26,11 +26,13 @@ export function fillFeedState(opts: BulkFeedOptions): number {
     const p = opts.prefix ?? 'bulk'
     // jti entries expire with the longest token they could match; an hour is plenty for a test.
     const rev = db.prepare('INSERT INTO revocations (type, value, tenant, agent_id, reason, created_at, expires_at) VALUES (?, ?, ?, NULL, ?, ?, ?)')
-    const agent = db.prepare(`INSERT INTO agents (tenant, agent_id, client_id, scopes, capabilities, schemas, max_ttl_seconds, audiences, token_endpoint_auth_method,
+    const agent =
+      db.prepare(`INSERT INTO agents (tenant, agent_id, client_id, scopes, capabilities, schemas, max_ttl_seconds, audiences, token_endpoint_auth_method,
       jwks, tls_client_auth_subject_dn, tls_client_auth_san_uri, tls_client_auth_san_dns, tls_client_auth_thumbprint, capability_hash, created_at, updated_at)
       VALUES (?, ?, ?, '["crm:read"]', '["crm.read"]', NULL, 900, '["aegis-gateway"]', 'client_secret_basic', NULL, NULL, NULL, NULL, NULL, ?, ?, ?)`)
     db.transaction(() => {
-      for (let i = 0; i < opts.revocations; i++) rev.run('jti', `${p}-jti-${i.toString(36).padStart(8, '0')}-${'x'.repeat(12)}`, opts.tenant, 'bulk revocation for the scale test', now, now + 3_600_000)
+      for (let i = 0; i < opts.revocations; i++)
+        rev.run('jti', `${p}-jti-${i.toString(36).padStart(8, '0')}-${'x'.repeat(12)}`, opts.tenant, 'bulk revocation for the scale test', now, now + 3_600_000)
       for (let i = 0; i < opts.agents; i++) agent.run(opts.tenant, `${p}-agent-${i}`, `ag_${p}_${i}`, 'A'.repeat(43), now, now)
     })()
   } finally {

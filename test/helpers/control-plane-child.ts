@@ -20,7 +20,12 @@ await cp.app.listen({ port: spec.port ?? 0, host: '127.0.0.1' })
 const port = (cp.app.server.address() as { port: number }).port
 process.stdout.write(`READY http://127.0.0.1:${port}\n`)
 const stop = (): void => {
-  cp.close().then(() => feed?.close()).then(() => process.exit(0), () => process.exit(1))
+  cp.close()
+    .then(() => feed?.close())
+    .then(
+      () => process.exit(0),
+      () => process.exit(1),
+    )
 }
 process.once('SIGTERM', stop)
 process.once('SIGINT', stop)

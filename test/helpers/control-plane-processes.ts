@@ -33,7 +33,10 @@ export async function startControlPlaneProcess(config: Record<string, unknown>, 
   const url = await new Promise<string>((resolve, reject) => {
     let out = ''
     let done = false
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`control plane process did not start in 30 s: ${stderr}`)) }, 30_000)
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`control plane process did not start in 30 s: ${stderr}`))
+    }, 30_000)
     const onData = (c: Buffer): void => {
       if (copy) process.stderr.write(c)
       if (done) return
@@ -48,7 +51,10 @@ export async function startControlPlaneProcess(config: Record<string, unknown>, 
     }
     // Kept attached for the child's life: an unread pipe would block its logging.
     child.stdout?.on('data', onData)
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`control plane process exited with ${code}: ${stderr}`)) })
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`control plane process exited with ${code}: ${stderr}`))
+    })
   })
   return {
     url,

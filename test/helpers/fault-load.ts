@@ -113,18 +113,24 @@ export class FaultLoad {
       this.loops.push(this.loop(`victim-token ${cp.name}`, this.rates.victimToken, deadline, () => this.issue(cp, `victim-token ${cp.name}`, this.opts.victim)))
     }
     for (const gw of this.opts.gateways) {
-      this.loops.push(this.loop(`read ${gw.name}`, this.rates.read, deadline, () => {
-        const t = this.latestToken()
-        return t ? this.decide(gw, `read ${gw.name}`, t, this.opts.readAction) : null
-      }))
-      this.loops.push(this.loop(`high ${gw.name}`, this.rates.high, deadline, () => {
-        const t = this.highPool.shift()
-        return t ? this.decide(gw, `high ${gw.name}`, t, this.opts.highAction) : null
-      }))
-      this.loops.push(this.loop(`victim-read ${gw.name}`, this.rates.victimRead, deadline, () => {
-        const t = this.victimToken
-        return t ? this.decide(gw, `victim-read ${gw.name}`, t, this.opts.readAction) : null
-      }))
+      this.loops.push(
+        this.loop(`read ${gw.name}`, this.rates.read, deadline, () => {
+          const t = this.latestToken()
+          return t ? this.decide(gw, `read ${gw.name}`, t, this.opts.readAction) : null
+        }),
+      )
+      this.loops.push(
+        this.loop(`high ${gw.name}`, this.rates.high, deadline, () => {
+          const t = this.highPool.shift()
+          return t ? this.decide(gw, `high ${gw.name}`, t, this.opts.highAction) : null
+        }),
+      )
+      this.loops.push(
+        this.loop(`victim-read ${gw.name}`, this.rates.victimRead, deadline, () => {
+          const t = this.victimToken
+          return t ? this.decide(gw, `victim-read ${gw.name}`, t, this.opts.readAction) : null
+        }),
+      )
     }
   }
 
@@ -308,7 +314,12 @@ export interface FaultOutcome {
  * fault ending at `end`. A request in flight when the next fault began is
  * counted there, not here: its failure may be that fault's doing.
  */
-export function analyseFault(samples: readonly Sample[], streams: readonly string[], window: { start: number; end: number; until: number }, intended: (s: Sample) => boolean = () => false): FaultOutcome {
+export function analyseFault(
+  samples: readonly Sample[],
+  streams: readonly string[],
+  window: { start: number; end: number; until: number },
+  intended: (s: Sample) => boolean = () => false,
+): FaultOutcome {
   const inWindow = samples.filter((s) => streams.includes(s.stream) && s.end >= window.start && s.end < window.until).sort((a, b) => a.start - b.start)
   const refused: Record<string, number> = {}
   const meant: Record<string, number> = {}
@@ -317,7 +328,10 @@ export function analyseFault(samples: readonly Sample[], streams: readonly strin
     if (s.ok) continue
     // `token 503`, `high 503`, `read conn`, `read 200 deny`: which kind of request, refused how.
     const key = `${s.stream.split(' ')[0]} ${s.status === 200 ? `200 ${s.decision ?? '?'}` : String(s.status)}`
-    if (intended(s)) { meant[key] = (meant[key] ?? 0) + 1; continue }
+    if (intended(s)) {
+      meant[key] = (meant[key] ?? 0) + 1
+      continue
+    }
     refused[key] = (refused[key] ?? 0) + 1
     if (s.start >= window.end) lastFailure = Math.max(lastFailure, s.start)
   }

@@ -16,7 +16,10 @@ await gw.ready
 const port = (gw.app.server.address() as { port: number }).port
 process.stdout.write(`READY http://127.0.0.1:${port} ${gw.deps.gatewayId}\n`)
 const stop = (): void => {
-  gw.close().then(() => process.exit(0), () => process.exit(1))
+  gw.close().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  )
 }
 process.once('SIGTERM', stop)
 process.once('SIGINT', stop)

@@ -18,8 +18,10 @@ import { REDIS_URL, redisPrefix } from './services.js'
 export { freePort } from './ports.js'
 import { freePort } from './ports.js'
 
-
-export interface Credential { client_id: string; client_secret: string }
+export interface Credential {
+  client_id: string
+  client_secret: string
+}
 
 export interface GatewayEnvOptions {
   /** Follow the feed over Redis (unique key prefix) instead of SSE. */
@@ -97,19 +99,19 @@ export async function startGatewayEnv(opts: GatewayEnvOptions = {}): Promise<Gat
   }
   await admin('POST', '/tenants', { id: tenant, name: 'Gateway tests' })
 
-  const gatewayConfig = (overrides: Record<string, unknown> = {}): AegisConfig => loadConfig({
-    env: {},
-    overrides: {
-      ...base,
-      issuer,
-      adminToken: undefined,
-      gatewayToken,
-      ...overrides,
-    },
-  })
-  const tuning = (): Partial<GatewayTuning> => prefix
-    ? { feedChannel: `${prefix}aegis:feed`, feedHashKey: `${prefix}aegis:revocations`, redisKeyPrefix: `${prefix}jti:`, redisHealthIntervalMs: 100 }
-    : {}
+  const gatewayConfig = (overrides: Record<string, unknown> = {}): AegisConfig =>
+    loadConfig({
+      env: {},
+      overrides: {
+        ...base,
+        issuer,
+        adminToken: undefined,
+        gatewayToken,
+        ...overrides,
+      },
+    })
+  const tuning = (): Partial<GatewayTuning> =>
+    prefix ? { feedChannel: `${prefix}aegis:feed`, feedHashKey: `${prefix}aegis:revocations`, redisKeyPrefix: `${prefix}jti:`, redisHealthIntervalMs: 100 } : {}
 
   const env: GatewayEnv = {
     cp,
@@ -121,16 +123,28 @@ export async function startGatewayEnv(opts: GatewayEnvOptions = {}): Promise<Gat
     prefix,
     admin,
     agent: async (agentId, capabilities, extra = {}) => {
-      await admin('POST', `/tenants/${env.tenant}/agents`, { agent_id: agentId, scopes: ['crm:read', 'payments:write'], capabilities, max_ttl_seconds: 900, ...extra })
-      return (await admin('POST', `/tenants/${env.tenant}/agents/${agentId}/bootstrap-credentials`, { ttl_seconds: 3600, single_use: false })) as unknown as Credential
+      await admin('POST', `/tenants/${env.tenant}/agents`, {
+        agent_id: agentId,
+        scopes: ['crm:read', 'payments:write'],
+        capabilities,
+        max_ttl_seconds: 900,
+        ...extra,
+      })
+      return (await admin('POST', `/tenants/${env.tenant}/agents/${agentId}/bootstrap-credentials`, {
+        ttl_seconds: 3600,
+        single_use: false,
+      })) as unknown as Credential
     },
     token: async (cred) => {
       const res = await fetch(`${issuer}/oauth2/token`, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${encodeURIComponent(cred.client_id)}:${encodeURIComponent(cred.client_secret)}`).toString('base64')}` },
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: `Basic ${Buffer.from(`${encodeURIComponent(cred.client_id)}:${encodeURIComponent(cred.client_secret)}`).toString('base64')}`,
+        },
         body: 'grant_type=client_credentials',
       })
-      const body = await res.json() as { access_token?: string }
+      const body = (await res.json()) as { access_token?: string }
       if (!res.ok || !body.access_token) throw new Error(`token endpoint answered ${res.status}: ${JSON.stringify(body)}`)
       return body.access_token
     },
@@ -141,7 +155,14 @@ export async function startGatewayEnv(opts: GatewayEnvOptions = {}): Promise<Gat
       await gw.app.listen({ port: 0, host: '127.0.0.1' })
       const url = `http://127.0.0.1:${(gw.app.server.address() as { port: number }).port}`
       await gw.ready
-      const running: RunningGateway = { gw, url, close: async () => { gateways.delete(running); await gw.close() } }
+      const running: RunningGateway = {
+        gw,
+        url,
+        close: async () => {
+          gateways.delete(running)
+          await gw.close()
+        },
+      }
       gateways.add(running)
       return running
     },
@@ -162,14 +183,19 @@ export async function startGatewayEnv(opts: GatewayEnvOptions = {}): Promise<Gat
 }
 
 /** POST /v1/authorize. */
-export async function authorize(url: string, token: string | undefined, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+export async function authorize(
+  url: string,
+  token: string | undefined,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
   const res = await fetch(`${url}/v1/authorize`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   })
   const text = await res.text()
-  return { status: res.status, body: text ? JSON.parse(text) as Record<string, unknown> : {}, headers: res.headers }
+  return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {}, headers: res.headers }
 }
 
 /** Polls `fn` until it returns true (or throws after `timeoutMs`); resolves with the time it took (ms). */
@@ -200,10 +226,25 @@ export async function metricValue(url: string, name: string, labels: Record<stri
  * Stores and activates a Cedar bundle for the env's tenant and publishes it
  * on the control plane's feed, as the policy admin API does.
  */
-export async function activatePolicy(env: GatewayEnv, cedar: string, mode: 'enforce' | 'shadow' = 'enforce', version = `2026-11-29.${Date.now()}`): Promise<string> {
+export async function activatePolicy(
+  env: GatewayEnv,
+  cedar: string,
+  mode: 'enforce' | 'shadow' = 'enforce',
+  version = `2026-11-29.${Date.now()}`,
+): Promise<string> {
   const id = `pol_${randomBytes(8).toString('hex')}`
   const now = Date.now()
-  await env.cp.deps.store.policies.create({ id, tenant: env.tenant, version, cedar, mode, status: 'inactive', createdAt: now, activatedAt: null, reviewedAt: null })
+  await env.cp.deps.store.policies.create({
+    id,
+    tenant: env.tenant,
+    version,
+    cedar,
+    mode,
+    status: 'inactive',
+    createdAt: now,
+    activatedAt: null,
+    reviewedAt: null,
+  })
   await env.cp.deps.store.policies.activate(env.tenant, id, now)
   await env.cp.deps.feed.publish({ kind: 'policy', policy: { tenant: env.tenant, active: { id, version, cedar, mode }, candidate: null } })
   return version

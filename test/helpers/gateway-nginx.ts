@@ -39,12 +39,19 @@ async function waitForPort(port: number, child: ChildProcess, dir: string): Prom
   for (;;) {
     if (child.exitCode !== null) {
       let log = ''
-      try { log = readFileSync(join(dir, 'error.log'), 'utf8') } catch { /* none */ }
+      try {
+        log = readFileSync(join(dir, 'error.log'), 'utf8')
+      } catch {
+        /* none */
+      }
       throw new Error(`nginx exited with ${child.exitCode}: ${log}`)
     }
     const ok = await new Promise<boolean>((resolve) => {
       const s = connect(port, '127.0.0.1')
-      s.once('connect', () => { s.destroy(); resolve(true) })
+      s.once('connect', () => {
+        s.destroy()
+        resolve(true)
+      })
       s.once('error', () => resolve(false))
     })
     if (ok) return
@@ -79,9 +86,13 @@ ${serverBody}
 }
 `
   writeFileSync(join(dir, 'nginx.conf'), conf)
-  const child = spawn(bin, ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(bin, ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
   let stderr = ''
-  child.stderr?.on('data', (c: Buffer) => { stderr += c.toString() })
+  child.stderr?.on('data', (c: Buffer) => {
+    stderr += c.toString()
+  })
   try {
     await waitForPort(port, child, dir)
   } catch (err) {

@@ -17,16 +17,27 @@ export async function startGatewayProcess(config: Record<string, unknown>, tunin
   const nodeArgs = (process.env.GATEWAY_CHILD_NODE_ARGS ?? '').split(' ').filter((a) => a.length > 0)
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'test/helpers/gateway-child.ts'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   let stderr = ''
-  child.stderr?.on('data', (c: Buffer) => { stderr += c.toString() })
+  child.stderr?.on('data', (c: Buffer) => {
+    stderr += c.toString()
+  })
   const line = await new Promise<string>((resolve, reject) => {
     let out = ''
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`gateway process did not get ready in 30 s: ${stderr}`)) }, 30_000)
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`gateway process did not get ready in 30 s: ${stderr}`))
+    }, 30_000)
     child.stdout?.on('data', (c: Buffer) => {
       out += c.toString()
       const m = /READY (\S+) (\S+)/.exec(out)
-      if (m) { clearTimeout(timer); resolve(m[0]) }
+      if (m) {
+        clearTimeout(timer)
+        resolve(m[0])
+      }
     })
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`gateway process exited with ${code}: ${stderr}`)) })
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`gateway process exited with ${code}: ${stderr}`))
+    })
   })
   const [, url, gatewayId] = line.split(' ') as [string, string, string]
   return {

@@ -1,7 +1,12 @@
 /** A small real upstream tool server that records what reached it. */
 import { createServer, type IncomingHttpHeaders } from 'node:http'
 
-export interface SeenRequest { method: string; url: string; headers: IncomingHttpHeaders; body: string }
+export interface SeenRequest {
+  method: string
+  url: string
+  headers: IncomingHttpHeaders
+  body: string
+}
 
 export interface Upstream {
   url: string
@@ -28,6 +33,10 @@ export async function startUpstream(): Promise<Upstream> {
     url: `http://127.0.0.1:${port}`,
     port,
     seen,
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
   }
 }

@@ -19,7 +19,9 @@ function ephemeralRange(): [number, number] {
   try {
     const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
     if (lo && hi) return [lo, hi]
-  } catch { /* not Linux */ }
+  } catch {
+    /* not Linux */
+  }
   return [32768, 60999]
 }
 

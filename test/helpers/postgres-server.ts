@@ -16,7 +16,9 @@ const PG_ROOT = '/usr/lib/postgresql'
 /** The newest `/usr/lib/postgresql/<major>/bin` holding initdb and pg_ctl, or the directory of an `initdb` on the PATH; null when neither exists. */
 export function postgresBinDir(): string | null {
   if (existsSync(PG_ROOT)) {
-    const majors = readdirSync(PG_ROOT).filter((d) => /^\d+$/.test(d)).sort((a, b) => Number(b) - Number(a))
+    const majors = readdirSync(PG_ROOT)
+      .filter((d) => /^\d+$/.test(d))
+      .sort((a, b) => Number(b) - Number(a))
     for (const m of majors) {
       const bin = join(PG_ROOT, m, 'bin')
       if (existsSync(join(bin, 'initdb')) && existsSync(join(bin, 'pg_ctl'))) return bin
@@ -34,7 +36,9 @@ function postgresUser(): { uid: number; gid: number } | null {
       const f = line.split(':')
       if (f[0] === 'postgres') return { uid: Number(f[2]), gid: Number(f[3]) }
     }
-  } catch { /* no passwd file */ }
+  } catch {
+    /* no passwd file */
+  }
   return null
 }
 
@@ -47,7 +51,8 @@ const asRoot = (): boolean => userInfo().uid === 0
  */
 export function skipWithoutInitdb(): string | false {
   let msg: string | null = null
-  if (postgresBinDir() === null) msg = `initdb and pg_ctl not found (under ${PG_ROOT}/*/bin or on the PATH): install PostgreSQL (apt-get install postgresql) to run the PostgreSQL fault tests`
+  if (postgresBinDir() === null)
+    msg = `initdb and pg_ctl not found (under ${PG_ROOT}/*/bin or on the PATH): install PostgreSQL (apt-get install postgresql) to run the PostgreSQL fault tests`
   else if (asRoot() && postgresUser() === null) msg = 'running as root and there is no postgres user to run a private PostgreSQL cluster as'
   if (msg === null) return false
   if (process.env.AEGIS_REQUIRE_SERVICES === '1') throw new Error(`AEGIS_REQUIRE_SERVICES=1 and ${msg}`)
@@ -60,11 +65,21 @@ function pgRun(bin: string, args: string[], timeoutMs = 60_000): Promise<{ code:
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' })
     let out = ''
-    child.stdout.on('data', (c: Buffer) => { out += c.toString() })
-    child.stderr.on('data', (c: Buffer) => { out += c.toString() })
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString()
+    })
+    child.stderr.on('data', (c: Buffer) => {
+      out += c.toString()
+    })
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('error', (err) => { clearTimeout(timer); reject(err) })
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, out }) })
+    child.on('error', (err) => {
+      clearTimeout(timer)
+      reject(err)
+    })
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, out })
+    })
   })
 }
 
@@ -95,7 +110,11 @@ export class PrivatePostgres {
 
   /** The server log so far (for a failing test's message). */
   log(): string {
-    try { return readFileSync(join(this.dir, 'server.log'), 'utf8') } catch { return '' }
+    try {
+      return readFileSync(join(this.dir, 'server.log'), 'utf8')
+    } catch {
+      return ''
+    }
   }
 
   /**
@@ -119,16 +138,19 @@ export class PrivatePostgres {
       throw new Error(`initdb failed (${init.code}): ${init.out}`)
     }
     // Appended settings win over initdb's defaults. Small and quick: a test cluster, not a tuned one.
-    appendFileSync(join(pg.dataDir, 'postgresql.conf'), [
-      '',
-      `port = ${pg.port}`,
-      "listen_addresses = '127.0.0.1'",
-      `unix_socket_directories = '${dir}'`,
-      'max_connections = 100',
-      'shared_buffers = 32MB',
-      'logging_collector = off',
-      '',
-    ].join('\n'))
+    appendFileSync(
+      join(pg.dataDir, 'postgresql.conf'),
+      [
+        '',
+        `port = ${pg.port}`,
+        "listen_addresses = '127.0.0.1'",
+        `unix_socket_directories = '${dir}'`,
+        'max_connections = 100',
+        'shared_buffers = 32MB',
+        'logging_collector = off',
+        '',
+      ].join('\n'),
+    )
     await pg.start()
     return pg
   }
@@ -174,7 +196,9 @@ export class PrivatePostgres {
       try {
         const pid = Number(readFileSync(join(this.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0])
         if (pid > 0) process.kill(pid, 'SIGQUIT')
-      } catch { /* already gone */ }
+      } catch {
+        /* already gone */
+      }
     }
     rmSync(this.dir, { recursive: true, force: true })
   }

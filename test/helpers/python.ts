@@ -23,7 +23,8 @@ export function skipWithoutPython(): string | false {
     if (!existsSync(PYTHON)) msg = `${PYTHON} not found: install Debian's python3`
     else {
       const r = spawnSync(PYTHON, ['-c', 'import sys, pytest, cryptography, httpx; assert sys.version_info >= (3, 11)'], { encoding: 'utf8' })
-      if (r.status !== 0) msg = `${PYTHON} lacks pytest, cryptography or httpx (or is older than 3.11): apt-get install -y python3-cryptography python3-pytest python3-httpx`
+      if (r.status !== 0)
+        msg = `${PYTHON} lacks pytest, cryptography or httpx (or is older than 3.11): apt-get install -y python3-cryptography python3-pytest python3-httpx`
     }
     probed = msg
   }
@@ -39,16 +40,31 @@ export function pythonEnv(extra: Record<string, string> = {}): Record<string, st
 }
 
 /** Runs `python3 <args>` in clients/python; resolves with its exit code and output. */
-export function runPython(args: string[], env: Record<string, string>, timeoutMs: number, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runPython(
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs: number,
+  input?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(PYTHON, args, { cwd: PYTHON_DIR, env: pythonEnv(env), stdio: ['pipe', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
-    child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString()
+    })
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString()
+    })
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('error', (err) => { clearTimeout(timer); reject(err) })
-    child.on('close', (code) => { clearTimeout(timer); resolvePromise({ code, stdout, stderr }) })
+    child.on('error', (err) => {
+      clearTimeout(timer)
+      reject(err)
+    })
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolvePromise({ code, stdout, stderr })
+    })
     child.stdin.end(input ?? '')
   })
 }

@@ -23,10 +23,17 @@ export function pingRedis(port: number, timeoutMs = 500): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect({ port, host: '127.0.0.1' })
     let buf = ''
-    const done = (ok: boolean): void => { clearTimeout(t); s.destroy(); resolve(ok) }
+    const done = (ok: boolean): void => {
+      clearTimeout(t)
+      s.destroy()
+      resolve(ok)
+    }
     const t = setTimeout(() => done(false), timeoutMs)
     s.on('connect', () => s.write('PING\r\n'))
-    s.on('data', (c: Buffer) => { buf += c.toString(); if (buf.includes('\r\n')) done(buf.startsWith('+PONG')) })
+    s.on('data', (c: Buffer) => {
+      buf += c.toString()
+      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'))
+    })
     s.on('error', () => done(false))
   })
 }
@@ -53,7 +60,7 @@ export class PrivateRedis {
    * pass freeRestartablePort() (ports.ts says why).
    */
   static async start(port?: number): Promise<PrivateRedis> {
-    const r = new PrivateRedis(port ?? await freePort())
+    const r = new PrivateRedis(port ?? (await freePort()))
     await r.start()
     return r
   }
@@ -62,8 +69,12 @@ export class PrivateRedis {
   async start(): Promise<void> {
     if (this.running) return
     this.stderr = ''
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: ['ignore', 'ignore', 'pipe'] })
-    child.stderr?.on('data', (c: Buffer) => { this.stderr += c.toString() })
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    child.stderr?.on('data', (c: Buffer) => {
+      this.stderr += c.toString()
+    })
     this.child = child
     const deadline = Date.now() + 10_000
     for (;;) {

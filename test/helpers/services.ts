@@ -15,13 +15,29 @@ let redisUp: Promise<boolean> | undefined
 
 async function probePostgres(): Promise<boolean> {
   const client = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 10000 })
-  try { await client.connect(); await client.query('select 1'); return true } catch { return false } finally { await client.end().catch(() => {}) }
+  try {
+    await client.connect()
+    await client.query('select 1')
+    return true
+  } catch {
+    return false
+  } finally {
+    await client.end().catch(() => {})
+  }
 }
 
 async function probeRedis(): Promise<boolean> {
   const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 10000 })
   r.on('error', () => {})
-  try { await r.connect(); await r.ping(); return true } catch { return false } finally { r.disconnect() }
+  try {
+    await r.connect()
+    await r.ping()
+    return true
+  } catch {
+    return false
+  } finally {
+    r.disconnect()
+  }
 }
 
 /**

@@ -21,7 +21,10 @@ export class TcpRelay {
   private blocked = false
   private stalled = false
 
-  private constructor(private readonly server: Server, readonly port: number) {}
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
 
   /** Listens on a free loopback port and relays to 127.0.0.1:`targetPort`. */
   static async start(targetPort: number): Promise<TcpRelay> {
@@ -36,7 +39,10 @@ export class TcpRelay {
       relay.track(upstream)
       relay.relay(client, upstream)
       relay.relay(upstream, client)
-      const end = (): void => { client.destroy(); upstream.destroy() }
+      const end = (): void => {
+        client.destroy()
+        upstream.destroy()
+      }
       client.on('error', end)
       upstream.on('error', end)
       client.on('close', end)

@@ -23,15 +23,28 @@ after(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true })
 })
 
-interface Running { child: ChildProcess; out: () => string; err: () => string; exited: Promise<number | null> }
+interface Running {
+  child: ChildProcess
+  out: () => string
+  err: () => string
+  exited: Promise<number | null>
+}
 
 function run(args: string[], env: Record<string, string>): Running {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   children.push(child)
   let out = ''
   let err = ''
-  child.stdout!.on('data', (b: Buffer) => { out += b.toString('utf8') })
-  child.stderr!.on('data', (b: Buffer) => { err += b.toString('utf8') })
+  child.stdout!.on('data', (b: Buffer) => {
+    out += b.toString('utf8')
+  })
+  child.stderr!.on('data', (b: Buffer) => {
+    err += b.toString('utf8')
+  })
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
   return { child, out: () => out, err: () => err, exited }
 }
@@ -55,14 +68,17 @@ async function waitFor<T>(get: () => T | undefined, what: string, p: Running, li
 }
 
 type Step = { step: string; [k: string]: unknown }
-const steps = (out: string): Step[] => out.split('\n').filter((l) => l.startsWith('{"step"')).map((l) => JSON.parse(l) as Step)
+const steps = (out: string): Step[] =>
+  out
+    .split('\n')
+    .filter((l) => l.startsWith('{"step"'))
+    .map((l) => JSON.parse(l) as Step)
 
 async function startToolServer(issuer: string): Promise<{ url: string; p: Running }> {
   const p = run(['examples/tool-server.ts'], { AEGIS_ISSUER: issuer, TOOL_PORT: '0' })
   const url = await waitFor(() => /\{"listening":"([^"]+)"\}/.exec(p.out())?.[1], 'the tool server', p)
   return { url, p }
 }
-
 
 const APPROVAL_POLICY = `
 @id("crm-read") permit (principal, action == Action::"crm.read", resource) when { principal.scopes.contains("crm:read") };
@@ -87,7 +103,11 @@ before(async () => {
   const cpPort = await freePort()
   issuer = `http://127.0.0.1:${cpPort}`
   dev = run(['-e', "import('./src/cli/main.ts').then((m) => m.main(['dev'])).then((c) => { process.exitCode = c })"], {
-    AEGIS_DATA_DIR: join(dir, 'data'), AEGIS_CONTROL_PORT: String(cpPort), AEGIS_GATEWAY_PORT: '0', AEGIS_ISSUER: issuer, AEGIS_LOG_LEVEL: 'warn',
+    AEGIS_DATA_DIR: join(dir, 'data'),
+    AEGIS_CONTROL_PORT: String(cpPort),
+    AEGIS_GATEWAY_PORT: '0',
+    AEGIS_ISSUER: issuer,
+    AEGIS_LOG_LEVEL: 'warn',
   })
   const banner = await waitFor(() => (dev.out().includes('Ctrl-C stops it cleanly') ? dev.out() : undefined), 'the aegis dev banner', dev)
   clientId = /client_id\s+(\S+)/.exec(banner)?.[1] ?? ''
@@ -103,7 +123,11 @@ function agentEnv(extra: Record<string, string> = {}): Record<string, string> {
 }
 
 async function adminCall(method: string, path: string, body?: unknown, token = adminToken): Promise<Record<string, unknown>> {
-  const res = await fetch(`${issuer}/admin/v1${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+  const res = await fetch(`${issuer}/admin/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })
   const text = await res.text()
   assert.ok(res.status < 300, `${method} ${path}: ${res.status} ${text}`)
   return JSON.parse(text) as Record<string, unknown>
@@ -120,7 +144,10 @@ test('agent-call example against `aegis dev`: dry run, read, the tool call verif
   const agent = run(['examples/agent-call.ts'], agentEnv())
   assert.equal(await agent.exited, 0, `${agent.out()}\n${agent.err()}`)
   const s = steps(agent.out())
-  assert.deepEqual(s.map((x) => x.step), ['would_be', 'dry_run', 'authorize', 'tool_call', 'authorize'])
+  assert.deepEqual(
+    s.map((x) => x.step),
+    ['would_be', 'dry_run', 'authorize', 'tool_call', 'authorize'],
+  )
   assert.equal(s[1]!.enforced, false)
   assert.equal(s[2]!.decision, 'allow')
   assert.equal(s[3]!.status, 200)
@@ -152,7 +179,9 @@ test('agent-call example waits for a finance approval, then completes the transf
   const agent = run(['examples/agent-call.ts'], agentEnv({ AEGIS_TRANSFER_AMOUNT: '2500' }))
   let id: string | undefined
   for (let i = 0; i < 1500 && !id; i++) {
-    const list = await adminCall('GET', '/approvals?status=pending', undefined, approver) as { approvals?: Array<{ id: string; params: { amount?: number } }> }
+    const list = (await adminCall('GET', '/approvals?status=pending', undefined, approver)) as {
+      approvals?: Array<{ id: string; params: { amount?: number } }>
+    }
     id = list.approvals?.find((a) => a.params.amount === 2500)?.id
     if (!id) {
       assert.equal(agent.child.exitCode, null, `the agent exited before an approval was opened\n${agent.out()}\n${agent.err()}`)

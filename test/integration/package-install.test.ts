@@ -30,9 +30,16 @@ test('npm pack, npm install <tarball> into another project, import every export 
     const project = join(dir, 'project')
     mkdirSync(project)
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'uses-aegis', version: '1.0.0', private: true, type: 'module' }))
-    await run('npm', ['install', join(dir, tarball), '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: project, maxBuffer: 16 * 1024 * 1024 })
+    await run('npm', ['install', join(dir, tarball), '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], {
+      cwd: project,
+      maxBuffer: 16 * 1024 * 1024,
+    })
 
-    const expected: Record<string, string[]> = { '.': ['AegisClient', 'createVerifier'], './sdk': ['AegisClient', 'ClientCredentialsSource'], './verify': ['createVerifier', 'nodeHttpAegis', 'VerifyError'] }
+    const expected: Record<string, string[]> = {
+      '.': ['AegisClient', 'createVerifier'],
+      './sdk': ['AegisClient', 'ClientCredentialsSource'],
+      './verify': ['createVerifier', 'nodeHttpAegis', 'VerifyError'],
+    }
     for (const sub of Object.keys(pkg.exports)) {
       const specifier = sub === '.' ? pkg.name : `${pkg.name}/${sub.slice(2)}`
       const script = `const m = await import(${JSON.stringify(specifier)}); process.stdout.write(JSON.stringify(Object.keys(m)))`

@@ -46,14 +46,27 @@ before(async () => {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: pythonEnv({
       TEST_EXIT_WITH_PARENT: '1',
-      AEGIS_DATA_DIR: join(dir, 'data'), AEGIS_ISSUER: issuer, AEGIS_ADMIN_TOKEN: adminToken, AEGIS_LOG_LEVEL: 'warn',
-      AEGIS_CONTROL_PORT: String(cp), AEGIS_GATEWAY_PORT: String(gw), AEGIS_CONTROL_TLS_PORT: String(cpTls), AEGIS_GATEWAY_TLS_PORT: String(gwTls),
-      AEGIS_TLS_CERT: server.certFile, AEGIS_TLS_KEY: server.keyFile, AEGIS_TLS_CLIENT_CA: ca.certFile,
-      AEGIS_RATE_LIMIT_PER_CLIENT: '100000', AEGIS_RATE_LIMIT_PER_IP: '1000000',
+      AEGIS_DATA_DIR: join(dir, 'data'),
+      AEGIS_ISSUER: issuer,
+      AEGIS_ADMIN_TOKEN: adminToken,
+      AEGIS_LOG_LEVEL: 'warn',
+      AEGIS_CONTROL_PORT: String(cp),
+      AEGIS_GATEWAY_PORT: String(gw),
+      AEGIS_CONTROL_TLS_PORT: String(cpTls),
+      AEGIS_GATEWAY_TLS_PORT: String(gwTls),
+      AEGIS_TLS_CERT: server.certFile,
+      AEGIS_TLS_KEY: server.keyFile,
+      AEGIS_TLS_CLIENT_CA: ca.certFile,
+      AEGIS_RATE_LIMIT_PER_CLIENT: '100000',
+      AEGIS_RATE_LIMIT_PER_IP: '1000000',
     }),
   })
-  dev.stdout!.on('data', (c: Buffer) => { out += c.toString() })
-  dev.stderr!.on('data', (c: Buffer) => { out += c.toString() })
+  dev.stdout!.on('data', (c: Buffer) => {
+    out += c.toString()
+  })
+  dev.stderr!.on('data', (c: Buffer) => {
+    out += c.toString()
+  })
   const started = Date.now()
   while (!out.includes('Ctrl-C stops it cleanly')) {
     if (dev.exitCode !== null) throw new Error(`aegis dev exited ${dev.exitCode}:\n${out}`)
@@ -102,7 +115,7 @@ test('cross-language: TypeScript SDK token accepted by the Python verifier, Pyth
   const fromTs = await ts.getToken()
   ts.close()
   const [h, p, s] = fromTs.split('.') as [string, string, string]
-  const forgedClaims = { ...JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>, agent_id: 'root' }
+  const forgedClaims = { ...(JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>), agent_id: 'root' }
   const tampered = `${h}.${Buffer.from(JSON.stringify(forgedClaims)).toString('base64url')}.${s}`
 
   const py = await runPython(['tests/crosslang.py', 'verify', issuer, 'aegis-gateway'], {}, 30_000, `${fromTs}\n${tampered}\n`)
@@ -123,7 +136,10 @@ test('cross-language: TypeScript SDK token accepted by the Python verifier, Pyth
     const v = verifier.verifySync(fromPy)
     assert.equal(v.claims.agent_id, 'demo-agent')
     assert.equal(v.header.typ, 'at+jwt')
-    assert.throws(() => verifier.verifySync(tampered), (err: unknown) => err instanceof VerifyError && err.reason === 'signature')
+    assert.throws(
+      () => verifier.verifySync(tampered),
+      (err: unknown) => err instanceof VerifyError && err.reason === 'signature',
+    )
   } finally {
     verifier.close()
   }

@@ -19,15 +19,24 @@ const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..')
 const children: ChildProcess[] = []
 let dir = ''
 
-interface Running { child: ChildProcess; out: () => string; err: () => string; exited: Promise<number | null> }
+interface Running {
+  child: ChildProcess
+  out: () => string
+  err: () => string
+  exited: Promise<number | null>
+}
 
 function run(cmd: string, args: string[], env: Record<string, string>): Running {
   const child = spawn(cmd, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   children.push(child)
   let out = ''
   let err = ''
-  child.stdout!.on('data', (b: Buffer) => { out += b.toString('utf8') })
-  child.stderr!.on('data', (b: Buffer) => { err += b.toString('utf8') })
+  child.stdout!.on('data', (b: Buffer) => {
+    out += b.toString('utf8')
+  })
+  child.stderr!.on('data', (b: Buffer) => {
+    err += b.toString('utf8')
+  })
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
   return { child, out: () => out, err: () => err, exited }
 }
@@ -54,7 +63,11 @@ before(async () => {
   const port = await freePort()
   cp = `http://127.0.0.1:${port}`
   const dev = run(process.execPath, ['--import', 'tsx', 'test/helpers/aegis-cli.ts', 'dev'], {
-    AEGIS_DATA_DIR: join(dir, 'data'), AEGIS_CONTROL_PORT: String(port), AEGIS_GATEWAY_PORT: '0', AEGIS_ISSUER: cp, AEGIS_LOG_LEVEL: 'warn',
+    AEGIS_DATA_DIR: join(dir, 'data'),
+    AEGIS_CONTROL_PORT: String(port),
+    AEGIS_GATEWAY_PORT: '0',
+    AEGIS_ISSUER: cp,
+    AEGIS_LOG_LEVEL: 'warn',
   })
   const banner = await until(() => (dev.out().includes('Ctrl-C stops it cleanly') ? dev.out() : undefined), 'the aegis dev banner', dev)
   gw = /gateway\s+(http\S+)/.exec(banner)![1]!
@@ -91,7 +104,11 @@ test('examples/walkthrough.sh: the README walk-through, step by step, against ae
   assert.equal(agent.agent_id, 'billing-bot')
   assert.deepEqual(agent.audiences, ['aegis-gateway'], 'registered without audiences: [AEGIS_AUDIENCE], as the README says')
   const decisions = answers(w.out()).filter((a) => 'decision' in a || 'error' in a)
-  assert.deepEqual(decisions.map((d) => d.decision ?? d.error), ['allow', 'invalid_token', 'deny', 'sanitize', 'approval_needed', 'allow', 'invalid_token', 'invalid_token'], out)
+  assert.deepEqual(
+    decisions.map((d) => d.decision ?? d.error),
+    ['allow', 'invalid_token', 'deny', 'sanitize', 'approval_needed', 'allow', 'invalid_token', 'invalid_token'],
+    out,
+  )
   assert.match(String(decisions[1]!.error_description), /replayed/)
   assert.deepEqual(decisions[3]!.params, { amount: 25, card_number: '[REDACTED]' })
   assert.match(String((decisions[5]!.reasons as string[]).at(-1)), /one-time override used/)
@@ -104,14 +121,20 @@ test('examples/walkthrough.sh: the README walk-through, step by step, against ae
 test('README SDK example (examples/sdk-agent.ts) runs as written: token, tool call, transfer approved while it waits', async () => {
   const tool = run(process.execPath, ['--import', 'tsx', 'examples/tool-server.ts'], { AEGIS_ISSUER: cp, TOOL_PORT: '0' })
   const toolUrl = await until(() => /\{"listening":"([^"]+)"\}/.exec(tool.out())?.[1], 'the tool server', tool)
-  const agent = run(process.execPath, ['--import', 'tsx', 'examples/sdk-agent.ts'], { AEGIS_ISSUER: cp, AEGIS_GATEWAY_URL: gw, AEGIS_TOOL_URL: toolUrl, AEGIS_CLIENT_ID: clientId, AEGIS_CLIENT_SECRET: clientSecret })
+  const agent = run(process.execPath, ['--import', 'tsx', 'examples/sdk-agent.ts'], {
+    AEGIS_ISSUER: cp,
+    AEGIS_GATEWAY_URL: gw,
+    AEGIS_TOOL_URL: toolUrl,
+    AEGIS_CLIENT_ID: clientId,
+    AEGIS_CLIENT_SECRET: clientSecret,
+  })
   // The walk-through's policy asks finance for 5,000: approve it as step 6 does, while the example waits.
   const headers = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }
   let id: string | undefined
   for (let i = 0; !id; i++) {
     assert.ok(i < 1200, `no approval opened\n${agent.out()}\n${agent.err()}`)
     assert.equal(agent.child.exitCode, null, `the example exited early\n${agent.out()}\n${agent.err()}`)
-    const list = await (await fetch(`${cp}/admin/v1/approvals?status=pending`, { headers })).json() as { approvals: Array<{ id: string; agent_id: string }> }
+    const list = (await (await fetch(`${cp}/admin/v1/approvals?status=pending`, { headers })).json()) as { approvals: Array<{ id: string; agent_id: string }> }
     id = list.approvals.find((a) => a.agent_id === 'demo-agent')?.id
     if (!id) await new Promise((r) => setTimeout(r, 50))
   }
@@ -124,7 +147,11 @@ test('README SDK example (examples/sdk-agent.ts) runs as written: token, tool ca
 })
 
 test('README verifier example (examples/verify-token.ts) runs as written, right after creating the verifier', async () => {
-  const mint = run(process.execPath, ['--import', 'tsx', 'test/helpers/aegis-cli.ts', 'token', 'mint', '--tenant', 'demo', '--agent', 'demo-agent'], { AEGIS_DATA_DIR: join(dir, 'data'), AEGIS_ISSUER: cp, AEGIS_INSTANCE_ID: 'walkthrough-mint' })
+  const mint = run(process.execPath, ['--import', 'tsx', 'test/helpers/aegis-cli.ts', 'token', 'mint', '--tenant', 'demo', '--agent', 'demo-agent'], {
+    AEGIS_DATA_DIR: join(dir, 'data'),
+    AEGIS_ISSUER: cp,
+    AEGIS_INSTANCE_ID: 'walkthrough-mint',
+  })
   assert.equal(await mint.exited, 0, mint.err())
   const token = mint.out().trim()
   const v = run(process.execPath, ['--import', 'tsx', 'examples/verify-token.ts'], { AEGIS_ISSUER: cp, AEGIS_TOKEN: token })

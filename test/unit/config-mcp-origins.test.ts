@@ -6,7 +6,10 @@ import { ConfigError, loadConfig } from '../../src/config/load.js'
 const mcp = (extra: Record<string, unknown>) => ({ gateway: { routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9000/mcp', mode: 'mcp', ...extra }] } })
 
 test('an MCP route takes origins and hostnames, nothing else', () => {
-  const cfg = loadConfig({ env: {}, overrides: mcp({ allowed_origins: ['https://app.example', 'http://127.0.0.1:8080'], allowed_hosts: ['gw.example', '[::1]'] }) })
+  const cfg = loadConfig({
+    env: {},
+    overrides: mcp({ allowed_origins: ['https://app.example', 'http://127.0.0.1:8080'], allowed_hosts: ['gw.example', '[::1]'] }),
+  })
   assert.deepEqual(cfg.gateway.routes[0]!.allowed_origins, ['https://app.example', 'http://127.0.0.1:8080'])
   for (const bad of [
     { allowed_origins: ['https://app.example/path'] },
@@ -15,9 +18,20 @@ test('an MCP route takes origins and hostnames, nothing else', () => {
     { allowed_hosts: ['gw.example:443'] },
     { allowed_hosts: ['https://gw.example'] },
   ]) {
-    assert.throws(() => loadConfig({ env: {}, overrides: mcp(bad) }), (err: unknown) => err instanceof ConfigError && /gateway\.routes\[0\]\.allowed_(origins|hosts)/.test(err.message), JSON.stringify(bad))
+    assert.throws(
+      () => loadConfig({ env: {}, overrides: mcp(bad) }),
+      (err: unknown) => err instanceof ConfigError && /gateway\.routes\[0\]\.allowed_(origins|hosts)/.test(err.message),
+      JSON.stringify(bad),
+    )
   }
-  assert.throws(() => loadConfig({ env: {}, overrides: { gateway: { routes: [{ path: '/p', upstream: 'http://127.0.0.1:9000', mode: 'proxy', tool: 'crm.read', allowed_hosts: ['gw.example'] }] } } }), /MCP routes only/)
+  assert.throws(
+    () =>
+      loadConfig({
+        env: {},
+        overrides: { gateway: { routes: [{ path: '/p', upstream: 'http://127.0.0.1:9000', mode: 'proxy', tool: 'crm.read', allowed_hosts: ['gw.example'] }] } },
+      }),
+    /MCP routes only/,
+  )
 })
 
 test('ext-authz header switches default to off and read from the environment', () => {
@@ -26,13 +40,20 @@ test('ext-authz header switches default to off and read from the environment', (
   assert.deepEqual(on.gateway.extAuthz, { toolHeader: true, resourceHeader: true })
 })
 
-test('an MCP route\'s path, allow_methods and scopes are checked at load, every problem at once', () => {
+test("an MCP route's path, allow_methods and scopes are checked at load, every problem at once", () => {
   const cfg = loadConfig({ env: {}, overrides: mcp({ allow_methods: ['tools/call', 'notifications/*'], scopes: ['crm.read'] }) })
   assert.deepEqual(cfg.gateway.routes[0]!.allow_methods, ['tools/call', 'notifications/*'])
   const err = (() => {
     try {
-      loadConfig({ env: {}, overrides: { gateway: { routes: [{ path: '//', upstream: 'http://127.0.0.1:9000/mcp', mode: 'mcp', allow_methods: ['tools/call', ''], scopes: 'crm.read' }] } } })
-    } catch (e) { return e }
+      loadConfig({
+        env: {},
+        overrides: {
+          gateway: { routes: [{ path: '//', upstream: 'http://127.0.0.1:9000/mcp', mode: 'mcp', allow_methods: ['tools/call', ''], scopes: 'crm.read' }] },
+        },
+      })
+    } catch (e) {
+      return e
+    }
     return null
   })()
   assert.ok(err instanceof ConfigError)
@@ -42,5 +63,7 @@ test('an MCP route\'s path, allow_methods and scopes are checked at load, every 
     'gateway.routes[0].scopes must be an array of strings',
   ])
   // Proxy routes have no such keys to check.
-  assert.doesNotThrow(() => loadConfig({ env: {}, overrides: { gateway: { routes: [{ path: '/', upstream: 'http://127.0.0.1:9000', mode: 'proxy', tool: 'crm.read' }] } } }))
+  assert.doesNotThrow(() =>
+    loadConfig({ env: {}, overrides: { gateway: { routes: [{ path: '/', upstream: 'http://127.0.0.1:9000', mode: 'proxy', tool: 'crm.read' }] } } }),
+  )
 })

@@ -11,14 +11,23 @@ test('defaults load and are frozen', () => {
   assert.equal(c.gateway.port, 7401)
   assert.equal(c.audience, 'aegis-gateway')
   assert.equal(c.tokens.defaultTtlSeconds, 600)
-  assert.throws(() => { (c.control as { port: number }).port = 1 })
+  assert.throws(() => {
+    ;(c.control as { port: number }).port = 1
+  })
 })
 
 test('AEGIS_* variables override the file, and DESIGN.md names map to keys', () => {
   const dir = mkdtempSync(join(tmpdir(), 'aegis-cfg-'))
   const file = join(dir, 'c.json')
   writeFileSync(file, JSON.stringify({ control: { port: 9000 }, audience: 'from-file' }))
-  const c = loadConfig({ file, env: { AEGIS_CONTROL_PORT: '9100', AEGIS_ROUTES: '[{"path":"/tools/crm","upstream":"http://127.0.0.1:9000","mode":"proxy","tool":"crm.read"}]', AEGIS_DATABASE_URL: 'postgres://u@h/db' } })
+  const c = loadConfig({
+    file,
+    env: {
+      AEGIS_CONTROL_PORT: '9100',
+      AEGIS_ROUTES: '[{"path":"/tools/crm","upstream":"http://127.0.0.1:9000","mode":"proxy","tool":"crm.read"}]',
+      AEGIS_DATABASE_URL: 'postgres://u@h/db',
+    },
+  })
   assert.equal(c.control.port, 9100)
   assert.equal(c.audience, 'from-file')
   assert.equal(c.gateway.routes[0]?.tool, 'crm.read')
@@ -28,8 +37,18 @@ test('AEGIS_* variables override the file, and DESIGN.md names map to keys', () 
 test('every problem is reported at once, with its path', () => {
   const err = (() => {
     try {
-      loadConfig({ env: { AEGIS_DATABASE_URL: 'mysql://db', AEGIS_KEYS_PRE_PUBLISH_SECONDS: '60', AEGIS_JWKS_MAX_AGE_SECONDS: '300', AEGIS_CONTROL_PORT: 'abc', AEGIS_NOPE: '1' } })
-    } catch (e) { return e }
+      loadConfig({
+        env: {
+          AEGIS_DATABASE_URL: 'mysql://db',
+          AEGIS_KEYS_PRE_PUBLISH_SECONDS: '60',
+          AEGIS_JWKS_MAX_AGE_SECONDS: '300',
+          AEGIS_CONTROL_PORT: 'abc',
+          AEGIS_NOPE: '1',
+        },
+      })
+    } catch (e) {
+      return e
+    }
     return null
   })()
   assert.ok(err instanceof ConfigError)
@@ -52,7 +71,10 @@ test('agent tokens can never be configured to live longer than an hour', () => {
 })
 
 test('a gateway without a bearer token for the control plane is a configuration error', () => {
-  assert.throws(() => gatewayBearer(loadConfig({ env: {} })), (err: unknown) => err instanceof ConfigError && /AEGIS_GATEWAY_TOKEN \(role gateway\) or AEGIS_ADMIN_TOKEN/.test(err.message))
+  assert.throws(
+    () => gatewayBearer(loadConfig({ env: {} })),
+    (err: unknown) => err instanceof ConfigError && /AEGIS_GATEWAY_TOKEN \(role gateway\) or AEGIS_ADMIN_TOKEN/.test(err.message),
+  )
   assert.equal(gatewayBearer(loadConfig({ env: { AEGIS_ADMIN_TOKEN: 'adm', AEGIS_GATEWAY_TOKEN: 'gw' } })), 'gw')
   assert.equal(gatewayBearer(loadConfig({ env: { AEGIS_ADMIN_TOKEN: 'adm' } })), 'adm')
 })

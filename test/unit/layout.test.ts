@@ -22,7 +22,10 @@ function listedFolders(): string[] {
   const readme = read('README.md')
   const section = readme.slice(readme.indexOf('\n## Layout\n'))
   const block = section.slice(section.indexOf('```\n') + 4, section.indexOf('\n```', section.indexOf('```\n') + 4))
-  return block.split('\n').map((line) => line.split(/\s+/)[0]!).filter((x) => x.endsWith('/'))
+  return block
+    .split('\n')
+    .map((line) => line.split(/\s+/)[0]!)
+    .filter((x) => x.endsWith('/'))
 }
 
 test('the README layout lists every source folder and top-level folder, and nothing that does not exist', () => {

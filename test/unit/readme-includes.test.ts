@@ -25,7 +25,9 @@ test('every README block marked <!-- include: PATH --> is that file, verbatim', 
 })
 
 function markdownFiles(): string[] {
-  const docs = readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join('docs', f))
+  const docs = readdirSync(join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => join('docs', f))
   return ['README.md', 'CONTRIBUTING.md', ...docs]
 }
 
@@ -53,7 +55,12 @@ test('no file in the repository points at the shared folder beside the clone (a 
       const rel = join(dir, name)
       const st = statSync(join(ROOT, rel))
       if (st.isDirectory()) walk(rel)
-      else if (st.size < 2_000_000 && /\.(md|ts|mjs|js|json|sh|py|cedar|cedarschema|html|css)$/.test(name) && readFileSync(join(ROOT, rel), 'utf8').includes(needle)) hits.push(rel)
+      else if (
+        st.size < 2_000_000 &&
+        /\.(md|ts|mjs|js|json|sh|py|cedar|cedarschema|html|css)$/.test(name) &&
+        readFileSync(join(ROOT, rel), 'utf8').includes(needle)
+      )
+        hits.push(rel)
     }
   }
   walk('.')

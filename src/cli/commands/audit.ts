@@ -4,8 +4,15 @@ import { silentLogger } from '../../observability/logger.js'
 import { openStore } from '../../store/index.js'
 import type { Store } from '../../store/types.js'
 import {
-  exportAudit, headsFile, parseHeads, parseJwks, verifyAuditExport, verifyAuditStore,
-  type AuditVerifyReport, type ChainHead, type Jwks,
+  exportAudit,
+  headsFile,
+  parseHeads,
+  parseJwks,
+  verifyAuditExport,
+  verifyAuditStore,
+  type AuditVerifyReport,
+  type ChainHead,
+  type Jwks,
 } from '../../control-plane/index.js'
 import type { CliContext } from '../context.js'
 
@@ -43,10 +50,15 @@ function printReport(ctx: CliContext, report: AuditVerifyReport, json: boolean, 
     ctx.out(JSON.stringify(report, null, 2))
     return report.ok ? 0 : 1
   }
-  const where = report.keySource === 'pinned' ? `against the pinned keys in ${keysFrom}` : `against keys read from the ${report.keySource === 'database' ? 'database' : "export's header"}`
+  const where =
+    report.keySource === 'pinned'
+      ? `against the pinned keys in ${keysFrom}`
+      : `against keys read from the ${report.keySource === 'database' ? 'database' : "export's header"}`
   const summary = `${report.events} events in ${report.chains.length} chain${report.chains.length === 1 ? '' : 's'}, ${report.checkpoints} signed checkpoint${report.checkpoints === 1 ? '' : 's'} verified ${where}`
   if (report.keySource !== 'pinned') {
-    ctx.err(`note: keys that come with the log prove nothing against someone who can rewrite it; pin them (aegis audit pin-keys --jwks KEYS) and verify with --jwks KEYS`)
+    ctx.err(
+      `note: keys that come with the log prove nothing against someone who can rewrite it; pin them (aegis audit pin-keys --jwks KEYS) and verify with --jwks KEYS`,
+    )
   }
   if (report.ok) {
     ctx.out(`audit log whole: ${summary}`)
@@ -111,22 +123,33 @@ async function pinKeys(ctx: CliContext, file: string, from: string | undefined, 
     byKid.set(k.kid, pub)
     added.push(k.kid)
   }
-  if (added.length > 0 || !existsSync(file)) writeAtomically(file, JSON.stringify(pinned, null, 2) + '\n')
-  ctx.out(`pinned ${added.length} new key${added.length === 1 ? '' : 's'} from ${source}${added.length ? ` (${added.join(', ')})` : ''}; ${file} holds ${pinned.keys.length}`)
+  if (added.length > 0 || !existsSync(file)) writeAtomically(file, `${JSON.stringify(pinned, null, 2)}\n`)
+  ctx.out(
+    `pinned ${added.length} new key${added.length === 1 ? '' : 's'} from ${source}${added.length ? ` (${added.join(', ')})` : ''}; ${file} holds ${pinned.keys.length}`,
+  )
   return 0
 }
 
 /** `aegis audit verify|export|verify-export|pin-keys`; resolves to the exit code (0 ok/whole, 1 broken or failed, 2 usage). */
+const AUDIT_ARGS = {
+  allowPositionals: true,
+  strict: true,
+  options: {
+    help: { type: 'boolean', short: 'h' },
+    out: { type: 'string', short: 'o' },
+    jwks: { type: 'string' },
+    json: { type: 'boolean' },
+    file: { type: 'string' },
+    heads: { type: 'string' },
+    from: { type: 'string' },
+    'from-store': { type: 'boolean' },
+  },
+} as const
+
 export async function auditCommand(argv: string[], ctx: CliContext): Promise<number> {
-  let parsed
+  let parsed: ReturnType<typeof parseArgs<typeof AUDIT_ARGS>>
   try {
-    parsed = parseArgs({
-      args: argv, allowPositionals: true, strict: true,
-      options: {
-        help: { type: 'boolean', short: 'h' }, out: { type: 'string', short: 'o' }, jwks: { type: 'string' }, json: { type: 'boolean' },
-        file: { type: 'string' }, heads: { type: 'string' }, from: { type: 'string' }, 'from-store': { type: 'boolean' },
-      },
-    })
+    parsed = parseArgs({ ...AUDIT_ARGS, args: argv })
   } catch (err) {
     ctx.err(`aegis audit: ${(err as Error).message}\n\n${HELP}`)
     return 2
@@ -141,7 +164,8 @@ export async function auditCommand(argv: string[], ctx: CliContext): Promise<num
     ctx.err(`aegis audit: ${msg}\n\n${HELP}`)
     return 2
   }
-  if (sub !== 'verify' && sub !== 'export' && sub !== 'verify-export' && sub !== 'pin-keys') return usage(sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`)
+  if (sub !== 'verify' && sub !== 'export' && sub !== 'verify-export' && sub !== 'pin-keys')
+    return usage(sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`)
   if (sub !== 'export' && values.out) return usage('--out goes with export')
   if (sub !== 'pin-keys' && (values.from !== undefined || values['from-store'])) return usage('--from and --from-store go with pin-keys')
   if (sub === 'export' && (values.jwks || values.file || values.heads)) return usage('export takes only --out')
@@ -201,7 +225,9 @@ export async function auditCommand(argv: string[], ctx: CliContext): Promise<num
       // The log names tenants and agents: readable by the owner only.
       const fd = openSync(values.out, 'w', 0o600)
       try {
-        const r = await exportAudit(store, (line) => { writeSync(fd, line + '\n') })
+        const r = await exportAudit(store, (line) => {
+          writeSync(fd, `${line}\n`)
+        })
         ctx.err(`exported ${r.events} events and ${r.checkpoints} checkpoints to ${values.out}`)
       } finally {
         closeSync(fd)

@@ -23,7 +23,10 @@ const DEMO_AGENT = 'demo-agent'
 /** `aegis dev`: both roles, embedded storage, a ready-to-use demo agent. */
 export async function runDev(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, help: { type: 'boolean' } }, strict: true })
-  if (values.help) { process.stdout.write(HELP + '\n'); return 0 }
+  if (values.help) {
+    process.stdout.write(`${HELP}\n`)
+    return 0
+  }
 
   const base = configFor(values.config)
   const dataDir = resolve(base.dataDir)
@@ -83,6 +86,6 @@ Ask the gateway (TOKEN = access_token from above):
 
 Ctrl-C stops it cleanly.
 `)
-  await closeOnSignal(running, (l) => process.stderr.write(l + '\n'))
+  await closeOnSignal(running, (l) => process.stderr.write(`${l}\n`))
   return 0
 }

@@ -32,18 +32,38 @@ function table(keys: PublicKeyInfo[]): string[] {
   const rows = [['KID', 'STATE', 'ACTIVATES', 'DEACTIVATED', 'RETIRES', 'REVOKED']]
   for (const k of keys) rows.push([k.kid, k.state, iso(k.activatesAt), iso(k.deactivatedAt), iso(k.retiresAt), k.revoked ? 'yes' : 'no'])
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd())
+  return rows.map((r) =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd(),
+  )
 }
 
 function wire(k: PublicKeyInfo): Record<string, unknown> {
-  return { kid: k.kid, state: k.state, revoked: k.revoked, created_at: k.createdAt, activates_at: k.activatesAt, deactivated_at: k.deactivatedAt, retires_at: k.retiresAt, public_jwk: k.publicJwk }
+  return {
+    kid: k.kid,
+    state: k.state,
+    revoked: k.revoked,
+    created_at: k.createdAt,
+    activates_at: k.activatesAt,
+    deactivated_at: k.deactivatedAt,
+    retires_at: k.retiresAt,
+    public_jwk: k.publicJwk,
+  }
 }
 
 /** `aegis keys list|rotate [--emergency]`; resolves to the exit code (0 ok, 1 failed, 2 usage). */
+const KEYS_ARGS = {
+  allowPositionals: true,
+  strict: true,
+  options: { help: { type: 'boolean', short: 'h' }, emergency: { type: 'boolean' }, json: { type: 'boolean' } },
+} as const
+
 export async function keysCommand(argv: string[], ctx: CliContext): Promise<number> {
-  let parsed
+  let parsed: ReturnType<typeof parseArgs<typeof KEYS_ARGS>>
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { help: { type: 'boolean', short: 'h' }, emergency: { type: 'boolean' }, json: { type: 'boolean' } } })
+    parsed = parseArgs({ ...KEYS_ARGS, args: argv })
   } catch (err) {
     ctx.err(`aegis keys: ${(err as Error).message}\n\n${HELP}`)
     return 2
@@ -70,9 +90,7 @@ export async function keysCommand(argv: string[], ctx: CliContext): Promise<numb
       const t = config.tokens
       const retention = (Math.max(t.maxTtlSeconds, t.overrideTtlSeconds) + t.clockSkewSeconds) * 1000
       const view = effectiveKeys(await store.keys.list(), systemClock.now(), retention)
-      const keys: PublicKeyInfo[] = view.keys
-        .map(({ encryptedPrivateKey: _secret, storedState: _s, ...k }) => k)
-        .sort((a, b) => b.activatesAt - a.activatesAt)
+      const keys: PublicKeyInfo[] = view.keys.map(({ encryptedPrivateKey: _secret, storedState: _s, ...k }) => k).sort((a, b) => b.activatesAt - a.activatesAt)
       if (values.json) ctx.out(JSON.stringify({ keys: keys.map(wire) }, null, 2))
       else if (keys.length === 0) ctx.out('no keys yet: the control plane creates one at first start')
       else for (const line of table(keys)) ctx.out(line)
@@ -84,7 +102,11 @@ export async function keysCommand(argv: string[], ctx: CliContext): Promise<numb
     const keys = await createKeyManager({ config, store, clock: systemClock, logger, metrics: new Metrics(), signal })
     // The CLI writes its own chain: the server's chain belongs to the server process.
     const audit = await createAuditWriter({
-      store, keys, clock: systemClock, logger, chainId: `cli-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+      store,
+      keys,
+      clock: systemClock,
+      logger,
+      chainId: `cli-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
       checkpointIntervalMs: config.audit.checkpointIntervalMs,
     })
     keys.attachAudit(audit)
@@ -96,14 +118,21 @@ export async function keysCommand(argv: string[], ctx: CliContext): Promise<numb
         const t = config.tokens
         // Gateways load the revocation list when they (re)connect; a running control plane's live feed does not see this row.
         await store.revocations.add({
-          type: 'kid', value: r.revoked, tenant: null, agentId: null, reason: 'emergency key rotation (cli)', createdAt: now,
+          type: 'kid',
+          value: r.revoked,
+          tenant: null,
+          agentId: null,
+          reason: 'emergency key rotation (cli)',
+          createdAt: now,
           expiresAt: now + (Math.max(t.maxTtlSeconds, t.overrideTtlSeconds) + t.clockSkewSeconds) * 1000,
         })
         await audit.append({ type: 'token.revoked', actor, subject: r.revoked, data: { revocation_type: 'kid', reason: 'emergency key rotation (cli)' } })
         ctx.out(`emergency rotation: ${r.current} signs now; ${r.revoked} revoked`)
-        ctx.out(config.databaseUrl
-          ? 'running control planes switched at once (PostgreSQL notification); gateways load the kid revocation when they reconnect: for an instant cut everywhere use POST /admin/v1/keys/rotate?emergency=true'
-          : `running control planes switch within ${config.keys.checkIntervalSeconds}s; for an instant cut use POST /admin/v1/keys/rotate?emergency=true`)
+        ctx.out(
+          config.databaseUrl
+            ? 'running control planes switched at once (PostgreSQL notification); gateways load the kid revocation when they reconnect: for an instant cut everywhere use POST /admin/v1/keys/rotate?emergency=true'
+            : `running control planes switch within ${config.keys.checkIntervalSeconds}s; for an instant cut use POST /admin/v1/keys/rotate?emergency=true`,
+        )
       } else {
         const next = keys.list().find((k) => k.kid === r.next)
         ctx.out(`next key ${r.next} published; it starts signing at ${iso(next?.activatesAt ?? null)} (current: ${r.current})`)

@@ -41,14 +41,23 @@ function reportError(ctx: CliContext, prefix: string, err: unknown): number {
     return 1
   }
   const e = err as NodeJS.ErrnoException
-  if (e?.code === 'ENOENT' || e?.code === 'EISDIR' || e?.code === 'ENOTDIR') { ctx.err(`${prefix}: ${e.message}`); return 1 }
-  if (err instanceof AegisError) { ctx.err(`${prefix}: ${err.message}`); return 1 }
+  if (e?.code === 'ENOENT' || e?.code === 'EISDIR' || e?.code === 'ENOTDIR') {
+    ctx.err(`${prefix}: ${e.message}`)
+    return 1
+  }
+  if (err instanceof AegisError) {
+    ctx.err(`${prefix}: ${err.message}`)
+    return 1
+  }
   throw err
 }
 
 async function testCmd(args: string[], ctx: CliContext): Promise<number> {
   const dir = args[0]
-  if (!dir || args.length > 1) { ctx.err(`aegis policy test: one DIR is required\n\n${HELP}`); return 2 }
+  if (!dir || args.length > 1) {
+    ctx.err(`aegis policy test: one DIR is required\n\n${HELP}`)
+    return 2
+  }
   try {
     await stat(dir)
   } catch (err) {
@@ -67,7 +76,10 @@ async function evalCmd(args: string[], ctx: CliContext): Promise<number> {
     ctx.err(`aegis policy eval: ${(err as Error).message}\n\n${HELP}`)
     return 2
   }
-  if (!values.policy || !values.request) { ctx.err(`aegis policy eval: --policy and --request are required\n\n${HELP}`); return 2 }
+  if (!values.policy || !values.request) {
+    ctx.err(`aegis policy eval: --policy and --request are required\n\n${HELP}`)
+    return 2
+  }
   let req: PolicyTestCase
   try {
     const raw = values.request.startsWith('@') ? await readFile(values.request.slice(1), 'utf8') : values.request
@@ -75,14 +87,21 @@ async function evalCmd(args: string[], ctx: CliContext): Promise<number> {
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('the request must be a JSON object')
     req = parsed as PolicyTestCase
     if (typeof req.action !== 'string' || req.action === '') throw new Error('the request needs an "action" (the tool name)')
-    if (req.params !== undefined && (req.params === null || typeof req.params !== 'object' || Array.isArray(req.params))) throw new Error('"params" must be an object')
+    if (req.params !== undefined && (req.params === null || typeof req.params !== 'object' || Array.isArray(req.params)))
+      throw new Error('"params" must be an object')
   } catch (err) {
     ctx.err(`aegis policy eval: bad --request: ${(err as Error).message}`)
     return 2
   }
   try {
     const { text } = await readPolicy(values.policy)
-    const engine = new CedarCompiler({ validate: true }).compile({ id: 'cli', tenant: req.principal?.tenant ?? 'test', version: 'cli', cedar: text, mode: 'enforce' })
+    const engine = new CedarCompiler({ validate: true }).compile({
+      id: 'cli',
+      tenant: req.principal?.tenant ?? 'test',
+      version: 'cli',
+      cedar: text,
+      mode: 'enforce',
+    })
     const request = requestFromCase(req)
     const result = engine.evaluate(request)
     const out: Record<string, unknown> = {
@@ -104,11 +123,16 @@ async function evalCmd(args: string[], ctx: CliContext): Promise<number> {
 
 async function validateCmd(args: string[], ctx: CliContext): Promise<number> {
   const file = args[0]
-  if (!file || args.length > 1) { ctx.err(`aegis policy validate: one FILE is required\n\n${HELP}`); return 2 }
+  if (!file || args.length > 1) {
+    ctx.err(`aegis policy validate: one FILE is required\n\n${HELP}`)
+    return 2
+  }
   try {
     const { text, source } = await readPolicy(file)
     const v = validatePolicyText(text, source)
-    ctx.out(`${source}: valid, ${v.policies} ${v.policies === 1 ? 'policy' : 'policies'}; tools: ${[...v.tools, ...v.groups].sort().join(', ') || '(all, unscoped)'}`)
+    ctx.out(
+      `${source}: valid, ${v.policies} ${v.policies === 1 ? 'policy' : 'policies'}; tools: ${[...v.tools, ...v.groups].sort().join(', ') || '(all, unscoped)'}`,
+    )
     return 0
   } catch (err) {
     return reportError(ctx, `aegis policy validate ${file}`, err)
@@ -118,12 +142,21 @@ async function validateCmd(args: string[], ctx: CliContext): Promise<number> {
 /** `aegis policy test|eval|validate`; resolves to the exit code (0 ok, 1 failed/invalid, 2 usage). */
 export async function policyCommand(argv: string[], ctx: CliContext): Promise<number> {
   const [sub, ...rest] = argv
-  if (sub === undefined) { ctx.err(HELP); return 2 }
-  if (sub === '--help' || sub === '-h' || sub === 'help' || rest.includes('--help')) { ctx.out(HELP); return 0 }
+  if (sub === undefined) {
+    ctx.err(HELP)
+    return 2
+  }
+  if (sub === '--help' || sub === '-h' || sub === 'help' || rest.includes('--help')) {
+    ctx.out(HELP)
+    return 0
+  }
   switch (sub) {
-    case 'test': return testCmd(rest, ctx)
-    case 'eval': return evalCmd(rest, ctx)
-    case 'validate': return validateCmd(rest, ctx)
+    case 'test':
+      return testCmd(rest, ctx)
+    case 'eval':
+      return evalCmd(rest, ctx)
+    case 'validate':
+      return validateCmd(rest, ctx)
     default:
       ctx.err(`aegis policy: unknown subcommand "${sub}"\n\n${HELP}`)
       return 2

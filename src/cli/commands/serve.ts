@@ -13,7 +13,10 @@ Stops cleanly on SIGINT / SIGTERM.`
 
 export async function runServe(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { role: { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean' } }, strict: true })
-  if (values.help) { process.stdout.write(HELP + '\n'); return 0 }
+  if (values.help) {
+    process.stdout.write(`${HELP}\n`)
+    return 0
+  }
   const role = values.role as Role | undefined
   if (role !== 'control-plane' && role !== 'gateway' && role !== 'all') {
     process.stderr.write(`aegis serve: --role must be control-plane, gateway or all\n\n${HELP}\n`)
@@ -21,8 +24,12 @@ export async function runServe(argv: string[]): Promise<number> {
   }
   const config = configFor(values.config)
   const running = await startRoles(config, role)
-  if (running.controlPlane) process.stdout.write(`aegis: control plane on ${running.controlPlane.url}${running.controlPlane.tlsUrl ? ` and ${running.controlPlane.tlsUrl} (mTLS)` : ''}\n`)
-  if (running.gateway) process.stdout.write(`aegis: gateway on ${running.gateway.url}${running.gateway.tlsUrl ? ` and ${running.gateway.tlsUrl} (mTLS)` : ''}\n`)
-  await closeOnSignal(running, (l) => process.stderr.write(l + '\n'))
+  if (running.controlPlane)
+    process.stdout.write(
+      `aegis: control plane on ${running.controlPlane.url}${running.controlPlane.tlsUrl ? ` and ${running.controlPlane.tlsUrl} (mTLS)` : ''}\n`,
+    )
+  if (running.gateway)
+    process.stdout.write(`aegis: gateway on ${running.gateway.url}${running.gateway.tlsUrl ? ` and ${running.gateway.tlsUrl} (mTLS)` : ''}\n`)
+  await closeOnSignal(running, (l) => process.stderr.write(`${l}\n`))
   return 0
 }

@@ -11,7 +11,20 @@ import { randomId } from '../../lib/ids.js'
 import type { Agent, AgentPatch, TokenEndpointAuthMethod } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { directoryFor } from '../token/directory.js'
-import { ID_PATTERN, TAGS, allow, body, int, nullableStr, publicJwksSchema, str, strArray, tenantAgentParams, tenantParams, type JsonSchema } from './schemas.js'
+import {
+  ID_PATTERN,
+  TAGS,
+  allow,
+  body,
+  int,
+  nullableStr,
+  publicJwksSchema,
+  str,
+  strArray,
+  tenantAgentParams,
+  tenantParams,
+  type JsonSchema,
+} from './schemas.js'
 import { tenantOf, tenantScope } from './tenant-scope.js'
 import { auditAdmin, checkJwkSizes, principal, publishChange } from './validate.js'
 
@@ -107,7 +120,9 @@ function readFields(b: AgentFieldsBody, maxTtl: number): AgentPatch {
 }
 
 /** Cross-field rules on the resulting agent. */
-function checkAgent(a: Pick<Agent, 'capabilities' | 'schemas' | 'tokenEndpointAuthMethod' | 'jwks' | 'tlsClientAuthSubjectDn' | 'tlsClientAuthSanUri' | 'tlsClientAuthSanDns'>): void {
+function checkAgent(
+  a: Pick<Agent, 'capabilities' | 'schemas' | 'tokenEndpointAuthMethod' | 'jwks' | 'tlsClientAuthSubjectDn' | 'tlsClientAuthSanUri' | 'tlsClientAuthSanDns'>,
+): void {
   if (a.schemas) {
     for (const tool of Object.keys(a.schemas)) {
       if (!a.capabilities.includes(tool)) throw new InvalidRequest(`schemas.${tool} names a tool not in capabilities`)
@@ -138,71 +153,115 @@ export async function agentRoutes(app: FastifyInstance, deps: ControlPlaneDeps):
   }
 
   await tenantScope(app, deps, async (scope) => {
-    scope.post<{ Body: AgentFieldsBody & { agent_id: string } }>('/agents', { config: ADMIN_JSON, schema: { tags: [TAGS.agents], summary: 'Register an agent', params: tenantParams, body: AgentBody } }, async (request, reply) => {
-      const tenant = tenantOf(request).id
-      const agentId = request.body.agent_id
-      const f = readFields(request.body, maxTtl)
-      const now = deps.clock.now()
-      const base = {
-        scopes: f.scopes ?? [],
-        capabilities: [...(f.capabilities ?? [])].sort(),
-        schemas: f.schemas ?? null,
-        maxTtlSeconds: f.maxTtlSeconds ?? maxTtl,
-        audiences: f.audiences ?? [],
-        tokenEndpointAuthMethod: f.tokenEndpointAuthMethod ?? 'client_secret_basic',
-        jwks: f.jwks ?? null,
-        tlsClientAuthSubjectDn: f.tlsClientAuthSubjectDn ?? null,
-        tlsClientAuthSanUri: f.tlsClientAuthSanUri ?? null,
-        tlsClientAuthSanDns: f.tlsClientAuthSanDns ?? null,
-      }
-      checkAgent(base)
-      const hash = await storeManifest(base.capabilities, base.schemas)
-      const agent: Agent = { ...base, tenant, agentId, clientId: randomId('ag', 12), tlsClientAuthThumbprint: null, capabilityHash: hash, createdAt: now, updatedAt: now }
-      await deps.store.agents.create(agent)
-      await auditAdmin(deps, principal(request), { type: 'admin.agent_created', tenant, subject: agentId, data: { scopes: agent.scopes, capabilities: agent.capabilities, capability_hash: hash, max_ttl_seconds: agent.maxTtlSeconds, token_endpoint_auth_method: agent.tokenEndpointAuthMethod } })
-      await published(agent, hash)
-      reply.code(201)
-      return agentJson(agent, deps.config.audience)
-    })
+    scope.post<{ Body: AgentFieldsBody & { agent_id: string } }>(
+      '/agents',
+      { config: ADMIN_JSON, schema: { tags: [TAGS.agents], summary: 'Register an agent', params: tenantParams, body: AgentBody } },
+      async (request, reply) => {
+        const tenant = tenantOf(request).id
+        const agentId = request.body.agent_id
+        const f = readFields(request.body, maxTtl)
+        const now = deps.clock.now()
+        const base = {
+          scopes: f.scopes ?? [],
+          capabilities: [...(f.capabilities ?? [])].sort(),
+          schemas: f.schemas ?? null,
+          maxTtlSeconds: f.maxTtlSeconds ?? maxTtl,
+          audiences: f.audiences ?? [],
+          tokenEndpointAuthMethod: f.tokenEndpointAuthMethod ?? 'client_secret_basic',
+          jwks: f.jwks ?? null,
+          tlsClientAuthSubjectDn: f.tlsClientAuthSubjectDn ?? null,
+          tlsClientAuthSanUri: f.tlsClientAuthSanUri ?? null,
+          tlsClientAuthSanDns: f.tlsClientAuthSanDns ?? null,
+        }
+        checkAgent(base)
+        const hash = await storeManifest(base.capabilities, base.schemas)
+        const agent: Agent = {
+          ...base,
+          tenant,
+          agentId,
+          clientId: randomId('ag', 12),
+          tlsClientAuthThumbprint: null,
+          capabilityHash: hash,
+          createdAt: now,
+          updatedAt: now,
+        }
+        await deps.store.agents.create(agent)
+        await auditAdmin(deps, principal(request), {
+          type: 'admin.agent_created',
+          tenant,
+          subject: agentId,
+          data: {
+            scopes: agent.scopes,
+            capabilities: agent.capabilities,
+            capability_hash: hash,
+            max_ttl_seconds: agent.maxTtlSeconds,
+            token_endpoint_auth_method: agent.tokenEndpointAuthMethod,
+          },
+        })
+        await published(agent, hash)
+        reply.code(201)
+        return agentJson(agent, deps.config.audience)
+      },
+    )
 
-    scope.get('/agents', { config: ADMIN, schema: { tags: [TAGS.agents], summary: 'List a tenant\'s agents', params: tenantParams } }, async (request) => {
+    scope.get('/agents', { config: ADMIN, schema: { tags: [TAGS.agents], summary: "List a tenant's agents", params: tenantParams } }, async (request) => {
       return { agents: (await deps.store.agents.list(tenantOf(request).id)).map((a) => agentJson(a, deps.config.audience)) }
     })
 
-    scope.get<{ Params: { agent: string } }>('/agents/:agent', { config: ADMIN, schema: { tags: [TAGS.agents], summary: 'Read an agent', params: tenantAgentParams } }, async (request) => {
-      const agentId = request.params.agent
-      const a = await deps.store.agents.get(tenantOf(request).id, agentId)
-      if (!a) throw new NotFound(`agent ${agentId} not found`)
-      return agentJson(a, deps.config.audience)
-    })
+    scope.get<{ Params: { agent: string } }>(
+      '/agents/:agent',
+      { config: ADMIN, schema: { tags: [TAGS.agents], summary: 'Read an agent', params: tenantAgentParams } },
+      async (request) => {
+        const agentId = request.params.agent
+        const a = await deps.store.agents.get(tenantOf(request).id, agentId)
+        if (!a) throw new NotFound(`agent ${agentId} not found`)
+        return agentJson(a, deps.config.audience)
+      },
+    )
 
-    scope.patch<{ Params: { agent: string }; Body: AgentFieldsBody }>('/agents/:agent', { config: ADMIN_JSON, schema: { tags: [TAGS.agents], summary: 'Update an agent (recomputes its capability manifest)', params: tenantAgentParams, body: AgentPatchBody } }, async (request) => {
-      const tenant = tenantOf(request).id
-      const agentId = request.params.agent
-      const patch = readFields(request.body, maxTtl)
-      const current = await deps.store.agents.get(tenant, agentId)
-      if (!current) throw new NotFound(`agent ${agentId} not found`)
-      if (patch.capabilities) patch.capabilities = [...patch.capabilities].sort()
-      const merged = { ...current, ...patch }
-      checkAgent(merged)
-      const hash = await storeManifest(merged.capabilities, merged.schemas)
-      if (hash !== current.capabilityHash) patch.capabilityHash = hash
-      const updated = await deps.store.agents.update(tenant, agentId, patch, deps.clock.now())
-      await auditAdmin(deps, principal(request), { type: 'admin.agent_updated', tenant, subject: agentId, data: { fields: Object.keys(request.body), capability_hash: updated.capabilityHash } })
-      await published(updated, updated.capabilityHash)
-      return agentJson(updated, deps.config.audience)
-    })
+    scope.patch<{ Params: { agent: string }; Body: AgentFieldsBody }>(
+      '/agents/:agent',
+      {
+        config: ADMIN_JSON,
+        schema: { tags: [TAGS.agents], summary: 'Update an agent (recomputes its capability manifest)', params: tenantAgentParams, body: AgentPatchBody },
+      },
+      async (request) => {
+        const tenant = tenantOf(request).id
+        const agentId = request.params.agent
+        const patch = readFields(request.body, maxTtl)
+        const current = await deps.store.agents.get(tenant, agentId)
+        if (!current) throw new NotFound(`agent ${agentId} not found`)
+        if (patch.capabilities) patch.capabilities = [...patch.capabilities].sort()
+        const merged = { ...current, ...patch }
+        checkAgent(merged)
+        const hash = await storeManifest(merged.capabilities, merged.schemas)
+        if (hash !== current.capabilityHash) patch.capabilityHash = hash
+        const updated = await deps.store.agents.update(tenant, agentId, patch, deps.clock.now())
+        await auditAdmin(deps, principal(request), {
+          type: 'admin.agent_updated',
+          tenant,
+          subject: agentId,
+          data: { fields: Object.keys(request.body), capability_hash: updated.capabilityHash },
+        })
+        await published(updated, updated.capabilityHash)
+        return agentJson(updated, deps.config.audience)
+      },
+    )
 
-    scope.delete<{ Params: { agent: string } }>('/agents/:agent', { config: ADMIN, schema: { tags: [TAGS.agents], summary: 'Delete an agent and its bootstrap credentials', params: tenantAgentParams } }, async (request, reply) => {
-      const tenant = tenantOf(request).id
-      const agentId = request.params.agent
-      const current = await deps.store.agents.get(tenant, agentId)
-      if (!current) throw new NotFound(`agent ${agentId} not found`)
-      await deps.store.credentials.deleteForAgent(tenant, agentId)
-      await deps.store.agents.delete(tenant, agentId)
-      await auditAdmin(deps, principal(request), { type: 'admin.agent_deleted', tenant, subject: agentId })
-      await published(current, null)
-      return reply.code(204).send()
-    })
+    scope.delete<{ Params: { agent: string } }>(
+      '/agents/:agent',
+      { config: ADMIN, schema: { tags: [TAGS.agents], summary: 'Delete an agent and its bootstrap credentials', params: tenantAgentParams } },
+      async (request, reply) => {
+        const tenant = tenantOf(request).id
+        const agentId = request.params.agent
+        const current = await deps.store.agents.get(tenant, agentId)
+        if (!current) throw new NotFound(`agent ${agentId} not found`)
+        await deps.store.credentials.deleteForAgent(tenant, agentId)
+        await deps.store.agents.delete(tenant, agentId)
+        await auditAdmin(deps, principal(request), { type: 'admin.agent_deleted', tenant, subject: agentId })
+        await published(current, null)
+        return reply.code(204).send()
+      },
+    )
   })
 }

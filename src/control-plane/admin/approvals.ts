@@ -70,7 +70,9 @@ function policyReasons(deps: ControlPlaneDeps): (tenant: string, version: string
       if (bundle !== undefined) {
         try {
           for (const p of analyzeBundle(bundle.cedar).policies) reasons.set(p.meta.id, p.meta.reason)
-        } catch { /* a stored bundle always analyzed once; no reasons rather than a failed list */ }
+        } catch {
+          /* a stored bundle always analyzed once; no reasons rather than a failed list */
+        }
       }
       if (cache.size >= MAX_REASON_BUNDLES) cache.delete(cache.keys().next().value!)
       cache.set(key, reasons)
@@ -88,72 +90,108 @@ function principal(p: AdminPrincipal | undefined): AdminPrincipal {
 export async function approvalRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
   installAdminGuard(app, deps.store, deps.sessions) // no-op when the scope it is registered in has it
   const service = approvalServiceFor(deps)
-  app.addHook('onClose', async () => { await service.close() })
+  app.addHook('onClose', async () => {
+    await service.close()
+  })
   const readers = allow(['admin', 'approver'])
   const tags = [TAGS.approvals]
   const reasonOf = policyReasons(deps)
 
-  app.get<{ Querystring: { status?: ApprovalStatus; tenant?: string; limit?: string } }>('/approvals', { config: readers, schema: { tags, summary: 'Approval requests (an approver sees its groups\' only)', querystring: ListQuery } }, async (request) => {
-    const p = principal(request.adminPrincipal)
-    const { status, tenant, limit } = request.query
-    const n = Math.min(500, Math.max(1, limit === undefined ? 100 : Number(limit)))
-    if (tenant !== undefined) assertTenantAccess(p, tenant)
-    const scope = tenant ?? p.tenant ?? undefined
-    const now = deps.clock.now()
-    // A pending request past its expiry is expired even before the sweeper marks it.
-    const rows = await deps.store.approvals.list({ ...(scope !== undefined ? { tenant: scope } : {}), ...(status !== undefined ? { status: status as ApprovalStatus } : {}), limit: n })
-    const visible = rows
-      .map((a) => service.effective(a))
-      .filter((a) => status === undefined || a.status === status)
-      .filter((a) => p.role === 'admin' || p.groups.includes(a.group))
-    const approvals = await Promise.all(visible.map(async (a) => ({ ...approvalJson(a), policy_reason: await reasonOf(a.tenant, a.policyVersion, a.policyId) })))
-    return { approvals, now: Math.floor(now / 1000) }
-  })
+  app.get<{ Querystring: { status?: ApprovalStatus; tenant?: string; limit?: string } }>(
+    '/approvals',
+    { config: readers, schema: { tags, summary: "Approval requests (an approver sees its groups' only)", querystring: ListQuery } },
+    async (request) => {
+      const p = principal(request.adminPrincipal)
+      const { status, tenant, limit } = request.query
+      const n = Math.min(500, Math.max(1, limit === undefined ? 100 : Number(limit)))
+      if (tenant !== undefined) assertTenantAccess(p, tenant)
+      const scope = tenant ?? p.tenant ?? undefined
+      const now = deps.clock.now()
+      // A pending request past its expiry is expired even before the sweeper marks it.
+      const rows = await deps.store.approvals.list({
+        ...(scope !== undefined ? { tenant: scope } : {}),
+        ...(status !== undefined ? { status: status as ApprovalStatus } : {}),
+        limit: n,
+      })
+      const visible = rows
+        .map((a) => service.effective(a))
+        .filter((a) => status === undefined || a.status === status)
+        .filter((a) => p.role === 'admin' || p.groups.includes(a.group))
+      const approvals = await Promise.all(
+        visible.map(async (a) => ({ ...approvalJson(a), policy_reason: await reasonOf(a.tenant, a.policyVersion, a.policyId) })),
+      )
+      return { approvals, now: Math.floor(now / 1000) }
+    },
+  )
 
-  app.get<{ Params: { id: string } }>('/approvals/:id', { config: readers, schema: { tags, summary: 'An approval request with each notifier delivery', params: IdParams } }, async (request) => {
-    const p = principal(request.adminPrincipal)
-    const a = await service.get(request.params.id)
-    assertTenantAccess(p, a.tenant)
-    if (p.role !== 'admin' && !p.groups.includes(a.group)) throw new AegisError('forbidden', `approver is not in group ${a.group}`)
-    return approvalJson(a)
-  })
+  app.get<{ Params: { id: string } }>(
+    '/approvals/:id',
+    { config: readers, schema: { tags, summary: 'An approval request with each notifier delivery', params: IdParams } },
+    async (request) => {
+      const p = principal(request.adminPrincipal)
+      const a = await service.get(request.params.id)
+      assertTenantAccess(p, a.tenant)
+      if (p.role !== 'admin' && !p.groups.includes(a.group)) throw new AegisError('forbidden', `approver is not in group ${a.group}`)
+      return approvalJson(a)
+    },
+  )
 
   for (const action of ['approve', 'deny'] as const) {
-    app.post<{ Params: { id: string }; Body: { reason?: string | null } }>(`/approvals/:id/${action}`, {
-      config: allow(['admin', 'approver'], { optionalBody: true }),
-      schema: { tags, summary: `${action === 'approve' ? 'Approve' : 'Deny'} a pending request`, params: IdParams, body: DecisionBody },
-    }, async (request) => {
-      const p = principal(request.adminPrincipal)
-      const reason = request.body.reason
-      const existing = await service.get(request.params.id)
-      assertTenantAccess(p, existing.tenant)
-      const { approval } = await service.decide(request.params.id, { decision: action, by: { kind: 'admin', principal: p }, reason: typeof reason === 'string' ? reason : null, via: p.viaConsole ? 'console' : 'api' })
-      return approvalJson(approval)
-    })
+    app.post<{ Params: { id: string }; Body: { reason?: string | null } }>(
+      `/approvals/:id/${action}`,
+      {
+        config: allow(['admin', 'approver'], { optionalBody: true }),
+        schema: { tags, summary: `${action === 'approve' ? 'Approve' : 'Deny'} a pending request`, params: IdParams, body: DecisionBody },
+      },
+      async (request) => {
+        const p = principal(request.adminPrincipal)
+        const reason = request.body.reason
+        const existing = await service.get(request.params.id)
+        assertTenantAccess(p, existing.tenant)
+        const { approval } = await service.decide(request.params.id, {
+          decision: action,
+          by: { kind: 'admin', principal: p },
+          reason: typeof reason === 'string' ? reason : null,
+          via: p.viaConsole ? 'console' : 'api',
+        })
+        return approvalJson(approval)
+      },
+    )
   }
 
-  app.post<{ Body: Record<string, unknown> & { tenant: string } }>('/approvals', {
-    config: allow(['gateway', 'admin']),
-    schema: { tags, summary: 'A gateway opens an approval request for an approval_needed decision', body: OpenBody },
-  }, async (request, reply) => {
-    const p = principal(request.adminPrincipal)
-    const b = request.body
-    assertTenantAccess(p, b.tenant)
-    const result = await service.openApproval({
-      tenant: b.tenant,
-      agentId: b.agent_id as string,
-      clientId: (b.client_id ?? '') as string,
-      tool: b.tool as string,
-      params: (b.params ?? {}) as Record<string, unknown>,
-      resource: (b.resource ?? null) as string | null,
-      policyId: (b.policy_id ?? '') as string,
-      policyVersion: b.policy_version as string,
-      group: b.group as string,
-      requireConsole: (b.require_console ?? false) as boolean,
-      ...(b.mask !== undefined ? { mask: b.mask as string[] } : {}),
-      ...(b.request !== undefined && b.request !== null ? { request: b.request as ApprovalRequestBinding } : {}),
-    })
-    const a = result.approval
-    return reply.code(result.reused ? 200 : 201).send({ id: a.id, status: a.status, status_url: result.statusUrl, expires_at: Math.floor(a.expiresAt / 1000), reused: result.reused, note: result.note })
-  })
+  app.post<{ Body: Record<string, unknown> & { tenant: string } }>(
+    '/approvals',
+    {
+      config: allow(['gateway', 'admin']),
+      schema: { tags, summary: 'A gateway opens an approval request for an approval_needed decision', body: OpenBody },
+    },
+    async (request, reply) => {
+      const p = principal(request.adminPrincipal)
+      const b = request.body
+      assertTenantAccess(p, b.tenant)
+      const result = await service.openApproval({
+        tenant: b.tenant,
+        agentId: b.agent_id as string,
+        clientId: (b.client_id ?? '') as string,
+        tool: b.tool as string,
+        params: (b.params ?? {}) as Record<string, unknown>,
+        resource: (b.resource ?? null) as string | null,
+        policyId: (b.policy_id ?? '') as string,
+        policyVersion: b.policy_version as string,
+        group: b.group as string,
+        requireConsole: (b.require_console ?? false) as boolean,
+        ...(b.mask !== undefined ? { mask: b.mask as string[] } : {}),
+        ...(b.request !== undefined && b.request !== null ? { request: b.request as ApprovalRequestBinding } : {}),
+      })
+      const a = result.approval
+      return reply.code(result.reused ? 200 : 201).send({
+        id: a.id,
+        status: a.status,
+        status_url: result.statusUrl,
+        expires_at: Math.floor(a.expiresAt / 1000),
+        reused: result.reused,
+        note: result.note,
+      })
+    },
+  )
 }

@@ -75,46 +75,55 @@ export interface DecisionUpload {
 }
 
 const nullableBool: JsonSchema = { type: ['boolean', 'null'] }
-const RecordSchema = body({
-  id: str(32, RECORD_ID, 32),
-  ts_ms: int(0, Number.MAX_SAFE_INTEGER),
-  type: { type: 'string', enum: TYPES },
-  mode: str(16, '^[a-z_]{1,16}$'),
-  decision: str(32, DECISION),
-  tenant: nullableStr(64, ID_PATTERN),
-  agent_id: nullableStr(64, ID_PATTERN),
-  client_id: nullableStr(256),
-  jti: nullableStr(256),
-  tool: nullableStr(256),
-  resource: nullableStr(1024),
-  enforced: nullableBool,
-  reasons: strArray(32, str(1024, undefined, 0)),
-  policy_version: nullableStr(128),
-  policy_ids: { type: ['array', 'null'], maxItems: 64, items: str(256) },
-  risk: nullableStr(16),
-  degraded: nullableStr(16),
-  error: nullableStr(1024),
-  latency_ms: { type: ['number', 'null'], minimum: 0, maximum: 3_600_000 },
-  trace_id: nullableStr(32, TRACE_ID),
-  params: { type: ['object', 'null'], maxProperties: 64, description: 'the sanitized parameters (the gateway bounds them to about 1 KiB)' },
-}, ['id', 'ts_ms', 'type', 'mode', 'decision'])
+const RecordSchema = body(
+  {
+    id: str(32, RECORD_ID, 32),
+    ts_ms: int(0, Number.MAX_SAFE_INTEGER),
+    type: { type: 'string', enum: TYPES },
+    mode: str(16, '^[a-z_]{1,16}$'),
+    decision: str(32, DECISION),
+    tenant: nullableStr(64, ID_PATTERN),
+    agent_id: nullableStr(64, ID_PATTERN),
+    client_id: nullableStr(256),
+    jti: nullableStr(256),
+    tool: nullableStr(256),
+    resource: nullableStr(1024),
+    enforced: nullableBool,
+    reasons: strArray(32, str(1024, undefined, 0)),
+    policy_version: nullableStr(128),
+    policy_ids: { type: ['array', 'null'], maxItems: 64, items: str(256) },
+    risk: nullableStr(16),
+    degraded: nullableStr(16),
+    error: nullableStr(1024),
+    latency_ms: { type: ['number', 'null'], minimum: 0, maximum: 3_600_000 },
+    trace_id: nullableStr(32, TRACE_ID),
+    params: { type: ['object', 'null'], maxProperties: 64, description: 'the sanitized parameters (the gateway bounds them to about 1 KiB)' },
+  },
+  ['id', 'ts_ms', 'type', 'mode', 'decision'],
+)
 
-const UploadSchema = body({
-  gateway_id: str(128, '^[A-Za-z0-9._:-]{1,128}$'),
-  records: { type: 'array', minItems: 1, maxItems: MAX_UPLOAD_RECORDS, items: RecordSchema },
-}, ['gateway_id', 'records'])
+const UploadSchema = body(
+  {
+    gateway_id: str(128, '^[A-Za-z0-9._:-]{1,128}$'),
+    records: { type: 'array', minItems: 1, maxItems: MAX_UPLOAD_RECORDS, items: RecordSchema },
+  },
+  ['gateway_id', 'records'],
+)
 
-const QuerySchema = query({
-  tenant: { type: 'string', pattern: ID_PATTERN },
-  agent_id: { type: 'string', pattern: ID_PATTERN },
-  tool: { type: 'string', minLength: 1, maxLength: 256 },
-  decision: { type: 'string', pattern: DECISION, description: 'allow, deny, approval_needed, sanitize; refused, replayed, unavailable for refusals' },
-  enforced: { type: 'string', enum: ['true', 'false'], description: 'false: shadow decisions (would-deny included)' },
-  since: { type: 'string', maxLength: 40, description: 'epoch milliseconds or an RFC 3339 date-time (inclusive)' },
-  until: { type: 'string', maxLength: 40, description: 'epoch milliseconds or an RFC 3339 date-time (exclusive)' },
-  limit: { type: 'string', pattern: '^\\d{1,4}$', description: `1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` },
-  cursor: { type: 'string', pattern: CURSOR_RE.source, description: 'next_cursor of the previous page' },
-}, false)
+const QuerySchema = query(
+  {
+    tenant: { type: 'string', pattern: ID_PATTERN },
+    agent_id: { type: 'string', pattern: ID_PATTERN },
+    tool: { type: 'string', minLength: 1, maxLength: 256 },
+    decision: { type: 'string', pattern: DECISION, description: 'allow, deny, approval_needed, sanitize; refused, replayed, unavailable for refusals' },
+    enforced: { type: 'string', enum: ['true', 'false'], description: 'false: shadow decisions (would-deny included)' },
+    since: { type: 'string', maxLength: 40, description: 'epoch milliseconds or an RFC 3339 date-time (inclusive)' },
+    until: { type: 'string', maxLength: 40, description: 'epoch milliseconds or an RFC 3339 date-time (exclusive)' },
+    limit: { type: 'string', pattern: '^\\d{1,4}$', description: `1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` },
+    cursor: { type: 'string', pattern: CURSOR_RE.source, description: 'next_cursor of the previous page' },
+  },
+  false,
+)
 
 interface RawQuery {
   tenant?: string
@@ -223,8 +232,9 @@ function fromWire(w: WireDecision, gatewayId: string, tenant: string | null, rec
  * bounded by the route's `bodyLimit` before this runs.
  */
 function uploadParser(maxDepth: number) {
-  return (request: FastifyRequest, raw: Buffer, done: (err: Error | null, body?: unknown) => void): void => {
-    const parse = (buf: Buffer): void => {
+  // Each branch ends by calling `done` (a `return done(…)` names the branch's end, not a value).
+  return (request: FastifyRequest, raw: Buffer, done: (err: Error | null, body?: unknown) => void) => {
+    const parse = (buf: Buffer) => {
       if (buf.length > MAX_UPLOAD_DECOMPRESSED_BYTES) return done(new AegisError('payload_too_large', 'decompressed body too large'))
       let parsed: unknown
       try {
@@ -241,9 +251,11 @@ function uploadParser(maxDepth: number) {
     // In libuv's pool, off the event loop; maxOutputLength stops a bomb before it is inflated.
     gunzip(raw, { maxOutputLength: MAX_UPLOAD_DECOMPRESSED_BYTES }, (err, out) => {
       if (err) {
-        return done((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
-          ? new AegisError('payload_too_large', 'decompressed body too large')
-          : new InvalidRequest('body is not valid gzip'))
+        return done(
+          (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
+            ? new AegisError('payload_too_large', 'decompressed body too large')
+            : new InvalidRequest('body is not valid gzip'),
+        )
       }
       parse(out)
     })
@@ -253,52 +265,64 @@ function uploadParser(maxDepth: number) {
 /** The decision log's routes and retention job; call inside the `/admin/v1` scope. */
 export async function decisionRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
   const { store, clock, config, logger } = deps
-  const stored = new Counter({ name: 'aegis_decision_log_stored_total', help: 'Decision-log records stored (duplicates of a retried upload not counted)', registers: [deps.metrics.registry] })
-
-  app.get('/decisions', {
-    config: allow(['admin']),
-    schema: { tags: [TAGS.decisions], summary: 'Page through the decision log, newest first (a tenant admin: its tenant)', querystring: QuerySchema },
-  }, async (request, reply) => {
-    const principal = request.adminPrincipal!
-    const q = parseDecisionQuery(request.query as RawQuery)
-    if (principal.tenant !== null) {
-      if (q.tenant !== undefined && q.tenant !== principal.tenant) throw new AegisError('forbidden', 'outside this token\'s tenant')
-      q.tenant = principal.tenant
-    }
-    const rows = await store.decisions.query(q)
-    reply.header('cache-control', 'no-store')
-    const last = rows[rows.length - 1]
-    return { decisions: rows.map(decisionToWire), next_cursor: rows.length === q.limit && last ? `${last.ts}.${last.id}` : null }
+  const stored = new Counter({
+    name: 'aegis_decision_log_stored_total',
+    help: 'Decision-log records stored (duplicates of a retried upload not counted)',
+    registers: [deps.metrics.registry],
   })
+
+  app.get(
+    '/decisions',
+    {
+      config: allow(['admin']),
+      schema: { tags: [TAGS.decisions], summary: 'Page through the decision log, newest first (a tenant admin: its tenant)', querystring: QuerySchema },
+    },
+    async (request, reply) => {
+      const principal = request.adminPrincipal!
+      const q = parseDecisionQuery(request.query as RawQuery)
+      if (principal.tenant !== null) {
+        if (q.tenant !== undefined && q.tenant !== principal.tenant) throw new AegisError('forbidden', "outside this token's tenant")
+        q.tenant = principal.tenant
+      }
+      const rows = await store.decisions.query(q)
+      reply.header('cache-control', 'no-store')
+      const last = rows[rows.length - 1]
+      return { decisions: rows.map(decisionToWire), next_cursor: rows.length === q.limit && last ? `${last.ts}.${last.id}` : null }
+    },
+  )
 
   await app.register(async (ingest) => {
     // Only this scope reads gzip bodies; every other admin route keeps the server's JSON parser.
     ingest.removeContentTypeParser('application/json')
     ingest.addContentTypeParser('application/json', { parseAs: 'buffer' }, uploadParser(config.limits.jsonDepth))
-    ingest.post<{ Body: DecisionUpload }>('/decisions', {
-      bodyLimit: MAX_UPLOAD_BYTES,
-      // No console session: gateways (or automation) upload with a bearer token.
-      config: allow(['gateway', 'admin'], { sessions: false }),
-      schema: { tags: [TAGS.decisions], summary: 'A gateway uploads a batch of decisions (gzip JSON); a retried batch is stored once', body: UploadSchema },
-    }, async (request, reply) => {
-      const principal = request.adminPrincipal!
-      const now = clock.now()
-      const { gateway_id: gatewayId, records } = request.body
-      const rows = records.map((w) => {
-        if (w.ts_ms > now + MAX_FUTURE_MS) throw new InvalidRequest('a record is dated more than a day ahead: check the gateway\'s clock')
-        let tenant = w.tenant ?? null
-        // A tenant's own gateway token uploads for its tenant only; what it refused before knowing a tenant is that tenant's.
-        if (principal.tenant !== null) {
-          if (tenant !== null && tenant !== principal.tenant) throw new AegisError('forbidden', 'a record names a tenant outside this token\'s tenant')
-          tenant = principal.tenant
-        }
-        return fromWire(w, gatewayId, tenant, now)
-      })
-      const n = await store.decisions.append(rows)
-      stored.inc(n)
-      reply.code(202).header('cache-control', 'no-store')
-      return { accepted: rows.length, stored: n, duplicates: rows.length - n }
-    })
+    ingest.post<{ Body: DecisionUpload }>(
+      '/decisions',
+      {
+        bodyLimit: MAX_UPLOAD_BYTES,
+        // No console session: gateways (or automation) upload with a bearer token.
+        config: allow(['gateway', 'admin'], { sessions: false }),
+        schema: { tags: [TAGS.decisions], summary: 'A gateway uploads a batch of decisions (gzip JSON); a retried batch is stored once', body: UploadSchema },
+      },
+      async (request, reply) => {
+        const principal = request.adminPrincipal!
+        const now = clock.now()
+        const { gateway_id: gatewayId, records } = request.body
+        const rows = records.map((w) => {
+          if (w.ts_ms > now + MAX_FUTURE_MS) throw new InvalidRequest("a record is dated more than a day ahead: check the gateway's clock")
+          let tenant = w.tenant ?? null
+          // A tenant's own gateway token uploads for its tenant only; what it refused before knowing a tenant is that tenant's.
+          if (principal.tenant !== null) {
+            if (tenant !== null && tenant !== principal.tenant) throw new AegisError('forbidden', "a record names a tenant outside this token's tenant")
+            tenant = principal.tenant
+          }
+          return fromWire(w, gatewayId, tenant, now)
+        })
+        const n = await store.decisions.append(rows)
+        stored.inc(n)
+        reply.code(202).header('cache-control', 'no-store')
+        return { accepted: rows.length, stored: n, duplicates: rows.length - n }
+      },
+    )
   })
 
   const retentionMs = config.decisionLog.retentionHours * 3600 * 1000
@@ -325,7 +349,9 @@ export async function decisionRoutes(app: FastifyInstance, deps: ControlPlaneDep
     })()
     return running
   }
-  const timer = setInterval(() => { void prune() }, config.decisionLog.pruneIntervalSeconds * 1000)
+  const timer = setInterval(() => {
+    void prune()
+  }, config.decisionLog.pruneIntervalSeconds * 1000)
   timer.unref()
   app.addHook('onClose', async () => {
     closed = true

@@ -84,21 +84,25 @@ function lastEventId(request: FastifyRequest): string | undefined {
  * between pages. Resolves false when the connection closed first; rejects
  * when reading the snapshot failed.
  */
-async function writeSnapshot(res: ServerResponse, snap: PagedSnapshot, frame: {
-  begin(json: string): string
-  page(kind: 'revocations' | 'agents', json: string): string
-  end(json: string): string
-}): Promise<boolean> {
+async function writeSnapshot(
+  res: ServerResponse,
+  snap: PagedSnapshot,
+  frame: {
+    begin(json: string): string
+    page(kind: 'revocations' | 'agents', json: string): string
+    end(json: string): string
+  },
+): Promise<boolean> {
   await snap.opened()
   if (snap.failed) throw snap.failed
   res.write(frame.begin(snap.begin))
-  for (let i = 0; ;) {
+  for (let i = 0; ; ) {
     if (i >= snap.pages.length && snap.end === undefined) await snap.more(i)
     if (snap.failed) throw snap.failed
     if (i < snap.pages.length) {
       const p = snap.pages[i++]!
       res.write(frame.page(p.kind, p.json))
-      if (!await drained(res)) return false
+      if (!(await drained(res))) return false
       continue
     }
     res.write(frame.end(snap.end!))
@@ -165,14 +169,16 @@ export async function streamPagedFeed(ctx: FeedStreamContext & { hub: FeedHub },
       }
       if (batch.length === 0) {
         // Appends are synchronous: nothing can be appended between after() and here.
-        await new Promise<void>((resolve) => { wake = resolve })
+        await new Promise<void>((resolve) => {
+          wake = resolve
+        })
         continue
       }
       for (const e of batch) {
         res.write(`event: ${e.kind}\nid: ${log.cursor(e.pos)}\ndata: ${e.json}\n\n`)
         pos = e.pos
       }
-      if (!await drained(res)) return
+      if (!(await drained(res))) return
     }
   }
   pump().catch((err: unknown) => {
@@ -196,7 +202,7 @@ export async function sendPagedSnapshot(ctx: FeedStreamContext, request: Fastify
     const written = await writeSnapshot(res, snap, {
       begin: (json) => `{"begin":${json}}\n`,
       page: (kind, json) => `{"${kind}":${json}}\n`,
-      end: (json) => `{"end":${JSON.stringify({ ...JSON.parse(json) as object, cursor: log ? log.cursor(snap.pos) : null })}}\n`,
+      end: (json) => `{"end":${JSON.stringify({ ...(JSON.parse(json) as object), cursor: log ? log.cursor(snap.pos) : null })}}\n`,
     })
     if (written) res.end()
   } catch (err) {

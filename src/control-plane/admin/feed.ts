@@ -53,77 +53,106 @@ export async function feedRoutes(app: FastifyInstance, deps: ControlPlaneDeps, o
   const hubOrNull = isFeedHub(deps.feed) ? deps.feed : null
   const snapshots = new SnapshotCache(deps, hubOrNull?.log ?? null)
   app.addHook('onClose', async () => snapshots.close())
-  const paged = <H extends FeedStreamContext['hub']>(hub: H): FeedStreamContext & { hub: H } => ({ deps, hub, snapshots, streams, closing: () => closing, pingMs: opts.pingMs ?? PING_MS })
-
-  app.get('/feed/snapshot', { config: globalReader, schema: { tags: [TAGS.feed], summary: 'Everything a gateway needs at start: revocations in force, agents\' capability hashes, policies', querystring: SnapshotQuery } }, async (request, reply) => {
-    if (wantsPagedSnapshot(request)) return sendPagedSnapshot(paged(hubOrNull), request, reply)
-    reply.header('cache-control', 'no-store')
-    return buildFeedSnapshot(deps)
+  const paged = <H extends FeedStreamContext['hub']>(hub: H): FeedStreamContext & { hub: H } => ({
+    deps,
+    hub,
+    snapshots,
+    streams,
+    closing: () => closing,
+    pingMs: opts.pingMs ?? PING_MS,
   })
 
-  app.get('/revocations/stream', { config: globalReader, schema: { tags: [TAGS.feed], summary: 'Server-sent events: the snapshot, then every change', querystring: StreamQuery } }, async (request, reply) => {
-    const hub = deps.feed
-    if (!isFeedHub(hub)) throw new AegisError('server_error', 'this control plane\'s feed publisher cannot be followed')
-    if (wantsPagedStream(request)) return streamPagedFeed(paged(hub), request, reply)
-    // Subscribe before reading the snapshot, so nothing between the two is lost.
-    const early: FeedEvent[] = []
-    let res: ServerResponse | null = null
-    const write = (chunk: string): void => {
-      if (!res || res.destroyed) return
-      res.write(chunk)
-      if (res.writableLength > MAX_BUFFERED_BYTES) {
-        deps.logger.warn({ ip: request.ip }, 'feed subscriber too slow; disconnected')
-        res.destroy()
+  app.get(
+    '/feed/snapshot',
+    {
+      config: globalReader,
+      schema: {
+        tags: [TAGS.feed],
+        summary: "Everything a gateway needs at start: revocations in force, agents' capability hashes, policies",
+        querystring: SnapshotQuery,
+      },
+    },
+    async (request, reply) => {
+      if (wantsPagedSnapshot(request)) return sendPagedSnapshot(paged(hubOrNull), request, reply)
+      reply.header('cache-control', 'no-store')
+      return buildFeedSnapshot(deps)
+    },
+  )
+
+  app.get(
+    '/revocations/stream',
+    { config: globalReader, schema: { tags: [TAGS.feed], summary: 'Server-sent events: the snapshot, then every change', querystring: StreamQuery } },
+    async (request, reply) => {
+      const hub = deps.feed
+      if (!isFeedHub(hub)) throw new AegisError('server_error', "this control plane's feed publisher cannot be followed")
+      if (wantsPagedStream(request)) return streamPagedFeed(paged(hub), request, reply)
+      // Subscribe before reading the snapshot, so nothing between the two is lost.
+      const early: FeedEvent[] = []
+      let res: ServerResponse | null = null
+      const write = (chunk: string): void => {
+        if (!res || res.destroyed) return
+        res.write(chunk)
+        if (res.writableLength > MAX_BUFFERED_BYTES) {
+          deps.logger.warn({ ip: request.ip }, 'feed subscriber too slow; disconnected')
+          res.destroy()
+        }
       }
-    }
-    let snapshotSeq = 0
-    const unsubscribe = hub.subscribe((e) => {
-      if (!res) early.push(e)
-      else write(sseEvent(e))
-    })
-    let snapshot
-    try {
-      snapshot = await buildFeedSnapshot(deps)
-    } catch (err) {
-      unsubscribe()
-      throw err
-    }
-    snapshotSeq = snapshot.seq
-    if (closing) {
-      // A stream opened now would hold close() open; the gateway reconnects to another control plane or after restart.
-      unsubscribe()
-      throw new Unavailable('the control plane is shutting down')
-    }
-    reply.hijack()
-    res = reply.raw
-    res.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    })
-    streams.add(res)
-    const ping = setInterval(() => write(': ping\n\n'), opts.pingMs ?? PING_MS)
-    const cleanup = (): void => {
-      clearInterval(ping)
-      unsubscribe()
-      if (res) streams.delete(res)
-    }
-    res.on('close', cleanup)
-    write(`event: snapshot\nid: ${snapshot.seq}\ndata: ${JSON.stringify(snapshot)}\n\n`)
-    for (const e of early) {
-      if (e.kind === 'revocation' && e.revocation.seq <= snapshotSeq) continue
-      write(sseEvent(e))
-    }
-    early.length = 0
-  })
+      let snapshotSeq = 0
+      const unsubscribe = hub.subscribe((e) => {
+        if (!res) early.push(e)
+        else write(sseEvent(e))
+      })
+      let snapshot: Awaited<ReturnType<typeof buildFeedSnapshot>>
+      try {
+        snapshot = await buildFeedSnapshot(deps)
+      } catch (err) {
+        unsubscribe()
+        throw err
+      }
+      snapshotSeq = snapshot.seq
+      if (closing) {
+        // A stream opened now would hold close() open; the gateway reconnects to another control plane or after restart.
+        unsubscribe()
+        throw new Unavailable('the control plane is shutting down')
+      }
+      reply.hijack()
+      res = reply.raw
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-store',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      })
+      streams.add(res)
+      const ping = setInterval(() => write(': ping\n\n'), opts.pingMs ?? PING_MS)
+      const cleanup = (): void => {
+        clearInterval(ping)
+        unsubscribe()
+        if (res) streams.delete(res)
+      }
+      res.on('close', cleanup)
+      write(`event: snapshot\nid: ${snapshot.seq}\ndata: ${JSON.stringify(snapshot)}\n\n`)
+      for (const e of early) {
+        if (e.kind === 'revocation' && e.revocation.seq <= snapshotSeq) continue
+        write(sseEvent(e))
+      }
+      early.length = 0
+    },
+  )
 
-  app.post<{ Body: { gateway_id: string; seq: number } }>('/gateways/acks', { config: { admin: { ...globalReader.admin, json: true } }, schema: { tags: [TAGS.feed], summary: 'A gateway reports the last feed seq it applied', body: AckBody } }, async (request, reply) => {
-    await deps.store.gatewayAcks.put({ gatewayId: request.body.gateway_id, seq: request.body.seq, updatedAt: deps.clock.now() })
-    return reply.code(204).send()
-  })
+  app.post<{ Body: { gateway_id: string; seq: number } }>(
+    '/gateways/acks',
+    {
+      config: { admin: { ...globalReader.admin, json: true } },
+      schema: { tags: [TAGS.feed], summary: 'A gateway reports the last feed seq it applied', body: AckBody },
+    },
+    async (request, reply) => {
+      await deps.store.gatewayAcks.put({ gatewayId: request.body.gateway_id, seq: request.body.seq, updatedAt: deps.clock.now() })
+      return reply.code(204).send()
+    },
+  )
 
-  app.get('/gateways', { config: reader, schema: { tags: [TAGS.feed], summary: 'Each gateway\'s acknowledged seq and lag' } }, async (request) => {
+  app.get('/gateways', { config: reader, schema: { tags: [TAGS.feed], summary: "Each gateway's acknowledged seq and lag" } }, async (request) => {
     principal(request)
     const now = deps.clock.now()
     const [acks, lastSeq] = await Promise.all([deps.store.gatewayAcks.list(), deps.store.revocations.lastSeq()])

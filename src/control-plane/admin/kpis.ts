@@ -39,7 +39,14 @@ const PRUNE_EVERY_FLUSHES = 60
 const MAX_PENDING = 50_000
 
 /** Metric names in `kpi_counts`. */
-const M = { issued: 'issued', lifetime: 'lifetime_seconds', revocations: 'revocations', replays: 'replay_attempts', decision: 'decision.', wouldDeny: 'would_deny.' } as const
+const M = {
+  issued: 'issued',
+  lifetime: 'lifetime_seconds',
+  revocations: 'revocations',
+  replays: 'replay_attempts',
+  decision: 'decision.',
+  wouldDeny: 'would_deny.',
+} as const
 
 /** The `history` member of `GET /admin/v1/kpis?history=1`: per-bucket series, oldest first, ending with the current bucket. */
 export interface KpiHistory {
@@ -103,7 +110,11 @@ export class KpiBook {
   private flushes = 0
   private closed = false
 
-  constructor(private readonly store: Store, private readonly clock: Clock, private readonly logger?: Logger) {}
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly logger?: Logger,
+  ) {}
 
   private add(tenant: string | undefined, now: number, metric: string, n: number): void {
     if (n <= 0 || this.closed) return
@@ -116,7 +127,9 @@ export class KpiBook {
         else if (this.pending.size < MAX_PENDING) this.pending.set(key, { tenant: t, slot: s, metric, n })
       }
     }
-    this.timer ??= setInterval(() => { void this.tick() }, FLUSH_MS).unref()
+    this.timer ??= setInterval(() => {
+      void this.tick()
+    }, FLUSH_MS).unref()
   }
 
   /** One access token issued with `lifetimeSeconds` (to `tenant`, when given: counted for it too). */
@@ -167,15 +180,20 @@ export class KpiBook {
     if (this.pending.size === 0) return
     const batch = this.pending
     this.pending = new Map()
-    const run = this.store.kpis.add([...batch.values()]).catch((err: unknown) => {
-      // Kept for the next flush, merged with what was counted meanwhile.
-      for (const [key, c] of batch) {
-        const cur = this.pending.get(key)
-        if (cur !== undefined) cur.n += c.n
-        else if (this.pending.size < MAX_PENDING) this.pending.set(key, c)
-      }
-      throw err
-    }).finally(() => { this.flushing = null })
+    const run = this.store.kpis
+      .add([...batch.values()])
+      .catch((err: unknown) => {
+        // Kept for the next flush, merged with what was counted meanwhile.
+        for (const [key, c] of batch) {
+          const cur = this.pending.get(key)
+          if (cur !== undefined) cur.n += c.n
+          else if (this.pending.size < MAX_PENDING) this.pending.set(key, c)
+        }
+        throw err
+      })
+      .finally(() => {
+        this.flushing = null
+      })
     this.flushing = run
     await run
   }
@@ -208,7 +226,7 @@ export class KpiBook {
       if (r.slot === TOTALS) totals.set(r.metric, r.n)
       else if (r.slot >= first && r.slot <= last) {
         let m = bySlot.get(r.slot)
-        if (m === undefined) bySlot.set(r.slot, m = new Map())
+        if (m === undefined) bySlot.set(r.slot, (m = new Map()))
         m.set(r.metric, r.n)
       }
     }
@@ -233,7 +251,16 @@ export class KpiBook {
       approvals_open: approvalsOpen,
     }
     if (withHistory) {
-      const h: KpiHistory = { bucket_seconds: HISTORY_BUCKET_MS / 1000, start: first * HISTORY_BUCKET_MS, issued: [], avg_token_lifetime_seconds: [], revocations: [], replay_attempts: [], decisions: {}, would_deny: [] }
+      const h: KpiHistory = {
+        bucket_seconds: HISTORY_BUCKET_MS / 1000,
+        start: first * HISTORY_BUCKET_MS,
+        issued: [],
+        avg_token_lifetime_seconds: [],
+        revocations: [],
+        replay_attempts: [],
+        decisions: {},
+        would_deny: [],
+      }
       for (const k of Object.keys(out.decisions)) h.decisions[k] = []
       for (let slot = first; slot <= last; slot++) {
         const b = bySlot.get(slot)
@@ -287,17 +314,20 @@ export function parseGatewayStats(body: unknown): GatewayStatsReport {
   for (const k of Object.keys(b)) {
     if (!['gateway_id', 'decisions', 'would_deny', 'replay_attempts', 'tenants'].includes(k)) throw new InvalidRequest(`unknown field ${k}`)
   }
-  if (typeof b.gateway_id !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(b.gateway_id)) throw new InvalidRequest('gateway_id must be 1 to 128 printable ASCII characters')
+  if (typeof b.gateway_id !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(b.gateway_id))
+    throw new InvalidRequest('gateway_id must be 1 to 128 printable ASCII characters')
   const out: GatewayStatsReport = { gateway_id: b.gateway_id, ...deltas(b, '') }
   if (b.tenants !== undefined) {
-    if (b.tenants === null || typeof b.tenants !== 'object' || Array.isArray(b.tenants)) throw new InvalidRequest('tenants must be an object of tenant id → counts')
+    if (b.tenants === null || typeof b.tenants !== 'object' || Array.isArray(b.tenants))
+      throw new InvalidRequest('tenants must be an object of tenant id → counts')
     const entries = Object.entries(b.tenants as Record<string, unknown>)
     if (entries.length > MAX_REPORT_TENANTS) throw new InvalidRequest(`tenants has more than ${MAX_REPORT_TENANTS} entries`)
     out.tenants = {}
     for (const [t, v] of entries) {
       if (!TENANT_RE.test(t)) throw new InvalidRequest('tenants keys must be tenant ids')
       if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new InvalidRequest(`tenants.${t} must be an object`)
-      for (const k of Object.keys(v)) if (!['decisions', 'would_deny', 'replay_attempts'].includes(k)) throw new InvalidRequest(`unknown field tenants.${t}.${k}`)
+      for (const k of Object.keys(v))
+        if (!['decisions', 'would_deny', 'replay_attempts'].includes(k)) throw new InvalidRequest(`unknown field tenants.${t}.${k}`)
       out.tenants[t] = deltas(v as Record<string, unknown>, `tenants.${t}.`)
     }
   }
@@ -306,7 +336,8 @@ export function parseGatewayStats(body: unknown): GatewayStatsReport {
 
 function deltas(b: Record<string, unknown>, prefix: string): StatsDeltas {
   const replay = b.replay_attempts ?? 0
-  if (!Number.isSafeInteger(replay) || (replay as number) < 0 || (replay as number) > MAX_DELTA) throw new InvalidRequest(`${prefix}replay_attempts must be a non-negative integer`)
+  if (!Number.isSafeInteger(replay) || (replay as number) < 0 || (replay as number) > MAX_DELTA)
+    throw new InvalidRequest(`${prefix}replay_attempts must be a non-negative integer`)
   return { decisions: counts(b.decisions, `${prefix}decisions`), would_deny: counts(b.would_deny, `${prefix}would_deny`), replay_attempts: replay as number }
 }
 
@@ -342,18 +373,42 @@ const StatsBody: JsonSchema = {
  */
 export async function kpiRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
   const book = kpiBook(deps)
-  app.addHook('onClose', async () => { await book.close() })
-  app.get('/kpis', { config: allow(['admin']), schema: { tags: [TAGS.kpis], summary: 'Issuance TPS, token lifetime, revocations, replay attempts, decisions, open approvals: the cluster\'s figures (a tenant admin: its tenant)', querystring: KpiQuery } }, async (request, reply) => {
-    reply.header('cache-control', 'no-store')
-    const q = (request.query ?? {}) as Record<string, unknown>
-    // A tenant admin sees its own tenant's KPIs, never the global ones.
-    return book.snapshot(request.adminPrincipal!.tenant, q.history === '1')
+  app.addHook('onClose', async () => {
+    await book.close()
   })
+  app.get(
+    '/kpis',
+    {
+      config: allow(['admin']),
+      schema: {
+        tags: [TAGS.kpis],
+        summary: "Issuance TPS, token lifetime, revocations, replay attempts, decisions, open approvals: the cluster's figures (a tenant admin: its tenant)",
+        querystring: KpiQuery,
+      },
+    },
+    async (request, reply) => {
+      reply.header('cache-control', 'no-store')
+      const q = (request.query ?? {}) as Record<string, unknown>
+      // A tenant admin sees its own tenant's KPIs, never the global ones.
+      return book.snapshot(request.adminPrincipal!.tenant, q.history === '1')
+    },
+  )
   // No console session: only gateways (or automation with a global token) report stats.
-  app.post('/gateways/stats', { config: allow(['gateway', 'admin'], { sessions: false, globalOnly: 'gateway stats need a global gateway token' }), schema: { tags: [TAGS.kpis], summary: 'A gateway reports decision, would-deny and replay deltas (stored before the answer: every control plane counts them)', body: StatsBody } }, async (request, reply) => {
-    const report = parseGatewayStats(request.body)
-    // Stored before the 204: a failed write is a 503 and the gateway keeps its deltas for its next report.
-    await book.recordGatewayStats(report, deps.clock.now())
-    return reply.code(204).send()
-  })
+  app.post(
+    '/gateways/stats',
+    {
+      config: allow(['gateway', 'admin'], { sessions: false, globalOnly: 'gateway stats need a global gateway token' }),
+      schema: {
+        tags: [TAGS.kpis],
+        summary: 'A gateway reports decision, would-deny and replay deltas (stored before the answer: every control plane counts them)',
+        body: StatsBody,
+      },
+    },
+    async (request, reply) => {
+      const report = parseGatewayStats(request.body)
+      // Stored before the 204: a failed write is a 503 and the gateway keeps its deltas for its next report.
+      await book.recordGatewayStats(report, deps.clock.now())
+      return reply.code(204).send()
+    },
+  )
 }

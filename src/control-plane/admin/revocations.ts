@@ -12,27 +12,42 @@ import { ID_PATTERN, TAGS, allow, body, nullableStr, params, str } from './schem
 import { principal } from './validate.js'
 
 // The shape of the body; which value and tenant each type needs, and what a tenant admin may revoke, is parseRevocation's (cross-field rules).
-const RevocationBody = body({
-  type: { type: 'string', enum: ['jti', 'agent', 'client', 'tenant', 'kid', 'issued_before'] },
-  value: { type: ['string', 'integer'], minLength: 1, maxLength: 128, description: 'jti, agent_id, client_id, tenant id or kid; epoch seconds for issued_before' },
-  tenant: nullableStr(64, ID_PATTERN),
-  agent_id: { ...nullableStr(64, ID_PATTERN), description: 'scopes an issued_before entry to one agent' },
-  reason: { type: ['string', 'null'], maxLength: 500 },
-}, ['type', 'value'])
+const RevocationBody = body(
+  {
+    type: { type: 'string', enum: ['jti', 'agent', 'client', 'tenant', 'kid', 'issued_before'] },
+    value: {
+      type: ['string', 'integer'],
+      minLength: 1,
+      maxLength: 128,
+      description: 'jti, agent_id, client_id, tenant id or kid; epoch seconds for issued_before',
+    },
+    tenant: nullableStr(64, ID_PATTERN),
+    agent_id: { ...nullableStr(64, ID_PATTERN), description: 'scopes an issued_before entry to one agent' },
+    reason: { type: ['string', 'null'], maxLength: 500 },
+  },
+  ['type', 'value'],
+)
 const SeqParams = params({ seq: str(15, '^\\d{1,15}$') })
 
 export async function revocationRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
   const admin = allow(['admin'])
   const reader = allow(['admin', 'gateway'])
 
-  app.post('/revocations', { config: allow(['admin'], { json: true }), schema: { tags: [TAGS.revocations], summary: 'Revoke a token, agent, client, tenant, key or everything issued before a time', body: RevocationBody } }, async (request, reply) => {
-    const p = principal(request)
-    const now = deps.clock.now()
-    const parsed = parseRevocation(request.body, p, deps.config, now)
-    const r = await recordRevocation(deps, { ...parsed, expiresAt: revocationExpiry(deps, parsed.type, parsed.value, now) }, { actor: p.actor, via: 'admin' })
-    reply.code(201).header('location', `/admin/v1/revocations/${r.seq}`)
-    return revocationJson(r)
-  })
+  app.post(
+    '/revocations',
+    {
+      config: allow(['admin'], { json: true }),
+      schema: { tags: [TAGS.revocations], summary: 'Revoke a token, agent, client, tenant, key or everything issued before a time', body: RevocationBody },
+    },
+    async (request, reply) => {
+      const p = principal(request)
+      const now = deps.clock.now()
+      const parsed = parseRevocation(request.body, p, deps.config, now)
+      const r = await recordRevocation(deps, { ...parsed, expiresAt: revocationExpiry(deps, parsed.type, parsed.value, now) }, { actor: p.actor, via: 'admin' })
+      reply.code(201).header('location', `/admin/v1/revocations/${r.seq}`)
+      return revocationJson(r)
+    },
+  )
 
   app.get('/revocations', { config: reader, schema: { tags: [TAGS.revocations], summary: 'Revocations in force' } }, async (request) => {
     const p = principal(request)
@@ -45,28 +60,42 @@ export async function revocationRoutes(app: FastifyInstance, deps: ControlPlaneD
   // tenant admin lifts its tenant's agent and client entries; a tenant-wide
   // entry needs a global admin (the tenant's own admins are what it may have
   // been aimed at). Answers the lifted entry; repeating it republishes the lift.
-  app.delete<{ Params: { seq: string } }>('/revocations/:seq', { config: admin, schema: { tags: [TAGS.revocations], summary: 'Lift an agent, client or tenant revocation', params: SeqParams } }, async (request) => {
-    const p = principal(request)
-    const seq = Number(request.params.seq)
-    const r = await deps.store.revocations.get(seq)
-    if (!r || (r.liftedAt === undefined && r.expiresAt <= deps.clock.now())) throw new NotFound(`revocation ${seq} is not in force`)
-    if (p.tenant !== null && r.tenant !== p.tenant) throw new AegisError('forbidden', 'outside this token\'s tenant')
-    if (p.tenant !== null && r.type === 'tenant') throw new AegisError('forbidden', 'lifting a tenant revocation needs a global admin token')
-    const { revocation, issuedBefore } = await liftRevocation(deps, r, { actor: p.actor })
-    return { ...revocationJson(revocation), issued_before_seq: issuedBefore?.seq ?? null }
-  })
+  app.delete<{ Params: { seq: string } }>(
+    '/revocations/:seq',
+    { config: admin, schema: { tags: [TAGS.revocations], summary: 'Lift an agent, client or tenant revocation', params: SeqParams } },
+    async (request) => {
+      const p = principal(request)
+      const seq = Number(request.params.seq)
+      const r = await deps.store.revocations.get(seq)
+      if (!r || (r.liftedAt === undefined && r.expiresAt <= deps.clock.now())) throw new NotFound(`revocation ${seq} is not in force`)
+      if (p.tenant !== null && r.tenant !== p.tenant) throw new AegisError('forbidden', "outside this token's tenant")
+      if (p.tenant !== null && r.type === 'tenant') throw new AegisError('forbidden', 'lifting a tenant revocation needs a global admin token')
+      const { revocation, issuedBefore } = await liftRevocation(deps, r, { actor: p.actor })
+      return { ...revocationJson(revocation), issued_before_seq: issuedBefore?.seq ?? null }
+    },
+  )
 
-  app.get<{ Params: { seq: string } }>('/revocations/:seq', { config: reader, schema: { tags: [TAGS.revocations], summary: 'A revocation and which gateways applied it', params: SeqParams } }, async (request) => {
-    const p = principal(request)
-    const seq = Number(request.params.seq)
-    const r = await deps.store.revocations.get(seq)
-    if (!r) throw new NotFound(`revocation ${seq} not found`)
-    if (p.tenant !== null && r.tenant !== p.tenant) throw new AegisError('forbidden', 'outside this token\'s tenant')
-    const acks = await deps.store.gatewayAcks.list()
-    return {
-      ...revocationJson(r),
-      applied_by: acks.filter((a) => a.seq >= r.seq).map((a) => a.gatewayId).sort(),
-      pending: acks.filter((a) => a.seq < r.seq).map((a) => a.gatewayId).sort(),
-    }
-  })
+  app.get<{ Params: { seq: string } }>(
+    '/revocations/:seq',
+    { config: reader, schema: { tags: [TAGS.revocations], summary: 'A revocation and which gateways applied it', params: SeqParams } },
+    async (request) => {
+      const p = principal(request)
+      const seq = Number(request.params.seq)
+      const r = await deps.store.revocations.get(seq)
+      if (!r) throw new NotFound(`revocation ${seq} not found`)
+      if (p.tenant !== null && r.tenant !== p.tenant) throw new AegisError('forbidden', "outside this token's tenant")
+      const acks = await deps.store.gatewayAcks.list()
+      return {
+        ...revocationJson(r),
+        applied_by: acks
+          .filter((a) => a.seq >= r.seq)
+          .map((a) => a.gatewayId)
+          .sort(),
+        pending: acks
+          .filter((a) => a.seq < r.seq)
+          .map((a) => a.gatewayId)
+          .sort(),
+      }
+    },
+  )
 }

@@ -26,10 +26,13 @@ declare module 'fastify' {
  * tenant (`''` for the tenant itself, `'/agents'`, …).
  */
 export async function tenantScope(app: FastifyInstance, deps: ControlPlaneDeps, routes: (scope: FastifyInstance) => Promise<void>): Promise<void> {
-  await app.register(async (scope) => {
-    scope.addHook('preValidation', requireTenantAccess(deps))
-    await routes(scope)
-  }, { prefix: '/tenants/:tenant' })
+  await app.register(
+    async (scope) => {
+      scope.addHook('preValidation', requireTenantAccess(deps))
+      await routes(scope)
+    },
+    { prefix: '/tenants/:tenant' },
+  )
 }
 
 /**

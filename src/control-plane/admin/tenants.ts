@@ -21,17 +21,26 @@ const TenantPatch = body({ name: str(200), require_attestation: { type: 'boolean
 export async function tenantRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
   const dir = directoryFor(deps)
 
-  app.post<{ Body: { id: string; name?: string; require_attestation?: boolean } }>('/tenants', { config: ADMIN_JSON, schema: { tags: [TAGS.tenants], summary: 'Create a tenant (global admin)', body: TenantBody } }, async (request, reply) => {
-    const p = principal(request)
-    assertGlobal(p, 'creating a tenant')
-    const { id, name, require_attestation: requireAttestation } = request.body
-    const tenant: Tenant = { id, name: name ?? id, requireAttestation: requireAttestation ?? false, createdAt: deps.clock.now() }
-    await deps.store.tenants.create(tenant)
-    dir.invalidateTenant(id)
-    await auditAdmin(deps, p, { type: 'admin.tenant_created', tenant: id, subject: id, data: { name: tenant.name, require_attestation: tenant.requireAttestation } })
-    reply.code(201)
-    return tenantJson(tenant)
-  })
+  app.post<{ Body: { id: string; name?: string; require_attestation?: boolean } }>(
+    '/tenants',
+    { config: ADMIN_JSON, schema: { tags: [TAGS.tenants], summary: 'Create a tenant (global admin)', body: TenantBody } },
+    async (request, reply) => {
+      const p = principal(request)
+      assertGlobal(p, 'creating a tenant')
+      const { id, name, require_attestation: requireAttestation } = request.body
+      const tenant: Tenant = { id, name: name ?? id, requireAttestation: requireAttestation ?? false, createdAt: deps.clock.now() }
+      await deps.store.tenants.create(tenant)
+      dir.invalidateTenant(id)
+      await auditAdmin(deps, p, {
+        type: 'admin.tenant_created',
+        tenant: id,
+        subject: id,
+        data: { name: tenant.name, require_attestation: tenant.requireAttestation },
+      })
+      reply.code(201)
+      return tenantJson(tenant)
+    },
+  )
 
   app.get('/tenants', { config: ADMIN, schema: { tags: [TAGS.tenants], summary: 'List the tenants the token may see' } }, async (request) => {
     const p = principal(request)
@@ -43,29 +52,44 @@ export async function tenantRoutes(app: FastifyInstance, deps: ControlPlaneDeps)
   })
 
   await tenantScope(app, deps, async (tenant) => {
-    tenant.get('', { config: ADMIN, schema: { tags: [TAGS.tenants], summary: 'Read a tenant', params: tenantParams } }, async (request) => tenantJson(tenantOf(request)))
+    tenant.get('', { config: ADMIN, schema: { tags: [TAGS.tenants], summary: 'Read a tenant', params: tenantParams } }, async (request) =>
+      tenantJson(tenantOf(request)),
+    )
 
-    tenant.patch<{ Body: { name?: string; require_attestation?: boolean } }>('', { config: ADMIN_JSON, schema: { tags: [TAGS.tenants], summary: 'Update a tenant', params: tenantParams, body: TenantPatch } }, async (request) => {
-      const p = principal(request)
-      const { id } = tenantOf(request)
-      const patch: Partial<Omit<Tenant, 'id' | 'createdAt'>> = {}
-      if (request.body.name !== undefined) patch.name = request.body.name
-      if (request.body.require_attestation !== undefined) patch.requireAttestation = request.body.require_attestation
-      const updated = await deps.store.tenants.update(id, patch)
-      dir.invalidateTenant(id)
-      await auditAdmin(deps, p, { type: 'admin.tenant_updated', tenant: id, subject: id, data: { name: patch.name, require_attestation: patch.requireAttestation } })
-      return tenantJson(updated)
-    })
+    tenant.patch<{ Body: { name?: string; require_attestation?: boolean } }>(
+      '',
+      { config: ADMIN_JSON, schema: { tags: [TAGS.tenants], summary: 'Update a tenant', params: tenantParams, body: TenantPatch } },
+      async (request) => {
+        const p = principal(request)
+        const { id } = tenantOf(request)
+        const patch: Partial<Omit<Tenant, 'id' | 'createdAt'>> = {}
+        if (request.body.name !== undefined) patch.name = request.body.name
+        if (request.body.require_attestation !== undefined) patch.requireAttestation = request.body.require_attestation
+        const updated = await deps.store.tenants.update(id, patch)
+        dir.invalidateTenant(id)
+        await auditAdmin(deps, p, {
+          type: 'admin.tenant_updated',
+          tenant: id,
+          subject: id,
+          data: { name: patch.name, require_attestation: patch.requireAttestation },
+        })
+        return tenantJson(updated)
+      },
+    )
 
-    tenant.delete('', { config: ADMIN, schema: { tags: [TAGS.tenants], summary: 'Delete a tenant without agents (global admin)', params: tenantParams } }, async (request, reply) => {
-      const p = principal(request)
-      const { id } = tenantOf(request)
-      assertGlobal(p, 'deleting a tenant')
-      if ((await deps.store.agents.list(id)).length > 0) throw new Conflict(`tenant ${id} still has agents; delete them first`)
-      await deps.store.tenants.delete(id)
-      dir.invalidateTenant(id)
-      await auditAdmin(deps, p, { type: 'admin.tenant_deleted', tenant: id, subject: id })
-      return reply.code(204).send()
-    })
+    tenant.delete(
+      '',
+      { config: ADMIN, schema: { tags: [TAGS.tenants], summary: 'Delete a tenant without agents (global admin)', params: tenantParams } },
+      async (request, reply) => {
+        const p = principal(request)
+        const { id } = tenantOf(request)
+        assertGlobal(p, 'deleting a tenant')
+        if ((await deps.store.agents.list(id)).length > 0) throw new Conflict(`tenant ${id} still has agents; delete them first`)
+        await deps.store.tenants.delete(id)
+        dir.invalidateTenant(id)
+        await auditAdmin(deps, p, { type: 'admin.tenant_deleted', tenant: id, subject: id })
+        return reply.code(204).send()
+      },
+    )
   })
 }

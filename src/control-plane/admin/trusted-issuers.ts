@@ -15,17 +15,30 @@ import { TAGS, allow, body, id, nullableStr, publicJwksSchema, str, tenantIdPara
 import { tenantOf, tenantScope } from './tenant-scope.js'
 import { auditAdmin, checkJwkSizes, principal } from './validate.js'
 
-const RuleSchema = body({
-  claims: { type: 'object', minProperties: 1, maxProperties: 16, propertyNames: { type: 'string', minLength: 1, maxLength: 128 }, additionalProperties: str(512), description: 'claim name → the value it must equal' },
-  agent_id: id,
-}, ['claims', 'agent_id'])
-const IssuerBody = body({
-  issuer: str(512),
-  jwks_uri: nullableStr(1024),
-  jwks: { ...publicJwksSchema, type: ['object', 'null'] },
-  audience: str(512),
-  rules: { type: 'array', minItems: 1, maxItems: 100, items: RuleSchema },
-}, ['issuer', 'audience', 'rules'])
+const RuleSchema = body(
+  {
+    claims: {
+      type: 'object',
+      minProperties: 1,
+      maxProperties: 16,
+      propertyNames: { type: 'string', minLength: 1, maxLength: 128 },
+      additionalProperties: str(512),
+      description: 'claim name → the value it must equal',
+    },
+    agent_id: id,
+  },
+  ['claims', 'agent_id'],
+)
+const IssuerBody = body(
+  {
+    issuer: str(512),
+    jwks_uri: nullableStr(1024),
+    jwks: { ...publicJwksSchema, type: ['object', 'null'] },
+    audience: str(512),
+    rules: { type: 'array', minItems: 1, maxItems: 100, items: RuleSchema },
+  },
+  ['issuer', 'audience', 'rules'],
+)
 
 interface IssuerBodyT {
   issuer: string
@@ -38,8 +51,14 @@ interface IssuerBodyT {
 /** Admin-API view (times in epoch ms). */
 export function trustedIssuerJson(t: TrustedIssuer): Record<string, unknown> {
   return {
-    id: t.id, tenant: t.tenant, issuer: t.issuer, jwks_uri: t.jwksUri, jwks: t.jwks, audience: t.audience,
-    rules: t.rules.map((r) => ({ claims: r.claims, agent_id: r.agentId })), created_at: t.createdAt,
+    id: t.id,
+    tenant: t.tenant,
+    issuer: t.issuer,
+    jwks_uri: t.jwksUri,
+    jwks: t.jwks,
+    audience: t.audience,
+    rules: t.rules.map((r) => ({ claims: r.claims, agent_id: r.agentId })),
+    created_at: t.createdAt,
   }
 }
 
@@ -69,8 +88,11 @@ async function checkJwksUri(v: string, allowed: ReturnType<typeof parseNetworks>
   } catch (err) {
     if (!(err instanceof OutboundRefused)) throw err
     if (err.kind === 'unresolved' && new URL(v).protocol === 'https:') return v
-    if (err.kind !== 'address') throw new InvalidRequest(`jwks_uri must be an https URL without credentials (plain http only into tokenExchange.jwksAllowedNetworks)`)
-    throw new InvalidRequest('jwks_uri must name a host that resolves to public addresses only (loopback, private and link-local addresses only when tokenExchange.jwksAllowedNetworks lists them)')
+    if (err.kind !== 'address')
+      throw new InvalidRequest(`jwks_uri must be an https URL without credentials (plain http only into tokenExchange.jwksAllowedNetworks)`)
+    throw new InvalidRequest(
+      'jwks_uri must name a host that resolves to public addresses only (loopback, private and link-local addresses only when tokenExchange.jwksAllowedNetworks lists them)',
+    )
   }
   return v
 }
@@ -80,41 +102,63 @@ export async function trustedIssuerRoutes(app: FastifyInstance, deps: ControlPla
   const ADMIN = allow(['admin'])
 
   await tenantScope(app, deps, async (scope) => {
-    scope.post<{ Body: IssuerBodyT }>('/trusted-issuers', {
-      config: allow(['admin'], { json: true }),
-      schema: { tags: [TAGS.issuers], summary: 'Trust a workload-identity issuer for token exchange (exactly one of jwks_uri and jwks)', params: tenantParams, body: IssuerBody },
-    }, async (request, reply) => {
-      const tenant = tenantOf(request).id
-      const b = request.body
-      // URL syntax, the one-of pair (null counts as absent) and the address rules are beyond JSON Schema, or its messages would name neither field.
-      const issuer = url(b.issuer, 'issuer')
-      const hasUri = b.jwks_uri !== undefined && b.jwks_uri !== null
-      const hasJwks = b.jwks !== undefined && b.jwks !== null
-      if (hasUri === hasJwks) throw new InvalidRequest('give exactly one of jwks_uri and jwks')
-      const jwksUri = hasUri ? await checkJwksUri(b.jwks_uri!, allowed) : null
-      const jwks = hasJwks ? checkJwkSizes(b.jwks!, 'jwks') : null
-      const parsedRules = b.rules.map((r) => ({ claims: r.claims, agentId: r.agent_id }))
-      for (const r of parsedRules) {
-        if (!(await deps.store.agents.get(tenant, r.agentId))) throw new InvalidRequest(`rule agent_id ${r.agentId} is not an agent of tenant ${tenant}`)
-      }
-      const t: TrustedIssuer = { id: randomId('ti', 9), tenant, issuer, jwksUri, jwks, audience: b.audience, rules: parsedRules, createdAt: deps.clock.now() }
-      await deps.store.trustedIssuers.create(t)
-      await auditAdmin(deps, principal(request), { type: 'admin.trusted_issuer_created', tenant, subject: t.id, data: { issuer, audience: b.audience, jwks_uri: jwksUri, rules: parsedRules.length } })
-      reply.code(201)
-      return trustedIssuerJson(t)
-    })
+    scope.post<{ Body: IssuerBodyT }>(
+      '/trusted-issuers',
+      {
+        config: allow(['admin'], { json: true }),
+        schema: {
+          tags: [TAGS.issuers],
+          summary: 'Trust a workload-identity issuer for token exchange (exactly one of jwks_uri and jwks)',
+          params: tenantParams,
+          body: IssuerBody,
+        },
+      },
+      async (request, reply) => {
+        const tenant = tenantOf(request).id
+        const b = request.body
+        // URL syntax, the one-of pair (null counts as absent) and the address rules are beyond JSON Schema, or its messages would name neither field.
+        const issuer = url(b.issuer, 'issuer')
+        const hasUri = b.jwks_uri !== undefined && b.jwks_uri !== null
+        const hasJwks = b.jwks !== undefined && b.jwks !== null
+        if (hasUri === hasJwks) throw new InvalidRequest('give exactly one of jwks_uri and jwks')
+        const jwksUri = hasUri ? await checkJwksUri(b.jwks_uri!, allowed) : null
+        const jwks = hasJwks ? checkJwkSizes(b.jwks!, 'jwks') : null
+        const parsedRules = b.rules.map((r) => ({ claims: r.claims, agentId: r.agent_id }))
+        for (const r of parsedRules) {
+          if (!(await deps.store.agents.get(tenant, r.agentId))) throw new InvalidRequest(`rule agent_id ${r.agentId} is not an agent of tenant ${tenant}`)
+        }
+        const t: TrustedIssuer = { id: randomId('ti', 9), tenant, issuer, jwksUri, jwks, audience: b.audience, rules: parsedRules, createdAt: deps.clock.now() }
+        await deps.store.trustedIssuers.create(t)
+        await auditAdmin(deps, principal(request), {
+          type: 'admin.trusted_issuer_created',
+          tenant,
+          subject: t.id,
+          data: { issuer, audience: b.audience, jwks_uri: jwksUri, rules: parsedRules.length },
+        })
+        reply.code(201)
+        return trustedIssuerJson(t)
+      },
+    )
 
-    scope.get('/trusted-issuers', { config: ADMIN, schema: { tags: [TAGS.issuers], summary: 'List a tenant\'s trusted issuers', params: tenantParams } }, async (request) => {
-      return { trusted_issuers: (await deps.store.trustedIssuers.list(tenantOf(request).id)).map(trustedIssuerJson) }
-    })
+    scope.get(
+      '/trusted-issuers',
+      { config: ADMIN, schema: { tags: [TAGS.issuers], summary: "List a tenant's trusted issuers", params: tenantParams } },
+      async (request) => {
+        return { trusted_issuers: (await deps.store.trustedIssuers.list(tenantOf(request).id)).map(trustedIssuerJson) }
+      },
+    )
 
-    scope.delete<{ Params: { id: string } }>('/trusted-issuers/:id', { config: ADMIN, schema: { tags: [TAGS.issuers], summary: 'Stop trusting an issuer', params: tenantIdParams } }, async (request, reply) => {
-      const tenant = tenantOf(request).id
-      const tid = request.params.id
-      if (!(await deps.store.trustedIssuers.list(tenant)).some((t) => t.id === tid)) throw new NotFound('trusted issuer not found')
-      await deps.store.trustedIssuers.delete(tenant, tid)
-      await auditAdmin(deps, principal(request), { type: 'admin.trusted_issuer_deleted', tenant, subject: tid })
-      return reply.code(204).send()
-    })
+    scope.delete<{ Params: { id: string } }>(
+      '/trusted-issuers/:id',
+      { config: ADMIN, schema: { tags: [TAGS.issuers], summary: 'Stop trusting an issuer', params: tenantIdParams } },
+      async (request, reply) => {
+        const tenant = tenantOf(request).id
+        const tid = request.params.id
+        if (!(await deps.store.trustedIssuers.list(tenant)).some((t) => t.id === tid)) throw new NotFound('trusted issuer not found')
+        await deps.store.trustedIssuers.delete(tenant, tid)
+        await auditAdmin(deps, principal(request), { type: 'admin.trusted_issuer_deleted', tenant, subject: tid })
+        return reply.code(204).send()
+      },
+    )
   })
 }

@@ -44,24 +44,31 @@ export function parseBudgets(raw: unknown): ApprovalBudget[] {
   const names = new Set<string>()
   raw.forEach((b: unknown, i) => {
     const at = `approvals.budgets[${i}]`
-    if (b === null || typeof b !== 'object' || Array.isArray(b)) { problems.push(`${at} must be an object`); return }
+    if (b === null || typeof b !== 'object' || Array.isArray(b)) {
+      problems.push(`${at} must be an object`)
+      return
+    }
     const r = b as Record<string, unknown>
-    const str = (k: string): string | undefined => (typeof r[k] === 'string' && (r[k] as string).length > 0 && (r[k] as string).length <= 200 ? (r[k] as string) : undefined)
+    const str = (k: string): string | undefined =>
+      typeof r[k] === 'string' && (r[k] as string).length > 0 && (r[k] as string).length <= 200 ? (r[k] as string) : undefined
     const name = str('name')
     if (!name || !NAME.test(name)) problems.push(`${at}.name must match ${NAME}`)
     else if (names.has(name)) problems.push(`${at}.name "${name}" is used twice`)
     else names.add(name)
-    const tenant = str('tenant'); const tool = str('tool'); const group = str('group')
+    const tenant = str('tenant')
+    const tool = str('tool')
+    const group = str('group')
     if (!tenant) problems.push(`${at}.tenant must be a tenant id or "*"`)
     if (!tool) problems.push(`${at}.tool must be a tool name or "*"`)
     if (!group) problems.push(`${at}.group must be an approver group or "*"`)
     const below = r.auto_approve_below as Record<string, unknown> | undefined
     const param = below && typeof below.param === 'string' ? below.param : undefined
     const max = below && typeof below.max === 'number' && Number.isFinite(below.max) ? below.max : undefined
-    if (!param || !param.startsWith('/params/')) problems.push(`${at}.auto_approve_below.param must be a JSON pointer under /params/`)
+    if (!param?.startsWith('/params/')) problems.push(`${at}.auto_approve_below.param must be a JSON pointer under /params/`)
     if (max === undefined) problems.push(`${at}.auto_approve_below.max must be a finite number`)
     const perDay = r.per_day
-    if (typeof perDay !== 'number' || !Number.isInteger(perDay) || perDay < 1 || perDay > 100000) problems.push(`${at}.per_day must be an integer from 1 to 100000`)
+    if (typeof perDay !== 'number' || !Number.isInteger(perDay) || perDay < 1 || perDay > 100000)
+      problems.push(`${at}.per_day must be an integer from 1 to 100000`)
     for (const k of Object.keys(r)) {
       if (!['name', 'tenant', 'tool', 'group', 'auto_approve_below', 'per_day'].includes(k)) problems.push(`${at}: unknown key "${k}"`)
     }
@@ -85,7 +92,7 @@ export function resolvePointer(root: unknown, pointer: string): unknown {
       if (!/^(0|[1-9][0-9]*)$/.test(key)) return undefined
       cur = cur[Number(key)]
     } else {
-      if (!Object.prototype.hasOwnProperty.call(cur, key)) return undefined
+      if (!Object.hasOwn(cur, key)) return undefined
       cur = (cur as Record<string, unknown>)[key]
     }
   }

@@ -42,7 +42,7 @@ export function verifySlackSignature(secret: string, headers: { timestamp: unkno
   if (typeof sig !== 'string' || !/^v0=[0-9a-f]{64}$/.test(sig)) return 'missing or malformed X-Slack-Signature'
   // Checked before the HMAC so a captured request cannot be replayed later (Slack: five minutes).
   if (Math.abs(nowSeconds - Number(ts)) > SIGNATURE_TOLERANCE_SECONDS) return 'request timestamp outside five minutes'
-  const expected = 'v0=' + createHmac('sha256', secret).update(`v0:${ts}:${rawBody}`).digest('hex')
+  const expected = `v0=${createHmac('sha256', secret).update(`v0:${ts}:${rawBody}`).digest('hex')}`
   return constantTimeEqual(expected, sig) ? null : 'bad signature'
 }
 
@@ -56,7 +56,8 @@ export async function approvalCallbackRoutes(app: FastifyInstance, deps: Control
   await app.register(async (ctx) => {
     const bodyLimit = deps.config.limits.bodyBytes
     ctx.removeAllContentTypeParsers()
-    const keepRaw = (_req: unknown, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => done(null, typeof body === 'string' ? body : body.toString('utf8'))
+    const keepRaw = (_req: unknown, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) =>
+      done(null, typeof body === 'string' ? body : body.toString('utf8'))
     ctx.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit }, keepRaw)
     ctx.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit }, keepRaw)
 
@@ -65,7 +66,12 @@ export async function approvalCallbackRoutes(app: FastifyInstance, deps: Control
       if (!secret) throw new NotFound('Slack integration is not configured (approvals.slackSigningSecret)')
       const raw = typeof request.body === 'string' ? request.body : ''
       const now = Math.floor(deps.clock.now() / 1000)
-      const why = verifySlackSignature(secret, { timestamp: request.headers['x-slack-request-timestamp'], signature: request.headers['x-slack-signature'] }, raw, now)
+      const why = verifySlackSignature(
+        secret,
+        { timestamp: request.headers['x-slack-request-timestamp'], signature: request.headers['x-slack-signature'] },
+        raw,
+        now,
+      )
       if (why) {
         request.log.info({ why }, 'slack interaction refused')
         await deps.audit.append({ type: 'approval.callback_refused', actor: 'slack', data: { channel: 'slack', why } })
@@ -74,8 +80,13 @@ export async function approvalCallbackRoutes(app: FastifyInstance, deps: Control
       const payloadText = new URLSearchParams(raw).get('payload')
       if (!payloadText) throw new InvalidRequest('payload is required')
       let payload: Record<string, unknown>
-      try { payload = JSON.parse(payloadText) as Record<string, unknown> } catch { throw new InvalidRequest('payload is not JSON') }
-      if (payload === null || typeof payload !== 'object' || jsonDepth(payload, deps.config.limits.jsonDepth) > deps.config.limits.jsonDepth) throw new InvalidRequest('payload not accepted')
+      try {
+        payload = JSON.parse(payloadText) as Record<string, unknown>
+      } catch {
+        throw new InvalidRequest('payload is not JSON')
+      }
+      if (payload === null || typeof payload !== 'object' || jsonDepth(payload, deps.config.limits.jsonDepth) > deps.config.limits.jsonDepth)
+        throw new InvalidRequest('payload not accepted')
       if (payload.type !== 'block_actions') return reply.code(200).send({ ok: true, ignored: `interaction type ${String(payload.type).slice(0, 40)}` })
       const actions = Array.isArray(payload.actions) ? (payload.actions as Array<Record<string, unknown>>) : []
       const action = actions.find((a) => a && (a.action_id === SLACK_APPROVE_ACTION || a.action_id === SLACK_DENY_ACTION))
@@ -84,11 +95,17 @@ export async function approvalCallbackRoutes(app: FastifyInstance, deps: Control
       const team = (payload.team ?? {}) as Record<string, unknown>
       const teamId = typeof team.id === 'string' ? team.id : typeof user.team_id === 'string' ? user.team_id : undefined
       const userId = typeof user.id === 'string' ? user.id : undefined
-      if (!teamId || !userId || !/^[A-Z0-9]{1,40}$/i.test(teamId) || !/^[A-Z0-9]{1,40}$/i.test(userId)) throw new InvalidRequest('payload names no Slack team and user')
+      if (!teamId || !userId || !/^[A-Z0-9]{1,40}$/i.test(teamId) || !/^[A-Z0-9]{1,40}$/i.test(userId))
+        throw new InvalidRequest('payload names no Slack team and user')
       const id = typeof action.value === 'string' ? action.value : ''
       const decision = action.action_id === SLACK_APPROVE_ACTION ? 'approve' : 'deny'
       const name = typeof user.username === 'string' ? user.username.slice(0, 80) : userId
-      const { approval } = await approvalServiceFor(deps).decide(id, { decision, by: { kind: 'linked', identity: `slack:${teamId}/${userId}` }, reason: `${decision === 'approve' ? 'approved' : 'denied'} in Slack by ${name}`, via: 'slack' })
+      const { approval } = await approvalServiceFor(deps).decide(id, {
+        decision,
+        by: { kind: 'linked', identity: `slack:${teamId}/${userId}` },
+        reason: `${decision === 'approve' ? 'approved' : 'denied'} in Slack by ${name}`,
+        via: 'slack',
+      })
       return reply.code(200).send({ response_type: 'ephemeral', replace_original: false, text: `Request ${approval.id} ${approval.status}.` })
     })
 
@@ -98,7 +115,9 @@ export async function approvalCallbackRoutes(app: FastifyInstance, deps: Control
       try {
         const parsed = JSON.parse(raw) as unknown
         if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) && jsonDepth(parsed, 4) <= 4) body = parsed as Record<string, unknown>
-      } catch { body = null }
+      } catch {
+        body = null
+      }
       const service = approvalServiceFor(deps)
       const id = body && typeof body.approval_id === 'string' && body.approval_id.length <= 100 ? body.approval_id : ''
       const approval = id ? await service.get(id).catch(() => null) : null
@@ -106,14 +125,21 @@ export async function approvalCallbackRoutes(app: FastifyInstance, deps: Control
       if (deps.config.approvals.webhookSecret) secrets.push(deps.config.approvals.webhookSecret)
       if (approval) {
         const notifiers = parseNotifiers(deps.config.approvals.notifiers, deps.config.approvals.webhookSecret)
-        for (const t of [...(notifiers.get(approval.group) ?? []), ...(notifiers.get('*') ?? [])]) if (t.secret && !secrets.includes(t.secret)) secrets.push(t.secret)
+        for (const t of [...(notifiers.get(approval.group) ?? []), ...(notifiers.get('*') ?? [])])
+          if (t.secret && !secrets.includes(t.secret)) secrets.push(t.secret)
       }
       if (secrets.length === 0) throw new NotFound('webhook decisions are not configured (approvals.webhookSecret or a webhook notifier)')
       const sig = request.headers['aegis-signature']
       const v = verifyWebhookSignature(typeof sig === 'string' ? sig : undefined, raw, secrets, Math.floor(deps.clock.now() / 1000))
       if (!v.ok) {
         request.log.info({ why: v.why }, 'webhook decision refused')
-        await deps.audit.append({ type: 'approval.callback_refused', actor: 'webhook', tenant: approval?.tenant ?? null, subject: approval?.id ?? null, data: { channel: 'webhook', why: v.why } })
+        await deps.audit.append({
+          type: 'approval.callback_refused',
+          actor: 'webhook',
+          tenant: approval?.tenant ?? null,
+          subject: approval?.id ?? null,
+          data: { channel: 'webhook', why: v.why },
+        })
         throw unauthorized()
       }
       if (!body) throw new InvalidRequest('body must be a JSON object')
@@ -121,7 +147,8 @@ export async function approvalCallbackRoutes(app: FastifyInstance, deps: Control
       const decision = body.decision
       if (decision !== 'approve' && decision !== 'deny') throw new InvalidRequest('decision must be "approve" or "deny"')
       const approver = body.approver
-      if (typeof approver !== 'string' || approver.length === 0 || approver.length > 200 || /\s/.test(approver)) throw new InvalidRequest('approver must name the deciding person (linked as webhook:<approver>)')
+      if (typeof approver !== 'string' || approver.length === 0 || approver.length > 200 || /\s/.test(approver))
+        throw new InvalidRequest('approver must name the deciding person (linked as webhook:<approver>)')
       const reason = body.reason === undefined || body.reason === null ? null : String(body.reason)
       const { approval: decided } = await service.decide(id, { decision, by: { kind: 'linked', identity: `webhook:${approver}` }, reason, via: 'webhook' })
       return reply.code(200).send({ id: decided.id, status: decided.status })

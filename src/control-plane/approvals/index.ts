@@ -5,7 +5,17 @@ import { approvalCallbackRoutes } from './callbacks.js'
 import { approvalServiceFor } from './registry.js'
 import { approvalStatusRoutes } from './status-route.js'
 
-export { ApprovalService, type OpenApprovalInput, type OpenApprovalResult, type DecideInput, type Approver, type DecisionChannel, type ApprovalStatusView, type ApprovalNotifier, type ApprovalServiceDeps } from './service.js'
+export {
+  ApprovalService,
+  type OpenApprovalInput,
+  type OpenApprovalResult,
+  type DecideInput,
+  type Approver,
+  type DecisionChannel,
+  type ApprovalStatusView,
+  type ApprovalNotifier,
+  type ApprovalServiceDeps,
+} from './service.js'
 export { approvalServiceFor, createApprovalService, installApprovalService, dispatcherOf, type CreateApprovalServiceOptions } from './registry.js'
 export { mintOverrideToken, overrideClaims, OVERRIDE_TYP, type OverrideClaims } from './override.js'
 export { parseBudgets, type ApprovalBudget } from './budgets.js'
@@ -26,7 +36,9 @@ export { buildWebhookBody, signWebhook, verifyWebhookSignature } from './notifie
  */
 export async function approvalPublicRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
   const service = approvalServiceFor(deps)
-  app.addHook('onClose', async () => { await service.close() })
+  app.addHook('onClose', async () => {
+    await service.close()
+  })
   await approvalStatusRoutes(app, deps)
   await approvalCallbackRoutes(app, deps)
 }

@@ -11,7 +11,8 @@ import { resolvePointer } from './budgets.js'
 export const MASK = '••••••'
 
 /** Names of fields that are masked whatever the policy says. */
-const SENSITIVE = /(pass(word|phrase)?|secret|token|api[_-]?key|private[_-]?key|card[_-]?(number|no)|^pan$|cvv|cvc|ssn|social[_-]?security|iban|account[_-]?number|routing[_-]?number|^pin$)/i
+const SENSITIVE =
+  /(pass(word|phrase)?|secret|token|api[_-]?key|private[_-]?key|card[_-]?(number|no)|^pan$|cvv|cvc|ssn|social[_-]?security|iban|account[_-]?number|routing[_-]?number|^pin$)/i
 
 /** A deep copy of `params` with `maskPaths` (`/params/…`) and secret-looking fields replaced by {@link MASK}. */
 export function maskParams(params: Record<string, unknown>, maskPaths: readonly string[] = []): Record<string, unknown> {
@@ -30,10 +31,13 @@ export function maskParams(params: Record<string, unknown>, maskPaths: readonly 
   for (const p of maskPaths) {
     if (!p.startsWith('/params/')) continue
     const parentPath = p.slice(0, p.lastIndexOf('/'))
-    const key = p.slice(p.lastIndexOf('/') + 1).replace(/~1/g, '/').replace(/~0/g, '~')
+    const key = p
+      .slice(p.lastIndexOf('/') + 1)
+      .replace(/~1/g, '/')
+      .replace(/~0/g, '~')
     const parent = resolvePointer(root, parentPath)
-    if (parent !== null && typeof parent === 'object' && Object.prototype.hasOwnProperty.call(parent, key)) {
-      (parent as Record<string, unknown>)[key] = MASK
+    if (parent !== null && typeof parent === 'object' && Object.hasOwn(parent, key)) {
+      ;(parent as Record<string, unknown>)[key] = MASK
     }
   }
   return copy
@@ -51,7 +55,7 @@ export function paramFields(params: Record<string, unknown>, limit = 10, maxLen 
     total++
     if (out.length >= limit) return
     let text = typeof v === 'string' ? v : JSON.stringify(v)
-    if (text.length > maxLen) text = text.slice(0, maxLen - 1) + '…'
+    if (text.length > maxLen) text = `${text.slice(0, maxLen - 1)}…`
     out.push([path || '(params)', text])
   }
   visit(params, '', 0)

@@ -90,7 +90,12 @@ export function overrideClaims(approval: Approval, config: OverrideConfig): Over
  * Signs the override token of an approved request, or returns null when it
  * has none or it expired (`nowMs` epoch ms).
  */
-export function mintOverrideToken(keys: Pick<KeyManager, 'signJwt'>, config: OverrideConfig, approval: Approval, nowMs: number): { token: string; expiresAt: number } | null {
+export function mintOverrideToken(
+  keys: Pick<KeyManager, 'signJwt'>,
+  config: OverrideConfig,
+  approval: Approval,
+  nowMs: number,
+): { token: string; expiresAt: number } | null {
   const claims = overrideClaims(approval, config)
   if (!claims || claims.exp * 1000 <= nowMs) return null
   const { jwt } = keys.signJwt({ typ: OVERRIDE_TYP }, { ...claims })

@@ -24,10 +24,24 @@ export interface CreateApprovalServiceOptions {
  */
 export function createApprovalService(deps: ControlPlaneDeps, opts: CreateApprovalServiceOptions = {}): ApprovalService {
   const notifiers = parseNotifiers(deps.config.approvals.notifiers, deps.config.approvals.webhookSecret)
-  const dispatcher = new NotificationDispatcher({ notifiers, store: deps.store, issuer: deps.config.issuer, clock: deps.clock, logger: deps.logger, ...opts.delivery })
+  const dispatcher = new NotificationDispatcher({
+    notifiers,
+    store: deps.store,
+    issuer: deps.config.issuer,
+    clock: deps.clock,
+    logger: deps.logger,
+    ...opts.delivery,
+  })
   const service = new ApprovalService({
-    config: deps.config, store: deps.store, keys: deps.keys, audit: deps.audit, clock: deps.clock, logger: deps.logger, metrics: deps.metrics,
-    notifier: dispatcher, ...(opts.sweepIntervalMs !== undefined ? { sweepIntervalMs: opts.sweepIntervalMs } : {}),
+    config: deps.config,
+    store: deps.store,
+    keys: deps.keys,
+    audit: deps.audit,
+    clock: deps.clock,
+    logger: deps.logger,
+    metrics: deps.metrics,
+    notifier: dispatcher,
+    ...(opts.sweepIntervalMs !== undefined ? { sweepIntervalMs: opts.sweepIntervalMs } : {}),
   })
   dispatchers.set(service, dispatcher)
   return service

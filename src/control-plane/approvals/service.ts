@@ -73,9 +73,7 @@ export interface OpenApprovalResult {
 export type DecisionChannel = 'console' | 'api' | 'slack' | 'teams' | 'webhook'
 
 /** Who decides: an authenticated admin/approver token, or a linked chat/webhook identity. */
-export type Approver =
-  | { kind: 'admin'; principal: AdminPrincipal }
-  | { kind: 'linked'; identity: string }
+export type Approver = { kind: 'admin'; principal: AdminPrincipal } | { kind: 'linked'; identity: string }
 
 export interface DecideInput {
   decision: 'approve' | 'deny'
@@ -137,7 +135,9 @@ export class ApprovalService {
   /** Starts the expiry sweeper (unref'd timer). */
   start(): void {
     if (this.sweepTimer || this.closed) return
-    this.sweepTimer = setInterval(() => { void this.sweepExpired() }, this.deps.sweepIntervalMs ?? 5000)
+    this.sweepTimer = setInterval(() => {
+      void this.sweepExpired()
+    }, this.deps.sweepIntervalMs ?? 5000)
     this.sweepTimer.unref()
   }
 
@@ -182,7 +182,16 @@ export class ApprovalService {
     const { store, clock, config } = this.deps
     const now = clock.now()
     const existing = await store.approvals.findOpen(input.tenant, input.agentId, input.tool, paramsHash, now)
-    if (existing && existing.status === 'pending' && existing.expiresAt > now && existing.resource === input.resource && existing.policyVersion === input.policyVersion && existing.group === input.group && existing.requireConsole === input.requireConsole && existing.requestCanonical === requestCanonical) {
+    if (
+      existing &&
+      existing.status === 'pending' &&
+      existing.expiresAt > now &&
+      existing.resource === input.resource &&
+      existing.policyVersion === input.policyVersion &&
+      existing.group === input.group &&
+      existing.requireConsole === input.requireConsole &&
+      existing.requestCanonical === requestCanonical
+    ) {
       return { approval: existing, reused: true, statusUrl: this.statusUrl(existing.id), note: null }
     }
     const approval: Approval = {
@@ -212,7 +221,18 @@ export class ApprovalService {
       tenant: input.tenant,
       actor: `agent:${input.tenant}/${input.agentId}`,
       subject: approval.id,
-      data: { agent_id: input.agentId, client_id: input.clientId, tool: input.tool, params_hash: paramsHash, resource: input.resource, policy_id: input.policyId, policy_version: input.policyVersion, group: input.group, require_console: input.requireConsole, expires_at: approval.expiresAt },
+      data: {
+        agent_id: input.agentId,
+        client_id: input.clientId,
+        tool: input.tool,
+        params_hash: paramsHash,
+        resource: input.resource,
+        policy_id: input.policyId,
+        policy_version: input.policyVersion,
+        group: input.group,
+        require_console: input.requireConsole,
+        expires_at: approval.expiresAt,
+      },
     }
 
     // An automatic approval opens nothing a human must look at, so caps apply only after it.
@@ -231,19 +251,40 @@ export class ApprovalService {
     }
     const openForAgent = await store.approvals.countOpen({ tenant: input.tenant, agentId: input.agentId, now })
     if (openForAgent >= config.approvals.maxOpenPerAgent) {
-      await this.auditRefusal(input, paramsHash, `agent has ${openForAgent} open approval requests (approvals.maxOpenPerAgent = ${config.approvals.maxOpenPerAgent})`)
-      throw new AegisError('rate_limited', `agent ${input.agentId} already has ${openForAgent} open approval requests (limit ${config.approvals.maxOpenPerAgent}); wait for them to be decided or expire`, { headers: { 'retry-after': '60' } })
+      await this.auditRefusal(
+        input,
+        paramsHash,
+        `agent has ${openForAgent} open approval requests (approvals.maxOpenPerAgent = ${config.approvals.maxOpenPerAgent})`,
+      )
+      throw new AegisError(
+        'rate_limited',
+        `agent ${input.agentId} already has ${openForAgent} open approval requests (limit ${config.approvals.maxOpenPerAgent}); wait for them to be decided or expire`,
+        { headers: { 'retry-after': '60' } },
+      )
     }
     const openForTenant = await store.approvals.countOpen({ tenant: input.tenant, now })
     if (openForTenant >= config.approvals.maxOpenPerTenant) {
-      await this.auditRefusal(input, paramsHash, `tenant has ${openForTenant} open approval requests (approvals.maxOpenPerTenant = ${config.approvals.maxOpenPerTenant})`)
-      throw new AegisError('rate_limited', `tenant ${input.tenant} already has ${openForTenant} open approval requests (limit ${config.approvals.maxOpenPerTenant}); wait for them to be decided or expire`, { headers: { 'retry-after': '60' } })
+      await this.auditRefusal(
+        input,
+        paramsHash,
+        `tenant has ${openForTenant} open approval requests (approvals.maxOpenPerTenant = ${config.approvals.maxOpenPerTenant})`,
+      )
+      throw new AegisError(
+        'rate_limited',
+        `tenant ${input.tenant} already has ${openForTenant} open approval requests (limit ${config.approvals.maxOpenPerTenant}); wait for them to be decided or expire`,
+        { headers: { 'retry-after': '60' } },
+      )
     }
 
     return this.createPending(approval, requested, input, note)
   }
 
-  private async createPending(approval: Approval, requested: Parameters<AuditWriter['append']>[0], input: OpenApprovalInput, note: string | null): Promise<OpenApprovalResult> {
+  private async createPending(
+    approval: Approval,
+    requested: Parameters<AuditWriter['append']>[0],
+    input: OpenApprovalInput,
+    note: string | null,
+  ): Promise<OpenApprovalResult> {
     // Audited before it exists, never the other way round (as token issuance).
     await this.deps.audit.append({ ...requested, data: { ...requested.data, note } })
     await this.deps.store.approvals.create(approval)
@@ -259,28 +300,65 @@ export class ApprovalService {
    * the store's cluster lock; when another process holds the lock, a human
    * is asked (fail closed: never approve on a count that may be stale).
    */
-  private async tryAutoApprove(budget: ApprovalBudget, approval: Approval, requested: Parameters<AuditWriter['append']>[0]): Promise<{ approved: true; approval: Approval; note: string } | { approved: false; note: string }> {
+  private async tryAutoApprove(
+    budget: ApprovalBudget,
+    approval: Approval,
+    requested: Parameters<AuditWriter['append']>[0],
+  ): Promise<{ approved: true; approval: Approval; note: string } | { approved: false; note: string }> {
     const lockKey = `approval-budget:${approval.tenant}:${budget.name}`
     const prev = this.budgetLocks.get(lockKey) ?? Promise.resolve()
-    const run = prev.catch(() => {}).then(async () => {
-      const res = await this.deps.store.tryWithLock(lockKey, async () => {
-        const now = this.deps.clock.now()
-        const used = await this.countAutoApprovals(approval.tenant, budget.name, now - DAY_MS)
-        if (used >= budget.perDay) {
-          return { approved: false as const, note: `not auto-approved: budget "${budget.name}" is used up (${used} of ${budget.perDay} in the last 24 hours); asking group ${approval.group}` }
-        }
-        const decided: Approval = { ...approval, status: 'approved', decidedAt: now, decidedBy: `budget:${budget.name}`, reason: `auto-approved under budget "${budget.name}"`, overrideJti: randomId('ovr') }
-        // Audit first: the count comes from these events, so a failed write can only over-count (ask a human), never under-count.
-        await this.deps.audit.append(requested)
-        await this.deps.audit.append({ type: 'approval.auto_approved', tenant: approval.tenant, actor: `budget:${budget.name}`, subject: approval.id, data: { budget: budget.name, used: used + 1, per_day: budget.perDay, tool: approval.tool, agent_id: approval.agentId, params_hash: approval.paramsHash } })
-        await this.deps.store.approvals.create(decided)
-        this.deps.metrics?.approvalsOpened.inc()
-        this.deps.metrics?.approvalsDecided.inc({ status: 'approved' })
-        return { approved: true as const, approval: decided, note: `auto-approved under budget "${budget.name}" (${used + 1} of ${budget.perDay} in the last 24 hours)` }
+    const run = prev
+      .catch(() => {})
+      .then(async () => {
+        const res = await this.deps.store.tryWithLock(lockKey, async () => {
+          const now = this.deps.clock.now()
+          const used = await this.countAutoApprovals(approval.tenant, budget.name, now - DAY_MS)
+          if (used >= budget.perDay) {
+            return {
+              approved: false as const,
+              note: `not auto-approved: budget "${budget.name}" is used up (${used} of ${budget.perDay} in the last 24 hours); asking group ${approval.group}`,
+            }
+          }
+          const decided: Approval = {
+            ...approval,
+            status: 'approved',
+            decidedAt: now,
+            decidedBy: `budget:${budget.name}`,
+            reason: `auto-approved under budget "${budget.name}"`,
+            overrideJti: randomId('ovr'),
+          }
+          // Audit first: the count comes from these events, so a failed write can only over-count (ask a human), never under-count.
+          await this.deps.audit.append(requested)
+          await this.deps.audit.append({
+            type: 'approval.auto_approved',
+            tenant: approval.tenant,
+            actor: `budget:${budget.name}`,
+            subject: approval.id,
+            data: {
+              budget: budget.name,
+              used: used + 1,
+              per_day: budget.perDay,
+              tool: approval.tool,
+              agent_id: approval.agentId,
+              params_hash: approval.paramsHash,
+            },
+          })
+          await this.deps.store.approvals.create(decided)
+          this.deps.metrics?.approvalsOpened.inc()
+          this.deps.metrics?.approvalsDecided.inc({ status: 'approved' })
+          return {
+            approved: true as const,
+            approval: decided,
+            note: `auto-approved under budget "${budget.name}" (${used + 1} of ${budget.perDay} in the last 24 hours)`,
+          }
+        })
+        if (!res.ran)
+          return {
+            approved: false as const,
+            note: `not auto-approved: budget "${budget.name}" is being counted by another control plane; asking group ${approval.group}`,
+          }
+        return res.value
       })
-      if (!res.ran) return { approved: false as const, note: `not auto-approved: budget "${budget.name}" is being counted by another control plane; asking group ${approval.group}` }
-      return res.value
-    })
     this.budgetLocks.set(lockKey, run)
     try {
       return await run
@@ -293,7 +371,13 @@ export class ApprovalService {
     let count = 0
     let cursor: number | undefined
     for (let page = 0; page < 1000; page++) {
-      const events = await this.deps.store.audit.query({ type: 'approval.auto_approved', tenant, since, limit: 500, ...(cursor !== undefined ? { cursor } : {}) })
+      const events = await this.deps.store.audit.query({
+        type: 'approval.auto_approved',
+        tenant,
+        since,
+        limit: 500,
+        ...(cursor !== undefined ? { cursor } : {}),
+      })
       for (const e of events) if (e.data.budget === budget && e.ts >= since) count++
       if (events.length < 500) break
       cursor = events[events.length - 1]!.id
@@ -302,7 +386,13 @@ export class ApprovalService {
   }
 
   private async auditRefusal(input: OpenApprovalInput, paramsHash: string, why: string): Promise<void> {
-    await this.deps.audit.append({ type: 'approval.refused', tenant: input.tenant, actor: `agent:${input.tenant}/${input.agentId}`, subject: null, data: { agent_id: input.agentId, tool: input.tool, params_hash: paramsHash, group: input.group, why } })
+    await this.deps.audit.append({
+      type: 'approval.refused',
+      tenant: input.tenant,
+      actor: `agent:${input.tenant}/${input.agentId}`,
+      subject: null,
+      data: { agent_id: input.agentId, tool: input.tool, params_hash: paramsHash, group: input.group, why },
+    })
   }
 
   /** The request, or 404. */
@@ -338,7 +428,22 @@ export class ApprovalService {
       this.assertOpen(current)
       throw new Conflict('approval request changed while deciding; try again')
     }
-    await this.deps.audit.append({ type: `approval.${status}`, tenant: approval.tenant, actor: who.actor, subject: id, data: { via: input.via, reason, group: approval.group, tool: approval.tool, agent_id: approval.agentId, params_hash: approval.paramsHash, policy_version: approval.policyVersion, approver: who.approver } })
+    await this.deps.audit.append({
+      type: `approval.${status}`,
+      tenant: approval.tenant,
+      actor: who.actor,
+      subject: id,
+      data: {
+        via: input.via,
+        reason,
+        group: approval.group,
+        tool: approval.tool,
+        agent_id: approval.agentId,
+        params_hash: approval.paramsHash,
+        policy_version: approval.policyVersion,
+        approver: who.approver,
+      },
+    })
     this.deps.metrics?.approvalsDecided.inc({ status })
     this.wake(id)
     const minted = mintOverrideToken(this.deps.keys, this.deps.config, decided, now)
@@ -349,10 +454,14 @@ export class ApprovalService {
   private assertOpen(a: Approval): void {
     const eff = this.effective(a)
     if (eff.status === 'expired') {
-      throw new Conflict(`approval request ${a.id} expired at ${new Date(a.expiresAt).toISOString()}; it can no longer be decided (the agent must retry the call to open a new one)`)
+      throw new Conflict(
+        `approval request ${a.id} expired at ${new Date(a.expiresAt).toISOString()}; it can no longer be decided (the agent must retry the call to open a new one)`,
+      )
     }
     if (eff.status !== 'pending') {
-      throw new Conflict(`approval request ${a.id} was already ${eff.status}${eff.decidedBy ? ` by ${eff.decidedBy}` : ''}${eff.decidedAt ? ` at ${new Date(eff.decidedAt).toISOString()}` : ''}`)
+      throw new Conflict(
+        `approval request ${a.id} was already ${eff.status}${eff.decidedBy ? ` by ${eff.decidedBy}` : ''}${eff.decidedAt ? ` at ${new Date(eff.decidedAt).toISOString()}` : ''}`,
+      )
     }
   }
 
@@ -399,7 +508,7 @@ export class ApprovalService {
   /** null when the token may decide this request, else why not. */
   private entitled(token: AdminToken, approval: Approval): string | null {
     if (token.role !== 'admin' && token.role !== 'approver') return `role ${token.role} may not decide approval requests`
-    if (token.tenant !== null && token.tenant !== approval.tenant) return 'approver is outside this request\'s tenant'
+    if (token.tenant !== null && token.tenant !== approval.tenant) return "approver is outside this request's tenant"
     if (token.role === 'admin' || token.groups.includes(approval.group)) return null
     return `approver is not in group ${approval.group}`
   }
@@ -419,8 +528,10 @@ export class ApprovalService {
     const view: ApprovalStatusView = { id: a.id, status: a.status, expires_at: Math.floor(a.expiresAt / 1000) }
     if (a.status === 'approved') {
       const minted = mintOverrideToken(this.deps.keys, this.deps.config, a, this.deps.clock.now())
-      if (minted) { view.override_token = minted.token; view.override_expires_at = minted.expiresAt }
-      else view.reason = 'the override token expired; retry the call to open a new request'
+      if (minted) {
+        view.override_token = minted.token
+        view.override_expires_at = minted.expiresAt
+      } else view.reason = 'the override token expired; retry the call to open a new request'
     }
     if (a.status === 'denied' && a.reason) view.reason = a.reason
     return view
@@ -461,13 +572,22 @@ export class ApprovalService {
 
   /** Marks pending requests past their expiry as expired and audits `approval.expired`. */
   async sweepExpired(): Promise<number> {
-    if (this.sweeping) { await this.sweeping; return 0 }
+    if (this.sweeping) {
+      await this.sweeping
+      return 0
+    }
     let n = 0
     this.sweeping = (async () => {
       try {
         const expired = await this.deps.store.approvals.expire(this.deps.clock.now())
         for (const a of expired) {
-          await this.deps.audit.append({ type: 'approval.expired', tenant: a.tenant, actor: 'system', subject: a.id, data: { tool: a.tool, agent_id: a.agentId, group: a.group, expires_at: a.expiresAt } })
+          await this.deps.audit.append({
+            type: 'approval.expired',
+            tenant: a.tenant,
+            actor: 'system',
+            subject: a.id,
+            data: { tool: a.tool, agent_id: a.agentId, group: a.group, expires_at: a.expiresAt },
+          })
           this.deps.metrics?.approvalsDecided.inc({ status: 'expired' })
           this.wake(a.id)
         }
@@ -476,13 +596,19 @@ export class ApprovalService {
         this.deps.logger.error({ err }, 'approval expiry sweep failed')
       }
     })()
-    try { await this.sweeping } finally { this.sweeping = undefined }
+    try {
+      await this.sweeping
+    } finally {
+      this.sweeping = undefined
+    }
     return n
   }
 }
 
 function validateOpen(input: OpenApprovalInput): void {
-  const bad = (what: string): never => { throw new InvalidRequest(what) }
+  const bad = (what: string): never => {
+    throw new InvalidRequest(what)
+  }
   if (typeof input.tenant !== 'string' || input.tenant.length === 0 || input.tenant.length > 100) bad('tenant is required')
   if (typeof input.agentId !== 'string' || input.agentId.length === 0 || input.agentId.length > 200) bad('agent_id is required')
   if (typeof input.clientId !== 'string' || input.clientId.length > 200) bad('client_id must be a string')
@@ -493,7 +619,8 @@ function validateOpen(input: OpenApprovalInput): void {
   if (typeof input.policyVersion !== 'string' || input.policyVersion.length === 0 || input.policyVersion.length > 200) bad('policy_version is required')
   if (typeof input.group !== 'string' || !GROUP.test(input.group)) bad('group must be an approver group name')
   if (typeof input.requireConsole !== 'boolean') bad('require_console must be a boolean')
-  if (input.mask !== undefined && (!Array.isArray(input.mask) || input.mask.length > 100 || input.mask.some((m) => typeof m !== 'string' || m.length > 500))) bad('mask must be a list of JSON pointers')
+  if (input.mask !== undefined && (!Array.isArray(input.mask) || input.mask.length > 100 || input.mask.some((m) => typeof m !== 'string' || m.length > 500)))
+    bad('mask must be a list of JSON pointers')
   if (input.request !== undefined) validateRequestBinding(input.request, bad)
 }
 
@@ -511,5 +638,6 @@ function validateRequestBinding(r: unknown, bad: (what: string) => never): void 
   for (const v of Object.values(q as Record<string, unknown>)) {
     if (typeof v !== 'string' && !(Array.isArray(v) && v.every((e) => typeof e === 'string'))) bad('request.query values must be strings or lists of strings')
   }
-  if (o.body_sha256 !== undefined && (typeof o.body_sha256 !== 'string' || !SHA256_B64URL.test(o.body_sha256))) bad('request.body_sha256 must be a base64url SHA-256')
+  if (o.body_sha256 !== undefined && (typeof o.body_sha256 !== 'string' || !SHA256_B64URL.test(o.body_sha256)))
+    bad('request.body_sha256 must be a base64url SHA-256')
 }

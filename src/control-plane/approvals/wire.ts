@@ -5,7 +5,11 @@ import { maskParams } from './mask.js'
 /** The forwarded request a reverse-proxy approval binds, or null. */
 function requestOf(a: Approval): unknown {
   if (a.requestCanonical === null) return null
-  try { return JSON.parse(a.requestCanonical) } catch { return null }
+  try {
+    return JSON.parse(a.requestCanonical)
+  } catch {
+    return null
+  }
 }
 
 /**
@@ -15,7 +19,11 @@ function requestOf(a: Approval): unknown {
  */
 export function approvalJson(a: Approval): Record<string, unknown> {
   let params: unknown
-  try { params = maskParams(JSON.parse(a.paramsCanonical) as Record<string, unknown>) } catch { params = null }
+  try {
+    params = maskParams(JSON.parse(a.paramsCanonical) as Record<string, unknown>)
+  } catch {
+    params = null
+  }
   const s = (ms: number | null) => (ms === null ? null : Math.floor(ms / 1000))
   return {
     id: a.id,
@@ -36,6 +44,12 @@ export function approvalJson(a: Approval): Record<string, unknown> {
     decided_at: s(a.decidedAt),
     decided_by: a.decidedBy,
     reason: a.reason,
-    deliveries: a.deliveries.map((d) => ({ notifier: d.notifier, status: d.status, attempts: d.attempts, last_error: d.lastError, updated_at: s(d.updatedAt) })),
+    deliveries: a.deliveries.map((d) => ({
+      notifier: d.notifier,
+      status: d.status,
+      attempts: d.attempts,
+      last_error: d.lastError,
+      updated_at: s(d.updatedAt),
+    })),
   }
 }

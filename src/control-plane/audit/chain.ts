@@ -27,17 +27,19 @@ export interface ChainedFields {
  * of {chain_id, chain_seq, ts, type, tenant, actor, subject, data, prev_hash}.
  */
 export function eventHash(e: ChainedFields): string {
-  return sha256b64url(canonicalJson({
-    chain_id: e.chainId,
-    chain_seq: e.chainSeq,
-    ts: e.ts,
-    type: e.type,
-    tenant: e.tenant,
-    actor: e.actor,
-    subject: e.subject,
-    data: e.data,
-    prev_hash: e.prevHash,
-  }))
+  return sha256b64url(
+    canonicalJson({
+      chain_id: e.chainId,
+      chain_seq: e.chainSeq,
+      ts: e.ts,
+      type: e.type,
+      tenant: e.tenant,
+      actor: e.actor,
+      subject: e.subject,
+      data: e.data,
+      prev_hash: e.prevHash,
+    }),
+  )
 }
 
 /** Wire (snake_case) form of an event: admin API, export. */
@@ -195,23 +197,38 @@ function textOrNull(s: string | null): string {
  * field is outside what that shortcut covers.
  */
 export function eventHashPrepared(e: ChainedFields, canonicalData: string): string {
-  if (!Number.isFinite(e.chainSeq) || !Number.isFinite(e.ts)
-    || !(e.chainId as WellFormedString).isWellFormed() || !(e.type as WellFormedString).isWellFormed() || !(e.prevHash as WellFormedString).isWellFormed()
-    || (e.tenant !== null && !(e.tenant as WellFormedString).isWellFormed())
-    || (e.actor !== null && !(e.actor as WellFormedString).isWellFormed())
-    || (e.subject !== null && !(e.subject as WellFormedString).isWellFormed())) {
+  if (
+    !Number.isFinite(e.chainSeq) ||
+    !Number.isFinite(e.ts) ||
+    !(e.chainId as WellFormedString).isWellFormed() ||
+    !(e.type as WellFormedString).isWellFormed() ||
+    !(e.prevHash as WellFormedString).isWellFormed() ||
+    (e.tenant !== null && !(e.tenant as WellFormedString).isWellFormed()) ||
+    (e.actor !== null && !(e.actor as WellFormedString).isWellFormed()) ||
+    (e.subject !== null && !(e.subject as WellFormedString).isWellFormed())
+  ) {
     return eventHash(e)
   }
   // Member order: actor, chain_id, chain_seq, data, prev_hash, subject, tenant, ts, type (sorted by code unit).
-  const text = '{"actor":' + textOrNull(e.actor)
-    + ',"chain_id":' + JSON.stringify(e.chainId)
-    + ',"chain_seq":' + String(e.chainSeq)
-    + ',"data":' + canonicalData
-    + ',"prev_hash":' + JSON.stringify(e.prevHash)
-    + ',"subject":' + textOrNull(e.subject)
-    + ',"tenant":' + textOrNull(e.tenant)
-    + ',"ts":' + String(e.ts)
-    + ',"type":' + JSON.stringify(e.type)
-    + '}'
+  const text =
+    '{"actor":' +
+    textOrNull(e.actor) +
+    ',"chain_id":' +
+    JSON.stringify(e.chainId) +
+    ',"chain_seq":' +
+    String(e.chainSeq) +
+    ',"data":' +
+    canonicalData +
+    ',"prev_hash":' +
+    JSON.stringify(e.prevHash) +
+    ',"subject":' +
+    textOrNull(e.subject) +
+    ',"tenant":' +
+    textOrNull(e.tenant) +
+    ',"ts":' +
+    String(e.ts) +
+    ',"type":' +
+    JSON.stringify(e.type) +
+    '}'
   return oneShotHash('sha256', text, 'base64url')
 }

@@ -77,15 +77,18 @@ export function parseAuditQuery(raw: unknown): AuditQuery {
 }
 
 // The shape of each parameter; the numeric range of limit and the date in since stay with parseAuditQuery, which also types the result.
-const AuditQuerySchema = query({
-  type: { type: 'string', pattern: TYPE_RE.source, description: 'event type such as token.issued (* matches any run of characters)' },
-  tenant: { type: 'string', pattern: TENANT_RE.source },
-  actor: { type: 'string', pattern: ACTOR_RE.source, description: 'exact actor, e.g. agent:acme/billing-bot' },
-  order: { type: 'string', enum: ['asc', 'desc'], description: 'asc (default): oldest first; desc: newest first (the cursor then pages to older events)' },
-  since: { type: 'string', maxLength: 40, description: 'epoch milliseconds or an RFC 3339 date-time' },
-  limit: { type: 'string', pattern: '^\\d{1,4}$', description: `1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` },
-  cursor: { type: 'string', pattern: '^\\d{1,15}$', description: 'next_cursor of the previous page' },
-}, false)
+const AuditQuerySchema = query(
+  {
+    type: { type: 'string', pattern: TYPE_RE.source, description: 'event type such as token.issued (* matches any run of characters)' },
+    tenant: { type: 'string', pattern: TENANT_RE.source },
+    actor: { type: 'string', pattern: ACTOR_RE.source, description: 'exact actor, e.g. agent:acme/billing-bot' },
+    order: { type: 'string', enum: ['asc', 'desc'], description: 'asc (default): oldest first; desc: newest first (the cursor then pages to older events)' },
+    since: { type: 'string', maxLength: 40, description: 'epoch milliseconds or an RFC 3339 date-time' },
+    limit: { type: 'string', pattern: '^\\d{1,4}$', description: `1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` },
+    cursor: { type: 'string', pattern: '^\\d{1,15}$', description: 'next_cursor of the previous page' },
+  },
+  false,
+)
 
 /**
  * `GET /admin/v1/audit?type=&tenant=&actor=&order=&since=&limit=&cursor=`:
@@ -99,31 +102,51 @@ export async function auditRoutes(app: FastifyInstance, deps: ControlPlaneDeps):
 
 async function auditAdminRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
   installAdminGuard(app, deps.store, deps.sessions)
-  app.get('/audit', { config: allow(['admin']), schema: { tags: [TAGS.audit], summary: 'Page through audit events in id order (oldest or newest first)', querystring: AuditQuerySchema } }, async (request, reply) => {
-    const principal = request.adminPrincipal!
-    const query = parseAuditQuery(request.query)
-    if (principal.tenant !== null) {
-      if (query.tenant !== undefined && query.tenant !== principal.tenant) throw new AegisError('forbidden', 'outside this token\'s tenant')
-      query.tenant = principal.tenant
-    }
-    const events = await deps.store.audit.query(query)
-    reply.header('cache-control', 'no-store')
-    const last = events[events.length - 1]
-    return { events: events.map(eventToWire), next_cursor: events.length === query.limit && last ? String(last.id) : null }
-  })
+  app.get(
+    '/audit',
+    {
+      config: allow(['admin']),
+      schema: { tags: [TAGS.audit], summary: 'Page through audit events in id order (oldest or newest first)', querystring: AuditQuerySchema },
+    },
+    async (request, reply) => {
+      const principal = request.adminPrincipal!
+      const query = parseAuditQuery(request.query)
+      if (principal.tenant !== null) {
+        if (query.tenant !== undefined && query.tenant !== principal.tenant) throw new AegisError('forbidden', "outside this token's tenant")
+        query.tenant = principal.tenant
+      }
+      const events = await deps.store.audit.query(query)
+      reply.header('cache-control', 'no-store')
+      const last = events[events.length - 1]
+      return { events: events.map(eventToWire), next_cursor: events.length === query.limit && last ? String(last.id) : null }
+    },
+  )
 
   // Global admins only: the report covers every tenant's events and names chain heads.
-  app.post('/audit/verify', { config: allow(['admin'], { globalOnly: 'only a global admin may verify the audit chains' }), schema: { tags: [TAGS.audit], summary: 'Verify every audit chain and checkpoint (global admin)' } }, async (request, reply) => {
-    reply.header('cache-control', 'no-store')
-    const r = await verifyAuditStore(deps.store)
-    const problem = (x: AuditProblem | null) => x === null ? null : { id: x.id, chain_id: x.chainId, chain_seq: x.chainSeq, reason: x.reason }
-    return {
-      ok: r.ok,
-      events: r.events,
-      checkpoints: r.checkpoints,
-      chains: r.chains.map((c) => ({ chain_id: c.chainId, events: c.events, head_seq: c.headSeq, checkpoint_seq: c.checkpointSeq, problem: problem(c.problem) })),
-      first_bad: problem(r.firstBad),
-      problems: r.problems.map(problem),
-    }
-  })
+  app.post(
+    '/audit/verify',
+    {
+      config: allow(['admin'], { globalOnly: 'only a global admin may verify the audit chains' }),
+      schema: { tags: [TAGS.audit], summary: 'Verify every audit chain and checkpoint (global admin)' },
+    },
+    async (_request, reply) => {
+      reply.header('cache-control', 'no-store')
+      const r = await verifyAuditStore(deps.store)
+      const problem = (x: AuditProblem | null) => (x === null ? null : { id: x.id, chain_id: x.chainId, chain_seq: x.chainSeq, reason: x.reason })
+      return {
+        ok: r.ok,
+        events: r.events,
+        checkpoints: r.checkpoints,
+        chains: r.chains.map((c) => ({
+          chain_id: c.chainId,
+          events: c.events,
+          head_seq: c.headSeq,
+          checkpoint_seq: c.checkpointSeq,
+          problem: problem(c.problem),
+        })),
+        first_bad: problem(r.firstBad),
+        problems: r.problems.map(problem),
+      }
+    },
+  )
 }

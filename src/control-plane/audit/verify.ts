@@ -70,14 +70,20 @@ export type Jwks = { keys: Record<string, unknown>[] }
 class CheckpointKeys {
   private readonly imported = new Map<string, Promise<Parameters<typeof compactVerify>[1] | null>>()
 
-  constructor(private readonly jwks: Map<string, Record<string, unknown>>, readonly source: KeySource) {}
+  constructor(
+    private readonly jwks: Map<string, Record<string, unknown>>,
+    readonly source: KeySource,
+  ) {}
 
   private key(kid: string): Promise<Parameters<typeof compactVerify>[1] | null> | undefined {
     const jwk = this.jwks.get(kid)
     if (!jwk) return undefined
     let k = this.imported.get(kid)
     if (!k) {
-      k = importJWK({ ...(jwk as JWK), alg: 'EdDSA' }, 'EdDSA').then((x) => x as Parameters<typeof compactVerify>[1], () => null)
+      k = importJWK({ ...(jwk as JWK), alg: 'EdDSA' }, 'EdDSA').then(
+        (x) => x as Parameters<typeof compactVerify>[1],
+        () => null,
+      )
       this.imported.set(kid, k)
     }
     return k
@@ -126,7 +132,11 @@ class ChainChecker {
   private lastGood: AuditCheckpoint | null = null
   problem: AuditProblem | null = null
 
-  constructor(readonly chainId: string, private readonly checkpoints: AsyncIterator<AuditCheckpoint>, private readonly keys: CheckpointKeys) {}
+  constructor(
+    readonly chainId: string,
+    private readonly checkpoints: AsyncIterator<AuditCheckpoint>,
+    private readonly keys: CheckpointKeys,
+  ) {}
 
   private next: AuditCheckpoint | null | undefined
 
@@ -146,13 +156,22 @@ class ChainChecker {
     this.count += 1
     if (this.problem) return
     if (e.chainSeq !== this.expected) {
-      return this.bad(e.id, e.chainSeq, e.chainSeq > this.expected
-        ? `chain_seq ${this.expected}${e.chainSeq - this.expected > 1 ? `..${e.chainSeq - 1}` : ''} missing before this event (deleted)`
-        : `chain_seq ${e.chainSeq} where ${this.expected} was expected (duplicated or reordered)`)
+      return this.bad(
+        e.id,
+        e.chainSeq,
+        e.chainSeq > this.expected
+          ? `chain_seq ${this.expected}${e.chainSeq - this.expected > 1 ? `..${e.chainSeq - 1}` : ''} missing before this event (deleted)`
+          : `chain_seq ${e.chainSeq} where ${this.expected} was expected (duplicated or reordered)`,
+      )
     }
     if (!(e.id > this.lastId)) return this.bad(e.id, e.chainSeq, `id ${e.id} is not above id ${this.lastId} of chain_seq ${e.chainSeq - 1}: rows reordered`)
     if (eventHash(e) !== e.hash) return this.bad(e.id, e.chainSeq, 'hash does not match the event content: event altered')
-    if (e.prevHash !== this.prevHash) return this.bad(e.id, e.chainSeq, `prev_hash does not match the hash of chain_seq ${e.chainSeq - 1}: chain broken (an earlier event was altered, replaced or removed)`)
+    if (e.prevHash !== this.prevHash)
+      return this.bad(
+        e.id,
+        e.chainSeq,
+        `prev_hash does not match the hash of chain_seq ${e.chainSeq - 1}: chain broken (an earlier event was altered, replaced or removed)`,
+      )
     this.prevHash = e.hash
     this.lastId = e.id
     this.headSeq = e.chainSeq
@@ -186,7 +205,12 @@ class ChainChecker {
       this.lastCheckpoint = cp
       const sig = await this.keys.check(cp)
       if (sig) this.bad(null, cp.chainSeq, sig)
-      else this.bad(null, this.headSeq + 1, `chain_seq ${this.headSeq + 1}..${cp.chainSeq} missing: a signed checkpoint covers up to ${cp.chainSeq} (newest events deleted)`)
+      else
+        this.bad(
+          null,
+          this.headSeq + 1,
+          `chain_seq ${this.headSeq + 1}..${cp.chainSeq} missing: a signed checkpoint covers up to ${cp.chainSeq} (newest events deleted)`,
+        )
     }
     // Count what was not walked (after a problem) so the summary says how many checkpoints the chain has.
     for (let cp = await this.peek(); cp !== null; cp = await this.peek()) {
@@ -244,18 +268,39 @@ export function parseJwks(text: string, name: string): Jwks {
  * checkpoints that covered them, which no signature can show. Returns one
  * problem per chain that shrank or was rewritten.
  */
-async function checkAgainstHeads(seen: readonly ChainHead[], hashAt: (chainId: string, chainSeq: number) => Promise<string | null>, chains: readonly ChainReport[]): Promise<AuditProblem[]> {
+async function checkAgainstHeads(
+  seen: readonly ChainHead[],
+  hashAt: (chainId: string, chainSeq: number) => Promise<string | null>,
+  chains: readonly ChainReport[],
+): Promise<AuditProblem[]> {
   const out: AuditProblem[] = []
   for (const h of seen) {
     const report = chains.find((c) => c.chainId === h.chainId)
     if (!report) {
-      out.push({ id: null, chainId: h.chainId, chainSeq: h.chainSeq, reason: `chain ${h.chainId} is gone: a previous verification saw it signed up to chain_seq ${h.chainSeq}` })
+      out.push({
+        id: null,
+        chainId: h.chainId,
+        chainSeq: h.chainSeq,
+        reason: `chain ${h.chainId} is gone: a previous verification saw it signed up to chain_seq ${h.chainSeq}`,
+      })
       continue
     }
     if (report.problem) continue
     const hash = await hashAt(h.chainId, h.chainSeq)
-    if (hash === null) out.push({ id: null, chainId: h.chainId, chainSeq: report.headSeq + 1, reason: `chain_seq ${report.headSeq + 1}..${h.chainSeq} missing: a previous verification saw the chain signed up to ${h.chainSeq} (newest events and their checkpoints deleted)` })
-    else if (hash !== h.headHash) out.push({ id: null, chainId: h.chainId, chainSeq: h.chainSeq, reason: `event at chain_seq ${h.chainSeq} differs from the one a previous verification saw (history rewritten)` })
+    if (hash === null)
+      out.push({
+        id: null,
+        chainId: h.chainId,
+        chainSeq: report.headSeq + 1,
+        reason: `chain_seq ${report.headSeq + 1}..${h.chainSeq} missing: a previous verification saw the chain signed up to ${h.chainSeq} (newest events and their checkpoints deleted)`,
+      })
+    else if (hash !== h.headHash)
+      out.push({
+        id: null,
+        chainId: h.chainId,
+        chainSeq: h.chainSeq,
+        reason: `event at chain_seq ${h.chainSeq} differs from the one a previous verification saw (history rewritten)`,
+      })
   }
   return out
 }
@@ -318,19 +363,30 @@ export interface VerifyOptions {
 export async function verifyAuditStore(store: Store, opts: VerifyOptions = {}): Promise<AuditVerifyReport> {
   const latest = await store.audit.latestCheckpoints()
   const chainIds = [...new Set([...(await store.audit.chains()), ...latest.map((c) => c.chainId)])].sort()
-  const keys = new CheckpointKeys(keyMap(opts.jwks ?? await storedJwks(store)), opts.jwks ? 'pinned' : 'database')
+  const keys = new CheckpointKeys(keyMap(opts.jwks ?? (await storedJwks(store))), opts.jwks ? 'pinned' : 'database')
   const reports: ChainReport[] = []
   const heads: ChainHead[] = []
   for (const chainId of chainIds) {
-    const cps = pages((after) => store.audit.checkpoints(chainId, after, PAGE), (c) => c.chainSeq)
+    const cps = pages(
+      (after) => store.audit.checkpoints(chainId, after, PAGE),
+      (c) => c.chainSeq,
+    )
     const checker = new ChainChecker(chainId, cps, keys)
-    for await (const e of pages((after) => store.audit.chain(chainId, after, PAGE), (x) => x.chainSeq)) await checker.feed(e)
+    for await (const e of pages(
+      (after) => store.audit.chain(chainId, after, PAGE),
+      (x) => x.chainSeq,
+    ))
+      await checker.feed(e)
     reports.push(await checker.finish())
     const head = checker.verifiedHead()
     if (head) heads.push(head)
   }
   const headProblems = opts.heads
-    ? await checkAgainstHeads(opts.heads, async (chainId, seq) => (await store.audit.chain(chainId, seq - 1, 1)).find((e) => e.chainSeq === seq)?.hash ?? null, reports)
+    ? await checkAgainstHeads(
+        opts.heads,
+        async (chainId, seq) => (await store.audit.chain(chainId, seq - 1, 1)).find((e) => e.chainSeq === seq)?.hash ?? null,
+        reports,
+      )
     : []
   return summarize(reports, keys.source, heads, headProblems)
 }
@@ -350,14 +406,20 @@ export async function exportAudit(store: Store, write: (line: string) => void, o
   const chainIds = [...new Set([...(await store.audit.chains()), ...latest.map((c) => c.chainId)])].sort()
   let events = 0
   for (const chainId of chainIds) {
-    for await (const e of pages((after) => store.audit.chain(chainId, after, PAGE), (x) => x.chainSeq)) {
+    for await (const e of pages(
+      (after) => store.audit.chain(chainId, after, PAGE),
+      (x) => x.chainSeq,
+    )) {
       write(JSON.stringify({ kind: 'event', ...eventToWire(e) }))
       events += 1
     }
   }
   let checkpoints = 0
   for (const chainId of chainIds) {
-    for await (const c of pages((after) => store.audit.checkpoints(chainId, after, PAGE), (x) => x.chainSeq)) {
+    for await (const c of pages(
+      (after) => store.audit.checkpoints(chainId, after, PAGE),
+      (x) => x.chainSeq,
+    )) {
       write(JSON.stringify({ kind: 'checkpoint', ...checkpointToWire(c) }))
       checkpoints += 1
     }
@@ -371,8 +433,13 @@ function str(v: unknown): string | null {
 
 function eventFromWire(o: Record<string, unknown>): AuditEvent | null {
   const n = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null)
-  const id = n(o.id), chainSeq = n(o.chain_seq), ts = n(o.ts)
-  const chainId = str(o.chain_id), type = str(o.type), prevHash = str(o.prev_hash), hash = str(o.hash)
+  const id = n(o.id),
+    chainSeq = n(o.chain_seq),
+    ts = n(o.ts)
+  const chainId = str(o.chain_id),
+    type = str(o.type),
+    prevHash = str(o.prev_hash),
+    hash = str(o.hash)
   if (id === null || chainSeq === null || ts === null || chainId === null || type === null || prevHash === null || hash === null) return null
   const data = o.data !== null && typeof o.data === 'object' && !Array.isArray(o.data) ? (o.data as Record<string, unknown>) : null
   if (!data) return null
@@ -410,12 +477,22 @@ export async function verifyAuditExport(lines: string[], opts: VerifyOptions = {
       header = o
     } else if (o.kind === 'event') {
       const e = eventFromWire(o)
-      if (!e) formatProblems.push({ id: typeof o.id === 'number' ? o.id : null, chainId: str(o.chain_id) ?? '', chainSeq: typeof o.chain_seq === 'number' ? o.chain_seq : 0, reason: `line ${i + 1}: malformed event` })
+      if (!e)
+        formatProblems.push({
+          id: typeof o.id === 'number' ? o.id : null,
+          chainId: str(o.chain_id) ?? '',
+          chainSeq: typeof o.chain_seq === 'number' ? o.chain_seq : 0,
+          reason: `line ${i + 1}: malformed event`,
+        })
       else events.push(e)
     } else if (o.kind === 'checkpoint') {
       const c: AuditCheckpoint = {
-        chainId: str(o.chain_id) ?? '', chainSeq: typeof o.chain_seq === 'number' ? o.chain_seq : 0, headHash: str(o.head_hash) ?? '',
-        ts: typeof o.ts === 'number' ? o.ts : 0, kid: str(o.kid) ?? '', signature: str(o.signature) ?? '',
+        chainId: str(o.chain_id) ?? '',
+        chainSeq: typeof o.chain_seq === 'number' ? o.chain_seq : 0,
+        headHash: str(o.head_hash) ?? '',
+        ts: typeof o.ts === 'number' ? o.ts : 0,
+        kid: str(o.kid) ?? '',
+        signature: str(o.signature) ?? '',
       }
       const list = checkpoints.get(c.chainId) ?? []
       list.push(c)
@@ -492,5 +569,5 @@ export function headsFile(report: AuditVerifyReport, previous: readonly ChainHea
     const before = chains[h.chainId]
     if (!before || h.chainSeq >= before.chain_seq) chains[h.chainId] = { chain_seq: h.chainSeq, head_hash: h.headHash, ts: h.ts }
   }
-  return JSON.stringify({ format: HEADS_FORMAT, chains }, null, 2) + '\n'
+  return `${JSON.stringify({ format: HEADS_FORMAT, chains }, null, 2)}\n`
 }

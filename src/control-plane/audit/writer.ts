@@ -101,13 +101,15 @@ class ChainWriter implements ChainAuditWriter {
 
   private startDrain(): void {
     if (this.writing || this.queue.length === 0) return
-    this.writing = this.drain().catch((err: unknown) => {
-      this.deps.logger.error({ err, chain: this.chainId }, 'audit writer failed unexpectedly')
-    }).finally(() => {
-      this.writing = null
-      // An append may have slipped in after the loop saw an empty queue.
-      if (this.queue.length > 0) this.schedule()
-    })
+    this.writing = this.drain()
+      .catch((err: unknown) => {
+        this.deps.logger.error({ err, chain: this.chainId }, 'audit writer failed unexpectedly')
+      })
+      .finally(() => {
+        this.writing = null
+        // An append may have slipped in after the loop saw an empty queue.
+        if (this.queue.length > 0) this.schedule()
+      })
   }
 
   private async drain(): Promise<void> {
@@ -122,7 +124,18 @@ class ChainWriter implements ChainAuditWriter {
       const rows: Omit<AuditEvent, 'id'>[] = []
       for (const p of taken) {
         // One object per event: hashed first, then handed to the store with its hash filled in.
-        const row: Omit<AuditEvent, 'id'> = { chainId: this.chainId, chainSeq: seq + 1, ts: p.ts, type: p.type, tenant: p.tenant, actor: p.actor, subject: p.subject, data: p.data.data, prevHash: prev, hash: '' }
+        const row: Omit<AuditEvent, 'id'> = {
+          chainId: this.chainId,
+          chainSeq: seq + 1,
+          ts: p.ts,
+          type: p.type,
+          tenant: p.tenant,
+          actor: p.actor,
+          subject: p.subject,
+          data: p.data.data,
+          prevHash: prev,
+          hash: '',
+        }
         let hash: string
         try {
           hash = eventHashPrepared(row, p.data.canonical)
@@ -177,7 +190,9 @@ class ChainWriter implements ChainAuditWriter {
   }
 
   checkpoint(): Promise<void> {
-    this.checkpointing ??= this.signHead().finally(() => { this.checkpointing = null })
+    this.checkpointing ??= this.signHead().finally(() => {
+      this.checkpointing = null
+    })
     return this.checkpointing
   }
 
@@ -186,10 +201,7 @@ class ChainWriter implements ChainAuditWriter {
     const headHash = this.hash
     if (seq === 0 || seq === this.checkpointedSeq) return
     const ts = this.deps.clock.now()
-    const { jwt, kid } = this.deps.keys.signJwt(
-      { typ: CHECKPOINT_TYP },
-      { chain_id: this.chainId, chain_seq: seq, head_hash: headHash, ts },
-    )
+    const { jwt, kid } = this.deps.keys.signJwt({ typ: CHECKPOINT_TYP }, { chain_id: this.chainId, chain_seq: seq, head_hash: headHash, ts })
     await this.deps.store.audit.putCheckpoint({ chainId: this.chainId, chainSeq: seq, headHash, ts, kid, signature: jwt })
     this.checkpointedSeq = Math.max(this.checkpointedSeq, seq)
   }

@@ -16,7 +16,7 @@ import { sha256b64url } from '../../lib/hash.js'
 import { loadKek } from '../keys/kek.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Store } from '../../store/types.js'
-import { ConsoleSessions, SESSION_COOKIE, CSRF_HEADER, deriveSessionKey, requestOrigin } from './session.js'
+import { ConsoleSessions, SESSION_COOKIE, deriveSessionKey, requestOrigin } from './session.js'
 import { randomBytes } from 'node:crypto'
 
 export { ConsoleSessions, SESSION_COOKIE, CSRF_HEADER, deriveSessionKey, type ConsoleSession, type SessionClaims } from './session.js'
@@ -33,7 +33,8 @@ const FILES: Record<string, string> = {
 
 /** Response headers of every console page and console endpoint. */
 export const CONSOLE_SECURITY_HEADERS: Readonly<Record<string, string>> = {
-  'content-security-policy': "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  'content-security-policy':
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
   'x-frame-options': 'DENY',
   'x-content-type-options': 'nosniff',
   // same-origin, not no-referrer: under no-referrer Chromium sends `Origin: null` on same-origin POSTs, which the Origin check must refuse.
@@ -47,7 +48,7 @@ export const CONSOLE_SECURITY_HEADERS: Readonly<Record<string, string>> = {
 function consoleDir(): string {
   for (const rel of ['../../../console/', '../../../../console/']) {
     const dir = fileURLToPath(new URL(rel, import.meta.url))
-    if (existsSync(dir + 'index.html')) return dir
+    if (existsSync(`${dir}index.html`)) return dir
   }
   throw new Error('console/ static files not found next to the aegis package')
 }
@@ -61,7 +62,7 @@ function consoleDir(): string {
 export async function createConsoleSessions(config: AegisConfig, store: Store, clock: Clock, logger: Logger, kek?: Buffer): Promise<ConsoleSessions> {
   let key: Buffer
   try {
-    key = deriveSessionKey(kek ?? await loadKek(config, { createIfMissing: false }))
+    key = deriveSessionKey(kek ?? (await loadKek(config, { createIfMissing: false })))
   } catch {
     logger.warn('console sessions use a per-process key (no KEK readable here): they are not shared between control planes')
     key = randomBytes(32)
@@ -127,12 +128,20 @@ export async function consoleRoutes(app: FastifyInstance, deps: ControlPlaneDeps
       const raw = body !== null && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>).token : undefined
       const token = typeof raw === 'string' && ADMIN_TOKEN_RE.test(raw) ? await deps.store.adminTokens.getByHash(sha256b64url(raw)) : null
       if (token === null || token.revokedAt !== null || token.role === 'gateway') {
-        await deps.audit.append({ type: 'auth.failed', tenant: null, actor: 'console', subject: 'console.login', data: { reason: 'invalid_admin_token' } }).catch(() => {})
+        await deps.audit
+          .append({ type: 'auth.failed', tenant: null, actor: 'console', subject: 'console.login', data: { reason: 'invalid_admin_token' } })
+          .catch(() => {})
         if (form) return reply.redirect('/console/?login=failed', 303)
         throw new AegisError('unauthorized', 'a valid admin token is required')
       }
       const s = sessions.open(token)
-      await deps.audit.append({ type: 'admin.console_login', tenant: token.tenant, actor: `console:${token.id}`, subject: token.id, data: { role: token.role } })
+      await deps.audit.append({
+        type: 'admin.console_login',
+        tenant: token.tenant,
+        actor: `console:${token.id}`,
+        subject: token.id,
+        data: { role: token.role },
+      })
       reply.header('set-cookie', cookieHeader(request, deps.config, s.cookie, Math.floor(sessions.ttlMs / 1000)))
       if (form) return reply.redirect('/console/', 303)
       return { csrf: s.csrf, tenant: token.tenant, role: token.role, expires_at: Math.floor(s.claims.exp / 1000) }

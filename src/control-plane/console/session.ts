@@ -74,7 +74,12 @@ export function requestOrigin(request: FastifyRequest): string {
 /** Issues and checks console sessions for one control plane. */
 export class ConsoleSessions {
   /** `ttlMs`: absolute session lifetime. */
-  constructor(private readonly key: Buffer, private readonly store: Store, private readonly clock: Clock, readonly ttlMs: number) {}
+  constructor(
+    private readonly key: Buffer,
+    private readonly store: Store,
+    private readonly clock: Clock,
+    readonly ttlMs: number,
+  ) {}
 
   private mac(data: string): string {
     return createHmac('sha256', this.key).update(data).digest('base64url')
@@ -85,12 +90,12 @@ export class ConsoleSessions {
     const now = this.clock.now()
     const claims: SessionClaims = { sid: randomBytes(16).toString('base64url'), tid: token.id, iat: now, exp: now + this.ttlMs }
     const body = Buffer.from(JSON.stringify(claims)).toString('base64url')
-    return { cookie: `v1.${body}.${this.mac('session\u0000' + body)}`, claims, csrf: this.csrfFor(claims.sid) }
+    return { cookie: `v1.${body}.${this.mac(`session\u0000${body}`)}`, claims, csrf: this.csrfFor(claims.sid) }
   }
 
   /** The CSRF token bound to a session id. */
   csrfFor(sid: string): string {
-    return this.mac('csrf\u0000' + sid)
+    return this.mac(`csrf\u0000${sid}`)
   }
 
   /** Claims of a well-formed, authentic, unexpired cookie; null otherwise. */
@@ -98,7 +103,7 @@ export class ConsoleSessions {
     if (cookie === undefined) return null
     const m = COOKIE_RE.exec(cookie)
     if (!m) return null
-    if (!constantTimeEqual(m[2]!, this.mac('session\u0000' + m[1]!))) return null
+    if (!constantTimeEqual(m[2]!, this.mac(`session\u0000${m[1]!}`))) return null
     let c: unknown
     try {
       c = JSON.parse(Buffer.from(m[1]!, 'base64url').toString('utf8'))

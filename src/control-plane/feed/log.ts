@@ -118,7 +118,9 @@ export class FeedLog {
   /** Calls `fn` after every append and reset; returns the unwatcher. */
   watch(fn: () => void): () => void {
     this.watchers.add(fn)
-    return () => { this.watchers.delete(fn) }
+    return () => {
+      this.watchers.delete(fn)
+    }
   }
 
   private wake(): void {

@@ -128,8 +128,16 @@ export class RedisFeedPublisher implements FeedHub {
     if (event.kind === 'revocation') [op, field, value] = ['set', String(event.revocation.seq), JSON.stringify(event.revocation)]
     else if (event.kind === 'revocation_lifted') [op, field] = ['del', String(event.revocation.seq)]
     try {
-      await (this.pub as Redis & { aegisFeedPublish(...args: string[]): Promise<string> })
-        .aegisFeedPublish(this.keys.revocations, this.keys.log, this.keys.channel, message, op, field, value, String(FEED_LOG_MAXLEN))
+      await (this.pub as Redis & { aegisFeedPublish(...args: string[]): Promise<string> }).aegisFeedPublish(
+        this.keys.revocations,
+        this.keys.log,
+        this.keys.channel,
+        message,
+        op,
+        field,
+        value,
+        String(FEED_LOG_MAXLEN),
+      )
     } catch (err) {
       throw new Error(`redis feed publish failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
     }

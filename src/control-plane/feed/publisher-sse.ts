@@ -30,7 +30,10 @@ export class LocalFeedHub implements FeedHub {
   private closed = false
   readonly log: FeedLog
 
-  constructor(private readonly onListenerError?: (err: unknown) => void, logOptions?: FeedLogOptions) {
+  constructor(
+    private readonly onListenerError?: (err: unknown) => void,
+    logOptions?: FeedLogOptions,
+  ) {
     this.log = new FeedLog(logOptions)
   }
 
@@ -40,7 +43,9 @@ export class LocalFeedHub implements FeedHub {
 
   subscribe(listener: FeedListener): () => void {
     this.listeners.add(listener)
-    return () => { this.listeners.delete(listener) }
+    return () => {
+      this.listeners.delete(listener)
+    }
   }
 
   /** Delivers to every subscriber before resolving. */

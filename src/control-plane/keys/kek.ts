@@ -63,7 +63,7 @@ export async function loadKek(config: AegisConfig, opts: { createIfMissing: bool
   if (!opts.createIfMissing) {
     throw new KekError(
       'no key-encryption key: set AEGIS_KEK (32 bytes, base64 or hex, e.g. `openssl rand -base64 32`) or AEGIS_KEK_FILE; ' +
-      'every control plane sharing one database needs the same KEK',
+        'every control plane sharing one database needs the same KEK',
     )
   }
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 })

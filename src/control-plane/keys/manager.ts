@@ -142,8 +142,15 @@ function publicJwkOf(k: SigningKey): Record<string, unknown> {
 
 function toInfo(k: Effective): PublicKeyInfo {
   return {
-    kid: k.kid, alg: k.alg, state: k.state, publicJwk: publicJwkOf(k), createdAt: k.createdAt,
-    activatesAt: k.activatesAt, deactivatedAt: k.deactivatedAt, retiresAt: k.retiresAt, revoked: k.revoked,
+    kid: k.kid,
+    alg: k.alg,
+    state: k.state,
+    publicJwk: publicJwkOf(k),
+    createdAt: k.createdAt,
+    activatesAt: k.activatesAt,
+    deactivatedAt: k.deactivatedAt,
+    retiresAt: k.retiresAt,
+    revoked: k.revoked,
   }
 }
 
@@ -151,7 +158,9 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /** The current key was revoked and this control plane has not loaded its successor yet. */
 class KeyBeingReplaced extends Unavailable {
-  constructor(kid: string) { super(`signing key ${kid} is being replaced; retry`) }
+  constructor(kid: string) {
+    super(`signing key ${kid} is being replaced; retry`)
+  }
 }
 
 /** A block that no reload clears: the rotation that set it is still writing. */
@@ -220,7 +229,7 @@ class KeyManagerImpl implements ManagedKeyManager {
 
   signJwt(header: Record<string, unknown>, payload: Record<string, unknown>): { jwt: string; kid: string } {
     const { input, key, kid } = this.signingInput(header, payload)
-    return { jwt: input + '.' + sign(null, Buffer.from(input), key).toString('base64url'), kid }
+    return { jwt: `${input}.${sign(null, Buffer.from(input), key).toString('base64url')}`, kid }
   }
 
   /**
@@ -241,7 +250,7 @@ class KeyManagerImpl implements ManagedKeyManager {
     return new Promise((resolve, reject) => {
       sign(null, Buffer.from(input), key, (err, sig) => {
         if (err) reject(err)
-        else resolve({ jwt: input + '.' + sig.toString('base64url'), kid })
+        else resolve({ jwt: `${input}.${sig.toString('base64url')}`, kid })
       })
     })
   }
@@ -261,7 +270,7 @@ class KeyManagerImpl implements ManagedKeyManager {
         return await new Promise((resolve, reject) => {
           sign(null, Buffer.from(input), key, (err, sig) => {
             if (err) reject(err)
-            else resolve({ jwt: input + '.' + sig.toString('base64url'), kid })
+            else resolve({ jwt: `${input}.${sig.toString('base64url')}`, kid })
           })
         })
       } catch (err) {
@@ -288,7 +297,7 @@ class KeyManagerImpl implements ManagedKeyManager {
       if (this.headerCache.size > 64) this.headerCache.clear()
       this.headerCache.set(cacheKey, h)
     }
-    return { input: h + '.' + Buffer.from(JSON.stringify(payload)).toString('base64url'), key, kid: cur.kid }
+    return { input: `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`, key, kid: cur.kid }
   }
 
   currentKid(): string {
@@ -352,9 +361,7 @@ class KeyManagerImpl implements ManagedKeyManager {
 
   private rebuildJwks(): void {
     const order: Record<KeyState, number> = { current: 0, next: 1, previous: 2, retired: 3 }
-    const published = this.view.keys
-      .filter((k) => k.state !== 'retired')
-      .sort((a, b) => order[a.state] - order[b.state] || b.activatesAt - a.activatesAt)
+    const published = this.view.keys.filter((k) => k.state !== 'retired').sort((a, b) => order[a.state] - order[b.state] || b.activatesAt - a.activatesAt)
     const setKey = published.map((k) => k.kid).join(',')
     if (setKey === this.jwksSetKey && this.etag !== '') return
     this.jwksSetKey = setKey
@@ -388,7 +395,9 @@ class KeyManagerImpl implements ManagedKeyManager {
 
   maintain(): Promise<void> {
     // Single flight: a timer tick and a signing call that crossed a boundary share one pass.
-    this.maintaining ??= this.runMaintain().finally(() => { this.maintaining = undefined })
+    this.maintaining ??= this.runMaintain().finally(() => {
+      this.maintaining = undefined
+    })
     return this.maintaining
   }
 
@@ -403,7 +412,9 @@ class KeyManagerImpl implements ManagedKeyManager {
 
   /** One reload at a time, started now or joined (signers waiting for a replacement key). */
   private reload(): Promise<void> {
-    this.reloading ??= this.refresh().finally(() => { this.reloading = undefined })
+    this.reloading ??= this.refresh().finally(() => {
+      this.reloading = undefined
+    })
     return this.reloading
   }
 
@@ -411,7 +422,9 @@ class KeyManagerImpl implements ManagedKeyManager {
 
   onChange(listener: (change: KeyChange) => void | Promise<void>): () => void {
     this.listeners.add(listener)
-    return () => { this.listeners.delete(listener) }
+    return () => {
+      this.listeners.delete(listener)
+    }
   }
 
   private change(revoked: string[]): KeyChange {
@@ -426,20 +439,25 @@ class KeyManagerImpl implements ManagedKeyManager {
       try {
         await this.signal.notify(KEYS_SIGNAL, JSON.stringify({ origin: this.origin, revoked }))
       } catch (err) {
-        this.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'key change not signalled to the other control planes; they reload at their next check')
+        this.logger.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          'key change not signalled to the other control planes; they reload at their next check',
+        )
       }
     }
     await this.tell(change)
   }
 
   private async tell(change: KeyChange): Promise<void> {
-    await Promise.all([...this.listeners].map(async (l) => {
-      try {
-        await l(change)
-      } catch (err) {
-        this.logger.warn({ err }, 'key change listener failed')
-      }
-    }))
+    await Promise.all(
+      [...this.listeners].map(async (l) => {
+        try {
+          await l(change)
+        } catch (err) {
+          this.logger.warn({ err }, 'key change listener failed')
+        }
+      }),
+    )
   }
 
   /**
@@ -454,7 +472,17 @@ class KeyManagerImpl implements ManagedKeyManager {
       if (!signal.healthy) this.refresh().catch(() => {})
     }, 1_000)
     this.staleTimer.unref()
-    return signal.listen(KEYS_SIGNAL, (payload) => this.heard(payload), () => { void this.heardResync() }).then((off) => { this.unlisten = off })
+    return signal
+      .listen(
+        KEYS_SIGNAL,
+        (payload) => this.heard(payload),
+        () => {
+          void this.heardResync()
+        },
+      )
+      .then((off) => {
+        this.unlisten = off
+      })
   }
 
   private heard(payload: string): void {
@@ -471,7 +499,7 @@ class KeyManagerImpl implements ManagedKeyManager {
     for (const kid of revoked) this.blocked.set(kid, at)
     this.refresh().then(
       () => this.tell(this.change(revoked)),
-      (err: unknown) => this.logger.error({ err }, 'key reload after another control plane\'s change failed; retrying at the next check'),
+      (err: unknown) => this.logger.error({ err }, "key reload after another control plane's change failed; retrying at the next check"),
     )
   }
 
@@ -522,7 +550,12 @@ class KeyManagerImpl implements ManagedKeyManager {
         await this.store.keys.insert(k)
         wrote = true
         events.push({ type: 'key.created', actor: 'system', subject: k.kid, data: { state: 'next', reason: 'scheduled', activates_at: activatesAt } })
-        events.push({ type: 'key.rotated', actor: 'system', subject: k.kid, data: { emergency: false, scheduled: true, current: cur.kid, next: k.kid, activates_at: activatesAt } })
+        events.push({
+          type: 'key.rotated',
+          actor: 'system',
+          subject: k.kid,
+          data: { emergency: false, scheduled: true, current: cur.kid, next: k.kid, activates_at: activatesAt },
+        })
       }
     }
     for (const e of events) await this.sendAudit(e)
@@ -538,8 +571,16 @@ class KeyManagerImpl implements ManagedKeyManager {
     der.fill(0)
     this.privateKeys.set(kid, privateKey)
     return {
-      kid, alg: 'EdDSA', state, publicJwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x }, encryptedPrivateKey: encrypted,
-      createdAt: now, activatesAt, deactivatedAt: null, retiresAt: null, revoked: false,
+      kid,
+      alg: 'EdDSA',
+      state,
+      publicJwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x },
+      encryptedPrivateKey: encrypted,
+      createdAt: now,
+      activatesAt,
+      deactivatedAt: null,
+      retiresAt: null,
+      revoked: false,
     }
   }
 
@@ -576,7 +617,12 @@ class KeyManagerImpl implements ManagedKeyManager {
     if (opts.emergency || !cur) {
       const k = this.generate('current', now, now)
       await this.store.keys.insert(k)
-      events.push({ type: 'key.created', actor, subject: k.kid, data: { state: 'current', reason: opts.emergency ? 'emergency' : 'initial', activates_at: now } })
+      events.push({
+        type: 'key.created',
+        actor,
+        subject: k.kid,
+        data: { state: 'current', reason: opts.emergency ? 'emergency' : 'initial', activates_at: now },
+      })
       let revoked: string | null = null
       if (cur && opts.emergency) {
         // Blocked before the write, so nothing here signs with it once it is revoked; rotate() hands the block to the next reload.
@@ -591,7 +637,12 @@ class KeyManagerImpl implements ManagedKeyManager {
         revoked = cur.kid
         events.push({ type: 'key.revoked', actor, subject: cur.kid, data: { replaced_by: k.kid } })
       }
-      events.push({ type: 'key.rotated', actor, subject: k.kid, data: { emergency: opts.emergency, scheduled: false, current: k.kid, previous: cur?.kid ?? null, revoked } })
+      events.push({
+        type: 'key.rotated',
+        actor,
+        subject: k.kid,
+        data: { emergency: opts.emergency, scheduled: false, current: k.kid, previous: cur?.kid ?? null, revoked },
+      })
       events.push({ type: 'key.activated', actor, subject: k.kid, data: { activates_at: now, previous: cur?.kid ?? null } })
       result = { current: k.kid, next: next?.kid ?? null, revoked }
     } else {
@@ -614,7 +665,12 @@ class KeyManagerImpl implements ManagedKeyManager {
         activatesAt = Math.min(next.activatesAt, earliest)
         if (activatesAt !== next.activatesAt) await this.store.keys.update(next.kid, { activatesAt })
       }
-      events.push({ type: 'key.rotated', actor, subject: nextKid, data: { emergency: false, scheduled: false, current: cur.kid, next: nextKid, activates_at: activatesAt } })
+      events.push({
+        type: 'key.rotated',
+        actor,
+        subject: nextKid,
+        data: { emergency: false, scheduled: false, current: cur.kid, next: nextKid, activates_at: activatesAt },
+      })
       result = { current: cur.kid, next: nextKid, revoked: null }
     }
     for (const e of events) await this.sendAudit(e)
@@ -649,7 +705,7 @@ class KeyManagerImpl implements ManagedKeyManager {
  * the scheduler: call start().
  */
 export async function createKeyManager(deps: KeyManagerDeps): Promise<ManagedKeyManager> {
-  const kek = deps.kek ?? await loadKek(deps.config, { createIfMissing: false })
+  const kek = deps.kek ?? (await loadKek(deps.config, { createIfMissing: false }))
   const km = new KeyManagerImpl(deps.config, deps.store, deps.clock, deps.logger, kek)
   if (deps.audit) km.attachAudit(deps.audit)
   if (deps.signal) await km.attachSignal(deps.signal)

@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { AegisError } from '../../errors.js'
 import { installAdminGuard } from '../../http/admin-auth.js'
 import { TAGS, allow, query } from '../admin/schemas.js'
 import type { ControlPlaneDeps } from '../deps.js'
@@ -31,7 +30,9 @@ function etagMatches(header: string | undefined, etag: string): boolean {
   })
 }
 
-const RotateQuery = query({ emergency: { type: 'string', enum: ['true', 'false', '1', '0', ''], description: 'true: promote a fresh key at once and revoke the current kid' } })
+const RotateQuery = query({
+  emergency: { type: 'string', enum: ['true', 'false', '1', '0', ''], description: 'true: promote a fresh key at once and revoke the current kid' },
+})
 
 /**
  * JWKS and key administration:
@@ -53,30 +54,49 @@ export async function keyRoutes(app: FastifyInstance, deps: ControlPlaneDeps): P
     return reply.type('application/jwk-set+json').send(keys.jwksBody())
   })
 
-  await app.register(async (admin) => {
-    installAdminGuard(admin, deps.store, deps.sessions)
-    const globalAdmin = allow(['admin'], { globalOnly: 'keys are managed by global admin tokens only' })
+  await app.register(
+    async (admin) => {
+      installAdminGuard(admin, deps.store, deps.sessions)
+      const globalAdmin = allow(['admin'], { globalOnly: 'keys are managed by global admin tokens only' })
 
-    admin.get('/keys', { config: globalAdmin, schema: { tags: [TAGS.keys], summary: 'Signing keys and their states (global admin)' } }, async (_request, reply) => {
-      reply.header('cache-control', 'no-store')
-      return { keys: keys.list().map(keyToWire), current: keys.currentKid() }
-    })
+      admin.get(
+        '/keys',
+        { config: globalAdmin, schema: { tags: [TAGS.keys], summary: 'Signing keys and their states (global admin)' } },
+        async (_request, reply) => {
+          reply.header('cache-control', 'no-store')
+          return { keys: keys.list().map(keyToWire), current: keys.currentKid() }
+        },
+      )
 
-    admin.post<{ Querystring: { emergency?: string } }>('/keys/rotate', { config: globalAdmin, schema: { tags: [TAGS.keys], summary: 'Rotate the signing key (global admin)', querystring: RotateQuery } }, async (request, reply) => {
-      const e = request.query.emergency
-      const emergency = e === 'true' || e === '1' || e === ''
-      const actor = request.adminPrincipal!.actor
-      const result = await keys.rotate({ emergency, actor })
-      if (result.revoked) {
-        // Gateways drop the old kid at once, not when their JWKS cache expires.
-        const now = deps.clock.now()
-        await recordRevocation(deps, {
-          type: 'kid', value: result.revoked, tenant: null, agentId: null, reason: 'emergency key rotation',
-          expiresAt: revocationExpiry(deps, 'kid', result.revoked, now),
-        }, { actor, via: 'admin' })
-      }
-      reply.header('cache-control', 'no-store')
-      return { current: result.current, next: result.next, revoked: result.revoked, keys: keys.list().map(keyToWire) }
-    })
-  }, { prefix: '/admin/v1' })
+      admin.post<{ Querystring: { emergency?: string } }>(
+        '/keys/rotate',
+        { config: globalAdmin, schema: { tags: [TAGS.keys], summary: 'Rotate the signing key (global admin)', querystring: RotateQuery } },
+        async (request, reply) => {
+          const e = request.query.emergency
+          const emergency = e === 'true' || e === '1' || e === ''
+          const actor = request.adminPrincipal!.actor
+          const result = await keys.rotate({ emergency, actor })
+          if (result.revoked) {
+            // Gateways drop the old kid at once, not when their JWKS cache expires.
+            const now = deps.clock.now()
+            await recordRevocation(
+              deps,
+              {
+                type: 'kid',
+                value: result.revoked,
+                tenant: null,
+                agentId: null,
+                reason: 'emergency key rotation',
+                expiresAt: revocationExpiry(deps, 'kid', result.revoked, now),
+              },
+              { actor, via: 'admin' },
+            )
+          }
+          reply.header('cache-control', 'no-store')
+          return { current: result.current, next: result.next, revoked: result.revoked, keys: keys.list().map(keyToWire) }
+        },
+      )
+    },
+    { prefix: '/admin/v1' },
+  )
 }

@@ -58,8 +58,10 @@ export async function recordRevocation(deps: ControlPlaneDeps, input: NewRevocat
   kpiBook(deps).recordRevocation(deps.clock.now(), r.tenant ?? undefined)
   const data = { seq: r.seq, type: r.type, value: r.value, agent_id: r.agentId, reason: r.reason, expires_at: r.expiresAt }
   const audits: Promise<void>[] = []
-  if (opts.via === 'admin') audits.push(deps.audit.append({ type: 'admin.revocation_created', tenant: r.tenant, actor: opts.actor, subject: `${r.type}:${r.value}`, data }))
-  if (r.type === 'jti' || opts.via !== 'admin') audits.push(deps.audit.append({ type: 'token.revoked', tenant: r.tenant, actor: opts.actor, subject: r.value, data }))
+  if (opts.via === 'admin')
+    audits.push(deps.audit.append({ type: 'admin.revocation_created', tenant: r.tenant, actor: opts.actor, subject: `${r.type}:${r.value}`, data }))
+  if (r.type === 'jti' || opts.via !== 'admin')
+    audits.push(deps.audit.append({ type: 'token.revoked', tenant: r.tenant, actor: opts.actor, subject: r.value, data }))
   const [published, ...audited] = await Promise.allSettled([deps.feed.publish({ kind: 'revocation', revocation: r }), ...audits])
   if (published!.status === 'rejected') {
     deps.logger.error({ err: published!.reason, seq: r.seq }, 'revocation stored but not published')
@@ -137,10 +139,15 @@ export async function liftRevocation(deps: ControlPlaneDeps, r: Revocation, opts
     const at = deps.clock.now()
     const before = await issuedBeforeFor(deps, r, at)
     // Recorded first: the earlier tokens are refused before the entry stops covering them.
-    if (before) issuedBefore = await recordRevocation(deps, { ...before, expiresAt: revocationExpiry(deps, 'issued_before', before.value, at) }, { actor: opts.actor, via: 'admin' })
+    if (before)
+      issuedBefore = await recordRevocation(
+        deps,
+        { ...before, expiresAt: revocationExpiry(deps, 'issued_before', before.value, at) },
+        { actor: opts.actor, via: 'admin' },
+      )
     const ended = await deps.store.revocations.lift(r.seq, at, opts.actor)
     // null: lifted (or ended) between the caller's read and ours.
-    const now = ended ?? await deps.store.revocations.get(r.seq)
+    const now = ended ?? (await deps.store.revocations.get(r.seq))
     if (!now || now.liftedAt === undefined) throw new NotFound(`revocation ${r.seq} is not in force`)
     lifted = now
     won = ended !== null
@@ -149,13 +156,22 @@ export async function liftRevocation(deps: ControlPlaneDeps, r: Revocation, opts
   directoryFor(deps).standing.lift(lifted, event.seq)
   const audits: Promise<void>[] = []
   if (won) {
-    audits.push(deps.audit.append({
-      type: 'admin.revocation_lifted',
-      tenant: lifted.tenant,
-      actor: opts.actor,
-      subject: `${lifted.type}:${lifted.value}`,
-      data: { seq: lifted.seq, lift_seq: lifted.liftSeq, type: lifted.type, value: lifted.value, reason: lifted.reason, issued_before_seq: issuedBefore?.seq ?? null },
-    }))
+    audits.push(
+      deps.audit.append({
+        type: 'admin.revocation_lifted',
+        tenant: lifted.tenant,
+        actor: opts.actor,
+        subject: `${lifted.type}:${lifted.value}`,
+        data: {
+          seq: lifted.seq,
+          lift_seq: lifted.liftSeq,
+          type: lifted.type,
+          value: lifted.value,
+          reason: lifted.reason,
+          issued_before_seq: issuedBefore?.seq ?? null,
+        },
+      }),
+    )
   }
   const [published, ...audited] = await Promise.allSettled([deps.feed.publish(event), ...audits])
   if (published!.status === 'rejected') {

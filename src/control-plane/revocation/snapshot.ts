@@ -30,11 +30,14 @@ export interface SnapshotBegin {
  * revocation seq included, read before the entries so that every entry up
  * to it is included and later events deduplicate by seq.
  */
-export async function readFeedSnapshot(deps: ControlPlaneDeps, sink: {
-  begin(b: SnapshotBegin): void
-  revocations(page: Revocation[]): void | Promise<void>
-  agents(page: AgentState[]): void | Promise<void>
-}): Promise<{ seq: number; revocations: number; agents: number }> {
+export async function readFeedSnapshot(
+  deps: ControlPlaneDeps,
+  sink: {
+    begin(b: SnapshotBegin): void
+    revocations(page: Revocation[]): void | Promise<void>
+    agents(page: AgentState[]): void | Promise<void>
+  },
+): Promise<{ seq: number; revocations: number; agents: number }> {
   const now = deps.clock.now()
   const lastSeq = await deps.store.revocations.lastSeq()
   const [tenants, active] = await Promise.all([deps.store.tenants.list(), deps.store.policies.listActive()])
@@ -56,7 +59,7 @@ export async function readFeedSnapshot(deps: ControlPlaneDeps, sink: {
   sink.begin({ generatedAt: now, policies, ...(keys ? { keys } : {}) })
   let seq = lastSeq
   let revocations = 0
-  for (let after = 0; ;) {
+  for (let after = 0; ; ) {
     const page = await deps.store.revocations.listActivePage(now, after, SNAPSHOT_PAGE_ENTRIES)
     if (page.length === 0) break
     after = page[page.length - 1]!.seq
@@ -66,7 +69,7 @@ export async function readFeedSnapshot(deps: ControlPlaneDeps, sink: {
     await yieldToIo()
   }
   let agents = 0
-  for (let after: { tenant: string; agentId: string } | null = null; ;) {
+  for (let after: { tenant: string; agentId: string } | null = null; ; ) {
     const page: AgentState[] = await deps.store.agents.listHashesPage(after, SNAPSHOT_PAGE_ENTRIES)
     if (page.length === 0) break
     after = page[page.length - 1]! as { tenant: string; agentId: string }
@@ -83,9 +86,15 @@ export async function buildFeedSnapshot(deps: ControlPlaneDeps): Promise<FeedSna
   const revocations: Revocation[] = []
   const agents: AgentState[] = []
   const { seq } = await readFeedSnapshot(deps, {
-    begin: (b) => { begin = b },
-    revocations: (p) => { for (const r of p) revocations.push(r) },
-    agents: (p) => { for (const a of p) agents.push(a) },
+    begin: (b) => {
+      begin = b
+    },
+    revocations: (p) => {
+      for (const r of p) revocations.push(r)
+    },
+    agents: (p) => {
+      for (const a of p) agents.push(a)
+    },
   })
   return { seq, revocations, agents, policies: begin!.policies, generatedAt: begin!.generatedAt, ...(begin!.keys ? { keys: begin!.keys } : {}) }
 }
@@ -93,7 +102,14 @@ export async function buildFeedSnapshot(deps: ControlPlaneDeps): Promise<FeedSna
 /** The published kids and the signing one, as the `keys` feed event carries them. */
 function keysState(deps: ControlPlaneDeps): KeysState | undefined {
   try {
-    return { current: deps.keys.currentKid(), kids: deps.keys.list().filter((k) => k.state !== 'retired').map((k) => k.kid), revoked: [] }
+    return {
+      current: deps.keys.currentKid(),
+      kids: deps.keys
+        .list()
+        .filter((k) => k.state !== 'retired')
+        .map((k) => k.kid),
+      revoked: [],
+    }
   } catch {
     return undefined // no signing key yet: gateways find keys on their own
   }
@@ -159,7 +175,11 @@ export class SnapshotCache {
   /** Snapshots read (tests, metrics). */
   builds = 0
 
-  constructor(private readonly deps: ControlPlaneDeps, private readonly log: FeedLog | null, private readonly maxAgeMs = 5_000) {}
+  constructor(
+    private readonly deps: ControlPlaneDeps,
+    private readonly log: FeedLog | null,
+    private readonly maxAgeMs = 5_000,
+  ) {}
 
   get(): PagedSnapshot {
     const c = this.current
@@ -193,20 +213,28 @@ export class SnapshotCache {
       snap.notify()
     }
     readFeedSnapshot(this.deps, {
-      begin: (b) => { snap.begin = JSON.stringify(b); snap.notify() },
+      begin: (b) => {
+        snap.begin = JSON.stringify(b)
+        snap.notify()
+      },
       revocations: (p) => push('revocations', p),
       agents: (p) => push('agents', p),
-    }).then((r) => {
-      snap.end = JSON.stringify(r)
-      snap.notify()
-    }, (err: unknown) => {
-      snap.failed = err instanceof Error ? err : new Error(String(err))
-      this.deps.logger.error({ err }, 'feed snapshot read failed')
-      snap.notify()
-    })
+    }).then(
+      (r) => {
+        snap.end = JSON.stringify(r)
+        snap.notify()
+      },
+      (err: unknown) => {
+        snap.failed = err instanceof Error ? err : new Error(String(err))
+        this.deps.logger.error({ err }, 'feed snapshot read failed')
+        snap.notify()
+      },
+    )
     if (this.timer) clearTimeout(this.timer)
     // Let the pages go once nobody can reuse them (subscribers still writing keep their own reference).
-    this.timer = setTimeout(() => { if (this.current === snap) this.current = undefined }, this.maxAgeMs)
+    this.timer = setTimeout(() => {
+      if (this.current === snap) this.current = undefined
+    }, this.maxAgeMs)
     this.timer.unref()
   }
 

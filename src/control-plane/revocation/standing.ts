@@ -43,7 +43,10 @@ export class StandingRevocations {
   private lastSeq = -1
   private reloading: Promise<void> = Promise.resolve()
 
-  constructor(private readonly repo: Pick<RevocationRepo, 'listStanding' | 'lastSeq'>, private readonly now: () => number) {}
+  constructor(
+    private readonly repo: Pick<RevocationRepo, 'listStanding' | 'lastSeq'>,
+    private readonly now: () => number,
+  ) {}
 
   /** Number of entries held. */
   get size(): number {
@@ -119,7 +122,7 @@ export class StandingRevocations {
     this.heardDuringReload = heard
     try {
       // The seq is read first: a change committed after it makes the next refresh() reload again.
-      const seq = knownSeq ?? await this.repo.lastSeq()
+      const seq = knownSeq ?? (await this.repo.lastSeq())
       const list = await this.repo.listStanding(this.now())
       this.byKey = new Map()
       this.keyBySeq = new Map()

@@ -46,7 +46,8 @@ export function parseRevocation(body: unknown, p: AdminPrincipal, config: AegisC
     if (!Number.isInteger(n) || n <= 0) throw new InvalidRequest('for issued_before, value must be epoch seconds (an integer)')
     const nowS = Math.floor(now / 1000)
     if (n > nowS + 86400) throw new InvalidRequest('issued_before may lie at most one day ahead')
-    if (n + config.tokens.maxTtlSeconds + config.tokens.clockSkewSeconds <= nowS) throw new InvalidRequest('no token issued before that time can still be alive')
+    if (n + config.tokens.maxTtlSeconds + config.tokens.clockSkewSeconds <= nowS)
+      throw new InvalidRequest('no token issued before that time can still be alive')
     value = String(n)
     if (agentId !== null && tenant === null) throw new InvalidRequest('issued_before with agent_id needs tenant')
   } else {
@@ -67,7 +68,7 @@ export function parseRevocation(body: unknown, p: AdminPrincipal, config: AegisC
     if (tenant === null) {
       if (t === 'issued_before' || t === 'jti') tenant = p.tenant
     }
-    if (tenant !== p.tenant) throw new AegisError('forbidden', 'outside this token\'s tenant')
+    if (tenant !== p.tenant) throw new AegisError('forbidden', "outside this token's tenant")
   }
   return { type: t, value, tenant, agentId, reason }
 }

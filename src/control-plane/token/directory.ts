@@ -37,7 +37,10 @@ export class Directory {
   /** The agent, client and tenant revocations in force (issuance is refused for them). */
   readonly standing: StandingRevocations
 
-  constructor(private readonly deps: ControlPlaneDeps, private readonly opts: DirectoryOptions = {}) {
+  constructor(
+    private readonly deps: ControlPlaneDeps,
+    private readonly opts: DirectoryOptions = {},
+  ) {
     const ttl = opts.ttlMs ?? 5000
     const max = opts.max ?? 50_000
     // Negative results are cached too (bounded by max), so unknown ids cost one lookup per TTL.

@@ -25,7 +25,8 @@ export function dpopNonces(deps: ControlPlaneDeps): DpopNonces {
   let n = nonceBook.get(deps)
   if (!n) {
     n = new DpopNonces(deps.config.dpop.nonceSecret)
-    if (!deps.config.dpop.nonceSecret && deps.config.dpop.requireNonce) deps.logger.warn('dpop.requireNonce without dpop.nonceSecret: nonces hold only for this process')
+    if (!deps.config.dpop.nonceSecret && deps.config.dpop.requireNonce)
+      deps.logger.warn('dpop.requireNonce without dpop.nonceSecret: nonces hold only for this process')
     nonceBook.set(deps, n)
   }
   return n

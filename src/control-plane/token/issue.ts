@@ -59,7 +59,11 @@ export class TokenIssuer {
   // prom-client hashes label objects on every inc(); the labelled children are cached instead.
   private readonly issuedCounters = new Map<string, { inc(): void }>()
 
-  constructor(private readonly deps: ControlPlaneDeps, private readonly dir: Directory, private readonly kpis: KpiBook) {}
+  constructor(
+    private readonly deps: ControlPlaneDeps,
+    private readonly dir: Directory,
+    private readonly kpis: KpiBook,
+  ) {}
 
   lifetime(agent: Agent, grantCap?: number, asked?: number): number {
     const t = this.deps.config.tokens
@@ -76,10 +80,20 @@ export class TokenIssuer {
    */
   async issue(req: IssueRequest): Promise<IssuedToken> {
     const started = performance.now()
-    const span = startSpan('aegis.token.issue', context.active(), { 'aegis.tenant': req.tenant.id, 'aegis.agent': req.agent.agentId, 'aegis.client_id': req.clientId, 'aegis.grant': req.grant })
+    const span = startSpan('aegis.token.issue', context.active(), {
+      'aegis.tenant': req.tenant.id,
+      'aegis.agent': req.agent.agentId,
+      'aegis.client_id': req.clientId,
+      'aegis.grant': req.grant,
+    })
     try {
       const t = await this.mint(req)
-      span.setAttributes({ 'aegis.token.lifetime_seconds': t.response.expires_in, 'aegis.token.kid': t.kid, 'aegis.policy_version': this.dir.policyVersion(req.tenant.id), 'aegis.latency_ms': performance.now() - started })
+      span.setAttributes({
+        'aegis.token.lifetime_seconds': t.response.expires_in,
+        'aegis.token.kid': t.kid,
+        'aegis.policy_version': this.dir.policyVersion(req.tenant.id),
+        'aegis.latency_ms': performance.now() - started,
+      })
       span.end()
       return t
     } catch (err) {
@@ -122,7 +136,20 @@ export class TokenIssuer {
         tenant: req.tenant.id,
         actor: `agent:${req.tenant.id}/${req.agent.agentId}`,
         subject: jti,
-        data: { ...req.auditData, jti, agent_id: req.agent.agentId, client_id: req.clientId, scope, aud: req.audiences, exp, kid, grant_type: req.grant, policy_version: policyVersion, capability_hash: req.agent.capabilityHash, ...(req.extraClaims?.cnf ? { cnf: req.extraClaims.cnf } : {}) },
+        data: {
+          ...req.auditData,
+          jti,
+          agent_id: req.agent.agentId,
+          client_id: req.clientId,
+          scope,
+          aud: req.audiences,
+          exp,
+          kid,
+          grant_type: req.grant,
+          policy_version: policyVersion,
+          capability_hash: req.agent.capabilityHash,
+          ...(req.extraClaims?.cnf ? { cnf: req.extraClaims.cnf } : {}),
+        },
       })
     } catch (err) {
       throw new Unavailable('the audit log is unavailable; no token was issued', { cause: err })

@@ -35,7 +35,13 @@ export function single(body: FormBody, name: string, maxLength = 2048): string |
 }
 
 /** A parameter that may repeat (RFC 8707 §2): at most `maxCount` values of at most `maxLength` characters. */
-export function repeated(body: FormBody, name: string, maxCount: number, maxLength: number, code: 'invalid_request' | 'invalid_target' = 'invalid_request'): string[] {
+export function repeated(
+  body: FormBody,
+  name: string,
+  maxCount: number,
+  maxLength: number,
+  code: 'invalid_request' | 'invalid_target' = 'invalid_request',
+): string[] {
   const v = body[name]
   if (v === undefined) return []
   const values = Array.isArray(v) ? v : [v]

@@ -25,7 +25,11 @@ export class MemoryRateLimiter implements RateLimiter {
   private window = -1
   private counts = new Map<string, number>()
 
-  constructor(private readonly windowMs: number, private readonly now: () => number, private readonly maxKeys = 200_000) {}
+  constructor(
+    private readonly windowMs: number,
+    private readonly now: () => number,
+    private readonly maxKeys = 200_000,
+  ) {}
 
   hit(key: string, limit: number): RateVerdict {
     const t = this.now()
@@ -60,7 +64,13 @@ return n`
 export class RedisRateLimiter implements RateLimiter {
   private readonly fallback: MemoryRateLimiter
 
-  constructor(private readonly redis: Redis, private readonly windowMs: number, private readonly now: () => number, private readonly prefix = '', private readonly onFallback?: (err: unknown) => void) {
+  constructor(
+    private readonly redis: Redis,
+    private readonly windowMs: number,
+    private readonly now: () => number,
+    private readonly prefix = '',
+    private readonly onFallback?: (err: unknown) => void,
+  ) {
     this.fallback = new MemoryRateLimiter(windowMs, now)
   }
 
@@ -84,6 +94,8 @@ export class RedisRateLimiter implements RateLimiter {
       this.redis.disconnect()
       return
     }
-    await this.redis.quit().catch(() => { this.redis.disconnect() })
+    await this.redis.quit().catch(() => {
+      this.redis.disconnect()
+    })
   }
 }

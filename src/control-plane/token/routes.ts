@@ -10,7 +10,16 @@ import { Redis } from 'ioredis'
 import type { ControlPlaneDeps } from '../deps.js'
 import { kpiBook } from '../admin/kpis.js'
 import { findRevocation, recordRevocation } from '../revocation/service.js'
-import { ClientAuthFailure, createClientAuthenticators, readClientClaim, refineClientClaim, type AuthPurpose, type AuthenticatedClient, type ClientAuthenticators, type ClientClaim } from './client-auth/index.js'
+import {
+  ClientAuthFailure,
+  createClientAuthenticators,
+  readClientClaim,
+  refineClientClaim,
+  type AuthPurpose,
+  type AuthenticatedClient,
+  type ClientAuthenticators,
+  type ClientClaim,
+} from './client-auth/index.js'
 import { directoryFor } from './directory.js'
 import { clientCertificateOf, commitBinding, readSenderBinding } from './dpop-sender.js'
 import { defaultGrants, type GrantHandler } from './grants/index.js'
@@ -42,7 +51,12 @@ export function tokenService(deps: ControlPlaneDeps, grants?: Map<string, GrantH
   let s = services.get(deps)
   if (!s) {
     const dir = directoryFor(deps)
-    s = { grants: grants ?? defaultGrants(), authenticators: createClientAuthenticators(deps, dir), issuer: new TokenIssuer(deps, dir, kpiBook(deps)), verifier: new LocalTokenVerifier(deps) }
+    s = {
+      grants: grants ?? defaultGrants(),
+      authenticators: createClientAuthenticators(deps, dir),
+      issuer: new TokenIssuer(deps, dir, kpiBook(deps)),
+      verifier: new LocalTokenVerifier(deps),
+    }
     services.set(deps, s)
   }
   return s
@@ -54,7 +68,7 @@ function noStore(reply: FastifyReply): void {
 }
 
 // Fastify answers 415 for non-form media types before the handler runs; RFC 6749 §5.2 wants invalid_request.
-function oauthErrorHandler(error: Error, request: FastifyRequest, reply: FastifyReply): FastifyReply | void {
+function oauthErrorHandler(error: Error, request: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
   const code = (error as { code?: string }).code
   if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
     noStore(reply)
@@ -79,18 +93,26 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
       const redis = new Redis(config.redisUrl, { enableOfflineQueue: false, commandTimeout: 250, maxRetriesPerRequest: 0 })
       redis.on('error', (err) => deps.logger.warn({ err: err.message }, 'rate-limit redis connection error'))
       let warned = 0
-      limiter = new RedisRateLimiter(redis, config.rateLimit.windowSeconds * 1000, () => deps.clock.now(), '', (err) => {
-        const now = Date.now()
-        if (now - warned > 10_000) {
-          warned = now
-          deps.logger.warn({ err }, 'rate limiting in process while Redis is unreachable')
-        }
-      })
+      limiter = new RedisRateLimiter(
+        redis,
+        config.rateLimit.windowSeconds * 1000,
+        () => deps.clock.now(),
+        '',
+        (err) => {
+          const now = Date.now()
+          if (now - warned > 10_000) {
+            warned = now
+            deps.logger.warn({ err }, 'rate limiting in process while Redis is unreachable')
+          }
+        },
+      )
     } else {
       limiter = new MemoryRateLimiter(config.rateLimit.windowSeconds * 1000, () => deps.clock.now())
     }
     const owned = limiter
-    app.addHook('onClose', async () => { await owned.close() })
+    app.addHook('onClose', async () => {
+      await owned.close()
+    })
   }
   const rl = limiter
 
@@ -109,14 +131,19 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
     const counted = rl.hit(`authfail:${request.ip}:${clientId ?? ''}`, config.rateLimit.authFailuresPerClientIp)
     const verdict = counted instanceof Promise ? await counted : counted
     if (!verdict.ok) throw tooMany(verdict)
-    deps.audit.append({
-      type: 'auth.failed',
-      tenant: err.tenant,
-      actor: clientId ? `client:${clientId}` : 'anonymous',
-      subject: clientId,
-      data: { reason: err.reason, method: claim?.method ?? null, endpoint, ip: request.ip },
-    }).catch((e: unknown) => deps.logger.error({ err: e }, 'auth.failed audit event not written'))
-    if (claim?.method === 'client_secret_basic' || (claim === null && typeof request.headers.authorization === 'string' && /^basic /i.test(request.headers.authorization))) {
+    deps.audit
+      .append({
+        type: 'auth.failed',
+        tenant: err.tenant,
+        actor: clientId ? `client:${clientId}` : 'anonymous',
+        subject: clientId,
+        data: { reason: err.reason, method: claim?.method ?? null, endpoint, ip: request.ip },
+      })
+      .catch((e: unknown) => deps.logger.error({ err: e }, 'auth.failed audit event not written'))
+    if (
+      claim?.method === 'client_secret_basic' ||
+      (claim === null && typeof request.headers.authorization === 'string' && /^basic /i.test(request.headers.authorization))
+    ) {
       reply.header('www-authenticate', 'Basic realm="aegis", charset="UTF-8"')
     }
     throw err
@@ -134,7 +161,11 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
    * issued, or null: one in-memory lookup (StandingRevocations), no store
    * round trip.
    */
-  function standingRevocation(tenant: string, agent: { agentId: string; clientId: string }, clientIds: readonly string[]): Revocation | null | Promise<Revocation | null> {
+  function standingRevocation(
+    tenant: string,
+    agent: { agentId: string; clientId: string },
+    clientIds: readonly string[],
+  ): Revocation | null | Promise<Revocation | null> {
     return dir.standing.match({ tenant, agentId: agent.agentId, clientIds: [...clientIds, agent.clientId] })
   }
 
@@ -154,7 +185,10 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
   /** Per-address limit; synchronous with the in-process limiter (no await on the hot path). */
   function limitIp(request: FastifyRequest): Promise<void> | undefined {
     const r = rl.hit(`ip:${request.ip}`, config.rateLimit.perIp)
-    if (r instanceof Promise) return r.then((v) => { if (!v.ok) throw tooMany(v) })
+    if (r instanceof Promise)
+      return r.then((v) => {
+        if (!v.ok) throw tooMany(v)
+      })
     if (!r.ok) throw tooMany(r)
     return undefined
   }
@@ -192,18 +226,21 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
     const issueRequest = await grant.prepare({ deps, dir, request, body, client })
     if (!client) await limitClient(issueRequest.clientId)
     // Whatever the grant mapped to, when it is not the client just checked (a token exchange names its agent only now).
-    const held = client && issueRequest.agent === client.agent && issueRequest.clientId === client.clientId
-      ? null
-      : standingRevocation(issueRequest.tenant.id, issueRequest.agent, [issueRequest.clientId])
+    const held =
+      client && issueRequest.agent === client.agent && issueRequest.clientId === client.clientId
+        ? null
+        : standingRevocation(issueRequest.tenant.id, issueRequest.agent, [issueRequest.clientId])
     if (held instanceof Promise ? await held : held) {
       deps.metrics.authFailures.inc({ reason: 'revoked' })
-      deps.audit.append({
-        type: 'auth.failed',
-        tenant: issueRequest.tenant.id,
-        actor: `agent:${issueRequest.tenant.id}/${issueRequest.agent.agentId}`,
-        subject: issueRequest.clientId,
-        data: { reason: 'revoked', grant_type: issueRequest.grant, endpoint: 'token', ip: request.ip },
-      }).catch((e: unknown) => deps.logger.error({ err: e }, 'auth.failed audit event not written'))
+      deps.audit
+        .append({
+          type: 'auth.failed',
+          tenant: issueRequest.tenant.id,
+          actor: `agent:${issueRequest.tenant.id}/${issueRequest.agent.agentId}`,
+          subject: issueRequest.clientId,
+          data: { reason: 'revoked', grant_type: issueRequest.grant, endpoint: 'token', ip: request.ip },
+        })
+        .catch((e: unknown) => deps.logger.error({ err: e }, 'auth.failed audit event not written'))
       throw new AegisError('invalid_grant', 'tokens are not issued for this agent: it is revoked')
     }
     if (client) {
@@ -236,14 +273,18 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
     const verified = await svc.verifier.verify(raw)
     if (verified && verified.claims.client_id === client.clientId && verified.claims.tenant === client.tenant.id) {
       const { claims } = verified
-      await recordRevocation(deps, {
-        type: 'jti',
-        value: claims.jti,
-        tenant: claims.tenant,
-        agentId: claims.agent_id,
-        reason: 'revoked by its client (RFC 7009)',
-        expiresAt: (claims.exp + config.tokens.clockSkewSeconds) * 1000,
-      }, { actor: `client:${client.clientId}`, via: 'client' })
+      await recordRevocation(
+        deps,
+        {
+          type: 'jti',
+          value: claims.jti,
+          tenant: claims.tenant,
+          agentId: claims.agent_id,
+          reason: 'revoked by its client (RFC 7009)',
+          expiresAt: (claims.exp + config.tokens.clockSkewSeconds) * 1000,
+        },
+        { actor: `client:${client.clientId}`, via: 'client' },
+      )
     }
     return reply.code(200).send()
   })
@@ -272,12 +313,19 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
     const { claims, kid } = verified
     if (client && (claims.tenant !== client.tenant.id || claims.agent_id !== client.agent.agentId)) return inactive
     if (admin && admin.tenant !== null && admin.tenant !== claims.tenant) return inactive
-    const revoked = await findRevocation(deps, { jti: claims.jti, tenant: claims.tenant, agentId: claims.agent_id, clientId: claims.client_id, kid, iat: claims.iat })
+    const revoked = await findRevocation(deps, {
+      jti: claims.jti,
+      tenant: claims.tenant,
+      agentId: claims.agent_id,
+      clientId: claims.client_id,
+      kid,
+      iat: claims.iat,
+    })
     if (revoked) return inactive
     const agent = await dir.agent(claims.tenant, claims.agent_id)
     if (!agent || agent.capabilityHash !== claims.capability_hash) return inactive
     // RFC 8705 §3.2 / RFC 9449 §6.2: the confirmation goes to whoever checks the token by introspection.
-    const cnf = claims.cnf !== null && typeof claims.cnf === 'object' ? claims.cnf as Record<string, unknown> : undefined
+    const cnf = claims.cnf !== null && typeof claims.cnf === 'object' ? (claims.cnf as Record<string, unknown>) : undefined
     return {
       active: true,
       token_type: typeof cnf?.jkt === 'string' ? 'DPoP' : 'Bearer',

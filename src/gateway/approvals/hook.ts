@@ -91,7 +91,11 @@ export function httpApprovalOpener(client: Pick<ControlPlaneClient, 'url' | 'hea
       }
       const text = await res.text()
       let json: Record<string, unknown> = {}
-      try { json = text.length <= MAX_ANSWER_BYTES ? (JSON.parse(text) as Record<string, unknown>) : {} } catch { json = {} }
+      try {
+        json = text.length <= MAX_ANSWER_BYTES ? (JSON.parse(text) as Record<string, unknown>) : {}
+      } catch {
+        json = {}
+      }
       if (res.status === 429 || res.status === 400) {
         // The control plane's reason is meant for the agent (which cap, which limit).
         const description = typeof json.error_description === 'string' ? json.error_description.slice(0, 300) : 'approval request refused'
@@ -125,7 +129,12 @@ export function cachingApprovalOpener(inner: ApprovalOpener, ttlMs = 2000, max =
     ttl: ttlMs,
     // Keeps keyOf as bounded as the cache: an entry leaving the cache (evicted, lapsed, forgotten) leaves the index too.
     dispose: (pending, key) => {
-      pending.then((ref) => { if (keyOf.get(ref.id) === key) keyOf.delete(ref.id) }, () => {})
+      pending.then(
+        (ref) => {
+          if (keyOf.get(ref.id) === key) keyOf.delete(ref.id)
+        },
+        () => {},
+      )
     },
   })
   return {
@@ -136,9 +145,13 @@ export function cachingApprovalOpener(inner: ApprovalOpener, ttlMs = 2000, max =
       const pending = inner.open(body)
       cache.set(key, pending)
       pending.then(
-        (ref) => { if (cache.get(key) === pending) keyOf.set(ref.id, key) },
+        (ref) => {
+          if (cache.get(key) === pending) keyOf.set(ref.id, key)
+        },
         // Refusals (caps, outages) are never remembered: the next ask asks again.
-        () => { if (cache.get(key) === pending) cache.delete(key) },
+        () => {
+          if (cache.get(key) === pending) cache.delete(key)
+        },
       )
       return pending
     },
@@ -210,7 +223,15 @@ export function createApprovalHook(deps: GatewayApprovalHookDeps): ApprovalHook 
             clockSkewSeconds: deps.config.tokens.clockSkewSeconds,
             maxTokenBytes: deps.config.tokens.maxTokenBytes,
             now: deps.clock.now(),
-            expected: { agentId: f.agentId, tenant: f.tenant, tool: ctx.tool, paramsHash, policyVersion: ctx.result.policyVersion, resource: ctx.resource, requestHash },
+            expected: {
+              agentId: f.agentId,
+              tenant: f.tenant,
+              tool: ctx.tool,
+              paramsHash,
+              policyVersion: ctx.result.policyVersion,
+              resource: ctx.resource,
+              requestHash,
+            },
           })
           // Only after every other check: a refused override must not burn its jti.
           await claimOverride(deps.replay, v)
@@ -248,7 +269,10 @@ export function createApprovalHook(deps: GatewayApprovalHookDeps): ApprovalHook 
  * same keys as access tokens), replay cache, decision sink and control-plane
  * client. For gateway/app.ts: `deps.approvals = gatewayApprovalHook(deps, client)`.
  */
-export function gatewayApprovalHook(deps: Pick<GatewayDeps, 'config' | 'clock' | 'logger' | 'metrics' | 'replay' | 'verifier' | 'decisions' | 'gatewayId'>, client: Pick<ControlPlaneClient, 'url' | 'headers'>): ApprovalHook {
+export function gatewayApprovalHook(
+  deps: Pick<GatewayDeps, 'config' | 'clock' | 'logger' | 'metrics' | 'replay' | 'verifier' | 'decisions' | 'gatewayId'>,
+  client: Pick<ControlPlaneClient, 'url' | 'headers'>,
+): ApprovalHook {
   return createApprovalHook({
     config: deps.config,
     clock: deps.clock,

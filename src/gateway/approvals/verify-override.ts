@@ -30,12 +30,26 @@ export const OVERRIDE_TYP = 'aegis-override+jwt'
 const MAX_LIFETIME_SECONDS = 3600
 
 /** Why an override was refused (for audit and metrics; never shown verbatim with claim values). */
-export type OverrideFailureReason = 'malformed' | 'too_large' | 'type' | 'header' | 'unknown_kid' | 'signature' | 'claims' | 'expired' | 'binding' | 'replayed' | 'unavailable'
+export type OverrideFailureReason =
+  | 'malformed'
+  | 'too_large'
+  | 'type'
+  | 'header'
+  | 'unknown_kid'
+  | 'signature'
+  | 'claims'
+  | 'expired'
+  | 'binding'
+  | 'replayed'
+  | 'unavailable'
 
 /** An override token was refused. Maps to `invalid_token` (401) at the gateway. */
 export class OverrideError extends Error {
   readonly code = 'invalid_token' as const
-  constructor(readonly reason: OverrideFailureReason, message: string) {
+  constructor(
+    readonly reason: OverrideFailureReason,
+    message: string,
+  ) {
     super(message)
     this.name = 'OverrideError'
   }
@@ -141,7 +155,8 @@ export async function verifyOverride(token: string, opts: VerifyOverrideOptions)
   if (typeof c.approval_id !== 'string') throw new OverrideError('claims', 'override token has no approval_id')
   const e = opts.expected
   const bound =
-    c.agent_id === e.agentId && c.sub === e.agentId &&
+    c.agent_id === e.agentId &&
+    c.sub === e.agentId &&
     c.tenant === e.tenant &&
     c.tool === e.tool &&
     c.params_hash === e.paramsHash &&

@@ -63,9 +63,8 @@ function cut(v: string | null | undefined, max: number): string | null {
 
 /** The decision-log record of an event (wire fields as `POST /admin/v1/decisions` takes them), bounded to the control plane's schema. */
 function toWire(e: GatewayAuditEvent, params: Readonly<Record<string, unknown>> | undefined, id: string, traceId: string | null): Record<string, unknown> {
-  const decision = e.type === 'decision' ? e.decision ?? 'unknown'
-    : e.type === 'token.refused' ? 'refused'
-      : e.type === 'token.replayed' ? 'replayed' : 'unavailable'
+  const decision =
+    e.type === 'decision' ? (e.decision ?? 'unknown') : e.type === 'token.refused' ? 'refused' : e.type === 'token.replayed' ? 'replayed' : 'unavailable'
   return {
     id,
     ts_ms: e.ts,
@@ -79,9 +78,9 @@ function toWire(e: GatewayAuditEvent, params: Readonly<Record<string, unknown>> 
     tool: cut(e.tool, 256),
     resource: cut(e.resource, 1024),
     enforced: e.enforced ?? null,
-    reasons: (e.reasons ?? []).slice(0, 32).map((r) => r.length > 1024 ? r.slice(0, 1024) : r),
+    reasons: (e.reasons ?? []).slice(0, 32).map((r) => (r.length > 1024 ? r.slice(0, 1024) : r)),
     policy_version: cut(e.policy_version, 128),
-    policy_ids: e.policy_ids === undefined ? null : e.policy_ids.slice(0, 64).map((p) => p.length > 256 ? p.slice(0, 256) : p),
+    policy_ids: e.policy_ids === undefined ? null : e.policy_ids.slice(0, 64).map((p) => (p.length > 256 ? p.slice(0, 256) : p)),
     risk: e.risk ?? null,
     degraded: e.degraded ?? null,
     error: cut(e.error, 1024),
@@ -133,14 +132,27 @@ export class DecisionLogUploader implements DecisionSink {
   private readonly timeoutMs: number
   private lastWarn = 0
 
-  constructor(private readonly target: UploadTarget, private readonly gatewayId: string, private readonly logger: Logger, registry: Registry, private readonly opts: DecisionLogOptions) {
+  constructor(
+    private readonly target: UploadTarget,
+    private readonly gatewayId: string,
+    private readonly logger: Logger,
+    registry: Registry,
+    private readonly opts: DecisionLogOptions,
+  ) {
     this.backoffInitialMs = opts.backoffInitialMs ?? 250
     this.backoffMaxMs = opts.backoffMaxMs ?? 5_000
     this.timeoutMs = opts.timeoutMs ?? 10_000
     this.backoffMs = this.backoffInitialMs
-    this.dropped = counter(registry, 'aegis_decision_log_dropped_total', 'Decision-log events this gateway dropped: buffer_full (the control plane could not keep up or was unreachable), rejected (an upload refused), shutdown', ['reason'])
+    this.dropped = counter(
+      registry,
+      'aegis_decision_log_dropped_total',
+      'Decision-log events this gateway dropped: buffer_full (the control plane could not keep up or was unreachable), rejected (an upload refused), shutdown',
+      ['reason'],
+    )
     this.uploaded = counter(registry, 'aegis_decision_log_uploaded_total', 'Decision-log events the control plane acknowledged', [])
-    this.timer = setInterval(() => { void this.pump() }, opts.flushIntervalMs)
+    this.timer = setInterval(() => {
+      void this.pump()
+    }, opts.flushIntervalMs)
     this.timer.unref()
   }
 
@@ -159,7 +171,10 @@ export class DecisionLogUploader implements DecisionSink {
     this.params.push(params)
     if (this.events.length >= this.opts.batchSize && !this.busy && !this.scheduled) {
       this.scheduled = true
-      setImmediate(() => { this.scheduled = false; void this.pump() })
+      setImmediate(() => {
+        this.scheduled = false
+        void this.pump()
+      })
     }
   }
 
@@ -265,9 +280,16 @@ export class DecisionLogUploader implements DecisionSink {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(() => { this.wake = null; resolve() }, ms)
+      const t = setTimeout(() => {
+        this.wake = null
+        resolve()
+      }, ms)
       t.unref()
-      this.wake = () => { clearTimeout(t); this.wake = null; resolve() }
+      this.wake = () => {
+        clearTimeout(t)
+        this.wake = null
+        resolve()
+      }
     })
   }
 

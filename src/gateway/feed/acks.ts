@@ -26,7 +26,9 @@ export class AckReporter {
     resendIntervalMs = 15_000,
   ) {
     // Periodic resend keeps the control plane's view of this gateway (and its lag) fresh after failures.
-    this.resend = setInterval(() => { if (this.pending > 0) this.flush(true) }, resendIntervalMs)
+    this.resend = setInterval(() => {
+      if (this.pending > 0) this.flush(true)
+    }, resendIntervalMs)
     this.resend.unref()
   }
 
@@ -47,27 +49,33 @@ export class AckReporter {
     if (!force && this.pending <= this.acked) return
     const wait = this.lastSentAt + this.minIntervalMs - Date.now()
     if (wait > 0) {
-      this.timer = setTimeout(() => { this.timer = undefined; this.flush(force) }, wait)
+      this.timer = setTimeout(() => {
+        this.timer = undefined
+        this.flush(force)
+      }, wait)
       this.timer.unref()
       return
     }
     const seq = this.pending
     this.lastSentAt = Date.now()
-    this.inflight = this.client.postJson('/admin/v1/gateways/acks', { gateway_id: this.gatewayId, seq }).then(
-      () => {
-        this.failures = 0
-        if (seq > this.acked) this.acked = seq
-      },
-      (err: unknown) => {
-        // Back off while the control plane is away: the next try waits longer each time (≤ 15 s).
-        this.failures++
-        this.lastSentAt = Date.now() + Math.min(15_000, this.minIntervalMs * 2 ** this.failures)
-        this.logger.warn({ err: err instanceof Error ? err.message : String(err), seq }, 'revocation ack failed; will retry')
-      },
-    ).finally(() => {
-      this.inflight = undefined
-      if (this.pending > this.acked) this.flush(false)
-    })
+    this.inflight = this.client
+      .postJson('/admin/v1/gateways/acks', { gateway_id: this.gatewayId, seq })
+      .then(
+        () => {
+          this.failures = 0
+          if (seq > this.acked) this.acked = seq
+        },
+        (err: unknown) => {
+          // Back off while the control plane is away: the next try waits longer each time (≤ 15 s).
+          this.failures++
+          this.lastSentAt = Date.now() + Math.min(15_000, this.minIntervalMs * 2 ** this.failures)
+          this.logger.warn({ err: err instanceof Error ? err.message : String(err), seq }, 'revocation ack failed; will retry')
+        },
+      )
+      .finally(() => {
+        this.inflight = undefined
+        if (this.pending > this.acked) this.flush(false)
+      })
   }
 
   /** Stops reporting; waits for a request in flight. */

@@ -5,7 +5,10 @@
  */
 export class Backoff {
   private attempt = 0
-  constructor(private readonly initialMs = 100, private readonly maxMs = 10_000) {}
+  constructor(
+    private readonly initialMs = 100,
+    private readonly maxMs = 10_000,
+  ) {}
 
   next(): number {
     const d = Math.min(this.maxMs, this.initialMs * 2 ** Math.min(this.attempt, 30))

@@ -111,7 +111,9 @@ export class RedisFeed implements FeedSubscriber {
   private pinging = false
 
   constructor(private readonly opts: RedisFeedOptions) {
-    this.ready = new Promise((resolve) => { this.resolveReady = resolve })
+    this.ready = new Promise((resolve) => {
+      this.resolveReady = resolve
+    })
     this.channel = opts.channel ?? 'aegis:feed'
     this.hashKey = opts.hashKey ?? 'aegis:revocations'
     this.logKey = opts.logKey ?? `${this.channel}:log`
@@ -169,7 +171,9 @@ export class RedisFeed implements FeedSubscriber {
       const raw = JSON.parse(message) as { pos?: unknown }
       pos = raw.pos
       ev = parseFeedEvent(raw)
-    } catch { /* handled below */ }
+    } catch {
+      /* handled below */
+    }
     if (!ev) {
       this.opts.logger.error('malformed feed event on redis; resynchronizing')
       // A full reload: resuming from the log would skip this event again.
@@ -224,7 +228,8 @@ export class RedisFeed implements FeedSubscriber {
         snapshot = parseSnapshot(await this.opts.fetchSnapshot())
         if (!snapshot) this.opts.logger.error('control plane answered a malformed feed snapshot')
       } catch (err) {
-        if (fromHash !== null) this.opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'feed snapshot unavailable; revocations from redis only, retrying')
+        if (fromHash !== null)
+          this.opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'feed snapshot unavailable; revocations from redis only, retrying')
       }
       if (snapshot === null && fromHash === null) throw hashError ?? new Error('neither the control plane snapshot nor the redis hash could be read')
       // The subscriber dropped meanwhile: events may have been missed, so this load proves nothing.
@@ -292,7 +297,9 @@ export class RedisFeed implements FeedSubscriber {
         let ev: FeedEvent | null = null
         try {
           ev = parseFeedEvent(JSON.parse(fields[fields.indexOf('e') + 1] ?? ''))
-        } catch { /* malformed */ }
+        } catch {
+          /* malformed */
+        }
         if (!ev) return false
         missed.push({ ev, pos: id })
       }
@@ -348,7 +355,11 @@ export class RedisFeed implements FeedSubscriber {
     const out: Revocation[] = []
     for (const value of Object.values(hash)) {
       let r: Revocation | null = null
-      try { r = parseRevocation(JSON.parse(value)) } catch { /* malformed */ }
+      try {
+        r = parseRevocation(JSON.parse(value))
+      } catch {
+        /* malformed */
+      }
       if (r) out.push(r)
       else this.opts.logger.error('malformed entry in the redis revocation hash; ignored')
     }
@@ -365,7 +376,16 @@ export class RedisFeed implements FeedSubscriber {
         this.dropSilentSubscriber()
       }, this.livenessTimeoutMs)
       timer.unref()
-      p.then((v) => { clearTimeout(timer); resolve(v) }, (err: unknown) => { clearTimeout(timer); reject(err) })
+      p.then(
+        (v) => {
+          clearTimeout(timer)
+          resolve(v)
+        },
+        (err: unknown) => {
+          clearTimeout(timer)
+          reject(err)
+        },
+      )
     })
   }
 
@@ -377,7 +397,11 @@ export class RedisFeed implements FeedSubscriber {
   private checkSubscriber(): void {
     this.pinging = true
     this.lastPing = Date.now()
-    this.answered(this.opts.subscriber.ping(), 'PING').catch(() => {}).finally(() => { this.pinging = false })
+    this.answered(this.opts.subscriber.ping(), 'PING')
+      .catch(() => {})
+      .finally(() => {
+        this.pinging = false
+      })
   }
 
   private dropSilentSubscriber(): void {
@@ -415,7 +439,9 @@ export class RedisFeed implements FeedSubscriber {
         let snap: FeedSnapshot | null = null
         try {
           snap = parseSnapshot(await this.opts.fetchSnapshot())
-        } catch { /* unreachable: retried below */ }
+        } catch {
+          /* unreachable: retried below */
+        }
         if (this.closed) return
         if (snap) {
           this.snapshotBackoff.reset()
@@ -451,7 +477,10 @@ export class RedisFeed implements FeedSubscriber {
     }
     if (!snap || this.closed) return
     if (this.opts.state.differsFrom(snap)) {
-      this.opts.logger.warn({ snapshot_seq: snap.seq, applied_seq: this.opts.state.appliedSeq }, 'redis feed missed events; resynchronizing (is the control plane publishing to this Redis?)')
+      this.opts.logger.warn(
+        { snapshot_seq: snap.seq, applied_seq: this.opts.state.appliedSeq },
+        'redis feed missed events; resynchronizing (is the control plane publishing to this Redis?)',
+      )
       // What the log holds did not prevent this: reload everything.
       this.cursor = undefined
       this.onReady()

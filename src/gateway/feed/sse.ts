@@ -55,7 +55,9 @@ export class SseFeed implements FeedSubscriber {
   private pagedConnection = false
 
   constructor(private readonly opts: SseFeedOptions) {
-    this.ready = new Promise((resolve) => { this.resolveReady = resolve })
+    this.ready = new Promise((resolve) => {
+      this.resolveReady = resolve
+    })
     this.backoff = new Backoff(opts.backoffInitialMs ?? 100, opts.backoffMaxMs ?? 10_000)
     this.idleMs = opts.idleTimeoutMs ?? 45_000
   }
@@ -86,9 +88,12 @@ export class SseFeed implements FeedSubscriber {
     const onStop = (): void => conn.abort()
     this.stop.signal.addEventListener('abort', onStop, { once: true })
     let lastByteAt = Date.now()
-    const idle = setInterval(() => {
-      if (Date.now() - lastByteAt > this.idleMs) conn.abort(new Error('feed stream idle'))
-    }, Math.min(5_000, this.idleMs))
+    const idle = setInterval(
+      () => {
+        if (Date.now() - lastByteAt > this.idleMs) conn.abort(new Error('feed stream idle'))
+      },
+      Math.min(5_000, this.idleMs),
+    )
     idle.unref()
     this.paging = null
     this.pagedConnection = false
@@ -203,7 +208,7 @@ export class SseFeed implements FeedSubscriber {
         const p = this.paging
         this.paging = null
         // The closing record carries seq and the entry counts (the snapshot is sent while it is read).
-        const end = data !== null && typeof data === 'object' ? data as Record<string, unknown> : null
+        const end = data !== null && typeof data === 'object' ? (data as Record<string, unknown>) : null
         if (!p || !end || end.revocations !== p.revocations.length || end.agents !== p.agents.length) throw new Error('incomplete feed snapshot')
         const snap = parseSnapshot({ ...p.begin, seq: end.seq, revocations: p.revocations, agents: p.agents })
         if (!snap) throw new Error('malformed feed snapshot')

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { AegisError, InvalidRequest } from '../../errors.js'
+import { type AegisError, InvalidRequest } from '../../errors.js'
 import type { DecisionOutcome, DecisionPipeline, DecisionRequest } from '../pipeline/index.js'
 import { bearerOf, header, isPlainObject, MAX_RESOURCE_LENGTH, sendFailure, TOOL_NAME } from './common.js'
 
@@ -80,7 +80,10 @@ export function registerAuthorize(app: FastifyInstance, pipeline: DecisionPipeli
       return sendFailure(reply, request, err)
     }
     if (result instanceof Promise) {
-      return result.then((o) => send(reply, o), (err: unknown) => sendFailure(reply, request, err))
+      return result.then(
+        (o) => send(reply, o),
+        (err: unknown) => sendFailure(reply, request, err),
+      )
     }
     return send(reply, result)
   })

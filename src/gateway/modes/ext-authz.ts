@@ -56,8 +56,13 @@ const NO_TRUSTED_HEADERS: ExtAuthzOptions = Object.freeze({ toolHeader: false, r
 export function registerExtAuthz(app: FastifyInstance, pipeline: DecisionPipeline, options: ExtAuthzOptions = NO_TRUSTED_HEADERS): void {
   function send(reply: FastifyReply, o: DecisionOutcome): FastifyReply {
     const f = o.token.facts
-    reply.header('x-aegis-agent', f.agentId).header('x-aegis-tenant', f.tenant).header('x-aegis-decision', o.decision)
-      .header('x-aegis-enforced', o.enforced ? 'true' : 'false').header('x-aegis-policy-version', o.policyVersion).header('cache-control', 'no-store')
+    reply
+      .header('x-aegis-agent', f.agentId)
+      .header('x-aegis-tenant', f.tenant)
+      .header('x-aegis-decision', o.decision)
+      .header('x-aegis-enforced', o.enforced ? 'true' : 'false')
+      .header('x-aegis-policy-version', o.policyVersion)
+      .header('cache-control', 'no-store')
     if (blocks(o) || (o.enforced && o.decision === 'sanitize')) {
       const body = deniedBody(o)
       if (o.decision === 'sanitize') body.error_description = 'sanitize obligations cannot be applied in ext_authz mode; route this tool through proxy mode'
@@ -77,25 +82,29 @@ export function registerExtAuthz(app: FastifyInstance, pipeline: DecisionPipelin
         // Repeated headers arrive as an array (or joined): never equal to the path's tool, so refused too.
         if (sent !== undefined && sent !== pathTool) {
           request.log.warn({ path_tool: pathTool }, 'ext-authz: Aegis-Tool header names another tool than the path')
-          return reply.code(403).header('cache-control', 'no-store').send({
-            error: 'access_denied',
-            error_description: 'tool mismatch: the Aegis-Tool header names another tool than the path /v1/ext-authz/<tool>',
-            decision: 'deny',
-            reasons: ['tool mismatch'],
-          })
+          return reply
+            .code(403)
+            .header('cache-control', 'no-store')
+            .send({
+              error: 'access_denied',
+              error_description: 'tool mismatch: the Aegis-Tool header names another tool than the path /v1/ext-authz/<tool>',
+              decision: 'deny',
+              reasons: ['tool mismatch'],
+            })
         }
         tool = pathTool
       } else if (options.toolHeader) {
         tool = header(request, 'aegis-tool')
       }
       if (token !== undefined && (tool === undefined || !TOOL_NAME.test(tool))) {
-        throw new InvalidRequest(options.toolHeader
-          ? 'name the tool in the path /v1/ext-authz/<tool> or in the Aegis-Tool header'
-          : 'name the tool in the path /v1/ext-authz/<tool>')
+        throw new InvalidRequest(
+          options.toolHeader ? 'name the tool in the path /v1/ext-authz/<tool> or in the Aegis-Tool header' : 'name the tool in the path /v1/ext-authz/<tool>',
+        )
       }
       let resource: string | null = null
       if (request.headers['aegis-resource'] !== undefined) {
-        if (!options.resourceHeader) throw new InvalidRequest('Aegis-Resource is not accepted here: the gateway is not configured to believe it (gateway.extAuthz.resourceHeader)')
+        if (!options.resourceHeader)
+          throw new InvalidRequest('Aegis-Resource is not accepted here: the gateway is not configured to believe it (gateway.extAuthz.resourceHeader)')
         resource = header(request, 'aegis-resource') ?? null
         if (resource === null) throw new InvalidRequest('Aegis-Resource must be sent once')
         if (resource.length > MAX_RESOURCE_LENGTH) throw new InvalidRequest('Aegis-Resource too long')
@@ -115,7 +124,11 @@ export function registerExtAuthz(app: FastifyInstance, pipeline: DecisionPipelin
     } catch (err) {
       return sendFailure(reply, request, err)
     }
-    if (result instanceof Promise) return result.then((o) => send(reply, o), (err: unknown) => sendFailure(reply, request, err))
+    if (result instanceof Promise)
+      return result.then(
+        (o) => send(reply, o),
+        (err: unknown) => sendFailure(reply, request, err),
+      )
     return send(reply, result)
   }
 
@@ -136,10 +149,10 @@ export function registerExtAuthz(app: FastifyInstance, pipeline: DecisionPipelin
 export function toolOfPath(url: string): string | undefined {
   const q = url.indexOf('?')
   const path = q === -1 ? url : url.slice(0, q)
-  if (!path.startsWith(EXT_AUTHZ_PREFIX + '/')) return undefined
+  if (!path.startsWith(`${EXT_AUTHZ_PREFIX}/`)) return undefined
   const rest = path.slice(EXT_AUTHZ_PREFIX.length + 1)
   let raw: string
-  if (rest === TAIL_MARKER || rest.startsWith(TAIL_MARKER + '/')) raw = ''
+  if (rest === TAIL_MARKER || rest.startsWith(`${TAIL_MARKER}/`)) raw = ''
   else {
     const i = rest.indexOf(`/${TAIL_MARKER}/`)
     raw = i !== -1 ? rest.slice(0, i) : rest.endsWith(`/${TAIL_MARKER}`) ? rest.slice(0, -TAIL_MARKER.length - 1) : rest

@@ -28,7 +28,7 @@ export const MAX_QUERY_MEMBERS = 256
 
 const BODYLESS = new Set(['GET', 'HEAD'])
 // Characters that must not appear in a decoded segment: separators an upstream may split on, and controls.
-// eslint-disable-next-line no-control-regex
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what this refuses
 const BAD_SEGMENT_CHAR = /[/\\\u0000-\u001f\u007f]/
 const JSON_TYPE = /^application\/(?:json|[!#$&^_.+\-A-Za-z0-9]+\+json)$/
 // RFC 3986 unreserved characters: decoding and encodeURIComponent leave them as they are (the common case, taken without either).
@@ -104,7 +104,10 @@ export function readProxiedRequest(input: ReadProxiedRequestInput): ProxiedReque
   }
   const type = mediaType(rawType)
   if (type === null || !JSON_TYPE.test(type.essence)) {
-    throw new AegisError('unsupported_media_type', 'this route decides on JSON bodies only (application/json or application/*+json); a route can declare its body opaque')
+    throw new AegisError(
+      'unsupported_media_type',
+      'this route decides on JSON bodies only (application/json or application/*+json); a route can declare its body opaque',
+    )
   }
   if (type.charset !== null && type.charset !== 'utf-8' && type.charset !== 'utf8') {
     throw new AegisError('unsupported_media_type', 'JSON bodies must be UTF-8')
@@ -149,7 +152,7 @@ function readPath(suffix: string): { path: string; forwardPath: string } {
     decoded.push(d)
     encoded.push(encodeComponent(d))
   }
-  return { path: '/' + decoded.join('/'), forwardPath: '/' + encoded.join('/') }
+  return { path: `/${decoded.join('/')}`, forwardPath: `/${encoded.join('/')}` }
 }
 
 function decodeFormComponent(s: string): string {
@@ -174,7 +177,7 @@ function readQuery(raw: string): { query: Record<string, string | string[]>; for
     const value = decodeFormComponent(eq < 0 ? '' : part.slice(eq + 1))
     // A key the object model cannot hold as data would be seen by neither the policy nor the upstream.
     if (key === '__proto__') throw bad('query key "__proto__" is not accepted')
-    const prev = Object.prototype.hasOwnProperty.call(query, key) ? query[key] : undefined
+    const prev = Object.hasOwn(query, key) ? query[key] : undefined
     query[key] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value]
   }
   return { query, forwardQuery: encodeQuery(query) }
@@ -205,7 +208,12 @@ function mediaType(header: string | undefined): { essence: string; charset: stri
   for (const p of params) {
     const eq = p.indexOf('=')
     if (eq < 0) continue
-    if (p.slice(0, eq).trim().toLowerCase() === 'charset') charset = p.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1').toLowerCase()
+    if (p.slice(0, eq).trim().toLowerCase() === 'charset')
+      charset = p
+        .slice(eq + 1)
+        .trim()
+        .replace(/^"(.*)"$/, '$1')
+        .toLowerCase()
   }
   return { essence, charset }
 }

@@ -79,7 +79,13 @@ type ReplyFromOptions = NonNullable<Parameters<FastifyReply['from']>[1]>
  * header is stripped; W3C `traceparent`/`tracestate` pass through.
  * `mode: "mcp"` routes are served by modes/mcp.
  */
-export function registerProxyRoutes(app: FastifyInstance, pipeline: DecisionPipeline, routes: readonly RouteConfig[], logger: Logger, limits: { jsonDepth: number }): void {
+export function registerProxyRoutes(
+  app: FastifyInstance,
+  pipeline: DecisionPipeline,
+  routes: readonly RouteConfig[],
+  _logger: Logger,
+  limits: { jsonDepth: number },
+): void {
   for (const route of routes) {
     // MCP routes are registered by modes/mcp.
     if (route.mode !== 'proxy') continue
@@ -167,7 +173,11 @@ export function registerProxyRoutes(app: FastifyInstance, pipeline: DecisionPipe
         } catch (err) {
           return sendFailure(reply, request, err)
         }
-        if (result instanceof Promise) return result.then((o) => forward(request, reply, o, call), (err: unknown) => sendFailure(reply, request, err))
+        if (result instanceof Promise)
+          return result.then(
+            (o) => forward(request, reply, o, call),
+            (err: unknown) => sendFailure(reply, request, err),
+          )
         return forward(request, reply, result, call)
       }
 

@@ -6,7 +6,13 @@ import { isReplayRefusal } from './sender-constraint.js'
 import type { TokenView } from './token-view.js'
 
 /** A gateway audit event about `call`; `view` is null before the token verified. */
-export function auditEvent(call: Call, type: GatewayAuditEvent['type'], view: TokenView | null, error: string | undefined, enforced: boolean | undefined): GatewayAuditEvent {
+export function auditEvent(
+  call: Call,
+  type: GatewayAuditEvent['type'],
+  view: TokenView | null,
+  error: string | undefined,
+  enforced: boolean | undefined,
+): GatewayAuditEvent {
   const f = view?.facts
   const req = call.req
   const e: GatewayAuditEvent = {
@@ -40,7 +46,9 @@ export function refused(call: Call, view: TokenView | null, err: unknown): unkno
     const e = auditEvent(call, 'decision.unavailable', view, message, undefined)
     e.degraded = 'closed'
     deps.decisions.record(e)
-    return err.headers['retry-after'] !== undefined ? err : new AegisError(err.code, err.message, { cause: err.cause, headers: { ...err.headers, 'retry-after': String(OUTAGE_RETRY_AFTER_SECONDS) } })
+    return err.headers['retry-after'] !== undefined
+      ? err
+      : new AegisError(err.code, err.message, { cause: err.cause, headers: { ...err.headers, 'retry-after': String(OUTAGE_RETRY_AFTER_SECONDS) } })
   }
   deps.decisions.record(auditEvent(call, isReplayRefusal(err) ? 'token.replayed' : 'token.refused', view, message, undefined))
   return err

@@ -20,6 +20,6 @@ export function checkDenyList(deps: GatewayDeps, view: TokenView): void {
   if (current !== view.capabilityHash) {
     if (current === undefined) throw invalidToken('token agent unknown to this gateway')
     if (current === null) throw invalidToken('token agent deleted')
-    throw invalidToken('token capability_hash is not the agent\'s current one')
+    throw invalidToken("token capability_hash is not the agent's current one")
   }
 }

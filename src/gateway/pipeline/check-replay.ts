@@ -17,11 +17,26 @@ export interface Degradation {
 /** `Retry-After` (seconds) of a call refused for an outage: about how long a Redis reconnect takes. */
 export const OUTAGE_RETRY_AFTER_SECONDS = 1
 
-const FEED_STALE: Degradation = Object.freeze({ outcome: 'closed', reason: 'degraded:feed_stale (revocation feed disconnected longer than gateway.feedStaleSeconds; high-risk actions fail closed)' })
-const REDIS_CLOSED_HIGH: Degradation = Object.freeze({ outcome: 'closed', reason: 'degraded:redis_unavailable (the single-use jti of a high-risk action cannot be recorded; failing closed)' })
-const REDIS_CLOSED: Degradation = Object.freeze({ outcome: 'closed', reason: 'degraded:redis_unavailable (revocation feed stale as well; failing closed, see gateway.redisOutageReads)' })
-const REDIS_OPEN_READ: Degradation = Object.freeze({ outcome: 'open', reason: 'degraded:redis_unavailable (revocation feed stale; read allowed: gateway.redisOutageReads=open)' })
-export const REPLAY_CLAIM_FAILED: Degradation = Object.freeze({ outcome: 'closed', reason: 'degraded:replay_cache_unavailable (single-use jti could not be recorded; failing closed)' })
+const FEED_STALE: Degradation = Object.freeze({
+  outcome: 'closed',
+  reason: 'degraded:feed_stale (revocation feed disconnected longer than gateway.feedStaleSeconds; high-risk actions fail closed)',
+})
+const REDIS_CLOSED_HIGH: Degradation = Object.freeze({
+  outcome: 'closed',
+  reason: 'degraded:redis_unavailable (the single-use jti of a high-risk action cannot be recorded; failing closed)',
+})
+const REDIS_CLOSED: Degradation = Object.freeze({
+  outcome: 'closed',
+  reason: 'degraded:redis_unavailable (revocation feed stale as well; failing closed, see gateway.redisOutageReads)',
+})
+const REDIS_OPEN_READ: Degradation = Object.freeze({
+  outcome: 'open',
+  reason: 'degraded:redis_unavailable (revocation feed stale; read allowed: gateway.redisOutageReads=open)',
+})
+export const REPLAY_CLAIM_FAILED: Degradation = Object.freeze({
+  outcome: 'closed',
+  reason: 'degraded:replay_cache_unavailable (single-use jti could not be recorded; failing closed)',
+})
 
 /**
  * The freshness part of steps 2 and 4: decides what a call may do while the

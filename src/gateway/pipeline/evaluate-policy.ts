@@ -41,7 +41,13 @@ export interface Evaluation {
 export function principalOf(view: TokenView, manifest: VerifiedManifest): PolicyPrincipal {
   let p = view.principal
   if (p === null) {
-    p = Object.freeze({ tenant: view.facts.tenant, agentId: view.facts.agentId, clientId: view.facts.clientId, scopes: view.scopes as string[], capabilities: manifest.capabilities as string[] })
+    p = Object.freeze({
+      tenant: view.facts.tenant,
+      agentId: view.facts.agentId,
+      clientId: view.facts.clientId,
+      scopes: view.scopes as string[],
+      capabilities: manifest.capabilities as string[],
+    })
     view.principal = p
   }
   return p
@@ -56,7 +62,15 @@ export function evaluatePolicy(deps: GatewayDeps, view: TokenView, manifest: Ver
   const tenantPolicy = deps.state.policyFor(view.facts.tenant)
   if (!manifest.capabilitySet.has(call.tool)) {
     return {
-      result: { decision: 'deny', reasons: [`capability:missing (${call.tool} is not in the agent's capability manifest)`], policyIds: [], obligations: [], risk: 'normal', policyVersion: tenantPolicy?.version ?? 'strict', mode: 'enforce' },
+      result: {
+        decision: 'deny',
+        reasons: [`capability:missing (${call.tool} is not in the agent's capability manifest)`],
+        policyIds: [],
+        obligations: [],
+        risk: 'normal',
+        policyVersion: tenantPolicy?.version ?? 'strict',
+        mode: 'enforce',
+      },
       tenantPolicy,
       candidate: null,
       shadow: false,
@@ -89,6 +103,14 @@ function safeEvaluate(deps: GatewayDeps, engine: PolicyEngine, request: PolicyRe
     return engine.evaluate(request)
   } catch (err) {
     deps.logger.error({ err, tenant: request.principal.tenant, version }, 'policy engine threw; denying')
-    return { decision: 'deny', reasons: ['policy:error (evaluation failed)'], policyIds: [], obligations: [], risk: 'normal', policyVersion: version, mode: 'enforce' }
+    return {
+      decision: 'deny',
+      reasons: ['policy:error (evaluation failed)'],
+      policyIds: [],
+      obligations: [],
+      risk: 'normal',
+      policyVersion: version,
+      mode: 'enforce',
+    }
   }
 }

@@ -28,7 +28,7 @@ export function settleVerdict(call: Call): void {
   // A verified override lifts the approval and nothing else: the call is
   // decided as the policy decides it approved (`context.override` true,
   // approval forbids set aside), so its sanitize obligations still apply.
-  const r: PolicyResult = overridden ? ev.result.approved ?? approvedWithoutEvaluation(ev.result) : ev.result
+  const r: PolicyResult = overridden ? (ev.result.approved ?? approvedWithoutEvaluation(ev.result)) : ev.result
   let decision: Decision = r.decision
   let reasons = overridden ? [...ev.result.reasons, ...r.reasons] : r.reasons
   let obligations = r.obligations
@@ -73,7 +73,7 @@ export function countDecision(call: Call): void {
 }
 
 function decisionCounter(call: Call, decision: Decision, enforced: boolean): Counter.Internal {
-  const key = enforced ? decision : decision + ':shadow'
+  const key = enforced ? decision : `${decision}:shadow`
   let c = call.counters.get(key)
   if (c === undefined) {
     c = call.deps.metrics.decisions.labels({ decision, enforced: enforced ? 'true' : 'false' })
@@ -115,7 +115,10 @@ export function auditDecision(call: Call): void {
     const c = ev.candidate
     const cand: NonNullable<GatewayAuditEvent['candidate']> = { version: ev.tenantPolicy.candidate.version, decision: c.decision }
     // Not enumerable: sinks that serialize the event (log, span) never see the parameters.
-    Object.defineProperty(cand, 'sample', { value: { activeDecision: r.decision, params: req.params, obligations: c.obligations.length === 0 ? r.obligations : [...r.obligations, ...c.obligations] }, enumerable: false })
+    Object.defineProperty(cand, 'sample', {
+      value: { activeDecision: r.decision, params: req.params, obligations: c.obligations.length === 0 ? r.obligations : [...r.obligations, ...c.obligations] },
+      enumerable: false,
+    })
     e.candidate = cand
   }
   call.deps.decisions.record(e, call.outcome.params)

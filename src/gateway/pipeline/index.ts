@@ -21,18 +21,18 @@ export { isReadAction } from './action-class.js'
  * (no claim needed, no approval asked) returns at once.
  */
 const STEPS: readonly Step[] = [
-  verifyBearer,        // 1. RFC 8725 verification (verified-token cache)
-  refuseRevoked,       // 2. deny list, current capability manifest
-  checkSenderBinding,  // 3. cnf: client certificate or DPoP proof
-  findManifest,        //    the manifest the token was minted against
-  evaluateCall,        // 4. policy: decision, obligations, risk, enforcement
-  assessOutage,        //    feed or Redis out: fail open or closed
-  claimReplay,         // 5. single-use jti of a high-risk action
-  askApproval,         // 6. approval request or one-time override
-  settleVerdict,       //    the answer: override and outage applied to the policy's result
-  sanitizeParams,      //    obligations applied to the parameters
-  countDecision,       //    metrics
-  auditDecision,       //    the `decision` audit event
+  verifyBearer, // 1. RFC 8725 verification (verified-token cache)
+  refuseRevoked, // 2. deny list, current capability manifest
+  checkSenderBinding, // 3. cnf: client certificate or DPoP proof
+  findManifest, //    the manifest the token was minted against
+  evaluateCall, // 4. policy: decision, obligations, risk, enforcement
+  assessOutage, //    feed or Redis out: fail open or closed
+  claimReplay, // 5. single-use jti of a high-risk action
+  askApproval, // 6. approval request or one-time override
+  settleVerdict, //    the answer: override and outage applied to the policy's result
+  sanitizeParams, //    obligations applied to the parameters
+  countDecision, //    metrics
+  auditDecision, //    the `decision` audit event
 ]
 
 /**

@@ -78,7 +78,7 @@ export function enforceSenderConstraint(deps: GatewayDeps, view: TokenView, sour
   if (jkt === undefined && x5t === undefined) throw bindingRefused('unsupported confirmation method', false)
   if (!source) throw bindingRefused('sender-constrained tokens are not accepted at this entry point', jkt !== undefined)
   if (x5t !== undefined) {
-    let presented
+    let presented: ReturnType<typeof presentedCertificate>
     try {
       presented = presentedCertificate(source.raw as unknown as CertificateSource, deps.config.tls)
     } catch {
@@ -99,7 +99,7 @@ async function checkDpop(deps: GatewayDeps, view: TokenView, source: SenderSourc
   const now = Math.floor(deps.clock.now() / 1000)
   const n = nonces(deps)
   const path = source.url.split('?')[0]!
-  let verified
+  let verified: Awaited<ReturnType<typeof verifyDpopProof>>
   try {
     verified = await verifyDpopProof(proof, {
       method: source.method,
@@ -114,7 +114,9 @@ async function checkDpop(deps: GatewayDeps, view: TokenView, source: SenderSourc
     if (err instanceof DpopProofError) {
       if (err.nonce) {
         // RFC 9449 §9: 401 with a fresh nonce; the client retries with it.
-        throw new AegisError('invalid_token', err.message, { headers: { 'www-authenticate': dpopChallenge('use_dpop_nonce', err.message), 'dpop-nonce': n.issue(now) } })
+        throw new AegisError('invalid_token', err.message, {
+          headers: { 'www-authenticate': dpopChallenge('use_dpop_nonce', err.message), 'dpop-nonce': n.issue(now) },
+        })
       }
       throw bindingRefused(err.message, true)
     }

@@ -58,7 +58,10 @@ export function checkSenderBinding(call: Call): void | Promise<void> {
   } catch (err) {
     throw refused(call, call.view, err)
   }
-  if (proof !== undefined) return proof.then(undefined, (err: unknown) => { throw refused(call, call.view, err) })
+  if (proof !== undefined)
+    return proof.then(undefined, (err: unknown) => {
+      throw refused(call, call.view, err)
+    })
 }
 
 /**
@@ -76,7 +79,11 @@ async function fetchManifest(call: Call): Promise<void> {
   try {
     call.manifest = await call.deps.manifests.load(call.view.capabilityHash)
   } catch (err) {
-    throw refused(call, call.view, err instanceof AegisError ? err : new AegisError('temporarily_unavailable', 'capability manifest unavailable', { cause: err }))
+    throw refused(
+      call,
+      call.view,
+      err instanceof AegisError ? err : new AegisError('temporarily_unavailable', 'capability manifest unavailable', { cause: err }),
+    )
   }
 }
 
@@ -141,9 +148,20 @@ export function askApproval(call: Call): void | Promise<void> {
   // A call settled by an outage is never enforced here (assessOutage and claimOnce threw otherwise).
   if (!call.enforced || call.ev.result.decision !== 'approval_needed') return
   const req = call.req
-  const res = resolveApproval(call.deps.approvals, { token: call.view, tool: req.tool, params: req.params, resource: req.resource, http: req.http ?? null, result: call.ev.result, override: req.override, mode: req.mode })
+  const res = resolveApproval(call.deps.approvals, {
+    token: call.view,
+    tool: req.tool,
+    params: req.params,
+    resource: req.resource,
+    http: req.http ?? null,
+    result: call.ev.result,
+    override: req.override,
+    mode: req.mode,
+  })
   if (res !== null && typeof (res as Promise<unknown>).then === 'function') {
-    return (res as Promise<ApprovalResolution | null>).then((r) => { call.approval = r })
+    return (res as Promise<ApprovalResolution | null>).then((r) => {
+      call.approval = r
+    })
   }
   call.approval = res as ApprovalResolution | null
 }

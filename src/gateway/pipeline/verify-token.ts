@@ -29,7 +29,8 @@ export function needsKeys(err: unknown): boolean {
  */
 export function verifyFailure(err: unknown): unknown {
   if (err instanceof VerifyError) {
-    if (err.reason === 'keys_not_loaded') return new AegisError('temporarily_unavailable', 'gateway has not loaded its verification keys yet', { cause: err, headers: { 'retry-after': '1' } })
+    if (err.reason === 'keys_not_loaded')
+      return new AegisError('temporarily_unavailable', 'gateway has not loaded its verification keys yet', { cause: err, headers: { 'retry-after': '1' } })
     return invalidToken(err.message, err)
   }
   return err
@@ -68,7 +69,8 @@ function deriveView(deps: GatewayDeps, v: VerifiedToken): TokenView | AegisError
   const min = deps.config.gateway.minPolicyVersion
   if (min !== undefined && min !== '') {
     // Minted under no bundle at all ("none"/"strict"/absent), or under one older than the minimum: not accepted.
-    if (policyVersion === null || NO_BUNDLE.has(policyVersion) || versionOrder.compare(policyVersion, min) < 0) return invalidToken('token minted under a policy_version older than this gateway accepts')
+    if (policyVersion === null || NO_BUNDLE.has(policyVersion) || versionOrder.compare(policyVersion, min) < 0)
+      return invalidToken('token minted under a policy_version older than this gateway accepts')
   }
   return {
     verified: v,

@@ -27,7 +27,7 @@ export interface CedarProblem {
 export class CedarSyntaxError extends InvalidRequest {
   readonly problems: CedarProblem[]
   constructor(problems: CedarProblem[], source?: string) {
-    const shown = problems.slice(0, 5).map((p) => `${source ? source + ':' : ''}line ${p.line}, column ${p.column}: ${p.message}`)
+    const shown = problems.slice(0, 5).map((p) => `${source ? `${source}:` : ''}line ${p.line}, column ${p.column}: ${p.message}`)
     if (problems.length > 5) shown.push(`(${problems.length - 5} more)`)
     super(`invalid Cedar policy: ${shown.join('; ')}`)
     this.problems = problems
@@ -90,7 +90,10 @@ function problemsOf(text: string, errors: DetailedError[], baseOffset = 0): Ceda
     const loc = e.sourceLocations?.[0]
     const pos = loc ? positionOf(text, baseOffset + loc.start) : { line: 1, column: 1 }
     // Batched validation renumbers policies, so Cedar's `policyN` names would mislead: the position says which.
-    const detail = [e.message.replace(/^failed to parse policies from string: /, ''), loc?.label, e.help].filter(Boolean).join(' — ').replace(/for policy `[^`]*`, /g, '')
+    const detail = [e.message.replace(/^failed to parse policies from string: /, ''), loc?.label, e.help]
+      .filter(Boolean)
+      .join(' — ')
+      .replace(/for policy `[^`]*`, /g, '')
     return { ...pos, message: detail }
   })
 }
@@ -141,31 +144,46 @@ function readMeta(json: PolicyJson, cedarId: string): { meta: PolicyMeta; proble
   const redact: string[] = []
   for (const [key, value] of Object.entries(a)) {
     if (!SANITIZE_KEY.test(key)) continue
-    if (effect !== 'permit') { problems.push(`@${key} applies to permit policies only`); continue }
+    if (effect !== 'permit') {
+      problems.push(`@${key} applies to permit policies only`)
+      continue
+    }
     // Directives are comma separated; split only before a `word:` so a comma inside a pointer survives.
     for (const directive of value.split(/\s*,\s*(?=[a-z]+:)/)) {
       const m = /^\s*([a-z]+):(.*?)\s*$/.exec(directive)
-      if (!m) { problems.push(`@${key}: "${directive}" is not a directive (expected redact:/params/…)`); continue }
-      if (m[1] !== 'redact') { problems.push(`@${key}: unknown directive "${m[1]}" (supported: redact)`); continue }
+      if (!m) {
+        problems.push(`@${key}: "${directive}" is not a directive (expected redact:/params/…)`)
+        continue
+      }
+      if (m[1] !== 'redact') {
+        problems.push(`@${key}: unknown directive "${m[1]}" (supported: redact)`)
+        continue
+      }
       const bad = checkRedactPointer(m[2]!)
       if (bad) problems.push(`@${key}: ${bad}`)
       else if (!redact.includes(m[2]!)) redact.push(m[2]!)
     }
   }
-  return { meta: { id, effect, approval, requireConsole, risk, redact, reason: a.reason ?? null, ...(actionClass !== undefined ? { actionClass } : {}) }, problems }
+  return {
+    meta: { id, effect, approval, requireConsole, risk, redact, reason: a.reason ?? null, ...(actionClass !== undefined ? { actionClass } : {}) },
+    problems,
+  }
 }
 
 function scopeOf(json: PolicyJson): ActionScope {
   const c = json.action
   if (c.op === 'All') return { kind: 'all' }
-  const uids = c.op === '==' ? ('entity' in c ? [c.entity] : []) : ('entity' in c ? [c.entity] : c.entities)
+  const uids = c.op === '==' ? ('entity' in c ? [c.entity] : []) : 'entity' in c ? [c.entity] : c.entities
   const ids = uids.map((u) => ('__entity' in u ? u.__entity.id : u.id))
   return { kind: 'some', tools: ids.filter((i) => !isActionGroup(i)), groups: ids.filter(isActionGroup) }
 }
 
 /** Every `Action::"…"` literal anywhere in a policy's JSON (scope and conditions). */
 function collectActions(node: unknown, out: Set<string>): void {
-  if (Array.isArray(node)) { for (const n of node) collectActions(n, out); return }
+  if (Array.isArray(node)) {
+    for (const n of node) collectActions(n, out)
+    return
+  }
   if (node === null || typeof node !== 'object') return
   const o = node as Record<string, unknown>
   const uid = (o.__entity ?? o) as Record<string, unknown>
@@ -241,7 +259,10 @@ function validateAgainstSchema(text: string, policies: AnalyzedPolicy[], source?
     }
     const batchText = ordered.map((p) => p.text).join('\n')
     const actions = [...batch.actions]
-    const schema = bundleSchemaText(actions.filter((a) => !isActionGroup(a)), actions.filter(isActionGroup))
+    const schema = bundleSchemaText(
+      actions.filter((a) => !isActionGroup(a)),
+      actions.filter(isActionGroup),
+    )
     const v = cedar.validate({ schema, policies: { staticPolicies: batchText }, validationSettings: { mode: 'strict' } })
     const batchBytes = Buffer.from(batchText, 'utf8')
     if (v.type === 'failure') {
@@ -271,12 +292,14 @@ function validateAgainstSchema(text: string, policies: AnalyzedPolicy[], source?
  */
 export function analyzeBundle(text: string, source?: string, opts: { validate?: boolean } = {}): AnalyzedBundle {
   if (typeof text !== 'string' || text.trim() === '') throw new CedarSyntaxError([{ line: 1, column: 1, message: 'the bundle has no policies' }], source)
-  if (Buffer.byteLength(text, 'utf8') > MAX_POLICY_TEXT_BYTES) throw new CedarSyntaxError([{ line: 1, column: 1, message: `policy text over ${MAX_POLICY_TEXT_BYTES} bytes` }], source)
+  if (Buffer.byteLength(text, 'utf8') > MAX_POLICY_TEXT_BYTES)
+    throw new CedarSyntaxError([{ line: 1, column: 1, message: `policy text over ${MAX_POLICY_TEXT_BYTES} bytes` }], source)
   const parsed = cedar.checkParsePolicySet({ staticPolicies: text })
   if (parsed.type === 'failure') throw new CedarSyntaxError(problemsOf(text, parsed.errors), source)
   const parts = cedar.policySetTextToParts(text)
   if (parts.type === 'failure') throw new CedarSyntaxError(problemsOf(text, parts.errors), source)
-  if (parts.policy_templates.length > 0) throw new CedarSyntaxError([{ line: 1, column: 1, message: 'policy templates (?principal / ?resource slots) are not supported in bundles' }], source)
+  if (parts.policy_templates.length > 0)
+    throw new CedarSyntaxError([{ line: 1, column: 1, message: 'policy templates (?principal / ?resource slots) are not supported in bundles' }], source)
   const n = parts.policies.length
   if (n === 0) throw new CedarSyntaxError([{ line: 1, column: 1, message: 'the bundle has no policies' }], source)
   if (n > MAX_POLICIES) throw new CedarSyntaxError([{ line: 1, column: 1, message: `more than ${MAX_POLICIES} policies` }], source)
@@ -285,7 +308,9 @@ export function analyzeBundle(text: string, source?: string, opts: { validate?: 
   // policy1, policy10, …) as strings; undo that to get source order.
   const sortedIds = Array.from({ length: n }, (_, i) => `policy${i}`).sort()
   const ordered: string[] = new Array<string>(n)
-  parts.policies.forEach((p, i) => { ordered[Number(sortedIds[i]!.slice(6))] = p })
+  parts.policies.forEach((p, i) => {
+    ordered[Number(sortedIds[i]!.slice(6))] = p
+  })
 
   const problems: CedarProblem[] = []
   const policies: AnalyzedPolicy[] = []
@@ -305,14 +330,20 @@ export function analyzeBundle(text: string, source?: string, opts: { validate?: 
     const charOffset = at >= 0 ? at : cursor
     if (at >= 0) cursor = at + ptext.length
     for (let j = walked; j < charOffset; j++) {
-      if (text.charCodeAt(j) === 10) { line++; lineStart = j + 1 }
+      if (text.charCodeAt(j) === 10) {
+        line++
+        lineStart = j + 1
+      }
     }
     walkedBytes += Buffer.byteLength(text.slice(walked, charOffset), 'utf8')
     walked = charOffset
     const pos = { line, column: [...text.slice(lineStart, charOffset)].length + 1 }
     const byteOffset = walkedBytes
     const json = cedar.policyToJson(ptext)
-    if (json.type === 'failure') { problems.push(...problemsOf(ptext, json.errors).map((p) => ({ ...p, line: p.line + pos.line - 1 }))); continue }
+    if (json.type === 'failure') {
+      problems.push(...problemsOf(ptext, json.errors).map((p) => ({ ...p, line: p.line + pos.line - 1 })))
+      continue
+    }
     const { meta, problems: annProblems } = readMeta(json.json, `policy${i}`)
     for (const m of annProblems) problems.push({ ...pos, message: m })
     const prev = seen.get(meta.id)

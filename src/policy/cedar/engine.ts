@@ -51,7 +51,7 @@ function preparseSet(policies: AnalyzedPolicy[]): Omit<Slice, 'withoutApproval'>
   // several times faster. Its ids are then policy0…policyN in slice order,
   // mapped back to the bundle's ids through `ids`.
   const text = policies.map((p) => p.text).join('\n')
-  const psetId = 'aegis:' + createHash('sha256').update(text).digest('base64url')
+  const psetId = `aegis:${createHash('sha256').update(text).digest('base64url')}`
   if (!preparsed.has(psetId)) {
     const r = cedar.preparsePolicySet(psetId, { staticPolicies: text })
     if (r.type === 'failure') throw new InvalidRequest(`invalid Cedar policy: ${r.errors.map((e) => e.message).join('; ')}`)
@@ -119,7 +119,10 @@ export function contextReads(text: string): { time: boolean; address: boolean } 
     if (attr === 'params' || attr === 'override' || attr === 'http') continue
     if (attr === 'time') time = true
     else if (attr === 'client_address') address = true
-    else { time = true; address = true }
+    else {
+      time = true
+      address = true
+    }
   }
   return { time, address }
 }
@@ -239,10 +242,21 @@ export class CedarEngine implements PolicyEngine {
     if (params.length > MAX_CACHED_PARAMS) return null
     // JSON of the tuple (self-delimiting), then the params' text: injective,
     // so two different calls can never share a key.
-    return JSON.stringify([
-      p.tenant, p.agentId, p.clientId, p.scopes, p.capabilities, r.action, r.resource, r.override === true,
-      this.readsTime ? r.time : null, this.readsAddress ? r.clientAddress : null, r.http ?? null,
-    ]) + params
+    return (
+      JSON.stringify([
+        p.tenant,
+        p.agentId,
+        p.clientId,
+        p.scopes,
+        p.capabilities,
+        r.action,
+        r.resource,
+        r.override === true,
+        this.readsTime ? r.time : null,
+        this.readsAddress ? r.clientAddress : null,
+        r.http ?? null,
+      ]) + params
+    )
   }
 
   private evaluateUncached(request: PolicyRequest): PolicyResult {
@@ -315,14 +329,22 @@ export class CedarEngine implements PolicyEngine {
     return result
   }
 
-  private decideFrom(request: PolicyRequest, cedarDecision: Response['decision'], determining: string[], metas: PolicyMeta[], risk: 'high' | 'normal', errors: Response['diagnostics']['errors']): PolicyResult {
-
+  private decideFrom(
+    request: PolicyRequest,
+    cedarDecision: Response['decision'],
+    determining: string[],
+    metas: PolicyMeta[],
+    risk: 'high' | 'normal',
+    errors: Response['diagnostics']['errors'],
+  ): PolicyResult {
     // Cedar skips a policy whose evaluation errors; for a forbid that would
     // fail open (a missing or mistyped parameter lifting a restriction), so
     // an erroring forbid denies.
     const erroredForbids = errors.filter((e) => this.meta.get(e.policyId)?.effect === 'forbid')
     if (erroredForbids.length > 0) {
-      const ids = [...new Set([...erroredForbids.map((e) => e.policyId), ...determining.filter((id) => this.meta.get(id)?.effect === 'forbid')])].sort(this.byOrder)
+      const ids = [...new Set([...erroredForbids.map((e) => e.policyId), ...determining.filter((id) => this.meta.get(id)?.effect === 'forbid')])].sort(
+        this.byOrder,
+      )
       const reasons = erroredForbids.map((e) => `error: forbid ${e.policyId} could not be evaluated, so it denies (${e.error.message})`)
       return this.deny(reasons, ids, risk)
     }
@@ -334,7 +356,12 @@ export class CedarEngine implements PolicyEngine {
         return this.deny(reasons, [], risk)
       }
       const hard = metas.filter((m) => m.approval === null)
-      if (hard.length > 0) return this.deny(hard.map((m) => `forbid: ${this.label(m)}`), determining, risk)
+      if (hard.length > 0)
+        return this.deny(
+          hard.map((m) => `forbid: ${this.label(m)}`),
+          determining,
+          risk,
+        )
       const first = metas[0]!
       return {
         decision: 'approval_needed',

@@ -41,7 +41,7 @@ export function toCedarValue(v: unknown): CedarValueJson | undefined {
       }
       const out: Record<string, CedarValueJson> = {}
       for (const k in v as Record<string, unknown>) {
-        if (!Object.prototype.hasOwnProperty.call(v, k)) continue
+        if (!Object.hasOwn(v, k)) continue
         if (RESERVED.has(k)) throw new ParamsError(`parameter key "${k}" is reserved`)
         const c = toCedarValue((v as Record<string, unknown>)[k])
         if (c !== undefined) out[k] = c
@@ -71,7 +71,7 @@ export function buildContext(req: PolicyRequest): Context {
 
 /** Principal attribute names, as the schema declares them. */
 const PRINCIPAL_ATTRS = ['tenant', 'agent_id', 'client_id', 'scopes', 'capabilities'] as const
-type PrincipalAttr = typeof PRINCIPAL_ATTRS[number]
+type PrincipalAttr = (typeof PRINCIPAL_ATTRS)[number]
 
 /**
  * Which entity data a bundle can read. Copying entities into Cedar is most
@@ -108,11 +108,21 @@ export function buildEntities(req: PolicyRequest, actionParents: string[] | null
     const attrs: Record<string, CedarValueJson> = {}
     for (const a of shape.principal) {
       switch (a) {
-        case 'tenant': attrs.tenant = p.tenant; break
-        case 'agent_id': attrs.agent_id = p.agentId; break
-        case 'client_id': attrs.client_id = p.clientId; break
-        case 'scopes': attrs.scopes = p.scopes; break
-        case 'capabilities': attrs.capabilities = p.capabilities; break
+        case 'tenant':
+          attrs.tenant = p.tenant
+          break
+        case 'agent_id':
+          attrs.agent_id = p.agentId
+          break
+        case 'client_id':
+          attrs.client_id = p.clientId
+          break
+        case 'scopes':
+          attrs.scopes = p.scopes
+          break
+        case 'capabilities':
+          attrs.capabilities = p.capabilities
+          break
       }
     }
     entities.push({ uid: { type: PRINCIPAL_TYPE, id: p.agentId }, attrs, parents: [] })

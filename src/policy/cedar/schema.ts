@@ -86,8 +86,8 @@ export function inActionGroup(action: string, group: string): boolean {
 
 /** A Cedar string literal (the schema and policy grammars share its escapes). */
 export function cedarString(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  return '"' + s.replace(/[\\"]/g, (c) => '\\' + c).replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`) + '"'
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what this escapes
+  return `"${s.replace(/[\\"]/g, (c) => `\\${c}`).replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`)}"`
 }
 
 /**
@@ -107,7 +107,7 @@ export function bundleSchemaText(tools: Iterable<string>, groups: Iterable<strin
   for (const g of groupList) lines.push(`action ${cedarString(g)}${memberOf(g)};`)
   // A placeholder tool inside each group (and at the top) so unscoped and
   // group-scoped policies have a request environment to be typed in.
-  const placeholders = ['__any_tool__', ...groupList.map((g) => g.slice(0, -1) + '__any_tool__')]
+  const placeholders = ['__any_tool__', ...groupList.map((g) => `${g.slice(0, -1)}__any_tool__`)]
   // One declaration per set of parent groups: Cedar parses a long list of
   // names in one declaration far faster than one declaration per action.
   const byParents = new Map<string, string[]>()

@@ -98,7 +98,7 @@ async function wantsNonce(res: Response): Promise<boolean> {
   if (res.status === 401) return /error\s*=\s*"?use_dpop_nonce/i.test(res.headers.get('www-authenticate') ?? '')
   if (res.status !== 400) return false
   try {
-    const body = await res.clone().json() as { error?: unknown }
+    const body = (await res.clone().json()) as { error?: unknown }
     return body.error === 'use_dpop_nonce'
   } catch {
     return false

@@ -21,12 +21,15 @@ export function toPrivateKey(input: PrivateKeyInput): KeyObject {
 /** The algorithm a key signs with by default (Ed25519 → EdDSA, P-256 → ES256, RSA → PS256). */
 export function defaultAlg(key: KeyObject): SigningAlg {
   switch (key.asymmetricKeyType) {
-    case 'ed25519': return 'EdDSA'
+    case 'ed25519':
+      return 'EdDSA'
     case 'ec':
       if (key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new TypeError('only P-256 EC keys are supported (ES256)')
       return 'ES256'
-    case 'rsa': return 'PS256'
-    default: throw new TypeError(`unsupported key type ${String(key.asymmetricKeyType)}`)
+    case 'rsa':
+      return 'PS256'
+    default:
+      throw new TypeError(`unsupported key type ${String(key.asymmetricKeyType)}`)
   }
 }
 
@@ -48,10 +51,18 @@ export function signJws(header: Record<string, unknown>, payload: Record<string,
   const data = Buffer.from(input)
   let sig: Buffer
   switch (alg) {
-    case 'EdDSA': sig = sign(null, data, key); break
-    case 'ES256': sig = sign('sha256', data, { key, dsaEncoding: 'ieee-p1363' }); break
-    case 'RS256': sig = sign('sha256', data, key); break
-    case 'PS256': sig = sign('sha256', data, { key, padding: 6 /* RSA_PKCS1_PSS_PADDING */, saltLength: 32 }); break
+    case 'EdDSA':
+      sig = sign(null, data, key)
+      break
+    case 'ES256':
+      sig = sign('sha256', data, { key, dsaEncoding: 'ieee-p1363' })
+      break
+    case 'RS256':
+      sig = sign('sha256', data, key)
+      break
+    case 'PS256':
+      sig = sign('sha256', data, { key, padding: 6 /* RSA_PKCS1_PSS_PADDING */, saltLength: 32 })
+      break
   }
   return `${input}.${sig.toString('base64url')}`
 }

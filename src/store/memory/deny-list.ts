@@ -48,9 +48,12 @@ export class MemoryDenyList implements DenyList {
     const r = this.bySeq.get(seq)
     if (!r) return
     this.bySeq.delete(seq)
-    const keyed = r.type === 'tenant' ? { map: this.tenant, key: r.value }
-      : (r.type === 'agent' || r.type === 'client') && r.tenant !== null ? { map: r.type === 'agent' ? this.agent : this.client, key: r.tenant + SEP + r.value }
-        : null
+    const keyed =
+      r.type === 'tenant'
+        ? { map: this.tenant, key: r.value }
+        : (r.type === 'agent' || r.type === 'client') && r.tenant !== null
+          ? { map: r.type === 'agent' ? this.agent : this.client, key: r.tenant + SEP + r.value }
+          : null
     if (keyed) {
       // Only agent, client and tenant entries are lifted: re-index just that key (one pass, no rebuild), so another entry on it takes over.
       if (keyed.map.get(keyed.key) !== r) return
@@ -73,14 +76,16 @@ export class MemoryDenyList implements DenyList {
     // Cheapest and most specific first; every lookup is one Map#get.
     if (this.bySeq.size === 0) return null
     const tenantKey = t.tenant + SEP
-    return this.jti.get(t.jti)
-      ?? this.kid.get(t.kid)
-      ?? this.tenant.get(t.tenant)
-      ?? this.agent.get(tenantKey + t.agentId)
-      ?? this.client.get(tenantKey + t.clientId)
-      ?? before(this.issuedBeforeTenant.get(t.tenant), t.iat)
-      ?? before(this.issuedBeforeAgent.get(tenantKey + t.agentId), t.iat)
-      ?? before(this.issuedBeforeAll, t.iat)
+    return (
+      this.jti.get(t.jti) ??
+      this.kid.get(t.kid) ??
+      this.tenant.get(t.tenant) ??
+      this.agent.get(tenantKey + t.agentId) ??
+      this.client.get(tenantKey + t.clientId) ??
+      before(this.issuedBeforeTenant.get(t.tenant), t.iat) ??
+      before(this.issuedBeforeAgent.get(tenantKey + t.agentId), t.iat) ??
+      before(this.issuedBeforeAll, t.iat)
+    )
   }
 
   prune(now: number): void {
@@ -98,15 +103,27 @@ export class MemoryDenyList implements DenyList {
   }
 
   private clearIndexes(): void {
-    this.jti.clear(); this.agent.clear(); this.client.clear(); this.tenant.clear(); this.kid.clear()
-    this.issuedBeforeTenant.clear(); this.issuedBeforeAgent.clear(); this.issuedBeforeAll = undefined
+    this.jti.clear()
+    this.agent.clear()
+    this.client.clear()
+    this.tenant.clear()
+    this.kid.clear()
+    this.issuedBeforeTenant.clear()
+    this.issuedBeforeAgent.clear()
+    this.issuedBeforeAll = undefined
   }
 
   private index(r: Revocation): void {
     switch (r.type) {
-      case 'jti': keepLonger(this.jti, r.value, r); break
-      case 'kid': keepLonger(this.kid, r.value, r); break
-      case 'tenant': keepLonger(this.tenant, r.value, r); break
+      case 'jti':
+        keepLonger(this.jti, r.value, r)
+        break
+      case 'kid':
+        keepLonger(this.kid, r.value, r)
+        break
+      case 'tenant':
+        keepLonger(this.tenant, r.value, r)
+        break
       case 'agent':
         // agent/client entries need a tenant (the admin API requires one); without it there is nothing to scope, so the entry is held but matches nothing.
         if (r.tenant !== null) keepLonger(this.agent, r.tenant + SEP + r.value, r)

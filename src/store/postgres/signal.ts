@@ -21,7 +21,10 @@ class PostgresSignal implements ClusterSignal {
   private retryTimer: NodeJS.Timeout | undefined
   private failures = 0
 
-  constructor(private readonly url: string, private readonly logger: Logger) {}
+  constructor(
+    private readonly url: string,
+    private readonly logger: Logger,
+  ) {}
 
   get healthy(): boolean {
     return this.connected
@@ -33,7 +36,9 @@ class PostgresSignal implements ClusterSignal {
   }
 
   async connect(): Promise<void> {
-    this.connecting ??= this.doConnect().finally(() => { this.connecting = null })
+    this.connecting ??= this.doConnect().finally(() => {
+      this.connecting = null
+    })
     return this.connecting
   }
 
@@ -113,7 +118,9 @@ class PostgresSignal implements ClusterSignal {
     const l: Listener = { onMessage, ...(onResync ? { onResync } : {}) }
     set.add(l)
     if (first && this.client && this.connected) await this.client.query(`LISTEN ${this.client.escapeIdentifier(this.pgChannel(channel))}`)
-    return () => { set.delete(l) }
+    return () => {
+      set.delete(l)
+    }
   }
 
   async close(): Promise<void> {

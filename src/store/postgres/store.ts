@@ -33,7 +33,10 @@ export interface PostgresStoreOptions {
   max?: number
 }
 
-interface Prepared { name: string; text: string }
+interface Prepared {
+  name: string
+  text: string
+}
 
 /** Serializes a section across control planes until the transaction ends. */
 function* xactLock(key: string): Step<void> {
@@ -89,7 +92,9 @@ export class PgSql implements Sql {
         await c.query('COMMIT')
         return r.value
       } catch (err) {
-        await c.query('ROLLBACK').catch((e: Error) => { broken = e })
+        await c.query('ROLLBACK').catch((e: Error) => {
+          broken = e
+        })
         throw err
       }
     } finally {
@@ -99,7 +104,9 @@ export class PgSql implements Sql {
 
   private appendAudit(events: readonly Omit<AuditEvent, 'id'>[]): Promise<number[]> {
     const cols: unknown[][] = T.auditEvents.columns.map(() => [])
-    for (const e of events) T.auditEvents.toParams(e).forEach((v, i) => cols[i]!.push(v))
+    for (const e of events) {
+      for (const [i, v] of T.auditEvents.toParams(e).entries()) cols[i]!.push(v)
+    }
     return this.tx(function* () {
       // Ids are taken after the lock, so they follow commit order and a
       // reader paging by `id > cursor` never skips a later-committed event.
@@ -117,8 +124,10 @@ export class PgSql implements Sql {
         const r = res.rows[0]
         return r === undefined ? null : s.map(r)
       }
-      case 'all': return res.rows.map(s.map)
-      case 'run': return res.rowCount ?? 0
+      case 'all':
+        return res.rows.map(s.map)
+      case 'run':
+        return res.rowCount ?? 0
     }
   }
 
@@ -197,7 +206,9 @@ export class PostgresStore extends SqlStore {
         if (locked) {
           // A failed unlock leaves the lock on this session: destroy the
           // connection so the server releases it.
-          await client.query("SELECT pg_advisory_unlock(hashtext(coalesce(current_schema(), '') || ':' || $1))", [name]).catch((e: Error) => { broken = e })
+          await client.query("SELECT pg_advisory_unlock(hashtext(coalesce(current_schema(), '') || ':' || $1))", [name]).catch((e: Error) => {
+            broken = e
+          })
         }
         client.release(broken ?? client.lostWith())
       }
@@ -227,7 +238,9 @@ interface CheckedOutClient extends pg.PoolClient {
 async function checkOut(pool: pg.Pool): Promise<CheckedOutClient> {
   const client = await pool.connect()
   let lost: Error | undefined
-  const onError = (err: Error): void => { lost = err }
+  const onError = (err: Error): void => {
+    lost = err
+  }
   client.on('error', onError)
   const release = client.release.bind(client)
   return Object.assign(client, {

@@ -18,7 +18,10 @@ export interface RedisReplayCacheOptions {
 export class RedisReplayCache implements ReplayCache {
   private readonly prefix: string
 
-  constructor(private readonly redis: Redis, private readonly options: RedisReplayCacheOptions = {}) {
+  constructor(
+    private readonly redis: Redis,
+    private readonly options: RedisReplayCacheOptions = {},
+  ) {
     this.prefix = options.prefix ?? 'aegis:jti:'
   }
 

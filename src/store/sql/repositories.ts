@@ -12,9 +12,27 @@
  */
 import { NotFound } from '../../errors.js'
 import type {
-  AdminTokenRepo, Agent, AgentRepo, ApprovalRepo, AuditRepo, ConsoleLogoutRepo, CredentialRepo, GatewayAckRepo, KeyRepo, KpiRepo,
-  ManifestRepo, PolicyBundle, PolicyRepo, Revocation, RevocationRepo, SigningKey, Store, Tenant, TenantRepo,
-  TrustedIssuerRepo, DecisionRepo,
+  AdminTokenRepo,
+  Agent,
+  AgentRepo,
+  ApprovalRepo,
+  AuditRepo,
+  ConsoleLogoutRepo,
+  CredentialRepo,
+  GatewayAckRepo,
+  KeyRepo,
+  KpiRepo,
+  ManifestRepo,
+  PolicyBundle,
+  PolicyRepo,
+  Revocation,
+  RevocationRepo,
+  SigningKey,
+  Store,
+  Tenant,
+  TenantRepo,
+  TrustedIssuerRepo,
+  DecisionRepo,
 } from '../types.js'
 import { insertSql, one, run, type Sql } from './executor.js'
 import * as T from './rows.js'
@@ -30,7 +48,9 @@ function guarded<R extends object>(what: string, repo: R): R {
   for (const [name, fn] of Object.entries(repo) as Array<[string, (...args: unknown[]) => Promise<unknown>]>) {
     out[name] = (...args: unknown[]): Promise<unknown> => {
       try {
-        return fn(...args).then(undefined, (err: unknown) => { throw storeError(err, what) })
+        return fn(...args).then(undefined, (err: unknown) => {
+          throw storeError(err, what)
+        })
       } catch (err) {
         return Promise.reject(storeError(err, what))
       }
@@ -46,24 +66,27 @@ function setAll(t: { columns: readonly string[] }): string {
 
 /** ` WHERE a AND b` or nothing. */
 function whereOf(conditions: string[]): string {
-  return conditions.length ? ' WHERE ' + conditions.join(' AND ') : ''
+  return conditions.length ? ` WHERE ${conditions.join(' AND ')}` : ''
 }
 
 function tenantRepo(sql: Sql): TenantRepo {
   const byId = 'SELECT * FROM tenants WHERE id = ?'
   return guarded<TenantRepo>('tenant', {
-    create: async (t) => { await sql.run(insertSql(T.tenants), T.tenants.toParams(t)) },
+    create: async (t) => {
+      await sql.run(insertSql(T.tenants), T.tenants.toParams(t))
+    },
     get: (id) => sql.one(byId, [id], T.tenants.fromRow),
     list: () => sql.all('SELECT * FROM tenants ORDER BY created_at, id', [], T.tenants.fromRow),
-    update: (id, patch) => sql.tx(function* () {
-      const cur = yield* one(byId + sql.dialect.forUpdate, [id], T.tenants.fromRow)
-      if (!cur) throw new NotFound('tenant not found')
-      const next: Tenant = { ...cur, ...definedOnly(patch), id: cur.id, createdAt: cur.createdAt }
-      yield* run('UPDATE tenants SET name = ?, require_attestation = ? WHERE id = ?', [next.name, next.requireAttestation ? 1 : 0, id])
-      return next
-    }),
+    update: (id, patch) =>
+      sql.tx(function* () {
+        const cur = yield* one(byId + sql.dialect.forUpdate, [id], T.tenants.fromRow)
+        if (!cur) throw new NotFound('tenant not found')
+        const next: Tenant = { ...cur, ...definedOnly(patch), id: cur.id, createdAt: cur.createdAt }
+        yield* run('UPDATE tenants SET name = ?, require_attestation = ? WHERE id = ?', [next.name, next.requireAttestation ? 1 : 0, id])
+        return next
+      }),
     delete: async (id) => {
-      if (await sql.run('DELETE FROM tenants WHERE id = ?', [id]) === 0) throw new NotFound('tenant not found')
+      if ((await sql.run('DELETE FROM tenants WHERE id = ?', [id])) === 0) throw new NotFound('tenant not found')
     },
   })
 }
@@ -72,37 +95,52 @@ function agentRepo(sql: Sql): AgentRepo {
   const byKey = 'SELECT * FROM agents WHERE tenant = ? AND agent_id = ?'
   const update = `UPDATE agents SET ${setAll(T.agents)} WHERE tenant = ? AND agent_id = ?`
   return guarded<AgentRepo>('agent', {
-    create: async (a) => { await sql.run(insertSql(T.agents), T.agents.toParams(a)) },
+    create: async (a) => {
+      await sql.run(insertSql(T.agents), T.agents.toParams(a))
+    },
     get: (tenant, agentId) => sql.one(byKey, [tenant, agentId], T.agents.fromRow),
     getByClientId: (clientId) => sql.one('SELECT * FROM agents WHERE client_id = ?', [clientId], T.agents.fromRow),
     list: (tenant) => sql.all('SELECT * FROM agents WHERE tenant = ? ORDER BY agent_id', [tenant], T.agents.fromRow),
     listAll: () => sql.all('SELECT * FROM agents ORDER BY tenant, agent_id', [], T.agents.fromRow),
-    listHashesPage: (after, limit) => after
-      ? sql.all('SELECT tenant, agent_id, capability_hash FROM agents WHERE (tenant, agent_id) > (?, ?) ORDER BY tenant, agent_id LIMIT ?', [after.tenant, after.agentId, limit], T.agentHash)
-      : sql.all('SELECT tenant, agent_id, capability_hash FROM agents ORDER BY tenant, agent_id LIMIT ?', [limit], T.agentHash),
-    update: (tenant, agentId, patch, updatedAt) => sql.tx(function* () {
-      const cur = yield* one(byKey + sql.dialect.forUpdate, [tenant, agentId], T.agents.fromRow)
-      if (!cur) throw new NotFound('agent not found')
-      const next: Agent = {
-        ...cur, ...definedOnly(patch),
-        tenant: cur.tenant, agentId: cur.agentId, clientId: cur.clientId, createdAt: cur.createdAt, updatedAt,
-      }
-      yield* run(update, [...T.agents.toParams(next), tenant, agentId])
-      return next
-    }),
+    listHashesPage: (after, limit) =>
+      after
+        ? sql.all(
+            'SELECT tenant, agent_id, capability_hash FROM agents WHERE (tenant, agent_id) > (?, ?) ORDER BY tenant, agent_id LIMIT ?',
+            [after.tenant, after.agentId, limit],
+            T.agentHash,
+          )
+        : sql.all('SELECT tenant, agent_id, capability_hash FROM agents ORDER BY tenant, agent_id LIMIT ?', [limit], T.agentHash),
+    update: (tenant, agentId, patch, updatedAt) =>
+      sql.tx(function* () {
+        const cur = yield* one(byKey + sql.dialect.forUpdate, [tenant, agentId], T.agents.fromRow)
+        if (!cur) throw new NotFound('agent not found')
+        const next: Agent = {
+          ...cur,
+          ...definedOnly(patch),
+          tenant: cur.tenant,
+          agentId: cur.agentId,
+          clientId: cur.clientId,
+          createdAt: cur.createdAt,
+          updatedAt,
+        }
+        yield* run(update, [...T.agents.toParams(next), tenant, agentId])
+        return next
+      }),
     delete: async (tenant, agentId) => {
-      if (await sql.run('DELETE FROM agents WHERE tenant = ? AND agent_id = ?', [tenant, agentId]) === 0) throw new NotFound('agent not found')
+      if ((await sql.run('DELETE FROM agents WHERE tenant = ? AND agent_id = ?', [tenant, agentId])) === 0) throw new NotFound('agent not found')
     },
   })
 }
 
 function credentialRepo(sql: Sql): CredentialRepo {
   return guarded<CredentialRepo>('credential', {
-    create: async (c) => { await sql.run(insertSql(T.credentials), T.credentials.toParams(c)) },
+    create: async (c) => {
+      await sql.run(insertSql(T.credentials), T.credentials.toParams(c))
+    },
     get: (clientId) => sql.one('SELECT * FROM bootstrap_credentials WHERE client_id = ?', [clientId], T.credentials.fromRow),
     // One conditional UPDATE: exactly one concurrent caller sees used_at IS NULL.
     consume: async (clientId, at) =>
-      await sql.run('UPDATE bootstrap_credentials SET used_at = ? WHERE client_id = ? AND used_at IS NULL', [at, clientId]) === 1,
+      (await sql.run('UPDATE bootstrap_credentials SET used_at = ? WHERE client_id = ? AND used_at IS NULL', [at, clientId])) === 1,
     deleteForAgent: async (tenant, agentId) => {
       await sql.run('DELETE FROM bootstrap_credentials WHERE tenant = ? AND agent_id = ?', [tenant, agentId])
     },
@@ -111,7 +149,9 @@ function credentialRepo(sql: Sql): CredentialRepo {
 
 function adminTokenRepo(sql: Sql): AdminTokenRepo {
   return guarded<AdminTokenRepo>('admin token', {
-    create: async (t) => { await sql.run(insertSql(T.adminTokens), T.adminTokens.toParams(t)) },
+    create: async (t) => {
+      await sql.run(insertSql(T.adminTokens), T.adminTokens.toParams(t))
+    },
     getByHash: (h) => sql.one('SELECT * FROM admin_tokens WHERE token_hash = ?', [h], T.adminTokens.fromRow),
     get: (id) => sql.one('SELECT * FROM admin_tokens WHERE id = ?', [id], T.adminTokens.fromRow),
     list: (tenant) => {
@@ -120,7 +160,7 @@ function adminTokenRepo(sql: Sql): AdminTokenRepo {
       return sql.all('SELECT * FROM admin_tokens WHERE tenant = ? ORDER BY created_at, id', [tenant], T.adminTokens.fromRow)
     },
     revoke: async (id, at) => {
-      if (await sql.run('UPDATE admin_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?', [at, id]) === 0) {
+      if ((await sql.run('UPDATE admin_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?', [at, id])) === 0) {
         throw new NotFound('admin token not found')
       }
     },
@@ -140,13 +180,16 @@ function keyRepo(sql: Sql): KeyRepo {
   const update = `UPDATE signing_keys SET ${setAll(T.signingKeys)} WHERE kid = ?`
   return guarded<KeyRepo>('key', {
     list: () => sql.all('SELECT * FROM signing_keys ORDER BY created_at, kid', [], T.signingKeys.fromRow),
-    insert: async (k) => { await sql.run(insertSql(T.signingKeys), T.signingKeys.toParams(k)) },
-    update: (kid, patch) => sql.tx(function* () {
-      const cur = yield* one(`SELECT * FROM signing_keys WHERE kid = ?${sql.dialect.forUpdate}`, [kid], T.signingKeys.fromRow)
-      if (!cur) throw new NotFound('key not found')
-      const next: SigningKey = { ...cur, ...definedOnly(patch), kid: cur.kid }
-      yield* run(update, [...T.signingKeys.toParams(next), kid])
-    }),
+    insert: async (k) => {
+      await sql.run(insertSql(T.signingKeys), T.signingKeys.toParams(k))
+    },
+    update: (kid, patch) =>
+      sql.tx(function* () {
+        const cur = yield* one(`SELECT * FROM signing_keys WHERE kid = ?${sql.dialect.forUpdate}`, [kid], T.signingKeys.fromRow)
+        if (!cur) throw new NotFound('key not found')
+        const next: SigningKey = { ...cur, ...definedOnly(patch), kid: cur.kid }
+        yield* run(update, [...T.signingKeys.toParams(next), kid])
+      }),
   })
 }
 
@@ -157,33 +200,61 @@ function auditRepo(sql: Sql): AuditRepo {
     query: (q) => {
       const where: string[] = []
       const args: unknown[] = []
-      if (q.type !== undefined) { where.push('type = ?'); args.push(q.type) }
-      if (q.tenant !== undefined) { where.push('tenant = ?'); args.push(q.tenant) }
-      if (q.actor !== undefined) { where.push('actor = ?'); args.push(q.actor) }
-      if (q.since !== undefined) { where.push('ts >= ?'); args.push(q.since) }
+      if (q.type !== undefined) {
+        where.push('type = ?')
+        args.push(q.type)
+      }
+      if (q.tenant !== undefined) {
+        where.push('tenant = ?')
+        args.push(q.tenant)
+      }
+      if (q.actor !== undefined) {
+        where.push('actor = ?')
+        args.push(q.actor)
+      }
+      if (q.since !== undefined) {
+        where.push('ts >= ?')
+        args.push(q.since)
+      }
       const desc = q.order === 'desc'
-      if (q.cursor !== undefined) { where.push(desc ? 'id < ?' : 'id > ?'); args.push(q.cursor) }
+      if (q.cursor !== undefined) {
+        where.push(desc ? 'id < ?' : 'id > ?')
+        args.push(q.cursor)
+      }
       args.push(sqlLimit(q.limit))
       return sql.all(`SELECT * FROM audit_events${whereOf(where)} ORDER BY id${desc ? ' DESC' : ''} LIMIT ?`, args, T.auditEvents.withId)
     },
     chains: () => sql.all('SELECT DISTINCT chain_id FROM audit_events ORDER BY chain_id', [], (r) => String(r.chain_id)),
     chain: (chainId, afterSeq, limit) =>
-      sql.all('SELECT * FROM audit_events WHERE chain_id = ? AND chain_seq > ? ORDER BY chain_seq LIMIT ?',
-        [chainId, afterSeq, sqlLimit(limit)], T.auditEvents.withId),
+      sql.all(
+        'SELECT * FROM audit_events WHERE chain_id = ? AND chain_seq > ? ORDER BY chain_seq LIMIT ?',
+        [chainId, afterSeq, sqlLimit(limit)],
+        T.auditEvents.withId,
+      ),
   })
   const checkpoints = guarded<Pick<AuditRepo, 'putCheckpoint' | 'latestCheckpoints' | 'checkpoints'>>('audit checkpoint', {
     putCheckpoint: async (c) => {
-      await sql.run(`${insertSql(T.auditCheckpoints)} ON CONFLICT (chain_id, chain_seq) DO UPDATE SET
-        head_hash = excluded.head_hash, ts = excluded.ts, kid = excluded.kid, signature = excluded.signature`, T.auditCheckpoints.toParams(c))
+      await sql.run(
+        `${insertSql(T.auditCheckpoints)} ON CONFLICT (chain_id, chain_seq) DO UPDATE SET
+        head_hash = excluded.head_hash, ts = excluded.ts, kid = excluded.kid, signature = excluded.signature`,
+        T.auditCheckpoints.toParams(c),
+      )
     },
-    latestCheckpoints: () => sql.all(
-      `SELECT c.* FROM audit_checkpoints c
+    latestCheckpoints: () =>
+      sql.all(
+        `SELECT c.* FROM audit_checkpoints c
          JOIN (SELECT chain_id, MAX(chain_seq) AS m FROM audit_checkpoints GROUP BY chain_id) x
            ON c.chain_id = x.chain_id AND c.chain_seq = x.m
-       ORDER BY c.chain_id`, [], T.auditCheckpoints.fromRow),
+       ORDER BY c.chain_id`,
+        [],
+        T.auditCheckpoints.fromRow,
+      ),
     checkpoints: (chainId, afterSeq, limit) =>
-      sql.all('SELECT * FROM audit_checkpoints WHERE chain_id = ? AND chain_seq > ? ORDER BY chain_seq LIMIT ?',
-        [chainId, afterSeq, sqlLimit(limit)], T.auditCheckpoints.fromRow),
+      sql.all(
+        'SELECT * FROM audit_checkpoints WHERE chain_id = ? AND chain_seq > ? ORDER BY chain_seq LIMIT ?',
+        [chainId, afterSeq, sqlLimit(limit)],
+        T.auditCheckpoints.fromRow,
+      ),
   })
   return { ...events, ...checkpoints }
 }
@@ -211,47 +282,85 @@ function decisionRepo(sql: Sql): DecisionRepo {
     query: (q) => {
       const where: string[] = []
       const args: unknown[] = []
-      if (q.tenant !== undefined) { where.push('tenant = ?'); args.push(q.tenant) }
-      if (q.agentId !== undefined) { where.push('agent_id = ?'); args.push(q.agentId) }
-      if (q.tool !== undefined) { where.push('tool = ?'); args.push(q.tool) }
-      if (q.decision !== undefined) { where.push('decision = ?'); args.push(q.decision) }
-      if (q.enforced !== undefined) { where.push('enforced = ?'); args.push(q.enforced ? 1 : 0) }
-      if (q.since !== undefined) { where.push('ts >= ?'); args.push(q.since) }
-      if (q.until !== undefined) { where.push('ts < ?'); args.push(q.until) }
+      if (q.tenant !== undefined) {
+        where.push('tenant = ?')
+        args.push(q.tenant)
+      }
+      if (q.agentId !== undefined) {
+        where.push('agent_id = ?')
+        args.push(q.agentId)
+      }
+      if (q.tool !== undefined) {
+        where.push('tool = ?')
+        args.push(q.tool)
+      }
+      if (q.decision !== undefined) {
+        where.push('decision = ?')
+        args.push(q.decision)
+      }
+      if (q.enforced !== undefined) {
+        where.push('enforced = ?')
+        args.push(q.enforced ? 1 : 0)
+      }
+      if (q.since !== undefined) {
+        where.push('ts >= ?')
+        args.push(q.since)
+      }
+      if (q.until !== undefined) {
+        where.push('ts < ?')
+        args.push(q.until)
+      }
       // A row value, so both databases seek the (…, ts, id) index rather than filter.
-      if (q.after !== undefined) { where.push('(ts, id) < (?, ?)'); args.push(q.after.ts, q.after.id) }
+      if (q.after !== undefined) {
+        where.push('(ts, id) < (?, ?)')
+        args.push(q.after.ts, q.after.id)
+      }
       args.push(sqlLimit(q.limit))
       return sql.all(`SELECT * FROM decisions${whereOf(where)} ORDER BY ts DESC, id DESC LIMIT ?`, args, T.decisions.fromRow)
     },
     // In bounded chunks from the oldest: a long backlog never holds SQLite's one write lock for long.
-    prune: (before, limit) => sql.run(
-      'DELETE FROM decisions WHERE (ts, id) IN (SELECT ts, id FROM decisions WHERE ts < ? ORDER BY ts, id LIMIT ?)', [before, sqlLimit(limit)]),
+    prune: (before, limit) =>
+      sql.run('DELETE FROM decisions WHERE (ts, id) IN (SELECT ts, id FROM decisions WHERE ts < ? ORDER BY ts, id LIMIT ?)', [before, sqlLimit(limit)]),
   })
 }
 
 function revocationRepo(sql: Sql): RevocationRepo {
   const d = sql.dialect
   return guarded<RevocationRepo>('revocation', {
-    add: (r) => sql.tx(function* () {
-      // As for audit ids: seq order is commit order, so `since(seq)` never skips an entry.
-      yield* d.serialize('revocations.add')
-      return (yield* one(`${insertSql(T.revocations)} RETURNING *`, T.revocations.toParams(r), T.revocations.withSeq)) as Revocation
-    }),
+    add: (r) =>
+      sql.tx(function* () {
+        // As for audit ids: seq order is commit order, so `since(seq)` never skips an entry.
+        yield* d.serialize('revocations.add')
+        return (yield* one(`${insertSql(T.revocations)} RETURNING *`, T.revocations.toParams(r), T.revocations.withSeq)) as Revocation
+      }),
     listActive: (now) => sql.all('SELECT * FROM revocations WHERE expires_at > ? AND lifted_at IS NULL ORDER BY seq', [now], T.revocations.withSeq),
     listActivePage: (now, afterSeq, limit) =>
-      sql.all('SELECT * FROM revocations WHERE seq > ? AND expires_at > ? AND lifted_at IS NULL ORDER BY seq LIMIT ?', [afterSeq, now, limit], T.revocations.withSeq),
-    listStanding: (now) => sql.all(
-      "SELECT * FROM revocations WHERE type IN ('agent', 'client', 'tenant') AND expires_at > ? AND lifted_at IS NULL ORDER BY seq", [now], T.revocations.withSeq),
-    lift: (seq, at, by) => sql.tx(function* () {
-      // The lift takes the next seq, under the same lock as add(), so gateways
-      // and acks see it as one more change, in commit order.
-      yield* d.serialize('revocations.add')
-      const cur = yield* one(`SELECT * FROM revocations WHERE seq = ? AND expires_at > ? AND lifted_at IS NULL${d.forUpdate}`, [seq, at], T.revocations.withSeq)
-      if (!cur) return null
-      const liftSeq = (yield* one(d.nextRevocationSeq, [], (row) => Number(row.seq))) as number
-      yield* run('UPDATE revocations SET lifted_at = ?, lifted_by = ?, lift_seq = ?, expires_at = ? WHERE seq = ?', [at, by, liftSeq, at, seq])
-      return { ...cur, expiresAt: at, liftedAt: at, liftedBy: by, liftSeq }
-    }),
+      sql.all(
+        'SELECT * FROM revocations WHERE seq > ? AND expires_at > ? AND lifted_at IS NULL ORDER BY seq LIMIT ?',
+        [afterSeq, now, limit],
+        T.revocations.withSeq,
+      ),
+    listStanding: (now) =>
+      sql.all(
+        "SELECT * FROM revocations WHERE type IN ('agent', 'client', 'tenant') AND expires_at > ? AND lifted_at IS NULL ORDER BY seq",
+        [now],
+        T.revocations.withSeq,
+      ),
+    lift: (seq, at, by) =>
+      sql.tx(function* () {
+        // The lift takes the next seq, under the same lock as add(), so gateways
+        // and acks see it as one more change, in commit order.
+        yield* d.serialize('revocations.add')
+        const cur = yield* one(
+          `SELECT * FROM revocations WHERE seq = ? AND expires_at > ? AND lifted_at IS NULL${d.forUpdate}`,
+          [seq, at],
+          T.revocations.withSeq,
+        )
+        if (!cur) return null
+        const liftSeq = (yield* one(d.nextRevocationSeq, [], (row) => Number(row.seq))) as number
+        yield* run('UPDATE revocations SET lifted_at = ?, lifted_by = ?, lift_seq = ?, expires_at = ? WHERE seq = ?', [at, by, liftSeq, at, seq])
+        return { ...cur, expiresAt: at, liftedAt: at, liftedBy: by, liftSeq }
+      }),
     since: (afterSeq) => sql.all('SELECT * FROM revocations WHERE seq > ? ORDER BY seq', [afterSeq], T.revocations.withSeq),
     get: (seq) => sql.one('SELECT * FROM revocations WHERE seq = ?', [seq], T.revocations.withSeq),
     // The highest seq ever assigned, even after a purge.
@@ -263,75 +372,110 @@ function revocationRepo(sql: Sql): RevocationRepo {
 function policyRepo(sql: Sql): PolicyRepo {
   const byKey = 'SELECT * FROM policy_bundles WHERE tenant = ? AND id = ?'
   return guarded<PolicyRepo>('policy bundle', {
-    create: async (p) => { await sql.run(insertSql(T.policies), T.policies.toParams(p)) },
+    create: async (p) => {
+      await sql.run(insertSql(T.policies), T.policies.toParams(p))
+    },
     get: (tenant, id) => sql.one(byKey, [tenant, id], T.policies.fromRow),
     list: (tenant) => sql.all('SELECT * FROM policy_bundles WHERE tenant = ? ORDER BY created_at, id', [tenant], T.policies.fromRow),
     listActive: () => sql.all("SELECT * FROM policy_bundles WHERE status = 'active' ORDER BY tenant", [], T.policies.fromRow),
-    activate: (tenant, id, at) => sql.tx(function* () {
-      // Per-tenant lock first: each statement after it sees the other activation's result.
-      yield* sql.dialect.serialize(`policy.activate.${tenant}`)
-      if (!(yield* one(byKey, [tenant, id], T.policies.fromRow))) throw new NotFound('policy bundle not found')
-      yield* run("UPDATE policy_bundles SET status = 'inactive' WHERE tenant = ? AND status = 'active' AND id <> ?", [tenant, id])
-      return (yield* one("UPDATE policy_bundles SET status = 'active', activated_at = ? WHERE tenant = ? AND id = ? RETURNING *",
-        [at, tenant, id], T.policies.fromRow)) as PolicyBundle
-    }),
-    update: (tenant, id, patch) => sql.tx(function* () {
-      const cur = yield* one(byKey + sql.dialect.forUpdate, [tenant, id], T.policies.fromRow)
-      if (!cur) throw new NotFound('policy bundle not found')
-      const next: PolicyBundle = { ...cur, ...definedOnly(patch) }
-      yield* run('UPDATE policy_bundles SET status = ?, mode = ?, reviewed_at = ? WHERE tenant = ? AND id = ?',
-        [next.status, next.mode, next.reviewedAt, tenant, id])
-      return next
-    }),
+    activate: (tenant, id, at) =>
+      sql.tx(function* () {
+        // Per-tenant lock first: each statement after it sees the other activation's result.
+        yield* sql.dialect.serialize(`policy.activate.${tenant}`)
+        if (!(yield* one(byKey, [tenant, id], T.policies.fromRow))) throw new NotFound('policy bundle not found')
+        yield* run("UPDATE policy_bundles SET status = 'inactive' WHERE tenant = ? AND status = 'active' AND id <> ?", [tenant, id])
+        return (yield* one(
+          "UPDATE policy_bundles SET status = 'active', activated_at = ? WHERE tenant = ? AND id = ? RETURNING *",
+          [at, tenant, id],
+          T.policies.fromRow,
+        )) as PolicyBundle
+      }),
+    update: (tenant, id, patch) =>
+      sql.tx(function* () {
+        const cur = yield* one(byKey + sql.dialect.forUpdate, [tenant, id], T.policies.fromRow)
+        if (!cur) throw new NotFound('policy bundle not found')
+        const next: PolicyBundle = { ...cur, ...definedOnly(patch) }
+        yield* run('UPDATE policy_bundles SET status = ?, mode = ?, reviewed_at = ? WHERE tenant = ? AND id = ?', [
+          next.status,
+          next.mode,
+          next.reviewedAt,
+          tenant,
+          id,
+        ])
+        return next
+      }),
   })
 }
 
 function approvalRepo(sql: Sql): ApprovalRepo {
   return guarded<ApprovalRepo>('approval', {
-    create: async (a) => { await sql.run(insertSql(T.approvals), T.approvals.toParams(a)) },
+    create: async (a) => {
+      await sql.run(insertSql(T.approvals), T.approvals.toParams(a))
+    },
     get: (id) => sql.one('SELECT * FROM approvals WHERE id = ?', [id], T.approvals.fromRow),
-    findOpen: (tenant, agentId, tool, paramsHash, now) => sql.one(
-      `SELECT * FROM approvals WHERE tenant = ? AND agent_id = ? AND tool = ? AND params_hash = ?
+    findOpen: (tenant, agentId, tool, paramsHash, now) =>
+      sql.one(
+        `SELECT * FROM approvals WHERE tenant = ? AND agent_id = ? AND tool = ? AND params_hash = ?
          AND status = 'pending' AND expires_at > ? ORDER BY created_at DESC, id LIMIT 1`,
-      [tenant, agentId, tool, paramsHash, now], T.approvals.fromRow),
+        [tenant, agentId, tool, paramsHash, now],
+        T.approvals.fromRow,
+      ),
     list: (f) => {
       const where: string[] = []
       const args: unknown[] = []
-      if (f.tenant !== undefined) { where.push('tenant = ?'); args.push(f.tenant) }
-      if (f.status !== undefined) { where.push('status = ?'); args.push(f.status) }
+      if (f.tenant !== undefined) {
+        where.push('tenant = ?')
+        args.push(f.tenant)
+      }
+      if (f.status !== undefined) {
+        where.push('status = ?')
+        args.push(f.status)
+      }
       args.push(sqlLimit(f.limit))
       return sql.all(`SELECT * FROM approvals${whereOf(where)} ORDER BY created_at DESC, id LIMIT ?`, args, T.approvals.fromRow)
     },
     countOpen: async (f) => {
       const where = ["status = 'pending'", 'expires_at > ?']
       const args: unknown[] = [f.now]
-      if (f.tenant !== undefined) { where.push('tenant = ?'); args.push(f.tenant) }
-      if (f.agentId !== undefined) { where.push('agent_id = ?'); args.push(f.agentId) }
+      if (f.tenant !== undefined) {
+        where.push('tenant = ?')
+        args.push(f.tenant)
+      }
+      if (f.agentId !== undefined) {
+        where.push('agent_id = ?')
+        args.push(f.agentId)
+      }
       return (await sql.one(`SELECT COUNT(*) AS n FROM approvals${whereOf(where)}`, args, (r) => Number(r.n))) ?? 0
     },
     // One conditional UPDATE: a second decision finds the row no longer pending.
-    decide: (id, d) => sql.one(
-      `UPDATE approvals SET status = ?, decided_by = ?, reason = ?, decided_at = ?, override_jti = ?
+    decide: (id, d) =>
+      sql.one(
+        `UPDATE approvals SET status = ?, decided_by = ?, reason = ?, decided_at = ?, override_jti = ?
         WHERE id = ? AND status = 'pending' AND expires_at > ? RETURNING *`,
-      [d.status, d.decidedBy, d.reason, d.decidedAt, d.overrideJti, id, d.decidedAt], T.approvals.fromRow),
+        [d.status, d.decidedBy, d.reason, d.decidedAt, d.overrideJti, id, d.decidedAt],
+        T.approvals.fromRow,
+      ),
     setDeliveries: async (id, deliveries) => {
-      if (await sql.run('UPDATE approvals SET deliveries = ? WHERE id = ?', [JSON.stringify(deliveries), id]) === 0) {
+      if ((await sql.run('UPDATE approvals SET deliveries = ? WHERE id = ?', [JSON.stringify(deliveries), id])) === 0) {
         throw new NotFound('approval not found')
       }
     },
-    expire: async (now) => (await sql.all(
-      "UPDATE approvals SET status = 'expired' WHERE status = 'pending' AND expires_at <= ? RETURNING *", [now], T.approvals.fromRow))
-      .sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id)),
+    expire: async (now) =>
+      (await sql.all("UPDATE approvals SET status = 'expired' WHERE status = 'pending' AND expires_at <= ? RETURNING *", [now], T.approvals.fromRow)).sort(
+        (a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id),
+      ),
   })
 }
 
 function trustedIssuerRepo(sql: Sql): TrustedIssuerRepo {
   return guarded<TrustedIssuerRepo>('trusted issuer', {
-    create: async (t) => { await sql.run(insertSql(T.trustedIssuers), T.trustedIssuers.toParams(t)) },
+    create: async (t) => {
+      await sql.run(insertSql(T.trustedIssuers), T.trustedIssuers.toParams(t))
+    },
     list: (tenant) => sql.all('SELECT * FROM trusted_issuers WHERE tenant = ? ORDER BY created_at, id', [tenant], T.trustedIssuers.fromRow),
     findByIssuer: (issuer) => sql.all('SELECT * FROM trusted_issuers WHERE issuer = ? ORDER BY tenant, id', [issuer], T.trustedIssuers.fromRow),
     delete: async (tenant, id) => {
-      if (await sql.run('DELETE FROM trusted_issuers WHERE tenant = ? AND id = ?', [tenant, id]) === 0) throw new NotFound('trusted issuer not found')
+      if ((await sql.run('DELETE FROM trusted_issuers WHERE tenant = ? AND id = ?', [tenant, id])) === 0) throw new NotFound('trusted issuer not found')
     },
   })
 }
@@ -339,8 +483,10 @@ function trustedIssuerRepo(sql: Sql): TrustedIssuerRepo {
 function gatewayAckRepo(sql: Sql): GatewayAckRepo {
   return guarded<GatewayAckRepo>('gateway ack', {
     put: async (a) => {
-      await sql.run(`${insertSql(T.gatewayAcks)} ON CONFLICT (gateway_id) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at`,
-        T.gatewayAcks.toParams(a))
+      await sql.run(
+        `${insertSql(T.gatewayAcks)} ON CONFLICT (gateway_id) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at`,
+        T.gatewayAcks.toParams(a),
+      )
     },
     list: () => sql.all('SELECT * FROM gateway_acks ORDER BY gateway_id', [], T.gatewayAcks.fromRow),
   })
@@ -364,13 +510,20 @@ function kpiRepo(sql: Sql): KpiRepo {
     add: async (counts) => {
       if (counts.length === 0) return
       // Rows locked in one order by every control plane: concurrent flushes wait, never deadlock.
-      const sorted = [...counts].sort((a, b) => (a.tenant < b.tenant ? -1 : a.tenant > b.tenant ? 1 : a.slot - b.slot || (a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0)))
+      const sorted = [...counts].sort((a, b) =>
+        a.tenant < b.tenant ? -1 : a.tenant > b.tenant ? 1 : a.slot - b.slot || (a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0),
+      )
       await sql.tx(function* () {
         for (const c of sorted) yield* run(add, [c.tenant, c.slot, c.metric, c.n])
       })
     },
-    read: (tenant, fromSlot) => sql.all('SELECT tenant, slot, metric, n FROM kpi_counts WHERE tenant = ? AND (slot = 0 OR slot >= ?)', [tenant, fromSlot],
-      (r) => ({ tenant: String(r.tenant), slot: Number(r.slot), metric: String(r.metric), n: Number(r.n) })),
+    read: (tenant, fromSlot) =>
+      sql.all('SELECT tenant, slot, metric, n FROM kpi_counts WHERE tenant = ? AND (slot = 0 OR slot >= ?)', [tenant, fromSlot], (r) => ({
+        tenant: String(r.tenant),
+        slot: Number(r.slot),
+        metric: String(r.metric),
+        n: Number(r.n),
+      })),
     prune: (beforeSlot) => sql.run('DELETE FROM kpi_counts WHERE slot > 0 AND slot < ?', [beforeSlot]),
   })
 }

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto'
 import { closeSync, openSync } from 'node:fs'
 import { resolve } from 'node:path'
 import Database from 'better-sqlite3'
-import { type Dialect, type Sql, type Statement, type Step } from '../sql/executor.js'
+import type { Dialect, Sql, Statement, Step } from '../sql/executor.js'
 import { SqlStore } from '../sql/repositories.js'
 import * as T from '../sql/rows.js'
 import { storeError, type Row } from '../sql/rows.js'
@@ -53,7 +53,9 @@ export class SqliteSql implements Sql {
     this.dialect = {
       forUpdate: '',
       // One connection, and BEGIN IMMEDIATE serializes writers across processes.
-      serialize: function* (): Step<void> { /* no statement needed */ },
+      serialize: function* (): Step<void> {
+        /* no statement needed */
+      },
       // AUTOINCREMENT keeps the highest seq ever assigned in sqlite_sequence, even after a purge.
       lastRevocationSeq: "SELECT seq FROM sqlite_sequence WHERE name = 'revocations'",
       nextRevocationSeq: "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'revocations' RETURNING seq",
@@ -98,8 +100,10 @@ export class SqliteSql implements Sql {
         const r = st.get(...s.args) as Row | undefined
         return r === undefined ? null : s.map(r)
       }
-      case 'all': return (st.all(...s.args) as Row[]).map(s.map)
-      case 'run': return st.run(...s.args).changes
+      case 'all':
+        return (st.all(...s.args) as Row[]).map(s.map)
+      case 'run':
+        return st.run(...s.args).changes
     }
   }
 
@@ -122,7 +126,9 @@ export class SqliteSql implements Sql {
       let s = inserts[rows]
       if (!s) {
         const one = `(${T.auditEvents.columns.map(() => '?').join(', ')})`
-        s = this.db.prepare(`INSERT INTO ${T.auditEvents.table} (${T.auditEvents.columns.join(', ')}) VALUES ${Array.from({ length: rows }, () => one).join(', ')}`)
+        s = this.db.prepare(
+          `INSERT INTO ${T.auditEvents.table} (${T.auditEvents.columns.join(', ')}) VALUES ${Array.from({ length: rows }, () => one).join(', ')}`,
+        )
         inserts[rows] = s
       }
       return s
@@ -176,7 +182,11 @@ function openDatabase(path: string, memory: boolean, opts: SqliteStoreOptions): 
     }
     return db
   } catch (err) {
-    try { db?.close() } catch { /* already failing; report the first error */ }
+    try {
+      db?.close()
+    } catch {
+      /* already failing; report the first error */
+    }
     throw storeError(err, 'database')
   }
 }
@@ -228,7 +238,11 @@ export class SqliteStore extends SqlStore {
     } catch {
       const db = this.db
       this.checkpointTimer = setInterval(() => {
-        try { db.pragma('wal_checkpoint(PASSIVE)') } catch { /* busy or closing: the next tick retries */ }
+        try {
+          db.pragma('wal_checkpoint(PASSIVE)')
+        } catch {
+          /* busy or closing: the next tick retries */
+        }
       }, CHECKPOINT_INTERVAL_MS)
       this.checkpointTimer.unref()
     }

@@ -26,8 +26,12 @@ describe('approval requests, decisions and override tokens', () => {
   })
 
   const expectFor = (amount: number, over: { agentId?: string; policyVersion?: string } = {}) => ({
-    agentId: over.agentId ?? 'billing-bot', tenant: 'acme', tool: 'payments.transfer',
-    paramsHash: canonicalHash(transfer(amount).params), policyVersion: over.policyVersion ?? 'v1', resource: 'account:ops',
+    agentId: over.agentId ?? 'billing-bot',
+    tenant: 'acme',
+    tool: 'payments.transfer',
+    paramsHash: canonicalHash(transfer(amount).params),
+    policyVersion: over.policyVersion ?? 'v1',
+    resource: 'account:ops',
   })
 
   test('the same agent asking again for the same action gets the same open request', async () => {
@@ -45,7 +49,17 @@ describe('approval requests, decisions and override tokens', () => {
 
   test('the same action opened over the admin API by the gateway is deduplicated too', async () => {
     const gw = await h.adminToken({ role: 'gateway' })
-    const body = { tenant: 'acme', agent_id: 'billing-bot', client_id: 'ag_billing', tool: 'payments.transfer', params: transfer(103).params, resource: 'account:ops', policy_id: 'p', policy_version: 'v1', group: 'finance' }
+    const body = {
+      tenant: 'acme',
+      agent_id: 'billing-bot',
+      client_id: 'ag_billing',
+      tool: 'payments.transfer',
+      params: transfer(103).params,
+      resource: 'account:ops',
+      policy_id: 'p',
+      policy_version: 'v1',
+      group: 'finance',
+    }
     const first = await call(`${h.url}/admin/v1/approvals`, { token: gw.token, body })
     const second = await call(`${h.url}/admin/v1/approvals`, { token: gw.token, body })
     assert.equal(first.status, 201)
@@ -95,11 +109,23 @@ describe('approval requests, decisions and override tokens', () => {
     assert.equal(ok.approvalId, approval.id)
     await assert.rejects(checkOverride(token, { ...opts, expected: expectFor(500) }), (e: unknown) => e instanceof OverrideError && e.reason === 'replayed')
     await assert.rejects(verifyOverride(token, { ...opts, expected: expectFor(501) }), (e: unknown) => e instanceof OverrideError && e.reason === 'binding')
-    await assert.rejects(verifyOverride(token, { ...opts, expected: expectFor(500, { agentId: 'other-bot' }) }), (e: unknown) => e instanceof OverrideError && e.reason === 'binding')
-    await assert.rejects(verifyOverride(token, { ...opts, expected: expectFor(500, { policyVersion: 'v2' }) }), (e: unknown) => e instanceof OverrideError && e.reason === 'binding')
-    await assert.rejects(verifyOverride(token, { ...opts, expected: { ...expectFor(500), resource: 'account:other' } }), (e: unknown) => e instanceof OverrideError && e.reason === 'binding')
+    await assert.rejects(
+      verifyOverride(token, { ...opts, expected: expectFor(500, { agentId: 'other-bot' }) }),
+      (e: unknown) => e instanceof OverrideError && e.reason === 'binding',
+    )
+    await assert.rejects(
+      verifyOverride(token, { ...opts, expected: expectFor(500, { policyVersion: 'v2' }) }),
+      (e: unknown) => e instanceof OverrideError && e.reason === 'binding',
+    )
+    await assert.rejects(
+      verifyOverride(token, { ...opts, expected: { ...expectFor(500), resource: 'account:other' } }),
+      (e: unknown) => e instanceof OverrideError && e.reason === 'binding',
+    )
     const late = h.clock.now() + (h.config.tokens.overrideTtlSeconds + h.config.tokens.clockSkewSeconds + 1) * 1000
-    await assert.rejects(verifyOverride(token, { ...opts, now: late, expected: expectFor(500) }), (e: unknown) => e instanceof OverrideError && e.reason === 'expired')
+    await assert.rejects(
+      verifyOverride(token, { ...opts, now: late, expected: expectFor(500) }),
+      (e: unknown) => e instanceof OverrideError && e.reason === 'expired',
+    )
     // An access token is never an override, nor an override an access token.
     await assert.rejects(verifyOverride(agent, { ...opts, expected: expectFor(500) }), (e: unknown) => e instanceof OverrideError && e.reason === 'type')
     const forged = token.slice(0, token.lastIndexOf('.') + 1) + 'A'.repeat(86)
@@ -122,13 +148,18 @@ describe('approval requests, decisions and override tokens', () => {
     assert.equal(st.body.override_token, undefined)
   })
 
-  test('only the request\'s approver group, or an admin of its tenant, may decide', async () => {
+  test("only the request's approver group, or an admin of its tenant, may decide", async () => {
     const { approval } = await h.service.openApproval(transfer(700))
     const ops = await h.adminToken({ role: 'approver', tenant: 'acme', groups: ['ops'] })
     const otherTenant = await h.adminToken({ role: 'approver', tenant: 'globex', groups: ['finance'] })
     const gateway = await h.adminToken({ role: 'gateway' })
     const selfLinked = await h.adminToken({ role: 'approver', tenant: 'acme', groups: ['finance'], linked: ['agent:acme/billing-bot'] })
-    for (const [who, status, code] of [[ops, 403, 'forbidden'], [otherTenant, 403, 'forbidden'], [gateway, 403, 'forbidden'], [selfLinked, 403, 'forbidden']] as const) {
+    for (const [who, status, code] of [
+      [ops, 403, 'forbidden'],
+      [otherTenant, 403, 'forbidden'],
+      [gateway, 403, 'forbidden'],
+      [selfLinked, 403, 'forbidden'],
+    ] as const) {
       const res = await call(`${h.url}/admin/v1/approvals/${approval.id}/approve`, { token: who.token, body: { reason: 'x' } })
       assert.equal(res.status, status, `${who.id}: ${JSON.stringify(res.body)}`)
       assert.equal(res.body.error, code)
@@ -136,7 +167,10 @@ describe('approval requests, decisions and override tokens', () => {
     const noToken = await call(`${h.url}/admin/v1/approvals/${approval.id}/approve`, { body: {} })
     assert.equal(noToken.status, 401)
     // The agent's own access token is no admin credential.
-    const asAgent = await call(`${h.url}/admin/v1/approvals/${approval.id}/approve`, { token: h.accessToken({ tenant: 'acme', agentId: 'billing-bot' }), body: {} })
+    const asAgent = await call(`${h.url}/admin/v1/approvals/${approval.id}/approve`, {
+      token: h.accessToken({ tenant: 'acme', agentId: 'billing-bot' }),
+      body: {},
+    })
     assert.equal(asAgent.status, 401)
     assert.equal((await h.store.approvals.get(approval.id))?.status, 'pending')
     const refused = (await h.events('approval.decision_refused')).filter((e) => e.subject === approval.id)
@@ -152,12 +186,20 @@ describe('approval requests, decisions and override tokens', () => {
     const res = await call(`${h.url}/admin/v1/approvals/${approval.id}/approve`, { token: finance.token, body: { reason: 'x' } })
     assert.equal(res.status, 403)
     assert.match(String(res.body.error_description), /console/)
-    const viaConsole = await h.service.decide(approval.id, { decision: 'approve', by: { kind: 'admin', principal: { id: finance.id, tenant: 'acme', role: 'approver', groups: ['finance'], actor: `console:${finance.id}`, viaConsole: true } }, reason: 'checked in console', via: 'console' })
+    const viaConsole = await h.service.decide(approval.id, {
+      decision: 'approve',
+      by: {
+        kind: 'admin',
+        principal: { id: finance.id, tenant: 'acme', role: 'approver', groups: ['finance'], actor: `console:${finance.id}`, viaConsole: true },
+      },
+      reason: 'checked in console',
+      via: 'console',
+    })
     assert.equal(viaConsole.approval.status, 'approved')
     assert.ok(viaConsole.overrideToken)
   })
 
-  test('listing shows pending requests of the approver\'s groups, with tenant scoping', async () => {
+  test("listing shows pending requests of the approver's groups, with tenant scoping", async () => {
     const mine = await h.service.openApproval(transfer(900))
     const other = await h.service.openApproval(transfer(901, { group: 'ops' }))
     const list = await call(`${h.url}/admin/v1/approvals?status=pending`, { token: finance.token })
@@ -198,8 +240,17 @@ describe('approval requests, decisions and override tokens', () => {
     const agent = h.accessToken({ tenant: 'acme', agentId: 'billing-bot' })
     const polling = call(`${h.url}/v1/approvals/${approval.id}?wait=30`, { token: agent })
     // Decide only once the poll is parked, so the answer must come from the wake-up.
-    for (let i = 0; i < 200 && !(h.service as unknown as { waiters: Map<string, Set<unknown>> }).waiters.has(approval.id); i++) await new Promise((r) => setTimeout(r, 10))
-    await h.service.decide(approval.id, { decision: 'approve', by: { kind: 'admin', principal: { id: finance.id, tenant: 'acme', role: 'approver', groups: ['finance'], actor: `admin:${finance.id}`, viaConsole: false } }, reason: 'ok', via: 'api' })
+    for (let i = 0; i < 200 && !(h.service as unknown as { waiters: Map<string, Set<unknown>> }).waiters.has(approval.id); i++)
+      await new Promise((r) => setTimeout(r, 10))
+    await h.service.decide(approval.id, {
+      decision: 'approve',
+      by: {
+        kind: 'admin',
+        principal: { id: finance.id, tenant: 'acme', role: 'approver', groups: ['finance'], actor: `admin:${finance.id}`, viaConsole: false },
+      },
+      reason: 'ok',
+      via: 'api',
+    })
     const res = await polling
     assert.equal(res.status, 200)
     assert.equal(res.body.status, 'approved')
@@ -231,73 +282,111 @@ describe('approval requests, decisions and override tokens', () => {
 })
 
 function throttlingSuite(store: 'sqlite' | 'postgres', skip: string | false) {
-describe(`throttling: caps and budgets (${store})`, { skip }, () => {
-  let h: Harness
-  before(async () => {
-    h = await startHarness({
-      store,
-      overrides: {
-        approvals: {
-          maxOpenPerAgent: 2,
-          maxOpenPerTenant: 3,
-          budgets: [{ name: 'small-transfers', tenant: 'acme', tool: 'payments.transfer', group: 'finance', auto_approve_below: { param: '/params/amount', max: 1000 }, per_day: 2 }],
+  describe(`throttling: caps and budgets (${store})`, { skip }, () => {
+    let h: Harness
+    before(async () => {
+      h = await startHarness({
+        store,
+        overrides: {
+          approvals: {
+            maxOpenPerAgent: 2,
+            maxOpenPerTenant: 3,
+            budgets: [
+              {
+                name: 'small-transfers',
+                tenant: 'acme',
+                tool: 'payments.transfer',
+                group: 'finance',
+                auto_approve_below: { param: '/params/amount', max: 1000 },
+                per_day: 2,
+              },
+            ],
+          },
         },
-      },
+      })
+    })
+    after(async () => {
+      await h.close()
+    })
+
+    test('per-agent and per-tenant caps refuse with 429 and say why', async () => {
+      await h.service.openApproval(transfer(5000, { agentId: 'a1' }))
+      await h.service.openApproval(transfer(5001, { agentId: 'a1' }))
+      await assert.rejects(
+        h.service.openApproval(transfer(5002, { agentId: 'a1' })),
+        (e: Error & { code?: string }) => e.code === 'rate_limited' && /a1 already has 2 open approval requests \(limit 2\)/.test(e.message),
+      )
+      // The same action again is not a new request, so the cap does not apply.
+      assert.equal((await h.service.openApproval(transfer(5001, { agentId: 'a1' }))).reused, true)
+      await h.service.openApproval(transfer(5003, { agentId: 'a2' }))
+      await assert.rejects(
+        h.service.openApproval(transfer(5004, { agentId: 'a3' })),
+        (e: Error & { code?: string }) => e.code === 'rate_limited' && /tenant acme already has 3 open/.test(e.message),
+      )
+      const refused = await h.events('approval.refused')
+      assert.equal(refused.length, 2)
+      const gw = await h.adminToken({ role: 'gateway' })
+      const res = await call(`${h.url}/admin/v1/approvals`, {
+        token: gw.token,
+        body: { tenant: 'acme', agent_id: 'a3', tool: 'payments.transfer', params: { amount: 5005 }, policy_version: 'v1', group: 'finance' },
+      })
+      assert.equal(res.status, 429)
+      assert.equal(res.body.error, 'rate_limited')
+      assert.match(String(res.body.error_description), /limit 3/)
+      // The gateway's opener passes the refusal on to the agent with its reason.
+      const opener = httpApprovalOpener({
+        url: (p: string) => h.url + p,
+        headers: (x: Record<string, string> = {}) => ({ authorization: `Bearer ${gw.token}`, ...x }),
+      })
+      await assert.rejects(
+        opener.open({
+          tenant: 'acme',
+          agent_id: 'a3',
+          client_id: 'c',
+          tool: 'payments.transfer',
+          params: { amount: 5006 },
+          resource: null,
+          policy_id: 'p',
+          policy_version: 'v1',
+          group: 'finance',
+          require_console: false,
+          mask: [],
+        }),
+        (e: Error & { code?: string; status?: number }) =>
+          e.code === 'rate_limited' && e.status === 429 && /tenant acme already has 3 open approval requests/.test(e.message),
+      )
+    })
+
+    test('a budget approves small amounts automatically up to its daily count, then asks a human', async () => {
+      // Automatic approvals open nothing, so the full caps from the previous test do not stop them.
+      const one = await h.service.openApproval(transfer(10, { tenant: 'acme', agentId: 'b1' }))
+      assert.equal(one.approval.status, 'approved')
+      assert.match(String(one.note), /auto-approved under budget "small-transfers" \(1 of 2/)
+      const two = await h.service.openApproval(transfer(20, { tenant: 'acme', agentId: 'b1' }))
+      assert.equal(two.approval.status, 'approved')
+      assert.ok(two.approval.overrideJti)
+      const agent = h.accessToken({ tenant: 'acme', agentId: 'b1' })
+      const st = await call(`${h.url}/v1/approvals/${two.approval.id}`, { token: agent })
+      assert.equal(st.body.status, 'approved')
+      assert.equal(typeof st.body.override_token, 'string')
+      const auto = await h.events('approval.auto_approved')
+      assert.equal(auto.length, 2)
+      assert.equal(auto[0]!.actor, 'budget:small-transfers')
+      // Past the budget a human is asked, and that is capped again: free the caps first.
+      await h.store.approvals.expire(h.clock.now() + 10 * 24 * 3600 * 1000)
+      const three = await h.service.openApproval(transfer(30, { tenant: 'acme', agentId: 'b1' }))
+      assert.equal(three.approval.status, 'pending')
+      assert.match(String(three.note), /used up \(2 of 2 in the last 24 hours\)/)
+      const big = await h.service.openApproval(transfer(2000, { tenant: 'acme', agentId: 'b2' }))
+      assert.equal(big.approval.status, 'pending')
+      assert.match(String(big.note), /\/params\/amount = 2000 is not below 1000/)
+      await h.store.approvals.expire(h.clock.now() + 10 * 24 * 3600 * 1000)
+      // A day later the budget is available again.
+      h.clock.advance(24 * 3600 * 1000 + 1000)
+      const later = await h.service.openApproval(transfer(40, { tenant: 'acme', agentId: 'b1' }))
+      assert.equal(later.approval.status, 'approved')
     })
   })
-  after(async () => { await h.close() })
-
-  test('per-agent and per-tenant caps refuse with 429 and say why', async () => {
-    await h.service.openApproval(transfer(5000, { agentId: 'a1' }))
-    await h.service.openApproval(transfer(5001, { agentId: 'a1' }))
-    await assert.rejects(h.service.openApproval(transfer(5002, { agentId: 'a1' })), (e: Error & { code?: string }) => e.code === 'rate_limited' && /a1 already has 2 open approval requests \(limit 2\)/.test(e.message))
-    // The same action again is not a new request, so the cap does not apply.
-    assert.equal((await h.service.openApproval(transfer(5001, { agentId: 'a1' }))).reused, true)
-    await h.service.openApproval(transfer(5003, { agentId: 'a2' }))
-    await assert.rejects(h.service.openApproval(transfer(5004, { agentId: 'a3' })), (e: Error & { code?: string }) => e.code === 'rate_limited' && /tenant acme already has 3 open/.test(e.message))
-    const refused = await h.events('approval.refused')
-    assert.equal(refused.length, 2)
-    const gw = await h.adminToken({ role: 'gateway' })
-    const res = await call(`${h.url}/admin/v1/approvals`, { token: gw.token, body: { tenant: 'acme', agent_id: 'a3', tool: 'payments.transfer', params: { amount: 5005 }, policy_version: 'v1', group: 'finance' } })
-    assert.equal(res.status, 429)
-    assert.equal(res.body.error, 'rate_limited')
-    assert.match(String(res.body.error_description), /limit 3/)
-    // The gateway's opener passes the refusal on to the agent with its reason.
-    const opener = httpApprovalOpener({ url: (p: string) => h.url + p, headers: (x: Record<string, string> = {}) => ({ authorization: `Bearer ${gw.token}`, ...x }) })
-    await assert.rejects(opener.open({ tenant: 'acme', agent_id: 'a3', client_id: 'c', tool: 'payments.transfer', params: { amount: 5006 }, resource: null, policy_id: 'p', policy_version: 'v1', group: 'finance', require_console: false, mask: [] }),
-      (e: Error & { code?: string; status?: number }) => e.code === 'rate_limited' && e.status === 429 && /tenant acme already has 3 open approval requests/.test(e.message))
-  })
-
-  test('a budget approves small amounts automatically up to its daily count, then asks a human', async () => {
-    // Automatic approvals open nothing, so the full caps from the previous test do not stop them.
-    const one = await h.service.openApproval(transfer(10, { tenant: 'acme', agentId: 'b1' }))
-    assert.equal(one.approval.status, 'approved')
-    assert.match(String(one.note), /auto-approved under budget "small-transfers" \(1 of 2/)
-    const two = await h.service.openApproval(transfer(20, { tenant: 'acme', agentId: 'b1' }))
-    assert.equal(two.approval.status, 'approved')
-    assert.ok(two.approval.overrideJti)
-    const agent = h.accessToken({ tenant: 'acme', agentId: 'b1' })
-    const st = await call(`${h.url}/v1/approvals/${two.approval.id}`, { token: agent })
-    assert.equal(st.body.status, 'approved')
-    assert.equal(typeof st.body.override_token, 'string')
-    const auto = await h.events('approval.auto_approved')
-    assert.equal(auto.length, 2)
-    assert.equal(auto[0]!.actor, 'budget:small-transfers')
-    // Past the budget a human is asked, and that is capped again: free the caps first.
-    await h.store.approvals.expire(h.clock.now() + 10 * 24 * 3600 * 1000)
-    const three = await h.service.openApproval(transfer(30, { tenant: 'acme', agentId: 'b1' }))
-    assert.equal(three.approval.status, 'pending')
-    assert.match(String(three.note), /used up \(2 of 2 in the last 24 hours\)/)
-    const big = await h.service.openApproval(transfer(2000, { tenant: 'acme', agentId: 'b2' }))
-    assert.equal(big.approval.status, 'pending')
-    assert.match(String(big.note), /\/params\/amount = 2000 is not below 1000/)
-    await h.store.approvals.expire(h.clock.now() + 10 * 24 * 3600 * 1000)
-    // A day later the budget is available again.
-    h.clock.advance(24 * 3600 * 1000 + 1000)
-    const later = await h.service.openApproval(transfer(40, { tenant: 'acme', agentId: 'b1' }))
-    assert.equal(later.approval.status, 'approved')
-  })
-})
 }
 
 throttlingSuite('sqlite', false)

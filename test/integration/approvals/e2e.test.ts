@@ -36,7 +36,9 @@ unless { context.override };
 
 class RecordingSink implements DecisionSink {
   readonly events: GatewayAuditEvent[] = []
-  record(e: GatewayAuditEvent): void { this.events.push(e) }
+  record(e: GatewayAuditEvent): void {
+    this.events.push(e)
+  }
 }
 
 describe('approval end to end: gateway → approval → override retry', () => {
@@ -61,7 +63,10 @@ describe('approval end to end: gateway → approval → override retry', () => {
     const c = creds[agent]!
     const res = await fetch(`${issuer}/oauth2/token`, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${c.client_id}:${c.client_secret}`).toString('base64')}` },
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${c.client_id}:${c.client_secret}`).toString('base64')}`,
+      },
       body: 'grant_type=client_credentials',
     })
     const json = (await res.json()) as { access_token: string }
@@ -69,7 +74,11 @@ describe('approval end to end: gateway → approval → override retry', () => {
     return json.access_token
   }
   const authorize = (token: string, amount: number, override?: string) =>
-    call(`${gatewayUrl}/v1/authorize`, { token, body: { action: { tool: 'payments.transfer', params: { amount, currency: 'EUR' } }, resource: 'account:ops' }, ...(override ? { headers: { 'aegis-override': override } } : {}) })
+    call(`${gatewayUrl}/v1/authorize`, {
+      token,
+      body: { action: { tool: 'payments.transfer', params: { amount, currency: 'EUR' } }, resource: 'account:ops' },
+      ...(override ? { headers: { 'aegis-override': override } } : {}),
+    })
 
   before(async () => {
     const base = { dataDir: dir, kek: randomBytes(32).toString('hex'), logLevel: 'silent', adminToken, gatewayToken, tokens: { overrideTtlSeconds: 60 } }
@@ -85,11 +94,26 @@ describe('approval end to end: gateway → approval → override retry', () => {
     await admin('POST', '/admin/v1/tenants', { id: 'acme', name: 'Acme' })
     for (const agent of ['billing-bot', 'other-bot']) {
       await admin('POST', '/admin/v1/tenants/acme/agents', { agent_id: agent, scopes: ['payments:write'], capabilities: ['payments.transfer'] })
-      creds[agent] = (await admin('POST', `/admin/v1/tenants/acme/agents/${agent}/bootstrap-credentials`, { ttl_seconds: 3600 })) as { client_id: string; client_secret: string }
+      creds[agent] = (await admin('POST', `/admin/v1/tenants/acme/agents/${agent}/bootstrap-credentials`, { ttl_seconds: 3600 })) as {
+        client_id: string
+        client_secret: string
+      }
     }
-    approverToken = String((await admin('POST', '/admin/v1/admin-tokens', { tenant: 'acme', role: 'approver', name: 'finance-alice', groups: ['finance'] })).token)
+    approverToken = String(
+      (await admin('POST', '/admin/v1/admin-tokens', { tenant: 'acme', role: 'approver', name: 'finance-alice', groups: ['finance'] })).token,
+    )
     const now = Date.now()
-    await cp.deps.store.policies.create({ id: 'pol_e2e', tenant: 'acme', version: '2026-11-29.1', cedar: CEDAR, mode: 'enforce', status: 'inactive', createdAt: now, activatedAt: null, reviewedAt: null })
+    await cp.deps.store.policies.create({
+      id: 'pol_e2e',
+      tenant: 'acme',
+      version: '2026-11-29.1',
+      cedar: CEDAR,
+      mode: 'enforce',
+      status: 'inactive',
+      createdAt: now,
+      activatedAt: null,
+      reviewedAt: null,
+    })
     await cp.deps.store.policies.activate('acme', 'pol_e2e', now)
 
     const gwConfig = loadConfig({ env: {}, overrides: { dataDir: dir, logLevel: 'silent', issuer, gatewayToken, gateway: { port: 0 } } })
@@ -189,7 +213,10 @@ describe('approval end to end: gateway → approval → override retry', () => {
     const c = creds['billing-bot']!
     const client = new AegisClient({ issuer, clientId: c.client_id, clientSecret: c.client_secret, gatewayUrl })
     try {
-      const waiting = client.authorize({ tool: 'payments.transfer', params: { amount: 9000, currency: 'EUR' } }, { waitForApproval: true, timeoutMs: 60_000, resource: 'account:ops' })
+      const waiting = client.authorize(
+        { tool: 'payments.transfer', params: { amount: 9000, currency: 'EUR' } },
+        { waitForApproval: true, timeoutMs: 60_000, resource: 'account:ops' },
+      )
       let id: string | undefined
       for (let i = 0; i < 500 && !id; i++) {
         const list = await call(`${issuer}/admin/v1/approvals?status=pending`, { token: approverToken })

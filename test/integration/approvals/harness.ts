@@ -53,7 +53,9 @@ export interface Harness {
 }
 
 /** `postgres`: a fresh schema on the test PostgreSQL (gate the test with skipWithoutPostgres). */
-export async function startHarness(opts: { overrides?: Record<string, unknown>; service?: CreateApprovalServiceOptions; store?: 'sqlite' | 'postgres' } = {}): Promise<Harness> {
+export async function startHarness(
+  opts: { overrides?: Record<string, unknown>; service?: CreateApprovalServiceOptions; store?: 'sqlite' | 'postgres' } = {},
+): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'aegis-approvals-'))
   const config = loadConfig({ env: {}, overrides: { dataDir: dir, issuer: ISSUER, logLevel: 'silent', ...opts.overrides } })
   const logger = silentLogger()
@@ -76,19 +78,51 @@ export async function startHarness(opts: { overrides?: Record<string, unknown>; 
   const addr = app.server.address()
   const url = typeof addr === 'object' && addr ? `http://127.0.0.1:${addr.port}` : ''
   return {
-    url, app, deps, config, store, clock, keys, audit, service,
+    url,
+    app,
+    deps,
+    config,
+    store,
+    clock,
+    keys,
+    audit,
+    service,
     async adminToken(o) {
       const token = randomSecret()
       const id = randomId('adm', 8)
-      await store.adminTokens.create({ id, tenant: o.tenant ?? null, role: o.role, name: id, tokenHash: sha256b64url(token), linkedIdentities: o.linked ?? [], groups: o.groups ?? [], createdAt: clock.now(), revokedAt: null })
+      await store.adminTokens.create({
+        id,
+        tenant: o.tenant ?? null,
+        role: o.role,
+        name: id,
+        tokenHash: sha256b64url(token),
+        linkedIdentities: o.linked ?? [],
+        groups: o.groups ?? [],
+        createdAt: clock.now(),
+        revokedAt: null,
+      })
       return { token, id }
     },
     accessToken(o) {
       const iat = Math.floor(clock.now() / 1000)
-      return keys.signJwt({ typ: 'at+jwt' }, {
-        iss: ISSUER, sub: o.agentId, agent_id: o.agentId, client_id: o.clientId ?? `ag_${o.agentId}`, tenant: o.tenant, aud: config.audience,
-        scope: 'payments:write', iat, nbf: iat, exp: iat + (o.ttl ?? 600), jti: randomId('jti'), policy_version: 'v1', capability_hash: 'x',
-      }).jwt
+      return keys.signJwt(
+        { typ: 'at+jwt' },
+        {
+          iss: ISSUER,
+          sub: o.agentId,
+          agent_id: o.agentId,
+          client_id: o.clientId ?? `ag_${o.agentId}`,
+          tenant: o.tenant,
+          aud: config.audience,
+          scope: 'payments:write',
+          iat,
+          nbf: iat,
+          exp: iat + (o.ttl ?? 600),
+          jti: randomId('jti'),
+          policy_version: 'v1',
+          capability_hash: 'x',
+        },
+      ).jwt
     },
     async events(type) {
       await audit.flush()
@@ -122,12 +156,18 @@ export async function startPeer(respond: (index: number) => number = () => 200):
   const requests: Peer['requests'] = []
   const waiters: Array<{ n: number; resolve: () => void }> = []
   const peer: Peer = {
-    url: '', requests, respond,
+    url: '',
+    requests,
+    respond,
     waitFor(n) {
       if (requests.length >= n) return Promise.resolve()
       return new Promise((resolve) => waiters.push({ n, resolve }))
     },
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
   }
   const server: Server = createHttpServer((req, res) => {
     const chunks: Buffer[] = []
@@ -137,7 +177,11 @@ export async function startPeer(respond: (index: number) => number = () => 200):
       requests.push({ path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') })
       const status = peer.respond(index)
       res.writeHead(status, { 'content-type': 'text/plain' }).end(status === 200 ? 'ok' : 'error')
-      for (const w of [...waiters]) if (requests.length >= w.n) { waiters.splice(waiters.indexOf(w), 1); w.resolve() }
+      for (const w of [...waiters])
+        if (requests.length >= w.n) {
+          waiters.splice(waiters.indexOf(w), 1)
+          w.resolve()
+        }
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -147,20 +191,33 @@ export async function startPeer(respond: (index: number) => number = () => 200):
 }
 
 /** JSON request helper. */
-export async function call(url: string, init: { method?: string; token?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+export async function call(
+  url: string,
+  init: { method?: string; token?: string; body?: unknown; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
   const headers: Record<string, string> = { ...init.headers }
   if (init.token) headers.authorization = `Bearer ${init.token}`
   let body: string | undefined
-  if (init.body !== undefined) { body = typeof init.body === 'string' ? init.body : JSON.stringify(init.body); headers['content-type'] ??= 'application/json' }
+  if (init.body !== undefined) {
+    body = typeof init.body === 'string' ? init.body : JSON.stringify(init.body)
+    headers['content-type'] ??= 'application/json'
+  }
   const res = await fetch(url, { method: init.method ?? (body !== undefined ? 'POST' : 'GET'), headers, ...(body !== undefined ? { body } : {}) })
   const text = await res.text()
   let json: Record<string, unknown> = {}
-  try { json = text ? (JSON.parse(text) as Record<string, unknown>) : {} } catch { json = { raw: text } }
+  try {
+    json = text ? (JSON.parse(text) as Record<string, unknown>) : {}
+  } catch {
+    json = { raw: text }
+  }
   return { status: res.status, body: json, headers: res.headers }
 }
 
 /** A standard request for `payments.transfer`. */
-export function transfer(amount: number, over: Partial<{ tenant: string; agentId: string; group: string; requireConsole: boolean; policyVersion: string; to: string }> = {}) {
+export function transfer(
+  amount: number,
+  over: Partial<{ tenant: string; agentId: string; group: string; requireConsole: boolean; policyVersion: string; to: string }> = {},
+) {
   return {
     tenant: over.tenant ?? 'acme',
     agentId: over.agentId ?? 'billing-bot',

@@ -12,7 +12,11 @@ const WEBHOOK_SECRET = 'whsec_0123456789abcdef0123456789'
 function slackRequest(payload: Record<string, unknown>, opts: { ts?: number; secret?: string; tamper?: boolean } = {}) {
   const ts = String(opts.ts ?? Math.floor(Date.now() / 1000))
   const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString()
-  const sig = 'v0=' + createHmac('sha256', opts.secret ?? SLACK_SECRET).update(`v0:${ts}:${body}`).digest('hex')
+  const sig =
+    'v0=' +
+    createHmac('sha256', opts.secret ?? SLACK_SECRET)
+      .update(`v0:${ts}:${body}`)
+      .digest('hex')
   return {
     method: 'POST',
     body: opts.tamper ? body.replace('aegis_', 'aegis%5F') : body,
@@ -30,7 +34,16 @@ function blockActions(approvalId: string, actionId: 'aegis_approve' | 'aegis_den
     trigger_id: '123.456.abc',
     channel: { id: 'C0APPROVALS', name: 'approvals' },
     response_url: 'https://hooks.slack.com/actions/T0AEGIS/1/abc',
-    actions: [{ action_id: actionId, block_id: 'aegis_approval_actions', text: { type: 'plain_text', text: 'Approve' }, value: approvalId, type: 'button', action_ts: '1700000001.000200' }],
+    actions: [
+      {
+        action_id: actionId,
+        block_id: 'aegis_approval_actions',
+        text: { type: 'plain_text', text: 'Approve' },
+        value: approvalId,
+        type: 'button',
+        action_ts: '1700000001.000200',
+      },
+    ],
   }
 }
 
@@ -58,7 +71,10 @@ describe('notifiers and decision callbacks', () => {
               { type: 'teams', url: `${teams.url}/workflows/abc/triggers/manual/paths/invoke?sig=secret` },
               { type: 'webhook', url: `${hook.url}/aegis`, secret: WEBHOOK_SECRET },
             ],
-            ops: [{ type: 'slack', url: `${flaky.url}/hook` }, { type: 'webhook', url: `${dead.url}/hook`, secret: WEBHOOK_SECRET }],
+            ops: [
+              { type: 'slack', url: `${flaky.url}/hook` },
+              { type: 'webhook', url: `${dead.url}/hook`, secret: WEBHOOK_SECRET },
+            ],
           },
         },
       },
@@ -80,15 +96,24 @@ describe('notifiers and decision callbacks', () => {
     assert.equal(slack.requests[0]!.path, '/services/T0AEGIS/B0HOOK/secretpart')
     assert.equal(slack.requests[0]!.headers['content-type'], 'application/json')
     assert.equal(typeof s.text, 'string')
-    assert.deepEqual(s.blocks.map((b) => b.type), ['header', 'section', 'section', 'context', 'actions'])
+    assert.deepEqual(
+      s.blocks.map((b) => b.type),
+      ['header', 'section', 'section', 'context', 'actions'],
+    )
     assert.equal(s.blocks[0]!.text.type, 'plain_text')
     assert.ok(s.blocks[0]!.text.text.length <= 150)
     assert.equal(s.blocks[1]!.text.type, 'mrkdwn')
     assert.ok(s.blocks[2]!.fields.length <= 10)
-    for (const f of s.blocks[2]!.fields) { assert.equal(f.type, 'mrkdwn'); assert.ok(f.text.length <= 2000) }
+    for (const f of s.blocks[2]!.fields) {
+      assert.equal(f.type, 'mrkdwn')
+      assert.ok(f.text.length <= 2000)
+    }
     const actions = s.blocks[4]!
     const [approve, deny] = actions.elements as Array<Record<string, any>>
-    assert.deepEqual([approve!.type, approve!.action_id, approve!.style, approve!.value, approve!.text.type], ['button', 'aegis_approve', 'primary', approval.id, 'plain_text'])
+    assert.deepEqual(
+      [approve!.type, approve!.action_id, approve!.style, approve!.value, approve!.text.type],
+      ['button', 'aegis_approve', 'primary', approval.id, 'plain_text'],
+    )
     assert.deepEqual([deny!.type, deny!.action_id, deny!.style, deny!.value], ['button', 'aegis_deny', 'danger', approval.id])
     const slackText = slack.requests[0]!.body
     assert.ok(slackText.includes('4200'))
@@ -104,8 +129,15 @@ describe('notifiers and decision callbacks', () => {
     assert.equal(card.version, '1.4')
     assert.equal(card.$schema, 'http://adaptivecards.io/schemas/adaptive-card.json')
     assert.ok(card.body.every((e: Record<string, unknown>) => e.type === 'TextBlock' || e.type === 'FactSet'))
-    assert.ok(card.body.filter((e: Record<string, unknown>) => e.type === 'FactSet').every((f: { facts: Array<Record<string, unknown>> }) => f.facts.every((x) => typeof x.title === 'string' && typeof x.value === 'string')))
-    assert.deepEqual(card.actions.map((a: Record<string, unknown>) => a.type), ['Action.OpenUrl'])
+    assert.ok(
+      card.body
+        .filter((e: Record<string, unknown>) => e.type === 'FactSet')
+        .every((f: { facts: Array<Record<string, unknown>> }) => f.facts.every((x) => typeof x.title === 'string' && typeof x.value === 'string')),
+    )
+    assert.deepEqual(
+      card.actions.map((a: Record<string, unknown>) => a.type),
+      ['Action.OpenUrl'],
+    )
     assert.match(card.actions[0].url, new RegExp(`/console/#/approvals/${approval.id}$`))
     assert.ok(!teams.requests[0]!.body.includes('4111111111111111'))
 
@@ -123,8 +155,18 @@ describe('notifiers and decision callbacks', () => {
     assert.equal(wb.decision_url, 'http://aegis.test/integrations/webhook/decisions')
 
     const stored = await h.store.approvals.get(approval.id)
-    assert.deepEqual(stored!.deliveries.map((d) => [d.status, d.attempts]), [['delivered', 1], ['delivered', 1], ['delivered', 1]])
-    assert.ok(stored!.deliveries.every((d) => !d.notifier.includes('secret')), 'notifier names never carry the webhook URL path')
+    assert.deepEqual(
+      stored!.deliveries.map((d) => [d.status, d.attempts]),
+      [
+        ['delivered', 1],
+        ['delivered', 1],
+        ['delivered', 1],
+      ],
+    )
+    assert.ok(
+      stored!.deliveries.every((d) => !d.notifier.includes('secret')),
+      'notifier names never carry the webhook URL path',
+    )
   })
 
   test('failed deliveries are retried with backoff and visible on the request', async () => {
@@ -181,14 +223,30 @@ describe('notifiers and decision callbacks', () => {
     const { approval } = await h.service.openApproval(transfer(4600))
     const url = `${h.url}/integrations/webhook/decisions`
     const body = JSON.stringify({ approval_id: approval.id, decision: 'deny', approver: 'alice@example.com', reason: 'not budgeted' })
-    const bad = await call(url, { method: 'POST', body, headers: { 'content-type': 'application/json', 'aegis-signature': signWebhook('wrong-secret-wrong-secret', body, Math.floor(h.clock.now() / 1000)) } })
+    const bad = await call(url, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json', 'aegis-signature': signWebhook('wrong-secret-wrong-secret', body, Math.floor(h.clock.now() / 1000)) },
+    })
     assert.equal(bad.status, 401)
-    const stale = await call(url, { method: 'POST', body, headers: { 'content-type': 'application/json', 'aegis-signature': signWebhook(WEBHOOK_SECRET, body, Math.floor(h.clock.now() / 1000) - 600) } })
+    const stale = await call(url, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json', 'aegis-signature': signWebhook(WEBHOOK_SECRET, body, Math.floor(h.clock.now() / 1000) - 600) },
+    })
     assert.equal(stale.status, 401)
     const stranger = JSON.stringify({ approval_id: approval.id, decision: 'approve', approver: 'mallory@example.com' })
-    const unlinked = await call(url, { method: 'POST', body: stranger, headers: { 'content-type': 'application/json', 'aegis-signature': signWebhook(WEBHOOK_SECRET, stranger, Math.floor(h.clock.now() / 1000)) } })
+    const unlinked = await call(url, {
+      method: 'POST',
+      body: stranger,
+      headers: { 'content-type': 'application/json', 'aegis-signature': signWebhook(WEBHOOK_SECRET, stranger, Math.floor(h.clock.now() / 1000)) },
+    })
     assert.equal(unlinked.status, 403)
-    const ok = await call(url, { method: 'POST', body, headers: { 'content-type': 'application/json; charset=utf-8', 'aegis-signature': signWebhook(WEBHOOK_SECRET, body, Math.floor(h.clock.now() / 1000)) } })
+    const ok = await call(url, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json; charset=utf-8', 'aegis-signature': signWebhook(WEBHOOK_SECRET, body, Math.floor(h.clock.now() / 1000)) },
+    })
     assert.equal(ok.status, 200, JSON.stringify(ok.body))
     assert.equal(ok.body.status, 'denied')
     const stored = await h.store.approvals.get(approval.id)

@@ -38,9 +38,15 @@ async function sqliteBackend(): Promise<Backend> {
     config,
     async sql(text, args = []) {
       const db = new Database(join(config.dataDir, 'aegis.db'))
-      try { db.prepare(text).run(...args) } finally { db.close() }
+      try {
+        db.prepare(text).run(...args)
+      } finally {
+        db.close()
+      }
     },
-    async cleanup() { rmSync(config.dataDir, { recursive: true, force: true }) },
+    async cleanup() {
+      rmSync(config.dataDir, { recursive: true, force: true })
+    },
   }
 }
 
@@ -53,7 +59,14 @@ async function postgresBackend(): Promise<Backend> {
       const c = new pg.Client({ connectionString: schema.url })
       await c.connect()
       let i = 0
-      try { await c.query(text.replace(/\?/g, () => `$${++i}`), args) } finally { await c.end() }
+      try {
+        await c.query(
+          text.replace(/\?/g, () => `$${++i}`),
+          args,
+        )
+      } finally {
+        await c.end()
+      }
     },
     async cleanup() {
       await schema.drop()
@@ -71,7 +84,10 @@ async function seed(config: AegisConfig): Promise<void> {
   const u = await createAuditWriter({ store, keys, clock, logger, chainId: 'cp-u', checkpointIntervalMs: 60_000 })
   for (let i = 1; i <= 6; i++) {
     clock.advance(10)
-    await Promise.all([t.append({ type: 'token.issued', tenant: 'acme', actor: 'agent:acme/bot', subject: `jti-${i}`, data: { i } }), i <= 3 ? u.append({ type: 'decision', data: { i } }) : undefined])
+    await Promise.all([
+      t.append({ type: 'token.issued', tenant: 'acme', actor: 'agent:acme/bot', subject: `jti-${i}`, data: { i } }),
+      i <= 3 ? u.append({ type: 'decision', data: { i } }) : undefined,
+    ])
     if (i % 2 === 0) await t.checkpoint()
   }
   await t.close()
@@ -93,13 +109,25 @@ async function insiderKey(config: AegisConfig): Promise<{ kid: string; sign(payl
   const kid = `insider-${randomBytes(4).toString('hex')}`
   const store = await openStore(config, logger)
   try {
-    await store.keys.insert({ kid, alg: 'EdDSA', state: 'retired', publicJwk: await exportJWK(publicKey), encryptedPrivateKey: 'x', createdAt: 0, activatesAt: 0, deactivatedAt: 0, retiresAt: 0, revoked: false })
+    await store.keys.insert({
+      kid,
+      alg: 'EdDSA',
+      state: 'retired',
+      publicJwk: await exportJWK(publicKey),
+      encryptedPrivateKey: 'x',
+      createdAt: 0,
+      activatesAt: 0,
+      deactivatedAt: 0,
+      retiresAt: 0,
+      revoked: false,
+    })
   } finally {
     await store.close()
   }
   return {
     kid,
-    sign: (payload) => new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: 'EdDSA', typ: CHECKPOINT_TYP, kid }).sign(privateKey),
+    sign: (payload) =>
+      new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: 'EdDSA', typ: CHECKPOINT_TYP, kid }).sign(privateKey),
   }
 }
 
@@ -117,7 +145,13 @@ async function rewriteAndResign(b: Backend): Promise<string> {
   const insider = await insiderKey(b.config)
   const ts = events[5]!.ts + 1
   const signature = await insider.sign({ chain_id: 'cp-t', chain_seq: 6, head_hash: e6.hash, ts })
-  await b.sql('UPDATE audit_checkpoints SET head_hash = ?, ts = ?, kid = ?, signature = ? WHERE chain_id = ? AND chain_seq = 6', [e6.hash, ts, insider.kid, signature, 'cp-t'])
+  await b.sql('UPDATE audit_checkpoints SET head_hash = ?, ts = ?, kid = ?, signature = ? WHERE chain_id = ? AND chain_seq = 6', [
+    e6.hash,
+    ts,
+    insider.kid,
+    signature,
+    'cp-t',
+  ])
   return insider.kid
 }
 
@@ -164,7 +198,10 @@ for (const [name, make, skip] of [
 
       const caught = await runCli(b.config, ['verify', '--jwks', keys])
       assert.equal(caught.code, 1)
-      assert.match(caught.err, new RegExp(`first bad event: id \\(missing\\) chain cp-t seq 6: checkpoint at chain_seq 6 is signed by unknown kid ${kid}: not among the pinned keys`))
+      assert.match(
+        caught.err,
+        new RegExp(`first bad event: id \\(missing\\) chain cp-t seq 6: checkpoint at chain_seq 6 is signed by unknown kid ${kid}: not among the pinned keys`),
+      )
     })
 
     test('the newest events cut together with their checkpoints are caught against the heads of an earlier run', async (t) => {
@@ -201,7 +238,10 @@ for (const [name, make, skip] of [
       assert.equal((await runCli(b.config, ['export', '--out', file])).code, 0)
       const lines = readFileSync(file, 'utf8').trim().split('\n')
       const checkpoints = lines.filter((l) => l.includes('"kind":"checkpoint"'))
-      assert.deepEqual(checkpoints.map((l) => (JSON.parse(l) as { chain_seq: number }).chain_seq), [2, 4, 6, 3])
+      assert.deepEqual(
+        checkpoints.map((l) => (JSON.parse(l) as { chain_seq: number }).chain_seq),
+        [2, 4, 6, 3],
+      )
       const offline = await runCli(b.config, ['verify', '--file', file, '--jwks', keys])
       assert.equal(offline.code, 0, offline.err)
       assert.match(offline.out, /4 signed checkpoints verified against the pinned keys/)
@@ -211,7 +251,7 @@ for (const [name, make, skip] of [
       assert.equal((await runCli(b.config, ['export', '--out', file])).code, 0)
       const header = JSON.parse(readFileSync(file, 'utf8').split('\n')[0]!) as { jwks: { keys: Array<{ kid: string }> } }
       assert.ok(header.jwks.keys.some((k) => k.kid === kid))
-      assert.equal((await runCli(b.config, ['verify-export', file])).code, 0, 'with the header\'s keys the forgery passes')
+      assert.equal((await runCli(b.config, ['verify-export', file])).code, 0, "with the header's keys the forgery passes")
       const caught = await runCli(b.config, ['verify', '--file', file, '--jwks', keys])
       assert.equal(caught.code, 1)
       assert.match(caught.err, new RegExp(`chain cp-t seq 6: checkpoint at chain_seq 6 is signed by unknown kid ${kid}`))
@@ -241,7 +281,10 @@ test('pin-keys adds the keys of a JWKS URL, never drops one, and refuses a kid w
   assert.equal(second.code, 0, second.err)
   assert.match(second.out, /pinned 1 new key .*\(b\); .* holds 2/)
   const pinned = JSON.parse(readFileSync(keys, 'utf8')) as { keys: Array<{ kid: string; x: string }> }
-  assert.deepEqual(pinned.keys.map((k) => k.kid), ['a', 'b'])
+  assert.deepEqual(
+    pinned.keys.map((k) => k.kid),
+    ['a', 'b'],
+  )
 
   served = [{ ...(await key()), kid: 'a' }]
   const changed = await runCli(config, ['pin-keys', '--jwks', keys, '--from', url])

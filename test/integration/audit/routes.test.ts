@@ -36,7 +36,19 @@ test('GET /admin/v1/audit filters, pages with next_cursor, keeps tenant admins i
   assert.equal(all.status, 200)
   assert.equal(all.body.events.length, 11)
   assert.equal(all.body.next_cursor, null)
-  assert.deepEqual(Object.keys(all.body.events[0]!).sort(), ['actor', 'chain_id', 'chain_seq', 'data', 'hash', 'id', 'prev_hash', 'subject', 'tenant', 'ts', 'type'])
+  assert.deepEqual(Object.keys(all.body.events[0]!).sort(), [
+    'actor',
+    'chain_id',
+    'chain_seq',
+    'data',
+    'hash',
+    'id',
+    'prev_hash',
+    'subject',
+    'tenant',
+    'ts',
+    'type',
+  ])
 
   // Paging: limit + cursor walk the same events in order, without repeats.
   const seen: unknown[] = []
@@ -47,11 +59,20 @@ test('GET /admin/v1/audit filters, pages with next_cursor, keeps tenant admins i
     seen.push(...page.body.events.map((e) => e.id))
     cursor = page.body.next_cursor
   }
-  assert.deepEqual(seen, all.body.events.map((e) => e.id))
+  assert.deepEqual(
+    seen,
+    all.body.events.map((e) => e.id),
+  )
 
-  assert.deepEqual((await get('?type=auth.failed')).body.events.map((e) => e.type), ['auth.failed'])
+  assert.deepEqual(
+    (await get('?type=auth.failed')).body.events.map((e) => e.type),
+    ['auth.failed'],
+  )
   assert.equal((await get('?tenant=globex')).body.events.length, 5)
-  assert.deepEqual((await get(`?since=${t0 + 4000}&tenant=globex`)).body.events.map((e) => (e.data as { i: number }).i), [3, 4])
+  assert.deepEqual(
+    (await get(`?since=${t0 + 4000}&tenant=globex`)).body.events.map((e) => (e.data as { i: number }).i),
+    [3, 4],
+  )
   assert.equal((await get(`?since=${new Date(t0 + 4000).toISOString()}&tenant=globex`)).body.events.length, 2)
 
   // A tenant admin sees only its own tenant, and naming another is refused.
@@ -63,7 +84,17 @@ test('GET /admin/v1/audit filters, pages with next_cursor, keeps tenant admins i
   assert.equal(other.body.error, 'forbidden')
   assert.equal((await fetch(`${url}/admin/v1/audit`)).status, 401)
 
-  for (const qs of ['?limit=0', '?limit=1001', '?limit=abc', '?cursor=-1', '?since=yesterday', '?type=%3Cscript%3E', '?tenant=' + 'x'.repeat(200), '?limit=1&limit=2', '?bogus=1']) {
+  for (const qs of [
+    '?limit=0',
+    '?limit=1001',
+    '?limit=abc',
+    '?cursor=-1',
+    '?since=yesterday',
+    '?type=%3Cscript%3E',
+    `?tenant=${'x'.repeat(200)}`,
+    '?limit=1&limit=2',
+    '?bogus=1',
+  ]) {
     const r = await get(qs)
     assert.equal(r.status, 400, qs)
     assert.equal(r.body.error, 'invalid_request', qs)

@@ -12,7 +12,6 @@ import { createAuditWriter, verifyAuditStore } from '../../../src/control-plane/
 import { createKeyManager } from '../../../src/control-plane/keys/index.js'
 import { Metrics } from '../../../src/observability/metrics.js'
 import { openStore } from '../../../src/store/index.js'
-import type { Store } from '../../../src/store/types.js'
 import { freshPostgresSchema, skipWithoutPostgres } from '../../helpers/services.js'
 import { logger, manualClock, testConfig } from '../../unit/keys/fixture.js'
 
@@ -29,9 +28,15 @@ async function sqliteBackend(): Promise<Backend> {
     config,
     async sql(text) {
       const db = new Database(join(config.dataDir, 'aegis.db'))
-      try { db.exec(text) } finally { db.close() }
+      try {
+        db.exec(text)
+      } finally {
+        db.close()
+      }
     },
-    async cleanup() { rmSync(config.dataDir, { recursive: true, force: true }) },
+    async cleanup() {
+      rmSync(config.dataDir, { recursive: true, force: true })
+    },
   }
 }
 
@@ -43,7 +48,11 @@ async function postgresBackend(): Promise<Backend> {
     async sql(text) {
       const c = new pg.Client({ connectionString: schema.url })
       await c.connect()
-      try { await c.query(text) } finally { await c.end() }
+      try {
+        await c.query(text)
+      } finally {
+        await c.end()
+      }
     },
     async cleanup() {
       await schema.drop()
@@ -61,7 +70,10 @@ async function seed(config: AegisConfig): Promise<Map<number, number>> {
   const u = await createAuditWriter({ store, keys, clock, logger, chainId: 'cp-u', checkpointIntervalMs: 60_000 })
   for (let i = 1; i <= 6; i++) {
     clock.advance(10)
-    await Promise.all([t.append({ type: 'token.issued', tenant: 'acme', actor: 'agent:acme/bot', subject: `jti-${i}`, data: { i } }), i <= 3 ? u.append({ type: 'decision', data: { i } }) : undefined])
+    await Promise.all([
+      t.append({ type: 'token.issued', tenant: 'acme', actor: 'agent:acme/bot', subject: `jti-${i}`, data: { i } }),
+      i <= 3 ? u.append({ type: 'decision', data: { i } }) : undefined,
+    ])
   }
   await t.close()
   await u.close()
@@ -80,10 +92,18 @@ async function runCli(config: AegisConfig, argv: string[]): Promise<{ code: numb
 
 async function verifyStore(config: AegisConfig) {
   const store = await openStore(config, logger)
-  try { return await verifyAuditStore(store) } finally { await store.close() }
+  try {
+    return await verifyAuditStore(store)
+  } finally {
+    await store.close()
+  }
 }
 
-const scenarios: Array<{ name: string; tamper: (b: Backend, ids: Map<number, number>) => Promise<void>; expect: (ids: Map<number, number>) => { id: number | null; seq: number; reason: RegExp } }> = [
+const scenarios: Array<{
+  name: string
+  tamper: (b: Backend, ids: Map<number, number>) => Promise<void>
+  expect: (ids: Map<number, number>) => { id: number | null; seq: number; reason: RegExp }
+}> = [
   {
     name: 'an altered row',
     tamper: (b) => b.sql(`UPDATE audit_events SET actor = 'agent:acme/someone-else' WHERE chain_id = 'cp-t' AND chain_seq = 3`),
@@ -101,7 +121,8 @@ const scenarios: Array<{ name: string; tamper: (b: Backend, ids: Map<number, num
   },
   {
     name: 'two swapped rows',
-    tamper: (b) => b.sql(`UPDATE audit_events SET chain_seq = -1 WHERE chain_id = 'cp-t' AND chain_seq = 3;
+    tamper: (b) =>
+      b.sql(`UPDATE audit_events SET chain_seq = -1 WHERE chain_id = 'cp-t' AND chain_seq = 3;
       UPDATE audit_events SET chain_seq = 3 WHERE chain_id = 'cp-t' AND chain_seq = 4;
       UPDATE audit_events SET chain_seq = 4 WHERE chain_id = 'cp-t' AND chain_seq = -1`),
     expect: (ids) => ({ id: ids.get(4)!, seq: 3, reason: /altered/ }),
@@ -147,7 +168,7 @@ for (const [name, make, skip] of [
       assert.match(bad.err.join('\n'), /first bad event: id \d+ chain cp-t seq 2: .*altered/)
 
       // Keys a forger brings in the header do not help when the verifier supplies the real ones.
-      const jwksFile = file + '.jwks'
+      const jwksFile = `${file}.jwks`
       writeFileSync(jwksFile, JSON.stringify({ keys: [] }))
       t.after(() => rmSync(jwksFile, { force: true }))
       writeFileSync(file, lines.join('\n'))

@@ -3,13 +3,15 @@ import assert from 'node:assert/strict'
 import pg from 'pg'
 import { createAuditWriter, verifyAuditStore } from '../../../src/control-plane/audit/index.js'
 import { createKeyManager } from '../../../src/control-plane/keys/index.js'
-import { AegisError } from '../../../src/errors.js'
+import type { AegisError } from '../../../src/errors.js'
 import { Metrics } from '../../../src/observability/metrics.js'
 import { openPostgresStore } from '../../../src/store/index.js'
 import { freshPostgresSchema, skipWithoutPostgres } from '../../helpers/services.js'
 import { deferrer, logger, manualClock, testConfig } from '../../unit/keys/fixture.js'
 
-test('on PostgreSQL a failed audit batch rejects all its callers with 503, hostile text does not fail a batch, and the chain stays whole', { skip: await skipWithoutPostgres() }, async (t) => {
+test('on PostgreSQL a failed audit batch rejects all its callers with 503, hostile text does not fail a batch, and the chain stays whole', {
+  skip: await skipWithoutPostgres(),
+}, async (t) => {
   const defer = deferrer(t)
   const schema = await freshPostgresSchema()
   defer(() => schema.drop())
@@ -29,7 +31,9 @@ test('on PostgreSQL a failed audit batch rejects all its callers with 503, hosti
 
   const c = new pg.Client({ connectionString: schema.url })
   await c.connect()
-  await c.query(`CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF NEW.type = 'boom' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql`)
+  await c.query(
+    `CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF NEW.type = 'boom' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql`,
+  )
   await c.query(`CREATE TRIGGER refuse BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse()`)
   await c.end()
 
@@ -46,7 +50,14 @@ test('on PostgreSQL a failed audit batch rejects all its callers with 503, hosti
   }
   await audit.append({ type: 'token.issued', data: { n: 4 } })
   const chain = await store.audit.chain('cp-pg', 0, 10)
-  assert.deepEqual(chain.map((e) => [e.chainSeq, e.type]), [[1, 'auth.failed'], [2, 'token.issued'], [3, 'token.issued']])
+  assert.deepEqual(
+    chain.map((e) => [e.chainSeq, e.type]),
+    [
+      [1, 'auth.failed'],
+      [2, 'token.issued'],
+      [3, 'token.issued'],
+    ],
+  )
   assert.equal(chain[2]!.data.n, 4)
   assert.equal(chain[0]!.actor, 'client:evil\uFFFDid')
   assert.equal(chain[0]!.data.client_id, 'evil\u0000id')

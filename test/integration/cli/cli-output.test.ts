@@ -22,17 +22,23 @@ const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..')
 function aegis(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((done) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/aegis-cli.ts', ...args], {
-      cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
     })
     let out = ''
     let err = ''
-    child.stdout.on('data', (b: Buffer) => { out += b.toString('utf8') })
-    child.stderr.on('data', (b: Buffer) => { err += b.toString('utf8') })
+    child.stdout.on('data', (b: Buffer) => {
+      out += b.toString('utf8')
+    })
+    child.stderr.on('data', (b: Buffer) => {
+      err += b.toString('utf8')
+    })
     child.once('close', (code) => done({ code, out, err }))
   })
 }
 
-test('aegis help COMMAND prints that command\'s usage; help and token mint agree on --ttl', async () => {
+test("aegis help COMMAND prints that command's usage; help and token mint agree on --ttl", async () => {
   const general = await aegis(['help'])
   assert.equal(general.code, 0)
   const mintLine = general.out.split('\n').find((l) => l.includes('aegis token mint'))
@@ -57,7 +63,13 @@ test('TOKEN=$(aegis token mint …) captures the token alone; --ttl is honoured 
   const h = await startControlPlane()
   try {
     const s = await seedAgent(h, { agentBody: { max_ttl_seconds: 900 } })
-    const env = { AEGIS_DATA_DIR: h.config.dataDir, AEGIS_KEK: h.config.kek!, AEGIS_ISSUER: h.config.issuer, AEGIS_LOG_LEVEL: 'info', AEGIS_INSTANCE_ID: 'cli-output-test' }
+    const env = {
+      AEGIS_DATA_DIR: h.config.dataDir,
+      AEGIS_KEK: h.config.kek!,
+      AEGIS_ISSUER: h.config.issuer,
+      AEGIS_LOG_LEVEL: 'info',
+      AEGIS_INSTANCE_ID: 'cli-output-test',
+    }
     const minted = await aegis(['token', 'mint', '--tenant', s.tenant, '--agent', s.agentId, '--ttl', '120'], env)
     assert.equal(minted.code, 0, minted.err)
     assert.match(minted.out, /^eyJ[\w-]+\.[\w-]+\.[\w-]+\n$/, 'standard output is the JWT and a newline, nothing else')
@@ -82,10 +94,17 @@ test('TOKEN=$(aegis token mint …) captures the token alone; --ttl is honoured 
 
 test('a "request refused" log line has one msg and keeps the reason', async () => {
   const lines: string[] = []
-  const sink = new Writable({ write(chunk: Buffer, _enc, cb) { lines.push(...chunk.toString('utf8').split('\n').filter(Boolean)); cb() } })
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(...chunk.toString('utf8').split('\n').filter(Boolean))
+      cb()
+    },
+  })
   const app = Fastify({ loggerInstance: createLogger('info', 'aegis-test', sink) as FastifyBaseLogger })
   installErrorHandler(app)
-  app.get('/x', async () => { throw new InvalidRequest('amount must be a number') })
+  app.get('/x', async () => {
+    throw new InvalidRequest('amount must be a number')
+  })
   try {
     const res = await app.inject({ method: 'GET', url: '/x' })
     assert.equal(res.statusCode, 400)
@@ -115,13 +134,28 @@ test('AEGIS_TOKENS_MAX_TTL_SECONDS=60 aegis dev starts, prints an admin token an
   const dir = mkdtempSync(join(tmpdir(), 'aegis-dev-ttl-'))
   const port = await freePort()
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/aegis-cli.ts', 'dev'], {
-    cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TEST_EXIT_WITH_PARENT: '1', AEGIS_DATA_DIR: dir, AEGIS_CONTROL_PORT: String(port), AEGIS_GATEWAY_PORT: '0', AEGIS_ISSUER: `http://127.0.0.1:${port}`, AEGIS_LOG_LEVEL: 'warn', AEGIS_TOKENS_MAX_TTL_SECONDS: '60' },
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      TEST_EXIT_WITH_PARENT: '1',
+      AEGIS_DATA_DIR: dir,
+      AEGIS_CONTROL_PORT: String(port),
+      AEGIS_GATEWAY_PORT: '0',
+      AEGIS_ISSUER: `http://127.0.0.1:${port}`,
+      AEGIS_LOG_LEVEL: 'warn',
+      AEGIS_TOKENS_MAX_TTL_SECONDS: '60',
+    },
   })
   let out = ''
   let err = ''
-  child.stdout.on('data', (b: Buffer) => { out += b.toString('utf8') })
-  child.stderr.on('data', (b: Buffer) => { err += b.toString('utf8') })
+  child.stdout.on('data', (b: Buffer) => {
+    out += b.toString('utf8')
+  })
+  child.stderr.on('data', (b: Buffer) => {
+    err += b.toString('utf8')
+  })
   const exited = new Promise((r) => child.once('exit', r))
   try {
     for (let i = 0; !out.includes('Ctrl-C stops it cleanly'); i++) {
@@ -133,7 +167,11 @@ test('AEGIS_TOKENS_MAX_TTL_SECONDS=60 aegis dev starts, prints an admin token an
     assert.match(out, /admin token\s+aegis_admin_\S+/)
     const id = /client_id\s+(\S+)/.exec(out)![1]!
     const secret = /client_secret\s+(\S+)/.exec(out)![1]!
-    const res = await fetch(`http://127.0.0.1:${port}/oauth2/token`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' })
+    const res = await fetch(`http://127.0.0.1:${port}/oauth2/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=client_credentials',
+    })
     assert.equal(res.status, 200)
     assert.equal(((await res.json()) as { expires_in: number }).expires_in, 60)
   } finally {

@@ -51,16 +51,31 @@ async function until<T>(get: () => Promise<T | undefined> | T | undefined, what:
 test('aegis dev on other ports: issuer, iss, metadata and the gateway all follow the port the control plane listens on', async () => {
   const cpPort = await freePort()
   const gwPort = await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', "import('./src/cli/main.ts').then((m) => m.main(['dev'])).then((c) => { process.exitCode = c })"], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', AEGIS_DATA_DIR: join(tempDir(), 'data'), AEGIS_CONTROL_PORT: String(cpPort), AEGIS_GATEWAY_PORT: String(gwPort), AEGIS_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '-e', "import('./src/cli/main.ts').then((m) => m.main(['dev'])).then((c) => { process.exitCode = c })"],
+    {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '',
+        AEGIS_DATA_DIR: join(tempDir(), 'data'),
+        AEGIS_CONTROL_PORT: String(cpPort),
+        AEGIS_GATEWAY_PORT: String(gwPort),
+        AEGIS_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   children.push(child)
   let out = ''
   let err = ''
-  child.stdout!.on('data', (b: Buffer) => { out += b.toString('utf8') })
-  child.stderr!.on('data', (b: Buffer) => { err += b.toString('utf8') })
+  child.stdout!.on('data', (b: Buffer) => {
+    out += b.toString('utf8')
+  })
+  child.stderr!.on('data', (b: Buffer) => {
+    err += b.toString('utf8')
+  })
   const banner = await until(() => {
     if (child.exitCode !== null) throw new Error(`aegis dev exited ${child.exitCode}\n${out}\n${err}`)
     return out.includes('Ctrl-C stops it cleanly') ? out : undefined
@@ -69,7 +84,7 @@ test('aegis dev on other ports: issuer, iss, metadata and the gateway all follow
   assert.match(banner, new RegExp(`\\(issuer ${issuer.replace(/[.:/]/g, '\\$&')}\\)`))
   assert.doesNotMatch(banner, /7400/)
 
-  const meta = await (await fetch(`${issuer}/.well-known/oauth-authorization-server`)).json() as Record<string, string>
+  const meta = (await (await fetch(`${issuer}/.well-known/oauth-authorization-server`)).json()) as Record<string, string>
   assert.equal(meta.issuer, issuer)
   assert.equal(meta.token_endpoint, `${issuer}/oauth2/token`)
   assert.equal(meta.jwks_uri, `${issuer}/.well-known/jwks.json`)
@@ -87,26 +102,48 @@ test('aegis dev on other ports: issuer, iss, metadata and the gateway all follow
 
   // The gateway loaded this control plane's keys: the token is verified and decided.
   const decision = await until(async () => {
-    const r = await fetch(`http://127.0.0.1:${gwPort}/v1/authorize`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ action: { tool: 'crm.read', params: { id: '42' } } }) })
-    return r.status === 200 ? (await r.json()) as { decision: string } : undefined
+    const r = await fetch(`http://127.0.0.1:${gwPort}/v1/authorize`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ action: { tool: 'crm.read', params: { id: '42' } } }),
+    })
+    return r.status === 200 ? ((await r.json()) as { decision: string }) : undefined
   }, 'a decision from the dev gateway')
   assert.equal(decision.decision, 'allow')
 })
 
 function allConfig(dataDir: string, overrides: Record<string, unknown>) {
-  return loadConfig({ env: {}, overrides: { dataDir, kek: randomBytes(32).toString('hex'), logLevel: 'silent', adminToken: `adm_${randomBytes(24).toString('base64url')}`, gatewayToken: `gw_${randomBytes(24).toString('base64url')}`, ...overrides } })
+  return loadConfig({
+    env: {},
+    overrides: {
+      dataDir,
+      kek: randomBytes(32).toString('hex'),
+      logLevel: 'silent',
+      adminToken: `adm_${randomBytes(24).toString('base64url')}`,
+      gatewayToken: `gw_${randomBytes(24).toString('base64url')}`,
+      ...overrides,
+    },
+  })
 }
 
 test('the gateway of an all process talks to its own control plane even when the issuer names another address', async () => {
   const cpPort = await freePort()
   const elsewhere = await freePort() // nothing listens there
-  const config = allConfig(tempDir(), { issuer: `http://127.0.0.1:${elsewhere}`, control: { host: '127.0.0.1', port: cpPort }, gateway: { host: '127.0.0.1', port: 0 } })
+  const config = allConfig(tempDir(), {
+    issuer: `http://127.0.0.1:${elsewhere}`,
+    control: { host: '127.0.0.1', port: cpPort },
+    gateway: { host: '127.0.0.1', port: 0 },
+  })
   const running = await startRoles(config, 'all')
   try {
-    const health = await until(async () => {
-      const r = await fetch(`${running.gateway!.url}/healthz`)
-      return r.status === 200 ? r.status : undefined
-    }, 'the gateway to load its control plane\'s keys and feed', 30_000)
+    const health = await until(
+      async () => {
+        const r = await fetch(`${running.gateway!.url}/healthz`)
+        return r.status === 200 ? r.status : undefined
+      },
+      "the gateway to load its control plane's keys and feed",
+      30_000,
+    )
     assert.equal(health, 200)
   } finally {
     await running.close()
@@ -123,7 +160,10 @@ test('a port in use names the setting to change', async () => {
       assert.match(e.message, new RegExp(`127\\.0\\.0\\.1:${port} is already in use \\(EADDRINUSE\\): set AEGIS_CONTROL_PORT \\(control\\.port\\)`))
       return true
     })
-    await assert.rejects(startRoles(allConfig(tempDir(), { control: { host: '127.0.0.1', port: cpPort }, gateway: { host: '127.0.0.1', port } }), 'all'), /set AEGIS_GATEWAY_PORT \(gateway\.port\) to a free port/)
+    await assert.rejects(
+      startRoles(allConfig(tempDir(), { control: { host: '127.0.0.1', port: cpPort }, gateway: { host: '127.0.0.1', port } }), 'all'),
+      /set AEGIS_GATEWAY_PORT \(gateway\.port\) to a free port/,
+    )
   } finally {
     await new Promise((r) => busy.close(r))
   }

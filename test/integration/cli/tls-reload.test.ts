@@ -38,7 +38,10 @@ test('a TLS listener serves a replaced certificate and key to new connections wi
   const config = loadConfig({
     env: {},
     overrides: {
-      dataDir, kek: randomBytes(32).toString('hex'), logLevel: 'silent', issuer: 'http://127.0.0.1:9',
+      dataDir,
+      kek: randomBytes(32).toString('hex'),
+      logLevel: 'silent',
+      issuer: 'http://127.0.0.1:9',
       control: { host: '127.0.0.1', port: 0, tlsPort: 0 },
       tls: { cert: certFile, key: keyFile, clientCa: ca.certFile, fileCheckSeconds: 1 },
     },

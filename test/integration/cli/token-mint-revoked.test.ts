@@ -11,7 +11,11 @@ test('aegis token mint refuses an agent whose revocation holds, and mints again 
     const run = async (): Promise<{ code: number; out: string[]; err: string[] }> => {
       const out: string[] = []
       const err: string[] = []
-      const code = await tokenCommand(['mint', '--tenant', s.tenant, '--agent', s.agentId], { config: { ...h.config, instanceId: 'cli-mint' }, out: (l) => out.push(l), err: (l) => err.push(l) })
+      const code = await tokenCommand(['mint', '--tenant', s.tenant, '--agent', s.agentId], {
+        config: { ...h.config, instanceId: 'cli-mint' },
+        out: (l) => out.push(l),
+        err: (l) => err.push(l),
+      })
       return { code, out, err }
     }
     assert.equal((await run()).code, 0)

@@ -17,13 +17,15 @@ describe('admin API', () => {
     assert.equal(t.status, 201)
     acmeAdmin = t.body.token
   })
-  after(async () => { await h.close() })
+  after(async () => {
+    await h.close()
+  })
 
   test('401 without a valid admin token', async () => {
     for (const path of ['/tenants', '/tenants/acme/agents', '/kpis', '/revocations', '/feed/snapshot', '/gateways']) {
       const none = await fetch(`${h.url}/admin/v1${path}`)
       assert.equal(none.status, 401, path)
-      assert.equal((await none.json() as { error: string }).error, 'unauthorized')
+      assert.equal(((await none.json()) as { error: string }).error, 'unauthorized')
       const wrong = await admin(h, 'aat_wrong', 'GET', path)
       assert.equal(wrong.status, 401, path)
     }
@@ -32,7 +34,10 @@ describe('admin API', () => {
   test('a tenant admin gets 403 outside its tenant and changes nothing there', async () => {
     const list = await admin(h, acmeAdmin, 'GET', '/tenants')
     assert.equal(list.status, 200)
-    assert.deepEqual(list.body.tenants.map((t: { id: string }) => t.id), ['acme'])
+    assert.deepEqual(
+      list.body.tenants.map((t: { id: string }) => t.id),
+      ['acme'],
+    )
     const checks: Array<[string, string, unknown?]> = [
       ['GET', '/tenants/globex'],
       ['PATCH', '/tenants/globex', { name: 'pwned' }],
@@ -72,7 +77,12 @@ describe('admin API', () => {
   })
 
   test('gateway and approver tokens may not administer', async () => {
-    const approver = await admin(h, h.adminToken, 'POST', '/admin-tokens', { tenant: 'acme', role: 'approver', groups: ['finance'], linked_identities: ['slack:T1/U1'] })
+    const approver = await admin(h, h.adminToken, 'POST', '/admin-tokens', {
+      tenant: 'acme',
+      role: 'approver',
+      groups: ['finance'],
+      linked_identities: ['slack:T1/U1'],
+    })
     assert.equal(approver.status, 201)
     assert.deepEqual(approver.body.groups, ['finance'])
     for (const token of [h.gatewayToken, approver.body.token]) {
@@ -116,7 +126,11 @@ describe('admin API', () => {
       ['POST', '/tenants/acme/agents', { agent_id: 'v', capabilities: ['a'], schemas: { b: { type: 'object' } } }],
       ['POST', '/tenants/acme/agents', { agent_id: 'v', token_endpoint_auth_method: 'none' }],
       ['POST', '/tenants/acme/agents', { agent_id: 'v', token_endpoint_auth_method: 'private_key_jwt' }],
-      ['POST', '/tenants/acme/agents', { agent_id: 'v', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'abc', d: 'secret' }] } }],
+      [
+        'POST',
+        '/tenants/acme/agents',
+        { agent_id: 'v', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'abc', d: 'secret' }] } },
+      ],
       ['POST', '/tenants/acme/agents', { agent_id: 'v', token_endpoint_auth_method: 'tls_client_auth' }],
       ['POST', '/tenants/acme/agents/billing-bot/bootstrap-credentials', { ttl_seconds: 86401 }],
       ['POST', '/tenants/acme/agents/billing-bot/bootstrap-credentials', { single_use: 'true' }],
@@ -139,9 +153,17 @@ describe('admin API', () => {
     }
     assert.equal(await h.deps.store.agents.get('acme', 'v'), null)
     assert.equal(await h.deps.store.tenants.get('ok'), null)
-    const deep = await fetch(`${h.url}/admin/v1/tenants`, { method: 'POST', headers: { authorization: `Bearer ${h.adminToken}`, 'content-type': 'application/json' }, body: '{"id":' + '['.repeat(100) + ']'.repeat(100) + '}' })
+    const deep = await fetch(`${h.url}/admin/v1/tenants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${h.adminToken}`, 'content-type': 'application/json' },
+      body: `{"id":${'['.repeat(100)}${']'.repeat(100)}}`,
+    })
     assert.equal(deep.status, 400)
-    const malformed = await fetch(`${h.url}/admin/v1/tenants`, { method: 'POST', headers: { authorization: `Bearer ${h.adminToken}`, 'content-type': 'application/json' }, body: '{"id":"x"' })
+    const malformed = await fetch(`${h.url}/admin/v1/tenants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${h.adminToken}`, 'content-type': 'application/json' },
+      body: '{"id":"x"',
+    })
     assert.equal(malformed.status, 400)
   })
 
@@ -164,8 +186,13 @@ describe('admin API', () => {
     try {
       const schemas = { 'payments.transfer': { type: 'object', properties: { amount: { type: 'number' } } } }
       const created = await admin(h, h.adminToken, 'POST', '/tenants/acme/agents', {
-        agent_id: 'manifested', scopes: ['payments:write'], capabilities: ['payments.transfer', 'crm.read', 'crm.read'], schemas,
-        audiences: ['aegis-gateway', 'https://tools.example'], token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: 'spiffe://acme/manifested',
+        agent_id: 'manifested',
+        scopes: ['payments:write'],
+        capabilities: ['payments.transfer', 'crm.read', 'crm.read'],
+        schemas,
+        audiences: ['aegis-gateway', 'https://tools.example'],
+        token_endpoint_auth_method: 'tls_client_auth',
+        tls_client_auth_san_uri: 'spiffe://acme/manifested',
       })
       assert.equal(created.status, 201, created.text)
       assert.deepEqual(created.body.capabilities, ['crm.read', 'payments.transfer'])
@@ -197,12 +224,22 @@ describe('admin API', () => {
       assert.equal(switched.status, 200)
       const cred = await admin(h, h.adminToken, 'POST', '/tenants/acme/agents/manifested/bootstrap-credentials', { ttl_seconds: 600 })
       assert.equal(cred.status, 201)
-      const minted = await form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(cred.body.client_id, cred.body.client_secret) })
+      const minted = await form(
+        h,
+        '/oauth2/token',
+        { grant_type: 'client_credentials' },
+        { authorization: basic(cred.body.client_id, cred.body.client_secret) },
+      )
       assert.equal(minted.status, 200)
       // Switching to a key method makes existing secrets useless at once.
       const locked = await admin(h, h.adminToken, 'PATCH', '/tenants/acme/agents/manifested', { token_endpoint_auth_method: 'tls_client_auth' })
       assert.equal(locked.status, 200)
-      const afterLock = await form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(cred.body.client_id, cred.body.client_secret) })
+      const afterLock = await form(
+        h,
+        '/oauth2/token',
+        { grant_type: 'client_credentials' },
+        { authorization: basic(cred.body.client_id, cred.body.client_secret) },
+      )
       assert.equal(afterLock.status, 401)
       assert.equal(cred.body.client_secret.length, 43)
       assert.ok(cred.body.expires_at > Date.now() + 590_000)
@@ -213,10 +250,16 @@ describe('admin API', () => {
       assert.equal(r.status, 401)
 
       const agentEvents = seen.filter((e): e is Extract<FeedEvent, { kind: 'agent' }> => e.kind === 'agent' && e.agent.agentId === 'manifested')
-      assert.deepEqual(agentEvents.map((e) => e.agent.capabilityHash), [created.body.capability_hash, patched.body.capability_hash, patched.body.capability_hash, patched.body.capability_hash, null])
+      assert.deepEqual(
+        agentEvents.map((e) => e.agent.capabilityHash),
+        [created.body.capability_hash, patched.body.capability_hash, patched.body.capability_hash, patched.body.capability_hash, null],
+      )
       for (const type of ['admin.agent_created', 'admin.agent_updated', 'admin.agent_deleted', 'admin.credential_created']) {
         const ev = await h.events(type)
-        assert.ok(ev.some((e) => e.subject === 'manifested' && e.actor?.startsWith('admin:')), type)
+        assert.ok(
+          ev.some((e) => e.subject === 'manifested' && e.actor?.startsWith('admin:')),
+          type,
+        )
       }
       assert.ok(!JSON.stringify(await h.events('admin.credential_created')).includes(cred.body.client_secret))
     } finally {
@@ -227,7 +270,10 @@ describe('admin API', () => {
   test('tenants: create, read, update, delete, audited', async () => {
     const c = await admin(h, h.adminToken, 'POST', '/tenants', { id: 'initech', name: 'Initech', require_attestation: true })
     assert.equal(c.status, 201)
-    assert.deepEqual({ id: c.body.id, name: c.body.name, require_attestation: c.body.require_attestation }, { id: 'initech', name: 'Initech', require_attestation: true })
+    assert.deepEqual(
+      { id: c.body.id, name: c.body.name, require_attestation: c.body.require_attestation },
+      { id: 'initech', name: 'Initech', require_attestation: true },
+    )
     const u = await admin(h, h.adminToken, 'PATCH', '/tenants/initech', { name: 'Initech Corp' })
     assert.equal(u.body.name, 'Initech Corp')
     assert.equal(u.body.require_attestation, true)
@@ -235,19 +281,33 @@ describe('admin API', () => {
     assert.equal((await admin(h, h.adminToken, 'DELETE', '/tenants/initech')).status, 204)
     assert.equal((await admin(h, h.adminToken, 'GET', '/tenants/initech')).status, 404)
     for (const type of ['admin.tenant_created', 'admin.tenant_updated', 'admin.tenant_deleted']) {
-      assert.ok((await h.events(type)).some((e) => e.subject === 'initech'), type)
+      assert.ok(
+        (await h.events(type)).some((e) => e.subject === 'initech'),
+        type,
+      )
     }
   })
 
   test('trusted issuers: create, list, delete, with their rules validated', async () => {
-    const body = { issuer: 'https://kubernetes.default.svc', jwks_uri: 'https://kubernetes.default.svc/openid/v1/jwks', audience: 'aegis', rules: [{ claims: { sub: 'system:serviceaccount:ns:sa' }, agent_id: 'billing-bot' }] }
+    const body = {
+      issuer: 'https://kubernetes.default.svc',
+      jwks_uri: 'https://kubernetes.default.svc/openid/v1/jwks',
+      audience: 'aegis',
+      rules: [{ claims: { sub: 'system:serviceaccount:ns:sa' }, agent_id: 'billing-bot' }],
+    }
     const c = await admin(h, h.adminToken, 'POST', '/tenants/acme/trusted-issuers', body)
     assert.equal(c.status, 201, c.text)
     assert.equal((await admin(h, h.adminToken, 'POST', '/tenants/acme/trusted-issuers', { ...body, jwks: { keys: [{ kty: 'OKP' }] } })).status, 400)
-    assert.equal((await admin(h, h.adminToken, 'POST', '/tenants/acme/trusted-issuers', { ...body, rules: [{ claims: { sub: 'x' }, agent_id: 'nobody' }] })).status, 400)
+    assert.equal(
+      (await admin(h, h.adminToken, 'POST', '/tenants/acme/trusted-issuers', { ...body, rules: [{ claims: { sub: 'x' }, agent_id: 'nobody' }] })).status,
+      400,
+    )
     assert.equal((await admin(h, h.adminToken, 'POST', '/tenants/acme/trusted-issuers', { ...body, issuer: 'not a url' })).status, 400)
     const list = await admin(h, h.adminToken, 'GET', '/tenants/acme/trusted-issuers')
-    assert.deepEqual(list.body.trusted_issuers.map((t: { id: string }) => t.id), [c.body.id])
+    assert.deepEqual(
+      list.body.trusted_issuers.map((t: { id: string }) => t.id),
+      [c.body.id],
+    )
     assert.equal((await admin(h, h.adminToken, 'DELETE', `/tenants/acme/trusted-issuers/${c.body.id}`)).status, 204)
     assert.equal((await admin(h, h.adminToken, 'DELETE', `/tenants/acme/trusted-issuers/${c.body.id}`)).status, 404)
   })
@@ -275,7 +335,11 @@ describe('admin API', () => {
     }
     const list = await admin(h, h.adminToken, 'GET', '/revocations')
     assert.equal(list.status, 200)
-    for (const c of cases) assert.ok(list.body.revocations.some((r: { type: string; value: string }) => r.type === c.type && r.value === String(c.value)), c.type)
+    for (const c of cases)
+      assert.ok(
+        list.body.revocations.some((r: { type: string; value: string }) => r.type === c.type && r.value === String(c.value)),
+        c.type,
+      )
     const acmeList = await admin(h, acmeAdmin, 'GET', '/revocations')
     assert.ok(acmeList.body.revocations.every((r: { tenant: string }) => r.tenant === 'acme'))
     const created = await h.events('admin.revocation_created')

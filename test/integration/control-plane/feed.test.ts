@@ -14,7 +14,9 @@ describe('revocation feed over server-sent events', () => {
     h = await startControlPlane()
     await seedAgent(h)
   })
-  after(async () => { await h.close() })
+  after(async () => {
+    await h.close()
+  })
 
   test('the stream needs a global gateway or admin token', async () => {
     const none = await fetch(`${h.url}/admin/v1/revocations/stream`)
@@ -94,7 +96,7 @@ describe('feed shutdown', () => {
 })
 
 describe('revocation feed over Redis between two control planes on one PostgreSQL', () => {
-  test('a revocation made on one control plane reaches the other\'s SSE stream and the Redis hash', { skip: skipRedisPg }, async () => {
+  test("a revocation made on one control plane reaches the other's SSE stream and the Redis hash", { skip: skipRedisPg }, async () => {
     const schema = await freshPostgresSchema()
     const prefix = redisPrefix()
     const logger = silentLogger()
@@ -106,7 +108,11 @@ describe('revocation feed over Redis between two control planes on one PostgreSQ
     try {
       a = await startControlPlane({ databaseUrl: schema.url, overrides: { redisUrl: REDIS_URL }, deps: { feed: feedA } })
       const kek = a.config.kek!
-      b = await startControlPlane({ databaseUrl: schema.url, overrides: { redisUrl: REDIS_URL, kek, adminToken: a.adminToken, gatewayToken: a.gatewayToken }, deps: { feed: feedB } })
+      b = await startControlPlane({
+        databaseUrl: schema.url,
+        overrides: { redisUrl: REDIS_URL, kek, adminToken: a.adminToken, gatewayToken: a.gatewayToken },
+        deps: { feed: feedB },
+      })
       const sse = await followSse(`${b.url}/admin/v1/revocations/stream`, b.gatewayToken)
       try {
         await sse.next((e) => e.event === 'snapshot')

@@ -26,7 +26,6 @@ export interface Harness {
   events(type: string): Promise<AuditEvent[]>
 }
 
-
 export interface HarnessOptions {
   /** Config overrides (nested like the file). */
   overrides?: Record<string, unknown>
@@ -85,7 +84,7 @@ export async function startControlPlane(opts: HarnessOptions = {}): Promise<Harn
 export interface CallResult {
   status: number
   headers: Headers
-  body: any // eslint-disable-line @typescript-eslint/no-explicit-any
+  body: any
   text: string
 }
 
@@ -97,29 +96,49 @@ export async function admin(h: { url: string }, token: string, method: string, p
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   })
   const text = await res.text()
-  let parsed: unknown = undefined
-  try { parsed = text ? JSON.parse(text) : undefined } catch { parsed = undefined }
+  let parsed: unknown
+  try {
+    parsed = text ? JSON.parse(text) : undefined
+  } catch {
+    parsed = undefined
+  }
   return { status: res.status, headers: res.headers, body: parsed, text }
 }
 
 /** A form POST to the token service. */
-export async function form(h: { url: string }, path: string, params: Record<string, string | string[]>, headers: Record<string, string> = {}): Promise<CallResult> {
+export async function form(
+  h: { url: string },
+  path: string,
+  params: Record<string, string | string[]>,
+  headers: Record<string, string> = {},
+): Promise<CallResult> {
   const p = new URLSearchParams()
   for (const [k, v] of Object.entries(params)) for (const x of Array.isArray(v) ? v : [v]) p.append(k, x)
-  const res = await fetch(`${h.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: p.toString() })
+  const res = await fetch(`${h.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: p.toString(),
+  })
   const text = await res.text()
-  let parsed: unknown = undefined
-  try { parsed = text ? JSON.parse(text) : undefined } catch { parsed = undefined }
+  let parsed: unknown
+  try {
+    parsed = text ? JSON.parse(text) : undefined
+  } catch {
+    parsed = undefined
+  }
   return { status: res.status, headers: res.headers, body: parsed, text }
 }
 
 /** RFC 6749 §2.3.1 Basic credentials. */
 export function basic(id: string, secret: string): string {
-  return 'Basic ' + Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')
+  return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`
 }
 
 /** Creates a tenant, an agent and a bootstrap credential. */
-export async function seedAgent(h: Harness, o: { tenant?: string; agent?: string; agentBody?: Record<string, unknown>; cred?: Record<string, unknown>; tenantBody?: Record<string, unknown> } = {}): Promise<{ tenant: string; agentId: string; clientId: string; secret: string; agent: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+export async function seedAgent(
+  h: Harness,
+  o: { tenant?: string; agent?: string; agentBody?: Record<string, unknown>; cred?: Record<string, unknown>; tenantBody?: Record<string, unknown> } = {},
+): Promise<{ tenant: string; agentId: string; clientId: string; secret: string; agent: any }> {
   const tenant = o.tenant ?? 'acme'
   const agentId = o.agent ?? 'billing-bot'
   const t = await admin(h, h.adminToken, 'GET', `/tenants/${tenant}`)
@@ -128,7 +147,11 @@ export async function seedAgent(h: Harness, o: { tenant?: string; agent?: string
     if (c.status !== 201) throw new Error(`tenant: ${c.status} ${c.text}`)
   }
   const a = await admin(h, h.adminToken, 'POST', `/tenants/${tenant}/agents`, {
-    agent_id: agentId, scopes: ['payments:write', 'crm:read'], capabilities: ['payments.transfer', 'crm.read'], max_ttl_seconds: 900, ...o.agentBody,
+    agent_id: agentId,
+    scopes: ['payments:write', 'crm:read'],
+    capabilities: ['payments.transfer', 'crm.read'],
+    max_ttl_seconds: 900,
+    ...o.agentBody,
   })
   if (a.status !== 201) throw new Error(`agent: ${a.status} ${a.text}`)
   const c = await admin(h, h.adminToken, 'POST', `/tenants/${tenant}/agents/${agentId}/bootstrap-credentials`, { ttl_seconds: 300, ...o.cred })

@@ -58,7 +58,7 @@ describe('GET /metrics', () => {
       for (const url of [env.issuer, gw.url]) {
         const open = await fetch(`${url}/metrics`)
         assert.equal(open.status, 401, url)
-        assert.equal((await open.json() as { error: string }).error, 'unauthorized')
+        assert.equal(((await open.json()) as { error: string }).error, 'unauthorized')
         assert.match(open.headers.get('www-authenticate') ?? '', /^Bearer/)
         assert.equal(await statusOf(`${url}/metrics`, 'Bearer not-the-metrics-token-000000'), 401, url)
         assert.equal(await statusOf(`${url}/metrics`, `Bearer ${env.adminToken}`), 401, 'an admin token is not the metrics token')
@@ -75,12 +75,17 @@ describe('GET /metrics', () => {
 })
 
 describe('RFC 8414 metadata and tls_client_auth', () => {
-  const metadata = async (h: Harness): Promise<Record<string, unknown>> => (await (await fetch(`${h.url}/.well-known/oauth-authorization-server`)).json()) as Record<string, unknown>
+  const metadata = async (h: Harness): Promise<Record<string, unknown>> =>
+    (await (await fetch(`${h.url}/.well-known/oauth-authorization-server`)).json()) as Record<string, unknown>
 
   test('an http issuer without a TLS listener does not offer tls_client_auth', async () => {
     await withControlPlane({}, async (h) => {
       const m = await metadata(h)
-      for (const field of ['token_endpoint_auth_methods_supported', 'revocation_endpoint_auth_methods_supported', 'introspection_endpoint_auth_methods_supported']) {
+      for (const field of [
+        'token_endpoint_auth_methods_supported',
+        'revocation_endpoint_auth_methods_supported',
+        'introspection_endpoint_auth_methods_supported',
+      ]) {
         const methods = m[field] as string[]
         assert.ok(methods.includes('client_secret_basic'), field)
         assert.ok(!methods.includes('tls_client_auth'), field)

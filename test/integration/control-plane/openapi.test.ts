@@ -37,14 +37,18 @@ function adminRoutesOf(tree: string): string[] {
 
 describe('OpenAPI document of the admin API', () => {
   let h: Harness
-  before(async () => { h = await startControlPlane() })
-  after(async () => { await h.close() })
+  before(async () => {
+    h = await startControlPlane()
+  })
+  after(async () => {
+    await h.close()
+  })
 
   test('the committed docs/openapi.json is what the running control plane serves (npm run openapi rewrites it)', async () => {
     const r = await fetch(`${h.url}/admin/v1/openapi.json`)
     assert.equal(r.status, 200)
     assert.match(r.headers.get('content-type') ?? '', /^application\/json/)
-    const served = JSON.stringify(await r.json(), null, 2) + '\n'
+    const served = `${JSON.stringify(await r.json(), null, 2)}\n`
     assert.equal(served, openApiText(h.cp.app))
     assert.equal(readFileSync(COMMITTED, 'utf8'), served, 'docs/openapi.json is stale: run `npm run openapi` and commit it')
   })
@@ -52,7 +56,9 @@ describe('OpenAPI document of the admin API', () => {
   test('every registered admin route is in the document, and nothing else', async () => {
     const doc = JSON.parse(openApiText(h.cp.app)) as { openapi: string; paths: Record<string, Record<string, unknown>> }
     assert.equal(doc.openapi, '3.1.0')
-    const documented = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)).sort()
+    const documented = Object.entries(doc.paths)
+      .flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`))
+      .sort()
     const registered = adminRoutesOf(h.cp.app.printRoutes({ commonPrefix: false }))
     assert.ok(registered.length >= 40, `only ${registered.length} admin routes parsed`)
     assert.ok(registered.includes('POST /admin/v1/tenants/{tenant}/agents'))
@@ -60,10 +66,22 @@ describe('OpenAPI document of the admin API', () => {
   })
 
   test('inputs are described: tenant routes name the tenant parameter, bodies are closed objects', () => {
-    const doc = JSON.parse(openApiText(h.cp.app)) as { paths: Record<string, Record<string, { parameters?: Array<{ name: string; in: string }>; requestBody?: { content: Record<string, { schema: { additionalProperties?: boolean } }> } }>> }
+    const doc = JSON.parse(openApiText(h.cp.app)) as {
+      paths: Record<
+        string,
+        Record<
+          string,
+          { parameters?: Array<{ name: string; in: string }>; requestBody?: { content: Record<string, { schema: { additionalProperties?: boolean } }> } }
+        >
+      >
+    }
     for (const [path, ops] of Object.entries(doc.paths)) {
       if (!path.includes('{tenant}')) continue
-      for (const op of Object.values(ops)) assert.ok(op.parameters?.some((p) => p.name === 'tenant' && p.in === 'path'), path)
+      for (const op of Object.values(ops))
+        assert.ok(
+          op.parameters?.some((p) => p.name === 'tenant' && p.in === 'path'),
+          path,
+        )
     }
     const agents = doc.paths['/admin/v1/tenants/{tenant}/agents']!.post!
     assert.equal(agents.requestBody?.content['application/json']?.schema.additionalProperties, false)
@@ -77,8 +95,12 @@ describe('OpenAPI document of the admin API', () => {
 
 describe('admin edge: schema validation and the guard', () => {
   let h: Harness
-  before(async () => { h = await startControlPlane() })
-  after(async () => { await h.close() })
+  before(async () => {
+    h = await startControlPlane()
+  })
+  after(async () => {
+    await h.close()
+  })
 
   test('schema failures answer 400 invalid_request in the error format; auth and tenant access come first', async () => {
     const bad = await admin(h, h.adminToken, 'POST', '/tenants', { id: 'ok', extra: 1 })
@@ -98,23 +120,34 @@ describe('admin edge: schema validation and the guard', () => {
   })
 
   test('a strict JSON body sent as a form is 415, as before', async () => {
-    const r = await fetch(`${h.url}/admin/v1/tenants`, { method: 'POST', headers: { authorization: `Bearer ${h.adminToken}`, 'content-type': 'application/x-www-form-urlencoded' }, body: 'id=formed' })
+    const r = await fetch(`${h.url}/admin/v1/tenants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${h.adminToken}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'id=formed',
+    })
     assert.equal(r.status, 415)
-    assert.equal((await r.json() as { error: string }).error, 'unsupported_media_type')
+    assert.equal(((await r.json()) as { error: string }).error, 'unsupported_media_type')
     assert.equal(await h.deps.store.tenants.get('formed'), null)
   })
 
   test('a route without config.admin, or naming a tenant outside the tenant scope, is refused at start-up', async () => {
     for (const register of [
-      (s: Parameters<typeof installAdminGuard>[0]) => { s.get('/forgot', async () => ({})) },
-      (s: Parameters<typeof installAdminGuard>[0]) => { s.get('/tenants/:tenant/things', { config: { admin: { roles: ['admin'] } } }, async () => ({})) },
+      (s: Parameters<typeof installAdminGuard>[0]) => {
+        s.get('/forgot', async () => ({}))
+      },
+      (s: Parameters<typeof installAdminGuard>[0]) => {
+        s.get('/tenants/:tenant/things', { config: { admin: { roles: ['admin'] } } }, async () => ({}))
+      },
     ]) {
       const app = await createServer({ logger: createLogger('silent', 'test'), bodyLimit: 1024, jsonDepth: 8 })
       await assert.rejects(async () => {
-        await app.register(async (scope) => {
-          installAdminGuard(scope, h.deps.store)
-          register(scope)
-        }, { prefix: '/admin/v1' })
+        await app.register(
+          async (scope) => {
+            installAdminGuard(scope, h.deps.store)
+            register(scope)
+          },
+          { prefix: '/admin/v1' },
+        )
         await app.ready()
       }, /config\.admin|tenant scope/)
       await app.close().catch(() => {})

@@ -13,16 +13,25 @@ test('core flow on PostgreSQL (fresh schema): register, mint, verify, introspect
   try {
     assert.equal(h.deps.store.kind, 'postgres')
     const s = await seedAgent(h, { cred: { single_use: false } })
-    const config = await oidc.discovery(new URL(h.url), s.clientId, undefined, oidc.ClientSecretBasic(s.secret), { execute: [oidc.allowInsecureRequests], algorithm: 'oauth2' })
+    const config = await oidc.discovery(new URL(h.url), s.clientId, undefined, oidc.ClientSecretBasic(s.secret), {
+      execute: [oidc.allowInsecureRequests],
+      algorithm: 'oauth2',
+    })
     const tokens = await oidc.clientCredentialsGrant(config, { scope: 'payments:write' })
-    const { payload } = await jwtVerify(tokens.access_token, createRemoteJWKSet(new URL(`${h.url}/.well-known/jwks.json`)), { issuer: h.url, audience: 'aegis-gateway', typ: 'at+jwt' })
+    const { payload } = await jwtVerify(tokens.access_token, createRemoteJWKSet(new URL(`${h.url}/.well-known/jwks.json`)), {
+      issuer: h.url,
+      audience: 'aegis-gateway',
+      typ: 'at+jwt',
+    })
     assert.equal(payload.tenant, 'acme')
     assert.equal(payload.capability_hash, s.agent.capability_hash)
     const issued = await h.events('token.issued')
     assert.ok(issued.some((e) => e.subject === payload.jti))
 
     const one = await seedAgent(h, { agent: 'once', cred: { single_use: true } })
-    const results = await Promise.all(Array.from({ length: 5 }, () => form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(one.clientId, one.secret) })))
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(one.clientId, one.secret) })),
+    )
     assert.equal(results.filter((r) => r.status === 200).length, 1)
 
     const active = await form(h, '/oauth2/introspect', { token: tokens.access_token }, { authorization: `Bearer ${h.gatewayToken}` })
@@ -31,7 +40,12 @@ test('core flow on PostgreSQL (fresh schema): register, mint, verify, introspect
     assert.equal(revoked.status, 200)
     const inactive = await form(h, '/oauth2/introspect', { token: tokens.access_token }, { authorization: `Bearer ${h.gatewayToken}` })
     assert.deepEqual(inactive.body, { active: false })
-    const crossing = await admin(h, (await admin(h, h.adminToken, 'POST', '/admin-tokens', { tenant: 'acme', role: 'admin' })).body.token, 'GET', '/tenants/other')
+    const crossing = await admin(
+      h,
+      (await admin(h, h.adminToken, 'POST', '/admin-tokens', { tenant: 'acme', role: 'admin' })).body.token,
+      'GET',
+      '/tenants/other',
+    )
     assert.equal(crossing.status, 403)
   } finally {
     await h.close()

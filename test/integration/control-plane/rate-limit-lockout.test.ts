@@ -20,21 +20,28 @@ for (const backend of ['in-process', 'redis'] as const) {
 
     before(async () => {
       if (backend === 'redis') feed = await RedisFeedPublisher.open({ url: REDIS_URL, logger: silentLogger(), prefix: redisPrefix() })
-      h = await startControlPlane({ overrides: { rateLimit: LIMITS, ...(backend === 'redis' ? { redisUrl: REDIS_URL } : {}) }, ...(feed ? { deps: { feed } } : {}) })
+      h = await startControlPlane({
+        overrides: { rateLimit: LIMITS, ...(backend === 'redis' ? { redisUrl: REDIS_URL } : {}) },
+        ...(feed ? { deps: { feed } } : {}),
+      })
     })
     after(async () => {
       await h?.close()
       await feed?.close()
     })
 
-    const mint = (clientId: string, secret: string) => form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(clientId, secret) })
+    const mint = (clientId: string, secret: string) =>
+      form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(clientId, secret) })
 
-    test('many wrong-secret attempts from the agent\'s own address, then the real agent still gets its token', async () => {
+    test("many wrong-secret attempts from the agent's own address, then the real agent still gets its token", async () => {
       const s = await seedAgent(h, { tenant: 'victim', cred: { ttl_seconds: 3600, single_use: false } })
       const codes: number[] = []
       for (let i = 0; i < 40; i++) codes.push((await mint(s.clientId, `wrong-${i}`)).status)
       assert.deepEqual(codes.slice(0, 3), [401, 401, 401], 'failures up to the limit are invalid_client')
-      assert.ok(codes.slice(3).every((c) => c === 429), 'past it, this client id from this address gets 429')
+      assert.ok(
+        codes.slice(3).every((c) => c === 429),
+        'past it, this client id from this address gets 429',
+      )
       const failed = (await h.events('auth.failed')).filter((e) => e.subject === s.clientId)
       assert.equal(failed.length, 3, 'failures past the limit write no audit events')
 

@@ -11,7 +11,11 @@ import { TcpRelay } from '../../helpers/tcp-relay.js'
 import { PrivatePostgres, skipWithoutInitdb } from '../../helpers/postgres-server.js'
 import { startControlPlane } from './harness.js'
 
-interface Ready { status: string; reasons: string[]; store: string }
+interface Ready {
+  status: string
+  reasons: string[]
+  store: string
+}
 
 async function readyz(url: string): Promise<{ status: number; body: Ready }> {
   const res = await fetch(`${url}/readyz`)
@@ -51,7 +55,11 @@ describe('control plane /livez and /readyz', () => {
       assert.equal((await fetch(`${h.url}/livez`)).status, 200, 'alive: restarting it would not bring the database back')
       relay.heal()
       await eventually(async () => (await readyz(h.url)).status === 200)
-      const tenants = await fetch(`${h.url}/admin/v1/tenants`, { method: 'POST', headers: { authorization: `Bearer ${h.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ id: 'after-cut', name: 'After the cut' }) })
+      const tenants = await fetch(`${h.url}/admin/v1/tenants`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${h.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ id: 'after-cut', name: 'After the cut' }),
+      })
       assert.equal(tenants.status, 201, 'and serving again')
     } finally {
       relay.heal()
@@ -61,25 +69,35 @@ describe('control plane /livez and /readyz', () => {
     }
   })
 
-  test('a private PostgreSQL cluster stopped (-m immediate) and started again: not ready while it is down, token requests 503 with Retry-After, ready and issuing after', { skip: noPostgresBinaries }, async () => {
+  test('a private PostgreSQL cluster stopped (-m immediate) and started again: not ready while it is down, token requests 503 with Retry-After, ready and issuing after', {
+    skip: noPostgresBinaries,
+  }, async () => {
     const pg = await PrivatePostgres.start()
     let h: Awaited<ReturnType<typeof startControlPlane>> | undefined
     try {
       h = await startControlPlane({ databaseUrl: pg.url })
       assert.equal((await readyz(h.url)).status, 200)
       const admin = async (path: string, body: unknown): Promise<Record<string, unknown>> => {
-        const res = await fetch(`${h!.url}/admin/v1${path}`, { method: 'POST', headers: { authorization: `Bearer ${h!.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+        const res = await fetch(`${h!.url}/admin/v1${path}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${h!.adminToken}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        })
         assert.equal(res.status, 201, path)
         return (await res.json()) as Record<string, unknown>
       }
       await admin('/tenants', { id: 'pg-outage', name: 'PG outage' })
       await admin('/tenants/pg-outage/agents', { agent_id: 'pg-bot', scopes: ['crm:read'], capabilities: ['crm.read'] })
       const cred = await admin('/tenants/pg-outage/agents/pg-bot/bootstrap-credentials', { ttl_seconds: 3600, single_use: false })
-      const tokenRequest = (): Promise<Response> => fetch(`${h!.url}/oauth2/token`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${String(cred.client_id)}:${String(cred.client_secret)}`).toString('base64')}` },
-        body: 'grant_type=client_credentials',
-      })
+      const tokenRequest = (): Promise<Response> =>
+        fetch(`${h!.url}/oauth2/token`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/x-www-form-urlencoded',
+            authorization: `Basic ${Buffer.from(`${String(cred.client_id)}:${String(cred.client_secret)}`).toString('base64')}`,
+          },
+          body: 'grant_type=client_credentials',
+        })
       assert.equal((await tokenRequest()).status, 200)
       await pg.stop('immediate')
       await eventually(async () => (await readyz(h!.url)).status === 503)
@@ -92,7 +110,11 @@ describe('control plane /livez and /readyz', () => {
       await pg.start()
       await eventually(async () => (await readyz(h!.url)).status === 200)
       assert.equal((await tokenRequest()).status, 200)
-      const res = await fetch(`${h.url}/admin/v1/tenants`, { method: 'POST', headers: { authorization: `Bearer ${h.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ id: 'after-restart', name: 'After the restart' }) })
+      const res = await fetch(`${h.url}/admin/v1/tenants`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${h.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ id: 'after-restart', name: 'After the restart' }),
+      })
       assert.equal(res.status, 201)
     } finally {
       await h?.close()

@@ -14,7 +14,8 @@ test('with Redis the per-client rate limit is shared: the third request in the w
   try {
     const s = await seedAgent(h)
     const codes: number[] = []
-    for (let i = 0; i < 3; i++) codes.push((await form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(s.clientId, s.secret) })).status)
+    for (let i = 0; i < 3; i++)
+      codes.push((await form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(s.clientId, s.secret) })).status)
     assert.deepEqual(codes, [200, 200, 429])
   } finally {
     await h.close()

@@ -16,18 +16,28 @@ const pgSkip = await skipWithoutPostgres()
 const redisSkip = await skipWithoutRedis()
 
 for (const transport of ['redis', 'no-redis'] as const) {
-  test(`an agent revoked on one control plane gets no token from the other; lifted on the other, the first issues again (${transport})`, { skip: pgSkip || (transport === 'redis' ? redisSkip : false) }, async () => {
+  test(`an agent revoked on one control plane gets no token from the other; lifted on the other, the first issues again (${transport})`, {
+    skip: pgSkip || (transport === 'redis' ? redisSkip : false),
+  }, async () => {
     const schema = await freshPostgresSchema()
     const prefix = redisPrefix()
-    const feeds = transport === 'redis'
-      ? [await RedisFeedPublisher.open({ url: REDIS_URL, logger: silentLogger(), prefix }), await RedisFeedPublisher.open({ url: REDIS_URL, logger: silentLogger(), prefix })]
-      : []
+    const feeds =
+      transport === 'redis'
+        ? [
+            await RedisFeedPublisher.open({ url: REDIS_URL, logger: silentLogger(), prefix }),
+            await RedisFeedPublisher.open({ url: REDIS_URL, logger: silentLogger(), prefix }),
+          ]
+        : []
     const redis = transport === 'redis' ? { redisUrl: REDIS_URL } : {}
     let a: Harness | undefined
     let b: Harness | undefined
     try {
       a = await startControlPlane({ databaseUrl: schema.url, overrides: redis, ...(feeds[0] ? { deps: { feed: feeds[0] } } : {}) })
-      b = await startControlPlane({ databaseUrl: schema.url, overrides: { ...redis, kek: a.config.kek, adminToken: a.adminToken, gatewayToken: a.gatewayToken }, ...(feeds[1] ? { deps: { feed: feeds[1] } } : {}) })
+      b = await startControlPlane({
+        databaseUrl: schema.url,
+        overrides: { ...redis, kek: a.config.kek, adminToken: a.adminToken, gatewayToken: a.gatewayToken },
+        ...(feeds[1] ? { deps: { feed: feeds[1] } } : {}),
+      })
       const s = await seedAgent(a, { cred: { ttl_seconds: 600, single_use: false } })
       const mint = (h: Harness) => form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(s.clientId, s.secret) })
       assert.equal((await mint(b)).status, 200)

@@ -36,14 +36,20 @@ for (const backend of ['sqlite', 'postgres'] as const) {
       await drop?.()
     })
 
-    const mint = (c: { clientId: string; secret: string }) => form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(c.clientId, c.secret) })
+    const mint = (c: { clientId: string; secret: string }) =>
+      form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(c.clientId, c.secret) })
     const issuedTo = async (tenant: string, agentId: string): Promise<number> =>
       (await h.events('token.issued')).filter((e) => e.tenant === tenant && e.data.agent_id === agentId).length
     const introspect = async (token: string): Promise<Record<string, unknown>> =>
       (await form(h, '/oauth2/introspect', { token }, { authorization: `Bearer ${h.gatewayToken}` })).body as Record<string, unknown>
 
     test('a revoked agent gets no token, also once the old expiry has passed, until an admin lifts the entry', async () => {
-      const s = await seedAgent(h, { tenant: `t-${backend}`, agent: 'leaky-bot', agentBody: { max_ttl_seconds: 60 }, cred: { ttl_seconds: 3600, single_use: false } })
+      const s = await seedAgent(h, {
+        tenant: `t-${backend}`,
+        agent: 'leaky-bot',
+        agentBody: { max_ttl_seconds: 60 },
+        cred: { ttl_seconds: 3600, single_use: false },
+      })
       const first = await mint(s)
       assert.equal(first.status, 200, first.text)
       const old = first.body.access_token as string
@@ -66,9 +72,15 @@ for (const backend of ['sqlite', 'postgres'] as const) {
       assert.equal(later.body.error, 'invalid_client')
       assert.equal(await issuedTo(s.tenant, 'leaky-bot'), issuedBefore, 'no token was minted for the revoked agent')
       const listed = await admin(h, h.adminToken, 'GET', '/revocations')
-      assert.ok(listed.body.revocations.some((r: { seq: number }) => r.seq === rev.body.seq), 'still listed')
+      assert.ok(
+        listed.body.revocations.some((r: { seq: number }) => r.seq === rev.body.seq),
+        'still listed',
+      )
       const snapshot = await admin(h, h.gatewayToken, 'GET', '/feed/snapshot')
-      assert.ok(snapshot.body.revocations.some((r: { seq: number }) => r.seq === rev.body.seq), 'still on the gateways\' feed')
+      assert.ok(
+        snapshot.body.revocations.some((r: { seq: number }) => r.seq === rev.body.seq),
+        "still on the gateways' feed",
+      )
       assert.ok((await h.events('auth.failed')).some((e) => e.data.reason === 'revoked' && e.tenant === s.tenant))
 
       const lifted = await admin(h, h.adminToken, 'DELETE', `/revocations/${rev.body.seq}`)
@@ -124,14 +136,15 @@ for (const backend of ['sqlite', 'postgres'] as const) {
 
       const tenantAdmin = (await admin(h, h.adminToken, 'POST', '/admin-tokens', { tenant, role: 'admin', name: 'tenant admin' })).body.token as string
       await seedAgent(h, { tenant: `x-${backend}`, agent: 'x', agentBody: { max_ttl_seconds: 60 } })
-      const elsewhere = (await admin(h, h.adminToken, 'POST', '/admin-tokens', { tenant: `x-${backend}`, role: 'admin', name: 'other tenant admin' })).body.token as string
+      const elsewhere = (await admin(h, h.adminToken, 'POST', '/admin-tokens', { tenant: `x-${backend}`, role: 'admin', name: 'other tenant admin' })).body
+        .token as string
       const forbidden = await admin(h, tenantAdmin, 'DELETE', `/revocations/${whole.body.seq}`)
       assert.equal(forbidden.status, 403, 'a tenant-wide entry needs a global admin')
-      assert.equal((await admin(h, elsewhere, 'DELETE', `/revocations/${client.body.seq}`)).status, 403, 'another tenant\'s admin may not')
+      assert.equal((await admin(h, elsewhere, 'DELETE', `/revocations/${client.body.seq}`)).status, 403, "another tenant's admin may not")
       assert.equal((await admin(h, h.adminToken, 'DELETE', `/revocations/${whole.body.seq}`)).status, 200)
       assert.equal((await mint(other)).status, 200)
       assert.equal((await mint(s)).status, 401, 'the client entry still holds')
-      assert.equal((await admin(h, tenantAdmin, 'DELETE', `/revocations/${client.body.seq}`)).status, 200, 'the tenant\'s admin lifts its client entry')
+      assert.equal((await admin(h, tenantAdmin, 'DELETE', `/revocations/${client.body.seq}`)).status, 200, "the tenant's admin lifts its client entry")
       assert.equal((await mint(s)).status, 200)
     })
 

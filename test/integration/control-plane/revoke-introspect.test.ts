@@ -12,7 +12,9 @@ describe('RFC 7009 revocation and RFC 7662 introspection', () => {
     s = await seedAgent(h)
     other = await seedAgent(h, { tenant: 'globex', agent: 'other-bot' })
   })
-  after(async () => { await h.close() })
+  after(async () => {
+    await h.close()
+  })
 
   async function mint(c = s): Promise<string> {
     const r = await form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(c.clientId, c.secret) })
@@ -34,7 +36,7 @@ describe('RFC 7009 revocation and RFC 7662 introspection', () => {
     assert.equal(revoke.status, 401)
   })
 
-  test('gateway and admin bearer tokens and the token\'s own client see an active token with its claims', async () => {
+  test("gateway and admin bearer tokens and the token's own client see an active token with its claims", async () => {
     const token = await mint()
     for (const auth of [`Bearer ${h.gatewayToken}`, `Bearer ${h.adminToken}`, basic(s.clientId, s.secret)]) {
       const r = await introspect(token, { authorization: auth })
@@ -73,7 +75,7 @@ describe('RFC 7009 revocation and RFC 7662 introspection', () => {
     assert.equal(missing.body.error, 'invalid_request')
   })
 
-  test('a client revoking someone else\'s token gets 200 and changes nothing; its own client revokes it for good', async () => {
+  test("a client revoking someone else's token gets 200 and changes nothing; its own client revokes it for good", async () => {
     const token = await mint()
     const jti = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).jti as string
     const foreign = await form(h, '/oauth2/revoke', { token, token_type_hint: 'access_token' }, { authorization: basic(other.clientId, other.secret) })

@@ -7,7 +7,11 @@ import { basic, form, seedAgent, startControlPlane } from './harness.js'
 test('close() drains: every token a client received has its token.issued event on disk', async () => {
   const h = await startControlPlane()
   const s = await seedAgent(h)
-  const fire = () => form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(s.clientId, s.secret) }).catch((e: Error) => { errors.push(e.message); return null })
+  const fire = () =>
+    form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(s.clientId, s.secret) }).catch((e: Error) => {
+      errors.push(e.message)
+      return null
+    })
   const errors: string[] = []
   // Keep 20 requests in flight, and close while they are.
   const inflight: Array<ReturnType<typeof fire>> = []

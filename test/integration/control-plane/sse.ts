@@ -50,9 +50,17 @@ export async function followSse(url: string, token: string): Promise<SseFollower
       if (seen) return Promise.resolve(seen)
       return new Promise((resolve, reject) => {
         const t = setTimeout(() => reject(new Error('no matching SSE event in time')), timeoutMs)
-        waiters.push({ pred, resolve: (e) => { clearTimeout(t); resolve(e) } })
+        waiters.push({
+          pred,
+          resolve: (e) => {
+            clearTimeout(t)
+            resolve(e)
+          },
+        })
       })
     },
-    close() { ac.abort() },
+    close() {
+      ac.abort()
+    },
   }
 }

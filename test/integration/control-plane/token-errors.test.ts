@@ -12,7 +12,9 @@ describe('token endpoint refuses bad requests with RFC 6749 errors and changes n
     h = await startControlPlane()
     s = await seedAgent(h)
   })
-  after(async () => { await h.close() })
+  after(async () => {
+    await h.close()
+  })
 
   async function issuedFor(clientId: string): Promise<number> {
     return (await h.events('token.issued')).filter((e) => e.data.client_id === clientId).length
@@ -94,20 +96,37 @@ describe('token endpoint refuses bad requests with RFC 6749 errors and changes n
 
   test('concurrent requests with one single-use secret: exactly one token', async () => {
     const one = await seedAgent(h, { agent: 'race-bot', cred: { single_use: true } })
-    const results = await Promise.all(Array.from({ length: 8 }, () => form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(one.clientId, one.secret) })))
+    const results = await Promise.all(
+      Array.from({ length: 8 }, () => form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(one.clientId, one.secret) })),
+    )
     assert.equal(results.filter((r) => r.status === 200).length, 1)
     assert.equal(results.filter((r) => r.status === 401).length, 7)
     assert.equal(await issuedFor(one.clientId), 1)
   })
 
   test('a scope not granted gets 400 invalid_scope; an unregistered audience or resource gets 400 invalid_target', async () => {
-    const scope = await form(h, '/oauth2/token', { grant_type: 'client_credentials', scope: 'payments:write root' }, { authorization: basic(s.clientId, s.secret) })
+    const scope = await form(
+      h,
+      '/oauth2/token',
+      { grant_type: 'client_credentials', scope: 'payments:write root' },
+      { authorization: basic(s.clientId, s.secret) },
+    )
     assert.equal(scope.status, 400)
     assert.equal(scope.body.error, 'invalid_scope')
-    const aud = await form(h, '/oauth2/token', { grant_type: 'client_credentials', audience: 'https://evil.example' }, { authorization: basic(s.clientId, s.secret) })
+    const aud = await form(
+      h,
+      '/oauth2/token',
+      { grant_type: 'client_credentials', audience: 'https://evil.example' },
+      { authorization: basic(s.clientId, s.secret) },
+    )
     assert.equal(aud.status, 400)
     assert.equal(aud.body.error, 'invalid_target')
-    const res = await form(h, '/oauth2/token', { grant_type: 'client_credentials', resource: ['aegis-gateway', 'https://evil.example'] }, { authorization: basic(s.clientId, s.secret) })
+    const res = await form(
+      h,
+      '/oauth2/token',
+      { grant_type: 'client_credentials', resource: ['aegis-gateway', 'https://evil.example'] },
+      { authorization: basic(s.clientId, s.secret) },
+    )
     assert.equal(res.status, 400)
     assert.equal(res.body.error, 'invalid_target')
     assert.equal(await issuedFor(s.clientId), 0)
@@ -132,18 +151,34 @@ describe('token endpoint refuses bad requests with RFC 6749 errors and changes n
 
   test('JSON, text and malformed bodies get 400 invalid_request; an oversized body gets 413', async () => {
     const auth = basic(s.clientId, s.secret)
-    const json = await fetch(`${h.url}/oauth2/token`, { method: 'POST', headers: { authorization: auth, 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'client_credentials' }) })
+    const json = await fetch(`${h.url}/oauth2/token`, {
+      method: 'POST',
+      headers: { authorization: auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ grant_type: 'client_credentials' }),
+    })
     assert.equal(json.status, 400)
-    assert.equal((await json.json() as { error: string }).error, 'invalid_request')
-    const text = await fetch(`${h.url}/oauth2/token`, { method: 'POST', headers: { authorization: auth, 'content-type': 'text/plain' }, body: 'grant_type=client_credentials' })
+    assert.equal(((await json.json()) as { error: string }).error, 'invalid_request')
+    const text = await fetch(`${h.url}/oauth2/token`, {
+      method: 'POST',
+      headers: { authorization: auth, 'content-type': 'text/plain' },
+      body: 'grant_type=client_credentials',
+    })
     assert.equal(text.status, 400)
-    assert.equal((await text.json() as { error: string }).error, 'invalid_request')
-    const broken = await fetch(`${h.url}/oauth2/token`, { method: 'POST', headers: { authorization: auth, 'content-type': 'application/json' }, body: '{"grant_type":' })
+    assert.equal(((await text.json()) as { error: string }).error, 'invalid_request')
+    const broken = await fetch(`${h.url}/oauth2/token`, {
+      method: 'POST',
+      headers: { authorization: auth, 'content-type': 'application/json' },
+      body: '{"grant_type":',
+    })
     assert.equal(broken.status, 400)
-    assert.equal((await broken.json() as { error: string }).error, 'invalid_request')
-    const big = await fetch(`${h.url}/oauth2/token`, { method: 'POST', headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' }, body: `grant_type=client_credentials&pad=${'a'.repeat(h.config.limits.bodyBytes + 10)}` })
+    assert.equal(((await broken.json()) as { error: string }).error, 'invalid_request')
+    const big = await fetch(`${h.url}/oauth2/token`, {
+      method: 'POST',
+      headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' },
+      body: `grant_type=client_credentials&pad=${'a'.repeat(h.config.limits.bodyBytes + 10)}`,
+    })
     assert.equal(big.status, 413)
-    assert.equal((await big.json() as { error: string }).error, 'payload_too_large')
+    assert.equal(((await big.json()) as { error: string }).error, 'payload_too_large')
     const longScope = await form(h, '/oauth2/token', { grant_type: 'client_credentials', scope: 'a'.repeat(5000) }, { authorization: auth })
     assert.equal(longScope.status, 400)
     assert.equal(await issuedFor(s.clientId), 0)
@@ -167,7 +202,7 @@ describe('token endpoint refuses bad requests with RFC 6749 errors and changes n
     const real = h.deps.audit
     const failing: AuditWriter = {
       chainId: real.chainId,
-      append: (e) => e.type === 'token.issued' ? Promise.reject(new Error('disk full')) : real.append(e),
+      append: (e) => (e.type === 'token.issued' ? Promise.reject(new Error('disk full')) : real.append(e)),
       close: () => real.close(),
     }
     const before = await issuedFor(s.clientId)
@@ -193,14 +228,19 @@ describe('token endpoint refuses bad requests with RFC 6749 errors and changes n
 
 describe('token endpoint rate limits', () => {
   let h: Harness
-  before(async () => { h = await startControlPlane({ overrides: { rateLimit: { perClient: 3, perIp: 5, windowSeconds: 3600 } } }) })
-  after(async () => { await h.close() })
+  before(async () => {
+    h = await startControlPlane({ overrides: { rateLimit: { perClient: 3, perIp: 5, windowSeconds: 3600 } } })
+  })
+  after(async () => {
+    await h.close()
+  })
 
   test('past the per-client limit a client gets 429 rate_limited with Retry-After; past the per-IP limit every client from that address does', async () => {
     const a = await seedAgent(h, { agent: 'a' })
     const b = await seedAgent(h, { agent: 'b' })
     const codes: number[] = []
-    for (let i = 0; i < 4; i++) codes.push((await form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(a.clientId, a.secret) })).status)
+    for (let i = 0; i < 4; i++)
+      codes.push((await form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(a.clientId, a.secret) })).status)
     assert.deepEqual(codes, [200, 200, 200, 429])
     // Four requests from this address so far (limit 5): client b gets one through, then the address is limited.
     const first = await form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(b.clientId, b.secret) })

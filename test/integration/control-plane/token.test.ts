@@ -13,12 +13,14 @@ describe('token endpoint: client_credentials with bootstrap credentials', () => 
     h = await startControlPlane()
     s = await seedAgent(h, { agentBody: { audiences: ['aegis-gateway', 'https://tools.example/crm'] } })
   })
-  after(async () => { await h.close() })
+  after(async () => {
+    await h.close()
+  })
 
   test('metadata lists every RFC 8414 field DESIGN.md names', async () => {
     const res = await fetch(`${h.url}/.well-known/oauth-authorization-server`)
     assert.equal(res.status, 200)
-    const m = await res.json() as Record<string, unknown>
+    const m = (await res.json()) as Record<string, unknown>
     assert.equal(m.issuer, h.url)
     assert.equal(m.token_endpoint, `${h.url}/oauth2/token`)
     assert.equal(m.jwks_uri, `${h.url}/.well-known/jwks.json`)
@@ -43,7 +45,12 @@ describe('token endpoint: client_credentials with bootstrap credentials', () => 
       assert.equal(res.token_type.toLowerCase(), 'bearer')
       assert.equal(res.scope, 'crm:read')
       assert.equal(res.expires_in, 600)
-      const { payload, protectedHeader } = await jwtVerify(res.access_token, jwks, { issuer: h.url, audience: 'aegis-gateway', typ: 'at+jwt', algorithms: ['EdDSA'] })
+      const { payload, protectedHeader } = await jwtVerify(res.access_token, jwks, {
+        issuer: h.url,
+        audience: 'aegis-gateway',
+        typ: 'at+jwt',
+        algorithms: ['EdDSA'],
+      })
       assert.equal(protectedHeader.alg, 'EdDSA')
       assert.equal(protectedHeader.typ, 'at+jwt')
       assert.equal(typeof protectedHeader.kid, 'string')
@@ -61,7 +68,10 @@ describe('token endpoint: client_credentials with bootstrap credentials', () => 
     assert.equal(r.body.token_type, 'Bearer')
     const jwks = createRemoteJWKSet(new URL(`${h.url}/.well-known/jwks.json`))
     const { payload } = await jwtVerify(r.body.access_token, jwks, { issuer: h.url, typ: 'at+jwt' })
-    assert.deepEqual(Object.keys(payload).sort(), ['agent_id', 'aud', 'capability_hash', 'client_id', 'exp', 'iat', 'iss', 'jti', 'nbf', 'policy_version', 'scope', 'sub', 'tenant'].sort())
+    assert.deepEqual(
+      Object.keys(payload).sort(),
+      ['agent_id', 'aud', 'capability_hash', 'client_id', 'exp', 'iat', 'iss', 'jti', 'nbf', 'policy_version', 'scope', 'sub', 'tenant'].sort(),
+    )
     assert.equal(payload.iss, h.url)
     assert.equal(payload.sub, 'billing-bot')
     assert.equal(payload.agent_id, 'billing-bot')
@@ -87,7 +97,12 @@ describe('token endpoint: client_credentials with bootstrap credentials', () => 
   })
 
   test('audience and resource (repeated) pick registered audiences; lifetime is capped by the agent', async () => {
-    const r = await form(h, '/oauth2/token', { grant_type: 'client_credentials', resource: ['https://tools.example/crm'], audience: 'aegis-gateway' }, { authorization: basic(s.clientId, s.secret) })
+    const r = await form(
+      h,
+      '/oauth2/token',
+      { grant_type: 'client_credentials', resource: ['https://tools.example/crm'], audience: 'aegis-gateway' },
+      { authorization: basic(s.clientId, s.secret) },
+    )
     assert.equal(r.status, 200, r.text)
     const payload = JSON.parse(Buffer.from(r.body.access_token.split('.')[1], 'base64url').toString())
     assert.deepEqual([...payload.aud].sort(), ['aegis-gateway', 'https://tools.example/crm'])
@@ -111,7 +126,7 @@ describe('token endpoint: client_credentials with bootstrap credentials', () => 
     assert.ok(stored?.usedAt !== null)
   })
 
-  test('policy_version is the tenant\'s active bundle version, from activation on', async () => {
+  test("policy_version is the tenant's active bundle version, from activation on", async () => {
     const cedar = '@id("read")\npermit (principal, action == Action::"crm.read", resource);\n'
     const up = await admin(h, h.adminToken, 'POST', '/tenants/acme/policies', { version: '2026-11-28.1', cedar, mode: 'enforce' })
     assert.equal(up.status, 201, up.text)

@@ -13,7 +13,9 @@ function get(url: string, ca: string, cert?: { cert: string; key: string }): Pro
   return new Promise((resolve, reject) => {
     const req = request(url, { ca, agent: false, ...cert }, (res) => {
       let body = ''
-      res.on('data', (c: Buffer) => { body += c.toString() })
+      res.on('data', (c: Buffer) => {
+        body += c.toString()
+      })
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
     })
     req.on('error', reject)
@@ -31,7 +33,10 @@ test('aegis serve --role all with tls.cert/tls.key also listens with TLS on both
     env: {},
     overrides: {
       // Names no listener: with control.port 0 the gateway follows the control plane where it is bound.
-      dataDir, kek: randomBytes(32).toString('hex'), logLevel: 'silent', issuer: 'http://127.0.0.1',
+      dataDir,
+      kek: randomBytes(32).toString('hex'),
+      logLevel: 'silent',
+      issuer: 'http://127.0.0.1',
       adminToken: `adm_${randomBytes(24).toString('base64url')}`,
       control: { host: '127.0.0.1', port: 0, tlsPort: 0 },
       gateway: { host: '127.0.0.1', port: 0, tlsPort: 0 },
@@ -43,7 +48,10 @@ test('aegis serve --role all with tls.cert/tls.key also listens with TLS on both
     const cp = running.controlPlane!
     const gw = running.gateway!
     const ports = [cp.port, cp.tlsPort, gw.port, gw.tlsPort]
-    assert.ok(ports.every((p) => typeof p === 'number' && p > 0), String(ports))
+    assert.ok(
+      ports.every((p) => typeof p === 'number' && p > 0),
+      String(ports),
+    )
     assert.equal(new Set(ports).size, 4)
     assert.equal(cp.url, `http://127.0.0.1:${cp.port}`)
     assert.equal(cp.tlsUrl, `https://127.0.0.1:${cp.tlsPort}`)

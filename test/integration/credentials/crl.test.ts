@@ -60,11 +60,21 @@ describe('tls_client_auth against CRLs, reloaded when the files change', () => {
     })
     for (const t of [tenant, strict, bundled, missing]) await env.admin('POST', '/tenants', { id: t, name: t })
   })
-  after(async () => { await env.close() })
+  after(async () => {
+    await env.close()
+  })
 
   async function agentFor(t: string, name: string, cert: Issued): Promise<string> {
     const subject = new X509Certificate(cert.certPem).subject.split('\n').join(',')
-    return (await env.admin('POST', `/tenants/${t}/agents`, { agent_id: name, scopes: ['crm:read'], capabilities: ['crm.read'], token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_subject_dn: subject })).client_id as string
+    return (
+      await env.admin('POST', `/tenants/${t}/agents`, {
+        agent_id: name,
+        scopes: ['crm:read'],
+        capabilities: ['crm.read'],
+        token_endpoint_auth_method: 'tls_client_auth',
+        tls_client_auth_subject_dn: subject,
+      })
+    ).client_id as string
   }
   const token = (clientId: string, cert: Issued) => env.form(`${env.tlsUrl}/oauth2/token`, { grant_type: 'client_credentials', client_id: clientId }, { cert })
 
@@ -82,7 +92,10 @@ describe('tls_client_auth against CRLs, reloaded when the files change', () => {
     assert.equal(refused.body.error, 'invalid_client')
     assert.equal((await token(otherId, other)).status, 200)
     const failed = (await env.events('auth.failed')).filter((e) => e.subject === stolenId)
-    assert.ok(failed.some((e) => e.data.reason === 'certificate_revoked'), JSON.stringify(failed.map((e) => e.data)))
+    assert.ok(
+      failed.some((e) => e.data.reason === 'certificate_revoked'),
+      JSON.stringify(failed.map((e) => e.data)),
+    )
   })
 
   test("a tenant's own CRL applies to that tenant's agents only", async () => {

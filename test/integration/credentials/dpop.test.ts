@@ -4,7 +4,11 @@ import { randomUUID } from 'node:crypto'
 import { SignJWT, calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose'
 import { startCredentialEnv, tenantId, type CredentialEnv } from './harness.js'
 
-interface Holder { key: CryptoKey; jwk: JWK; jkt: string }
+interface Holder {
+  key: CryptoKey
+  jwk: JWK
+  jkt: string
+}
 
 async function holder(): Promise<Holder> {
   const kp = await generateKeyPair('ES256')
@@ -34,9 +38,12 @@ describe('DPoP-bound tokens at the token endpoint (RFC 9449)', () => {
     await env.admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'a', scopes: ['crm:read'], capabilities: ['crm.read'] })
     cred = await env.admin('POST', `/tenants/${tenant}/agents/a/bootstrap-credentials`, { ttl_seconds: 600, single_use: false })
   })
-  after(async () => { await env.close() })
+  after(async () => {
+    await env.close()
+  })
 
-  const token = (dpop?: string) => env.form(endpoint, { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }, dpop ? { headers: { dpop } } : {})
+  const token = (dpop?: string) =>
+    env.form(endpoint, { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }, dpop ? { headers: { dpop } } : {})
 
   test('a valid proof binds the token to the proof key (cnf.jkt, token_type DPoP)', async () => {
     const r = await token(await proof(h, 'POST', endpoint))
@@ -88,11 +95,20 @@ describe('DPoP-bound tokens at the token endpoint (RFC 9449)', () => {
   test('a proof carrying a private key, a symmetric alg or the wrong typ is refused', async () => {
     const kp = await generateKeyPair('ES256', { extractable: true })
     const priv = await exportJWK(kp.privateKey)
-    const leaky = await new SignJWT({ htm: 'POST', htu: endpoint, jti: randomUUID() }).setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: priv }).setIssuedAt().sign(kp.privateKey)
+    const leaky = await new SignJWT({ htm: 'POST', htu: endpoint, jti: randomUUID() })
+      .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: priv })
+      .setIssuedAt()
+      .sign(kp.privateKey)
     assert.equal((await token(leaky)).status, 400)
-    const hs = await new SignJWT({ htm: 'POST', htu: endpoint, jti: randomUUID() }).setProtectedHeader({ alg: 'HS256', typ: 'dpop+jwt' }).setIssuedAt().sign(new Uint8Array(32))
+    const hs = await new SignJWT({ htm: 'POST', htu: endpoint, jti: randomUUID() })
+      .setProtectedHeader({ alg: 'HS256', typ: 'dpop+jwt' })
+      .setIssuedAt()
+      .sign(new Uint8Array(32))
     assert.equal((await token(hs)).status, 400)
-    const typ = await new SignJWT({ htm: 'POST', htu: endpoint, jti: randomUUID() }).setProtectedHeader({ alg: 'ES256', typ: 'jwt', jwk: h.jwk }).setIssuedAt().sign(h.key)
+    const typ = await new SignJWT({ htm: 'POST', htu: endpoint, jti: randomUUID() })
+      .setProtectedHeader({ alg: 'ES256', typ: 'jwt', jwk: h.jwk })
+      .setIssuedAt()
+      .sign(h.key)
     assert.equal((await token(typ)).status, 400)
   })
 })
@@ -108,7 +124,9 @@ describe('DPoP server nonces', () => {
     await env.admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'a', scopes: ['crm:read'], capabilities: ['crm.read'] })
     cred = await env.admin('POST', `/tenants/${tenant}/agents/a/bootstrap-credentials`, { ttl_seconds: 600, single_use: false })
   })
-  after(async () => { await env.close() })
+  after(async () => {
+    await env.close()
+  })
 
   test('a proof without a nonce gets use_dpop_nonce and a DPoP-Nonce; the retry with it succeeds; a forged nonce fails', async () => {
     const h = await holder()
@@ -122,7 +140,9 @@ describe('DPoP server nonces', () => {
     const second = await env.form(endpoint, params, { headers: { dpop: await proof(h, 'POST', endpoint, { nonce: nonce as string }) } })
     assert.equal(second.status, 200, second.text)
     assert.equal(second.body.token_type, 'DPoP')
-    const forged = await env.form(endpoint, params, { headers: { dpop: await proof(h, 'POST', endpoint, { nonce: `${(nonce as string).split('.')[0]}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA` }) } })
+    const forged = await env.form(endpoint, params, {
+      headers: { dpop: await proof(h, 'POST', endpoint, { nonce: `${(nonce as string).split('.')[0]}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA` }) },
+    })
     assert.equal(forged.status, 400)
     assert.equal(forged.body.error, 'use_dpop_nonce')
   })

@@ -5,7 +5,11 @@ import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, type Crypt
 import { makeLeaf, type Issued } from './pki.js'
 import { startCredentialEnv, tenantId, type CredentialEnv, type Reply } from './harness.js'
 
-interface Holder { key: CryptoKey; jwk: JWK; jkt: string }
+interface Holder {
+  key: CryptoKey
+  jwk: JWK
+  jkt: string
+}
 async function holder(): Promise<Holder> {
   const kp = await generateKeyPair('EdDSA', { crv: 'Ed25519' })
   const jwk = await exportJWK(kp.publicKey)
@@ -34,15 +38,27 @@ describe('gateway: certificate-bound and DPoP-bound tokens', () => {
   before(async () => {
     env = await startCredentialEnv()
     await env.admin('POST', '/tenants', { id: tenant, name: 'gateway binding' })
-    certAgent = (await env.admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'm', scopes: ['crm:read'], capabilities: ['crm.read'], token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: 'spiffe://acme.test/m' })).client_id
+    certAgent = (
+      await env.admin('POST', `/tenants/${tenant}/agents`, {
+        agent_id: 'm',
+        scopes: ['crm:read'],
+        capabilities: ['crm.read'],
+        token_endpoint_auth_method: 'tls_client_auth',
+        tls_client_auth_san_uri: 'spiffe://acme.test/m',
+      })
+    ).client_id
     await env.admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'd', scopes: ['crm:read'], capabilities: ['crm.read'] })
     cred = await env.admin('POST', `/tenants/${tenant}/agents/d/bootstrap-credentials`, { ttl_seconds: 600, single_use: false })
     cert = makeLeaf(env.pki.ca, 'm', { subject: '/CN=m', san: ['URI:spiffe://acme.test/m'] })
     otherCert = makeLeaf(env.pki.ca, 'm2', { subject: '/CN=m', san: ['URI:spiffe://acme.test/m'] })
     gw = await env.startGateway()
-    proxied = await env.startGateway({ tls: { cert: env.pki.server.certFile, key: env.pki.server.keyFile, trustedProxies: ['127.0.0.2'], clientCertHeader: 'x-forwarded-client-cert' } })
+    proxied = await env.startGateway({
+      tls: { cert: env.pki.server.certFile, key: env.pki.server.keyFile, trustedProxies: ['127.0.0.2'], clientCertHeader: 'x-forwarded-client-cert' },
+    })
   })
-  after(async () => { await env.close() })
+  after(async () => {
+    await env.close()
+  })
 
   const authorize = (base: string, headers: Record<string, string>, o: { cert?: Issued; localAddress?: string } = {}): Promise<Reply> =>
     env.call(`${base}/v1/authorize`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: ACTION, ...o })
@@ -55,7 +71,11 @@ describe('gateway: certificate-bound and DPoP-bound tokens', () => {
 
   async function dpopToken(h: Holder): Promise<string> {
     const endpoint = `${env.url}/oauth2/token`
-    const r = await env.form(endpoint, { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }, { headers: { dpop: await proof(h, 'POST', endpoint) } })
+    const r = await env.form(
+      endpoint,
+      { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret },
+      { headers: { dpop: await proof(h, 'POST', endpoint) } },
+    )
     assert.equal(r.status, 200, r.text)
     assert.equal(r.body.token_type, 'DPoP')
     return r.body.access_token
@@ -88,7 +108,11 @@ describe('gateway: certificate-bound and DPoP-bound tokens', () => {
     assert.equal(trusted.status, 200, trusted.text)
     const spoofed = await authorize(proxied.url, { authorization: `Bearer ${t}`, 'x-forwarded-client-cert': xfcc })
     assert.equal(spoofed.status, 401)
-    const wrong = await authorize(proxied.url, { authorization: `Bearer ${t}`, 'x-forwarded-client-cert': `Cert="${encodeURIComponent(otherCert.certPem)}"` }, { localAddress: '127.0.0.2' })
+    const wrong = await authorize(
+      proxied.url,
+      { authorization: `Bearer ${t}`, 'x-forwarded-client-cert': `Cert="${encodeURIComponent(otherCert.certPem)}"` },
+      { localAddress: '127.0.0.2' },
+    )
     assert.equal(wrong.status, 401)
   })
 
@@ -135,7 +159,7 @@ describe('gateway: certificate-bound and DPoP-bound tokens', () => {
     // The reused proof counts as a replay attempt in the control plane's KPIs (the other four are plain refusals).
     let kpis: Record<string, unknown> = {}
     for (let i = 0; i < 100; i++) {
-      kpis = await env.admin('GET', '/kpis') as Record<string, unknown>
+      kpis = (await env.admin('GET', '/kpis')) as Record<string, unknown>
       if (kpis.replay_attempts === 1) break
       await new Promise((r) => setTimeout(r, 50))
     }
@@ -166,7 +190,9 @@ describe('gateway: DPoP nonces shared with the control plane', () => {
     cred = await env.admin('POST', `/tenants/${tenant}/agents/d/bootstrap-credentials`, { ttl_seconds: 600, single_use: false })
     gw = await env.startGateway()
   })
-  after(async () => { await env.close() })
+  after(async () => {
+    await env.close()
+  })
 
   test('a nonce from the control plane is accepted by the gateway; without one the gateway answers use_dpop_nonce with a DPoP-Nonce', async () => {
     const h = await holder()
@@ -179,7 +205,8 @@ describe('gateway: DPoP nonces shared with the control plane', () => {
     assert.equal(tok.status, 200, tok.text)
     const t = tok.body.access_token as string
     const htu = `${gw.url}/v1/authorize`
-    const call = (dpop: string) => env.call(htu, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `DPoP ${t}`, dpop }, body: ACTION })
+    const call = (dpop: string) =>
+      env.call(htu, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `DPoP ${t}`, dpop }, body: ACTION })
     const noNonce = await call(await proof(h, 'POST', htu, { token: t }))
     assert.equal(noNonce.status, 401)
     assert.match(String(noNonce.headers['www-authenticate']), /^DPoP error="use_dpop_nonce"/)

@@ -23,7 +23,7 @@ import { makeCa, makeLeaf, pkiDir, rmPki, type Ca, type Issued } from './pki.js'
 export interface Reply {
   status: number
   headers: Record<string, string | string[] | undefined>
-  body: any // eslint-disable-line @typescript-eslint/no-explicit-any
+  body: any
   text: string
 }
 
@@ -47,7 +47,7 @@ export interface CredentialEnv {
   tlsUrl: string
   adminToken: string
   gatewayToken: string
-  admin(method: string, path: string, body?: unknown, expect?: number[]): Promise<any> // eslint-disable-line @typescript-eslint/no-explicit-any
+  admin(method: string, path: string, body?: unknown, expect?: number[]): Promise<any>
   /** HTTP(S) call; `https:` URLs trust the test CA for the server. */
   call(url: string, o?: CallOptions): Promise<Reply>
   /** Form POST. */
@@ -83,37 +83,56 @@ export async function startCredentialEnv(opts: EnvOptions = {}): Promise<Credent
     rateLimit: { perClient: 1_000_000, perIp: 10_000_000 },
     // Test issuers serve their JWKS over http on loopback.
     tokenExchange: { jwksAllowedNetworks: ['127.0.0.0/8'] },
-    tls: { cert: server.certFile, key: server.keyFile, clientCa: ca.certFile, trustedProxies: [], ...(typeof opts.tls === 'function' ? opts.tls({ ca, otherCa }) : opts.tls) },
+    tls: {
+      cert: server.certFile,
+      key: server.keyFile,
+      clientCa: ca.certFile,
+      trustedProxies: [],
+      ...(typeof opts.tls === 'function' ? opts.tls({ ca, otherCa }) : opts.tls),
+    },
     ...opts.overrides,
   }
   const config = loadConfig({ env: {}, overrides: { ...base, issuer: `http://127.0.0.1:${port}`, control: { host: '127.0.0.1', port, tlsPort } } })
   const cp = await buildControlPlane(config)
   await cp.app.listen({ port, host: '127.0.0.1' })
-  const listeners: TlsListener[] = [await listenTls(cp.app, { host: '127.0.0.1', port: tlsPort, cert: server.certFile, key: server.keyFile, clientCa: ca.certFile })]
+  const listeners: TlsListener[] = [
+    await listenTls(cp.app, { host: '127.0.0.1', port: tlsPort, cert: server.certFile, key: server.keyFile, clientCa: ca.certFile }),
+  ]
   const url = `http://127.0.0.1:${port}`
   const gateways: Array<() => Promise<void>> = []
 
-  const call = (target: string, o: CallOptions = {}): Promise<Reply> => new Promise((resolve, reject) => {
-    const u = new URL(target)
-    const common = { method: o.method ?? 'GET', headers: { ...o.headers, ...(o.body !== undefined ? { 'content-length': String(Buffer.byteLength(o.body)) } : {}) }, ...(o.localAddress ? { localAddress: o.localAddress } : {}), agent: false as const }
-    const onRes = (res: import('node:http').IncomingMessage): void => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8')
-        let body: unknown
-        try { body = text ? JSON.parse(text) : undefined } catch { body = undefined }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text })
-      })
-      res.on('error', reject)
-    }
-    const req = u.protocol === 'https:'
-      ? httpsRequest(u, { ...common, ca: ca.certPem, ...(o.cert ? { cert: o.cert.certPem, key: o.cert.keyPem } : {}) }, onRes)
-      : httpRequest(u, common, onRes)
-    req.on('error', reject)
-    if (o.body !== undefined) req.write(o.body)
-    req.end()
-  })
+  const call = (target: string, o: CallOptions = {}): Promise<Reply> =>
+    new Promise((resolve, reject) => {
+      const u = new URL(target)
+      const common = {
+        method: o.method ?? 'GET',
+        headers: { ...o.headers, ...(o.body !== undefined ? { 'content-length': String(Buffer.byteLength(o.body)) } : {}) },
+        ...(o.localAddress ? { localAddress: o.localAddress } : {}),
+        agent: false as const,
+      }
+      const onRes = (res: import('node:http').IncomingMessage): void => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8')
+          let body: unknown
+          try {
+            body = text ? JSON.parse(text) : undefined
+          } catch {
+            body = undefined
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text })
+        })
+        res.on('error', reject)
+      }
+      const req =
+        u.protocol === 'https:'
+          ? httpsRequest(u, { ...common, ca: ca.certPem, ...(o.cert ? { cert: o.cert.certPem, key: o.cert.keyPem } : {}) }, onRes)
+          : httpRequest(u, common, onRes)
+      req.on('error', reject)
+      if (o.body !== undefined) req.write(o.body)
+      req.end()
+    })
 
   const env: CredentialEnv = {
     pki: { dir, ca, otherCa, server },
@@ -124,13 +143,22 @@ export async function startCredentialEnv(opts: EnvOptions = {}): Promise<Credent
     adminToken,
     gatewayToken,
     async admin(method, path, body, expect = [200, 201, 204]) {
-      const r = await call(`${url}/admin/v1${path}`, { method, headers: { authorization: `Bearer ${adminToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
+      const r = await call(`${url}/admin/v1${path}`, {
+        method,
+        headers: { authorization: `Bearer ${adminToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      })
       if (!expect.includes(r.status)) throw new Error(`${method} ${path} answered ${r.status}: ${r.text}`)
       return r.body
     },
     call,
     form(target, params, o = {}) {
-      return call(target, { ...o, method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...o.headers }, body: new URLSearchParams(params).toString() })
+      return call(target, {
+        ...o,
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', ...o.headers },
+        body: new URLSearchParams(params).toString(),
+      })
     },
     async events(type) {
       const w = cp.deps.audit as { flush?: () => Promise<void> }
@@ -140,7 +168,10 @@ export async function startCredentialEnv(opts: EnvOptions = {}): Promise<Credent
     async startGateway(overrides = {}) {
       const gport = await freePort()
       const gtls = await freePort()
-      const gconfig = loadConfig({ env: {}, overrides: { ...base, issuer: url, adminToken: undefined, gatewayToken, gateway: { host: '127.0.0.1', port: gport, tlsPort: gtls }, ...overrides } })
+      const gconfig = loadConfig({
+        env: {},
+        overrides: { ...base, issuer: url, adminToken: undefined, gatewayToken, gateway: { host: '127.0.0.1', port: gport, tlsPort: gtls }, ...overrides },
+      })
       const gw = await buildGateway(gconfig, { logger: silentLogger() })
       await gw.app.listen({ port: gport, host: '127.0.0.1' })
       const l = await listenTls(gw.app, { host: '127.0.0.1', port: gtls, cert: server.certFile, key: server.keyFile, clientCa: ca.certFile })

@@ -20,13 +20,31 @@ describe('tls_client_auth and certificate-bound tokens (RFC 8705)', () => {
   before(async () => {
     env = await startCredentialEnv()
     await env.admin('POST', '/tenants', { id: tenant, name: 'mTLS tenant' })
-    spiffeAgent = (await env.admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'billing', scopes: ['crm:read'], capabilities: ['crm.read'], token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: SPIFFE })).client_id
-    dnAgent = (await env.admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'reports', scopes: ['crm:read'], capabilities: ['crm.read'], token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_subject_dn: 'CN=reports-agent,O=Acme' })).client_id
+    spiffeAgent = (
+      await env.admin('POST', `/tenants/${tenant}/agents`, {
+        agent_id: 'billing',
+        scopes: ['crm:read'],
+        capabilities: ['crm.read'],
+        token_endpoint_auth_method: 'tls_client_auth',
+        tls_client_auth_san_uri: SPIFFE,
+      })
+    ).client_id
+    dnAgent = (
+      await env.admin('POST', `/tenants/${tenant}/agents`, {
+        agent_id: 'reports',
+        scopes: ['crm:read'],
+        capabilities: ['crm.read'],
+        token_endpoint_auth_method: 'tls_client_auth',
+        tls_client_auth_subject_dn: 'CN=reports-agent,O=Acme',
+      })
+    ).client_id
     good = makeLeaf(env.pki.ca, 'billing', { subject: '/CN=billing-agent/O=Acme', san: [`URI:${SPIFFE}`] })
     dnCert = makeLeaf(env.pki.ca, 'reports', { subject: '/CN=reports-agent/O=Acme' })
     foreign = makeLeaf(env.pki.otherCa, 'billing-elsewhere', { subject: '/CN=billing-agent/O=Acme', san: [`URI:${SPIFFE}`] })
   })
-  after(async () => { await env.close() })
+  after(async () => {
+    await env.close()
+  })
 
   const token = (o: { clientId: string; cert?: Issued; url?: string }) =>
     env.form(`${o.url ?? env.tlsUrl}/oauth2/token`, { grant_type: 'client_credentials', client_id: o.clientId }, o.cert ? { cert: o.cert } : {})
@@ -65,7 +83,12 @@ describe('tls_client_auth and certificate-bound tokens (RFC 8705)', () => {
 
   test('an expired certificate is refused', async () => {
     const day = 86_400_000
-    const expired = makeLeaf(env.pki.ca, 'expired', { subject: '/CN=billing-agent/O=Acme', san: [`URI:${SPIFFE}`], startDate: asn1Time(new Date(Date.now() - 10 * day)), endDate: asn1Time(new Date(Date.now() - day)) })
+    const expired = makeLeaf(env.pki.ca, 'expired', {
+      subject: '/CN=billing-agent/O=Acme',
+      san: [`URI:${SPIFFE}`],
+      startDate: asn1Time(new Date(Date.now() - 10 * day)),
+      endDate: asn1Time(new Date(Date.now() - day)),
+    })
     const r = await token({ clientId: spiffeAgent, cert: expired })
     assert.equal(r.status, 401)
     assert.equal(r.body.error, 'invalid_client')
@@ -88,7 +111,11 @@ describe('tls_client_auth and certificate-bound tokens (RFC 8705)', () => {
   test('a bootstrap secret over mTLS gets a certificate-bound token', async () => {
     await env.admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'plain', scopes: ['crm:read'], capabilities: ['crm.read'] })
     const cred = await env.admin('POST', `/tenants/${tenant}/agents/plain/bootstrap-credentials`, { ttl_seconds: 600, single_use: false })
-    const r = await env.form(`${env.tlsUrl}/oauth2/token`, { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }, { cert: good })
+    const r = await env.form(
+      `${env.tlsUrl}/oauth2/token`,
+      { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret },
+      { cert: good },
+    )
     assert.equal(r.status, 200, r.text)
     assert.deepEqual(decodeJwt(r.body.access_token).cnf, { 'x5t#S256': certThumbprint(new X509Certificate(good.certPem)) })
     const plain = await env.form(`${env.url}/oauth2/token`, { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret })
@@ -105,15 +132,28 @@ describe('per-tenant client CA bundles and certificates from a TLS-terminating p
   let a2: string
 
   before(async () => {
-    env = await startCredentialEnv({ tls: (pki) => ({ tenantClientCas: { [t2]: pki.otherCa.certFile }, trustedProxies: ['127.0.0.2'], clientCertHeader: 'x-forwarded-client-cert' }) })
-    for (const [t, id] of [[t1, 'a1'], [t2, 'a2']] as const) {
+    env = await startCredentialEnv({
+      tls: (pki) => ({ tenantClientCas: { [t2]: pki.otherCa.certFile }, trustedProxies: ['127.0.0.2'], clientCertHeader: 'x-forwarded-client-cert' }),
+    })
+    for (const [t, id] of [
+      [t1, 'a1'],
+      [t2, 'a2'],
+    ] as const) {
       await env.admin('POST', '/tenants', { id: t, name: t })
-      const r = await env.admin('POST', `/tenants/${t}/agents`, { agent_id: id, scopes: ['crm:read'], capabilities: ['crm.read'], token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_dns: `${id}.acme.test` })
+      const r = await env.admin('POST', `/tenants/${t}/agents`, {
+        agent_id: id,
+        scopes: ['crm:read'],
+        capabilities: ['crm.read'],
+        token_endpoint_auth_method: 'tls_client_auth',
+        tls_client_auth_san_dns: `${id}.acme.test`,
+      })
       if (t === t1) a1 = r.client_id
       else a2 = r.client_id
     }
   })
-  after(async () => { await env.close() })
+  after(async () => {
+    await env.close()
+  })
 
   test("each tenant's agents authenticate only with certificates from that tenant's CA", async () => {
     const otherCa = env.pki.otherCa
@@ -131,12 +171,24 @@ describe('per-tenant client CA bundles and certificates from a TLS-terminating p
   test('a forwarded certificate counts only from a trusted proxy address (Envoy XFCC and nginx escaped PEM)', async () => {
     const cert = makeLeaf(env.pki.ca, 'a1-proxied', { subject: '/CN=a1', san: ['DNS:a1.acme.test'] })
     const xfcc = `By=spiffe://proxy;Hash=abc;Cert="${encodeURIComponent(cert.certPem)}";Subject="CN=a1"`
-    const trusted = await env.form(`${env.url}/oauth2/token`, { grant_type: 'client_credentials', client_id: a1 }, { headers: { 'x-forwarded-client-cert': xfcc }, localAddress: '127.0.0.2' })
+    const trusted = await env.form(
+      `${env.url}/oauth2/token`,
+      { grant_type: 'client_credentials', client_id: a1 },
+      { headers: { 'x-forwarded-client-cert': xfcc }, localAddress: '127.0.0.2' },
+    )
     assert.equal(trusted.status, 200, trusted.text)
     assert.deepEqual(decodeJwt(trusted.body.access_token).cnf, { 'x5t#S256': certThumbprint(new X509Certificate(cert.certPem)) })
-    const nginx = await env.form(`${env.url}/oauth2/token`, { grant_type: 'client_credentials', client_id: a1 }, { headers: { 'x-forwarded-client-cert': encodeURIComponent(cert.certPem) }, localAddress: '127.0.0.2' })
+    const nginx = await env.form(
+      `${env.url}/oauth2/token`,
+      { grant_type: 'client_credentials', client_id: a1 },
+      { headers: { 'x-forwarded-client-cert': encodeURIComponent(cert.certPem) }, localAddress: '127.0.0.2' },
+    )
     assert.equal(nginx.status, 200, nginx.text)
-    const untrusted = await env.form(`${env.url}/oauth2/token`, { grant_type: 'client_credentials', client_id: a1 }, { headers: { 'x-forwarded-client-cert': xfcc } })
+    const untrusted = await env.form(
+      `${env.url}/oauth2/token`,
+      { grant_type: 'client_credentials', client_id: a1 },
+      { headers: { 'x-forwarded-client-cert': xfcc } },
+    )
     assert.equal(untrusted.status, 401)
     assert.equal(untrusted.body.error, 'invalid_client')
   })

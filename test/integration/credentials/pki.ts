@@ -41,7 +41,9 @@ export function makeCa(root: string, name: string): Ca {
   mkdirSync(join(dir, 'new'), { recursive: true })
   writeFileSync(join(dir, 'index.txt'), '')
   writeFileSync(join(dir, 'serial'), `${(0x1000 + n).toString(16)}\n`)
-  writeFileSync(join(dir, 'ca.cnf'), `[ ca ]
+  writeFileSync(
+    join(dir, 'ca.cnf'),
+    `[ ca ]
 default_ca = test
 [ test ]
 dir = ${dir}
@@ -62,11 +64,36 @@ organizationalUnitName = optional
 [ leaf ]
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature
-`)
+`,
+  )
   ossl(['ecparam', '-genkey', '-name', 'prime256v1', '-noout', '-out', 'ca.key'], dir)
-  ossl(['req', '-new', '-x509', '-key', 'ca.key', '-out', 'ca.pem', '-days', '30', '-subj', `/CN=${name}`,
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir)
-  return { dir, certFile: join(dir, 'ca.pem'), keyFile: join(dir, 'ca.key'), certPem: readFileSync(join(dir, 'ca.pem'), 'utf8'), keyPem: readFileSync(join(dir, 'ca.key'), 'utf8') }
+  ossl(
+    [
+      'req',
+      '-new',
+      '-x509',
+      '-key',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '30',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    dir,
+  )
+  return {
+    dir,
+    certFile: join(dir, 'ca.pem'),
+    keyFile: join(dir, 'ca.key'),
+    certPem: readFileSync(join(dir, 'ca.pem'), 'utf8'),
+    keyPem: readFileSync(join(dir, 'ca.key'), 'utf8'),
+  }
 }
 
 export interface LeafOptions {
@@ -82,7 +109,7 @@ export interface LeafOptions {
 
 /** `YYYYMMDDHHMMSSZ` for a Date. */
 export function asn1Time(d: Date): string {
-  return d.toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z'
+  return `${d.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`
 }
 
 /** A leaf certificate signed by `ca`. */
@@ -97,7 +124,25 @@ export function makeLeaf(ca: Ca, name: string, o: LeafOptions): Issued {
   req.push('-addext', `extendedKeyUsage=${o.server ? 'serverAuth' : 'clientAuth'}`)
   ossl(req, ca.dir)
   const day = 86_400_000
-  ossl(['ca', '-batch', '-config', 'ca.cnf', '-extensions', 'leaf', '-in', csr, '-out', certFile, '-notext',
-    '-startdate', o.startDate ?? asn1Time(new Date(Date.now() - day)), '-enddate', o.endDate ?? asn1Time(new Date(Date.now() + 7 * day))], ca.dir)
+  ossl(
+    [
+      'ca',
+      '-batch',
+      '-config',
+      'ca.cnf',
+      '-extensions',
+      'leaf',
+      '-in',
+      csr,
+      '-out',
+      certFile,
+      '-notext',
+      '-startdate',
+      o.startDate ?? asn1Time(new Date(Date.now() - day)),
+      '-enddate',
+      o.endDate ?? asn1Time(new Date(Date.now() + 7 * day)),
+    ],
+    ca.dir,
+  )
   return { certFile, keyFile, certPem: readFileSync(certFile, 'utf8'), keyPem: readFileSync(keyFile, 'utf8') }
 }

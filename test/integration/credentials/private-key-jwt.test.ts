@@ -20,9 +20,19 @@ describe('private_key_jwt client authentication (RFC 7523)', () => {
     unregistered = (await generateKeyPair('EdDSA', { crv: 'Ed25519' })).privateKey
     const jwk = { ...(await exportJWK(kp.publicKey)), kid: 'k1', alg: 'EdDSA', use: 'sig' }
     await env.admin('POST', '/tenants', { id: tenant, name: 'pkjwt' })
-    clientId = (await env.admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'signer', scopes: ['crm:read'], capabilities: ['crm.read'], token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [jwk] } })).client_id
+    clientId = (
+      await env.admin('POST', `/tenants/${tenant}/agents`, {
+        agent_id: 'signer',
+        scopes: ['crm:read'],
+        capabilities: ['crm.read'],
+        token_endpoint_auth_method: 'private_key_jwt',
+        jwks: { keys: [jwk] },
+      })
+    ).client_id
   })
-  after(async () => { await env.close() })
+  after(async () => {
+    await env.close()
+  })
 
   const assertion = (o: { aud?: string; exp?: number; jti?: string; with?: CryptoKey; iss?: string } = {}) => {
     const now = Math.floor(Date.now() / 1000)
@@ -88,7 +98,12 @@ describe('private_key_jwt client authentication (RFC 7523)', () => {
   })
 
   test('the agent cannot fall back to a bootstrap secret', async () => {
-    const cred = await env.admin('POST', `/tenants/${tenant}/agents/signer/bootstrap-credentials`, { ttl_seconds: 600, single_use: false }, [201, 200, 400, 409])
+    const cred = await env.admin(
+      'POST',
+      `/tenants/${tenant}/agents/signer/bootstrap-credentials`,
+      { ttl_seconds: 600, single_use: false },
+      [201, 200, 400, 409],
+    )
     if (cred?.client_secret) {
       const r = await env.form(`${env.url}/oauth2/token`, { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret })
       assert.equal(r.status, 401)

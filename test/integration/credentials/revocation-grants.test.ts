@@ -42,22 +42,50 @@ describe('a revoked agent, client or tenant gets no token from any grant until t
     const kp = await generateKeyPair('EdDSA', { crv: 'Ed25519' })
     signingKey = kp.privateKey
     const jwk = { ...(await exportJWK(kp.publicKey)), kid: 'k1', alg: 'EdDSA', use: 'sig' }
-    keyClientId = (await env.admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'key-bot', ...base, token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [jwk] } })).client_id
-    certClientId = (await env.admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'cert-bot', ...base, token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: SPIFFE })).client_id
+    keyClientId = (
+      await env.admin('POST', `/tenants/${tenant}/agents`, {
+        agent_id: 'key-bot',
+        ...base,
+        token_endpoint_auth_method: 'private_key_jwt',
+        jwks: { keys: [jwk] },
+      })
+    ).client_id
+    certClientId = (
+      await env.admin('POST', `/tenants/${tenant}/agents`, {
+        agent_id: 'cert-bot',
+        ...base,
+        token_endpoint_auth_method: 'tls_client_auth',
+        tls_client_auth_san_uri: SPIFFE,
+      })
+    ).client_id
     cert = makeLeaf(env.pki.ca, 'cert-bot', { subject: '/CN=cert-bot/O=Acme', san: [`URI:${SPIFFE}`] })
     // Token exchange maps a CI token to secret-bot (inline JWKS: no key fetch involved).
     const wk = await generateKeyPair('ES256')
     workloadKey = wk.privateKey
     const wjwk = { ...(await exportJWK(wk.publicKey)), kid: 'wi', alg: 'ES256', use: 'sig' }
-    await env.admin('POST', `/tenants/${tenant}/trusted-issuers`, { issuer: WORKLOAD_ISSUER, jwks: { keys: [wjwk] }, audience: 'aegis', rules: [{ claims: { sub: 'repo:acme/bot' }, agent_id: 'secret-bot' }] })
+    await env.admin('POST', `/tenants/${tenant}/trusted-issuers`, {
+      issuer: WORKLOAD_ISSUER,
+      jwks: { keys: [wjwk] },
+      audience: 'aegis',
+      rules: [{ claims: { sub: 'repo:acme/bot' }, agent_id: 'secret-bot' }],
+    })
     const dk = await generateKeyPair('ES256')
     dpopKey = { key: dk.privateKey, jwk: await exportJWK(dk.publicKey) }
   })
-  after(async () => { await env.close() })
+  after(async () => {
+    await env.close()
+  })
 
-  const basic = (c: { client_id: string; client_secret: string }): string => `Basic ${Buffer.from(`${encodeURIComponent(c.client_id)}:${encodeURIComponent(c.client_secret)}`).toString('base64')}`
-  const subjectToken = (): Promise<string> => new SignJWT({ sub: 'repo:acme/bot', jti: randomUUID() })
-    .setProtectedHeader({ alg: 'ES256', kid: 'wi' }).setIssuer(WORKLOAD_ISSUER).setAudience('aegis').setIssuedAt().setExpirationTime('5m').sign(workloadKey)
+  const basic = (c: { client_id: string; client_secret: string }): string =>
+    `Basic ${Buffer.from(`${encodeURIComponent(c.client_id)}:${encodeURIComponent(c.client_secret)}`).toString('base64')}`
+  const subjectToken = (): Promise<string> =>
+    new SignJWT({ sub: 'repo:acme/bot', jti: randomUUID() })
+      .setProtectedHeader({ alg: 'ES256', kid: 'wi' })
+      .setIssuer(WORKLOAD_ISSUER)
+      .setAudience('aegis')
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(workloadKey)
 
   /** One token request by `grant`. */
   async function request(grant: Grant, cred = secretCred): Promise<Reply> {
@@ -66,12 +94,24 @@ describe('a revoked agent, client or tenant gets no token from any grant until t
         return env.form(endpoint, { grant_type: 'client_credentials' }, { headers: { authorization: basic(cred) } })
       case 'dpop': {
         const proof = await new SignJWT({ htm: 'POST', htu: endpoint, jti: randomUUID() })
-          .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: dpopKey.jwk }).setIssuedAt().sign(dpopKey.key)
-        return env.form(endpoint, { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }, { headers: { dpop: proof } })
+          .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: dpopKey.jwk })
+          .setIssuedAt()
+          .sign(dpopKey.key)
+        return env.form(
+          endpoint,
+          { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret },
+          { headers: { dpop: proof } },
+        )
       }
       case 'private_key_jwt': {
-        const assertion = await new SignJWT({ jti: randomUUID() }).setProtectedHeader({ alg: 'EdDSA', kid: 'k1' })
-          .setIssuer(keyClientId).setSubject(keyClientId).setAudience(endpoint).setIssuedAt().setExpirationTime('1m').sign(signingKey)
+        const assertion = await new SignJWT({ jti: randomUUID() })
+          .setProtectedHeader({ alg: 'EdDSA', kid: 'k1' })
+          .setIssuer(keyClientId)
+          .setSubject(keyClientId)
+          .setAudience(endpoint)
+          .setIssuedAt()
+          .setExpirationTime('1m')
+          .sign(signingKey)
         return env.form(endpoint, { grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: assertion })
       }
       case 'tls_client_auth':
@@ -79,7 +119,11 @@ describe('a revoked agent, client or tenant gets no token from any grant until t
       case 'token_exchange':
         return env.form(endpoint, { grant_type: EXCHANGE, subject_token: await subjectToken(), subject_token_type: JWT_TYPE })
       case 'token_exchange_authenticated':
-        return env.form(endpoint, { grant_type: EXCHANGE, subject_token: await subjectToken(), subject_token_type: JWT_TYPE }, { headers: { authorization: basic(cred) } })
+        return env.form(
+          endpoint,
+          { grant_type: EXCHANGE, subject_token: await subjectToken(), subject_token_type: JWT_TYPE },
+          { headers: { authorization: basic(cred) } },
+        )
     }
   }
 
@@ -135,7 +179,7 @@ describe('a revoked agent, client or tenant gets no token from any grant until t
     assert.deepEqual(await everyGrant(), ALL_OK)
   })
 
-  test('a client revocation refuses that client (a credential or an agent\'s own client id) and not the others', async () => {
+  test("a client revocation refuses that client (a credential or an agent's own client id) and not the others", async () => {
     const cred = await revoke({ type: 'client', value: secretCred.client_id, tenant })
     const key = await revoke({ type: 'client', value: keyClientId, tenant })
     const r = await everyGrant()

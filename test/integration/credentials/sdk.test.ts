@@ -5,7 +5,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SignJWT, decodeJwt, exportJWK, generateKeyPair } from 'jose'
-import { AegisClient, DpopKey, PrivateKeyJwtSource, TlsClientAuthSource, TokenExchangeSource, discoverMtlsTokenEndpoint, mtlsFetch, publicJwk, subjectTokenFile } from '../../../src/sdk/index.js'
+import {
+  AegisClient,
+  DpopKey,
+  PrivateKeyJwtSource,
+  TlsClientAuthSource,
+  TokenExchangeSource,
+  discoverMtlsTokenEndpoint,
+  mtlsFetch,
+  publicJwk,
+  subjectTokenFile,
+} from '../../../src/sdk/index.js'
 import { makeLeaf } from './pki.js'
 import { startCredentialEnv, tenantId, type CredentialEnv } from './harness.js'
 
@@ -19,7 +29,9 @@ describe('aegis/sdk with stronger credentials against the real control plane and
     await env.admin('POST', '/tenants', { id: tenant, name: 'sdk' })
     gw = await env.startGateway()
   })
-  after(async () => { await env.close() })
+  after(async () => {
+    await env.close()
+  })
 
   test('DPoP: proofs on the token request and on every gateway call, nonces fetched and retried by the SDK', async () => {
     await env.admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'dp', scopes: ['crm:read'], capabilities: ['crm.read'] })
@@ -35,7 +47,11 @@ describe('aegis/sdk with stronger credentials against the real control plane and
       const again = await client.authorize({ tool: 'crm.read', params: {} })
       assert.equal(again.decision, 'allow')
       // Without the key the same token is refused.
-      const bare = await fetch(`${gw.url}/v1/authorize`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${at.accessToken}` }, body: JSON.stringify({ action: { tool: 'crm.read' } }) })
+      const bare = await fetch(`${gw.url}/v1/authorize`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${at.accessToken}` },
+        body: JSON.stringify({ action: { tool: 'crm.read' } }),
+      })
       assert.equal(bare.status, 401)
     } finally {
       client.close()
@@ -45,7 +61,15 @@ describe('aegis/sdk with stronger credentials against the real control plane and
   test('private_key_jwt: each token request carries a fresh assertion', async () => {
     const { privateKey } = generateKeyPairSync('ed25519')
     const jwk = { ...publicJwk(privateKey), kid: 'sdk-1', alg: 'EdDSA', use: 'sig' }
-    const clientId = (await env.admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'pk', scopes: ['crm:read'], capabilities: ['crm.read'], token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [jwk] } })).client_id
+    const clientId = (
+      await env.admin('POST', `/tenants/${tenant}/agents`, {
+        agent_id: 'pk',
+        scopes: ['crm:read'],
+        capabilities: ['crm.read'],
+        token_endpoint_auth_method: 'private_key_jwt',
+        jwks: { keys: [jwk] },
+      })
+    ).client_id
     const source = new PrivateKeyJwtSource({ issuer: env.url, clientId, privateKey, kid: 'sdk-1' })
     try {
       const a = await source.getToken()
@@ -58,7 +82,15 @@ describe('aegis/sdk with stronger credentials against the real control plane and
   })
 
   test('mTLS: tls_client_auth at the mTLS alias, certificate-bound token accepted at the gateway TLS port', async () => {
-    const clientId = (await env.admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'mt', scopes: ['crm:read'], capabilities: ['crm.read'], token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: 'spiffe://acme.test/sdk' })).client_id
+    const clientId = (
+      await env.admin('POST', `/tenants/${tenant}/agents`, {
+        agent_id: 'mt',
+        scopes: ['crm:read'],
+        capabilities: ['crm.read'],
+        token_endpoint_auth_method: 'tls_client_auth',
+        tls_client_auth_san_uri: 'spiffe://acme.test/sdk',
+      })
+    ).client_id
     const cert = makeLeaf(env.pki.ca, 'sdk', { subject: '/CN=sdk', san: ['URI:spiffe://acme.test/sdk'] })
     const f = mtlsFetch({ cert: cert.certFile, key: cert.keyFile, ca: env.pki.ca.certFile })
     const tokenEndpoint = await discoverMtlsTokenEndpoint(env.url)
@@ -81,11 +113,25 @@ describe('aegis/sdk with stronger credentials against the real control plane and
     const kp = await generateKeyPair('ES256')
     const jwk = { ...(await exportJWK(kp.publicKey)), kid: 'k8s', alg: 'ES256' }
     const iss = 'https://kubernetes.default.svc.cluster.local'
-    await env.admin('POST', `/tenants/${tenant}/trusted-issuers`, { issuer: iss, jwks: { keys: [jwk] }, audience: 'aegis', rules: [{ claims: { sub: 'system:serviceaccount:ns:wl' }, agent_id: 'wl' }] })
+    await env.admin('POST', `/tenants/${tenant}/trusted-issuers`, {
+      issuer: iss,
+      jwks: { keys: [jwk] },
+      audience: 'aegis',
+      rules: [{ claims: { sub: 'system:serviceaccount:ns:wl' }, agent_id: 'wl' }],
+    })
     const dir = mkdtempSync(join(tmpdir(), 'aegis-sa-'))
     const file = join(dir, 'token')
     const now = Math.floor(Date.now() / 1000)
-    writeFileSync(file, await new SignJWT({ sub: 'system:serviceaccount:ns:wl' }).setProtectedHeader({ alg: 'ES256', kid: 'k8s' }).setIssuer(iss).setAudience('aegis').setIssuedAt(now).setExpirationTime(now + 600).sign(kp.privateKey))
+    writeFileSync(
+      file,
+      await new SignJWT({ sub: 'system:serviceaccount:ns:wl' })
+        .setProtectedHeader({ alg: 'ES256', kid: 'k8s' })
+        .setIssuer(iss)
+        .setAudience('aegis')
+        .setIssuedAt(now)
+        .setExpirationTime(now + 600)
+        .sign(kp.privateKey),
+    )
     const source = new TokenExchangeSource({ issuer: env.url, subjectToken: subjectTokenFile(file) })
     try {
       const at = await source.getAccessToken()

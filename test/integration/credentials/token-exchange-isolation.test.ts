@@ -36,7 +36,10 @@ class Peer {
     return this
   }
   close(): Promise<void> {
-    return new Promise((r) => { this.server.closeAllConnections(); this.server.close(() => r()) })
+    return new Promise((r) => {
+      this.server.closeAllConnections()
+      this.server.close(() => r())
+    })
   }
 }
 
@@ -58,8 +61,13 @@ class Issuer extends Peer {
   }
   sign(claims: Record<string, unknown>, aud = 'aegis'): Promise<string> {
     const now = Math.floor(Date.now() / 1000)
-    return new SignJWT({ ...claims, jti: randomUUID() }).setProtectedHeader({ alg: 'RS256', kid: 'wi-1', typ: 'JWT' })
-      .setIssuer(this.url).setAudience(aud).setIssuedAt(now).setExpirationTime(now + 300).sign(this.key)
+    return new SignJWT({ ...claims, jti: randomUUID() })
+      .setProtectedHeader({ alg: 'RS256', kid: 'wi-1', typ: 'JWT' })
+      .setIssuer(this.url)
+      .setAudience(aud)
+      .setIssuedAt(now)
+      .setExpirationTime(now + 300)
+      .sign(this.key)
   }
 }
 
@@ -84,7 +92,12 @@ describe('token exchange across tenants', () => {
       await env.admin('POST', `/tenants/${t}/agents`, { agent_id: 'billing', scopes: ['crm:read'], capabilities: ['crm.read'] })
     }
     await env.admin('POST', `/tenants/${intruder}/agents`, { agent_id: 'thief', scopes: ['crm:read'], capabilities: ['crm.read'] })
-    await env.admin('POST', `/tenants/${victim}/trusted-issuers`, { issuer: issuer.url, jwks_uri: `${issuer.url}/keys`, audience: 'aegis', rules: [{ claims: { sub: SUB }, agent_id: 'billing' }] })
+    await env.admin('POST', `/tenants/${victim}/trusted-issuers`, {
+      issuer: issuer.url,
+      jwks_uri: `${issuer.url}/keys`,
+      audience: 'aegis',
+      rules: [{ claims: { sub: SUB }, agent_id: 'billing' }],
+    })
   })
   after(async () => {
     await env.close()
@@ -93,11 +106,21 @@ describe('token exchange across tenants', () => {
   })
 
   const exchange = async (extra: Record<string, string> = {}, subject?: string) =>
-    env.form(`${env.url}/oauth2/token`, { grant_type: GRANT, subject_token: subject ?? await issuer.sign({ sub: SUB }), subject_token_type: JWT_TYPE, ...extra })
+    env.form(`${env.url}/oauth2/token`, {
+      grant_type: GRANT,
+      subject_token: subject ?? (await issuer.sign({ sub: SUB })),
+      subject_token_type: JWT_TYPE,
+      ...extra,
+    })
 
   test("another tenant's entry for the same issuer whose keys are unreachable is no match, not an outage", async () => {
     const closed = await freePort()
-    await env.admin('POST', `/tenants/${intruder}/trusted-issuers`, { issuer: issuer.url, jwks_uri: `http://127.0.0.1:${closed}/keys`, audience: 'aegis', rules: [{ claims: { sub: 'nobody' }, agent_id: 'thief' }] })
+    await env.admin('POST', `/tenants/${intruder}/trusted-issuers`, {
+      issuer: issuer.url,
+      jwks_uri: `http://127.0.0.1:${closed}/keys`,
+      audience: 'aegis',
+      rules: [{ claims: { sub: 'nobody' }, agent_id: 'thief' }],
+    })
     const r = await exchange()
     assert.equal(r.status, 200, r.text)
     assert.equal(decodeJwt(r.body.access_token).tenant, victim)
@@ -106,7 +129,12 @@ describe('token exchange across tenants', () => {
   test("entries another tenant piles up for the issuer never push the tenant's own out", async () => {
     const jwks = await otherJwks()
     for (let i = 0; i < 25; i++) {
-      await env.admin('POST', `/tenants/${intruder}/trusted-issuers`, { issuer: issuer.url, jwks, audience: 'aegis', rules: [{ claims: { sub: `other-${i}` }, agent_id: 'thief' }] })
+      await env.admin('POST', `/tenants/${intruder}/trusted-issuers`, {
+        issuer: issuer.url,
+        jwks,
+        audience: 'aegis',
+        rules: [{ claims: { sub: `other-${i}` }, agent_id: 'thief' }],
+      })
     }
     const r = await exchange()
     assert.equal(r.status, 200, r.text)
@@ -119,7 +147,12 @@ describe('token exchange across tenants', () => {
     const rival = `b-${tenantId()}`
     await env.admin('POST', '/tenants', { id: rival, name: rival })
     await env.admin('POST', `/tenants/${rival}/agents`, { agent_id: 'thief', scopes: ['crm:read'], capabilities: ['crm.read'] })
-    await env.admin('POST', `/tenants/${rival}/trusted-issuers`, { issuer: issuer.url, jwks: { keys: [issuer.jwk] }, audience: 'aegis', rules: [{ claims: { sub: SUB }, agent_id: 'thief' }] })
+    await env.admin('POST', `/tenants/${rival}/trusted-issuers`, {
+      issuer: issuer.url,
+      jwks: { keys: [issuer.jwk] },
+      audience: 'aegis',
+      rules: [{ claims: { sub: SUB }, agent_id: 'thief' }],
+    })
     const ambiguous = await exchange()
     assert.equal(ambiguous.status, 400)
     assert.equal(ambiguous.body.error, 'invalid_grant')
@@ -148,19 +181,40 @@ describe('token exchange across tenants', () => {
     peers.push(redirectTarget)
     await redirectTarget.start()
     const kinds: Record<string, (res: ServerResponse) => void> = {
-      'not found': (res) => { res.statusCode = 404; res.end('no') },
-      'not JSON': (res) => { res.setHeader('content-type', 'text/html'); res.end('<html>admin console</html>') },
-      'JSON but no key set': (res) => { res.setHeader('content-type', 'application/json'); res.end('{"status":"ok"}') },
-      'too large': (res) => { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify({ keys: [], pad: 'x'.repeat(200_000) })) },
+      'not found': (res) => {
+        res.statusCode = 404
+        res.end('no')
+      },
+      'not JSON': (res) => {
+        res.setHeader('content-type', 'text/html')
+        res.end('<html>admin console</html>')
+      },
+      'JSON but no key set': (res) => {
+        res.setHeader('content-type', 'application/json')
+        res.end('{"status":"ok"}')
+      },
+      'too large': (res) => {
+        res.setHeader('content-type', 'application/json')
+        res.end(JSON.stringify({ keys: [], pad: 'x'.repeat(200_000) }))
+      },
       'never answers': () => {},
-      'a redirect': (res) => { res.statusCode = 302; res.setHeader('location', `${redirectTarget.url}/keys`); res.end() },
+      'a redirect': (res) => {
+        res.statusCode = 302
+        res.setHeader('location', `${redirectTarget.url}/keys`)
+        res.end()
+      },
     }
     const answers: Array<{ kind: string; status: number; body: unknown }> = []
     const tryIt = async (kind: string, jwksUri: string): Promise<void> => {
       const t = tenantId()
       await env.admin('POST', '/tenants', { id: t, name: t })
       await env.admin('POST', `/tenants/${t}/agents`, { agent_id: 'billing', scopes: ['crm:read'], capabilities: ['crm.read'] })
-      await env.admin('POST', `/tenants/${t}/trusted-issuers`, { issuer: issuer.url, jwks_uri: jwksUri, audience: 'aegis', rules: [{ claims: { sub: SUB }, agent_id: 'billing' }] })
+      await env.admin('POST', `/tenants/${t}/trusted-issuers`, {
+        issuer: issuer.url,
+        jwks_uri: jwksUri,
+        audience: 'aegis',
+        rules: [{ claims: { sub: SUB }, agent_id: 'billing' }],
+      })
       const r = await exchange({ tenant: t })
       answers.push({ kind, status: r.status, body: r.body })
     }
@@ -189,7 +243,9 @@ describe('jwks_uri without the operator allowing internal networks', () => {
     await env.admin('POST', '/tenants', { id: tenant, name: tenant })
     await env.admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'billing', scopes: ['crm:read'], capabilities: ['crm.read'] })
   })
-  after(async () => { await env.close() })
+  after(async () => {
+    await env.close()
+  })
 
   test('loopback, private, link-local and plain-http jwks_uri are refused with invalid_request and nothing is stored', async () => {
     const port = await freePort()
@@ -215,8 +271,14 @@ describe('jwks_uri without the operator allowing internal networks', () => {
     ]
     for (const jwksUri of refused) {
       const r = await env.call(`${env.url}/admin/v1/tenants/${tenant}/trusted-issuers`, {
-        method: 'POST', headers: { authorization: `Bearer ${env.adminToken}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ issuer: 'https://issuer.example', jwks_uri: jwksUri, audience: 'aegis', rules: [{ claims: { sub: SUB }, agent_id: 'billing' }] }),
+        method: 'POST',
+        headers: { authorization: `Bearer ${env.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          issuer: 'https://issuer.example',
+          jwks_uri: jwksUri,
+          audience: 'aegis',
+          rules: [{ claims: { sub: SUB }, agent_id: 'billing' }],
+        }),
       })
       assert.equal(r.status, 400, `${jwksUri}: ${r.text}`)
       assert.equal(r.body.error, 'invalid_request')
@@ -224,7 +286,12 @@ describe('jwks_uri without the operator allowing internal networks', () => {
     }
     assert.deepEqual((await env.admin('GET', `/tenants/${tenant}/trusted-issuers`)).trusted_issuers, [])
     // An https name that does not resolve from here now is accepted: every fetch checks its addresses again.
-    const later = await env.admin('POST', `/tenants/${tenant}/trusted-issuers`, { issuer: 'https://issuer.example', jwks_uri: 'https://jwks.invalid/keys', audience: 'aegis', rules: [{ claims: { sub: SUB }, agent_id: 'billing' }] })
+    const later = await env.admin('POST', `/tenants/${tenant}/trusted-issuers`, {
+      issuer: 'https://issuer.example',
+      jwks_uri: 'https://jwks.invalid/keys',
+      audience: 'aegis',
+      rules: [{ claims: { sub: SUB }, agent_id: 'billing' }],
+    })
     await env.admin('DELETE', `/tenants/${tenant}/trusted-issuers/${later.id}`)
   })
 
@@ -233,10 +300,21 @@ describe('jwks_uri without the operator allowing internal networks', () => {
     await internal.start()
     try {
       await env.cp.deps.store.trustedIssuers.create({
-        id: `ti_${randomBytes(6).toString('hex')}`, tenant, issuer: internal.url, jwksUri: `${internal.url}/keys`, jwks: null,
-        audience: 'aegis', rules: [{ claims: { sub: SUB }, agentId: 'billing' }], createdAt: Date.now(),
+        id: `ti_${randomBytes(6).toString('hex')}`,
+        tenant,
+        issuer: internal.url,
+        jwksUri: `${internal.url}/keys`,
+        jwks: null,
+        audience: 'aegis',
+        rules: [{ claims: { sub: SUB }, agentId: 'billing' }],
+        createdAt: Date.now(),
       })
-      const r = await env.form(`${env.url}/oauth2/token`, { grant_type: GRANT, subject_token: await internal.sign({ sub: SUB }), subject_token_type: JWT_TYPE, tenant })
+      const r = await env.form(`${env.url}/oauth2/token`, {
+        grant_type: GRANT,
+        subject_token: await internal.sign({ sub: SUB }),
+        subject_token_type: JWT_TYPE,
+        tenant,
+      })
       assert.equal(r.status, 503, r.text)
       assert.equal(r.body.error, 'temporarily_unavailable')
       assert.equal(internal.hits, 0, 'no request reached the loopback server')

@@ -45,7 +45,10 @@ class WorkloadIssuer {
       .sign(o.key ?? this.key)
   }
   close(): Promise<void> {
-    return new Promise((r) => { this.server.closeAllConnections(); this.server.close(() => r()) })
+    return new Promise((r) => {
+      this.server.closeAllConnections()
+      this.server.close(() => r())
+    })
   }
 }
 
@@ -64,12 +67,32 @@ describe('workload identity by token exchange (RFC 8693)', () => {
     await env.admin('POST', '/tenants', { id: tenant, name: 'workloads' })
     await env.admin('POST', '/tenants', { id: attested, name: 'attested', require_attestation: true })
     for (const t of [tenant, attested]) {
-      await env.admin('POST', `/tenants/${t}/agents`, { agent_id: 'billing', scopes: ['crm:read', 'payments:write'], capabilities: ['crm.read'], max_ttl_seconds: 3600 })
+      await env.admin('POST', `/tenants/${t}/agents`, {
+        agent_id: 'billing',
+        scopes: ['crm:read', 'payments:write'],
+        capabilities: ['crm.read'],
+        max_ttl_seconds: 3600,
+      })
       await env.admin('POST', `/tenants/${t}/agents`, { agent_id: 'deployer', scopes: ['crm:read'], capabilities: ['crm.read'] })
     }
-    await env.admin('POST', `/tenants/${tenant}/trusted-issuers`, { issuer: k8s.url, jwks_uri: `${k8s.url}/keys`, audience: 'aegis', rules: [{ claims: { sub: K8S_SUB }, agent_id: 'billing' }] })
-    await env.admin('POST', `/tenants/${tenant}/trusted-issuers`, { issuer: ci.url, jwks: { keys: [ci.jwk] }, audience: 'aegis', rules: [{ claims: { repository: 'acme/deploy', ref: 'refs/heads/main' }, agent_id: 'deployer' }] })
-    await env.admin('POST', `/tenants/${attested}/trusted-issuers`, { issuer: k8s.url, jwks_uri: `${k8s.url}/keys`, audience: 'aegis-attested', rules: [{ claims: { sub: K8S_SUB }, agent_id: 'billing' }] })
+    await env.admin('POST', `/tenants/${tenant}/trusted-issuers`, {
+      issuer: k8s.url,
+      jwks_uri: `${k8s.url}/keys`,
+      audience: 'aegis',
+      rules: [{ claims: { sub: K8S_SUB }, agent_id: 'billing' }],
+    })
+    await env.admin('POST', `/tenants/${tenant}/trusted-issuers`, {
+      issuer: ci.url,
+      jwks: { keys: [ci.jwk] },
+      audience: 'aegis',
+      rules: [{ claims: { repository: 'acme/deploy', ref: 'refs/heads/main' }, agent_id: 'deployer' }],
+    })
+    await env.admin('POST', `/tenants/${attested}/trusted-issuers`, {
+      issuer: k8s.url,
+      jwks_uri: `${k8s.url}/keys`,
+      audience: 'aegis-attested',
+      rules: [{ claims: { sub: K8S_SUB }, agent_id: 'billing' }],
+    })
   })
   after(async () => {
     await env.close()
@@ -108,7 +131,7 @@ describe('workload identity by token exchange (RFC 8693)', () => {
     assert.equal(decodeJwt(r.body.access_token).agent_id, 'deployer')
   })
 
-  test("the minted token never outlives the subject token", async () => {
+  test('the minted token never outlives the subject token', async () => {
     const exp = Math.floor(Date.now() / 1000) + 45
     const r = await exchange(await k8s.sign({ sub: K8S_SUB }, { exp }))
     assert.equal(r.status, 200, r.text)
@@ -160,7 +183,12 @@ describe('workload identity by token exchange (RFC 8693)', () => {
   })
 
   test('an attestation-required tenant refuses bootstrap secrets and accepts workload identity', async () => {
-    const cred = await env.admin('POST', `/tenants/${attested}/agents/billing/bootstrap-credentials`, { ttl_seconds: 600, single_use: false }, [200, 201, 400, 409])
+    const cred = await env.admin(
+      'POST',
+      `/tenants/${attested}/agents/billing/bootstrap-credentials`,
+      { ttl_seconds: 600, single_use: false },
+      [200, 201, 400, 409],
+    )
     if (cred?.client_secret) {
       const r = await env.form(`${env.url}/oauth2/token`, { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret })
       assert.equal(r.status, 401)

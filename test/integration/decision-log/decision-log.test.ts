@@ -13,11 +13,30 @@ import { decodeJwt } from 'jose'
 import { authorize, eventually, startGatewayEnv, type Credential, type GatewayEnv } from '../../helpers/gateway-env.js'
 import { startGatewayProcess, type GatewayProcess } from '../../helpers/gateway-processes.js'
 
-interface Wire { id: string; ts_ms: number; gateway_id: string; tenant: string | null; agent_id: string | null; tool: string | null; decision: string; enforced: boolean | null; jti: string | null; type: string; reasons: string[]; policy_version: string | null; latency_ms: number | null; params: Record<string, unknown> | null }
+interface Wire {
+  id: string
+  ts_ms: number
+  gateway_id: string
+  tenant: string | null
+  agent_id: string | null
+  tool: string | null
+  decision: string
+  enforced: boolean | null
+  jti: string | null
+  type: string
+  reasons: string[]
+  policy_version: string | null
+  latency_ms: number | null
+  params: Record<string, unknown> | null
+}
 
-async function get(env: GatewayEnv, query: string, token = env.adminToken): Promise<{ status: number; body: { decisions: Wire[]; next_cursor: string | null; error?: string } }> {
+async function get(
+  env: GatewayEnv,
+  query: string,
+  token = env.adminToken,
+): Promise<{ status: number; body: { decisions: Wire[]; next_cursor: string | null; error?: string } }> {
   const res = await fetch(`${env.issuer}/admin/v1/decisions${query}`, { headers: { authorization: `Bearer ${token}` } })
-  return { status: res.status, body: await res.json() as { decisions: Wire[]; next_cursor: string | null } }
+  return { status: res.status, body: (await res.json()) as { decisions: Wire[]; next_cursor: string | null } }
 }
 
 /** Every page of a query, following next_cursor. */
@@ -44,10 +63,23 @@ function upload(env: GatewayEnv, token: string, body: unknown, headers: Record<s
 }
 
 function wireRecord(over: Record<string, unknown> = {}): Record<string, unknown> {
-  return { id: randomBytes(16).toString('hex'), ts_ms: Date.now(), type: 'decision', mode: 'authorize', decision: 'allow', tenant: null, agent_id: 'bot', tool: 'crm.read', enforced: true, reasons: [], ...over }
+  return {
+    id: randomBytes(16).toString('hex'),
+    ts_ms: Date.now(),
+    type: 'decision',
+    mode: 'authorize',
+    decision: 'allow',
+    tenant: null,
+    agent_id: 'bot',
+    tool: 'crm.read',
+    enforced: true,
+    reasons: [],
+    ...over,
+  }
 }
 
-const isNewestFirst = (rs: Wire[]): boolean => rs.every((r, i) => i === 0 || rs[i - 1]!.ts_ms > r.ts_ms || (rs[i - 1]!.ts_ms === r.ts_ms && rs[i - 1]!.id > r.id))
+const isNewestFirst = (rs: Wire[]): boolean =>
+  rs.every((r, i) => i === 0 || rs[i - 1]!.ts_ms > r.ts_ms || (rs[i - 1]!.ts_ms === r.ts_ms && rs[i - 1]!.id > r.id))
 
 describe('decision log: two gateway processes upload, the control plane stores, filters and pages', () => {
   let env: GatewayEnv
@@ -60,13 +92,15 @@ describe('decision log: two gateway processes upload, the control plane stores, 
     env = await startGatewayEnv()
     cred = await env.agent('log-bot', ['crm.read'])
     for (let i = 1; i <= 2; i++) {
-      gateways.push(await startGatewayProcess({
-        issuer: env.issuer,
-        gatewayToken: env.gatewayToken,
-        logLevel: 'silent',
-        gateway: { id: `gw-log-${i}-${env.tenant}` },
-        decisionLog: { flushIntervalMs: 50, batchSize: 7 },
-      }))
+      gateways.push(
+        await startGatewayProcess({
+          issuer: env.issuer,
+          gatewayToken: env.gatewayToken,
+          logLevel: 'silent',
+          gateway: { id: `gw-log-${i}-${env.tenant}` },
+          decisionLog: { flushIntervalMs: 50, batchSize: 7 },
+        }),
+      )
     }
     for (const g of gateways) {
       for (let k = 0; k < 12; k++) {
@@ -109,7 +143,10 @@ describe('decision log: two gateway processes upload, the control plane stores, 
       assert.equal(typeof d.policy_version, 'string')
       assert.deepEqual(d.params, { q: 'acme' }, 'the decided parameters')
     }
-    assert.ok(all.filter((r) => r.type !== 'decision').every((r) => r.params === null), 'a refusal keeps no parameters')
+    assert.ok(
+      all.filter((r) => r.type !== 'decision').every((r) => r.params === null),
+      'a refusal keeps no parameters',
+    )
     const answered = (tool: string, decision: string) => answers.filter((a) => a.tool === tool && a.decision === decision).length
     for (const d of new Set(decided.map((r) => `${r.tool} ${r.decision}`))) {
       const [tool, decision] = d.split(' ') as [string, string]
@@ -129,7 +166,11 @@ describe('decision log: two gateway processes upload, the control plane stores, 
     for (const [q, keep] of cases) {
       const want = all.filter(keep).map((r) => r.id)
       assert.ok(want.length > 0, q)
-      assert.deepEqual((await pages(env, q, 3)).map((r) => r.id), want, q)
+      assert.deepEqual(
+        (await pages(env, q, 3)).map((r) => r.id),
+        want,
+        q,
+      )
     }
     assert.equal((await get(env, '?limit=0')).status, 400)
     assert.equal((await get(env, '?cursor=bogus')).status, 400)
@@ -160,12 +201,22 @@ describe('decision log: two gateway processes upload, the control plane stores, 
     const own = (await env.admin('POST', '/admin-tokens', { tenant: env.tenant, role: 'admin', name: `log-own-${env.tenant}` })) as { token: string }
     const mine = await pages(env, '', 100, own.token)
     assert.ok(mine.length > 0)
-    assert.ok(mine.every((r) => r.tenant === env.tenant), 'only its own tenant')
+    assert.ok(
+      mine.every((r) => r.tenant === env.tenant),
+      'only its own tenant',
+    )
     assert.equal((await get(env, `?tenant=${other}`, own.token)).status, 403)
-    assert.deepEqual((await pages(env, `?tenant=${other}`, 10)).map((r) => r.id), [otherRecord.id], 'a global admin reads any tenant')
+    assert.deepEqual(
+      (await pages(env, `?tenant=${other}`, 10)).map((r) => r.id),
+      [otherRecord.id],
+      'a global admin reads any tenant',
+    )
 
     const tenantGateway = (await env.admin('POST', '/admin-tokens', { tenant: env.tenant, role: 'gateway', name: `log-gw-${env.tenant}` })) as { token: string }
-    const res = await upload(env, tenantGateway.token, { gateway_id: 'gw-tenant', records: [wireRecord({ tenant: env.tenant }), wireRecord({ tenant: other })] })
+    const res = await upload(env, tenantGateway.token, {
+      gateway_id: 'gw-tenant',
+      records: [wireRecord({ tenant: env.tenant }), wireRecord({ tenant: other })],
+    })
     assert.equal(res.status, 403)
     // A refusal it recorded before knowing a tenant is its tenant's.
     const anon = wireRecord({ tenant: null, type: 'token.refused', decision: 'refused', agent_id: null })
@@ -188,7 +239,11 @@ describe('decision log: two gateway processes upload, the control plane stores, 
     assert.equal((await upload(env, env.gatewayToken, { gateway_id: 'gw-br', records: [wireRecord()] }, { 'content-encoding': 'br' })).status, 415)
     // A gzip bomb: small on the wire, far over the decompressed bound.
     const bomb = gzipSync(Buffer.concat([Buffer.from('{"gateway_id":"gw","records":[],"pad":"'), Buffer.alloc(20 * 1024 * 1024, 0x61), Buffer.from('"}')]))
-    const r = await fetch(`${env.issuer}/admin/v1/decisions`, { method: 'POST', headers: { authorization: `Bearer ${env.gatewayToken}`, 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: bomb })
+    const r = await fetch(`${env.issuer}/admin/v1/decisions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${env.gatewayToken}`, 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body: bomb,
+    })
     assert.equal(r.status, 413)
     const tooMany = { gateway_id: 'gw', records: Array.from({ length: 1001 }, () => wireRecord()) }
     assert.equal((await upload(env, env.gatewayToken, tooMany)).status, 400)
@@ -199,8 +254,12 @@ describe('decision log: two gateway processes upload, the control plane stores, 
 
 describe('decision log retention', () => {
   let env: GatewayEnv
-  before(async () => { env = await startGatewayEnv({ overrides: { decisionLog: { retentionHours: 1, pruneIntervalSeconds: 1 } } }) })
-  after(async () => { await env?.close() })
+  before(async () => {
+    env = await startGatewayEnv({ overrides: { decisionLog: { retentionHours: 1, pruneIntervalSeconds: 1 } } })
+  })
+  after(async () => {
+    await env?.close()
+  })
 
   test('records older than the retention period are deleted, younger ones kept', async () => {
     const now = Date.now()
@@ -208,6 +267,9 @@ describe('decision log retention', () => {
     const young = Array.from({ length: 3 }, (_, i) => wireRecord({ tenant: env.tenant, ts_ms: now - i }))
     assert.equal((await upload(env, env.gatewayToken, { gateway_id: 'gw-old', records: [...old, ...young] })).status, 202)
     await eventually(async () => (await pages(env, '', 100)).length === young.length, 20_000, 100)
-    assert.deepEqual((await pages(env, '', 100)).map((r) => r.id), young.map((r) => r.id as string))
+    assert.deepEqual(
+      (await pages(env, '', 100)).map((r) => r.id),
+      young.map((r) => r.id as string),
+    )
   })
 })

@@ -64,9 +64,16 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const secs = (ms: number): string => `${(ms / 1000).toFixed(1)} s`
 /** Progress as it happens, so a run the runner ends early still shows where its time went. */
 const progress = (began: number, what: string): void => console.log(`# [${secs(performance.now() - began).padStart(7)}] ${what}`)
-const counts = (m: Record<string, number>): string => Object.entries(m).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ×${n}`).join(', ') || '0'
+const counts = (m: Record<string, number>): string =>
+  Object.entries(m)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, n]) => `${k} ×${n}`)
+    .join(', ') || '0'
 
-test('fault injection: two control planes on PostgreSQL, two gateways on Redis, under load, through crashes, outages, rotations and a revocation', { skip, timeout: 300_000 }, async () => {
+test('fault injection: two control planes on PostgreSQL, two gateways on Redis, under load, through crashes, outages, rotations and a revocation', {
+  skip,
+  timeout: 300_000,
+}, async () => {
   const began = performance.now()
   const dir = mkdtempSync(join(tmpdir(), 'aegis-faults-'))
   const processes: AegisProcess[] = []
@@ -110,28 +117,42 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     }
     // One log line per refused request under load says nothing the test does not count.
     const perRequest = /"reqId"/
-    const controlPlane = (name: string, port: number): AegisProcess => new AegisProcess(name, 'control-plane', {
-      ...common,
-      ...store,
-      AEGIS_ADMIN_TOKEN: adminToken,
-      AEGIS_INSTANCE_ID: name,
-      AEGIS_CONTROL_HOST: '127.0.0.1',
-      AEGIS_CONTROL_PORT: String(port),
-      AEGIS_RATE_LIMIT_PER_CLIENT: '1000000',
-      AEGIS_RATE_LIMIT_PER_IP: '10000000',
-      // A scheduled rotation that takes effect within the test: next published 2 s before it signs, JWKS max-age 1 s.
-      AEGIS_KEYS_PRE_PUBLISH_SECONDS: '2',
-      AEGIS_KEYS_CHECK_INTERVAL_SECONDS: '1',
-      AEGIS_JWKS_MAX_AGE_SECONDS: '1',
-    }, perRequest, join(dir, `${name}.log`))
-    const gateway = (name: string, port: number, cpUrl: string): AegisProcess => new AegisProcess(name, 'gateway', {
-      ...common,
-      AEGIS_INSTANCE_ID: name,
-      AEGIS_GATEWAY_ID: name,
-      AEGIS_CONTROL_PLANE_URL: cpUrl,
-      AEGIS_GATEWAY_HOST: '127.0.0.1',
-      AEGIS_GATEWAY_PORT: String(port),
-    }, perRequest, join(dir, `${name}.log`))
+    const controlPlane = (name: string, port: number): AegisProcess =>
+      new AegisProcess(
+        name,
+        'control-plane',
+        {
+          ...common,
+          ...store,
+          AEGIS_ADMIN_TOKEN: adminToken,
+          AEGIS_INSTANCE_ID: name,
+          AEGIS_CONTROL_HOST: '127.0.0.1',
+          AEGIS_CONTROL_PORT: String(port),
+          AEGIS_RATE_LIMIT_PER_CLIENT: '1000000',
+          AEGIS_RATE_LIMIT_PER_IP: '10000000',
+          // A scheduled rotation that takes effect within the test: next published 2 s before it signs, JWKS max-age 1 s.
+          AEGIS_KEYS_PRE_PUBLISH_SECONDS: '2',
+          AEGIS_KEYS_CHECK_INTERVAL_SECONDS: '1',
+          AEGIS_JWKS_MAX_AGE_SECONDS: '1',
+        },
+        perRequest,
+        join(dir, `${name}.log`),
+      )
+    const gateway = (name: string, port: number, cpUrl: string): AegisProcess =>
+      new AegisProcess(
+        name,
+        'gateway',
+        {
+          ...common,
+          AEGIS_INSTANCE_ID: name,
+          AEGIS_GATEWAY_ID: name,
+          AEGIS_CONTROL_PLANE_URL: cpUrl,
+          AEGIS_GATEWAY_HOST: '127.0.0.1',
+          AEGIS_GATEWAY_PORT: String(port),
+        },
+        perRequest,
+        join(dir, `${name}.log`),
+      )
     const cp1 = controlPlane('cp-1', cpPort1)
     const cp2 = controlPlane('cp-2', cpPort2)
     // A gateway starts while its control plane is not up yet, and catches up: all four start at once.
@@ -171,7 +192,12 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     const tenant = `faults-${randomBytes(3).toString('hex')}`
     await admin('POST', '/tenants', { id: tenant, name: 'Fault injection' })
     const register = async (agentId: string): Promise<LoadAgent> => {
-      await admin('POST', `/tenants/${tenant}/agents`, { agent_id: agentId, scopes: ['crm:read', 'payments:write'], capabilities: ['crm.read', 'payments.transfer'], max_ttl_seconds: 900 })
+      await admin('POST', `/tenants/${tenant}/agents`, {
+        agent_id: agentId,
+        scopes: ['crm:read', 'payments:write'],
+        capabilities: ['crm.read', 'payments.transfer'],
+        max_ttl_seconds: 900,
+      })
       const c = await admin('POST', `/tenants/${tenant}/agents/${agentId}/bootstrap-credentials`, { ttl_seconds: 3600, single_use: false })
       return { agentId, clientId: String(c.client_id), clientSecret: String(c.client_secret) }
     }
@@ -179,11 +205,14 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     const mint = async (cpUrl: string, a: LoadAgent): Promise<string> => {
       const res = await fetch(`${cpUrl}/oauth2/token`, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${encodeURIComponent(a.clientId)}:${encodeURIComponent(a.clientSecret)}`).toString('base64')}` },
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: `Basic ${Buffer.from(`${encodeURIComponent(a.clientId)}:${encodeURIComponent(a.clientSecret)}`).toString('base64')}`,
+        },
         body: 'grant_type=client_credentials',
         signal: AbortSignal.timeout(10_000),
       })
-      const body = await res.json() as { access_token?: string }
+      const body = (await res.json()) as { access_token?: string }
       assert.ok(res.ok && body.access_token, `token endpoint answered ${res.status}: ${JSON.stringify(body)}`)
       return body.access_token
     }
@@ -193,8 +222,14 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     await admin('POST', `/tenants/${tenant}/policies/${String(policy.id)}/activate`)
 
     load = new FaultLoad({
-      controlPlanes: [{ name: 'cp-1', url: cp1.url }, { name: 'cp-2', url: cp2.url }],
-      gateways: [{ name: 'gw-1', url: gw1.url }, { name: 'gw-2', url: gw2.url }],
+      controlPlanes: [
+        { name: 'cp-1', url: cp1.url },
+        { name: 'cp-2', url: cp2.url },
+      ],
+      gateways: [
+        { name: 'gw-1', url: gw1.url },
+        { name: 'gw-2', url: gw2.url },
+      ],
       agents,
       victim,
       readAction: READ,
@@ -213,10 +248,13 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     // Warm-up: tokens flowing and the policy on both gateways (high-risk calls allowed).
     const warmUp = performance.now()
     const setupTook = warmUp - began
-    if (!await l.waitStable(warmUp, { stableMs: 1_000, limitMs: RECOVERY_LIMIT_MS })) {
+    if (!(await l.waitStable(warmUp, { stableMs: 1_000, limitMs: RECOVERY_LIMIT_MS }))) {
       const outcome: Record<string, number> = {}
-      for (const s of l.samples) if (s.start >= warmUp) outcome[`${s.stream} ${s.ok ? 'ok' : s.status}`] = (outcome[`${s.stream} ${s.ok ? 'ok' : s.status}`] ?? 0) + 1
-      assert.fail(`the steady load never ran clean for 1 s within ${secs(RECOVERY_LIMIT_MS)}, before any fault (a stream without a success, a failure, or a request unanswered for 5 s): ${counts(outcome)}`)
+      for (const s of l.samples)
+        if (s.start >= warmUp) outcome[`${s.stream} ${s.ok ? 'ok' : s.status}`] = (outcome[`${s.stream} ${s.ok ? 'ok' : s.status}`] ?? 0) + 1
+      assert.fail(
+        `the steady load never ran clean for 1 s within ${secs(RECOVERY_LIMIT_MS)}, before any fault (a stream without a success, a failure, or a request unanswered for 5 s): ${counts(outcome)}`,
+      )
     }
     progress(began, 'steady load running clean')
     const baselineStart = performance.now()
@@ -314,27 +352,48 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     const bad5xx = samples.filter((s) => typeof s.status === 'number' && s.status >= 500 && !(s.status === 503 && s.retryAfter))
     if (bad5xx.length > 0) {
       const by: Record<string, number> = {}
-      for (const s of bad5xx) by[`${s.stream} ${s.status}${s.retryAfter ? '' : ' without Retry-After'}`] = (by[`${s.stream} ${s.status}${s.retryAfter ? '' : ' without Retry-After'}`] ?? 0) + 1
+      for (const s of bad5xx)
+        by[`${s.stream} ${s.status}${s.retryAfter ? '' : ' without Retry-After'}`] =
+          (by[`${s.stream} ${s.status}${s.retryAfter ? '' : ' without Retry-After'}`] ?? 0) + 1
       problems.push(`5xx answers that are not 503 with Retry-After: ${counts(by)}`)
     }
 
     const victimAfter = samples.filter((s) => s.stream.startsWith('victim') && s.start >= revocation.end + PROPAGATION_BOUND_MS)
     const victimBefore = samples.filter((s) => s.stream.startsWith('victim-read') && s.end < revocation.start && s.ok)
     assert.ok(victimBefore.length > 0, 'the agent to revoke was allowed before its revocation (the test would prove nothing otherwise)')
-    assert.ok(victimAfter.some((s) => s.stream.startsWith('victim-read')), 'calls of the revoked agent were sent after the bound')
+    assert.ok(
+      victimAfter.some((s) => s.stream.startsWith('victim-read')),
+      'calls of the revoked agent were sent after the bound',
+    )
     const victimAllowed = victimAfter.filter((s) => s.ok)
-    if (victimAllowed.length > 0) problems.push(`revoked agent: ${victimAllowed.length} of ${victimAfter.length} requests succeeded ${secs(PROPAGATION_BOUND_MS)} or more after the revocation answered (${counts(Object.fromEntries(victimAllowed.map((s) => [s.stream, victimAllowed.filter((x) => x.stream === s.stream).length])))})`)
+    if (victimAllowed.length > 0)
+      problems.push(
+        `revoked agent: ${victimAllowed.length} of ${victimAfter.length} requests succeeded ${secs(PROPAGATION_BOUND_MS)} or more after the revocation answered (${counts(Object.fromEntries(victimAllowed.map((s) => [s.stream, victimAllowed.filter((x) => x.stream === s.stream).length])))})`,
+      )
 
-    assert.ok(samples.some((s) => s.stream.startsWith('stale-key') && s.ok && s.end < emergency.start), 'the token of the key to revoke was allowed before the emergency rotation (the test would prove nothing otherwise)')
+    assert.ok(
+      samples.some((s) => s.stream.startsWith('stale-key') && s.ok && s.end < emergency.start),
+      'the token of the key to revoke was allowed before the emergency rotation (the test would prove nothing otherwise)',
+    )
     const oldKidAfter = samples.filter((s) => !s.stream.includes('token') && s.kid === revokedKid && s.start >= emergency.end + PROPAGATION_BOUND_MS)
-    assert.ok(oldKidAfter.some((s) => s.stream.startsWith('stale-key')), 'calls with a token of the revoked key were sent after the bound')
+    assert.ok(
+      oldKidAfter.some((s) => s.stream.startsWith('stale-key')),
+      'calls with a token of the revoked key were sent after the bound',
+    )
     const oldKidAllowed = oldKidAfter.filter((s) => s.ok)
-    if (oldKidAllowed.length > 0) problems.push(`emergency rotation: ${oldKidAllowed.length} of ${oldKidAfter.length} calls with a token of the revoked key ${revokedKid} allowed ${secs(PROPAGATION_BOUND_MS)} or more after the rotation answered`)
+    if (oldKidAllowed.length > 0)
+      problems.push(
+        `emergency rotation: ${oldKidAllowed.length} of ${oldKidAfter.length} calls with a token of the revoked key ${revokedKid} allowed ${secs(PROPAGATION_BOUND_MS)} or more after the rotation answered`,
+      )
     const oldKidMinted = samples.filter((s) => s.stream.includes('token') && s.ok && s.kid === revokedKid && s.start >= emergency.end)
-    if (oldKidMinted.length > 0) problems.push(`emergency rotation: ${oldKidMinted.length} tokens signed by the revoked key ${revokedKid} were issued after the rotation answered`)
+    if (oldKidMinted.length > 0)
+      problems.push(`emergency rotation: ${oldKidMinted.length} tokens signed by the revoked key ${revokedKid} were issued after the rotation answered`)
     // The faults did happen: the scheduled key signed, then the emergency one replaced it.
     const scheduled = faults[3]!
-    assert.ok(samples.some((s) => s.stream.startsWith('token') && s.ok && s.kid === scheduledNext && s.start >= scheduled.end && s.start < emergency.start), `no token was signed by the scheduled key ${scheduledNext} after it fell due`)
+    assert.ok(
+      samples.some((s) => s.stream.startsWith('token') && s.ok && s.kid === scheduledNext && s.start >= scheduled.end && s.start < emergency.start),
+      `no token was signed by the scheduled key ${scheduledNext} after it fell due`,
+    )
     assert.equal(revokedKid, scheduledNext, 'the emergency rotation revoked the key the scheduled rotation made current')
 
     // Every token answered has its token.issued event (paged through the admin API of a restarted control plane).
@@ -348,7 +407,8 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     }
     const answered = load.issuedJtis()
     const unaudited = answered.filter((j) => !audited.has(j))
-    if (unaudited.length > 0) problems.push(`${unaudited.length} of ${answered.length} tokens answered have no token.issued audit event (e.g. ${unaudited.slice(0, 3).join(', ')})`)
+    if (unaudited.length > 0)
+      problems.push(`${unaudited.length} of ${answered.length} tokens answered have no token.issued audit event (e.g. ${unaudited.slice(0, 3).join(', ')})`)
 
     // Clean shutdown (final checkpoints), then the chains must verify whole, cp-1's across its kill -9.
     progress(began, 'audit events counted')
@@ -359,14 +419,21 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     if (verify.code !== 0) problems.push(`aegis audit verify exited ${verify.code}: ${verify.stdout}${verify.stderr}`)
 
     // ---------------------------------------------------------------- report
-    const rows: Array<[string, FaultOutcome, Fault]> = faults.map((f, i) => [f.name, analyseFault(samples, l.streams, { start: f.start, end: f.end, until: faults[i + 1]?.start ?? stopped }, f.intended), f])
+    const rows: Array<[string, FaultOutcome, Fault]> = faults.map((f, i) => [
+      f.name,
+      analyseFault(samples, l.streams, { start: f.start, end: f.end, until: faults[i + 1]?.start ?? stopped }, f.intended),
+      f,
+    ])
     const total = samples.filter((s) => l.streams.includes(s.stream)).length
     const lines = [
       `fault injection: ${total} steady-load requests (issuance at cp-1 and cp-2, reads and high-risk calls at gw-1 and gw-2), outages of ${secs(OUTAGE_MS)}; set-up ${secs(setupTook)}, whole run ${secs(performance.now() - began)}; load generator's event-loop delay p99 ${(lag.percentile(99) / 1e6).toFixed(0)} ms, max ${(lag.max / 1e6).toFixed(0)} ms; ${os.availableParallelism()} cores, load average ${os.loadavg()[0]!.toFixed(1)}`,
       '| fault | lasted | requests | refused (request kind, status) | refused as intended | full recovery after the fault ended |',
       '|---|---|---|---|---|---|',
       `| none (baseline) | — | ${baseline.sent} | ${counts(baseline.refused)} | — | — |`,
-      ...rows.map(([name, o, f]) => `| ${name}${f.note ? ` (${f.note})` : ''} | ${secs(f.end - f.start)} | ${o.sent} | ${counts(o.refused)} | ${Object.keys(o.intended).length ? counts(o.intended) : '—'} | ${f.recovered === false || o.recoveryMs === null ? `NOT within ${secs(RECOVERY_LIMIT_MS)}` : `${(o.recoveryMs / 1000).toFixed(2)} s`} |`),
+      ...rows.map(
+        ([name, o, f]) =>
+          `| ${name}${f.note ? ` (${f.note})` : ''} | ${secs(f.end - f.start)} | ${o.sent} | ${counts(o.refused)} | ${Object.keys(o.intended).length ? counts(o.intended) : '—'} | ${f.recovered === false || o.recoveryMs === null ? `NOT within ${secs(RECOVERY_LIMIT_MS)}` : `${(o.recoveryMs / 1000).toFixed(2)} s`} |`,
+      ),
       `invariants: revoked agent ${victimAllowed.length} allowed of ${victimAfter.length} sent after ${secs(PROPAGATION_BOUND_MS)}; revoked key ${oldKidAllowed.length} allowed of ${oldKidAfter.length}; tokens answered ${answered.length}, token.issued events for the tenant ${audited.size}, unaudited ${unaudited.length}; aegis audit verify exit ${verify.code} (${verify.stdout.trim()})`,
     ]
     for (const line of lines) console.log(`# ${line}`)
@@ -377,7 +444,11 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     process.off('SIGINT', onSignal)
     await load?.stop()
     if (!finished || problems.length > 0) {
-      const comment = (text: string): string => text.split('\n').map((x) => `# ${x}`).join('\n')
+      const comment = (text: string): string =>
+        text
+          .split('\n')
+          .map((x) => `# ${x}`)
+          .join('\n')
       for (const p of processes) {
         for (const c of p.crashes) console.log(comment(`---- crash: ${c}`))
         console.log(comment(`---- ${p.name} (last output)\n${p.log().slice(-4_000)}`))

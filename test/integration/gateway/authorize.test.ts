@@ -16,12 +16,21 @@ describe('POST /v1/authorize against a real control plane (SSE feed)', () => {
     gw = await env.startGateway({}, { decisions: sink })
     token = await env.token(cred)
   })
-  after(async () => { await env.close() })
+  after(async () => {
+    await env.close()
+  })
 
   test('a tool in the manifest is allowed, with the full wire body', async () => {
     const r = await authorize(gw.url, token, { action: { tool: 'crm.read', params: { q: 'acme' } }, resource: 'crm:contacts' })
     assert.equal(r.status, 200)
-    assert.deepEqual(r.body, { decision: 'allow', reasons: ['capability:granted'], policy_version: 'strict', obligations: [], params: { q: 'acme' }, enforced: true })
+    assert.deepEqual(r.body, {
+      decision: 'allow',
+      reasons: ['capability:granted'],
+      policy_version: 'strict',
+      obligations: [],
+      params: { q: 'acme' },
+      enforced: true,
+    })
     const audit = sink.events.at(-1)!
     assert.equal(audit.type, 'decision')
     assert.equal(audit.decision, 'allow')
@@ -43,7 +52,7 @@ describe('POST /v1/authorize against a real control plane (SSE feed)', () => {
     assert.equal(r.status, 200)
     assert.equal(r.body.decision, 'deny')
     assert.equal(r.body.enforced, false)
-    assert.ok(await metricValue(gw.url, 'aegis_decisions_total', { decision: 'deny', enforced: 'false' }) >= 1)
+    assert.ok((await metricValue(gw.url, 'aegis_decisions_total', { decision: 'deny', enforced: 'false' })) >= 1)
   })
 
   test('gateway.shadow computes decisions but enforces none', async () => {
@@ -59,7 +68,7 @@ describe('POST /v1/authorize against a real control plane (SSE feed)', () => {
   })
 
   test('no token, a garbage token and a foreign-signed token get 401 invalid_token with WWW-Authenticate', async () => {
-    for (const t of [undefined, 'not-a-jwt', token.slice(0, -4) + 'AAAA']) {
+    for (const t of [undefined, 'not-a-jwt', `${token.slice(0, -4)}AAAA`]) {
       const r = await authorize(gw.url, t, { action: { tool: 'crm.read' } })
       assert.equal(r.status, 401)
       assert.equal(r.body.error, 'invalid_token')
@@ -91,7 +100,7 @@ describe('POST /v1/authorize against a real control plane (SSE feed)', () => {
   test('the healthz and metrics endpoints report the feed', async () => {
     const h = await fetch(`${gw.url}/healthz`)
     assert.equal(h.status, 200)
-    const body = await h.json() as { feed: { snapshot_loaded: boolean; connected: boolean } }
+    const body = (await h.json()) as { feed: { snapshot_loaded: boolean; connected: boolean } }
     assert.equal(body.feed.snapshot_loaded, true)
     assert.equal(body.feed.connected, true)
     const text = await (await fetch(`${gw.url}/metrics`)).text()

@@ -34,7 +34,9 @@ describe('Redis outage: calls that need nothing from Redis are decided, the othe
     // A port where nothing listens: every Redis command fails at once.
     deadRedis = `redis://127.0.0.1:${await freePort()}`
   })
-  after(async () => { await env?.close() })
+  after(async () => {
+    await env?.close()
+  })
 
   test('deny list fresh (control plane polled): reads and writes are decided as usual; a high-risk call answers 503 with Retry-After, counted and audited as degraded', async () => {
     const sink = new MemoryDecisionSink()
@@ -74,7 +76,17 @@ describe('Redis outage: calls that need nothing from Redis are decided, the othe
   })
 
   test('CLIENT PAUSE on a live Redis: a high-risk call answers 503, and is decided again after', { skip: noRedis }, async () => {
-    const gw = await env.startGateway({ redisUrl: REDIS_URL }, { tuning: { redisHealthIntervalMs: 50, redisCommandTimeoutMs: 200, feedChannel: `x${Date.now()}:aegis:feed`, feedHashKey: `x${Date.now()}:aegis:revocations` } })
+    const gw = await env.startGateway(
+      { redisUrl: REDIS_URL },
+      {
+        tuning: {
+          redisHealthIntervalMs: 50,
+          redisCommandTimeoutMs: 200,
+          feedChannel: `x${Date.now()}:aegis:feed`,
+          feedHashKey: `x${Date.now()}:aegis:revocations`,
+        },
+      },
+    )
     const admin = new Redis(REDIS_URL)
     try {
       const t1 = await env.token(cred)
@@ -96,8 +108,12 @@ describe('Redis outage: calls that need nothing from Redis are decided, the othe
 
 describe('Redis down and the deny list stale (control plane unreachable as well)', () => {
   let env: GatewayEnv
-  before(async () => { env = await startGatewayEnv() })
-  after(async () => { await env?.close() })
+  before(async () => {
+    env = await startGatewayEnv()
+  })
+  after(async () => {
+    await env?.close()
+  })
 
   test('writes and high-risk calls answer 503; reads too by default, and are let through (counted as open) with redisOutageReads=open', async () => {
     const cred = await env.agent('stale-outage-bot', ['crm.read', 'crm.update', 'payments.transfer'])
@@ -107,7 +123,10 @@ describe('Redis down and the deny list stale (control plane unreachable as well)
     const open = await env.startGateway({ redisUrl: deadRedis, gateway: { feedStaleSeconds: 1, redisOutageReads: 'open' } })
     try {
       const t = await env.token(cred)
-      await eventually(async () => (await authorize(closed.url, t, READ)).body.policy_version !== 'strict' && (await authorize(open.url, t, READ)).body.policy_version !== 'strict')
+      await eventually(
+        async () =>
+          (await authorize(closed.url, t, READ)).body.policy_version !== 'strict' && (await authorize(open.url, t, READ)).body.policy_version !== 'strict',
+      )
       await env.cp.close()
       await eventually(async () => (await fetch(`${closed.url}/readyz`)).status === 503 && (await fetch(`${open.url}/readyz`)).status === 503)
       const body = (await (await fetch(`${closed.url}/readyz`)).json()) as { reasons: string[] }
@@ -130,8 +149,12 @@ describe('Redis down and the deny list stale (control plane unreachable as well)
 
 describe('feed disconnected beyond gateway.feedStaleSeconds', () => {
   let env: GatewayEnv
-  before(async () => { env = await startGatewayEnv() })
-  after(async () => { await env?.close() })
+  before(async () => {
+    env = await startGatewayEnv()
+  })
+  after(async () => {
+    await env?.close()
+  })
 
   test('high-risk actions answer 503 (feed_stale) and the gateway is not ready; others keep working on the last list', async () => {
     const cred = await env.agent('stale-bot', ['crm.read', 'payments.transfer'])
@@ -144,7 +167,7 @@ describe('feed disconnected beyond gateway.feedStaleSeconds', () => {
       await env.cp.close()
       await eventually(async () => !((await (await fetch(`${gw.url}/healthz`)).json()) as { feed: { connected: boolean } }).feed.connected)
       await new Promise((r) => setTimeout(r, 1_200))
-      const h = await (await fetch(`${gw.url}/healthz`)).json() as { feed: { stale: boolean } }
+      const h = (await (await fetch(`${gw.url}/healthz`)).json()) as { feed: { stale: boolean } }
       assert.equal(h.feed.stale, true)
       const ready = await fetch(`${gw.url}/readyz`)
       assert.equal(ready.status, 503)
@@ -152,7 +175,7 @@ describe('feed disconnected beyond gateway.feedStaleSeconds', () => {
       assert.equal((await fetch(`${gw.url}/livez`)).status, 200, 'alive all the same: a restart would not help')
       assertUnavailable(await authorize(gw.url, tokens[1]!, HIGH), /^degraded:feed_stale/)
       assert.equal((await authorize(gw.url, tokens[0]!, READ)).body.decision, 'allow')
-      assert.ok(await metricValue(gw.url, 'aegis_feed_lag_seconds') > 0)
+      assert.ok((await metricValue(gw.url, 'aegis_feed_lag_seconds')) > 0)
     } finally {
       await gw.close()
     }

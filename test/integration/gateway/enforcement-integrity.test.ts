@@ -68,12 +68,19 @@ describe('enforcement integrity', () => {
     await env?.close()
   })
 
-  const rawPost = (path: string, body: string) => new Promise<number>((resolve, reject) => {
-    const { hostname, port } = new URL(gw.url)
-    const req = httpRequest({ hostname, port, path, method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
-    req.on('error', reject)
-    req.end(body)
-  })
+  const rawPost = (path: string, body: string) =>
+    new Promise<number>((resolve, reject) => {
+      const { hostname, port } = new URL(gw.url)
+      const req = httpRequest(
+        { hostname, port, path, method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } },
+        (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+        },
+      )
+      req.on('error', reject)
+      req.end(body)
+    })
 
   const proxied = (path: string, init: RequestInit & { headers?: Record<string, string> } = {}) =>
     fetch(`${gw.url}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, ...init.headers } })
@@ -83,7 +90,11 @@ describe('enforcement integrity', () => {
     const refused = await proxied('/tools/crm/search', { method: 'POST', headers: { 'content-type': 'application/vnd.api+json' }, body: '{"limit":1000}' })
     assert.equal(refused.status, 403)
     assert.equal(upstream.seen.length, before)
-    const allowed = await proxied('/tools/crm/search', { method: 'POST', headers: { 'content-type': 'application/vnd.api+json; charset=utf-8' }, body: '{"limit":10}' })
+    const allowed = await proxied('/tools/crm/search', {
+      method: 'POST',
+      headers: { 'content-type': 'application/vnd.api+json; charset=utf-8' },
+      body: '{"limit":10}',
+    })
     assert.equal(allowed.status, 200)
     const seen = upstream.seen.at(-1)!
     assert.equal(seen.body, '{"limit":10}')
@@ -97,7 +108,11 @@ describe('enforcement integrity', () => {
       assert.equal(res.status, 415, type)
       assert.equal(((await res.json()) as { error: string }).error, 'unsupported_media_type')
     }
-    const encoded = await proxied('/tools/crm/search', { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: '{"limit":10}' })
+    const encoded = await proxied('/tools/crm/search', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body: '{"limit":10}',
+    })
     assert.equal(encoded.status, 415)
     assert.equal(upstream.seen.length, before)
   })
@@ -110,14 +125,18 @@ describe('enforcement integrity', () => {
   })
 
   test('what is forwarded is the canonical form of the decided path and query', async () => {
-    const res = await proxied('/tools/crm/a%20b/%63?x=1+2&y=%41&x=3&&z', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{ "limit" : 5 }' })
+    const res = await proxied('/tools/crm/a%20b/%63?x=1+2&y=%41&x=3&&z', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{ "limit" : 5 }',
+    })
     assert.equal(res.status, 200)
     const seen = upstream.seen.at(-1)!
     assert.equal(seen.url, '/api/crm/a%20b/c?x=1%202&x=3&y=A&z=')
     assert.equal(seen.body, '{"limit":5}')
   })
 
-  test('the resource comes from the route, never from the caller\'s Aegis-Resource header', async () => {
+  test("the resource comes from the route, never from the caller's Aegis-Resource header", async () => {
     const ok = await proxied('/tools/contacts/7', { headers: { 'aegis-resource': 'crm:/admin' } })
     assert.equal(ok.status, 200)
     // The route's resource is what the policy permits; a header naming it on another route changes nothing.
@@ -155,7 +174,17 @@ describe('enforcement integrity', () => {
 
   test('paths an upstream could read differently are refused', async () => {
     const before = upstream.seen.length
-    for (const p of ['/tools/crm/a/../b', '/tools/crm/./b', '/tools/crm/%2e%2e/x', '/tools/crm/a%2fb', '/tools/crm/a%5cb', '/tools/crm//x', '/tools/cr%6d/x', '/tools/crm/%E0%A4%A', '/tools/crm/a%00b']) {
+    for (const p of [
+      '/tools/crm/a/../b',
+      '/tools/crm/./b',
+      '/tools/crm/%2e%2e/x',
+      '/tools/crm/a%2fb',
+      '/tools/crm/a%5cb',
+      '/tools/crm//x',
+      '/tools/cr%6d/x',
+      '/tools/crm/%E0%A4%A',
+      '/tools/crm/a%00b',
+    ]) {
       // node:http sends the request-target as written (fetch would resolve the dot segments first).
       const status = await rawPost(p, '{"limit":1}')
       assert.ok(status === 400 || status === 404, `${p}: ${status}`)
@@ -165,7 +194,11 @@ describe('enforcement integrity', () => {
 
   test('a tool header that names another tool than the route is refused', async () => {
     const before = upstream.seen.length
-    const res = await proxied('/tools/crm/x', { method: 'POST', headers: { 'content-type': 'application/json', 'aegis-tool': 'records.export' }, body: '{"limit":1}' })
+    const res = await proxied('/tools/crm/x', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'aegis-tool': 'records.export' },
+      body: '{"limit":1}',
+    })
     assert.equal(res.status, 403)
     assert.match(((await res.json()) as { error_description: string }).error_description, /tool mismatch/)
     assert.equal(upstream.seen.length, before)
@@ -174,7 +207,7 @@ describe('enforcement integrity', () => {
   async function approve(approvalId: string, statusUrl: string): Promise<string> {
     await env.admin('POST', `/approvals/${approvalId}/approve`, { reason: 'reviewed' })
     const st = await fetch(statusUrl, { headers: { authorization: `Bearer ${token}` } })
-    const body = await st.json() as { status: string; override_token?: string }
+    const body = (await st.json()) as { status: string; override_token?: string }
     assert.equal(body.status, 'approved')
     return body.override_token!
   }
@@ -201,10 +234,11 @@ describe('enforcement integrity', () => {
 
   test('an approved call through the proxy reaches the upstream redacted, and its override binds path and query', async () => {
     const body = JSON.stringify({ count: 50, ssn: '078-05-1120' })
-    const send = (path: string, override?: string) => proxied(path, { method: 'POST', headers: { 'content-type': 'application/json', ...(override ? { 'aegis-override': override } : {}) }, body })
+    const send = (path: string, override?: string) =>
+      proxied(path, { method: 'POST', headers: { 'content-type': 'application/json', ...(override ? { 'aegis-override': override } : {}) }, body })
     const asked = await send('/tools/records/export?format=csv')
     assert.equal(asked.status, 403)
-    const refusal = await asked.json() as { decision: string; approval: { id: string; status_url: string } }
+    const refusal = (await asked.json()) as { decision: string; approval: { id: string; status_url: string } }
     assert.equal(refusal.decision, 'approval_needed')
     const listed = await env.admin('GET', `/approvals/${refusal.approval.id}`)
     assert.deepEqual(listed.request, { method: 'POST', path: '/export', query: { format: 'csv' } })

@@ -5,7 +5,7 @@ import { freePort, startGatewayEnv, type GatewayEnv, type RunningGateway } from 
 import { skipWithoutNginx, startNginx, type Nginx } from '../../helpers/gateway-nginx.js'
 import { startUpstream, type Upstream } from '../../helpers/gateway-upstream.js'
 
-describe('nginx auth_request in front of an upstream, deciding with the gateway\'s ext-authz endpoint', { skip: skipWithoutNginx() }, () => {
+describe("nginx auth_request in front of an upstream, deciding with the gateway's ext-authz endpoint", { skip: skipWithoutNginx() }, () => {
   let env: GatewayEnv
   let gw: RunningGateway
   let upstream: Upstream
@@ -19,7 +19,9 @@ describe('nginx auth_request in front of an upstream, deciding with the gateway\
     token = await env.token(cred)
     upstream = await startUpstream()
     const gwPort = new URL(gw.url).port
-    nginx = await startNginx(await freePort(), `
+    nginx = await startNginx(
+      await freePort(),
+      `
     location /tools/crm/ {
       set $aegis_tool crm.read;
       auth_request /_aegis;
@@ -43,7 +45,8 @@ describe('nginx auth_request in front of an upstream, deciding with the gateway\
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-URI $request_uri;
-    }`)
+    }`,
+    )
   })
   after(async () => {
     await nginx?.stop()
@@ -86,9 +89,13 @@ describe('nginx auth_request in front of an upstream, deciding with the gateway\
     assert.equal(ok.status, 200)
     assert.equal(ok.headers.get('x-aegis-agent'), 'nginx-bot')
     assert.equal(ok.headers.get('x-aegis-decision'), 'allow')
-    const no = await fetch(`${gw.url}/v1/ext-authz/files.delete`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{"path":"/x"}' })
+    const no = await fetch(`${gw.url}/v1/ext-authz/files.delete`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: '{"path":"/x"}',
+    })
     assert.equal(no.status, 403)
-    const body = await no.json() as { error: string; decision: string }
+    const body = (await no.json()) as { error: string; decision: string }
     assert.equal(body.error, 'access_denied')
     assert.equal(body.decision, 'deny')
     const bad = await fetch(`${gw.url}/v1/ext-authz/crm.read`, { headers: { authorization: 'Bearer x' } })
@@ -96,7 +103,7 @@ describe('nginx auth_request in front of an upstream, deciding with the gateway\
     assert.match(bad.headers.get('www-authenticate') ?? '', /error="invalid_token"/)
   })
 
-  test('a caller\'s Aegis-Tool through a location that does not strip it: 403 tool mismatch, upstream never called', async () => {
+  test("a caller's Aegis-Tool through a location that does not strip it: 403 tool mismatch, upstream never called", async () => {
     const count = upstream.seen.length
     const res = await fetch(`${nginx.url}/tools/files/secret`, { headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read' } })
     assert.equal(res.status, 403)
@@ -110,19 +117,25 @@ describe('nginx auth_request in front of an upstream, deciding with the gateway\
     for (const path of ['files.delete', 'files.delete/-/tools/crm/x']) {
       const other = await fetch(`${gw.url}/v1/ext-authz/${path}`, { headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read' } })
       assert.equal(other.status, 403)
-      const body = await other.json() as { error: string; reasons: string[] }
+      const body = (await other.json()) as { error: string; reasons: string[] }
       assert.equal(body.error, 'access_denied')
       assert.deepEqual(body.reasons, ['tool mismatch'])
     }
     // Repeated headers are never the path's tool either.
-    const twice = await fetch(`${gw.url}/v1/ext-authz/crm.read`, { headers: [['authorization', `Bearer ${token}`], ['aegis-tool', 'crm.read'], ['aegis-tool', 'crm.read']] })
+    const twice = await fetch(`${gw.url}/v1/ext-authz/crm.read`, {
+      headers: [
+        ['authorization', `Bearer ${token}`],
+        ['aegis-tool', 'crm.read'],
+        ['aegis-tool', 'crm.read'],
+      ],
+    })
     assert.equal(twice.status, 403)
     await twice.arrayBuffer()
     // Without gateway.extAuthz.toolHeader, a path that names no tool is refused whatever the header says.
     for (const path of ['', '/-', '/-/tools/crm/x']) {
       const none = await fetch(`${gw.url}/v1/ext-authz${path}`, { headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read' } })
       assert.equal(none.status, 400)
-      assert.equal((await none.json() as { error: string }).error, 'invalid_request')
+      assert.equal(((await none.json()) as { error: string }).error, 'invalid_request')
     }
   })
 
@@ -137,20 +150,22 @@ describe('nginx auth_request in front of an upstream, deciding with the gateway\
   test('Aegis-Resource from a caller is refused unless the gateway is told to believe it', async () => {
     const res = await fetch(`${gw.url}/v1/ext-authz/crm.read`, { headers: { authorization: `Bearer ${token}`, 'aegis-resource': '/tools/crm/contacts' } })
     assert.equal(res.status, 400)
-    assert.equal((await res.json() as { error: string }).error, 'invalid_request')
+    assert.equal(((await res.json()) as { error: string }).error, 'invalid_request')
   })
 
   test('with gateway.extAuthz.toolHeader, a path without a tool takes Aegis-Tool; a path tool still wins', async () => {
     const trusting = await env.startGateway({ gateway: { extAuthz: { toolHeader: true, resourceHeader: true } } })
     try {
-      const ok = await fetch(`${trusting.url}/v1/ext-authz/-/tools/crm/x`, { headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read', 'aegis-resource': '/tools/crm/x' } })
+      const ok = await fetch(`${trusting.url}/v1/ext-authz/-/tools/crm/x`, {
+        headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read', 'aegis-resource': '/tools/crm/x' },
+      })
       assert.equal(ok.status, 200)
       const no = await fetch(`${trusting.url}/v1/ext-authz`, { headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'files.delete' } })
       assert.equal(no.status, 403)
       await no.arrayBuffer()
       const mismatch = await fetch(`${trusting.url}/v1/ext-authz/files.delete`, { headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read' } })
       assert.equal(mismatch.status, 403)
-      assert.deepEqual((await mismatch.json() as { reasons: string[] }).reasons, ['tool mismatch'])
+      assert.deepEqual(((await mismatch.json()) as { reasons: string[] }).reasons, ['tool mismatch'])
       const missing = await fetch(`${trusting.url}/v1/ext-authz`, { headers: { authorization: `Bearer ${token}` } })
       assert.equal(missing.status, 400)
       await missing.arrayBuffer()
@@ -178,12 +193,15 @@ function readmeNginxSnippet(gatewayPort: string, upstreamPort: number): string {
   const m = /\n( *)```nginx\n([\s\S]*?)\n\1```/.exec(readme)
   if (!m) throw new Error('README.md has no nginx snippet')
   const indent = m[1]!
-  const body = m[2]!.split('\n').map((l) => (l.startsWith(indent) ? l.slice(indent.length) : l)).join('\n')
+  const body = m[2]!
+    .split('\n')
+    .map((l) => (l.startsWith(indent) ? l.slice(indent.length) : l))
+    .join('\n')
   assert.ok(body.includes('127.0.0.1:7401') && body.includes('127.0.0.1:9000'), 'the snippet names the gateway on 7401 and an upstream on 9000')
   return body.replaceAll('127.0.0.1:7401', `127.0.0.1:${gatewayPort}`).replaceAll('127.0.0.1:9000', `127.0.0.1:${upstreamPort}`)
 }
 
-describe('the README\'s nginx snippet in front of an upstream', { skip: skipWithoutNginx() }, () => {
+describe("the README's nginx snippet in front of an upstream", { skip: skipWithoutNginx() }, () => {
   let env: GatewayEnv
   let gw: RunningGateway
   let upstream: Upstream
@@ -219,10 +237,16 @@ describe('the README\'s nginx snippet in front of an upstream', { skip: skipWith
     test(`a caller's Aegis-Tool naming an allowed tool on a denied path tool: 403, upstream never reached (${strip ? 'as written' : 'without the header-dropping lines'})`, async () => {
       const nginx = await start(strip)
       const count = upstream.seen.length
-      const res = await fetch(`${nginx.url}/tools/payments/transfer`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read', 'content-type': 'application/json' }, body: '{"amount":1}' })
+      const res = await fetch(`${nginx.url}/tools/payments/transfer`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read', 'content-type': 'application/json' },
+        body: '{"amount":1}',
+      })
       assert.equal(res.status, 403)
       await res.arrayBuffer()
-      const forged = await fetch(`${nginx.url}/tools/payments/transfer`, { headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read', 'aegis-resource': '/tools/crm/contacts' } })
+      const forged = await fetch(`${nginx.url}/tools/payments/transfer`, {
+        headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read', 'aegis-resource': '/tools/crm/contacts' },
+      })
       assert.equal(forged.status, 403)
       await forged.arrayBuffer()
       assert.equal(upstream.seen.length, count, 'the upstream never saw the call')

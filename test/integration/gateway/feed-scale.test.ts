@@ -46,7 +46,9 @@ async function relay(port: number): Promise<{ url: string; cut(): void; close():
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`
   return {
     url,
-    cut: () => { for (const s of sockets) s.destroy() },
+    cut: () => {
+      for (const s of sockets) s.destroy()
+    },
     close: async () => {
       for (const s of sockets) s.destroy()
       await new Promise<void>((r) => server.close(() => r()))
@@ -67,19 +69,30 @@ describe(`feed at scale: ${N.toLocaleString('en')} revocations and ${N.toLocaleS
   const gateways: Gateway[] = []
 
   const admin = async (method: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
-    const res = await fetch(`${cp.url}/admin/v1${path}`, { method, headers: { authorization: `Bearer ${adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+    const res = await fetch(`${cp.url}/admin/v1${path}`, {
+      method,
+      headers: { authorization: `Bearer ${adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    })
     const text = await res.text()
     if (!res.ok) throw new Error(`${method} ${path} answered ${res.status}: ${text}`)
-    return text ? JSON.parse(text) as Record<string, unknown> : {}
+    return text ? (JSON.parse(text) as Record<string, unknown>) : {}
   }
   const newToken = async (): Promise<string> => {
-    const res = await fetch(`${cp.url}/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }) })
+    const res = await fetch(`${cp.url}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }),
+    })
     return ((await res.json()) as { access_token: string }).access_token
   }
 
   /** Builds a gateway following `url`; resolves with it and the ms from build until a valid token is allowed. */
   async function startGateway(url: string, extra: Record<string, unknown>, tuning = {}): Promise<{ gw: Gateway; gwUrl: string; ms: number }> {
-    const config = loadConfig({ env: {}, overrides: { issuer, controlPlaneUrl: url, gatewayToken, logLevel: 'silent', gateway: { id: `scale-${randomBytes(3).toString('hex')}` }, ...extra } })
+    const config = loadConfig({
+      env: {},
+      overrides: { issuer, controlPlaneUrl: url, gatewayToken, logLevel: 'silent', gateway: { id: `scale-${randomBytes(3).toString('hex')}` }, ...extra },
+    })
     const started = performance.now()
     const gw = await buildGateway(config, { logger: process.env.AEGIS_TEST_GATEWAY_LOGS === '1' ? createLogger('info') : silentLogger(), tuning })
     gateways.push(gw)
@@ -92,13 +105,25 @@ describe(`feed at scale: ${N.toLocaleString('en')} revocations and ${N.toLocaleS
   before(async () => {
     const port = await freePort()
     issuer = `http://127.0.0.1:${port}`
-    cp = await startControlPlaneProcess({
-      issuer, dataDir, kek: randomBytes(32).toString('hex'), adminToken, gatewayToken, logLevel: 'silent', redisUrl: REDIS_URL,
-      rateLimit: { perClient: 1_000_000, perIp: 10_000_000 },
-    }, { port, redisPrefix: prefix })
+    cp = await startControlPlaneProcess(
+      {
+        issuer,
+        dataDir,
+        kek: randomBytes(32).toString('hex'),
+        adminToken,
+        gatewayToken,
+        logLevel: 'silent',
+        redisUrl: REDIS_URL,
+        rateLimit: { perClient: 1_000_000, perIp: 10_000_000 },
+      },
+      { port, redisPrefix: prefix },
+    )
     await admin('POST', '/tenants', { id: tenant, name: 'Scale' })
     await admin('POST', `/tenants/${tenant}/agents`, { agent_id: 'scale-bot', scopes: ['crm:read'], capabilities: ['crm.read'], max_ttl_seconds: 900 })
-    cred = await admin('POST', `/tenants/${tenant}/agents/scale-bot/bootstrap-credentials`, { ttl_seconds: 3600, single_use: false }) as unknown as typeof cred
+    cred = (await admin('POST', `/tenants/${tenant}/agents/scale-bot/bootstrap-credentials`, {
+      ttl_seconds: 3600,
+      single_use: false,
+    })) as unknown as typeof cred
     token = await newToken()
     const ms = fillFeedState({ dataDir, tenant, revocations: N, agents: N })
     console.log(`# inserted ${N} revocations and ${N} agents in ${ms.toFixed(0)} ms`)
@@ -158,7 +183,9 @@ describe(`feed at scale: ${N.toLocaleString('en')} revocations and ${N.toLocaleS
       const loads = async (kind: string): Promise<number> => metricValue(gwUrl, 'aegis_feed_loads_total', { kind })
       await eventually(async () => (await loads('resume')) >= 1 || (await loads('snapshot')) >= 2, 20_000, 20)
       const [resumed, reloaded, polled] = [await loads('resume'), await loads('snapshot'), await loads('poll')]
-      console.log(`# Redis cut: ${resumed} resumption(s) from the Redis log, ${reloaded - 1} reload(s), ${polled} snapshot(s) polled from the control plane while Redis was away`)
+      console.log(
+        `# Redis cut: ${resumed} resumption(s) from the Redis log, ${reloaded - 1} reload(s), ${polled} snapshot(s) polled from the control plane while Redis was away`,
+      )
       assert.ok(resumed >= 1, 'resumed from the log')
       assert.equal(reloaded, 1, 'the reconnect reloaded nothing')
       assert.equal((await authorize(gwUrl, token, CALL)).status, 200)

@@ -21,7 +21,9 @@ describe('key changes on the SSE feed', () => {
     gw = await env.startGateway()
     assert.equal((await authorize(gw.url, await env.token(cred), CALL)).status, 200)
   })
-  after(async () => { await env?.close() })
+  after(async () => {
+    await env?.close()
+  })
 
   test('after an emergency rotation the gateway accepts tokens of the new key and refuses the old one', async () => {
     const old = await env.token(cred)
@@ -30,7 +32,9 @@ describe('key changes on the SSE feed', () => {
     const fresh = await env.token(cred)
     assert.equal(decodeProtectedHeader(fresh).kid, r.current)
     const accepted = await eventually(async () => (await authorize(gw.url, fresh, CALL)).status === 200, 10_000, 2)
-    console.log(`# SSE gateway accepts the new key ${(performance.now() - answered).toFixed(1)} ms after the rotation's answer (polling took ${accepted.toFixed(1)} ms)`)
+    console.log(
+      `# SSE gateway accepts the new key ${(performance.now() - answered).toFixed(1)} ms after the rotation's answer (polling took ${accepted.toFixed(1)} ms)`,
+    )
     const refused = await authorize(gw.url, old, CALL)
     assert.equal(refused.status, 401)
   })

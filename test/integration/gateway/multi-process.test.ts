@@ -38,10 +38,12 @@ describe('one control plane, three gateway processes on one Redis', { skip: awai
     for (const g of gateways) assert.equal((await authorize(g.url, token, CALL)).body.decision, 'allow')
     const start = performance.now()
     const r = await env.admin('POST', '/revocations', body)
-    const times = await Promise.all(gateways.map(async (g) => {
-      await eventually(async () => (await authorize(g.url, token, CALL)).status === 401, 10_000, 2)
-      return performance.now() - start
-    }))
+    const times = await Promise.all(
+      gateways.map(async (g) => {
+        await eventually(async () => (await authorize(g.url, token, CALL)).status === 401, 10_000, 2)
+        return performance.now() - start
+      }),
+    )
     propagation[what] = times
     return r.seq as number
   }

@@ -1,6 +1,15 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { activatePolicy, authorize, eventually, metricValue, startGatewayEnv, TEST_POLICY, type GatewayEnv, type RunningGateway } from '../../helpers/gateway-env.js'
+import {
+  activatePolicy,
+  authorize,
+  eventually,
+  metricValue,
+  startGatewayEnv,
+  TEST_POLICY,
+  type GatewayEnv,
+  type RunningGateway,
+} from '../../helpers/gateway-env.js'
 import { MemoryDecisionSink } from '../../../src/gateway/index.js'
 import { noApprovals } from '../../../src/gateway/pipeline/index.js'
 
@@ -20,7 +29,9 @@ describe('gateway with a Cedar bundle: replay, approvals, sanitize, shadow, capa
     token = await env.token(cred)
     await eventually(async () => (await authorize(gw.url, token, { action: { tool: 'crm.read' } })).body.policy_version !== 'strict')
   })
-  after(async () => { await env?.close() })
+  after(async () => {
+    await env?.close()
+  })
 
   test('replayed jti on a high-risk call gets invalid_token and the counter moves', async () => {
     const cred = await env.admin('POST', `/tenants/${env.tenant}/agents/pay-bot/bootstrap-credentials`, { ttl_seconds: 600, single_use: false })
@@ -82,7 +93,7 @@ describe('gateway with a Cedar bundle: replay, approvals, sanitize, shadow, capa
     await activatePolicy(env, TEST_POLICY)
   })
 
-  test('capability_hash mismatch after the agent\'s capabilities change is refused', async () => {
+  test("capability_hash mismatch after the agent's capabilities change is refused", async () => {
     await env.admin('PATCH', `/tenants/${env.tenant}/agents/pay-bot`, { capabilities: ['crm.read'] })
     await eventually(async () => (await authorize(gw.url, token, { action: { tool: 'crm.read' } })).status === 401)
     const r = await authorize(gw.url, token, { action: { tool: 'crm.read' } })

@@ -66,7 +66,7 @@ describe('reverse-proxy mode', () => {
     const count = upstream.seen.length
     const res = await fetch(`${gw.url}/tools/any/x`, { headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'files.delete' } })
     assert.equal(res.status, 403)
-    const body = await res.json() as { error: string; decision: string }
+    const body = (await res.json()) as { error: string; decision: string }
     assert.equal(body.error, 'access_denied')
     assert.equal(body.decision, 'deny')
     assert.equal(upstream.seen.length, count)
@@ -94,7 +94,10 @@ describe('reverse-proxy mode', () => {
     for (const path of ['/tools/crm/../../admin', '/tools/crm/%2e%2e/admin', '/tools/crm/.%2E%2fadmin']) {
       const status = await new Promise<number>((resolve, reject) => {
         const u = new URL(gw.url)
-        const req = httpRequest({ host: u.hostname, port: u.port, path, method: 'GET', headers: { authorization: `Bearer ${token}` } }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
+        const req = httpRequest({ host: u.hostname, port: u.port, path, method: 'GET', headers: { authorization: `Bearer ${token}` } }, (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+        })
         req.on('error', reject)
         req.end()
       })

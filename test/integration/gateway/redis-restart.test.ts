@@ -7,14 +7,26 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { decodeJwt } from 'jose'
-import { activatePolicy, authorize, eventually, startGatewayEnv, TEST_POLICY, type Credential, type GatewayEnv, type RunningGateway } from '../../helpers/gateway-env.js'
+import {
+  activatePolicy,
+  authorize,
+  eventually,
+  startGatewayEnv,
+  TEST_POLICY,
+  type Credential,
+  type GatewayEnv,
+  type RunningGateway,
+} from '../../helpers/gateway-env.js'
 import { freeRestartablePort } from '../../helpers/ports.js'
 import { PrivateRedis, skipWithoutRedisServer } from '../../helpers/redis-server.js'
 
 const READ = { action: { tool: 'crm.read' } }
 const HIGH = { action: { tool: 'payments.transfer', params: { amount: 10 } } }
 
-interface Health { feed: { connected: boolean; stale: boolean }; redis: { healthy: boolean } | null }
+interface Health {
+  feed: { connected: boolean; stale: boolean }
+  redis: { healthy: boolean } | null
+}
 
 const health = async (url: string): Promise<Health> => (await (await fetch(`${url}/healthz`)).json()) as Health
 const readyz = async (url: string): Promise<number> => (await fetch(`${url}/readyz`)).status
@@ -61,14 +73,18 @@ describe('Redis restarts: the gateway recovers by itself every time', { skip: sk
       // Published after the restart: the control plane's publisher reconnects on its own schedule, so retry a 503 until it answers.
       const victim = await env.token(cred)
       assert.equal((await authorize(gw.url, victim, READ)).body.decision, 'allow')
-      await eventually(async () => {
-        const res = await fetch(`${env.issuer}/admin/v1/revocations`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${env.adminToken}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ type: 'jti', value: decodeJwt(victim).jti, tenant: env.tenant, reason: `restart ${i}` }),
-        })
-        return res.status === 201 || res.status === 200
-      }, 10_000, 100)
+      await eventually(
+        async () => {
+          const res = await fetch(`${env.issuer}/admin/v1/revocations`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${env.adminToken}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ type: 'jti', value: decodeJwt(victim).jti, tenant: env.tenant, reason: `restart ${i}` }),
+          })
+          return res.status === 201 || res.status === 200
+        },
+        10_000,
+        100,
+      )
       await eventually(async () => (await authorize(gw.url, victim, READ)).status === 401)
       // And a high-risk call (replay claim on the restarted Redis) is decided again.
       const after = await env.token(cred)

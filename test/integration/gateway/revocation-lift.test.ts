@@ -22,7 +22,9 @@ for (const transport of ['sse', 'redis'] as const) {
       env = await startGatewayEnv({ redis: transport === 'redis' })
       gw = await env.startGateway()
     })
-    after(async () => { await env?.close() })
+    after(async () => {
+      await env?.close()
+    })
 
     test('new tokens of the agent are accepted again, older ones stay refused', async () => {
       const cred = await env.agent('lifted-bot', ['crm.read'])

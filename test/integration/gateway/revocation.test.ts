@@ -37,11 +37,15 @@ for (const transport of ['sse', 'redis'] as const) {
       env = await startGatewayEnv({ redis: transport === 'redis' })
       gw = await env.startGateway()
     })
-    after(async () => { await env?.close() })
+    after(async () => {
+      await env?.close()
+    })
 
     test('revoking a jti refuses that token and only that token', async () => {
       const a = await fresh()
-      const other = await env.token(await env.admin('POST', `/tenants/${env.tenant}/agents/${a.agent}/bootstrap-credentials`, { ttl_seconds: 600, single_use: false }) as never)
+      const other = await env.token(
+        (await env.admin('POST', `/tenants/${env.tenant}/agents/${a.agent}/bootstrap-credentials`, { ttl_seconds: 600, single_use: false })) as never,
+      )
       await revoke({ type: 'jti', value: decodeJwt(a.token).jti, tenant: env.tenant, reason: 'test' })
       await refusedEventually(gw.url, a.token)
       const r = await authorize(gw.url, a.token, CALL)
@@ -88,8 +92,8 @@ for (const transport of ['sse', 'redis'] as const) {
       const seq = await revoke({ type: 'kid', value: decodeProtectedHeader(a.token).kid })
       const ms = await refusedEventually(gw.url, a.token)
       assert.ok(ms >= 0)
-      assert.ok(await metricValue(gw.url, 'aegis_feed_applied_seq') >= seq)
-      assert.ok(await metricValue(gw.url, 'aegis_deny_list_size') >= 6)
+      assert.ok((await metricValue(gw.url, 'aegis_feed_applied_seq')) >= seq)
+      assert.ok((await metricValue(gw.url, 'aegis_deny_list_size')) >= 6)
       await eventually(async () => {
         const r = await env.admin('GET', `/revocations/${seq}`)
         return (r.applied_by as string[]).includes(gw.gw.deps.gatewayId)
@@ -101,7 +105,7 @@ for (const transport of ['sse', 'redis'] as const) {
       try {
         const text = await (await fetch(`${late.url}/metrics`)).text()
         assert.match(text, /aegis_deny_list_size \d+/)
-        assert.ok(await metricValue(late.url, 'aegis_deny_list_size') >= 6)
+        assert.ok((await metricValue(late.url, 'aegis_deny_list_size')) >= 6)
       } finally {
         await late.close()
       }
@@ -110,11 +114,14 @@ for (const transport of ['sse', 'redis'] as const) {
 }
 
 describe('Redis feed reconciliation', { skip: await skipWithoutRedis() }, () => {
-  test('a gateway that hears nothing on its Redis channel still converges on the control plane\'s revocations', async () => {
+  test("a gateway that hears nothing on its Redis channel still converges on the control plane's revocations", async () => {
     const env = await startGatewayEnv({ redis: true })
     try {
       // Misconfigured on purpose: the control plane publishes under another prefix than the gateway follows.
-      const gw = await env.startGateway({}, { tuning: { feedChannel: `${env.prefix}elsewhere:feed`, feedHashKey: `${env.prefix}elsewhere:revocations`, feedReconcileMs: 200 } })
+      const gw = await env.startGateway(
+        {},
+        { tuning: { feedChannel: `${env.prefix}elsewhere:feed`, feedHashKey: `${env.prefix}elsewhere:revocations`, feedReconcileMs: 200 } },
+      )
       // An agent registered after the gateway started: only reconciliation can tell the gateway about it.
       const cred = await env.agent('quiet-bot', ['crm.read', 'crm.update'])
       const token = await env.token(cred)

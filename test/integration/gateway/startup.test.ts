@@ -11,7 +11,10 @@ test('a gateway whose control plane is unreachable is not healthy and answers 50
     const token = await env.token(await env.agent('early-bot', ['crm.read']))
     // Point a gateway at a port where nothing listens: no keys, no feed.
     const dead = `http://127.0.0.1:${await freePort()}`
-    const gw = await buildGateway(loadConfig({ env: {}, overrides: { issuer: env.issuer, controlPlaneUrl: dead, gatewayToken: env.gatewayToken, logLevel: 'silent' } }), { logger: silentLogger() })
+    const gw = await buildGateway(
+      loadConfig({ env: {}, overrides: { issuer: env.issuer, controlPlaneUrl: dead, gatewayToken: env.gatewayToken, logLevel: 'silent' } }),
+      { logger: silentLogger() },
+    )
     await gw.app.listen({ port: 0, host: '127.0.0.1' })
     const url = `http://127.0.0.1:${(gw.app.server.address() as { port: number }).port}`
     try {

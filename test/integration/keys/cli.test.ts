@@ -57,7 +57,10 @@ test('aegis keys list|rotate works on the configured store and never prints priv
 
   const store = await openStore(config, logger)
   try {
-    assert.deepEqual((await store.revocations.listActive(Date.now())).map((r) => [r.type, r.value]), [['kid', m[2]]])
+    assert.deepEqual(
+      (await store.revocations.listActive(Date.now())).map((r) => [r.type, r.value]),
+      [['kid', m[2]]],
+    )
     const types = (await store.audit.query({ limit: 100 })).map((e) => e.type)
     assert.ok(types.includes('key.rotated') && types.includes('key.revoked') && types.includes('token.revoked'), types.join(','))
   } finally {

@@ -7,7 +7,9 @@ import { openPostgresStore } from '../../../src/store/index.js'
 import { freshPostgresSchema, skipWithoutPostgres } from '../../helpers/services.js'
 import { deferrer, logger, manualClock, testConfig } from '../../unit/keys/fixture.js'
 
-test('two control planes on one PostgreSQL: exactly one creates and rotates keys, both sign with the same kid', { skip: await skipWithoutPostgres() }, async (t) => {
+test('two control planes on one PostgreSQL: exactly one creates and rotates keys, both sign with the same kid', {
+  skip: await skipWithoutPostgres(),
+}, async (t) => {
   const defer = deferrer(t)
   const schema = await freshPostgresSchema()
   defer(() => schema.drop())
@@ -62,8 +64,11 @@ test('two control planes on one PostgreSQL: exactly one creates and rotates keys
   assert.equal(a.jwksBody(), b.jwksBody())
 
   await Promise.all([auditA.flush(), auditB.flush()])
-  const events = [...await storeA.audit.chain('cp-a', 0, 100), ...await storeA.audit.chain('cp-b', 0, 100)]
-  const created = events.filter((e) => e.type === 'key.created').map((e) => e.subject).sort()
+  const events = [...(await storeA.audit.chain('cp-a', 0, 100)), ...(await storeA.audit.chain('cp-b', 0, 100))]
+  const created = events
+    .filter((e) => e.type === 'key.created')
+    .map((e) => e.subject)
+    .sort()
   assert.deepEqual(created, [k1, k2, r.current].sort(), 'each key created once, by one control plane')
   assert.equal(events.filter((e) => e.type === 'key.activated' && e.subject === k2).length, 1)
 })

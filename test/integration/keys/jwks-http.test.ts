@@ -33,7 +33,10 @@ test('the JWKS has a strong ETag, Cache-Control max-age, and answers 304 to If-N
   const etag = res.headers.get('etag')!
   assert.match(etag, /^"[A-Za-z0-9_-]{43}"$/, 'strong (no W/) quoted base64url SHA-256')
   const body = (await res.json()) as { keys: Array<Record<string, unknown>> }
-  assert.deepEqual(body.keys.map((k) => [k.kty, k.crv, k.alg, k.use, k.kid]), [['OKP', 'Ed25519', 'EdDSA', 'sig', keys.currentKid()]])
+  assert.deepEqual(
+    body.keys.map((k) => [k.kty, k.crv, k.alg, k.use, k.kid]),
+    [['OKP', 'Ed25519', 'EdDSA', 'sig', keys.currentKid()]],
+  )
   assert.ok(!('d' in body.keys[0]!))
 
   const cached = await fetch(`${url}/.well-known/jwks.json`, { headers: { 'if-none-match': etag } })
@@ -60,9 +63,15 @@ test('a token signed before a scheduled rotation verifies with jose over HTTP af
     const iat = Math.floor(clock.now() / 1000)
     return keys.signJwt({ typ: 'at+jwt' }, { iss: issuer, sub: 'bot', aud: 'aegis-gateway', iat, nbf: iat, exp: iat + ttl, jti: `j${iat}` }).jwt
   }
-  const verify = (jwt: string) => jwtVerify(jwt, createRemoteJWKSet(new URL(`${url}/.well-known/jwks.json`)), {
-    issuer, audience: 'aegis-gateway', algorithms: ['EdDSA'], typ: 'at+jwt', currentDate: new Date(clock.now()), clockTolerance: 30,
-  })
+  const verify = (jwt: string) =>
+    jwtVerify(jwt, createRemoteJWKSet(new URL(`${url}/.well-known/jwks.json`)), {
+      issuer,
+      audience: 'aegis-gateway',
+      algorithms: ['EdDSA'],
+      typ: 'at+jwt',
+      currentDate: new Date(clock.now()),
+      clockTolerance: 30,
+    })
   const k1 = keys.currentKid()
   // Just before the next key is published, mint the longest-lived token.
   clock.advance((3600 - 600) * 1000 - 1000)
@@ -101,9 +110,13 @@ test('the keys admin API: global admins list and rotate; tenant admins, other ro
   const text = await ok.text()
   assert.ok(!text.includes('encrypted') && !text.includes('"d"'), 'no private material')
   const listed = JSON.parse(text) as { keys: Array<{ kid: string; state: string; activates_at: number }>; current: string }
-  assert.deepEqual(listed.keys.map((k) => [k.kid, k.state]), [[keys.currentKid(), 'current']])
+  assert.deepEqual(
+    listed.keys.map((k) => [k.kid, k.state]),
+    [[keys.currentKid(), 'current']],
+  )
 
-  const rotate = (query: string, token = global) => fetch(`${url}/admin/v1/keys/rotate${query}`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
+  const rotate = (query: string, token = global) =>
+    fetch(`${url}/admin/v1/keys/rotate${query}`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
   assert.equal((await rotate('', tenantAdmin)).status, 403)
   const bad = await rotate('?emergency=maybe')
   assert.equal(bad.status, 400)
@@ -126,9 +139,16 @@ test('the keys admin API: global admins list and rotate; tenant admins, other ro
   const jwks = (await (await fetch(`${url}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> }
   assert.ok(!jwks.keys.some((k) => k.kid === old))
   const revs = await store.revocations.listActive(Date.now())
-  assert.deepEqual(revs.map((r) => [r.type, r.value]), [['kid', old]])
-  assert.deepEqual(feed.events.map((e) => e.kind === 'revocation' && e.revocation.value), [old])
+  assert.deepEqual(
+    revs.map((r) => [r.type, r.value]),
+    [['kid', old]],
+  )
+  assert.deepEqual(
+    feed.events.map((e) => e.kind === 'revocation' && e.revocation.value),
+    [old],
+  )
   await audit.flush()
   const types = (await store.audit.query({ limit: 100 })).map((e) => `${e.type}:${e.subject}`)
-  for (const want of [`key.revoked:${old}`, `key.rotated:${b2.current}`, `key.rotated:${b1.next}`, `admin.revocation_created:kid:${old}`]) assert.ok(types.includes(want), `${want} in ${types.join(', ')}`)
+  for (const want of [`key.revoked:${old}`, `key.rotated:${b2.current}`, `key.rotated:${b1.next}`, `admin.revocation_created:kid:${old}`])
+    assert.ok(types.includes(want), `${want} in ${types.join(', ')}`)
 })

@@ -19,7 +19,10 @@ import { freshPostgresSchema, REDIS_URL, redisPrefix, skipWithoutPostgres, skipW
 const CALL = JSON.stringify({ action: { tool: 'crm.read' } })
 const ROUNDS = 10
 
-interface Cred { client_id: string; client_secret: string }
+interface Cred {
+  client_id: string
+  client_secret: string
+}
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b)
@@ -27,7 +30,11 @@ function pct(xs: number[], p: number): number {
 }
 
 async function authorize(gw: string, token: string): Promise<number> {
-  const res = await fetch(`${gw}/v1/authorize`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: CALL })
+  const res = await fetch(`${gw}/v1/authorize`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: CALL,
+  })
   await res.arrayBuffer()
   return res.status
 }
@@ -52,7 +59,12 @@ interface Cluster {
   close(): Promise<void>
 }
 
-interface Call { kid: string; status: number; gw: number; at: number }
+interface Call {
+  kid: string
+  status: number
+  gw: number
+  at: number
+}
 
 /**
  * Control planes A (the issuer's port) and B on a fresh PostgreSQL schema,
@@ -70,14 +82,22 @@ async function startCluster(timings: Record<string, unknown>): Promise<Cluster> 
   const gatewayToken = `gw_${randomBytes(24).toString('base64url')}`
   let cred: Cred | undefined
   const admin = async (cp: string, method: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
-    const res = await fetch(`${cp}/admin/v1${path}`, { method, headers: { authorization: `Bearer ${adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+    const res = await fetch(`${cp}/admin/v1${path}`, {
+      method,
+      headers: { authorization: `Bearer ${adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    })
     const text = await res.text()
     if (!res.ok) throw new Error(`${method} ${path} answered ${res.status}: ${text}`)
-    return text ? JSON.parse(text) as Record<string, unknown> : {}
+    return text ? (JSON.parse(text) as Record<string, unknown>) : {}
   }
   const token = async (cp: string): Promise<{ token: string; kid: string }> => {
-    const res = await fetch(`${cp}/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred!.client_id, client_secret: cred!.client_secret }) })
-    const body = await res.json() as { access_token?: string }
+    const res = await fetch(`${cp}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred!.client_id, client_secret: cred!.client_secret }),
+    })
+    const body = (await res.json()) as { access_token?: string }
     if (!res.ok || !body.access_token) throw new Error(`token endpoint answered ${res.status}: ${JSON.stringify(body)}`)
     return { token: body.access_token, kid: decodeProtectedHeader(body.access_token).kid as string }
   }
@@ -89,7 +109,13 @@ async function startCluster(timings: Record<string, unknown>): Promise<Cluster> 
   try {
     const logLevel = process.env.AEGIS_TEST_CHILD_LOGS === '1' ? 'info' : 'silent'
     const base = {
-      issuer, databaseUrl: schema.url, redisUrl: REDIS_URL, kek: randomBytes(32).toString('hex'), adminToken, gatewayToken, logLevel,
+      issuer,
+      databaseUrl: schema.url,
+      redisUrl: REDIS_URL,
+      kek: randomBytes(32).toString('hex'),
+      adminToken,
+      gatewayToken,
+      logLevel,
       rateLimit: { perClient: 1_000_000, perIp: 10_000_000 },
       ...timings,
     }
@@ -98,10 +124,12 @@ async function startCluster(timings: Record<string, unknown>): Promise<Cluster> 
     const [A, B] = [cps[0]!.url, cps[1]!.url]
     await admin(A, 'POST', '/tenants', { id: tenant, name: 'Rotation' })
     await admin(A, 'POST', `/tenants/${tenant}/agents`, { agent_id: 'rot-bot', scopes: ['crm:read'], capabilities: ['crm.read'], max_ttl_seconds: 900 })
-    cred = await admin(A, 'POST', `/tenants/${tenant}/agents/rot-bot/bootstrap-credentials`, { ttl_seconds: 3600, single_use: false }) as unknown as Cred
+    cred = (await admin(A, 'POST', `/tenants/${tenant}/agents/rot-bot/bootstrap-credentials`, { ttl_seconds: 3600, single_use: false })) as unknown as Cred
     const tuning = { feedChannel: `${prefix}aegis:feed`, feedHashKey: `${prefix}aegis:revocations`, redisKeyPrefix: `${prefix}jti:` }
     for (const [i, cp] of [A, B].entries()) {
-      gws.push(await startGatewayProcess({ issuer, controlPlaneUrl: cp, gatewayToken, redisUrl: REDIS_URL, logLevel, gateway: { id: `gw-${i}-${tenant}` } }, tuning))
+      gws.push(
+        await startGatewayProcess({ issuer, controlPlaneUrl: cp, gatewayToken, redisUrl: REDIS_URL, logLevel, gateway: { id: `gw-${i}-${tenant}` } }, tuning),
+      )
     }
     // Both gateways decide for tokens of both control planes before anything changes.
     for (const cp of [A, B]) {
@@ -115,12 +143,22 @@ async function startCluster(timings: Record<string, unknown>): Promise<Cluster> 
         for (let n = 0; running; n++) {
           const t = await token(n % 2 === i % 2 ? A : B).catch(() => null)
           if (!t) continue
-          await Promise.all(gws.map(async (g, gi) => { calls.push({ kid: t.kid, status: await authorize(g.url, t.token), gw: gi, at: performance.now() }) }))
+          await Promise.all(
+            gws.map(async (g, gi) => {
+              calls.push({ kid: t.kid, status: await authorize(g.url, t.token), gw: gi, at: performance.now() })
+            }),
+          )
           await new Promise((r) => setTimeout(r, 5))
         }
       }
       const workers = [0, 1, 2, 3].map(worker)
-      return { stop: async () => { running = false; await Promise.all(workers); return calls } }
+      return {
+        stop: async () => {
+          running = false
+          await Promise.all(workers)
+          return calls
+        },
+      }
     }
     return { A, B, gws, admin, token, load, close }
   } catch (err) {
@@ -134,8 +172,12 @@ const services = (await skipWithoutPostgres()) || (await skipWithoutRedis())
 describe('emergency rotation across two control planes (PostgreSQL) and two gateways (Redis)', { skip: services }, () => {
   let c: Cluster
   // Long enough that neither a gateway's scheduled JWKS refresh nor a control plane's key check runs during the test: only the push can make it.
-  before(async () => { c = await startCluster({ keys: { prePublishSeconds: 120, checkIntervalSeconds: 60 }, jwks: { maxAgeSeconds: 120 } }) })
-  after(async () => { await c?.close() })
+  before(async () => {
+    c = await startCluster({ keys: { prePublishSeconds: 120, checkIntervalSeconds: 60 }, jwks: { maxAgeSeconds: 120 } })
+  })
+  after(async () => {
+    await c?.close()
+  })
 
   test('new-key tokens are accepted by every gateway, the old key is refused everywhere, and the other control plane signs with the new key', async () => {
     const { A, B, gws, admin, token } = c
@@ -171,11 +213,17 @@ describe('emergency rotation across two control planes (PostgreSQL) and two gate
     } finally {
       const calls = await l.stop()
       const validRefused = calls.filter((x) => x.status !== 200 && !revoked.has(x.kid)).length
-      console.log(`# load during ${ROUNDS} emergency rotations: ${calls.length} calls, ${calls.filter((x) => x.status === 200).length} allowed, ${validRefused} refusals of a token whose key was not revoked`)
+      console.log(
+        `# load during ${ROUNDS} emergency rotations: ${calls.length} calls, ${calls.filter((x) => x.status === 200).length} allowed, ${validRefused} refusals of a token whose key was not revoked`,
+      )
     }
-    console.log(`# emergency rotation -> new key accepted at every gateway: p50 ${pct(accepted, 50).toFixed(1)} ms, p99 ${pct(accepted, 99).toFixed(1)} ms (goal p99 < 1000 ms; ${ROUNDS} rotations, from the rotation's answer)`)
+    console.log(
+      `# emergency rotation -> new key accepted at every gateway: p50 ${pct(accepted, 50).toFixed(1)} ms, p99 ${pct(accepted, 99).toFixed(1)} ms (goal p99 < 1000 ms; ${ROUNDS} rotations, from the rotation's answer)`,
+    )
     console.log(`# emergency rotation -> old key refused at every gateway: p50 ${pct(refused, 50).toFixed(1)} ms, p99 ${pct(refused, 99).toFixed(1)} ms`)
-    console.log(`# emergency rotation -> other control plane signs with the new key: p50 ${pct(otherSigns, 50).toFixed(1)} ms, p99 ${pct(otherSigns, 99).toFixed(1)} ms`)
+    console.log(
+      `# emergency rotation -> other control plane signs with the new key: p50 ${pct(otherSigns, 50).toFixed(1)} ms, p99 ${pct(otherSigns, 99).toFixed(1)} ms`,
+    )
     assert.equal(oldFromOther, 0, 'no token asked of the other control plane after the answer carries the revoked kid')
   })
 })
@@ -183,8 +231,12 @@ describe('emergency rotation across two control planes (PostgreSQL) and two gate
 describe('scheduled rotation across two control planes (PostgreSQL) and two gateways (Redis)', { skip: services }, () => {
   let c: Cluster
   // A 3 s pre-publication, shorter than a gateway's JWKS refresh floor (5 s): without the push, gateways may meet the new kid before they fetched it.
-  before(async () => { c = await startCluster({ keys: { prePublishSeconds: 3, checkIntervalSeconds: 1 }, jwks: { maxAgeSeconds: 1 } }) })
-  after(async () => { await c?.close() })
+  before(async () => {
+    c = await startCluster({ keys: { prePublishSeconds: 3, checkIntervalSeconds: 1 }, jwks: { maxAgeSeconds: 1 } })
+  })
+  after(async () => {
+    await c?.close()
+  })
 
   test('a scheduled rotation under steady load refuses no valid token', async () => {
     const l = c.load()
@@ -204,7 +256,11 @@ describe('scheduled rotation across two control planes (PostgreSQL) and two gate
     const refusals = calls.filter((x) => x.status !== 200)
     const withNext = calls.filter((x) => x.kid === nextKid)
     console.log(`# scheduled rotation under load: ${calls.length} calls, ${refusals.length} refused, ${withNext.length} with the new key`)
-    for (const gi of [0, 1]) assert.ok(withNext.some((x) => x.gw === gi && x.status === 200), `gateway ${gi} accepted the new key`)
+    for (const gi of [0, 1])
+      assert.ok(
+        withNext.some((x) => x.gw === gi && x.status === 200),
+        `gateway ${gi} accepted the new key`,
+      )
     assert.equal(refusals.length, 0, `refused: ${JSON.stringify(refusals.slice(0, 5))}`)
   })
 })

@@ -38,11 +38,20 @@ async function withPolicy(env: GatewayEnv, gw: RunningGateway): Promise<void> {
   await eventually(async () => gw.gw.deps.state.policyFor(env.tenant)?.version === '2026-11-30.1')
 }
 
-interface RpcAnswer { status: number; headers: IncomingHttpHeaders; text: string; json(): { id?: unknown; result?: any; error?: { code: number; message: string } } }
+interface RpcAnswer {
+  status: number
+  headers: IncomingHttpHeaders
+  text: string
+  json(): { id?: unknown; result?: any; error?: { code: number; message: string } }
+}
 
 /** A raw POST (undici, so `Host` can be set), answering status, headers and body. */
 async function post(url: string, body: unknown, headers: Record<string, string>): Promise<RpcAnswer> {
-  const res = await request(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: ACCEPT, ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) })
+  const res = await request(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: ACCEPT, ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  })
   const text = await res.body.text()
   return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) as ReturnType<RpcAnswer['json']> }
 }
@@ -98,7 +107,7 @@ describe('MCP mode in front of the official SDK server', () => {
     assert.equal(upstream.messages.length, messages, 'no message reached the server')
     assert.ok(!upstream.messages.some((m) => m.method === 'tools/call' && m.id === undefined))
     // The same call with an id is decided: crm.delete is forbidden, so it never runs either.
-    const decided = await client.callTool({ name: 'crm.delete', arguments: { id: 'c1' } }) as { isError?: boolean }
+    const decided = (await client.callTool({ name: 'crm.delete', arguments: { id: 'c1' } })) as { isError?: boolean }
     assert.equal(decided.isError, true)
     assert.ok(!upstream.calls.some((c) => c.tool === 'crm.delete'))
     // notifications/* still pass as notifications.
@@ -136,7 +145,11 @@ describe('MCP mode in front of the official SDK server', () => {
 
   test('matching Mcp-Method / Mcp-Name (plain or Base64) pass, and reach the server with the call', async () => {
     for (const name of ['crm.search', `=?base64?${Buffer.from('crm.search').toString('base64')}?=`]) {
-      const res = await post(url, { jsonrpc: '2.0', id: 43, method: 'tools/call', params: { name: 'crm.search', arguments: { q: 'acme' } } }, { ...auth, 'mcp-method': 'tools/call', 'mcp-name': name })
+      const res = await post(
+        url,
+        { jsonrpc: '2.0', id: 43, method: 'tools/call', params: { name: 'crm.search', arguments: { q: 'acme' } } },
+        { ...auth, 'mcp-method': 'tools/call', 'mcp-name': name },
+      )
       assert.equal(res.status, 200)
       assert.ok(res.text.includes('"id":43') && !res.text.includes('"error"'), res.text)
       const seen = upstream.requests.at(-1)!
@@ -155,7 +168,12 @@ describe('MCP mode in front of the official SDK server', () => {
     const noName = await post(url, call, { authorization: `Bearer ${token}`, 'mcp-method': 'tools/call' })
     assert.equal(noName.status, 400)
     assert.match(noName.json().error!.message, /Mcp-Name header is required/)
-    const otherVersion = await post(url, call, { authorization: `Bearer ${token}`, 'mcp-method': 'tools/call', 'mcp-name': 'crm.search', 'mcp-protocol-version': '2025-11-25' })
+    const otherVersion = await post(url, call, {
+      authorization: `Bearer ${token}`,
+      'mcp-method': 'tools/call',
+      'mcp-name': 'crm.search',
+      'mcp-protocol-version': '2025-11-25',
+    })
     assert.equal(otherVersion.status, 400)
     assert.equal(otherVersion.json().error?.code, -32020)
     assert.equal(reached(), http)
@@ -163,9 +181,16 @@ describe('MCP mode in front of the official SDK server', () => {
 
   test('DNS rebinding: a foreign Host or Origin gets 403 before anything else and never reaches the server', async () => {
     const http = reached()
-    const init = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'rebind', version: '1' } } }
+    const init = {
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'rebind', version: '1' } },
+    }
     const evil = 'evil.example.com'
-    for (const h of [{ host: evil, origin: `http://${evil}` }, { origin: `http://${evil}` }, { host: evil }, { origin: 'null' }] as Array<Record<string, string>>) {
+    for (const h of [{ host: evil, origin: `http://${evil}` }, { origin: `http://${evil}` }, { host: evil }, { origin: 'null' }] as Array<
+      Record<string, string>
+    >) {
       const res = await post(url, init, { authorization: `Bearer ${token}`, ...h })
       assert.equal(res.status, 403, JSON.stringify(h))
       assert.equal(res.json().error?.code, -32000)
@@ -180,17 +205,25 @@ describe('MCP mode in front of the official SDK server', () => {
     assert.equal(reached(), http)
     // The gateway's own origin and loopback names pass (the conformance suite's "valid localhost" check).
     const port = new URL(gw.url).port
-    for (const h of [{ host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}` }, { host: `localhost:${port}`, origin: `http://localhost:${port}` }, { host: `localhost:${port}` }] as Array<Record<string, string>>) {
+    for (const h of [
+      { host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}` },
+      { host: `localhost:${port}`, origin: `http://localhost:${port}` },
+      { host: `localhost:${port}` },
+    ] as Array<Record<string, string>>) {
       const res = await post(url, init, { authorization: `Bearer ${token}`, ...h })
       assert.equal(res.status, 200, JSON.stringify(h))
     }
   })
 
   test('allowed_origins and allowed_hosts replace the defaults, per route', async () => {
-    const other = await env.startGateway({ gateway: { routes: [
-      { path: '/mcp/app', upstream: upstream.url, mode: 'mcp', allowed_origins: ['https://app.example'], allowed_hosts: ['gw.example', '127.0.0.1'] },
-      { path: '/mcp/plain', upstream: upstream.url, mode: 'mcp' },
-    ] } })
+    const other = await env.startGateway({
+      gateway: {
+        routes: [
+          { path: '/mcp/app', upstream: upstream.url, mode: 'mcp', allowed_origins: ['https://app.example'], allowed_hosts: ['gw.example', '127.0.0.1'] },
+          { path: '/mcp/plain', upstream: upstream.url, mode: 'mcp' },
+        ],
+      },
+    })
     try {
       const ping = { jsonrpc: '2.0', id: 2, method: 'ping' }
       const h = { authorization: `Bearer ${token}` }
@@ -234,7 +267,9 @@ describe('MCP mode in front of an upstream that answers error statuses', () => {
   before(async () => {
     upstream = createServer((req, res) => {
       let body = ''
-      req.on('data', (c: Buffer) => { body += c.toString() })
+      req.on('data', (c: Buffer) => {
+        body += c.toString()
+      })
       req.on('end', () => {
         seen.push({ headers: req.headers, body })
         const msg = JSON.parse(body) as { id: number; params?: { arguments?: { mode?: string } } }
@@ -255,7 +290,9 @@ describe('MCP mode in front of an upstream that answers error statuses', () => {
             res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ detail: `bad contact ${CONTACT.ssn}` }))
             return
           case 'sessionless404':
-            res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } }))
+            res
+              .writeHead(404, { 'content-type': 'application/json' })
+              .end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } }))
             return
           case 'empty404':
             res.writeHead(404).end()
@@ -268,7 +305,9 @@ describe('MCP mode in front of an upstream that answers error statuses', () => {
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
     env = await startGatewayEnv()
     const cred = await env.agent('status-bot', CAPABILITIES)
-    gw = await env.startGateway({ gateway: { routes: [{ path: '/mcp/raw', upstream: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/rpc`, mode: 'mcp' }] } })
+    gw = await env.startGateway({
+      gateway: { routes: [{ path: '/mcp/raw', upstream: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/rpc`, mode: 'mcp' }] },
+    })
     await withPolicy(env, gw)
     token = await env.token(cred)
     url = `${gw.url}/mcp/raw`
@@ -279,9 +318,19 @@ describe('MCP mode in front of an upstream that answers error statuses', () => {
     await new Promise<void>((r) => upstream?.close(() => r()))
   })
 
-  const read = (mode: string, id = 7) => post(url, { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'crm.read', arguments: { mode } } }, { authorization: `Bearer ${token}` })
-  const clean = (text: string): void => { for (const ssn of SSNS) assert.ok(!text.includes(ssn), `${ssn} leaked: ${text}`) }
-  const redacted = { name: 'Ada', ssn: '[REDACTED]', contacts: [{ name: 'Bob', ssn: '[REDACTED]' }, { name: 'Eve', ssn: '[REDACTED]' }] }
+  const read = (mode: string, id = 7) =>
+    post(url, { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'crm.read', arguments: { mode } } }, { authorization: `Bearer ${token}` })
+  const clean = (text: string): void => {
+    for (const ssn of SSNS) assert.ok(!text.includes(ssn), `${ssn} leaked: ${text}`)
+  }
+  const redacted = {
+    name: 'Ada',
+    ssn: '[REDACTED]',
+    contacts: [
+      { name: 'Bob', ssn: '[REDACTED]' },
+      { name: 'Eve', ssn: '[REDACTED]' },
+    ],
+  }
 
   test('a JSON result under HTTP 500 is still redacted, the status kept', async () => {
     const res = await read('json500')
@@ -306,7 +355,10 @@ describe('MCP mode in front of an upstream that answers error statuses', () => {
   })
 
   test('an error answer the gateway cannot check keeps its status and loses its body; one without a result passes', async () => {
-    for (const [mode, status] of [['html503', 503], ['detail400', 400]] as const) {
+    for (const [mode, status] of [
+      ['html503', 503],
+      ['detail400', 400],
+    ] as const) {
       const res = await read(mode, 9)
       assert.equal(res.status, status)
       clean(res.text)

@@ -88,10 +88,27 @@ unless { context.override };
  * parameter without `has`, so empty parameters fail evaluation and deny);
  * and payments.refund (needs approval, which can let it through).
  */
-const CAPABILITIES = ['crm.read', 'crm.search', 'crm.export', 'crm.delete', 'crm.purge', 'crm.admin', 'crm.merge', 'payments.charge', 'payments.transfer', 'payments.refund', 'slow.progress']
+const CAPABILITIES = [
+  'crm.read',
+  'crm.search',
+  'crm.export',
+  'crm.delete',
+  'crm.purge',
+  'crm.admin',
+  'crm.merge',
+  'payments.charge',
+  'payments.transfer',
+  'payments.refund',
+  'slow.progress',
+]
 const VISIBLE = ['crm.export', 'crm.merge', 'crm.read', 'crm.search', 'payments.charge', 'payments.refund', 'payments.transfer', 'slow.progress']
 
-interface ToolResult { content: Array<{ type: string; text?: string }>; structuredContent?: Record<string, unknown>; isError?: boolean; _meta?: Record<string, unknown> }
+interface ToolResult {
+  content: Array<{ type: string; text?: string }>
+  structuredContent?: Record<string, unknown>
+  isError?: boolean
+  _meta?: Record<string, unknown>
+}
 
 async function connect(url: string, headers: Record<string, string>): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
   const client = new Client({ name: 'aegis-test-agent', version: '1.0.0' })
@@ -108,7 +125,6 @@ for (const flavor of ['sse', 'json'] as const) {
     let cred: Credential
     let token: string
     let client: Client
-    let transport: StreamableHTTPClientTransport
     const sink = new MemoryDecisionSink()
     const route = '/mcp/crm'
 
@@ -121,7 +137,7 @@ for (const flavor of ['sse', 'json'] as const) {
       await env.admin('POST', `/tenants/${env.tenant}/policies/${String(uploaded.id)}/activate`)
       await eventually(async () => gw.gw.deps.state.policyFor(env.tenant)?.version === '2026-11-29.1')
       token = await env.token(cred)
-      ;({ client, transport } = await connect(gw.url + route, { authorization: `Bearer ${token}` }))
+      ;({ client } = await connect(gw.url + route, { authorization: `Bearer ${token}` }))
     })
     after(async () => {
       await client?.close().catch(() => {})
@@ -138,9 +154,9 @@ for (const flavor of ['sse', 'json'] as const) {
       assert.equal(read.description, 'Read a contact')
     })
 
-    test('an allowed call is forwarded as is, without the agent\'s token', async () => {
+    test("an allowed call is forwarded as is, without the agent's token", async () => {
       const before = upstream.requests.length
-      const r = await client.callTool({ name: 'crm.search', arguments: { q: 'acme', limit: 10 } }) as ToolResult
+      const r = (await client.callTool({ name: 'crm.search', arguments: { q: 'acme', limit: 10 } })) as ToolResult
       assert.notEqual(r.isError, true)
       assert.deepEqual(JSON.parse(r.content[0]!.text!), { tool: 'crm.search', args: { q: 'acme', limit: 10 } })
       const seen = upstream.requests.slice(before)
@@ -159,7 +175,7 @@ for (const flavor of ['sse', 'json'] as const) {
 
     test('a denied call is a tool error the model sees, with the reason, and never reaches the server', async () => {
       const calls = upstream.calls.length
-      const r = await client.callTool({ name: 'crm.search', arguments: { q: 'acme', limit: 500 } }) as ToolResult
+      const r = (await client.callTool({ name: 'crm.search', arguments: { q: 'acme', limit: 500 } })) as ToolResult
       assert.equal(r.isError, true)
       assert.match(r.content[0]!.text!, /denied/)
       assert.match(r.content[0]!.text!, /crm-search-limit \(searches return at most 100 rows\)/)
@@ -168,7 +184,7 @@ for (const flavor of ['sse', 'json'] as const) {
       assert.equal(d.policy_version, '2026-11-29.1')
       assert.equal(upstream.calls.length, calls)
       // A tool tools/list hid is refused the same way when called anyway.
-      const hidden = await client.callTool({ name: 'files.delete', arguments: {} }) as ToolResult
+      const hidden = (await client.callTool({ name: 'files.delete', arguments: {} })) as ToolResult
       assert.equal(hidden.isError, true)
       assert.match(hidden.content[0]!.text!, /capability:missing/)
       assert.equal(upstream.calls.length, calls)
@@ -176,25 +192,32 @@ for (const flavor of ['sse', 'json'] as const) {
     })
 
     test('a tool denied only for some parameters stays listed and is callable with the others', async () => {
-      const r = await client.callTool({ name: 'crm.export', arguments: { format: 'csv' } }) as ToolResult
+      const r = (await client.callTool({ name: 'crm.export', arguments: { format: 'csv' } })) as ToolResult
       assert.notEqual(r.isError, true)
-      const no = await client.callTool({ name: 'crm.export', arguments: { format: 'xml' } }) as ToolResult
+      const no = (await client.callTool({ name: 'crm.export', arguments: { format: 'xml' } })) as ToolResult
       assert.equal(no.isError, true)
-      assert.notEqual((await client.callTool({ name: 'crm.merge', arguments: { count: 2 } }) as ToolResult).isError, true)
-      assert.equal((await client.callTool({ name: 'crm.merge', arguments: { count: 9 } }) as ToolResult).isError, true)
+      assert.notEqual(((await client.callTool({ name: 'crm.merge', arguments: { count: 2 } })) as ToolResult).isError, true)
+      assert.equal(((await client.callTool({ name: 'crm.merge', arguments: { count: 9 } })) as ToolResult).isError, true)
     })
 
     test('sanitize forwards the redacted arguments', async () => {
-      const r = await client.callTool({ name: 'payments.charge', arguments: { card_number: '4111111111111111', amount: 42 } }) as ToolResult
+      const r = (await client.callTool({ name: 'payments.charge', arguments: { card_number: '4111111111111111', amount: 42 } })) as ToolResult
       assert.notEqual(r.isError, true)
       assert.deepEqual(upstream.calls.at(-1), { tool: 'payments.charge', args: { card_number: '[REDACTED]', amount: 42 } })
       assert.ok(!JSON.stringify(r).includes('4111111111111111'))
     })
 
     test('redact:/result/… obligations redact structuredContent and JSON text content', async () => {
-      const r = await client.callTool({ name: 'crm.read', arguments: { id: 'c1' } }) as ToolResult
+      const r = (await client.callTool({ name: 'crm.read', arguments: { id: 'c1' } })) as ToolResult
       assert.notEqual(r.isError, true)
-      const expected = { name: 'Ada', ssn: '[REDACTED]', contacts: [{ name: 'Bob', ssn: '[REDACTED]' }, { name: 'Eve', ssn: '[REDACTED]' }] }
+      const expected = {
+        name: 'Ada',
+        ssn: '[REDACTED]',
+        contacts: [
+          { name: 'Bob', ssn: '[REDACTED]' },
+          { name: 'Eve', ssn: '[REDACTED]' },
+        ],
+      }
       assert.deepEqual(r.structuredContent, expected)
       assert.deepEqual(JSON.parse(r.content[0]!.text!), expected)
       for (const c of [CONTACT, ...CONTACT.contacts]) assert.ok(!JSON.stringify(r).includes(c.ssn))
@@ -205,7 +228,7 @@ for (const flavor of ['sse', 'json'] as const) {
     test('approval_needed answers the approval id and status URL; the approved retry with Aegis-Override passes once', async () => {
       const args = { amount: 5000, to: 'ACME GmbH' }
       const calls = upstream.calls.length
-      const r = await client.callTool({ name: 'payments.transfer', arguments: args }) as ToolResult
+      const r = (await client.callTool({ name: 'payments.transfer', arguments: args })) as ToolResult
       assert.equal(r.isError, true)
       const d = r._meta?.['aegis/decision'] as { decision: string; approval: { id: string; status_url: string } }
       assert.equal(d.decision, 'approval_needed')
@@ -215,15 +238,21 @@ for (const flavor of ['sse', 'json'] as const) {
       assert.equal(upstream.calls.length, calls)
 
       await env.admin('POST', `/approvals/${d.approval.id}/approve`, { reason: 'invoice 4711' })
-      const st = await (await fetch(d.approval.status_url, { headers: { authorization: `Bearer ${token}` } })).json() as { status: string; override_token: string }
+      const st = (await (await fetch(d.approval.status_url, { headers: { authorization: `Bearer ${token}` } })).json()) as {
+        status: string
+        override_token: string
+      }
       assert.equal(st.status, 'approved')
 
       const retry = await connect(gw.url + route, { authorization: `Bearer ${token}`, 'aegis-override': st.override_token })
       try {
-        const ok = await retry.client.callTool({ name: 'payments.transfer', arguments: args }) as ToolResult
+        const ok = (await retry.client.callTool({ name: 'payments.transfer', arguments: args })) as ToolResult
         assert.notEqual(ok.isError, true)
         assert.deepEqual(upstream.calls.at(-1), { tool: 'payments.transfer', args })
-        assert.ok(upstream.requests.every((q) => q.headers['aegis-override'] === undefined), 'the override token never reaches the tool server')
+        assert.ok(
+          upstream.requests.every((q) => q.headers['aegis-override'] === undefined),
+          'the override token never reaches the tool server',
+        )
         // Single use: the same override again is refused and the call never reaches the server.
         const n = upstream.calls.length
         await assert.rejects(retry.client.callTool({ name: 'payments.transfer', arguments: args }))
@@ -235,11 +264,15 @@ for (const flavor of ['sse', 'json'] as const) {
 
     test('the override token may come in params._meta["aegis/override"] instead, and never reaches the tool server', async () => {
       const args = { amount: 2500, to: 'Initech' }
-      const r = await client.callTool({ name: 'payments.transfer', arguments: args }) as ToolResult
+      const r = (await client.callTool({ name: 'payments.transfer', arguments: args })) as ToolResult
       const d = r._meta?.['aegis/decision'] as { approval: { id: string; status_url: string } }
       await env.admin('POST', `/approvals/${d.approval.id}/approve`, {})
-      const st = await (await fetch(d.approval.status_url, { headers: { authorization: `Bearer ${token}` } })).json() as { override_token: string }
-      const ok = await client.callTool({ name: 'payments.transfer', arguments: args, _meta: { 'aegis/override': st.override_token, trace: 'kept' } }) as ToolResult
+      const st = (await (await fetch(d.approval.status_url, { headers: { authorization: `Bearer ${token}` } })).json()) as { override_token: string }
+      const ok = (await client.callTool({
+        name: 'payments.transfer',
+        arguments: args,
+        _meta: { 'aegis/override': st.override_token, trace: 'kept' },
+      })) as ToolResult
       assert.notEqual(ok.isError, true)
       const last = upstream.calls.at(-1)!
       assert.deepEqual(last.args, args)
@@ -248,7 +281,9 @@ for (const flavor of ['sse', 'json'] as const) {
       await assert.rejects(client.callTool({ name: 'payments.transfer', arguments: args, _meta: { 'aegis/override': st.override_token } }))
     })
 
-    test('SSE progress notifications stream through while the tool runs', { skip: flavor === 'json' ? 'a JSON-mode server sends no progress stream' : false }, async () => {
+    test('SSE progress notifications stream through while the tool runs', {
+      skip: flavor === 'json' ? 'a JSON-mode server sends no progress stream' : false,
+    }, async () => {
       const progress: number[] = []
       const result = client.callTool({ name: 'slow.progress', arguments: {} }, undefined, {
         onprogress: (p) => {
@@ -263,29 +298,45 @@ for (const flavor of ['sse', 'json'] as const) {
     })
 
     test('methods outside allow_methods are refused with JSON-RPC -32601; batches with -32600', async () => {
-      await assert.rejects(client.listResources(), (err: Error & { code?: number }) => err.code === -32601 && /not allowed through this gateway route/.test(err.message))
+      await assert.rejects(
+        client.listResources(),
+        (err: Error & { code?: number }) => err.code === -32601 && /not allowed through this gateway route/.test(err.message),
+      )
       const res = await fetch(gw.url + route, {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-        body: JSON.stringify([{ jsonrpc: '2.0', id: 1, method: 'ping' }, { jsonrpc: '2.0', id: 2, method: 'ping' }]),
+        body: JSON.stringify([
+          { jsonrpc: '2.0', id: 1, method: 'ping' },
+          { jsonrpc: '2.0', id: 2, method: 'ping' },
+        ]),
       })
       assert.equal(res.status, 400)
-      const body = await res.json() as { error: { code: number; message: string } }
+      const body = (await res.json()) as { error: { code: number; message: string } }
       assert.equal(body.error.code, -32600)
       assert.match(body.error.message, /batches are not supported/)
     })
 
     test('a request without a token gets 401 with the resource_metadata pointer, and the metadata names the issuer', async () => {
-      const res = await fetch(gw.url + route, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }) })
+      const res = await fetch(gw.url + route, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+      })
       assert.equal(res.status, 401)
       const www = res.headers.get('www-authenticate') ?? ''
       const metadata = `${gw.url}/.well-known/oauth-protected-resource${route}`
       assert.ok(www.startsWith(`Bearer resource_metadata="${metadata}"`), www)
       assert.match(www, /error="invalid_token"/)
       assert.deepEqual(await res.json(), { error: 'invalid_token', error_description: 'a bearer token is required' })
-      const m = await (await fetch(metadata)).json() as Record<string, unknown>
-      assert.deepEqual(m, { resource: gw.url + route, authorization_servers: [env.issuer], bearer_methods_supported: ['header'], scopes_supported: ['crm:read'], resource_name: 'Aegis gateway' })
-      const root = await (await fetch(`${gw.url}/.well-known/oauth-protected-resource`)).json() as Record<string, unknown>
+      const m = (await (await fetch(metadata)).json()) as Record<string, unknown>
+      assert.deepEqual(m, {
+        resource: gw.url + route,
+        authorization_servers: [env.issuer],
+        bearer_methods_supported: ['header'],
+        scopes_supported: ['crm:read'],
+        resource_name: 'Aegis gateway',
+      })
+      const root = (await (await fetch(`${gw.url}/.well-known/oauth-protected-resource`)).json()) as Record<string, unknown>
       assert.equal(root.resource, gw.url)
       assert.deepEqual(root.authorization_servers, [env.issuer])
       // A bad token, and the SDK client without any token, are refused the same way.
@@ -306,7 +357,11 @@ for (const flavor of ['sse', 'json'] as const) {
         assert.equal((await c2.client.listTools()).tools.length, VISIBLE.length)
         await env.admin('POST', '/revocations', { type: 'agent', value: 'crm-bot-2', tenant: env.tenant, reason: 'test' })
         await eventually(async () => {
-          const res = await fetch(gw.url + route, { method: 'POST', headers: { authorization: `Bearer ${t2}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'ping' }) })
+          const res = await fetch(gw.url + route, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${t2}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+            body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'ping' }),
+          })
           await res.body?.cancel()
           return res.status === 401
         })
@@ -323,7 +378,7 @@ for (const flavor of ['sse', 'json'] as const) {
       try {
         await eventually(async () => shadow.gw.deps.state.policyFor(env.tenant)?.version === '2026-11-29.1')
         assert.deepEqual((await c.client.listTools()).tools.map((t) => t.name).sort(), [...CAPABILITIES].sort())
-        const r = await c.client.callTool({ name: 'crm.delete', arguments: { id: 'c1' } }) as ToolResult
+        const r = (await c.client.callTool({ name: 'crm.delete', arguments: { id: 'c1' } })) as ToolResult
         assert.notEqual(r.isError, true)
         const audit = sink.events.filter((e) => e.type === 'decision' && e.tool === 'crm.delete').at(-1)!
         assert.equal(audit.decision, 'deny')

@@ -5,7 +5,10 @@ import { redactToolResult, resultObligations } from '../../../src/gateway/modes/
 import { WITHHELD } from '../../../src/gateway/modes/mcp/result-redaction.js'
 import type { Obligation } from '../../../src/policy/types.js'
 
-const SSN: Obligation[] = [{ type: 'redact', path: '/result/ssn' }, { type: 'redact', path: '/result/rows/*/ssn' }]
+const SSN: Obligation[] = [
+  { type: 'redact', path: '/result/ssn' },
+  { type: 'redact', path: '/result/rows/*/ssn' },
+]
 
 describe('MCP result redaction', () => {
   test('only /result/ obligations are result obligations', () => {
@@ -25,13 +28,15 @@ describe('MCP result redaction', () => {
   })
 
   test('content the pointers cannot address is withheld, never passed unchecked', () => {
-    const result = { content: [
-      { type: 'text', text: 'SSN is 123-45-6789' },
-      { type: 'text', text: '"a JSON string"' },
-      { type: 'image', data: 'aGVsbG8=', mimeType: 'image/png' },
-      { type: 'resource', resource: { uri: 'file:///x', text: '{"ssn":"1"}' } },
-      { type: 'text', text: '{"name":"no ssn here"}' },
-    ] }
+    const result = {
+      content: [
+        { type: 'text', text: 'SSN is 123-45-6789' },
+        { type: 'text', text: '"a JSON string"' },
+        { type: 'image', data: 'aGVsbG8=', mimeType: 'image/png' },
+        { type: 'resource', resource: { uri: 'file:///x', text: '{"ssn":"1"}' } },
+        { type: 'text', text: '{"name":"no ssn here"}' },
+      ],
+    }
     const out = redactToolResult(result, SSN) as { content: Array<{ type: string; text?: string }> }
     assert.deepEqual(out.content.slice(0, 4), Array(4).fill({ type: 'text', text: WITHHELD }))
     assert.deepEqual(out.content[4], result.content[4])

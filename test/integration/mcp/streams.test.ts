@@ -9,7 +9,11 @@ import assert from 'node:assert/strict'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import { startGatewayEnv, type GatewayEnv, type RunningGateway } from '../../helpers/gateway-env.js'
 
-interface Seen { method: string; headers: IncomingHttpHeaders; body: string }
+interface Seen {
+  method: string
+  headers: IncomingHttpHeaders
+  body: string
+}
 
 function sse(events: unknown[]): string {
   return events.map((e, i) => `id: ${i + 1}\nevent: message\ndata: ${JSON.stringify(e)}\n\n`).join('')
@@ -25,7 +29,9 @@ describe('MCP mode with a raw Streamable HTTP upstream', () => {
   before(async () => {
     upstream = createServer((req, res) => {
       let body = ''
-      req.on('data', (c: Buffer) => { body += c.toString() })
+      req.on('data', (c: Buffer) => {
+        body += c.toString()
+      })
       req.on('end', () => {
         seen.push({ method: req.method ?? '', headers: req.headers, body })
         if (req.method === 'GET' && req.headers['last-event-id'] === 'keep-open') {
@@ -36,7 +42,12 @@ describe('MCP mode with a raw Streamable HTTP upstream', () => {
         if (req.method === 'GET') {
           // A notification and a replayed response on the server-to-client stream.
           res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': 's-1' })
-          res.end(sse([{ jsonrpc: '2.0', method: 'notifications/tools/list_changed' }, { jsonrpc: '2.0', id: 'old-call', result: { content: [{ type: 'text', text: 'secret' }] } }]))
+          res.end(
+            sse([
+              { jsonrpc: '2.0', method: 'notifications/tools/list_changed' },
+              { jsonrpc: '2.0', id: 'old-call', result: { content: [{ type: 'text', text: 'secret' }] } },
+            ]),
+          )
           return
         }
         const msg = JSON.parse(body) as { id?: number; method?: string }
@@ -47,10 +58,21 @@ describe('MCP mode with a raw Streamable HTTP upstream', () => {
         }
         if (msg.method === 'tools/list') {
           res.writeHead(200, { 'content-type': 'text/event-stream', 'mcp-session-id': 's-1' })
-          res.end(sse([
-            { jsonrpc: '2.0', id: 999, result: { tools: [{ name: 'files.delete', inputSchema: { type: 'object' } }] } },
-            { jsonrpc: '2.0', id: msg.id, result: { tools: [{ name: 'crm.read', inputSchema: { type: 'object' } }, { name: 'files.delete', inputSchema: { type: 'object' } }] } },
-          ]))
+          res.end(
+            sse([
+              { jsonrpc: '2.0', id: 999, result: { tools: [{ name: 'files.delete', inputSchema: { type: 'object' } }] } },
+              {
+                jsonrpc: '2.0',
+                id: msg.id,
+                result: {
+                  tools: [
+                    { name: 'crm.read', inputSchema: { type: 'object' } },
+                    { name: 'files.delete', inputSchema: { type: 'object' } },
+                  ],
+                },
+              },
+            ]),
+          )
           return
         }
         res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 's-1' })
@@ -61,7 +83,9 @@ describe('MCP mode with a raw Streamable HTTP upstream', () => {
     const port = (upstream.address() as { port: number }).port
     env = await startGatewayEnv()
     const cred = await env.agent('raw-bot', ['crm.read'])
-    gw = await env.startGateway({ gateway: { routes: [{ path: '/mcp/raw', upstream: `http://127.0.0.1:${port}/rpc?x=1`, mode: 'mcp', allow_methods: ['ping', 'tools/list'] }] } })
+    gw = await env.startGateway({
+      gateway: { routes: [{ path: '/mcp/raw', upstream: `http://127.0.0.1:${port}/rpc?x=1`, mode: 'mcp', allow_methods: ['ping', 'tools/list'] }] },
+    })
     token = await env.token(cred)
   })
   after(async () => {
@@ -70,11 +94,18 @@ describe('MCP mode with a raw Streamable HTTP upstream', () => {
     await new Promise<void>((r) => upstream?.close(() => r()))
   })
 
-  const post = (body: unknown, headers: Record<string, string> = {}) => fetch(`${gw.url}/mcp/raw`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': 's-1', ...headers },
-    body: JSON.stringify(body),
-  })
+  const post = (body: unknown, headers: Record<string, string> = {}) =>
+    fetch(`${gw.url}/mcp/raw`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-session-id': 's-1',
+        ...headers,
+      },
+      body: JSON.stringify(body),
+    })
 
   test('tools/list over SSE: our response filtered, a foreign response replaced by an error', async () => {
     const res = await post({ jsonrpc: '2.0', id: 5, method: 'tools/list' }, { cookie: 'sid=abc', 'x-aegis-agent': 'someone-else' })
@@ -82,16 +113,22 @@ describe('MCP mode with a raw Streamable HTTP upstream', () => {
     assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/)
     assert.equal(res.headers.get('mcp-session-id'), 's-1')
     const text = await res.text()
-    const events = text.split('\n\n').filter((e) => e.includes('data: ')).map((e) => JSON.parse(e.slice(e.indexOf('data: ') + 6)) as Record<string, any>)
+    const events = text
+      .split('\n\n')
+      .filter((e) => e.includes('data: '))
+      .map((e) => JSON.parse(e.slice(e.indexOf('data: ') + 6)) as Record<string, any>)
     assert.equal(events.length, 2)
     assert.equal(events[0]!.id, 999)
     assert.equal(events[0]!.error.code, -32001)
     assert.equal(events[0]!.result, undefined)
-    assert.deepEqual(events[1]!.result.tools.map((t: { name: string }) => t.name), ['crm.read'])
+    assert.deepEqual(
+      events[1]!.result.tools.map((t: { name: string }) => t.name),
+      ['crm.read'],
+    )
     const up = seen.at(-1)!
     assert.equal(up.headers.authorization, undefined)
     assert.equal(up.headers.cookie, undefined)
-    assert.equal(up.headers['x-aegis-agent'], 'raw-bot', 'a client-sent x-aegis-agent is replaced by the gateway\'s')
+    assert.equal(up.headers['x-aegis-agent'], 'raw-bot', "a client-sent x-aegis-agent is replaced by the gateway's")
     assert.equal(up.headers['mcp-session-id'], 's-1')
   })
 
@@ -114,15 +151,22 @@ describe('MCP mode with a raw Streamable HTTP upstream', () => {
   })
 
   test('closing the gateway cuts an open GET stream instead of waiting for it', async () => {
-    const other = await env.startGateway({ gateway: { routes: [{ path: '/mcp/raw', upstream: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/rpc`, mode: 'mcp' }] } })
-    const res = await fetch(`${other.url}/mcp/raw`, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream', 'mcp-session-id': 's-1', 'last-event-id': 'keep-open' } })
+    const other = await env.startGateway({
+      gateway: { routes: [{ path: '/mcp/raw', upstream: `http://127.0.0.1:${(upstream.address() as { port: number }).port}/rpc`, mode: 'mcp' }] },
+    })
+    const res = await fetch(`${other.url}/mcp/raw`, {
+      headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream', 'mcp-session-id': 's-1', 'last-event-id': 'keep-open' },
+    })
     assert.equal(res.status, 200)
     const reader = res.body!.getReader()
     const first = new TextDecoder().decode((await reader.read()).value)
     assert.match(first, /notifications\/message/)
     await other.close()
     // The stream ends (or errors) once the gateway is gone.
-    await reader.read().then(() => {}, () => {})
+    await reader.read().then(
+      () => {},
+      () => {},
+    )
   })
 
   test('methods outside allow_methods never reach the upstream; notifications get 403', async () => {
@@ -144,12 +188,21 @@ describe('MCP mode with a raw Streamable HTTP upstream', () => {
 
   test('malformed messages get JSON-RPC -32600 and change nothing', async () => {
     const n = seen.length
-    for (const bad of [{ jsonrpc: '1.0', id: 1, method: 'ping' }, { jsonrpc: '2.0', id: {}, method: 'ping' }, { jsonrpc: '2.0', id: 1, method: 'ping', params: [1] }, 'ping']) {
+    for (const bad of [
+      { jsonrpc: '1.0', id: 1, method: 'ping' },
+      { jsonrpc: '2.0', id: {}, method: 'ping' },
+      { jsonrpc: '2.0', id: 1, method: 'ping', params: [1] },
+      'ping',
+    ]) {
       const r = await post(bad)
       assert.equal(r.status, 400)
       assert.equal(((await r.json()) as { error: { code: number } }).error.code, -32600)
     }
-    const form = await fetch(`${gw.url}/mcp/raw`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' }, body: 'jsonrpc=2.0&id=1&method=ping' })
+    const form = await fetch(`${gw.url}/mcp/raw`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'jsonrpc=2.0&id=1&method=ping',
+    })
     assert.equal(form.status, 400)
     assert.equal(((await form.json()) as { error: { code: number } }).error.code, -32600)
     assert.equal(seen.length, n)

@@ -10,7 +10,11 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { z } from 'zod'
 
-export interface UpstreamCall { tool: string; args: Record<string, unknown>; meta?: Record<string, unknown> }
+export interface UpstreamCall {
+  tool: string
+  args: Record<string, unknown>
+  meta?: Record<string, unknown>
+}
 
 export interface McpUpstream {
   url: string
@@ -25,10 +29,30 @@ export interface McpUpstream {
   close(): Promise<void>
 }
 
-export const CONTACT = { name: 'Ada', ssn: '123-45-6789', contacts: [{ name: 'Bob', ssn: '987-65-4321' }, { name: 'Eve', ssn: '555-55-5555' }] }
+export const CONTACT = {
+  name: 'Ada',
+  ssn: '123-45-6789',
+  contacts: [
+    { name: 'Bob', ssn: '987-65-4321' },
+    { name: 'Eve', ssn: '555-55-5555' },
+  ],
+}
 
 /** Every tool the server offers: more than the test agent may see. */
-export const UPSTREAM_TOOLS = ['crm.read', 'crm.search', 'crm.export', 'crm.delete', 'crm.purge', 'crm.admin', 'crm.merge', 'files.delete', 'payments.charge', 'payments.transfer', 'payments.refund', 'slow.progress']
+export const UPSTREAM_TOOLS = [
+  'crm.read',
+  'crm.search',
+  'crm.export',
+  'crm.delete',
+  'crm.purge',
+  'crm.admin',
+  'crm.merge',
+  'files.delete',
+  'payments.charge',
+  'payments.transfer',
+  'payments.refund',
+  'slow.progress',
+]
 
 export async function startMcpUpstream(opts: { json?: boolean } = {}): Promise<McpUpstream> {
   const requests: McpUpstream['requests'] = []
@@ -36,22 +60,38 @@ export async function startMcpUpstream(opts: { json?: boolean } = {}): Promise<M
   const calls: UpstreamCall[] = []
   const closedSessions: string[] = []
   let releaseWaiter: (() => void) | null = null
-  const released = (): Promise<void> => new Promise((r) => { releaseWaiter = r })
+  const released = (): Promise<void> =>
+    new Promise((r) => {
+      releaseWaiter = r
+    })
 
   const build = (): McpServer => {
     const server = new McpServer({ name: 'crm-tools', version: '1.0.0' })
-    const record = (tool: string, args: Record<string, unknown>): void => { calls.push({ tool, args }) }
+    const record = (tool: string, args: Record<string, unknown>): void => {
+      calls.push({ tool, args })
+    }
     const echo = (tool: string) => async (args: Record<string, unknown>, extra: { _meta?: Record<string, unknown> }) => {
       calls.push({ tool, args, ...(extra._meta !== undefined ? { meta: { ...extra._meta } } : {}) })
       return { content: [{ type: 'text' as const, text: JSON.stringify({ tool, args }) }] }
     }
-    const any = { q: z.string().optional(), limit: z.number().optional(), format: z.string().optional(), id: z.string().optional(), count: z.number().optional() }
+    const any = {
+      q: z.string().optional(),
+      limit: z.number().optional(),
+      format: z.string().optional(),
+      id: z.string().optional(),
+      count: z.number().optional(),
+    }
     server.registerTool('crm.read', { description: 'Read a contact', inputSchema: { id: z.string().optional() } }, async (args) => {
       record('crm.read', args)
       return { content: [{ type: 'text' as const, text: JSON.stringify(CONTACT) }], structuredContent: CONTACT }
     })
-    for (const t of ['crm.search', 'crm.export', 'crm.delete', 'crm.purge', 'crm.admin', 'crm.merge', 'files.delete', 'payments.refund']) server.registerTool(t, { description: t, inputSchema: any }, echo(t))
-    server.registerTool('payments.charge', { description: 'Charge a card', inputSchema: { card_number: z.string(), amount: z.number() } }, echo('payments.charge'))
+    for (const t of ['crm.search', 'crm.export', 'crm.delete', 'crm.purge', 'crm.admin', 'crm.merge', 'files.delete', 'payments.refund'])
+      server.registerTool(t, { description: t, inputSchema: any }, echo(t))
+    server.registerTool(
+      'payments.charge',
+      { description: 'Charge a card', inputSchema: { card_number: z.string(), amount: z.number() } },
+      echo('payments.charge'),
+    )
     server.registerTool('payments.transfer', { description: 'Transfer money', inputSchema: { amount: z.number(), to: z.string() } }, echo('payments.transfer'))
     server.registerTool('slow.progress', { description: 'Reports progress, then waits for the test', inputSchema: {} }, async (_args, extra) => {
       record('slow.progress', {})
@@ -74,14 +114,21 @@ export async function startMcpUpstream(opts: { json?: boolean } = {}): Promise<M
       let t = typeof sid === 'string' ? transports.get(sid) : undefined
       if (t === undefined) {
         if (req.method !== 'POST' || typeof sid === 'string') {
-          res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'session not found' } }))
+          res
+            .writeHead(404, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'session not found' } }))
           return
         }
         const created: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
           sessionIdGenerator: () => randomUUID(),
           enableJsonResponse: opts.json === true,
-          onsessioninitialized: (id) => { transports.set(id, created) },
-          onsessionclosed: (id) => { transports.delete(id); closedSessions.push(id) },
+          onsessioninitialized: (id) => {
+            transports.set(id, created)
+          },
+          onsessionclosed: (id) => {
+            transports.delete(id)
+            closedSessions.push(id)
+          },
         })
         t = created
         await build().connect(created)
@@ -105,7 +152,9 @@ export async function startMcpUpstream(opts: { json?: boolean } = {}): Promise<M
     messages,
     calls,
     closedSessions,
-    release: () => { releaseWaiter?.() },
+    release: () => {
+      releaseWaiter?.()
+    },
     close: async () => {
       for (const t of transports.values()) await t.close().catch(() => {})
       http.closeAllConnections()

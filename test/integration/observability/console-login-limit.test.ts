@@ -3,11 +3,20 @@ import assert from 'node:assert/strict'
 import { startGatewayEnv, type GatewayEnv } from '../../helpers/gateway-env.js'
 
 let env: GatewayEnv
-before(async () => { env = await startGatewayEnv() })
-after(async () => { await env?.close() })
+before(async () => {
+  env = await startGatewayEnv()
+})
+after(async () => {
+  await env?.close()
+})
 
 test('console login attempts from one address are limited, so failures cannot flood the audit log', async () => {
-  const attempt = () => fetch(`${env.issuer}/console/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: 'not-a-valid-admin-token' }) })
+  const attempt = () =>
+    fetch(`${env.issuer}/console/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: 'not-a-valid-admin-token' }),
+    })
   const statuses: number[] = []
   for (let i = 0; i < 35; i++) statuses.push((await attempt()).status)
   assert.deepEqual(statuses.slice(0, 30), Array(30).fill(401))
@@ -16,7 +25,11 @@ test('console login attempts from one address are limited, so failures cannot fl
   assert.equal(((await limited.json()) as { error: string }).error, 'rate_limited')
   assert.ok(Number(limited.headers.get('retry-after')) >= 1)
   // Even the right token waits for the window: the limit counts attempts, not failures.
-  const good = await fetch(`${env.issuer}/console/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: env.adminToken }) })
+  const good = await fetch(`${env.issuer}/console/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ token: env.adminToken }),
+  })
   assert.equal(good.status, 429)
   const audit = await fetch(`${env.issuer}/admin/v1/audit?type=auth.failed&limit=1000`, { headers: { authorization: `Bearer ${env.adminToken}` } })
   const events = ((await audit.json()) as { events: Array<{ subject: string }> }).events.filter((e) => e.subject === 'console.login')

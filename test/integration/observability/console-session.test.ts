@@ -11,7 +11,11 @@ import { startGatewayEnv, type GatewayEnv } from '../../helpers/gateway-env.js'
 import { freshPostgresSchema, skipWithoutPostgres } from '../../helpers/services.js'
 import { startControlPlane } from '../control-plane/harness.js'
 
-interface Login { cookie: string; csrf: string; setCookie: string }
+interface Login {
+  cookie: string
+  csrf: string
+  setCookie: string
+}
 
 describe('console login, session cookie, CSRF and security headers', () => {
   let env: GatewayEnv
@@ -24,18 +28,21 @@ describe('console login, session cookie, CSRF and security headers', () => {
     const body = (await res.json()) as { csrf: string }
     return { cookie: setCookie.split(';')[0]!, csrf: body.csrf, setCookie }
   }
-  const call = (method: string, path: string, headers: Record<string, string>, body?: unknown) => fetch(`${base}${path}`, {
-    method,
-    headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    redirect: 'manual',
-  })
+  const call = (method: string, path: string, headers: Record<string, string>, body?: unknown) =>
+    fetch(`${base}${path}`, {
+      method,
+      headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      redirect: 'manual',
+    })
 
   before(async () => {
     env = await startGatewayEnv()
     base = env.issuer
   })
-  after(async () => { await env?.close() })
+  after(async () => {
+    await env?.close()
+  })
 
   test('login sets an HttpOnly, SameSite=Strict, Path=/ cookie and the admin API accepts it', async () => {
     const s = await login(env.adminToken)
@@ -50,15 +57,29 @@ describe('console login, session cookie, CSRF and security headers', () => {
   })
 
   test('a form login redirects to the console; a bad token changes nothing and sets no cookie', async () => {
-    const ok = await fetch(`${base}/console/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${encodeURIComponent(env.adminToken)}`, redirect: 'manual' })
+    const ok = await fetch(`${base}/console/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `token=${encodeURIComponent(env.adminToken)}`,
+      redirect: 'manual',
+    })
     assert.equal(ok.status, 303)
     assert.equal(ok.headers.get('location'), '/console/')
     assert.ok(ok.headers.get('set-cookie'))
-    const bad = await fetch(`${base}/console/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'token=wrong', redirect: 'manual' })
+    const bad = await fetch(`${base}/console/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'token=wrong',
+      redirect: 'manual',
+    })
     assert.equal(bad.status, 303)
     assert.equal(bad.headers.get('location'), '/console/?login=failed')
     assert.equal(bad.headers.get('set-cookie'), null)
-    const json = await fetch(`${base}/console/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: env.gatewayToken }) })
+    const json = await fetch(`${base}/console/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: env.gatewayToken }),
+    })
     assert.equal(json.status, 401, 'gateway tokens cannot open console sessions')
     assert.equal(json.headers.get('set-cookie'), null)
   })
@@ -68,19 +89,32 @@ describe('console login, session cookie, CSRF and security headers', () => {
     const noCsrf = await call('POST', '/admin/v1/tenants', { cookie: s.cookie }, { id: 'csrf-a', name: 'A' })
     assert.equal(noCsrf.status, 403)
     assert.equal(((await noCsrf.json()) as { error: string }).error, 'forbidden')
-    const wrong = await call('POST', '/admin/v1/tenants', { cookie: s.cookie, 'x-aegis-csrf': s.csrf.slice(1) + 'A' }, { id: 'csrf-a', name: 'A' })
+    const wrong = await call('POST', '/admin/v1/tenants', { cookie: s.cookie, 'x-aegis-csrf': `${s.csrf.slice(1)}A` }, { id: 'csrf-a', name: 'A' })
     assert.equal(wrong.status, 403)
-    const otherOrigin = await call('POST', '/admin/v1/tenants', { cookie: s.cookie, 'x-aegis-csrf': s.csrf, origin: 'https://evil.example' }, { id: 'csrf-a', name: 'A' })
+    const otherOrigin = await call(
+      'POST',
+      '/admin/v1/tenants',
+      { cookie: s.cookie, 'x-aegis-csrf': s.csrf, origin: 'https://evil.example' },
+      { id: 'csrf-a', name: 'A' },
+    )
     assert.equal(otherOrigin.status, 403)
     const other = await login(env.adminToken)
-    assert.equal((await call('POST', '/admin/v1/tenants', { cookie: s.cookie, 'x-aegis-csrf': other.csrf }, { id: 'csrf-a', name: 'A' })).status, 403, 'another session\'s CSRF token does not fit')
+    assert.equal(
+      (await call('POST', '/admin/v1/tenants', { cookie: s.cookie, 'x-aegis-csrf': other.csrf }, { id: 'csrf-a', name: 'A' })).status,
+      403,
+      "another session's CSRF token does not fit",
+    )
     assert.equal((await call('GET', '/admin/v1/tenants/csrf-a', { authorization: `Bearer ${env.adminToken}` })).status, 404)
     const ok = await call('POST', '/admin/v1/tenants', { cookie: s.cookie, 'x-aegis-csrf': s.csrf, origin: base }, { id: 'csrf-a', name: 'A' })
     assert.equal(ok.status, 201)
     // Bearer calls need no CSRF token.
     assert.equal((await call('POST', '/admin/v1/tenants', { authorization: `Bearer ${env.adminToken}` }, { id: 'csrf-b', name: 'B' })).status, 201)
     // Login itself refuses a foreign Origin.
-    const foreign = await fetch(`${base}/console/login`, { method: 'POST', headers: { 'content-type': 'application/json', origin: 'https://evil.example' }, body: JSON.stringify({ token: env.adminToken }) })
+    const foreign = await fetch(`${base}/console/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: 'https://evil.example' },
+      body: JSON.stringify({ token: env.adminToken }),
+    })
     assert.equal(foreign.status, 403)
   })
 
@@ -135,7 +169,11 @@ describe('console login, session cookie, CSRF and security headers', () => {
       assert.deepEqual(replayed, await answer(invalid, method, path, body), `${method} ${path}`)
       if (path !== '/console/logout') assert.equal(replayed.status, 401, `${method} ${path}`)
     }
-    assert.equal((await call('GET', '/admin/v1/tenants/after-logout', { authorization: `Bearer ${env.adminToken}` })).status, 404, 'the replayed cookie changed nothing')
+    assert.equal(
+      (await call('GET', '/admin/v1/tenants/after-logout', { authorization: `Bearer ${env.adminToken}` })).status,
+      404,
+      'the replayed cookie changed nothing',
+    )
 
     assert.equal((await call('GET', '/admin/v1/kpis', { cookie: b.cookie })).status, 200, 'the other session is untouched')
     const who = await call('GET', '/console/session', { cookie: b.cookie })
@@ -150,7 +188,17 @@ describe('console login, session cookie, CSRF and security headers', () => {
   test('a logout is kept until the session would have expired, then purged; a store that cannot record it fails the logout', async () => {
     const store = await openSqliteStore(':memory:')
     try {
-      const token: AdminToken = { id: 'at_purge', tenant: null, role: 'admin', name: 'purge', tokenHash: 'th', linkedIdentities: [], groups: [], createdAt: 0, revokedAt: null }
+      const token: AdminToken = {
+        id: 'at_purge',
+        tenant: null,
+        role: 'admin',
+        name: 'purge',
+        tokenHash: 'th',
+        linkedIdentities: [],
+        groups: [],
+        createdAt: 0,
+        revokedAt: null,
+      }
       await store.adminTokens.create(token)
       const clock = new ManualClock(Date.now())
       const sessions = new ConsoleSessions(deriveSessionKey(Buffer.alloc(32, 9)), store, clock, 60_000)
@@ -177,7 +225,20 @@ describe('console login, session cookie, CSRF and security headers', () => {
 
       const e = sessions.open(token)
       const live = (await sessions.resolve(req(e.cookie)))!
-      const failing = new ConsoleSessions(deriveSessionKey(Buffer.alloc(32, 9)), { ...store, consoleLogouts: { ...store.consoleLogouts, add: async () => { throw new Error('store down') } } }, clock, 60_000)
+      const failing = new ConsoleSessions(
+        deriveSessionKey(Buffer.alloc(32, 9)),
+        {
+          ...store,
+          consoleLogouts: {
+            ...store.consoleLogouts,
+            add: async () => {
+              throw new Error('store down')
+            },
+          },
+        },
+        clock,
+        60_000,
+      )
       await assert.rejects(failing.end(live), /store down/)
     } finally {
       await store.close()
@@ -188,7 +249,9 @@ describe('console login, session cookie, CSRF and security headers', () => {
     const repo = env.cp.deps.store.consoleLogouts
     const add = repo.add
     const s = await login(env.adminToken)
-    repo.add = async () => { throw new Unavailable('storage unavailable') }
+    repo.add = async () => {
+      throw new Unavailable('storage unavailable')
+    }
     try {
       const out = await call('POST', '/console/logout', { cookie: s.cookie, 'x-aegis-csrf': s.csrf })
       assert.equal(out.status, 503)
@@ -209,20 +272,39 @@ describe('console login, session cookie, CSRF and security headers', () => {
     const s = await login(tok.token)
     const h = { cookie: s.cookie }
     assert.equal((await call('GET', `/admin/v1/tenants/${env.tenant}/agents`, h)).status, 200)
-    for (const path of ['/admin/v1/tenants/other-co/agents', '/admin/v1/tenants/other-co/policies', '/admin/v1/audit?tenant=other-co', '/admin/v1/approvals?tenant=other-co', '/admin/v1/keys']) {
+    for (const path of [
+      '/admin/v1/tenants/other-co/agents',
+      '/admin/v1/tenants/other-co/policies',
+      '/admin/v1/audit?tenant=other-co',
+      '/admin/v1/approvals?tenant=other-co',
+      '/admin/v1/keys',
+    ]) {
       const res = await call('GET', path, h)
       assert.equal(res.status, 403, path)
       assert.ok(!(await res.text()).includes('secret-bot'))
     }
     const tenants = (await (await call('GET', '/admin/v1/tenants', h)).json()) as { tenants: Array<{ id: string }> }
-    assert.deepEqual(tenants.tenants.map((t) => t.id), [env.tenant])
+    assert.deepEqual(
+      tenants.tenants.map((t) => t.id),
+      [env.tenant],
+    )
     const audit = (await (await call('GET', '/admin/v1/audit?limit=1000', h)).json()) as { events: Array<{ tenant: string | null }> }
     assert.ok(audit.events.every((e) => e.tenant === env.tenant))
     assert.equal((await call('POST', '/admin/v1/audit/verify', { ...h, 'x-aegis-csrf': s.csrf })).status, 403)
-    assert.equal((await call('POST', '/admin/v1/tenants/other-co/agents', { ...h, 'x-aegis-csrf': s.csrf }, { agent_id: 'x', scopes: [], capabilities: [], max_ttl_seconds: 60 })).status, 403)
+    assert.equal(
+      (
+        await call(
+          'POST',
+          '/admin/v1/tenants/other-co/agents',
+          { ...h, 'x-aegis-csrf': s.csrf },
+          { agent_id: 'x', scopes: [], capabilities: [], max_ttl_seconds: 60 },
+        )
+      ).status,
+      403,
+    )
   })
 
-  test('a session ends at its expiry; a cookie MAC\'d under another KEK is refused', async () => {
+  test("a session ends at its expiry; a cookie MAC'd under another KEK is refused", async () => {
     const clock = new ManualClock(Date.now())
     const key = deriveSessionKey(Buffer.alloc(32, 7))
     const sessions = new ConsoleSessions(key, env.cp.deps.store, clock, 60_000)
@@ -286,13 +368,18 @@ describe('console logout and admin-token revocation across control planes sharin
       }
 
       const created = await fetch(`${one.url}/admin/v1/admin-tokens`, {
-        method: 'POST', headers: { authorization: `Bearer ${one.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ tenant: null, role: 'admin', name: 'shared-console' }),
+        method: 'POST',
+        headers: { authorization: `Bearer ${one.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ tenant: null, role: 'admin', name: 'shared-console' }),
       })
       const tok = (await created.json()) as { id: string; token: string }
       const s1 = await login(one.url, tok.token)
       const s2 = await login(two.url, tok.token)
       assert.equal(await get(two.url, s1.cookie), 200)
-      assert.equal((await fetch(`${two.url}/admin/v1/admin-tokens/${tok.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${two.adminToken}` } })).status, 204)
+      assert.equal(
+        (await fetch(`${two.url}/admin/v1/admin-tokens/${tok.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${two.adminToken}` } })).status,
+        204,
+      )
       for (const url of [one.url, two.url]) {
         for (const s of [s1, s2]) {
           assert.equal(await get(url, s.cookie), 401, `${url}: token deleted`)

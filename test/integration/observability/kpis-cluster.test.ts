@@ -32,7 +32,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 const skip = await skipWithoutPostgres()
 
-describe('KPIs and the open-approvals gauge are the cluster\'s, whichever control plane answers', { skip }, () => {
+describe("KPIs and the open-approvals gauge are the cluster's, whichever control plane answers", { skip }, () => {
   let schema: Awaited<ReturnType<typeof freshPostgresSchema>>
   const cps: ControlPlaneProcess[] = []
   let gw: GatewayProcess
@@ -43,11 +43,25 @@ describe('KPIs and the open-approvals gauge are the cluster\'s, whichever contro
   let B: string
   let cred: { client_id: string; client_secret: string }
 
-  const call = async (base: string, method: string, path: string, body?: unknown, token = adminToken): Promise<{ status: number; body: Record<string, unknown>; text: string }> => {
-    const res = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+  const call = async (
+    base: string,
+    method: string,
+    path: string,
+    body?: unknown,
+    token = adminToken,
+  ): Promise<{ status: number; body: Record<string, unknown>; text: string }> => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    })
     const text = await res.text()
     let parsed: Record<string, unknown> = {}
-    try { parsed = text ? JSON.parse(text) as Record<string, unknown> : {} } catch { /* not JSON (metrics) */ }
+    try {
+      parsed = text ? (JSON.parse(text) as Record<string, unknown>) : {}
+    } catch {
+      /* not JSON (metrics) */
+    }
     return { status: res.status, body: parsed, text }
   }
   const admin = async (base: string, method: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
@@ -56,14 +70,22 @@ describe('KPIs and the open-approvals gauge are the cluster\'s, whichever contro
     return r.body
   }
   const mint = async (base: string): Promise<string> => {
-    const res = await fetch(`${base}/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }) })
-    const body = await res.json() as { access_token?: string }
+    const res = await fetch(`${base}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }),
+    })
+    const body = (await res.json()) as { access_token?: string }
     assert.ok(body.access_token, JSON.stringify(body))
     return body.access_token
   }
   const authorize = async (token: string, tool: string, params: Record<string, unknown> = {}): Promise<string> => {
-    const res = await fetch(`${gw.url}/v1/authorize`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ action: { tool, params } }) })
-    const body = await res.json() as { decision?: string; error?: string }
+    const res = await fetch(`${gw.url}/v1/authorize`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ action: { tool, params } }),
+    })
+    const body = (await res.json()) as { decision?: string; error?: string }
     return body.decision ?? body.error ?? String(res.status)
   }
   const gauge = async (base: string): Promise<number> => {
@@ -77,14 +99,30 @@ describe('KPIs and the open-approvals gauge are the cluster\'s, whichever contro
     schema = await freshPostgresSchema()
     const port = await freePort()
     const issuer = `http://127.0.0.1:${port}`
-    const base = { issuer, databaseUrl: schema.url, kek: randomBytes(32).toString('hex'), adminToken, gatewayToken, logLevel: 'silent', rateLimit: { perClient: 1_000_000, perIp: 10_000_000 } }
+    const base = {
+      issuer,
+      databaseUrl: schema.url,
+      kek: randomBytes(32).toString('hex'),
+      adminToken,
+      gatewayToken,
+      logLevel: 'silent',
+      rateLimit: { perClient: 1_000_000, perIp: 10_000_000 },
+    }
     cps.push(await startControlPlaneProcess({ ...base, instanceId: 'kpi-cp-a' }, { port }))
     cps.push(await startControlPlaneProcess({ ...base, instanceId: 'kpi-cp-b' }))
     A = cps[0]!.url
     B = cps[1]!.url
     await admin(A, 'POST', '/tenants', { id: tenant, name: 'KPIs' })
-    await admin(A, 'POST', `/tenants/${tenant}/agents`, { agent_id: 'kpi-bot', scopes: [], capabilities: ['crm.read', 'payments.transfer', 'files.delete'], max_ttl_seconds: 600 })
-    cred = await admin(A, 'POST', `/tenants/${tenant}/agents/kpi-bot/bootstrap-credentials`, { ttl_seconds: 3600, single_use: false }) as unknown as typeof cred
+    await admin(A, 'POST', `/tenants/${tenant}/agents`, {
+      agent_id: 'kpi-bot',
+      scopes: [],
+      capabilities: ['crm.read', 'payments.transfer', 'files.delete'],
+      max_ttl_seconds: 600,
+    })
+    cred = (await admin(A, 'POST', `/tenants/${tenant}/agents/kpi-bot/bootstrap-credentials`, {
+      ttl_seconds: 3600,
+      single_use: false,
+    })) as unknown as typeof cred
     const p = await admin(A, 'POST', `/tenants/${tenant}/policies`, { version: '2026-12-01.1', cedar: TEST_POLICY, mode: 'enforce' })
     await admin(A, 'POST', `/tenants/${tenant}/policies/${p.id as string}/activate`)
     // The gateway talks to A only: its stats reports never reach B directly.
@@ -101,7 +139,7 @@ describe('KPIs and the open-approvals gauge are the cluster\'s, whichever contro
     const tokens = [await mint(A), await mint(A), await mint(B), await mint(B), await mint(B)]
     // The bundle reaches the gateway over A's feed: wait until it decides with it.
     for (let i = 0; ; i++) {
-      if (await authorize(tokens[0]!, 'crm.read') === 'allow') break
+      if ((await authorize(tokens[0]!, 'crm.read')) === 'allow') break
       assert.ok(i < 200, 'the gateway never allowed crm.read')
       await sleep(50)
     }
@@ -123,9 +161,16 @@ describe('KPIs and the open-approvals gauge are the cluster\'s, whichever contro
       await sleep(100)
     }
     const figures = (k: Kpis): Record<string, unknown> => ({
-      tokens_issued: k.tokens_issued, avg_token_lifetime_seconds: k.avg_token_lifetime_seconds, revocations: k.revocations, replay_attempts: k.replay_attempts,
-      decisions: k.decisions, would_deny: k.would_deny, approvals_open: k.approvals_open,
-      issued_last_hour: sum(k.history.issued), revocations_last_hour: sum(k.history.revocations), replays_last_hour: sum(k.history.replay_attempts),
+      tokens_issued: k.tokens_issued,
+      avg_token_lifetime_seconds: k.avg_token_lifetime_seconds,
+      revocations: k.revocations,
+      replay_attempts: k.replay_attempts,
+      decisions: k.decisions,
+      would_deny: k.would_deny,
+      approvals_open: k.approvals_open,
+      issued_last_hour: sum(k.history.issued),
+      revocations_last_hour: sum(k.history.revocations),
+      replays_last_hour: sum(k.history.replay_attempts),
     })
     assert.deepEqual(figures(a), figures(b))
     assert.equal(b.tokens_issued, 5, 'two tokens minted at A and three at B')
@@ -149,7 +194,7 @@ describe('KPIs and the open-approvals gauge are the cluster\'s, whichever contro
     // The gauge counts the store's open requests: the same on the control plane that opened it and on the other.
     assert.equal(await gauge(A), 1)
     assert.equal(await gauge(B), 1)
-    const { approvals } = await admin(B, 'GET', '/approvals?status=pending') as { approvals: Array<{ id: string }> }
+    const { approvals } = (await admin(B, 'GET', '/approvals?status=pending')) as { approvals: Array<{ id: string }> }
     await admin(B, 'POST', `/approvals/${approvals[0]!.id}/deny`, { reason: 'kpi test' })
     assert.equal(await gauge(A), 0, 'decided at B, no longer open at A')
     assert.equal(await gauge(B), 0)

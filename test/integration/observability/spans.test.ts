@@ -42,7 +42,10 @@ describe('OpenTelemetry spans', () => {
     upstream = createServer((req, res) => {
       upstreamHeaders = req.headers
       req.resume()
-      req.on('end', () => { res.setHeader('content-type', 'application/json'); res.end('{"ok":true}') })
+      req.on('end', () => {
+        res.setHeader('content-type', 'application/json')
+        res.end('{"ok":true}')
+      })
     })
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
     const upPort = (upstream.address() as { port: number }).port
@@ -52,7 +55,11 @@ describe('OpenTelemetry spans', () => {
     const cred = await env.agent('span-bot', ['crm.read', 'payments.charge'])
     const res = await fetch(`${env.issuer}/oauth2/token`, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', traceparent: TRACEPARENT, authorization: `Basic ${Buffer.from(`${cred.client_id}:${cred.client_secret}`).toString('base64')}` },
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        traceparent: TRACEPARENT,
+        authorization: `Basic ${Buffer.from(`${cred.client_id}:${cred.client_secret}`).toString('base64')}`,
+      },
       body: 'grant_type=client_credentials',
     })
     assert.equal(res.status, 200)
@@ -83,7 +90,12 @@ describe('OpenTelemetry spans', () => {
   })
 
   test('a gateway decision is an aegis.decision span with agent, tenant, tool, decision, policy ids and version, latency; no token or parameter value', async () => {
-    const r = await authorize(gw.url, token, { action: { tool: 'payments.charge', params: { card_number: SECRET_PARAM, amount: 10 } } }, { traceparent: TRACEPARENT })
+    const r = await authorize(
+      gw.url,
+      token,
+      { action: { tool: 'payments.charge', params: { card_number: SECRET_PARAM, amount: 10 } } },
+      { traceparent: TRACEPARENT },
+    )
     assert.equal(r.status, 200)
     await eventually(async () => spans('aegis.decision').length > 0)
     const s = spans('aegis.decision').find((x) => x.attributes['aegis.tool'] === 'payments.charge')

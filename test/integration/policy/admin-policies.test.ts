@@ -53,14 +53,25 @@ describe('policy admin API', () => {
 
   test('bad Cedar is a 400 naming line and column, and stores nothing', async () => {
     const before = (await call(h.adminToken, 'GET', '/tenants/acme/policies')).body.policies.length
-    const r = await call(h.adminToken, 'POST', '/tenants/acme/policies', { version: 'bad', cedar: 'permit(principal, action, resource);\npermit(principal, action, resource) when { principal.scope == 1 };', mode: 'enforce' })
+    const r = await call(h.adminToken, 'POST', '/tenants/acme/policies', {
+      version: 'bad',
+      cedar: 'permit(principal, action, resource);\npermit(principal, action, resource) when { principal.scope == 1 };',
+      mode: 'enforce',
+    })
     assert.equal(r.status, 400)
     assert.equal(r.body.error, 'invalid_request')
     assert.match(r.body.error_description, /line 2, column 44/)
-    const bad2 = await call(h.adminToken, 'POST', '/tenants/acme/policies', { version: 'bad2', cedar: 'permit(principal, action, resource) when { 1 == };', mode: 'enforce' })
+    const bad2 = await call(h.adminToken, 'POST', '/tenants/acme/policies', {
+      version: 'bad2',
+      cedar: 'permit(principal, action, resource) when { 1 == };',
+      mode: 'enforce',
+    })
     assert.equal(bad2.status, 400)
     assert.match(bad2.body.error_description, /line 1, column 49/)
-    assert.equal((await call(h.adminToken, 'POST', '/tenants/acme/policies', { version: 'x', cedar: 'permit(principal, action, resource);', mode: 'loud' })).status, 400)
+    assert.equal(
+      (await call(h.adminToken, 'POST', '/tenants/acme/policies', { version: 'x', cedar: 'permit(principal, action, resource);', mode: 'loud' })).status,
+      400,
+    )
     assert.equal((await call(h.adminToken, 'GET', '/tenants/acme/policies')).body.policies.length, before)
   })
 
@@ -83,7 +94,10 @@ describe('policy admin API', () => {
     const a = await call(h.adminToken, 'POST', `/tenants/acme/policies/${v1}/activate`)
     assert.equal(a.status, 200, a.text)
     assert.equal(a.body.status, 'active')
-    assert.deepEqual((await h.deps.store.policies.listActive()).filter((b) => b.tenant === 'acme').map((b) => b.version), ['2026-11-28.1'])
+    assert.deepEqual(
+      (await h.deps.store.policies.listActive()).filter((b) => b.tenant === 'acme').map((b) => b.version),
+      ['2026-11-28.1'],
+    )
     const ev = events.filter((e) => e.kind === 'policy').at(-1)
     assert.ok(ev && ev.kind === 'policy')
     assert.equal(ev.policy.tenant, 'acme')
@@ -94,7 +108,10 @@ describe('policy admin API', () => {
     v2 = up.body.id
     assert.equal((await call(h.adminToken, 'POST', `/tenants/acme/policies/${v2}/activate`)).status, 200)
     const list = await call(h.adminToken, 'GET', '/tenants/acme/policies')
-    assert.deepEqual(list.body.policies.map((p: { version: string; status: string }) => `${p.version}:${p.status}`), ['2026-11-28.1:inactive', 'big-500:inactive', '2026-11-28.2:active'])
+    assert.deepEqual(
+      list.body.policies.map((p: { version: string; status: string }) => `${p.version}:${p.status}`),
+      ['2026-11-28.1:inactive', 'big-500:inactive', '2026-11-28.2:active'],
+    )
     assert.equal(list.body.policies[0].cedar, undefined)
 
     const back = await call(h.adminToken, 'POST', `/tenants/acme/policies/${v1}/activate`)
@@ -108,7 +125,7 @@ describe('policy admin API', () => {
     assert.equal(full.body.cedar, PAYMENTS)
   })
 
-  test('a tenant admin cannot see or change another tenant\'s bundles; a gateway token cannot upload', async () => {
+  test("a tenant admin cannot see or change another tenant's bundles; a gateway token cannot upload", async () => {
     assert.equal((await call(otherAdmin, 'GET', '/tenants/acme/policies')).status, 403)
     assert.equal((await call(otherAdmin, 'POST', `/tenants/acme/policies/${v2}/activate`)).status, 403)
     assert.equal((await call(h.gatewayToken, 'POST', '/tenants/acme/policies', { version: 'gw', cedar: PAYMENTS })).status, 403)
@@ -137,30 +154,67 @@ describe('policy admin API', () => {
     const expected = new Map<string, number>()
     for (let i = 0; i < 120; i++) {
       const tool = i % 4 === 0 ? 'payments.charge' : 'payments.transfer'
-      const params = tool === 'payments.charge' ? { amount: 10 + i, card_number: '4111111111111111' } : { amount: 100 + i * 9, currency: 'USD', memo: 'x'.repeat(300) }
-      const req: PolicyRequest = { principal: { tenant: 'acme', agentId: agents[i % 2]!, clientId: 'c', scopes: ['payments:write'], capabilities: [tool] }, action: tool, resource: null, params, time: 1_767_225_600, clientAddress: null, override: false }
+      const params =
+        tool === 'payments.charge' ? { amount: 10 + i, card_number: '4111111111111111' } : { amount: 100 + i * 9, currency: 'USD', memo: 'x'.repeat(300) }
+      const req: PolicyRequest = {
+        principal: { tenant: 'acme', agentId: agents[i % 2]!, clientId: 'c', scopes: ['payments:write'], capabilities: [tool] },
+        action: tool,
+        resource: null,
+        params,
+        time: 1_767_225_600,
+        clientAddress: null,
+        override: false,
+      }
       const from: Decision = active.evaluate(req).decision
       const to: Decision = candidate.evaluate(req).decision
       if (from !== to) {
         const key = `${req.principal.agentId}|${tool}|${from}|${to}`
         expected.set(key, (expected.get(key) ?? 0) + 1)
       }
-      samples.push({ tenant: 'acme', candidate_version: '2026-11-28.2', active_version: '2026-11-28.1', agent_id: req.principal.agentId, tool, params, active_decision: from, candidate_decision: to })
+      samples.push({
+        tenant: 'acme',
+        candidate_version: '2026-11-28.2',
+        active_version: '2026-11-28.1',
+        agent_id: req.principal.agentId,
+        tool,
+        params,
+        active_decision: from,
+        candidate_decision: to,
+      })
     }
     assert.ok(expected.size > 0)
-    samples.push({ tenant: 'acme', candidate_version: 'stale', active_version: '2026-11-28.1', agent_id: 'billing-bot', tool: 'payments.transfer', active_decision: 'allow', candidate_decision: 'deny' })
+    samples.push({
+      tenant: 'acme',
+      candidate_version: 'stale',
+      active_version: '2026-11-28.1',
+      agent_id: 'billing-bot',
+      tool: 'payments.transfer',
+      active_decision: 'allow',
+      candidate_decision: 'deny',
+    })
     const post = await call(h.gatewayToken, 'POST', '/policy-diffs', { gateway_id: 'gw-1', samples })
     assert.equal(post.status, 202, post.text)
     assert.deepEqual(post.body, { accepted: 120, ignored: 1 })
-    assert.equal((await call(h.gatewayToken, 'POST', '/policy-diffs', { gateway_id: 'gw-1', samples: [{ ...samples[0], active_decision: 'maybe' }] })).status, 400)
+    assert.equal(
+      (await call(h.gatewayToken, 'POST', '/policy-diffs', { gateway_id: 'gw-1', samples: [{ ...samples[0], active_decision: 'maybe' }] })).status,
+      400,
+    )
     assert.equal((await call(otherAdmin, 'POST', '/policy-diffs', { gateway_id: 'gw-1', samples: [samples[0]] })).status, 403)
 
     const diff = await call(h.adminToken, 'GET', `/tenants/acme/policies/${v2}/diff`)
     assert.equal(diff.status, 200, diff.text)
     assert.equal(diff.body.samples, 120)
-    const got = new Map<string, number>(diff.body.changes.map((c: { agent_id: string; tool: string; from: string; to: string; count: number }) => [`${c.agent_id}|${c.tool}|${c.from}|${c.to}`, c.count]))
+    const got = new Map<string, number>(
+      diff.body.changes.map((c: { agent_id: string; tool: string; from: string; to: string; count: number }) => [
+        `${c.agent_id}|${c.tool}|${c.from}|${c.to}`,
+        c.count,
+      ]),
+    )
     assert.deepEqual([...got.entries()].sort(), [...expected.entries()].sort())
-    assert.equal(diff.body.changed, [...expected.values()].reduce((a, b) => a + b, 0))
+    assert.equal(
+      diff.body.changed,
+      [...expected.values()].reduce((a, b) => a + b, 0),
+    )
     for (const c of diff.body.changes) {
       assert.ok(c.samples.length > 0 && c.samples.length <= 5)
       for (const s of c.samples) {

@@ -7,12 +7,26 @@ import { authorize, eventually, startGatewayEnv, type GatewayEnv, type RunningGa
 
 const PAYMENTS = readFileSync('policies/templates/payments/policy.cedar', 'utf8')
 /** Candidate N+1: charges up to 2000 instead of 5000, refunds up to 500 instead of 1000. */
-const CANDIDATE = PAYMENTS
-  .replace('context.params.amount <= 5000\n', 'context.params.amount <= 2000\n')
-  .replace('context.params.amount <= 1000\n', 'context.params.amount <= 500\n')
+const CANDIDATE = PAYMENTS.replace('context.params.amount <= 5000\n', 'context.params.amount <= 2000\n').replace(
+  'context.params.amount <= 1000\n',
+  'context.params.amount <= 500\n',
+)
 
-interface Change { agent_id: string; tool: string; from: Decision; to: Decision; count: number; samples: Array<{ params: Record<string, unknown> | null; resource: string | null }> }
-interface Diff { samples: number; changed: number; changes: Change[]; unchanged: Array<{ agent_id: string; tool: string; decision: Decision; count: number }>; reviewed_at: number | null }
+interface Change {
+  agent_id: string
+  tool: string
+  from: Decision
+  to: Decision
+  count: number
+  samples: Array<{ params: Record<string, unknown> | null; resource: string | null }>
+}
+interface Diff {
+  samples: number
+  changed: number
+  changes: Change[]
+  unchanged: Array<{ agent_id: string; tool: string; decision: Decision; count: number }>
+  reviewed_at: number | null
+}
 
 describe('candidate bundle diff from live gateway calls', () => {
   let env: GatewayEnv
@@ -31,7 +45,9 @@ describe('candidate bundle diff from live gateway calls', () => {
     await env.admin('POST', `/tenants/${env.tenant}/policies/${candidateId}/candidate`)
     gw = await env.startGateway()
   })
-  after(async () => { await env?.close() })
+  after(async () => {
+    await env?.close()
+  })
 
   test('a replayed stream through /v1/authorize: the diff names exactly the calls whose decision changes; activation waits for review', async () => {
     const agents = ['charge-bot', 'refund-bot']
@@ -48,10 +64,25 @@ describe('candidate bundle diff from live gateway calls', () => {
       const agent = agents[i % 2]!
       const tool = i % 3 === 0 ? 'payments.refund' : 'payments.charge'
       const amount = 100 + i * 97
-      const params: Record<string, unknown> = tool === 'payments.charge' ? { amount, card_number: '4111111111111111', memo: 'm'.repeat(400) } : { amount, order: `o-${i}` }
+      const params: Record<string, unknown> =
+        tool === 'payments.charge' ? { amount, card_number: '4111111111111111', memo: 'm'.repeat(400) } : { amount, order: `o-${i}` }
       const res = await authorize(gw.url, tokens.get(agent)!, { action: { tool, params } })
       assert.equal(res.status, 200, JSON.stringify(res.body))
-      const req: PolicyRequest = { principal: { tenant: env.tenant, agentId: agent, clientId: 'c', scopes: ['crm:read', 'payments:write'], capabilities: ['payments.charge', 'payments.refund'] }, action: tool, resource: null, params, time: Math.floor(Date.now() / 1000), clientAddress: null, override: false }
+      const req: PolicyRequest = {
+        principal: {
+          tenant: env.tenant,
+          agentId: agent,
+          clientId: 'c',
+          scopes: ['crm:read', 'payments:write'],
+          capabilities: ['payments.charge', 'payments.refund'],
+        },
+        action: tool,
+        resource: null,
+        params,
+        time: Math.floor(Date.now() / 1000),
+        clientAddress: null,
+        override: false,
+      }
       const from = active.evaluate(req).decision
       const to = candidate.evaluate(req).decision
       assert.equal(res.body.decision, from)
@@ -68,7 +99,10 @@ describe('candidate bundle diff from live gateway calls', () => {
     assert.equal(d.samples, calls)
     const got = new Map(d.changes.map((c) => [`${c.agent_id}|${c.tool}|${c.from}|${c.to}`, c.count]))
     assert.deepEqual(Object.fromEntries([...got].sort()), Object.fromEntries([...expected].sort()))
-    assert.equal(d.changed, [...expected.values()].reduce((a, b) => a + b, 0))
+    assert.equal(
+      d.changed,
+      [...expected.values()].reduce((a, b) => a + b, 0),
+    )
     const gotUnchanged = new Map(d.unchanged.map((u) => [`${u.agent_id}|${u.tool}|${u.decision}|${u.decision}`, u.count]))
     assert.deepEqual(Object.fromEntries([...gotUnchanged].sort()), Object.fromEntries([...unchanged].sort()))
 
@@ -88,7 +122,10 @@ describe('candidate bundle diff from live gateway calls', () => {
     assert.ok(!stored.includes('4111111111111111'))
 
     // The review gate: a candidate whose diff changes decisions is not activated before review.
-    const blocked = await fetch(`${env.issuer}/admin/v1/tenants/${env.tenant}/policies/${candidateId}/activate`, { method: 'POST', headers: { authorization: `Bearer ${env.adminToken}` } })
+    const blocked = await fetch(`${env.issuer}/admin/v1/tenants/${env.tenant}/policies/${candidateId}/activate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${env.adminToken}` },
+    })
     assert.equal(blocked.status, 409)
     assert.equal(((await blocked.json()) as { error: string }).error, 'conflict')
     assert.equal(((await env.admin('GET', `/tenants/${env.tenant}/policies/${activeId}`)) as { status: string }).status, 'active')

@@ -32,7 +32,9 @@ const clients: AegisClient[] = []
 
 before(async () => {
   aegis = await startAegis({ gateway: true, cedar: CEDAR })
-  approverToken = String((await aegis.admin('POST', '/admin-tokens', { tenant: TENANT, role: 'approver', name: 'finance-approver', groups: ['finance'] })).token)
+  approverToken = String(
+    (await aegis.admin('POST', '/admin-tokens', { tenant: TENANT, role: 'approver', name: 'finance-approver', groups: ['finance'] })).token,
+  )
 })
 after(async () => {
   for (const c of clients) c.close()
@@ -113,7 +115,11 @@ describe('AegisClient.authorize through the real gateway', () => {
     await aegis.admin('POST', '/revocations', { type: 'jti', value: String(decodeJwt(first).jti), tenant: TENANT, reason: 'sdk test' })
     // Wait until the gateway refuses the old token (the revocation feed is asynchronous).
     for (let i = 0; i < 200; i++) {
-      const res = await fetch(`${aegis.gatewayUrl}/v1/authorize`, { method: 'POST', headers: { authorization: `Bearer ${first}`, 'content-type': 'application/json' }, body: JSON.stringify({ action: { tool: 'crm.read' } }) })
+      const res = await fetch(`${aegis.gatewayUrl}/v1/authorize`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${first}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ action: { tool: 'crm.read' } }),
+      })
       await res.body?.cancel()
       if (res.status === 401) break
       await new Promise((r) => setTimeout(r, 10))
@@ -131,15 +137,21 @@ describe('AegisClient.authorize through the real gateway', () => {
     await aegis.admin('POST', '/revocations', { type: 'client', value: c.cred.client_id, tenant: TENANT, reason: 'sdk test' })
     // The credential itself is revoked now: the refresh fails, or the new token is refused.
     await new Promise((r) => setTimeout(r, 200))
-    await assert.rejects(c.authorize({ tool: 'crm.read' }), (err: unknown) => err instanceof AegisSdkError && (err.code === 'invalid_token' || err.code === 'invalid_client' || err.code === 'invalid_grant'))
-    assert.ok(await issuedFor(c.cred.client_id) <= 2)
+    await assert.rejects(
+      c.authorize({ tool: 'crm.read' }),
+      (err: unknown) => err instanceof AegisSdkError && (err.code === 'invalid_token' || err.code === 'invalid_client' || err.code === 'invalid_grant'),
+    )
+    assert.ok((await issuedFor(c.cred.client_id)) <= 2)
   })
 })
 
 describe('approvals through the real gateway and control plane', () => {
   test('waitForApproval: approved → the same call repeated once with the override, allowed', async () => {
     const c = await newClient()
-    const waiting = c.authorize({ tool: 'payments.transfer', params: { amount: 2500, currency: 'EUR' } }, { waitForApproval: true, timeoutMs: 60_000, resource: 'account:ops' })
+    const waiting = c.authorize(
+      { tool: 'payments.transfer', params: { amount: 2500, currency: 'EUR' } },
+      { waitForApproval: true, timeoutMs: 60_000, resource: 'account:ops' },
+    )
     const id = await pendingApproval(2500)
     await decide(id, 'approve')
     const d = await waiting
@@ -163,7 +175,10 @@ describe('approvals through the real gateway and control plane', () => {
     const d = await c.authorize({ tool: 'payments.transfer', params: { amount: 4500, currency: 'EUR' } })
     assert.equal(d.decision, 'approval_needed')
     assert.ok(d.approval?.id)
-    assert.ok(new URL(d.approval.status_url, aegis.gatewayUrl).origin === new URL(aegis.issuer).origin || new URL(d.approval.status_url, aegis.gatewayUrl).origin === new URL(aegis.gatewayUrl!).origin)
+    assert.ok(
+      new URL(d.approval.status_url, aegis.gatewayUrl).origin === new URL(aegis.issuer).origin ||
+        new URL(d.approval.status_url, aegis.gatewayUrl).origin === new URL(aegis.gatewayUrl!).origin,
+    )
   })
 })
 

@@ -23,7 +23,9 @@ const ALLOW = { decision: 'allow', reasons: ['permit: test'], policy_version: 'v
 
 describe('several control planes: token requests fail over', { skip: noPostgres }, () => {
   const closers: Array<() => Promise<void>> = []
-  after(async () => { for (const c of closers.reverse()) await c().catch(() => {}) })
+  after(async () => {
+    for (const c of closers.reverse()) await c().catch(() => {})
+  })
 
   test('with the first control plane closed, tokens come from the next one; the one that answered stays first', async () => {
     const schema = await freshPostgresSchema()
@@ -35,7 +37,11 @@ describe('several control planes: token requests fail over', { skip: noPostgres 
     const b: Harness = await startControlPlane({ databaseUrl: schema.url, overrides: shared })
     closers.push(() => b.close())
     const admin = async (path: string, body: unknown): Promise<Record<string, unknown>> => {
-      const res = await fetch(`${a.url}/admin/v1${path}`, { method: 'POST', headers: { authorization: `Bearer ${a.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+      const res = await fetch(`${a.url}/admin/v1${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${a.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
       assert.ok(res.status === 201 || res.status === 200, `${path}: ${res.status}`)
       return (await res.json()) as Record<string, unknown>
     }
@@ -61,21 +67,31 @@ describe('several control planes: token requests fail over', { skip: noPostgres 
     const second = await source.getToken({ forceRefresh: true })
     assert.notEqual(second, first)
     assert.equal(decodeJwt(second).agent_id, 'fo-bot')
-    assert.deepEqual(seen.map((i) => [i.outcome, i.endpoint, i.code ?? null]), [
-      ['retry', `${a.url}/oauth2/token`, 'network_error'],
-      ['success', `${b.url}/oauth2/token`, null],
-    ], 'failed over at once, no backoff in between')
+    assert.deepEqual(
+      seen.map((i) => [i.outcome, i.endpoint, i.code ?? null]),
+      [
+        ['retry', `${a.url}/oauth2/token`, 'network_error'],
+        ['success', `${b.url}/oauth2/token`, null],
+      ],
+      'failed over at once, no backoff in between',
+    )
     assert.equal(seen[0]!.delayMs, 0)
 
     seen.length = 0
     await source.getToken({ forceRefresh: true })
-    assert.deepEqual(seen.map((i) => [i.outcome, i.endpoint]), [['success', `${b.url}/oauth2/token`]], 'the control plane that answered is asked first')
+    assert.deepEqual(
+      seen.map((i) => [i.outcome, i.endpoint]),
+      [['success', `${b.url}/oauth2/token`]],
+      'the control plane that answered is asked first',
+    )
   })
 })
 
-describe('token requests: 503 and the caller\'s deadline', () => {
+describe("token requests: 503 and the caller's deadline", () => {
   const peers: PeerHttp[] = []
-  after(async () => { for (const p of peers) await p.close() })
+  after(async () => {
+    for (const p of peers) await p.close()
+  })
 
   test('a control plane answering 503 with Retry-After is skipped for the next one without waiting', async () => {
     const down = await startPeerHttp(() => ({ status: 503, body: { error: 'temporarily_unavailable' }, headers: { 'retry-after': '30' } }))
@@ -94,7 +110,7 @@ describe('token requests: 503 and the caller\'s deadline', () => {
     }
   })
 
-  test('getToken stops waiting at the caller\'s deadline while every control plane answers 503', async () => {
+  test("getToken stops waiting at the caller's deadline while every control plane answers 503", async () => {
     const down = await startPeerHttp(() => ({ status: 503, body: { error: 'temporarily_unavailable' }, headers: { 'retry-after': '2' } }))
     peers.push(down)
     const s = new ClientCredentialsSource({ issuer: 'http://aegis.invalid', controlPlaneUrls: [down.url], clientId: 'c', clientSecret: 's' })
@@ -125,13 +141,22 @@ describe('decisions: the gateway unreachable or answering 503', () => {
     const cp = await tokenServer()
     // Outside the ephemeral range: the SDK's reconnecting client cannot connect to itself on it.
     const port = await freeRestartablePort()
-    const client = new AegisClient({ issuer: 'http://aegis.invalid', tokenEndpoint: `${cp.url}/oauth2/token`, clientId: 'c', clientSecret: 's', gatewayUrl: `http://127.0.0.1:${port}` })
+    const client = new AegisClient({
+      issuer: 'http://aegis.invalid',
+      tokenEndpoint: `${cp.url}/oauth2/token`,
+      clientId: 'c',
+      clientSecret: 's',
+      gatewayUrl: `http://127.0.0.1:${port}`,
+    })
     clients.push(client)
     const pending = client.authorize({ tool: 'crm.read' }, { timeoutMs: 20_000 })
     await new Promise((r) => setTimeout(r, 1_000))
     const { createServer } = await import('node:http')
     let calls = 0
-    const gw = createServer((_req, res) => { calls++; res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(ALLOW)) })
+    const gw = createServer((_req, res) => {
+      calls++
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(ALLOW))
+    })
     await new Promise<void>((r) => gw.listen(port, '127.0.0.1', r))
     try {
       assert.equal((await pending).decision, 'allow')
@@ -144,9 +169,19 @@ describe('decisions: the gateway unreachable or answering 503', () => {
 
   test('503 with a Retry-After beyond the deadline: fails at once with retryAfterMs, without waiting', async () => {
     const cp = await tokenServer()
-    const gw = await startPeerHttp(() => ({ status: 503, body: { error: 'temporarily_unavailable', error_description: 'degraded:redis_unavailable (…)' }, headers: { 'retry-after': '30' } }))
+    const gw = await startPeerHttp(() => ({
+      status: 503,
+      body: { error: 'temporarily_unavailable', error_description: 'degraded:redis_unavailable (…)' },
+      headers: { 'retry-after': '30' },
+    }))
     peers.push(gw)
-    const client = new AegisClient({ issuer: 'http://aegis.invalid', tokenEndpoint: `${cp.url}/oauth2/token`, clientId: 'c', clientSecret: 's', gatewayUrl: gw.url })
+    const client = new AegisClient({
+      issuer: 'http://aegis.invalid',
+      tokenEndpoint: `${cp.url}/oauth2/token`,
+      clientId: 'c',
+      clientSecret: 's',
+      gatewayUrl: gw.url,
+    })
     clients.push(client)
     await assert.rejects(client.authorize({ tool: 'payments.transfer' }, { timeoutMs: 5_000 }), (err: unknown) => {
       assert.ok(err instanceof AegisUnavailableError, String(err))
@@ -172,7 +207,11 @@ describe('decisions: the gateway unreachable or answering 503', () => {
       assert.equal((await client.authorize(high)).decision, 'allow')
       await redis.stop()
       // Longer than a few quick retries: the SDK must keep asking until Redis is back.
-      const restart = new Promise<void>((resolve, reject) => setTimeout(() => { redis.start().then(resolve, reject) }, 4_000))
+      const restart = new Promise<void>((resolve, reject) =>
+        setTimeout(() => {
+          redis.start().then(resolve, reject)
+        }, 4_000),
+      )
       const during = await client.authorize(high, { timeoutMs: 30_000 })
       await restart
       assert.equal(during.decision, 'allow')

@@ -24,7 +24,7 @@ test('refresh storm: 2,000 sources created together refresh spread over the wind
   const sources: ClientCredentialsSource[] = []
   try {
     const creds = []
-    for (let b = 0; b < N; b += 100) creds.push(...await Promise.all(Array.from({ length: Math.min(100, N - b) }, () => aegis.credential())))
+    for (let b = 0; b < N; b += 100) creds.push(...(await Promise.all(Array.from({ length: Math.min(100, N - b) }, () => aegis.credential()))))
     const tokenEndpoint = `${aegis.issuer}/oauth2/token`
     let started = 0
     let settled = 0
@@ -37,18 +37,23 @@ test('refresh storm: 2,000 sources created together refresh spread over the wind
         sent[i]!.push(clock.now())
         return fetch(input, init)
       }
-      sources.push(new ClientCredentialsSource({
-        issuer: aegis.issuer,
-        tokenEndpoint,
-        clientId: creds[i]!.client_id,
-        clientSecret: creds[i]!.client_secret,
-        clock, scheduler, random: seededRandom(1000 + i), fetch: counting,
-        onRefresh: (info) => {
-          settled++
-          if (info.outcome === 'success') refreshedAt[i]!.push(info.startedAt)
-          else failures.push(`source ${i} attempt ${info.attempt} at ${info.startedAt}: ${info.outcome} ${info.code} ${info.status}`)
-        },
-      }))
+      sources.push(
+        new ClientCredentialsSource({
+          issuer: aegis.issuer,
+          tokenEndpoint,
+          clientId: creds[i]!.client_id,
+          clientSecret: creds[i]!.client_secret,
+          clock,
+          scheduler,
+          random: seededRandom(1000 + i),
+          fetch: counting,
+          onRefresh: (info) => {
+            settled++
+            if (info.outcome === 'success') refreshedAt[i]!.push(info.startedAt)
+            else failures.push(`source ${i} attempt ${info.attempt} at ${info.startedAt}: ${info.outcome} ${info.code} ${info.status}`)
+          },
+        }),
+      )
     }
     const t0 = clock.now()
     for (let b = 0; b < N; b += 250) await Promise.all(sources.slice(b, b + 250).map((s) => s.getToken()))
@@ -64,7 +69,7 @@ test('refresh storm: 2,000 sources created together refresh spread over the wind
     // The control plane issued exactly what the sources asked for, per source.
     const perClient = new Map<string, number>()
     let total = 0
-    for (let cursor: number | undefined; ;) {
+    for (let cursor: number | undefined; ; ) {
       const page = await aegis.cp.deps.store.audit.query({ type: 'token.issued', limit: 1000, ...(cursor !== undefined ? { cursor } : {}) })
       for (const e of page) {
         const id = String(e.data.client_id)

@@ -14,13 +14,23 @@ import { ManualClock, ManualScheduler, waitUntil } from './helpers/manual-time.j
 import { AGENT, TENANT, startAegis, type Aegis } from './helpers/roles.js'
 
 let aegis: Aegis
-before(async () => { aegis = await startAegis() })
-after(async () => { await aegis.close() })
+before(async () => {
+  aegis = await startAegis()
+})
+after(async () => {
+  await aegis.close()
+})
 
 /** A fetch that counts token-endpoint calls (the requests still go to the real server). */
 function counting(): { fetch: FetchLike; calls: () => number } {
   let n = 0
-  return { fetch: (input, init) => { if (String(input).endsWith('/oauth2/token')) n++; return fetch(input, init) }, calls: () => n }
+  return {
+    fetch: (input, init) => {
+      if (String(input).endsWith('/oauth2/token')) n++
+      return fetch(input, init)
+    },
+    calls: () => n,
+  }
 }
 
 async function issuedFor(clientId: string): Promise<number> {
@@ -48,7 +58,12 @@ describe('ClientCredentialsSource against the control plane', () => {
 
   test('client_secret_post works too', async () => {
     const cred = await aegis.credential()
-    const s = new ClientCredentialsSource({ issuer: aegis.issuer, clientId: cred.client_id, clientSecret: cred.client_secret, authMethod: 'client_secret_post' })
+    const s = new ClientCredentialsSource({
+      issuer: aegis.issuer,
+      clientId: cred.client_id,
+      clientSecret: cred.client_secret,
+      authMethod: 'client_secret_post',
+    })
     try {
       assert.equal(decodeJwt(await s.getToken()).client_id, cred.client_id)
     } finally {
@@ -105,7 +120,15 @@ test('429 from the control plane: the source waits at least Retry-After, then ge
   const scheduler = new ManualScheduler(clock)
   const events: RefreshInfo[] = []
   const cred = await limited.credential()
-  const s = new ClientCredentialsSource({ issuer: limited.issuer, tokenEndpoint: `${limited.issuer}/oauth2/token`, clientId: cred.client_id, clientSecret: cred.client_secret, clock, scheduler, onRefresh: (i) => events.push(i) })
+  const s = new ClientCredentialsSource({
+    issuer: limited.issuer,
+    tokenEndpoint: `${limited.issuer}/oauth2/token`,
+    clientId: cred.client_id,
+    clientSecret: cred.client_secret,
+    clock,
+    scheduler,
+    onRefresh: (i) => events.push(i),
+  })
   try {
     const first = await s.getToken()
     s.invalidate(first)
@@ -135,16 +158,29 @@ test('control plane down longer than a refresh: calls keep working on the valid 
   const clock = new ManualClock()
   const scheduler = new ManualScheduler(clock)
   const events: RefreshInfo[] = []
-  const client = new AegisClient({ issuer: aegis.issuer, clientId: cred.client_id, clientSecret: cred.client_secret, clock, scheduler, onRefresh: (i) => events.push(i) })
+  const client = new AegisClient({
+    issuer: aegis.issuer,
+    clientId: cred.client_id,
+    clientSecret: cred.client_secret,
+    clock,
+    scheduler,
+    onRefresh: (i) => events.push(i),
+  })
   // A tool server verifying tokens locally: it needs the control plane only for the JWKS, fetched once.
   const verifier: Verifier = createVerifier({ issuer: aegis.issuer, audience: 'aegis-gateway' })
   const guard = nodeHttpAegis(verifier)
   const tool: Server = createServer((req, res) => {
-    guard(req, res).then((claims) => {
-      if (!claims) return
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(JSON.stringify({ jti: claims.jti }))
-    }, () => { res.writeHead(500); res.end() })
+    guard(req, res).then(
+      (claims) => {
+        if (!claims) return
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ jti: claims.jti }))
+      },
+      () => {
+        res.writeHead(500)
+        res.end()
+      },
+    )
   })
   await new Promise<void>((r) => tool.listen(0, '127.0.0.1', r))
   const toolUrl = `http://127.0.0.1:${(tool.address() as AddressInfo).port}/tool`
@@ -194,6 +230,9 @@ test('control plane down longer than a refresh: calls keep working on the valid 
   } finally {
     client.close()
     verifier.close()
-    await new Promise<void>((r) => { tool.close(() => r()); tool.closeAllConnections() })
+    await new Promise<void>((r) => {
+      tool.close(() => r())
+      tool.closeAllConnections()
+    })
   }
 })

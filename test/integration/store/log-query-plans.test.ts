@@ -31,19 +31,25 @@ before(async () => {
   probe = new pg.Client({ connectionString: db.url })
   await probe.connect()
   // Skewed tenants (t0 largest, t39 smallest, 3 % none), 16 event types, one event every 250 ms.
-  await probe.query(`INSERT INTO audit_events (chain_id, chain_seq, type, tenant, actor, subject, data, ts, prev_hash, hash)
+  await probe.query(
+    `INSERT INTO audit_events (chain_id, chain_seq, type, tenant, actor, subject, data, ts, prev_hash, hash)
     SELECT 'cp-' || (i % 3), i, (ARRAY['decision','decision','decision','decision','token.issued','token.issued','token.issued','auth.failed',
       'token.revoked','approval.requested','approval.approved','approval.denied','key.rotated','policy.activated','admin.agent_created',
       'admin.console_login'])[1 + (r * 16)::int % 16],
       CASE WHEN r2 < 0.03 THEN NULL ELSE 't' || floor(40 * r2 * r2)::int END, 'a', 's', '{}', $2::bigint + i * 250, md5(i::text), md5(i::text)
-    FROM (SELECT i::bigint AS i, random() AS r, random() AS r2 FROM generate_series(1, $1::int) i) s`, [ROWS, START])
-  await probe.query(`INSERT INTO decisions (ts, id, received_at, gateway_id, type, mode, tenant, agent_id, client_id, jti, tool, resource,
+    FROM (SELECT i::bigint AS i, random() AS r, random() AS r2 FROM generate_series(1, $1::int) i) s`,
+    [ROWS, START],
+  )
+  await probe.query(
+    `INSERT INTO decisions (ts, id, received_at, gateway_id, type, mode, tenant, agent_id, client_id, jti, tool, resource,
       decision, enforced, reasons, policy_version, policy_ids, risk, degraded, error, latency_ms, trace_id, params)
     SELECT $2::bigint + i * 250, md5(i::text), $2::bigint + i * 250, 'gw', 'decision', 'authorize', tenant, 'agent-' || (i % 50), 'c', 'j',
       'tool.' || floor(30 * r3 * r3)::int, NULL, CASE WHEN r < 0.85 THEN 'allow' WHEN r < 0.95 THEN 'deny' ELSE 'approval_needed' END,
       tenant NOT IN ('t3', 't7'), '[]', 'v1', NULL, NULL, NULL, NULL, 0.4, NULL, NULL
     FROM (SELECT i, r, r3, CASE WHEN r2 < 0.03 THEN NULL ELSE 't' || floor(40 * r2 * r2)::int END AS tenant
-          FROM (SELECT i::bigint AS i, random() AS r, random() AS r2, random() AS r3 FROM generate_series(1, $1::int) i) a) s`, [ROWS, START])
+          FROM (SELECT i::bigint AS i, random() AS r, random() AS r2, random() AS r3 FROM generate_series(1, $1::int) i) a) s`,
+    [ROWS, START],
+  )
   await probe.query('ANALYZE audit_events')
   await probe.query('ANALYZE decisions')
 })
@@ -72,14 +78,20 @@ async function sent(fn: () => Promise<unknown>): Promise<Array<{ text: string; v
   return seen
 }
 
-interface PlanNode { 'Node Type': string; 'Index Name'?: string; Plans?: PlanNode[] }
+interface PlanNode {
+  'Node Type': string
+  'Index Name'?: string
+  Plans?: PlanNode[]
+}
 
 function nodes(n: PlanNode): PlanNode[] {
   return [n, ...(n.Plans ?? []).flatMap(nodes)]
 }
 
 function describe(n: PlanNode): string {
-  return nodes(n).map((x) => x['Index Name'] ? `${x['Node Type']} using ${x['Index Name']}` : x['Node Type']).join(' < ')
+  return nodes(n)
+    .map((x) => (x['Index Name'] ? `${x['Node Type']} using ${x['Index Name']}` : x['Node Type']))
+    .join(' < ')
 }
 
 /** The custom and the generic plan of a statement the store sent. */
@@ -105,8 +117,15 @@ function assertInOrder(plan: PlanNode, what: string, index?: string): void {
   assert.ok(!all.some((n) => n['Node Type'] === 'Sort' || n['Node Type'] === 'Incremental Sort'), `${what}: sorts the matching rows: ${shape}`)
   assert.ok(!all.some((n) => n['Node Type'].startsWith('Bitmap')), `${what}: combines indexes in a bitmap: ${shape}`)
   assert.ok(!all.some((n) => n['Node Type'] === 'Seq Scan' || n['Node Type'] === 'Parallel Seq Scan'), `${what}: scans the table: ${shape}`)
-  assert.ok(all.some((n) => /Index (Only )?Scan/.test(n['Node Type'])), `${what}: no index scan: ${shape}`)
-  if (index !== undefined) assert.ok(all.some((n) => n['Index Name'] === index), `${what}: not served by ${index}: ${shape}`)
+  assert.ok(
+    all.some((n) => /Index (Only )?Scan/.test(n['Node Type'])),
+    `${what}: no index scan: ${shape}`,
+  )
+  if (index !== undefined)
+    assert.ok(
+      all.some((n) => n['Index Name'] === index),
+      `${what}: not served by ${index}: ${shape}`,
+    )
 }
 
 async function check(what: string, run: () => Promise<unknown>, table: string, index?: string): Promise<void> {

@@ -14,12 +14,16 @@ const noBinaries = skipWithoutInitdb()
 test('a database stopped while a lock is held fails the locked section, and the process lives on', { skip: noBinaries }, async () => {
   const pg = await PrivatePostgres.start()
   const uncaught: unknown[] = []
-  const onUncaught = (err: unknown): void => { uncaught.push(err) }
+  const onUncaught = (err: unknown): void => {
+    uncaught.push(err)
+  }
   process.on('uncaughtException', onUncaught)
   try {
     const store = await openPostgresStore(pg.url)
     let stopped!: () => void
-    const whileHeld = new Promise<void>((resolve) => { stopped = resolve })
+    const whileHeld = new Promise<void>((resolve) => {
+      stopped = resolve
+    })
     const section = store.tryWithLock('lost-connection-test', async () => {
       await pg.stop('immediate')
       stopped()
@@ -29,7 +33,10 @@ test('a database stopped while a lock is held fails the locked section, and the 
     })
     await whileHeld
     // The section's own work finished; releasing the lock fails, which is the caller's to see, not the process's.
-    await section.then(() => {}, () => {})
+    await section.then(
+      () => {},
+      () => {},
+    )
     assert.deepEqual(uncaught, [], 'no uncaught error from a client lost while held')
     await pg.start()
     // The pool recovers: the next locked section runs on a fresh connection.

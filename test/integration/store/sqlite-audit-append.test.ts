@@ -7,7 +7,18 @@ import { openSqliteStore } from '../../../src/store/sqlite/index.js'
 import type { AuditEvent } from '../../../src/store/types.js'
 
 function event(chainId: string, seq: number): Omit<AuditEvent, 'id'> {
-  return { chainId, chainSeq: seq, ts: 1_764_390_000_000 + seq, type: seq % 2 ? 'token.issued' : 'auth.failed', tenant: seq % 3 ? 'acme' : null, actor: `agent:acme/${seq}`, subject: `jti-${seq}`, data: { seq, aud: ['x'], nested: { b: 1, a: [seq] } }, prevHash: `p${seq}`, hash: `h${seq}` }
+  return {
+    chainId,
+    chainSeq: seq,
+    ts: 1_764_390_000_000 + seq,
+    type: seq % 2 ? 'token.issued' : 'auth.failed',
+    tenant: seq % 3 ? 'acme' : null,
+    actor: `agent:acme/${seq}`,
+    subject: `jti-${seq}`,
+    data: { seq, aud: ['x'], nested: { b: 1, a: [seq] } },
+    prevHash: `p${seq}`,
+    hash: `h${seq}`,
+  }
 }
 
 test('SQLite audit append: batches spanning several multi-row INSERTs return the ids the rows got, in order', async (t) => {
@@ -22,17 +33,20 @@ test('SQLite audit append: batches spanning several multi-row INSERTs return the
     const batch = Array.from({ length: size }, () => event('cp-a', ++seq))
     const ids = await store.audit.append(batch)
     assert.equal(ids.length, size)
-    batch.forEach((e, i) => written.push({ id: ids[i]!, e }))
+    for (const [i, e] of batch.entries()) written.push({ id: ids[i]!, e })
   }
   // Another chain in between, so ids are not simply chain_seq.
   await store.audit.append([event('cp-b', 1)])
   const more = Array.from({ length: 40 }, () => event('cp-a', ++seq))
   const moreIds = await store.audit.append(more)
-  more.forEach((e, i) => written.push({ id: moreIds[i]!, e }))
+  for (const [i, e] of more.entries()) written.push({ id: moreIds[i]!, e })
 
   const chain = await store.audit.chain('cp-a', 0, 10_000)
   assert.equal(chain.length, written.length)
-  assert.deepEqual(chain, written.map(({ id, e }) => ({ ...e, id })))
+  assert.deepEqual(
+    chain,
+    written.map(({ id, e }) => ({ ...e, id })),
+  )
   assert.equal(new Set(written.map((w) => w.id)).size, written.length)
 })
 
@@ -45,7 +59,10 @@ test('SQLite audit append: a failing row in a later chunk leaves the whole batch
   // Row 41 repeats (cp-a, 1): the second INSERT of this batch fails.
   const batch = Array.from({ length: 50 }, (_, i) => event('cp-a', i === 40 ? 1 : i + 2))
   await assert.rejects(store.audit.append(batch))
-  assert.deepEqual((await store.audit.chain('cp-a', 0, 100)).map((e) => e.chainSeq), [1])
+  assert.deepEqual(
+    (await store.audit.chain('cp-a', 0, 100)).map((e) => e.chainSeq),
+    [1],
+  )
   const ids = await store.audit.append([event('cp-a', 2)])
   assert.equal((await store.audit.chain('cp-a', 0, 100))[1]!.id, ids[0])
 })

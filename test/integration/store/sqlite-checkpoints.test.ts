@@ -8,7 +8,18 @@ import type { SqliteStore } from '../../../src/store/sqlite/store.js'
 import type { AuditEvent } from '../../../src/store/types.js'
 
 function event(seq: number): Omit<AuditEvent, 'id'> {
-  return { chainId: 'cp', chainSeq: seq, ts: 1_764_390_000_000 + seq, type: 'token.issued', tenant: 'acme', actor: `agent:acme/${seq}`, subject: `jti-${seq}`, data: { pad: 'x'.repeat(2000), seq }, prevHash: `p${seq}`, hash: `h${seq}` }
+  return {
+    chainId: 'cp',
+    chainSeq: seq,
+    ts: 1_764_390_000_000 + seq,
+    type: 'token.issued',
+    tenant: 'acme',
+    actor: `agent:acme/${seq}`,
+    subject: `jti-${seq}`,
+    data: { pad: 'x'.repeat(2000), seq },
+    prevHash: `p${seq}`,
+    hash: `h${seq}`,
+  }
 }
 
 async function waitFor(predicate: () => boolean, ms = 10_000): Promise<void> {
@@ -31,7 +42,9 @@ test('SQLite checkpoints run on a worker thread: the WAL reaches the database fi
   for (let i = 0; i < 10; i++) await store.audit.append(Array.from({ length: 100 }, (_, j) => event(i * 100 + j + 1)))
   // Block this thread: only a checkpoint from another thread can grow the database file meanwhile.
   const until = Date.now() + 500
-  while (Date.now() < until && statSync(path).size <= before + 1_000_000) { /* spin */ }
+  while (Date.now() < until && statSync(path).size <= before + 1_000_000) {
+    /* spin */
+  }
   assert.ok(statSync(path).size > before + 1_000_000, `database file grew from ${before} to ${statSync(path).size} bytes`)
   await store.close()
   assert.equal(existsSync(`${path}-wal`), false, 'the last connection to close folds the WAL back')

@@ -51,7 +51,10 @@ describe('JWKS client', () => {
       await verifier.jwks.ready
       const base = server.jwksRequests()
       const nowSec = Math.floor(clock.now() / 1000)
-      const flood = () => Array.from({ length: 1000 }, () => rawSign({ alg: 'EdDSA', typ: 'at+jwt', kid: randomBytes(12).toString('base64url') }, claimsAt(ISSUER, nowSec), k1.privateKey))
+      const flood = () =>
+        Array.from({ length: 1000 }, () =>
+          rawSign({ alg: 'EdDSA', typ: 'at+jwt', kid: randomBytes(12).toString('base64url') }, claimsAt(ISSUER, nowSec), k1.privateKey),
+        )
 
       // Within the cooldown of the initial load: no fetch at all.
       for (const err of await Promise.all(flood().map((t) => verifier.verifyAsync(t).catch((e: unknown) => e)))) assert.equal(reasonOf(err), 'unknown_kid')
@@ -192,7 +195,10 @@ describe('JWKS client', () => {
       assert.equal(verifier.verifySync(t3).kid, 'k3')
       assert.equal(server.jwksRequests(), base + 2)
       // k1 was retired by the rotation.
-      assert.equal(reasonOf(catchSync(() => verifier.verifySync(rawSign({ alg: 'EdDSA', typ: 'at+jwt', kid: 'k1' }, claimsAt(ISSUER, nowSec()), k1.privateKey)))), 'unknown_kid')
+      assert.equal(
+        reasonOf(catchSync(() => verifier.verifySync(rawSign({ alg: 'EdDSA', typ: 'at+jwt', kid: 'k1' }, claimsAt(ISSUER, nowSec()), k1.privateKey)))),
+        'unknown_kid',
+      )
     } finally {
       verifier.close()
       await server.close()

@@ -4,7 +4,16 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import Fastify from 'fastify'
 import { ManualClock } from '../../../src/lib/clock.js'
-import { bearerToken, createVerifier, expressAegis, fastifyAegis, nodeHttpAegis, type ExpressLikeRequest, type Verifier, type VerifyRequestOptions } from '../../../src/verify/index.js'
+import {
+  bearerToken,
+  createVerifier,
+  expressAegis,
+  fastifyAegis,
+  nodeHttpAegis,
+  type ExpressLikeRequest,
+  type Verifier,
+  type VerifyRequestOptions,
+} from '../../../src/verify/index.js'
 import { AUDIENCE, claimsAt, ed25519Key, rawSign, signToken, startJwksServer, type JwksServer, type TestKey } from '../../unit/verify/fixtures.js'
 
 const ISSUER = 'https://aegis.test'
@@ -144,7 +153,10 @@ describe('tool-server middleware', () => {
         assertInvalidToken(await call(`${server.url}/tool`, good, 'Basic'), 'missing bearer token')
         assertInvalidToken(await call(`${server.url}/tool`, rawSign({ alg: 'none', typ: 'at+jwt', kid: 'k1' }, claimsAt(ISSUER, nowSec()), null)))
         assertInvalidToken(await call(`${server.url}/tool`, await signToken(k1, claimsAt(ISSUER, nowSec() - 3600))), 'token expired')
-        assertInvalidToken(await call(`${server.url}/tool`, await signToken(k1, claimsAt(ISSUER, nowSec(), { aud: 'elsewhere' }))), 'token audience not accepted')
+        assertInvalidToken(
+          await call(`${server.url}/tool`, await signToken(k1, claimsAt(ISSUER, nowSec(), { aud: 'elsewhere' }))),
+          'token audience not accepted',
+        )
 
         const revoked = await signToken(k1, claimsAt(ISSUER, nowSec(), { jti: REVOKED_JTI }))
         assertInvalidToken(await call(`${server.url}/denylist`, revoked), 'token revoked')

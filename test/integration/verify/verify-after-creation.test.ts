@@ -17,7 +17,10 @@ test('await verify(token) right after creation waits for the first key load; ver
   const verifier = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: server.jwksUrl })
   try {
     // Before the first load the synchronous form says so instead of waiting.
-    assert.throws(() => verifier.verifySync(token), (err: unknown) => err instanceof VerifyError && err.reason === 'keys_not_loaded')
+    assert.throws(
+      () => verifier.verifySync(token),
+      (err: unknown) => err instanceof VerifyError && err.reason === 'keys_not_loaded',
+    )
     const verified = await verifier.verify(token)
     assert.equal(verified.kid, 'k1')
     assert.equal(verified.claims.iss, ISSUER)

@@ -2,18 +2,33 @@ import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { belowBound, matchBudget, parseBudgets, resolvePointer } from '../../../src/control-plane/approvals/budgets.js'
 
-const good = { name: 'small', tenant: 'acme', tool: 'payments.transfer', group: 'finance', auto_approve_below: { param: '/params/amount', max: 1000 }, per_day: 5 }
+const good = {
+  name: 'small',
+  tenant: 'acme',
+  tool: 'payments.transfer',
+  group: 'finance',
+  auto_approve_below: { param: '/params/amount', max: 1000 },
+  per_day: 5,
+}
 
 describe('approval budgets', () => {
   test('a valid budget parses', () => {
-    assert.deepEqual(parseBudgets([good]), [{ name: 'small', tenant: 'acme', tool: 'payments.transfer', group: 'finance', param: '/params/amount', max: 1000, perDay: 5 }])
+    assert.deepEqual(parseBudgets([good]), [
+      { name: 'small', tenant: 'acme', tool: 'payments.transfer', group: 'finance', param: '/params/amount', max: 1000, perDay: 5 },
+    ])
     assert.deepEqual(parseBudgets(undefined), [])
   })
 
   test('every problem is reported at once', () => {
-    assert.throws(() => parseBudgets([{ ...good, per_day: 0, auto_approve_below: { param: 'amount', max: 'x' }, extra: 1 }, good, good]), (e: Error) =>
-      /per_day must be an integer/.test(e.message) && /param must be a JSON pointer under \/params\//.test(e.message) &&
-      /max must be a finite number/.test(e.message) && /unknown key "extra"/.test(e.message) && /"small" is used twice/.test(e.message))
+    assert.throws(
+      () => parseBudgets([{ ...good, per_day: 0, auto_approve_below: { param: 'amount', max: 'x' }, extra: 1 }, good, good]),
+      (e: Error) =>
+        /per_day must be an integer/.test(e.message) &&
+        /param must be a JSON pointer under \/params\//.test(e.message) &&
+        /max must be a finite number/.test(e.message) &&
+        /unknown key "extra"/.test(e.message) &&
+        /"small" is used twice/.test(e.message),
+    )
     assert.throws(() => parseBudgets({}), /must be a JSON array/)
   })
 

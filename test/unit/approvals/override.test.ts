@@ -21,15 +21,34 @@ const signer = {
 }
 const decidedAt = Date.UTC(2026, 10, 29, 4, 0, 0)
 const approved: Approval = {
-  id: 'apr_abcdefghijkl', tenant: 'acme', agentId: 'billing-bot', tool: 'payments.transfer', paramsCanonical: '{"amount":5}', paramsHash: 'HASH',
-  resource: null, requestCanonical: null, policyId: 'p', policyVersion: 'v7', group: 'finance', requireConsole: false, status: 'approved', createdAt: decidedAt - 1000,
-  expiresAt: decidedAt + 900_000, decidedAt, decidedBy: 'admin:x', reason: null, overrideJti: 'ovr_1', deliveries: [],
+  id: 'apr_abcdefghijkl',
+  tenant: 'acme',
+  agentId: 'billing-bot',
+  tool: 'payments.transfer',
+  paramsCanonical: '{"amount":5}',
+  paramsHash: 'HASH',
+  resource: null,
+  requestCanonical: null,
+  policyId: 'p',
+  policyVersion: 'v7',
+  group: 'finance',
+  requireConsole: false,
+  status: 'approved',
+  createdAt: decidedAt - 1000,
+  expiresAt: decidedAt + 900_000,
+  decidedAt,
+  decidedBy: 'admin:x',
+  reason: null,
+  overrideJti: 'ovr_1',
+  deliveries: [],
 }
 const expected = { agentId: 'billing-bot', tenant: 'acme', tool: 'payments.transfer', paramsHash: 'HASH', policyVersion: 'v7', resource: null }
 const base = { keys, issuer: config.issuer, audience: config.audience, expected, now: decidedAt + 1000 }
 
 describe('override tokens', () => {
-  test('mint and gateway agree on the typ', () => { assert.equal(MINTED_TYP, OVERRIDE_TYP) })
+  test('mint and gateway agree on the typ', () => {
+    assert.equal(MINTED_TYP, OVERRIDE_TYP)
+  })
 
   test('claims derive from the stored request only, so a second fetch has the same jti and exp', () => {
     const a = overrideClaims(approved, config)!
@@ -59,7 +78,11 @@ describe('override tokens', () => {
       const t = signer.signJwt({ typ: OVERRIDE_TYP, ...extra }, { ...claims }).jwt
       await assert.rejects(verifyOverride(t, base), refusedWith('header'))
     }
-    const unknownKid = `${base64url.encode(JSON.stringify({ alg: 'EdDSA', typ: OVERRIDE_TYP, kid: 'k2' }))}.${signer.signJwt({ typ: OVERRIDE_TYP }, { ...claims }).jwt.split('.').slice(1).join('.')}`
+    const unknownKid = `${base64url.encode(JSON.stringify({ alg: 'EdDSA', typ: OVERRIDE_TYP, kid: 'k2' }))}.${signer
+      .signJwt({ typ: OVERRIDE_TYP }, { ...claims })
+      .jwt.split('.')
+      .slice(1)
+      .join('.')}`
     await assert.rejects(verifyOverride(unknownKid, base), refusedWith('unknown_kid'))
     const atJwt = signer.signJwt({ typ: 'at+jwt' }, { ...claims }).jwt
     await assert.rejects(verifyOverride(atJwt, base), refusedWith('type'))
@@ -92,7 +115,8 @@ describe('override tokens', () => {
       }
       return ['accepted', '']
     }
-    const tok = (header: Record<string, unknown>, over: Record<string, unknown> = {}) => signer.signJwt({ typ: OVERRIDE_TYP, ...header }, { ...claims, ...over }).jwt
+    const tok = (header: Record<string, unknown>, over: Record<string, unknown> = {}) =>
+      signer.signJwt({ typ: OVERRIDE_TYP, ...header }, { ...claims, ...over }).jwt
     const noKid = (() => {
       const [, p] = tok({}).split('.')
       const h = base64url.encode(JSON.stringify({ alg: 'EdDSA', typ: OVERRIDE_TYP }))
@@ -118,7 +142,12 @@ describe('override tokens', () => {
   })
 
   test('an unreachable replay cache fails closed', async () => {
-    const broken = { claim: async () => { throw new Error('down') }, close: async () => {} }
+    const broken = {
+      claim: async () => {
+        throw new Error('down')
+      },
+      close: async () => {},
+    }
     await assert.rejects(claimOverride(broken, { jti: 'j', exp: 1, approvalId: 'a' }), refusedWith('unavailable'))
   })
 })

@@ -21,7 +21,13 @@ async function setup(t: { after: (fn: () => Promise<void>) => void }) {
 /** Counts the store's audit transactions (the writer under test is untouched). */
 function countingStore(store: Store): { store: Store; batches: number[] } {
   const batches: number[] = []
-  const audit = { ...store.audit, append: (events: Parameters<Store['audit']['append']>[0]) => { batches.push(events.length); return store.audit.append(events) } }
+  const audit = {
+    ...store.audit,
+    append: (events: Parameters<Store['audit']['append']>[0]) => {
+      batches.push(events.length)
+      return store.audit.append(events)
+    },
+  }
   return { store: Object.assign(Object.create(Object.getPrototypeOf(store)), store, { audit }) as Store, batches }
 }
 
@@ -30,10 +36,15 @@ test('events appended in one tick share one transaction and form a contiguous ch
   const counted = countingStore(store)
   const audit = await createAuditWriter({ store: counted.store, keys, clock, logger, chainId: 'cp-a', checkpointIntervalMs: 60_000 })
   defer(() => audit.close())
-  await Promise.all(Array.from({ length: 50 }, (_, i) => audit.append({ type: 'token.issued', tenant: 'acme', actor: `agent:acme/${i}`, subject: `jti-${i}`, data: { i } })))
+  await Promise.all(
+    Array.from({ length: 50 }, (_, i) => audit.append({ type: 'token.issued', tenant: 'acme', actor: `agent:acme/${i}`, subject: `jti-${i}`, data: { i } })),
+  )
   assert.deepEqual(counted.batches, [50])
   const chain = await store.audit.chain('cp-a', 0, 100)
-  assert.deepEqual(chain.map((e) => e.chainSeq), Array.from({ length: 50 }, (_, i) => i + 1))
+  assert.deepEqual(
+    chain.map((e) => e.chainSeq),
+    Array.from({ length: 50 }, (_, i) => i + 1),
+  )
   assert.equal(chain[0]!.prevHash, GENESIS_HASH)
   for (let i = 1; i < chain.length; i++) assert.equal(chain[i]!.prevHash, chain[i - 1]!.hash)
   for (const e of chain) assert.equal(eventHash(e), e.hash)
@@ -66,7 +77,13 @@ test('a failed batch rejects every caller in it with 503 and the chain continues
   assert.equal(audit.head().seq, 1)
   await audit.append({ type: 'token.issued', data: { n: 4 } })
   const chain = await store.audit.chain('cp-b', 0, 10)
-  assert.deepEqual(chain.map((e) => [e.chainSeq, e.data.n]), [[1, 1], [2, 4]])
+  assert.deepEqual(
+    chain.map((e) => [e.chainSeq, e.data.n]),
+    [
+      [1, 1],
+      [2, 4],
+    ],
+  )
   await audit.close()
   const report = await verifyAuditStore(store)
   assert.equal(report.ok, true, JSON.stringify(report.firstBad))
@@ -80,7 +97,10 @@ test('a writer resumes its chain from the stored head, and checkpoints sign the 
   await first.close()
   await assert.rejects(first.append({ type: 'late' }), (err: AegisError) => err.code === 'temporarily_unavailable')
   let cps = await store.audit.latestCheckpoints()
-  assert.deepEqual(cps.map((c) => [c.chainId, c.chainSeq]), [['cp-c', 2]])
+  assert.deepEqual(
+    cps.map((c) => [c.chainId, c.chainSeq]),
+    [['cp-c', 2]],
+  )
   assert.equal(cps[0]!.kid, keys.currentKid())
   const [h] = cps[0]!.signature.split('.')
   assert.equal(JSON.parse(Buffer.from(h!, 'base64url').toString()).typ, 'aegis-checkpoint+jwt')
@@ -89,7 +109,10 @@ test('a writer resumes its chain from the stored head, and checkpoints sign the 
   defer(() => second.close())
   await second.append({ type: 'c' })
   const chain = await store.audit.chain('cp-c', 0, 10)
-  assert.deepEqual(chain.map((e) => `${e.chainSeq}:${e.type}`), ['1:a', '2:b', '3:c'])
+  assert.deepEqual(
+    chain.map((e) => `${e.chainSeq}:${e.type}`),
+    ['1:a', '2:b', '3:c'],
+  )
   assert.equal(chain[2]!.prevHash, chain[1]!.hash)
   // No new checkpoint when the head has not moved; one when it has.
   await second.checkpoint()
@@ -105,7 +128,10 @@ test('checkpoints are signed on the timer while the head moves', async (t) => {
   defer(() => audit.close())
   await audit.append({ type: 'x' })
   for (let i = 0; i < 200 && (await store.audit.latestCheckpoints()).length === 0; i++) await new Promise((r) => setTimeout(r, 10))
-  assert.deepEqual((await store.audit.latestCheckpoints()).map((c) => c.chainSeq), [1])
+  assert.deepEqual(
+    (await store.audit.latestCheckpoints()).map((c) => c.chainSeq),
+    [1],
+  )
 })
 
 test('event data is stored as it reads back: undefined dropped, lone surrogates replaced', async (t) => {
@@ -124,11 +150,13 @@ test('an event without a canonical form is refused alone; its batch neighbours a
   const { store, clock, keys, defer } = await setup(t)
   const audit = await createAuditWriter({ store, keys, clock, logger, chainId: 'cp-f', checkpointIntervalMs: 60_000 })
   defer(() => audit.close())
-  const results = await Promise.allSettled([
-    audit.append({ type: 'a' }),
-    audit.append({ type: 'bad', data: { ['k\uD800']: 1 } }),
-    audit.append({ type: 'b' }),
-  ])
-  assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled'])
-  assert.deepEqual((await store.audit.chain('cp-f', 0, 10)).map((e) => `${e.chainSeq}:${e.type}`), ['1:a', '2:b'])
+  const results = await Promise.allSettled([audit.append({ type: 'a' }), audit.append({ type: 'bad', data: { 'k\uD800': 1 } }), audit.append({ type: 'b' })])
+  assert.deepEqual(
+    results.map((r) => r.status),
+    ['fulfilled', 'rejected', 'fulfilled'],
+  )
+  assert.deepEqual(
+    (await store.audit.chain('cp-f', 0, 10)).map((e) => `${e.chainSeq}:${e.type}`),
+    ['1:a', '2:b'],
+  )
 })

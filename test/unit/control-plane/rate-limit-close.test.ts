@@ -20,7 +20,9 @@ async function ended(redis: Redis): Promise<string> {
   let timer: NodeJS.Timeout | undefined
   const r = await Promise.race([
     new Promise<string>((resolve) => redis.once('end', () => resolve('end'))),
-    new Promise<string>((resolve) => { timer = setTimeout(() => resolve(`still ${redis.status}`), 3000) }),
+    new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve(`still ${redis.status}`), 3000)
+    }),
   ])
   clearTimeout(timer)
   return r
@@ -38,7 +40,9 @@ test('closing the Redis rate limiter while its connection is still reconnecting 
   await limiter.close()
   // Reconnect attempts come every 50 ms; a closed client makes none (quit() used to be refused here, leaving it reconnecting).
   let attempts = 0
-  redis.on('reconnecting', () => { attempts++ })
+  redis.on('reconnecting', () => {
+    attempts++
+  })
   await new Promise((r) => setTimeout(r, 600))
   if (attempts > 0) redis.disconnect()
   assert.equal(attempts, 0)

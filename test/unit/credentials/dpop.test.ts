@@ -43,7 +43,12 @@ describe('lib/dpop', () => {
 
   test('a proof with private key material in its jwk is refused', async () => {
     const { privateKey } = generateKeyPairSync('ed25519')
-    const leaky = signJws({ typ: 'dpop+jwt', jwk: privateKey.export({ format: 'jwk' }) }, { htm: 'POST', htu: URL_, iat: NOW, jti: 'abcdefgh12' }, privateKey, 'EdDSA')
+    const leaky = signJws(
+      { typ: 'dpop+jwt', jwk: privateKey.export({ format: 'jwk' }) },
+      { htm: 'POST', htu: URL_, iat: NOW, jti: 'abcdefgh12' },
+      privateKey,
+      'EdDSA',
+    )
     await assert.rejects(verifyDpopProof(leaky, check()), /private/)
   })
 
@@ -60,7 +65,10 @@ describe('lib/dpop', () => {
     const nonce = { valid: (x: string) => nonces.valid(x, NOW), required: true }
     await assert.rejects(verifyDpopProof(key.proof('POST', URL_, { iat: NOW }), check({ nonce })), (e: unknown) => e instanceof DpopProofError && e.nonce)
     await verifyDpopProof(key.proof('POST', URL_, { iat: NOW, nonce: n }), check({ nonce }))
-    await assert.rejects(verifyDpopProof(key.proof('POST', URL_, { iat: NOW, nonce: other.issue(NOW) }), check({ nonce })), (e: unknown) => e instanceof DpopProofError && e.nonce)
+    await assert.rejects(
+      verifyDpopProof(key.proof('POST', URL_, { iat: NOW, nonce: other.issue(NOW) }), check({ nonce })),
+      (e: unknown) => e instanceof DpopProofError && e.nonce,
+    )
   })
 
   test('accessTokenHash is base64url SHA-256 (RFC 9449 §4.2 ath)', () => {

@@ -34,7 +34,11 @@ describe('lib/x509', () => {
     const now = Date.now()
     assert.equal(validateChain(cert, [], roots, now), null)
     assert.equal(validateChain(cert, [], roots, now + 30 * 86_400_000), 'expired')
-    const future = makeLeaf(ca, 'future', { subject: '/CN=f', startDate: asn1Time(new Date(now + 86_400_000)), endDate: asn1Time(new Date(now + 2 * 86_400_000)) })
+    const future = makeLeaf(ca, 'future', {
+      subject: '/CN=f',
+      startDate: asn1Time(new Date(now + 86_400_000)),
+      endDate: asn1Time(new Date(now + 2 * 86_400_000)),
+    })
     assert.equal(validateChain(new X509Certificate(future.certPem), [], roots, now), 'not_yet_valid')
     const other = makeCa(dir, 'Other')
     assert.equal(validateChain(cert, [], [new X509Certificate(other.certPem)], now), 'untrusted')

@@ -11,8 +11,14 @@ describe('FeedLog', () => {
     assert.equal(log.last, 0)
     assert.deepEqual(log.after(0, 10), [])
     for (let i = 1; i <= 5; i++) assert.equal(log.append(ev(i)).pos, i)
-    assert.deepEqual(log.after(0, 2)!.map((e) => e.pos), [1, 2])
-    assert.deepEqual(log.after(2, 10)!.map((e) => e.pos), [3, 4, 5])
+    assert.deepEqual(
+      log.after(0, 2)!.map((e) => e.pos),
+      [1, 2],
+    )
+    assert.deepEqual(
+      log.after(2, 10)!.map((e) => e.pos),
+      [3, 4, 5],
+    )
     assert.deepEqual(log.after(5, 10), [])
     assert.equal(JSON.parse(log.after(4, 1)![0]!.json).agent.agentId, 'a5')
   })
@@ -28,7 +34,7 @@ describe('FeedLog', () => {
     assert.equal(log.after(0, 10), null)
     assert.equal(log.resumable(log.cursor(1)), 1)
     assert.equal(log.resumable(log.cursor(9)), undefined, 'a position this log never reached')
-    assert.equal(log.resumable(new FeedLog().cursor(1)), undefined, 'another process\'s cursor')
+    assert.equal(log.resumable(new FeedLog().cursor(1)), undefined, "another process's cursor")
     for (const junk of [undefined, '', '12', 'x.y', `${log.epoch}.-1`, `${log.epoch}.1.2`]) assert.equal(log.resumable(junk), undefined, String(junk))
   })
 
@@ -51,6 +57,9 @@ describe('FeedLog', () => {
     assert.equal(log.resumable(cursor), undefined)
     assert.equal(log.after(2, 10), null, 'a reader caught up before the gap must reload')
     const e = log.append(ev(3))
-    assert.deepEqual(log.after(e.pos - 1, 10)!.map((x) => x.pos), [e.pos])
+    assert.deepEqual(
+      log.after(e.pos - 1, 10)!.map((x) => x.pos),
+      [e.pos],
+    )
   })
 })

@@ -4,8 +4,17 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { cachingApprovalOpener, type ApprovalOpener, type OpenApprovalBody } from '../../../src/gateway/approvals/hook.js'
 
 const body = (params: Record<string, unknown>): OpenApprovalBody => ({
-  tenant: 'acme', agent_id: 'billing-bot', client_id: 'bc_1', tool: 'payments.transfer', params, resource: 'account:ops',
-  policy_id: 'transfer-approval', policy_version: 'v1', group: 'finance', require_console: false, mask: [],
+  tenant: 'acme',
+  agent_id: 'billing-bot',
+  client_id: 'bc_1',
+  tool: 'payments.transfer',
+  params,
+  resource: 'account:ops',
+  policy_id: 'transfer-approval',
+  policy_version: 'v1',
+  group: 'finance',
+  require_console: false,
+  mask: [],
 })
 
 function countingOpener(fail = false): ApprovalOpener & { calls: number } {

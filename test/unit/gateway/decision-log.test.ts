@@ -14,10 +14,32 @@ import { DecisionLogUploader, type UploadTarget } from '../../../src/gateway/dec
 import type { GatewayAuditEvent } from '../../../src/gateway/deps.js'
 import { silentLogger } from '../../../src/observability/logger.js'
 
-interface Upload { headers: Record<string, string | string[] | undefined>; body: { gateway_id: string; records: Array<Record<string, unknown>> } }
+interface Upload {
+  headers: Record<string, string | string[] | undefined>
+  body: { gateway_id: string; records: Array<Record<string, unknown>> }
+}
 
 function event(over: Partial<GatewayAuditEvent> = {}): GatewayAuditEvent {
-  return { type: 'decision', ts: Date.now(), gateway_id: 'gw-t', mode: 'authorize', tenant: 'acme', agent_id: 'bot', client_id: 'cl_bot', jti: 'jti-1', tool: 'crm.read', resource: null, decision: 'allow', enforced: true, reasons: [], policy_version: 'v1', policy_ids: [], risk: 'normal', latency_ms: 0.1, ...over }
+  return {
+    type: 'decision',
+    ts: Date.now(),
+    gateway_id: 'gw-t',
+    mode: 'authorize',
+    tenant: 'acme',
+    agent_id: 'bot',
+    client_id: 'cl_bot',
+    jti: 'jti-1',
+    tool: 'crm.read',
+    resource: null,
+    decision: 'allow',
+    enforced: true,
+    reasons: [],
+    policy_version: 'v1',
+    policy_ids: [],
+    risk: 'normal',
+    latency_ms: 0.1,
+    ...over,
+  }
 }
 
 async function until(fn: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
@@ -54,7 +76,10 @@ describe('DecisionLogUploader', () => {
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
     target = { url: (p) => base + p, headers: (extra = {}) => ({ authorization: 'Bearer gw-secret-token', ...extra }) }
   })
-  after(async () => { server.closeAllConnections(); await new Promise((r) => server.close(r)) })
+  after(async () => {
+    server.closeAllConnections()
+    await new Promise((r) => server.close(r))
+  })
 
   test('uploads gzip batches with the sanitized, bounded parameters and no token', async () => {
     uploads.length = 0
@@ -82,7 +107,7 @@ describe('DecisionLogUploader', () => {
     await u.close()
   })
 
-  test('a failed upload is retried with the same records, after the answer\'s Retry-After', async () => {
+  test("a failed upload is retried with the same records, after the answer's Retry-After", async () => {
     uploads.length = 0
     answers = [{ status: 503, headers: { 'retry-after': '1' } }, { status: 429 }]
     const registry = new Registry()

@@ -49,7 +49,9 @@ test('a permanent entry survives pruning at any time', () => {
 test('the feed event of a lift parses; a malformed one does not', () => {
   const r = rev(7, { type: 'agent', value: 'bot', liftedAt: 5, expiresAt: 5 })
   assert.deepEqual(parseFeedEvent(JSON.parse(JSON.stringify({ kind: 'revocation_lifted', seq: 9, revocation: r }))), {
-    kind: 'revocation_lifted', seq: 9, revocation: { seq: 7, type: 'agent', value: 'bot', tenant: 'acme', agentId: null, reason: null, createdAt: 0, expiresAt: 5 },
+    kind: 'revocation_lifted',
+    seq: 9,
+    revocation: { seq: 7, type: 'agent', value: 'bot', tenant: 'acme', agentId: null, reason: null, createdAt: 0, expiresAt: 5 },
   })
   assert.equal(parseFeedEvent({ kind: 'revocation_lifted', revocation: r }), null, 'no seq')
   assert.equal(parseFeedEvent({ kind: 'revocation_lifted', seq: 9 }), null, 'no entry')

@@ -13,8 +13,23 @@ import type { FeedSnapshot } from '../../../src/control-plane/feed/events.js'
 import type { PolicyCompiler, PolicyEngine } from '../../../src/policy/types.js'
 import type { Revocation } from '../../../src/store/types.js'
 
-const rev = (seq: number, value: string): Revocation => ({ seq, type: 'jti', value, tenant: 't', agentId: null, reason: null, createdAt: Date.now(), expiresAt: Date.now() + 60_000 })
-const snapshot = (seq: number, revocations: Revocation[]): FeedSnapshot => ({ seq, revocations, agents: [{ tenant: 't', agentId: 'a', capabilityHash: 'h'.repeat(43) }], policies: [], generatedAt: Date.now() })
+const rev = (seq: number, value: string): Revocation => ({
+  seq,
+  type: 'jti',
+  value,
+  tenant: 't',
+  agentId: null,
+  reason: null,
+  createdAt: Date.now(),
+  expiresAt: Date.now() + 60_000,
+})
+const snapshot = (seq: number, revocations: Revocation[]): FeedSnapshot => ({
+  seq,
+  revocations,
+  agents: [{ tenant: 't', agentId: 'a', capabilityHash: 'h'.repeat(43) }],
+  policies: [],
+  generatedAt: Date.now(),
+})
 
 async function listen(server: Server): Promise<string> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
@@ -24,20 +39,37 @@ async function listen(server: Server): Promise<string> {
 const stubCompiler = (fail: (cedar: string) => boolean): PolicyCompiler => ({
   compile: (b) => {
     if (fail(b.cedar)) throw new Error('bad policy')
-    const engine: PolicyEngine = { evaluate: () => ({ decision: 'allow', reasons: [b.cedar], policyIds: [], obligations: [], risk: 'normal', policyVersion: b.version, mode: b.mode }) }
+    const engine: PolicyEngine = {
+      evaluate: () => ({ decision: 'allow', reasons: [b.cedar], policyIds: [], obligations: [], risk: 'normal', policyVersion: b.version, mode: b.mode }),
+    }
     return engine
   },
 })
 
-function newState(compiler: PolicyCompiler = stubCompiler(() => false), onRevocationsApplied?: (seq: number) => void): { state: GatewayState; deny: MemoryDenyList } {
+function newState(
+  compiler: PolicyCompiler = stubCompiler(() => false),
+  onRevocationsApplied?: (seq: number) => void,
+): { state: GatewayState; deny: MemoryDenyList } {
   const deny = new MemoryDenyList()
-  const state = new GatewayState({ denyList: deny, compiler, logger: silentLogger(), metrics: new Metrics(), clock: systemClock, ...(onRevocationsApplied ? { onRevocationsApplied } : {}) })
+  const state = new GatewayState({
+    denyList: deny,
+    compiler,
+    logger: silentLogger(),
+    metrics: new Metrics(),
+    clock: systemClock,
+    ...(onRevocationsApplied ? { onRevocationsApplied } : {}),
+  })
   return { state, deny }
 }
 
 describe('SseFeed against a small real SSE server', () => {
   const servers: Server[] = []
-  after(() => { for (const s of servers) { s.closeAllConnections(); s.close() } })
+  after(() => {
+    for (const s of servers) {
+      s.closeAllConnections()
+      s.close()
+    }
+  })
 
   test('loads the snapshot, applies events, and after a dropped stream reconnects and reloads the full list', async () => {
     let connections = 0
@@ -108,7 +140,15 @@ describe('GatewayState policies', () => {
     state.applyEvent({ kind: 'policy', policy: { tenant: 't', active: { id: 'p2', version: 'v2', cedar: 'bad', mode: 'enforce' }, candidate: null } })
     assert.equal(state.policyFor('t')?.version, 'v1', 'kept the previous bundle')
     state.applyEvent({ kind: 'policy', policy: { tenant: 'u', active: { id: 'p3', version: 'v3', cedar: 'bad', mode: 'enforce' }, candidate: null } })
-    const r = state.policyFor('u')!.engine.evaluate({ principal: { tenant: 'u', agentId: 'a', clientId: 'c', scopes: [], capabilities: ['x'] }, action: 'x', resource: null, params: {}, time: 0, clientAddress: null, override: false })
+    const r = state.policyFor('u')!.engine.evaluate({
+      principal: { tenant: 'u', agentId: 'a', clientId: 'c', scopes: [], capabilities: ['x'] },
+      action: 'x',
+      resource: null,
+      params: {},
+      time: 0,
+      clientAddress: null,
+      override: false,
+    })
     assert.equal(r.decision, 'deny')
     state.applyEvent({ kind: 'policy', policy: { tenant: 't', active: null, candidate: null } })
     assert.equal(state.policyFor('t'), undefined, 'no active bundle: strict engine')
@@ -128,7 +168,9 @@ describe('AckReporter', () => {
     const posts: Array<{ gateway_id: string; seq: number }> = []
     const server = createServer((req, res) => {
       let body = ''
-      req.on('data', (c: Buffer) => { body += c.toString() })
+      req.on('data', (c: Buffer) => {
+        body += c.toString()
+      })
       req.on('end', () => {
         posts.push(JSON.parse(body) as { gateway_id: string; seq: number })
         res.writeHead(204).end()

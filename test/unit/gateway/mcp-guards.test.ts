@@ -42,11 +42,19 @@ describe('MCP standard headers', () => {
   })
 
   test('from 2026-07-28 the headers are required, and the header version must match _meta', () => {
-    const modern = msg({ jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'crm.read', _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } } })
+    const modern = msg({
+      jsonrpc: '2.0',
+      id: 5,
+      method: 'tools/call',
+      params: { name: 'crm.read', _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } },
+    })
     assert.match(String(headerMismatch({}, modern)), /Mcp-Method header is required/)
     assert.match(String(headerMismatch({ 'mcp-method': 'tools/call' }, modern)), /Mcp-Name header is required/)
     assert.equal(headerMismatch({ 'mcp-method': 'tools/call', 'mcp-name': 'crm.read' }, modern), null)
-    assert.match(String(headerMismatch({ 'mcp-protocol-version': '2025-11-25', 'mcp-method': 'tools/call', 'mcp-name': 'crm.read' }, modern)), /MCP-Protocol-Version/)
+    assert.match(
+      String(headerMismatch({ 'mcp-protocol-version': '2025-11-25', 'mcp-method': 'tools/call', 'mcp-name': 'crm.read' }, modern)),
+      /MCP-Protocol-Version/,
+    )
     assert.match(String(headerMismatch({ 'mcp-protocol-version': '2026-07-28' }, call)), /Mcp-Method header is required/)
   })
 

@@ -4,7 +4,16 @@ import { generateKeyPairSync, randomBytes, sign } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import { loadConfig } from '../../../src/config/load.js'
 import { AegisError } from '../../../src/errors.js'
-import { DEFAULT_TUNING, DecisionPipeline, GatewayState, ManifestCache, MemoryDecisionSink, type DecisionOutcome, type DecisionRequest, type GatewayDeps } from '../../../src/gateway/index.js'
+import {
+  DEFAULT_TUNING,
+  DecisionPipeline,
+  GatewayState,
+  ManifestCache,
+  MemoryDecisionSink,
+  type DecisionOutcome,
+  type DecisionRequest,
+  type GatewayDeps,
+} from '../../../src/gateway/index.js'
 import { noApprovals } from '../../../src/gateway/pipeline/index.js'
 import { buildManifest, capabilityHash } from '../../../src/lib/capability.js'
 import { systemClock } from '../../../src/lib/clock.js'
@@ -24,13 +33,37 @@ const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('bas
 
 function mint(claims: Record<string, unknown> = {}, kid = 'k1'): string {
   const now = Math.floor(Date.now() / 1000)
-  const payload = { iss: ISSUER, sub: 'bot', agent_id: 'bot', client_id: 'cl_1', tenant: 'acme', aud: AUDIENCE, scope: 'crm:read', iat: now, nbf: now, exp: now + 600, jti: randomBytes(12).toString('base64url'), policy_version: 'none', capability_hash: HASH, ...claims }
+  const payload = {
+    iss: ISSUER,
+    sub: 'bot',
+    agent_id: 'bot',
+    client_id: 'cl_1',
+    tenant: 'acme',
+    aud: AUDIENCE,
+    scope: 'crm:read',
+    iat: now,
+    nbf: now,
+    exp: now + 600,
+    jti: randomBytes(12).toString('base64url'),
+    policy_version: 'none',
+    capability_hash: HASH,
+    ...claims,
+  }
   for (const [k, v] of Object.entries(payload)) if (v === undefined) delete (payload as Record<string, unknown>)[k]
   const input = `${b64({ alg: 'EdDSA', typ: 'at+jwt', kid })}.${b64(payload)}`
   return `${input}.${sign(null, Buffer.from(input), privateKey).toString('base64url')}`
 }
 
-const call = (token: string | undefined, tool = 'crm.read'): DecisionRequest => ({ token, tool, params: {}, resource: null, dryRun: false, override: null, clientAddress: null, mode: 'authorize' })
+const call = (token: string | undefined, tool = 'crm.read'): DecisionRequest => ({
+  token,
+  tool,
+  params: {},
+  resource: null,
+  dryRun: false,
+  override: null,
+  clientAddress: null,
+  mode: 'authorize',
+})
 
 async function outcome(p: DecisionPipeline, req: DecisionRequest): Promise<DecisionOutcome | AegisError> {
   try {
@@ -51,18 +84,38 @@ describe('DecisionPipeline with a real verifier (JWKS on loopback) and in-proces
     const metrics = new Metrics()
     const denyList = new MemoryDenyList()
     const state = new GatewayState({ denyList, compiler: { compile: () => new StrictEngine() }, logger, metrics, clock: systemClock })
-    const manifests = new ManifestCache(async () => { fetches++; await new Promise((r) => setTimeout(r, 20)); return served }, logger)
+    const manifests = new ManifestCache(async () => {
+      fetches++
+      await new Promise((r) => setTimeout(r, 20))
+      return served
+    }, logger)
     const sink = new MemoryDecisionSink()
     const deps: GatewayDeps = {
-      config: loadConfig({ env: {}, overrides: { issuer: ISSUER, logLevel: 'silent' } }), logger, metrics, clock: systemClock, gatewayId: 'unit', verifier, denyList,
-      replay: new MemoryReplayCache(), state, manifests, policyCompiler: { compile: () => new StrictEngine() }, decisions: sink, approvals: noApprovals, redisHealth: null, tuning: DEFAULT_TUNING,
+      config: loadConfig({ env: {}, overrides: { issuer: ISSUER, logLevel: 'silent' } }),
+      logger,
+      metrics,
+      clock: systemClock,
+      gatewayId: 'unit',
+      verifier,
+      denyList,
+      replay: new MemoryReplayCache(),
+      state,
+      manifests,
+      policyCompiler: { compile: () => new StrictEngine() },
+      decisions: sink,
+      approvals: noApprovals,
+      redisHealth: null,
+      tuning: DEFAULT_TUNING,
     }
     return { pipeline: new DecisionPipeline(deps), state, sink, manifests }
   }
 
   before(async () => {
     const body = JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'EdDSA', use: 'sig' }] })
-    server = createServer((_req, res) => { res.setHeader('content-type', 'application/json'); res.end(body) })
+    server = createServer((_req, res) => {
+      res.setHeader('content-type', 'application/json')
+      res.end(body)
+    })
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
     verifier = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}/jwks` })
     await verifier.jwks.ready
@@ -110,7 +163,16 @@ describe('DecisionPipeline with a real verifier (JWKS on loopback) and in-proces
 
   test('tokens without the Aegis claims, for unknown or deleted agents, or with an unknown kid get invalid_token, audited', async () => {
     const { pipeline, state, sink } = make()
-    state.applySnapshot({ seq: 0, revocations: [], agents: [{ tenant: 'acme', agentId: 'bot', capabilityHash: HASH }, { tenant: 'acme', agentId: 'gone', capabilityHash: null }], policies: [], generatedAt: 0 })
+    state.applySnapshot({
+      seq: 0,
+      revocations: [],
+      agents: [
+        { tenant: 'acme', agentId: 'bot', capabilityHash: HASH },
+        { tenant: 'acme', agentId: 'gone', capabilityHash: null },
+      ],
+      policies: [],
+      generatedAt: 0,
+    })
     const bad = [
       mint({ tenant: undefined }),
       mint({ capability_hash: undefined }),

@@ -26,8 +26,21 @@ import { TcpRelay } from '../../helpers/tcp-relay.js'
 
 const noRedisServer = skipWithoutRedisServer()
 
-const rev = (seq: number): Revocation => ({ seq, type: 'jti', value: `jti-${seq}`, tenant: 't', agentId: null, reason: null, createdAt: Date.now(), expiresAt: Date.now() + 600_000 })
-const compiler: PolicyCompiler = { compile: () => { throw new Error('no policies in these tests') } }
+const rev = (seq: number): Revocation => ({
+  seq,
+  type: 'jti',
+  value: `jti-${seq}`,
+  tenant: 't',
+  agentId: null,
+  reason: null,
+  createdAt: Date.now(),
+  expiresAt: Date.now() + 600_000,
+})
+const compiler: PolicyCompiler = {
+  compile: () => {
+    throw new Error('no policies in these tests')
+  },
+}
 
 async function until(what: string, fn: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -53,9 +66,21 @@ describe('RedisFeed reconnects by itself (private redis-server)', { skip: noRedi
   before(async () => {
     redis = await PrivateRedis.start(await freeRestartablePort())
     server = createServer((req, res) => {
-      if (req.url !== '/admin/v1/feed/snapshot') { res.writeHead(404).end(); return }
-      if (cpDown) { res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"temporarily_unavailable"}'); return }
-      const snap: FeedSnapshot = { seq: held.reduce((m, r) => Math.max(m, r.seq), 0), revocations: [...held], agents: [], policies: [], generatedAt: Date.now() }
+      if (req.url !== '/admin/v1/feed/snapshot') {
+        res.writeHead(404).end()
+        return
+      }
+      if (cpDown) {
+        res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"temporarily_unavailable"}')
+        return
+      }
+      const snap: FeedSnapshot = {
+        seq: held.reduce((m, r) => Math.max(m, r.seq), 0),
+        revocations: [...held],
+        agents: [],
+        policies: [],
+        generatedAt: Date.now(),
+      }
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(snap))
     })
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
@@ -76,7 +101,11 @@ describe('RedisFeed reconnects by itself (private redis-server)', { skip: noRedi
     return r
   }
 
-  async function follow(subUrl: string, cmdUrl: string, prefix: string): Promise<{ feed: RedisFeed; state: GatewayState; deny: MemoryDenyList; sub: Redis; cmd: Redis; publisher: RedisFeedPublisher }> {
+  async function follow(
+    subUrl: string,
+    cmdUrl: string,
+    prefix: string,
+  ): Promise<{ feed: RedisFeed; state: GatewayState; deny: MemoryDenyList; sub: Redis; cmd: Redis; publisher: RedisFeedPublisher }> {
     const deny = new MemoryDenyList()
     const state = new GatewayState({ denyList: deny, compiler, logger: silentLogger(), metrics: new Metrics(), clock: systemClock })
     const sub = redisSubscriberConnection(subUrl)
@@ -96,11 +125,17 @@ describe('RedisFeed reconnects by itself (private redis-server)', { skip: noRedi
       backoffMaxMs: 500,
     })
     const publisher = await RedisFeedPublisher.open({ url: redis.url, logger: silentLogger(), prefix })
-    cleanups.push(async () => { await feed.close(); sub.disconnect(); cmd.disconnect(); await publisher.close() })
+    cleanups.push(async () => {
+      await feed.close()
+      sub.disconnect()
+      cmd.disconnect()
+      await publisher.close()
+    })
     return { feed, state, deny, sub, cmd, publisher }
   }
 
-  const holds = (deny: MemoryDenyList, r: Revocation): boolean => deny.match({ jti: r.value, tenant: 't', agentId: 'a', clientId: 'c', kid: 'k', iat: Math.floor(Date.now() / 1000) }) !== null
+  const holds = (deny: MemoryDenyList, r: Revocation): boolean =>
+    deny.match({ jti: r.value, tenant: 't', agentId: 'a', clientId: 'c', kid: 'k', iat: Math.floor(Date.now() / 1000) }) !== null
 
   test('subscriber ready before the command connection: the feed loads the full list once the command connection is up', async () => {
     const cmdPath = await TcpRelay.start(redis.port)
@@ -145,7 +180,10 @@ describe('RedisFeed reconnects by itself (private redis-server)', { skip: noRedi
   test('either connection first, over repeated Redis restarts: back on the complete list and following new revocations every time', async () => {
     const subPath = await TcpRelay.start(redis.port)
     const cmdPath = await TcpRelay.start(redis.port)
-    cleanups.push(() => subPath.close(), () => cmdPath.close())
+    cleanups.push(
+      () => subPath.close(),
+      () => cmdPath.close(),
+    )
     const { feed, state, deny, sub, cmd, publisher } = await follow(subPath.url, cmdPath.url, 'flaps:')
     feed.start()
     await feed.ready
@@ -174,7 +212,10 @@ describe('RedisFeed reconnects by itself (private redis-server)', { skip: noRedi
   test('the command connection dropping alone never leaves the feed waiting: a subscriber flap afterwards still resyncs', async () => {
     const subPath = await TcpRelay.start(redis.port)
     const cmdPath = await TcpRelay.start(redis.port)
-    cleanups.push(() => subPath.close(), () => cmdPath.close())
+    cleanups.push(
+      () => subPath.close(),
+      () => cmdPath.close(),
+    )
     const { feed, state, deny, sub, cmd, publisher } = await follow(subPath.url, cmdPath.url, 'cmd-alone:')
     feed.start()
     await feed.ready
@@ -197,7 +238,10 @@ describe('RedisFeed reconnects by itself (private redis-server)', { skip: noRedi
   test('a silent network cut (connections open, nothing through): the feed notices, follows the control plane meanwhile, and resyncs once the path is back', async () => {
     const subPath = await TcpRelay.start(redis.port)
     const cmdPath = await TcpRelay.start(redis.port)
-    cleanups.push(() => subPath.close(), () => cmdPath.close())
+    cleanups.push(
+      () => subPath.close(),
+      () => cmdPath.close(),
+    )
     const { feed, state, deny, publisher } = await follow(subPath.url, cmdPath.url, 'silent:')
     feed.start()
     await feed.ready

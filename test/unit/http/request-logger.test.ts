@@ -6,10 +6,26 @@ import { createServer } from '../../../src/http/server.js'
 
 function capture(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
   const chunks: string[] = []
-  const stream = new Writable({ write(chunk: Buffer, _enc, cb) { chunks.push(chunk.toString('utf8')); cb() } })
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      chunks.push(chunk.toString('utf8'))
+      cb()
+    },
+  })
   // The process logger's redaction (observability/logger.ts), writing to memory.
-  const logger: Logger = pino({ level: 'info', redact: { paths: ['*.client_secret', 'req.headers.authorization'], censor: '[redacted]' } }, stream) as unknown as Logger
-  return { logger, lines: () => chunks.join('').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>) }
+  const logger: Logger = pino(
+    { level: 'info', redact: { paths: ['*.client_secret', 'req.headers.authorization'], censor: '[redacted]' } },
+    stream,
+  ) as unknown as Logger
+  return {
+    logger,
+    lines: () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  }
 }
 
 test('request loggers log with the request id and redaction; requests that log nothing still work', async (t) => {
@@ -23,7 +39,9 @@ test('request loggers log with the request id and redaction; requests that log n
     request.log.child({ step: 'inner' }).warn('from a child')
     return { ok: true }
   })
-  app.get('/fail', async () => { throw new Error('boom') })
+  app.get('/fail', async () => {
+    throw new Error('boom')
+  })
 
   assert.equal((await app.inject({ url: '/quiet' })).statusCode, 200)
   assert.equal(lines().length, 0)
@@ -40,7 +58,9 @@ test('request loggers log with the request id and redaction; requests that log n
 
   const fail = await app.inject({ url: '/fail' })
   assert.equal(fail.statusCode, 500)
-  const failed = lines().slice(2).find((l) => l.level === 50)
+  const failed = lines()
+    .slice(2)
+    .find((l) => l.level === 50)
   assert.ok(failed, 'a 500 is logged at error level')
   assert.equal(typeof failed.reqId, 'string')
   assert.notEqual(failed.reqId, handled?.reqId)

@@ -40,7 +40,15 @@ export async function tempSqlite(): Promise<{ store: Store; path: string; dir: s
   const dir = mkdtempSync(join(tmpdir(), 'aegis-store-'))
   const path = join(dir, 'aegis.db')
   const store = await openSqliteStore(path)
-  return { store, path, dir, cleanup: async () => { await store.close(); rmSync(dir, { recursive: true, force: true }) } }
+  return {
+    store,
+    path,
+    dir,
+    cleanup: async () => {
+      await store.close()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
 }
 
 /** Start of a whole second, so epoch-second claims line up with ms arithmetic. */
@@ -53,12 +61,21 @@ export const logger = silentLogger()
 /** Collects what would go to gateways. */
 export class CollectingFeed implements FeedPublisher {
   readonly events: FeedEvent[] = []
-  async publish(event: FeedEvent): Promise<void> { this.events.push(event) }
+  async publish(event: FeedEvent): Promise<void> {
+    this.events.push(event)
+  }
   async close(): Promise<void> {}
 }
 
 /** ControlPlaneDeps with the real store, keys and audit writer; the rest are small real peers. */
-export function depsFor(parts: { config: AegisConfig; store: Store; keys: KeyManager; audit: AuditWriter; clock: ManualClock; feed?: CollectingFeed }): ControlPlaneDeps {
+export function depsFor(parts: {
+  config: AegisConfig
+  store: Store
+  keys: KeyManager
+  audit: AuditWriter
+  clock: ManualClock
+  feed?: CollectingFeed
+}): ControlPlaneDeps {
   return {
     config: parts.config,
     store: parts.store,
@@ -76,8 +93,15 @@ export function depsFor(parts: { config: AegisConfig; store: Store; keys: KeyMan
 export async function adminToken(store: Store, tenant: string | null, role: AdminRole = 'admin'): Promise<string> {
   const token = `adm_${randomBytes(24).toString('base64url')}`
   await store.adminTokens.create({
-    id: `at_${randomBytes(6).toString('hex')}`, tenant, role, name: 'test', tokenHash: sha256b64url(token),
-    linkedIdentities: [], groups: [], createdAt: Date.now(), revokedAt: null,
+    id: `at_${randomBytes(6).toString('hex')}`,
+    tenant,
+    role,
+    name: 'test',
+    tokenHash: sha256b64url(token),
+    linkedIdentities: [],
+    groups: [],
+    createdAt: Date.now(),
+    revokedAt: null,
   })
   return token
 }
@@ -101,5 +125,7 @@ export function deferrer(t: { after: (fn: () => Promise<void>) => void }): (fn: 
   t.after(async () => {
     for (const fn of stack.reverse()) await fn()
   })
-  return (fn) => { stack.push(fn) }
+  return (fn) => {
+    stack.push(fn)
+  }
 }

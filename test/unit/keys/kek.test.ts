@@ -47,7 +47,7 @@ test('a KEK file holds raw bytes or text', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'aegis-kek-'))
   const key = randomBytes(32)
   writeFileSync(join(dir, 'raw'), key)
-  writeFileSync(join(dir, 'text'), key.toString('base64') + '\n')
+  writeFileSync(join(dir, 'text'), `${key.toString('base64')}\n`)
   assert.deepEqual(await loadKek(testConfig({ kek: undefined, kekFile: join(dir, 'raw') }), { createIfMissing: false }), key)
   assert.deepEqual(await loadKek(testConfig({ kek: undefined, kekFile: join(dir, 'text') }), { createIfMissing: false }), key)
   await assert.rejects(loadKek(testConfig({ kek: undefined, kekFile: join(dir, 'missing') }), { createIfMissing: false }), /cannot read KEK file/)

@@ -33,7 +33,10 @@ test('a key goes next → current → previous → retired on the stored schedul
   keys.attachAudit(audit)
 
   const k1 = keys.currentKid()
-  assert.deepEqual(keys.list().map((k) => [k.kid, k.state]), [[k1, 'current']])
+  assert.deepEqual(
+    keys.list().map((k) => [k.kid, k.state]),
+    [[k1, 'current']],
+  )
   const t1 = keys.signJwt({ typ: 'at+jwt' }, { sub: 'a', exp: 1 })
   assert.deepEqual(decode(t1.jwt).header, { typ: 'at+jwt', alg: 'EdDSA', kid: k1 })
   assert.ok(verifies(t1.jwt, keys.jwks()))
@@ -51,7 +54,13 @@ test('a key goes next → current → previous → retired on the stored schedul
   assert.ok(next, 'a next key is published')
   const k2 = next.kid
   assert.equal(next.activatesAt, clock.now() + 600 * 1000)
-  assert.deepEqual(keys.jwks().keys.map((k) => k.kid).sort(), [k1, k2].sort())
+  assert.deepEqual(
+    keys
+      .jwks()
+      .keys.map((k) => k.kid)
+      .sort(),
+    [k1, k2].sort(),
+  )
   assert.notEqual(keys.jwksEtag(), etag1)
   assert.equal(keys.signJwt({ typ: 'at+jwt' }, {}).kid, k1, 'next does not sign yet')
 
@@ -97,7 +106,11 @@ test('emergency rotation signs with a fresh key at once and revokes the old kid'
   assert.equal(r.revoked, old)
   assert.notEqual(r.current, old)
   assert.equal(keys.signJwt({ typ: 'at+jwt' }, {}).kid, r.current)
-  assert.deepEqual(keys.jwks().keys.map((k) => k.kid), [r.current], 'the revoked kid leaves the JWKS at once')
+  assert.deepEqual(
+    keys.jwks().keys.map((k) => k.kid),
+    [r.current],
+    'the revoked kid leaves the JWKS at once',
+  )
   const row = (await store.keys.list()).find((k) => k.kid === old)!
   assert.equal(row.revoked, true)
   assert.equal(row.state, 'retired')
@@ -168,7 +181,7 @@ test('a second control plane on the same store signs with the same key, and a wr
   })
 })
 
-test('another control plane\'s emergency rotation reaches this one on refresh', async (t) => {
+test("another control plane's emergency rotation reaches this one on refresh", async (t) => {
   const defer = deferrer(t)
   const { store, path, cleanup } = await tempSqlite()
   defer(cleanup)

@@ -15,7 +15,7 @@ async function eventually(fn: () => Promise<boolean>, ms = 5_000): Promise<void>
   }
 }
 
-test('SQLite: another control plane\'s emergency rotation stops this one signing with the old key at once, without a refresh', async (t) => {
+test("SQLite: another control plane's emergency rotation stops this one signing with the old key at once, without a refresh", async (t) => {
   const defer = deferrer(t)
   const { store, path, cleanup } = await tempSqlite()
   defer(cleanup)
@@ -32,12 +32,20 @@ test('SQLite: another control plane\'s emergency rotation stops this one signing
   const b = await createKeyManager({ config, store: store2, clock, logger, metrics: new Metrics(), signal: signalB })
   defer(() => b.stop())
   const heard: KeyChange[] = []
-  b.onChange((c) => { heard.push(c) })
+  b.onChange((c) => {
+    heard.push(c)
+  })
   const told: KeyChange[] = []
-  a.onChange((c) => { told.push(c) })
+  a.onChange((c) => {
+    told.push(c)
+  })
 
   const r = await a.rotate({ emergency: true, actor: 'admin:test' })
-  assert.deepEqual(told.map((c) => c.revoked), [[r.revoked]], 'the rotating control plane told its feed before answering')
+  assert.deepEqual(
+    told.map((c) => c.revoked),
+    [[r.revoked]],
+    'the rotating control plane told its feed before answering',
+  )
   assert.equal(told[0]!.current, r.current)
   // No b.refresh(): the signal alone switches it, and a signature asked for now waits for the new key.
   assert.equal((await b.signJwtAsync({ typ: 'at+jwt' }, {})).kid, r.current)
@@ -48,7 +56,9 @@ test('SQLite: another control plane\'s emergency rotation stops this one signing
   assert.ok(heard[0]!.kids.includes(r.current))
 })
 
-test('PostgreSQL: LISTEN/NOTIFY carries an emergency rotation and a new next key to the other control plane', { skip: await skipWithoutPostgres() }, async (t) => {
+test('PostgreSQL: LISTEN/NOTIFY carries an emergency rotation and a new next key to the other control plane', {
+  skip: await skipWithoutPostgres(),
+}, async (t) => {
   const defer = deferrer(t)
   const schema = await freshPostgresSchema()
   defer(() => schema.drop())

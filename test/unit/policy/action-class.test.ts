@@ -6,11 +6,24 @@ import { isReadAction } from '../../../src/gateway/pipeline/action-class.js'
 import type { PolicyRequest } from '../../../src/policy/types.js'
 
 function req(action: string, params: Record<string, unknown> = {}): PolicyRequest {
-  return { principal: { tenant: 't', agentId: 'bot', clientId: 'c1', scopes: [], capabilities: [action] }, action, resource: null, params, time: 1_767_225_600, clientAddress: null, override: false }
+  return {
+    principal: { tenant: 't', agentId: 'bot', clientId: 'c1', scopes: [], capabilities: [action] },
+    action,
+    resource: null,
+    params,
+    time: 1_767_225_600,
+    clientAddress: null,
+    override: false,
+  }
 }
 
 describe('@action_class on the determining policies', () => {
-  const engine = new CedarCompiler().compile({ id: 'b', tenant: 't', version: 'v1', mode: 'enforce', cedar: `
+  const engine = new CedarCompiler().compile({
+    id: 'b',
+    tenant: 't',
+    version: 'v1',
+    mode: 'enforce',
+    cedar: `
     @id("sync-read") @action_class("read") permit(principal, action == Action::"crm.sync", resource);
     @id("fetch-write") @action_class("write") permit(principal, action == Action::"crm.get_and_lock", resource);
     @id("both-read") @action_class("read") permit(principal, action == Action::"kb.mixed", resource);
@@ -18,7 +31,8 @@ describe('@action_class on the determining policies', () => {
     @id("plain") permit(principal, action == Action::"crm.read", resource);
     @id("san") @action_class("read") @sanitize("redact:/params/ssn") permit(principal, action == Action::"crm.lookup", resource);
     @id("appr") @action_class("write") @approval("ops") forbid(principal, action == Action::"crm.lookup", resource) when { context.params has bulk } unless { context.override };
-  ` })
+  `,
+  })
 
   test('a read-annotated permit makes a write-sounding tool a read', () => {
     const r = engine.evaluate(req('crm.sync'))
@@ -53,7 +67,10 @@ describe('@action_class on the determining policies', () => {
   })
 
   test('a value other than read or write is refused at upload', () => {
-    assert.throws(() => analyzeBundle('@action_class("delete") permit(principal, action, resource);'), (e: unknown) => e instanceof CedarSyntaxError && /@action_class accepts "read" or "write"/.test(e.message))
+    assert.throws(
+      () => analyzeBundle('@action_class("delete") permit(principal, action, resource);'),
+      (e: unknown) => e instanceof CedarSyntaxError && /@action_class accepts "read" or "write"/.test(e.message),
+    )
     assert.equal(analyzeBundle('@action_class("read") permit(principal, action, resource);').policies[0]!.meta.actionClass, 'read')
   })
 })

@@ -33,7 +33,9 @@ describe('bundle validation', () => {
   })
 
   test('schema errors (unknown principal attribute, wrong type) name line and column', () => {
-    const e = problems('permit(principal, action == Action::"a", resource);\npermit(principal, action == Action::"b", resource)\n  when { principal.scope.contains("x") };\npermit(principal, action, resource) when { context.time == "noon" };')
+    const e = problems(
+      'permit(principal, action == Action::"a", resource);\npermit(principal, action == Action::"b", resource)\n  when { principal.scope.contains("x") };\npermit(principal, action, resource) when { context.time == "noon" };',
+    )
     assert.equal(e.problems.length, 2)
     assert.deepEqual([e.problems[0]!.line, e.problems[0]!.column], [3, 10])
     assert.match(e.problems[0]!.message, /scope/)
@@ -72,8 +74,13 @@ describe('bundle validation', () => {
   })
 
   test('annotations are read into policy metadata in source order', () => {
-    const a = analyzeBundle('@id("x") @risk("high") permit(principal, action == Action::"t", resource);\n@approval("ops") @approval_via("console") @reason("why") forbid(principal, action in [Action::"t", Action::"g.*"], resource);\npermit(principal, action, resource);')
-    assert.deepEqual(a.policies.map((p) => p.meta.id), ['x', 'policy1', 'policy2'])
+    const a = analyzeBundle(
+      '@id("x") @risk("high") permit(principal, action == Action::"t", resource);\n@approval("ops") @approval_via("console") @reason("why") forbid(principal, action in [Action::"t", Action::"g.*"], resource);\npermit(principal, action, resource);',
+    )
+    assert.deepEqual(
+      a.policies.map((p) => p.meta.id),
+      ['x', 'policy1', 'policy2'],
+    )
     assert.equal(a.policies[0]!.meta.risk, 'high')
     assert.deepEqual(a.policies[1]!.meta, { id: 'policy1', effect: 'forbid', approval: 'ops', requireConsole: true, risk: 'normal', redact: [], reason: 'why' })
     assert.deepEqual(a.policies[1]!.scope, { kind: 'some', tools: ['t'], groups: ['g.*'] })

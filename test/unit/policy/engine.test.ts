@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { CedarCompiler, CedarEngine } from '../../../src/policy/cedar/engine.js'
+import { CedarCompiler, type CedarEngine } from '../../../src/policy/cedar/engine.js'
 import { analyzeBundle } from '../../../src/policy/cedar/analyze.js'
 import type { PolicyRequest } from '../../../src/policy/types.js'
 
@@ -71,7 +71,7 @@ describe('CedarEngine decisions', () => {
     assert.equal(engine.evaluate(req('t.appr', { amount: 10 })).decision, 'allow')
   })
 
-  test('an unannotated forbid denies and names Cedar\'s policy id when there is no @id', () => {
+  test("an unannotated forbid denies and names Cedar's policy id when there is no @id", () => {
     const r = engine.evaluate(req('t.hard', { x: 1 }))
     assert.equal(r.decision, 'deny')
     assert.deepEqual(r.policyIds, ['policy6'])
@@ -197,12 +197,27 @@ describe('policy slicing', () => {
     for (let i = 0; i < 500; i++) {
       const tool = `svc${i % 40}.op${i % 7}`
       switch (i % 10) {
-        case 0: out.push(`permit(principal, action in Action::"svc${i % 40}.*", resource) when { context.params has n && context.params.n < ${i} };`); break
-        case 1: out.push(`forbid(principal, action, resource) when { context.params has k && context.params.k == ${i} };`); break
+        case 0:
+          out.push(`permit(principal, action in Action::"svc${i % 40}.*", resource) when { context.params has n && context.params.n < ${i} };`)
+          break
+        case 1:
+          out.push(`forbid(principal, action, resource) when { context.params has k && context.params.k == ${i} };`)
+          break
         // Aimed at the permit two further on (same tool, same n), so approving would help.
-        case 2: out.push(`@approval("g${i}") forbid(principal, action == Action::"svc${(i + 2) % 40}.op${(i + 2) % 7}", resource) when { context.params has n && context.params.n == ${i + 2} } unless { context.override };`); break
-        case 3: out.push(`@sanitize("redact:/params/f${i}") permit(principal, action in [Action::"${tool}", Action::"other.op${i % 3}"], resource) when { context.params has m && context.params.m > ${i} };`); break
-        default: out.push(`permit(principal, action == Action::"${tool}", resource) when { context.params has n && context.params.n == ${i} && principal.scopes.contains("s:write") };`)
+        case 2:
+          out.push(
+            `@approval("g${i}") forbid(principal, action == Action::"svc${(i + 2) % 40}.op${(i + 2) % 7}", resource) when { context.params has n && context.params.n == ${i + 2} } unless { context.override };`,
+          )
+          break
+        case 3:
+          out.push(
+            `@sanitize("redact:/params/f${i}") permit(principal, action in [Action::"${tool}", Action::"other.op${i % 3}"], resource) when { context.params has m && context.params.m > ${i} };`,
+          )
+          break
+        default:
+          out.push(
+            `permit(principal, action == Action::"${tool}", resource) when { context.params has n && context.params.n == ${i} && principal.scopes.contains("s:write") };`,
+          )
       }
     }
     return out.join('\n')
@@ -293,7 +308,10 @@ describe('minimal entities', () => {
     const { entityShapeOf, buildEntities } = await import('../../../src/policy/cedar/request.js')
     assert.deepEqual(entityShapeOf('permit(principal, action, resource) when { principal.scopes.contains("a") };'), { principal: ['scopes'], resource: false })
     assert.deepEqual(entityShapeOf('permit(principal == Agent::"a", action, resource == Resource::"r");'), { principal: null, resource: false })
-    assert.deepEqual(entityShapeOf('permit(principal, action, resource) when { resource has id && principal["tenant"] == "t" };'), { principal: ['tenant'], resource: true })
+    assert.deepEqual(entityShapeOf('permit(principal, action, resource) when { resource has id && principal["tenant"] == "t" };'), {
+      principal: ['tenant'],
+      resource: true,
+    })
     const ents = buildEntities(req('x'), null, { principal: ['scopes'], resource: false })
     assert.deepEqual(ents, [{ uid: { type: 'Agent', id: 'bot' }, attrs: { scopes: ['s:write'] }, parents: [] }])
   })
@@ -307,9 +325,27 @@ describe('minimal entities', () => {
 
 describe('bundles side by side', () => {
   test('engines of two versions never mix, however their calls interleave', () => {
-    const a = new CedarCompiler({ cacheSize: 0 }).compile({ id: 'a', tenant: 't', version: 'v1', cedar: '@id("a-permit") permit(principal, action == Action::"pay", resource) when { context.params.amount <= 100 };', mode: 'enforce' })
-    const b = new CedarCompiler({ cacheSize: 0 }).compile({ id: 'b', tenant: 't', version: 'v2', cedar: '@id("b-permit") permit(principal, action == Action::"pay", resource) when { context.params.amount <= 10 };', mode: 'shadow' })
-    const again = new CedarCompiler({ cacheSize: 0 }).compile({ id: 'a', tenant: 't', version: 'v1', cedar: '@id("a-permit") permit(principal, action == Action::"pay", resource) when { context.params.amount <= 100 };', mode: 'enforce' })
+    const a = new CedarCompiler({ cacheSize: 0 }).compile({
+      id: 'a',
+      tenant: 't',
+      version: 'v1',
+      cedar: '@id("a-permit") permit(principal, action == Action::"pay", resource) when { context.params.amount <= 100 };',
+      mode: 'enforce',
+    })
+    const b = new CedarCompiler({ cacheSize: 0 }).compile({
+      id: 'b',
+      tenant: 't',
+      version: 'v2',
+      cedar: '@id("b-permit") permit(principal, action == Action::"pay", resource) when { context.params.amount <= 10 };',
+      mode: 'shadow',
+    })
+    const again = new CedarCompiler({ cacheSize: 0 }).compile({
+      id: 'a',
+      tenant: 't',
+      version: 'v1',
+      cedar: '@id("a-permit") permit(principal, action == Action::"pay", resource) when { context.params.amount <= 100 };',
+      mode: 'enforce',
+    })
     for (let i = 0; i < 200; i++) {
       const r = req('pay', { amount: 50 })
       const ra = a.evaluate(r)

@@ -21,7 +21,10 @@ describe('shipped policy templates', () => {
       assert.equal(report.suites.length, 1)
       assert.equal(report.suites[0]!.error, null)
       const failed = report.suites[0]!.results.filter((r) => !r.passed)
-      assert.deepEqual(failed.map((r) => `${r.name}: ${r.problems.join('; ')}`), [])
+      assert.deepEqual(
+        failed.map((r) => `${r.name}: ${r.problems.join('; ')}`),
+        [],
+      )
       assert.ok(report.passed >= 14)
       const kinds = new Set(report.suites[0]!.results.map((r) => r.actual))
       assert.deepEqual([...kinds].sort(), ['allow', 'approval_needed', 'deny', 'sanitize'])
@@ -34,12 +37,20 @@ describe('aegis policy', () => {
   test.after(() => rmSync(dir, { recursive: true, force: true }))
 
   test('policy test prints a table and exits 1 when a case fails', async () => {
-    writeFileSync(join(dir, 'p.cedar'), '@id("small") permit(principal, action == Action::"pay", resource) when { context.params has amount && context.params.amount < 10 };\n')
-    writeFileSync(join(dir, 'tests.json'), JSON.stringify({ cases: [
-      { name: 'small', action: 'pay', params: { amount: 5 }, expect: 'allow', policy_ids: ['small'] },
-      { name: 'wrongly expected', action: 'pay', params: { amount: 50 }, expect: 'allow' },
-      { name: 'bad case', action: 'pay', expect: 'maybe' },
-    ] }))
+    writeFileSync(
+      join(dir, 'p.cedar'),
+      '@id("small") permit(principal, action == Action::"pay", resource) when { context.params has amount && context.params.amount < 10 };\n',
+    )
+    writeFileSync(
+      join(dir, 'tests.json'),
+      JSON.stringify({
+        cases: [
+          { name: 'small', action: 'pay', params: { amount: 5 }, expect: 'allow', policy_ids: ['small'] },
+          { name: 'wrongly expected', action: 'pay', params: { amount: 50 }, expect: 'allow' },
+          { name: 'bad case', action: 'pay', expect: 'maybe' },
+        ],
+      }),
+    )
     const ctx = capture()
     assert.equal(await policyCommand(['test', dir], ctx), 1)
     const text = ctx.lines.join('\n')
@@ -70,7 +81,11 @@ describe('aegis policy', () => {
 
   test('policy eval answers one request, with sanitized params', async () => {
     const ctx = capture()
-    const request = { principal: { agent_id: 'b', scopes: ['payments:write'] }, action: 'payments.charge', params: { amount: 20, card_number: '4111111111111111' } }
+    const request = {
+      principal: { agent_id: 'b', scopes: ['payments:write'] },
+      action: 'payments.charge',
+      params: { amount: 20, card_number: '4111111111111111' },
+    }
     assert.equal(await policyCommand(['eval', '--policy', 'policies/templates/payments', '--request', JSON.stringify(request)], ctx), 0)
     const out = JSON.parse(ctx.lines.join('\n')) as { decision: string; params: Record<string, unknown>; obligations: unknown[] }
     assert.equal(out.decision, 'sanitize')

@@ -31,20 +31,35 @@ beforeEach(() => {
 })
 
 function client(extra: Partial<ConstructorParameters<typeof AegisClient>[0]> = {}): AegisClient {
-  const c = new AegisClient({ issuer: tokens.issuer, tokenEndpoint: tokens.tokenEndpoint, clientId: 'agent', clientSecret: 'secret', gatewayUrl: peer.url, ...extra })
+  const c = new AegisClient({
+    issuer: tokens.issuer,
+    tokenEndpoint: tokens.tokenEndpoint,
+    clientId: 'agent',
+    clientSecret: 'secret',
+    gatewayUrl: peer.url,
+    ...extra,
+  })
   clients.push(c)
   return c
 }
 
 const bearerOf = (h: string | string[] | undefined): string => String(h).replace(/^Bearer /, '')
-const invalidToken: Answer = { status: 401, body: { error: 'invalid_token', error_description: 'revoked' }, headers: { 'www-authenticate': 'Bearer error="invalid_token", error_description="revoked"' } }
+const invalidToken: Answer = {
+  status: 401,
+  body: { error: 'invalid_token', error_description: 'revoked' },
+  headers: { 'www-authenticate': 'Bearer error="invalid_token", error_description="revoked"' },
+}
 
 describe('AegisClient.fetch', () => {
   test('attaches the bearer token; on 401 invalid_token refreshes once and retries once', async () => {
     const c = client()
     const firstToken = await c.getToken()
     peer.handler = (r) => (bearerOf(r.headers.authorization) === firstToken ? invalidToken : { status: 200, body: { ok: true } })
-    const res = await c.fetch(`${peer.url}/tool`, { method: 'POST', body: JSON.stringify({ a: 1 }), headers: { 'content-type': 'application/json', 'x-keep': 'yes' } })
+    const res = await c.fetch(`${peer.url}/tool`, {
+      method: 'POST',
+      body: JSON.stringify({ a: 1 }),
+      headers: { 'content-type': 'application/json', 'x-keep': 'yes' },
+    })
     assert.equal(res.status, 200)
     assert.deepEqual(await res.json(), { ok: true })
     assert.equal(peer.seen.length, 2)
@@ -122,7 +137,10 @@ describe('AegisClient.authorize', () => {
     assert.equal((await c.authorize({ tool: 'crm.read' })).decision, 'allow')
     assert.equal(peer.seen.length, 2)
     peer.handler = () => invalidToken
-    await assert.rejects(c.authorize({ tool: 'crm.read' }), (err: unknown) => err instanceof AegisSdkError && err.code === 'invalid_token' && err.status === 401)
+    await assert.rejects(
+      c.authorize({ tool: 'crm.read' }),
+      (err: unknown) => err instanceof AegisSdkError && err.code === 'invalid_token' && err.status === 401,
+    )
   })
 
   test('a malformed decision fails closed', async () => {
@@ -148,8 +166,14 @@ describe('AegisClient.authorize', () => {
     test('polls status_url with the same kind of bearer, honours Retry-After, then repeats the exact call with Aegis-Override', async () => {
       let polls = 0
       peer.handler = (r) => {
-        if (r.path === '/v1/authorize') return r.headers['aegis-override'] === 'override-123' ? { status: 200, body: { ...allow, reasons: ['approved'] } } : { status: 200, body: needed('ap1') }
-        if (r.path === '/v1/approvals/ap1') return ++polls < 3 ? { status: 200, body: { id: 'ap1', status: 'pending' }, headers: { 'retry-after': '0' } } : { status: 200, body: { id: 'ap1', status: 'approved', override_token: 'override-123' } }
+        if (r.path === '/v1/authorize')
+          return r.headers['aegis-override'] === 'override-123'
+            ? { status: 200, body: { ...allow, reasons: ['approved'] } }
+            : { status: 200, body: needed('ap1') }
+        if (r.path === '/v1/approvals/ap1')
+          return ++polls < 3
+            ? { status: 200, body: { id: 'ap1', status: 'pending' }, headers: { 'retry-after': '0' } }
+            : { status: 200, body: { id: 'ap1', status: 'approved', override_token: 'override-123' } }
         return { status: 404 }
       }
       const c = client()
@@ -183,7 +207,9 @@ describe('AegisClient.authorize', () => {
       let polls = 0
       peer.handler = (r) => {
         if (r.path === '/v1/authorize') return r.headers['aegis-override'] ? { status: 200, body: allow } : { status: 200, body: needed('ap4') }
-        return ++polls < 2 ? { status: 200, body: { id: 'ap4', status: 'pending' }, headers: { 'preference-applied': 'wait=1' }, delayMs: 1100 } : { status: 200, body: { id: 'ap4', status: 'approved', override_token: 'ov' } }
+        return ++polls < 2
+          ? { status: 200, body: { id: 'ap4', status: 'pending' }, headers: { 'preference-applied': 'wait=1' }, delayMs: 1100 }
+          : { status: 200, body: { id: 'ap4', status: 'approved', override_token: 'ov' } }
       }
       const d = await client().authorize({ tool: 'payments.transfer' }, { waitForApproval: true, timeoutMs: 20_000 })
       assert.equal(d.decision, 'allow')
@@ -194,7 +220,10 @@ describe('AegisClient.authorize', () => {
       const foreign = await startPeerHttp(() => ({ status: 200, body: { id: 'x', status: 'approved', override_token: 'stolen' } }))
       try {
         peer.handler = () => ({ status: 200, body: { ...needed('ap5'), approval: { id: 'ap5', status_url: `${foreign.url}/v1/approvals/ap5` } } })
-        await assert.rejects(client({ issuer: tokens.issuer }).authorize({ tool: 'payments.transfer' }, { waitForApproval: true }), (err: unknown) => err instanceof AegisSdkError && err.code === 'approval_url_untrusted')
+        await assert.rejects(
+          client({ issuer: tokens.issuer }).authorize({ tool: 'payments.transfer' }, { waitForApproval: true }),
+          (err: unknown) => err instanceof AegisSdkError && err.code === 'approval_url_untrusted',
+        )
         assert.equal(foreign.seen.length, 0)
       } finally {
         await foreign.close()

@@ -15,11 +15,26 @@ test('Retry-After: delay-seconds, HTTP date, garbage, and a cap of one hour', ()
 })
 
 test('backoff: full jitter below the exponential ceiling, never below Retry-After', () => {
-  assert.equal(backoffDelay(0, 250, 30_000, () => 0.999), 249)
-  assert.equal(backoffDelay(3, 250, 30_000, () => 0.5), 1000)
-  assert.equal(backoffDelay(20, 250, 30_000, () => 0.5), 15_000)
-  assert.equal(backoffDelay(0, 250, 30_000, () => 0, 0), 0)
-  assert.equal(backoffDelay(0, 250, 30_000, () => 0.9, 7000), 7000)
+  assert.equal(
+    backoffDelay(0, 250, 30_000, () => 0.999),
+    249,
+  )
+  assert.equal(
+    backoffDelay(3, 250, 30_000, () => 0.5),
+    1000,
+  )
+  assert.equal(
+    backoffDelay(20, 250, 30_000, () => 0.5),
+    15_000,
+  )
+  assert.equal(
+    backoffDelay(0, 250, 30_000, () => 0, 0),
+    0,
+  )
+  assert.equal(
+    backoffDelay(0, 250, 30_000, () => 0.9, 7000),
+    7000,
+  )
 })
 
 test('WWW-Authenticate: the Bearer error parameter, quoted or not', () => {

@@ -15,7 +15,9 @@ before(async () => {
   clock = new ManualClock(1_800_000_000_000)
   server = await startPeerTokenServer({ now: () => clock.now() })
 })
-after(async () => { await server.stop() })
+after(async () => {
+  await server.stop()
+})
 beforeEach(() => {
   for (const s of open.splice(0)) s.close()
   clock.set(1_800_000_000_000)
@@ -31,8 +33,15 @@ beforeEach(() => {
 function source(extra: Partial<ConstructorParameters<typeof ClientCredentialsSource>[0]> = {}): ClientCredentialsSource & { events: RefreshInfo[] } {
   const events: RefreshInfo[] = []
   const s = new ClientCredentialsSource({
-    issuer: server.issuer, tokenEndpoint: server.tokenEndpoint, clientId: 'agent-1', clientSecret: SECRET,
-    clock, scheduler, random: seededRandom(7), onRefresh: (i) => events.push(i), ...extra,
+    issuer: server.issuer,
+    tokenEndpoint: server.tokenEndpoint,
+    clientId: 'agent-1',
+    clientSecret: SECRET,
+    clock,
+    scheduler,
+    random: seededRandom(7),
+    onRefresh: (i) => events.push(i),
+    ...extra,
   })
   open.push(s)
   return Object.assign(s, { events })
@@ -52,7 +61,10 @@ describe('ClientCredentialsSource', () => {
   test('client_secret_basic form-encodes the credentials (RFC 6749 §2.3.1); client_secret_post sends them in the body', async () => {
     await source().getToken()
     await source({ authMethod: 'client_secret_post' }).getToken()
-    assert.deepEqual(server.requests.map((r) => r.auth), ['basic', 'post'])
+    assert.deepEqual(
+      server.requests.map((r) => r.auth),
+      ['basic', 'post'],
+    )
     assert.equal(server.requests[1]!.params.client_secret, SECRET)
   })
 
@@ -133,7 +145,10 @@ describe('ClientCredentialsSource', () => {
       scheduler.fireUntil(clock.now() + s.events[i - 1]!.delayMs!)
     }
     await pending
-    assert.deepEqual(s.events.map((e) => e.code ?? e.outcome), ['temporarily_unavailable', 'network_error', 'server_error', 'success'])
+    assert.deepEqual(
+      s.events.map((e) => e.code ?? e.outcome),
+      ['temporarily_unavailable', 'network_error', 'server_error', 'success'],
+    )
     assert.equal(server.requests.length, 4)
   })
 
@@ -162,7 +177,10 @@ describe('ClientCredentialsSource', () => {
 
   test('400 invalid_scope fails at once with the OAuth error code', async () => {
     server.script.push({ status: 400, body: { error: 'invalid_scope', error_description: 'scope not granted' } })
-    await assert.rejects(source().getToken(), (err: unknown) => err instanceof AegisAuthError && err.code === 'invalid_scope' && err.description === 'scope not granted')
+    await assert.rejects(
+      source().getToken(),
+      (err: unknown) => err instanceof AegisAuthError && err.code === 'invalid_scope' && err.description === 'scope not granted',
+    )
     assert.equal(server.requests.length, 1)
   })
 
@@ -266,7 +284,14 @@ describe('ClientCredentialsSource', () => {
 describe('TokenExchangeSource', () => {
   test('sends an RFC 8693 exchange with the current subject token on each refresh', async () => {
     let n = 0
-    const s = new TokenExchangeSource({ issuer: server.issuer, tokenEndpoint: server.tokenEndpoint, subjectToken: () => `workload-jwt-${++n}`, clock, scheduler, audience: 'aegis-gateway' })
+    const s = new TokenExchangeSource({
+      issuer: server.issuer,
+      tokenEndpoint: server.tokenEndpoint,
+      subjectToken: () => `workload-jwt-${++n}`,
+      clock,
+      scheduler,
+      audience: 'aegis-gateway',
+    })
     open.push(s)
     const t = await s.getAccessToken()
     assert.equal(t.issuedTokenType, 'urn:ietf:params:oauth:token-type:access_token')

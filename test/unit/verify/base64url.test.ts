@@ -12,7 +12,10 @@ test('decodes every length like Buffer does, and flags ASCII-only bytes', () => 
       const d = decode(text)
       assert.ok(d !== null, `length ${n}`)
       assert.deepEqual(d.bytes, bytes)
-      assert.equal(d.ascii, bytes.every((b) => b < 0x80))
+      assert.equal(
+        d.ascii,
+        bytes.every((b) => b < 0x80),
+      )
     }
   }
 })

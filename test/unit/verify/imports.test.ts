@@ -17,7 +17,10 @@ test('aegis/verify imports only node built-ins, jose, lru-cache, its own files, 
       const [, , typeOnly, spec] = m as unknown as [string, string, string | undefined, string]
       seen.push(spec)
       if (typeOnly) continue
-      assert.ok(ALLOWED.some((re) => re.test(spec)), `${f} imports ${spec} at run time`)
+      assert.ok(
+        ALLOWED.some((re) => re.test(spec)),
+        `${f} imports ${spec} at run time`,
+      )
     }
     assert.doesNotMatch(src, /\bimport\(/, `${f} uses a dynamic import`)
     assert.doesNotMatch(src, /\brequire\(/, `${f} uses require`)

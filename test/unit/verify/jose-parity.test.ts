@@ -40,7 +40,7 @@ const PROFILES: Profile[] = [
   GATEWAY,
   { name: 'RSA-enabled verifier', typ: 'at+jwt', audience: AUDIENCE, algorithms: ['EdDSA', 'RS256', 'PS256'] },
   { name: 'override tokens', typ: 'aegis-override+jwt', audience: AUDIENCE, algorithms: ['EdDSA', 'RS256', 'PS256'] },
-  { name: 'the issuer\'s own tokens, any audience', typ: 'at+jwt', audience: undefined, algorithms: ['EdDSA'] },
+  { name: "the issuer's own tokens, any audience", typ: 'at+jwt', audience: undefined, algorithms: ['EdDSA'] },
 ]
 
 function verifierAccepts(token: string, p: Profile): boolean {
@@ -88,15 +88,29 @@ const b64 = (v: unknown): string => Buffer.from(typeof v === 'string' ? v : JSON
 function signWith(key: TestKey, header: Record<string, unknown>, payload: unknown): string {
   const input = `${b64(header)}.${typeof payload === 'string' ? Buffer.from(payload).toString('base64url') : b64(payload)}`
   const data = Buffer.from(input)
-  const sig = key.alg === 'EdDSA' ? cryptoSign(null, data, key.privateKey)
-    : key.alg === 'RS256' ? cryptoSign('sha256', data, key.privateKey)
-      : cryptoSign('sha256', data, { key: key.privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 })
+  const sig =
+    key.alg === 'EdDSA'
+      ? cryptoSign(null, data, key.privateKey)
+      : key.alg === 'RS256'
+        ? cryptoSign('sha256', data, key.privateKey)
+        : cryptoSign('sha256', data, { key: key.privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 })
   return `${input}.${sig.toString('base64url')}`
 }
 
 const claims = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
-  iss: ISSUER, sub: 'billing-bot', agent_id: 'billing-bot', client_id: 'cl_1', tenant: 'acme', aud: AUDIENCE,
-  scope: 'payments:write', iat: NOW - 5, nbf: NOW - 5, exp: NOW + 600, jti: 'jti_1', policy_version: 'v1', ...extra,
+  iss: ISSUER,
+  sub: 'billing-bot',
+  agent_id: 'billing-bot',
+  client_id: 'cl_1',
+  tenant: 'acme',
+  aud: AUDIENCE,
+  scope: 'payments:write',
+  iat: NOW - 5,
+  nbf: NOW - 5,
+  exp: NOW + 600,
+  jti: 'jti_1',
+  policy_version: 'v1',
+  ...extra,
 })
 
 /** A token for profile `p`: EdDSA with k1 and the profile's typ unless the case says otherwise. */
@@ -123,19 +137,27 @@ const CASES: Case[] = [
   { name: 'no typ', expect: 'refuse', token: (p) => ok(p, { typ: undefined }) },
   { name: 'the other token type', expect: 'refuse', token: (p) => ok(p, { typ: p.typ === 'at+jwt' ? 'aegis-override+jwt' : 'at+jwt' }) },
   { name: 'alg none', expect: 'refuse', token: (p) => `${b64({ alg: 'none', typ: p.typ, kid: 'k1' })}.${b64(claims())}.` },
-  { name: 'HS256 keyed with the public key', expect: 'refuse', token: (p) => {
-    const input = `${b64({ alg: 'HS256', typ: p.typ, kid: 'k1' })}.${b64(claims())}`
-    return `${input}.${createHmac('sha256', JSON.stringify(k1.jwk)).update(input).digest('base64url')}`
-  } },
+  {
+    name: 'HS256 keyed with the public key',
+    expect: 'refuse',
+    token: (p) => {
+      const input = `${b64({ alg: 'HS256', typ: p.typ, kid: 'k1' })}.${b64(claims())}`
+      return `${input}.${createHmac('sha256', JSON.stringify(k1.jwk)).update(input).digest('base64url')}`
+    },
+  },
   { name: 'header alg RS256 over an Ed25519 key', expect: 'refuse', token: (p) => ok(p, { alg: 'RS256' }) },
   { name: 'header alg EdDSA naming an RSA key', expect: 'refuse', token: (p) => ok(p, { alg: 'EdDSA' }, {}, rs) },
   { name: 'PS256 header over an RS256 key', expect: 'refuse', token: (p) => ok(p, { alg: 'PS256' }, {}, rs) },
   { name: 'unknown kid', expect: 'refuse', token: (p) => ok(p, {}, {}, unpublished) },
   { name: 'signed by another key under a known kid', expect: 'refuse', token: (p) => ok(p, {}, {}, forger) },
-  { name: 'payload altered after signing', expect: 'refuse', token: (p) => {
-    const [h, , s] = ok(p).split('.')
-    return `${h}.${b64(claims({ scope: 'admin' }))}.${s}`
-  } },
+  {
+    name: 'payload altered after signing',
+    expect: 'refuse',
+    token: (p) => {
+      const [h, , s] = ok(p).split('.')
+      return `${h}.${b64(claims({ scope: 'admin' }))}.${s}`
+    },
+  },
   { name: 'signature truncated', expect: 'refuse', token: (p) => ok(p).slice(0, -4) },
   { name: 'two segments', expect: 'refuse', token: (p) => ok(p).split('.').slice(0, 2).join('.') },
   { name: 'four segments', expect: 'refuse', token: (p) => `${ok(p)}.e30` },
@@ -186,19 +208,27 @@ const STRICTER: Case[] = [
   { name: 'crit naming b64 with b64 true', expect: 'refuse', token: (p) => ok(p, { crit: ['b64'], b64: true }) },
   { name: 'b64 header without crit', expect: 'refuse', token: (p) => ok(p, { b64: true }) },
   { name: 'token over 8 KB', expect: 'refuse', token: (p) => ok(p, {}, { pad: 'x'.repeat(9000) }) },
-  { name: 'claims nested deeper than 16', expect: 'refuse', token: (p) => ok(p, {}, { deep: JSON.parse('{"a":'.repeat(20) + '1' + '}'.repeat(20)) as unknown }) },
+  {
+    name: 'claims nested deeper than 16',
+    expect: 'refuse',
+    token: (p) => ok(p, {}, { deep: JSON.parse(`${'{"a":'.repeat(20)}1${'}'.repeat(20)}`) as unknown }),
+  },
   { name: 'sub not a string', expect: 'refuse', token: (p) => ok(p, {}, { sub: 42 }) },
   { name: 'empty jti', expect: 'refuse', token: (p) => ok(p, {}, { jti: '' }) },
   { name: 'Aegis claim of the wrong type', expect: 'refuse', token: (p) => ok(p, {}, { tenant: ['acme'] }) },
   { name: 'cnf not an object', expect: 'refuse', token: (p) => ok(p, {}, { cnf: 'jkt' }) },
   { name: 'audience array with a non-string member', expect: 'refuse', token: (p) => ok(p, {}, { aud: [AUDIENCE, 7] }) },
-  { name: 'non-canonical signature encoding (trailing bits set)', expect: 'refuse', token: (p) => {
-    const t = ok(p)
-    const last = t.at(-1)!
-    // Ed25519 signatures are 64 bytes: 86 base64url characters, the last one carrying 4 unused bits.
-    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
-    return t.slice(0, -1) + alphabet[alphabet.indexOf(last) | 1]!
-  } },
+  {
+    name: 'non-canonical signature encoding (trailing bits set)',
+    expect: 'refuse',
+    token: (p) => {
+      const t = ok(p)
+      const last = t.at(-1)!
+      // Ed25519 signatures are 64 bytes: 86 base64url characters, the last one carrying 4 unused bits.
+      const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+      return t.slice(0, -1) + alphabet[alphabet.indexOf(last) | 1]!
+    },
+  },
 ]
 
 describe('the one verifier accepts exactly what jose.jwtVerify accepts', () => {
@@ -235,40 +265,44 @@ describe('the one verifier accepts exactly what jose.jwtVerify accepts', () => {
     const maybe = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined, freq: 8 })
     let accepted = 0
     let refused = 0
-    await fc.assert(fc.asyncProperty(
-      fc.record({
-        profile: fc.constantFrom(...PROFILES),
-        key: fc.constantFrom(k1, k1, k1, k1, forger, unpublished, rs, ps),
-        alg: fc.option(fc.constantFrom<string>('EdDSA', 'RS256', 'PS256', 'ES256', 'HS256'), { nil: undefined, freq: 2 }),
-        typ: maybe(fc.constantFrom('own', 'own', 'own', 'application/own', 'OWN', 'at+jwt', 'aegis-override+jwt', 'JWT')),
-        iss: maybe(fc.constantFrom(ISSUER, ISSUER, ISSUER, `${ISSUER}/`, 'https://evil.example')),
-        aud: maybe(fc.constantFrom<unknown>(AUDIENCE, AUDIENCE, 'crm-tool', [AUDIENCE, 'crm-tool'], ['crm-tool'], [])),
-        exp: maybe(fc.oneof(offset, fc.constant(600))),
-        nbf: fc.option(offset, { nil: undefined, freq: 2 }),
-        iat: maybe(offset),
-        sub: maybe(fc.constant('billing-bot')),
-        jti: maybe(fc.constant('jti_r')),
-      }),
-      async (r) => {
-        const typ = r.typ?.replace(/own/i, (m) => (m === 'OWN' ? r.profile.typ.toUpperCase() : r.profile.typ))
-        const header: Record<string, unknown> = { alg: r.alg ?? r.key.alg, kid: r.key.kid, ...(typ !== undefined ? { typ } : {}) }
-        const payload: Record<string, unknown> = { agent_id: 'billing-bot', tenant: 'acme', scope: 's' }
-        if (r.iss !== undefined) payload.iss = r.iss
-        if (r.aud !== undefined) payload.aud = r.aud
-        if (r.exp !== undefined) payload.exp = NOW + r.exp
-        if (r.nbf !== undefined) payload.nbf = NOW + r.nbf
-        if (r.iat !== undefined) payload.iat = NOW + r.iat
-        if (r.sub !== undefined) payload.sub = r.sub
-        if (r.jti !== undefined) payload.jti = r.jti
-        // The issuer's own check takes any audience but needs a well-formed one; that difference is covered above.
-        if (r.profile.audience === undefined && (payload.aud === undefined || (Array.isArray(payload.aud) && payload.aud.length === 0))) payload.aud = 'crm-tool'
-        const token = signWith(r.key, header, payload)
-        const jose = await joseAccepts(token, r.profile)
-        if (jose) accepted++
-        else refused++
-        assert.equal(verifierAccepts(token, r.profile), jose, JSON.stringify({ profile: r.profile.name, header, payload }))
-      },
-    ), { numRuns: 400, seed: 16 })
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          profile: fc.constantFrom(...PROFILES),
+          key: fc.constantFrom(k1, k1, k1, k1, forger, unpublished, rs, ps),
+          alg: fc.option(fc.constantFrom<string>('EdDSA', 'RS256', 'PS256', 'ES256', 'HS256'), { nil: undefined, freq: 2 }),
+          typ: maybe(fc.constantFrom('own', 'own', 'own', 'application/own', 'OWN', 'at+jwt', 'aegis-override+jwt', 'JWT')),
+          iss: maybe(fc.constantFrom(ISSUER, ISSUER, ISSUER, `${ISSUER}/`, 'https://evil.example')),
+          aud: maybe(fc.constantFrom<unknown>(AUDIENCE, AUDIENCE, 'crm-tool', [AUDIENCE, 'crm-tool'], ['crm-tool'], [])),
+          exp: maybe(fc.oneof(offset, fc.constant(600))),
+          nbf: fc.option(offset, { nil: undefined, freq: 2 }),
+          iat: maybe(offset),
+          sub: maybe(fc.constant('billing-bot')),
+          jti: maybe(fc.constant('jti_r')),
+        }),
+        async (r) => {
+          const typ = r.typ?.replace(/own/i, (m) => (m === 'OWN' ? r.profile.typ.toUpperCase() : r.profile.typ))
+          const header: Record<string, unknown> = { alg: r.alg ?? r.key.alg, kid: r.key.kid, ...(typ !== undefined ? { typ } : {}) }
+          const payload: Record<string, unknown> = { agent_id: 'billing-bot', tenant: 'acme', scope: 's' }
+          if (r.iss !== undefined) payload.iss = r.iss
+          if (r.aud !== undefined) payload.aud = r.aud
+          if (r.exp !== undefined) payload.exp = NOW + r.exp
+          if (r.nbf !== undefined) payload.nbf = NOW + r.nbf
+          if (r.iat !== undefined) payload.iat = NOW + r.iat
+          if (r.sub !== undefined) payload.sub = r.sub
+          if (r.jti !== undefined) payload.jti = r.jti
+          // The issuer's own check takes any audience but needs a well-formed one; that difference is covered above.
+          if (r.profile.audience === undefined && (payload.aud === undefined || (Array.isArray(payload.aud) && payload.aud.length === 0)))
+            payload.aud = 'crm-tool'
+          const token = signWith(r.key, header, payload)
+          const jose = await joseAccepts(token, r.profile)
+          if (jose) accepted++
+          else refused++
+          assert.equal(verifierAccepts(token, r.profile), jose, JSON.stringify({ profile: r.profile.name, header, payload }))
+        },
+      ),
+      { numRuns: 400, seed: 16 },
+    )
     assert.ok(accepted > 10 && refused > 10, `both answers occur (accepted ${accepted}, refused ${refused})`)
   })
 })

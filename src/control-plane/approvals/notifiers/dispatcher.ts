@@ -32,20 +32,45 @@ export function parseNotifiers(raw: unknown, fallbackWebhookSecret?: string): Ma
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new Error('approvals.notifiers must be an object: {"group": [{"type","url","secret"?}]}')
   const problems: string[] = []
   for (const [group, list] of Object.entries(raw as Record<string, unknown>)) {
-    if (!Array.isArray(list)) { problems.push(`approvals.notifiers.${group} must be an array`); continue }
+    if (!Array.isArray(list)) {
+      problems.push(`approvals.notifiers.${group} must be an array`)
+      continue
+    }
     const targets: NotifierTarget[] = []
     list.forEach((n: unknown, i) => {
       const at = `approvals.notifiers.${group}[${i}]`
       const r = (n ?? {}) as Record<string, unknown>
       const type = r.type
-      if (type !== 'slack' && type !== 'teams' && type !== 'webhook') { problems.push(`${at}.type must be slack, teams or webhook`); return }
+      if (type !== 'slack' && type !== 'teams' && type !== 'webhook') {
+        problems.push(`${at}.type must be slack, teams or webhook`)
+        return
+      }
       let url: URL
-      try { url = new URL(String(r.url)) } catch { problems.push(`${at}.url must be a URL`); return }
-      if (url.protocol !== 'https:' && url.protocol !== 'http:') { problems.push(`${at}.url must be http(s)`); return }
+      try {
+        url = new URL(String(r.url))
+      } catch {
+        problems.push(`${at}.url must be a URL`)
+        return
+      }
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+        problems.push(`${at}.url must be http(s)`)
+        return
+      }
       const secret = typeof r.secret === 'string' && r.secret.length > 0 ? r.secret : undefined
-      if (type === 'webhook' && !secret && !fallbackWebhookSecret) { problems.push(`${at}: a webhook notifier needs "secret" (or approvals.webhookSecret)`); return }
-      if (type === 'webhook' && (secret ?? fallbackWebhookSecret!).length < 16) { problems.push(`${at}: webhook secret must be at least 16 characters`); return }
-      targets.push({ name: `${group}/${type}#${i}@${url.host}`, type, url: url.toString(), ...(type === 'webhook' ? { secret: secret ?? fallbackWebhookSecret! } : {}) })
+      if (type === 'webhook' && !secret && !fallbackWebhookSecret) {
+        problems.push(`${at}: a webhook notifier needs "secret" (or approvals.webhookSecret)`)
+        return
+      }
+      if (type === 'webhook' && (secret ?? fallbackWebhookSecret!).length < 16) {
+        problems.push(`${at}: webhook secret must be at least 16 characters`)
+        return
+      }
+      targets.push({
+        name: `${group}/${type}#${i}@${url.host}`,
+        type,
+        url: url.toString(),
+        ...(type === 'webhook' ? { secret: secret ?? fallbackWebhookSecret! } : {}),
+      })
     })
     out.set(group, targets)
   }
@@ -81,7 +106,7 @@ export class NotificationDispatcher implements ApprovalNotifier {
 
   /** Notifiers for a group: its own plus the `"*"` ones. */
   targetsFor(group: string): NotifierTarget[] {
-    return [...(this.opts.notifiers.get(group) ?? []), ...(group === '*' ? [] : this.opts.notifiers.get('*') ?? [])]
+    return [...(this.opts.notifiers.get(group) ?? []), ...(group === '*' ? [] : (this.opts.notifiers.get('*') ?? []))]
   }
 
   notify(approval: Approval, maskedParams: Record<string, unknown>): void {
@@ -89,7 +114,10 @@ export class NotificationDispatcher implements ApprovalNotifier {
     const targets = this.targetsFor(approval.group)
     if (targets.length === 0) return
     const now = this.opts.clock.now()
-    const entry = { deliveries: targets.map((t): ApprovalDelivery => ({ notifier: t.name, status: 'pending', attempts: 0, lastError: null, updatedAt: now })), write: Promise.resolve() }
+    const entry = {
+      deliveries: targets.map((t): ApprovalDelivery => ({ notifier: t.name, status: 'pending', attempts: 0, lastError: null, updatedAt: now })),
+      write: Promise.resolve(),
+    }
     this.state.set(approval.id, entry)
     this.persist(approval.id)
     const msg: ApprovalMessage = { approval, maskedParams, consoleUrl: consoleUrlFor(this.opts.issuer, approval.id) }
@@ -121,7 +149,10 @@ export class NotificationDispatcher implements ApprovalNotifier {
     entry.write = entry.write
       .then(() => this.opts.store.approvals.setDeliveries(id, snapshot))
       .catch((err) => this.opts.logger.error({ err, approval: id }, 'recording notification delivery failed'))
-    if (snapshot.every((d) => d.status !== 'pending')) void entry.write.finally(() => { if (this.state.get(id) === entry && entry.deliveries.every((d) => d.status !== 'pending')) this.state.delete(id) })
+    if (snapshot.every((d) => d.status !== 'pending'))
+      void entry.write.finally(() => {
+        if (this.state.get(id) === entry && entry.deliveries.every((d) => d.status !== 'pending')) this.state.delete(id)
+      })
   }
 
   private record(id: string, index: number, patch: Partial<ApprovalDelivery>): void {
@@ -136,9 +167,15 @@ export class NotificationDispatcher implements ApprovalNotifier {
     const base = this.opts.baseDelayMs ?? 1000
     const cap = this.opts.maxDelayMs ?? 60000
     for (let n = 1; n <= attempts; n++) {
-      if (this.closed) { this.record(id, index, { status: 'failed', lastError: 'control plane shut down before delivery' }); return }
+      if (this.closed) {
+        this.record(id, index, { status: 'failed', lastError: 'control plane shut down before delivery' })
+        return
+      }
       const result = await this.attempt(t, msg)
-      if (result.ok) { this.record(id, index, { status: 'delivered', attempts: n, lastError: null }); return }
+      if (result.ok) {
+        this.record(id, index, { status: 'delivered', attempts: n, lastError: null })
+        return
+      }
       const last = n === attempts || !result.retry
       this.record(id, index, { status: last ? 'failed' : 'pending', attempts: n, lastError: result.error })
       if (last) {
@@ -148,10 +185,21 @@ export class NotificationDispatcher implements ApprovalNotifier {
       const backoff = Math.min(cap, base * 2 ** (n - 1))
       const delay = result.retryAfterMs !== undefined ? Math.min(cap, result.retryAfterMs) : Math.floor(Math.random() * backoff) + 1
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => { this.timers.delete(timer); resolve() }, delay)
+        const timer = setTimeout(() => {
+          this.timers.delete(timer)
+          resolve()
+        }, delay)
         timer.unref()
         this.timers.add(timer)
-        this.controller.signal.addEventListener('abort', () => { clearTimeout(timer); this.timers.delete(timer); resolve() }, { once: true })
+        this.controller.signal.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(timer)
+            this.timers.delete(timer)
+            resolve()
+          },
+          { once: true },
+        )
       })
     }
   }
@@ -177,7 +225,14 @@ export class NotificationDispatcher implements ApprovalNotifier {
     } catch (err) {
       // Never the URL: Slack and Teams webhook URLs carry their credential.
       const e = err as Error & { cause?: { code?: string } }
-      const why = e.name === 'TimeoutError' ? 'timed out' : e.name === 'AbortError' ? 'aborted' : e.cause?.code ? `connection failed (${e.cause.code})` : 'connection failed'
+      const why =
+        e.name === 'TimeoutError'
+          ? 'timed out'
+          : e.name === 'AbortError'
+            ? 'aborted'
+            : e.cause?.code
+              ? `connection failed (${e.cause.code})`
+              : 'connection failed'
       return { ok: false, retry: true, error: why }
     }
   }

@@ -26,7 +26,7 @@ export function slackEscape(s: string): string {
 }
 
 function clip(s: string, n: number): string {
-  return s.length <= n ? s : s.slice(0, n - 1) + '…'
+  return s.length <= n ? s : `${s.slice(0, n - 1)}…`
 }
 
 /** The JSON body posted to a Slack incoming webhook. */
@@ -34,9 +34,11 @@ export function buildSlackMessage(m: ApprovalMessage): Record<string, unknown> {
   const a = m.approval
   const { fields, omitted } = paramFields(m.maskedParams, 10, 1500)
   const expires = Math.floor(a.expiresAt / 1000)
-  const summary = `*${slackEscape(a.agentId)}* (tenant *${slackEscape(a.tenant)}*) wants to call \`${slackEscape(a.tool)}\`` +
+  const summary =
+    `*${slackEscape(a.agentId)}* (tenant *${slackEscape(a.tenant)}*) wants to call \`${slackEscape(a.tool)}\`` +
     (a.resource ? ` on \`${slackEscape(clip(a.resource, 300))}\`` : '') +
-    `.\nApprover group: *${slackEscape(a.group)}*` + (a.requireConsole ? '\n:lock: This request can only be decided in the Aegis console.' : '')
+    `.\nApprover group: *${slackEscape(a.group)}*` +
+    (a.requireConsole ? '\n:lock: This request can only be decided in the Aegis console.' : '')
   const blocks: Record<string, unknown>[] = [
     { type: 'header', text: { type: 'plain_text', text: clip(`Approval needed: ${a.tool}`, 150), emoji: true } },
     { type: 'section', text: { type: 'mrkdwn', text: clip(summary, 3000) } },
@@ -46,7 +48,16 @@ export function buildSlackMessage(m: ApprovalMessage): Record<string, unknown> {
   }
   blocks.push({
     type: 'context',
-    elements: [{ type: 'mrkdwn', text: clip(`Policy ${slackEscape(a.policyId)} · version ${slackEscape(a.policyVersion)} · request ${a.id} · expires <!date^${expires}^{date_short_pretty} {time}|${new Date(a.expiresAt).toISOString()}>` + (omitted > 0 ? ` · ${omitted} more parameter(s) in the console` : ''), 3000) }],
+    elements: [
+      {
+        type: 'mrkdwn',
+        text: clip(
+          `Policy ${slackEscape(a.policyId)} · version ${slackEscape(a.policyVersion)} · request ${a.id} · expires <!date^${expires}^{date_short_pretty} {time}|${new Date(a.expiresAt).toISOString()}>` +
+            (omitted > 0 ? ` · ${omitted} more parameter(s) in the console` : ''),
+          3000,
+        ),
+      },
+    ],
   })
   const elements: Record<string, unknown>[] = []
   if (!a.requireConsole) {

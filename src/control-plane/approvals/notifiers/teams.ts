@@ -42,19 +42,26 @@ export function buildTeamsMessage(m: ApprovalMessage): Record<string, unknown> {
     body.push({ type: 'FactSet', facts: fields.map(([k, v]) => ({ title: teamsEscape(k), value: teamsEscape(v) })) })
   }
   if (omitted > 0) body.push({ type: 'TextBlock', text: `${omitted} more parameter(s) in the console.`, isSubtle: true, wrap: true })
-  body.push({ type: 'TextBlock', text: `Request ${a.id}. Decide in the Aegis console${a.requireConsole ? ' (required by policy)' : ''}.`, isSubtle: true, wrap: true })
+  body.push({
+    type: 'TextBlock',
+    text: `Request ${a.id}. Decide in the Aegis console${a.requireConsole ? ' (required by policy)' : ''}.`,
+    isSubtle: true,
+    wrap: true,
+  })
   return {
     type: 'message',
-    attachments: [{
-      contentType: 'application/vnd.microsoft.card.adaptive',
-      contentUrl: null,
-      content: {
-        $schema: 'http://adaptivecards.io/schemas/adaptive-card.json',
-        type: 'AdaptiveCard',
-        version: '1.4',
-        body,
-        actions: [{ type: 'Action.OpenUrl', title: 'Review in Aegis console', url: m.consoleUrl }],
+    attachments: [
+      {
+        contentType: 'application/vnd.microsoft.card.adaptive',
+        contentUrl: null,
+        content: {
+          $schema: 'http://adaptivecards.io/schemas/adaptive-card.json',
+          type: 'AdaptiveCard',
+          version: '1.4',
+          body,
+          actions: [{ type: 'Action.OpenUrl', title: 'Review in Aegis console', url: m.consoleUrl }],
+        },
       },
-    }],
+    ],
   }
 }

@@ -23,7 +23,12 @@ export function signWebhook(secret: string, body: string, t: number): string {
  * index of the matching secret, or a reason. Every candidate is compared in
  * constant time, and all are tried, so timing does not tell which matched.
  */
-export function verifyWebhookSignature(header: string | undefined, body: string, secrets: readonly string[], nowSeconds: number): { ok: true; index: number } | { ok: false; why: string } {
+export function verifyWebhookSignature(
+  header: string | undefined,
+  body: string,
+  secrets: readonly string[],
+  nowSeconds: number,
+): { ok: true; index: number } | { ok: false; why: string } {
   if (typeof header !== 'string' || header.length > 1000) return { ok: false, why: 'missing signature' }
   let t: number | undefined
   const sigs: string[] = []

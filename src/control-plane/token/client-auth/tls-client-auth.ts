@@ -28,7 +28,7 @@ export interface ClientTrust {
 }
 
 function own(map: Record<string, string>, tenant: string): string | undefined {
-  return Object.prototype.hasOwnProperty.call(map, tenant) ? map[tenant] : undefined
+  return Object.hasOwn(map, tenant) ? map[tenant] : undefined
 }
 
 /**
@@ -54,7 +54,7 @@ export class ClientCaBundles {
   /** The CAs trusted for `tenant`'s client certificates; empty when none is configured (then nothing authenticates). */
   forTenant(tenant: string): X509Certificate[] {
     const { tls } = this.deps.config
-    const file = Object.prototype.hasOwnProperty.call(tls.tenantClientCas, tenant) ? tls.tenantClientCas[tenant] : tls.clientCa
+    const file = Object.hasOwn(tls.tenantClientCas, tenant) ? tls.tenantClientCas[tenant] : tls.clientCa
     if (!file) return []
     return this.bundles.get(file).value ?? []
   }
@@ -74,7 +74,10 @@ export class ClientCaBundles {
       for (const crl of loaded.value) {
         if (crl.nextUpdate !== null && crl.nextUpdate < this.deps.clock.now() && !this.warnedStale.has(crl.id)) {
           this.warnedStale.add(crl.id)
-          this.deps.logger.warn({ file, next_update: new Date(crl.nextUpdate).toISOString() }, 'client CRL is past its nextUpdate; its revocations still apply, publish a fresh one')
+          this.deps.logger.warn(
+            { file, next_update: new Date(crl.nextUpdate).toISOString() },
+            'client CRL is past its nextUpdate; its revocations still apply, publish a fresh one',
+          )
         }
         crls.push(crl)
       }

@@ -12,5 +12,8 @@ export { tokenExchangeGrant, TOKEN_EXCHANGE_GRANT } from './token-exchange.js'
 
 /** Handlers by grant_type. */
 export function defaultGrants(): Map<string, GrantHandler> {
-  return new Map<string, GrantHandler>([[clientCredentialsGrant.grantType, clientCredentialsGrant], [tokenExchangeGrant.grantType, tokenExchangeGrant]])
+  return new Map<string, GrantHandler>([
+    [clientCredentialsGrant.grantType, clientCredentialsGrant],
+    [tokenExchangeGrant.grantType, tokenExchangeGrant],
+  ])
 }

@@ -17,8 +17,11 @@ import { resolveTarget, type OutboundPolicy } from '../../../lib/outbound-addres
 
 /** Every failure to obtain a remote key set; `cause` (logs only) says which. */
 export class JwksUnavailable extends Error {
-  constructor(readonly uri: string, options?: ErrorOptions) {
-    super('the trusted issuer\'s keys could not be fetched', options)
+  constructor(
+    readonly uri: string,
+    options?: ErrorOptions,
+  ) {
+    super("the trusted issuer's keys could not be fetched", options)
     this.name = 'JwksUnavailable'
   }
 }
@@ -37,44 +40,56 @@ export interface FetchLimits {
  */
 export async function fetchJwks(uri: string, policy: OutboundPolicy, limits: FetchLimits): Promise<JSONWebKeySet> {
   const deadline = AbortSignal.timeout(limits.timeoutMs)
-  const timedOut = new Promise<never>((_, reject) => deadline.addEventListener('abort', () => reject(new Error(`no answer within ${limits.timeoutMs} ms`)), { once: true }))
+  const timedOut = new Promise<never>((_, reject) =>
+    deadline.addEventListener('abort', () => reject(new Error(`no answer within ${limits.timeoutMs} ms`)), { once: true }),
+  )
   timedOut.catch(() => {})
   try {
     const target = await Promise.race([resolveTarget(uri, policy), timedOut])
     // Connect to the address that was checked: a second resolution could answer otherwise (DNS rebinding).
     const pinned: LookupFunction = (_host, options, cb) => {
-      if ((options as { all?: boolean }).all) (cb as unknown as (e: null, a: Array<{ address: string; family: number }>) => void)(null, [{ address: target.address, family: target.family }])
+      if ((options as { all?: boolean }).all)
+        (cb as unknown as (e: null, a: Array<{ address: string; family: number }>) => void)(null, [{ address: target.address, family: target.family }])
       else cb(null, target.address, target.family)
     }
-    const body = await Promise.race([timedOut, new Promise<Buffer>((resolve, reject) => {
-      const request = target.url.protocol === 'https:' ? httpsRequest : httpRequest
-      const req = request(target.url, { method: 'GET', lookup: pinned, signal: deadline, agent: false, headers: { accept: 'application/jwk-set+json, application/json' } }, (res: IncomingMessage) => {
-        if (res.statusCode !== 200) {
-          res.resume()
-          return reject(new Error(`status ${res.statusCode}${res.statusCode && res.statusCode >= 300 && res.statusCode < 400 ? ' (redirects are not followed)' : ''}`))
-        }
-        const declared = Number(res.headers['content-length'])
-        if (Number.isFinite(declared) && declared > limits.maxBytes) {
-          res.destroy()
-          return reject(new Error(`content-length ${declared} above ${limits.maxBytes}`))
-        }
-        const chunks: Buffer[] = []
-        let size = 0
-        res.on('data', (c: Buffer) => {
-          size += c.length
-          if (size > limits.maxBytes) {
-            res.destroy()
-            reject(new Error(`body above ${limits.maxBytes} bytes`))
-            return
-          }
-          chunks.push(c)
-        })
-        res.on('end', () => resolve(Buffer.concat(chunks)))
-        res.on('error', reject)
-      })
-      req.on('error', reject)
-      req.end()
-    })])
+    const body = await Promise.race([
+      timedOut,
+      new Promise<Buffer>((resolve, reject) => {
+        const request = target.url.protocol === 'https:' ? httpsRequest : httpRequest
+        const req = request(
+          target.url,
+          { method: 'GET', lookup: pinned, signal: deadline, agent: false, headers: { accept: 'application/jwk-set+json, application/json' } },
+          (res: IncomingMessage) => {
+            if (res.statusCode !== 200) {
+              res.resume()
+              return reject(
+                new Error(`status ${res.statusCode}${res.statusCode && res.statusCode >= 300 && res.statusCode < 400 ? ' (redirects are not followed)' : ''}`),
+              )
+            }
+            const declared = Number(res.headers['content-length'])
+            if (Number.isFinite(declared) && declared > limits.maxBytes) {
+              res.destroy()
+              return reject(new Error(`content-length ${declared} above ${limits.maxBytes}`))
+            }
+            const chunks: Buffer[] = []
+            let size = 0
+            res.on('data', (c: Buffer) => {
+              size += c.length
+              if (size > limits.maxBytes) {
+                res.destroy()
+                reject(new Error(`body above ${limits.maxBytes} bytes`))
+                return
+              }
+              chunks.push(c)
+            })
+            res.on('end', () => resolve(Buffer.concat(chunks)))
+            res.on('error', reject)
+          },
+        )
+        req.on('error', reject)
+        req.end()
+      }),
+    ])
     const parsed = JSON.parse(body.toString('utf8')) as unknown
     if (parsed === null || typeof parsed !== 'object' || !Array.isArray((parsed as JSONWebKeySet).keys)) throw new Error('not a JWK Set')
     if ((parsed as JSONWebKeySet).keys.some((k) => k === null || typeof k !== 'object' || Array.isArray(k))) throw new Error('not a JWK Set')
@@ -115,7 +130,10 @@ export class RemoteJwksCache {
   private readonly maxAgeMs: number
   private readonly cooldownMs: number
 
-  constructor(private readonly opts: RemoteJwksOptions, private readonly fetcher: typeof fetchJwks = fetchJwks) {
+  constructor(
+    private readonly opts: RemoteJwksOptions,
+    private readonly fetcher: typeof fetchJwks = fetchJwks,
+  ) {
     this.entries = new LRUCache({ max: opts.maxEntries ?? 1000 })
     this.maxAgeMs = opts.maxAgeMs ?? 600_000
     this.cooldownMs = opts.cooldownMs ?? 30_000
@@ -131,15 +149,22 @@ export class RemoteJwksCache {
   }
 
   private refresh(uri: string, e: Entry): Promise<void> {
-    e.inflight ??= this.fetcher(uri, this.opts.policy, this.opts).then((jwks) => {
-      e.keys = createLocalJWKSet(jwks)
-      e.fetchedAt = this.opts.clock.now()
-      e.failedAt = null
-      e.failure = null
-    }, (err: unknown) => {
-      e.failedAt = this.opts.clock.now()
-      e.failure = err instanceof JwksUnavailable ? err : new JwksUnavailable(uri, { cause: err })
-    }).finally(() => { e.inflight = null })
+    e.inflight ??= this.fetcher(uri, this.opts.policy, this.opts)
+      .then(
+        (jwks) => {
+          e.keys = createLocalJWKSet(jwks)
+          e.fetchedAt = this.opts.clock.now()
+          e.failedAt = null
+          e.failure = null
+        },
+        (err: unknown) => {
+          e.failedAt = this.opts.clock.now()
+          e.failure = err instanceof JwksUnavailable ? err : new JwksUnavailable(uri, { cause: err })
+        },
+      )
+      .finally(() => {
+        e.inflight = null
+      })
     return e.inflight
   }
 

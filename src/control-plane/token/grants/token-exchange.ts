@@ -51,7 +51,12 @@ function remoteKeys(deps: ControlPlaneDeps): RemoteJwksCache {
   let c = caches.get(deps)
   if (!c) {
     const te = deps.config.tokenExchange
-    c = new RemoteJwksCache({ policy: { allowed: parseNetworks(te.jwksAllowedNetworks).networks }, clock: deps.clock, timeoutMs: te.jwksTimeoutMs, maxBytes: te.jwksMaxBytes })
+    c = new RemoteJwksCache({
+      policy: { allowed: parseNetworks(te.jwksAllowedNetworks).networks },
+      clock: deps.clock,
+      timeoutMs: te.jwksTimeoutMs,
+      maxBytes: te.jwksMaxBytes,
+    })
     caches.set(deps, c)
   }
   return c
@@ -67,7 +72,11 @@ export function ruleMatches(rule: { claims: Record<string, string> }, payload: J
   return Object.entries(rule.claims).every(([k, v]) => typeof payload[k] === 'string' && payload[k] === v)
 }
 
-interface Match { issuer: TrustedIssuer; payload: JWTPayload; agentId: string }
+interface Match {
+  issuer: TrustedIssuer
+  payload: JWTPayload
+  agentId: string
+}
 
 /** What one trusted-issuer entry made of the subject token. */
 type Outcome = { payload: JWTPayload } | 'invalid' | 'unavailable'
@@ -89,7 +98,10 @@ async function verifyWith(deps: ControlPlaneDeps, ti: TrustedIssuer, token: stri
     return { payload }
   } catch (err) {
     if (err instanceof JwksUnavailable) {
-      deps.logger.warn({ issuer: ti.issuer, tenant: ti.tenant, trusted_issuer_id: ti.id, err: (err.cause as Error | undefined)?.message }, 'trusted issuer keys unavailable')
+      deps.logger.warn(
+        { issuer: ti.issuer, tenant: ti.tenant, trusted_issuer_id: ti.id, err: (err.cause as Error | undefined)?.message },
+        'trusted issuer keys unavailable',
+      )
       return 'unavailable'
     }
     deps.logger.info({ issuer: ti.issuer, tenant: ti.tenant, err: (err as Error).message }, 'subject token refused')
@@ -98,7 +110,12 @@ async function verifyWith(deps: ControlPlaneDeps, ti: TrustedIssuer, token: stri
 }
 
 /** One tenant's outcome: its rule matches, and whether its entries verified or could not get keys. */
-interface TenantOutcome { tenant: string; matches: Match[]; verified: boolean; unavailable: boolean }
+interface TenantOutcome {
+  tenant: string
+  matches: Match[]
+  verified: boolean
+  unavailable: boolean
+}
 
 async function tryTenant(deps: ControlPlaneDeps, tenant: string, entries: TrustedIssuer[], token: string): Promise<TenantOutcome> {
   const out: TenantOutcome = { tenant, matches: [], verified: false, unavailable: false }
@@ -128,7 +145,8 @@ export const tokenExchangeGrant: GrantHandler = {
     const subjectType = single(body, 'subject_token_type', 256)
     if (subjectToken === undefined) throw new InvalidRequest('subject_token is required')
     if (subjectType === undefined) throw new InvalidRequest('subject_token_type is required')
-    if (subjectType !== TOKEN_TYPE_JWT && subjectType !== TOKEN_TYPE_ID_TOKEN) throw new InvalidRequest('subject_token_type must be urn:ietf:params:oauth:token-type:jwt or :id_token')
+    if (subjectType !== TOKEN_TYPE_JWT && subjectType !== TOKEN_TYPE_ID_TOKEN)
+      throw new InvalidRequest('subject_token_type must be urn:ietf:params:oauth:token-type:jwt or :id_token')
     const requested = single(body, 'requested_token_type', 256)
     if (requested !== undefined && requested !== TOKEN_TYPE_ACCESS_TOKEN) throw new InvalidRequest('only access tokens can be requested')
     if (single(body, 'actor_token', MAX_SUBJECT_TOKEN) !== undefined) throw new InvalidRequest('actor_token is not supported')
@@ -142,13 +160,14 @@ export const tokenExchangeGrant: GrantHandler = {
     const iss = unverified.iss
     if (typeof iss !== 'string' || iss.length === 0 || iss.length > 512) throw new AegisError('invalid_grant', 'subject_token has no issuer')
     const named = single(body, 'tenant', 128)
-    if (client && named !== undefined && named !== client.tenant.id) throw new InvalidRequest('tenant differs from the authenticated client\'s tenant')
+    if (client && named !== undefined && named !== client.tenant.id) throw new InvalidRequest("tenant differs from the authenticated client's tenant")
     const bound = client?.tenant.id ?? named
 
     // Candidates: the bound tenant's entries for this iss, or every tenant's; only entries whose
     // audience the token carries (the others could not verify), oldest first, grouped by tenant.
     const aud = new Set(audiences(unverified))
-    const found = bound !== undefined ? (await deps.store.trustedIssuers.list(bound)).filter((t) => t.issuer === iss) : await deps.store.trustedIssuers.findByIssuer(iss)
+    const found =
+      bound !== undefined ? (await deps.store.trustedIssuers.list(bound)).filter((t) => t.issuer === iss) : await deps.store.trustedIssuers.findByIssuer(iss)
     const byTenant = new Map<string, TrustedIssuer[]>()
     for (const t of found.filter((x) => aud.has(x.audience)).sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1))) {
       const list = byTenant.get(t.tenant) ?? []
@@ -156,16 +175,17 @@ export const tokenExchangeGrant: GrantHandler = {
       byTenant.set(t.tenant, list)
     }
     // Same answer for an unknown tenant and a tenant that does not trust this issuer.
-    if (byTenant.size === 0) throw new AegisError('invalid_grant', 'the subject token\'s issuer is not trusted for this audience')
+    if (byTenant.size === 0) throw new AegisError('invalid_grant', "the subject token's issuer is not trusted for this audience")
     if (byTenant.size > MAX_TENANTS_UNNAMED) throw new InvalidRequest('this issuer is trusted by many tenants: name yours with the tenant parameter')
 
     const outcomes = await Promise.all([...byTenant].map(([t, entries]) => tryTenant(deps, t, entries, subjectToken)))
     const matched = outcomes.filter((o) => o.matches.length > 0)
-    if (matched.length > 1) throw new AegisError('invalid_grant', 'the subject token maps to agents of more than one tenant; name the tenant with the tenant parameter')
+    if (matched.length > 1)
+      throw new AegisError('invalid_grant', 'the subject token maps to agents of more than one tenant; name the tenant with the tenant parameter')
     if (matched.length === 0) {
       // Only the exchange's own tenant's unreachable keys make it a 503; another tenant's failing entry is no match.
       if (outcomes.length === 1 && outcomes[0]!.unavailable && !outcomes[0]!.verified) {
-        throw new Unavailable('the subject token issuer\'s keys could not be fetched; retry later')
+        throw new Unavailable("the subject token issuer's keys could not be fetched; retry later")
       }
       if (!outcomes.some((o) => o.verified)) throw new AegisError('invalid_grant', 'subject_token is invalid, expired or not for this audience')
       throw new AegisError('invalid_grant', 'no trusted-issuer rule maps the subject token to an agent')
@@ -178,7 +198,8 @@ export const tokenExchangeGrant: GrantHandler = {
     const tenant: Tenant | null = await ctx.dir.tenant(m.issuer.tenant)
     const agent: Agent | null = await ctx.dir.agent(m.issuer.tenant, m.agentId)
     if (!tenant || !agent) throw new AegisError('invalid_grant', 'the mapped agent no longer exists')
-    if (client && client.agent.agentId !== agent.agentId) throw new AegisError('invalid_grant', 'the subject token maps to another agent than the authenticated client')
+    if (client && client.agent.agentId !== agent.agentId)
+      throw new AegisError('invalid_grant', 'the subject token maps to another agent than the authenticated client')
 
     const remaining = (m.payload.exp as number) - Math.floor(deps.clock.now() / 1000)
     if (remaining <= 0) throw new AegisError('invalid_grant', 'subject_token expired')
@@ -191,7 +212,11 @@ export const tokenExchangeGrant: GrantHandler = {
       grant: TOKEN_EXCHANGE_GRANT,
       maxLifetimeSeconds: remaining,
       issuedTokenType: TOKEN_TYPE_ACCESS_TOKEN,
-      auditData: { subject_issuer: m.issuer.issuer, subject: typeof m.payload.sub === 'string' ? m.payload.sub.slice(0, 512) : null, trusted_issuer_id: m.issuer.id },
+      auditData: {
+        subject_issuer: m.issuer.issuer,
+        subject: typeof m.payload.sub === 'string' ? m.payload.sub.slice(0, 512) : null,
+        trusted_issuer_id: m.issuer.id,
+      },
     }
   },
 }

@@ -15,7 +15,13 @@ const MISSING_TOKEN = new AegisError('invalid_token', 'a bearer token is require
  * action to decide. The same step functions as the pipeline, not a copy;
  * refusals are recorded as `token.refused` like the pipeline's.
  */
-export function authenticate(deps: GatewayDeps, token: string | undefined, tool: string, resource: string, source: SenderSource): TokenView | Promise<TokenView> {
+export function authenticate(
+  deps: GatewayDeps,
+  token: string | undefined,
+  tool: string,
+  resource: string,
+  source: SenderSource,
+): TokenView | Promise<TokenView> {
   let view: TokenView
   try {
     if (token === undefined) throw MISSING_TOKEN
@@ -45,7 +51,13 @@ function afterVerify(deps: GatewayDeps, view: TokenView, tool: string, resource:
   } catch (err) {
     throw refused(deps, view, err, tool, resource)
   }
-  if (proof instanceof Promise) return proof.then(() => view, (err: unknown) => { throw refused(deps, view, err, tool, resource) })
+  if (proof instanceof Promise)
+    return proof.then(
+      () => view,
+      (err: unknown) => {
+        throw refused(deps, view, err, tool, resource)
+      },
+    )
   return view
 }
 

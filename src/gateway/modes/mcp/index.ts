@@ -8,7 +8,21 @@ import type { DecisionOutcome, DecisionPipeline } from '../../pipeline/index.js'
 import type { TokenView } from '../../pipeline/token-view.js'
 import { bearerOf, blocks, header, isPlainObject, sendFailure, TOOL_NAME } from '../common.js'
 import { authenticate, manifestOf } from './authenticate.js'
-import { classify, DEFAULT_ALLOW_METHODS, FORBIDDEN_ORIGIN, GATEWAY_ERROR, HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, methodAllowed, rpcError, type ClientMessage, type JsonRpcId } from './jsonrpc.js'
+import {
+  classify,
+  DEFAULT_ALLOW_METHODS,
+  FORBIDDEN_ORIGIN,
+  GATEWAY_ERROR,
+  HEADER_MISMATCH,
+  INTERNAL_ERROR,
+  INVALID_PARAMS,
+  INVALID_REQUEST,
+  METHOD_NOT_FOUND,
+  methodAllowed,
+  rpcError,
+  type ClientMessage,
+  type JsonRpcId,
+} from './jsonrpc.js'
 import { mcpWwwAuthenticate, registerProtectedResourceMetadata } from './metadata.js'
 import { originPolicy, originRefusal, type OriginPolicy } from './origin-guard.js'
 import { redactToolResult, resultObligations } from './result-redaction.js'
@@ -87,7 +101,9 @@ export function registerMcpRoutes(app: FastifyInstance, pipeline: DecisionPipeli
   for (const r of mcp) {
     const { path, allow } = routeBasics(r)
     const route: McpRoute = { path, resource: path, allow, upstream: new Upstream(new URL(r.upstream)), origin: originPolicy(r, deps.config.gateway.host) }
-    app.addHook('onClose', async () => { await route.upstream.close() })
+    app.addHook('onClose', async () => {
+      await route.upstream.close()
+    })
     registerRoute(app, pipeline, deps, visibility, route)
   }
 }
@@ -103,10 +119,20 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
   }
 
   /** Sends the request upstream and the answer back, rewriting JSON-RPC responses with `rewrite` when given. */
-  async function forward(request: FastifyRequest, reply: FastifyReply, method: 'GET' | 'POST' | 'DELETE', body: string | null, view: TokenView, rewrite: ResponseRewrite | null, requestId: JsonRpcId | null): Promise<FastifyReply> {
+  async function forward(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    method: 'GET' | 'POST' | 'DELETE',
+    body: string | null,
+    view: TokenView,
+    rewrite: ResponseRewrite | null,
+    requestId: JsonRpcId | null,
+  ): Promise<FastifyReply> {
     const abort = new AbortController()
     // The client left before the answer was complete: stop the upstream request (an abort after a finished reply would only cost a DOMException).
-    reply.raw.once('close', () => { if (!reply.raw.writableFinished) abort.abort() })
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) abort.abort()
+    })
     let res: Dispatcher.ResponseData
     try {
       res = await route.upstream.request(method, upstreamHeaders(request.headers, view.facts.agentId, view.facts.tenant, method === 'POST'), body, abort.signal)
@@ -129,9 +155,14 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
       if (type.startsWith('application/json')) return sendRewrittenJson(request, reply, res.statusCode, res.body, rewrite, requestId)
       // An answer that must be checked but is neither JSON nor SSE is not passed on; an empty one has nothing to check.
       if (!(await hasContent(res.body))) return reply.send()
-      return withheld(reply, res.statusCode, requestId, `the upstream MCP server answered HTTP ${res.statusCode} with ${type.slice(0, 64) || 'no content type'}, which the gateway cannot check`)
+      return withheld(
+        reply,
+        res.statusCode,
+        requestId,
+        `the upstream MCP server answered HTTP ${res.statusCode} with ${type.slice(0, 64) || 'no content type'}, which the gateway cannot check`,
+      )
     }
-    if (res.statusCode === 202 || res.statusCode === 204 || method === 'DELETE' && type === '') {
+    if (res.statusCode === 202 || res.statusCode === 204 || (method === 'DELETE' && type === '')) {
       await res.body.dump()
       return reply.send()
     }
@@ -143,7 +174,14 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     return reply.send(res.body)
   }
 
-  async function sendRewrittenJson(request: FastifyRequest, reply: FastifyReply, status: number, source: Readable, rewrite: ResponseRewrite, requestId: JsonRpcId | null): Promise<FastifyReply> {
+  async function sendRewrittenJson(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    status: number,
+    source: Readable,
+    rewrite: ResponseRewrite,
+    requestId: JsonRpcId | null,
+  ): Promise<FastifyReply> {
     let text: string
     try {
       text = await readCapped(source, MAX_REWRITE_BYTES)
@@ -161,7 +199,12 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     // Only JSON-RPC responses can be checked (rewritten or replaced); any other JSON is not passed on.
     const messages = Array.isArray(msg) ? msg : [msg]
     if (messages.length === 0 || !messages.every(isResponse)) {
-      return withheld(reply, status, requestId, `the upstream MCP server answered HTTP ${status} with JSON that is not a JSON-RPC response, which the gateway cannot check`)
+      return withheld(
+        reply,
+        status,
+        requestId,
+        `the upstream MCP server answered HTTP ${status} with JSON that is not a JSON-RPC response, which the gateway cannot check`,
+      )
     }
     const out = Array.isArray(msg) ? messages.map((m) => rewrite(m)) : rewrite(msg as Record<string, unknown>)
     return reply.type('application/json').send(JSON.stringify(out))
@@ -186,13 +229,22 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     }
   }
 
-  async function toolsCall(request: FastifyRequest, reply: FastifyReply, token: string, msg: Extract<ClientMessage, { kind: 'request' }>): Promise<FastifyReply> {
+  async function toolsCall(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    token: string,
+    msg: Extract<ClientMessage, { kind: 'request' }>,
+  ): Promise<FastifyReply> {
     const params = msg.params ?? EMPTY_PARAMS
     const name = params.name
     const args = params.arguments === undefined || params.arguments === null ? EMPTY_PARAMS : params.arguments
     if (typeof name !== 'string' || !TOOL_NAME.test(name) || !isPlainObject(args)) {
       await authenticate(deps, token, typeof name === 'string' ? name.slice(0, 256) : 'unknown', route.resource, request)
-      return rpc(reply, 200, rpcError(msg.id, INVALID_PARAMS, 'tools/call needs params.name (a tool name: letters, digits, . _ : / -) and params.arguments (an object)'))
+      return rpc(
+        reply,
+        200,
+        rpcError(msg.id, INVALID_PARAMS, 'tools/call needs params.name (a tool name: letters, digits, . _ : / -) and params.arguments (an object)'),
+      )
     }
     const meta = isPlainObject(params._meta) ? params._meta : null
     const metaOverride = meta !== null && typeof meta[OVERRIDE_META_KEY] === 'string' ? meta[OVERRIDE_META_KEY] : null
@@ -210,7 +262,7 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     if (blocks(outcome)) return rpc(reply, 200, refusal(msg.id, outcome))
     const sanitized = outcome.enforced && outcome.obligations.length > 0
     let forwarded = msg.raw
-    if (sanitized || meta !== null && OVERRIDE_META_KEY in meta) {
+    if (sanitized || (meta !== null && OVERRIDE_META_KEY in meta)) {
       const p: Record<string, unknown> = { ...params, arguments: sanitized ? outcome.params : args }
       if (meta !== null && OVERRIDE_META_KEY in meta) {
         // The override token is the agent's credential for this one call: it never reaches the tool server.
@@ -220,11 +272,17 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
       forwarded = { ...msg.raw, params: p }
     }
     const redactions = outcome.enforced ? resultObligations(outcome.obligations) : []
-    const rewrite: ResponseRewrite | null = redactions.length === 0 ? null : (m) => ('result' in m ? { ...m, result: redactToolResult(m.result, redactions) } : m)
+    const rewrite: ResponseRewrite | null =
+      redactions.length === 0 ? null : (m) => ('result' in m ? { ...m, result: redactToolResult(m.result, redactions) } : m)
     return forward(request, reply, 'POST', JSON.stringify(forwarded), outcome.token, rewrite === null ? null : only(msg.id, rewrite), msg.id)
   }
 
-  async function toolsList(request: FastifyRequest, reply: FastifyReply, view: TokenView, msg: Extract<ClientMessage, { kind: 'request' }>): Promise<FastifyReply> {
+  async function toolsList(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    view: TokenView,
+    msg: Extract<ClientMessage, { kind: 'request' }>,
+  ): Promise<FastifyReply> {
     const manifest = await manifestOf(deps, view)
     const filter: ResponseRewrite = (m) => {
       const result = m.result
@@ -241,7 +299,9 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     try {
       const body = request.body
       // Streamable HTTP messages are JSON; a form body the server's other parsers accept is not one.
-      const json = String(request.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')
+      const json = String(request.headers['content-type'] ?? '')
+        .toLowerCase()
+        .startsWith('application/json')
       const msg: ClientMessage | string = !json
         ? 'MCP messages are sent as Content-Type: application/json'
         : Array.isArray(body)
@@ -255,7 +315,13 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
       if (typeof msg !== 'string' && msg.kind === 'request' && msg.method === 'tools/call' && methodAllowed(route.allow, 'tools/call')) {
         return await toolsCall(request, reply, token!, msg)
       }
-      const view = await authenticate(deps, token, typeof msg === 'string' ? 'unknown' : msg.kind === 'response' ? 'response' : msg.method.slice(0, 256), route.resource, request)
+      const view = await authenticate(
+        deps,
+        token,
+        typeof msg === 'string' ? 'unknown' : msg.kind === 'response' ? 'response' : msg.method.slice(0, 256),
+        route.resource,
+        request,
+      )
       if (typeof msg === 'string') return rpc(reply, 400, rpcError(null, INVALID_REQUEST, msg))
       if (msg.kind !== 'response' && !methodAllowed(route.allow, msg.method)) {
         const text = `method "${msg.method.slice(0, 64)}" is not allowed through this gateway route`

@@ -52,7 +52,8 @@ export function classify(body: unknown): ClientMessage | string {
     if (params !== undefined && !isPlainObject(params)) return 'params must be an object'
     if (!('id' in body)) {
       // A request method without an id would run with no answer and, worse, with no decision: only notifications/* may go without one.
-      if (!method.startsWith(NOTIFICATION_PREFIX)) return `"${method.slice(0, 64)}" is a request method: it needs an id (JSON-RPC notifications are notifications/* only)`
+      if (!method.startsWith(NOTIFICATION_PREFIX))
+        return `"${method.slice(0, 64)}" is a request method: it needs an id (JSON-RPC notifications are notifications/* only)`
       return { kind: 'notification', method, raw: body }
     }
     if (!isId(body.id)) return 'id must be a string or a number'

@@ -25,7 +25,7 @@ export function resultObligations(obligations: readonly Obligation[]): Obligatio
 export function redactToolResult(result: unknown, obligations: readonly Obligation[]): unknown {
   if (obligations.length === 0 || !isPlainObject(result)) return result
   // The pipeline's own redactor (copy-on-write, `*` over arrays) works on `/params/…` pointers: re-root ours there.
-  const mapped: Obligation[] = obligations.map((o) => ({ type: 'redact', path: '/params/' + o.path.slice(RESULT_PREFIX.length) }))
+  const mapped: Obligation[] = obligations.map((o) => ({ type: 'redact', path: `/params/${o.path.slice(RESULT_PREFIX.length)}` }))
   const redact = (value: unknown): unknown => applyObligations({ params: value as Record<string, unknown> }, mapped).params
   const out: Record<string, unknown> = { ...result }
   if (isPlainObject(result.structuredContent)) out.structuredContent = redact(result.structuredContent)

@@ -19,7 +19,7 @@ function serialize(ev: EventSourceMessage, data: string): string {
   if (ev.id !== undefined) out += `id: ${ev.id}\n`
   if (ev.event !== undefined) out += `event: ${ev.event}\n`
   for (const line of data.split('\n')) out += `data: ${line}\n`
-  return out + '\n'
+  return `${out}\n`
 }
 
 /**

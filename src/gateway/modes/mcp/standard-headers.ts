@@ -80,13 +80,14 @@ export function headerMismatch(headers: IncomingHttpHeaders, msg: ClientMessage)
   const bodyVersion = meta !== undefined && typeof meta[META_PROTOCOL_VERSION] === 'string' ? meta[META_PROTOCOL_VERSION] : undefined
 
   if (versionHeader !== undefined && bodyVersion !== undefined && versionHeader !== bodyVersion) {
-    return 'the MCP-Protocol-Version header does not match the protocol version in the body\'s _meta'
+    return "the MCP-Protocol-Version header does not match the protocol version in the body's _meta"
   }
   const version = typeof versionHeader === 'string' ? versionHeader : bodyVersion
   const required = version !== undefined && version >= HEADERS_REQUIRED_FROM
 
   if (msg.kind === 'response') {
-    if (methodHeader !== undefined || nameHeader !== undefined) return 'a JSON-RPC response carries no method or name: Mcp-Method and Mcp-Name must not be sent with it'
+    if (methodHeader !== undefined || nameHeader !== undefined)
+      return 'a JSON-RPC response carries no method or name: Mcp-Method and Mcp-Name must not be sent with it'
     return null
   }
 

@@ -94,20 +94,36 @@ export class ToolVisibility {
     return p
   }
 
-  private deniedWhateverParams(tp: TenantPolicy, view: TokenView, manifest: VerifiedManifest, tool: string, resource: string, clientAddress: string | null, time: number): boolean {
+  private deniedWhateverParams(
+    tp: TenantPolicy,
+    view: TokenView,
+    manifest: VerifiedManifest,
+    tool: string,
+    resource: string,
+    clientAddress: string | null,
+    time: number,
+  ): boolean {
     const prepared = this.prepare(tp)
     if (prepared === null) return false
     const principal = principalOf(view, manifest)
     const parents = prepared.groups.filter((g) => inActionGroup(tool, g))
     // `unknown("params")` is Cedar's partial-evaluation placeholder: any condition on the parameters stays a residual.
-    const context = { params: { __extn: { fn: 'unknown', arg: 'params' } }, time, override: false, ...(clientAddress ? { client_address: clientAddress } : {}) } as unknown as Context
+    const context = {
+      params: { __extn: { fn: 'unknown', arg: 'params' } },
+      time,
+      override: false,
+      ...(clientAddress ? { client_address: clientAddress } : {}),
+    } as unknown as Context
     const answer = cedar.isAuthorizedPartial({
       principal: { type: PRINCIPAL_TYPE, id: principal.agentId },
       action: { type: 'Action', id: tool },
       resource: { type: RESOURCE_TYPE, id: resource },
       context,
       policies: { staticPolicies: prepared.policies },
-      entities: buildEntities({ principal, action: tool, resource, params: EMPTY_PARAMS, time, clientAddress, override: false }, parents.length > 0 ? parents : null),
+      entities: buildEntities(
+        { principal, action: tool, resource, params: EMPTY_PARAMS, time, clientAddress, override: false },
+        parents.length > 0 ? parents : null,
+      ),
     })
     if (answer.type !== 'residuals') return false
     const r = answer.response

@@ -12,7 +12,19 @@ import { Pool, type Dispatcher } from 'undici'
  * and the caller's `Host` stay here too: the gateway checked them for the
  * route (origin-guard.ts), and the upstream sees the gateway's.
  */
-const FORWARD_REQUEST = ['accept', 'content-type', 'mcp-session-id', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'last-event-id', 'traceparent', 'tracestate', 'baggage', 'user-agent']
+const FORWARD_REQUEST = [
+  'accept',
+  'content-type',
+  'mcp-session-id',
+  'mcp-protocol-version',
+  'mcp-method',
+  'mcp-name',
+  'last-event-id',
+  'traceparent',
+  'tracestate',
+  'baggage',
+  'user-agent',
+]
 /** Response headers passed back to the client. */
 export const FORWARD_RESPONSE = ['content-type', 'cache-control', 'mcp-session-id', 'mcp-protocol-version', 'retry-after', 'allow']
 

@@ -5,7 +5,11 @@
 import type { Scheduler, TimerHandle } from '../../../../src/sdk/index.js'
 import { ManualClock } from '../../../../src/lib/clock.js'
 
-interface Timer { id: number; at: number; callback: () => void }
+interface Timer {
+  id: number
+  at: number
+  callback: () => void
+}
 
 export class ManualScheduler implements Scheduler {
   private readonly timers = new Map<number, Timer>()

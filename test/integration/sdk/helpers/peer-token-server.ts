@@ -19,9 +19,7 @@ export interface PeerRequest {
 }
 
 /** A scripted answer for the next token request. */
-export type Scripted =
-  | { status: number; body?: Record<string, unknown>; headers?: Record<string, string> }
-  | { drop: true }
+export type Scripted = { status: number; body?: Record<string, unknown>; headers?: Record<string, string> } | { drop: true }
 
 export interface PeerTokenServer {
   readonly issuer: string
@@ -48,16 +46,28 @@ export async function startPeerTokenServer(options: { now: () => number; expires
   let metadataRequests = 0
   const issuer = (): string => `http://127.0.0.1:${port}`
   const state: PeerTokenServer = {
-    get issuer() { return issuer() },
-    get tokenEndpoint() { return `${issuer()}/oauth2/token` },
-    get port() { return port },
-    get metadataRequests() { return metadataRequests },
+    get issuer() {
+      return issuer()
+    },
+    get tokenEndpoint() {
+      return `${issuer()}/oauth2/token`
+    },
+    get port() {
+      return port
+    },
+    get metadataRequests() {
+      return metadataRequests
+    },
     requests: [],
     clients: new Map<string, string>(),
     script: [],
     expiresIn: options.expiresIn ?? 600,
     metadataIssuer: undefined,
-    stop: () => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections() }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
     restart: () => listen(),
   }
 
@@ -68,10 +78,17 @@ export async function startPeerTokenServer(options: { now: () => number; expires
     }
     if (req.method === 'GET' && req.url === '/.well-known/oauth-authorization-server') {
       metadataRequests++
-      json(200, { issuer: state.metadataIssuer ?? issuer(), token_endpoint: `${issuer()}/oauth2/token`, grant_types_supported: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'] })
+      json(200, {
+        issuer: state.metadataIssuer ?? issuer(),
+        token_endpoint: `${issuer()}/oauth2/token`,
+        grant_types_supported: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
+      })
       return
     }
-    if (req.method !== 'POST' || req.url !== '/oauth2/token') { json(404, { error: 'not_found' }); return }
+    if (req.method !== 'POST' || req.url !== '/oauth2/token') {
+      json(404, { error: 'not_found' })
+      return
+    }
     const chunks: Buffer[] = []
     for await (const c of req) chunks.push(c as Buffer)
     const params = Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')))
@@ -80,17 +97,30 @@ export async function startPeerTokenServer(options: { now: () => number; expires
     let auth: PeerRequest['auth'] = 'none'
     const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? '')
     if (basic) {
-      const [id, sec] = Buffer.from(basic[1]!, 'base64').toString('utf8').split(':').map((p) => decodeURIComponent(p.replace(/\+/g, ' ')))
-      clientId = id ?? ''; secret = sec; auth = 'basic'
+      const [id, sec] = Buffer.from(basic[1]!, 'base64')
+        .toString('utf8')
+        .split(':')
+        .map((p) => decodeURIComponent(p.replace(/\+/g, ' ')))
+      clientId = id ?? ''
+      secret = sec
+      auth = 'basic'
     } else if (params.client_secret !== undefined) {
-      clientId = params.client_id ?? ''; secret = params.client_secret; auth = 'post'
+      clientId = params.client_id ?? ''
+      secret = params.client_secret
+      auth = 'post'
     } else if (params.grant_type === 'urn:ietf:params:oauth:grant-type:token-exchange') {
       clientId = params.subject_token ?? ''
     }
     state.requests.push({ clientId, auth, params, at: options.now() })
     const next = state.script.shift()
-    if (next && 'drop' in next) { req.socket.destroy(); return }
-    if (next) { json(next.status, next.body ?? {}, next.headers); return }
+    if (next && 'drop' in next) {
+      req.socket.destroy()
+      return
+    }
+    if (next) {
+      json(next.status, next.body ?? {}, next.headers)
+      return
+    }
     if (auth !== 'none' && state.clients.get(clientId) !== secret) {
       json(401, { error: 'invalid_client', error_description: 'client authentication failed' }, { 'www-authenticate': 'Basic realm="aegis"' })
       return
@@ -98,21 +128,37 @@ export async function startPeerTokenServer(options: { now: () => number; expires
     const now = Math.floor(options.now() / 1000)
     const token = await new SignJWT({ client_id: clientId, scope: params.scope ?? 'default' })
       .setProtectedHeader({ alg: 'EdDSA', typ: 'at+jwt', kid: 'peer' })
-      .setIssuer(issuer()).setSubject(clientId).setAudience(params.audience ?? 'aegis-gateway')
-      .setIssuedAt(now).setNotBefore(now).setExpirationTime(now + state.expiresIn).setJti(randomUUID())
+      .setIssuer(issuer())
+      .setSubject(clientId)
+      .setAudience(params.audience ?? 'aegis-gateway')
+      .setIssuedAt(now)
+      .setNotBefore(now)
+      .setExpirationTime(now + state.expiresIn)
+      .setJti(randomUUID())
       .sign(privateKey)
-    json(200, { access_token: token, token_type: 'Bearer', expires_in: state.expiresIn, scope: params.scope ?? 'default', ...(params.subject_token ? { issued_token_type: 'urn:ietf:params:oauth:token-type:access_token' } : {}) })
+    json(200, {
+      access_token: token,
+      token_type: 'Bearer',
+      expires_in: state.expiresIn,
+      scope: params.scope ?? 'default',
+      ...(params.subject_token ? { issued_token_type: 'urn:ietf:params:oauth:token-type:access_token' } : {}),
+    })
   }
 
-  const listen = (): Promise<void> => new Promise((resolve, reject) => {
-    server = createServer((req, res) => { handle(req, res).catch(() => { res.destroy() }) })
-    server.keepAliveTimeout = 1000
-    server.once('error', reject)
-    server.listen(port, '127.0.0.1', () => {
-      port = (server.address() as AddressInfo).port
-      resolve()
+  const listen = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      server = createServer((req, res) => {
+        handle(req, res).catch(() => {
+          res.destroy()
+        })
+      })
+      server.keepAliveTimeout = 1000
+      server.once('error', reject)
+      server.listen(port, '127.0.0.1', () => {
+        port = (server.address() as AddressInfo).port
+        resolve()
+      })
     })
-  })
   await listen()
 
   return state

@@ -15,8 +15,10 @@ import { buildGateway, type Gateway } from '../../../../src/gateway/index.js'
 export { freePort } from '../../../helpers/ports.js'
 import { freePort } from '../../../helpers/ports.js'
 
-
-export interface Credential { client_id: string; client_secret: string }
+export interface Credential {
+  client_id: string
+  client_secret: string
+}
 
 export interface Aegis {
   config: AegisConfig
@@ -89,14 +91,21 @@ export async function startAegis(opts: StartOptions = {}): Promise<Aegis> {
 
   const aegis: Aegis = {
     config,
-    get cp() { return cp },
+    get cp() {
+      return cp
+    },
     issuer,
     controlPort,
-    get gatewayUrl() { return gatewayUrl },
-    get gateway() { return gateway },
+    get gatewayUrl() {
+      return gatewayUrl
+    },
+    get gateway() {
+      return gateway
+    },
     adminToken,
     admin,
-    credential: async (agentId = AGENT) => (await admin('POST', `/tenants/${TENANT}/agents/${agentId}/bootstrap-credentials`, { ttl_seconds: 86400, single_use: false })) as unknown as Credential,
+    credential: async (agentId = AGENT) =>
+      (await admin('POST', `/tenants/${TENANT}/agents/${agentId}/bootstrap-credentials`, { ttl_seconds: 86400, single_use: false })) as unknown as Credential,
     stopControlPlane: () => cp.close(),
     restartControlPlane: async () => {
       cp = await buildControlPlane(config)
@@ -120,7 +129,17 @@ export async function startAegis(opts: StartOptions = {}): Promise<Aegis> {
     })
     if (opts.cedar) {
       const now = Date.now()
-      await cp.deps.store.policies.create({ id: 'pol_sdk', tenant: TENANT, version: '2026-11-29.1', cedar: opts.cedar, mode: 'enforce', status: 'inactive', createdAt: now, activatedAt: null, reviewedAt: null })
+      await cp.deps.store.policies.create({
+        id: 'pol_sdk',
+        tenant: TENANT,
+        version: '2026-11-29.1',
+        cedar: opts.cedar,
+        mode: 'enforce',
+        status: 'inactive',
+        createdAt: now,
+        activatedAt: null,
+        reviewedAt: null,
+      })
       await cp.deps.store.policies.activate(TENANT, 'pol_sdk', now)
     }
     if (gatewayPort !== undefined) {
