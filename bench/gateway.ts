@@ -356,17 +356,24 @@ export function formatGatewayBench(r: GatewayBenchResult): string[] {
     `raw node:crypto Ed25519 verify: ${r.rawVerifyPerSec.toFixed(0)}/s`,
     `pipeline in process, new token each call (${r.backend}): ${r.pipelineFreshPerSec.toFixed(0)}/s (${x(r.pipelineFreshPerSec)}; goal ≥ 0.80×)`,
     `pipeline in process, reused tokens: ${r.pipelineReusedPerSec.toFixed(0)}/s (${x(r.pipelineReusedPerSec)}; goal ≥ 10×)`,
-    `pipeline in process, new token each call, Ed25519 by node:crypto: ${r.pipelineFreshNodeCrypto.freshPerSec.toFixed(0)}/s (${(r.pipelineFreshNodeCrypto.freshPerSec / r.pipelineFreshNodeCrypto.rawVerifyPerSec).toFixed(2)}× raw verify)`,
-    `HTTP /v1/authorize, reused token, 50 connections, full speed: ${r.http.max.perSec.toFixed(0)}/s (${x(r.http.max.perSec)}), p50 ${r.http.max.p50Ms} ms, p99 ${r.http.max.p99Ms} ms, errors ${r.http.max.errors}, non-2xx ${r.http.max.non2xx} (goal ≥ 12,000/s)`,
-    `HTTP /v1/authorize, reused token, 50 connections, ${r.http.atGoalRate.offered}/s offered: ${r.http.atGoalRate.perSec.toFixed(0)}/s, p50 ${r.http.atGoalRate.p50Ms.toFixed(2)} ms, p99 ${r.http.atGoalRate.p99Ms.toFixed(2)} ms, errors ${r.http.atGoalRate.errors}, non-2xx ${r.http.atGoalRate.non2xx} (goal p99 < 5 ms)`,
-    `bare fastify under the same loads: ${r.http.bare.max.perSec.toFixed(0)}/s at full speed (p99 ${r.http.bare.max.p99Ms} ms); p99 ${r.http.bare.atGoalRate.p99Ms.toFixed(2)} ms at ${r.http.bare.atGoalRate.offered}/s`,
+    `pipeline in process, new token each call, Ed25519 by node:crypto: ${r.pipelineFreshNodeCrypto.freshPerSec.toFixed(0)}/s ` +
+      `(${(r.pipelineFreshNodeCrypto.freshPerSec / r.pipelineFreshNodeCrypto.rawVerifyPerSec).toFixed(2)}× raw verify)`,
+    `HTTP /v1/authorize, reused token, 50 connections, full speed: ${r.http.max.perSec.toFixed(0)}/s (${x(r.http.max.perSec)}), ` +
+      `p50 ${r.http.max.p50Ms} ms, p99 ${r.http.max.p99Ms} ms, errors ${r.http.max.errors}, non-2xx ${r.http.max.non2xx} (goal ≥ 12,000/s)`,
+    `HTTP /v1/authorize, reused token, 50 connections, ${r.http.atGoalRate.offered}/s offered: ${r.http.atGoalRate.perSec.toFixed(0)}/s, ` +
+      `p50 ${r.http.atGoalRate.p50Ms.toFixed(2)} ms, p99 ${r.http.atGoalRate.p99Ms.toFixed(2)} ms, errors ${r.http.atGoalRate.errors}, ` +
+      `non-2xx ${r.http.atGoalRate.non2xx} (goal p99 < 5 ms)`,
+    `bare fastify under the same loads: ${r.http.bare.max.perSec.toFixed(0)}/s at full speed (p99 ${r.http.bare.max.p99Ms} ms); ` +
+      `p99 ${r.http.bare.atGoalRate.p99Ms.toFixed(2)} ms at ${r.http.bare.atGoalRate.offered}/s`,
   ]
   if (r.propagation.redis)
     lines.push(
-      `revocation propagation, 3 gateways, Redis: p50 ${r.propagation.redis.p50Ms.toFixed(1)} ms, p99 ${r.propagation.redis.p99Ms.toFixed(1)} ms (${r.propagation.redis.samples} revocations; goal p99 < 100 ms)`,
+      `revocation propagation, 3 gateways, Redis: p50 ${r.propagation.redis.p50Ms.toFixed(1)} ms, p99 ${r.propagation.redis.p99Ms.toFixed(1)} ms ` +
+        `(${r.propagation.redis.samples} revocations; goal p99 < 100 ms)`,
     )
   lines.push(
-    `revocation propagation, 3 gateways, SSE: p50 ${r.propagation.sse.p50Ms.toFixed(1)} ms, p99 ${r.propagation.sse.p99Ms.toFixed(1)} ms (${r.propagation.sse.samples} revocations)`,
+    `revocation propagation, 3 gateways, SSE: p50 ${r.propagation.sse.p50Ms.toFixed(1)} ms, p99 ${r.propagation.sse.p99Ms.toFixed(1)} ms ` +
+      `(${r.propagation.sse.samples} revocations)`,
   )
   return lines
 }

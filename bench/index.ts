@@ -144,7 +144,9 @@ if (want('rotation')) {
   for (const redis of (await skipWithoutRedis()) === false ? [true, false] : [false]) {
     const r = await benchEmergencyRotation(redis, samples)
     rows.push({
-      what: `emergency rotation → new key accepted at every gateway, 3 gateways, ${redis ? 'Redis' : 'SSE'} (${r.samples} rotations, from the rotation's answer)`,
+      what:
+        `emergency rotation → new key accepted at every gateway, 3 gateways, ${redis ? 'Redis' : 'SSE'} (${r.samples} rotations, from the ` +
+        `rotation's answer)`,
       result: `p50 ${ms(r.p50Ms)}, p99 ${ms(r.p99Ms)}`,
       baseline: '—',
       ratio: '—',
@@ -273,7 +275,9 @@ if (want('log-queries')) {
     log(`bench: filled ${fmt(r.rows)} rows per table in ${r.fillSeconds.toFixed(0)} s`)
     for (const f of r.figures) {
       rows.push({
-        what: `GET /admin/v1/${f.table === 'audit_events' ? 'audit' : 'decisions'} first page (100), ${f.filter}, ${fmt(r.rows)} rows, PostgreSQL (${f.samples} runs; plan: ${f.plan})`,
+        what:
+          `GET /admin/v1/${f.table === 'audit_events' ? 'audit' : 'decisions'} first page (100), ${f.filter}, ${fmt(r.rows)} rows, PostgreSQL ` +
+          `(${f.samples} runs; plan: ${f.plan})`,
         result: `p50 ${ms(f.p50Ms)}, p99 ${ms(f.p99Ms)}`,
         baseline: '—',
         ratio: '—',
@@ -283,7 +287,10 @@ if (want('log-queries')) {
   } else log('bench: log-queries skipped: PostgreSQL not reachable')
 }
 
-const header = `Measured by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}, load average ${loadBefore.toFixed(2)} at start, ${seconds} s per figure. Ratios compare with a baseline measured in the same run.`
+const header =
+  `Measured by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores ` +
+  `(${cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}, load average ${loadBefore.toFixed(2)} at start, ${seconds} s per ` +
+  `figure. Ratios compare with a baseline measured in the same run.`
 if (want('decision-log')) {
   const { benchDecisionLogCost, benchIngest } = await import('./decision-log.js')
   log("bench: decision log on vs off, and the control plane's ingest rate…")
@@ -296,7 +303,9 @@ if (want('decision-log')) {
     goal: '≥ 90 %',
   })
   rows.push({
-    what: 'gateway HTTP /v1/authorize, reused token, 50 connections, decision log on (uploading to the control plane on this machine, which stores every decision)',
+    what:
+      'gateway HTTP /v1/authorize, reused token, 50 connections, decision log on (uploading to the control plane on this machine, which stores ' +
+      'every decision)',
     result: `${fmt(c.onPerSec)}/s (${fmt(c.stored)} stored, ${fmt(c.dropped)} dropped)`,
     baseline: `decision log off ${fmt(c.offPerSec)}/s, same run, rotating rounds`,
     ratio: `${((c.onPerSec / c.offPerSec) * 100).toFixed(1)} %`,

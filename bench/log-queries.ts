@@ -28,11 +28,13 @@ const TENANTS = 40
 const HOUR = 3_600_000
 
 // Events 250 ms apart (10M ≈ 29 days); tenants skewed towards t0 (t5 holds ~4 %, t39 ~0.4 %); 3 % without tenant.
-const AUDIT_FILL = `
+const AUDIT_FILL =
+  `
 INSERT INTO audit_events (id, chain_id, chain_seq, type, tenant, actor, subject, data, ts, prev_hash, hash)
 SELECT i, 'cp-' || (i % 3), i / 3 + 1,
   (ARRAY['decision','decision','decision','decision','token.issued','token.issued','token.issued','auth.failed','token.revoked',
-    'approval.requested','approval.approved','approval.denied','key.rotated','policy.activated','admin.agent_created','admin.console_login'])[1 + (r * 16)::int % 16],
+    'approval.requested','approval.approved','approval.denied','key.rotated','policy.activated','admin.agent_created',` +
+  `'admin.console_login'])[1 + (r * 16)::int % 16],
   CASE WHEN r2 < 0.03 THEN NULL ELSE 't' || floor(${TENANTS} * r2 * r2)::int END,
   'agent-' || (i % 500), 'sub-' || (i % 4999), '{"n":' || i || '}',
   $2::bigint + i * 250 + (i % 7) * 300, h || h, h || h

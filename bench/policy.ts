@@ -43,22 +43,26 @@ export function generatePolicyBundle(n = 500): string {
     switch (i % 10) {
       case 0:
         out.push(
-          `@id("p${i}") @risk("high") permit(principal, action == Action::"${tool}", resource) when { principal.scopes.contains("svc:write") && context.params has amount && context.params.amount <= ${1000 + i} };`,
+          `@id("p${i}") @risk("high") permit(principal, action == Action::"${tool}", resource) when { principal.scopes.contains("svc:write") && ` +
+            `context.params has amount && context.params.amount <= ${1000 + i} };`,
         )
         break
       case 1:
         out.push(
-          `@id("p${i}") @approval("ops") forbid(principal, action == Action::"${tool}", resource) when { context.params has amount && context.params.amount > ${500 + i} } unless { context.override };`,
+          `@id("p${i}") @approval("ops") forbid(principal, action == Action::"${tool}", resource) when { context.params has amount && ` +
+            `context.params.amount > ${500 + i} } unless { context.override };`,
         )
         break
       case 2:
         out.push(
-          `@id("p${i}") @sanitize("redact:/params/card_number, redact:/params/owner/ssn") permit(principal, action == Action::"${tool}", resource) when { context.params has kind && context.params.kind == "card" };`,
+          `@id("p${i}") @sanitize("redact:/params/card_number, redact:/params/owner/ssn") permit(principal, action == Action::"${tool}", resource) ` +
+            `when { context.params has kind && context.params.kind == "card" };`,
         )
         break
       case 3:
         out.push(
-          `@id("p${i}") forbid(principal, action == Action::"${tool}", resource) when { context.params has country && ["KP", "IR"].contains(context.params.country) };`,
+          `@id("p${i}") forbid(principal, action == Action::"${tool}", resource) when { context.params has country && ["KP", ` +
+            `"IR"].contains(context.params.country) };`,
         )
         break
       case 4:
@@ -68,29 +72,34 @@ export function generatePolicyBundle(n = 500): string {
         break
       case 5:
         out.push(
-          `@id("p${i}") forbid(principal, action in Action::"svc${Math.floor(i / 10) % 50}.*", resource) when { context.params has blocked && context.params.blocked == true };`,
+          `@id("p${i}") forbid(principal, action in Action::"svc${Math.floor(i / 10) % 50}.*", resource) when { context.params has blocked && ` +
+            `context.params.blocked == true };`,
         )
         break
       case 6:
         out.push(
-          `@id("p${i}") permit(principal, action == Action::"${tool}", resource) when { context.params has owner && context.params.owner has team && principal.scopes.contains(context.params.owner.team) };`,
+          `@id("p${i}") permit(principal, action == Action::"${tool}", resource) when { context.params has owner && context.params.owner has team ` +
+            `&& principal.scopes.contains(context.params.owner.team) };`,
         )
         break
       case 7:
         out.push(
-          `@id("p${i}") forbid(principal, action == Action::"${tool}", resource) when { context has client_address && ip(context.client_address).isInRange(ip("198.51.100.0/24")) };`,
+          `@id("p${i}") forbid(principal, action == Action::"${tool}", resource) when { context has client_address && ` +
+            `ip(context.client_address).isInRange(ip("198.51.100.0/24")) };`,
         )
         break
       case 8:
         out.push(
-          `@id("p${i}") permit(principal, action == Action::"${tool}", resource) when { context.time > 1700000000 && context.params has ref && context.params.ref like "INV-*" };`,
+          `@id("p${i}") permit(principal, action == Action::"${tool}", resource) when { context.time > 1700000000 && context.params has ref && ` +
+            `context.params.ref like "INV-*" };`,
         )
         break
       default:
         out.push(
           i % 100 === 9
             ? `@id("p${i}") forbid(principal, action, resource) when { context.params has kill_switch_${i} };`
-            : `@id("p${i}") permit(principal, action == Action::"${tool}", resource) when { principal.capabilities.contains("${tool}") && context.params has dry_run && context.params.dry_run == true };`,
+            : `@id("p${i}") permit(principal, action == Action::"${tool}", resource) when { principal.capabilities.contains("${tool}") && ` +
+                `context.params has dry_run && context.params.dry_run == true };`,
         )
     }
   }
@@ -183,7 +192,8 @@ if (process.argv[1]?.endsWith('bench/policy.ts')) {
   const seconds = Number(process.env.BENCH_SECONDS ?? 3)
   const r = await benchPolicy(seconds)
   const row = (name: string, f: LatencyFigures & { policies: number }): string =>
-    `${name.padEnd(12)} ${String(f.policies).padStart(4)} policies  p50 ${f.p50Ms.toFixed(3)} ms  p99 ${f.p99Ms.toFixed(3)} ms  ${Math.round(f.perSec).toLocaleString('en-US')} evals/s`
+    `${name.padEnd(12)} ${String(f.policies).padStart(4)} policies  p50 ${f.p50Ms.toFixed(3)} ms  p99 ${f.p99Ms.toFixed(3)} ` +
+    `ms  ${Math.round(f.perSec).toLocaleString('en-US')} evals/s`
   for (const [name, f] of Object.entries(r.templates)) console.log(row(name, f))
   console.log(`${row('generated', r.bundle500)}  (compile ${r.bundle500.compileMs.toFixed(0)} ms)`)
   console.log(`${row('  cached', { ...r.bundle500Cached, policies: r.bundle500.policies })}  (repeated identical calls)`)

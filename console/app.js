@@ -490,7 +490,8 @@ async function loadKeys() {
   const current = res.keys.find((k) => k.kid === res.current)
   const next = current ? current.activates_at + ks.rotation_interval_seconds * 1000 : null
   $('keys-schedule').textContent =
-    `Keys rotate every ${Math.round((ks.rotation_interval_seconds / 3600) * 10) / 10} h; the next key is published ${Math.round(ks.pre_publish_seconds / 60)} min before it signs.` +
+    `Keys rotate every ${Math.round((ks.rotation_interval_seconds / 3600) * 10) / 10} h; the next key is ` +
+    `published ${Math.round(ks.pre_publish_seconds / 60)} min before it signs.` +
     (next ? ` Next scheduled rotation: ${time(next, 'ms')}.` : '')
   body.replaceChildren(
     ...res.keys.map((k) =>
@@ -851,7 +852,8 @@ $('audit-verify').addEventListener('click', async () => {
     out.className = r.ok ? 'ok' : 'error'
     out.textContent = r.ok
       ? `Chain verified: ${r.events} events in ${r.chains.length} chain(s), ${r.checkpoints} signed checkpoints, all whole.`
-      : `Chain BROKEN: first bad event ${r.first_bad.id ?? '(missing)'} in chain ${r.first_bad.chain_id} at position ${r.first_bad.chain_seq}: ${r.first_bad.reason}`
+      : `Chain BROKEN: first bad event ${r.first_bad.id ?? '(missing)'} in chain ${r.first_bad.chain_id} at ` +
+        `position ${r.first_bad.chain_seq}: ${r.first_bad.reason}`
   } catch (err) {
     out.className = 'error'
     out.textContent = err.status === 403 ? 'Only a global admin can verify the audit chains.' : err.message

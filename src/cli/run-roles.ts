@@ -63,7 +63,8 @@ async function bindingPort<T>(key: PortKey, host: string, port: number, bind: ()
     const spec = CONFIG_KEYS.find((k) => k.path === key)!
     const why = code === 'EADDRINUSE' ? 'is already in use' : code === 'EACCES' ? 'may not be bound by this user' : 'is not an address of this machine'
     throw new Error(
-      `${host}:${port} ${why} (${code}): set ${envName(spec)} (${key}) to a free port${code === 'EADDRNOTAVAIL' ? ` or ${key.split('.')[0]}.host to a local address` : ''}`,
+      `${host}:${port} ${why} (${code}): set ${envName(spec)} (${key}) to a free ` +
+        `port${code === 'EADDRNOTAVAIL' ? ` or ${key.split('.')[0]}.host to a local address` : ''}`,
       { cause: err },
     )
   }

@@ -163,7 +163,8 @@ export function loadConfig(options: LoadOptions = {}): AegisConfig {
   // Cross-field checks.
   if (cfg.keys && cfg.jwks && cfg.keys.prePublishSeconds < cfg.jwks.maxAgeSeconds) {
     problems.push(
-      `keys.prePublishSeconds (${cfg.keys.prePublishSeconds}) must be at least jwks.maxAgeSeconds (${cfg.jwks.maxAgeSeconds}), or verifiers meet an unknown kid`,
+      `keys.prePublishSeconds (${cfg.keys.prePublishSeconds}) must be at least jwks.maxAgeSeconds (${cfg.jwks.maxAgeSeconds}), or verifiers meet ` +
+        `an unknown kid`,
     )
   }
   // A lower maximum alone (AEGIS_TOKENS_MAX_TTL_SECONDS=60) also lowers the default lifetime; both set and contradicting is an error.

@@ -38,7 +38,9 @@ export const CONFIG_KEYS = [
     path: 'issuer',
     type: 'url',
     derived: true,
-    doc: 'The `iss` of every token and the base of the metadata URLs; default http://<control.host>:<control.port> (127.0.0.1 for a wildcard host), so it names the port the control plane listens on. Required with control.port 0.',
+    doc:
+      'The `iss` of every token and the base of the metadata URLs; default http://<control.host>:<control.port> (127.0.0.1 for a wildcard ' +
+      'host), so it names the port the control plane listens on. Required with control.port 0.',
   },
   { path: 'audience', type: 'string', default: 'aegis-gateway', doc: 'What gateways accept and what tokens get when the request names no audience.' },
   { path: 'kek', type: 'string', doc: 'Key-encryption key for private keys at rest: 32 bytes, base64 or hex.', secret: true },
@@ -53,7 +55,9 @@ export const CONFIG_KEYS = [
   {
     path: 'controlPlaneUrl',
     type: 'url',
-    doc: 'Control plane a gateway follows (JWKS, feed, manifests); default = issuer, except in one `--role all` process (aegis dev), whose gateway follows its own control plane where it is bound.',
+    doc:
+      'Control plane a gateway follows (JWKS, feed, manifests); default = issuer, except in one `--role all` process (aegis dev), whose gateway ' +
+      'follows its own control plane where it is bound.',
   },
 
   // Listeners
@@ -70,7 +74,9 @@ export const CONFIG_KEYS = [
   {
     path: 'tls.clientCertHeader',
     type: 'string',
-    doc: 'Header carrying the client certificate from a trusted proxy: x-forwarded-client-cert (Envoy) or e.g. x-ssl-client-cert (nginx $ssl_client_escaped_cert).',
+    doc:
+      'Header carrying the client certificate from a trusted proxy: x-forwarded-client-cert (Envoy) or e.g. x-ssl-client-cert (nginx ' +
+      '$ssl_client_escaped_cert).',
   },
   {
     path: 'tls.tenantClientCas',
@@ -94,7 +100,9 @@ export const CONFIG_KEYS = [
     type: 'integer',
     default: 5,
     min: 0,
-    doc: 'How often CA bundle, CRL and TLS certificate/key files are looked at and reloaded when changed (0 = at every tls_client_auth use; TLS listeners look at most every second).',
+    doc:
+      'How often CA bundle, CRL and TLS certificate/key files are looked at and reloaded when changed (0 = at every tls_client_auth use; TLS ' +
+      'listeners look at most every second).',
   },
   {
     path: 'dpop.nonceSecret',
@@ -117,7 +125,9 @@ export const CONFIG_KEYS = [
     path: 'tokenExchange.jwksAllowedNetworks',
     type: 'json',
     default: [] as string[],
-    doc: 'Address ranges a trusted issuer\'s jwks_uri may resolve to besides public addresses, plain http allowed there: JSON array of CIDRs, e.g. ["10.1.0.0/16"]; aegis dev allows loopback.',
+    doc:
+      "Address ranges a trusted issuer's jwks_uri may resolve to besides public addresses, plain http allowed there: JSON array of CIDRs, e.g. " +
+      '["10.1.0.0/16"]; aegis dev allows loopback.',
   },
   {
     path: 'tokenExchange.jwksTimeoutMs',
@@ -182,7 +192,9 @@ export const CONFIG_KEYS = [
   {
     path: 'decisionLog.url',
     type: 'url',
-    doc: 'Gateway: where decision batches go (POST <url>/admin/v1/decisions, with the gateway token), e.g. control planes kept for ingest; default controlPlaneUrl.',
+    doc:
+      'Gateway: where decision batches go (POST <url>/admin/v1/decisions, with the gateway token), e.g. control planes kept for ingest; default ' +
+      'controlPlaneUrl.',
   },
   {
     path: 'decisionLog.bufferSize',
@@ -252,13 +264,17 @@ export const CONFIG_KEYS = [
     path: 'gateway.extAuthz.toolHeader',
     type: 'boolean',
     default: false,
-    doc: 'ext-authz: a request whose path names no tool (/v1/ext-authz, /v1/ext-authz/-/…) takes it from Aegis-Tool. Only behind a proxy that sets that header itself and strips the client\'s copy (README "Gateway").',
+    doc:
+      'ext-authz: a request whose path names no tool (/v1/ext-authz, /v1/ext-authz/-/…) takes it from Aegis-Tool. Only behind a proxy that sets ' +
+      'that header itself and strips the client\'s copy (README "Gateway").',
   },
   {
     path: 'gateway.extAuthz.resourceHeader',
     type: 'boolean',
     default: false,
-    doc: "ext-authz: believe Aegis-Resource as the decision's resource (the proxy must set it and strip the client's copy); off = resource null, and a request carrying the header is refused (400).",
+    doc:
+      "ext-authz: believe Aegis-Resource as the decision's resource (the proxy must set it and strip the client's copy); off = resource null, " +
+      'and a request carrying the header is refused (400).',
   },
 
   // Approvals
@@ -277,7 +293,9 @@ export const CONFIG_KEYS = [
     path: 'approvals.budgets',
     type: 'json',
     default: [] as unknown[],
-    doc: 'Automatic-approval budgets: [{"name","tenant","tool","group","auto_approve_below":{"param":"/params/amount","max":1000},"per_day":5}] (README "Approvals").',
+    doc:
+      'Automatic-approval budgets: [{"name","tenant","tool","group","auto_approve_below":{"param":"/params/amount","max":1000},"per_day":5}] ' +
+      '(README "Approvals").',
   },
 
   // Console
@@ -309,7 +327,10 @@ export interface RouteConfig {
   resource?: string
   /** Proxy routes: forward bodies unread (the policy sees `context.http.body == "opaque"` and `body_sha256`) instead of refusing non-JSON ones with 415. */
   opaque_body?: boolean
-  /** MCP routes: JSON-RPC methods passed through (`notifications/*` style prefixes allowed); default initialize, ping, notifications/*, tools/list, tools/call. */
+  /**
+   * MCP routes: JSON-RPC methods passed through (`notifications/*` style prefixes allowed);
+   * default initialize, ping, notifications/*, tools/list, tools/call.
+   */
   allow_methods?: string[]
   /** MCP routes: `scopes_supported` of the route's protected-resource metadata (RFC 9728). */
   scopes?: string[]

@@ -27,7 +27,8 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         title: 'Aegis admin API',
         version: 'v1',
         description:
-          'Bearer admin tokens (tenant-scoped or global), JSON in and out. Errors are {"error": code, "error_description": text}: 400 bad input, 401 without a valid admin token, 403 outside the token\'s tenant or role, 404, 409 on conflicts, 415 for a body that is not application/json.',
+          'Bearer admin tokens (tenant-scoped or global), JSON in and out. Errors are {"error": code, "error_description": text}: 400 bad input, ' +
+          "401 without a valid admin token, 403 outside the token's tenant or role, 404, 409 on conflicts, 415 for a body that is not application/json.",
       },
       components: {
         securitySchemes: {
@@ -35,7 +36,8 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
             type: 'http',
             scheme: 'bearer',
             description:
-              "An admin, gateway or approver token (POST /admin/v1/admin-tokens, AEGIS_ADMIN_TOKEN, AEGIS_GATEWAY_TOKEN); the console's session cookie also counts.",
+              "An admin, gateway or approver token (POST /admin/v1/admin-tokens, AEGIS_ADMIN_TOKEN, AEGIS_GATEWAY_TOKEN); the console's session " +
+              'cookie also counts.',
           },
         },
       },

@@ -58,7 +58,10 @@ export class Metrics {
     labelNames: ['status'] as const,
     registers: [this.registry],
   })
-  /** Where `aegis_approvals_open` reads its value at each scrape; the control plane sets it to a count in its store, so every replica sharing the store answers the cluster's number. */
+  /**
+   * Where `aegis_approvals_open` reads its value at each scrape; the control plane sets it to a count in its store,
+   * so every replica sharing the store answers the cluster's number.
+   */
   approvalsOpenSource: (() => Promise<number>) | null = null
   readonly approvalsOpen: client.Gauge = new client.Gauge({
     name: 'aegis_approvals_open',
@@ -82,7 +85,9 @@ export class Metrics {
   readonly feedSeq = new client.Gauge({ name: 'aegis_feed_applied_seq', help: 'Last revocation sequence applied by this gateway', registers: [this.registry] })
   readonly feedLoads = new client.Counter({
     name: 'aegis_feed_loads_total',
-    help: 'Feed loads of this gateway: kind="snapshot" a full state at a (re)connect, kind="resume" caught up from its cursor without one, kind="poll" a full state polled while Redis is down',
+    help:
+      'Feed loads of this gateway: kind="snapshot" a full state at a (re)connect, kind="resume" caught up from its cursor without one, ' +
+      'kind="poll" a full state polled while Redis is down',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   })

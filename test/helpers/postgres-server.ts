@@ -52,7 +52,9 @@ const asRoot = (): boolean => userInfo().uid === 0
 export function skipWithoutInitdb(): string | false {
   let msg: string | null = null
   if (postgresBinDir() === null)
-    msg = `initdb and pg_ctl not found (under ${PG_ROOT}/*/bin or on the PATH): install PostgreSQL (apt-get install postgresql) to run the PostgreSQL fault tests`
+    msg =
+      `initdb and pg_ctl not found (under ${PG_ROOT}/*/bin or on the PATH): install PostgreSQL (apt-get install postgresql) to run the ` +
+      `PostgreSQL fault tests`
   else if (asRoot() && postgresUser() === null) msg = 'running as root and there is no postgres user to run a private PostgreSQL cluster as'
   if (msg === null) return false
   if (process.env.AEGIS_REQUIRE_SERVICES === '1') throw new Error(`AEGIS_REQUIRE_SERVICES=1 and ${msg}`)

@@ -80,11 +80,13 @@ async function startToolServer(issuer: string): Promise<{ url: string; p: Runnin
   return { url, p }
 }
 
-const APPROVAL_POLICY = `
+const APPROVAL_POLICY =
+  `
 @id("crm-read") permit (principal, action == Action::"crm.read", resource) when { principal.scopes.contains("crm:read") };
 @id("transfer-permit") permit (principal, action == Action::"payments.transfer", resource) when { principal.scopes.contains("payments:write") };
 @id("transfer-approval") @approval("finance") @reason("transfers above 1000 need a finance approver")
-forbid (principal, action == Action::"payments.transfer", resource) when { context.params has amount && context.params.amount > 1000 } unless { context.override };
+forbid (principal, action == Action::"payments.transfer", resource) when { context.params has amount && ` +
+  `context.params.amount > 1000 } unless { context.override };
 `
 
 let dev: Running

@@ -332,7 +332,8 @@ class AegisClient(_Base):
         """A valid access token (cached; refreshed early with jitter; single flight)."""
         return self.token_source.get_token(timeout=timeout)
 
-    def authorize(self, action: Action, *, resource: str | None = None, dry_run: bool | None = None, wait_for_approval: bool = False, timeout: float | None = None) -> AuthorizeResult:
+    def authorize(self, action: Action, *, resource: str | None = None, dry_run: bool | None = None,
+                  wait_for_approval: bool = False, timeout: float | None = None) -> AuthorizeResult:
         """Asks the gateway (``POST {gateway_url}/v1/authorize``) whether ``action`` may run.
 
         With ``wait_for_approval`` and an ``approval_needed`` answer it polls
@@ -394,7 +395,8 @@ class AsyncAegisClient(_Base):
     async def get_token(self, *, timeout: float | None = None) -> str:
         return await self.token_source.aget_token(timeout=timeout)
 
-    async def authorize(self, action: Action, *, resource: str | None = None, dry_run: bool | None = None, wait_for_approval: bool = False, timeout: float | None = None) -> AuthorizeResult:
+    async def authorize(self, action: Action, *, resource: str | None = None, dry_run: bool | None = None,
+                        wait_for_approval: bool = False, timeout: float | None = None) -> AuthorizeResult:
         """See :meth:`AegisClient.authorize`."""
         return await self._run(self._authorize_flow(action, resource, dry_run, wait_for_approval, timeout))  # type: ignore[no-any-return]
 

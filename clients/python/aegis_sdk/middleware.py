@@ -43,7 +43,8 @@ class Refusal:
         return json.dumps({"error": self.error, "error_description": self.description}).encode("utf-8")
 
     def response_headers(self) -> list[tuple[str, str]]:
-        return [*self.headers.items(), ("content-type", "application/json; charset=utf-8"), ("cache-control", "no-store"), ("content-length", str(len(self.body)))]
+        return [*self.headers.items(), ("content-type", "application/json; charset=utf-8"), ("cache-control", "no-store"),
+                ("content-length", str(len(self.body)))]
 
 
 def _quoted(text: str) -> str:
@@ -70,7 +71,8 @@ def bearer_token(authorization: str | Sequence[str] | None) -> str | None:
     return m.group(1) if m else None
 
 
-def _after_verify(verified: VerifiedToken, required_scopes: Sequence[str] | None, is_denied: IsDenied | None, check_sender_constraint: CheckCnf | None) -> VerifiedToken | Refusal:
+def _after_verify(verified: VerifiedToken, required_scopes: Sequence[str] | None, is_denied: IsDenied | None,
+                  check_sender_constraint: CheckCnf | None) -> VerifiedToken | Refusal:
     cnf = verified.claims.get("cnf")
     if cnf is not None:
         try:
@@ -94,7 +96,8 @@ def _after_verify(verified: VerifiedToken, required_scopes: Sequence[str] | None
     return verified
 
 
-def verify_request(verifier: Verifier, authorization: str | Sequence[str] | None, *, required_scopes: Sequence[str] | None = None, is_denied: IsDenied | None = None, check_sender_constraint: CheckCnf | None = None) -> VerifiedToken | Refusal:
+def verify_request(verifier: Verifier, authorization: str | Sequence[str] | None, *, required_scopes: Sequence[str] | None = None,
+                   is_denied: IsDenied | None = None, check_sender_constraint: CheckCnf | None = None) -> VerifiedToken | Refusal:
     """Checks a request's ``Authorization`` header. Never raises for a bad
     token: returns the :class:`Refusal` to send instead."""
     token = bearer_token(authorization)
@@ -107,7 +110,8 @@ def verify_request(verifier: Verifier, authorization: str | Sequence[str] | None
     return _after_verify(verified, required_scopes, is_denied, check_sender_constraint)
 
 
-async def averify_request(verifier: Verifier, authorization: str | Sequence[str] | None, *, required_scopes: Sequence[str] | None = None, is_denied: IsDenied | None = None, check_sender_constraint: CheckCnf | None = None) -> VerifiedToken | Refusal:
+async def averify_request(verifier: Verifier, authorization: str | Sequence[str] | None, *, required_scopes: Sequence[str] | None = None,
+                          is_denied: IsDenied | None = None, check_sender_constraint: CheckCnf | None = None) -> VerifiedToken | Refusal:
     """:func:`verify_request` for asyncio (a JWKS fetch runs in a worker thread)."""
     token = bearer_token(authorization)
     if token is None:
@@ -156,14 +160,16 @@ class AegisASGIMiddleware:
         self.public_paths = frozenset(public_paths)
         self.options = options
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         if scope.get("type") != "http" or scope.get("path") in self.public_paths:
             await self.app(scope, receive, send)
             return
         values = [v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"authorization"]
         result = await averify_request(self.verifier, values, **self.options)
         if isinstance(result, Refusal):
-            await send({"type": "http.response.start", "status": result.status, "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in result.response_headers()]})
+            await send({"type": "http.response.start", "status": result.status,
+                        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in result.response_headers()]})
             await send({"type": "http.response.body", "body": result.body})
             return
         await self.app({**scope, "aegis": result}, receive, send)

@@ -279,7 +279,8 @@ class OAuthTokenSource:
                         # Another control plane may answer; a 429 is this client's everywhere.
                         if self._closed.is_set() or err.code == "rate_limited" or k + 1 >= count:
                             raise
-                        self._emit(RefreshInfo("retry", started, attempt, background, code=err.code, status=err.status, delay=0.0, endpoint=self._endpoint_name(index)))
+                        self._emit(RefreshInfo("retry", started, attempt, background, code=err.code, status=err.status, delay=0.0,
+                                               endpoint=self._endpoint_name(index)))
                         k += 1
                         continue
                     if self._closed.is_set():
@@ -291,7 +292,8 @@ class OAuthTokenSource:
                         self._next_attempt_at = 0.0
                     self._schedule(cached.token.refresh_at)
                     t = cached.token
-                    self._emit(RefreshInfo("success", started, attempt, background, expires_at=t.expires_at, refresh_at=t.refresh_at, endpoint=self._endpoint_name(index)))
+                    self._emit(RefreshInfo("success", started, attempt, background, expires_at=t.expires_at, refresh_at=t.refresh_at,
+                                           endpoint=self._endpoint_name(index)))
                     return t
             except _Retryable as err:
                 if self._closed.is_set():
@@ -423,7 +425,8 @@ class OAuthTokenSource:
         except TransportError as err:
             raise _Retryable("network_error", f"authorization server metadata unreachable: {err.kind}") from None
         if res.status == 429 or res.status >= 500:
-            raise _Retryable("rate_limited" if res.status == 429 else "temporarily_unavailable", f"metadata endpoint answered {res.status}", res.status, parse_retry_after(res.header("retry-after"), self._clock))
+            raise _Retryable("rate_limited" if res.status == 429 else "temporarily_unavailable", f"metadata endpoint answered {res.status}",
+                             res.status, parse_retry_after(res.header("retry-after"), self._clock))
         meta = res.json_object()
         if res.status != 200 or meta is None:
             raise AegisSdkError("discovery_failed", f"authorization server metadata answered {res.status}", status=res.status)

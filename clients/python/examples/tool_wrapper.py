@@ -61,7 +61,8 @@ def aegis_tool(
 
 
 def main() -> int:
-    client = AegisClient(os.environ["AEGIS_ISSUER"], os.environ["AEGIS_CLIENT_ID"], os.environ["AEGIS_CLIENT_SECRET"], gateway_url=os.environ["AEGIS_GATEWAY_URL"])
+    client = AegisClient(os.environ["AEGIS_ISSUER"], os.environ["AEGIS_CLIENT_ID"], os.environ["AEGIS_CLIENT_SECRET"],
+                         gateway_url=os.environ["AEGIS_GATEWAY_URL"])
     tool_url = os.environ.get("AEGIS_TOOL_URL")
 
     def fetch_record(params: dict[str, Any]) -> Any:
@@ -72,7 +73,8 @@ def main() -> int:
 
     lookup = aegis_tool(client, "crm.read", "Look up a CRM record by id",
                         {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}, fetch_record)
-    delete = aegis_tool(client, "crm.delete", "Delete a CRM record", {"type": "object", "properties": {"id": {"type": "string"}}}, lambda p: {"deleted": p["id"]}, wait_for_approval=False)
+    delete = aegis_tool(client, "crm.delete", "Delete a CRM record", {"type": "object", "properties": {"id": {"type": "string"}}},
+                        lambda p: {"deleted": p["id"]}, wait_for_approval=False)
     try:
         print(json.dumps({"tool": lookup.name, "schema": lookup.args_schema, "result": lookup(id="42")}), flush=True)  # type: ignore[attr-defined]
         try:

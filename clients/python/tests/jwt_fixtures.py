@@ -41,7 +41,8 @@ def ed25519_key(kid: str) -> TestKey:
 def rsa_key(kid: str, alg: str, bits: int = 2048) -> TestKey:
     k = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     n = k.public_key().public_numbers()
-    return TestKey(kid, alg, k, {"kty": "RSA", "n": b64(n.n.to_bytes((n.n.bit_length() + 7) // 8, "big")), "e": b64(n.e.to_bytes(3, "big")), "kid": kid, "alg": alg, "use": "sig"})
+    return TestKey(kid, alg, k, {"kty": "RSA", "n": b64(n.n.to_bytes((n.n.bit_length() + 7) // 8, "big")), "e": b64(n.e.to_bytes(3, "big")),
+                                 "kid": kid, "alg": alg, "use": "sig"})
 
 
 def claims_at(issuer: str, now: int, **extra: Any) -> dict[str, Any]:

@@ -118,7 +118,8 @@ def _revoke_and_wait(aegis: Aegis, tenant: str, token: str) -> None:
     aegis.admin("POST", "/revocations", {"type": "jti", "value": _jti(token), "tenant": tenant, "reason": "python sdk test"})
     deadline = time.time() + 5
     while True:
-        r = UrllibTransport().request("POST", f"{aegis.gateway}/v1/authorize", {"content-type": "application/json", "authorization": f"Bearer {token}"}, b'{"action":{"tool":"crm.read"}}', 5)
+        r = UrllibTransport().request("POST", f"{aegis.gateway}/v1/authorize", {"content-type": "application/json", "authorization": f"Bearer {token}"},
+                                      b'{"action":{"tool":"crm.read"}}', 5)
         if r.status == 401:
             return
         assert time.time() < deadline, "revocation never reached the gateway"
@@ -181,7 +182,8 @@ def _env(aegis: Aegis, approvals: dict[str, Any], **extra: str) -> dict[str, str
 
 @pytest.fixture(scope="module")
 def tool_server(aegis: Aegis) -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "asgi_tool_server.py")], env={"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "AEGIS_ISSUER": aegis.issuer, "TOOL_PORT": "0"},
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "asgi_tool_server.py")],
+                            env={"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "AEGIS_ISSUER": aegis.issuer, "TOOL_PORT": "0"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -202,7 +204,8 @@ def test_asgi_tool_server_refuses_without_token(tool_server: str) -> None:
 
 def test_agent_example_with_approval_and_tool_call(aegis: Aegis, approvals: dict[str, Any], tool_server: str) -> None:
     approver = decide_when_pending(aegis, approvals["tenant"], "approve")
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "agent_call.py")], env=_env(aegis, approvals, AEGIS_TOOL_URL=tool_server, AEGIS_APPROVAL_TIMEOUT="30"),
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "agent_call.py")],
+                          env=_env(aegis, approvals, AEGIS_TOOL_URL=tool_server, AEGIS_APPROVAL_TIMEOUT="30"),
                           capture_output=True, text=True, timeout=60)
     approver.join()
     assert done.returncode == 0, done.stdout + done.stderr

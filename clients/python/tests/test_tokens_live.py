@@ -193,7 +193,8 @@ def test_workload_identity_token_exchange(aegis: Aegis, tenant: str, tmp_path: A
     })
     now = int(time.time())
     path = tmp_path / "token"
-    path.write_text(sign_jws({"kid": "k8s", "typ": "JWT"}, {"iss": iss, "sub": "system:serviceaccount:ns:wl", "aud": "aegis", "iat": now, "exp": now + 600}, key, "ES256"))
+    path.write_text(sign_jws({"kid": "k8s", "typ": "JWT"}, {"iss": iss, "sub": "system:serviceaccount:ns:wl", "aud": "aegis", "iat": now, "exp": now + 600},
+                             key, "ES256"))
     src = TokenExchangeSource(aegis.issuer, subject_token_file(str(path)))
     try:
         at = src.get_access_token()
@@ -209,7 +210,8 @@ def test_mtls_tls_client_auth_and_bound_token(aegis: Aegis, tenant: str) -> None
     needed = ("AEGIS_TEST_CA_FILE", "AEGIS_TEST_CLIENT_CERT", "AEGIS_TEST_CLIENT_KEY", "AEGIS_TEST_CLIENT_SAN_URI", "AEGIS_TEST_GATEWAY_TLS_URL")
     if not all(env.get(n) for n in needed):
         pytest.skip("aegis dev was started without TLS listeners")
-    client_id = aegis.agent(tenant, "mt", ["crm.read"], token_endpoint_auth_method="tls_client_auth", tls_client_auth_san_uri=env["AEGIS_TEST_CLIENT_SAN_URI"])["client_id"]
+    client_id = aegis.agent(tenant, "mt", ["crm.read"], token_endpoint_auth_method="tls_client_auth",
+                            tls_client_auth_san_uri=env["AEGIS_TEST_CLIENT_SAN_URI"])["client_id"]
     transport = mtls_transport(env["AEGIS_TEST_CLIENT_CERT"], env["AEGIS_TEST_CLIENT_KEY"], env["AEGIS_TEST_CA_FILE"])
     endpoint = discover_mtls_token_endpoint(aegis.issuer)
     assert endpoint.startswith("https://")
@@ -243,7 +245,9 @@ def test_dpop_bound_token_and_calls(aegis: Aegis, tenant: str, alg: str) -> None
         assert c.authorize({"tool": "crm.read", "params": {}})["decision"] == "allow"
         assert c.authorize({"tool": "crm.read", "params": {}})["decision"] == "allow"
         # Without the key the same token is refused.
-        bare = UrllibTransport().request("POST", f"{aegis.gateway}/v1/authorize", {"content-type": "application/json", "authorization": f"Bearer {at.access_token}"}, b'{"action":{"tool":"crm.read"}}', 5)
+        bare = UrllibTransport().request("POST", f"{aegis.gateway}/v1/authorize",
+                                         {"content-type": "application/json", "authorization": f"Bearer {at.access_token}"},
+                                         b'{"action":{"tool":"crm.read"}}', 5)
         assert bare.status == 401
         # The httpx hook with the key sends DPoP + a fresh proof.
         import httpx

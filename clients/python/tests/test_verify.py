@@ -211,7 +211,8 @@ def test_not_yet_valid(env: dict[str, Any]) -> None:
 
 def test_sub_jti_and_aegis_claim_types(env: dict[str, Any]) -> None:
     v, k1, t = env["v"], env["k1"], env["now"]()
-    for extra in [{"sub": DROP}, {"sub": ""}, {"sub": 5}, {"jti": DROP}, {"jti": 12}, {"tenant": 1}, {"scope": ["a"]}, {"capability_hash": {}}, {"cnf": "x"}, {"cnf": []}]:
+    for extra in [{"sub": DROP}, {"sub": ""}, {"sub": 5}, {"jti": DROP}, {"jti": 12}, {"tenant": 1}, {"scope": ["a"]},
+                  {"capability_hash": {}}, {"cnf": "x"}, {"cnf": []}]:
         refused(v, raw_sign({"alg": "EdDSA", "typ": "at+jwt", "kid": "k1"}, claims_at(ISSUER, t, **extra), k1.private), ["claims"])
     deep: Any = "x"
     for _ in range(40):

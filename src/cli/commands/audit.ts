@@ -54,10 +54,13 @@ function printReport(ctx: CliContext, report: AuditVerifyReport, json: boolean, 
     report.keySource === 'pinned'
       ? `against the pinned keys in ${keysFrom}`
       : `against keys read from the ${report.keySource === 'database' ? 'database' : "export's header"}`
-  const summary = `${report.events} events in ${report.chains.length} chain${report.chains.length === 1 ? '' : 's'}, ${report.checkpoints} signed checkpoint${report.checkpoints === 1 ? '' : 's'} verified ${where}`
+  const summary =
+    `${report.events} events in ${report.chains.length} chain${report.chains.length === 1 ? '' : 's'}, ${report.checkpoints} signed ` +
+    `checkpoint${report.checkpoints === 1 ? '' : 's'} verified ${where}`
   if (report.keySource !== 'pinned') {
     ctx.err(
-      `note: keys that come with the log prove nothing against someone who can rewrite it; pin them (aegis audit pin-keys --jwks KEYS) and verify with --jwks KEYS`,
+      `note: keys that come with the log prove nothing against someone who can rewrite it; pin them (aegis audit pin-keys --jwks KEYS) and verify ` +
+        `with --jwks KEYS`,
     )
   }
   if (report.ok) {
@@ -125,7 +128,8 @@ async function pinKeys(ctx: CliContext, file: string, from: string | undefined, 
   }
   if (added.length > 0 || !existsSync(file)) writeAtomically(file, `${JSON.stringify(pinned, null, 2)}\n`)
   ctx.out(
-    `pinned ${added.length} new key${added.length === 1 ? '' : 's'} from ${source}${added.length ? ` (${added.join(', ')})` : ''}; ${file} holds ${pinned.keys.length}`,
+    `pinned ${added.length} new key${added.length === 1 ? '' : 's'} from ${source}${added.length ? ` (${added.join(', ')})` : ''}; ${file} ` +
+      `holds ${pinned.keys.length}`,
   )
   return 0
 }

@@ -130,7 +130,8 @@ export async function keysCommand(argv: string[], ctx: CliContext): Promise<numb
         ctx.out(`emergency rotation: ${r.current} signs now; ${r.revoked} revoked`)
         ctx.out(
           config.databaseUrl
-            ? 'running control planes switched at once (PostgreSQL notification); gateways load the kid revocation when they reconnect: for an instant cut everywhere use POST /admin/v1/keys/rotate?emergency=true'
+            ? 'running control planes switched at once (PostgreSQL notification); gateways load the kid revocation when they reconnect: for an ' +
+                'instant cut everywhere use POST /admin/v1/keys/rotate?emergency=true'
             : `running control planes switch within ${config.keys.checkIntervalSeconds}s; for an instant cut use POST /admin/v1/keys/rotate?emergency=true`,
         )
       } else {

@@ -89,7 +89,8 @@ export async function tokenCommand(argv: string[], ctx: CliContext): Promise<num
     const held = await dir.standing.match({ tenant: tenant.id, agentId: agent.agentId, clientIds: [agent.clientId] })
     if (held) {
       ctx.err(
-        `aegis token mint: ${tenant.id}/${agent.agentId} is revoked (revocation ${held.seq}, ${held.type} ${held.value}); lift it with DELETE /admin/v1/revocations/${held.seq}`,
+        `aegis token mint: ${tenant.id}/${agent.agentId} is revoked (revocation ${held.seq}, ${held.type} ${held.value}); lift it with DELETE ` +
+          `/admin/v1/revocations/${held.seq}`,
       )
       return 1
     }

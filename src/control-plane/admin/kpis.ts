@@ -367,8 +367,10 @@ const StatsBody: JsonSchema = {
 
 /**
  * `GET /admin/v1/kpis` (role admin; a tenant admin gets its tenant's
- * numbers; `?history=1` adds the last hour as 10-second buckets) and `POST /admin/v1/gateways/stats` (global gateway or admin token, as gateways authenticate with either:
- * decision, would-deny and replay deltas, answered 204). Register under the
+ * numbers; `?history=1` adds the last hour as 10-second buckets) and
+ * `POST /admin/v1/gateways/stats` (global gateway or admin token, as gateways
+ * authenticate with either: decision, would-deny and replay deltas, answered
+ * 204). Register under the
  * `/admin/v1` prefix.
  */
 export async function kpiRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {

@@ -91,7 +91,8 @@ async function checkJwksUri(v: string, allowed: ReturnType<typeof parseNetworks>
     if (err.kind !== 'address')
       throw new InvalidRequest(`jwks_uri must be an https URL without credentials (plain http only into tokenExchange.jwksAllowedNetworks)`)
     throw new InvalidRequest(
-      'jwks_uri must name a host that resolves to public addresses only (loopback, private and link-local addresses only when tokenExchange.jwksAllowedNetworks lists them)',
+      'jwks_uri must name a host that resolves to public addresses only (loopback, private and link-local addresses only when ' +
+        'tokenExchange.jwksAllowedNetworks lists them)',
     )
   }
   return v

@@ -11,8 +11,26 @@ import { resolvePointer } from './budgets.js'
 export const MASK = '••••••'
 
 /** Names of fields that are masked whatever the policy says. */
-const SENSITIVE =
-  /(pass(word|phrase)?|secret|token|api[_-]?key|private[_-]?key|card[_-]?(number|no)|^pan$|cvv|cvc|ssn|social[_-]?security|iban|account[_-]?number|routing[_-]?number|^pin$)/i
+const SENSITIVE = new RegExp(
+  `(${[
+    'pass(word|phrase)?',
+    'secret',
+    'token',
+    'api[_-]?key',
+    'private[_-]?key',
+    'card[_-]?(number|no)',
+    '^pan$',
+    'cvv',
+    'cvc',
+    'ssn',
+    'social[_-]?security',
+    'iban',
+    'account[_-]?number',
+    'routing[_-]?number',
+    '^pin$',
+  ].join('|')})`,
+  'i',
+)
 
 /** A deep copy of `params` with `maskPaths` (`/params/…`) and secret-looking fields replaced by {@link MASK}. */
 export function maskParams(params: Record<string, unknown>, maskPaths: readonly string[] = []): Record<string, unknown> {

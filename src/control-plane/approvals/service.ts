@@ -258,7 +258,8 @@ export class ApprovalService {
       )
       throw new AegisError(
         'rate_limited',
-        `agent ${input.agentId} already has ${openForAgent} open approval requests (limit ${config.approvals.maxOpenPerAgent}); wait for them to be decided or expire`,
+        `agent ${input.agentId} already has ${openForAgent} open approval requests (limit ${config.approvals.maxOpenPerAgent}); wait for them to ` +
+          `be decided or expire`,
         { headers: { 'retry-after': '60' } },
       )
     }
@@ -271,7 +272,8 @@ export class ApprovalService {
       )
       throw new AegisError(
         'rate_limited',
-        `tenant ${input.tenant} already has ${openForTenant} open approval requests (limit ${config.approvals.maxOpenPerTenant}); wait for them to be decided or expire`,
+        `tenant ${input.tenant} already has ${openForTenant} open approval requests (limit ${config.approvals.maxOpenPerTenant}); wait for them to ` +
+          `be decided or expire`,
         { headers: { 'retry-after': '60' } },
       )
     }
@@ -455,12 +457,14 @@ export class ApprovalService {
     const eff = this.effective(a)
     if (eff.status === 'expired') {
       throw new Conflict(
-        `approval request ${a.id} expired at ${new Date(a.expiresAt).toISOString()}; it can no longer be decided (the agent must retry the call to open a new one)`,
+        `approval request ${a.id} expired at ${new Date(a.expiresAt).toISOString()}; it can no longer be decided (the agent must retry the call to ` +
+          `open a new one)`,
       )
     }
     if (eff.status !== 'pending') {
       throw new Conflict(
-        `approval request ${a.id} was already ${eff.status}${eff.decidedBy ? ` by ${eff.decidedBy}` : ''}${eff.decidedAt ? ` at ${new Date(eff.decidedAt).toISOString()}` : ''}`,
+        `approval request ${a.id} was already ${eff.status}${eff.decidedBy ? ` by ${eff.decidedBy}` : ''}` +
+          `${eff.decidedAt ? ` at ${new Date(eff.decidedAt).toISOString()}` : ''}`,
       )
     }
   }

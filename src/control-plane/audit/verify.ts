@@ -292,7 +292,9 @@ async function checkAgainstHeads(
         id: null,
         chainId: h.chainId,
         chainSeq: report.headSeq + 1,
-        reason: `chain_seq ${report.headSeq + 1}..${h.chainSeq} missing: a previous verification saw the chain signed up to ${h.chainSeq} (newest events and their checkpoints deleted)`,
+        reason:
+          `chain_seq ${report.headSeq + 1}..${h.chainSeq} missing: a previous verification saw the chain signed up to ${h.chainSeq} (newest ` +
+          `events and their checkpoints deleted)`,
       })
     else if (hash !== h.headHash)
       out.push({

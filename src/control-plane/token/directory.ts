@@ -59,7 +59,8 @@ export class Directory {
       this.reloadPolicies().catch((err: unknown) => this.deps.logger.warn({ err }, 'policy version refresh failed'))
     }, this.opts.policyRefreshMs ?? 5000)
     this.timer.unref()
-    // A cheap poll (one sequence read): without Redis between control planes, or after a lost pub/sub message, a peer's revocation still holds here within this period.
+    // A cheap poll (one sequence read): without Redis between control planes, or after a lost pub/sub message,
+    // a peer's revocation still holds here within this period.
     this.revocationTimer = setInterval(() => {
       this.standing.refresh().catch((err: unknown) => this.deps.logger.warn({ err }, 'standing revocation refresh failed'))
     }, this.opts.revocationRefreshMs ?? 1000)

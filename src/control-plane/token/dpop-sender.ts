@@ -86,7 +86,10 @@ export async function commitBinding(deps: ControlPlaneDeps, binding: SenderBindi
   if (deps.config.dpop.requireNonce) reply.header('dpop-nonce', dpopNonces(deps).issue(Math.floor(deps.clock.now() / 1000)))
 }
 
-/** The client certificate of a token-endpoint request (RFC 8705): TLS handshake, or a trusted proxy's header. Null when none; `invalid_request` when a trusted proxy sent an unreadable header. */
+/**
+ * The client certificate of a token-endpoint request (RFC 8705): TLS handshake, or a trusted proxy's header.
+ * Null when none; `invalid_request` when a trusted proxy sent an unreadable header.
+ */
 export function clientCertificateOf(deps: ControlPlaneDeps, request: FastifyRequest): PresentedCertificate | null {
   try {
     return presentedCertificate(request.raw as unknown as CertificateSource, deps.config.tls)

@@ -10,7 +10,8 @@ export function authorizationServerMetadata(deps: ControlPlaneDeps): Record<stri
   const svc = tokenService(deps)
   const base = config.issuer.replace(/\/+$/, '')
   const mtlsAliases = config.control.tlsPort !== undefined && Boolean(config.tls.cert)
-  // RFC 8705 §5: certificates reach the server only over TLS, so tls_client_auth is advertised only with an mTLS listener or an https token endpoint (TLS terminated in front).
+  // RFC 8705 §5: certificates reach the server only over TLS, so tls_client_auth is advertised only with an
+  // mTLS listener or an https token endpoint (TLS terminated in front).
   const tlsReachable = mtlsAliases || base.startsWith('https://')
   const methods = svc.authenticators.methods().filter((m) => m !== 'tls_client_auth' || tlsReachable)
   const doc: Record<string, unknown> = {

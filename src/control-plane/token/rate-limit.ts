@@ -89,7 +89,8 @@ export class RedisRateLimiter implements RateLimiter {
   }
 
   async close(): Promise<void> {
-    // quit() needs a writable connection: without the offline queue it rejects while connecting or reconnecting, and the client would keep reconnecting forever.
+    // quit() needs a writable connection: without the offline queue it rejects while connecting or reconnecting,
+    // and the client would keep reconnecting forever.
     if (this.redis.status !== 'ready') {
       this.redis.disconnect()
       return

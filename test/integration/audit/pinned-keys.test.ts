@@ -180,29 +180,34 @@ for (const [name, make, skip] of [
       assert.match(bad.err, /first bad event: id \(missing\) chain cp-t seq 4: checkpoint at chain_seq 4: signature does not verify/)
     })
 
-    test('a log rewritten and re-signed with a key added to the database passes without pinned keys and fails with them, naming the checkpoint and its kid', async (t) => {
-      const b = await make()
-      t.after(() => b.cleanup())
-      await seed(b.config)
-      const keys = tempFile(t, 'keys.json')
-      const pin = await runCli(b.config, ['pin-keys', '--jwks', keys, '--from-store'])
-      assert.equal(pin.code, 0, pin.err)
-      assert.match(pin.out, /pinned 1 new key from the database/)
-      assert.equal((await runCli(b.config, ['verify', '--jwks', keys])).code, 0)
+    test(
+      'a log rewritten and re-signed with a key added to the database passes without pinned keys and fails with them, naming the checkpoint and ' + 'its kid',
+      async (t) => {
+        const b = await make()
+        t.after(() => b.cleanup())
+        await seed(b.config)
+        const keys = tempFile(t, 'keys.json')
+        const pin = await runCli(b.config, ['pin-keys', '--jwks', keys, '--from-store'])
+        assert.equal(pin.code, 0, pin.err)
+        assert.match(pin.out, /pinned 1 new key from the database/)
+        assert.equal((await runCli(b.config, ['verify', '--jwks', keys])).code, 0)
 
-      const kid = await rewriteAndResign(b)
-      // With keys read from the database the insider wins: that is why keys are pinned.
-      const fooled = await runCli(b.config, ['verify'])
-      assert.equal(fooled.code, 0, fooled.err)
-      assert.match(fooled.err, /pin them/)
+        const kid = await rewriteAndResign(b)
+        // With keys read from the database the insider wins: that is why keys are pinned.
+        const fooled = await runCli(b.config, ['verify'])
+        assert.equal(fooled.code, 0, fooled.err)
+        assert.match(fooled.err, /pin them/)
 
-      const caught = await runCli(b.config, ['verify', '--jwks', keys])
-      assert.equal(caught.code, 1)
-      assert.match(
-        caught.err,
-        new RegExp(`first bad event: id \\(missing\\) chain cp-t seq 6: checkpoint at chain_seq 6 is signed by unknown kid ${kid}: not among the pinned keys`),
-      )
-    })
+        const caught = await runCli(b.config, ['verify', '--jwks', keys])
+        assert.equal(caught.code, 1)
+        assert.match(
+          caught.err,
+          new RegExp(
+            `first bad event: id \\(missing\\) chain cp-t seq 6: checkpoint at chain_seq 6 is signed by unknown kid ${kid}: not among the pinned keys`,
+          ),
+        )
+      },
+    )
 
     test('the newest events cut together with their checkpoints are caught against the heads of an earlier run', async (t) => {
       const b = await make()

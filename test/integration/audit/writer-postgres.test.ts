@@ -32,7 +32,8 @@ test('on PostgreSQL a failed audit batch rejects all its callers with 503, hosti
   const c = new pg.Client({ connectionString: schema.url })
   await c.connect()
   await c.query(
-    `CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF NEW.type = 'boom' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql`,
+    `CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF NEW.type = 'boom' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$ ` +
+      `LANGUAGE plpgsql`,
   )
   await c.query(`CREATE TRIGGER refuse BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse()`)
   await c.end()

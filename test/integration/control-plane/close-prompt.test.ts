@@ -37,7 +37,8 @@ test('close does not wait on a client connection that never sent a request, and 
   const busy = await open(h.url)
   const body = 'grant_type=client_credentials'
   busy.write(
-    `POST /oauth2/token HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: ${basic(clientId, secret)}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`,
+    `POST /oauth2/token HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: ${basic(clientId, secret)}\r\ncontent-type: ` +
+      `application/x-www-form-urlencoded\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`,
   )
   let answer = ''
   busy.on('data', (d: Buffer) => {

@@ -69,7 +69,8 @@ describe('control plane /livez and /readyz', () => {
     }
   })
 
-  test('a private PostgreSQL cluster stopped (-m immediate) and started again: not ready while it is down, token requests 503 with Retry-After, ready and issuing after', {
+  test('a private PostgreSQL cluster stopped (-m immediate) and started again: not ready while it is down, token requests 503 with Retry-After, ' +
+    'ready and issuing after', {
     skip: noPostgresBinaries,
   }, async () => {
     const pg = await PrivatePostgres.start()

@@ -253,7 +253,8 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
       for (const s of l.samples)
         if (s.start >= warmUp) outcome[`${s.stream} ${s.ok ? 'ok' : s.status}`] = (outcome[`${s.stream} ${s.ok ? 'ok' : s.status}`] ?? 0) + 1
       assert.fail(
-        `the steady load never ran clean for 1 s within ${secs(RECOVERY_LIMIT_MS)}, before any fault (a stream without a success, a failure, or a request unanswered for 5 s): ${counts(outcome)}`,
+        `the steady load never ran clean for 1 s within ${secs(RECOVERY_LIMIT_MS)}, before any fault (a stream without a success, a failure, or a ` +
+          `request unanswered for 5 s): ${counts(outcome)}`,
       )
     }
     progress(began, 'steady load running clean')
@@ -368,7 +369,9 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     const victimAllowed = victimAfter.filter((s) => s.ok)
     if (victimAllowed.length > 0)
       problems.push(
-        `revoked agent: ${victimAllowed.length} of ${victimAfter.length} requests succeeded ${secs(PROPAGATION_BOUND_MS)} or more after the revocation answered (${counts(Object.fromEntries(victimAllowed.map((s) => [s.stream, victimAllowed.filter((x) => x.stream === s.stream).length])))})`,
+        `revoked agent: ${victimAllowed.length} of ${victimAfter.length} requests succeeded ${secs(PROPAGATION_BOUND_MS)} or more after the ` +
+          `revocation answered ` +
+          `(${counts(Object.fromEntries(victimAllowed.map((s) => [s.stream, victimAllowed.filter((x) => x.stream === s.stream).length])))})`,
       )
 
     assert.ok(
@@ -383,7 +386,8 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     const oldKidAllowed = oldKidAfter.filter((s) => s.ok)
     if (oldKidAllowed.length > 0)
       problems.push(
-        `emergency rotation: ${oldKidAllowed.length} of ${oldKidAfter.length} calls with a token of the revoked key ${revokedKid} allowed ${secs(PROPAGATION_BOUND_MS)} or more after the rotation answered`,
+        `emergency rotation: ${oldKidAllowed.length} of ${oldKidAfter.length} calls with a token of the revoked key ${revokedKid} ` +
+          `allowed ${secs(PROPAGATION_BOUND_MS)} or more after the rotation answered`,
       )
     const oldKidMinted = samples.filter((s) => s.stream.includes('token') && s.ok && s.kid === revokedKid && s.start >= emergency.end)
     if (oldKidMinted.length > 0)
@@ -426,15 +430,22 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
     ])
     const total = samples.filter((s) => l.streams.includes(s.stream)).length
     const lines = [
-      `fault injection: ${total} steady-load requests (issuance at cp-1 and cp-2, reads and high-risk calls at gw-1 and gw-2), outages of ${secs(OUTAGE_MS)}; set-up ${secs(setupTook)}, whole run ${secs(performance.now() - began)}; load generator's event-loop delay p99 ${(lag.percentile(99) / 1e6).toFixed(0)} ms, max ${(lag.max / 1e6).toFixed(0)} ms; ${os.availableParallelism()} cores, load average ${os.loadavg()[0]!.toFixed(1)}`,
+      `fault injection: ${total} steady-load requests (issuance at cp-1 and cp-2, reads and high-risk calls at gw-1 and gw-2), outages ` +
+        `of ${secs(OUTAGE_MS)}; set-up ${secs(setupTook)}, whole run ${secs(performance.now() - began)}; load generator's event-loop delay ` +
+        `p99 ${(lag.percentile(99) / 1e6).toFixed(0)} ms, max ${(lag.max / 1e6).toFixed(0)} ms; ${os.availableParallelism()} cores, load ` +
+        `average ${os.loadavg()[0]!.toFixed(1)}`,
       '| fault | lasted | requests | refused (request kind, status) | refused as intended | full recovery after the fault ended |',
       '|---|---|---|---|---|---|',
       `| none (baseline) | — | ${baseline.sent} | ${counts(baseline.refused)} | — | — |`,
       ...rows.map(
         ([name, o, f]) =>
-          `| ${name}${f.note ? ` (${f.note})` : ''} | ${secs(f.end - f.start)} | ${o.sent} | ${counts(o.refused)} | ${Object.keys(o.intended).length ? counts(o.intended) : '—'} | ${f.recovered === false || o.recoveryMs === null ? `NOT within ${secs(RECOVERY_LIMIT_MS)}` : `${(o.recoveryMs / 1000).toFixed(2)} s`} |`,
+          `| ${name}${f.note ? ` (${f.note})` : ''} | ${secs(f.end - f.start)} | ${o.sent} | ${counts(o.refused)} ` +
+          `| ${Object.keys(o.intended).length ? counts(o.intended) : '—'} ` +
+          `| ${f.recovered === false || o.recoveryMs === null ? `NOT within ${secs(RECOVERY_LIMIT_MS)}` : `${(o.recoveryMs / 1000).toFixed(2)} s`} |`,
       ),
-      `invariants: revoked agent ${victimAllowed.length} allowed of ${victimAfter.length} sent after ${secs(PROPAGATION_BOUND_MS)}; revoked key ${oldKidAllowed.length} allowed of ${oldKidAfter.length}; tokens answered ${answered.length}, token.issued events for the tenant ${audited.size}, unaudited ${unaudited.length}; aegis audit verify exit ${verify.code} (${verify.stdout.trim()})`,
+      `invariants: revoked agent ${victimAllowed.length} allowed of ${victimAfter.length} sent after ${secs(PROPAGATION_BOUND_MS)}; revoked ` +
+        `key ${oldKidAllowed.length} allowed of ${oldKidAfter.length}; tokens answered ${answered.length}, token.issued events for the ` +
+        `tenant ${audited.size}, unaudited ${unaudited.length}; aegis audit verify exit ${verify.code} (${verify.stdout.trim()})`,
     ]
     for (const line of lines) console.log(`# ${line}`)
     finished = true

@@ -38,42 +38,46 @@ describe('Redis outage: calls that need nothing from Redis are decided, the othe
     await env?.close()
   })
 
-  test('deny list fresh (control plane polled): reads and writes are decided as usual; a high-risk call answers 503 with Retry-After, counted and audited as degraded', async () => {
-    const sink = new MemoryDecisionSink()
-    const gw = await env.startGateway({ redisUrl: deadRedis }, { decisions: sink })
-    try {
-      const t = await env.token(cred)
-      for (const call of [READ, WRITE]) {
-        const r = await authorize(gw.url, t, call)
-        assert.equal(r.status, 200, JSON.stringify(r.body))
-        assert.equal(r.body.decision, 'allow')
-        assert.ok(!(r.body.reasons as string[]).some((x) => x.startsWith('degraded:')), 'nothing degraded about it')
+  test(
+    'deny list fresh (control plane polled): reads and writes are decided as usual; a high-risk call answers 503 with Retry-After, counted and ' +
+      'audited as degraded',
+    async () => {
+      const sink = new MemoryDecisionSink()
+      const gw = await env.startGateway({ redisUrl: deadRedis }, { decisions: sink })
+      try {
+        const t = await env.token(cred)
+        for (const call of [READ, WRITE]) {
+          const r = await authorize(gw.url, t, call)
+          assert.equal(r.status, 200, JSON.stringify(r.body))
+          assert.equal(r.body.decision, 'allow')
+          assert.ok(!(r.body.reasons as string[]).some((x) => x.startsWith('degraded:')), 'nothing degraded about it')
+        }
+        const ready = await fetch(`${gw.url}/readyz`)
+        assert.equal(ready.status, 200, 'a fresh deny list and keys: ready, Redis or not')
+        assert.deepEqual(((await ready.json()) as { redis: unknown }).redis, { healthy: false })
+        const before = await metricValue(gw.url, 'aegis_degraded_decisions_total', { outcome: 'closed' })
+        const high = await authorize(gw.url, t, HIGH)
+        assertUnavailable(high, /^degraded:redis_unavailable/)
+        assert.equal(await metricValue(gw.url, 'aegis_degraded_decisions_total', { outcome: 'closed' }), before + 1)
+        const audited = sink.events.filter((e) => e.type === 'decision.unavailable')
+        assert.equal(audited.length, 1)
+        assert.equal(audited[0]!.degraded, 'closed')
+        assert.equal(audited[0]!.tool, 'payments.transfer')
+        assert.match(String(audited[0]!.reasons?.[0]), /^degraded:redis_unavailable/)
+        // A policy deny needs nothing from Redis: it stands as a decision.
+        const denied = await authorize(gw.url, await env.token(cred), DENIED_HIGH)
+        assert.equal(denied.status, 200, JSON.stringify(denied.body))
+        assert.equal(denied.body.decision, 'deny')
+        // A dry run claims nothing: decided, not enforced.
+        const dry = await authorize(gw.url, t, HIGH, { 'aegis-dry-run': '1' })
+        assert.equal(dry.status, 200)
+        assert.equal(dry.body.decision, 'allow')
+        assert.equal(dry.body.enforced, false)
+      } finally {
+        await gw.close()
       }
-      const ready = await fetch(`${gw.url}/readyz`)
-      assert.equal(ready.status, 200, 'a fresh deny list and keys: ready, Redis or not')
-      assert.deepEqual(((await ready.json()) as { redis: unknown }).redis, { healthy: false })
-      const before = await metricValue(gw.url, 'aegis_degraded_decisions_total', { outcome: 'closed' })
-      const high = await authorize(gw.url, t, HIGH)
-      assertUnavailable(high, /^degraded:redis_unavailable/)
-      assert.equal(await metricValue(gw.url, 'aegis_degraded_decisions_total', { outcome: 'closed' }), before + 1)
-      const audited = sink.events.filter((e) => e.type === 'decision.unavailable')
-      assert.equal(audited.length, 1)
-      assert.equal(audited[0]!.degraded, 'closed')
-      assert.equal(audited[0]!.tool, 'payments.transfer')
-      assert.match(String(audited[0]!.reasons?.[0]), /^degraded:redis_unavailable/)
-      // A policy deny needs nothing from Redis: it stands as a decision.
-      const denied = await authorize(gw.url, await env.token(cred), DENIED_HIGH)
-      assert.equal(denied.status, 200, JSON.stringify(denied.body))
-      assert.equal(denied.body.decision, 'deny')
-      // A dry run claims nothing: decided, not enforced.
-      const dry = await authorize(gw.url, t, HIGH, { 'aegis-dry-run': '1' })
-      assert.equal(dry.status, 200)
-      assert.equal(dry.body.decision, 'allow')
-      assert.equal(dry.body.enforced, false)
-    } finally {
-      await gw.close()
-    }
-  })
+    },
+  )
 
   test('CLIENT PAUSE on a live Redis: a high-risk call answers 503, and is decided again after', { skip: noRedis }, async () => {
     const gw = await env.startGateway(

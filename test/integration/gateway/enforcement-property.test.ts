@@ -320,7 +320,9 @@ describe('enforcement integrity, property-based', () => {
         cases++
         evaluated.length = 0
         const before = mcpUp.seen.length
-        const text = `{"jsonrpc":"2.0",${id === null ? '' : `"id":${id},`}"method":${JSON.stringify(rpcMethod)},"params":{"name":${JSON.stringify(name)},"arguments":${args}}}`
+        const text =
+          `{"jsonrpc":"2.0",${id === null ? '' : `"id":${id},`}"method":${JSON.stringify(rpcMethod)},` +
+          `"params":{"name":${JSON.stringify(name)},"arguments":${args}}}`
         await send(
           gw.url,
           'POST',

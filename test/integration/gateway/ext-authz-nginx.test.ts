@@ -234,31 +234,35 @@ describe("the README's nginx snippet in front of an upstream", { skip: skipWitho
   }
 
   for (const strip of [true, false]) {
-    test(`a caller's Aegis-Tool naming an allowed tool on a denied path tool: 403, upstream never reached (${strip ? 'as written' : 'without the header-dropping lines'})`, async () => {
-      const nginx = await start(strip)
-      const count = upstream.seen.length
-      const res = await fetch(`${nginx.url}/tools/payments/transfer`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read', 'content-type': 'application/json' },
-        body: '{"amount":1}',
-      })
-      assert.equal(res.status, 403)
-      await res.arrayBuffer()
-      const forged = await fetch(`${nginx.url}/tools/payments/transfer`, {
-        headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read', 'aegis-resource': '/tools/crm/contacts' },
-      })
-      assert.equal(forged.status, 403)
-      await forged.arrayBuffer()
-      assert.equal(upstream.seen.length, count, 'the upstream never saw the call')
-      // The allowed location still works, with or without a (matching) header.
-      const ok = await fetch(`${nginx.url}/tools/crm/contacts`, { headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read' } })
-      assert.equal(ok.status, 200)
-      await ok.arrayBuffer()
-      assert.equal(upstream.seen.at(-1)!.url, '/tools/crm/contacts')
-      // The authorization location is internal: a caller cannot reach it.
-      const direct = await fetch(`${nginx.url}/_aegis/crm.read`, { headers: { authorization: `Bearer ${token}` } })
-      assert.equal(direct.status, 404)
-      await direct.arrayBuffer()
-    })
+    test(
+      `a caller's Aegis-Tool naming an allowed tool on a denied path tool: 403, upstream never reached ` +
+        `(${strip ? 'as written' : 'without the header-dropping lines'})`,
+      async () => {
+        const nginx = await start(strip)
+        const count = upstream.seen.length
+        const res = await fetch(`${nginx.url}/tools/payments/transfer`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read', 'content-type': 'application/json' },
+          body: '{"amount":1}',
+        })
+        assert.equal(res.status, 403)
+        await res.arrayBuffer()
+        const forged = await fetch(`${nginx.url}/tools/payments/transfer`, {
+          headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read', 'aegis-resource': '/tools/crm/contacts' },
+        })
+        assert.equal(forged.status, 403)
+        await forged.arrayBuffer()
+        assert.equal(upstream.seen.length, count, 'the upstream never saw the call')
+        // The allowed location still works, with or without a (matching) header.
+        const ok = await fetch(`${nginx.url}/tools/crm/contacts`, { headers: { authorization: `Bearer ${token}`, 'aegis-tool': 'crm.read' } })
+        assert.equal(ok.status, 200)
+        await ok.arrayBuffer()
+        assert.equal(upstream.seen.at(-1)!.url, '/tools/crm/contacts')
+        // The authorization location is internal: a caller cannot reach it.
+        const direct = await fetch(`${nginx.url}/_aegis/crm.read`, { headers: { authorization: `Bearer ${token}` } })
+        assert.equal(direct.status, 404)
+        await direct.arrayBuffer()
+      },
+    )
   }
 })

@@ -159,7 +159,8 @@ describe(`feed at scale: ${N.toLocaleString('en')} revocations and ${N.toLocaleS
   })
 
   test('a new Redis gateway loads the paged snapshot and accepts a valid token; after a Redis cut it resumes from the Redis log', async () => {
-    // No periodic reconciliation during the test: it would find the revocation missed during the cut and reload, which is its job but not what is measured here.
+    // No periodic reconciliation during the test: it would find the revocation missed during the cut and reload,
+    // which is its job but not what is measured here.
     const tuning = { feedChannel: `${prefix}aegis:feed`, feedHashKey: `${prefix}aegis:revocations`, redisKeyPrefix: `${prefix}jti:`, feedReconcileMs: 600_000 }
     const r = await relay(Number(new URL(REDIS_URL).port || 6379))
     try {
@@ -184,7 +185,8 @@ describe(`feed at scale: ${N.toLocaleString('en')} revocations and ${N.toLocaleS
       await eventually(async () => (await loads('resume')) >= 1 || (await loads('snapshot')) >= 2, 20_000, 20)
       const [resumed, reloaded, polled] = [await loads('resume'), await loads('snapshot'), await loads('poll')]
       console.log(
-        `# Redis cut: ${resumed} resumption(s) from the Redis log, ${reloaded - 1} reload(s), ${polled} snapshot(s) polled from the control plane while Redis was away`,
+        `# Redis cut: ${resumed} resumption(s) from the Redis log, ${reloaded - 1} reload(s), ${polled} snapshot(s) polled from the control plane ` +
+          `while Redis was away`,
       )
       assert.ok(resumed >= 1, 'resumed from the log')
       assert.equal(reloaded, 1, 'the reconnect reloaded nothing')

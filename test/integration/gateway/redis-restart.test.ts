@@ -49,47 +49,50 @@ describe('Redis restarts: the gateway recovers by itself every time', { skip: sk
     await redis?.close()
   })
 
-  test('five restarts in a row: each time the feed reconnects, the gateway is ready again and a revocation published after the restart is enforced', async () => {
-    const recoveries: number[] = []
-    for (let i = 0; i < 5; i++) {
-      const before = await env.token(cred)
-      assert.equal((await authorize(gw.url, before, HIGH)).body.decision, 'allow', `restart ${i}: healthy before`)
-      await redis.stop()
-      await eventually(async () => !(await health(gw.url)).feed.connected)
-      // Outage shorter than gateway.feedStaleSeconds: a call that needs nothing from Redis is still decided.
-      const during = await authorize(gw.url, before, READ)
-      assert.equal(during.status, 200, `restart ${i}: ${JSON.stringify(during.body)}`)
-      assert.equal(during.body.decision, 'allow')
-      await redis.start()
-      const answering = performance.now()
-      await eventually(async () => {
-        const h = await health(gw.url)
-        return h.feed.connected && h.redis?.healthy === true && (await readyz(gw.url)) === 200
-      })
-      const recovery = performance.now() - answering
-      recoveries.push(recovery)
-      // The issue's bound (typically a tenth of it here): back on the feed within 2 s of Redis answering again.
-      assert.ok(recovery < 2_000, `restart ${i}: back on the feed ${recovery.toFixed(0)} ms after Redis answered`)
-      // Published after the restart: the control plane's publisher reconnects on its own schedule, so retry a 503 until it answers.
-      const victim = await env.token(cred)
-      assert.equal((await authorize(gw.url, victim, READ)).body.decision, 'allow')
-      await eventually(
-        async () => {
-          const res = await fetch(`${env.issuer}/admin/v1/revocations`, {
-            method: 'POST',
-            headers: { authorization: `Bearer ${env.adminToken}`, 'content-type': 'application/json' },
-            body: JSON.stringify({ type: 'jti', value: decodeJwt(victim).jti, tenant: env.tenant, reason: `restart ${i}` }),
-          })
-          return res.status === 201 || res.status === 200
-        },
-        10_000,
-        100,
-      )
-      await eventually(async () => (await authorize(gw.url, victim, READ)).status === 401)
-      // And a high-risk call (replay claim on the restarted Redis) is decided again.
-      const after = await env.token(cred)
-      await eventually(async () => (await authorize(gw.url, after, HIGH)).body.decision === 'allow')
-    }
-    console.log(`gateway back on the feed after each Redis restart (ms from Redis answering): ${recoveries.map((ms) => ms.toFixed(0)).join(', ')}`)
-  })
+  test(
+    'five restarts in a row: each time the feed reconnects, the gateway is ready again and a revocation published after the restart is ' + 'enforced',
+    async () => {
+      const recoveries: number[] = []
+      for (let i = 0; i < 5; i++) {
+        const before = await env.token(cred)
+        assert.equal((await authorize(gw.url, before, HIGH)).body.decision, 'allow', `restart ${i}: healthy before`)
+        await redis.stop()
+        await eventually(async () => !(await health(gw.url)).feed.connected)
+        // Outage shorter than gateway.feedStaleSeconds: a call that needs nothing from Redis is still decided.
+        const during = await authorize(gw.url, before, READ)
+        assert.equal(during.status, 200, `restart ${i}: ${JSON.stringify(during.body)}`)
+        assert.equal(during.body.decision, 'allow')
+        await redis.start()
+        const answering = performance.now()
+        await eventually(async () => {
+          const h = await health(gw.url)
+          return h.feed.connected && h.redis?.healthy === true && (await readyz(gw.url)) === 200
+        })
+        const recovery = performance.now() - answering
+        recoveries.push(recovery)
+        // The issue's bound (typically a tenth of it here): back on the feed within 2 s of Redis answering again.
+        assert.ok(recovery < 2_000, `restart ${i}: back on the feed ${recovery.toFixed(0)} ms after Redis answered`)
+        // Published after the restart: the control plane's publisher reconnects on its own schedule, so retry a 503 until it answers.
+        const victim = await env.token(cred)
+        assert.equal((await authorize(gw.url, victim, READ)).body.decision, 'allow')
+        await eventually(
+          async () => {
+            const res = await fetch(`${env.issuer}/admin/v1/revocations`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${env.adminToken}`, 'content-type': 'application/json' },
+              body: JSON.stringify({ type: 'jti', value: decodeJwt(victim).jti, tenant: env.tenant, reason: `restart ${i}` }),
+            })
+            return res.status === 201 || res.status === 200
+          },
+          10_000,
+          100,
+        )
+        await eventually(async () => (await authorize(gw.url, victim, READ)).status === 401)
+        // And a high-risk call (replay claim on the restarted Redis) is decided again.
+        const after = await env.token(cred)
+        await eventually(async () => (await authorize(gw.url, after, HIGH)).body.decision === 'allow')
+      }
+      console.log(`gateway back on the feed after each Redis restart (ms from Redis answering): ${recoveries.map((ms) => ms.toFixed(0)).join(', ')}`)
+    },
+  )
 })

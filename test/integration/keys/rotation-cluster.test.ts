@@ -214,11 +214,13 @@ describe('emergency rotation across two control planes (PostgreSQL) and two gate
       const calls = await l.stop()
       const validRefused = calls.filter((x) => x.status !== 200 && !revoked.has(x.kid)).length
       console.log(
-        `# load during ${ROUNDS} emergency rotations: ${calls.length} calls, ${calls.filter((x) => x.status === 200).length} allowed, ${validRefused} refusals of a token whose key was not revoked`,
+        `# load during ${ROUNDS} emergency rotations: ${calls.length} calls, ${calls.filter((x) => x.status === 200).length} ` +
+          `allowed, ${validRefused} refusals of a token whose key was not revoked`,
       )
     }
     console.log(
-      `# emergency rotation -> new key accepted at every gateway: p50 ${pct(accepted, 50).toFixed(1)} ms, p99 ${pct(accepted, 99).toFixed(1)} ms (goal p99 < 1000 ms; ${ROUNDS} rotations, from the rotation's answer)`,
+      `# emergency rotation -> new key accepted at every gateway: p50 ${pct(accepted, 50).toFixed(1)} ms, p99 ${pct(accepted, 99).toFixed(1)} ms ` +
+        `(goal p99 < 1000 ms; ${ROUNDS} rotations, from the rotation's answer)`,
     )
     console.log(`# emergency rotation -> old key refused at every gateway: p50 ${pct(refused, 50).toFixed(1)} ms, p99 ${pct(refused, 99).toFixed(1)} ms`)
     console.log(

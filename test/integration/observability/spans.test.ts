@@ -89,29 +89,32 @@ describe('OpenTelemetry spans', () => {
     assertNowhere(token.split('.')[2]!)
   })
 
-  test('a gateway decision is an aegis.decision span with agent, tenant, tool, decision, policy ids and version, latency; no token or parameter value', async () => {
-    const r = await authorize(
-      gw.url,
-      token,
-      { action: { tool: 'payments.charge', params: { card_number: SECRET_PARAM, amount: 10 } } },
-      { traceparent: TRACEPARENT },
-    )
-    assert.equal(r.status, 200)
-    await eventually(async () => spans('aegis.decision').length > 0)
-    const s = spans('aegis.decision').find((x) => x.attributes['aegis.tool'] === 'payments.charge')
-    assert.ok(s, 'no decision span for payments.charge')
-    assert.equal(s.spanContext().traceId, TRACE_ID)
-    assert.equal(parentIdOf(s), PARENT_ID)
-    assert.equal(s.attributes['aegis.tenant'], env.tenant)
-    assert.equal(s.attributes['aegis.agent'], 'span-bot')
-    assert.equal(s.attributes['aegis.decision'], 'sanitize')
-    assert.equal(s.attributes['aegis.enforced'], true)
-    assert.deepEqual(s.attributes['aegis.policy_ids'], ['charge'])
-    assert.equal(typeof s.attributes['aegis.policy_version'], 'string')
-    assert.equal(typeof s.attributes['aegis.latency_ms'], 'number')
-    assertNowhere(SECRET_PARAM)
-    assertNowhere(token)
-  })
+  test(
+    'a gateway decision is an aegis.decision span with agent, tenant, tool, decision, policy ids and version, latency; no token or parameter ' + 'value',
+    async () => {
+      const r = await authorize(
+        gw.url,
+        token,
+        { action: { tool: 'payments.charge', params: { card_number: SECRET_PARAM, amount: 10 } } },
+        { traceparent: TRACEPARENT },
+      )
+      assert.equal(r.status, 200)
+      await eventually(async () => spans('aegis.decision').length > 0)
+      const s = spans('aegis.decision').find((x) => x.attributes['aegis.tool'] === 'payments.charge')
+      assert.ok(s, 'no decision span for payments.charge')
+      assert.equal(s.spanContext().traceId, TRACE_ID)
+      assert.equal(parentIdOf(s), PARENT_ID)
+      assert.equal(s.attributes['aegis.tenant'], env.tenant)
+      assert.equal(s.attributes['aegis.agent'], 'span-bot')
+      assert.equal(s.attributes['aegis.decision'], 'sanitize')
+      assert.equal(s.attributes['aegis.enforced'], true)
+      assert.deepEqual(s.attributes['aegis.policy_ids'], ['charge'])
+      assert.equal(typeof s.attributes['aegis.policy_version'], 'string')
+      assert.equal(typeof s.attributes['aegis.latency_ms'], 'number')
+      assertNowhere(SECRET_PARAM)
+      assertNowhere(token)
+    },
+  )
 
   test('a refused token is an aegis.decision span with decision refused and error status', async () => {
     const r = await authorize(gw.url, 'not-a-token', { action: { tool: 'crm.read', params: {} } })

@@ -30,28 +30,31 @@ async function waitFor(predicate: () => boolean, ms = 10_000): Promise<void> {
   }
 }
 
-test('SQLite checkpoints run on a worker thread: the WAL reaches the database file while the event loop is blocked, and close leaves no WAL behind', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'aegis-sqlite-ckpt-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
-  const path = join(dir, 'a.db')
-  const store = await openSqliteStore(path)
-  assert.equal((store as SqliteStore).checkpointsOffThread, true)
-  await waitFor(() => existsSync(`${path}-wal`))
-  const before = statSync(path).size
-  // About 2 MB of audit rows: committed to the WAL, not yet to the database file.
-  for (let i = 0; i < 10; i++) await store.audit.append(Array.from({ length: 100 }, (_, j) => event(i * 100 + j + 1)))
-  // Block this thread: only a checkpoint from another thread can grow the database file meanwhile.
-  const until = Date.now() + 500
-  while (Date.now() < until && statSync(path).size <= before + 1_000_000) {
-    /* spin */
-  }
-  assert.ok(statSync(path).size > before + 1_000_000, `database file grew from ${before} to ${statSync(path).size} bytes`)
-  await store.close()
-  assert.equal(existsSync(`${path}-wal`), false, 'the last connection to close folds the WAL back')
-  const again = await openSqliteStore(path)
-  t.after(() => again.close())
-  assert.equal((await again.audit.chain('cp', 0, 10_000)).length, 1000)
-})
+test(
+  'SQLite checkpoints run on a worker thread: the WAL reaches the database file while the event loop is blocked, and close leaves no WAL ' + 'behind',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'aegis-sqlite-ckpt-'))
+    t.after(() => rmSync(dir, { recursive: true, force: true }))
+    const path = join(dir, 'a.db')
+    const store = await openSqliteStore(path)
+    assert.equal((store as SqliteStore).checkpointsOffThread, true)
+    await waitFor(() => existsSync(`${path}-wal`))
+    const before = statSync(path).size
+    // About 2 MB of audit rows: committed to the WAL, not yet to the database file.
+    for (let i = 0; i < 10; i++) await store.audit.append(Array.from({ length: 100 }, (_, j) => event(i * 100 + j + 1)))
+    // Block this thread: only a checkpoint from another thread can grow the database file meanwhile.
+    const until = Date.now() + 500
+    while (Date.now() < until && statSync(path).size <= before + 1_000_000) {
+      /* spin */
+    }
+    assert.ok(statSync(path).size > before + 1_000_000, `database file grew from ${before} to ${statSync(path).size} bytes`)
+    await store.close()
+    assert.equal(existsSync(`${path}-wal`), false, 'the last connection to close folds the WAL back')
+    const again = await openSqliteStore(path)
+    t.after(() => again.close())
+    assert.equal((await again.audit.chain('cp', 0, 10_000)).length, 1000)
+  },
+)
 
 test('an in-memory SQLite store starts no checkpoint worker', async () => {
   const store = await openSqliteStore(':memory:')

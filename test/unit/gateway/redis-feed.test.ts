@@ -235,27 +235,30 @@ describe('RedisFeed reconnects by itself (private redis-server)', { skip: noRedi
     await until('new revocations applied', () => holds(deny, after))
   })
 
-  test('a silent network cut (connections open, nothing through): the feed notices, follows the control plane meanwhile, and resyncs once the path is back', async () => {
-    const subPath = await TcpRelay.start(redis.port)
-    const cmdPath = await TcpRelay.start(redis.port)
-    cleanups.push(
-      () => subPath.close(),
-      () => cmdPath.close(),
-    )
-    const { feed, state, deny, publisher } = await follow(subPath.url, cmdPath.url, 'silent:')
-    feed.start()
-    await feed.ready
-    await until('feed connected', () => state.feedIsConnected)
-    subPath.stall()
-    cmdPath.stall()
-    // Published on Redis (the control plane's own path is fine) and stored: this gateway's subscriber never hears it.
-    const during = await revoke(publisher)
-    await until('the revocation is enforced while the path is cut', () => holds(deny, during))
-    assert.equal(state.feedIsConnected, false, 'the silent subscriber connection was noticed')
-    subPath.resume()
-    cmdPath.resume()
-    await until('feed connected again', () => state.feedIsConnected)
-    const after = await revoke(publisher)
-    await until('a revocation published after the cut is applied', () => holds(deny, after))
-  })
+  test(
+    'a silent network cut (connections open, nothing through): the feed notices, follows the control plane meanwhile, and resyncs once the path ' + 'is back',
+    async () => {
+      const subPath = await TcpRelay.start(redis.port)
+      const cmdPath = await TcpRelay.start(redis.port)
+      cleanups.push(
+        () => subPath.close(),
+        () => cmdPath.close(),
+      )
+      const { feed, state, deny, publisher } = await follow(subPath.url, cmdPath.url, 'silent:')
+      feed.start()
+      await feed.ready
+      await until('feed connected', () => state.feedIsConnected)
+      subPath.stall()
+      cmdPath.stall()
+      // Published on Redis (the control plane's own path is fine) and stored: this gateway's subscriber never hears it.
+      const during = await revoke(publisher)
+      await until('the revocation is enforced while the path is cut', () => holds(deny, during))
+      assert.equal(state.feedIsConnected, false, 'the silent subscriber connection was noticed')
+      subPath.resume()
+      cmdPath.resume()
+      await until('feed connected again', () => state.feedIsConnected)
+      const after = await revoke(publisher)
+      await until('a revocation published after the cut is applied', () => holds(deny, after))
+    },
+  )
 })

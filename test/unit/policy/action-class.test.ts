@@ -23,14 +23,16 @@ describe('@action_class on the determining policies', () => {
     tenant: 't',
     version: 'v1',
     mode: 'enforce',
-    cedar: `
+    cedar:
+      `
     @id("sync-read") @action_class("read") permit(principal, action == Action::"crm.sync", resource);
     @id("fetch-write") @action_class("write") permit(principal, action == Action::"crm.get_and_lock", resource);
     @id("both-read") @action_class("read") permit(principal, action == Action::"kb.mixed", resource);
     @id("both-write") @action_class("write") permit(principal, action == Action::"kb.mixed", resource);
     @id("plain") permit(principal, action == Action::"crm.read", resource);
     @id("san") @action_class("read") @sanitize("redact:/params/ssn") permit(principal, action == Action::"crm.lookup", resource);
-    @id("appr") @action_class("write") @approval("ops") forbid(principal, action == Action::"crm.lookup", resource) when { context.params has bulk } unless { context.override };
+    @id("appr") @action_class("write") @approval("ops") forbid(principal, action == Action::"crm.lookup", resource) ` +
+      `when { context.params has bulk } unless { context.override };
   `,
   })
 

@@ -34,7 +34,8 @@ describe('bundle validation', () => {
 
   test('schema errors (unknown principal attribute, wrong type) name line and column', () => {
     const e = problems(
-      'permit(principal, action == Action::"a", resource);\npermit(principal, action == Action::"b", resource)\n  when { principal.scope.contains("x") };\npermit(principal, action, resource) when { context.time == "noon" };',
+      'permit(principal, action == Action::"a", resource);\npermit(principal, action == Action::"b", resource)\n  when { ' +
+        'principal.scope.contains("x") };\npermit(principal, action, resource) when { context.time == "noon" };',
     )
     assert.equal(e.problems.length, 2)
     assert.deepEqual([e.problems[0]!.line, e.problems[0]!.column], [3, 10])
@@ -75,7 +76,8 @@ describe('bundle validation', () => {
 
   test('annotations are read into policy metadata in source order', () => {
     const a = analyzeBundle(
-      '@id("x") @risk("high") permit(principal, action == Action::"t", resource);\n@approval("ops") @approval_via("console") @reason("why") forbid(principal, action in [Action::"t", Action::"g.*"], resource);\npermit(principal, action, resource);',
+      '@id("x") @risk("high") permit(principal, action == Action::"t", resource);\n@approval("ops") @approval_via("console") @reason("why") ' +
+        'forbid(principal, action in [Action::"t", Action::"g.*"], resource);\npermit(principal, action, resource);',
     )
     assert.deepEqual(
       a.policies.map((p) => p.meta.id),

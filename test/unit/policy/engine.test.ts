@@ -206,17 +206,20 @@ describe('policy slicing', () => {
         // Aimed at the permit two further on (same tool, same n), so approving would help.
         case 2:
           out.push(
-            `@approval("g${i}") forbid(principal, action == Action::"svc${(i + 2) % 40}.op${(i + 2) % 7}", resource) when { context.params has n && context.params.n == ${i + 2} } unless { context.override };`,
+            `@approval("g${i}") forbid(principal, action == Action::"svc${(i + 2) % 40}.op${(i + 2) % 7}", resource) when { context.params has n ` +
+              `&& context.params.n == ${i + 2} } unless { context.override };`,
           )
           break
         case 3:
           out.push(
-            `@sanitize("redact:/params/f${i}") permit(principal, action in [Action::"${tool}", Action::"other.op${i % 3}"], resource) when { context.params has m && context.params.m > ${i} };`,
+            `@sanitize("redact:/params/f${i}") permit(principal, action in [Action::"${tool}", Action::"other.op${i % 3}"], resource) when { ` +
+              `context.params has m && context.params.m > ${i} };`,
           )
           break
         default:
           out.push(
-            `permit(principal, action == Action::"${tool}", resource) when { context.params has n && context.params.n == ${i} && principal.scopes.contains("s:write") };`,
+            `permit(principal, action == Action::"${tool}", resource) when { context.params has n && context.params.n == ${i} && ` +
+              `principal.scopes.contains("s:write") };`,
           )
       }
     }

@@ -52,7 +52,8 @@ export function buildSlackMessage(m: ApprovalMessage): Record<string, unknown> {
       {
         type: 'mrkdwn',
         text: clip(
-          `Policy ${slackEscape(a.policyId)} · version ${slackEscape(a.policyVersion)} · request ${a.id} · expires <!date^${expires}^{date_short_pretty} {time}|${new Date(a.expiresAt).toISOString()}>` +
+          `Policy ${slackEscape(a.policyId)} · version ${slackEscape(a.policyVersion)} · request ${a.id} · expires ` +
+            `<!date^${expires}^{date_short_pretty} {time}|${new Date(a.expiresAt).toISOString()}>` +
             (omitted > 0 ? ` · ${omitted} more parameter(s) in the console` : ''),
           3000,
         ),

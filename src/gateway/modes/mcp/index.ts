@@ -382,7 +382,10 @@ function refusal(id: JsonRpcId, o: DecisionOutcome): Record<string, unknown> {
   if (o.decision === 'approval_needed') {
     if (o.approval !== null) {
       decision.approval = o.approval
-      text = `This call needs human approval (approval ${o.approval.id}). Poll ${o.approval.status_url} with the same bearer token; once approved, make exactly the same call again with the override_token in the Aegis-Override header (or in params._meta["${OVERRIDE_META_KEY}"]). Reasons: ${o.reasons.join('; ')}`
+      text =
+        `This call needs human approval (approval ${o.approval.id}). Poll ${o.approval.status_url} with the same bearer token; once approved, ` +
+        `make exactly the same call again with the override_token in the Aegis-Override header (or in params._meta["${OVERRIDE_META_KEY}"]). ` +
+        `Reasons: ${o.reasons.join('; ')}`
     } else {
       text = `This call needs human approval, but this gateway cannot open approval requests. Reasons: ${o.reasons.join('; ')}`
     }
