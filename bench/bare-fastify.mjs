@@ -8,7 +8,7 @@ app.post('/v1/authorize', (request, reply) => {
   reply.header('cache-control', 'no-store').send({
     decision: 'allow',
     reasons: ['capability:granted'],
-    policy_version: 'strict',
+    policy_version: 'none',
     obligations: [],
     params: request.body.action.params ?? {},
     enforced: true,

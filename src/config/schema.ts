@@ -2,7 +2,7 @@
  * Every configuration key: its path in the config file, its type, default and
  * one line of documentation. The environment variable is `AEGIS_` + the path in
  * SCREAMING_SNAKE_CASE (`keys.prePublishSeconds` → `AEGIS_KEYS_PRE_PUBLISH_SECONDS`)
- * unless `env` names another (the names DESIGN.md fixes).
+ * unless `env` names another (the names docs/reference.md fixes).
  *
  * This table is the one source: the loader reads it, the README's table is
  * printed from it (scripts/config-table.ts), and {@link AegisConfig} is

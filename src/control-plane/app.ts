@@ -1,5 +1,5 @@
 /**
- * The control plane (DESIGN.md "Roles"): token service, JWKS, admin API,
+ * The control plane (docs/reference.md "Roles"): token service, JWKS, admin API,
  * revocation source, audit log. `buildControlPlane` wires the dependencies
  * and routes and returns a fastify instance that is not listening (only
  * cli/ listens).

@@ -65,7 +65,7 @@ export const DEFAULT_TUNING: GatewayTuning = Object.freeze({
 })
 
 /**
- * Builds the gateway role (DESIGN.md "Gateway"): `POST /v1/authorize`,
+ * Builds the gateway role (docs/reference.md "Gateway"): `POST /v1/authorize`,
  * ext_authz / auth_request under `/v1/ext-authz/*`, the proxy routes of
  * `gateway.routes` (proxy and MCP, with RFC 9728 metadata for MCP), `/healthz` (503 until keys and feed were loaded once),
  * `/livez` (liveness), `/readyz` (readiness: keys held, feed loaded and not stale) and `/metrics`. It follows `controlPlaneUrl ?? issuer` for the JWKS, the

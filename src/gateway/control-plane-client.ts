@@ -5,7 +5,7 @@ const MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 /**
  * The gateway's HTTP client for the control plane's `/admin/v1/` endpoints,
- * authenticated with the gateway bearer token (DESIGN.md "Gateway").
+ * authenticated with the gateway bearer token (docs/reference.md "Gateway").
  */
 export class ControlPlaneClient {
   private readonly authorization: string

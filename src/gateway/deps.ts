@@ -10,7 +10,7 @@ import type { GatewayState } from './state.js'
 import type { ManifestCache } from './manifests.js'
 import type { TokenView } from './pipeline/token-view.js'
 
-/** An approval reference returned with `approval_needed` (DESIGN.md "Approvals"). */
+/** An approval reference returned with `approval_needed` (docs/reference.md "Approvals"). */
 export interface ApprovalRef {
   id: string
   status_url: string

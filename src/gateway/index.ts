@@ -1,5 +1,5 @@
 /**
- * The gateway role (DESIGN.md "Gateway", "Revocation"). Other roles and the
+ * The gateway role (docs/reference.md "Gateway", "Revocation"). Other roles and the
  * CLI reach it only through this file.
  */
 export { buildGateway, DEFAULT_TUNING } from './app.js'

@@ -19,7 +19,7 @@ export type ManifestFetcher = (hash: string) => Promise<unknown>
 const HASH_SHAPE = /^[A-Za-z0-9_-]{43}$/
 
 /**
- * Capability manifests by `capability_hash` (DESIGN.md "Gateway"): content
+ * Capability manifests by `capability_hash` (docs/reference.md "Gateway"): content
  * addressed, so each is fetched once, checked against its hash, and kept
  * (bounded LRU, so an attacker cannot grow it; an evicted one is simply
  * fetched again). Concurrent misses share one fetch. Failures are not cached.

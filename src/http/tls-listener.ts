@@ -1,5 +1,5 @@
 /**
- * A second, TLS listener for an already-built fastify app (DESIGN.md:
+ * A second, TLS listener for an already-built fastify app (docs/reference.md:
  * with tls.cert/tls.key the control plane and gateway ALSO listen with TLS).
  * Client certificates are requested but not enforced by the handshake
  * (`rejectUnauthorized: false`): the app decides per request and answers

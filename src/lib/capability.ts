@@ -1,6 +1,6 @@
 import { canonicalHash } from './canonical-json.js'
 
-/** The agent's capability manifest as DESIGN.md fixes it. */
+/** The agent's capability manifest as docs/reference.md fixes it. */
 export interface CapabilityManifest {
   capabilities: string[]
   schemas?: Record<string, unknown>

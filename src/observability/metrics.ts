@@ -7,7 +7,7 @@ export interface MetricsOptions {
 
 /**
  * Prometheus metrics of one process. Each role creates one `Metrics` and
- * serves `registry` on `GET /metrics`. Names as DESIGN.md fixes them.
+ * serves `registry` on `GET /metrics`. Names as docs/reference.md fixes them.
  */
 export class Metrics {
   readonly registry = new Registry()

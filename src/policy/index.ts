@@ -1,5 +1,5 @@
 /**
- * The policy module's public surface (DESIGN.md "Policy"): the engine
+ * The policy module's public surface (docs/reference.md "Policy"): the engine
  * contract, the built-in strict engine, the Cedar compiler, the obligations
  * helper and the policy test runner.
  */

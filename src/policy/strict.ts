@@ -15,7 +15,7 @@ export class StrictEngine implements PolicyEngine {
       policyIds: [],
       obligations: [],
       risk: 'normal',
-      policyVersion: 'strict',
+      policyVersion: 'none',
       mode: 'enforce',
     }
   }

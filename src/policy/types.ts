@@ -1,5 +1,5 @@
 /**
- * What the gateway asks a policy engine and what it gets back. DESIGN.md
+ * What the gateway asks a policy engine and what it gets back. docs/reference.md
  * "Policy": principal = the agent, action = the tool, resource = the target,
  * context = the call parameters (+ time, client address, override present).
  */

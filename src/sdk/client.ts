@@ -20,10 +20,10 @@ import {
 } from './runtime.js'
 import { ClientCredentialsSource, type ClientAuthMethod, type RefreshInfo, type RetryOptions, type TokenSource } from './token-source.js'
 
-/** A gateway decision (DESIGN.md "Gateway"). */
+/** A gateway decision (docs/reference.md "Gateway"). */
 export type Decision = 'allow' | 'deny' | 'approval_needed' | 'sanitize'
 
-/** Where an approval stands (`GET status_url`, DESIGN.md "Approvals"). */
+/** Where an approval stands (`GET status_url`, docs/reference.md "Approvals"). */
 export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired'
 
 /** An obligation the caller must honour, e.g. `{ type: 'redact', path: '/params/card_number' }` (RFC 6901 pointer). */
@@ -47,7 +47,7 @@ export interface ApprovalRef {
 }
 
 /**
- * The body of `POST /v1/authorize` (DESIGN.md "Gateway"). Only `allow` and
+ * The body of `POST /v1/authorize` (docs/reference.md "Gateway"). Only `allow` and
  * `sanitize` (with `params` replaced by the sanitized ones) mean go ahead.
  */
 export interface AuthorizeResult {

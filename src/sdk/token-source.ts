@@ -629,7 +629,7 @@ function endpointsOf(options: OAuthTokenSourceOptions): string[] | undefined {
     if (!Array.isArray(controlPlaneUrls) || controlPlaneUrls.length === 0) throw new TypeError('controlPlaneUrls must be a non-empty list of http(s) URLs')
     for (const u of controlPlaneUrls)
       if (typeof u !== 'string' || !isHttpUrl(u)) throw new TypeError('controlPlaneUrls must be a non-empty list of http(s) URLs')
-    // DESIGN.md fixes the token endpoint's path on every control plane.
+    // docs/reference.md fixes the token endpoint's path on every control plane.
     list = controlPlaneUrls.map((u) => `${stripSlash(u)}/oauth2/token`)
   } else if (tokenEndpoint !== undefined) {
     list = typeof tokenEndpoint === 'string' ? [tokenEndpoint] : [...tokenEndpoint]

@@ -327,7 +327,7 @@ export interface AuditRepo {
   checkpoints(chainId: string, afterSeq: number, limit: number): Promise<AuditCheckpoint[]>
 }
 
-/** What a decision-log record says happened (DESIGN.md "Audit"): the gateway audit event's type. */
+/** What a decision-log record says happened (docs/reference.md "Audit"): the gateway audit event's type. */
 export type DecisionRecordType = 'decision' | 'token.refused' | 'token.replayed' | 'decision.unavailable'
 
 /**

@@ -20,7 +20,7 @@ export interface ConfirmationClaim {
 }
 
 /**
- * Claims of an Aegis access token (DESIGN.md "Token service", RFC 9068 §2.2).
+ * Claims of an Aegis access token (docs/reference.md "Token service", RFC 9068 §2.2).
  * `iss`, `sub`, `aud`, `exp`, `iat` and `jti` are always present and checked;
  * the Aegis-specific claims are checked to be strings when present.
  * Times are epoch seconds.
@@ -205,7 +205,7 @@ function isNumericDate(v: unknown): v is number {
 
 /**
  * Creates a verifier for Aegis access tokens (RFC 9068 JWTs) that applies
- * the RFC 8725 checks of DESIGN.md "Gateway" step 1, in this order: size
+ * the RFC 8725 checks of docs/reference.md "Gateway" step 1, in this order: size
  * bound, three canonical base64url segments, strict header JSON, allow-listed
  * `alg`, `typ`, no `crit`, no `jku`/`x5u`/`jwk`/`x5c`, known `kid` whose key
  * is pinned to the header's `alg`, signature, then `iss`, `aud`, `exp`,

@@ -16,7 +16,7 @@ test('defaults load and are frozen', () => {
   })
 })
 
-test('AEGIS_* variables override the file, and DESIGN.md names map to keys', () => {
+test('AEGIS_* variables override the file, and docs/reference.md names map to keys', () => {
   const dir = mkdtempSync(join(tmpdir(), 'aegis-cfg-'))
   const file = join(dir, 'c.json')
   writeFileSync(file, JSON.stringify({ control: { port: 9000 }, audience: 'from-file' }))

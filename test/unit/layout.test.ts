@@ -75,3 +75,9 @@ test('CONTRIBUTING.md names paths that exist and npm scripts that are defined', 
     assert.ok(existsSync(join(root, link)), `CONTRIBUTING.md links ${link}, which is not in the repository`)
   }
 })
+
+test('code and docs cite the repository own reference (docs/reference.md), never a design file outside it', () => {
+  const outside = ['DESIGN', 'md'].join('.')
+  const citing = tracked.filter((f) => /\.(ts|js|mjs|py|md|cedar|sh)$/.test(f) && read(f).includes(outside))
+  assert.deepEqual(citing, [], `cite docs/reference.md instead of ${outside}`)
+})

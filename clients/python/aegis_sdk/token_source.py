@@ -453,7 +453,7 @@ def _endpoints_of(token_endpoint: str | Sequence[str] | None, control_plane_urls
         urls = list(control_plane_urls)
         if not urls or not all(is_http_url(u) for u in urls):
             raise TypeError("control_plane_urls must be a non-empty list of http(s) URLs")
-        # DESIGN.md fixes the token endpoint's path on every control plane.
+        # docs/reference.md fixes the token endpoint's path on every control plane.
         found = [f"{strip_slash(u)}/oauth2/token" for u in urls]
     elif token_endpoint is not None:
         found = [token_endpoint] if isinstance(token_endpoint, str) else list(token_endpoint)

@@ -1,5 +1,5 @@
 /**
- * Admin API for approvals, under `/admin/v1` (DESIGN.md "Admin API"):
+ * Admin API for approvals, under `/admin/v1` (docs/reference.md "Admin API"):
  * - `GET approvals?status=pending&tenant=&limit=` (admin, approver): an
  *   approver sees only its groups' requests; a tenant-scoped token only its
  *   tenant; each with `policy_reason`, the asking policy's `@reason`;

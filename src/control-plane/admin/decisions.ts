@@ -1,5 +1,5 @@
 /**
- * The decision log (DESIGN.md "Audit"), control-plane side:
+ * The decision log (docs/reference.md "Audit"), control-plane side:
  * - `POST /admin/v1/decisions` (gateway or admin token, no console session):
  *   a gateway uploads a batch of its decisions, gzip-compressed JSON
  *   (`Content-Encoding: gzip`), as OPA's decision-log plugin uploads to a log

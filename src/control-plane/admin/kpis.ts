@@ -1,5 +1,5 @@
 /**
- * Live KPIs (`GET /admin/v1/kpis`, DESIGN.md "Audit"), cluster-wide: every
+ * Live KPIs (`GET /admin/v1/kpis`, docs/reference.md "Audit"), cluster-wide: every
  * control plane counts what it sees (token issuances, revocations, gateway
  * reports of decisions, would-deny and replays) and adds it to counters in
  * the shared store (`kpi_counts`: per tenant, per 10-second slot and as

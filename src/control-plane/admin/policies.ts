@@ -1,5 +1,5 @@
 /**
- * Policy bundles per tenant (DESIGN.md "Admin API", "Policy"):
+ * Policy bundles per tenant (docs/reference.md "Admin API", "Policy"):
  *
  * - `POST /admin/v1/tenants/{t}/policies` `{version, cedar, mode}` → 201
  *   `{id, version, mode, status, …}`; the text is parsed and validated

@@ -1,4 +1,4 @@
-/** Human approvals (DESIGN.md "Approvals"). */
+/** Human approvals (docs/reference.md "Approvals"). */
 import type { FastifyInstance } from 'fastify'
 import type { ControlPlaneDeps } from '../deps.js'
 import { approvalCallbackRoutes } from './callbacks.js'

@@ -1,5 +1,5 @@
 /**
- * One-time override tokens (DESIGN.md "Approvals"). On approval the control
+ * One-time override tokens (docs/reference.md "Approvals"). On approval the control
  * plane mints a JWT the agent sends back in `Aegis-Override`; the gateway
  * (gateway/approvals/verify-override.ts) accepts it only for exactly the
  * approved action, once.

@@ -1,5 +1,5 @@
 /**
- * Approval requests (DESIGN.md "Approvals"): opening them for an
+ * Approval requests (docs/reference.md "Approvals"): opening them for an
  * `approval_needed` decision, deciding them, expiring them, and the one-time
  * override token an approval yields.
  *

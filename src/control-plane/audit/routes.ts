@@ -7,7 +7,8 @@ import { TAGS, allow, query } from '../admin/schemas.js'
 import { eventToWire } from './chain.js'
 import { verifyAuditStore, type AuditProblem } from './verify.js'
 
-const TYPE_RE = /^[A-Za-z0-9_.*-]{1,100}$/
+// An exact event type: the query compares it with =, so a wildcard would silently match nothing.
+const TYPE_RE = /^[A-Za-z0-9_.-]{1,100}$/
 const TENANT_RE = /^[A-Za-z0-9._-]{1,128}$/
 const ACTOR_RE = /^[\x21-\x7e]{1,300}$/
 const DEFAULT_LIMIT = 100
@@ -79,7 +80,7 @@ export function parseAuditQuery(raw: unknown): AuditQuery {
 // The shape of each parameter; the numeric range of limit and the date in since stay with parseAuditQuery, which also types the result.
 const AuditQuerySchema = query(
   {
-    type: { type: 'string', pattern: TYPE_RE.source, description: 'event type such as token.issued (* matches any run of characters)' },
+    type: { type: 'string', pattern: TYPE_RE.source, description: 'exact event type, such as token.issued' },
     tenant: { type: 'string', pattern: TENANT_RE.source },
     actor: { type: 'string', pattern: ACTOR_RE.source, description: 'exact actor, e.g. agent:acme/billing-bot' },
     order: { type: 'string', enum: ['asc', 'desc'], description: 'asc (default): oldest first; desc: newest first (the cursor then pages to older events)' },

@@ -1,5 +1,5 @@
 /**
- * The admin console (DESIGN.md "Audit"), served by the control plane at
+ * The admin console (docs/reference.md "Audit"), served by the control plane at
  * `/console`: static pages from `console/` at the package root (plain
  * HTML/CSS/JS, no build step) that call the admin API with the session
  * cookie, plus login, logout and the session's CSRF token.

@@ -1,5 +1,5 @@
 /**
- * Console sessions (DESIGN.md "Audit": `POST /console/login` → HttpOnly,
+ * Console sessions (docs/reference.md "Audit": `POST /console/login` → HttpOnly,
  * SameSite=Strict session cookie).
  *
  * Why a MAC'd cookie rather than a sessions table: every control plane

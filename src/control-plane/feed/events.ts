@@ -1,5 +1,5 @@
 /**
- * The control plane → gateway feed (DESIGN.md "Revocation", "Gateway"). One
+ * The control plane → gateway feed (docs/reference.md "Revocation", "Gateway"). One
  * ordered stream per control-plane cluster carries revocations, agents'
  * current capability hashes and policy bundle changes. Transport: Redis
  * pub/sub (channel `aegis:feed`) when configured, else server-sent events on

@@ -1,5 +1,5 @@
 /**
- * Redis feed publisher (DESIGN.md "Revocation", src/control-plane/feed/events.ts): every
+ * Redis feed publisher (docs/reference.md "Revocation", src/control-plane/feed/events.ts): every
  * event is `PUBLISH`ed on `aegis:feed`, revocations are also kept in hash
  * `aegis:revocations` (field = seq) so a starting gateway can load them with
  * the control plane down. Each event is also appended to the stream

@@ -1,6 +1,6 @@
 import type { SigningKey } from '../../store/types.js'
 
-/** The signing side of the key lifecycle (DESIGN.md "Keys"). */
+/** The signing side of the key lifecycle (docs/reference.md "Keys"). */
 export interface KeyManager {
   /**
    * Signs a compact JWS with the `current` key: header gets `alg: EdDSA`, `kid`

@@ -2,7 +2,7 @@ import type { TokenFacts } from '../../store/deny-list.js'
 import type { Revocation } from '../../store/types.js'
 
 /**
- * Whether a revocation entry covers a token (DESIGN.md "Revocation"). Same
+ * Whether a revocation entry covers a token (docs/reference.md "Revocation"). Same
  * semantics as the gateway's deny list: `issued_before` covers tokens with
  * `iat` strictly before the value (epoch seconds), within its tenant (and
  * agent, when set).

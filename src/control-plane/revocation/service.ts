@@ -1,5 +1,5 @@
 /**
- * The revocation source (DESIGN.md "Revocation"): persist the entry, audit
+ * The revocation source (docs/reference.md "Revocation"): persist the entry, audit
  * it, publish it on the feed. Used by `POST /admin/v1/revocations` and by
  * RFC 7009 `POST /oauth2/revoke`.
  */
@@ -22,7 +22,7 @@ export interface NewRevocation {
   expiresAt: number
 }
 
-/** Revocation types that hold until an admin lifts them (DESIGN.md "Revocation"). */
+/** Revocation types that hold until an admin lifts them (docs/reference.md "Revocation"). */
 export const LIFTABLE_TYPES: ReadonlySet<RevocationType> = new Set(['agent', 'client', 'tenant'])
 
 export interface RecordOptions {

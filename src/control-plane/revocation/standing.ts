@@ -1,7 +1,7 @@
 /**
  * The `agent`, `client` and `tenant` revocations in force, held in memory so
  * the token endpoint refuses a revoked agent, client or tenant with a few
- * Map lookups and no store round trip (DESIGN.md "Revocation": while such an
+ * Map lookups and no store round trip (docs/reference.md "Revocation": while such an
  * entry holds, the token endpoint issues nothing for it).
  *
  * Kept current three ways: this control plane applies its own changes before

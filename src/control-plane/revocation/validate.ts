@@ -1,4 +1,4 @@
-/** Validation of `POST /admin/v1/revocations` bodies (DESIGN.md "Revocation"). */
+/** Validation of `POST /admin/v1/revocations` bodies (docs/reference.md "Revocation"). */
 import type { AegisConfig } from '../../config/schema.js'
 import { AegisError, InvalidRequest } from '../../errors.js'
 import type { AdminPrincipal } from '../../http/admin-auth.js'

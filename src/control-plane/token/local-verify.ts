@@ -8,7 +8,7 @@
 import { createVerifier, localKeySet, type AccessTokenClaims, type KeySource, type VerifiedToken, type Verifier } from '../../verify/index.js'
 import type { ControlPlaneDeps } from '../deps.js'
 
-/** Claims of a token this control plane issued: what `aegis/verify` checks, and the Aegis claims every issuance sets (DESIGN.md "Token service"). */
+/** Claims of a token this control plane issued: what `aegis/verify` checks, and the Aegis claims every issuance sets (docs/reference.md "Token service"). */
 export type OwnTokenClaims = AccessTokenClaims & {
   readonly agent_id: string
   readonly client_id: string

@@ -1,5 +1,5 @@
 /**
- * The gateway's approval hook (pipeline step 6, DESIGN.md "Approvals"):
+ * The gateway's approval hook (pipeline step 6, docs/reference.md "Approvals"):
  *
  * - with an `Aegis-Override` header: the override must verify for exactly
  *   this call ({@link verifyOverride}: signature with the gateway's JWKS keys,

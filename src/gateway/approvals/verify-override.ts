@@ -1,5 +1,5 @@
 /**
- * Gateway-side check of a one-time approval override token (DESIGN.md
+ * Gateway-side check of a one-time approval override token (docs/reference.md
  * "Approvals", pipeline step 6). The token arrives in `Aegis-Override` beside
  * the caller's access token; it is accepted only when
  * - it passes `aegis/verify`'s verifier (the one access tokens pass too)

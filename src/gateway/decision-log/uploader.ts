@@ -1,5 +1,5 @@
 /**
- * The gateway side of the decision log (DESIGN.md "Audit"): every gateway
+ * The gateway side of the decision log (docs/reference.md "Audit"): every gateway
  * audit event (decisions, shadow would-denies, refused and replayed tokens,
  * outages) is uploaded in gzip batches to the control plane's
  * `POST /admin/v1/decisions`, as OPA's decision-log plugin uploads to a log

@@ -10,7 +10,7 @@ function bad(message: string): AegisError {
 }
 
 /**
- * Validates `{"action": {"tool", "params"}, "resource"}` (DESIGN.md
+ * Validates `{"action": {"tool", "params"}, "resource"}` (docs/reference.md
  * `/v1/authorize`). Unknown members are refused so that a typo never
  * silently changes what was decided.
  */
@@ -34,7 +34,7 @@ export function parseAuthorizeBody(body: unknown): { tool: string; params: Recor
   return { tool, params, resource: typeof resource === 'string' ? resource : null }
 }
 
-/** The wire body of a decision (DESIGN.md `/v1/authorize`). */
+/** The wire body of a decision (docs/reference.md `/v1/authorize`). */
 export function decisionBody(o: DecisionOutcome): Record<string, unknown> {
   const body: Record<string, unknown> = {
     decision: o.decision,

@@ -25,7 +25,7 @@ const NO_TRUSTED_HEADERS: ExtAuthzOptions = Object.freeze({ toolHeader: false, r
 
 /**
  * ext_authz (Envoy HTTP service) and nginx `auth_request` mode
- * (DESIGN.md "Gateway"): `ANY /v1/ext-authz/<tool>`.
+ * (docs/reference.md "Gateway"): `ANY /v1/ext-authz/<tool>`.
  *
  * The tool decided is the one the path names: the proxy's configuration
  * writes the path, while nginx passes every header of the caller to the

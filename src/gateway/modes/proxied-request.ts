@@ -1,5 +1,5 @@
 /**
- * What a reverse-proxy route decides and forwards (DESIGN.md "Gateway",
+ * What a reverse-proxy route decides and forwards (docs/reference.md "Gateway",
  * reverse-proxy mode): one reading of the incoming request that both the
  * policy and the upstream get, so the call that runs is the call decided.
  *

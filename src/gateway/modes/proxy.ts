@@ -63,7 +63,7 @@ function resourceOf(route: RouteConfig, prefix: string, path: string): string {
 type ReplyFromOptions = NonNullable<Parameters<FastifyReply['from']>[1]>
 
 /**
- * Reverse-proxy mode (DESIGN.md "Gateway"): each `mode: "proxy"` route of
+ * Reverse-proxy mode (docs/reference.md "Gateway"): each `mode: "proxy"` route of
  * `gateway.routes` forwards `<path>/**` to its upstream (the route prefix is
  * replaced by the upstream URL's path) after a decision on every request.
  *

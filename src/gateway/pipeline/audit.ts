@@ -55,7 +55,7 @@ export function refused(call: Call, view: TokenView | null, err: unknown): unkno
 }
 
 /**
- * A call refused because a shared backend is out (DESIGN.md error table:
+ * A call refused because a shared backend is out (docs/reference.md error table:
  * `temporarily_unavailable`): counted in `aegis_degraded_decisions_total`
  * (outcome `closed`), audited as `decision.unavailable`, answered `503`
  * with `Retry-After` so SDKs and proxies retry.

@@ -28,7 +28,7 @@ export interface DecisionRequest {
   paramsText?: string
 }
 
-/** The pipeline's answer (DESIGN.md `/v1/authorize` body, in camelCase). */
+/** The pipeline's answer (docs/reference.md `/v1/authorize` body, in camelCase). */
 export interface DecisionOutcome {
   decision: Decision
   reasons: string[]
@@ -63,6 +63,8 @@ export class Call {
   ev!: Evaluation
   /** Set by evaluateCall (epoch ms): the time the policy saw, and the staleness reference. */
   nowMs = 0
+  /** Set by the runner when a step waited: the clock has moved since evaluateCall, so the audit event reads it again. */
+  waited = false
   /** Set by evaluateCall: false in shadow mode (gateway or bundle) and for dry runs. */
   enforced = false
   /** Set by evaluateCall: the jti must be claimed single-use (step 5); cleared when an outage already settled the call. */

@@ -6,7 +6,7 @@ import { invalidToken } from './verify-token.js'
 const NOT_READY = new AegisError('temporarily_unavailable', 'gateway has not loaded its revocation feed yet', { headers: { 'retry-after': '1' } })
 
 /**
- * Step 2 (DESIGN.md "Gateway", "Revocation"): refuses a token matched by the
+ * Step 2 (docs/reference.md "Gateway", "Revocation"): refuses a token matched by the
  * deny list (jti, agent, client, tenant, kid, issued before T), and one
  * minted against a capability manifest that is no longer the agent's current
  * one (or for an agent the feed says is deleted or does not know). Fails

@@ -72,7 +72,7 @@ export function needsReplayClaim(result: PolicyResult, dryRun: boolean): boolean
 }
 
 /**
- * Step 4 (DESIGN.md "Gateway"): records the token's `jti` as used, until the
+ * Step 4 (docs/reference.md "Gateway"): records the token's `jti` as used, until the
  * token can no longer verify (exp + clock skew). Resolves true on the first
  * use, false on a replay; rejects when the replay cache is unreachable (the
  * caller fails closed).

@@ -11,7 +11,7 @@ const STRICT_ALLOW: PolicyResult = Object.freeze({
   policyIds: Object.freeze([]) as unknown as string[],
   obligations: Object.freeze([]) as unknown as PolicyResult['obligations'],
   risk: 'normal',
-  policyVersion: 'strict',
+  policyVersion: 'none',
   mode: 'enforce',
 }) as PolicyResult
 
@@ -54,7 +54,7 @@ export function principalOf(view: TokenView, manifest: VerifiedManifest): Policy
 }
 
 /**
- * Step 5 (DESIGN.md "Gateway", "Policy"): the strict capability check first
+ * Step 5 (docs/reference.md "Gateway", "Policy"): the strict capability check first
  * (a policy can never grant a tool outside the agent's manifest), then the
  * tenant's active bundle, if any. An engine that throws gives `deny`.
  */
@@ -68,7 +68,7 @@ export function evaluatePolicy(deps: GatewayDeps, view: TokenView, manifest: Ver
         policyIds: [],
         obligations: [],
         risk: 'normal',
-        policyVersion: tenantPolicy?.version ?? 'strict',
+        policyVersion: tenantPolicy?.version ?? 'none',
         mode: 'enforce',
       },
       tenantPolicy,

@@ -14,7 +14,7 @@ export { resolveApproval, noApprovals } from './resolve-approval.js'
 export { isReadAction } from './action-class.js'
 
 /**
- * The decision pipeline (DESIGN.md "Gateway"), in order, failing closed at
+ * The decision pipeline (docs/reference.md "Gateway"), in order, failing closed at
  * every step. Policy evaluation is pure, so it runs before the replay
  * claim: that is how the gateway knows which actions the policy marks
  * high-risk. A step throws to refuse; a step that does not apply to a call
@@ -43,7 +43,10 @@ const STEPS: readonly Step[] = [
 function run(call: Call, from: number): DecisionOutcome | Promise<DecisionOutcome> {
   for (let i = from; i < STEPS.length; i++) {
     const waiting = STEPS[i]!(call)
-    if (waiting !== undefined) return waiting.then(() => run(call, i + 1))
+    if (waiting !== undefined) {
+      call.waited = true
+      return waiting.then(() => run(call, i + 1))
+    }
   }
   return call.outcome
 }

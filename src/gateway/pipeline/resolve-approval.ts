@@ -1,7 +1,7 @@
 import type { ApprovalContext, ApprovalHook, ApprovalResolution } from '../deps.js'
 
 /**
- * Step 6 (DESIGN.md "Gateway", "Approvals"): an enforced `approval_needed`
+ * Step 6 (docs/reference.md "Gateway", "Approvals"): an enforced `approval_needed`
  * goes to the approval hook, which may open an approval request (answered
  * with its id and status URL) or accept a valid one-time override. With the
  * default hook the decision is returned as is, without an approval id.

@@ -1,5 +1,5 @@
 /**
- * Step 3 (DESIGN.md "Gateway"): sender constraint. A token with
+ * Step 3 (docs/reference.md "Gateway"): sender constraint. A token with
  * `cnf["x5t#S256"]` (RFC 8705 §3) works only with that client certificate,
  * from this TLS connection or from a trusted proxy's header; a token with
  * `cnf.jkt` (RFC 9449 §7) only as `Authorization: DPoP` with a fresh proof of

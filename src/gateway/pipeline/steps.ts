@@ -1,5 +1,5 @@
 /**
- * The decision steps (DESIGN.md "Gateway" steps 1–6) as the pipeline runs
+ * The decision steps (docs/reference.md "Gateway" steps 1–6) as the pipeline runs
  * them: each adapts one check of this folder to a `Call`, and says which of
  * its failures are refusals of the token (audited by `refused`) and which
  * are outages (503).

@@ -1,5 +1,5 @@
 /**
- * The Cedar policy engine (DESIGN.md "Policy"): a bundle is parsed and
+ * The Cedar policy engine (docs/reference.md "Policy"): a bundle is parsed and
  * validated once per activation, split into per-action slices that are
  * preparsed in the Cedar runtime, and each call is evaluated synchronously
  * against the one slice that can apply to its tool.

@@ -1,6 +1,6 @@
 /**
  * The published Cedar schema of Aegis policies and the request mapping
- * (DESIGN.md "Policy"). `policies/schema.cedarschema` holds the same text
+ * (docs/reference.md "Policy"). `policies/schema.cedarschema` holds the same text
  * (a unit test keeps them equal).
  *
  * - principal `Agent::"<agent_id>"` with `tenant`, `agent_id`, `client_id`,
@@ -18,7 +18,7 @@
  */
 
 /** Cedar schema text of the entity and context types every bundle is validated against. */
-export const AEGIS_CEDAR_SCHEMA = `// Aegis Cedar schema (DESIGN.md "Policy"). Actions are the tools: each bundle
+export const AEGIS_CEDAR_SCHEMA = `// Aegis Cedar schema (docs/reference.md "Policy"). Actions are the tools: each bundle
 // declares the actions its policies name (see README "Policy"), so they are
 // not listed here.
 

@@ -5,7 +5,7 @@ import type { Revocation } from '../types.js'
 const SEP = '\u0000'
 
 /**
- * The revocation entries a gateway enforces (DESIGN.md "Revocation"), one
+ * The revocation entries a gateway enforces (docs/reference.md "Revocation"), one
  * hash map per entry type so a check costs a handful of O(1) lookups:
  * jti, agent (tenant + agent), client (tenant + client), tenant, kid, and
  * `issued_before` per tenant, per tenant + agent, and (without a tenant)

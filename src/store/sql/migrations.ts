@@ -250,7 +250,7 @@ ALTER TABLE approvals ADD COLUMN request_canonical TEXT;
       version: 5,
       name: 'decision_log',
       sql: `
--- The decision log (DESIGN.md "Audit"): what every gateway decided, as it
+-- The decision log (docs/reference.md "Audit"): what every gateway decided, as it
 -- uploaded it. Keyed by (ts, id): the gateway's decision time, then its
 -- random id, so a retried upload is skipped (ON CONFLICT) and retention
 -- deletes a prefix of the key. Every secondary index is equality columns

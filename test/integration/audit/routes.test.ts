@@ -91,6 +91,8 @@ test('GET /admin/v1/audit filters, pages with next_cursor, keeps tenant admins i
     '?cursor=-1',
     '?since=yesterday',
     '?type=%3Cscript%3E',
+    // Types are matched exactly: a wildcard is refused rather than silently matching nothing.
+    '?type=token.*',
     `?tenant=${'x'.repeat(200)}`,
     '?limit=1&limit=2',
     '?bogus=1',

@@ -167,7 +167,7 @@ describe('admin API', () => {
     assert.equal(malformed.status, 400)
   })
 
-  test('404 and 409 where DESIGN.md says', async () => {
+  test('404 and 409 where docs/reference.md says', async () => {
     assert.equal((await admin(h, h.adminToken, 'GET', '/tenants/missing')).status, 404)
     assert.equal((await admin(h, h.adminToken, 'POST', '/tenants/missing/agents', { agent_id: 'x' })).status, 404)
     assert.equal((await admin(h, h.adminToken, 'GET', '/tenants/acme/agents/missing')).status, 404)

@@ -1,6 +1,6 @@
 /**
  * An agent, client or tenant revocation holds until an admin lifts it
- * (DESIGN.md "Revocation"), on both stores. Token lifetimes are short (60 s)
+ * (docs/reference.md "Revocation"), on both stores. Token lifetimes are short (60 s)
  * and time is an injected clock, so the moment the old entry would have
  * lapsed (now + max lifetime + skew) is passed inside the test.
  */

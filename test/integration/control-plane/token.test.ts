@@ -17,7 +17,7 @@ describe('token endpoint: client_credentials with bootstrap credentials', () => 
     await h.close()
   })
 
-  test('metadata lists every RFC 8414 field DESIGN.md names', async () => {
+  test('metadata lists every RFC 8414 field docs/reference.md names', async () => {
     const res = await fetch(`${h.url}/.well-known/oauth-authorization-server`)
     assert.equal(res.status, 200)
     const m = (await res.json()) as Record<string, unknown>
@@ -58,7 +58,7 @@ describe('token endpoint: client_credentials with bootstrap credentials', () => 
     }
   })
 
-  test('the token carries exactly the claims DESIGN.md lists, with the RFC 8785 capability_hash', async () => {
+  test('the token carries exactly the claims docs/reference.md lists, with the RFC 8785 capability_hash', async () => {
     const before = Math.floor(Date.now() / 1000)
     const r = await form(h, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basic(s.clientId, s.secret) })
     assert.equal(r.status, 200)

@@ -1,6 +1,6 @@
 /**
  * While an agent, client or tenant revocation holds, no grant mints a token
- * for it (DESIGN.md "Revocation"): bootstrap secret, DPoP-bound secret,
+ * for it (docs/reference.md "Revocation"): bootstrap secret, DPoP-bound secret,
  * private_key_jwt, tls_client_auth and token exchange, with an OAuth error
  * and no token.issued event; lifting the entry lets every grant work again.
  */

@@ -6,7 +6,7 @@
  * kill -9 of a control plane (then restart), Redis stop/start, PostgreSQL
  * stop (-m immediate)/start, a scheduled key rotation, an emergency
  * rotation, an agent revocation. Asserted: no call of the revoked agent and
- * no token of the revoked key allowed 2 s after the answer (DESIGN.md's bound
+ * no token of the revoked key allowed 2 s after the answer (docs/reference.md's bound
  * is 1 s), every token answered has its `token.issued` audit event, `aegis
  * audit verify` exits 0 afterwards, every 5xx is a 503 with Retry-After, no
  * refusal before the first fault, no process dying by itself, and each fault
@@ -46,7 +46,7 @@ const OUTAGE_MS = 3_000
 const STABLE_MS = 2_000
 /** A fault not recovered this long after its end fails the test (ms): a stuck system, not a slow one. */
 const RECOVERY_LIMIT_MS = 30_000
-/** Revocations must hold at every gateway this long after the admin API answered (DESIGN.md: 1 s). */
+/** Revocations must hold at every gateway this long after the admin API answered (docs/reference.md: 1 s). */
 const PROPAGATION_BOUND_MS = 2_000
 
 interface Fault {

@@ -26,7 +26,7 @@ describe('POST /v1/authorize against a real control plane (SSE feed)', () => {
     assert.deepEqual(r.body, {
       decision: 'allow',
       reasons: ['capability:granted'],
-      policy_version: 'strict',
+      policy_version: 'none',
       obligations: [],
       params: { q: 'acme' },
       enforced: true,

@@ -129,7 +129,7 @@ describe('Redis down and the deny list stale (control plane unreachable as well)
       const t = await env.token(cred)
       await eventually(
         async () =>
-          (await authorize(closed.url, t, READ)).body.policy_version !== 'strict' && (await authorize(open.url, t, READ)).body.policy_version !== 'strict',
+          (await authorize(closed.url, t, READ)).body.policy_version !== 'none' && (await authorize(open.url, t, READ)).body.policy_version !== 'none',
       )
       await env.cp.close()
       await eventually(async () => (await fetch(`${closed.url}/readyz`)).status === 503 && (await fetch(`${open.url}/readyz`)).status === 503)
@@ -166,7 +166,7 @@ describe('feed disconnected beyond gateway.feedStaleSeconds', () => {
     const gw = await env.startGateway({ gateway: { feedStaleSeconds: 1 } })
     try {
       const tokens = [await env.token(cred), await env.token(cred)]
-      await eventually(async () => (await authorize(gw.url, tokens[0]!, READ)).body.policy_version !== 'strict')
+      await eventually(async () => (await authorize(gw.url, tokens[0]!, READ)).body.policy_version !== 'none')
       assert.equal((await fetch(`${gw.url}/readyz`)).status, 200)
       await env.cp.close()
       await eventually(async () => !((await (await fetch(`${gw.url}/healthz`)).json()) as { feed: { connected: boolean } }).feed.connected)

@@ -61,7 +61,7 @@ describe('enforcement integrity', () => {
       },
     })
     token = await env.token(cred)
-    await eventually(async () => (await authorize(gw.url, token, { action: { tool: 'crm.list', params: { limit: 1 } } })).body.policy_version !== 'strict')
+    await eventually(async () => (await authorize(gw.url, token, { action: { tool: 'crm.list', params: { limit: 1 } } })).body.policy_version !== 'none')
   })
   after(async () => {
     await upstream?.close()

@@ -29,7 +29,7 @@ describe('one control plane, three gateway processes on one Redis', { skip: awai
   after(async () => {
     await Promise.all(gateways.map((g) => g.stop()))
     await env?.close()
-    // Recorded, not asserted: DESIGN.md's bound is 1 s p99; see bench/gateway.ts for the measured figures.
+    // Recorded, not asserted: docs/reference.md's bound is 1 s p99; see bench/gateway.ts for the measured figures.
     for (const [what, ms] of Object.entries(propagation)) console.log(`# propagation ${what}: ${ms.map((x) => x.toFixed(1)).join(', ')} ms`)
   })
 

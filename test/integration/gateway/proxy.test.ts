@@ -24,7 +24,7 @@ describe('reverse-proxy mode', () => {
       },
     })
     token = await env.token(cred)
-    await eventually(async () => (await authorize(gw.url, token, { action: { tool: 'crm.read' } })).body.policy_version !== 'strict')
+    await eventually(async () => (await authorize(gw.url, token, { action: { tool: 'crm.read' } })).body.policy_version !== 'none')
   })
   after(async () => {
     await upstream?.close()

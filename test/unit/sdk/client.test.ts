@@ -1,6 +1,6 @@
 /**
  * AegisClient against real peers: a real token server and a small real
- * gateway / resource server speaking the DESIGN.md wire format. The same
+ * gateway / resource server speaking the docs/reference.md wire format. The same
  * flows run against the real control plane and gateway in
  * test/integration/sdk/client.test.ts.
  */

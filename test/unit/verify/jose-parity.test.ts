@@ -198,7 +198,7 @@ const expectFor = (c: Case, p: Profile): 'accept' | 'refuse' => {
 
 /**
  * Refused by the verifier, accepted by jose with the equivalent options: the
- * verifier's own hardening (DESIGN.md "Gateway" step 1, RFC 8725 §3).
+ * verifier's own hardening (docs/reference.md "Gateway" step 1, RFC 8725 §3).
  */
 const STRICTER: Case[] = [
   { name: 'jku header (RFC 8725 §3.10: never trust a token-chosen key source)', expect: 'refuse', token: (p) => ok(p, { jku: 'https://evil.example/jwks' }) },

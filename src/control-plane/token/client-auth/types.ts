@@ -60,7 +60,7 @@ export type AuthFailureReason =
   | 'certificate_revoked'
   | 'bad_assertion'
   | 'replayed'
-  /** An agent, client or tenant revocation holds (DESIGN.md "Revocation"). */
+  /** An agent, client or tenant revocation holds (docs/reference.md "Revocation"). */
   | 'revoked'
 
 export type { AegisError }

@@ -64,7 +64,7 @@ function routeBasics(r: RouteConfig): { path: string; allow: readonly string[] }
 }
 
 /**
- * MCP mode (DESIGN.md "Gateway", docs/mcp.md): each `mode: "mcp"` route of
+ * MCP mode (docs/reference.md "Gateway", docs/mcp.md): each `mode: "mcp"` route of
  * `gateway.routes` proxies MCP Streamable HTTP (POST JSON-RPC, JSON or SSE
  * answers, the GET stream, DELETE of a session, `Mcp-Session-Id` both ways)
  * to its `upstream`, requiring the agent's Aegis token on every request and
