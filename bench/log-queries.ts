@@ -11,6 +11,7 @@
  */
 import pg from 'pg'
 import { openPostgresStore } from '../src/store/postgres/index.js'
+import { auditQuerySql, decisionQuerySql } from '../src/store/sql/repositories.js'
 import type { AuditQuery, DecisionQuery, Store } from '../src/store/types.js'
 import { percentiles } from './util.js'
 
@@ -136,28 +137,6 @@ export async function benchLogQueries(
     const s = store
     const c = probe
 
-    // The text each repository query sends (store/sql/repositories.ts), for its EXPLAIN beside the timing.
-    const auditText = (q: AuditQuery): [string, unknown[]] => {
-      const where: string[] = []
-      const args: unknown[] = []
-      if (q.type !== undefined) {
-        where.push('type = ?')
-        args.push(q.type)
-      }
-      if (q.tenant !== undefined) {
-        where.push('tenant = ?')
-        args.push(q.tenant)
-      }
-      if (q.since !== undefined) {
-        where.push('ts >= ?')
-        args.push(q.since)
-      }
-      if (q.cursor !== undefined) {
-        where.push('id > ?')
-        args.push(q.cursor)
-      }
-      return [`SELECT * FROM audit_events${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ?`, [...args, q.limit]]
-    }
     const audit: Array<[string, AuditQuery]> = [
       ['no filter', { limit: 100 }],
       ['type', { type: 'token.issued', limit: 100 }],
@@ -173,43 +152,11 @@ export async function benchLogQueries(
     ]
     for (const [filter, q] of audit) {
       const t = await time(() => s.audit.query(q))
-      const [text, args] = auditText(q)
+      // The very statement the store sends, for its EXPLAIN beside the timing.
+      const { text, args } = auditQuerySql(q)
       figures.push({ table: 'audit_events', filter, p50Ms: t.p50, p99Ms: t.p99, samples: t.n, plan: (await explain(c, text, args)).join(' < ') })
     }
 
-    const decisionText = (q: DecisionQuery): [string, unknown[]] => {
-      const where: string[] = []
-      const args: unknown[] = []
-      if (q.tenant !== undefined) {
-        where.push('tenant = ?')
-        args.push(q.tenant)
-      }
-      if (q.agentId !== undefined) {
-        where.push('agent_id = ?')
-        args.push(q.agentId)
-      }
-      if (q.tool !== undefined) {
-        where.push('tool = ?')
-        args.push(q.tool)
-      }
-      if (q.decision !== undefined) {
-        where.push('decision = ?')
-        args.push(q.decision)
-      }
-      if (q.enforced !== undefined) {
-        where.push('enforced = ?')
-        args.push(q.enforced)
-      }
-      if (q.since !== undefined) {
-        where.push('ts >= ?')
-        args.push(q.since)
-      }
-      if (q.until !== undefined) {
-        where.push('ts < ?')
-        args.push(q.until)
-      }
-      return [`SELECT * FROM decisions${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ts DESC, id DESC LIMIT ?`, [...args, q.limit]]
-    }
     const dayAgo = { since: end - 25 * HOUR, until: end - 24 * HOUR }
     const decisions: Array<[string, DecisionQuery]> = [
       ['no filter', { limit: 100 }],
@@ -230,7 +177,7 @@ export async function benchLogQueries(
     ]
     for (const [filter, q] of decisions) {
       const t = await time(() => s.decisions.query(q))
-      const [text, args] = decisionText(q)
+      const { text, args } = decisionQuerySql(q)
       figures.push({ table: 'decisions', filter, p50Ms: t.p50, p99Ms: t.p99, samples: t.n, plan: (await explain(c, text, args)).join(' < ') })
     }
     return { rows, fillSeconds, figures }

@@ -16,9 +16,12 @@ import type {
   Agent,
   AgentRepo,
   ApprovalRepo,
+  AuditQuery,
   AuditRepo,
   ConsoleLogoutRepo,
   CredentialRepo,
+  DecisionQuery,
+  DecisionRepo,
   GatewayAckRepo,
   KeyRepo,
   KpiRepo,
@@ -32,7 +35,6 @@ import type {
   Tenant,
   TenantRepo,
   TrustedIssuerRepo,
-  DecisionRepo,
 } from '../types.js'
 import { insertSql, one, run, type Sql } from './executor.js'
 import * as T from './rows.js'
@@ -193,36 +195,82 @@ function keyRepo(sql: Sql): KeyRepo {
   })
 }
 
+/** The statement an audit page query sends (exported so the bench can EXPLAIN exactly it). */
+export function auditQuerySql(q: AuditQuery): { text: string; args: unknown[] } {
+  const where: string[] = []
+  const args: unknown[] = []
+  if (q.type !== undefined) {
+    where.push('type = ?')
+    args.push(q.type)
+  }
+  if (q.tenant !== undefined) {
+    where.push('tenant = ?')
+    args.push(q.tenant)
+  }
+  if (q.actor !== undefined) {
+    where.push('actor = ?')
+    args.push(q.actor)
+  }
+  if (q.since !== undefined) {
+    where.push('ts >= ?')
+    args.push(q.since)
+  }
+  const desc = q.order === 'desc'
+  if (q.cursor !== undefined) {
+    where.push(desc ? 'id < ?' : 'id > ?')
+    args.push(q.cursor)
+  }
+  args.push(sqlLimit(q.limit))
+  return { text: `SELECT * FROM audit_events${whereOf(where)} ORDER BY id${desc ? ' DESC' : ''} LIMIT ?`, args }
+}
+
+/** The statement a decision-log page query sends (exported so the bench can EXPLAIN exactly it). */
+export function decisionQuerySql(q: DecisionQuery): { text: string; args: unknown[] } {
+  const where: string[] = []
+  const args: unknown[] = []
+  if (q.tenant !== undefined) {
+    where.push('tenant = ?')
+    args.push(q.tenant)
+  }
+  if (q.agentId !== undefined) {
+    where.push('agent_id = ?')
+    args.push(q.agentId)
+  }
+  if (q.tool !== undefined) {
+    where.push('tool = ?')
+    args.push(q.tool)
+  }
+  if (q.decision !== undefined) {
+    where.push('decision = ?')
+    args.push(q.decision)
+  }
+  if (q.enforced !== undefined) {
+    where.push('enforced = ?')
+    args.push(q.enforced ? 1 : 0)
+  }
+  if (q.since !== undefined) {
+    where.push('ts >= ?')
+    args.push(q.since)
+  }
+  if (q.until !== undefined) {
+    where.push('ts < ?')
+    args.push(q.until)
+  }
+  // A row value, so both databases seek the (…, ts, id) index rather than filter.
+  if (q.after !== undefined) {
+    where.push('(ts, id) < (?, ?)')
+    args.push(q.after.ts, q.after.id)
+  }
+  args.push(sqlLimit(q.limit))
+  return { text: `SELECT * FROM decisions${whereOf(where)} ORDER BY ts DESC, id DESC LIMIT ?`, args }
+}
 function auditRepo(sql: Sql): AuditRepo {
   const events = guarded<Pick<AuditRepo, 'append' | 'head' | 'query' | 'chains' | 'chain'>>('audit event', {
     append: async (batch) => (batch.length === 0 ? [] : sql.dialect.appendAudit(batch)),
     head: (chainId) => sql.one('SELECT * FROM audit_events WHERE chain_id = ? ORDER BY chain_seq DESC LIMIT 1', [chainId], T.auditEvents.fromRow),
     query: (q) => {
-      const where: string[] = []
-      const args: unknown[] = []
-      if (q.type !== undefined) {
-        where.push('type = ?')
-        args.push(q.type)
-      }
-      if (q.tenant !== undefined) {
-        where.push('tenant = ?')
-        args.push(q.tenant)
-      }
-      if (q.actor !== undefined) {
-        where.push('actor = ?')
-        args.push(q.actor)
-      }
-      if (q.since !== undefined) {
-        where.push('ts >= ?')
-        args.push(q.since)
-      }
-      const desc = q.order === 'desc'
-      if (q.cursor !== undefined) {
-        where.push(desc ? 'id < ?' : 'id > ?')
-        args.push(q.cursor)
-      }
-      args.push(sqlLimit(q.limit))
-      return sql.all(`SELECT * FROM audit_events${whereOf(where)} ORDER BY id${desc ? ' DESC' : ''} LIMIT ?`, args, T.auditEvents.withId)
+      const { text, args } = auditQuerySql(q)
+      return sql.all(text, args, T.auditEvents.withId)
     },
     chains: () => sql.all('SELECT DISTINCT chain_id FROM audit_events ORDER BY chain_id', [], (r) => String(r.chain_id)),
     chain: (chainId, afterSeq, limit) =>
@@ -280,43 +328,8 @@ function decisionRepo(sql: Sql): DecisionRepo {
       })
     },
     query: (q) => {
-      const where: string[] = []
-      const args: unknown[] = []
-      if (q.tenant !== undefined) {
-        where.push('tenant = ?')
-        args.push(q.tenant)
-      }
-      if (q.agentId !== undefined) {
-        where.push('agent_id = ?')
-        args.push(q.agentId)
-      }
-      if (q.tool !== undefined) {
-        where.push('tool = ?')
-        args.push(q.tool)
-      }
-      if (q.decision !== undefined) {
-        where.push('decision = ?')
-        args.push(q.decision)
-      }
-      if (q.enforced !== undefined) {
-        where.push('enforced = ?')
-        args.push(q.enforced ? 1 : 0)
-      }
-      if (q.since !== undefined) {
-        where.push('ts >= ?')
-        args.push(q.since)
-      }
-      if (q.until !== undefined) {
-        where.push('ts < ?')
-        args.push(q.until)
-      }
-      // A row value, so both databases seek the (…, ts, id) index rather than filter.
-      if (q.after !== undefined) {
-        where.push('(ts, id) < (?, ?)')
-        args.push(q.after.ts, q.after.id)
-      }
-      args.push(sqlLimit(q.limit))
-      return sql.all(`SELECT * FROM decisions${whereOf(where)} ORDER BY ts DESC, id DESC LIMIT ?`, args, T.decisions.fromRow)
+      const { text, args } = decisionQuerySql(q)
+      return sql.all(text, args, T.decisions.fromRow)
     },
     // In bounded chunks from the oldest: a long backlog never holds SQLite's one write lock for long.
     prune: (before, limit) =>
