@@ -4,6 +4,7 @@
  * variables a test gives, killed or stopped by pid, restarted with the same
  * configuration; and one-shot commands such as `aegis audit verify`.
  */
+import { type ProcessResult, runProcess } from './run-process.js'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { appendFileSync } from 'node:fs'
 import { resolve } from 'node:path'
@@ -22,27 +23,8 @@ function childEnv(env: Record<string, string>): Record<string, string> {
 }
 
 /** Runs `aegis <args>` to completion; resolves with its exit code and output. */
-export function runAegis(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString()
-    })
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c.toString()
-    })
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('error', (err) => {
-      clearTimeout(timer)
-      reject(err)
-    })
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolvePromise({ code, stdout, stderr })
-    })
-  })
+export function runAegis(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<ProcessResult> {
+  return runProcess(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: childEnv(env), timeoutMs })
 }
 
 /**

@@ -5,7 +5,8 @@
  * and stopped with `pg_ctl`. Run as the `postgres` user when the test runs
  * as root (PostgreSQL refuses to run as root), else as the current user.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { runProcess } from './run-process.js'
+import { spawnSync } from 'node:child_process'
 import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
@@ -62,27 +63,10 @@ export function skipWithoutInitdb(): string | false {
 }
 
 /** Runs a PostgreSQL program (as `postgres` when we are root); resolves with its exit code and output. */
-function pgRun(bin: string, args: string[], timeoutMs = 60_000): Promise<{ code: number | null; out: string }> {
+async function pgRun(bin: string, args: string[], timeoutMs = 60_000): Promise<{ code: number | null; out: string }> {
   const [cmd, argv] = asRoot() ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args]
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' })
-    let out = ''
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString()
-    })
-    child.stderr.on('data', (c: Buffer) => {
-      out += c.toString()
-    })
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('error', (err) => {
-      clearTimeout(timer)
-      reject(err)
-    })
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, out })
-    })
-  })
+  const r = await runProcess(cmd, argv, { cwd: '/', timeoutMs })
+  return { code: r.code, out: r.stdout + r.stderr }
 }
 
 export class PrivatePostgres {

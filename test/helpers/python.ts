@@ -4,7 +4,8 @@
  * python3-httpx (.ci/run installs them). Without them a test skips with a
  * message saying what to install; with AEGIS_REQUIRE_SERVICES=1 it fails.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { type ProcessResult, runProcess } from './run-process.js'
+import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -40,31 +41,6 @@ export function pythonEnv(extra: Record<string, string> = {}): Record<string, st
 }
 
 /** Runs `python3 <args>` in clients/python; resolves with its exit code and output. */
-export function runPython(
-  args: string[],
-  env: Record<string, string>,
-  timeoutMs: number,
-  input?: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(PYTHON, args, { cwd: PYTHON_DIR, env: pythonEnv(env), stdio: ['pipe', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString()
-    })
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c.toString()
-    })
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('error', (err) => {
-      clearTimeout(timer)
-      reject(err)
-    })
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolvePromise({ code, stdout, stderr })
-    })
-    child.stdin.end(input ?? '')
-  })
+export function runPython(args: string[], env: Record<string, string>, timeoutMs: number, input?: string): Promise<ProcessResult> {
+  return runProcess(PYTHON, args, { cwd: PYTHON_DIR, env: pythonEnv(env), timeoutMs, input: input ?? '' })
 }
