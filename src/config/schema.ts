@@ -67,6 +67,15 @@ export const CONFIG_KEYS = [
   { path: 'gateway.host', type: 'string', default: '127.0.0.1', doc: 'Gateway listen address.' },
   { path: 'gateway.port', type: 'integer', default: 7401, min: 0, max: 65535, doc: 'Gateway HTTP port (0 = any free port).' },
   { path: 'gateway.tlsPort', type: 'integer', min: 0, max: 65535, doc: 'Gateway HTTPS port (with tls.cert/tls.key), requesting client certificates.' },
+  {
+    path: 'gateway.workers',
+    type: 'integer',
+    min: 1,
+    max: 256,
+    doc:
+      'Worker processes of `aegis serve --role gateway` (or --workers N), sharing its ports; default the number of cores with redisUrl, ' +
+      'else 1. More than one needs redisUrl: the replay cache must be shared.',
+  },
   { path: 'tls.cert', type: 'string', doc: 'PEM certificate file for the TLS listeners.' },
   { path: 'tls.key', type: 'string', doc: 'PEM private key file for the TLS listeners.', secret: true },
   { path: 'tls.clientCa', type: 'string', doc: 'PEM bundle of CAs trusted for client certificates (RFC 8705).' },
@@ -238,6 +247,12 @@ export const CONFIG_KEYS = [
   { path: 'gateway.shadow', type: 'boolean', default: false, doc: 'Compute and audit decisions but enforce none (enforced: false).' },
   { path: 'gateway.minPolicyVersion', type: 'string', doc: 'Tokens minted under an older policy_version are refused.' },
   {
+    path: 'gateway.mcpStateSecret',
+    type: 'string',
+    doc: 'Key for sealing the requestState of MCP 2026-07-28 approval answers, the same on every gateway; unset = random per process.',
+    secret: true,
+  },
+  {
     path: 'gateway.verifiedCacheSize',
     type: 'integer',
     default: 100000,
@@ -329,7 +344,7 @@ export interface RouteConfig {
   opaque_body?: boolean
   /**
    * MCP routes: JSON-RPC methods passed through (`notifications/*` style prefixes allowed);
-   * default initialize, ping, notifications/*, tools/list, tools/call.
+   * default: the tools, resources, prompts, completion and logging methods (gateway/modes/mcp DEFAULT_ALLOW_METHODS).
    */
   allow_methods?: string[]
   /** MCP routes: `scopes_supported` of the route's protected-resource metadata (RFC 9728). */

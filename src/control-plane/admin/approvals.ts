@@ -3,7 +3,10 @@
  * - `GET approvals?status=pending&tenant=&limit=` (admin, approver): an
  *   approver sees only its groups' requests; a tenant-scoped token only its
  *   tenant; each with `policy_reason`, the asking policy's `@reason`;
- * - `GET approvals/{id}` (admin, approver), with each notifier delivery;
+ * - `GET approvals/{id}` (admin, approver), with each notifier delivery and
+ *   `policy_reason` (the console's one-request page, `/console/approvals/{id}`);
+ * - parameters are shown masked as the notifiers mask them: secret-looking
+ *   names, and what the bundle's policies redact for the tool;
  * - `POST approvals/{id}/approve|deny` `{"reason"}` (admin, approver): a
  *   console session decides `via: console`, a bearer token `via: api`;
  * - `POST approvals` (gateway, admin): opens a request for an
@@ -14,13 +17,14 @@
 import type { FastifyInstance } from 'fastify'
 import { AegisError } from '../../errors.js'
 import { assertTenantAccess, installAdminGuard, type AdminPrincipal } from '../../http/admin-auth.js'
-import type { ApprovalStatus } from '../../store/types.js'
+import type { Approval, ApprovalStatus } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { approvalJson } from '../approvals/wire.js'
 import { approvalServiceFor } from '../approvals/registry.js'
 import type { ApprovalRequestBinding } from '../approvals/service.js'
 import { TAGS, allow, params, query, strArray } from './schemas.js'
-import { analyzeBundle } from '../../policy/cedar/analyze.js'
+import { analyzeBundle, type ActionScope } from '../../policy/cedar/analyze.js'
+import { inActionGroup } from '../../policy/cedar/schema.js'
 
 const STATUSES: readonly ApprovalStatus[] = ['pending', 'approved', 'denied', 'expired']
 
@@ -53,32 +57,55 @@ const OpenBody = {
 /** Bundles whose `@reason` annotations are kept (bundles never change once stored, so entries never go stale). */
 const MAX_REASON_BUNDLES = 256
 
+/** What the approval views read from a stored bundle: each policy's `@reason`, and the `/params/` redact pointers of the policies naming each tool. */
+interface BundleFacts {
+  reasons: Map<string, string | null>
+  redacts: Array<{ scope: ActionScope; paths: string[] }>
+}
+
 /**
- * The `@reason` of the policy that asked for each approval (`policy_reason`
- * in the list), read from the stored bundle of the approval's policy
- * version, so an approver sees why without opening the policy. Null when the
- * policy has none or the bundle is gone.
+ * Facts of the bundle of an approval's policy version: the `@reason` of the
+ * policy that asked (`policy_reason`), so an approver sees why without
+ * opening the policy, and the parameters the bundle's policies redact for
+ * the tool (`@sanitize("redact:/params/…")`), masked in what approvers are
+ * shown as the notifiers mask them (a superset of the approved call's own
+ * redact obligations, which are not stored with the request). Empty when
+ * the bundle is gone.
  */
-function policyReasons(deps: ControlPlaneDeps): (tenant: string, version: string, policyId: string) => Promise<string | null> {
-  const cache = new Map<string, Map<string, string | null>>()
-  return async (tenant, version, policyId) => {
+function bundleFacts(deps: ControlPlaneDeps): (tenant: string, version: string) => Promise<BundleFacts> {
+  const cache = new Map<string, BundleFacts>()
+  return async (tenant, version) => {
     const key = `${tenant}\n${version}`
-    let reasons = cache.get(key)
-    if (reasons === undefined) {
-      reasons = new Map()
+    let facts = cache.get(key)
+    if (facts === undefined) {
+      facts = { reasons: new Map(), redacts: [] }
       const bundle = (await deps.store.policies.list(tenant)).find((b) => b.version === version)
       if (bundle !== undefined) {
         try {
-          for (const p of analyzeBundle(bundle.cedar).policies) reasons.set(p.meta.id, p.meta.reason)
+          for (const p of analyzeBundle(bundle.cedar).policies) {
+            facts.reasons.set(p.meta.id, p.meta.reason)
+            const paths = p.meta.redact.filter((r) => r.startsWith('/params/'))
+            if (paths.length > 0) facts.redacts.push({ scope: p.scope, paths })
+          }
         } catch {
           /* a stored bundle always analyzed once; no reasons rather than a failed list */
         }
       }
       if (cache.size >= MAX_REASON_BUNDLES) cache.delete(cache.keys().next().value!)
-      cache.set(key, reasons)
+      cache.set(key, facts)
     }
-    return reasons.get(policyId) ?? null
+    return facts
   }
+}
+
+/** The `/params/` pointers the bundle's policies redact for `tool` (policies on every action, on the tool, or on a group holding it). */
+function redactPointers(facts: BundleFacts, tool: string): string[] {
+  const out = new Set<string>()
+  for (const r of facts.redacts) {
+    const applies = r.scope.kind === 'all' || r.scope.tools.includes(tool) || r.scope.groups.some((g) => g === '*' || inActionGroup(tool, g))
+    if (applies) for (const p of r.paths) out.add(p)
+  }
+  return [...out]
 }
 
 function principal(p: AdminPrincipal | undefined): AdminPrincipal {
@@ -95,7 +122,12 @@ export async function approvalRoutes(app: FastifyInstance, deps: ControlPlaneDep
   })
   const readers = allow(['admin', 'approver'])
   const tags = [TAGS.approvals]
-  const reasonOf = policyReasons(deps)
+  const factsOf = bundleFacts(deps)
+  /** The approval as approvers see it: parameters masked as in notifications, and the asking policy's `@reason`. */
+  const view = async (a: Approval): Promise<Record<string, unknown>> => {
+    const facts = await factsOf(a.tenant, a.policyVersion)
+    return { ...approvalJson(a, redactPointers(facts, a.tool)), policy_reason: facts.reasons.get(a.policyId) ?? null }
+  }
 
   app.get<{ Querystring: { status?: ApprovalStatus; tenant?: string; limit?: string } }>(
     '/approvals',
@@ -117,9 +149,7 @@ export async function approvalRoutes(app: FastifyInstance, deps: ControlPlaneDep
         .map((a) => service.effective(a))
         .filter((a) => status === undefined || a.status === status)
         .filter((a) => p.role === 'admin' || p.groups.includes(a.group))
-      const approvals = await Promise.all(
-        visible.map(async (a) => ({ ...approvalJson(a), policy_reason: await reasonOf(a.tenant, a.policyVersion, a.policyId) })),
-      )
+      const approvals = await Promise.all(visible.map(view))
       return { approvals, now: Math.floor(now / 1000) }
     },
   )
@@ -132,7 +162,7 @@ export async function approvalRoutes(app: FastifyInstance, deps: ControlPlaneDep
       const a = await service.get(request.params.id)
       assertTenantAccess(p, a.tenant)
       if (p.role !== 'admin' && !p.groups.includes(a.group)) throw new AegisError('forbidden', `approver is not in group ${a.group}`)
-      return approvalJson(a)
+      return view(a)
     },
   )
 
@@ -154,7 +184,7 @@ export async function approvalRoutes(app: FastifyInstance, deps: ControlPlaneDep
           reason: typeof reason === 'string' ? reason : null,
           via: p.viaConsole ? 'console' : 'api',
         })
-        return approvalJson(approval)
+        return view(approval)
       },
     )
   }

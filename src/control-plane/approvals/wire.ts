@@ -14,13 +14,13 @@ function requestOf(a: Approval): unknown {
 
 /**
  * An approval request as the admin API shows it. Parameters are shown with
- * secret-looking fields masked (the request binds the full parameters by
+ * secret-looking fields and `maskPaths` (`/params/…` pointers) masked (the request binds the full parameters by
  * `params_hash`); deliveries show every notifier attempt.
  */
-export function approvalJson(a: Approval): Record<string, unknown> {
+export function approvalJson(a: Approval, maskPaths: readonly string[] = []): Record<string, unknown> {
   let params: unknown
   try {
-    params = maskParams(JSON.parse(a.paramsCanonical) as Record<string, unknown>)
+    params = maskParams(JSON.parse(a.paramsCanonical) as Record<string, unknown>, maskPaths)
   } catch {
     params = null
   }

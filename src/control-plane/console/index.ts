@@ -29,6 +29,8 @@ const FILES: Record<string, string> = {
   'app.js': 'text/javascript; charset=utf-8',
   'charts.js': 'text/javascript; charset=utf-8',
   'style.css': 'text/css; charset=utf-8',
+  'approval.html': 'text/html; charset=utf-8',
+  'approval.js': 'text/javascript; charset=utf-8',
 }
 
 /** Response headers of every console page and console endpoint. */
@@ -82,7 +84,8 @@ function sameOriginOrAbsent(request: FastifyRequest): void {
 }
 
 /**
- * Registers `/console` (pages), `POST /console/login` (form or JSON `token`
+ * Registers `/console` (pages; `/console/approvals/{id}` is one approval
+ * request, decided in one click), `POST /console/login` (form or JSON `token`
  * = an admin or approver token → session cookie; a form post is redirected
  * to the console, a JSON post answered `{"csrf","tenant","role","expires_at"}`),
  * `POST /console/logout` (ends the session on every control plane and
@@ -112,6 +115,8 @@ export async function consoleRoutes(app: FastifyInstance, deps: ControlPlaneDeps
     }
     scope.get('/console', async (_request, reply) => reply.redirect('/console/', 302))
     scope.get('/console/', async (_request, reply) => sendFile('index.html', reply))
+    // One approval request on a page of its own: the URL MCP clients show (URL-mode elicitation) and notifications link to.
+    scope.get('/console/approvals/:id', async (_request, reply) => sendFile('approval.html', reply))
     scope.get<{ Params: { file: string } }>('/console/static/:file', async (request, reply) => sendFile(request.params.file, reply))
 
     // Login attempts are limited per client address: admin tokens are

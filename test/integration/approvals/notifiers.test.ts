@@ -138,7 +138,7 @@ describe('notifiers and decision callbacks', () => {
       card.actions.map((a: Record<string, unknown>) => a.type),
       ['Action.OpenUrl'],
     )
-    assert.match(card.actions[0].url, new RegExp(`/console/#/approvals/${approval.id}$`))
+    assert.match(card.actions[0].url, new RegExp(`/console/approvals/${approval.id}$`))
     assert.ok(!teams.requests[0]!.body.includes('4111111111111111'))
 
     const w = hook.requests[0]!

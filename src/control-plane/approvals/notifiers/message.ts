@@ -9,7 +9,7 @@ export interface ApprovalMessage {
   consoleUrl: string
 }
 
-/** Console page of a request. The console serves `/console`; the fragment names the request. */
+/** Console page of one request (`/console/approvals/{id}`: after login, approved or denied in one click; MCP clients open the same page). */
 export function consoleUrlFor(issuer: string, id: string): string {
-  return `${issuer.replace(/\/$/, '')}/console/#/approvals/${encodeURIComponent(id)}`
+  return `${issuer.replace(/\/$/, '')}/console/approvals/${encodeURIComponent(id)}`
 }

@@ -9,6 +9,13 @@ import { isPlainObject } from '../common.js'
  */
 export type ResponseRewrite = (message: Record<string, unknown>) => Record<string, unknown>
 
+/**
+ * Receives, when a rewritten stream starts, a function sending one event of
+ * the gateway's own (a JSON-RPC notification, `data` only) on it, and the
+ * stream, which emits `close` when the client is gone.
+ */
+export type SseInjector = (send: (data: string) => void, stream: Readable) => void
+
 /** True for a JSON-RPC response (id plus result or error, no method). */
 export function isResponse(m: unknown): m is Record<string, unknown> {
   return isPlainObject(m) && m.method === undefined && 'id' in m && ('result' in m || 'error' in m)
@@ -31,7 +38,7 @@ function serialize(ev: EventSourceMessage, data: string): string {
  * gateway never buffers without bound). Backpressure is kept: the upstream
  * is paused while the client is slow, and destroyed when the client leaves.
  */
-export function rewriteSse(source: Readable, rewrite: ResponseRewrite, maxEventBytes: number): Readable {
+export function rewriteSse(source: Readable, rewrite: ResponseRewrite, maxEventBytes: number, onOpen?: SseInjector): Readable {
   const out = new PassThrough()
   const write = (s: string): void => {
     if (!out.write(s)) {
@@ -39,6 +46,10 @@ export function rewriteSse(source: Readable, rewrite: ResponseRewrite, maxEventB
       out.once('drain', () => source.resume())
     }
   }
+  // Whole events only, written between the upstream's events (the parser hands each one over whole): never inside one.
+  onOpen?.((data) => {
+    if (!out.destroyed && !out.writableEnded) write(serialize({ data } as EventSourceMessage, data))
+  }, out)
   const parser = createParser({
     maxBufferSize: maxEventBytes,
     onEvent(ev) {
