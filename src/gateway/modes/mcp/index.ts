@@ -8,7 +8,8 @@ import type { DecisionOutcome, DecisionPipeline } from '../../pipeline/index.js'
 import type { TokenView } from '../../pipeline/token-view.js'
 import { bearerOf, blocks, header, isPlainObject, sendFailure, TOOL_NAME } from '../common.js'
 import { authenticate, manifestOf } from './authenticate.js'
-import { McpApprovals, withoutSpentState, type ApprovalCall } from './elicitation.js'
+import { initializeRewrite } from './capabilities.js'
+import { DECISION_META_KEY, OVERRIDE_META_KEY } from './decision-meta.js'
 import {
   classify,
   DEFAULT_ALLOW_METHODS,
@@ -24,10 +25,13 @@ import {
   type ClientMessage,
   type JsonRpcId,
 } from './jsonrpc.js'
+import { reservedAction } from './method-actions.js'
+import { DECIDED_METHODS, decideMethod } from './method-decisions.js'
+import { completionRefusal, LISTS, listFilter } from './method-lists.js'
 import { mcpWwwAuthenticate, registerProtectedResourceMetadata } from './metadata.js'
 import { originPolicy, originRefusal, type OriginPolicy } from './origin-guard.js'
 import { redactToolResult, resultObligations } from './result-redaction.js'
-import { isResponse, rewriteSse, type ResponseRewrite, type SseInjector } from './sse.js'
+import { isResponse, rewriteSse, type ResponseRewrite } from './sse.js'
 import { headerMismatch } from './standard-headers.js'
 import { ToolVisibility } from './tool-visibility.js'
 import { FORWARD_RESPONSE, Upstream, upstreamHeaders } from './upstream.js'
@@ -37,10 +41,7 @@ export { redactToolResult, resultObligations } from './result-redaction.js'
 export { ToolVisibility } from './tool-visibility.js'
 export { DEFAULT_ALLOW_METHODS } from './jsonrpc.js'
 
-/** `params._meta` key that may carry a one-time override token instead of the `Aegis-Override` header. */
-export const OVERRIDE_META_KEY = 'aegis/override'
-/** `_meta` key of a refused call's result: the decision, machine-readable. */
-export const DECISION_META_KEY = 'aegis/decision'
+export { DECISION_META_KEY, OVERRIDE_META_KEY } from './decision-meta.js'
 /** Largest upstream response (or SSE event) the gateway reads to rewrite it. */
 export const MAX_REWRITE_BYTES = 8 * 1024 * 1024
 
@@ -79,9 +80,13 @@ function routeBasics(r: RouteConfig): { path: string; allow: readonly string[] }
  *   error handling: errors the model should see and act on) carrying the
  *   reasons, and the approval id and status URL, under `_meta["aegis/decision"]`.
  * - `tools/list`: only the tools ToolVisibility lets the agent see.
- * - Other methods pass when the route's `allow_methods` lists them (default
- *   initialize, ping, notifications/*, tools/list, tools/call), else
- *   JSON-RPC -32601. JSON-RPC batches are refused (-32600), and so is a
+ * - `resources/read`, `resources/subscribe`, `prompts/get`: decided the same
+ *   way (method-decisions.ts); the resource and prompt listings are filtered
+ *   like `tools/list` (method-lists.ts); `initialize` advertises only the
+ *   capabilities the route lets through (capabilities.ts).
+ * - Every method passes only when the route's `allow_methods` lists it
+ *   (default: DEFAULT_ALLOW_METHODS), else JSON-RPC -32601. JSON-RPC
+ *   batches are refused (-32600), and so is a
  *   request method sent without an id: only `notifications/*` pass as
  *   notifications.
  * - `Mcp-Method` / `Mcp-Name` (MCP 2026-07-28) that disagree with the body:
@@ -99,26 +104,17 @@ export function registerMcpRoutes(app: FastifyInstance, pipeline: DecisionPipeli
   if (mcp.length === 0) return
   registerProtectedResourceMetadata(app, deps.config, mcp)
   const visibility = new ToolVisibility(deps)
-  const approvals = new McpApprovals(deps)
-  app.addHook('onClose', async () => approvals.close())
   for (const r of mcp) {
     const { path, allow } = routeBasics(r)
     const route: McpRoute = { path, resource: path, allow, upstream: new Upstream(new URL(r.upstream)), origin: originPolicy(r, deps.config.gateway.host) }
     app.addHook('onClose', async () => {
       await route.upstream.close()
     })
-    registerRoute(app, pipeline, deps, visibility, approvals, route)
+    registerRoute(app, pipeline, deps, visibility, route)
   }
 }
 
-function registerRoute(
-  app: FastifyInstance,
-  pipeline: DecisionPipeline,
-  deps: GatewayDeps,
-  visibility: ToolVisibility,
-  approvals: McpApprovals,
-  route: McpRoute,
-): void {
+function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: GatewayDeps, visibility: ToolVisibility, route: McpRoute): void {
   function fail(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
     if (err instanceof AegisError && err.code === 'invalid_token') reply.header('www-authenticate', mcpWwwAuthenticate(request, route.path, err.message))
     return sendFailure(reply, request, err)
@@ -137,7 +133,6 @@ function registerRoute(
     view: TokenView,
     rewrite: ResponseRewrite | null,
     requestId: JsonRpcId | null,
-    onSse?: SseInjector,
   ): Promise<FastifyReply> {
     const abort = new AbortController()
     // The client left before the answer was complete: stop the upstream request (an abort after a finished reply would only cost a DOMException).
@@ -161,7 +156,7 @@ function registerRoute(
     if (rewrite !== null && res.statusCode !== 202 && res.statusCode !== 204) {
       if (type.startsWith('text/event-stream')) {
         reply.header('x-accel-buffering', 'no')
-        return reply.send(rewriteSse(res.body, rewrite, MAX_REWRITE_BYTES, onSse))
+        return reply.send(rewriteSse(res.body, rewrite, MAX_REWRITE_BYTES))
       }
       if (type.startsWith('application/json')) return sendRewrittenJson(request, reply, res.statusCode, res.body, rewrite, requestId)
       // An answer that must be checked but is neither JSON nor SSE is not passed on; an empty one has nothing to check.
@@ -249,7 +244,7 @@ function registerRoute(
     const params = msg.params ?? EMPTY_PARAMS
     const name = params.name
     const args = params.arguments === undefined || params.arguments === null ? EMPTY_PARAMS : params.arguments
-    if (typeof name !== 'string' || !TOOL_NAME.test(name) || !isPlainObject(args)) {
+    if (typeof name !== 'string' || !TOOL_NAME.test(name) || reservedAction(name) || !isPlainObject(args)) {
       await authenticate(deps, token, typeof name === 'string' ? name.slice(0, 256) : 'unknown', route.resource, request)
       return rpc(
         reply,
@@ -259,45 +254,22 @@ function registerRoute(
     }
     const meta = isPlainObject(params._meta) ? params._meta : null
     const metaOverride = meta !== null && typeof meta[OVERRIDE_META_KEY] === 'string' ? meta[OVERRIDE_META_KEY] : null
-    // Approvals in the conversation (elicitation.ts): the retry of an approved call is decided with the override the gateway fetches.
-    const call: ApprovalCall = {
-      id: msg.id,
-      channel: approvals.channel(request.headers, params),
-      params,
+    const outcome = await pipeline.decide({
       token,
       tool: name,
-      args,
+      params: args,
       resource: route.resource,
-      authenticate: () => authenticate(deps, token, name, route.resource, request),
-    }
-    const prepared = await approvals.prepare(call)
-    if (prepared.answer !== null) return rpc(reply, 200, prepared.answer)
-    let outcome: DecisionOutcome
-    try {
-      outcome = await pipeline.decide({
-        token,
-        tool: name,
-        params: args,
-        resource: route.resource,
-        dryRun: false,
-        override: header(request, 'aegis-override') ?? metaOverride ?? prepared.override,
-        clientAddress: request.ip,
-        mode: 'mcp',
-        sender: request,
-      })
-    } catch (err) {
-      const answer = approvals.overrideRefused(call, prepared, err)
-      if (answer === null) throw err
-      return rpc(reply, 200, answer)
-    }
-    if (blocks(outcome)) return rpc(reply, 200, approvals.answer(call, outcome) ?? approvals.complete(call.channel, refusal(msg.id, outcome)))
+      dryRun: false,
+      override: header(request, 'aegis-override') ?? metaOverride,
+      clientAddress: request.ip,
+      mode: 'mcp',
+      sender: request,
+    })
+    if (blocks(outcome)) return rpc(reply, 200, refusal(msg.id, outcome))
     const sanitized = outcome.enforced && outcome.obligations.length > 0
     let forwarded = msg.raw
-    if (sanitized || (meta !== null && OVERRIDE_META_KEY in meta) || prepared.stateSpent === true) {
-      const p: Record<string, unknown> = {
-        ...(prepared.stateSpent === true ? withoutSpentState(params) : params),
-        arguments: sanitized ? outcome.params : args,
-      }
+    if (sanitized || (meta !== null && OVERRIDE_META_KEY in meta)) {
+      const p: Record<string, unknown> = { ...params, arguments: sanitized ? outcome.params : args }
       if (meta !== null && OVERRIDE_META_KEY in meta) {
         // The override token is the agent's credential for this one call: it never reaches the tool server.
         const { [OVERRIDE_META_KEY]: _dropped, ...rest } = meta
@@ -346,12 +318,13 @@ function registerRoute(
         const mismatch = headerMismatch(request.headers, msg)
         if (mismatch !== null) return rpc(reply, 400, rpcError(msg.kind === 'notification' ? null : msg.id, HEADER_MISMATCH, mismatch))
       }
-      if (typeof msg !== 'string' && msg.kind === 'request' && msg.method === 'initialize') {
-        // Once answered, the session it opened is known: remember whether its client shows URL elicitations (elicitation.ts).
-        reply.raw.once('finish', () => approvals.initialized(reply.getHeader('mcp-session-id'), msg.params))
-      }
       if (typeof msg !== 'string' && msg.kind === 'request' && msg.method === 'tools/call' && methodAllowed(route.allow, 'tools/call')) {
         return await toolsCall(request, reply, token!, msg)
+      }
+      if (typeof msg !== 'string' && msg.kind === 'request' && DECIDED_METHODS.has(msg.method) && methodAllowed(route.allow, msg.method)) {
+        const plan = await decideMethod(pipeline, deps, route.resource, request, token, msg)
+        if ('answer' in plan) return rpc(reply, 200, plan.answer)
+        return await forward(request, reply, 'POST', plan.body, plan.view, plan.rewrite === null ? null : only(msg.id, plan.rewrite), msg.id)
       }
       const view = await authenticate(
         deps,
@@ -367,6 +340,19 @@ function registerRoute(
         return msg.kind === 'request' ? rpc(reply, 200, rpcError(msg.id, METHOD_NOT_FOUND, text)) : rpc(reply, 403, rpcError(null, METHOD_NOT_FOUND, text))
       }
       if (msg.kind === 'request' && msg.method === 'tools/list') return await toolsList(request, reply, view, msg)
+      if (msg.kind === 'request' && msg.method === 'initialize') {
+        return await forward(request, reply, 'POST', JSON.stringify(msg.raw), view, only(msg.id, initializeRewrite(route.allow)), msg.id)
+      }
+      if (msg.kind === 'request' && (Object.hasOwn(LISTS, msg.method) || msg.method === 'completion/complete')) {
+        const manifest = await manifestOf(deps, view)
+        if (msg.method === 'completion/complete') {
+          const refused = completionRefusal(msg.params, manifest)
+          if (refused !== null) return rpc(reply, 200, rpcError(msg.id, INVALID_PARAMS, refused))
+          return await forward(request, reply, 'POST', JSON.stringify(msg.raw), view, null, msg.id)
+        }
+        const filter = listFilter(msg.method, visibility, view, manifest, route.resource, request.ip)
+        return await forward(request, reply, 'POST', JSON.stringify(msg.raw), view, only(msg.id, filter), msg.id)
+      }
       return await forward(request, reply, 'POST', JSON.stringify(msg.raw), view, null, msg.kind === 'request' ? msg.id : null)
     } catch (err) {
       return fail(request, reply, err)
@@ -377,7 +363,7 @@ function registerRoute(
     try {
       const view = await authenticate(deps, bearerOf(request), 'mcp:stream', route.resource, request)
       // The GET stream carries server requests and notifications; a response there is a resumed one the gateway never checked.
-      return await forward(request, reply, 'GET', null, view, only(null, null), null, approvals.streamOpened(request.headers['mcp-session-id']) ?? undefined)
+      return await forward(request, reply, 'GET', null, view, only(null, null), null)
     } catch (err) {
       return fail(request, reply, err)
     }

@@ -79,5 +79,27 @@ export function methodAllowed(allow: readonly string[], method: string): boolean
   return false
 }
 
-/** Default `allow_methods` of an MCP route. */
-export const DEFAULT_ALLOW_METHODS: readonly string[] = Object.freeze(['initialize', 'ping', 'notifications/*', 'tools/list', 'tools/call'])
+/**
+ * Default `allow_methods` of an MCP route: every method the gateway either
+ * decides (`tools/call`, `resources/read`, `resources/subscribe`,
+ * `prompts/get`), filters (the listings) or that reaches nothing an agent
+ * could not otherwise use (`completion/complete` is checked against the
+ * agent's capabilities). Methods the gateway knows nothing about
+ * (`tasks/*`, future ones) are left out: a route lists them to pass them.
+ */
+export const DEFAULT_ALLOW_METHODS: readonly string[] = Object.freeze([
+  'initialize',
+  'ping',
+  'notifications/*',
+  'tools/list',
+  'tools/call',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'prompts/list',
+  'prompts/get',
+  'completion/complete',
+  'logging/setLevel',
+])

@@ -10,6 +10,7 @@ import { evaluatePolicy, principalOf } from '../../pipeline/evaluate-policy.js'
 import type { TokenView } from '../../pipeline/token-view.js'
 import type { TenantPolicy } from '../../state.js'
 import { TOOL_NAME } from '../common.js'
+import { reservedAction } from './method-actions.js'
 
 const EMPTY_PARAMS: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>
 /** How long a "forbidden outright" verdict is reused: policies may test `context.time`. */
@@ -25,7 +26,8 @@ interface Prepared {
 /**
  * Decides which tools `tools/list` shows an agent (docs/mcp.md "What
  * tools/list hides"). A tool is hidden when
- * 1. its name is not a tool name the gateway accepts, or
+ * 1. its name is not a tool name the gateway accepts (or one of the
+ *    `resource:` / `prompt:` actions reserved for resources and prompts), or
  * 2. it is not in the agent's capability manifest, or
  * 3. the tenant's enforced bundle forbids it whatever the parameters: the
  *    call with empty parameters is denied (the pipeline's own
@@ -48,10 +50,24 @@ export class ToolVisibility {
     const out = new Set<string>()
     const now = this.deps.clock.now()
     for (const name of names) {
-      if (!TOOL_NAME.test(name) || !manifest.capabilitySet.has(name)) continue
+      if (!TOOL_NAME.test(name) || reservedAction(name) || !manifest.capabilitySet.has(name)) continue
       if (!this.forbiddenOutright(view, manifest, name, resource, clientAddress, now)) out.add(name)
     }
     return out
+  }
+
+  /** Which of `calls` (an action on a resource: a resource read, a prompt) the agent may see, by the same rules, in order. */
+  visibleCalls(
+    view: TokenView,
+    manifest: VerifiedManifest,
+    calls: ReadonlyArray<{ action: string; resource: string }>,
+    clientAddress: string | null,
+  ): boolean[] {
+    const now = this.deps.clock.now()
+    return calls.map(
+      (c) =>
+        TOOL_NAME.test(c.action) && manifest.capabilitySet.has(c.action) && !this.forbiddenOutright(view, manifest, c.action, c.resource, clientAddress, now),
+    )
   }
 
   private forbiddenOutright(view: TokenView, manifest: VerifiedManifest, tool: string, resource: string, clientAddress: string | null, nowMs: number): boolean {
