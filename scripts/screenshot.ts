@@ -2,8 +2,10 @@
  * Regenerates the README's console screenshots from a real control plane and
  * gateway with some activity: docs/console.png (KPIs), and beside it
  * console-decisions.png (the decision log, live tail on),
- * console-agent.png (one agent's page) and console-approvals.png (a pending
- * approval with the policy and reason that asked for it):
+ * console-agent.png (one agent's page), console-approvals.png (a pending
+ * approval with the policy and reason that asked for it) and
+ * console-approval.png (that request on its own page, the URL an MCP client
+ * shows its user and notifications link to):
  *
  *   node --import tsx scripts/screenshot.ts [out.png]
  *
@@ -36,6 +38,7 @@ permit (principal, action == Action::"crm.read", resource);
 
 @id("transfer")
 @risk("high")
+@sanitize("redact:/params/memo")
 permit (principal, action == Action::"payments.transfer", resource)
 when { context.params has amount && context.params.amount <= 50000 };
 
@@ -144,7 +147,13 @@ async function main(): Promise<void> {
     await sleep(1_200) // one stats report from each gateway
     clock.advance(STEP_MS)
   }
-  await call(gwUrl, await token('billing-bot'), 'payments.transfer', { amount: 7_500 }) // stays pending in the approvals queue
+  // Stays pending in the approvals queue; approvers see the IBAN (a secret-looking name) and the memo (redacted by the policy) masked.
+  await call(gwUrl, await token('billing-bot'), 'payments.transfer', {
+    amount: 7_500,
+    currency: 'EUR',
+    to_iban: 'DE89 3704 0044 0532 0130 00',
+    memo: 'Q4 bonus, J. Doe',
+  })
   await sleep(1_200)
 
   const profile = mkdtempSync(join(tmpdir(), 'aegis-shot-chromium-'))
@@ -182,6 +191,12 @@ async function main(): Promise<void> {
     await page.locator('#approvals-body tr[data-approval]').first().waitFor()
     await page.screenshot({ path: join(DIR, 'console-approvals.png') })
     console.log(`wrote ${join(DIR, 'console-approvals.png')}`)
+
+    const pending = (await admin('GET', '/approvals?status=pending&tenant=acme')) as { approvals?: Array<{ id: string }> }
+    await page.goto(`${issuer}/console/approvals/${pending.approvals![0]!.id}`)
+    await page.locator('#decide').waitFor()
+    await page.screenshot({ path: join(DIR, 'console-approval.png'), fullPage: true })
+    console.log(`wrote ${join(DIR, 'console-approval.png')}`)
   } finally {
     await ctx.close()
     rmSync(profile, { recursive: true, force: true })
