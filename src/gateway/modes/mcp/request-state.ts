@@ -73,7 +73,8 @@ export class RequestStateSealer {
     const b64 = state.slice(PREFIX.length)
     if (!/^[A-Za-z0-9_-]+$/.test(b64)) return null
     const raw = Buffer.from(b64, 'base64url')
-    if (raw.length < IV_BYTES + TAG_BYTES + 2) return null
+    // Canonical encoding only: one state, one spelling.
+    if (raw.length < IV_BYTES + TAG_BYTES + 2 || raw.toString('base64url') !== b64) return null
     let text: string
     try {
       const decipher = createDecipheriv('aes-256-gcm', this.key, raw.subarray(0, IV_BYTES))
