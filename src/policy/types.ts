@@ -28,12 +28,27 @@ export interface PolicyRequest {
   override: boolean
   /** Reverse-proxy mode: the HTTP request as it is forwarded (`context.http`). */
   http?: HttpCall
+  /** A delegated token's chain (`context.delegation`, docs/delegation.md); absent for an agent's own token. */
+  delegation?: PolicyDelegation
   /**
    * The exact JSON text `params` was parsed from, when the caller has it (a
    * proxied JSON body): a cache key for the parameters that costs nothing to
    * compute. Same text, same params; never read for the decision itself.
    */
   paramsText?: string
+}
+
+/** A delegated token's chain as policy sees it (`context.delegation`). */
+export interface PolicyDelegation {
+  /** Agent ids from the original subject to the current actor (a Set in Cedar; `origin` and `actor` keep the ends). */
+  readonly chain: readonly string[]
+  /** Number of `act` levels. */
+  readonly depth: number
+  /** The person the chain acts for, when a person delegated. */
+  readonly user: string | null
+  readonly userIssuer: string | null
+  /** Resource ids the person's token listed (the trusted issuer's `resources_claim`). */
+  readonly userResources: readonly string[]
 }
 
 /**

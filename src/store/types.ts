@@ -12,6 +12,8 @@ export interface Tenant {
   id: string
   name: string
   requireAttestation: boolean
+  /** Longest delegation chain (RFC 8693 `act` levels) a token may carry; null = the default (docs/delegation.md). */
+  maxDelegationDepth?: number | null
   createdAt: number
 }
 
@@ -37,6 +39,8 @@ export interface Agent {
   /** base64url SHA-256 of the DER certificate (x5t#S256) pinned for tls_client_auth. */
   tlsClientAuthThumbprint: string | null
   capabilityHash: string
+  /** Agents of the same tenant this one may delegate to (RFC 8693 token exchange with an actor_token); absent = none. */
+  delegates?: string[]
   createdAt: number
   updatedAt: number
 }
@@ -127,17 +131,25 @@ export interface AuditCheckpoint {
   signature: string
 }
 
+/**
+ * A page of audit events. Without `since` the page is in id order (commit
+ * order) and continues from `cursor`; with `since` it is in (ts, id) order,
+ * since ts is each writer's own clock and no range of the id order, and
+ * continues from `after`.
+ */
 export interface AuditQuery {
   type?: string
   tenant?: string
-  /** Epoch ms. */
+  /** Epoch ms, inclusive: the page is in (ts, id) order. */
   since?: number
   /** Exact actor, e.g. `agent:acme/billing-bot` (an agent's token issuances). */
   actor?: string
-  /** `asc` (default): oldest first, events with id > cursor; `desc`: newest first, events with id < cursor. */
+  /** `asc` (default): oldest first, after the cursor; `desc`: newest first, before it. */
   order?: 'asc' | 'desc'
-  /** Where the previous page ended (see `order`). */
+  /** Without `since`: the id where the previous page ended (see `order`). */
   cursor?: number
+  /** With `since`: the (ts, id) of the previous page's last event (see `order`). */
+  after?: { ts: number; id: number }
   limit: number
 }
 
@@ -240,7 +252,22 @@ export interface TrustedIssuer {
   jwks: { keys: Record<string, unknown>[] } | null
   audience: string
   rules: Array<{ claims: Record<string, string>; agentId: string }>
+  /** Trusted for people's tokens (delegation on behalf of a user) with what each may be given; absent = not for people. */
+  users?: UserMapping | null
   createdAt: number
+}
+
+/**
+ * What a person's token from a trusted issuer may be given when an agent
+ * acts on their behalf: the union of the grants whose `value` the token's
+ * `claim` (a string or an array of strings) carries, and, when `resourcesClaim`
+ * is set, the resource ids that claim lists (policies see them as
+ * `context.delegation.user_resources`).
+ */
+export interface UserMapping {
+  claim: string
+  grants: Array<{ value: string; scopes: string[]; capabilities: string[] }>
+  resourcesClaim?: string | null
 }
 
 export interface GatewayAck {

@@ -13,7 +13,7 @@
  * @packageDocumentation
  */
 export { createVerifier, KID_INVALID } from './verifier.js'
-export type { AccessTokenClaims, ConfirmationClaim, VerifiedHeader, VerifiedToken, Verifier, VerifierOptions } from './verifier.js'
+export type { AccessTokenClaims, ActorClaim, ConfirmationClaim, VerifiedHeader, VerifiedToken, Verifier, VerifierOptions } from './verifier.js'
 export { JwksClient } from './jwks-client.js'
 export { localKeySet } from './jwk-set.js'
 export type { KeySource } from './jwk-set.js'

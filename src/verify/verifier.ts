@@ -43,7 +43,15 @@ export interface AccessTokenClaims {
   /** base64url(SHA-256(RFC 8785 JSON of the agent's capability manifest)). */
   readonly capability_hash?: string
   readonly cnf?: ConfirmationClaim
+  /** RFC 8693 §4.1: the agent acting in a delegated token, earlier actors nested (docs/delegation.md). */
+  readonly act?: ActorClaim
   readonly [claim: string]: unknown
+}
+
+/** RFC 8693 §4.1 `act`: who acts now, and the actor before it. */
+export interface ActorClaim {
+  readonly sub: string
+  readonly act?: ActorClaim
 }
 
 /** The JWS protected header of a verified token. */

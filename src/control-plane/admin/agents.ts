@@ -27,6 +27,7 @@ import {
 } from './schemas.js'
 import { tenantOf, tenantScope } from './tenant-scope.js'
 import { auditAdmin, checkJwkSizes, principal, publishChange } from './validate.js'
+import { epochSeconds } from '../../lib/clock.js'
 
 const AUTH_METHODS: readonly TokenEndpointAuthMethod[] = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth']
 /** RFC 6749 §3.3 scope-token. */
@@ -52,6 +53,7 @@ const AGENT_FIELDS: Record<string, JsonSchema> = {
   tls_client_auth_subject_dn: nullableStr(512),
   tls_client_auth_san_uri: nullableStr(512),
   tls_client_auth_san_dns: nullableStr(253),
+  delegates: { ...strArray(100, str(64, ID_PATTERN)), description: 'agents of this tenant this one may delegate to (token exchange with an actor_token)' },
 }
 const AgentBody = body({ agent_id: str(64, ID_PATTERN), ...AGENT_FIELDS }, ['agent_id'])
 const AgentPatchBody = body(AGENT_FIELDS)
@@ -68,6 +70,7 @@ interface AgentFieldsBody {
   tls_client_auth_subject_dn?: string | null
   tls_client_auth_san_uri?: string | null
   tls_client_auth_san_dns?: string | null
+  delegates?: string[]
 }
 
 /**
@@ -91,8 +94,9 @@ export function agentJson(a: Agent, defaultAudience: string): Record<string, unk
     tls_client_auth_san_uri: a.tlsClientAuthSanUri,
     tls_client_auth_san_dns: a.tlsClientAuthSanDns,
     capability_hash: a.capabilityHash,
-    created_at: a.createdAt,
-    updated_at: a.updatedAt,
+    delegates: a.delegates ?? [],
+    created_at: epochSeconds(a.createdAt),
+    updated_at: epochSeconds(a.updatedAt),
   }
 }
 
@@ -116,6 +120,7 @@ function readFields(b: AgentFieldsBody, maxTtl: number): AgentPatch {
   if (b.tls_client_auth_subject_dn !== undefined) patch.tlsClientAuthSubjectDn = b.tls_client_auth_subject_dn
   if (b.tls_client_auth_san_uri !== undefined) patch.tlsClientAuthSanUri = b.tls_client_auth_san_uri
   if (b.tls_client_auth_san_dns !== undefined) patch.tlsClientAuthSanDns = b.tls_client_auth_san_dns
+  if (b.delegates) patch.delegates = [...new Set(b.delegates)].sort()
   return patch
 }
 
@@ -172,6 +177,7 @@ export async function agentRoutes(app: FastifyInstance, deps: ControlPlaneDeps):
           tlsClientAuthSubjectDn: f.tlsClientAuthSubjectDn ?? null,
           tlsClientAuthSanUri: f.tlsClientAuthSanUri ?? null,
           tlsClientAuthSanDns: f.tlsClientAuthSanDns ?? null,
+          delegates: f.delegates ?? [],
         }
         checkAgent(base)
         const hash = await storeManifest(base.capabilities, base.schemas)

@@ -14,6 +14,7 @@ import type { ControlPlaneDeps } from '../deps.js'
 import { TAGS, allow, body, id, nullableStr, publicJwksSchema, str, tenantIdParams, tenantParams } from './schemas.js'
 import { tenantOf, tenantScope } from './tenant-scope.js'
 import { auditAdmin, checkJwkSizes, principal } from './validate.js'
+import { epochSeconds } from '../../lib/clock.js'
 
 const RuleSchema = body(
   {
@@ -29,13 +30,40 @@ const RuleSchema = body(
   },
   ['claims', 'agent_id'],
 )
+const CLAIM_NAME = str(128)
+const UsersSchema = {
+  ...body(
+    {
+      claim: CLAIM_NAME,
+      grants: {
+        type: 'array',
+        minItems: 1,
+        maxItems: 100,
+        items: body(
+          {
+            value: str(256),
+            scopes: { type: 'array', maxItems: 100, items: str(128) },
+            capabilities: { type: 'array', maxItems: 1000, items: str(128) },
+          },
+          ['value', 'scopes', 'capabilities'],
+        ),
+      },
+      resources_claim: nullableStr(128),
+    },
+    ['claim', 'grants'],
+  ),
+  type: ['object', 'null'],
+  description:
+    "people's tokens from this issuer may be exchanged with an agent as actor (docs/delegation.md): the grants whose value the token's claim carries",
+}
 const IssuerBody = body(
   {
     issuer: str(512),
     jwks_uri: nullableStr(1024),
     jwks: { ...publicJwksSchema, type: ['object', 'null'] },
     audience: str(512),
-    rules: { type: 'array', minItems: 1, maxItems: 100, items: RuleSchema },
+    rules: { type: 'array', minItems: 0, maxItems: 100, items: RuleSchema },
+    users: UsersSchema,
   },
   ['issuer', 'audience', 'rules'],
 )
@@ -46,6 +74,7 @@ interface IssuerBodyT {
   jwks?: { keys: Record<string, unknown>[] } | null
   audience: string
   rules: Array<{ claims: Record<string, string>; agent_id: string }>
+  users?: { claim: string; grants: Array<{ value: string; scopes: string[]; capabilities: string[] }>; resources_claim?: string | null } | null
 }
 
 /** Admin-API view (times in epoch ms). */
@@ -58,7 +87,8 @@ export function trustedIssuerJson(t: TrustedIssuer): Record<string, unknown> {
     jwks: t.jwks,
     audience: t.audience,
     rules: t.rules.map((r) => ({ claims: r.claims, agent_id: r.agentId })),
-    created_at: t.createdAt,
+    users: t.users ? { claim: t.users.claim, grants: t.users.grants, resources_claim: t.users.resourcesClaim ?? null } : null,
+    created_at: epochSeconds(t.createdAt),
   }
 }
 
@@ -128,13 +158,25 @@ export async function trustedIssuerRoutes(app: FastifyInstance, deps: ControlPla
         for (const r of parsedRules) {
           if (!(await deps.store.agents.get(tenant, r.agentId))) throw new InvalidRequest(`rule agent_id ${r.agentId} is not an agent of tenant ${tenant}`)
         }
-        const t: TrustedIssuer = { id: randomId('ti', 9), tenant, issuer, jwksUri, jwks, audience: b.audience, rules: parsedRules, createdAt: deps.clock.now() }
+        const users = b.users ? { claim: b.users.claim, grants: b.users.grants, resourcesClaim: b.users.resources_claim ?? null } : null
+        if (parsedRules.length === 0 && !users) throw new InvalidRequest('give at least one rule, or users')
+        const t: TrustedIssuer = {
+          id: randomId('ti', 9),
+          tenant,
+          issuer,
+          jwksUri,
+          jwks,
+          audience: b.audience,
+          rules: parsedRules,
+          users,
+          createdAt: deps.clock.now(),
+        }
         await deps.store.trustedIssuers.create(t)
         await auditAdmin(deps, principal(request), {
           type: 'admin.trusted_issuer_created',
           tenant,
           subject: t.id,
-          data: { issuer, audience: b.audience, jwks_uri: jwksUri, rules: parsedRules.length },
+          data: { issuer, audience: b.audience, jwks_uri: jwksUri, rules: parsedRules.length, users: users !== null },
         })
         reply.code(201)
         return trustedIssuerJson(t)

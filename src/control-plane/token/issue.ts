@@ -26,6 +26,10 @@ export interface IssueRequest {
   maxLifetimeSeconds?: number
   /** Asked lifetime in place of tokens.defaultTtlSeconds (`aegis token mint --ttl`); still capped by the agent's and the global maximum. */
   lifetimeSeconds?: number
+  /** `sub` when it is not the agent: the person a delegated token acts for (docs/delegation.md). */
+  subject?: string
+  /** `capability_hash` when it is not the agent's: a delegated token's intersection manifest. */
+  capabilityHash?: string
   /** Extra claims (`cnf` for sender-constrained tokens). */
   extraClaims?: Record<string, unknown>
   /** `token_type` of the response (default Bearer; DPoP for DPoP-bound tokens, RFC 9449 §5). */
@@ -115,7 +119,7 @@ export class TokenIssuer {
     const policyVersion = this.dir.policyVersion(req.tenant.id)
     const payload: Record<string, unknown> = {
       iss: deps.config.issuer,
-      sub: req.agent.agentId,
+      sub: req.subject ?? req.agent.agentId,
       agent_id: req.agent.agentId,
       client_id: req.clientId,
       tenant: req.tenant.id,
@@ -126,7 +130,7 @@ export class TokenIssuer {
       exp,
       jti,
       policy_version: policyVersion,
-      capability_hash: req.agent.capabilityHash,
+      capability_hash: req.capabilityHash ?? req.agent.capabilityHash,
     }
     if (req.extraClaims) Object.assign(payload, req.extraClaims)
     const { jwt, kid } = await deps.keys.signJwtAsync(this.headerBase, payload)
@@ -147,7 +151,7 @@ export class TokenIssuer {
           kid,
           grant_type: req.grant,
           policy_version: policyVersion,
-          capability_hash: req.agent.capabilityHash,
+          capability_hash: req.capabilityHash ?? req.agent.capabilityHash,
           ...(req.extraClaims?.cnf ? { cnf: req.extraClaims.cnf } : {}),
         },
       })

@@ -27,6 +27,7 @@ import { TokenIssuer } from './issue.js'
 import { LocalTokenVerifier } from './local-verify.js'
 import { readForm, single, type FormBody } from './params.js'
 import type { Revocation } from '../../store/types.js'
+import { readDelegation, type DelegationChain } from '../../lib/delegation.js'
 import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter, type RateVerdict } from './rate-limit.js'
 
 export interface TokenRoutesOptions {
@@ -322,8 +323,23 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
       iat: claims.iat,
     })
     if (revoked) return inactive
-    const agent = await dir.agent(claims.tenant, claims.agent_id)
-    if (!agent || agent.capabilityHash !== claims.capability_hash) return inactive
+    let chain: DelegationChain | null
+    try {
+      chain = readDelegation(claims)
+    } catch {
+      return inactive
+    }
+    if (chain === null) {
+      const agent = await dir.agent(claims.tenant, claims.agent_id)
+      if (!agent || agent.capabilityHash !== claims.capability_hash) return inactive
+    } else {
+      // A delegated token lives while every agent of its chain is unrevoked and keeps the manifest it had.
+      for (const [i, id] of chain.chain.entries()) {
+        const agent = await dir.agent(claims.tenant, id)
+        if (!agent || agent.capabilityHash !== chain.hashes[i]) return inactive
+        if (i > 0 && (await findRevocation(deps, { jti: '', tenant: claims.tenant, agentId: id, clientId: '', kid: '', iat: claims.iat }))) return inactive
+      }
+    }
     // RFC 8705 §3.2 / RFC 9449 §6.2: the confirmation goes to whoever checks the token by introspection.
     const cnf = claims.cnf !== null && typeof claims.cnf === 'object' ? (claims.cnf as Record<string, unknown>) : undefined
     return {
@@ -343,6 +359,7 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
       jti: claims.jti,
       policy_version: claims.policy_version,
       capability_hash: claims.capability_hash,
+      ...(claims.act !== undefined ? { act: claims.act, delegation: claims.delegation } : {}),
     }
   })
 }

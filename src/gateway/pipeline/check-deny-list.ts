@@ -16,6 +16,20 @@ export function checkDenyList(deps: GatewayDeps, view: TokenView): void {
   if (!deps.state.snapshotLoaded) throw NOT_READY
   const hit = deps.denyList.match(view.facts)
   if (hit !== null) throw invalidToken('token revoked')
+  const d = view.delegation
+  if (d !== null) {
+    // Every agent of the chain: unrevoked, and still holding the manifest it had when the chain reached it.
+    for (let i = 0; i < d.chain.length; i++) {
+      if (i > 0 && deps.denyList.match({ ...view.facts, agentId: d.chain[i]! }) !== null)
+        throw invalidToken("an agent of the token's delegation chain is revoked")
+      const held = deps.state.agentHash(d.agentKeys[i]!)
+      if (held !== d.hashes[i]) {
+        if (held === undefined || held === null) throw invalidToken("an agent of the token's delegation chain is unknown or deleted")
+        throw invalidToken("an agent of the token's delegation chain changed its capabilities")
+      }
+    }
+    return
+  }
   const current = deps.state.agentHash(view.agentKey)
   if (current !== view.capabilityHash) {
     if (current === undefined) throw invalidToken('token agent unknown to this gateway')

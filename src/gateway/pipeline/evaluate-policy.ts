@@ -91,6 +91,7 @@ export function evaluatePolicy(deps: GatewayDeps, view: TokenView, manifest: Ver
     override: false,
   }
   if (call.http !== undefined) request.http = call.http
+  if (view.delegation !== null) request.delegation = view.delegation
   if (call.paramsText !== undefined) request.paramsText = call.paramsText
   const result = safeEvaluate(deps, tenantPolicy.engine, request, tenantPolicy.version)
   const candidate = tenantPolicy.candidate ? safeEvaluate(deps, tenantPolicy.candidate.engine, request, tenantPolicy.candidate.version) : null

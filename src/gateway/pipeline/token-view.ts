@@ -1,5 +1,5 @@
 import type { TokenFacts } from '../../store/deny-list.js'
-import type { PolicyPrincipal } from '../../policy/types.js'
+import type { PolicyDelegation, PolicyPrincipal } from '../../policy/types.js'
 import type { VerifiedToken } from '../../verify/index.js'
 
 /**
@@ -17,6 +17,8 @@ export interface TokenView {
   readonly capabilityHash: string
   /** Map key of the agent (tenant + agent id). */
   readonly agentKey: string
+  /** A delegated token's chain (docs/delegation.md), null for an agent's own token. */
+  readonly delegation: (PolicyDelegation & { readonly hashes: readonly string[]; readonly agentKeys: readonly string[] }) | null
   /** Sender-constrained (`cnf` present). */
   readonly constrained: boolean
   /** Set once the manifest is known (the hash is in the token, so it never changes). */

@@ -1,5 +1,6 @@
 import { AegisError } from '../../errors.js'
 import { VerifyError, type VerifiedToken } from '../../verify/index.js'
+import { DelegationError, readDelegation, type DelegationChain } from '../../lib/delegation.js'
 import { agentKey } from '../state.js'
 import type { GatewayDeps } from '../deps.js'
 import type { TokenView } from './token-view.js'
@@ -61,8 +62,16 @@ export function viewOf(deps: GatewayDeps, verified: VerifiedToken): TokenView {
 function deriveView(deps: GatewayDeps, v: VerifiedToken): TokenView | AegisError {
   const c = v.claims
   const agentId = c.agent_id ?? c.sub
-  if (c.agent_id !== undefined && c.agent_id !== c.sub) return invalidToken('token agent_id and sub differ')
   if (typeof c.tenant !== 'string' || c.tenant.length === 0) return invalidToken('token lacks the tenant claim')
+  let chain: DelegationChain | null = null
+  try {
+    chain = readDelegation(c)
+  } catch (err) {
+    if (err instanceof DelegationError) return invalidToken(`token delegation claims refused: ${err.message}`)
+    throw err
+  }
+  // Only a person's delegated token names someone else than its agent as sub (readDelegation checked that pairing).
+  if (c.agent_id !== undefined && c.agent_id !== c.sub && chain?.user == null) return invalidToken('token agent_id and sub differ')
   if (typeof c.client_id !== 'string' || c.client_id.length === 0) return invalidToken('token lacks the client_id claim')
   if (typeof c.capability_hash !== 'string' || c.capability_hash.length === 0) return invalidToken('token lacks the capability_hash claim')
   const policyVersion = typeof c.policy_version === 'string' ? c.policy_version : null
@@ -80,6 +89,18 @@ function deriveView(deps: GatewayDeps, v: VerifiedToken): TokenView | AegisError
     policyVersion,
     capabilityHash: c.capability_hash,
     agentKey: agentKey(c.tenant, agentId),
+    delegation:
+      chain === null
+        ? null
+        : Object.freeze({
+            chain: chain.chain,
+            depth: chain.depth,
+            user: chain.user,
+            userIssuer: chain.userIssuer,
+            userResources: chain.userResources,
+            hashes: chain.hashes,
+            agentKeys: Object.freeze(chain.chain.map((id) => agentKey(c.tenant as string, id))),
+          }),
     constrained: c.cnf !== undefined,
     principal: null,
   }

@@ -255,6 +255,7 @@ export class CedarEngine implements PolicyEngine {
         this.readsTime ? r.time : null,
         this.readsAddress ? r.clientAddress : null,
         r.http ?? null,
+        r.delegation ?? null,
       ]) + params
     )
   }

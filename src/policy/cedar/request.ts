@@ -53,7 +53,7 @@ export function toCedarValue(v: unknown): CedarValueJson | undefined {
   }
 }
 
-/** The Cedar context of a call: `{ params, time, client_address?, override, http? }`. */
+/** The Cedar context of a call: `{ params, time, client_address?, override, http?, delegation? }`. */
 export function buildContext(req: PolicyRequest): Context {
   const params = req.params !== null && typeof req.params === 'object' && !Array.isArray(req.params) ? toCedarValue(req.params) : undefined
   if (params === undefined) throw new ParamsError('params must be a JSON object')
@@ -65,6 +65,19 @@ export function buildContext(req: PolicyRequest): Context {
     const http: Record<string, CedarValueJson> = { method: h.method, path: h.path, query: toCedarValue(h.query) ?? {}, body: h.body }
     if (h.bodySha256 !== undefined) http.body_sha256 = h.bodySha256
     ctx.http = http
+  }
+  const d = req.delegation
+  if (d !== undefined) {
+    const delegation: Record<string, CedarValueJson> = {
+      chain: [...d.chain],
+      depth: d.depth,
+      origin: d.chain[0] ?? '',
+      actor: d.chain[d.chain.length - 1] ?? '',
+      user_resources: [...d.userResources],
+    }
+    if (d.user !== null) delegation.user = d.user
+    if (d.userIssuer !== null) delegation.user_issuer = d.userIssuer
+    ctx.delegation = delegation
   }
   return ctx
 }

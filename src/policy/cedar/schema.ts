@@ -14,7 +14,8 @@
  * - context `{ params, time, client_address?, override, http? }`: the
  *   untrusted call parameters, epoch seconds, the caller's address when
  *   known, whether a valid one-time approval override accompanies the call,
- *   and on reverse-proxy routes the HTTP request as forwarded.
+ *   on reverse-proxy routes the HTTP request as forwarded, and for a
+ *   delegated token its chain (`delegation`, docs/delegation.md).
  */
 
 /** Cedar schema text of the entity and context types every bundle is validated against. */
@@ -56,6 +57,23 @@ type Http = {
   body_sha256?: String,
 };
 
+// A delegated token's chain (docs/delegation.md): absent for an agent's own
+// token, so guard with \`context has delegation\`.
+type Delegation = {
+  // Every agent of the chain, from the original subject to the current actor.
+  chain: Set<String>,
+  // Number of delegation hops (act levels): 1 for the first delegation.
+  depth: Long,
+  // The chain's first agent (the principal) and the agent acting now.
+  origin: String,
+  actor: String,
+  // The person the chain acts for, and their identity provider, when a person delegated.
+  user?: String,
+  user_issuer?: String,
+  // Resource ids the person's token lists (the trusted issuer's resources_claim; empty otherwise).
+  user_resources: Set<String>,
+};
+
 type Context = {
   params: Params,
   // Epoch seconds at the gateway.
@@ -66,6 +84,8 @@ type Context = {
   override: Bool,
   // Only on reverse-proxy routes (absent elsewhere: guard with \`has\`).
   http?: Http,
+  // Only for delegated tokens (guard with \`has\`).
+  delegation?: Delegation,
 };
 `
 

@@ -330,5 +330,54 @@ CREATE INDEX kpi_counts_slot ON kpi_counts (slot);
 CREATE INDEX audit_events_actor ON audit_events (actor, id);
 `,
     },
+    {
+      version: 8,
+      name: 'log_time_indexes',
+      sql: `
+-- Every filter of GET /admin/v1/audit and GET /admin/v1/decisions reads its
+-- page in order from one index (docs/reference.md "Audit").
+--
+-- Audit with since: ts is each writer's own clock (one chain per control
+-- plane), so ts >= since is no range of the id order; such a page is in
+-- (ts, id) order instead, its cursor a (ts, id), and each filter has an
+-- index of its equality columns then (ts, id). (ts, id) replaces (ts),
+-- which ordered ties by their place in the table, not by id. An actor is
+-- one agent or admin (its tenant is in its name); actor and type is the
+-- console's agent page (token issuances).
+DROP INDEX IF EXISTS audit_events_ts;
+CREATE INDEX IF NOT EXISTS audit_events_ts_id ON audit_events (ts, id);
+CREATE INDEX IF NOT EXISTS audit_events_type_ts ON audit_events (type, ts, id);
+CREATE INDEX IF NOT EXISTS audit_events_tenant_ts ON audit_events (tenant, ts, id);
+CREATE INDEX IF NOT EXISTS audit_events_tenant_type_ts ON audit_events (tenant, type, ts, id);
+CREATE INDEX IF NOT EXISTS audit_events_actor_ts ON audit_events (actor, ts, id);
+CREATE INDEX IF NOT EXISTS audit_events_actor_type ON audit_events (actor, type, id);
+CREATE INDEX IF NOT EXISTS audit_events_actor_type_ts ON audit_events (actor, type, ts, id);
+--
+-- Decisions: every combination of the selective filters (tenant, agent,
+-- tool) has an index of its own (migration 5 gave tenant, tenant + agent,
+-- tenant + tool), as have decision alone and an agent's decisions of one
+-- kind (the console's agent page); decision or enforced beside another
+-- selective filter is read through that filter's index. Agent and tool
+-- without a tenant are a global admin's filters across tenants.
+CREATE INDEX IF NOT EXISTS decisions_agent ON decisions (agent_id, ts, id);
+CREATE INDEX IF NOT EXISTS decisions_tool ON decisions (tool, ts, id);
+CREATE INDEX IF NOT EXISTS decisions_agent_tool ON decisions (agent_id, tool, ts, id);
+CREATE INDEX IF NOT EXISTS decisions_tenant_agent_tool ON decisions (tenant, agent_id, tool, ts, id);
+CREATE INDEX IF NOT EXISTS decisions_decision ON decisions (decision, ts, id);
+CREATE INDEX IF NOT EXISTS decisions_tenant_agent_decision ON decisions (tenant, agent_id, decision, ts, id);
+`,
+    },
+    {
+      version: 9,
+      name: 'delegation',
+      sql: `
+-- Delegation (RFC 8693 actor tokens, docs/delegation.md): the agents each
+-- agent may delegate to, the tenant's longest chain (NULL = the default),
+-- and what a trusted issuer's people may be given when an agent acts for them.
+ALTER TABLE agents ADD COLUMN delegates TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE tenants ADD COLUMN max_delegation_depth ${int};
+ALTER TABLE trusted_issuers ADD COLUMN users TEXT;
+`,
+    },
   ]
 }

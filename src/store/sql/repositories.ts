@@ -84,7 +84,12 @@ function tenantRepo(sql: Sql): TenantRepo {
         const cur = yield* one(byId + sql.dialect.forUpdate, [id], T.tenants.fromRow)
         if (!cur) throw new NotFound('tenant not found')
         const next: Tenant = { ...cur, ...definedOnly(patch), id: cur.id, createdAt: cur.createdAt }
-        yield* run('UPDATE tenants SET name = ?, require_attestation = ? WHERE id = ?', [next.name, next.requireAttestation ? 1 : 0, id])
+        yield* run('UPDATE tenants SET name = ?, require_attestation = ?, max_delegation_depth = ? WHERE id = ?', [
+          next.name,
+          next.requireAttestation ? 1 : 0,
+          next.maxDelegationDepth ?? null,
+          id,
+        ])
         return next
       }),
     delete: async (id) => {
@@ -211,17 +216,27 @@ export function auditQuerySql(q: AuditQuery): { text: string; args: unknown[] } 
     where.push('actor = ?')
     args.push(q.actor)
   }
-  if (q.since !== undefined) {
-    where.push('ts >= ?')
-    args.push(q.since)
-  }
   const desc = q.order === 'desc'
-  if (q.cursor !== undefined) {
-    where.push(desc ? 'id < ?' : 'id > ?')
-    args.push(q.cursor)
+  const dir = desc ? ' DESC' : ''
+  if (q.since === undefined) {
+    if (q.after !== undefined) throw new Error('an audit (ts, id) cursor needs since')
+    if (q.cursor !== undefined) {
+      where.push(desc ? 'id < ?' : 'id > ?')
+      args.push(q.cursor)
+    }
+    args.push(sqlLimit(q.limit))
+    return { text: `SELECT * FROM audit_events${whereOf(where)} ORDER BY id${dir} LIMIT ?`, args }
+  }
+  // ts is each writer's clock, not the id order: (ts, id) order reads ts >= since as one range of a (…, ts, id) index.
+  if (q.cursor !== undefined) throw new Error('an audit query with since pages by (ts, id), not by id')
+  where.push('ts >= ?')
+  args.push(q.since)
+  if (q.after !== undefined) {
+    where.push(desc ? '(ts, id) < (?, ?)' : '(ts, id) > (?, ?)')
+    args.push(q.after.ts, q.after.id)
   }
   args.push(sqlLimit(q.limit))
-  return { text: `SELECT * FROM audit_events${whereOf(where)} ORDER BY id${desc ? ' DESC' : ''} LIMIT ?`, args }
+  return { text: `SELECT * FROM audit_events${whereOf(where)} ORDER BY ts${dir}, id${dir} LIMIT ?`, args }
 }
 
 /** The statement a decision-log page query sends (exported so the bench can EXPLAIN exactly it). */

@@ -49,9 +49,16 @@ function parseOrNull<T>(v: unknown): T | null {
 
 export const tenants: Table<Tenant> = {
   table: 'tenants',
-  columns: ['id', 'name', 'require_attestation', 'created_at'],
-  toParams: (t) => [t.id, t.name, b(t.requireAttestation), t.createdAt],
-  fromRow: (r) => ({ id: str(r.id), name: str(r.name), requireAttestation: bool(r.require_attestation), createdAt: num(r.created_at) }),
+  columns: ['id', 'name', 'require_attestation', 'created_at', 'max_delegation_depth'],
+  toParams: (t) => [t.id, t.name, b(t.requireAttestation), t.createdAt, t.maxDelegationDepth ?? null],
+  // Optional fields are present only when set, so a record written without them reads back equal.
+  fromRow: (r) => ({
+    id: str(r.id),
+    name: str(r.name),
+    requireAttestation: bool(r.require_attestation),
+    createdAt: num(r.created_at),
+    ...(r.max_delegation_depth === null || r.max_delegation_depth === undefined ? {} : { maxDelegationDepth: num(r.max_delegation_depth) }),
+  }),
 }
 
 export const agents: Table<Agent> = {
@@ -74,6 +81,7 @@ export const agents: Table<Agent> = {
     'capability_hash',
     'created_at',
     'updated_at',
+    'delegates',
   ],
   toParams: (a) => [
     a.tenant,
@@ -93,6 +101,7 @@ export const agents: Table<Agent> = {
     a.capabilityHash,
     a.createdAt,
     a.updatedAt,
+    json(a.delegates ?? []),
   ],
   fromRow: (r) => ({
     tenant: str(r.tenant),
@@ -110,6 +119,7 @@ export const agents: Table<Agent> = {
     tlsClientAuthSanDns: strOrNull(r.tls_client_auth_san_dns),
     tlsClientAuthThumbprint: strOrNull(r.tls_client_auth_thumbprint),
     capabilityHash: str(r.capability_hash),
+    ...(r.delegates === null || r.delegates === undefined || r.delegates === '[]' ? {} : { delegates: parse<string[]>(r.delegates) }),
     createdAt: num(r.created_at),
     updatedAt: num(r.updated_at),
   }),
@@ -395,8 +405,8 @@ export const approvals: Table<Approval> = {
 
 export const trustedIssuers: Table<TrustedIssuer> = {
   table: 'trusted_issuers',
-  columns: ['id', 'tenant', 'issuer', 'jwks_uri', 'jwks', 'audience', 'rules', 'created_at'],
-  toParams: (t) => [t.id, t.tenant, t.issuer, t.jwksUri, jsonOrNull(t.jwks), t.audience, json(t.rules), t.createdAt],
+  columns: ['id', 'tenant', 'issuer', 'jwks_uri', 'jwks', 'audience', 'rules', 'created_at', 'users'],
+  toParams: (t) => [t.id, t.tenant, t.issuer, t.jwksUri, jsonOrNull(t.jwks), t.audience, json(t.rules), t.createdAt, jsonOrNull(t.users)],
   fromRow: (r) => ({
     id: str(r.id),
     tenant: str(r.tenant),
@@ -405,6 +415,7 @@ export const trustedIssuers: Table<TrustedIssuer> = {
     jwks: parseOrNull<{ keys: Record<string, unknown>[] }>(r.jwks),
     audience: str(r.audience),
     rules: parse<TrustedIssuer['rules']>(r.rules),
+    ...(r.users === null || r.users === undefined ? {} : { users: parse<NonNullable<TrustedIssuer['users']>>(r.users) }),
     createdAt: num(r.created_at),
   }),
 }

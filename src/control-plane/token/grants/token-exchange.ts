@@ -1,5 +1,6 @@
 /**
- * RFC 8693 token exchange for workload identity: a `subject_token` JWT from
+ * RFC 8693 token exchange for workload identity (with an `actor_token`:
+ * delegation, grants/delegation.ts): a `subject_token` JWT from
  * an issuer the tenant trusts (Kubernetes service account, CI OIDC, SPIFFE
  * JWT-SVID), verified against that issuer's keys, audience and lifetime,
  * and mapped by the issuer's claim rules to exactly one agent. No static
@@ -29,6 +30,7 @@ import type { ControlPlaneDeps } from '../../deps.js'
 import type { IssueRequest } from '../issue.js'
 import { single } from '../params.js'
 import { resolveAudiences, resolveScope } from '../request-scope.js'
+import { prepareDelegation } from './delegation.js'
 import { JwksUnavailable, RemoteJwksCache } from './subject-keys.js'
 import type { GrantContext, GrantHandler } from './types.js'
 
@@ -79,10 +81,10 @@ interface Match {
 }
 
 /** What one trusted-issuer entry made of the subject token. */
-type Outcome = { payload: JWTPayload } | 'invalid' | 'unavailable'
+export type Outcome = { payload: JWTPayload } | 'invalid' | 'unavailable'
 
 /** Verifies the subject token against one trusted issuer entry. Never throws: a failure is this entry's outcome. */
-async function verifyWith(deps: ControlPlaneDeps, ti: TrustedIssuer, token: string): Promise<Outcome> {
+export async function verifyWith(deps: ControlPlaneDeps, ti: TrustedIssuer, token: string): Promise<Outcome> {
   const skew = deps.config.tokens.clockSkewSeconds
   const now = Math.floor(deps.clock.now() / 1000)
   try {
@@ -145,11 +147,17 @@ export const tokenExchangeGrant: GrantHandler = {
     const subjectType = single(body, 'subject_token_type', 256)
     if (subjectToken === undefined) throw new InvalidRequest('subject_token is required')
     if (subjectType === undefined) throw new InvalidRequest('subject_token_type is required')
+    const actorToken = single(body, 'actor_token', MAX_SUBJECT_TOKEN)
+    if (actorToken !== undefined) {
+      const requested = single(body, 'requested_token_type', 256)
+      if (requested !== undefined && requested !== TOKEN_TYPE_ACCESS_TOKEN) throw new InvalidRequest('only access tokens can be requested')
+      return prepareDelegation(ctx, subjectToken, subjectType, actorToken)
+    }
+    if (single(body, 'actor_token_type', 256) !== undefined) throw new InvalidRequest('actor_token_type without actor_token')
     if (subjectType !== TOKEN_TYPE_JWT && subjectType !== TOKEN_TYPE_ID_TOKEN)
       throw new InvalidRequest('subject_token_type must be urn:ietf:params:oauth:token-type:jwt or :id_token')
     const requested = single(body, 'requested_token_type', 256)
     if (requested !== undefined && requested !== TOKEN_TYPE_ACCESS_TOKEN) throw new InvalidRequest('only access tokens can be requested')
-    if (single(body, 'actor_token', MAX_SUBJECT_TOKEN) !== undefined) throw new InvalidRequest('actor_token is not supported')
 
     let unverified: JWTPayload
     try {
