@@ -78,6 +78,8 @@ async function timeGatewayStart(env: Record<string, string>, token: string): Pro
   const childEnv: Record<string, string> = {
     ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AEGIS_')) as Array<[string, string]>),
     AEGIS_LOG_LEVEL: 'warn',
+    // The time of one gateway process; workers would add their own start-up.
+    AEGIS_GATEWAY_WORKERS: '1',
     ...env,
     AEGIS_GATEWAY_PORT: String(port),
   }

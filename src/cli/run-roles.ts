@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { CONFIG_KEYS, envName, type AegisConfig } from '../config/schema.js'
 import { buildControlPlane, type ControlPlaneDeps } from '../control-plane/index.js'
-import { buildGateway } from '../gateway/index.js'
+import { buildGateway, type GatewayOverrides } from '../gateway/index.js'
 import { bindTls, listenTls, type TlsListener, type TlsListenerOptions } from '../http/tls-listener.js'
 import { initTracing, shutdownTracing } from '../observability/tracing.js'
 
@@ -99,7 +99,7 @@ function withTls<T extends RoleAddresses>(role: T, l: TlsListener | undefined): 
  * Builds and starts the roles. The control plane starts first so an `all`
  * process's gateway finds its JWKS and feed at once.
  */
-export async function startRoles(config: AegisConfig, role: Role): Promise<RunningRoles> {
+export async function startRoles(config: AegisConfig, role: Role, overrides: { gateway?: GatewayOverrides } = {}): Promise<RunningRoles> {
   // Installs the W3C propagator (incoming traceparent is continued) and, only
   // when OTEL_EXPORTER_OTLP_ENDPOINT is set, the OTLP exporter.
   initTracing({ serviceName: role === 'gateway' ? 'aegis-gateway' : 'aegis' })
@@ -137,7 +137,7 @@ export async function startRoles(config: AegisConfig, role: Role): Promise<Runni
       if (role === 'all' && config.controlPlaneUrl === undefined) {
         gwConfig = Object.freeze({ ...config, controlPlaneUrl: urlOf(running.controlPlane!.app, true) })
       }
-      const gw = await buildGateway(gwConfig)
+      const gw = await buildGateway(gwConfig, overrides.gateway)
       closers.push(() => gw.close())
       await bindingPort('gateway.port', config.gateway.host, config.gateway.port, () => gw.app.listen({ host: config.gateway.host, port: config.gateway.port }))
       const tls = await alsoTls('gateway.tlsPort', tlsOptions(config, config.gateway.host, config.gateway.tlsPort), gw.app, closers)

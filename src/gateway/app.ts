@@ -285,11 +285,9 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
         redis: redisHealth === null ? null : { healthy: redisHealth.healthy },
       })
   })
+  metrics.setFeedSampler(() => ({ denyListSize: denyList.size, lagSeconds: state.lagSeconds(clock.now()), appliedSeq: denyList.lastSeq }))
   app.get('/metrics', { preHandler: metricsGuard(config) }, async (_request, reply) => {
-    metrics.feedLag.set(state.lagSeconds(clock.now()))
-    metrics.denyListSize.set(denyList.size)
-    metrics.feedSeq.set(denyList.lastSeq)
-    return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics())
+    return reply.header('content-type', metrics.registry.contentType).send(await metrics.exposition())
   })
   continueTraceContext(app)
   registerAuthorize(app, pipeline)

@@ -76,13 +76,30 @@ export class Metrics {
       }
     },
   })
-  readonly denyListSize = new client.Gauge({ name: 'aegis_deny_list_size', help: 'Deny-list entries held by this gateway', registers: [this.registry] })
+  /** Read when the gauges below are collected (a scrape, or the primary of a multi-worker gateway asking this worker). */
+  private feedSampler: (() => { denyListSize: number; lagSeconds: number; appliedSeq: number }) | undefined
+  // Aggregated across the workers of one gateway: every worker holds the whole list (max), the slowest worker is the gateway's lag and seq.
+  readonly denyListSize = new client.Gauge({
+    name: 'aegis_deny_list_size',
+    help: 'Deny-list entries held by this gateway',
+    registers: [this.registry],
+    aggregator: 'max',
+    collect: () => this.sampleFeed((s) => this.denyListSize.set(s.denyListSize)),
+  })
   readonly feedLag = new client.Gauge({
     name: 'aegis_feed_lag_seconds',
     help: 'Seconds since this gateway last heard from its feed',
     registers: [this.registry],
+    aggregator: 'max',
+    collect: () => this.sampleFeed((s) => this.feedLag.set(s.lagSeconds)),
   })
-  readonly feedSeq = new client.Gauge({ name: 'aegis_feed_applied_seq', help: 'Last revocation sequence applied by this gateway', registers: [this.registry] })
+  readonly feedSeq = new client.Gauge({
+    name: 'aegis_feed_applied_seq',
+    help: 'Last revocation sequence applied by this gateway',
+    registers: [this.registry],
+    aggregator: 'min',
+    collect: () => this.sampleFeed((s) => this.feedSeq.set(s.appliedSeq)),
+  })
   readonly feedLoads = new client.Counter({
     name: 'aegis_feed_loads_total',
     help:
@@ -107,6 +124,27 @@ export class Metrics {
       labelNames: this.tenantLabels ? ['tenant', 'grant'] : ['grant'],
       registers: [this.registry],
     })
+  }
+
+  /** A gateway's deny list and feed, read by the feed gauges whenever they are collected. */
+  setFeedSampler(sample: () => { denyListSize: number; lagSeconds: number; appliedSeq: number }): void {
+    this.feedSampler = sample
+  }
+
+  private sampleFeed(apply: (s: { denyListSize: number; lagSeconds: number; appliedSeq: number }) => void): void {
+    if (this.feedSampler) apply(this.feedSampler())
+  }
+
+  private expose: () => Promise<string> = () => this.registry.metrics()
+
+  /** The text `GET /metrics` answers: this registry, or every worker's aggregated in a multi-worker gateway. */
+  exposition(): Promise<string> {
+    return this.expose()
+  }
+
+  /** Replaces what {@link exposition} answers (a gateway worker asks its primary for the aggregate of all workers). */
+  setExposition(expose: () => Promise<string>): void {
+    this.expose = expose
   }
 
   /** The issued-tokens counter for one tenant and grant (the tenant is dropped unless tenantLabels). */

@@ -89,7 +89,8 @@ export class AegisProcess {
     // stdin is a pipe only the test holds: when the test process is gone, the server goes too (aegis-cli.ts).
     const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', '--role', this.role], {
       cwd: ROOT,
-      env: { ...childEnv(this.env), TEST_EXIT_WITH_PARENT: '1' },
+      // One gateway process unless the test asks for workers: the default (one per core with Redis) would double every gateway here.
+      env: { ...(this.role === 'gateway' ? { AEGIS_GATEWAY_WORKERS: '1' } : {}), ...childEnv(this.env), TEST_EXIT_WITH_PARENT: '1' },
       stdio: ['pipe', 'pipe', 'pipe'],
     })
     this.child = child

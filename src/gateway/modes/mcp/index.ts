@@ -8,6 +8,7 @@ import type { DecisionOutcome, DecisionPipeline } from '../../pipeline/index.js'
 import type { TokenView } from '../../pipeline/token-view.js'
 import { bearerOf, blocks, header, isPlainObject, sendFailure, TOOL_NAME } from '../common.js'
 import { authenticate, manifestOf } from './authenticate.js'
+import { McpApprovals, withoutSpentState, type ApprovalCall } from './elicitation.js'
 import { initializeRewrite } from './capabilities.js'
 import { DECISION_META_KEY, OVERRIDE_META_KEY } from './decision-meta.js'
 import {
@@ -31,7 +32,7 @@ import { completionRefusal, LISTS, listFilter } from './method-lists.js'
 import { mcpWwwAuthenticate, registerProtectedResourceMetadata } from './metadata.js'
 import { originPolicy, originRefusal, type OriginPolicy } from './origin-guard.js'
 import { redactToolResult, resultObligations } from './result-redaction.js'
-import { isResponse, rewriteSse, type ResponseRewrite } from './sse.js'
+import { isResponse, rewriteSse, type ResponseRewrite, type SseInjector } from './sse.js'
 import { headerMismatch } from './standard-headers.js'
 import { ToolVisibility } from './tool-visibility.js'
 import { FORWARD_RESPONSE, Upstream, upstreamHeaders } from './upstream.js'
@@ -104,17 +105,26 @@ export function registerMcpRoutes(app: FastifyInstance, pipeline: DecisionPipeli
   if (mcp.length === 0) return
   registerProtectedResourceMetadata(app, deps.config, mcp)
   const visibility = new ToolVisibility(deps)
+  const approvals = new McpApprovals(deps)
+  app.addHook('onClose', async () => approvals.close())
   for (const r of mcp) {
     const { path, allow } = routeBasics(r)
     const route: McpRoute = { path, resource: path, allow, upstream: new Upstream(new URL(r.upstream)), origin: originPolicy(r, deps.config.gateway.host) }
     app.addHook('onClose', async () => {
       await route.upstream.close()
     })
-    registerRoute(app, pipeline, deps, visibility, route)
+    registerRoute(app, pipeline, deps, visibility, approvals, route)
   }
 }
 
-function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: GatewayDeps, visibility: ToolVisibility, route: McpRoute): void {
+function registerRoute(
+  app: FastifyInstance,
+  pipeline: DecisionPipeline,
+  deps: GatewayDeps,
+  visibility: ToolVisibility,
+  approvals: McpApprovals,
+  route: McpRoute,
+): void {
   function fail(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
     if (err instanceof AegisError && err.code === 'invalid_token') reply.header('www-authenticate', mcpWwwAuthenticate(request, route.path, err.message))
     return sendFailure(reply, request, err)
@@ -133,6 +143,7 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     view: TokenView,
     rewrite: ResponseRewrite | null,
     requestId: JsonRpcId | null,
+    onSse?: SseInjector,
   ): Promise<FastifyReply> {
     const abort = new AbortController()
     // The client left before the answer was complete: stop the upstream request (an abort after a finished reply would only cost a DOMException).
@@ -156,7 +167,7 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     if (rewrite !== null && res.statusCode !== 202 && res.statusCode !== 204) {
       if (type.startsWith('text/event-stream')) {
         reply.header('x-accel-buffering', 'no')
-        return reply.send(rewriteSse(res.body, rewrite, MAX_REWRITE_BYTES))
+        return reply.send(rewriteSse(res.body, rewrite, MAX_REWRITE_BYTES, onSse))
       }
       if (type.startsWith('application/json')) return sendRewrittenJson(request, reply, res.statusCode, res.body, rewrite, requestId)
       // An answer that must be checked but is neither JSON nor SSE is not passed on; an empty one has nothing to check.
@@ -254,22 +265,45 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     }
     const meta = isPlainObject(params._meta) ? params._meta : null
     const metaOverride = meta !== null && typeof meta[OVERRIDE_META_KEY] === 'string' ? meta[OVERRIDE_META_KEY] : null
-    const outcome = await pipeline.decide({
+    // Approvals in the conversation (elicitation.ts): the retry of an approved call is decided with the override the gateway fetches.
+    const call: ApprovalCall = {
+      id: msg.id,
+      channel: approvals.channel(request.headers, params),
+      params,
       token,
       tool: name,
-      params: args,
+      args,
       resource: route.resource,
-      dryRun: false,
-      override: header(request, 'aegis-override') ?? metaOverride,
-      clientAddress: request.ip,
-      mode: 'mcp',
-      sender: request,
-    })
-    if (blocks(outcome)) return rpc(reply, 200, refusal(msg.id, outcome))
+      authenticate: () => authenticate(deps, token, name, route.resource, request),
+    }
+    const prepared = await approvals.prepare(call)
+    if (prepared.answer !== null) return rpc(reply, 200, prepared.answer)
+    let outcome: DecisionOutcome
+    try {
+      outcome = await pipeline.decide({
+        token,
+        tool: name,
+        params: args,
+        resource: route.resource,
+        dryRun: false,
+        override: header(request, 'aegis-override') ?? metaOverride ?? prepared.override,
+        clientAddress: request.ip,
+        mode: 'mcp',
+        sender: request,
+      })
+    } catch (err) {
+      const answer = approvals.overrideRefused(call, prepared, err)
+      if (answer === null) throw err
+      return rpc(reply, 200, answer)
+    }
+    if (blocks(outcome)) return rpc(reply, 200, approvals.answer(call, outcome) ?? approvals.complete(call.channel, refusal(msg.id, outcome)))
     const sanitized = outcome.enforced && outcome.obligations.length > 0
     let forwarded = msg.raw
-    if (sanitized || (meta !== null && OVERRIDE_META_KEY in meta)) {
-      const p: Record<string, unknown> = { ...params, arguments: sanitized ? outcome.params : args }
+    if (sanitized || (meta !== null && OVERRIDE_META_KEY in meta) || prepared.stateSpent === true) {
+      const p: Record<string, unknown> = {
+        ...(prepared.stateSpent === true ? withoutSpentState(params) : params),
+        arguments: sanitized ? outcome.params : args,
+      }
       if (meta !== null && OVERRIDE_META_KEY in meta) {
         // The override token is the agent's credential for this one call: it never reaches the tool server.
         const { [OVERRIDE_META_KEY]: _dropped, ...rest } = meta
@@ -318,6 +352,10 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
         const mismatch = headerMismatch(request.headers, msg)
         if (mismatch !== null) return rpc(reply, 400, rpcError(msg.kind === 'notification' ? null : msg.id, HEADER_MISMATCH, mismatch))
       }
+      if (typeof msg !== 'string' && msg.kind === 'request' && msg.method === 'initialize') {
+        // Once answered, the session it opened is known: remember whether its client shows URL elicitations (elicitation.ts).
+        reply.raw.once('finish', () => approvals.initialized(reply.getHeader('mcp-session-id'), msg.params))
+      }
       if (typeof msg !== 'string' && msg.kind === 'request' && msg.method === 'tools/call' && methodAllowed(route.allow, 'tools/call')) {
         return await toolsCall(request, reply, token!, msg)
       }
@@ -363,7 +401,7 @@ function registerRoute(app: FastifyInstance, pipeline: DecisionPipeline, deps: G
     try {
       const view = await authenticate(deps, bearerOf(request), 'mcp:stream', route.resource, request)
       // The GET stream carries server requests and notifications; a response there is a resumed one the gateway never checked.
-      return await forward(request, reply, 'GET', null, view, only(null, null), null)
+      return await forward(request, reply, 'GET', null, view, only(null, null), null, approvals.streamOpened(request.headers['mcp-session-id']) ?? undefined)
     } catch (err) {
       return fail(request, reply, err)
     }
