@@ -126,7 +126,7 @@ describe('approvals inside the MCP conversation (two gateway processes, Redis)',
   })
 
   describe('MCP 2025-11-25, the official SDK client', () => {
-    test('-32042 names the console page; approval sends elicitation/complete; the retry passes once, a second asks again', async () => {
+    test('-32042 names the console page; approval sends elicitation/complete; the retry (from any session of the agent) passes once, a second asks again', async () => {
       const completed: string[] = []
       const client = new Client({ name: 'elicit-test', version: '1.0.0' }, { capabilities: { elicitation: { url: {} } } })
       client.setNotificationHandler(ElicitationCompleteNotificationSchema, (n) => {
@@ -166,7 +166,15 @@ describe('approvals inside the MCP conversation (two gateway processes, Redis)',
         await env.admin('POST', `/approvals/${e.elicitationId}/approve`, { reason: 'invoice 4711 checked' })
         await eventually(async () => completed.includes(e.elicitationId), 15_000, 10)
 
-        const retry = (await client.callTool({ name: 'payments.transfer', arguments: args })) as { isError?: boolean; content: Array<{ text?: string }> }
+        // The same call from the same agent: here from a new session of its (an agent restarted after the approval, say).
+        const other = new Client({ name: 'elicit-test-2', version: '1.0.0' })
+        await other.connect(
+          new StreamableHTTPClientTransport(new URL(gateways[0]!.url + ROUTE_2025), { requestInit: { headers: { authorization: `Bearer ${token}` } } }),
+        )
+        const retry = (await other.callTool({ name: 'payments.transfer', arguments: args }).finally(() => other.close())) as {
+          isError?: boolean
+          content: Array<{ text?: string }>
+        }
         assert.notEqual(retry.isError, true, JSON.stringify(retry))
         assert.equal(upstream.calls.length, before + 1)
         assert.deepEqual(upstream.calls.at(-1), { tool: 'payments.transfer', args })

@@ -17,10 +17,10 @@
  *   `message`). When the request is decided, the gateway sends
  *   `notifications/elicitation/complete` `{elicitationId}` on the session's
  *   GET stream if one is open (it follows the request's status URL with the
- *   agent's token, as the SDK does). The retry of the same call in the same
- *   session (same tool, canonical arguments and resource; the override binds
- *   agent and policy version too) is decided with the approval's override,
- *   once.
+ *   agent's token, as the SDK does). The retry of the same call by the same
+ *   agent (same tool, canonical arguments and resource, in any session of
+ *   its; the override binds the policy version too) is decided with the
+ *   approval's override, once.
  * - 2026-07-28 (stateless; schema/2026-07-28/schema.ts and
  *   basic/patterns/mrtr.mdx, Multi Round-Trip Requests, SEP-2322): a client
  *   whose request `_meta["io.modelcontextprotocol/clientCapabilities"]`
@@ -38,6 +38,7 @@
 import { randomBytes } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { decodeJwt, type JWTPayload } from 'jose'
 import { LRUCache } from 'lru-cache'
 import { AegisError, Unavailable } from '../../../errors.js'
 import { canonicalHash } from '../../../lib/canonical-json.js'
@@ -191,15 +192,30 @@ export class McpApprovals {
 
   /** Before deciding: the override of an approved request this call retries, or an answer without deciding. */
   async prepare(call: ApprovalCall): Promise<Prepared> {
-    if (call.channel.kind === 'session') return this.prepareSession(call, call.channel.sessionId)
     if (call.channel.kind === 'mrtr' || (call.channel.kind === 'tool-error' && call.channel.mrtr)) {
-      if (call.params.requestState !== undefined) return this.prepareState(call)
+      return call.params.requestState === undefined ? DECIDE : this.prepareState(call)
     }
-    return DECIDE
+    // Nothing asked for in this conversation: no look-up at all (the common case costs nothing).
+    return this.pending.size === 0 ? DECIDE : this.prepareRetry(call)
   }
 
-  private async prepareSession(call: ApprovalCall, sessionId: string): Promise<Prepared> {
-    const key = callKey(sessionId, call.tool, call.args, call.resource)
+  /**
+   * 2025-11-25: the same call from the same agent (any of its sessions) after
+   * a URL elicitation. The agent is read from the token without verifying
+   * it, only to find the entry: the control plane shows the approval's
+   * status to that agent's valid tokens only, and the override the pipeline
+   * then checks is bound to the agent, tool, arguments, resource and policy
+   * version.
+   */
+  private async prepareRetry(call: ApprovalCall): Promise<Prepared> {
+    let claims: JWTPayload
+    try {
+      claims = decodeJwt(call.token)
+    } catch {
+      return DECIDE
+    }
+    if (typeof claims.tenant !== 'string' || typeof claims.agent_id !== 'string') return DECIDE
+    const key = callKey(claims.tenant, claims.agent_id, call.tool, call.args, call.resource)
     if (key === null) return DECIDE
     const entry = this.pending.get(key)
     if (entry === undefined) return DECIDE
@@ -279,8 +295,8 @@ export class McpApprovals {
       `Aegis: ${call.tool} needs a human approval (request ${approval.id}). Open the link to review it; once it is approved, ` +
       `make the same call again. Reasons: ${outcome.reasons.join('; ')}`
     if (call.channel.kind === 'session') {
-      const key = callKey(call.channel.sessionId, call.tool, call.args, call.resource)
-      // The approval id is unique: the elicitation of one request is the same one whenever this call is repeated in the session.
+      const key = callKey(outcome.token.facts.tenant, outcome.token.facts.agentId, call.tool, call.args, call.resource)
+      // The approval id is unique: the elicitation of one request is the same one whenever this call is repeated.
       const elicitationId = approval.id
       if (key !== null) this.pending.set(key, { approvalId: approval.id, elicitationId })
       this.watch(call.channel.sessionId, approval.id, elicitationId, call.token)
@@ -421,10 +437,10 @@ function paramsHash(args: Record<string, unknown>): string | null {
   }
 }
 
-/** Session, tool, canonical arguments and resource of a call; null when the arguments have no canonical form. */
-function callKey(sessionId: string, tool: string, args: Record<string, unknown>, resource: string): string | null {
+/** Tenant, agent, tool, canonical arguments and resource of a call; null when the arguments have no canonical form. */
+function callKey(tenant: string, agent: string, tool: string, args: Record<string, unknown>, resource: string): string | null {
   const hash = paramsHash(args)
-  return hash === null ? null : `${sessionId}\n${tool}\n${hash}\n${resource}`
+  return hash === null ? null : JSON.stringify([tenant, agent, tool, hash, resource])
 }
 
 /** The tool error of a call whose approval request a human denied. */
