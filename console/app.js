@@ -293,7 +293,7 @@ async function issueCredential(agentId) {
       h('dt', {}, 'client_secret'),
       h('dd', {}, h('code', { id: 'cred-secret' }, c.client_secret)),
       h('dt', {}, 'expires'),
-      h('dd', {}, time(c.expires_at, 'ms')),
+      h('dd', {}, time(c.expires_at)),
     ),
     h(
       'button',
@@ -433,8 +433,8 @@ async function loadRevocations() {
         h('td', {}, h('code', {}, r.value)),
         h('td', {}, r.tenant ?? 'all'),
         h('td', {}, r.reason ?? ''),
-        h('td', {}, time(r.created_at, 'ms')),
-        h('td', {}, r.expires_at === null ? 'until lifted' : time(r.expires_at, 'ms')),
+        h('td', {}, time(r.created_at)),
+        h('td', {}, r.expires_at === null ? 'until lifted' : time(r.expires_at)),
         h('td', { class: 'actions' }, liftable(r) ? h('button', { type: 'button', class: 'danger', onclick: () => liftRevocation(r) }, 'Lift') : ''),
       ),
     ),
@@ -488,11 +488,11 @@ async function loadKeys() {
   }
   const ks = state.session.keys
   const current = res.keys.find((k) => k.kid === res.current)
-  const next = current ? current.activates_at + ks.rotation_interval_seconds * 1000 : null
+  const next = current ? current.activates_at + ks.rotation_interval_seconds : null
   $('keys-schedule').textContent =
     `Keys rotate every ${Math.round((ks.rotation_interval_seconds / 3600) * 10) / 10} h; the next key is ` +
     `published ${Math.round(ks.pre_publish_seconds / 60)} min before it signs.` +
-    (next ? ` Next scheduled rotation: ${time(next, 'ms')}.` : '')
+    (next ? ` Next scheduled rotation: ${time(next)}.` : '')
   body.replaceChildren(
     ...res.keys.map((k) =>
       h(
@@ -500,10 +500,10 @@ async function loadKeys() {
         { 'data-kid': k.kid },
         h('td', {}, h('code', {}, k.kid)),
         h('td', {}, k.revoked ? `${k.state} (revoked)` : k.kid === res.current ? `${k.state} (signing)` : k.state),
-        h('td', {}, time(k.created_at, 'ms')),
-        h('td', {}, time(k.activates_at, 'ms')),
-        h('td', {}, time(k.deactivated_at, 'ms')),
-        h('td', {}, time(k.retires_at, 'ms')),
+        h('td', {}, time(k.created_at)),
+        h('td', {}, time(k.activates_at)),
+        h('td', {}, time(k.deactivated_at)),
+        h('td', {}, time(k.retires_at)),
       ),
     ),
   )
@@ -534,8 +534,8 @@ async function loadPolicies() {
         h('td', {}, p.version),
         h('td', {}, p.mode),
         h('td', {}, p.status),
-        h('td', {}, time(p.created_at, 'ms')),
-        h('td', {}, time(p.activated_at, 'ms')),
+        h('td', {}, time(p.created_at)),
+        h('td', {}, time(p.activated_at)),
         h('td', {}, p.status === 'active' ? '' : h('button', { type: 'button', onclick: () => activatePolicy(p.id) }, 'Activate')),
       ),
     ),
@@ -735,7 +735,7 @@ async function loadAgent() {
       h(
         'tr',
         { 'data-jti': e.data.jti ?? e.subject },
-        h('td', { class: 'nowrap' }, time(e.ts, 'ms')),
+        h('td', { class: 'nowrap' }, time(e.ts_ms, 'ms')),
         h(
           'td',
           {},
@@ -777,7 +777,7 @@ async function loadAgent() {
         h('td', {}, r.type),
         h('td', {}, h('code', {}, r.value)),
         h('td', {}, r.reason ?? ''),
-        h('td', { class: 'nowrap' }, time(r.created_at, 'ms')),
+        h('td', { class: 'nowrap' }, time(r.created_at)),
       ),
     ),
   )
@@ -825,7 +825,7 @@ async function loadAudit(more) {
       'tr',
       {},
       h('td', { class: 'num' }, e.id),
-      h('td', {}, time(e.ts, 'ms')),
+      h('td', {}, time(e.ts_ms, 'ms')),
       h('td', {}, e.type),
       h('td', {}, e.tenant ?? ''),
       h('td', {}, e.actor ?? ''),

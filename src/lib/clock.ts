@@ -19,3 +19,13 @@ export class ManualClock implements Clock {
     this.ms = ms
   }
 }
+
+/** Integer epoch seconds of an epoch-ms time: the one unit of every `*_at` field the admin API answers (docs/reference.md "Times and units"). */
+export function epochSeconds(ms: number): number {
+  return Math.floor(ms / 1000)
+}
+
+/** {@link epochSeconds}, with null (not yet, never) kept. */
+export function epochSecondsOrNull(ms: number | null | undefined): number | null {
+  return ms === null || ms === undefined ? null : Math.floor(ms / 1000)
+}

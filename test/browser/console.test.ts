@@ -193,7 +193,7 @@ describe('admin console in Chromium', { skip }, () => {
     const { revocations } = (await env.admin('GET', '/revocations')) as { revocations: Array<{ value: string; created_at: number }> }
     const createdAt = revocations.find((r) => r.value === 'pay-bot')!.created_at
     // Tokens carry whole seconds: the next one must be minted in a later second than the revocation.
-    await new Promise((r) => setTimeout(r, Math.max(0, (Math.floor(createdAt / 1000) + 1) * 1000 - Date.now())))
+    await new Promise((r) => setTimeout(r, Math.max(0, (createdAt + 1) * 1000 - Date.now())))
     page.once('dialog', (dialog) => {
       void dialog.accept()
     })

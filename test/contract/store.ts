@@ -502,6 +502,53 @@ export function storeContract(name: string, create: () => Promise<StoreHandle>, 
         )
       }))
 
+    test('audit.query with since: exactly the events at or after it, in (ts, id) order, paged by (ts, id) both ways', () =>
+      withStore(async (s) => {
+        // Two writers whose clocks are 7 s apart, appending in turns: the id (commit) order is not the ts order.
+        const evs = Array.from({ length: 30 }, (_, i) =>
+          event(i % 2 ? 'cp-slow' : 'cp-fast', Math.floor(i / 2) + 1, {
+            type: i % 3 === 0 ? 'auth.failed' : 'token.issued',
+            tenant: i % 4 === 0 ? 'beta' : 'acme',
+            ts: T0 + i * 1000 + (i % 2 ? -7000 : 0) + (i % 5 === 0 ? 500 : 0),
+          }),
+        )
+        // One event per append, as writers commit in turns.
+        const ids: number[] = []
+        for (const e of evs) ids.push(...(await s.audit.append([e])))
+        const stored = evs.map((e, i) => ({ ...e, id: ids[i]! }))
+        const byTsId = (a: { ts: number; id: number }, b: { ts: number; id: number }) => a.ts - b.ts || a.id - b.id
+        for (const [what, filter] of [
+          ['since', {}],
+          ['type + since', { type: 'token.issued' }],
+          ['tenant + since', { tenant: 'acme' }],
+          ['tenant + type + since', { tenant: 'acme', type: 'token.issued' }],
+        ] as const) {
+          const since = T0 + 9000
+          const want = stored.filter((e) => e.ts >= since && Object.entries(filter).every(([k, v]) => (e as Record<string, unknown>)[k] === v)).sort(byTsId)
+          assert.ok(
+            want.some((e, i) => i > 0 && e.id < want[i - 1]!.id),
+            `${what}: the case needs events whose id order differs from their ts order`,
+          )
+          for (const order of ['asc', 'desc'] as const) {
+            const seen: number[] = []
+            let after: { ts: number; id: number } | undefined
+            for (let guard = 0; guard < 50; guard++) {
+              const page = await s.audit.query({ ...filter, since, order, limit: 4, ...(after ? { after } : {}) })
+              seen.push(...page.map((e) => e.id))
+              if (page.length < 4) break
+              after = { ts: page[3]!.ts, id: page[3]!.id }
+            }
+            const expected = want.map((e) => e.id)
+            assert.deepEqual(seen, order === 'asc' ? expected : expected.reverse(), `${what}, ${order}`)
+          }
+        }
+        // The events themselves, as stored.
+        assert.deepEqual(await s.audit.query({ since: T0 + 28_000, limit: 10 }), stored.filter((e) => e.ts >= T0 + 28_000).sort(byTsId))
+        // An id cursor does not fit a (ts, id) page, nor the other way round.
+        await assert.rejects(s.audit.query({ since: T0, cursor: 1, limit: 1 }))
+        await assert.rejects(s.audit.query({ after: { ts: T0, id: 1 }, limit: 1 }))
+      }))
+
     test('audit checkpoints: the latest per chain wins', () =>
       withStore(async (s) => {
         assert.deepEqual(await s.audit.latestCheckpoints(), [])

@@ -9,6 +9,7 @@ import { openClusterSignal } from '../../store/signal.js'
 import type { Store } from '../../store/types.js'
 import { createAuditWriter, createKeyManager, effectiveKeys, type PublicKeyInfo } from '../../control-plane/index.js'
 import type { CliContext } from '../context.js'
+import { epochSeconds, epochSecondsOrNull } from '../../lib/clock.js'
 
 const HELP = `aegis keys list [--json]
 aegis keys rotate [--emergency]
@@ -45,10 +46,10 @@ function wire(k: PublicKeyInfo): Record<string, unknown> {
     kid: k.kid,
     state: k.state,
     revoked: k.revoked,
-    created_at: k.createdAt,
-    activates_at: k.activatesAt,
-    deactivated_at: k.deactivatedAt,
-    retires_at: k.retiresAt,
+    created_at: epochSeconds(k.createdAt),
+    activates_at: epochSeconds(k.activatesAt),
+    deactivated_at: epochSecondsOrNull(k.deactivatedAt),
+    retires_at: epochSecondsOrNull(k.retiresAt),
     public_jwk: k.publicJwk,
   }
 }

@@ -11,6 +11,7 @@ import type { AdminRole, AdminToken } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { ID_PATTERN, TAGS, allow, body, nullableStr, params, str, strArray } from './schemas.js'
 import { auditAdmin, principal } from './validate.js'
+import { epochSeconds, epochSecondsOrNull } from '../../lib/clock.js'
 
 const ROLES: readonly AdminRole[] = ['admin', 'gateway', 'approver']
 const TokenBody = body(
@@ -25,7 +26,7 @@ const TokenBody = body(
 )
 const TokenParams = params({ id: str(128, '^[A-Za-z0-9._-]{1,128}$') })
 
-/** Admin-API view of a token: never its hash. Times in epoch ms. */
+/** Admin-API view of a token: never its hash. Times in epoch seconds. */
 export function adminTokenJson(t: AdminToken): Record<string, unknown> {
   return {
     id: t.id,
@@ -34,8 +35,8 @@ export function adminTokenJson(t: AdminToken): Record<string, unknown> {
     name: t.name,
     groups: t.groups,
     linked_identities: t.linkedIdentities,
-    created_at: t.createdAt,
-    revoked_at: t.revokedAt,
+    created_at: epochSeconds(t.createdAt),
+    revoked_at: epochSecondsOrNull(t.revokedAt),
   }
 }
 

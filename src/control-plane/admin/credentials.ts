@@ -12,6 +12,7 @@ import type { ControlPlaneDeps } from '../deps.js'
 import { TAGS, allow, body, int, tenantAgentParams } from './schemas.js'
 import { tenantOf, tenantScope } from './tenant-scope.js'
 import { auditAdmin, principal } from './validate.js'
+import { epochSeconds } from '../../lib/clock.js'
 
 const CredentialBody = body({ ttl_seconds: int(1, 86400), single_use: { type: 'boolean' } })
 
@@ -61,7 +62,14 @@ export async function credentialRoutes(app: FastifyInstance, deps: ControlPlaneD
           data: { client_id: cred.clientId, ttl_seconds: ttl, single_use: singleUse, expires_at: cred.expiresAt },
         })
         reply.code(201).header('cache-control', 'no-store')
-        return { client_id: cred.clientId, client_secret: secret, expires_at: cred.expiresAt, single_use: singleUse, tenant: tenantId, agent_id: agentId }
+        return {
+          client_id: cred.clientId,
+          client_secret: secret,
+          expires_at: epochSeconds(cred.expiresAt),
+          single_use: singleUse,
+          tenant: tenantId,
+          agent_id: agentId,
+        }
       },
     )
   })

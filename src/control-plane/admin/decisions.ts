@@ -117,8 +117,8 @@ const QuerySchema = query(
     tool: { type: 'string', minLength: 1, maxLength: 256 },
     decision: { type: 'string', pattern: DECISION, description: 'allow, deny, approval_needed, sanitize; refused, replayed, unavailable for refusals' },
     enforced: { type: 'string', enum: ['true', 'false'], description: 'false: shadow decisions (would-deny included)' },
-    since: { type: 'string', maxLength: 40, description: 'epoch milliseconds or an RFC 3339 date-time (inclusive)' },
-    until: { type: 'string', maxLength: 40, description: 'epoch milliseconds or an RFC 3339 date-time (exclusive)' },
+    since: { type: 'string', maxLength: 40, description: 'epoch seconds or an RFC 3339 date-time (inclusive)' },
+    until: { type: 'string', maxLength: 40, description: 'epoch seconds or an RFC 3339 date-time (exclusive)' },
     limit: { type: 'string', pattern: '^\\d{1,4}$', description: `1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` },
     cursor: { type: 'string', pattern: CURSOR_RE.source, description: 'next_cursor of the previous page' },
   },
@@ -137,14 +137,14 @@ interface RawQuery {
   cursor?: string
 }
 
-/** Epoch ms from an integer (epoch ms) or an RFC 3339 date-time. */
+/** Epoch ms from an integer (epoch seconds, like every time the admin API takes) or an RFC 3339 date-time. */
 function parseTime(name: string, v: string): number {
-  if (/^\d{1,15}$/.test(v)) return Number(v)
+  if (/^\d{1,12}$/.test(v)) return Number(v) * 1000
   if (/^\d{4}-\d{2}-\d{2}T/.test(v)) {
     const ms = Date.parse(v)
     if (Number.isFinite(ms)) return ms
   }
-  throw new InvalidRequest(`${name} must be epoch milliseconds or an RFC 3339 date-time`)
+  throw new InvalidRequest(`${name} must be epoch seconds or an RFC 3339 date-time`)
 }
 
 /** The repository query of a validated query string (limit range and dates are what the schema cannot say). */

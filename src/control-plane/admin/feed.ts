@@ -17,6 +17,7 @@ import { buildFeedSnapshot, SnapshotCache } from '../revocation/snapshot.js'
 import { sendPagedSnapshot, streamPagedFeed, wantsPagedSnapshot, wantsPagedStream, type FeedStreamContext } from './feed-stream.js'
 import { TAGS, allow, body, int, query, str } from './schemas.js'
 import { principal } from './validate.js'
+import { epochSeconds } from '../../lib/clock.js'
 
 const PING_MS = 15_000
 /** A subscriber this far behind is cut off; it reconnects and reloads the snapshot. */
@@ -168,7 +169,7 @@ export async function feedRoutes(app: FastifyInstance, deps: ControlPlaneDeps, o
           seq: a.seq,
           lag: Math.max(0, lastSeq - a.seq),
           lag_seconds: oldest ? Math.max(0, (now - oldest.createdAt) / 1000) : 0,
-          updated_at: a.updatedAt,
+          updated_at: epochSeconds(a.updatedAt),
           last_seen_seconds: Math.max(0, (now - a.updatedAt) / 1000),
         }
       }),

@@ -51,8 +51,8 @@ const M = {
 /** The `history` member of `GET /admin/v1/kpis?history=1`: per-bucket series, oldest first, ending with the current bucket. */
 export interface KpiHistory {
   bucket_seconds: number
-  /** Epoch ms of the first bucket's start. */
-  start: number
+  /** Epoch seconds of the first bucket's start (buckets start on whole seconds). */
+  start_at: number
   issued: number[]
   /** Average lifetime of the tokens issued in each bucket (0 when none). */
   avg_token_lifetime_seconds: number[]
@@ -253,7 +253,7 @@ export class KpiBook {
     if (withHistory) {
       const h: KpiHistory = {
         bucket_seconds: HISTORY_BUCKET_MS / 1000,
-        start: first * HISTORY_BUCKET_MS,
+        start_at: (first * HISTORY_BUCKET_MS) / 1000,
         issued: [],
         avg_token_lifetime_seconds: [],
         revocations: [],

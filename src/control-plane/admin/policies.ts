@@ -39,6 +39,7 @@ import type { ControlPlaneDeps } from '../deps.js'
 import { ID_PATTERN, TAGS, allow, body, query, str, tenantIdParams, tenantParams } from './schemas.js'
 import { tenantOf, tenantScope } from './tenant-scope.js'
 import { auditAdmin, principal, publishChange } from './validate.js'
+import { epochSeconds, epochSecondsOrNull } from '../../lib/clock.js'
 
 const VERSION_PATTERN = '^[A-Za-z0-9._:+-]{1,64}$'
 const DECISIONS: readonly Decision[] = ['allow', 'deny', 'approval_needed', 'sanitize']
@@ -48,7 +49,7 @@ const SAMPLES_PER_CHANGE = 5
 const MAX_SAMPLE_PARAMS_BYTES = 2048
 const MAX_STRING_IN_SAMPLE = 128
 
-/** Admin-API view of a bundle (times in epoch ms); `cedar` only when asked. */
+/** Admin-API view of a bundle (times in epoch seconds); `cedar` only when asked. */
 export function policyJson(b: PolicyBundle, withText = false): Record<string, unknown> {
   const out: Record<string, unknown> = {
     id: b.id,
@@ -56,9 +57,9 @@ export function policyJson(b: PolicyBundle, withText = false): Record<string, un
     version: b.version,
     mode: b.mode,
     status: b.status,
-    created_at: b.createdAt,
-    activated_at: b.activatedAt,
-    reviewed_at: b.reviewedAt,
+    created_at: epochSeconds(b.createdAt),
+    activated_at: epochSecondsOrNull(b.activatedAt),
+    reviewed_at: epochSecondsOrNull(b.reviewedAt),
   }
   if (withText) out.cedar = b.cedar
   return out
@@ -239,12 +240,13 @@ async function diffReport(deps: ControlPlaneDeps, b: PolicyBundle): Promise<Reco
   const bundles = await deps.store.policies.list(b.tenant)
   const active = bundles.find((x) => x.status === 'active') ?? null
   const { groups, total } = await foldDiff(deps, b.tenant, b.id)
-  const changes = groups.filter((g) => g.from !== g.to)
+  // Samples are stored with the gateway's epoch-ms ts; the answer names the unit.
+  const changes = groups.filter((g) => g.from !== g.to).map((g) => ({ ...g, samples: g.samples.map(({ ts, ...sample }) => ({ ...sample, ts_ms: ts })) }))
   const unchanged = groups.filter((g) => g.from === g.to).map((g) => ({ agent_id: g.agent_id, tool: g.tool, decision: g.from, count: g.count }))
   return {
     candidate: { id: b.id, version: b.version, status: b.status },
     active: active ? { id: active.id, version: active.version } : null,
-    reviewed_at: b.reviewedAt,
+    reviewed_at: epochSecondsOrNull(b.reviewedAt),
     samples: total,
     changed: changes.reduce((n, g) => n + g.count, 0),
     changes,

@@ -42,13 +42,16 @@ export function eventHash(e: ChainedFields): string {
   )
 }
 
-/** Wire (snake_case) form of an event: admin API, export. */
+/**
+ * Wire (snake_case) form of an event: admin API, export. The time keeps its
+ * milliseconds, so it names its unit: `ts_ms` is the `ts` the hash covers.
+ */
 export function eventToWire(e: AuditEvent): Record<string, unknown> {
   return {
     id: e.id,
     chain_id: e.chainId,
     chain_seq: e.chainSeq,
-    ts: e.ts,
+    ts_ms: e.ts,
     type: e.type,
     tenant: e.tenant,
     actor: e.actor,
@@ -59,9 +62,9 @@ export function eventToWire(e: AuditEvent): Record<string, unknown> {
   }
 }
 
-/** Wire (snake_case) form of a checkpoint. */
+/** Wire (snake_case) form of a checkpoint: `ts_ms` is the `ts` its signature covers. */
 export function checkpointToWire(c: AuditCheckpoint): Record<string, unknown> {
-  return { chain_id: c.chainId, chain_seq: c.chainSeq, head_hash: c.headHash, ts: c.ts, kid: c.kid, signature: c.signature }
+  return { chain_id: c.chainId, chain_seq: c.chainSeq, head_hash: c.headHash, ts_ms: c.ts, kid: c.kid, signature: c.signature }
 }
 
 // String.prototype.isWellFormed / toWellFormed (ES2024, in Node 20) are not in the ES2023 lib types.

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { AegisError, InvalidRequest } from '../../errors.js'
 import { installAdminGuard } from '../../http/admin-auth.js'
-import type { AuditQuery } from '../../store/types.js'
+import type { AuditEvent, AuditQuery } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { TAGS, allow, query } from '../admin/schemas.js'
 import { eventToWire } from './chain.js'
@@ -11,6 +11,7 @@ import { verifyAuditStore, type AuditProblem } from './verify.js'
 const TYPE_RE = /^[A-Za-z0-9_.-]{1,100}$/
 const TENANT_RE = /^[A-Za-z0-9._-]{1,128}$/
 const ACTOR_RE = /^[\x21-\x7e]{1,300}$/
+const CURSOR_RE = /^(\d{1,15})(?:\.(\d{1,15}))?$/
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
 
@@ -25,14 +26,14 @@ function one(q: Record<string, unknown>, name: string): string | undefined {
   return v
 }
 
-/** Epoch ms from `since`: an integer (epoch ms) or an RFC 3339 date-time. */
+/** Epoch ms from `since`: an integer (epoch seconds, like every time the admin API takes) or an RFC 3339 date-time. */
 function parseSince(v: string): number {
-  if (/^\d{1,15}$/.test(v)) return Number(v)
+  if (/^\d{1,12}$/.test(v)) return Number(v) * 1000
   if (v.length <= 40 && /^\d{4}-\d{2}-\d{2}T/.test(v)) {
     const ms = Date.parse(v)
     if (Number.isFinite(ms)) return ms
   }
-  throw bad('since must be epoch milliseconds or an RFC 3339 date-time')
+  throw bad('since must be epoch seconds or an RFC 3339 date-time')
 }
 
 /** Parses and bounds the query string of GET /admin/v1/audit. */
@@ -71,10 +72,20 @@ export function parseAuditQuery(raw: unknown): AuditQuery {
   }
   const cursor = one(q, 'cursor')
   if (cursor !== undefined) {
-    if (!/^\d{1,15}$/.test(cursor)) throw bad('cursor must be the next_cursor of a previous page')
-    out.cursor = Number(cursor)
+    // A page with since is in (ts, id) order, so its cursor is a (ts, id); either form fits only the query that gave it.
+    const m = CURSOR_RE.exec(cursor)
+    if (!m || (m[2] !== undefined) !== (out.since !== undefined)) throw bad('cursor must be the next_cursor of a previous page with the same filters')
+    if (m[2] === undefined) out.cursor = Number(m[1])
+    else out.after = { ts: Number(m[1]), id: Number(m[2]) }
   }
   return out
+}
+
+/** The next_cursor of a full page: the last event's id, or its (ts, id) when the page is in (ts, id) order. */
+export function auditNextCursor(query: AuditQuery, events: readonly AuditEvent[]): string | null {
+  const last = events[events.length - 1]
+  if (events.length < query.limit || !last) return null
+  return query.since === undefined ? String(last.id) : `${last.ts}.${last.id}`
 }
 
 // The shape of each parameter; the numeric range of limit and the date in since stay with parseAuditQuery, which also types the result.
@@ -84,9 +95,13 @@ const AuditQuerySchema = query(
     tenant: { type: 'string', pattern: TENANT_RE.source },
     actor: { type: 'string', pattern: ACTOR_RE.source, description: 'exact actor, e.g. agent:acme/billing-bot' },
     order: { type: 'string', enum: ['asc', 'desc'], description: 'asc (default): oldest first; desc: newest first (the cursor then pages to older events)' },
-    since: { type: 'string', maxLength: 40, description: 'epoch milliseconds or an RFC 3339 date-time' },
+    since: {
+      type: 'string',
+      maxLength: 40,
+      description: 'epoch seconds or an RFC 3339 date-time (inclusive); the page is then in (ts_ms, id) order and its cursor fits only this query',
+    },
     limit: { type: 'string', pattern: '^\\d{1,4}$', description: `1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` },
-    cursor: { type: 'string', pattern: '^\\d{1,15}$', description: 'next_cursor of the previous page' },
+    cursor: { type: 'string', pattern: CURSOR_RE.source, description: 'next_cursor of the previous page (same filters)' },
   },
   false,
 )
@@ -118,8 +133,7 @@ async function auditAdminRoutes(app: FastifyInstance, deps: ControlPlaneDeps): P
       }
       const events = await deps.store.audit.query(query)
       reply.header('cache-control', 'no-store')
-      const last = events[events.length - 1]
-      return { events: events.map(eventToWire), next_cursor: events.length === query.limit && last ? String(last.id) : null }
+      return { events: events.map(eventToWire), next_cursor: auditNextCursor(query, events) }
     },
   )
 

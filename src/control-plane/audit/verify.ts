@@ -1,5 +1,5 @@
 import { compactVerify, importJWK, type JWK } from 'jose'
-import { systemClock, type Clock } from '../../lib/clock.js'
+import { epochSeconds, systemClock, type Clock } from '../../lib/clock.js'
 import type { AuditCheckpoint, AuditEvent, Store } from '../../store/types.js'
 import { CHECKPOINT_TYP, GENESIS_HASH, checkpointToWire, eventHash, eventToWire } from './chain.js'
 
@@ -58,8 +58,10 @@ export interface ChainHead {
   ts: number
 }
 
-/** Format name in the export header line. */
-export const EXPORT_FORMAT = 'aegis-audit-export/1'
+/** Format name in the export header line: events and checkpoints carry `ts_ms`, the header `exported_at` in epoch seconds. */
+export const EXPORT_FORMAT = 'aegis-audit-export/2'
+/** The first format, whose events and checkpoints carried the same time as `ts`; still verified. */
+const EXPORT_FORMAT_V1 = 'aegis-audit-export/1'
 /** Format name of a `--heads` file. */
 export const HEADS_FORMAT = 'aegis-audit-heads/1'
 
@@ -403,7 +405,7 @@ export async function verifyAuditStore(store: Store, opts: VerifyOptions = {}): 
  */
 export async function exportAudit(store: Store, write: (line: string) => void, opts: { clock?: Clock } = {}): Promise<{ events: number; checkpoints: number }> {
   const clock = opts.clock ?? systemClock
-  write(JSON.stringify({ kind: 'header', format: EXPORT_FORMAT, exported_at: clock.now(), jwks: await storedJwks(store) }))
+  write(JSON.stringify({ kind: 'header', format: EXPORT_FORMAT, exported_at: epochSeconds(clock.now()), jwks: await storedJwks(store) }))
   const latest = await store.audit.latestCheckpoints()
   const chainIds = [...new Set([...(await store.audit.chains()), ...latest.map((c) => c.chainId)])].sort()
   let events = 0
@@ -433,11 +435,14 @@ function str(v: unknown): string | null {
   return typeof v === 'string' ? v : null
 }
 
-function eventFromWire(o: Record<string, unknown>): AuditEvent | null {
+/** The time of an event or checkpoint line: `ts_ms`, or `ts` in the first export format; either is the `ts` that was hashed and signed. */
+type TimeKey = 'ts_ms' | 'ts'
+
+function eventFromWire(o: Record<string, unknown>, timeKey: TimeKey): AuditEvent | null {
   const n = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null)
   const id = n(o.id),
     chainSeq = n(o.chain_seq),
-    ts = n(o.ts)
+    ts = n(o[timeKey])
   const chainId = str(o.chain_id),
     type = str(o.type),
     prevHash = str(o.prev_hash),
@@ -464,21 +469,26 @@ export async function verifyAuditExport(lines: string[], opts: VerifyOptions = {
   const events: Array<AuditEvent> = []
   const checkpoints = new Map<string, AuditCheckpoint[]>()
   const formatProblems: AuditProblem[] = []
-  lines.forEach((line, i) => {
-    if (line.trim() === '') return
-    let o: Record<string, unknown>
+  const parsed = lines.map((line, i): Record<string, unknown> | null => {
+    if (line.trim() === '') return null
     try {
-      o = JSON.parse(line) as Record<string, unknown>
+      const o = JSON.parse(line) as Record<string, unknown>
       if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new Error('not an object')
+      return o
     } catch {
       formatProblems.push({ id: null, chainId: '', chainSeq: 0, reason: `line ${i + 1} is not a JSON object` })
-      return
+      return null
     }
+  })
+  // The header names the format, and the format which key holds each line's time.
+  const timeKey: TimeKey = parsed.find((o) => o?.kind === 'header')?.format === EXPORT_FORMAT_V1 ? 'ts' : 'ts_ms'
+  parsed.forEach((o, i) => {
+    if (o === null) return
     if (o.kind === 'header') {
       if (header) formatProblems.push({ id: null, chainId: '', chainSeq: 0, reason: `line ${i + 1}: second header` })
       header = o
     } else if (o.kind === 'event') {
-      const e = eventFromWire(o)
+      const e = eventFromWire(o, timeKey)
       if (!e)
         formatProblems.push({
           id: typeof o.id === 'number' ? o.id : null,
@@ -492,7 +502,7 @@ export async function verifyAuditExport(lines: string[], opts: VerifyOptions = {
         chainId: str(o.chain_id) ?? '',
         chainSeq: typeof o.chain_seq === 'number' ? o.chain_seq : 0,
         headHash: str(o.head_hash) ?? '',
-        ts: typeof o.ts === 'number' ? o.ts : 0,
+        ts: typeof o[timeKey] === 'number' ? (o[timeKey] as number) : 0,
         kid: str(o.kid) ?? '',
         signature: str(o.signature) ?? '',
       }
@@ -505,7 +515,8 @@ export async function verifyAuditExport(lines: string[], opts: VerifyOptions = {
   })
   const h = header as Record<string, unknown> | null
   const headerJwks = h && typeof h.jwks === 'object' && h.jwks !== null && Array.isArray((h.jwks as Jwks).keys) ? (h.jwks as Jwks) : { keys: [] }
-  if (!h || h.format !== EXPORT_FORMAT) formatProblems.push({ id: null, chainId: '', chainSeq: 0, reason: `no ${EXPORT_FORMAT} header line` })
+  if (!h || (h.format !== EXPORT_FORMAT && h.format !== EXPORT_FORMAT_V1))
+    formatProblems.push({ id: null, chainId: '', chainSeq: 0, reason: `no ${EXPORT_FORMAT} header line` })
   const keys = new CheckpointKeys(keyMap(opts.jwks ?? headerJwks), opts.jwks ? 'pinned' : 'export')
   const byChain = new Map<string, AuditEvent[]>()
   for (const e of events) {

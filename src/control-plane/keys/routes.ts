@@ -4,8 +4,9 @@ import { TAGS, allow, query } from '../admin/schemas.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { recordRevocation, revocationExpiry } from '../revocation/service.js'
 import type { PublicKeyInfo } from './manager.js'
+import { epochSeconds, epochSecondsOrNull } from '../../lib/clock.js'
 
-/** Admin-API (snake_case) view of a key; times in epoch ms. Never private material. */
+/** Admin-API (snake_case) view of a key; times in epoch seconds. Never private material. */
 export function keyToWire(k: PublicKeyInfo): Record<string, unknown> {
   return {
     kid: k.kid,
@@ -13,10 +14,10 @@ export function keyToWire(k: PublicKeyInfo): Record<string, unknown> {
     state: k.state,
     revoked: k.revoked,
     public_jwk: k.publicJwk,
-    created_at: k.createdAt,
-    activates_at: k.activatesAt,
-    deactivated_at: k.deactivatedAt,
-    retires_at: k.retiresAt,
+    created_at: epochSeconds(k.createdAt),
+    activates_at: epochSeconds(k.activatesAt),
+    deactivated_at: epochSecondsOrNull(k.deactivatedAt),
+    retires_at: epochSecondsOrNull(k.retiresAt),
   }
 }
 

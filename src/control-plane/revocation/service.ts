@@ -10,6 +10,7 @@ import type { ControlPlaneDeps } from '../deps.js'
 import { kpiBook } from '../admin/kpis.js'
 import { directoryFor } from '../token/directory.js'
 import { revocationMatches } from './match.js'
+import { epochSeconds, epochSecondsOrNull } from '../../lib/clock.js'
 
 /** A revocation to record (validated). Times in epoch ms. */
 export interface NewRevocation {
@@ -192,7 +193,7 @@ export async function findRevocation(deps: ControlPlaneDeps, facts: TokenFacts):
   return active.find((r) => revocationMatches(r, facts)) ?? null
 }
 
-/** Admin-API form of an entry (snake_case, times in epoch ms like the rest of the admin API). */
+/** Admin-API form of an entry (snake_case, times in epoch seconds like the rest of the admin API). */
 export function revocationJson(r: Revocation): Record<string, unknown> {
   return {
     seq: r.seq,
@@ -201,9 +202,9 @@ export function revocationJson(r: Revocation): Record<string, unknown> {
     tenant: r.tenant,
     agent_id: r.agentId,
     reason: r.reason,
-    created_at: r.createdAt,
+    created_at: epochSeconds(r.createdAt),
     // null: in force until lifted.
-    expires_at: r.expiresAt === REVOCATION_PERMANENT ? null : r.expiresAt,
-    ...(r.liftedAt !== undefined ? { lifted_at: r.liftedAt, lifted_by: r.liftedBy ?? null, lift_seq: r.liftSeq ?? null } : {}),
+    expires_at: r.expiresAt === REVOCATION_PERMANENT ? null : epochSeconds(r.expiresAt),
+    ...(r.liftedAt !== undefined ? { lifted_at: epochSecondsOrNull(r.liftedAt), lifted_by: r.liftedBy ?? null, lift_seq: r.liftSeq ?? null } : {}),
   }
 }

@@ -46,7 +46,7 @@ test('GET /admin/v1/audit filters, pages with next_cursor, keeps tenant admins i
     'prev_hash',
     'subject',
     'tenant',
-    'ts',
+    'ts_ms',
     'type',
   ])
 
@@ -70,7 +70,7 @@ test('GET /admin/v1/audit filters, pages with next_cursor, keeps tenant admins i
   )
   assert.equal((await get('?tenant=globex')).body.events.length, 5)
   assert.deepEqual(
-    (await get(`?since=${t0 + 4000}&tenant=globex`)).body.events.map((e) => (e.data as { i: number }).i),
+    (await get(`?since=${(t0 + 4000) / 1000}&tenant=globex`)).body.events.map((e) => (e.data as { i: number }).i),
     [3, 4],
   )
   assert.equal((await get(`?since=${new Date(t0 + 4000).toISOString()}&tenant=globex`)).body.events.length, 2)
@@ -90,6 +90,11 @@ test('GET /admin/v1/audit filters, pages with next_cursor, keeps tenant admins i
     '?limit=abc',
     '?cursor=-1',
     '?since=yesterday',
+    // Epoch seconds: a millisecond time is refused rather than read as a date 50,000 years ahead.
+    `?since=${t0}`,
+    // A cursor fits only a query of the same kind: an id with since, a (ts, id) without it.
+    '?since=0&cursor=5',
+    '?cursor=1700000000000.5',
     '?type=%3Cscript%3E',
     // Types are matched exactly: a wildcard is refused rather than silently matching nothing.
     '?type=token.*',
@@ -101,4 +106,56 @@ test('GET /admin/v1/audit filters, pages with next_cursor, keeps tenant admins i
     assert.equal(r.status, 400, qs)
     assert.equal(r.body.error, 'invalid_request', qs)
   }
+})
+
+test('GET /admin/v1/audit with since: every event at or after it once, in (ts_ms, id) order, though the writers disagree on the time', async (t) => {
+  const defer = deferrer(t)
+  const { store, cleanup } = await tempSqlite()
+  defer(cleanup)
+  const config = testConfig()
+  const clock = manualClock()
+  // A second control plane whose clock runs 5 s behind: its events reach the log later in id order than their ts says.
+  const behind = { now: () => clock.now() - 5000 }
+  const keys = await createKeyManager({ config, store, clock, logger, metrics: new Metrics() })
+  defer(() => keys.stop())
+  const a = await createAuditWriter({ store, keys, clock, logger, chainId: 'cp-a', checkpointIntervalMs: 60_000 })
+  const b = await createAuditWriter({ store, keys, clock: behind, logger, chainId: 'cp-b', checkpointIntervalMs: 60_000 })
+  defer(() => Promise.all([a.close(), b.close()]))
+  const t0 = clock.now()
+  for (let i = 0; i < 12; i++) {
+    clock.advance(1000)
+    await (i % 2 ? b : a).append({ type: 'token.issued', tenant: 'acme', actor: 'agent:acme/bot', subject: `jti-${i}`, data: { i } })
+  }
+  const deps = depsFor({ config, store, keys, audit: a, clock })
+  const { app, url } = await listen(config, [(x) => auditRoutes(x, deps)])
+  defer(() => app.close())
+  const global = await adminToken(store, null)
+  const get = async (qs: string) => {
+    const res = await fetch(`${url}/admin/v1/audit${qs}`, { headers: { authorization: `Bearer ${global}` } })
+    return { status: res.status, body: (await res.json()) as { events: Array<{ id: number; ts_ms: number; data: { i: number } }>; next_cursor: string | null } }
+  }
+  const since = (t0 + 4000) / 1000
+  const everything = (await get('?limit=1000')).body.events
+  const want = everything.filter((e) => e.ts_ms >= since * 1000).sort((x, y) => x.ts_ms - y.ts_ms || x.id - y.id)
+  assert.ok(
+    want.some((e, i) => i > 0 && e.id < want[i - 1]!.id),
+    'the log has events whose id order differs from their ts order',
+  )
+  for (const order of ['asc', 'desc']) {
+    const seen: number[] = []
+    let cursor: string | null = ''
+    for (let guard = 0; cursor !== null && guard < 20; guard++) {
+      const page = await get(`?since=${since}&order=${order}&limit=3${cursor ? `&cursor=${cursor}` : ''}`)
+      assert.equal(page.status, 200)
+      seen.push(...page.body.events.map((e) => e.id))
+      cursor = page.body.next_cursor
+    }
+    const ids = want.map((e) => e.id)
+    assert.deepEqual(seen, order === 'asc' ? ids : ids.reverse(), order)
+  }
+  // The same with the since given as an RFC 3339 date-time.
+  assert.deepEqual(
+    (await get(`?since=${new Date(since * 1000).toISOString()}&limit=1000`)).body.events.map((e) => e.id),
+    want.map((e) => e.id),
+  )
 })

@@ -242,7 +242,7 @@ describe('admin API', () => {
       )
       assert.equal(afterLock.status, 401)
       assert.equal(cred.body.client_secret.length, 43)
-      assert.ok(cred.body.expires_at > Date.now() + 590_000)
+      assert.ok(Number.isInteger(cred.body.expires_at) && cred.body.expires_at > Date.now() / 1000 + 590, 'epoch seconds')
       const del = await admin(h, h.adminToken, 'DELETE', '/tenants/acme/agents/manifested')
       assert.equal(del.status, 204)
       assert.equal((await admin(h, h.adminToken, 'GET', '/tenants/acme/agents/manifested')).status, 404)
@@ -329,9 +329,9 @@ describe('admin API', () => {
       assert.equal(r.status, 201, `${c.type}: ${r.text}`)
       assert.equal(r.body.type, c.type)
       assert.equal(r.body.value, String(c.value))
-      if (c.type === 'issued_before') assert.equal(r.body.expires_at, (now - 60) * 1000 + max)
+      if (c.type === 'issued_before') assert.equal(r.body.expires_at, Math.floor(((now - 60) * 1000 + max) / 1000))
       else if (c.type === 'agent' || c.type === 'client' || c.type === 'tenant') assert.equal(r.body.expires_at, null)
-      else assert.ok(r.body.expires_at >= t0 + max && r.body.expires_at <= Date.now() + max)
+      else assert.ok(r.body.expires_at >= Math.floor((t0 + max) / 1000) && r.body.expires_at <= Math.floor((Date.now() + max) / 1000))
     }
     const list = await admin(h, h.adminToken, 'GET', '/revocations')
     assert.equal(list.status, 200)
@@ -347,5 +347,50 @@ describe('admin API', () => {
     const m = await (await fetch(`${h.url}/metrics`)).text()
     assert.match(m, /aegis_revocations_total\{type="kid"\} [1-9]/)
     assert.ok((await admin(h, h.adminToken, 'GET', '/kpis')).body.revocations >= cases.length)
+  })
+
+  test('every *_at field the admin API answers is integer epoch seconds, and ms times name their unit (docs/reference.md "Times and units")', async () => {
+    const before = Math.floor(Date.now() / 1000)
+    const cred = await admin(h, h.adminToken, 'POST', '/tenants/acme/agents/billing-bot/bootstrap-credentials', { ttl_seconds: 600 })
+    assert.equal(cred.status, 201, cred.text)
+    const answers: Array<[string, unknown]> = [['POST bootstrap-credentials', cred.body]]
+    for (const path of [
+      '/tenants',
+      '/tenants/acme',
+      '/tenants/acme/agents',
+      '/admin-tokens',
+      '/revocations',
+      '/keys',
+      '/gateways',
+      '/kpis?history=1',
+      '/audit?order=desc&limit=50',
+    ]) {
+      const r = await admin(h, h.adminToken, 'GET', path)
+      assert.equal(r.status, 200, `${path}: ${r.text}`)
+      answers.push([path, r.body])
+    }
+    const found = new Set<string>()
+    const walk = (where: string, v: unknown): void => {
+      if (Array.isArray(v)) {
+        for (const [i, x] of v.entries()) walk(`${where}[${i}]`, x)
+      } else if (v !== null && typeof v === 'object')
+        for (const [k, x] of Object.entries(v)) {
+          // An audit event's data is hashed as written (docs/reference.md "Audit"): not an answer's own field.
+          if (k === 'data' && where.includes('events[')) continue
+          if (k.endsWith('_at') && x !== null) {
+            found.add(k)
+            assert.ok(Number.isInteger(x) && (x as number) > 1e9 && (x as number) < 1e11, `${where}.${k} = ${String(x)} is not epoch seconds`)
+          }
+          if (k === 'ts' || k === 'start') assert.fail(`${where}.${k}: a time without its unit`)
+          if (k.endsWith('_ms') && k !== 'latency_ms') {
+            found.add(k)
+            assert.ok(Number.isInteger(x) && (x as number) > 1e12, `${where}.${k} = ${String(x)} is not epoch ms`)
+          }
+          walk(`${where}.${k}`, x)
+        }
+    }
+    for (const [where, body] of answers) walk(where, body)
+    for (const k of ['created_at', 'updated_at', 'expires_at', 'activates_at', 'start_at', 'ts_ms']) assert.ok(found.has(k), `no ${k} seen`)
+    assert.ok(cred.body.expires_at >= before + 600 && cred.body.expires_at <= Math.floor(Date.now() / 1000) + 600)
   })
 })

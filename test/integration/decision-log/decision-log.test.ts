@@ -161,7 +161,10 @@ describe('decision log: two gateway processes upload, the control plane stores, 
       [`?tenant=${env.tenant}&agent_id=log-bot&tool=crm.read`, (r) => r.tenant === env.tenant && r.agent_id === 'log-bot' && r.tool === 'crm.read'],
       ['?decision=refused', (r) => r.decision === 'refused'],
       [`?tenant=${env.tenant}&enforced=true&tool=payments.transfer`, (r) => r.tenant === env.tenant && r.enforced === true && r.tool === 'payments.transfer'],
-      [`?since=${all[5]!.ts_ms}&until=${all[1]!.ts_ms}`, (r) => r.ts_ms >= all[5]!.ts_ms && r.ts_ms < all[1]!.ts_ms],
+      [
+        `?since=${new Date(all[5]!.ts_ms).toISOString()}&until=${new Date(all[1]!.ts_ms).toISOString()}`,
+        (r) => r.ts_ms >= all[5]!.ts_ms && r.ts_ms < all[1]!.ts_ms,
+      ],
     ]
     for (const [q, keep] of cases) {
       const want = all.filter(keep).map((r) => r.id)

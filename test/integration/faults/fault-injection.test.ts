@@ -306,7 +306,7 @@ test('fault injection: two control planes on PostgreSQL, two gateways on Redis, 
       const next = (r.keys as Array<{ kid: string; activates_at: number }>).find((k) => k.kid === scheduledNext)
       assert.ok(next, `rotate answered no next key: ${JSON.stringify(r)}`)
       // The fault ends when the new key starts signing: from then on its tokens must be accepted everywhere.
-      const wait = Math.max(0, next.activates_at - Date.now())
+      const wait = Math.max(0, next.activates_at * 1000 - Date.now())
       await sleep(wait)
       f.note = `${scheduledNext.slice(0, 8)}… signs after ${secs(wait)}`
     })

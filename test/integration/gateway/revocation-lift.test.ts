@@ -36,7 +36,7 @@ for (const transport of ['sse', 'redis'] as const) {
       await assert.rejects(env.token(cred), /answered 401/, 'no token while the revocation holds')
 
       // Tokens carry whole seconds: mint the next one in a later second than the revocation.
-      const nextSecond = (Math.floor((rev.created_at as number) / 1000) + 1) * 1000
+      const nextSecond = ((rev.created_at as number) + 1) * 1000
       await new Promise((r) => setTimeout(r, Math.max(0, nextSecond - Date.now())))
       const lifted = await env.admin('DELETE', `/revocations/${rev.seq as number}`)
       assert.equal(lifted.seq, rev.seq)
@@ -62,7 +62,7 @@ for (const transport of ['sse', 'redis'] as const) {
       const cred = await env.agent('later-bot', ['crm.read'])
       const old = await env.token(cred)
       const rev = await env.admin('POST', '/revocations', { type: 'agent', value: 'later-bot', tenant: env.tenant })
-      const nextSecond = (Math.floor((rev.created_at as number) / 1000) + 1) * 1000
+      const nextSecond = ((rev.created_at as number) + 1) * 1000
       await new Promise((r) => setTimeout(r, Math.max(0, nextSecond - Date.now())))
       await env.admin('DELETE', `/revocations/${rev.seq as number}`)
       const fresh = await env.token(cred)

@@ -251,7 +251,7 @@ describe('scheduled rotation across two control planes (PostgreSQL) and two gate
       nextKid = r.next as string
       const next = (r.keys as Array<{ kid: string; activates_at: number }>).find((k) => k.kid === nextKid)!
       // Keep the load on until 2 s after the new key started signing.
-      await new Promise((res) => setTimeout(res, Math.max(0, next.activates_at - Date.now()) + 2_000))
+      await new Promise((res) => setTimeout(res, Math.max(0, next.activates_at * 1000 - Date.now()) + 2_000))
     } finally {
       calls = await l.stop()
     }

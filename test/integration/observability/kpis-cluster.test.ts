@@ -24,7 +24,7 @@ interface Kpis {
   decisions: Record<string, number>
   would_deny: Record<string, number>
   approvals_open: number
-  history: { start: number; issued: number[]; revocations: number[]; replay_attempts: number[]; decisions: Record<string, number[]> }
+  history: { start_at: number; issued: number[]; revocations: number[]; replay_attempts: number[]; decisions: Record<string, number[]> }
 }
 
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0)
