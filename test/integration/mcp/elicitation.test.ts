@@ -126,7 +126,7 @@ describe('approvals inside the MCP conversation (two gateway processes, Redis)',
   })
 
   describe('MCP 2025-11-25, the official SDK client', () => {
-    test('-32042 names the console page; approval sends elicitation/complete; the retry (from any session of the agent) passes once, a second asks again', async () => {
+    test('-32042 names the console page; decided: elicitation/complete; the retry (any session of the agent) passes once, then asks again', async () => {
       const completed: string[] = []
       const client = new Client({ name: 'elicit-test', version: '1.0.0' }, { capabilities: { elicitation: { url: {} } } })
       client.setNotificationHandler(ElicitationCompleteNotificationSchema, (n) => {
