@@ -300,6 +300,18 @@ describe('approvals inside the MCP conversation (two gateway processes, Redis)',
       assert.equal(stateless.calls.length, 1)
     })
 
+    test('a retry after a human denied the request is told so, and nothing is forwarded', async () => {
+      const args = { amount: 4000, to: 'BE68 5390 0754 7034' }
+      const first = await call(gateways[1]!, args)
+      const url = (first.result!.inputRequests['aegis/approval'] as { params: { url: string } }).params.url
+      await env.admin('POST', `/approvals/${url.split('/').pop()}/deny`, { reason: 'not this quarter' })
+      const retry = await call(gateways[0]!, args, { requestState: first.result!.requestState })
+      assert.equal(retry.result?.resultType, 'complete')
+      assert.equal(retry.result?.isError, true)
+      assert.match((retry.result?.content as Array<{ text: string }>)[0]!.text, /denied approval apr_\S+ for this call: not this quarter/)
+      assert.equal(stateless.calls.length, 1)
+    })
+
     test('without the elicitation.url capability in the request: the tool error, as a 2026-07-28 result', async () => {
       const r = await call(gateways[1]!, { amount: 3000, to: 'ES91' }, {}, {})
       assert.equal(r.result?.resultType, 'complete')
