@@ -34,16 +34,28 @@ const loadBefore = loadavg()[0]!
 log(`bench: ${seconds} s per figure on ${cpus().length} cores (load average ${loadBefore.toFixed(2)})`)
 
 if (want('issuance')) {
-  const { benchIssuance } = await import('./issuance.js')
+  const { benchIssuance, benchOidcProvider } = await import('./issuance.js')
   log('bench: token issuance over HTTP…')
   const base = ed25519Baseline(2)
   const r = await benchIssuance(Math.max(10, seconds))
+  const errors = (x: { non2xx: number; errors: number }): string => (x.non2xx + x.errors > 0 ? `, ${x.non2xx} non-2xx, ${x.errors} errors` : '')
+  const cpu = (x: { serverCpuUsPerToken: number }): string =>
+    Number.isFinite(x.serverCpuUsPerToken) ? `, ${x.serverCpuUsPerToken.toFixed(0)} µs CPU/token` : ''
   rows.push({
     what: 'token issuance, HTTP, 50 connections, audit on, SQLite',
-    result: `${fmt(r.tokensPerSec)}/s, p50 ${ms(r.p50Ms)}, p99 ${ms(r.p99Ms)}${r.non2xx + r.errors > 0 ? `, ${r.non2xx} non-2xx, ${r.errors} errors` : ''}`,
+    result: `${fmt(r.tokensPerSec)}/s, p50 ${ms(r.p50Ms)}, p99 ${ms(r.p99Ms)}${cpu(r)}${errors(r)}`,
     baseline: `raw Ed25519 sign ${fmt(base.signPerSec)}/s`,
     ratio: `${(r.tokensPerSec / base.signPerSec).toFixed(2)}×`,
     goal: '≥ 8,000/s, p99 < 15 ms',
+  })
+  log('bench: node-oidc-provider, the same load…')
+  const o = await benchOidcProvider(Math.max(10, seconds))
+  rows.push({
+    what: 'token issuance against node-oidc-provider, same load (client_credentials, EdDSA at+jwt, in-memory)',
+    result: `Aegis ${fmt(r.tokensPerSec)}/s${cpu(r)}`,
+    baseline: `node-oidc-provider ${o.version}: ${fmt(o.tokensPerSec)}/s, p99 ${ms(o.p99Ms)}${cpu(o)}${errors(o)}`,
+    ratio: `${(r.tokensPerSec / o.tokensPerSec).toFixed(2)}×`,
+    goal: '≥ 2.5×, p99 < 10 ms',
   })
 }
 
@@ -272,7 +284,7 @@ if (want('log-queries')) {
   if ((await skipWithoutPostgres()) === false) {
     log('bench: audit and decision log queries on PostgreSQL (creates, fills and drops its own database; minutes)…')
     const r = await benchLogQueries(POSTGRES_URL)
-    log(`bench: filled ${fmt(r.rows)} rows per table in ${r.fillSeconds.toFixed(0)} s`)
+    log(`bench: filled ${fmt(r.rows)} rows per table in ${r.fillSeconds.toFixed(0)} s (database ${r.database})`)
     for (const f of r.figures) {
       rows.push({
         what:
