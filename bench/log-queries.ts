@@ -111,14 +111,23 @@ export async function explain(c: pg.ClientBase, text: string, args: readonly unk
   return planNodes(r.rows[0]!['QUERY PLAN'][0]!.Plan)
 }
 
+/**
+ * AEGIS_BENCH_LOG_KEEP=1 keeps the filled database and prints its name;
+ * AEGIS_BENCH_LOG_DB=<name> measures such a database again (migrated to the
+ * current schema, indexes built as the migrations build them, fresh
+ * statistics) without filling it, e.g. on a quieter machine.
+ */
 export async function benchLogQueries(
   adminUrl: string,
   rows = Number(process.env.AEGIS_BENCH_LOG_ROWS ?? 10_000_000),
-): Promise<{ rows: number; fillSeconds: number; figures: LogQueryFigure[] }> {
-  const name = `aegis_bench_${process.pid}`
+): Promise<{ rows: number; fillSeconds: number; figures: LogQueryFigure[]; database: string }> {
+  const reuse = process.env.AEGIS_BENCH_LOG_DB
+  if (reuse !== undefined && !/^aegis_bench_\d+$/.test(reuse)) throw new Error('AEGIS_BENCH_LOG_DB names a database kept by AEGIS_BENCH_LOG_KEEP=1')
+  const keep = reuse !== undefined || process.env.AEGIS_BENCH_LOG_KEEP === '1'
+  const name = reuse ?? `aegis_bench_${process.pid}`
   const admin = new pg.Client({ connectionString: adminUrl })
   await admin.connect()
-  await admin.query(`CREATE DATABASE ${name}`)
+  if (reuse === undefined) await admin.query(`CREATE DATABASE ${name}`)
   const u = new URL(adminUrl)
   u.pathname = `/${name}`
   const url = u.toString()
@@ -128,10 +137,15 @@ export async function benchLogQueries(
     store = await openPostgresStore(url, { max: 2 })
     const start = Date.UTC(2025, 0, 1)
     const t0 = performance.now()
-    await Promise.all([fill(url, 'audit_events', AUDIT_FILL, rows, start), fill(url, 'decisions', DECISIONS_FILL, rows, start)])
-    const fillSeconds = (performance.now() - t0) / 1000
     probe = new pg.Client({ connectionString: url })
     await probe.connect()
+    if (reuse === undefined) await Promise.all([fill(url, 'audit_events', AUDIT_FILL, rows, start), fill(url, 'decisions', DECISIONS_FILL, rows, start)])
+    else {
+      rows = Number((await probe.query<{ n: string }>('SELECT max(id) AS n FROM audit_events')).rows[0]!.n)
+      await probe.query('ANALYZE audit_events')
+      await probe.query('ANALYZE decisions')
+    }
+    const fillSeconds = (performance.now() - t0) / 1000
     const end = start + rows * 250
     const figures: LogQueryFigure[] = []
     const s = store
@@ -184,6 +198,7 @@ export async function benchLogQueries(
       ['tool (all tenants)', { tool: 'tool.20', limit: 100 }],
       ['agent + tool (all tenants)', { agentId: 'agent-7', tool: 'tool.3', limit: 100 }],
       ['agent + decision (deny, all tenants)', { agentId: 'agent-7', decision: 'deny', limit: 100 }],
+      ['tool + decision (deny, all tenants)', { tool: 'tool.20', decision: 'deny', limit: 100 }],
       ['tool + time range (an hour, a day ago)', { tool: 'tool.20', ...dayAgo, limit: 100 }],
       ['decision (deny, all tenants)', { decision: 'deny', limit: 100 }],
       ['decision (sanitize, all tenants)', { decision: 'sanitize', limit: 100 }],
@@ -195,11 +210,11 @@ export async function benchLogQueries(
       const { text, args } = decisionQuerySql(q)
       figures.push({ table: 'decisions', filter, p50Ms: t.p50, p99Ms: t.p99, samples: t.n, plan: (await explain(c, text, args)).join(' < ') })
     }
-    return { rows, fillSeconds, figures }
+    return { rows, fillSeconds, figures, database: name }
   } finally {
     await probe?.end().catch(() => {})
     await store?.close().catch(() => {})
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+    if (!keep) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
     await admin.end()
   }
 }

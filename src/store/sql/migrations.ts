@@ -379,5 +379,16 @@ ALTER TABLE tenants ADD COLUMN max_delegation_depth ${int};
 ALTER TABLE trusted_issuers ADD COLUMN users TEXT;
 `,
     },
+    {
+      version: 10,
+      name: 'decisions_kind_indexes',
+      sql: `
+-- A global admin's agent or tool filter with a decision kind, across
+-- tenants: through (agent_id, ts, id) alone a page of denials read about
+-- ten times its rows (8.6 ms at 10 million decisions, README "Decision log").
+CREATE INDEX IF NOT EXISTS decisions_agent_decision ON decisions (agent_id, decision, ts, id);
+CREATE INDEX IF NOT EXISTS decisions_tool_decision ON decisions (tool, decision, ts, id);
+`,
+    },
   ]
 }
