@@ -19,7 +19,10 @@
  * (a bare array of cases works too). A case: `name`, `action`, `expect`
  * (allow | deny | approval_needed | sanitize), optional `principal`
  * (`agent_id`, `tenant`, `client_id`, `scopes`, `capabilities`), `resource`,
- * `params`, `time` (epoch seconds), `client_address`, `override`, and
+ * `params`, `time` (epoch seconds), `client_address`, `override`,
+ * `delegation` (a delegated token's chain: `chain`, the agent ids from the
+ * original subject to the current actor, and `user`, `user_issuer`,
+ * `user_resources` when a person delegated; docs/delegation.md), and
  * optional further expectations: `obligations` (the exact set of redacted
  * pointers), `approval_group`, `require_console`, `risk`, `policy_ids`
  * (the exact determining policies).
@@ -43,6 +46,7 @@ export interface PolicyTestCase {
   time?: number
   client_address?: string | null
   override?: boolean
+  delegation?: { chain: string[]; user?: string; user_issuer?: string; user_resources?: string[] }
   obligations?: Array<string | { type: 'redact'; path: string }>
   approval_group?: string
   require_console?: boolean
@@ -122,6 +126,17 @@ export function requestFromCase(c: PolicyTestCase, defaults: Partial<PolicyTestC
     time: c.time ?? defaults.time ?? Math.floor(Date.now() / 1000),
     clientAddress: c.client_address !== undefined ? c.client_address : (defaults.client_address ?? null),
     override: c.override ?? defaults.override ?? false,
+    ...delegationOf(c.delegation ?? defaults.delegation),
+  }
+}
+
+function delegationOf(d: PolicyTestCase['delegation']): Pick<PolicyRequest, 'delegation'> {
+  if (d === undefined) return {}
+  if (!Array.isArray(d.chain) || d.chain.length === 0) throw new Error('delegation.chain must list the agents of the chain')
+  // A person's chain starts at the first acting agent; an agent's at the delegating agent, which is no act level.
+  const depth = d.user !== undefined ? d.chain.length : d.chain.length - 1
+  return {
+    delegation: { chain: d.chain, depth, user: d.user ?? null, userIssuer: d.user_issuer ?? null, userResources: d.user_resources ?? [] },
   }
 }
 

@@ -76,7 +76,7 @@ describe('aegis policy', () => {
     assert.match(ctx.errors.join('\n'), /line 2, column 64/)
     const ok = capture()
     assert.equal(await policyCommand(['validate', 'policies/templates/payments/policy.cedar'], ok), 0)
-    assert.match(ok.lines[0]!, /valid, 7 policies/)
+    assert.match(ok.lines[0]!, /valid, 8 policies/)
   })
 
   test('policy eval answers one request, with sanitized params', async () => {
