@@ -38,7 +38,9 @@ entity Resource = {
 };
 
 // The tool call's parameters: untrusted JSON, open-ended per tool. Guard
-// every optional attribute with \`has\` (context.params has amount).
+// every optional attribute with \`has\` (context.params has amount). MCP
+// resources (action "resource:<scheme>") carry {uri}; prompts
+// (action "prompt:<name>") their arguments.
 type Params = {};
 
 // A query string's decoded members: a String, or a Set<String> for a
