@@ -378,7 +378,8 @@ async function loadApprovals() {
         { 'data-approval': a.id },
         h('td', {}, time(a.created_at)),
         h('td', {}, state.session.role === 'admin' ? h('a', { href: `#agent/${enc(a.agent_id)}` }, `${a.tenant}/${a.agent_id}`) : `${a.tenant}/${a.agent_id}`),
-        h('td', {}, a.tool),
+        // The request's own page: what notifications link to and MCP clients open.
+        h('td', {}, h('a', { href: `/console/approvals/${enc(a.id)}`, title: `Approval request ${a.id}` }, a.tool)),
         h('td', {}, h('code', { class: 'data' }, JSON.stringify(a.params))),
         h('td', { class: 'resource' }, a.resource ?? h('span', { class: 'muted' }, 'none')),
         h(

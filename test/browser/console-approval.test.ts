@@ -158,9 +158,12 @@ describe('console: one approval request on its own page, in Chromium', { skip },
     assert.equal(typeof status.override_token, 'string')
   })
 
-  test('Deny decides in one click too, and the page of a decided request offers no buttons', async () => {
+  test('the queue links to the page; Deny decides in one click too, and the page of a decided request offers no buttons', async () => {
     const a = await ask(2500)
-    await page.goto(`${env.issuer}/console/approvals/${a.id}`)
+    // From the console's queue: the tool links to the request's page.
+    await page.goto(`${env.issuer}/console/#approvals`)
+    await page.locator(`#approvals-body tr[data-approval="${a.id}"] a`).click()
+    await page.waitForURL(`${env.issuer}/console/approvals/${a.id}`)
     await page.locator('#decide').waitFor({ state: 'visible' })
     await page.locator('#reason').fill('not this quarter')
     await page.locator('#deny').click()
