@@ -18,6 +18,7 @@ import {
   systemClock,
   systemScheduler,
 } from './runtime.js'
+import { DelegationSource, TOKEN_TYPE_ID_TOKEN, type TokenInput } from './delegation.js'
 import { ClientCredentialsSource, type ClientAuthMethod, type RefreshInfo, type RetryOptions, type TokenSource } from './token-source.js'
 
 /** A gateway decision (docs/reference.md "Gateway"). */
@@ -94,6 +95,30 @@ export interface AuthorizeOptions {
   resource?: string
   /** Cancels the call (and any approval wait). */
   signal?: AbortSignal
+}
+
+/** Options of {@link AegisClient.delegate}. */
+export interface DelegateOptions {
+  /** The sub-agent: its client, or its own token source (its own Aegis token is the `actor_token`). */
+  to: AegisClient | TokenSource
+  /** Tools the sub-agent may call: a subset of what both hold; default all of that. */
+  capabilities?: string[]
+  /** Scopes, a subset of both tokens'; default all they share. */
+  scope?: string | string[]
+  /** Audience(s), among both tokens'; default the ones they share. */
+  audience?: string | string[]
+  /** Asked lifetime of each delegated token, seconds (capped by the server). */
+  ttl?: number
+}
+
+/** Options of {@link AegisClient.actOnBehalfOf}. */
+export interface ActOnBehalfOfOptions {
+  /** `subject_token_type` of the person's token. Default `urn:ietf:params:oauth:token-type:id_token`. */
+  userTokenType?: string
+  capabilities?: string[]
+  scope?: string | string[]
+  audience?: string | string[]
+  ttl?: number
 }
 
 /** Options of {@link AegisClient}. */
@@ -182,8 +207,10 @@ export class AegisClient {
   private readonly fetchImpl: FetchLike
   private readonly sleeper: Sleeper
   private readonly ownsSource: boolean
+  private readonly options: AegisClientOptions
 
   constructor(options: AegisClientOptions) {
+    this.options = options
     if (options.gatewayUrl !== undefined) new URL(options.gatewayUrl) // throws on a malformed URL
     this.clock = options.clock ?? systemClock
     this.random = options.random ?? Math.random
@@ -286,6 +313,62 @@ export class AegisClient {
     const retried = await this.decide(url, body, { ...headers, 'aegis-override': outcome.overrideToken }, signal, deadline)
     if (retried.enforced === false) this.onDryRunDecision?.(retried, action)
     return retried
+  }
+
+  /**
+   * Tokens for a sub-agent (RFC 8693 delegation, docs/delegation.md): each is
+   * this agent's token exchanged with the sub-agent's own token as actor, so
+   * `sub` stays this agent and `act.sub` names the sub-agent, with the tools
+   * and scopes of both at most (narrowed further by `capabilities`). This
+   * agent must list the sub-agent in its registration's `delegates`. Hand the
+   * source to the sub-agent (`new AegisClient({ issuer, gatewayUrl,
+   * tokenSource })`); it refreshes by exchanging both current tokens again.
+   * Close it when the work is done.
+   */
+  delegate(options: DelegateOptions): DelegationSource {
+    const actor = options.to instanceof AegisClient ? options.to.tokenSource : options.to
+    if (actor === this.tokenSource) throw new TypeError('an agent cannot delegate to itself')
+    return this.delegationSource(this.tokenSource, undefined, actor, options)
+  }
+
+  /**
+   * Tokens for this agent acting on behalf of a person (RFC 8693 §4.1): the
+   * person's token from an identity provider the tenant trusts for people
+   * (an OIDC ID token by default) is the subject, this agent's token the
+   * actor. `sub` is the person, `act.sub` this agent; scopes and tools are no
+   * wider than this agent's and what the tenant maps for that person.
+   * `userToken` may be a function returning the person's current token.
+   */
+  actOnBehalfOf(userToken: string | (() => string | Promise<string>), options: ActOnBehalfOfOptions = {}): DelegationSource {
+    return this.delegationSource(userToken, options.userTokenType ?? TOKEN_TYPE_ID_TOKEN, this.tokenSource, options)
+  }
+
+  private delegationSource(
+    subject: TokenInput,
+    subjectTokenType: string | undefined,
+    actor: TokenInput,
+    o: { capabilities?: string[]; scope?: string | string[]; audience?: string | string[]; ttl?: number },
+  ): DelegationSource {
+    const base = this.options
+    return new DelegationSource({
+      issuer: base.issuer,
+      subject,
+      ...(subjectTokenType !== undefined ? { subjectTokenType } : {}),
+      actor,
+      ...(o.capabilities !== undefined ? { capabilities: o.capabilities } : {}),
+      ...(o.ttl !== undefined ? { ttlSeconds: o.ttl } : {}),
+      scope: o.scope,
+      audience: o.audience,
+      tokenEndpoint: base.tokenEndpoint,
+      controlPlaneUrls: base.controlPlaneUrls,
+      refreshWindow: base.refreshWindow,
+      retry: base.retry,
+      onRefresh: base.onRefresh,
+      clock: base.clock,
+      scheduler: base.scheduler,
+      random: base.random,
+      fetch: base.fetch,
+    })
   }
 
   /** Stops the token source's background refresh (when the client created it) and pending waits. */

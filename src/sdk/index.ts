@@ -16,6 +16,8 @@
 export {
   AegisClient,
   type AegisClientOptions,
+  type ActOnBehalfOfOptions,
+  type DelegateOptions,
   type AuthorizeAction,
   type AuthorizeOptions,
   type AuthorizeResult,
@@ -41,6 +43,13 @@ export {
   type TokenRequest,
   type TokenSource,
 } from './token-source.js'
+export {
+  DelegationSource,
+  TOKEN_TYPE_ACCESS_TOKEN,
+  TOKEN_TYPE_ID_TOKEN,
+  type DelegationSourceOptions,
+  type TokenInput,
+} from './delegation.js'
 export { AegisSdkError, AegisAuthError, AegisUnavailableError } from './errors.js'
 export {
   systemClock,
