@@ -34,7 +34,7 @@ import { startGatewayProcess, type GatewayProcess } from '../test/helpers/gatewa
 import { REDIS_URL, skipWithoutRedis } from '../test/helpers/services.js'
 import { pacedLoad, type PacedLoadResult } from './paced-load.js'
 import { adminCall, freePort, startServeProcess, type ServerProcess } from './server-process.js'
-import { b64, opsPerSec, percentiles } from './util.js'
+import { b64, opsPerSec, percentiles, processTreeCpuMs } from './util.js'
 
 const ISSUER = 'https://aegis.bench'
 const AUDIENCE = 'aegis-gateway'
@@ -47,6 +47,34 @@ export interface HttpFigures {
   p99Ms: number
   errors: number
   non2xx: number
+  /** Server CPU (its process and any workers) per answered request, µs; NaN without /proc. */
+  serverCpuUs: number
+  /** The load generator's (this process's) CPU over the run, % of one core. */
+  loadGenCpuPct: number
+}
+
+/**
+ * autocannon at full speed (closed loop) against `url` for `seconds`, after a
+ * 2 s warm-up, with the server's CPU (process `pid` and its children) per
+ * request and the load generator's own CPU over the same run.
+ */
+async function fullSpeed(opts: autocannon.Options, pid: number | undefined, seconds: number): Promise<HttpFigures> {
+  await autocannon({ ...opts, duration: 2 })
+  const cpu0 = processTreeCpuMs(pid)
+  const gen0 = process.cpuUsage()
+  const t0 = performance.now()
+  const r = await autocannon({ ...opts, duration: seconds })
+  const wallMs = performance.now() - t0
+  const gen = process.cpuUsage(gen0)
+  return {
+    perSec: r.requests.average,
+    p50Ms: r.latency.p50,
+    p99Ms: r.latency.p99,
+    errors: r.errors,
+    non2xx: r.non2xx,
+    serverCpuUs: r.requests.total > 0 ? (1000 * (processTreeCpuMs(pid) - cpu0)) / r.requests.total : NaN,
+    loadGenCpuPct: (100 * (gen.user + gen.system)) / 1000 / wallMs,
+  }
 }
 
 export interface HttpBench {
@@ -57,14 +85,14 @@ export interface HttpBench {
 }
 
 /** Runs `fn` against bench/bare-fastify.mjs in its own process. */
-async function withBareFastify<T>(fn: (url: string) => Promise<T>): Promise<T> {
+async function withBareFastify<T>(fn: (url: string, pid: number | undefined) => Promise<T>): Promise<T> {
   const child = spawn(process.execPath, [fileURLToPath(new URL('./bare-fastify.mjs', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] })
   try {
     const port = await new Promise<string>((resolve, reject) => {
       child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()))
       child.once('exit', (code) => reject(new Error(`bare fastify exited with ${code}`)))
     })
-    return await fn(`http://127.0.0.1:${port}`)
+    return await fn(`http://127.0.0.1:${port}`, child.pid)
   } finally {
     child.kill('SIGTERM')
   }
@@ -276,22 +304,80 @@ export async function benchHttp(seconds: number, goalRate = 12_000): Promise<Htt
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ action: { tool: 'crm.read', params: { q: 'acme' } }, resource: 'crm:contacts' }),
     }
-    const measure = async (url: string): Promise<{ max: HttpFigures; atGoalRate: PacedLoadResult }> => {
+    const measure = async (url: string, pid: number | undefined): Promise<{ max: HttpFigures; atGoalRate: PacedLoadResult }> => {
       const opts = { url, connections: 50, ...request }
-      await autocannon({ ...opts, duration: 2 })
-      const r = await autocannon({ ...opts, duration: seconds })
-      const max = { perSec: r.requests.average, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.errors, non2xx: r.non2xx }
+      const max = await fullSpeed(opts, pid, seconds)
       const atGoalRate = await pacedLoad({ ...opts, rate: goalRate, seconds })
       return { max, atGoalRate }
     }
-    const gateway = await measure(`${gw.url}/v1/authorize`)
+    const gateway = await measure(`${gw.url}/v1/authorize`, gw.child.pid)
     await gw.stop()
     gw = undefined
     // Same load against a fastify that decides nothing: what this machine and harness cost by themselves.
-    const bare = await withBareFastify((url) => measure(`${url}/v1/authorize`))
+    const bare = await withBareFastify((url, pid) => measure(`${url}/v1/authorize`, pid))
     return { ...gateway, bare }
   } finally {
     await gw?.stop()
+    await cp.stop()
+  }
+}
+
+/**
+ * `/v1/authorize` at full speed against `aegis serve --role gateway
+ * --workers N` for each N in `counts` (Redis for the replay cache and feed,
+ * as several workers require), the same reused token and load as benchHttp.
+ * On a 2-core machine the load generator competes with the workers for the
+ * cores: its own CPU is reported beside each figure.
+ */
+export async function benchWorkers(seconds: number, counts: number[]): Promise<Array<{ workers: number; figures: HttpFigures }> | null> {
+  if (await skipWithoutRedis()) return null
+  const gatewayToken = `gw_${randomBytes(32).toString('base64url')}`
+  const cpPort = await freePort()
+  const issuer = `http://127.0.0.1:${cpPort}`
+  const redis = { AEGIS_REDIS_URL: REDIS_URL }
+  const cp = await startServeProcess('control-plane', { ...redis, AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_CONTROL_PORT: String(cpPort), AEGIS_ISSUER: issuer })
+  const out: Array<{ workers: number; figures: HttpFigures }> = []
+  try {
+    await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants', { id: TENANT, name: 'Bench' })
+    await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents`, {
+      agent_id: AGENT,
+      scopes: ['crm:read'],
+      capabilities: ['crm.read'],
+      max_ttl_seconds: 900,
+    })
+    const cred = (await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents/${AGENT}/bootstrap-credentials`, {
+      ttl_seconds: 3600,
+      single_use: false,
+    })) as { client_id: string; client_secret: string }
+    const res = await fetch(`${cp.url}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }),
+    })
+    const { access_token: token } = (await res.json()) as { access_token: string }
+    for (const workers of counts) {
+      const gw = await startServeProcess(
+        'gateway',
+        { ...redis, AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_ISSUER: issuer, AEGIS_GATEWAY_WORKERS: String(workers) },
+        'AEGIS_GATEWAY_PORT',
+      )
+      try {
+        // /healthz answered by one worker: give the others their start-up before the warm-up begins.
+        await new Promise((r) => setTimeout(r, 1_000 * workers))
+        const opts = {
+          url: `${gw.url}/v1/authorize`,
+          connections: 50,
+          method: 'POST' as const,
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ action: { tool: 'crm.read', params: { q: 'acme' } }, resource: 'crm:contacts' }),
+        }
+        out.push({ workers, figures: await fullSpeed(opts, gw.child.pid, seconds) })
+      } finally {
+        await gw.stop()
+      }
+    }
+    return out
+  } finally {
     await cp.stop()
   }
 }

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import autocannon from 'autocannon'
 import { adminCall, freePort, startServeProcess } from './server-process.js'
+import { processCpuMs } from './util.js'
 
 export interface IssuanceResult {
   tokensPerSec: number
@@ -25,19 +26,6 @@ export interface IssuanceResult {
   loopCpuUsPerToken: number
   /** CPU the load generator (this process) used during the measured run, % of one core. */
   benchCpuPct: number
-}
-
-/** utime + stime of a process (or with `thread`, of its main thread) in ms, from /proc (Linux); NaN elsewhere. */
-function processCpuMs(pid: number | undefined, thread = false): number {
-  if (pid === undefined) return NaN
-  try {
-    const stat = readFileSync(thread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8')
-    // Fields after the parenthesized command name; utime and stime are fields 14 and 15 (clock ticks, 100/s on Linux).
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(f[11]) + Number(f[12])) * 10
-  } catch {
-    return NaN
-  }
 }
 
 /**

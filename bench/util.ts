@@ -1,5 +1,6 @@
 /** Shared helpers for `npm run bench`: timing loops and percentiles. */
 import { generateKeyPairSync, sign, verify } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 
 export interface Rate {
   perSec: number
@@ -53,4 +54,29 @@ export function opsPerSec(seconds: number, fn: () => void): number {
 /** base64url of a value's JSON (JWS segments built by hand in benches). */
 export function b64(value: unknown): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url')
+}
+
+/** utime + stime of a process (or with `thread`, of its main thread) in ms, from /proc (Linux); NaN elsewhere. */
+export function processCpuMs(pid: number | undefined, thread = false): number {
+  if (pid === undefined) return NaN
+  try {
+    const stat = readFileSync(thread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8')
+    // Fields after the parenthesized command name; utime and stime are fields 14 and 15 (clock ticks, 100/s on Linux).
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(f[11]) + Number(f[12])) * 10
+  } catch {
+    return NaN
+  }
+}
+
+/** CPU (ms) of a process and its children (a gateway's cluster workers), from /proc; NaN elsewhere. */
+export function processTreeCpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN
+  let children: number[] = []
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+  } catch {
+    /* no children file: the process alone */
+  }
+  return children.reduce((sum, c) => sum + processCpuMs(c), processCpuMs(pid))
 }
