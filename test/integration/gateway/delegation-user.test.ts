@@ -105,7 +105,7 @@ describe('an agent acting on behalf of a person (RFC 8693 §4.1, subject = the p
     await idp.close()
   })
 
-  test("the token names the person as sub and the agent in act, no wider than the agent's and the person's grants, and the template holds the person's accounts", async () => {
+  test("sub is the person, act.sub the agent, no wider than the agent's and the person's grants; the template holds the person's accounts", async () => {
     const person = await idp.idToken({ sub: 'alice', groups: ['treasury', 'staff'], accounts: ['acc-alice-1'] })
     const r = await exchange(person, await env.token(billing))
     assert.equal(r.status, 200, JSON.stringify(r.body))
