@@ -28,6 +28,10 @@ unless { context.params.uri like "test://template/*" };
 permit (principal, action == Action::"resource:test", resource)
 when { context.params.uri like "test://template/*" };
 
+@id("uri-redacted")
+@sanitize("redact:/params/uri")
+permit (principal, action == Action::"resource:test", resource == Resource::"test://template/secret/data");
+
 @id("no-binary")
 @reason("binary resources are not for agents")
 forbid (principal, action == Action::"resource:test", resource == Resource::"test://static-binary");
@@ -71,6 +75,7 @@ const TOOLS_ONLY = '/mcp/tools-only'
 
 interface Refusal {
   code: number
+  message: string
   data: { 'aegis/decision': { decision: string; reasons: string[]; approval?: { id: string; status_url: string } } }
 }
 
@@ -79,7 +84,7 @@ async function refusalOf(p: Promise<unknown>): Promise<Refusal> {
     await p
   } catch (err) {
     assert.ok(err instanceof McpError, String(err))
-    return { code: err.code, data: err.data as Refusal['data'] }
+    return { code: err.code, message: err.message, data: err.data as Refusal['data'] }
   }
   assert.fail('the request was not refused')
 }
@@ -162,6 +167,11 @@ describe('MCP resources, prompts, completion and initialize through the gateway'
     const redacted = await client.readResource({ uri: 'test://template/42/data' })
     assert.deepEqual(JSON.parse((redacted.contents[0] as { text: string }).text), { id: '42', templateTest: true, data: '[REDACTED]' })
     assert.equal(sink.events.filter((e) => e.type === 'decision' && e.resource === 'test://template/42/data').at(-1)!.decision, 'sanitize')
+
+    // An obligation that would rewrite the URI would forward a read of another resource than the one decided.
+    const rewritten = await refusalOf(client.readResource({ uri: 'test://template/secret/data' }))
+    assert.equal(rewritten.code, -32001)
+    assert.match(rewritten.message, /would rewrite the resource URI/)
   })
 
   test('resources/read that needs approval: the approved retry with the override passes once, for that URI only', async () => {

@@ -62,7 +62,8 @@ function subjectOf(msg: Request, routeResource: string): Subject | string {
     resource: target.resource,
     // The URI is in the parameters too: an override binds the parameters, so it is good for this one URI only.
     params: { uri: target.resource },
-    rebuild: (decided) => (typeof decided.uri === 'string' ? { ...params, uri: decided.uri } : 'the policy removed the resource URI'),
+    // A redaction of the URI itself would forward a request for another resource than the one decided (and disagree with its Mcp-Name header).
+    rebuild: (decided) => (decided.uri === target.resource ? params : 'the policy would rewrite the resource URI: refused'),
     redact: msg.method === 'resources/read' ? (result, outcome) => redactResourceResult(result, resultObligations(outcome.obligations)) : null,
   }
 }
@@ -98,8 +99,9 @@ export async function decideMethod(
   })
   if (blocks(outcome)) return { answer: refusal(msg.id, outcome) }
   const sanitized = outcome.enforced && outcome.obligations.length > 0
-  const rebuilt = subject.rebuild(sanitized ? outcome.params : subject.params)
-  if (typeof rebuilt === 'string') return { answer: rpcError(msg.id, GATEWAY_ERROR, rebuilt) }
+  const decided = subject.rebuild(sanitized ? outcome.params : subject.params)
+  if (typeof decided === 'string') return { answer: rpcError(msg.id, GATEWAY_ERROR, decided) }
+  const rebuilt = { ...decided }
   if (meta !== null && OVERRIDE_META_KEY in meta) {
     // The override token is the agent's credential for this one request: it never reaches the server.
     const { [OVERRIDE_META_KEY]: _dropped, ...rest } = meta
