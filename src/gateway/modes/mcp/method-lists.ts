@@ -7,7 +7,6 @@
  * use. The listings are a courtesy to the model; each read and each prompt
  * is decided on its own.
  */
-import type { GatewayDeps } from '../../deps.js'
 import type { VerifiedManifest } from '../../manifests.js'
 import type { TokenView } from '../../pipeline/token-view.js'
 import { isPlainObject } from '../common.js'
