@@ -57,6 +57,12 @@ permit (principal, action == Action::"prompt:test_prompt_with_embedded_resource"
 forbid (principal, action == Action::"prompt:test_prompt_with_embedded_resource", resource)
 when { context.params has resourceUri && context.params.resourceUri like "file:*" };
 
+@id("prompt-embedded-watched")
+@approval("ops")
+forbid (principal, action == Action::"prompt:test_prompt_with_embedded_resource", resource)
+when { context.params has resourceUri && context.params.resourceUri == "test://watched-resource" }
+unless { context.override };
+
 @id("tools")
 permit (principal, action == Action::"test_simple_text", resource);
 `
@@ -215,6 +221,15 @@ describe('MCP resources, prompts, completion and initialize through the gateway'
     assert.equal(files.code, -32001)
     assert.equal(files.data['aegis/decision'].decision, 'deny')
     await client.getPrompt({ name: 'test_prompt_with_embedded_resource', arguments: { resourceUri: 'test://static-text' } })
+
+    const args = { resourceUri: 'test://watched-resource' }
+    const approval = (await refusalOf(client.getPrompt({ name: 'test_prompt_with_embedded_resource', arguments: args }))).data['aegis/decision']
+    assert.equal(approval.decision, 'approval_needed')
+    await env.admin('POST', `/approvals/${approval.approval!.id}/approve`, {})
+    const st = (await (await fetch(approval.approval!.status_url, { headers: { authorization: `Bearer ${token}` } })).json()) as { override_token: string }
+    const approved = await client.getPrompt({ name: 'test_prompt_with_embedded_resource', arguments: args, _meta: { 'aegis/override': st.override_token } })
+    assert.equal((approved.messages[0]!.content as { resource: { uri: string } }).resource.uri, 'test://watched-resource')
+    await assert.rejects(client.getPrompt({ name: 'test_prompt_with_embedded_resource', arguments: args, _meta: { 'aegis/override': st.override_token } }))
 
     const missing = await refusalOf(client.getPrompt({ name: 'test_prompt_with_image' }))
     assert.match(missing.data['aegis/decision'].reasons.join(' '), /capability:missing/)
