@@ -39,6 +39,8 @@ export interface ApprovalContext {
  */
 export interface ApprovalHook {
   resolve(ctx: ApprovalContext): ApprovalResolution | null | Promise<ApprovalResolution | null>
+  /** The approval's override was spent elsewhere (another gateway process): an identical ask must open a new request, not name this one. */
+  forget?(approvalId: string): void
 }
 
 export type ApprovalResolution = { kind: 'pending'; approval: ApprovalRef } | { kind: 'overridden'; reason: string }

@@ -261,6 +261,9 @@ export function createApprovalHook(deps: GatewayApprovalHookDeps): ApprovalHook 
       })
       return { kind: 'pending', approval: ref }
     },
+    forget(approvalId) {
+      deps.opener.forget?.(approvalId)
+    },
   }
 }
 

@@ -8,8 +8,11 @@
  *   `elicitation.url`): tools/call → -32042 URLElicitationRequiredError
  *   naming the console page → approve through the admin API →
  *   notifications/elicitation/complete on the session's GET stream → the
- *   retry is allowed → a second retry asks again. A client without the
- *   capability gets the tool error it always got.
+ *   retry is allowed → a second retry asks again. The same across the two
+ *   gateway processes (raw Streamable HTTP: each request to the process the
+ *   test picks), as the workers of one gateway or gateways behind a load
+ *   balancer see it. A client without the capability gets the tool error
+ *   it always got.
  * - MCP 2026-07-28 (the SDK on npm does not speak it): requests built from
  *   the specification's schema (schema/2026-07-28/schema.ts), sent with
  *   fetch to a stateless tool server written for the test: InputRequiredResult
@@ -188,6 +191,85 @@ describe('approvals inside the MCP conversation (two gateway processes, Redis)',
       }
     })
 
+    test('across gateway processes: initialize on one, -32042 and the retry on others, the completion on the stream of another', async () => {
+      const [a, b] = [gateways[0]!, gateways[1]!]
+      let sid = ''
+      /** One JSON-RPC message to a gateway; the answer, JSON or the one SSE event carrying it. */
+      const rpc = async (gw: GatewayProcess, body: Record<string, unknown>): Promise<{ status: number; msg: Rpc | null; sid: string | null }> => {
+        const res = await fetch(gw.url + ROUTE_2025, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${token}`,
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+            'mcp-protocol-version': '2025-11-25',
+            ...(sid ? { 'mcp-session-id': sid } : {}),
+          },
+          body: JSON.stringify({ jsonrpc: '2.0', ...body }),
+        })
+        const text = await res.text()
+        const data = text.startsWith('{') ? text : (/^data: (.*)$/m.exec(text)?.[1] ?? '')
+        return { status: res.status, msg: data ? (JSON.parse(data) as Rpc) : null, sid: res.headers.get('mcp-session-id') }
+      }
+      const init = await rpc(a, {
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: { elicitation: { url: {} } }, clientInfo: { name: 'raw', version: '1.0.0' } },
+      })
+      sid = init.sid ?? ''
+      assert.ok(sid, 'the upstream opened a session')
+      assert.equal((await rpc(a, { method: 'notifications/initialized' })).status, 202)
+      // The session's GET stream, on the first gateway (its headers come with its first event).
+      const gets = upstream.requests.filter((r) => r.method === 'GET').length
+      let events = ''
+      const ac = new AbortController()
+      const reading = (async () => {
+        const stream = await fetch(a.url + ROUTE_2025, {
+          headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' },
+          signal: ac.signal,
+        })
+        assert.equal(stream.status, 200)
+        for await (const chunk of stream.body!) events += Buffer.from(chunk).toString('utf8')
+      })().catch(() => {})
+      await eventually(async () => upstream.requests.filter((r) => r.method === 'GET').length > gets, 10_000, 10)
+      try {
+        const args = { amount: 7000, to: 'AT61 1904 3002 3457 3201' }
+        const before = upstream.calls.length
+        const call = { method: 'tools/call', params: { name: 'payments.transfer', arguments: args } }
+        // The other gateway knows the session's capability (published by the first).
+        const first = await rpc(b, { id: 2, ...call })
+        assert.equal(first.msg?.error?.code, -32042, JSON.stringify(first.msg))
+        const id = (first.msg!.error!.data as { elicitations: Array<{ elicitationId: string }> }).elicitations[0]!.elicitationId
+
+        await env.admin('POST', `/approvals/${id}/approve`, {})
+        // Watched by the second gateway, sent on the first one's stream.
+        await eventually(async () => events.includes('notifications/elicitation/complete') && events.includes(id), 15_000, 10)
+        const note = JSON.parse(/^data: (.*notifications\/elicitation\/complete.*)$/m.exec(events)![1]!) as Record<string, unknown>
+        assert.deepEqual(note, { jsonrpc: '2.0', method: 'notifications/elicitation/complete', params: { elicitationId: id } })
+
+        const retry = await rpc(a, { id: 3, ...call })
+        assert.equal(retry.msg?.error, undefined, JSON.stringify(retry.msg))
+        assert.notEqual(retry.msg?.result?.isError, true)
+        assert.equal(upstream.calls.length, before + 1)
+
+        // Refused on the other gateway too. Its approval opener remembers the request it opened for this very call for a
+        // moment (cachingApprovalOpener), so it may name the spent one before a new request is opened: never the call itself.
+        await eventually(
+          async () => {
+            const second = await rpc(b, { id: 4, ...call })
+            assert.equal(second.msg?.error?.code, -32042, JSON.stringify(second.msg))
+            assert.equal(upstream.calls.length, before + 1)
+            return (second.msg!.error!.data as { elicitations: Array<{ elicitationId: string }> }).elicitations[0]!.elicitationId !== id
+          },
+          15_000,
+          250,
+        )
+      } finally {
+        ac.abort()
+        await reading
+      }
+    })
+
     test('a client without the elicitation.url capability gets the tool error naming the approval and its status URL', async () => {
       const client = new Client({ name: 'plain-test', version: '1.0.0' })
       await client.connect(
@@ -308,7 +390,7 @@ describe('approvals inside the MCP conversation (two gateway processes, Redis)',
       const retry = await call(gateways[0]!, args, { requestState: first.result!.requestState })
       assert.equal(retry.result?.resultType, 'complete')
       assert.equal(retry.result?.isError, true)
-      assert.match((retry.result?.content as Array<{ text: string }>)[0]!.text, /denied approval apr_\S+ for this call: not this quarter/)
+      assert.match((retry.result!.content as Array<{ text: string }>)[0]!.text, /denied approval apr_\S+ for this call: not this quarter/)
       assert.equal(stateless.calls.length, 1)
     })
 

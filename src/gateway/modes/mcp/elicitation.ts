@@ -47,6 +47,7 @@ import type { DecisionOutcome } from '../../pipeline/index.js'
 import type { TokenView } from '../../pipeline/token-view.js'
 import { isPlainObject } from '../common.js'
 import { INVALID_PARAMS, rpcError, type JsonRpcId } from './jsonrpc.js'
+import { ElicitationBus, type BusMessage } from './elicitation-bus.js'
 import { RequestStateSealer, type RequestStateClaims } from './request-state.js'
 
 /** MCP 2025-11-25 `URL_ELICITATION_REQUIRED`. */
@@ -130,25 +131,55 @@ type Send = (data: string) => void
 export class McpApprovals {
   private readonly sessions = new LRUCache<string, true>({ max: MAX_SESSIONS, ttl: SESSION_TTL_MS })
   private readonly pending = new LRUCache<string, PendingElicitation>({ max: MAX_PENDING, ttl: REQUEST_STATE_TTL_SECONDS * 1000 })
+  /** Approvals whose override was spent: never waited for again (an opener may still name one for a moment). */
+  private readonly spent = new LRUCache<string, true>({ max: MAX_PENDING, ttl: REQUEST_STATE_TTL_SECONDS * 1000 })
   private readonly streams = new Map<string, Set<Send>>()
   private readonly watchers = new Map<string, AbortController>()
   private readonly sealer: RequestStateSealer
   private readonly statusBase: string
   private readonly consoleBase: string
+  /** With Redis: the other gateway processes' news, and ours for them (elicitation-bus.ts). */
+  private readonly bus: ElicitationBus | null
   private closed = false
 
-  constructor(private readonly deps: Pick<GatewayDeps, 'config' | 'replay' | 'clock' | 'logger' | 'decisions' | 'gatewayId'>) {
+  constructor(private readonly deps: Pick<GatewayDeps, 'config' | 'replay' | 'clock' | 'logger' | 'decisions' | 'gatewayId' | 'tuning' | 'approvals'>) {
     const secret = deps.config.gateway.mcpStateSecret
     this.sealer = new RequestStateSealer(secret)
     this.statusBase = (deps.config.controlPlaneUrl ?? deps.config.issuer).replace(/\/+$/, '')
     this.consoleBase = deps.config.issuer.replace(/\/+$/, '')
+    this.bus = deps.config.redisUrl
+      ? new ElicitationBus(deps.config.redisUrl, `${deps.tuning.feedChannel}:mcp-approvals`, deps.logger, deps.tuning.redisCommandTimeoutMs)
+      : null
+    this.bus?.onMessage((m) => this.apply(m))
   }
 
-  /** Stops every status watch. */
-  close(): void {
+  /** Stops every status watch and leaves the bus. */
+  async close(): Promise<void> {
     this.closed = true
     for (const ac of this.watchers.values()) ac.abort()
     this.watchers.clear()
+    await this.bus?.close()
+  }
+
+  /** What another gateway process published. */
+  private apply(m: BusMessage): void {
+    if (m.t === 'session') {
+      if (m.capable) this.sessions.set(m.sid, true)
+      else this.sessions.delete(m.sid)
+    } else if (m.t === 'pending') this.pending.set(m.key, { approvalId: m.approvalId, elicitationId: m.elicitationId })
+    else if (m.t === 'spent') {
+      if (m.key !== null) this.pending.delete(m.key)
+      this.spent.set(m.approvalId, true)
+      // This process's approval opener may still name the spent request for an identical ask: it must open a new one.
+      this.deps.approvals.forget?.(m.approvalId)
+    } else this.deliver(m.sid, m.elicitationId)
+  }
+
+  /** The call no longer waits for `approvalId` (its override is being spent, or it was decided otherwise), here and on every process. */
+  private spend(key: string | null, approvalId: string): void {
+    if (key !== null) this.pending.delete(key)
+    this.spent.set(approvalId, true)
+    this.bus?.publish({ t: 'spent', key, approvalId })
   }
 
   /** `initialize` was answered: remember whether this session's client shows URL elicitations (2025-11-25 `capabilities.elicitation.url`). */
@@ -156,13 +187,20 @@ export class McpApprovals {
     if (typeof sessionId !== 'string' || sessionId.length === 0 || sessionId.length > MAX_SESSION_ID) return
     const caps = params?.capabilities
     const elicitation = isPlainObject(caps) ? caps.elicitation : undefined
-    if (isPlainObject(elicitation) && isPlainObject(elicitation.url)) this.sessions.set(sessionId, true)
+    const capable = isPlainObject(elicitation) && isPlainObject(elicitation.url)
+    if (capable) this.sessions.set(sessionId, true)
     else this.sessions.delete(sessionId)
+    this.bus?.publish({ t: 'session', sid: sessionId, capable })
   }
 
-  /** The session's GET stream is open: `send` writes one SSE event on it (see rewriteSse). */
+  /**
+   * The session's GET stream is open: `send` writes one SSE event on it (see
+   * rewriteSse). Every session's stream is known while open, whatever this
+   * process learnt of its capabilities: the `-32042` may be answered by
+   * another process.
+   */
   streamOpened(sessionId: unknown): ((send: Send, stream: NodeJS.EventEmitter) => void) | null {
-    if (typeof sessionId !== 'string' || !this.sessions.has(sessionId)) return null
+    if (typeof sessionId !== 'string' || sessionId.length === 0 || sessionId.length > MAX_SESSION_ID) return null
     return (send, stream) => {
       const set = this.streams.get(sessionId) ?? new Set<Send>()
       this.streams.set(sessionId, set)
@@ -223,11 +261,11 @@ export class McpApprovals {
     if (s === null) return DECIDE
     if (s.status === 'approved' && s.override_token !== undefined) {
       // Spent here, whatever the decision makes of it: a second retry asks anew.
-      this.pending.delete(key)
+      this.spend(key, entry.approvalId)
       return { override: s.override_token, answer: null }
     }
     if (s.status === 'pending') return DECIDE
-    this.pending.delete(key)
+    this.spend(key, entry.approvalId)
     if (s.status === 'denied') {
       await call.authenticate()
       return { override: null, answer: denied(call, entry.approvalId, s.reason) }
@@ -282,6 +320,7 @@ export class McpApprovals {
       throw new Unavailable('the replay cache cannot be reached to spend this requestState', { cause: err })
     }
     if (!fresh) return refuse('it was already used; call again without it to ask for a new approval', st)
+    this.spend(null, st.aid)
     return { override: s.override_token, answer: null, stateSpent: true }
   }
 
@@ -298,7 +337,10 @@ export class McpApprovals {
       const key = callKey(outcome.token.facts.tenant, outcome.token.facts.agentId, call.tool, call.args, call.resource)
       // The approval id is unique: the elicitation of one request is the same one whenever this call is repeated.
       const elicitationId = approval.id
-      if (key !== null) this.pending.set(key, { approvalId: approval.id, elicitationId })
+      if (key !== null && !this.spent.has(approval.id)) {
+        this.pending.set(key, { approvalId: approval.id, elicitationId })
+        this.bus?.publish({ t: 'pending', key, approvalId: approval.id, elicitationId })
+      }
       this.watch(call.channel.sessionId, approval.id, elicitationId, call.token)
       return rpcError(call.id, URL_ELICITATION_REQUIRED, 'This call needs a human approval: open the URL, then make the same call again', {
         elicitations: [{ mode: 'url', elicitationId, url, message }],
@@ -383,7 +425,13 @@ export class McpApprovals {
     })()
   }
 
+  /** Sends the completion on the session's streams here, and asks the other processes to do the same on theirs. */
   private notifyComplete(sessionId: string, elicitationId: string): void {
+    this.deliver(sessionId, elicitationId)
+    this.bus?.publish({ t: 'complete', sid: sessionId, elicitationId })
+  }
+
+  private deliver(sessionId: string, elicitationId: string): void {
     const sends = this.streams.get(sessionId)
     if (sends === undefined) return
     const data = JSON.stringify({ jsonrpc: '2.0', method: 'notifications/elicitation/complete', params: { elicitationId } })
