@@ -251,6 +251,16 @@ if (want('pipeline-cedar')) {
       goal: '—',
     })
   }
+  const { benchDelegation } = await import('./delegation.js')
+  log('bench: a decision with a three-hop delegation chain beside a plain token…')
+  const d = await benchDelegation(Math.min(seconds, 10))
+  rows.push({
+    what: 'gateway pipeline in process with Cedar, payments template, decision cache off: a token carrying a three-hop delegation chain (four agents checked)',
+    result: `${fmt(d.chainPerSec)}/s`,
+    baseline: `the agent's own token ${fmt(d.plainPerSec)}/s (same calls, alternating rounds)`,
+    ratio: pct(d.chainPerSec, d.plainPerSec),
+    goal: '≥ 90 %',
+  })
   const h = await benchCedarHttp(Math.min(seconds, 10))
   rows.push({
     what: 'HTTP /v1/authorize, payments template active, reused token, 50 connections',

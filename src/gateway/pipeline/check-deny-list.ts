@@ -20,8 +20,7 @@ export function checkDenyList(deps: GatewayDeps, view: TokenView): void {
   if (d !== null) {
     // Every agent of the chain: unrevoked, and still holding the manifest it had when the chain reached it.
     for (let i = 0; i < d.chain.length; i++) {
-      if (i > 0 && deps.denyList.match({ ...view.facts, agentId: d.chain[i]! }) !== null)
-        throw invalidToken("an agent of the token's delegation chain is revoked")
+      if (i > 0 && deps.denyList.match(d.facts[i]!) !== null) throw invalidToken("an agent of the token's delegation chain is revoked")
       const held = deps.state.agentHash(d.agentKeys[i]!)
       if (held !== d.hashes[i]) {
         if (held === undefined || held === null) throw invalidToken("an agent of the token's delegation chain is unknown or deleted")

@@ -18,7 +18,9 @@ export interface TokenView {
   /** Map key of the agent (tenant + agent id). */
   readonly agentKey: string
   /** A delegated token's chain (docs/delegation.md), null for an agent's own token. */
-  readonly delegation: (PolicyDelegation & { readonly hashes: readonly string[]; readonly agentKeys: readonly string[] }) | null
+  readonly delegation:
+    | (PolicyDelegation & { readonly hashes: readonly string[]; readonly agentKeys: readonly string[]; readonly facts: readonly TokenFacts[] })
+    | null
   /** Sender-constrained (`cnf` present). */
   readonly constrained: boolean
   /** Set once the manifest is known (the hash is in the token, so it never changes). */

@@ -100,6 +100,12 @@ function deriveView(deps: GatewayDeps, v: VerifiedToken): TokenView | AegisError
             userResources: chain.userResources,
             hashes: chain.hashes,
             agentKeys: Object.freeze(chain.chain.map((id) => agentKey(c.tenant as string, id))),
+            // The deny-list facts of each chain agent, as if the token were its own (agent and issued-before entries match).
+            facts: Object.freeze(
+              chain.chain.map((id) =>
+                Object.freeze({ jti: c.jti, tenant: c.tenant as string, agentId: id, clientId: c.client_id as string, kid: v.kid, iat: c.iat }),
+              ),
+            ),
           }),
     constrained: c.cnf !== undefined,
     principal: null,

@@ -24,6 +24,8 @@ interface Slice {
   ids: string[]
   /** The same policies without the approval forbids (null when there are none). */
   withoutApproval: Slice | null
+  /** Whether any policy of the slice names `delegation`: if none does, Cedar is not sent the chain (it could not read it). */
+  readsDelegation: boolean
 }
 
 interface ActionPlan {
@@ -42,10 +44,15 @@ const preparsed = new Set<string>()
 
 function preparseSlice(policies: AnalyzedPolicy[]): Slice {
   const rest = policies.filter((p) => p.meta.approval === null)
-  return { ...preparseSet(policies), withoutApproval: rest.length < policies.length ? { ...preparseSet(rest), withoutApproval: null } : null }
+  const reads = (ps: AnalyzedPolicy[]): boolean => ps.some((p) => /\bdelegation\b/.test(p.text))
+  return {
+    ...preparseSet(policies),
+    withoutApproval: rest.length < policies.length ? { ...preparseSet(rest), withoutApproval: null, readsDelegation: reads(rest) } : null,
+    readsDelegation: reads(policies),
+  }
 }
 
-function preparseSet(policies: AnalyzedPolicy[]): Omit<Slice, 'withoutApproval'> {
+function preparseSet(policies: AnalyzedPolicy[]): Omit<Slice, 'withoutApproval' | 'readsDelegation'> {
   if (policies.length === 0) return { psetId: null, size: 0, ids: [] }
   // One text, not a record of policies: Cedar parses a policy-set text
   // several times faster. Its ids are then policy0…policyN in slice order,
@@ -116,7 +123,7 @@ export function contextReads(text: string): { time: boolean; address: boolean } 
   let address = false
   for (const m of text.matchAll(/\bcontext\b\s*(?:(?:\.|\bhas\b)\s*([A-Za-z_][A-Za-z0-9_]*))?/g)) {
     const attr = m[1]
-    if (attr === 'params' || attr === 'override' || attr === 'http') continue
+    if (attr === 'params' || attr === 'override' || attr === 'http' || attr === 'delegation') continue
     if (attr === 'time') time = true
     else if (attr === 'client_address') address = true
     else {
@@ -255,7 +262,8 @@ export class CedarEngine implements PolicyEngine {
         this.readsTime ? r.time : null,
         this.readsAddress ? r.clientAddress : null,
         r.http ?? null,
-        r.delegation ?? null,
+        // What policy sees of a chain (depth follows from chain and user); never the gateway's own bookkeeping beside it.
+        r.delegation ? [r.delegation.chain, r.delegation.depth, r.delegation.user, r.delegation.userIssuer, r.delegation.userResources] : null,
       ]) + params
     )
   }
@@ -266,7 +274,7 @@ export class CedarEngine implements PolicyEngine {
       const plan = this.planFor(request.action)
       const slice = this.whole ?? plan.slice
       if (slice.psetId === null) return this.deny([`no_permit: no policy permits ${request.action}`], [])
-      const context = buildContext(request)
+      const context = buildContext(request, slice.readsDelegation)
       const entities = buildEntities(request, plan.parents, this.shape)
       const answer = this.authorize(request, slice.psetId, context, entities)
       if (answer.type === 'failure') {

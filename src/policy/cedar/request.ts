@@ -5,7 +5,7 @@
  * action groups.
  */
 import type { CedarValueJson, Context, EntityJson } from '@cedar-policy/cedar-wasm/nodejs'
-import type { PolicyRequest } from '../types.js'
+import type { PolicyDelegation, PolicyRequest } from '../types.js'
 import { PRINCIPAL_TYPE, RESOURCE_TYPE } from './schema.js'
 
 /** Thrown for parameters Cedar cannot hold; the engine answers deny. */
@@ -53,8 +53,29 @@ export function toCedarValue(v: unknown): CedarValueJson | undefined {
   }
 }
 
+// A token's chain never changes: its Cedar form is built once per chain object (the gateway keeps one per token).
+const delegationContexts = new WeakMap<PolicyDelegation, CedarValueJson>()
+
+function delegationContext(d: PolicyDelegation): CedarValueJson {
+  let c = delegationContexts.get(d)
+  if (c === undefined) {
+    const rec: Record<string, CedarValueJson> = {
+      chain: [...d.chain],
+      depth: d.depth,
+      origin: d.chain[0] ?? '',
+      actor: d.chain[d.chain.length - 1] ?? '',
+      user_resources: [...d.userResources],
+    }
+    if (d.user !== null) rec.user = d.user
+    if (d.userIssuer !== null) rec.user_issuer = d.userIssuer
+    c = rec
+    delegationContexts.set(d, c)
+  }
+  return c
+}
+
 /** The Cedar context of a call: `{ params, time, client_address?, override, http?, delegation? }`. */
-export function buildContext(req: PolicyRequest): Context {
+export function buildContext(req: PolicyRequest, withDelegation = true): Context {
   const params = req.params !== null && typeof req.params === 'object' && !Array.isArray(req.params) ? toCedarValue(req.params) : undefined
   if (params === undefined) throw new ParamsError('params must be a JSON object')
   if (!Number.isSafeInteger(req.time)) throw new ParamsError('time must be integer epoch seconds')
@@ -66,19 +87,7 @@ export function buildContext(req: PolicyRequest): Context {
     if (h.bodySha256 !== undefined) http.body_sha256 = h.bodySha256
     ctx.http = http
   }
-  const d = req.delegation
-  if (d !== undefined) {
-    const delegation: Record<string, CedarValueJson> = {
-      chain: [...d.chain],
-      depth: d.depth,
-      origin: d.chain[0] ?? '',
-      actor: d.chain[d.chain.length - 1] ?? '',
-      user_resources: [...d.userResources],
-    }
-    if (d.user !== null) delegation.user = d.user
-    if (d.userIssuer !== null) delegation.user_issuer = d.userIssuer
-    ctx.delegation = delegation
-  }
+  if (withDelegation && req.delegation !== undefined) ctx.delegation = delegationContext(req.delegation)
   return ctx
 }
 
