@@ -74,7 +74,7 @@ interface AgentFieldsBody {
 }
 
 /**
- * Admin-API view of an agent (times in epoch ms). An agent registered without
+ * Admin-API view of an agent (times in epoch seconds). An agent registered without
  * `audiences` shows what it may get: `[AEGIS_AUDIENCE]` (docs/reference.md
  * §Agents; stored empty, so it follows that setting).
  */

@@ -77,7 +77,7 @@ interface IssuerBodyT {
   users?: { claim: string; grants: Array<{ value: string; scopes: string[]; capabilities: string[] }>; resources_claim?: string | null } | null
 }
 
-/** Admin-API view (times in epoch ms). */
+/** Admin-API view (times in epoch seconds). */
 export function trustedIssuerJson(t: TrustedIssuer): Record<string, unknown> {
   return {
     id: t.id,
