@@ -159,6 +159,26 @@ for (const [name, make, skip] of [
       assert.equal(lines.length, 1 + 9 + 2)
       assert.ok(!readFileSync(file, 'utf8').includes('"d":'), 'no private key material')
       assert.equal((await runCli(b.config, ['verify-export', file])).code, 0)
+      // Lines carry the hashed and signed time as ts_ms, the header its export time in epoch seconds.
+      const header = JSON.parse(lines[0]!) as { format: string; exported_at: number }
+      assert.equal(header.format, 'aegis-audit-export/2')
+      assert.ok(Number.isInteger(header.exported_at) && header.exported_at < 1e11, 'exported_at in epoch seconds')
+      assert.ok(
+        lines.slice(1).every((l) => {
+          const o = JSON.parse(l) as Record<string, unknown>
+          return Number.isInteger(o.ts_ms) && !('ts' in o)
+        }),
+      )
+      // An export of the first format (the same times named ts) still verifies; a changed time does not, in either.
+      const v1 = lines.map((l, i) => (i === 0 ? l.replace('aegis-audit-export/2', 'aegis-audit-export/1') : l.replace('"ts_ms":', '"ts":')))
+      writeFileSync(file, v1.join('\n'))
+      assert.equal((await runCli(b.config, ['verify-export', file])).code, 0)
+      const shifted = (l: string) => l.replace(/"ts(_ms)?":(\d+)/, (_m, unit: string | undefined, n: string) => `"ts${unit ?? ''}":${Number(n) + 1}`)
+      for (const form of [lines, v1]) {
+        writeFileSync(file, form.map((l) => (l.includes('"jti-2"') ? shifted(l) : l)).join('\n'))
+        assert.equal((await runCli(b.config, ['verify-export', file])).code, 1)
+      }
+      writeFileSync(file, lines.join('\n'))
 
       // Offline, an edited line is caught.
       const edited = lines.map((l) => (l.includes('"jti-2"') ? l.replace('"jti-2"', '"jti-X"') : l))
