@@ -852,6 +852,23 @@ export function storeContract(name: string, create: () => Promise<StoreHandle>, 
         )
       }))
 
+    test('delegation settings round-trip: agent delegates, tenant max_delegation_depth (set and cleared), trusted issuer users', () =>
+      withStore(async (s) => {
+        await s.tenants.create(tenant('deleg', { maxDelegationDepth: 2 }))
+        assert.equal((await s.tenants.get('deleg'))?.maxDelegationDepth, 2)
+        await s.tenants.update('deleg', { maxDelegationDepth: 3 })
+        assert.equal((await s.tenants.get('deleg'))?.maxDelegationDepth, 3)
+        await s.tenants.update('deleg', { maxDelegationDepth: null })
+        assert.equal((await s.tenants.get('deleg'))?.maxDelegationDepth ?? null, null)
+        await s.agents.create(agent('deleg', 'planner', { delegates: ['worker', 'leaf'] }))
+        assert.deepEqual((await s.agents.get('deleg', 'planner'))?.delegates, ['worker', 'leaf'])
+        await s.agents.update('deleg', 'planner', { delegates: ['leaf'] }, T0 + 1)
+        assert.deepEqual((await s.agents.get('deleg', 'planner'))?.delegates, ['leaf'])
+        const users = { claim: 'groups', grants: [{ value: 'treasury', scopes: ['pay'], capabilities: ['payments.transfer'] }], resourcesClaim: 'accounts' }
+        await s.trustedIssuers.create({ ...issuer('ti-people', 'deleg', 'https://idp.example'), rules: [], users })
+        assert.deepEqual((await s.trustedIssuers.list('deleg'))[0]?.users, users)
+      }))
+
     test('gateway acks: put upserts, list returns every gateway', () =>
       withStore(async (s) => {
         await s.gatewayAcks.put({ gatewayId: 'gw-b', seq: 3, updatedAt: T0 })
