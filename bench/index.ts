@@ -132,7 +132,9 @@ if (want('gateway')) {
     for (const { workers, figures } of w)
       rows.push({
         what: `HTTP /v1/authorize, reused token, 50 connections, full speed, ${workers} gateway worker${workers > 1 ? 's' : ''} (Redis replay cache)`,
-        result: `${fmt(figures.perSec)}/s, p50 ${ms(figures.p50Ms)}, p99 ${ms(figures.p99Ms)}${cpuUs(figures)}${failures(figures)}; load generator CPU ${figures.loadGenCpuPct.toFixed(0)} %`,
+        result:
+          `${fmt(figures.perSec)}/s, p50 ${ms(figures.p50Ms)}, p99 ${ms(figures.p99Ms)}${cpuUs(figures)}${failures(figures)}; ` +
+          `load generator CPU ${figures.loadGenCpuPct.toFixed(0)} %`,
         baseline: `1 worker: ${fmt(one.perSec)}/s`,
         ratio: `${(figures.perSec / one.perSec).toFixed(2)}×`,
         goal: '—',
