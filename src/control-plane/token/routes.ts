@@ -224,7 +224,7 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
     }
     if (client) await limitClient(client.clientId)
 
-    const issueRequest = await grant.prepare({ deps, dir, request, body, client })
+    const issueRequest = await grant.prepare({ deps, dir, request, body, client, senderCnf: binding.cnf })
     if (!client) await limitClient(issueRequest.clientId)
     // Whatever the grant mapped to, when it is not the client just checked (a token exchange names its agent only now).
     const held =

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { SignJWT, decodeJwt, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose'
-import { AegisClient, AegisSdkError } from '../../../src/sdk/index.js'
+import { AegisClient, AegisSdkError, DpopKey } from '../../../src/sdk/index.js'
 import { activatePolicy, eventually, startGatewayEnv, type Credential, type GatewayEnv, type RunningGateway } from '../../helpers/gateway-env.js'
 
 const POLICY = `
@@ -81,6 +81,45 @@ describe('aegis/sdk: client.delegate and client.actOnBehalfOf', () => {
       const c = client(planner)
       c.delegate({ to: c })
     }, TypeError)
+  })
+
+  test('a sender-constrained (DPoP) actor token is exchanged only with a proof of its key', async () => {
+    const key = DpopKey.generate()
+    const endpoint = `${env.issuer}/oauth2/token`
+    const post = async (form: Record<string, string>, headers: Record<string, string> = {}, proofKey?: DpopKey): Promise<Response> => {
+      let nonce: string | undefined
+      for (let i = 0; ; i++) {
+        const h = { 'content-type': 'application/x-www-form-urlencoded', ...headers }
+        if (proofKey) Object.assign(h, { dpop: proofKey.proof('POST', endpoint, nonce !== undefined ? { nonce } : {}) })
+        const res = await fetch(endpoint, { method: 'POST', headers: h, body: new URLSearchParams(form) })
+        nonce = res.headers.get('dpop-nonce') ?? undefined
+        if (res.status !== 400 || nonce === undefined || i > 0) return res
+        const body = (await res.clone().json()) as { error?: string }
+        if (body.error !== 'use_dpop_nonce') return res
+      }
+    }
+    const basic = `Basic ${Buffer.from(`${worker.client_id}:${worker.client_secret}`).toString('base64')}`
+    const bound = await post({ grant_type: 'client_credentials' }, { authorization: basic }, key)
+    const boundBody = (await bound.json()) as { access_token: string; token_type: string }
+    assert.equal(bound.status, 200, JSON.stringify(boundBody))
+    assert.equal(boundBody.token_type, 'DPoP')
+    const form = {
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      subject_token: await env.token(planner),
+      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      actor_token: boundBody.access_token,
+      actor_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+    }
+    const stolen = await post(form)
+    assert.equal(stolen.status, 400)
+    assert.equal(((await stolen.json()) as { error: string }).error, 'invalid_request')
+    const otherKey = await post(form, {}, DpopKey.generate())
+    assert.equal(otherKey.status, 400)
+    const proved = await post(form, {}, key)
+    const provedBody = (await proved.json()) as { access_token: string; token_type: string }
+    assert.equal(proved.status, 200, JSON.stringify(provedBody))
+    assert.equal(provedBody.token_type, 'DPoP')
+    assert.ok((decodeJwt(provedBody.access_token).cnf as { jkt?: string }).jkt)
   })
 
   test("actOnBehalfOf: the person's ID token (re-read at each refresh) becomes sub, the agent act.sub; the person's mapping narrows", async () => {

@@ -41,7 +41,6 @@ import { allowedAudiences } from '../request-scope.js'
 import { MAX_ENTRIES_PER_TENANT, TOKEN_EXCHANGE_GRANT, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT, verifyWith } from './token-exchange.js'
 import type { GrantContext } from './types.js'
 
-const MAX_TOKEN = 8192
 const MAX_REQUESTED_TOOLS = 1000
 
 const verifiers = new WeakMap<ControlPlaneDeps, LocalTokenVerifier>()
@@ -69,6 +68,21 @@ async function readOwn(deps: ControlPlaneDeps, raw: string, name: 'subject_token
     if (err instanceof DelegationError) throw new InvalidRequest(`${name}: ${err.message}`)
     throw err
   }
+}
+
+/**
+ * A sender-constrained token in the body proves nothing by itself: whoever
+ * presents it must show its key in this request (the client certificate or
+ * DPoP proof the token endpoint verified), as a resource server would ask.
+ */
+function checkHolder(ctx: GrantContext, t: VerifiedOwnToken, name: string): void {
+  const cnf = t.claims.cnf
+  if (cnf === undefined) return
+  const proved = ctx.senderCnf ?? null
+  const jkt = cnf.jkt
+  const x5t = cnf['x5t#S256']
+  const ok = proved !== null && (jkt === undefined || proved.jkt === jkt) && (x5t === undefined || proved['x5t#S256'] === x5t)
+  if (!ok) throw new InvalidRequest(`${name} is sender-constrained: present its key (DPoP proof or client certificate) with the exchange`)
 }
 
 function factsOf(t: VerifiedOwnToken): TokenFacts {
@@ -183,6 +197,7 @@ async function readActor(ctx: GrantContext, raw: string): Promise<Actor> {
   if (type === undefined) throw new InvalidRequest('actor_token_type is required with actor_token')
   if (type !== TOKEN_TYPE_ACCESS_TOKEN) throw new InvalidRequest('actor_token_type must be urn:ietf:params:oauth:token-type:access_token')
   const own = await readOwn(deps, raw, 'actor_token')
+  checkHolder(ctx, own.token, 'actor_token')
   if (own.chain !== null) throw new InvalidRequest("actor_token must be the acting agent's own token, not a delegated one")
   const c = own.token.claims
   const tenant = await dir.tenant(c.tenant)
@@ -210,7 +225,9 @@ export async function prepareDelegation(ctx: GrantContext, subjectRaw: string, s
   const actor = await readActor(ctx, actorRaw)
   if (unverified.iss === deps.config.issuer) {
     if (subjectType !== TOKEN_TYPE_ACCESS_TOKEN) throw new InvalidRequest('an Aegis subject_token has type urn:ietf:params:oauth:token-type:access_token')
-    return agentHop(ctx, await readOwn(deps, subjectRaw, 'subject_token'), actor)
+    const subject = await readOwn(deps, subjectRaw, 'subject_token')
+    checkHolder(ctx, subject.token, 'subject_token')
+    return agentHop(ctx, subject, actor)
   }
   return userHop(ctx, subjectRaw, unverified, actor)
 }
