@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { capabilityHash } from '../../src/lib/capability.js'
+import { buildContext, delegationShapeOf, FULL_DELEGATION } from '../../src/policy/cedar/request.js'
 import { DelegationError, MAX_DELEGATION_DEPTH, actClaim, actorsOf, intersectManifests, readDelegation } from '../../src/lib/delegation.js'
 
 const H = 'A'.repeat(43)
@@ -58,5 +59,35 @@ describe('delegation chains in token claims', () => {
     // Same inputs, same manifest, same hash, whichever the order of tools.
     assert.equal(capabilityHash(intersectManifests(a, b)), capabilityHash(intersectManifests({ ...a, capabilities: [...a.capabilities].reverse() }, b)))
     assert.deepEqual(intersectManifests({ capabilities: ['x'] }, { capabilities: ['y'] }), { capabilities: [] })
+  })
+
+  test('Cedar is sent only what of context.delegation a slice names, all of it when used whole', () => {
+    assert.equal(delegationShapeOf('permit (principal, action, resource);'), 0)
+    const req = {
+      principal: { tenant: 't', agentId: 'a', clientId: 'c', scopes: [], capabilities: [] },
+      action: 'x',
+      resource: null,
+      params: {},
+      time: 1,
+      clientAddress: null,
+      override: false,
+      delegation: { chain: ['a', 'b'], depth: 1, user: 'alice', userIssuer: 'https://idp', userResources: ['r1'] },
+    }
+    const guardOnly = delegationShapeOf('forbid (principal, action, resource) when { context has delegation };')
+    assert.deepEqual(buildContext(req, guardOnly).delegation, {})
+    const some = delegationShapeOf('when { context has delegation && context.delegation has user && context.delegation.user_resources.contains("x") }')
+    assert.deepEqual(buildContext(req, some).delegation, { user: 'alice', user_resources: ['r1'] })
+    assert.equal(delegationShapeOf('when { context has delegation && context.delegation == context.params.d }'), FULL_DELEGATION)
+    assert.equal(delegationShapeOf('when { context["delegation"] == context.params.d }'), FULL_DELEGATION)
+    assert.deepEqual(buildContext(req).delegation, {
+      chain: ['a', 'b'],
+      depth: 1,
+      origin: 'a',
+      actor: 'b',
+      user: 'alice',
+      user_issuer: 'https://idp',
+      user_resources: ['r1'],
+    })
+    assert.equal(buildContext(req, 0).delegation, undefined)
   })
 })

@@ -12,7 +12,7 @@ import { LRUCache } from 'lru-cache'
 import { InvalidRequest } from '../../errors.js'
 import { canonicalJson } from '../../lib/canonical-json.js'
 import { analyzeBundle, type AnalyzedBundle, type AnalyzedPolicy, type PolicyMeta } from './analyze.js'
-import { buildContext, buildEntities, entityShapeOf, ParamsError, type EntityShape } from './request.js'
+import { buildContext, buildEntities, delegationShapeOf, entityShapeOf, ParamsError, type EntityShape } from './request.js'
 import { inActionGroup, PRINCIPAL_TYPE, RESOURCE_TYPE } from './schema.js'
 
 /** A preparsed policy set in the Cedar runtime, or no policies at all. */
@@ -24,8 +24,8 @@ interface Slice {
   ids: string[]
   /** The same policies without the approval forbids (null when there are none). */
   withoutApproval: Slice | null
-  /** Whether any policy of the slice names `delegation`: if none does, Cedar is not sent the chain (it could not read it). */
-  readsDelegation: boolean
+  /** What of `context.delegation` the slice's policies name (0: none, and Cedar is not sent the chain: it could not read it). */
+  delegationShape: number
 }
 
 interface ActionPlan {
@@ -44,15 +44,15 @@ const preparsed = new Set<string>()
 
 function preparseSlice(policies: AnalyzedPolicy[]): Slice {
   const rest = policies.filter((p) => p.meta.approval === null)
-  const reads = (ps: AnalyzedPolicy[]): boolean => ps.some((p) => /\bdelegation\b/.test(p.text))
+  const shape = (ps: AnalyzedPolicy[]): number => delegationShapeOf(ps.map((p) => p.text).join('\n'))
   return {
     ...preparseSet(policies),
-    withoutApproval: rest.length < policies.length ? { ...preparseSet(rest), withoutApproval: null, readsDelegation: reads(rest) } : null,
-    readsDelegation: reads(policies),
+    withoutApproval: rest.length < policies.length ? { ...preparseSet(rest), withoutApproval: null, delegationShape: shape(rest) } : null,
+    delegationShape: shape(policies),
   }
 }
 
-function preparseSet(policies: AnalyzedPolicy[]): Omit<Slice, 'withoutApproval' | 'readsDelegation'> {
+function preparseSet(policies: AnalyzedPolicy[]): Omit<Slice, 'withoutApproval' | 'delegationShape'> {
   if (policies.length === 0) return { psetId: null, size: 0, ids: [] }
   // One text, not a record of policies: Cedar parses a policy-set text
   // several times faster. Its ids are then policy0…policyN in slice order,
@@ -274,7 +274,7 @@ export class CedarEngine implements PolicyEngine {
       const plan = this.planFor(request.action)
       const slice = this.whole ?? plan.slice
       if (slice.psetId === null) return this.deny([`no_permit: no policy permits ${request.action}`], [])
-      const context = buildContext(request, slice.readsDelegation)
+      const context = buildContext(request, slice.delegationShape)
       const entities = buildEntities(request, plan.parents, this.shape)
       const answer = this.authorize(request, slice.psetId, context, entities)
       if (answer.type === 'failure') {

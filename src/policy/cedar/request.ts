@@ -53,29 +53,64 @@ export function toCedarValue(v: unknown): CedarValueJson | undefined {
   }
 }
 
-// A token's chain never changes: its Cedar form is built once per chain object (the gateway keeps one per token).
-const delegationContexts = new WeakMap<PolicyDelegation, CedarValueJson>()
+const DELEGATION_ATTRS = ['chain', 'depth', 'origin', 'actor', 'user', 'user_issuer', 'user_resources'] as const
+/** Every attribute of `context.delegation` (and the record itself). */
+export const FULL_DELEGATION = (1 << (DELEGATION_ATTRS.length + 1)) - 1
+const NAMED = 1 << DELEGATION_ATTRS.length
 
-function delegationContext(d: PolicyDelegation): CedarValueJson {
-  let c = delegationContexts.get(d)
+/**
+ * Which of `context.delegation` a bundle's text can read, as a bit set: the
+ * record when `delegation` appears, each attribute whose name appears. The
+ * chain costs Cedar a record to convert on every call, so a call is sent
+ * only what its policies name (Cedar reads attributes by literal name only;
+ * a name in a string or a comment still counts). 0: nothing.
+ */
+export function delegationShapeOf(text: string): number {
+  if (!/\bdelegation\b/.test(text)) return 0
+  // Used as a whole value (compared, say) rather than guarded with `has` or read by attribute: send all of it.
+  for (const m of text.matchAll(/(\bhas\s+["']?)?\bdelegation\b(?:["']\s*\])?\s*(\.|\[|\bhas\b)?/g)) {
+    if (m[1] === undefined && m[2] === undefined) return FULL_DELEGATION
+  }
+  let shape = NAMED
+  DELEGATION_ATTRS.forEach((a, i) => {
+    if (new RegExp(`\\b${a}\\b`).test(text)) shape |= 1 << i
+  })
+  return shape
+}
+
+// A token's chain never changes: its Cedar form is built once per chain object and shape (the gateway keeps one chain per token).
+const delegationContexts = new WeakMap<PolicyDelegation, Map<number, CedarValueJson>>()
+
+function delegationContext(d: PolicyDelegation, shape: number): CedarValueJson {
+  let byShape = delegationContexts.get(d)
+  if (byShape === undefined) {
+    byShape = new Map()
+    delegationContexts.set(d, byShape)
+  }
+  let c = byShape.get(shape)
   if (c === undefined) {
-    const rec: Record<string, CedarValueJson> = {
+    const all: Record<(typeof DELEGATION_ATTRS)[number], CedarValueJson | undefined> = {
       chain: [...d.chain],
       depth: d.depth,
       origin: d.chain[0] ?? '',
       actor: d.chain[d.chain.length - 1] ?? '',
+      user: d.user ?? undefined,
+      user_issuer: d.userIssuer ?? undefined,
       user_resources: [...d.userResources],
     }
-    if (d.user !== null) rec.user = d.user
-    if (d.userIssuer !== null) rec.user_issuer = d.userIssuer
+    const rec: Record<string, CedarValueJson> = {}
+    DELEGATION_ATTRS.forEach((a, i) => {
+      const v = all[a]
+      if (shape & (1 << i) && v !== undefined) rec[a] = v
+    })
     c = rec
-    delegationContexts.set(d, c)
+    byShape.set(shape, c)
   }
   return c
 }
 
 /** The Cedar context of a call: `{ params, time, client_address?, override, http?, delegation? }`. */
-export function buildContext(req: PolicyRequest, withDelegation = true): Context {
+export function buildContext(req: PolicyRequest, delegationShape = FULL_DELEGATION): Context {
   const params = req.params !== null && typeof req.params === 'object' && !Array.isArray(req.params) ? toCedarValue(req.params) : undefined
   if (params === undefined) throw new ParamsError('params must be a JSON object')
   if (!Number.isSafeInteger(req.time)) throw new ParamsError('time must be integer epoch seconds')
@@ -87,7 +122,7 @@ export function buildContext(req: PolicyRequest, withDelegation = true): Context
     if (h.bodySha256 !== undefined) http.body_sha256 = h.bodySha256
     ctx.http = http
   }
-  if (withDelegation && req.delegation !== undefined) ctx.delegation = delegationContext(req.delegation)
+  if (delegationShape !== 0 && req.delegation !== undefined) ctx.delegation = delegationContext(req.delegation, delegationShape)
   return ctx
 }
 
