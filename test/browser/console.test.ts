@@ -215,6 +215,10 @@ describe('admin console in Chromium', { skip }, () => {
     await page.goto(`${env.issuer}/console/#keys`)
     await page.locator('#keys-body tr').first().waitFor()
     assert.match((await page.locator('#keys-schedule').textContent()) ?? '', /rotate every/)
+    // Dates of this century, whatever unit the answer carries (epoch seconds for *_at, ms for ts_ms): read in the wrong one they are 1970 or year 50,000.
+    const shownAt = async (cell: string) => (await page.locator(cell).first().textContent()) ?? ''
+    assert.match(await shownAt('#keys-body tr td:nth-child(4)'), /^20\d\d-\d\d-\d\d /)
+    assert.match((await page.locator('#keys-schedule').textContent()) ?? '', /rotation: 20\d\d-\d\d-\d\d /)
     await page.goto(`${env.issuer}/console/#policies`)
     await page.locator('#policies-body tr').first().waitFor()
     await page.goto(`${env.issuer}/console/#audit`)
@@ -233,6 +237,7 @@ describe('admin console in Chromium', { skip }, () => {
     )
     const types = await page.locator('#audit-body tr td:nth-child(3)').allTextContents()
     assert.ok(types.length > 0 && types.every((t) => t === 'token.issued'))
+    assert.match(await shownAt('#audit-body tr td:nth-child(2)'), /^20\d\d-\d\d-\d\d /)
     await page.getByRole('button', { name: 'Verify chain' }).click()
     await page.locator('#audit-verify-result').filter({ hasText: 'Chain verified' }).waitFor()
     await shot(page, '06-audit')
