@@ -311,7 +311,7 @@ if (want('log-queries')) {
   if ((await skipWithoutPostgres()) === false) {
     log('bench: audit and decision log queries on PostgreSQL (creates, fills and drops its own database; minutes)…')
     const r = await benchLogQueries(POSTGRES_URL)
-    log(`bench: filled ${fmt(r.rows)} rows per table in ${r.fillSeconds.toFixed(0)} s (database ${r.database})`)
+    log(`bench: ${r.reused ? 'reused' : 'filled'} ${fmt(r.rows)} rows per table in ${r.fillSeconds.toFixed(0)} s (database ${r.database})`)
     for (const f of r.figures) {
       rows.push({
         what:

@@ -120,7 +120,7 @@ export async function explain(c: pg.ClientBase, text: string, args: readonly unk
 export async function benchLogQueries(
   adminUrl: string,
   rows = Number(process.env.AEGIS_BENCH_LOG_ROWS ?? 10_000_000),
-): Promise<{ rows: number; fillSeconds: number; figures: LogQueryFigure[]; database: string }> {
+): Promise<{ rows: number; fillSeconds: number; figures: LogQueryFigure[]; database: string; reused: boolean }> {
   const reuse = process.env.AEGIS_BENCH_LOG_DB
   if (reuse !== undefined && !/^aegis_bench_\d+$/.test(reuse)) throw new Error('AEGIS_BENCH_LOG_DB names a database kept by AEGIS_BENCH_LOG_KEEP=1')
   const keep = reuse !== undefined || process.env.AEGIS_BENCH_LOG_KEEP === '1'
@@ -210,7 +210,7 @@ export async function benchLogQueries(
       const { text, args } = decisionQuerySql(q)
       figures.push({ table: 'decisions', filter, p50Ms: t.p50, p99Ms: t.p99, samples: t.n, plan: (await explain(c, text, args)).join(' < ') })
     }
-    return { rows, fillSeconds, figures, database: name }
+    return { rows, fillSeconds, figures, database: name, reused: reuse !== undefined }
   } finally {
     await probe?.end().catch(() => {})
     await store?.close().catch(() => {})
