@@ -18,7 +18,8 @@ Usage:
       Answers one request. The request has the shape of a test case:
       {"principal": {"agent_id", "tenant", "scopes", "capabilities"},
        "action": "payments.transfer", "resource": "...", "params": {...},
-       "time": 1767225600, "client_address": "...", "override": false}
+       "time": 1767225600, "client_address": "...", "override": false,
+       "delegation": {"chain": ["planner", "worker"], "user"?, "user_resources"?}}
       Prints the decision as JSON (with the sanitized params for sanitize).
   aegis policy validate FILE|DIR
       Parses and validates against the Aegis schema; bad Cedar is reported
