@@ -268,6 +268,8 @@ export interface UserMapping {
   claim: string
   grants: Array<{ value: string; scopes: string[]; capabilities: string[] }>
   resourcesClaim?: string | null
+  /** The agents that may act for these people; absent = every agent of the tenant. */
+  agents?: string[] | null
 }
 
 export interface GatewayAck {

@@ -49,6 +49,7 @@ const UsersSchema = {
         ),
       },
       resources_claim: nullableStr(128),
+      agents: { type: ['array', 'null'], maxItems: 100, items: id, description: 'agents that may act for these people (default: any agent of the tenant)' },
     },
     ['claim', 'grants'],
   ),
@@ -74,7 +75,12 @@ interface IssuerBodyT {
   jwks?: { keys: Record<string, unknown>[] } | null
   audience: string
   rules: Array<{ claims: Record<string, string>; agent_id: string }>
-  users?: { claim: string; grants: Array<{ value: string; scopes: string[]; capabilities: string[] }>; resources_claim?: string | null } | null
+  users?: {
+    claim: string
+    grants: Array<{ value: string; scopes: string[]; capabilities: string[] }>
+    resources_claim?: string | null
+    agents?: string[] | null
+  } | null
 }
 
 /** Admin-API view (times in epoch seconds). */
@@ -87,7 +93,7 @@ export function trustedIssuerJson(t: TrustedIssuer): Record<string, unknown> {
     jwks: t.jwks,
     audience: t.audience,
     rules: t.rules.map((r) => ({ claims: r.claims, agent_id: r.agentId })),
-    users: t.users ? { claim: t.users.claim, grants: t.users.grants, resources_claim: t.users.resourcesClaim ?? null } : null,
+    users: t.users ? { claim: t.users.claim, grants: t.users.grants, resources_claim: t.users.resourcesClaim ?? null, agents: t.users.agents ?? null } : null,
     created_at: epochSeconds(t.createdAt),
   }
 }
@@ -158,7 +164,9 @@ export async function trustedIssuerRoutes(app: FastifyInstance, deps: ControlPla
         for (const r of parsedRules) {
           if (!(await deps.store.agents.get(tenant, r.agentId))) throw new InvalidRequest(`rule agent_id ${r.agentId} is not an agent of tenant ${tenant}`)
         }
-        const users = b.users ? { claim: b.users.claim, grants: b.users.grants, resourcesClaim: b.users.resources_claim ?? null } : null
+        const users = b.users
+          ? { claim: b.users.claim, grants: b.users.grants, resourcesClaim: b.users.resources_claim ?? null, agents: b.users.agents ?? null }
+          : null
         if (parsedRules.length === 0 && !users) throw new InvalidRequest('give at least one rule, or users')
         const t: TrustedIssuer = {
           id: randomId('ti', 9),

@@ -43,7 +43,7 @@ describe('aegis/sdk: client.delegate and client.actOnBehalfOf', () => {
       jwks: { keys: [idpJwk] },
       audience: 'aegis',
       rules: [],
-      users: { claim: 'groups', grants: [{ value: 'sales', scopes: ['crm:read'], capabilities: ['crm.read', 'crm.update'] }] },
+      users: { claim: 'groups', grants: [{ value: 'sales', scopes: ['crm:read'], capabilities: ['crm.read', 'crm.update'] }], agents: ['worker'] },
     })
     await activatePolicy(env, POLICY)
     gw = await env.startGateway()
@@ -149,5 +149,9 @@ describe('aegis/sdk: client.delegate and client.actOnBehalfOf', () => {
     await source.getToken({ forceRefresh: true })
     assert.equal(reads, 2)
     source.close()
+    // The issuer's people may be acted for by the agents it lists only.
+    const notListed = client(outsider).actOnBehalfOf(personToken)
+    await assert.rejects(notListed.getToken(), (err: unknown) => err instanceof AegisSdkError && err.code === 'invalid_request')
+    notListed.close()
   })
 })

@@ -345,6 +345,8 @@ async function userHop(ctx: GrantContext, raw: string, unverified: JWTPayload, a
   const { entry, payload } = verified
   const sub = payload.sub
   if (typeof sub !== 'string' || sub.length === 0 || sub.length > 256) throw new InvalidRequest('subject_token has no usable sub')
+  const agents = entry.users!.agents
+  if (agents && !agents.includes(actor.agent.agentId)) throw new InvalidRequest('this agent may not act for people of this issuer')
   const grants = userGrants(entry.users!, payload)
   if (!grants) throw new InvalidRequest('the tenant maps nothing to this person')
   const resources = userResources(entry.users!, payload)
