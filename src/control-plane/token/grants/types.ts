@@ -12,7 +12,10 @@ export interface GrantContext {
   request: FastifyRequest
   body: FormBody
   client: AuthenticatedClient | null
-  /** The confirmation this request proved (client certificate `x5t#S256`, DPoP `jkt`), or null: what a sender-constrained token presented in the body must match. */
+  /**
+   * The confirmation this request proved (client certificate `x5t#S256`, DPoP
+   * `jkt`), or null: what a sender-constrained token in the body must match.
+   */
   senderCnf?: Readonly<Record<string, string>> | null
 }
 
