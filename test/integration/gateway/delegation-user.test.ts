@@ -179,6 +179,12 @@ describe('an agent acting on behalf of a person (RFC 8693 §4.1, subject = the p
     assert.equal(foreign.status, 400)
     assert.equal(foreign.body.error, 'invalid_request')
 
+    // The person's resources travel in every token of the chain: bounded.
+    const hoard = Array.from({ length: 60 }, (_, i) => `acc-${i}-${'x'.repeat(40)}`)
+    const tooMany = await exchange(await idp.idToken({ sub: 'alice', groups: ['treasury'], accounts: hoard }), actor)
+    assert.equal(tooMany.status, 400)
+    assert.equal(tooMany.body.error, 'invalid_request')
+
     // staff only gets payments:read; asking for write is wider than the person's grants.
     const wider = await exchange(await idp.idToken({ sub: 'bob', groups: ['staff'] }), actor, { scope: 'payments:write' })
     assert.equal(wider.status, 400)

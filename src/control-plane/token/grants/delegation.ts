@@ -42,6 +42,7 @@ import { MAX_ENTRIES_PER_TENANT, TOKEN_EXCHANGE_GRANT, TOKEN_TYPE_ACCESS_TOKEN, 
 import type { GrantContext } from './types.js'
 
 const MAX_REQUESTED_TOOLS = 1000
+const MAX_USER_RESOURCES_JSON = 2048
 
 const verifiers = new WeakMap<ControlPlaneDeps, LocalTokenVerifier>()
 
@@ -312,7 +313,11 @@ function userResources(m: UserMapping, payload: JWTPayload): string[] {
   const values = typeof raw === 'string' ? [raw] : Array.isArray(raw) ? raw : []
   if (values.length > MAX_USER_RESOURCES || !values.every((v) => typeof v === 'string' && v.length > 0 && v.length <= 256))
     throw new InvalidRequest(`the person's ${m.resourcesClaim} claim must be at most ${MAX_USER_RESOURCES} strings of at most 256 characters`)
-  return [...new Set(values as string[])]
+  const out = [...new Set(values as string[])]
+  // They travel in every token of the chain: a token must stay far below the verifiers' size bound (tokens.maxTokenBytes).
+  if (JSON.stringify(out).length > MAX_USER_RESOURCES_JSON)
+    throw new InvalidRequest(`the person's ${m.resourcesClaim} claim is longer than ${MAX_USER_RESOURCES_JSON} characters of JSON`)
+  return out
 }
 
 /** First hop on behalf of a person: their token from a trusted issuer of the actor's tenant. */
