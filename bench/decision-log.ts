@@ -19,7 +19,7 @@ import type { AddressInfo } from 'node:net'
 import { gzipSync } from 'node:zlib'
 import autocannon from 'autocannon'
 import { freshPostgresSchema, skipWithoutPostgres } from '../test/helpers/services.js'
-import { adminCall, freePort, startServeProcess, type ServerProcess } from './server-process.js'
+import { adminCall, crmReaderToken, freePort, startServeProcess, type ServerProcess } from './server-process.js'
 
 const TENANT = 'acme'
 const AGENT = 'billing-bot'
@@ -61,23 +61,7 @@ export async function benchDecisionLogCost(seconds: number, rounds = 6): Promise
   await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r))
   const sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`
   try {
-    await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants', { id: TENANT, name: 'Bench' })
-    await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents`, {
-      agent_id: AGENT,
-      scopes: ['crm:read'],
-      capabilities: ['crm.read'],
-      max_ttl_seconds: 900,
-    })
-    const cred = (await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents/${AGENT}/bootstrap-credentials`, {
-      ttl_seconds: 3600,
-      single_use: false,
-    })) as { client_id: string; client_secret: string }
-    const res = await fetch(`${cp.url}/oauth2/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }),
-    })
-    const { access_token: token } = (await res.json()) as { access_token: string }
+    const token = await crmReaderToken(cp, TENANT, AGENT)
     const on = await startServeProcess(
       'gateway',
       { AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_ISSUER: issuer, AEGIS_GATEWAY_ID: 'bench-log-on', AEGIS_DECISION_LOG_ENABLED: 'true' },

@@ -33,7 +33,7 @@ import { authorize, startGatewayEnv, type GatewayEnv } from '../test/helpers/gat
 import { startGatewayProcess, type GatewayProcess } from '../test/helpers/gateway-processes.js'
 import { REDIS_URL, skipWithoutRedis } from '../test/helpers/services.js'
 import { pacedLoad, type PacedLoadResult } from './paced-load.js'
-import { adminCall, freePort, startServeProcess, type ServerProcess } from './server-process.js'
+import { crmReaderToken, freePort, startServeProcess, type ServerProcess } from './server-process.js'
 import { b64, opsPerSec, percentiles, processTreeCpuMs } from './util.js'
 
 const ISSUER = 'https://aegis.bench'
@@ -281,23 +281,7 @@ export async function benchHttp(seconds: number, goalRate = 12_000): Promise<Htt
   const cp = await startServeProcess('control-plane', { AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_CONTROL_PORT: String(cpPort), AEGIS_ISSUER: issuer })
   let gw: ServerProcess | undefined
   try {
-    await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants', { id: TENANT, name: 'Bench' })
-    await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents`, {
-      agent_id: AGENT,
-      scopes: ['crm:read'],
-      capabilities: ['crm.read'],
-      max_ttl_seconds: 900,
-    })
-    const cred = (await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents/${AGENT}/bootstrap-credentials`, {
-      ttl_seconds: 3600,
-      single_use: false,
-    })) as { client_id: string; client_secret: string }
-    const res = await fetch(`${cp.url}/oauth2/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }),
-    })
-    const { access_token: token } = (await res.json()) as { access_token: string }
+    const token = await crmReaderToken(cp, TENANT, AGENT)
     gw = await startServeProcess('gateway', { AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_ISSUER: issuer }, 'AEGIS_GATEWAY_PORT')
     const request = {
       method: 'POST' as const,
@@ -338,23 +322,7 @@ export async function benchWorkers(seconds: number, counts: number[]): Promise<A
   const cp = await startServeProcess('control-plane', { ...redis, AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_CONTROL_PORT: String(cpPort), AEGIS_ISSUER: issuer })
   const out: Array<{ workers: number; figures: HttpFigures }> = []
   try {
-    await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants', { id: TENANT, name: 'Bench' })
-    await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents`, {
-      agent_id: AGENT,
-      scopes: ['crm:read'],
-      capabilities: ['crm.read'],
-      max_ttl_seconds: 900,
-    })
-    const cred = (await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${TENANT}/agents/${AGENT}/bootstrap-credentials`, {
-      ttl_seconds: 3600,
-      single_use: false,
-    })) as { client_id: string; client_secret: string }
-    const res = await fetch(`${cp.url}/oauth2/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }),
-    })
-    const { access_token: token } = (await res.json()) as { access_token: string }
+    const token = await crmReaderToken(cp, TENANT, AGENT)
     for (const workers of counts) {
       const gw = await startServeProcess(
         'gateway',

@@ -82,3 +82,24 @@ export async function adminCall(url: string, token: string, method: string, path
   if (!res.ok && res.status !== 409) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`)
   return json
 }
+
+/** Registers `tenant` and an agent allowed `crm.read` on a bench control plane; resolves with a token of that agent. */
+export async function crmReaderToken(cp: ServerProcess, tenant: string, agent: string): Promise<string> {
+  await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants', { id: tenant, name: 'Bench' })
+  await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${tenant}/agents`, {
+    agent_id: agent,
+    scopes: ['crm:read'],
+    capabilities: ['crm.read'],
+    max_ttl_seconds: 900,
+  })
+  const cred = (await adminCall(cp.url, cp.adminToken, 'POST', `/admin/v1/tenants/${tenant}/agents/${agent}/bootstrap-credentials`, {
+    ttl_seconds: 3600,
+    single_use: false,
+  })) as { client_id: string; client_secret: string }
+  const res = await fetch(`${cp.url}/oauth2/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }),
+  })
+  return ((await res.json()) as { access_token: string }).access_token
+}
