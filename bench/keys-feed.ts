@@ -83,8 +83,10 @@ async function timeGatewayStart(env: Record<string, string>, token: string): Pro
     ...env,
     AEGIS_GATEWAY_PORT: String(port),
   }
+  // BENCH_SERVER_NODE_ARGS profiles the gateway too (bench/server-process.ts).
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
   const started = performance.now()
-  const child = spawn(process.execPath, ['bin/aegis.js', 'serve', '--role', 'gateway'], { env: childEnv, stdio: ['ignore', 'ignore', 'inherit'] })
+  const child = spawn(process.execPath, [...nodeArgs, 'bin/aegis.js', 'serve', '--role', 'gateway'], { env: childEnv, stdio: ['ignore', 'ignore', 'inherit'] })
   try {
     for (;;) {
       if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}`)

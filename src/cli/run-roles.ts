@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { CONFIG_KEYS, envName, type AegisConfig } from '../config/schema.js'
-import { buildControlPlane, type ControlPlaneDeps } from '../control-plane/index.js'
-import { buildGateway, type GatewayOverrides } from '../gateway/index.js'
+import type { ControlPlaneDeps } from '../control-plane/index.js'
+import type { GatewayOverrides } from '../gateway/index.js'
 import { bindTls, listenTls, type TlsListener, type TlsListenerOptions } from '../http/tls-listener.js'
 import { initTracing, shutdownTracing } from '../observability/tracing.js'
 
@@ -118,6 +118,8 @@ export async function startRoles(config: AegisConfig, role: Role, overrides: { g
       const early = tlsOpts?.port === 0 ? await bindingPort('control.tlsPort', tlsOpts.host, 0, () => bindTls(tlsOpts)) : undefined
       let cpConfig = config
       if (early !== undefined) cpConfig = Object.freeze({ ...config, control: Object.freeze({ ...config.control, tlsPort: early.port }) })
+      // Each role's modules are imported only by a process that runs it: a gateway starts without the stores and the token service.
+      const { buildControlPlane } = await import('../control-plane/index.js')
       const cp = await buildControlPlane(cpConfig).catch(async (err: unknown) => {
         await early?.close()
         throw err
@@ -137,6 +139,7 @@ export async function startRoles(config: AegisConfig, role: Role, overrides: { g
       if (role === 'all' && config.controlPlaneUrl === undefined) {
         gwConfig = Object.freeze({ ...config, controlPlaneUrl: urlOf(running.controlPlane!.app, true) })
       }
+      const { buildGateway } = await import('../gateway/index.js')
       const gw = await buildGateway(gwConfig, overrides.gateway)
       closers.push(() => gw.close())
       await bindingPort('gateway.port', config.gateway.host, config.gateway.port, () => gw.app.listen({ host: config.gateway.host, port: config.gateway.port }))

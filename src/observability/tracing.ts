@@ -1,8 +1,26 @@
 import { context, propagation, trace, SpanStatusCode, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api'
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
-import { NodeTracerProvider, BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-node'
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
-import { resourceFromAttributes } from '@opentelemetry/resources'
+import { createRequire } from 'node:module'
+import type { NodeTracerProvider, SpanProcessor } from '@opentelemetry/sdk-trace-node'
+
+const require = createRequire(import.meta.url)
+
+/**
+ * The SDK and the OTLP exporter are about 250 module files, a fifth of a
+ * gateway's start-up (issue 14): loaded, synchronously, only by a process
+ * that records spans.
+ */
+function sdk(): {
+  trace: typeof import('@opentelemetry/sdk-trace-node')
+  otlp: typeof import('@opentelemetry/exporter-trace-otlp-http')
+  resources: typeof import('@opentelemetry/resources')
+} {
+  return {
+    trace: require('@opentelemetry/sdk-trace-node') as typeof import('@opentelemetry/sdk-trace-node'),
+    otlp: require('@opentelemetry/exporter-trace-otlp-http') as typeof import('@opentelemetry/exporter-trace-otlp-http'),
+    resources: require('@opentelemetry/resources') as typeof import('@opentelemetry/resources'),
+  }
+}
 
 let provider: NodeTracerProvider | undefined
 
@@ -17,13 +35,13 @@ export function initTracing(options: { serviceName?: string; processors?: SpanPr
   if (provider) return
   const env = options.env ?? process.env
   const processors = [...(options.processors ?? [])]
-  if (env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) {
-    processors.push(new BatchSpanProcessor(new OTLPTraceExporter()))
-  }
+  const exporting = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
   propagation.setGlobalPropagator(new W3CTraceContextPropagator())
-  if (processors.length === 0) return
-  provider = new NodeTracerProvider({
-    resource: resourceFromAttributes({ 'service.name': env.OTEL_SERVICE_NAME ?? options.serviceName ?? 'aegis' }),
+  if (processors.length === 0 && !exporting) return
+  const { trace: sdkTrace, otlp, resources } = sdk()
+  if (exporting) processors.push(new sdkTrace.BatchSpanProcessor(new otlp.OTLPTraceExporter()))
+  provider = new sdkTrace.NodeTracerProvider({
+    resource: resources.resourceFromAttributes({ 'service.name': env.OTEL_SERVICE_NAME ?? options.serviceName ?? 'aegis' }),
     spanProcessors: processors,
   })
   provider.register()

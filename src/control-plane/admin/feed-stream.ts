@@ -13,6 +13,7 @@
  * - `GET /admin/v1/feed/snapshot?paged=true` (NDJSON): the same snapshot,
  *   one JSON object a line: `{"begin": …}`, `{"revocations": […]}`,
  *   `{"agents": […]}`, `{"end": {"seq", "revocations", "agents", "cursor"}}`.
+ * - `v=3` on either: page entries as tuples (src/control-plane/feed/events.ts).
  *
  * Memory per subscriber is bounded: pages are serialized once and shared
  * (SnapshotCache), events are read from the shared feed log at the
@@ -25,7 +26,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Unavailable } from '../../errors.js'
 import type { FeedHub } from '../feed/publisher-sse.js'
 import type { ControlPlaneDeps } from '../deps.js'
-import type { PagedSnapshot, SnapshotCache } from '../revocation/snapshot.js'
+import type { PagedSnapshot, SnapshotCache, SnapshotFormat } from '../revocation/snapshot.js'
 
 /** Unsent bytes after which a subscriber's writer waits for its socket to drain. */
 export const HIGH_WATER_BYTES = 1024 * 1024
@@ -43,9 +44,15 @@ export interface FeedStreamContext {
   pingMs: number
 }
 
-/** True when the caller asked for the paged, resumable stream (`?v=2`). */
+/** True when the caller asked for the paged, resumable stream (`?v=2`, or `?v=3` for tuple pages). */
 export function wantsPagedStream(request: FastifyRequest): boolean {
-  return (request.query as Record<string, unknown> | undefined)?.v === '2'
+  const v = (request.query as Record<string, unknown> | undefined)?.v
+  return v === '2' || v === '3'
+}
+
+/** Tuple pages for `?v=3`, objects otherwise. */
+function pageFormat(request: FastifyRequest): SnapshotFormat {
+  return (request.query as Record<string, unknown> | undefined)?.v === '3' ? 'tuples' : 'objects'
 }
 
 /** True when the caller asked for the NDJSON paged snapshot (`?paged=true`). */
@@ -115,7 +122,7 @@ export async function streamPagedFeed(ctx: FeedStreamContext & { hub: FeedHub },
   const { deps, hub } = ctx
   const log = hub.log
   const resumedFrom = log.resumable(lastEventId(request))
-  const snap: PagedSnapshot | undefined = resumedFrom === undefined ? ctx.snapshots.get() : undefined
+  const snap: PagedSnapshot | undefined = resumedFrom === undefined ? ctx.snapshots.get(pageFormat(request)) : undefined
   if (ctx.closing()) throw new Unavailable('the control plane is shutting down')
   reply.hijack()
   const res = reply.raw
@@ -191,7 +198,7 @@ export async function streamPagedFeed(ctx: FeedStreamContext & { hub: FeedHub },
 export async function sendPagedSnapshot(ctx: FeedStreamContext, request: FastifyRequest, reply: FastifyReply): Promise<void> {
   if (ctx.closing()) throw new Unavailable('the control plane is shutting down')
   // A read that starts after this request: a Redis gateway merges it with what it heard since it subscribed.
-  const snap = ctx.snapshots.fresh()
+  const snap = ctx.snapshots.fresh(pageFormat(request))
   reply.hijack()
   const res = reply.raw
   res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' })

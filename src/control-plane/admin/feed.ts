@@ -23,9 +23,17 @@ const PING_MS = 15_000
 /** A subscriber this far behind is cut off; it reconnects and reloads the snapshot. */
 const MAX_BUFFERED_BYTES = 8 * 1024 * 1024
 const AckBody = body({ gateway_id: str(128, '^[A-Za-z0-9._:-]{1,128}$'), seq: int(0, Number.MAX_SAFE_INTEGER) }, ['gateway_id', 'seq'])
-const SnapshotQuery = query({ paged: { type: 'string', description: '`true` (or `1`): the paged NDJSON snapshot' } })
+const SnapshotQuery = query({
+  paged: { type: 'string', description: '`true` (or `1`): the paged NDJSON snapshot' },
+  v: {
+    type: 'string',
+    description:
+      'with `paged`, `3`: page entries as tuples, revocations `[seq, type, value, tenant, agentId, createdAt, expiresAt]` ' +
+      'and agents `[tenant, agentId, capabilityHash]`',
+  },
+})
 const StreamQuery = query({
-  v: { type: 'string', description: '`2`: the paged, resumable stream' },
+  v: { type: 'string', description: '`2`: the paged, resumable stream; `3`: the same with page entries as tuples' },
   last_event_id: { type: 'string', description: 'resume point when the Last-Event-ID header cannot be sent' },
 })
 

@@ -8,7 +8,7 @@ import type { Revocation } from '../../store/types.js'
 import { createSsePublisher, type FeedHub } from './publisher-sse.js'
 import { RedisFeedPublisher } from './publisher-redis.js'
 
-export type { FeedEvent, FeedPublisher, FeedSnapshot, AgentState, PolicyState } from './events.js'
+export type { FeedEvent, FeedPublisher, FeedSnapshot, AgentState, AgentTuple, PolicyState, RevocationTuple } from './events.js'
 export { isFeedHub, LocalFeedHub, createSsePublisher, type FeedHub, type FeedListener } from './publisher-sse.js'
 export { RedisFeedPublisher, feedKeys, feedLogKey, FEED_LOG_MAXLEN, type RedisFeedOptions } from './publisher-redis.js'
 export { FeedLog, type FeedLogOptions, type LoggedEvent } from './log.js'

@@ -1,5 +1,5 @@
 import type { FeedLog } from '../feed/log.js'
-import type { AgentState, FeedSnapshot, KeysState, PolicyState } from '../feed/events.js'
+import { agentTuple, revocationTuple, type AgentState, type FeedSnapshot, type KeysState, type PolicyState } from '../feed/events.js'
 import type { Revocation } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 
@@ -115,6 +115,9 @@ function keysState(deps: ControlPlaneDeps): KeysState | undefined {
   }
 }
 
+/** How a snapshot's page entries are written: objects (`?v=2`) or tuples (`?v=3`, src/control-plane/feed/events.ts). */
+export type SnapshotFormat = 'objects' | 'tuples'
+
 /**
  * A feed snapshot being read page by page and serialized once, shared by
  * every subscriber that loads it (issue 14: 100,000 revocations are about
@@ -134,7 +137,10 @@ export class PagedSnapshot {
   bytes = 0
   private waiters: Array<() => void> = []
 
-  constructor(readonly createdAt: number) {}
+  constructor(
+    readonly createdAt: number,
+    readonly format: SnapshotFormat,
+  ) {}
 
   /** Resolves once there is more than `have` pages, or the end, or a failure. */
   more(have: number): Promise<void> {
@@ -169,9 +175,9 @@ const GATHER_MS = 20
  *   starts after all of them.
  */
 export class SnapshotCache {
-  private current: PagedSnapshot | undefined
-  private gathering: PagedSnapshot | undefined
-  private timer: NodeJS.Timeout | undefined
+  private readonly current = new Map<SnapshotFormat, PagedSnapshot>()
+  private readonly gathering = new Map<SnapshotFormat, PagedSnapshot>()
+  private readonly timers = new Map<SnapshotFormat, NodeJS.Timeout>()
   /** Snapshots read (tests, metrics). */
   builds = 0
 
@@ -181,44 +187,46 @@ export class SnapshotCache {
     private readonly maxAgeMs = 5_000,
   ) {}
 
-  get(): PagedSnapshot {
-    const c = this.current
+  get(format: SnapshotFormat = 'objects'): PagedSnapshot {
+    const c = this.current.get(format)
     if (c && !c.failed && performance.now() - c.createdAt < this.maxAgeMs && (c.pos === -1 || this.log === null || c.pos >= this.log.first - 1)) return c
-    const snap = new PagedSnapshot(performance.now())
+    const snap = new PagedSnapshot(performance.now(), format)
     this.start(snap)
     return snap
   }
 
-  fresh(): PagedSnapshot {
-    if (this.gathering) return this.gathering
-    const snap = new PagedSnapshot(performance.now())
-    this.gathering = snap
-    this.current = snap
+  fresh(format: SnapshotFormat = 'objects'): PagedSnapshot {
+    const g = this.gathering.get(format)
+    if (g) return g
+    const snap = new PagedSnapshot(performance.now(), format)
+    this.gathering.set(format, snap)
+    this.current.set(format, snap)
     setTimeout(() => {
-      this.gathering = undefined
+      this.gathering.delete(format)
       this.start(snap)
     }, GATHER_MS)
     return snap
   }
 
   private start(snap: PagedSnapshot): void {
-    this.current = snap
+    const format = snap.format
+    this.current.set(format, snap)
     this.builds++
     // Read before the store, so every event the store does not show yet is in the log after it.
     snap.pos = this.log?.last ?? 0
-    const push = (kind: 'revocations' | 'agents', items: unknown[]): void => {
-      const json = JSON.stringify(items)
+    const push = (kind: 'revocations' | 'agents', json: string): void => {
       snap.pages.push({ kind, json })
       snap.bytes += json.length
       snap.notify()
     }
+    const tuples = format === 'tuples'
     readFeedSnapshot(this.deps, {
       begin: (b) => {
         snap.begin = JSON.stringify(b)
         snap.notify()
       },
-      revocations: (p) => push('revocations', p),
-      agents: (p) => push('agents', p),
+      revocations: (p) => push('revocations', JSON.stringify(tuples ? p.map(revocationTuple) : p)),
+      agents: (p) => push('agents', JSON.stringify(tuples ? p.map(agentTuple) : p)),
     }).then(
       (r) => {
         snap.end = JSON.stringify(r)
@@ -230,16 +238,19 @@ export class SnapshotCache {
         snap.notify()
       },
     )
-    if (this.timer) clearTimeout(this.timer)
+    const old = this.timers.get(format)
+    if (old) clearTimeout(old)
     // Let the pages go once nobody can reuse them (subscribers still writing keep their own reference).
-    this.timer = setTimeout(() => {
-      if (this.current === snap) this.current = undefined
+    const timer = setTimeout(() => {
+      if (this.current.get(format) === snap) this.current.delete(format)
     }, this.maxAgeMs)
-    this.timer.unref()
+    timer.unref()
+    this.timers.set(format, timer)
   }
 
   close(): void {
-    if (this.timer) clearTimeout(this.timer)
-    this.current = undefined
+    for (const t of this.timers.values()) clearTimeout(t)
+    this.timers.clear()
+    this.current.clear()
   }
 }

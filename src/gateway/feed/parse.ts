@@ -1,4 +1,4 @@
-import type { FeedEvent, FeedSnapshot, KeysState } from '../../control-plane/index.js'
+import type { AgentState, FeedEvent, FeedSnapshot, KeysState } from '../../control-plane/index.js'
 import type { Revocation } from '../../store/types.js'
 
 const TYPES = new Set(['jti', 'agent', 'client', 'tenant', 'kid', 'issued_before'])
@@ -22,6 +22,72 @@ export function parseRevocation(v: unknown): Revocation | null {
   return { seq: v.seq, type: v.type as Revocation['type'], value: v.value, tenant, agentId, reason, createdAt: v.createdAt, expiresAt: v.expiresAt }
 }
 
+/** A revocation of a snapshot page: a tuple (`?v=3`) or an object; null when malformed. */
+export function parseRevocationEntry(v: unknown): Revocation | null {
+  if (!Array.isArray(v)) return parseRevocation(v)
+  if (v.length < 7) return null
+  const [seq, type, value, tenant, agentId, createdAt, expiresAt] = v as unknown[]
+  if (!num(seq) || !str(type) || !TYPES.has(type) || !str(value) || !strOrNull(tenant) || !strOrNull(agentId) || !num(createdAt) || !num(expiresAt)) return null
+  return { seq, type: type as Revocation['type'], value, tenant, agentId, reason: null, createdAt, expiresAt }
+}
+
+/** An agent of a snapshot page: a tuple (`?v=3`) or an object; null when malformed. */
+export function parseAgentEntry(v: unknown): AgentState | null {
+  if (Array.isArray(v)) {
+    const [tenant, agentId, capabilityHash] = v as unknown[]
+    return v.length >= 3 && str(tenant) && str(agentId) && strOrNull(capabilityHash) ? { tenant, agentId, capabilityHash } : null
+  }
+  if (!isObj(v) || !str(v.tenant) || !str(v.agentId) || !strOrNull(v.capabilityHash)) return null
+  return { tenant: v.tenant, agentId: v.agentId, capabilityHash: v.capabilityHash }
+}
+
+/** A snapshot record that does not validate (the caller reloads; never applied in part). */
+export class MalformedSnapshot extends Error {}
+
+/**
+ * Builds a FeedSnapshot from a paged snapshot's records as they arrive (SSE
+ * `snapshot-*` events, NDJSON lines), validating each page's entries once,
+ * as it comes: a starting gateway never holds a page's raw JSON objects
+ * beside what it keeps. Each method throws on a malformed record.
+ */
+export class SnapshotAssembler {
+  private begin: Record<string, unknown> | null = null
+  private readonly revocations: Revocation[] = []
+  private readonly agents: AgentState[] = []
+
+  opening(data: unknown): void {
+    if (!isObj(data)) throw new MalformedSnapshot('malformed feed snapshot-begin')
+    this.begin = data
+  }
+
+  page(kind: 'revocations' | 'agents', data: unknown): void {
+    if (!this.begin || !Array.isArray(data)) throw new MalformedSnapshot(`malformed feed snapshot-${kind}`)
+    if (kind === 'revocations')
+      for (const x of data) {
+        const r = parseRevocationEntry(x)
+        if (!r) throw new MalformedSnapshot('malformed revocation in the feed snapshot')
+        this.revocations.push(r)
+      }
+    else
+      for (const x of data) {
+        const a = parseAgentEntry(x)
+        if (!a) throw new MalformedSnapshot('malformed agent in the feed snapshot')
+        this.agents.push(a)
+      }
+  }
+
+  /** The closing record carries seq and the entry counts (the snapshot is sent while it is read). */
+  end(data: unknown): FeedSnapshot {
+    const end = isObj(data) ? data : null
+    if (!this.begin || !end || end.revocations !== this.revocations.length || end.agents !== this.agents.length)
+      throw new MalformedSnapshot('incomplete feed snapshot')
+    // The opening record's policies and keys are validated as the unpaged snapshot's are; the entries already were.
+    const head = parseSnapshot({ ...this.begin, seq: end.seq, revocations: [], agents: [] })
+    if (!head) throw new MalformedSnapshot('malformed feed snapshot')
+    return { ...head, revocations: this.revocations, agents: this.agents }
+  }
+}
+
 /** Validates a feed event; null when malformed (the caller resynchronizes). */
 export function parseFeedEvent(v: unknown): FeedEvent | null {
   if (!isObj(v)) return null
@@ -35,9 +101,8 @@ export function parseFeedEvent(v: unknown): FeedEvent | null {
       return r && num(v.seq) ? { kind: 'revocation_lifted', seq: v.seq, revocation: r } : null
     }
     case 'agent': {
-      const a = v.agent
-      if (!isObj(a) || !str(a.tenant) || !str(a.agentId) || !strOrNull(a.capabilityHash)) return null
-      return { kind: 'agent', agent: { tenant: a.tenant, agentId: a.agentId, capabilityHash: a.capabilityHash } }
+      const a = isObj(v.agent) ? parseAgentEntry(v.agent) : null
+      return a ? { kind: 'agent', agent: a } : null
     }
     case 'policy': {
       const p = v.policy
@@ -90,8 +155,9 @@ export function parseSnapshot(v: unknown): FeedSnapshot | null {
   }
   const agents: FeedSnapshot['agents'] = []
   for (const a of v.agents) {
-    if (!isObj(a) || !str(a.tenant) || !str(a.agentId) || !strOrNull(a.capabilityHash)) return null
-    agents.push({ tenant: a.tenant, agentId: a.agentId, capabilityHash: a.capabilityHash })
+    const p = parseAgentEntry(a)
+    if (!p) return null
+    agents.push(p)
   }
   const policies: FeedSnapshot['policies'] = []
   for (const p of v.policies) {

@@ -4,7 +4,7 @@ import type { Logger } from '../../observability/logger.js'
 import type { Revocation } from '../../store/types.js'
 import type { GatewayState } from '../state.js'
 import { Backoff, sleep } from './backoff.js'
-import { parseFeedEvent, parseRevocation, parseSnapshot } from './parse.js'
+import { parseFeedEvent, parseRevocation } from './parse.js'
 import type { FeedSubscriber } from './types.js'
 
 export interface RedisFeedOptions {
@@ -14,8 +14,8 @@ export interface RedisFeedOptions {
   command: Redis
   state: GatewayState
   logger: Logger
-  /** Fetches the control plane's snapshot (agents, policies, revocations); rejects when unreachable. */
-  fetchSnapshot: () => Promise<unknown>
+  /** Fetches and validates the control plane's snapshot (agents, policies, revocations); null when malformed, rejects when unreachable. */
+  fetchSnapshot: () => Promise<FeedSnapshot | null>
   /** Defaults as src/control-plane/feed/events.ts fixes them: `aegis:feed`, `aegis:revocations`. */
   channel?: string
   hashKey?: string
@@ -212,24 +212,21 @@ export class RedisFeed implements FeedSubscriber {
       if (await this.resumeFromLog(generation)) return
       // Newest log position before the snapshot is read: everything up to it is in the snapshot.
       const head = await this.logHead()
-      let fromHash: Revocation[] | null = null
-      let hashError: unknown
-      if (this.opts.command.status === 'ready') {
-        try {
-          fromHash = this.parseHash(await this.opts.command.hgetall(this.hashKey))
-        } catch (err) {
-          hashError = err
-        }
-      } else {
-        hashError = new Error('redis command connection not ready')
-      }
+      // The hash and the snapshot are read at once: a starting gateway waits for the slower, not for both.
+      const hashRead: Promise<Revocation[]> =
+        this.opts.command.status === 'ready'
+          ? this.opts.command.hgetall(this.hashKey).then((h) => this.parseHash(h))
+          : Promise.reject(new Error('redis command connection not ready'))
+      const [hashResult, snapshotResult] = await Promise.allSettled([hashRead, this.opts.fetchSnapshot()])
+      const fromHash = hashResult.status === 'fulfilled' ? hashResult.value : null
+      const hashError: unknown = hashResult.status === 'rejected' ? hashResult.reason : undefined
       let snapshot: FeedSnapshot | null = null
-      try {
-        snapshot = parseSnapshot(await this.opts.fetchSnapshot())
+      if (snapshotResult.status === 'fulfilled') {
+        snapshot = snapshotResult.value
         if (!snapshot) this.opts.logger.error('control plane answered a malformed feed snapshot')
-      } catch (err) {
-        if (fromHash !== null)
-          this.opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'feed snapshot unavailable; revocations from redis only, retrying')
+      } else if (fromHash !== null) {
+        const err: unknown = snapshotResult.reason
+        this.opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'feed snapshot unavailable; revocations from redis only, retrying')
       }
       if (snapshot === null && fromHash === null) throw hashError ?? new Error('neither the control plane snapshot nor the redis hash could be read')
       // The subscriber dropped meanwhile: events may have been missed, so this load proves nothing.
@@ -438,7 +435,7 @@ export class RedisFeed implements FeedSubscriber {
       } else if (!redisUp || this.needSnapshot) {
         let snap: FeedSnapshot | null = null
         try {
-          snap = parseSnapshot(await this.opts.fetchSnapshot())
+          snap = await this.opts.fetchSnapshot()
         } catch {
           /* unreachable: retried below */
         }
@@ -471,7 +468,7 @@ export class RedisFeed implements FeedSubscriber {
   private async reconcile(): Promise<void> {
     let snap: FeedSnapshot | null = null
     try {
-      snap = parseSnapshot(await this.opts.fetchSnapshot())
+      snap = await this.opts.fetchSnapshot()
     } catch {
       return
     }

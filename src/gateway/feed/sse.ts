@@ -3,7 +3,7 @@ import type { Logger } from '../../observability/logger.js'
 import type { ControlPlaneClient } from '../control-plane-client.js'
 import type { GatewayState } from '../state.js'
 import { Backoff, sleep } from './backoff.js'
-import { parseFeedEvent, parseSnapshot } from './parse.js'
+import { parseFeedEvent, parseSnapshot, SnapshotAssembler } from './parse.js'
 import type { FeedSubscriber } from './types.js'
 
 export interface SseFeedOptions {
@@ -19,19 +19,13 @@ export interface SseFeedOptions {
   onLoad?: (kind: 'snapshot' | 'resume') => void
 }
 
-/** A paged snapshot being received (`?v=2`): raw pages, validated as a whole at `snapshot-end`. */
-interface PagedLoad {
-  begin: Record<string, unknown>
-  revocations: unknown[]
-  agents: unknown[]
-}
-
 const STREAM_PATH = '/admin/v1/revocations/stream'
 
 /**
  * Follows the control plane's server-sent-events feed
- * (`GET /admin/v1/revocations/stream?v=2`, src/control-plane/feed/events.ts). The first
- * connection loads the snapshot in pages; a reconnect sends the cursor of
+ * (`GET /admin/v1/revocations/stream?v=3`, src/control-plane/feed/events.ts). The first
+ * connection loads the snapshot in pages of tuples (a control plane that
+ * knows only `?v=2` sends objects, also understood); a reconnect sends the cursor of
  * the last event applied as `Last-Event-ID` and resumes from it when that
  * control plane still holds everything after it, else loads a fresh
  * snapshot. A control plane that does not page sends the snapshot whole
@@ -50,7 +44,8 @@ export class SseFeed implements FeedSubscriber {
   private readonly idleMs: number
   /** Cursor of the last event applied on top of a complete paged snapshot; sent as Last-Event-ID. */
   private cursor: string | undefined
-  private paging: PagedLoad | null = null
+  /** The paged snapshot being received, validated page by page. */
+  private paging: SnapshotAssembler | null = null
   /** This connection speaks the paged protocol (cursors are feed-log positions, not seqs). */
   private pagedConnection = false
 
@@ -99,7 +94,7 @@ export class SseFeed implements FeedSubscriber {
     this.pagedConnection = false
     const resume: Record<string, string> = this.cursor ? { 'last-event-id': this.cursor } : {}
     try {
-      const res = await fetch(this.opts.client.url(`${STREAM_PATH}?v=2`), {
+      const res = await fetch(this.opts.client.url(`${STREAM_PATH}?v=3`), {
         headers: this.opts.client.headers({ accept: 'text/event-stream', 'cache-control': 'no-cache', ...resume }),
         signal: conn.signal,
       })
@@ -194,24 +189,19 @@ export class SseFeed implements FeedSubscriber {
         this.afterLoad(msg)
         return
       case 'snapshot-begin':
-        if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new Error('malformed feed snapshot-begin')
-        this.paging = { begin: data as Record<string, unknown>, revocations: [], agents: [] }
+        this.paging = new SnapshotAssembler()
+        this.paging.opening(data)
         return
       case 'snapshot-revocations':
-      case 'snapshot-agents': {
-        if (!this.paging || !Array.isArray(data)) throw new Error(`malformed feed ${msg.event}`)
-        const into = msg.event === 'snapshot-revocations' ? this.paging.revocations : this.paging.agents
-        for (const x of data) into.push(x)
+      case 'snapshot-agents':
+        if (!this.paging) throw new Error(`malformed feed ${msg.event}`)
+        this.paging.page(msg.event === 'snapshot-revocations' ? 'revocations' : 'agents', data)
         return
-      }
       case 'snapshot-end': {
         const p = this.paging
         this.paging = null
-        // The closing record carries seq and the entry counts (the snapshot is sent while it is read).
-        const end = data !== null && typeof data === 'object' ? (data as Record<string, unknown>) : null
-        if (!p || !end || end.revocations !== p.revocations.length || end.agents !== p.agents.length) throw new Error('incomplete feed snapshot')
-        const snap = parseSnapshot({ ...p.begin, seq: end.seq, revocations: p.revocations, agents: p.agents })
-        if (!snap) throw new Error('malformed feed snapshot')
+        if (!p) throw new Error('incomplete feed snapshot')
+        const snap = p.end(data)
         this.opts.onLoad?.('snapshot')
         this.opts.state.applySnapshot(snap)
         this.afterLoad(msg)

@@ -7,6 +7,9 @@ import type { FeedEvent, FeedSnapshot } from '../../../src/control-plane/feed/ev
 import { REDIS_URL, freshPostgresSchema, redisPrefix, skipWithoutPostgres, skipWithoutRedis } from '../../helpers/services.js'
 import { admin, seedAgent, startControlPlane, type Harness } from './harness.js'
 import { followSse } from './sse.js'
+import { ControlPlaneClient } from '../../../src/gateway/control-plane-client.js'
+import { fetchPagedSnapshot } from '../../../src/gateway/feed/paged-snapshot.js'
+import { parseAgentEntry, parseRevocationEntry } from '../../../src/gateway/feed/parse.js'
 
 describe('revocation feed over server-sent events', () => {
   let h: Harness
@@ -78,6 +81,46 @@ describe('revocation feed over server-sent events', () => {
     assert.equal(g2.lag, last)
     assert.ok(g2.lag_seconds >= 0)
     assert.equal((await admin(h, h.adminToken, 'GET', '/revocations/999999')).status, 404)
+  })
+
+  test('v=3 pages carry tuples, on the stream and the NDJSON snapshot, that a gateway reads as the v=2 objects without their reason', async () => {
+    const r = await admin(h, h.adminToken, 'POST', '/revocations', { type: 'jti', value: 'jti-tuple-page', reason: 'tuple test' })
+    assert.equal(r.status, 201)
+    const pagesOf = async (v: '2' | '3'): Promise<{ revocations: unknown[]; agents: unknown[] }> => {
+      const sse = await followSse(`${h.url}/admin/v1/revocations/stream?v=${v}`, h.gatewayToken)
+      try {
+        await sse.next((x) => x.event === 'snapshot-end')
+        const out = { revocations: [] as unknown[], agents: [] as unknown[] }
+        for (const e of sse.events) {
+          if (e.event === 'snapshot-revocations') out.revocations.push(...(JSON.parse(e.data) as unknown[]))
+          if (e.event === 'snapshot-agents') out.agents.push(...(JSON.parse(e.data) as unknown[]))
+        }
+        return out
+      } finally {
+        sse.close()
+      }
+    }
+    const objects = await pagesOf('2')
+    const tuples = await pagesOf('3')
+    assert.ok(tuples.revocations.length > 0 && tuples.revocations.every(Array.isArray))
+    assert.ok(tuples.agents.length > 0 && tuples.agents.every(Array.isArray))
+    const withoutReason = (x: unknown): unknown => ({ ...(parseRevocationEntry(x) as object), reason: null })
+    assert.deepEqual(tuples.revocations.map(parseRevocationEntry), objects.revocations.map(withoutReason))
+    assert.deepEqual(tuples.agents.map(parseAgentEntry), objects.agents.map(parseAgentEntry))
+    assert.ok(objects.revocations.some((x) => (x as { reason: string }).reason === 'tuple test'))
+
+    const ndjson = await fetch(`${h.url}/admin/v1/feed/snapshot?paged=true&v=3`, { headers: { authorization: `Bearer ${h.gatewayToken}` } })
+    assert.match(ndjson.headers.get('content-type') ?? '', /ndjson/)
+    const lines = (await ndjson.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+    assert.deepEqual(
+      lines.flatMap((l) => (l.revocations as unknown[] | undefined) ?? []),
+      tuples.revocations,
+    )
+    const loaded = await fetchPagedSnapshot(new ControlPlaneClient(h.url, h.gatewayToken))
+    assert.ok(loaded?.revocations.some((x) => x.value === 'jti-tuple-page' && x.seq === r.body.seq))
   })
 })
 

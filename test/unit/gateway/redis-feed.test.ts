@@ -10,6 +10,7 @@ import { createServer, type Server } from 'node:http'
 import type { Redis } from 'ioredis'
 import { ControlPlaneClient } from '../../../src/gateway/control-plane-client.js'
 import { RedisFeed } from '../../../src/gateway/feed/redis.js'
+import { parseSnapshot } from '../../../src/gateway/feed/parse.js'
 import { redisCommandConnection, redisSubscriberConnection } from '../../../src/gateway/redis-connections.js'
 import { GatewayState } from '../../../src/gateway/state.js'
 import { RedisFeedPublisher } from '../../../src/control-plane/feed/index.js'
@@ -118,7 +119,7 @@ describe('RedisFeed reconnects by itself (private redis-server)', { skip: noRedi
       command: cmd,
       state,
       logger: silentLogger(),
-      fetchSnapshot: () => client.getJson('/admin/v1/feed/snapshot'),
+      fetchSnapshot: async () => parseSnapshot(await client.getJson('/admin/v1/feed/snapshot')),
       channel: `${prefix}aegis:feed`,
       hashKey: `${prefix}aegis:revocations`,
       backoffInitialMs: 50,

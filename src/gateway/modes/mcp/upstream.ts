@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http'
-import { Pool, type Dispatcher } from 'undici'
+import { createRequire } from 'node:module'
+import type { Dispatcher, Pool } from 'undici'
 
 /**
  * Request headers passed to the upstream MCP server: what Streamable HTTP
@@ -57,7 +58,9 @@ export class Upstream {
 
   constructor(url: URL) {
     // bodyTimeout 0: the GET stream and long tool calls stay open as long as both sides want.
-    this.pool = new Pool(url.origin, { connections: 256, keepAliveTimeout: 30_000, headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: 0 })
+    // Required here: undici is ~110 module files a gateway without MCP routes never needs at start-up.
+    const { Pool: UndiciPool } = createRequire(import.meta.url)('undici') as typeof import('undici')
+    this.pool = new UndiciPool(url.origin, { connections: 256, keepAliveTimeout: 30_000, headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: 0 })
     this.path = (url.pathname === '' ? '/' : url.pathname) + url.search
   }
 
