@@ -62,6 +62,14 @@ export interface GatewayStateOptions {
  * whether the feed is connected. Feed transports (SSE, Redis) only call
  * `applySnapshot`, `applyEvent`, `feedConnected` and `feedDisconnected`.
  */
+/**
+ * A snapshot whose entries were already indexed as its pages arrived (a
+ * deny list and an agent map of its own, taken over whole by applySnapshot).
+ */
+export interface PreparedSnapshot extends FeedSnapshot {
+  prepared: { denyList: DenyList; agents: Map<string, string | null> }
+}
+
 export class GatewayState {
   private agents = new Map<string, string | null>()
   private readonly policies = new Map<string, TenantPolicy>()
@@ -166,15 +174,27 @@ export class GatewayState {
    * hash) are merged by seq. Then `pending` events that arrived while the
    * snapshot loaded are applied on top.
    */
-  applySnapshot(snapshot: FeedSnapshot, extraRevocations: Revocation[] = [], pending: FeedEvent[] = []): void {
-    const revocations = mergeBySeq(snapshot.revocations, extraRevocations)
-    let lastSeq = snapshot.seq
-    for (const r of revocations) if (r.seq > lastSeq) lastSeq = r.seq
-    this.opts.denyList.reset(revocations, lastSeq)
+  applySnapshot(snapshot: FeedSnapshot | PreparedSnapshot, extraRevocations: Revocation[] = [], pending: FeedEvent[] = []): void {
+    const prepared = 'prepared' in snapshot ? snapshot.prepared : undefined
+    if (prepared) {
+      // Indexed while it loaded (src/gateway/feed/parse.ts SnapshotAssembler): only the extras are left to add.
+      let lastSeq = snapshot.seq
+      for (const r of extraRevocations) {
+        prepared.denyList.apply(r)
+        if (r.seq > lastSeq) lastSeq = r.seq
+      }
+      this.opts.denyList.replaceWith(prepared.denyList, lastSeq)
+      this.agents = prepared.agents
+    } else {
+      const revocations = mergeBySeq(snapshot.revocations, extraRevocations)
+      let lastSeq = snapshot.seq
+      for (const r of revocations) if (r.seq > lastSeq) lastSeq = r.seq
+      this.opts.denyList.reset(revocations, lastSeq)
+      const agents = new Map<string, string | null>()
+      for (const a of snapshot.agents) agents.set(agentKey(a.tenant, a.agentId), a.capabilityHash)
+      this.agents = agents
+    }
     this.opts.denyList.prune(this.opts.clock.now())
-    const agents = new Map<string, string | null>()
-    for (const a of snapshot.agents) agents.set(agentKey(a.tenant, a.agentId), a.capabilityHash)
-    this.agents = agents
     const seen = new Set<string>()
     for (const p of snapshot.policies) {
       seen.add(p.tenant)

@@ -26,6 +26,12 @@ export interface DenyList {
   lift(seq: number, liftSeq: number): void
   /** Replaces everything with a full list (feed (re)connect). */
   reset(entries: Revocation[], lastSeq: number): void
+  /**
+   * Replaces everything with the entries of `built`, a list of the same kind
+   * filled while a snapshot loaded, taking its indexes over (no re-indexing
+   * of 100,000 entries on the gateway's critical path); `built` is spent.
+   */
+  replaceWith(built: DenyList, lastSeq: number): void
   /** The matching entry's reason, or null when the token is not denied. */
   match(t: TokenFacts): Revocation | null
   /** Highest seq applied. */

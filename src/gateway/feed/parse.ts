@@ -1,5 +1,7 @@
 import type { AgentState, FeedEvent, FeedSnapshot, KeysState } from '../../control-plane/index.js'
+import { MemoryDenyList } from '../../store/memory/deny-list.js'
 import type { Revocation } from '../../store/types.js'
+import { agentKey, type PreparedSnapshot } from '../state.js'
 
 const TYPES = new Set(['jti', 'agent', 'client', 'tenant', 'kid', 'issued_before'])
 
@@ -47,13 +49,17 @@ export class MalformedSnapshot extends Error {}
 /**
  * Builds a FeedSnapshot from a paged snapshot's records as they arrive (SSE
  * `snapshot-*` events, NDJSON lines), validating each page's entries once,
- * as it comes: a starting gateway never holds a page's raw JSON objects
- * beside what it keeps. Each method throws on a malformed record.
+ * as it comes, and indexing them into a deny list and agent map of their
+ * own (GatewayState.applySnapshot takes both over): what a starting gateway
+ * does with 100,000 revocations happens while the control plane is still
+ * sending, not after. Each method throws on a malformed record.
  */
 export class SnapshotAssembler {
   private begin: Record<string, unknown> | null = null
   private readonly revocations: Revocation[] = []
   private readonly agents: AgentState[] = []
+  private readonly deny = new MemoryDenyList()
+  private readonly agentHashes = new Map<string, string | null>()
 
   opening(data: unknown): void {
     if (!isObj(data)) throw new MalformedSnapshot('malformed feed snapshot-begin')
@@ -67,24 +73,26 @@ export class SnapshotAssembler {
         const r = parseRevocationEntry(x)
         if (!r) throw new MalformedSnapshot('malformed revocation in the feed snapshot')
         this.revocations.push(r)
+        this.deny.apply(r)
       }
     else
       for (const x of data) {
         const a = parseAgentEntry(x)
         if (!a) throw new MalformedSnapshot('malformed agent in the feed snapshot')
         this.agents.push(a)
+        this.agentHashes.set(agentKey(a.tenant, a.agentId), a.capabilityHash)
       }
   }
 
   /** The closing record carries seq and the entry counts (the snapshot is sent while it is read). */
-  end(data: unknown): FeedSnapshot {
+  end(data: unknown): PreparedSnapshot {
     const end = isObj(data) ? data : null
     if (!this.begin || !end || end.revocations !== this.revocations.length || end.agents !== this.agents.length)
       throw new MalformedSnapshot('incomplete feed snapshot')
     // The opening record's policies and keys are validated as the unpaged snapshot's are; the entries already were.
     const head = parseSnapshot({ ...this.begin, seq: end.seq, revocations: [], agents: [] })
     if (!head) throw new MalformedSnapshot('malformed feed snapshot')
-    return { ...head, revocations: this.revocations, agents: this.agents }
+    return { ...head, revocations: this.revocations, agents: this.agents, prepared: { denyList: this.deny, agents: this.agentHashes } }
   }
 }
 

@@ -16,14 +16,14 @@ const SEP = '\u0000'
  * entries on the same key never un-revokes a token.
  */
 export class MemoryDenyList implements DenyList {
-  private readonly bySeq = new Map<number, Revocation>()
-  private readonly jti = new Map<string, Revocation>()
-  private readonly agent = new Map<string, Revocation>()
-  private readonly client = new Map<string, Revocation>()
-  private readonly tenant = new Map<string, Revocation>()
-  private readonly kid = new Map<string, Revocation>()
-  private readonly issuedBeforeTenant = new Map<string, { t: number; r: Revocation }>()
-  private readonly issuedBeforeAgent = new Map<string, { t: number; r: Revocation }>()
+  private bySeq = new Map<number, Revocation>()
+  private jti = new Map<string, Revocation>()
+  private agent = new Map<string, Revocation>()
+  private client = new Map<string, Revocation>()
+  private tenant = new Map<string, Revocation>()
+  private kid = new Map<string, Revocation>()
+  private issuedBeforeTenant = new Map<string, { t: number; r: Revocation }>()
+  private issuedBeforeAgent = new Map<string, { t: number; r: Revocation }>()
   /** issued_before without a tenant (a global admin's "everything minted before T"). */
   private issuedBeforeAll: { t: number; r: Revocation } | undefined
   private last = 0
@@ -70,6 +70,30 @@ export class MemoryDenyList implements DenyList {
     this.clearIndexes()
     this.last = lastSeq
     for (const r of entries) this.apply(r)
+  }
+
+  replaceWith(built: DenyList, lastSeq: number): void {
+    if (!(built instanceof MemoryDenyList)) throw new TypeError('replaceWith takes a MemoryDenyList')
+    this.bySeq = built.bySeq
+    this.jti = built.jti
+    this.agent = built.agent
+    this.client = built.client
+    this.tenant = built.tenant
+    this.kid = built.kid
+    this.issuedBeforeTenant = built.issuedBeforeTenant
+    this.issuedBeforeAgent = built.issuedBeforeAgent
+    this.issuedBeforeAll = built.issuedBeforeAll
+    this.last = Math.max(lastSeq, built.last)
+    // Spent: new maps, not cleared ones (these are now this list's).
+    built.bySeq = new Map()
+    built.jti = new Map()
+    built.agent = new Map()
+    built.client = new Map()
+    built.tenant = new Map()
+    built.kid = new Map()
+    built.issuedBeforeTenant = new Map()
+    built.issuedBeforeAgent = new Map()
+    built.issuedBeforeAll = undefined
   }
 
   match(t: TokenFacts): Revocation | null {

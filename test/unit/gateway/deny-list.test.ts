@@ -31,6 +31,28 @@ describe('MemoryDenyList', () => {
     }
   })
 
+  test('replaceWith takes over a list built elsewhere: its entries only, the higher last seq, and the built list is spent', () => {
+    const held = new MemoryDenyList()
+    const old = rev({ type: 'jti', value: 'j1' })
+    held.apply(old)
+    const built = new MemoryDenyList()
+    const agent = rev({ type: 'agent', value: 'bot', tenant: 'acme' })
+    const before = rev({ type: 'issued_before', value: '2000', tenant: 'acme', agentId: 'bot' })
+    built.apply(agent)
+    built.apply(before)
+    held.replaceWith(built, before.seq + 5)
+    assert.equal(held.size, 2)
+    assert.equal(held.lastSeq, before.seq + 5)
+    assert.equal(held.match({ ...facts, agentId: 'other', iat: 3000 }), null, 'the entries held before are gone')
+    assert.equal(held.match(facts), agent)
+    assert.equal(held.match({ ...facts, jti: 'jx', agentId: 'bot', clientId: 'cx' }), agent)
+    const late = rev({ type: 'tenant', value: 'acme', tenant: 'acme' })
+    built.apply(late)
+    assert.equal(built.size, 1)
+    assert.equal(held.size, 2, 'applying to the spent list changes nothing held')
+    assert.throws(() => held.replaceWith({ ...built, replaceWith: () => {} } as never, 1), TypeError)
+  })
+
   test('agent and client entries are scoped to their tenant', () => {
     const d = new MemoryDenyList()
     d.apply(rev({ type: 'agent', value: 'bot', tenant: 'globex' }))
