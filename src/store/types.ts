@@ -7,6 +7,7 @@
  *
  * Times are epoch milliseconds (`…At`) unless a name says seconds.
  */
+import type { TokenFacts } from './deny-list.js'
 
 export interface Tenant {
   id: string
@@ -445,6 +446,15 @@ export interface RevocationRepo {
    * it stays cheap with many jti entries in force.
    */
   listStanding(now: number): Promise<Revocation[]>
+  /**
+   * Live, unlifted entries that could cover one of these tokens: those whose
+   * type and value name one of their jti, agent, client, tenant or kid, and
+   * every `issued_before` entry (its value is a time), in seq order. The
+   * caller decides which really match (control-plane/revocation/match.ts).
+   * Served by an index on (type, value): introspection and token exchange
+   * read a handful of rows, not every jti entry in force.
+   */
+  listCovering(tokens: readonly TokenFacts[], now: number): Promise<Revocation[]>
   /**
    * Lifts a live entry: records when and by whom, ends it (expiresAt = at)
    * and gives the lift the next feed seq. Resolves the lifted entry, or null

@@ -627,6 +627,38 @@ export function storeContract(name: string, create: () => Promise<StoreHandle>, 
         assert.ok(d.seq > c.seq)
       }))
 
+    test('revocations.listCovering: the live entries naming one of the tokens, and every live issued_before entry', () =>
+      withStore(async (s) => {
+        const forever = { expiresAt: REVOCATION_PERMANENT }
+        const made = [
+          await s.revocations.add(revocation('j-1')),
+          await s.revocations.add(revocation('j-2')),
+          await s.revocations.add(revocation('j-old', { expiresAt: T0 + 1 })),
+          await s.revocations.add(revocation('bot', { type: 'agent', ...forever })),
+          await s.revocations.add(revocation('bot', { type: 'agent', tenant: 'globex', ...forever })),
+          await s.revocations.add(revocation('other-bot', { type: 'agent', ...forever })),
+          await s.revocations.add(revocation('c-1', { type: 'client', ...forever })),
+          await s.revocations.add(revocation('acme', { type: 'tenant', ...forever })),
+          await s.revocations.add(revocation('k-1', { type: 'kid', tenant: null })),
+          await s.revocations.add(revocation(String(T0 / 1000), { type: 'issued_before', tenant: 'globex' })),
+          await s.revocations.add(revocation('j-3')),
+        ]
+        const lifted = await s.revocations.add(revocation('c-2', { type: 'client', ...forever }))
+        await s.revocations.lift(lifted.seq, T0 + 5, 'admin:test')
+        const tokens = [
+          { jti: 'j-1', tenant: 'acme', agentId: 'bot', clientId: 'c-1', kid: 'k-1', iat: T0 / 1000 },
+          { jti: 'j-old', tenant: 'initech', agentId: 'nobody', clientId: 'c-2', kid: 'k-9', iat: T0 / 1000 },
+          { jti: 'j-3', tenant: 'acme', agentId: '', clientId: '', kid: '', iat: T0 / 1000 },
+        ]
+        const named = new Set(made.filter((r) => ['j-1', 'j-3', 'bot', 'c-1', 'acme', 'k-1', String(T0 / 1000)].includes(r.value)).map((r) => r.seq))
+        assert.deepEqual(
+          (await s.revocations.listCovering(tokens, T0 + 10)).map((r) => r.seq),
+          made.filter((r) => named.has(r.seq)).map((r) => r.seq),
+          'j-2, other-bot, the expired j-old and the lifted c-2 are not read',
+        )
+        assert.deepEqual(await s.revocations.listCovering([], T0 + 10), [made[9]])
+      }))
+
     test('revocations.listActivePage pages listActive by seq', () =>
       withStore(async (s) => {
         const made = []

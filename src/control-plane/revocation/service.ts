@@ -189,8 +189,8 @@ export async function liftRevocation(deps: ControlPlaneDeps, r: Revocation, opts
 
 /** The live entry covering a token, or null (introspection). */
 export async function findRevocation(deps: ControlPlaneDeps, facts: TokenFacts): Promise<Revocation | null> {
-  const active = await deps.store.revocations.listActive(deps.clock.now())
-  return active.find((r) => revocationMatches(r, facts)) ?? null
+  const candidates = await deps.store.revocations.listCovering([facts], deps.clock.now())
+  return candidates.find((r) => revocationMatches(r, facts)) ?? null
 }
 
 /** Admin-API form of an entry (snake_case, times in epoch seconds like the rest of the admin API). */

@@ -11,6 +11,7 @@
  * locks and advisory locks (PostgreSQL), the one write lock (SQLite).
  */
 import { NotFound } from '../../errors.js'
+import type { TokenFacts } from '../deny-list.js'
 import type {
   AdminTokenRepo,
   Agent,
@@ -239,6 +240,27 @@ export function auditQuerySql(q: AuditQuery): { text: string; args: unknown[] } 
   return { text: `SELECT * FROM audit_events${whereOf(where)} ORDER BY ts${dir}, id${dir} LIMIT ?`, args }
 }
 
+/** The statement RevocationRepo.listCovering sends (exported so a test can EXPLAIN exactly it). */
+export function revocationCoveringSql(tokens: readonly TokenFacts[], now: number): { text: string; args: unknown[] } {
+  const named: Array<[Revocation['type'], string[]]> = [
+    ['jti', tokens.map((t) => t.jti)],
+    ['agent', tokens.map((t) => t.agentId)],
+    ['client', tokens.map((t) => t.clientId)],
+    ['tenant', tokens.map((t) => t.tenant)],
+    ['kid', tokens.map((t) => t.kid)],
+  ]
+  const args: unknown[] = [now]
+  const alternatives = ["type = 'issued_before'"]
+  for (const [type, values] of named) {
+    const distinct = [...new Set(values.filter((v) => v !== ''))]
+    if (distinct.length === 0) continue
+    alternatives.push(`(type = ? AND value IN (${distinct.map(() => '?').join(', ')}))`)
+    args.push(type, ...distinct)
+  }
+  // `expires_at + 0`: without statistics SQLite would rather read (type, expires_at), every live jti entry, than (type, value).
+  return { text: `SELECT * FROM revocations WHERE expires_at + 0 > ? AND lifted_at IS NULL AND (${alternatives.join(' OR ')}) ORDER BY seq`, args }
+}
+
 /** The statement a decision-log page query sends (exported so the bench can EXPLAIN exactly it). */
 export function decisionQuerySql(q: DecisionQuery): { text: string; args: unknown[] } {
   const where: string[] = []
@@ -368,6 +390,10 @@ function revocationRepo(sql: Sql): RevocationRepo {
         [afterSeq, now, limit],
         T.revocations.withSeq,
       ),
+    listCovering: (tokens, now) => {
+      const { text, args } = revocationCoveringSql(tokens, now)
+      return sql.all(text, args, T.revocations.withSeq)
+    },
     listStanding: (now) =>
       sql.all(
         "SELECT * FROM revocations WHERE type IN ('agent', 'client', 'tenant') AND expires_at > ? AND lifted_at IS NULL ORDER BY seq",

@@ -91,12 +91,11 @@ function factsOf(t: VerifiedOwnToken): TokenFacts {
   return { jti: c.jti, tenant: c.tenant, agentId: c.agent_id, clientId: c.client_id, kid: t.kid, iat: c.iat }
 }
 
-/** Refuses when either token, or any agent of the chain, is revoked (the store's active entries, as introspection reads them). */
+/** Refuses when either token, or any agent of the chain, is revoked (the store's entries in force, as introspection reads them). */
 async function refuseRevoked(deps: ControlPlaneDeps, tokens: VerifiedOwnToken[], tenant: string, agents: readonly string[], iat: number): Promise<void> {
-  const active = await deps.store.revocations.listActive(deps.clock.now())
-  if (active.length === 0) return
   const facts = [...tokens.map(factsOf), ...agents.map((agentId): TokenFacts => ({ jti: '', tenant, agentId, clientId: '', kid: '', iat }))]
-  if (facts.some((f) => active.some((r) => revocationMatches(r, f)))) throw new InvalidRequest('a token or an agent of the delegation chain is revoked')
+  const candidates = await deps.store.revocations.listCovering(facts, deps.clock.now())
+  if (facts.some((f) => candidates.some((r) => revocationMatches(r, f)))) throw new InvalidRequest('a token or an agent of the delegation chain is revoked')
 }
 
 function scopesOf(t: VerifiedOwnToken): string[] {
