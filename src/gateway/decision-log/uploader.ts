@@ -221,26 +221,30 @@ export class DecisionLogUploader implements DecisionSink {
     const events = this.events.splice(0, take)
     const traces = this.traces.splice(0, take)
     const params = this.params.splice(0, take)
-    const parts: string[] = []
-    let bytes = 0
-    let i = 0
-    for (; i < events.length; i++) {
-      const json = JSON.stringify(toWire(events[i]!, params[i], this.nextId(), traces[i]!))
-      if (bytes + json.length > MAX_BATCH_JSON_BYTES && parts.length > 0) break
-      parts.push(json)
-      bytes += json.length + 1
+    const records = events.map((e, i) => toWire(e, params[i], this.nextId(), traces[i] ?? null))
+    // One stringify of the whole batch: joining 500 separately stringified records cost as much again (profile, issue 20).
+    let json = JSON.stringify({ gateway_id: this.gatewayId, records })
+    let count = records.length
+    if (json.length > MAX_BATCH_JSON_BYTES) {
+      // Rare (records near their own bounds): as many as fit; the rest go first in the next batch.
+      const parts: string[] = []
+      let bytes = 0
+      for (const r of records) {
+        const one = JSON.stringify(r)
+        if (bytes + one.length > MAX_BATCH_JSON_BYTES && parts.length > 0) break
+        parts.push(one)
+        bytes += one.length + 1
+      }
+      count = parts.length
+      this.events.unshift(...events.slice(count))
+      this.traces.unshift(...traces.slice(count))
+      this.params.unshift(...params.slice(count))
+      json = `{"gateway_id":${JSON.stringify(this.gatewayId)},"records":[${parts.join(',')}]}`
     }
-    if (i < events.length) {
-      // Over the size bound: the rest goes first in the next batch.
-      this.events.unshift(...events.slice(i))
-      this.traces.unshift(...traces.slice(i))
-      this.params.unshift(...params.slice(i))
-    }
-    const json = `{"gateway_id":${JSON.stringify(this.gatewayId)},"records":[${parts.join(',')}]}`
     const body = await new Promise<Buffer>((resolve, reject) => {
       gzip(json, { level: zlibConstants.Z_BEST_SPEED }, (err, out) => (err ? reject(err) : resolve(out)))
     })
-    return { body, count: parts.length }
+    return { body, count }
   }
 
   private nextId(): string {

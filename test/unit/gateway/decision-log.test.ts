@@ -107,6 +107,23 @@ describe('DecisionLogUploader', () => {
     await u.close()
   })
 
+  test('a batch over 4 MiB of JSON is split: what fits goes now, the rest first in the next upload, every record once', async () => {
+    uploads.length = 0
+    const registry = new Registry()
+    const u = new DecisionLogUploader(target, 'gw-t', silentLogger(), registry, { bufferSize: 1000, batchSize: 200, flushIntervalMs: 20 })
+    // Each record near its own bounds: 32 reasons of 1 KiB and 64 policy ids of 256 characters, about 50 KB of JSON.
+    const big = { reasons: Array.from({ length: 32 }, (_, i) => `${i}`.padEnd(1024, 'r')), policy_ids: Array.from({ length: 64 }, () => 'p'.repeat(256)) }
+    for (let i = 0; i < 120; i++) u.record(event({ ...big, jti: `big-${i}` }))
+    await until(async () => (await counter(registry, 'aegis_decision_log_uploaded_total')) === 120)
+    assert.ok(uploads.length >= 2, `${uploads.length} uploads`)
+    for (const up of uploads) assert.ok(JSON.stringify(up.body).length <= 4 * 1024 * 1024 + 64)
+    assert.deepEqual(
+      uploads.flatMap((up) => up.body.records.map((r) => r.jti)),
+      Array.from({ length: 120 }, (_, i) => `big-${i}`),
+    )
+    await u.close()
+  })
+
   test("a failed upload is retried with the same records, after the answer's Retry-After", async () => {
     uploads.length = 0
     answers = [{ status: 503, headers: { 'retry-after': '1' } }, { status: 429 }]
