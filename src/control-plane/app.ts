@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import type { AegisConfig } from '../config/schema.js'
 import { Conflict } from '../errors.js'
-import { openFeed } from './feed/index.js'
+import { openFeed, RedisFeedPublisher } from './feed/index.js'
 import { installAdminGuard } from '../http/admin-auth.js'
 import { metricsGuard } from '../http/metrics-auth.js'
 import { createServer } from '../http/server.js'
@@ -180,6 +180,7 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
         owned.push(() => f.close())
         return f
       })())
+    if (feed instanceof RedisFeedPublisher) feed.refillFrom(() => store.revocations.listActive(clock.now()))
 
     if (!overrides.keys && 'onChange' in keys) {
       // Gateways refetch the JWKS when the key set changes (here or on another control plane), whatever their cooldown.

@@ -56,6 +56,8 @@ export class RedisFeedPublisher implements FeedHub {
   private readonly hub: LocalFeedHub
   private readonly keys: { channel: string; revocations: string; log: string }
   private closed = false
+  private readActive: (() => Promise<Revocation[]>) | undefined
+  private refilling: Promise<void> | undefined
 
   private constructor(private readonly opts: RedisFeedOptions) {
     this.keys = feedKeys(opts.prefix)
@@ -71,6 +73,10 @@ export class RedisFeedPublisher implements FeedHub {
       if (subscribedOnce) {
         opts.logger.warn('redis feed subscription back; feed log reset, SSE followers reload their snapshot')
         this.hub.log.reset()
+        // Redis may have come back empty (no persistence): a gateway that starts while no control plane answers loads the hash alone.
+        this.refilling ??= this.refill().finally(() => {
+          this.refilling = undefined
+        })
       }
       subscribedOnce = true
     })
@@ -162,6 +168,41 @@ export class RedisFeedPublisher implements FeedHub {
     if (drop.length > 0) tx.hdel(this.keys.revocations, ...drop)
     for (const r of active) tx.hset(this.keys.revocations, String(r.seq), JSON.stringify(r))
     await tx.exec()
+  }
+
+  /** Where the live revocations are read (the control plane's store) to refill the hash after Redis lost it. */
+  refillFrom(readActive: () => Promise<Revocation[]>): void {
+    this.readActive = readActive
+  }
+
+  /** Resolves once a refill started by a reconnect is done (tests). */
+  async refilled(): Promise<void> {
+    await this.refilling
+  }
+
+  /**
+   * After a reconnect, puts back the live revocations the hash lacks (Redis
+   * restarted without persistence, or was flushed). An entry lifted while
+   * this ran would be put back by it, so what is no longer live by the end
+   * is taken out again: a lift that commits after the second read deletes
+   * its field itself, after this wrote it.
+   */
+  private async refill(): Promise<void> {
+    const read = this.readActive
+    if (!read || this.closed) return
+    try {
+      const live = await read()
+      if (live.length === 0 || (await this.pub.hlen(this.keys.revocations)) >= live.length) return
+      const tx = this.pub.multi()
+      for (const r of live) tx.hset(this.keys.revocations, String(r.seq), JSON.stringify(r))
+      await tx.exec()
+      const still = new Set((await read()).map((r) => r.seq))
+      const gone = live.filter((r) => !still.has(r.seq)).map((r) => String(r.seq))
+      if (gone.length > 0) await this.pub.hdel(this.keys.revocations, ...gone)
+      this.opts.logger.warn({ revocations: live.length - gone.length }, 'redis revocation hash refilled after a reconnect (Redis had lost it)')
+    } catch (err) {
+      this.opts.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'redis revocation hash could not be refilled after a reconnect')
+    }
   }
 
   async close(): Promise<void> {
