@@ -4,10 +4,13 @@
  * the gateway (before it decides a call). A delegated token carries:
  *
  * - `act`: the current actor, `{"sub": <agent id>, "act"?: <the actor before>}`;
- * - `delegation`: `{"hashes": [...], "user"?, "user_iss"?, "user_resources"?}`,
+ * - `delegation`: `{"hashes": [...], "from"?, "user"?, "user_iss"?, "user_resources"?}`,
  *   where `hashes[i]` is the capability hash agent `chain[i]` had when the
  *   chain reached it, so a gateway refuses the token once any of them changes,
- *   as it refuses a plain token minted against an older manifest.
+ *   as it refuses a plain token minted against an older manifest; `from`
+ *   lists the jti of every Aegis token the chain was exchanged from (each
+ *   hop's subject and actor token, and theirs), so revoking any of them
+ *   refuses this token too.
  *
  * The chain runs from the original subject to the current actor: the token's
  * agent (`agent_id`) then the `act` levels innermost first. When a person
@@ -19,6 +22,8 @@ import { canonicalJson } from './canonical-json.js'
 
 /** No tenant may allow longer chains than this (bounds every parse). */
 export const MAX_DELEGATION_DEPTH = 10
+/** jtis in `delegation.from`, at most: a subject and an actor token per hop. */
+export const MAX_DELEGATION_FROM = 2 * MAX_DELEGATION_DEPTH
 /** A tenant's limit when it sets none. */
 export const DEFAULT_DELEGATION_DEPTH = 4
 /** Resource ids copied from a person's token, at most. */
@@ -35,6 +40,7 @@ export interface ActClaim {
 /** The `delegation` claim. */
 export interface DelegationClaim {
   hashes: string[]
+  from?: string[]
   user?: string
   user_iss?: string
   user_resources?: string[]
@@ -48,6 +54,8 @@ export interface DelegationChain {
   readonly hashes: readonly string[]
   /** Number of `act` levels. */
   readonly depth: number
+  /** jtis of the Aegis tokens the chain was exchanged from (each revocable on its own). */
+  readonly from: readonly string[]
   /** The person the chain acts for, when a person delegated. */
   readonly user: string | null
   readonly userIssuer: string | null
@@ -115,6 +123,9 @@ export function readDelegation(claims: { sub?: unknown; agent_id?: unknown; act?
   const hashes = d.hashes
   if (!Array.isArray(hashes) || hashes.length !== chain.length || !hashes.every((h) => typeof h === 'string' && /^[A-Za-z0-9_-]{43}$/.test(h)))
     throw new DelegationError('delegation.hashes does not match the chain')
+  const from = d.from ?? []
+  if (!Array.isArray(from) || from.length > MAX_DELEGATION_FROM || !from.every((j) => typeof j === 'string' && j.length > 0 && j.length <= 128))
+    throw new DelegationError('delegation.from is malformed')
   const userIss = d.user_iss
   if (userIss !== undefined && (typeof userIss !== 'string' || userIss.length > 512)) throw new DelegationError('delegation.user_iss is malformed')
   const resources = d.user_resources ?? []
@@ -124,6 +135,7 @@ export function readDelegation(claims: { sub?: unknown; agent_id?: unknown; act?
     chain: Object.freeze(chain),
     hashes: Object.freeze([...(hashes as string[])]),
     depth: actors.length,
+    from: Object.freeze([...(from as string[])]),
     user: typeof user === 'string' ? user : null,
     userIssuer: typeof userIss === 'string' ? userIss : null,
     userResources: Object.freeze([...(resources as string[])]),

@@ -16,6 +16,8 @@ describe('delegation chains in token claims', () => {
     assert.deepEqual(d.chain, ['planner', 'worker', 'leaf', 'deeper'])
     assert.equal(d.depth, 3)
     assert.equal(d.user, null)
+    assert.deepEqual(d.from, [])
+    assert.deepEqual(readDelegation({ sub: 'planner', agent_id: 'planner', act, delegation: { hashes: [H, H, H, H], from: ['j1', 'j2'] } })?.from, ['j1', 'j2'])
   })
 
   test("a person's chain starts at the token's agent and names the person as sub", () => {
@@ -41,6 +43,15 @@ describe('delegation chains in token claims', () => {
       { sub: 'a', agent_id: 'a', act: ['b'], delegation: { hashes: [H, H] } },
       { sub: 'x', agent_id: 'a', act: { sub: 'b' }, delegation: { hashes: [H, H] } },
       { sub: 'a', agent_id: 'a', act: { sub: 'b' }, delegation: { hashes: [H, H], user_resources: 'acc' } },
+      { sub: 'a', agent_id: 'a', act: { sub: 'b' }, delegation: { hashes: [H, H], from: 'j1' } },
+      { sub: 'a', agent_id: 'a', act: { sub: 'b' }, delegation: { hashes: [H, H], from: [''] } },
+      { sub: 'a', agent_id: 'a', act: { sub: 'b' }, delegation: { hashes: [H, H], from: [7] } },
+      {
+        sub: 'a',
+        agent_id: 'a',
+        act: { sub: 'b' },
+        delegation: { hashes: [H, H], from: Array.from({ length: 2 * MAX_DELEGATION_DEPTH + 1 }, (_, i) => `j${i}`) },
+      },
     ]
     for (const claims of bad) assert.throws(() => readDelegation(claims as never), DelegationError, JSON.stringify(claims))
     const deep = actClaim(Array.from({ length: MAX_DELEGATION_DEPTH + 1 }, (_, i) => `a${i}`))

@@ -339,6 +339,9 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
         if (!agent || agent.capabilityHash !== chain.hashes[i]) return inactive
         if (i > 0 && (await findRevocation(deps, { jti: '', tenant: claims.tenant, agentId: id, clientId: '', kid: '', iat: claims.iat }))) return inactive
       }
+      // And every token it was exchanged from is unrevoked.
+      for (const jti of chain.from)
+        if (await findRevocation(deps, { jti, tenant: claims.tenant, agentId: '', clientId: '', kid: '', iat: claims.iat })) return inactive
     }
     // RFC 8705 §3.2 / RFC 9449 §6.2: the confirmation goes to whoever checks the token by introspection.
     const cnf = claims.cnf !== null && typeof claims.cnf === 'object' ? (claims.cnf as Record<string, unknown>) : undefined

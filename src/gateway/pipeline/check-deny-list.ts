@@ -7,7 +7,9 @@ const NOT_READY = new AegisError('temporarily_unavailable', 'gateway has not loa
 
 /**
  * Step 2 (docs/reference.md "Gateway", "Revocation"): refuses a token matched by the
- * deny list (jti, agent, client, tenant, kid, issued before T), and one
+ * deny list (jti, agent, client, tenant, kid, issued before T; for a
+ * delegated token also each chain agent and each token it was exchanged
+ * from), and one
  * minted against a capability manifest that is no longer the agent's current
  * one (or for an agent the feed says is deleted or does not know). Fails
  * closed (503) until the feed's first snapshot was loaded.
@@ -27,6 +29,8 @@ export function checkDenyList(deps: GatewayDeps, view: TokenView): void {
         throw invalidToken("an agent of the token's delegation chain changed its capabilities")
       }
     }
+    // Every token the chain was exchanged from: revoking one revokes what was exchanged from it.
+    for (const jti of d.from) if (deps.denyList.match({ ...view.facts, jti }) !== null) throw invalidToken('a token this one was exchanged from is revoked')
     return
   }
   const current = deps.state.agentHash(view.agentKey)

@@ -19,7 +19,13 @@ export interface TokenView {
   readonly agentKey: string
   /** A delegated token's chain (docs/delegation.md), null for an agent's own token. */
   readonly delegation:
-    | (PolicyDelegation & { readonly hashes: readonly string[]; readonly agentKeys: readonly string[]; readonly facts: readonly TokenFacts[] })
+    | (PolicyDelegation & {
+        readonly hashes: readonly string[]
+        /** jtis of the tokens the chain was exchanged from. */
+        readonly from: readonly string[]
+        readonly agentKeys: readonly string[]
+        readonly facts: readonly TokenFacts[]
+      })
     | null
   /** Sender-constrained (`cnf` present). */
   readonly constrained: boolean

@@ -99,6 +99,7 @@ function deriveView(deps: GatewayDeps, v: VerifiedToken): TokenView | AegisError
             userIssuer: chain.userIssuer,
             userResources: chain.userResources,
             hashes: chain.hashes,
+            from: chain.from,
             agentKeys: Object.freeze(chain.chain.map((id) => agentKey(c.tenant as string, id))),
             // The deny-list facts of each chain agent, as if the token were its own (agent and issued-before entries match).
             facts: Object.freeze(

@@ -156,6 +156,56 @@ describe('delegation chains (RFC 8693 actor tokens) across two gateway processes
     assert.equal((await exchange(hop1.body.access_token, await tok('leaf'))).status, 400)
   })
 
+  test('revoking the jti of a token a chain was exchanged from refuses every token exchanged from it, at every gateway and at introspection', async () => {
+    const origin = await env.agent('origin', ['crm.read'], { delegates: ['relay'] })
+    const relay = await env.agent('relay', ['crm.read'], { delegates: ['tail'] })
+    const tail = await env.agent('tail', ['crm.read'])
+    const originToken = await env.token(origin)
+    const relayToken = await env.token(relay)
+    const hop1 = await exchange(originToken, relayToken)
+    assert.equal(hop1.status, 200, JSON.stringify(hop1.body))
+    const tailToken = await env.token(tail)
+    const hop2 = await exchange(hop1.body.access_token, tailToken)
+    assert.equal(hop2.status, 200, JSON.stringify(hop2.body))
+    const jti = (t: string): string => decodeJwt(t).jti as string
+    assert.deepEqual((decodeJwt(hop2.body.access_token).delegation as { from: string[] }).from, [
+      jti(originToken),
+      jti(relayToken),
+      jti(hop1.body.access_token),
+      jti(tailToken),
+    ])
+    // A second chain from another token of the same agent is not touched by the revocation below.
+    const sibling = await exchange(await env.token(origin), await env.token(relay))
+    assert.equal(sibling.status, 200)
+    const introspect = async (token: string): Promise<boolean> => {
+      const r = await fetch(`${env.issuer}/oauth2/introspect`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${env.adminToken}`, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token }).toString(),
+      })
+      return ((await r.json()) as { active: boolean }).active
+    }
+    for (const g of gateways) await eventually(async () => (await authorize(g.url, hop2.body.access_token, { action: { tool: 'crm.read' } })).status === 200)
+    assert.equal(await introspect(hop2.body.access_token), true)
+
+    await env.admin('POST', '/revocations', { type: 'jti', value: jti(originToken), tenant: env.tenant, reason: 'origin token leaked' })
+    for (const g of gateways) {
+      for (const t of [hop1.body.access_token, hop2.body.access_token]) {
+        await eventually(async () => (await authorize(g.url, t, { action: { tool: 'crm.read' } })).status === 401, 10_000, 5)
+        assert.match(String((await authorize(g.url, t, { action: { tool: 'crm.read' } })).body.error_description), /exchanged from is revoked/)
+      }
+      assert.equal((await authorize(g.url, sibling.body.access_token, { action: { tool: 'crm.read' } })).status, 200)
+      assert.equal((await authorize(g.url, relayToken, { action: { tool: 'crm.read' } })).status, 200)
+    }
+    assert.equal(await introspect(hop1.body.access_token), false)
+    assert.equal(await introspect(hop2.body.access_token), false)
+    assert.equal(await introspect(sibling.body.access_token), true)
+    // Nor can the chain be extended from a token exchanged from it.
+    const again = await exchange(hop1.body.access_token, await env.token(tail))
+    assert.equal(again.status, 400)
+    assert.match(String(again.body.error_description), /revoked/)
+  })
+
   test('attacks: another tenant, no permission, a loop, over the depth limit, a delegated actor — each invalid_request (RFC 8693 §2.2.2)', async () => {
     const planner = await tok('planner')
     const alien = await other.token(creds.alien!)

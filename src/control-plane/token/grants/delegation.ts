@@ -91,9 +91,24 @@ function factsOf(t: VerifiedOwnToken): TokenFacts {
   return { jti: c.jti, tenant: c.tenant, agentId: c.agent_id, clientId: c.client_id, kid: t.kid, iat: c.iat }
 }
 
-/** Refuses when either token, or any agent of the chain, is revoked (the store's entries in force, as introspection reads them). */
-async function refuseRevoked(deps: ControlPlaneDeps, tokens: VerifiedOwnToken[], tenant: string, agents: readonly string[], iat: number): Promise<void> {
-  const facts = [...tokens.map(factsOf), ...agents.map((agentId): TokenFacts => ({ jti: '', tenant, agentId, clientId: '', kid: '', iat }))]
+/**
+ * Refuses when either token, any agent of the chain or any token the chain
+ * was exchanged from (`from`) is revoked (the store's entries in force, as
+ * introspection reads them).
+ */
+async function refuseRevoked(
+  deps: ControlPlaneDeps,
+  tokens: VerifiedOwnToken[],
+  tenant: string,
+  agents: readonly string[],
+  iat: number,
+  from: readonly string[] = [],
+): Promise<void> {
+  const facts = [
+    ...tokens.map(factsOf),
+    ...agents.map((agentId): TokenFacts => ({ jti: '', tenant, agentId, clientId: '', kid: '', iat })),
+    ...from.map((jti): TokenFacts => ({ jti, tenant, agentId: '', clientId: '', kid: '', iat })),
+  ]
   const candidates = await deps.store.revocations.listCovering(facts, deps.clock.now())
   if (facts.some((f) => candidates.some((r) => revocationMatches(r, f)))) throw new InvalidRequest('a token or an agent of the delegation chain is revoked')
 }
@@ -242,6 +257,7 @@ async function agentHop(ctx: GrantContext, subject: OwnToken, actor: Actor): Pro
     chain: [s.agent_id],
     hashes: [s.capability_hash ?? ''],
     depth: 0,
+    from: [],
     user: null,
     userIssuer: null,
     userResources: [],
@@ -262,7 +278,7 @@ async function agentHop(ctx: GrantContext, subject: OwnToken, actor: Actor): Pro
   }
   const delegator = agents[agents.length - 1]!
   if (!(delegator.delegates ?? []).includes(actorId)) throw new InvalidRequest(`agent ${delegatorId} may not delegate to ${actorId} (not in its delegates)`)
-  await refuseRevoked(deps, [subject.token, actor.own.token], tenantId, [...before.chain, actorId], s.iat)
+  await refuseRevoked(deps, [subject.token, actor.own.token], tenantId, [...before.chain, actorId], s.iat, before.from)
 
   const subjectManifest = await manifestOf(deps, s.capability_hash ?? '')
   const all = intersectManifests(subjectManifest, actor.manifest)
@@ -275,7 +291,10 @@ async function agentHop(ctx: GrantContext, subject: OwnToken, actor: Actor): Pro
   const audiences = narrowAudiences(deps, audOf(s), actor.agent, body)
   const chain = [...before.chain, actorId]
   const actors = before.user === null ? chain.slice(1) : chain
-  const delegation: DelegationClaim = { hashes: [...before.hashes, actor.agent.capabilityHash] }
+  const delegation: DelegationClaim = {
+    hashes: [...before.hashes, actor.agent.capabilityHash],
+    from: [...before.from, s.jti, actor.own.token.claims.jti],
+  }
   if (before.user !== null) {
     delegation.user = before.user
     if (before.userIssuer !== null) delegation.user_iss = before.userIssuer
@@ -365,7 +384,8 @@ async function userHop(ctx: GrantContext, raw: string, unverified: JWTPayload, a
     body,
   )
   const audiences = narrowAudiences(deps, audOf(actor.own.token.claims), actor.agent, body)
-  const delegation: DelegationClaim = { hashes: [actor.agent.capabilityHash], user: sub, user_iss: iss }
+  // The person's token is another issuer's to revoke; the actor's own token is ours.
+  const delegation: DelegationClaim = { hashes: [actor.agent.capabilityHash], from: [actor.own.token.claims.jti], user: sub, user_iss: iss }
   if (resources.length > 0) delegation.user_resources = resources
   return finish(ctx, {
     tenant: actor.tenant,
