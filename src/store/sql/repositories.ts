@@ -201,22 +201,31 @@ function keyRepo(sql: Sql): KeyRepo {
   })
 }
 
+/**
+ * `column = ?` for each filter given, in the order given (the order of an
+ * index's leading columns), into `where` and `args`.
+ */
+function equalities(filters: ReadonlyArray<readonly [column: string, value: unknown]>, where: string[], args: unknown[]): void {
+  for (const [column, value] of filters) {
+    if (value === undefined) continue
+    where.push(`${column} = ?`)
+    args.push(value)
+  }
+}
+
 /** The statement an audit page query sends (exported so the bench can EXPLAIN exactly it). */
 export function auditQuerySql(q: AuditQuery): { text: string; args: unknown[] } {
   const where: string[] = []
   const args: unknown[] = []
-  if (q.type !== undefined) {
-    where.push('type = ?')
-    args.push(q.type)
-  }
-  if (q.tenant !== undefined) {
-    where.push('tenant = ?')
-    args.push(q.tenant)
-  }
-  if (q.actor !== undefined) {
-    where.push('actor = ?')
-    args.push(q.actor)
-  }
+  equalities(
+    [
+      ['type', q.type],
+      ['tenant', q.tenant],
+      ['actor', q.actor],
+    ],
+    where,
+    args,
+  )
   const desc = q.order === 'desc'
   const dir = desc ? ' DESC' : ''
   if (q.since === undefined) {
@@ -265,26 +274,17 @@ export function revocationCoveringSql(tokens: readonly TokenFacts[], now: number
 export function decisionQuerySql(q: DecisionQuery): { text: string; args: unknown[] } {
   const where: string[] = []
   const args: unknown[] = []
-  if (q.tenant !== undefined) {
-    where.push('tenant = ?')
-    args.push(q.tenant)
-  }
-  if (q.agentId !== undefined) {
-    where.push('agent_id = ?')
-    args.push(q.agentId)
-  }
-  if (q.tool !== undefined) {
-    where.push('tool = ?')
-    args.push(q.tool)
-  }
-  if (q.decision !== undefined) {
-    where.push('decision = ?')
-    args.push(q.decision)
-  }
-  if (q.enforced !== undefined) {
-    where.push('enforced = ?')
-    args.push(q.enforced ? 1 : 0)
-  }
+  equalities(
+    [
+      ['tenant', q.tenant],
+      ['agent_id', q.agentId],
+      ['tool', q.tool],
+      ['decision', q.decision],
+      ['enforced', q.enforced === undefined ? undefined : q.enforced ? 1 : 0],
+    ],
+    where,
+    args,
+  )
   if (q.since !== undefined) {
     where.push('ts >= ?')
     args.push(q.since)
