@@ -9,20 +9,13 @@
  * 10 % of the plain token's.
  */
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { loadConfig } from '../src/config/load.js'
-import { DEFAULT_TUNING, DecisionPipeline, GatewayState, LogDecisionSink, ManifestCache, type GatewayDeps } from '../src/gateway/index.js'
-import { noApprovals } from '../src/gateway/pipeline/index.js'
 import { buildManifest, capabilityHash } from '../src/lib/capability.js'
-import { systemClock } from '../src/lib/clock.js'
 import { actClaim } from '../src/lib/delegation.js'
 import { silentLogger } from '../src/observability/logger.js'
-import { Metrics } from '../src/observability/metrics.js'
 import { CedarCompiler } from '../src/policy/cedar/engine.js'
-import { MemoryDenyList } from '../src/store/memory/deny-list.js'
-import { MemoryReplayCache } from '../src/store/memory/replay-cache.js'
 import { createVerifier } from '../src/verify/index.js'
+import { inProcessPipeline, serveJwks } from './in-process-pipeline.js'
 import { PAYMENTS_CALLS, PAYMENTS_TEMPLATE } from './pipeline-cedar.js'
 
 const ISSUER = 'https://aegis.bench'
@@ -44,51 +37,27 @@ function b64(value: unknown): string {
 export async function benchDelegation(seconds: number): Promise<DelegationFigures> {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
   const kid = 'bench-1'
-  const jwks = JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid, alg: 'EdDSA', use: 'sig' }] })
-  const server = createServer((_req, res) => {
-    res.setHeader('content-type', 'application/json')
-    res.end(jwks)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
+  const jwks = await serveJwks(publicKey, kid)
   const config = loadConfig({ env: {}, overrides: { issuer: ISSUER, audience: AUDIENCE, logLevel: 'silent' } })
-  const verifier = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: `http://127.0.0.1:${port}/jwks`, cacheSize: config.gateway.verifiedCacheSize })
+  const verifier = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: jwks.url, cacheSize: config.gateway.verifiedCacheSize })
   const logger = silentLogger()
   const manifest = buildManifest([...new Set(PAYMENTS_CALLS.map((c) => c.tool))])
   const hash = capabilityHash(manifest)
   try {
-    const metrics = new Metrics()
-    const compiler = new CedarCompiler({ cacheSize: 0 })
-    const denyList = new MemoryDenyList()
-    const state = new GatewayState({ denyList, compiler, logger, metrics, clock: systemClock })
-    state.applySnapshot({
-      seq: 0,
-      revocations: [],
-      agents: CHAIN.map((agentId) => ({ tenant: TENANT, agentId, capabilityHash: hash })),
-      policies: [{ tenant: TENANT, active: { id: 'bench-delegation', version: 'payments', cedar: PAYMENTS_TEMPLATE, mode: 'enforce' }, candidate: null }],
-      generatedAt: Date.now(),
-    })
-    state.feedConnected()
-    const manifests = new ManifestCache(async () => manifest, logger)
-    await manifests.load(hash)
-    const deps: GatewayDeps = {
+    const { pipeline } = await inProcessPipeline({
       config,
       logger,
-      metrics,
-      clock: systemClock,
-      gatewayId: 'bench',
       verifier,
-      denyList,
-      replay: new MemoryReplayCache(),
-      state,
-      manifests,
-      policyCompiler: compiler,
-      decisions: new LogDecisionSink(logger),
-      approvals: noApprovals,
-      redisHealth: null,
-      tuning: DEFAULT_TUNING,
-    }
-    const pipeline = new DecisionPipeline(deps)
+      compiler: new CedarCompiler({ cacheSize: 0 }),
+      snapshot: {
+        seq: 0,
+        revocations: [],
+        agents: CHAIN.map((agentId) => ({ tenant: TENANT, agentId, capabilityHash: hash })),
+        policies: [{ tenant: TENANT, active: { id: 'bench-delegation', version: 'payments', cedar: PAYMENTS_TEMPLATE, mode: 'enforce' }, candidate: null }],
+      },
+      manifest,
+      hash,
+    })
     await verifier.jwks.ready
 
     const header = b64({ alg: 'EdDSA', typ: 'at+jwt', kid })
@@ -163,8 +132,7 @@ export async function benchDelegation(seconds: number): Promise<DelegationFigure
     return { plainPerSec: perSec(ms.plain), chainPerSec: perSec(ms.chain), decisions }
   } finally {
     verifier.close()
-    server.closeAllConnections()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
+    await jwks.close()
   }
 }
 

@@ -12,26 +12,19 @@
  */
 import { generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto'
 import { spawn } from 'node:child_process'
-import { createServer } from 'node:http'
 import { fileURLToPath } from 'node:url'
-import type { AddressInfo } from 'node:net'
 import autocannon from 'autocannon'
 import { decodeJwt } from 'jose'
 import { loadConfig } from '../src/config/load.js'
-import { DEFAULT_TUNING, DecisionPipeline, GatewayState, LogDecisionSink, ManifestCache, type GatewayDeps } from '../src/gateway/index.js'
-import { noApprovals } from '../src/gateway/pipeline/index.js'
 import { buildManifest, capabilityHash } from '../src/lib/capability.js'
-import { systemClock } from '../src/lib/clock.js'
 import { silentLogger } from '../src/observability/logger.js'
-import { Metrics } from '../src/observability/metrics.js'
 import { StrictEngine } from '../src/policy/strict.js'
-import { MemoryDenyList } from '../src/store/memory/deny-list.js'
-import { MemoryReplayCache } from '../src/store/memory/replay-cache.js'
 import type { Revocation } from '../src/store/types.js'
 import { createVerifier } from '../src/verify/index.js'
 import { authorize, startGatewayEnv, type GatewayEnv } from '../test/helpers/gateway-env.js'
 import { startGatewayProcess, type GatewayProcess } from '../test/helpers/gateway-processes.js'
 import { REDIS_URL, skipWithoutRedis } from '../test/helpers/services.js'
+import { inProcessPipeline, serveJwks } from './in-process-pipeline.js'
 import { pacedLoad, type PacedLoadResult } from './paced-load.js'
 import { crmReaderToken, freePort, startServeProcess, type ServerProcess } from './server-process.js'
 import { b64, opsPerSec, percentiles, processTreeCpuMs } from './util.js'
@@ -117,27 +110,18 @@ export async function benchPipeline(
 ): Promise<{ rawVerifyPerSec: number; freshPerSec: number; reusedPerSec: number; backend: string }> {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
   const kid = 'bench-1'
-  const body = JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid, alg: 'EdDSA', use: 'sig' }] })
-  const server = createServer((_req, res) => {
-    res.setHeader('content-type', 'application/json')
-    res.setHeader('cache-control', 'max-age=300')
-    res.end(body)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
+  const jwks = await serveJwks(publicKey, kid, 'max-age=300')
   const config = loadConfig({ env: {}, overrides: { issuer: ISSUER, audience: AUDIENCE, logLevel: 'silent' } })
   const verifier = createVerifier({
     issuer: ISSUER,
     audience: AUDIENCE,
-    jwksUrl: `http://127.0.0.1:${port}/jwks`,
+    jwksUrl: jwks.url,
     cacheSize: config.gateway.verifiedCacheSize,
     ed25519,
   })
   const logger = silentLogger()
-  const metrics = new Metrics()
   const manifest = buildManifest(['payments.transfer', 'crm.read'])
   const hash = capabilityHash(manifest)
-  const denyList = new MemoryDenyList()
   const now = Date.now()
   // A realistic deny list: a thousand live entries of each kind the lookups touch.
   const entries: Revocation[] = []
@@ -152,29 +136,15 @@ export async function benchPipeline(
       createdAt: now,
       expiresAt: now + 600_000,
     })
-  const state = new GatewayState({ denyList, compiler: { compile: () => new StrictEngine() }, logger, metrics, clock: systemClock })
-  state.applySnapshot({ seq: 1000, revocations: entries, agents: [{ tenant: TENANT, agentId: AGENT, capabilityHash: hash }], policies: [], generatedAt: now })
-  state.feedConnected()
-  const manifests = new ManifestCache(async () => manifest, logger)
-  await manifests.load(hash)
-  const deps: GatewayDeps = {
+  const { pipeline } = await inProcessPipeline({
     config,
     logger,
-    metrics,
-    clock: systemClock,
-    gatewayId: 'bench',
     verifier,
-    denyList,
-    replay: new MemoryReplayCache(),
-    state,
-    manifests,
-    policyCompiler: { compile: () => new StrictEngine() },
-    decisions: new LogDecisionSink(logger),
-    approvals: noApprovals,
-    redisHealth: null,
-    tuning: DEFAULT_TUNING,
-  }
-  const pipeline = new DecisionPipeline(deps)
+    compiler: { compile: () => new StrictEngine() },
+    snapshot: { seq: 1000, revocations: entries, agents: [{ tenant: TENANT, agentId: AGENT, capabilityHash: hash }], policies: [] },
+    manifest,
+    hash,
+  })
   try {
     await verifier.jwks.ready
     const header = b64({ alg: 'EdDSA', typ: 'at+jwt', kid })
@@ -249,8 +219,7 @@ export async function benchPipeline(
     return { rawVerifyPerSec: n / (rawMs / 1000), freshPerSec: n / (freshMs / 1000), reusedPerSec, backend: verifier.ed25519Backend }
   } finally {
     verifier.close()
-    server.closeAllConnections()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
+    await jwks.close()
   }
 }
 

@@ -13,24 +13,18 @@
  */
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
 import autocannon from 'autocannon'
 import { loadConfig } from '../src/config/load.js'
-import { DEFAULT_TUNING, DecisionPipeline, GatewayState, LogDecisionSink, ManifestCache, type GatewayDeps } from '../src/gateway/index.js'
-import { noApprovals } from '../src/gateway/pipeline/index.js'
+import type { DecisionPipeline } from '../src/gateway/index.js'
 import { buildManifest, capabilityHash } from '../src/lib/capability.js'
-import { systemClock } from '../src/lib/clock.js'
 import { silentLogger } from '../src/observability/logger.js'
-import { Metrics } from '../src/observability/metrics.js'
 import { CedarCompiler } from '../src/policy/cedar/engine.js'
 import { buildContext, buildEntities } from '../src/policy/cedar/request.js'
-import { MemoryDenyList } from '../src/store/memory/deny-list.js'
-import { MemoryReplayCache } from '../src/store/memory/replay-cache.js'
 import { createVerifier } from '../src/verify/index.js'
 import { activatePolicy, startGatewayEnv } from '../test/helpers/gateway-env.js'
 import { startGatewayProcess, type GatewayProcess } from '../test/helpers/gateway-processes.js'
+import { inProcessPipeline, serveJwks } from './in-process-pipeline.js'
 import { generatePolicyBundle } from './policy.js'
 
 const ISSUER = 'https://aegis.bench'
@@ -101,54 +95,30 @@ export interface CedarPipelineFigures {
 async function measureBundle(name: string, text: string, calls: Call[], seconds: number): Promise<CedarPipelineFigures> {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
   const kid = 'bench-1'
-  const jwks = JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid, alg: 'EdDSA', use: 'sig' }] })
-  const server = createServer((_req, res) => {
-    res.setHeader('content-type', 'application/json')
-    res.end(jwks)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
+  const jwks = await serveJwks(publicKey, kid)
   const config = loadConfig({ env: {}, overrides: { issuer: ISSUER, audience: AUDIENCE, logLevel: 'silent' } })
-  const verifier = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: `http://127.0.0.1:${port}/jwks`, cacheSize: config.gateway.verifiedCacheSize })
+  const verifier = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: jwks.url, cacheSize: config.gateway.verifiedCacheSize })
   const logger = silentLogger()
   const manifest = buildManifest([...new Set(calls.map((c) => c.tool))])
   const hash = capabilityHash(manifest)
-  const now = Date.now()
 
-  const pipelineWith = async (cacheSize: number): Promise<DecisionPipeline> => {
-    const metrics = new Metrics()
-    const compiler = new CedarCompiler({ cacheSize })
-    const denyList = new MemoryDenyList()
-    const state = new GatewayState({ denyList, compiler, logger, metrics, clock: systemClock })
-    state.applySnapshot({
-      seq: 0,
-      revocations: [],
-      agents: [{ tenant: TENANT, agentId: AGENT, capabilityHash: hash }],
-      policies: [{ tenant: TENANT, active: { id: `bench-${name}`, version: name, cedar: text, mode: 'enforce' }, candidate: null }],
-      generatedAt: now,
-    })
-    state.feedConnected()
-    const manifests = new ManifestCache(async () => manifest, logger)
-    await manifests.load(hash)
-    const deps: GatewayDeps = {
-      config,
-      logger,
-      metrics,
-      clock: systemClock,
-      gatewayId: 'bench',
-      verifier,
-      denyList,
-      replay: new MemoryReplayCache(),
-      state,
-      manifests,
-      policyCompiler: compiler,
-      decisions: new LogDecisionSink(logger),
-      approvals: noApprovals,
-      redisHealth: null,
-      tuning: DEFAULT_TUNING,
-    }
-    return new DecisionPipeline(deps)
-  }
+  const pipelineWith = async (cacheSize: number): Promise<DecisionPipeline> =>
+    (
+      await inProcessPipeline({
+        config,
+        logger,
+        verifier,
+        compiler: new CedarCompiler({ cacheSize }),
+        snapshot: {
+          seq: 0,
+          revocations: [],
+          agents: [{ tenant: TENANT, agentId: AGENT, capabilityHash: hash }],
+          policies: [{ tenant: TENANT, active: { id: `bench-${name}`, version: name, cedar: text, mode: 'enforce' }, candidate: null }],
+        },
+        manifest,
+        hash,
+      })
+    ).pipeline
 
   try {
     await verifier.jwks.ready
@@ -246,8 +216,7 @@ async function measureBundle(name: string, text: string, calls: Call[], seconds:
     }
   } finally {
     verifier.close()
-    server.closeAllConnections()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
+    await jwks.close()
   }
 }
 
