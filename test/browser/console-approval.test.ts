@@ -11,22 +11,13 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { chromium, type BrowserContext, type Page } from 'playwright-core'
+import type { BrowserContext, Page } from 'playwright-core'
+import { launchChromium, OUT, skipWithoutChromium } from './chromium.js'
 import { activatePolicy, authorize, eventually, startGatewayEnv, type GatewayEnv, type RunningGateway } from '../helpers/gateway-env.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const OUT = join('test-output', 'browser')
 const MASK = '••••••'
-
-function skipWithoutChromium(): string | false {
-  if (existsSync(CHROMIUM)) return false
-  const msg = `${CHROMIUM} not found: install Debian's chromium package to run the console browser tests`
-  if (process.env.AEGIS_REQUIRE_SERVICES === '1') throw new Error(`AEGIS_REQUIRE_SERVICES=1 and ${msg}`)
-  return msg
-}
 
 const CEDAR = `
 @id("transfer-permit")
@@ -49,7 +40,7 @@ describe('console: one approval request on its own page, in Chromium', { skip },
   let env: GatewayEnv
   let gw: RunningGateway
   let ctx: BrowserContext
-  let profile: string
+  let closeBrowser: (() => Promise<void>) | undefined
   let page: Page
   let token: string
   let approverToken: string
@@ -80,27 +71,14 @@ describe('console: one approval request on its own page, in Chromium', { skip },
     )
     approverToken = (await env.admin('POST', '/admin-tokens', { tenant: env.tenant, role: 'approver', name: 'alice', groups: ['finance'] })).token as string
     outsiderToken = (await env.admin('POST', '/admin-tokens', { tenant: env.tenant, role: 'approver', name: 'bob', groups: ['legal'] })).token as string
-    profile = mkdtempSync(join(tmpdir(), 'aegis-chromium-'))
-    ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1100, height: 900 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    })
+    const c = await launchChromium({ width: 1100, height: 900 })
+    ctx = c.context
+    closeBrowser = c.close
     page = await ctx.newPage()
   })
 
   after(async () => {
-    await ctx?.close()
-    if (profile) rmSync(profile, { recursive: true, force: true })
+    await closeBrowser?.()
     await env?.close()
   })
 

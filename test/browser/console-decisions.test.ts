@@ -11,39 +11,16 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { chromium, type BrowserContext, type Page } from 'playwright-core'
+import type { BrowserContext, Page } from 'playwright-core'
+import { APPROVAL_CEDAR, consoleLogin, launchChromium, OUT, skipWithoutChromium } from './chromium.js'
 import { activatePolicy, authorize, eventually, startGatewayEnv, type Credential, type GatewayEnv, type RunningGateway } from '../helpers/gateway-env.js'
 
 // The page's DOM, typed minimally for the callbacks run in the browser (the project compiles without lib.dom).
 declare const document: { querySelectorAll(s: string): ArrayLike<{ textContent: string | null; getAttribute(n: string): string | null }> }
 
-const CHROMIUM = '/usr/bin/chromium'
-const OUT = join('test-output', 'browser')
-
-function skipWithoutChromium(): string | false {
-  if (existsSync(CHROMIUM)) return false
-  const msg = `${CHROMIUM} not found: install Debian's chromium package to run the console browser tests`
-  if (process.env.AEGIS_REQUIRE_SERVICES === '1') throw new Error(`AEGIS_REQUIRE_SERVICES=1 and ${msg}`)
-  return msg
-}
-
-const CEDAR = `
-@id("crm-read")
-permit (principal, action == Action::"crm.read", resource);
-
-@id("transfer-permit")
-permit (principal, action == Action::"payments.transfer", resource);
-
-@id("transfer-approval")
-@approval("finance")
-@reason("transfers above 1000 need a finance approver")
-forbid (principal, action == Action::"payments.transfer", resource)
-when { context.params has amount && context.params.amount > 1000 }
-unless { context.override };
-`
+const CEDAR = APPROVAL_CEDAR
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const skip = skipWithoutChromium()
@@ -53,7 +30,7 @@ describe('console: decisions, agent page, approval context in Chromium', { skip 
   let gw: RunningGateway
   let shadow: RunningGateway
   let ctx: BrowserContext
-  let profile: string
+  let closeBrowser: (() => Promise<void>) | undefined
   let page: Page
   let pay: Credential
   let other: Credential
@@ -92,33 +69,16 @@ describe('console: decisions, agent page, approval context in Chromium', { skip 
     assert.equal((await authorize(gw.url, payToken, { action: { tool: 'payments.transfer', params: { amount: 20, currency: 'EUR' } } })).body.decision, 'allow')
     await eventually(async () => (await stored()).some((d) => d.tool === 'payments.transfer' && d.decision === 'allow'), 10_000, 50)
 
-    const dir = mkdtempSync(join(tmpdir(), 'aegis-chromium-'))
-    profile = dir
-    ctx = await chromium.launchPersistentContext(dir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1366, height: 900 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    })
+    const c = await launchChromium()
+    ctx = c.context
+    closeBrowser = c.close
     page = await ctx.newPage()
-    await page.goto(`${env.issuer}/console/`)
-    await page.locator('#token').fill(env.adminToken)
-    await page.keyboard.press('Enter')
-    await page.locator('#nav').waitFor({ state: 'visible' })
+    await consoleLogin(page, env.issuer, env.adminToken)
     // The env's tenant is the one the console picks (the only one).
   })
 
   after(async () => {
-    await ctx?.close()
-    if (profile) rmSync(profile, { recursive: true, force: true })
+    await closeBrowser?.()
     await env?.close()
   })
 

@@ -7,39 +7,16 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { chromium, type BrowserContext, type Page } from 'playwright-core'
+import type { BrowserContext, Page } from 'playwright-core'
+import { APPROVAL_CEDAR, consoleLogin, launchChromium, OUT, skipWithoutChromium } from './chromium.js'
 import { activatePolicy, authorize, eventually, startGatewayEnv, type Credential, type GatewayEnv, type RunningGateway } from '../helpers/gateway-env.js'
 
 // The page's DOM, typed minimally for the callbacks run in the browser (the project compiles without lib.dom).
 declare const document: { cookie: string; getElementById(id: string): { textContent: string | null } | null }
 
-const CHROMIUM = '/usr/bin/chromium'
-const OUT = join('test-output', 'browser')
-
-function skipWithoutChromium(): string | false {
-  if (existsSync(CHROMIUM)) return false
-  const msg = `${CHROMIUM} not found: install Debian's chromium package to run the console browser tests`
-  if (process.env.AEGIS_REQUIRE_SERVICES === '1') throw new Error(`AEGIS_REQUIRE_SERVICES=1 and ${msg}`)
-  return msg
-}
-
-const CEDAR = `
-@id("crm-read")
-permit (principal, action == Action::"crm.read", resource);
-
-@id("transfer-permit")
-permit (principal, action == Action::"payments.transfer", resource);
-
-@id("transfer-approval")
-@approval("finance")
-@reason("transfers above 1000 need a finance approver")
-forbid (principal, action == Action::"payments.transfer", resource)
-when { context.params has amount && context.params.amount > 1000 }
-unless { context.override };
-`
+const CEDAR = APPROVAL_CEDAR
 
 async function statusOf(url: string, token: string): Promise<Record<string, unknown>> {
   const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } })
@@ -52,37 +29,12 @@ describe('admin console in Chromium', { skip }, () => {
   let env: GatewayEnv
   let gw: RunningGateway
   let ctx: BrowserContext
-  let profile: string
+  let closeBrowser: (() => Promise<void>) | undefined
   let page: Page
   let cred: Credential
 
-  const newContext = async (): Promise<{ context: BrowserContext; dir: string }> => {
-    const dir = mkdtempSync(join(tmpdir(), 'aegis-chromium-'))
-    const context = await chromium.launchPersistentContext(dir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1366, height: 900 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    })
-    return { context, dir }
-  }
   const shot = (p: Page, name: string) => p.screenshot({ path: join(OUT, `${name}.png`), fullPage: true })
-  const login = async (p: Page, token: string): Promise<void> => {
-    await p.goto(`${env.issuer}/console/`)
-    await p.locator('#token').waitFor()
-    // Keyboard only: the token field has focus on load; Enter submits.
-    await p.keyboard.type(token)
-    await p.keyboard.press('Enter')
-    await p.locator('#nav').waitFor({ state: 'visible' })
-  }
+  const login = (p: Page, token: string): Promise<void> => consoleLogin(p, env.issuer, token)
 
   before(async () => {
     mkdirSync(OUT, { recursive: true })
@@ -93,15 +45,14 @@ describe('admin console in Chromium', { skip }, () => {
     const warm = await env.token(cred)
     // The bundle reaches the gateway over the feed: wait until it decides with it.
     await eventually(async () => (await authorize(gw.url, warm, { action: { tool: 'crm.read', params: {} } })).body.decision === 'allow', 10_000, 50)
-    const c = await newContext()
+    const c = await launchChromium()
     ctx = c.context
-    profile = c.dir
+    closeBrowser = c.close
     page = await ctx.newPage()
   })
 
   after(async () => {
-    await ctx?.close()
-    if (profile) rmSync(profile, { recursive: true, force: true })
+    await closeBrowser?.()
     await env?.close()
   })
 
@@ -258,7 +209,7 @@ describe('admin console in Chromium', { skip }, () => {
     await env.admin('POST', '/tenants', { id: 'rival-co', name: 'Rival' })
     await env.admin('POST', '/tenants/rival-co/agents', { agent_id: 'rival-secret-bot', scopes: [], capabilities: ['crm.read'], max_ttl_seconds: 300 })
     const tok = (await env.admin('POST', '/admin-tokens', { tenant: env.tenant, role: 'admin', name: 'browser-tenant-admin' })) as { token: string }
-    const c = await newContext()
+    const c = await launchChromium()
     try {
       const p = await c.context.newPage()
       await login(p, tok.token)
@@ -293,8 +244,7 @@ describe('admin console in Chromium', { skip }, () => {
       await p.locator('#audit-verify-result').filter({ hasText: 'global admin' }).waitFor()
       await shot(p, '07-tenant-admin')
     } finally {
-      await c.context.close()
-      rmSync(c.dir, { recursive: true, force: true })
+      await c.close()
     }
   })
 })
