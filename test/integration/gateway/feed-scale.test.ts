@@ -22,6 +22,7 @@ import { createLogger, silentLogger } from '../../../src/observability/logger.js
 import { fillFeedState } from '../../helpers/bulk-feed.js'
 import { startControlPlaneProcess, type ControlPlaneProcess } from '../../helpers/control-plane-processes.js'
 import { authorize, eventually, metricValue } from '../../helpers/gateway-env.js'
+import { adminCaller, clientCredentialsToken } from '../../helpers/admin-http.js'
 import { freePort } from '../../helpers/ports.js'
 import { REDIS_URL, redisPrefix, skipWithoutRedis } from '../../helpers/services.js'
 
@@ -68,24 +69,8 @@ describe(`feed at scale: ${N.toLocaleString('en')} revocations and ${N.toLocaleS
   let cred: { client_id: string; client_secret: string }
   const gateways: Gateway[] = []
 
-  const admin = async (method: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
-    const res = await fetch(`${cp.url}/admin/v1${path}`, {
-      method,
-      headers: { authorization: `Bearer ${adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    })
-    const text = await res.text()
-    if (!res.ok) throw new Error(`${method} ${path} answered ${res.status}: ${text}`)
-    return text ? (JSON.parse(text) as Record<string, unknown>) : {}
-  }
-  const newToken = async (): Promise<string> => {
-    const res = await fetch(`${cp.url}/oauth2/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }),
-    })
-    return ((await res.json()) as { access_token: string }).access_token
-  }
+  const admin = adminCaller(() => cp.url, adminToken)
+  const newToken = (): Promise<string> => clientCredentialsToken(cp.url, cred)
 
   /** Builds a gateway following `url`; resolves with it and the ms from build until a valid token is allowed. */
   async function startGateway(url: string, extra: Record<string, unknown>, tuning = {}): Promise<{ gw: Gateway; gwUrl: string; ms: number }> {

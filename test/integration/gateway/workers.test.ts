@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import { decodeJwt } from 'jose'
 import { AegisProcess, runAegis } from '../../helpers/aegis-process.js'
 import { eventually, TEST_POLICY } from '../../helpers/gateway-env.js'
+import { adminCaller, clientCredentialsToken } from '../../helpers/admin-http.js'
 import { freePort } from '../../helpers/ports.js'
 import { PrivateRedis, skipWithoutRedisServer } from '../../helpers/redis-server.js'
 
@@ -44,24 +45,8 @@ describe('a gateway with two worker processes', { skip: skipWithoutRedisServer()
   let gw: AegisProcess
   let cred: { client_id: string; client_secret: string }
 
-  const admin = async (method: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
-    const res = await fetch(`${cp.url}/admin/v1${path}`, {
-      method,
-      headers: { authorization: `Bearer ${adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    })
-    const text = await res.text()
-    if (!res.ok) throw new Error(`${method} ${path} answered ${res.status}: ${text}`)
-    return text ? (JSON.parse(text) as Record<string, unknown>) : {}
-  }
-  const token = async (): Promise<string> => {
-    const res = await fetch(`${cp.url}/oauth2/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }),
-    })
-    return ((await res.json()) as { access_token: string }).access_token
-  }
+  const admin = adminCaller(() => cp.url, adminToken)
+  const token = (): Promise<string> => clientCredentialsToken(cp.url, cred)
 
   before(async () => {
     redis = await PrivateRedis.start(await freePort())
