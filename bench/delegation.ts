@@ -8,14 +8,11 @@
  * Cedar). Alternating rounds of the same run. Goal: the chain's rate within
  * 10 % of the plain token's.
  */
-import { generateKeyPairSync, randomBytes, sign } from 'node:crypto'
-import { loadConfig } from '../src/config/load.js'
+import { randomBytes, sign } from 'node:crypto'
 import { buildManifest, capabilityHash } from '../src/lib/capability.js'
 import { actClaim } from '../src/lib/delegation.js'
-import { silentLogger } from '../src/observability/logger.js'
 import { CedarCompiler } from '../src/policy/cedar/engine.js'
-import { createVerifier } from '../src/verify/index.js'
-import { inProcessPipeline, serveJwks } from './in-process-pipeline.js'
+import { benchVerifier, inProcessPipeline } from './in-process-pipeline.js'
 import { PAYMENTS_CALLS, PAYMENTS_TEMPLATE } from './pipeline-cedar.js'
 
 const ISSUER = 'https://aegis.bench'
@@ -35,12 +32,7 @@ function b64(value: unknown): string {
 }
 
 export async function benchDelegation(seconds: number): Promise<DelegationFigures> {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519')
-  const kid = 'bench-1'
-  const jwks = await serveJwks(publicKey, kid)
-  const config = loadConfig({ env: {}, overrides: { issuer: ISSUER, audience: AUDIENCE, logLevel: 'silent' } })
-  const verifier = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: jwks.url, cacheSize: config.gateway.verifiedCacheSize })
-  const logger = silentLogger()
+  const { privateKey, kid, config, verifier, logger, close } = await benchVerifier(ISSUER, AUDIENCE)
   const manifest = buildManifest([...new Set(PAYMENTS_CALLS.map((c) => c.tool))])
   const hash = capabilityHash(manifest)
   try {
@@ -131,8 +123,7 @@ export async function benchDelegation(seconds: number): Promise<DelegationFigure
     const perSec = (t: number): number => (rounds * ROUND) / (t / 1000)
     return { plainPerSec: perSec(ms.plain), chainPerSec: perSec(ms.chain), decisions }
   } finally {
-    verifier.close()
-    await jwks.close()
+    await close()
   }
 }
 

@@ -4,20 +4,21 @@
  * and replay cache, a loaded feed snapshot and manifest.
  */
 import { createServer, type Server } from 'node:http'
-import type { KeyObject } from 'node:crypto'
+import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
+import { loadConfig } from '../src/config/load.js'
 import type { AegisConfig } from '../src/config/schema.js'
 import type { FeedSnapshot } from '../src/control-plane/index.js'
 import { DEFAULT_TUNING, DecisionPipeline, GatewayState, LogDecisionSink, ManifestCache, type GatewayDeps } from '../src/gateway/index.js'
 import { noApprovals } from '../src/gateway/pipeline/index.js'
 import type { CapabilityManifest } from '../src/lib/capability.js'
 import { systemClock } from '../src/lib/clock.js'
-import type { Logger } from '../src/observability/logger.js'
+import { silentLogger, type Logger } from '../src/observability/logger.js'
 import { Metrics } from '../src/observability/metrics.js'
 import type { PolicyCompiler } from '../src/policy/types.js'
 import { MemoryDenyList } from '../src/store/memory/deny-list.js'
 import { MemoryReplayCache } from '../src/store/memory/replay-cache.js'
-import type { Verifier } from '../src/verify/index.js'
+import { createVerifier, type Verifier } from '../src/verify/index.js'
 
 /** Serves `{"keys": [publicKey]}` on loopback; resolves with its URL and a close(). */
 export async function serveJwks(publicKey: KeyObject, kid: string, cacheControl?: string): Promise<{ url: string; close(): Promise<void> }> {
@@ -34,6 +35,36 @@ export async function serveJwks(publicKey: KeyObject, kid: string, cacheControl?
     close: async () => {
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+}
+
+/** A fresh Ed25519 key served as a JWKS on loopback, and a verifier (with the gateway's configuration) that reads it. */
+export async function benchVerifier(
+  issuer: string,
+  audience: string,
+): Promise<{
+  privateKey: KeyObject
+  kid: string
+  config: AegisConfig
+  verifier: Verifier
+  logger: Logger
+  close(): Promise<void>
+}> {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519')
+  const kid = 'bench-1'
+  const jwks = await serveJwks(publicKey, kid)
+  const config = loadConfig({ env: {}, overrides: { issuer, audience, logLevel: 'silent' } })
+  const verifier = createVerifier({ issuer, audience, jwksUrl: jwks.url, cacheSize: config.gateway.verifiedCacheSize })
+  return {
+    privateKey,
+    kid,
+    config,
+    verifier,
+    logger: silentLogger(),
+    close: async () => {
+      verifier.close()
+      await jwks.close()
     },
   }
 }

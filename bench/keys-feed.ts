@@ -19,7 +19,7 @@ import { fillFeedState } from '../test/helpers/bulk-feed.js'
 import { authorize, startGatewayEnv } from '../test/helpers/gateway-env.js'
 import { startGatewayProcess, type GatewayProcess } from '../test/helpers/gateway-processes.js'
 import { REDIS_URL, skipWithoutRedis } from '../test/helpers/services.js'
-import { adminCall, freePort, startServeProcess } from './server-process.js'
+import { crmReaderToken, freePort, serverNodeArgs, startServeProcess } from './server-process.js'
 import { percentiles } from './util.js'
 
 const CALL = { action: { tool: 'crm.read' } }
@@ -83,10 +83,11 @@ async function timeGatewayStart(env: Record<string, string>, token: string): Pro
     ...env,
     AEGIS_GATEWAY_PORT: String(port),
   }
-  // BENCH_SERVER_NODE_ARGS profiles the gateway too (bench/server-process.ts).
-  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
   const started = performance.now()
-  const child = spawn(process.execPath, [...nodeArgs, 'bin/aegis.js', 'serve', '--role', 'gateway'], { env: childEnv, stdio: ['ignore', 'ignore', 'inherit'] })
+  const child = spawn(process.execPath, [...serverNodeArgs(), 'bin/aegis.js', 'serve', '--role', 'gateway'], {
+    env: childEnv,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
   try {
     for (;;) {
       if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}`)
@@ -134,23 +135,7 @@ export async function benchGatewayStartup(sizes: number[] = [0, 10_000, 100_000]
       AEGIS_RATE_LIMIT_PER_IP: '10000000',
     })
     try {
-      await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants', { id: 'acme', name: 'Bench' })
-      await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants/acme/agents', {
-        agent_id: 'start-bot',
-        scopes: ['crm:read'],
-        capabilities: ['crm.read'],
-        max_ttl_seconds: 900,
-      })
-      const cred = (await adminCall(cp.url, cp.adminToken, 'POST', '/admin/v1/tenants/acme/agents/start-bot/bootstrap-credentials', {
-        ttl_seconds: 3600,
-        single_use: false,
-      })) as { client_id: string; client_secret: string }
-      const res = await fetch(`${cp.url}/oauth2/token`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }),
-      })
-      const { access_token: token } = (await res.json()) as { access_token: string }
+      const token = await crmReaderToken(cp, 'acme', 'start-bot')
       if (n > 0) fillFeedState({ dataDir, tenant: 'acme', revocations: n, agents: n, prefix: `b${n}` })
       const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
       const base = { AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_ISSUER: issuer }

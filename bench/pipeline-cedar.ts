@@ -11,20 +11,17 @@
  *   token, 50 connections (autocannon) against a gateway in its own process.
  *   Goal: ≥ 5,000 decisions/s, p99 < 10 ms.
  */
-import { generateKeyPairSync, randomBytes, sign } from 'node:crypto'
+import { randomBytes, sign } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs'
 import autocannon from 'autocannon'
-import { loadConfig } from '../src/config/load.js'
 import type { DecisionPipeline } from '../src/gateway/index.js'
 import { buildManifest, capabilityHash } from '../src/lib/capability.js'
-import { silentLogger } from '../src/observability/logger.js'
 import { CedarCompiler } from '../src/policy/cedar/engine.js'
 import { buildContext, buildEntities } from '../src/policy/cedar/request.js'
-import { createVerifier } from '../src/verify/index.js'
 import { activatePolicy, startGatewayEnv } from '../test/helpers/gateway-env.js'
 import { startGatewayProcess, type GatewayProcess } from '../test/helpers/gateway-processes.js'
-import { inProcessPipeline, serveJwks } from './in-process-pipeline.js'
+import { benchVerifier, inProcessPipeline } from './in-process-pipeline.js'
 import { generatePolicyBundle } from './policy.js'
 
 const ISSUER = 'https://aegis.bench'
@@ -93,12 +90,7 @@ export interface CedarPipelineFigures {
 
 /** The pipeline in process with a real verifier (JWKS over loopback), deny list, replay cache and a Cedar bundle. */
 async function measureBundle(name: string, text: string, calls: Call[], seconds: number): Promise<CedarPipelineFigures> {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519')
-  const kid = 'bench-1'
-  const jwks = await serveJwks(publicKey, kid)
-  const config = loadConfig({ env: {}, overrides: { issuer: ISSUER, audience: AUDIENCE, logLevel: 'silent' } })
-  const verifier = createVerifier({ issuer: ISSUER, audience: AUDIENCE, jwksUrl: jwks.url, cacheSize: config.gateway.verifiedCacheSize })
-  const logger = silentLogger()
+  const { privateKey, kid, config, verifier, logger, close } = await benchVerifier(ISSUER, AUDIENCE)
   const manifest = buildManifest([...new Set(calls.map((c) => c.tool))])
   const hash = capabilityHash(manifest)
 
@@ -215,8 +207,7 @@ async function measureBundle(name: string, text: string, calls: Call[], seconds:
       decisions,
     }
   } finally {
-    verifier.close()
-    await jwks.close()
+    await close()
   }
 }
 

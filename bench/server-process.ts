@@ -9,12 +9,18 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 export { freePort } from '../test/helpers/ports.js'
 import { freePort } from '../test/helpers/ports.js'
+import { clientCredentialsToken } from '../test/helpers/admin-http.js'
 
 export interface ServerProcess {
   child: ChildProcess
   url: string
   adminToken: string
   stop(): Promise<void>
+}
+
+/** BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"), given to every aegis process a bench spawns: node refuses --cpu-prof in NODE_OPTIONS. */
+export function serverNodeArgs(): string[] {
+  return (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
 }
 
 export async function startServeProcess(
@@ -35,9 +41,7 @@ export async function startServeProcess(
     ...env,
     [portVar]: String(port),
   }
-  // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the server; node refuses --cpu-prof in NODE_OPTIONS.
-  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
-  const child = spawn(process.execPath, [...nodeArgs, 'bin/aegis.js', 'serve', '--role', role], { env: childEnv, stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [...serverNodeArgs(), 'bin/aegis.js', 'serve', '--role', role], { env: childEnv, stdio: ['ignore', 'pipe', 'inherit'] })
   const url = `http://127.0.0.1:${port}`
   const deadline = Date.now() + 30_000
   for (;;) {
@@ -96,10 +100,5 @@ export async function crmReaderToken(cp: ServerProcess, tenant: string, agent: s
     ttl_seconds: 3600,
     single_use: false,
   })) as { client_id: string; client_secret: string }
-  const res = await fetch(`${cp.url}/oauth2/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }),
-  })
-  return ((await res.json()) as { access_token: string }).access_token
+  return clientCredentialsToken(cp.url, cred)
 }
