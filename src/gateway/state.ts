@@ -57,12 +57,6 @@ export interface GatewayStateOptions {
 }
 
 /**
- * What the feed tells a gateway: the deny list (held by `denyList`), each
- * agent's current capability hash, each tenant's compiled policy, and
- * whether the feed is connected. Feed transports (SSE, Redis) only call
- * `applySnapshot`, `applyEvent`, `feedConnected` and `feedDisconnected`.
- */
-/**
  * A snapshot whose entries were already indexed as its pages arrived (a
  * deny list and an agent map of its own, taken over whole by applySnapshot).
  */
@@ -70,6 +64,12 @@ export interface PreparedSnapshot extends FeedSnapshot {
   prepared: { denyList: DenyList; agents: Map<string, string | null> }
 }
 
+/**
+ * What the feed tells a gateway: the deny list (held by `denyList`), each
+ * agent's current capability hash, each tenant's compiled policy, and
+ * whether the feed is connected. Feed transports (SSE, Redis) only call
+ * `applySnapshot`, `applyEvent`, `feedConnected` and `feedDisconnected`.
+ */
 export class GatewayState {
   private agents = new Map<string, string | null>()
   private readonly policies = new Map<string, TenantPolicy>()
