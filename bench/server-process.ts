@@ -18,7 +18,7 @@ export interface ServerProcess {
   stop(): Promise<void>
 }
 
-/** BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"), given to every aegis process a bench spawns: node refuses --cpu-prof in NODE_OPTIONS. */
+/** BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") for every aegis process a bench spawns: node refuses --cpu-prof in NODE_OPTIONS. */
 export function serverNodeArgs(): string[] {
   return (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
 }
