@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto'
+import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import type { AegisConfig } from '../../config/schema.js'
 import { AegisError, Unavailable } from '../../errors.js'
 import { canonicalHash } from '../../lib/canonical-json.js'
@@ -9,6 +9,7 @@ import type { Metrics } from '../../observability/metrics.js'
 import type { ClusterSignal } from '../../store/signal.js'
 import type { AuditEventInput, KeyState, SigningKey, Store } from '../../store/types.js'
 import type { AuditWriter } from '../audit/types.js'
+import { ed25519Signer, type Ed25519Signer } from './ed25519-signer.js'
 import { decryptPrivateKey, encryptPrivateKey, loadKek } from './kek.js'
 import type { KeyManager } from './types.js'
 
@@ -169,7 +170,7 @@ const UNTIL_WRITTEN = Number.POSITIVE_INFINITY
 class KeyManagerImpl implements ManagedKeyManager {
   private rows: SigningKey[] = []
   private view: View = { keys: [], current: null, boundaryAt: Number.POSITIVE_INFINITY }
-  private readonly privateKeys = new Map<string, KeyObject>()
+  private readonly privateKeys = new Map<string, Ed25519Signer>()
   private readonly headerCache = new Map<string, string>()
   private jwksSetKey = ''
   private jwksText = '{"keys":[]}'
@@ -228,31 +229,21 @@ class KeyManagerImpl implements ManagedKeyManager {
   // ---------------------------------------------------------------- signing
 
   signJwt(header: Record<string, unknown>, payload: Record<string, unknown>): { jwt: string; kid: string } {
-    const { input, key, kid } = this.signingInput(header, payload)
-    return { jwt: `${input}.${sign(null, Buffer.from(input), key).toString('base64url')}`, kid }
+    const { input, signer, kid } = this.signingInput(header, payload)
+    return { jwt: `${input}.${signer.sign(Buffer.from(input)).toString('base64url')}`, kid }
   }
 
-  /**
-   * Same as signJwt, but the Ed25519 signature is computed on libuv's thread
-   * pool (crypto.sign with a callback): on the issuance path signing is about a
-   * quarter of the event loop's time, and the other core can do it while the
-   * loop parses the next requests.
-   */
+  /** signJwt for the token endpoint, where many requests are in flight (Ed25519Signer.signAsync says where it signs). */
   signJwtAsync(header: Record<string, unknown>, payload: Record<string, unknown>): Promise<{ jwt: string; kid: string }> {
-    let prepared: { input: string; key: KeyObject; kid: string }
+    let prepared: { input: string; signer: Ed25519Signer; kid: string }
     try {
       prepared = this.signingInput(header, payload)
     } catch (err) {
       if (err instanceof KeyBeingReplaced) return this.signAfterReplacement(header, payload)
       return Promise.reject(err)
     }
-    const { input, key, kid } = prepared
-    return new Promise((resolve, reject) => {
-      sign(null, Buffer.from(input), key, (err, sig) => {
-        if (err) reject(err)
-        else resolve({ jwt: `${input}.${sig.toString('base64url')}`, kid })
-      })
-    })
+    const { input, signer, kid } = prepared
+    return signer.signAsync(Buffer.from(input)).then((signature) => ({ jwt: `${input}.${signature.toString('base64url')}`, kid }))
   }
 
   /**
@@ -266,13 +257,9 @@ class KeyManagerImpl implements ManagedKeyManager {
       if (cur && this.blocked.get(cur.kid) === UNTIL_WRITTEN) await sleep(10)
       else await this.reload().catch(() => sleep(50))
       try {
-        const { input, key, kid } = this.signingInput(header, payload)
-        return await new Promise((resolve, reject) => {
-          sign(null, Buffer.from(input), key, (err, sig) => {
-            if (err) reject(err)
-            else resolve({ jwt: `${input}.${sig.toString('base64url')}`, kid })
-          })
-        })
+        const { input, signer, kid } = this.signingInput(header, payload)
+        const signature = await signer.signAsync(Buffer.from(input))
+        return { jwt: `${input}.${signature.toString('base64url')}`, kid }
       } catch (err) {
         if (!(err instanceof KeyBeingReplaced) || Date.now() >= deadline) throw err
       }
@@ -280,14 +267,14 @@ class KeyManagerImpl implements ManagedKeyManager {
   }
 
   /** The JWS signing input under the current key. */
-  private signingInput(header: Record<string, unknown>, payload: Record<string, unknown>): { input: string; key: KeyObject; kid: string } {
+  private signingInput(header: Record<string, unknown>, payload: Record<string, unknown>): { input: string; signer: Ed25519Signer; kid: string } {
     const now = this.clock.now()
     if (now >= this.view.boundaryAt) this.advance(now)
     const cur = this.view.current
     if (!cur) throw new Unavailable('no signing key available')
     if (this.blocked.has(cur.kid)) throw new KeyBeingReplaced(cur.kid)
-    const key = this.privateKeys.get(cur.kid) ?? this.loadPrivate(cur)
-    // Built by hand with node:crypto: jose's SignJWT goes through async
+    const signer = this.privateKeys.get(cur.kid) ?? this.loadPrivate(cur)
+    // Built by hand: jose's SignJWT goes through async
     // WebCrypto and is several times slower on this hot path.
     const hjson = JSON.stringify(header)
     const cacheKey = cur.kid + hjson
@@ -297,7 +284,7 @@ class KeyManagerImpl implements ManagedKeyManager {
       if (this.headerCache.size > 64) this.headerCache.clear()
       this.headerCache.set(cacheKey, h)
     }
-    return { input: `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`, key, kid: cur.kid }
+    return { input: `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`, signer, kid: cur.kid }
   }
 
   currentKid(): string {
@@ -313,17 +300,27 @@ class KeyManagerImpl implements ManagedKeyManager {
     void this.maintain().catch(() => {})
   }
 
-  private loadPrivate(k: SigningKey): KeyObject {
+  private loadPrivate(k: SigningKey): Ed25519Signer {
     const der = decryptPrivateKey(this.kek, k.kid, k.encryptedPrivateKey)
-    const key = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' })
-    der.fill(0)
+    let signer: Ed25519Signer
+    try {
+      signer = ed25519Signer(der)
+    } finally {
+      der.fill(0)
+    }
     // Refuse to sign with a private key whose public half is not the one we publish.
-    const x = (createPublicKey(key).export({ format: 'jwk' }) as { x?: string }).x
-    if (x !== (k.publicJwk as { x?: string }).x) {
+    if (signer.publicX !== (k.publicJwk as { x?: string }).x) {
+      signer.destroy()
       throw new AegisError('server_error', `private key of ${k.kid} does not match its public key`)
     }
-    this.privateKeys.set(k.kid, key)
-    return key
+    this.privateKeys.set(k.kid, signer)
+    return signer
+  }
+
+  /** Forgets a private key and wipes it where it can be wiped. */
+  private dropPrivate(kid: string): void {
+    this.privateKeys.get(kid)?.destroy()
+    this.privateKeys.delete(kid)
   }
 
   // ------------------------------------------------------------------- JWKS
@@ -355,7 +352,7 @@ class KeyManagerImpl implements ManagedKeyManager {
 
   private recompute(now: number): void {
     this.view = effectiveKeys(this.rows, now, this.retentionMs)
-    for (const k of this.view.keys) if (k.state === 'retired') this.privateKeys.delete(k.kid)
+    for (const k of this.view.keys) if (k.state === 'retired') this.dropPrivate(k.kid)
     this.rebuildJwks()
   }
 
@@ -567,9 +564,13 @@ class KeyManagerImpl implements ManagedKeyManager {
     const jwk = publicKey.export({ format: 'jwk' }) as { kty: string; crv: string; x: string }
     const kid = thumbprint(jwk)
     const der = privateKey.export({ format: 'der', type: 'pkcs8' })
-    const encrypted = encryptPrivateKey(this.kek, kid, der)
-    der.fill(0)
-    this.privateKeys.set(kid, privateKey)
+    let encrypted: string
+    try {
+      encrypted = encryptPrivateKey(this.kek, kid, der)
+      this.privateKeys.set(kid, ed25519Signer(der))
+    } finally {
+      der.fill(0)
+    }
     return {
       kid,
       alg: 'EdDSA',
@@ -633,7 +634,7 @@ class KeyManagerImpl implements ManagedKeyManager {
           this.blocked.delete(cur.kid)
           throw err
         }
-        this.privateKeys.delete(cur.kid)
+        this.dropPrivate(cur.kid)
         revoked = cur.kid
         events.push({ type: 'key.revoked', actor, subject: cur.kid, data: { replaced_by: k.kid } })
       }
