@@ -27,15 +27,19 @@ import { REDIS_URL, skipWithoutRedis } from '../test/helpers/services.js'
 import { inProcessPipeline, serveJwks } from './in-process-pipeline.js'
 import { pacedLoad, type PacedLoadResult } from './paced-load.js'
 import { crmReaderToken, freePort, startServeProcess, type ServerProcess } from './server-process.js'
-import { b64, opsPerSec, percentiles, processTreeCpuMs } from './util.js'
+import { b64, medianRound, opsPerSec, percentiles, processTreeCpuMs, sideBySide, type Round } from './util.js'
 
 const ISSUER = 'https://aegis.bench'
 const AUDIENCE = 'aegis-gateway'
 const TENANT = 'acme'
 const AGENT = 'billing-bot'
+/** Alternating full-speed rounds of /v1/authorize and bare fastify (see sideBySide). */
+const ROUNDS = 3
 
 export interface HttpFigures {
   perSec: number
+  /** Length of the measured run, s. */
+  seconds: number
   p50Ms: number
   p99Ms: number
   errors: number
@@ -48,11 +52,11 @@ export interface HttpFigures {
 
 /**
  * autocannon at full speed (closed loop) against `url` for `seconds`, after a
- * 2 s warm-up, with the server's CPU (process `pid` and its children) per
+ * 2 s warm-up (unless `warmUp` is false), with the server's CPU (process `pid` and its children) per
  * request and the load generator's own CPU over the same run.
  */
-async function fullSpeed(opts: autocannon.Options, pid: number | undefined, seconds: number): Promise<HttpFigures> {
-  await autocannon({ ...opts, duration: 2 })
+async function fullSpeed(opts: autocannon.Options, pid: number | undefined, seconds: number, warmUp = true): Promise<HttpFigures> {
+  if (warmUp) await autocannon({ ...opts, duration: 2 })
   const cpu0 = processTreeCpuMs(pid)
   const gen0 = process.cpuUsage()
   const t0 = performance.now()
@@ -61,6 +65,7 @@ async function fullSpeed(opts: autocannon.Options, pid: number | undefined, seco
   const gen = process.cpuUsage(gen0)
   return {
     perSec: r.requests.average,
+    seconds,
     p50Ms: r.latency.p50,
     p99Ms: r.latency.p99,
     errors: r.errors,
@@ -71,23 +76,27 @@ async function fullSpeed(opts: autocannon.Options, pid: number | undefined, seco
 }
 
 export interface HttpBench {
+  /** Full speed: the median round's figures (by the ratio of requests/s). */
   max: HttpFigures
   atGoalRate: PacedLoadResult
-  /** The same two loads against bench/bare-fastify.mjs. */
+  /** The same two loads against bench/bare-fastify.mjs (full speed: the median round's). */
   bare: { max: HttpFigures; atGoalRate: PacedLoadResult }
+  /** Every full-speed round, sorted by the ratio of requests/s (Aegis / bare fastify). */
+  rounds: Array<Round<HttpFigures>>
 }
 
-/** Runs `fn` against bench/bare-fastify.mjs in its own process. */
-async function withBareFastify<T>(fn: (url: string, pid: number | undefined) => Promise<T>): Promise<T> {
+/** bench/bare-fastify.mjs in its own process: its URL, pid and how to stop it. */
+async function startBareFastify(): Promise<{ url: string; pid: number | undefined; stop(): void }> {
   const child = spawn(process.execPath, [fileURLToPath(new URL('./bare-fastify.mjs', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] })
   try {
     const port = await new Promise<string>((resolve, reject) => {
       child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()))
       child.once('exit', (code) => reject(new Error(`bare fastify exited with ${code}`)))
     })
-    return await fn(`http://127.0.0.1:${port}`, child.pid)
-  } finally {
+    return { url: `http://127.0.0.1:${port}`, pid: child.pid, stop: () => child.kill('SIGTERM') }
+  } catch (err) {
     child.kill('SIGTERM')
+    throw err
   }
 }
 
@@ -237,13 +246,15 @@ function gatewayProcessConfig(env: GatewayEnv, i: number, redis: boolean): Recor
  * HTTP /v1/authorize with a reused token, 50 connections, against `aegis
  * serve --role gateway` following `aegis serve --role control-plane`, each in
  * its own process, so nothing but the load generator runs on this event loop
- * (its latency figures include any stall of this loop). Measured twice: at
- * full speed with autocannon (closed loop: each connection sends when the
- * previous answer came, so latency there is queueing at saturation), and at
+ * (its latency figures include any stall of this loop), and bare fastify
+ * beside it. Measured twice: at full speed with autocannon (closed loop:
+ * each connection sends when the previous answer came, so latency there is
+ * queueing at saturation) in alternating rounds with bare fastify, and at
  * the goal rate of 12,000/s offered open-loop (see paced-load.ts), latency
  * counted from when each request was due.
  */
 export async function benchHttp(seconds: number, goalRate = 12_000): Promise<HttpBench> {
+  const roundSeconds = Math.max(5, seconds / 2)
   const gatewayToken = `gw_${randomBytes(32).toString('base64url')}`
   const cpPort = await freePort()
   const issuer = `http://127.0.0.1:${cpPort}`
@@ -257,18 +268,27 @@ export async function benchHttp(seconds: number, goalRate = 12_000): Promise<Htt
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ action: { tool: 'crm.read', params: { q: 'acme' } }, resource: 'crm:contacts' }),
     }
-    const measure = async (url: string, pid: number | undefined): Promise<{ max: HttpFigures; atGoalRate: PacedLoadResult }> => {
-      const opts = { url, connections: 50, ...request }
-      const max = await fullSpeed(opts, pid, seconds)
-      const atGoalRate = await pacedLoad({ ...opts, rate: goalRate, seconds })
-      return { max, atGoalRate }
+    const bare = await startBareFastify()
+    try {
+      const aegisLoad = { url: `${gw.url}/v1/authorize`, connections: 50, ...request }
+      const bareLoad = { url: `${bare.url}/v1/authorize`, connections: 50, ...request }
+      const gwPid = gw.child.pid
+      await fullSpeed(aegisLoad, gwPid, 2, false)
+      await fullSpeed(bareLoad, bare.pid, 2, false)
+      // Full speed, side by side in alternating rounds; then the open-loop load at the goal rate, once each.
+      const rounds = await sideBySide(
+        ROUNDS,
+        () => fullSpeed(aegisLoad, gwPid, roundSeconds, false),
+        () => fullSpeed(bareLoad, bare.pid, roundSeconds, false),
+        (a, b) => a.perSec / b.perSec,
+      )
+      const median = medianRound(rounds)
+      const atGoalRate = await pacedLoad({ ...aegisLoad, rate: goalRate, seconds })
+      const bareAtGoalRate = await pacedLoad({ ...bareLoad, rate: goalRate, seconds })
+      return { max: median.ours, atGoalRate, bare: { max: median.anchor, atGoalRate: bareAtGoalRate }, rounds }
+    } finally {
+      bare.stop()
     }
-    const gateway = await measure(`${gw.url}/v1/authorize`, gw.child.pid)
-    await gw.stop()
-    gw = undefined
-    // Same load against a fastify that decides nothing: what this machine and harness cost by themselves.
-    const bare = await withBareFastify((url, pid) => measure(`${url}/v1/authorize`, pid))
-    return { ...gateway, bare }
   } finally {
     await gw?.stop()
     await cp.stop()

@@ -1,15 +1,15 @@
 /**
  * Token issuance over HTTP on loopback: `client_credentials` with a bootstrap
  * secret, audit on, embedded SQLite, 50 connections, against a control plane
- * in its own process. Compared with raw node:crypto Ed25519 signing and with
- * node-oidc-provider under the same load, measured in the same run.
+ * in its own process. Compared with raw node:crypto Ed25519 signing and,
+ * round by round, with node-oidc-provider under the same load.
  */
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import autocannon from 'autocannon'
 import { adminCall, freePort, startServeProcess } from './server-process.js'
-import { processCpuMs } from './util.js'
+import { medianRound, processCpuMs, sideBySide, type Round } from './util.js'
 
 export interface IssuanceResult {
   tokensPerSec: number
@@ -28,11 +28,23 @@ export interface IssuanceResult {
   benchCpuPct: number
 }
 
+/** A token endpoint under test, in its own process. */
+interface TokenEndpoint {
+  url: string
+  pid: number | undefined
+  /** Basic credentials of the client_credentials client. */
+  basic: string
+  body: string
+  stop(): Promise<void>
+}
+
 /**
- * autocannon against a token endpoint (50 connections, 2 s warm-up), with the
- * server process's CPU over the measured run read from /proc.
+ * autocannon against a token endpoint (50 connections; 2 s warm-up unless
+ * `warmUp` is false), with the server process's CPU over the measured run
+ * read from /proc.
  */
-async function measureTokenEndpoint(url: string, pid: number | undefined, basic: string, body: string, seconds: number): Promise<IssuanceResult> {
+async function measureTokenEndpoint(endpoint: TokenEndpoint, seconds: number, warmUp = true): Promise<IssuanceResult> {
+  const { url, pid, basic, body } = endpoint
   const request = {
     url,
     method: 'POST' as const,
@@ -41,7 +53,7 @@ async function measureTokenEndpoint(url: string, pid: number | undefined, basic:
     body,
   }
   // Warm-up so JIT and caches settle before measuring.
-  await autocannon({ ...request, duration: 2 })
+  if (warmUp) await autocannon({ ...request, duration: 2 })
   const serverCpu0 = processCpuMs(pid)
   const loopCpu0 = processCpuMs(pid, true)
   const benchCpu0 = process.cpuUsage()
@@ -66,11 +78,11 @@ async function measureTokenEndpoint(url: string, pid: number | undefined, basic:
 }
 
 /**
- * The same load against node-oidc-provider (bench/oidc-provider-server.mjs):
- * client_credentials, client_secret_basic, EdDSA at+jwt access tokens, in its
- * own process. What the field's reference implementation does on this machine.
+ * node-oidc-provider (bench/oidc-provider-server.mjs) in its own process:
+ * client_credentials, client_secret_basic, EdDSA at+jwt access tokens. What
+ * the field's reference implementation does on this machine.
  */
-export async function benchOidcProvider(seconds: number): Promise<IssuanceResult & { version: string }> {
+async function startOidcProvider(): Promise<TokenEndpoint & { version: string }> {
   const port = await freePort()
   const secret = randomBytes(32).toString('base64url')
   const child = spawn(process.execPath, ['bench/oidc-provider-server.mjs', String(port), secret], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -89,22 +101,25 @@ export async function benchOidcProvider(seconds: number): Promise<IssuanceResult
       })
       child.once('exit', (code) => reject(new Error(`oidc-provider exited with ${code}: ${stderr}`)))
     })
-    const basic = Buffer.from(`bench-client:${secret}`).toString('base64')
-    const r = await measureTokenEndpoint(
-      `http://127.0.0.1:${port}/token`,
-      child.pid,
-      basic,
-      'grant_type=client_credentials&scope=payments%3Awrite%20crm%3Aread',
-      seconds,
-    )
-    const { version } = JSON.parse(readFileSync(new URL('../node_modules/oidc-provider/package.json', import.meta.url), 'utf8')) as { version: string }
-    return { ...r, version }
-  } finally {
+  } catch (err) {
     child.kill('SIGTERM')
+    throw err
+  }
+  const { version } = JSON.parse(readFileSync(new URL('../node_modules/oidc-provider/package.json', import.meta.url), 'utf8')) as { version: string }
+  return {
+    url: `http://127.0.0.1:${port}/token`,
+    pid: child.pid,
+    basic: Buffer.from(`bench-client:${secret}`).toString('base64'),
+    body: 'grant_type=client_credentials&scope=payments%3Awrite%20crm%3Aread',
+    version,
+    stop: async () => {
+      child.kill('SIGTERM')
+    },
   }
 }
 
-export async function benchIssuance(seconds: number, env: Record<string, string> = {}): Promise<IssuanceResult> {
+/** `aegis serve --role control-plane` (embedded SQLite, audit on) with one agent and a reusable bootstrap credential. */
+async function startAegisIssuer(env: Record<string, string>): Promise<TokenEndpoint> {
   const server = await startServeProcess('control-plane', {
     // The bench measures issuance, not the limiter: one client from one address.
     AEGIS_RATE_LIMIT_PER_CLIENT: '100000000',
@@ -123,9 +138,52 @@ export async function benchIssuance(seconds: number, env: Record<string, string>
       ttl_seconds: 3600,
       single_use: false,
     })) as { client_id: string; client_secret: string }
-    const basic = Buffer.from(`${cred.client_id}:${cred.client_secret}`).toString('base64')
-    return await measureTokenEndpoint(`${server.url}/oauth2/token`, server.child.pid, basic, 'grant_type=client_credentials', seconds)
-  } finally {
+    return {
+      url: `${server.url}/oauth2/token`,
+      pid: server.child.pid,
+      basic: Buffer.from(`${cred.client_id}:${cred.client_secret}`).toString('base64'),
+      body: 'grant_type=client_credentials',
+      stop: () => server.stop(),
+    }
+  } catch (err) {
     await server.stop()
+    throw err
+  }
+}
+
+export interface IssuanceSideBySide {
+  /** The median round's figures (by the ratio of tokens/s). */
+  aegis: IssuanceResult
+  oidc: IssuanceResult & { version: string }
+  /** Every round, sorted by the ratio of tokens/s (Aegis / node-oidc-provider). */
+  rounds: Array<Round<IssuanceResult>>
+}
+
+/**
+ * Token issuance over HTTP on loopback: Aegis (`client_credentials` with a
+ * bootstrap secret, audit on, embedded SQLite) and node-oidc-provider, both
+ * running, under the same load (50 connections) in alternating rounds of
+ * `seconds` each (see sideBySide).
+ */
+export async function benchIssuance(seconds: number, rounds = 3, env: Record<string, string> = {}): Promise<IssuanceSideBySide> {
+  const aegis = await startAegisIssuer(env)
+  try {
+    const oidc = await startOidcProvider()
+    try {
+      await measureTokenEndpoint(aegis, 2)
+      await measureTokenEndpoint(oidc, 2)
+      const measured = await sideBySide(
+        rounds,
+        () => measureTokenEndpoint(aegis, seconds, false),
+        () => measureTokenEndpoint(oidc, seconds, false),
+        (a, o) => a.tokensPerSec / o.tokensPerSec,
+      )
+      const median = medianRound(measured)
+      return { aegis: median.ours, oidc: { ...median.anchor, version: oidc.version }, rounds: measured }
+    } finally {
+      await oidc.stop()
+    }
+  } finally {
+    await aegis.stop()
   }
 }

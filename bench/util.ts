@@ -80,3 +80,50 @@ export function processTreeCpuMs(pid: number | undefined): number {
   }
   return children.reduce((sum, c) => sum + processCpuMs(c), processCpuMs(pid))
 }
+
+/** One round of a side-by-side measurement: the two figures and their ratio. */
+export interface Round<T> {
+  ours: T
+  anchor: T
+  /** ours / anchor of the compared figure. */
+  ratio: number
+}
+
+/**
+ * Measures `ours` and `anchor` in `rounds` alternating rounds (ours first,
+ * then anchor first, and so on), so that a change in the machine's speed
+ * during the run (a shared, noisy host: the anchor alone swung 1.7× between
+ * minutes here) falls on both alike instead of on whichever ran later.
+ * Returns the rounds sorted by ratio; the middle one is the reported figure
+ * and the first and last give the spread.
+ */
+export async function sideBySide<T>(rounds: number, ours: () => Promise<T>, anchor: () => Promise<T>, ratio: (ours: T, anchor: T) => number): Promise<Array<Round<T>>> {
+  const out: Array<Round<T>> = []
+  for (let i = 0; i < rounds; i++) {
+    let a: T
+    let o: T
+    if (i % 2 === 0) {
+      o = await ours()
+      a = await anchor()
+    } else {
+      a = await anchor()
+      o = await ours()
+    }
+    out.push({ ours: o, anchor: a, ratio: ratio(o, a) })
+  }
+  return out.sort((x, y) => x.ratio - y.ratio)
+}
+
+/** The middle round of sideBySide's sorted rounds. */
+export function medianRound<T>(rounds: ReadonlyArray<Round<T>>): Round<T> {
+  const r = rounds[Math.floor(rounds.length / 2)]
+  if (r === undefined) throw new Error('no rounds measured')
+  return r
+}
+
+/** "1.52× (1.41–1.60× over 3 rounds)": the median ratio and its spread. */
+export function ratioWithSpread(rounds: ReadonlyArray<{ ratio: number }>, digits = 2): string {
+  const median = rounds[Math.floor(rounds.length / 2)]?.ratio ?? NaN
+  if (rounds.length < 2) return `${median.toFixed(digits)}×`
+  return `${median.toFixed(digits)}× (${rounds[0]!.ratio.toFixed(digits)}–${rounds[rounds.length - 1]!.ratio.toFixed(digits)}× over ${rounds.length} rounds)`
+}
