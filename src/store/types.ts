@@ -122,6 +122,13 @@ export interface AuditEvent extends Required<Omit<AuditEventInput, 'data'>> {
   hash: string
 }
 
+/**
+ * An audit event to store. `dataJson`, when the writer has it, is exactly
+ * `JSON.stringify(data)` (the writer's canonical text of the data), so the
+ * store does not serialize the data a second time on the issuance path.
+ */
+export type NewAuditEvent = Omit<AuditEvent, 'id'> & { readonly dataJson?: string }
+
 export interface AuditCheckpoint {
   chainId: string
   chainSeq: number
@@ -342,7 +349,7 @@ export interface AuditRepo {
    * Appends events already chained by the writer, in one transaction: all or
    * none. Returns the assigned global ids in order.
    */
-  append(events: Omit<AuditEvent, 'id'>[]): Promise<number[]>
+  append(events: NewAuditEvent[]): Promise<number[]>
   /** Last event of a chain, or null. */
   head(chainId: string): Promise<Omit<AuditEvent, 'id'> | null>
   query(q: AuditQuery): Promise<AuditEvent[]>

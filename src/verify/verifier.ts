@@ -1,8 +1,8 @@
 import { isUtf8 } from 'node:buffer'
-import * as nodeCrypto from 'node:crypto'
-import { constants, createHash, verify as cryptoVerify } from 'node:crypto'
+import { constants, verify as cryptoVerify } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { systemClock, type Clock } from '../lib/clock.js'
+import { sha256b64url } from '../lib/hash.js'
 import { jsonDepth } from '../lib/json-limits.js'
 import { VerifyError } from './errors.js'
 import { decodeBase64url, type DecodedSegment } from './base64url.js'
@@ -224,11 +224,6 @@ function isNumericDate(v: unknown): v is number {
  * the JWKS or now maps to another key, so key retirement takes effect at once.
  */
 
-type OneShotHash = (algorithm: string, data: string, encoding: 'base64url') => string
-/** Node ≥ 20.12's one-shot hash (no Hash object per call, about half the cost of the cache-hit path); createHash on older 20.x. */
-const oneShot = (nodeCrypto as { hash?: OneShotHash }).hash
-const sha256b64url: (s: string) => string =
-  typeof oneShot === 'function' ? (s) => oneShot('sha256', s, 'base64url') : (s) => createHash('sha256').update(s).digest('base64url')
 export function createVerifier(options: VerifierOptions & { jwks?: JwksClient }): Verifier
 export function createVerifier<K extends KeySource>(options: VerifierOptions & { jwks: K }): Verifier<K>
 export function createVerifier(options: VerifierOptions): Verifier<KeySource> {

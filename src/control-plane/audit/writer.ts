@@ -1,7 +1,7 @@
 import { Unavailable } from '../../errors.js'
 import type { Clock } from '../../lib/clock.js'
 import type { Logger } from '../../observability/logger.js'
-import type { AuditEvent, AuditEventInput, Store } from '../../store/types.js'
+import type { AuditEventInput, NewAuditEvent, Store } from '../../store/types.js'
 import type { KeyManager } from '../keys/types.js'
 import { CHECKPOINT_TYP, GENESIS_HASH, eventHashPrepared, normalizeText, prepareData, type PreparedData } from './chain.js'
 import type { AuditWriter } from './types.js'
@@ -121,10 +121,10 @@ class ChainWriter implements ChainAuditWriter {
       let seq = this.seq
       let prev = this.hash
       const batch: Pending[] = []
-      const rows: Omit<AuditEvent, 'id'>[] = []
+      const rows: NewAuditEvent[] = []
       for (const p of taken) {
         // One object per event: hashed first, then handed to the store with its hash filled in.
-        const row: Omit<AuditEvent, 'id'> = {
+        const row: { -readonly [K in keyof NewAuditEvent]: NewAuditEvent[K] } = {
           chainId: this.chainId,
           chainSeq: seq + 1,
           ts: p.ts,
@@ -135,6 +135,7 @@ class ChainWriter implements ChainAuditWriter {
           data: p.data.data,
           prevHash: prev,
           hash: '',
+          dataJson: p.data.canonical,
         }
         let hash: string
         try {

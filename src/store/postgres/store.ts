@@ -13,7 +13,7 @@ import { all, numbered, run, type Dialect, type Sql, type Statement, type Step }
 import { SqlStore } from '../sql/repositories.js'
 import * as T from '../sql/rows.js'
 import { storeError, type Row } from '../sql/rows.js'
-import type { AuditEvent, Store } from '../types.js'
+import type { NewAuditEvent, Store } from '../types.js'
 import { LOCK_CLASS, migratePostgres } from './migrations.js'
 
 type Queryable = pg.Pool | pg.PoolClient
@@ -102,7 +102,7 @@ export class PgSql implements Sql {
     }
   }
 
-  private appendAudit(events: readonly Omit<AuditEvent, 'id'>[]): Promise<number[]> {
+  private appendAudit(events: readonly NewAuditEvent[]): Promise<number[]> {
     const cols: unknown[][] = T.auditEvents.columns.map(() => [])
     for (const e of events) {
       for (const [i, v] of T.auditEvents.toParams(e).entries()) cols[i]!.push(v)

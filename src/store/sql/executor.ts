@@ -10,7 +10,7 @@
  * query on the transaction's client. So the same repository code keeps
  * SQLite's transactions synchronous and PostgreSQL's asynchronous.
  */
-import type { AuditEvent } from '../types.js'
+import type { NewAuditEvent } from '../types.js'
 import type { Row } from './rows.js'
 
 /** One statement a transaction hands its executor, which answers with the mapped result. */
@@ -64,7 +64,7 @@ export interface Dialect {
    * one INSERT from unnest). Resolves the ids the rows got, in input order;
    * ids follow commit order.
    */
-  appendAudit(events: readonly Omit<AuditEvent, 'id'>[]): Promise<number[]>
+  appendAudit(events: readonly NewAuditEvent[]): Promise<number[]>
 }
 
 /**

@@ -11,6 +11,7 @@ import type {
   Approval,
   AuditCheckpoint,
   AuditEvent,
+  NewAuditEvent,
   BootstrapCredential,
   DecisionRecord,
   GatewayAck,
@@ -177,10 +178,21 @@ export const signingKeys: Table<SigningKey> = {
 }
 
 /** Audit events: `id` is assigned by the database, so it is not an insert column. */
-export const auditEvents: Table<Omit<AuditEvent, 'id'>> & { withId(r: Row): AuditEvent } = {
+export const auditEvents: Table<NewAuditEvent> & { withId(r: Row): AuditEvent } = {
   table: 'audit_events',
   columns: ['chain_id', 'chain_seq', 'type', 'tenant', 'actor', 'subject', 'data', 'ts', 'prev_hash', 'hash'],
-  toParams: (e) => [e.chainId, e.chainSeq, e.type, e.tenant ?? null, e.actor ?? null, e.subject ?? null, json(e.data ?? {}), e.ts, e.prevHash, e.hash],
+  toParams: (e) => [
+    e.chainId,
+    e.chainSeq,
+    e.type,
+    e.tenant ?? null,
+    e.actor ?? null,
+    e.subject ?? null,
+    e.dataJson ?? json(e.data ?? {}),
+    e.ts,
+    e.prevHash,
+    e.hash,
+  ],
   fromRow: (r) => ({
     chainId: str(r.chain_id),
     chainSeq: num(r.chain_seq),

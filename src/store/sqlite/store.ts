@@ -14,7 +14,7 @@ import type { Dialect, Sql, Statement, Step } from '../sql/executor.js'
 import { SqlStore } from '../sql/repositories.js'
 import * as T from '../sql/rows.js'
 import { storeError, type Row } from '../sql/rows.js'
-import type { AuditEvent, Store } from '../types.js'
+import type { NewAuditEvent, Store } from '../types.js'
 import { startCheckpointer, type Checkpointer } from './checkpointer.js'
 import { migrateSqlite } from './migrations.js'
 
@@ -133,7 +133,7 @@ export class SqliteSql implements Sql {
       }
       return s
     }
-    const appendTx = this.db.transaction((events: readonly Omit<AuditEvent, 'id'>[]): number[] => {
+    const appendTx = this.db.transaction((events: readonly NewAuditEvent[]): number[] => {
       const ids = new Array<number>(events.length)
       for (let at = 0; at < events.length; at += AUDIT_ROWS_PER_INSERT) {
         const n = Math.min(AUDIT_ROWS_PER_INSERT, events.length - at)

@@ -3,8 +3,8 @@
  * bootstrap credentials: the store holds only base64url(SHA-256(secret)) of a
  * 256-bit random secret, so one fast hash and a constant-time compare decide.
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
-import { sha256b64url } from '../../../lib/hash.js'
+import { timingSafeEqual } from 'node:crypto'
+import { sha256, sha256b64url } from '../../../lib/hash.js'
 import type { ControlPlaneDeps } from '../../deps.js'
 import type { Directory } from '../directory.js'
 import { ClientAuthFailure } from './failure.js'
@@ -22,7 +22,7 @@ const DUMMY_HASH = sha256b64url('aegis-unknown-client')
  * would hash both again, which this hot path does not need).
  */
 function secretMatches(secret: string, storedHash: string): boolean {
-  const presented = createHash('sha256').update(secret).digest()
+  const presented = sha256(secret)
   const stored = Buffer.from(storedHash, 'base64url')
   return stored.length === presented.length && timingSafeEqual(presented, stored)
 }
