@@ -27,7 +27,7 @@ import { REDIS_URL, skipWithoutRedis } from '../test/helpers/services.js'
 import { inProcessPipeline, serveJwks } from './in-process-pipeline.js'
 import { pacedLoad, type PacedLoadResult } from './paced-load.js'
 import { crmReaderToken, freePort, startServeProcess, type ServerProcess } from './server-process.js'
-import { b64, medianRound, opsPerSec, percentiles, processTreeCpuMs, sideBySide, type Round } from './util.js'
+import { b64, medianRound, opsPerSec, percentiles, processTreeCpuMs, quiet, sideBySide, type Round } from './util.js'
 
 const ISSUER = 'https://aegis.bench'
 const AUDIENCE = 'aegis-gateway'
@@ -278,12 +278,15 @@ export async function benchHttp(seconds: number, goalRate = 12_000): Promise<Htt
       // Full speed, side by side in alternating rounds; then the open-loop load at the goal rate, once each.
       const rounds = await sideBySide(
         ROUNDS,
+        [cp.child.pid, gwPid, bare.pid],
         () => fullSpeed(aegisLoad, gwPid, roundSeconds, false),
         () => fullSpeed(bareLoad, bare.pid, roundSeconds, false),
         (a, b) => a.perSec / b.perSec,
       )
       const median = medianRound(rounds)
+      await quiet([cp.child.pid, gwPid, bare.pid])
       const atGoalRate = await pacedLoad({ ...aegisLoad, rate: goalRate, seconds })
+      await quiet([cp.child.pid, gwPid, bare.pid])
       const bareAtGoalRate = await pacedLoad({ ...bareLoad, rate: goalRate, seconds })
       return { max: median.ours, atGoalRate, bare: { max: median.anchor, atGoalRate: bareAtGoalRate }, rounds }
     } finally {

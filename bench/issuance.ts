@@ -174,6 +174,7 @@ export async function benchIssuance(seconds: number, rounds = 3, env: Record<str
       await measureTokenEndpoint(oidc, 2)
       const measured = await sideBySide(
         rounds,
+        [aegis.pid, oidc.pid],
         () => measureTokenEndpoint(aegis, seconds, false),
         () => measureTokenEndpoint(oidc, seconds, false),
         (a, o) => a.tokensPerSec / o.tokensPerSec,

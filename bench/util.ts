@@ -90,24 +90,52 @@ export interface Round<T> {
 }
 
 /**
+ * Waits until the processes `pids` (with their children) are nearly idle:
+ * under 5 % of a core together over 250 ms, for at most 10 s. After a load
+ * a server goes on working for a while (a WAL checkpoint, garbage
+ * collection, an upload of buffered records), which must not land on the
+ * next measurement of another server.
+ */
+export async function quiet(pids: ReadonlyArray<number | undefined>): Promise<void> {
+  const cpu = (): number => pids.reduce<number>((sum, pid) => sum + (processTreeCpuMs(pid) || 0), 0)
+  const deadline = Date.now() + 10_000
+  while (Date.now() < deadline) {
+    const before = cpu()
+    await new Promise((r) => setTimeout(r, 250))
+    if (cpu() - before < 12.5) return
+  }
+}
+
+/**
  * Measures `ours` and `anchor` in `rounds` alternating rounds (ours first,
  * then anchor first, and so on), so that a change in the machine's speed
  * during the run (a shared, noisy host: the anchor alone swung 1.7× between
- * minutes here) falls on both alike instead of on whichever ran later.
- * Returns the rounds sorted by ratio; the middle one is the reported figure
- * and the first and last give the spread.
+ * minutes here) falls on both alike instead of on whichever ran later. Each
+ * measurement starts once the servers `pids` are quiet again. Returns the
+ * rounds sorted by ratio; the middle one is the reported figure and the
+ * first and last give the spread.
  */
-export async function sideBySide<T>(rounds: number, ours: () => Promise<T>, anchor: () => Promise<T>, ratio: (ours: T, anchor: T) => number): Promise<Array<Round<T>>> {
+export async function sideBySide<T>(
+  rounds: number,
+  pids: ReadonlyArray<number | undefined>,
+  ours: () => Promise<T>,
+  anchor: () => Promise<T>,
+  ratio: (ours: T, anchor: T) => number,
+): Promise<Array<Round<T>>> {
   const out: Array<Round<T>> = []
+  const settled = async <R>(fn: () => Promise<R>): Promise<R> => {
+    await quiet(pids)
+    return fn()
+  }
   for (let i = 0; i < rounds; i++) {
     let a: T
     let o: T
     if (i % 2 === 0) {
-      o = await ours()
-      a = await anchor()
+      o = await settled(ours)
+      a = await settled(anchor)
     } else {
-      a = await anchor()
-      o = await ours()
+      a = await settled(anchor)
+      o = await settled(ours)
     }
     out.push({ ours: o, anchor: a, ratio: ratio(o, a) })
   }
