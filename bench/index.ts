@@ -13,7 +13,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
-import { ed25519Baseline, fmt, ratioWithSpread } from './util.js'
+import { ed25519Baseline, fmt, ratiosOf, ratioWithSpread } from './util.js'
 
 const seconds = Number(process.env.AEGIS_BENCH_SECONDS ?? 10)
 /** Alternating rounds of the side-by-side rows (issuance against node-oidc-provider, /v1/authorize against bare fastify). */
@@ -55,9 +55,11 @@ if (want('issuance')) {
     ratio: `${(r.tokensPerSec / base.signPerSec).toFixed(2)}×`,
     goal: '≥ 8,000/s, p99 < 15 ms',
   })
-  const cpuRatios = side.rounds.map((x) => ({ ratio: x.ours.serverCpuUsPerToken / x.anchor.serverCpuUsPerToken })).sort((x, y) => x.ratio - y.ratio)
+  const cpuRatios = ratiosOf(side.rounds, (x) => x.serverCpuUsPerToken)
   rows.push({
-    what: `token issuance against node-oidc-provider, same load (client_credentials, EdDSA at+jwt, in-memory), ${side.rounds.length} alternating rounds of ${fmt(r.seconds)} s`,
+    what:
+      'token issuance against node-oidc-provider, same load (client_credentials, EdDSA at+jwt, in-memory), ' +
+      `${side.rounds.length} alternating rounds of ${fmt(r.seconds)} s`,
     result: `Aegis ${fmt(r.tokensPerSec)}/s, p99 ${ms(r.p99Ms)}${cpu(r)}`,
     baseline: `node-oidc-provider ${o.version}: ${fmt(o.tokensPerSec)}/s, p99 ${ms(o.p99Ms)}${cpu(o)}${errors(o)}`,
     ratio: `${ratioWithSpread(side.rounds)}; CPU/token ${ratioWithSpread(cpuRatios)}`,
@@ -124,10 +126,12 @@ if (want('gateway')) {
   const failures = (f: { errors: number; non2xx: number }): string => (f.non2xx + f.errors > 0 ? `, ${f.non2xx} non-2xx, ${f.errors} errors` : '')
   const cpuUs = (f: { serverCpuUs: number }): string => (Number.isFinite(f.serverCpuUs) ? `, ${f.serverCpuUs.toFixed(1)} µs CPU/request` : '')
   rows.push({
-    what: `HTTP /v1/authorize, reused token, 50 connections, full speed (autocannon, closed loop), ${h.rounds.length} alternating rounds of ${fmt(h.rounds[0]?.ours.seconds ?? NaN)} s`,
+    what:
+      'HTTP /v1/authorize, reused token, 50 connections, full speed (autocannon, closed loop), ' +
+      `${h.rounds.length} alternating rounds of ${fmt(h.rounds[0]?.ours.seconds ?? NaN)} s`,
     result: `${fmt(h.max.perSec)}/s, p50 ${ms(h.max.p50Ms)}, p99 ${ms(h.max.p99Ms)}${cpuUs(h.max)}${failures(h.max)}`,
     baseline: `bare fastify, same body: ${fmt(h.bare.max.perSec)}/s, p99 ${ms(h.bare.max.p99Ms)}${cpuUs(h.bare.max)}`,
-    ratio: `${ratioWithSpread(h.rounds)}; CPU/request ${ratioWithSpread(h.rounds.map((x) => ({ ratio: x.ours.serverCpuUs / x.anchor.serverCpuUs })).sort((x, y) => x.ratio - y.ratio))}`,
+    ratio: `${ratioWithSpread(h.rounds)}; CPU/request ${ratioWithSpread(ratiosOf(h.rounds, (x) => x.serverCpuUs))}`,
     goal: '≥ 0.5× bare fastify; CPU ≤ 2×',
   })
   const { benchWorkers } = await import('./gateway.js')

@@ -149,6 +149,11 @@ export function medianRound<T>(rounds: ReadonlyArray<Round<T>>): Round<T> {
   return r
 }
 
+/** Each round's ratio of another figure (ours / anchor), sorted, for ratioWithSpread. */
+export function ratiosOf<T>(rounds: ReadonlyArray<Round<T>>, figure: (x: T) => number): Array<{ ratio: number }> {
+  return rounds.map((r) => ({ ratio: figure(r.ours) / figure(r.anchor) })).sort((a, b) => a.ratio - b.ratio)
+}
+
 /** "1.52× (1.41–1.60× over 3 rounds)": the median ratio and its spread. */
 export function ratioWithSpread(rounds: ReadonlyArray<{ ratio: number }>, digits = 2): string {
   const median = rounds[Math.floor(rounds.length / 2)]?.ratio ?? NaN
