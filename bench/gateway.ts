@@ -27,14 +27,12 @@ import { REDIS_URL, skipWithoutRedis } from '../test/helpers/services.js'
 import { inProcessPipeline, serveJwks } from './in-process-pipeline.js'
 import { pacedLoad, type PacedLoadResult } from './paced-load.js'
 import { crmReaderToken, freePort, startServeProcess, type ServerProcess } from './server-process.js'
-import { b64, medianRound, opsPerSec, percentiles, processTreeCpuMs, quiet, sideBySide, type Round } from './util.js'
+import { b64, medianRound, opsPerSec, percentiles, processTreeCpuMs, quiet, SIDE_BY_SIDE_ROUNDS, sideBySide, type Round } from './util.js'
 
 const ISSUER = 'https://aegis.bench'
 const AUDIENCE = 'aegis-gateway'
 const TENANT = 'acme'
 const AGENT = 'billing-bot'
-/** Alternating full-speed rounds of /v1/authorize and bare fastify (see sideBySide). */
-const ROUNDS = 3
 
 export interface HttpFigures {
   perSec: number
@@ -277,7 +275,7 @@ export async function benchHttp(seconds: number, goalRate = 12_000): Promise<Htt
       await fullSpeed(bareLoad, bare.pid, 2, false)
       // Full speed, side by side in alternating rounds; then the open-loop load at the goal rate, once each.
       const rounds = await sideBySide(
-        ROUNDS,
+        SIDE_BY_SIDE_ROUNDS,
         [cp.child.pid, gwPid, bare.pid],
         () => fullSpeed(aegisLoad, gwPid, roundSeconds, false),
         () => fullSpeed(bareLoad, bare.pid, roundSeconds, false),

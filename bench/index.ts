@@ -16,8 +16,6 @@ import { cpus, loadavg } from 'node:os'
 import { ed25519Baseline, fmt, ratiosOf, ratioWithSpread } from './util.js'
 
 const seconds = Number(process.env.AEGIS_BENCH_SECONDS ?? 10)
-/** Alternating rounds of the side-by-side rows (issuance against node-oidc-provider, /v1/authorize against bare fastify). */
-const ROUNDS = 3
 const only = new Set(process.argv.slice(2))
 const want = (name: string): boolean => only.size === 0 || only.has(name)
 
@@ -41,7 +39,7 @@ if (want('issuance')) {
   const { benchIssuance } = await import('./issuance.js')
   log('bench: token issuance over HTTP, beside node-oidc-provider in alternating rounds…')
   const base = ed25519Baseline(2)
-  const side = await benchIssuance(Math.max(5, seconds / 2), ROUNDS)
+  const side = await benchIssuance(Math.max(5, seconds / 2))
   const r = side.aegis
   const o = side.oidc
   const errors = (x: { non2xx: number; errors: number }): string => (x.non2xx + x.errors > 0 ? `, ${x.non2xx} non-2xx, ${x.errors} errors` : '')

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import autocannon from 'autocannon'
 import { adminCall, freePort, startServeProcess } from './server-process.js'
-import { medianRound, processCpuMs, sideBySide, type Round } from './util.js'
+import { medianRound, processCpuMs, SIDE_BY_SIDE_ROUNDS, sideBySide, type Round } from './util.js'
 
 export interface IssuanceResult {
   tokensPerSec: number
@@ -165,7 +165,7 @@ export interface IssuanceSideBySide {
  * running, under the same load (50 connections) in alternating rounds of
  * `seconds` each (see sideBySide).
  */
-export async function benchIssuance(seconds: number, rounds = 3, env: Record<string, string> = {}): Promise<IssuanceSideBySide> {
+export async function benchIssuance(seconds: number, rounds = SIDE_BY_SIDE_ROUNDS, env: Record<string, string> = {}): Promise<IssuanceSideBySide> {
   const aegis = await startAegisIssuer(env)
   try {
     const oidc = await startOidcProvider()

@@ -81,6 +81,9 @@ export function processTreeCpuMs(pid: number | undefined): number {
   return children.reduce((sum, c) => sum + processCpuMs(c), processCpuMs(pid))
 }
 
+/** Alternating rounds of every side-by-side row (issuance against node-oidc-provider, /v1/authorize against bare fastify). */
+export const SIDE_BY_SIDE_ROUNDS = 3
+
 /** One round of a side-by-side measurement: the two figures and their ratio. */
 export interface Round<T> {
   ours: T

@@ -19,9 +19,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { chromium } from 'playwright-core'
 import { loadConfig } from '../src/config/load.js'
 import { buildControlPlane } from '../src/control-plane/index.js'
+import { launchChromium } from '../test/browser/chromium.js'
 import { freePort } from '../test/helpers/ports.js'
 import { buildGateway } from '../src/gateway/index.js'
 import { ManualClock } from '../src/lib/clock.js'
@@ -156,13 +156,8 @@ async function main(): Promise<void> {
   })
   await sleep(1_200)
 
-  const profile = mkdtempSync(join(tmpdir(), 'aegis-shot-chromium-'))
-  const ctx = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    viewport: { width: 1366, height: 860 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  })
+  const browser = await launchChromium({ width: 1366, height: 860 })
+  const ctx = browser.context
   try {
     const page = await ctx.newPage()
     await page.goto(`${issuer}/console/`)
@@ -198,8 +193,7 @@ async function main(): Promise<void> {
     await page.screenshot({ path: join(DIR, 'console-approval.png'), fullPage: true })
     console.log(`wrote ${join(DIR, 'console-approval.png')}`)
   } finally {
-    await ctx.close()
-    rmSync(profile, { recursive: true, force: true })
+    await browser.close()
     await gw.close()
     await shadow.close()
     await cp.close()

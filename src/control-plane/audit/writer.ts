@@ -124,7 +124,7 @@ class ChainWriter implements ChainAuditWriter {
       const rows: NewAuditEvent[] = []
       for (const p of taken) {
         // One object per event: hashed first, then handed to the store with its hash filled in.
-        const row: { -readonly [K in keyof NewAuditEvent]: NewAuditEvent[K] } = {
+        const row: NewAuditEvent = {
           chainId: this.chainId,
           chainSeq: seq + 1,
           ts: p.ts,
