@@ -257,7 +257,7 @@ export const CONFIG_KEYS = [
     type: 'integer',
     default: 100000,
     min: 0,
-    doc: 'Verified-token cache entries (keyed by SHA-256 of the token, valid until exp).',
+    doc: 'Verified-token cache entries (keyed by the token itself, by its SHA-256 past 1,024 characters; valid until exp): at most 1 KiB of key an entry.',
   },
   {
     path: 'gateway.feedStaleSeconds',

@@ -8,7 +8,7 @@
 import { context, SpanStatusCode } from '@opentelemetry/api'
 import type { Logger } from '../observability/logger.js'
 import { adoptSpan } from '../observability/request-context.js'
-import { tracer } from '../observability/tracing.js'
+import { tracer, tracingActive } from '../observability/tracing.js'
 import type { DecisionSink, GatewayAuditEvent } from './deps.js'
 
 /** What `GatewayStatsReporter` needs from the control-plane client. */
@@ -147,10 +147,12 @@ export class GatewayStatsReporter implements DecisionSink {
  */
 export class DecisionSpanSink implements DecisionSink {
   record(e: GatewayAuditEvent): void {
+    // Without a tracer provider (no OTLP endpoint) the span would be a no-op: not even created on the hot path
+    // (a proxied call then carries the incoming trace context, which is what a no-op span would have carried).
+    if (!tracingActive()) return
     // Back-dated by the pipeline's latency, so the span covers the decision rather than this call.
     const startTime = e.latency_ms !== undefined ? Date.now() - e.latency_ms : undefined
     const span = tracer().startSpan('aegis.decision', { startTime }, context.active())
-    // Without a tracer provider (no OTLP endpoint) this is a no-op span: skip building attributes on the hot path.
     if (!span.isRecording()) return
     span.setAttributes({
       'aegis.event': e.type,

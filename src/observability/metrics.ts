@@ -1,4 +1,5 @@
 import client, { Registry } from 'prom-client'
+import { flushPending, LeanHistogram, PendingCount } from './lean-metrics.js'
 
 export interface MetricsOptions {
   /** Label metrics with tenant ids (config metrics.tenantLabels); default false, so `/metrics` names no tenant. */
@@ -12,32 +13,35 @@ export interface MetricsOptions {
 export class Metrics {
   readonly registry = new Registry()
   readonly tenantLabels: boolean
-  /** Labelled `grant`, plus `tenant` when tenantLabels; take children with {@link tokensIssuedFor}. */
+  /** Labelled `grant`, plus `tenant` when tenantLabels; counted through {@link countIssued}, read through the registry (collect adds what is pending). */
   readonly tokensIssued: client.Counter<'tenant' | 'grant'>
-  readonly tokenLifetime = new client.Histogram({
-    name: 'aegis_token_lifetime_seconds',
-    help: 'Lifetime of issued access tokens',
-    buckets: [30, 60, 120, 300, 600, 900, 1800, 3600],
-    registers: [this.registry],
-  })
+  readonly tokenLifetime = new LeanHistogram(
+    'aegis_token_lifetime_seconds',
+    'Lifetime of issued access tokens',
+    [30, 60, 120, 300, 600, 900, 1800, 3600],
+    this.registry,
+  )
   readonly authFailures = new client.Counter({
     name: 'aegis_auth_failures_total',
     help: 'Failed client authentications at the token endpoint',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   })
+  /** Counted through {@link decisionCount} on the hot path; read it through the registry (its collect adds what is pending). */
   readonly decisions = new client.Counter({
     name: 'aegis_decisions_total',
     help: 'Gateway decisions',
     labelNames: ['decision', 'enforced'] as const,
     registers: [this.registry],
+    collect: () => flushPending(this.pendingDecisions.values()),
   })
-  readonly decisionDuration = new client.Histogram({
-    name: 'aegis_decision_duration_seconds',
-    help: 'Decision pipeline latency',
-    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
-    registers: [this.registry],
-  })
+  private readonly pendingDecisions = new Map<string, PendingCount>()
+  readonly decisionDuration = new LeanHistogram(
+    'aegis_decision_duration_seconds',
+    'Decision pipeline latency',
+    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
+    this.registry,
+  )
   readonly replayAttempts = new client.Counter({ name: 'aegis_replay_attempts_total', help: 'Refused replays of single-use jtis', registers: [this.registry] })
   readonly revocations = new client.Counter({
     name: 'aegis_revocations_total',
@@ -123,7 +127,21 @@ export class Metrics {
       help: 'Access tokens issued',
       labelNames: this.tenantLabels ? ['tenant', 'grant'] : ['grant'],
       registers: [this.registry],
+      collect: () => flushPending(this.pendingIssued.values()),
     })
+  }
+
+  private readonly pendingIssued = new Map<string, PendingCount>()
+
+  /** The decision count for one label pair: add to its `n` (read at the next scrape). */
+  decisionCount(decision: string, enforced: boolean): PendingCount {
+    const key = enforced ? decision : `${decision}:shadow`
+    let p = this.pendingDecisions.get(key)
+    if (p === undefined) {
+      p = new PendingCount(this.decisions.labels({ decision, enforced: enforced ? 'true' : 'false' }))
+      this.pendingDecisions.set(key, p)
+    }
+    return p
   }
 
   /** A gateway's deny list and feed, read by the feed gauges whenever they are collected. */
@@ -147,8 +165,20 @@ export class Metrics {
     this.expose = expose
   }
 
-  /** The issued-tokens counter for one tenant and grant (the tenant is dropped unless tenantLabels). */
-  tokensIssuedFor(tenant: string, grant: string): client.Counter.Internal {
-    return this.tokensIssued.labels(this.tenantLabels ? { tenant, grant } : { grant })
+  /**
+   * Counts one issued token for a tenant and grant (the tenant is dropped
+   * unless tenantLabels), read at the next scrape. At most 10,000 label sets
+   * are held pending; past that a count goes to prom-client at once.
+   */
+  countIssued(tenant: string, grant: string): void {
+    const key = this.tenantLabels ? `${tenant}\u0000${grant}` : grant
+    let p = this.pendingIssued.get(key)
+    if (p === undefined) {
+      const child = this.tokensIssued.labels(this.tenantLabels ? { tenant, grant } : { grant })
+      if (this.pendingIssued.size >= 10_000) return void child.inc()
+      p = new PendingCount(child)
+      this.pendingIssued.set(key, p)
+    }
+    p.n += 1
   }
 }

@@ -57,6 +57,11 @@ export async function shutdownTracing(): Promise<void> {
   propagation.disable()
 }
 
+/** Whether spans are recorded in this process (a provider is installed); without one every span is a no-op. */
+export function tracingActive(): boolean {
+  return provider !== undefined
+}
+
 export function tracer(): Tracer {
   return trace.getTracer('aegis')
 }

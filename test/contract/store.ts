@@ -425,6 +425,19 @@ export function storeContract(name: string, create: () => Promise<StoreHandle>, 
           'the failed batch left nothing',
         )
         assert.equal((await s.audit.head('cp-a'))?.chainSeq, 1)
+        // Past one INSERT's rows (SQLite writes such a batch as several INSERTs in one transaction): still all or none.
+        const long = Array.from({ length: 70 }, (_, i) => event('cp-a', i + 2))
+        await rejectsWith(s.audit.append([...long, event('cp-a', 1)]), Conflict)
+        assert.equal((await s.audit.head('cp-a'))?.chainSeq, 1, 'the failed long batch left nothing')
+        const ids = await s.audit.append(long)
+        assert.ok(
+          ids.every((id, i) => i === 0 || id > ids[i - 1]!),
+          'ids increase',
+        )
+        assert.deepEqual(
+          (await s.audit.chain('cp-a', 0, 100)).map((e) => [e.id, e.chainSeq]),
+          [[(await s.audit.chain('cp-a', 0, 1))[0]!.id, 1], ...ids.map((id, i) => [id, i + 2])],
+        )
       }))
 
     test('audit: concurrent batches from two writers all land with distinct ids', () =>

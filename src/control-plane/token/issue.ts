@@ -60,8 +60,6 @@ export interface IssuedToken {
 /** The claim set of docs/reference.md §Access token claims; the lifetime is min(default, agent cap, global cap, grant cap). */
 export class TokenIssuer {
   private readonly headerBase = { typ: 'at+jwt' }
-  // prom-client hashes label objects on every inc(); the labelled children are cached instead.
-  private readonly issuedCounters = new Map<string, { inc(): void }>()
 
   constructor(
     private readonly deps: ControlPlaneDeps,
@@ -158,13 +156,7 @@ export class TokenIssuer {
     } catch (err) {
       throw new Unavailable('the audit log is unavailable; no token was issued', { cause: err })
     }
-    const key = `${req.tenant.id}\u0000${req.grant}`
-    let counter = this.issuedCounters.get(key)
-    if (!counter) {
-      counter = deps.metrics.tokensIssuedFor(req.tenant.id, req.grant)
-      if (this.issuedCounters.size < 10_000) this.issuedCounters.set(key, counter)
-    }
-    counter.inc()
+    deps.metrics.countIssued(req.tenant.id, req.grant)
     deps.metrics.tokenLifetime.observe(ttl)
     this.kpis.recordIssued(now, ttl, req.tenant.id)
     const response: TokenResponse = { access_token: jwt, token_type: req.tokenType ?? 'Bearer', expires_in: ttl, scope }

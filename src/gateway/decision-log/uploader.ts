@@ -61,6 +61,13 @@ function cut(v: string | null | undefined, max: number): string | null {
   return v.length > max ? v.slice(0, max) : v
 }
 
+/** `list` cut to `maxItems` strings of at most `maxLength`; the list itself when it is within both (the usual case: no copy). */
+function bounded(list: readonly string[], maxItems: number, maxLength: number): readonly string[] {
+  let within = list.length <= maxItems
+  for (let i = 0; within && i < list.length; i++) within = list[i]!.length <= maxLength
+  return within ? list : list.slice(0, maxItems).map((s) => (s.length > maxLength ? s.slice(0, maxLength) : s))
+}
+
 /** The decision-log record of an event (wire fields as `POST /admin/v1/decisions` takes them), bounded to the control plane's schema. */
 function toWire(e: GatewayAuditEvent, params: Readonly<Record<string, unknown>> | undefined, id: string, traceId: string | null): Record<string, unknown> {
   const decision =
@@ -78,9 +85,9 @@ function toWire(e: GatewayAuditEvent, params: Readonly<Record<string, unknown>> 
     tool: cut(e.tool, 256),
     resource: cut(e.resource, 1024),
     enforced: e.enforced ?? null,
-    reasons: (e.reasons ?? []).slice(0, 32).map((r) => (r.length > 1024 ? r.slice(0, 1024) : r)),
+    reasons: e.reasons === undefined ? [] : bounded(e.reasons, 32, 1024),
     policy_version: cut(e.policy_version, 128),
-    policy_ids: e.policy_ids === undefined ? null : e.policy_ids.slice(0, 64).map((p) => (p.length > 256 ? p.slice(0, 256) : p)),
+    policy_ids: e.policy_ids === undefined ? null : bounded(e.policy_ids, 64, 256),
     risk: e.risk ?? null,
     degraded: e.degraded ?? null,
     error: cut(e.error, 1024),

@@ -1,4 +1,4 @@
-import type { Counter } from 'prom-client'
+import type { PendingCount } from '../../observability/lean-metrics.js'
 import type { Decision, HttpCall, Obligation, PolicyResult } from '../../policy/types.js'
 import type { ApprovalRef, ApprovalResolution, EntryMode, GatewayDeps } from '../deps.js'
 import type { VerifiedManifest } from '../manifests.js'
@@ -44,8 +44,8 @@ export interface DecisionOutcome {
   token: TokenView
 }
 
-/** Decision counters by `decision` and enforcement, resolved once per label pair (prom-client's `labels()` is a lookup per call). */
-export type DecisionCounters = Map<string, Counter.Internal>
+/** Decision counts by `decision` and enforcement, resolved once per label pair (a Map lookup on a short key instead of a label hash). */
+export type DecisionCounters = Map<string, PendingCount>
 
 /**
  * What one decision carries from step to step. Each step reads what earlier

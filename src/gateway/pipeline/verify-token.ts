@@ -39,7 +39,7 @@ export function verifyFailure(err: unknown): unknown {
 
 /**
  * Step 1 (docs/reference.md "Gateway"): RFC 8725 verification by `aegis/verify`
- * (cached by SHA-256 of the token until `exp`), then the Aegis claims the
+ * (cached by the token until `exp`), then the Aegis claims the
  * pipeline relies on and the minimum accepted `policy_version`. Synchronous;
  * throws `invalid_token`. A token whose `kid` is unknown makes the caller go
  * through `verifier.verify`, which waits for keys (see `needsKeys`).

@@ -394,6 +394,23 @@ describe('verifier: verified-token cache', () => {
     assert.notEqual(verifier.verifySync(token), first)
   })
 
+  test('short tokens (keyed by their text) and long ones (keyed by SHA-256) are cached; a changed token never hits', async () => {
+    const short = await signToken(k2, claimsAt(ISSUER, now()))
+    const long = await signToken(k2, claimsAt(ISSUER, now(), { pad: 'p'.repeat(1200) }))
+    assert.ok(short.length <= 1024 && long.length > 1024)
+    for (const token of [short, long]) {
+      const first = verifier.verifySync(token)
+      assert.equal(verifier.verifySync(token), first)
+      assert.equal(first.tokenHash, createHash('sha256').update(token).digest('base64url'))
+      // The cached token's signature on another payload: verified afresh, and refused.
+      const [h, p, s] = token.split('.') as [string, string, string]
+      const payload = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>
+      const forged = `${h}.${Buffer.from(JSON.stringify({ ...payload, sub: 'root' })).toString('base64url')}.${s}`
+      assertRefused(verifier, forged, ['signature'])
+      assertRefused(verifier, `${token} `, ['malformed'])
+    }
+  })
+
   test('a cached token stops verifying once its kid leaves the JWKS', async () => {
     const token = await signToken(k1, claimsAt(ISSUER, now()))
     verifier.verifySync(token)
