@@ -137,6 +137,8 @@ export class DecisionLogUploader implements DecisionSink {
   private readonly timer: NodeJS.Timeout
   private readonly idPrefix = randomBytes(8).toString('hex')
   private seq = 0
+  /** Size of the last batch's JSON: the next one's buffer starts at twice that. */
+  private lastBatchBytes = 0
   private readonly dropped: Counter<string>
   private readonly uploaded: Counter<string>
   private readonly backoffInitialMs: number
@@ -233,26 +235,39 @@ export class DecisionLogUploader implements DecisionSink {
     const events = this.events.splice(0, take)
     const traces = this.traces.splice(0, take)
     const params = this.params.splice(0, take)
-    const records = events.map((e, i) => toWire(e, params[i], this.nextId(), traces[i] ?? null))
-    // One stringify of the whole batch: joining 500 separately stringified records cost as much again (profile, issue 20).
-    let json = JSON.stringify({ gateway_id: this.gatewayId, records })
-    let count = records.length
-    if (json.length > MAX_BATCH_JSON_BYTES) {
-      // Rare (records near their own bounds): as many as fit; the rest go first in the next batch.
-      const parts: string[] = []
-      let bytes = 0
-      for (const r of records) {
-        const one = JSON.stringify(r)
-        if (bytes + one.length > MAX_BATCH_JSON_BYTES && parts.length > 0) break
-        parts.push(one)
-        bytes += one.length + 1
+    // Each record is stringified alone and its bytes written straight into one buffer. JSON.stringify of the
+    // whole batch gives a rope that must be flattened (copied) before it can be encoded, and joining the
+    // records as strings cost as much as serializing them (profiles, issue 20).
+    let out = Buffer.allocUnsafe(Math.max(64 * 1024, this.lastBatchBytes * 2))
+    let len = out.write(`{"gateway_id":${JSON.stringify(this.gatewayId)},"records":[`, 0)
+    let count = 0
+    for (; count < events.length; count++) {
+      const json = JSON.stringify(toWire(events[count]!, params[count], this.nextId(), traces[count] ?? null))
+      // Room for the record at 3 bytes per UTF-16 unit (the UTF-8 worst case), its comma and the closing "]}".
+      const need = len + 1 + json.length * 3 + 2
+      if (need > out.length) {
+        const bigger = Buffer.allocUnsafe(Math.max(need, out.length * 2))
+        out.copy(bigger, 0, 0, len)
+        out = bigger
       }
-      count = parts.length
+      const start = len
+      if (count > 0) out[len++] = 0x2c
+      len += out.write(json, len)
+      // A batch over 4 MiB of JSON (records near their own bounds, rare): what fits goes now, the rest first in the next batch.
+      if (len + 2 > MAX_BATCH_JSON_BYTES && count > 0) {
+        len = start
+        break
+      }
+    }
+    len += out.write(']}', len)
+    if (count < events.length) {
+      // Their ids are taken again next time (an id skipped is harmless; one reused would not be).
       this.events.unshift(...events.slice(count))
       this.traces.unshift(...traces.slice(count))
       this.params.unshift(...params.slice(count))
-      json = `{"gateway_id":${JSON.stringify(this.gatewayId)},"records":[${parts.join(',')}]}`
     }
+    this.lastBatchBytes = len
+    const json = out.subarray(0, len)
     const body = await new Promise<Buffer>((resolve, reject) => {
       gzip(json, { level: zlibConstants.Z_BEST_SPEED }, (err, out) => (err ? reject(err) : resolve(out)))
     })

@@ -88,7 +88,7 @@ describe('DecisionLogUploader', () => {
     // As the pipeline hands them over: beside the event, so sinks that write the event never carry them.
     u.record(event({ decision: 'sanitize' }), { card: '[REDACTED]', note: 'x'.repeat(500), nested: { ok: 1 } })
     u.record(event({ type: 'token.refused', decision: undefined, enforced: undefined, error: 'token expired', tenant: null, agent_id: null }))
-    u.record(event({ enforced: false, decision: 'deny' }))
+    u.record(event({ enforced: false, decision: 'deny', resource: 'crm:contacts/é😀' }))
     await until(() => uploads.length === 1)
     const [up] = uploads
     assert.equal(up!.headers['content-encoding'], 'gzip')
@@ -102,6 +102,8 @@ describe('DecisionLogUploader', () => {
     for (const absent of ['params', 'tenant', 'agent_id', 'enforced']) assert.ok(!(absent in b!), `${absent} left out`)
     assert.equal(b!.error, 'token expired')
     assert.equal(c!.enforced, false)
+    // Written as UTF-8 byte by byte into the batch buffer: non-ASCII text arrives intact.
+    assert.equal(c!.resource, 'crm:contacts/é😀')
     assert.ok(!JSON.stringify(up!.body).includes('gw-secret-token'))
     assert.equal(new Set(up!.body.records.map((r) => r.id)).size, 3)
     for (const r of up!.body.records) assert.match(String(r.id), /^[0-9a-f]{32}$/)
