@@ -257,7 +257,7 @@ export const CONFIG_KEYS = [
     type: 'integer',
     default: 100000,
     min: 0,
-    doc: 'Verified-token cache entries (keyed by the token itself, by its SHA-256 past 1,024 characters; valid until exp): at most 1 KiB of key an entry.',
+    doc: 'Verified-token cache entries (each holds its token, or past 1,024 characters its SHA-256; valid until exp): at most about 1 KiB an entry.',
   },
   {
     path: 'gateway.feedStaleSeconds',

@@ -152,6 +152,8 @@ interface CacheEntry {
   /** The key object that verified it: if the JWKS no longer maps the kid to this very key, the entry is void. */
   readonly key: VerificationKey
   readonly expMs: number
+  /** The token itself when it is keyed by its last characters (a hit must be this very token); undefined when keyed by SHA-256. */
+  readonly token: string | undefined
 }
 
 /** A protected header that passed every header check (the key lookup still runs per token). */
@@ -162,8 +164,10 @@ interface CheckedHeader {
 }
 
 const MAX_CACHED_HEADERS = 64
-/** Longest token cached under its own text (an Aegis token is 500–900 characters): at most 1 KiB of key an entry; longer ones go by SHA-256. */
-const MAX_RAW_CACHE_KEY = 1024
+/** Longest token a cache entry holds (an Aegis token is 500–900 characters): at most 1 KiB an entry; longer ones go by SHA-256. */
+const MAX_HELD_TOKEN = 1024
+/** A held token's cache key: its last 64 characters (of its signature, 86 for Ed25519). */
+const CACHE_KEY_SUFFIX = 64
 /** The `header` failure for a missing or unusable `kid` (override checks name it apart; not exported by `aegis/verify`). */
 export const KID_INVALID = 'token kid missing or invalid'
 const MAX_KID_LENGTH = 256
@@ -221,8 +225,8 @@ function isNumericDate(v: unknown): v is number {
  * is pinned to the header's `alg`, signature, then `iss`, `aud`, `exp`,
  * `nbf`, `iat`, `sub`, `jti`.
  *
- * Verified tokens are cached by the token itself (by its SHA-256 past
- * {@link MAX_RAW_CACHE_KEY} characters) until their `exp` (never past it),
+ * Verified tokens are cached (the token itself, or its SHA-256 past
+ * {@link MAX_HELD_TOKEN} characters) until their `exp` (never past it),
  * in a bounded LRU; a cached result is ignored once its `kid` left
  * the JWKS or now maps to another key, so key retirement takes effect at once.
  */
@@ -292,12 +296,15 @@ export function createVerifier(options: VerifierOptions): Verifier<KeySource> {
     if (typeof token !== 'string' || token.length === 0) fail('malformed', 'token missing')
     if (token.length > maxTokenBytes) fail('too_large', 'token too large')
     const nowMs = clock.now()
-    // Keyed by the token itself, as Envoy's jwt_authn cache is: a hit costs no SHA-256 (3 % of a
-    // decision's CPU, issue 20). A hash has no '.', a token has two, so the two kinds never meet.
-    const cacheKey = token.length <= MAX_RAW_CACHE_KEY ? token : sha256b64url(token)
+    // A hit costs no SHA-256 (3 % of a decision's CPU, issue 20): the entry holds the token, as Envoy's
+    // jwt_authn cache does, and is found by the token's last characters (its signature's: a short key is
+    // cheap to hash), then compared whole. A longer token is found by its SHA-256 (43 characters, so the
+    // two kinds of key never meet) and not held.
+    const held = token.length <= MAX_HELD_TOKEN
+    const cacheKey = held ? (token.length > CACHE_KEY_SUFFIX ? token.slice(-CACHE_KEY_SUFFIX) : token) : sha256b64url(token)
     if (cache !== undefined) {
       const hit = cache.get(cacheKey)
-      if (hit !== undefined) {
+      if (hit !== undefined && hit.token === (held ? token : undefined)) {
         if (hit.expMs > nowMs && jwks.getKey(hit.result.kid) === hit.key) return hit.result
         cache.delete(cacheKey)
       }
@@ -370,10 +377,10 @@ export function createVerifier(options: VerifierOptions): Verifier<KeySource> {
     }
     if (claims.cnf !== undefined && (typeof claims.cnf !== 'object' || claims.cnf === null || Array.isArray(claims.cnf))) fail('claims', 'token cnf invalid')
 
-    const tokenHash = cacheKey === token ? sha256b64url(token) : cacheKey
+    const tokenHash = held ? sha256b64url(token) : cacheKey
     const result: VerifiedToken = Object.freeze({ claims: deepFreeze(claims) as unknown as AccessTokenClaims, kid, header, tokenHash })
     const expMs = exp * 1000
-    if (cache !== undefined && expMs > nowMs) cache.set(cacheKey, { result, key, expMs })
+    if (cache !== undefined && expMs > nowMs) cache.set(cacheKey, { result, key, expMs, token: held ? token : undefined })
     return result
   }
 

@@ -408,6 +408,8 @@ describe('verifier: verified-token cache', () => {
       const forged = `${h}.${Buffer.from(JSON.stringify({ ...payload, sub: 'root' })).toString('base64url')}.${s}`
       assertRefused(verifier, forged, ['signature'])
       assertRefused(verifier, `${token} `, ['malformed'])
+      // Found under the same key (the signature's last characters), the forgery neither hit nor evicted the entry.
+      assert.equal(verifier.verifySync(token), first)
     }
   })
 
