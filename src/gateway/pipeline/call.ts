@@ -1,4 +1,3 @@
-import type { PendingCount } from '../../observability/lean-metrics.js'
 import type { Decision, HttpCall, Obligation, PolicyResult } from '../../policy/types.js'
 import type { ApprovalRef, ApprovalResolution, EntryMode, GatewayDeps } from '../deps.js'
 import type { VerifiedManifest } from '../manifests.js'
@@ -44,8 +43,6 @@ export interface DecisionOutcome {
   token: TokenView
 }
 
-/** Decision counts by `decision` and enforcement, resolved once per label pair (a Map lookup on a short key instead of a label hash). */
-export type DecisionCounters = Map<string, PendingCount>
 
 /**
  * What one decision carries from step to step. Each step reads what earlier
@@ -82,7 +79,6 @@ export class Call {
 
   constructor(
     readonly deps: GatewayDeps,
-    readonly counters: DecisionCounters,
     readonly req: DecisionRequest,
     /** `performance.now()` when the call arrived. */
     readonly started: number,

@@ -2,7 +2,6 @@
  * The steps after the decision is known, one job each: settle the verdict
  * (the answer), sanitize the parameters, count, audit.
  */
-import type { PendingCount } from '../../observability/lean-metrics.js'
 import { applyObligations } from '../../policy/sanitize.js'
 import type { Decision, Obligation, PolicyResult } from '../../policy/types.js'
 import type { GatewayAuditEvent } from '../deps.js'
@@ -67,19 +66,9 @@ export function sanitizeParams(call: Call): void {
 export function countDecision(call: Call): void {
   const metrics = call.deps.metrics
   if (call.degraded !== null) metrics.degraded.inc({ outcome: call.degraded.outcome })
-  decisionCounter(call, call.outcome.decision, call.enforced).n += 1
+  metrics.decisionCount(call.outcome.decision, call.enforced).n += 1
   call.latencyMs = performance.now() - call.started
   metrics.decisionDuration.observe(call.latencyMs / 1000)
-}
-
-function decisionCounter(call: Call, decision: Decision, enforced: boolean): PendingCount {
-  const key = enforced ? decision : `${decision}:shadow`
-  let c = call.counters.get(key)
-  if (c === undefined) {
-    c = call.deps.metrics.decisionCount(decision, enforced)
-    call.counters.set(key, c)
-  }
-  return c
 }
 
 /** The `decision` audit event, with the candidate bundle's decision when one runs side by side. */

@@ -1,5 +1,5 @@
 import type { GatewayDeps } from '../deps.js'
-import { Call, type DecisionCounters, type DecisionOutcome, type DecisionRequest, type Step } from './call.js'
+import { Call, type DecisionOutcome, type DecisionRequest, type Step } from './call.js'
 import { auditDecision, countDecision, sanitizeParams, settleVerdict } from './finish.js'
 import { askApproval, assessOutage, checkSenderBinding, claimReplay, evaluateCall, findManifest, refuseRevoked, verifyBearer } from './steps.js'
 
@@ -59,11 +59,9 @@ function run(call: Call, from: number): DecisionOutcome | Promise<DecisionOutcom
  * `invalid_token` (401) or `temporarily_unavailable` (503).
  */
 export class DecisionPipeline {
-  private readonly counters: DecisionCounters = new Map()
-
   constructor(private readonly deps: GatewayDeps) {}
 
   decide(req: DecisionRequest): DecisionOutcome | Promise<DecisionOutcome> {
-    return run(new Call(this.deps, this.counters, req, performance.now()), 0)
+    return run(new Call(this.deps, req, performance.now()), 0)
   }
 }

@@ -134,25 +134,24 @@ export class SqliteSql implements Sql {
       }
       return s
     }
+    // One INSERT of rows [at, at + n): their ids, written into `ids` (AUTOINCREMENT hands one INSERT's rows consecutive ids).
+    const insertRows = (events: readonly NewAuditEvent[], at: number, n: number, ids: number[]): void => {
+      const params: unknown[] = []
+      for (let i = at; i < at + n; i++) {
+        for (const v of T.auditEvents.toParams(events[i]!)) params.push(v)
+      }
+      const last = Number(insertOf(n).run(params).lastInsertRowid)
+      for (let i = 0; i < n; i++) ids[at + i] = last - n + 1 + i
+    }
     const appendTx = this.db.transaction((events: readonly NewAuditEvent[]): number[] => {
       const ids = new Array<number>(events.length)
-      for (let at = 0; at < events.length; at += AUDIT_ROWS_PER_INSERT) {
-        const n = Math.min(AUDIT_ROWS_PER_INSERT, events.length - at)
-        const params: unknown[] = []
-        for (let i = at; i < at + n; i++) {
-          for (const v of T.auditEvents.toParams(events[i]!)) params.push(v)
-        }
-        // AUTOINCREMENT inside this write transaction hands one INSERT's rows consecutive ids.
-        const last = Number(insertOf(n).run(params).lastInsertRowid)
-        for (let i = 0; i < n; i++) ids[at + i] = last - n + 1 + i
-      }
+      for (let at = 0; at < events.length; at += AUDIT_ROWS_PER_INSERT) insertRows(events, at, Math.min(AUDIT_ROWS_PER_INSERT, events.length - at), ids)
       return ids
     })
     const appendOne = (events: readonly NewAuditEvent[]): number[] => {
-      const params: unknown[] = []
-      for (const e of events) for (const v of T.auditEvents.toParams(e)) params.push(v)
-      const last = Number(insertOf(events.length).run(params).lastInsertRowid)
-      return events.map((_, i) => last - events.length + 1 + i)
+      const ids = new Array<number>(events.length)
+      insertRows(events, 0, events.length, ids)
+      return ids
     }
     // A batch that fits one INSERT is its own transaction: one statement inside BEGIN … COMMIT would
     // also keep a statement journal (a temporary file written for every page it touches) to undo it alone.
