@@ -43,7 +43,6 @@ export interface DecisionOutcome {
   token: TokenView
 }
 
-
 /**
  * What one decision carries from step to step. Each step reads what earlier
  * steps set and sets its own fields; a field marked "set by X" is defined
