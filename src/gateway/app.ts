@@ -62,6 +62,7 @@ export const DEFAULT_TUNING: GatewayTuning = Object.freeze({
   feedBackoffMaxMs: 10_000,
   pruneIntervalMs: 10_000,
   feedReconcileMs: 30_000,
+  feedResumeWaitMs: 2_000,
 })
 
 /**
@@ -206,6 +207,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
       backoffInitialMs: tuning.feedBackoffInitialMs,
       backoffMaxMs: tuning.feedBackoffMaxMs,
       reconcileMs: tuning.feedReconcileMs,
+      resumeWaitMs: tuning.feedResumeWaitMs,
       onLoad: (kind) => metrics.feedLoads.inc({ kind }),
       // While Redis is down the polled snapshot is what keeps the deny list fresh: poll well within the stale bound.
       pollWhileDownMs: Math.min(2_000, (config.gateway.feedStaleSeconds * 1000) / 3),

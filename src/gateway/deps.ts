@@ -136,6 +136,8 @@ export interface GatewayTuning {
   pruneIntervalMs: number
   /** Redis feed: how often the applied seq is checked against the control plane's (ms). */
   feedReconcileMs: number
+  /** Redis feed: how long a reconnect waits for the command connection to resume from the log rather than reload (ms). */
+  feedResumeWaitMs: number
 }
 
 /** Everything the gateway's pipeline and entry points use. */

@@ -34,6 +34,12 @@ export interface RedisFeedOptions {
   livenessIntervalMs?: number
   /** A PING (or the resync's SUBSCRIBE) unanswered this long means the connection is dead: it is dropped and reconnected (ms). Default 2 000. */
   livenessTimeoutMs?: number
+  /**
+   * After a reconnect, how long a resumption from the log waits for the
+   * command connection to come back before it reloads everything instead
+   * (ms). Default 2 000.
+   */
+  resumeWaitMs?: number
   /** Stream of recent events (src/control-plane/feed/publisher-redis.ts); default `<channel>:log`. */
   logKey?: string
   /** Called after each full load at a (re)connect, each resumption from the log, each snapshot polled while Redis is down (metrics, tests). */
@@ -273,7 +279,7 @@ export class RedisFeed implements FeedSubscriber {
     if (from === undefined || !this.opts.state.snapshotLoaded) return false
     // The connections come back in either order, and a Redis just back may be slow: retry for a little while rather than reload everything.
     const notYet = (why: string): false => {
-      this.commandWaitUntil ??= Date.now() + 2_000
+      this.commandWaitUntil ??= Date.now() + (this.opts.resumeWaitMs ?? 2_000)
       if (Date.now() < this.commandWaitUntil) throw new Error(`${why}; resuming from the log once it is`)
       return false
     }
