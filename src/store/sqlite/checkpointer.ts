@@ -10,6 +10,16 @@ import { Worker } from 'node:worker_threads'
  * writer (SQLite WAL semantics), so the main connection keeps
  * `wal_autocheckpoint = 0` and never checkpoints inside a commit.
  *
+ * A PASSIVE checkpoint alone never lets the WAL start over under steady
+ * writes: SQLite restarts the log only when a write transaction begins with
+ * every frame copied, and frames committed while the worker copies (its two
+ * fsyncs included) leave it short every time. Under issuance load the WAL
+ * grew to 600 MB before a lucky pause, and ext4 zeroing each new block of it
+ * was 10 % of the control plane's CPU (issue 20). So once the log passes
+ * `restartFrames` the worker tells the owner, whose connection (the only
+ * writer) finishes the checkpoint between two transactions: it copies only
+ * what arrived since the worker's pass, and the next commit restarts the log.
+ *
  * Eval'd CommonJS, so the same code runs from dist/ and under tsx.
  */
 const WORKER_SOURCE = `
@@ -19,7 +29,9 @@ const db = new Database(workerData.path)
 db.pragma('busy_timeout = 0')
 db.pragma('wal_autocheckpoint = 0')
 const timer = setInterval(() => {
-  try { db.pragma('wal_checkpoint(PASSIVE)') } catch { /* busy: the next tick retries */ }
+  let result
+  try { result = db.pragma('wal_checkpoint(PASSIVE)')[0] } catch { /* busy: the next tick retries */ }
+  if (result && result.log >= workerData.restartFrames) parentPort.postMessage({ log: result.log, checkpointed: result.checkpointed })
 }, workerData.intervalMs)
 parentPort.once('message', () => {
   clearInterval(timer)
@@ -32,16 +44,25 @@ export interface Checkpointer {
   close(): Promise<void>
 }
 
+export interface CheckpointerOptions {
+  intervalMs: number
+  /** WAL frames past which `onLongLog` is called after a pass. */
+  restartFrames: number
+  /** Called (on the owner's thread) after a pass that left the log longer than `restartFrames`. */
+  onLongLog: (log: { frames: number; checkpointed: number }) => void
+}
+
 /** Starts the checkpoint worker for the database at `path`; resolves once its connection is open. */
-export async function startCheckpointer(path: string, intervalMs: number): Promise<Checkpointer> {
+export async function startCheckpointer(path: string, opts: CheckpointerOptions): Promise<Checkpointer> {
   const driver = createRequire(import.meta.url).resolve('better-sqlite3')
-  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, intervalMs, driver } })
+  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, intervalMs: opts.intervalMs, restartFrames: opts.restartFrames, driver } })
   const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()))
   await new Promise<void>((resolve, reject) => {
     worker.once('message', () => resolve())
     worker.once('error', reject)
     void exited.then(() => reject(new Error('checkpoint worker exited before it was ready')))
   })
+  worker.on('message', (m: { log: number; checkpointed: number }) => opts.onLongLog({ frames: m.log, checkpointed: m.checkpointed }))
   // Referenced until ready (the caller awaits it); afterwards it never keeps the process alive.
   worker.unref()
   return {

@@ -25,6 +25,8 @@ const AUDIT_ROWS_PER_INSERT = 32
 const HELD = new Set<string>()
 
 const CHECKPOINT_INTERVAL_MS = 50
+/** WAL length (frames of one page, 4 KiB by default) past which this connection completes a checkpoint so that the log restarts (checkpointer.ts). */
+const WAL_RESTART_FRAMES = 4096
 
 /** Resolves what `fn` returns, or rejects with what it throws. */
 function settle<R>(fn: () => R): Promise<R> {
@@ -251,7 +253,11 @@ export class SqliteStore extends SqlStore {
   async startCheckpoints(): Promise<void> {
     if (this.path === null || this.checkpointer !== null || this.checkpointTimer !== null) return
     try {
-      this.checkpointer = await startCheckpointer(this.path, CHECKPOINT_INTERVAL_MS)
+      this.checkpointer = await startCheckpointer(this.path, {
+        intervalMs: CHECKPOINT_INTERVAL_MS,
+        restartFrames: WAL_RESTART_FRAMES,
+        onLongLog: () => this.completeCheckpoint(),
+      })
     } catch {
       const db = this.db
       this.checkpointTimer = setInterval(() => {
@@ -262,6 +268,20 @@ export class SqliteStore extends SqlStore {
         }
       }, CHECKPOINT_INTERVAL_MS)
       this.checkpointTimer.unref()
+    }
+  }
+
+  /**
+   * A checkpoint from this connection, between two of its transactions
+   * (they are all synchronous): as the only writer it copies every frame, so
+   * its next write transaction starts the log over.
+   */
+  private completeCheckpoint(): void {
+    if (this.closed) return
+    try {
+      this.db.pragma('wal_checkpoint(PASSIVE)')
+    } catch {
+      /* busy (the worker is mid-pass) or closing: its next report retries */
     }
   }
 
