@@ -344,12 +344,29 @@ export interface KeyRepo {
   update(kid: string, patch: Partial<Omit<SigningKey, 'kid' | 'alg' | 'publicJwk' | 'encryptedPrivateKey' | 'createdAt'>>): Promise<void> // NotFound
 }
 
+/** Options of {@link AuditRepo.append}. */
+export interface AuditAppendOptions {
+  /**
+   * The chain head the events follow: its last chain_seq and hash (0 and
+   * the genesis hash for an empty chain). When the stored head of the
+   * events' chain differs, nothing is written and the append rejects, so a
+   * batch chained on one that failed fails too.
+   */
+  follows?: { seq: number; hash: string }
+}
+
 export interface AuditRepo {
   /**
    * Appends events already chained by the writer, in one transaction: all or
    * none. Returns the assigned global ids in order.
    */
-  append(events: NewAuditEvent[]): Promise<number[]>
+  append(events: NewAuditEvent[], opts?: AuditAppendOptions): Promise<number[]>
+  /**
+   * Batches one writer may have in flight at once. More than 1 only where
+   * batches are written in the order they were handed over and each checks
+   * `follows` (SQLite's audit thread); 1 elsewhere.
+   */
+  readonly appendDepth: number
   /** Last event of a chain, or null. */
   head(chainId: string): Promise<Omit<AuditEvent, 'id'> | null>
   query(q: AuditQuery): Promise<AuditEvent[]>

@@ -41,10 +41,25 @@ interface Pending {
   reject: (err: Error) => void
 }
 
+/** A batch handed to the store: its callers and the head it leaves the chain at once written. */
+interface SentBatch {
+  callers: Pending[]
+  seq: number
+  hash: string
+}
+
 class ChainWriter implements ChainAuditWriter {
   private queue: Pending[] = []
   private scheduled = false
-  private writing: Promise<void> | null = null
+  /** Batches handed to the store and not yet answered, oldest first. */
+  private inFlight = 0
+  /** Where the next batch is chained from: the head after the last batch sent (the committed head when none is in flight). */
+  private nextSeq: number
+  private nextHash: string
+  /** A batch failed: nothing more is sent until the ones in flight are answered and the head is read back. */
+  private broken = false
+  private recovering: Promise<void> | null = null
+  private idleWaiters: Array<() => void> = []
   private checkpointing: Promise<void> | null = null
   private timer: NodeJS.Timeout | undefined
   private closed = false
@@ -58,6 +73,8 @@ class ChainWriter implements ChainAuditWriter {
     checkpointedSeq: number,
   ) {
     this.checkpointedSeq = checkpointedSeq
+    this.nextSeq = seq
+    this.nextHash = hash
   }
 
   head(): { seq: number; hash: string } {
@@ -89,81 +106,107 @@ class ChainWriter implements ChainAuditWriter {
     })
   }
 
-  /** Group commit: everything appended before the next turn of the event loop shares one transaction. */
+  /** Group commit: everything appended before the next turn of the event loop shares one batch. */
   private schedule(): void {
-    if (this.scheduled || this.writing) return
+    if (this.scheduled) return
     this.scheduled = true
     setImmediate(() => {
       this.scheduled = false
-      this.startDrain()
+      this.dispatch()
     })
   }
 
-  private startDrain(): void {
-    if (this.writing || this.queue.length === 0) return
-    this.writing = this.drain()
-      .catch((err: unknown) => {
-        this.deps.logger.error({ err, chain: this.chainId }, 'audit writer failed unexpectedly')
-      })
-      .finally(() => {
-        this.writing = null
-        // An append may have slipped in after the loop saw an empty queue.
-        if (this.queue.length > 0) this.schedule()
-      })
+  /**
+   * Sends what is queued while the store takes another batch
+   * (`store.audit.appendDepth`: two on SQLite's audit thread, where each
+   * batch checks that it `follows` the head its predecessor left, so one
+   * chained on a failed batch fails too; one elsewhere).
+   */
+  private dispatch(): void {
+    const max = this.deps.maxBatch ?? 1000
+    const depth = this.deps.store.audit.appendDepth
+    while (this.queue.length > 0 && !this.broken && this.inFlight < depth) {
+      const batch = this.chain(this.queue.splice(0, max))
+      if (batch) this.send(batch.sent, batch.rows, depth)
+    }
+    this.notifyIdle()
   }
 
-  private async drain(): Promise<void> {
-    const max = this.deps.maxBatch ?? 1000
-    while (this.queue.length > 0) {
-      const taken = this.queue.splice(0, max)
-      // Chained at write time from the committed head, so a failed batch
-      // leaves nothing to unwind: the next batch starts from the same head.
-      let seq = this.seq
-      let prev = this.hash
-      const batch: Pending[] = []
-      const rows: NewAuditEvent[] = []
-      for (const p of taken) {
-        // One object per event: hashed first, then handed to the store with its hash filled in.
-        const row: NewAuditEvent = {
-          chainId: this.chainId,
-          chainSeq: seq + 1,
-          ts: p.ts,
-          type: p.type,
-          tenant: p.tenant,
-          actor: p.actor,
-          subject: p.subject,
-          data: p.data.data,
-          prevHash: prev,
-          hash: '',
-          dataJson: p.data.canonical,
-        }
-        let hash: string
-        try {
-          hash = eventHashPrepared(row, p.data.canonical)
-        } catch (err) {
-          p.reject(new Unavailable('audit event cannot be recorded', { cause: err }))
-          continue
-        }
-        seq += 1
-        prev = hash
-        batch.push(p)
-        row.hash = hash
-        rows.push(row)
+  /** Chains events from the head the last batch sent leaves; an event that cannot be hashed is refused alone. */
+  private chain(taken: Pending[]): { sent: SentBatch; rows: NewAuditEvent[] } | null {
+    let seq = this.nextSeq
+    let prev = this.nextHash
+    const callers: Pending[] = []
+    const rows: NewAuditEvent[] = []
+    for (const p of taken) {
+      // One object per event: hashed first, then handed to the store with its hash filled in.
+      const row: NewAuditEvent = {
+        chainId: this.chainId,
+        chainSeq: seq + 1,
+        ts: p.ts,
+        type: p.type,
+        tenant: p.tenant,
+        actor: p.actor,
+        subject: p.subject,
+        data: p.data.data,
+        prevHash: prev,
+        hash: '',
+        dataJson: p.data.canonical,
       }
-      if (rows.length === 0) continue
+      let hash: string
       try {
-        await this.deps.store.audit.append(rows)
+        hash = eventHashPrepared(row, p.data.canonical)
       } catch (err) {
-        this.deps.logger.error({ err, chain: this.chainId, events: batch.length }, 'audit batch not written; callers get 503')
-        const failure = new Unavailable('audit log unavailable', { cause: err })
-        for (const p of batch) p.reject(failure)
-        await this.resync()
+        p.reject(new Unavailable('audit event cannot be recorded', { cause: err }))
         continue
       }
-      this.seq = seq
-      this.hash = prev
-      for (const p of batch) p.resolve()
+      seq += 1
+      prev = hash
+      callers.push(p)
+      row.hash = hash
+      rows.push(row)
     }
+    return rows.length === 0 ? null : { sent: { callers, seq, hash: prev }, rows }
+  }
+
+  private send(batch: SentBatch, rows: NewAuditEvent[], depth: number): void {
+    // Checked only where batches overlap: one at a time, each follows the committed head by construction.
+    const opts = depth > 1 ? { follows: { seq: this.nextSeq, hash: this.nextHash } } : undefined
+    this.nextSeq = batch.seq
+    this.nextHash = batch.hash
+    this.inFlight += 1
+    this.deps.store.audit.append(rows, opts).then(
+      () => {
+        this.inFlight -= 1
+        // Answered in the order sent: this batch's head is the committed one.
+        this.seq = batch.seq
+        this.hash = batch.hash
+        for (const p of batch.callers) p.resolve()
+        this.afterAnswer()
+      },
+      (err: unknown) => {
+        this.inFlight -= 1
+        if (!this.broken) this.deps.logger.error({ err, chain: this.chainId, events: batch.callers.length }, 'audit batch not written; callers get 503')
+        this.broken = true
+        const failure = new Unavailable('audit log unavailable', { cause: err })
+        for (const p of batch.callers) p.reject(failure)
+        this.afterAnswer()
+      },
+    )
+  }
+
+  private afterAnswer(): void {
+    if (this.broken && this.inFlight === 0 && !this.recovering) {
+      this.recovering = this.resync().finally(() => {
+        this.recovering = null
+        this.nextSeq = this.seq
+        this.nextHash = this.hash
+        this.broken = false
+        this.dispatch()
+      })
+      return
+    }
+    this.dispatch()
   }
 
   /**
@@ -183,10 +226,17 @@ class ChainWriter implements ChainAuditWriter {
     }
   }
 
+  private notifyIdle(): void {
+    if (this.queue.length > 0 || this.inFlight > 0 || this.recovering || this.scheduled) return
+    for (const wake of this.idleWaiters.splice(0)) wake()
+  }
+
   async flush(): Promise<void> {
-    while (this.writing || this.queue.length > 0) {
-      if (!this.writing) this.startDrain()
-      await this.writing
+    while (this.queue.length > 0 || this.inFlight > 0 || this.recovering) {
+      const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve))
+      // Not waiting for the next turn of the loop: what is queued goes now.
+      this.dispatch()
+      await idle
     }
   }
 

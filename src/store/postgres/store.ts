@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto'
 import pg from 'pg'
 import type { Logger } from '../../observability/logger.js'
-import { all, numbered, run, type Dialect, type Sql, type Statement, type Step } from '../sql/executor.js'
+import { all, AUDIT_HEAD_SQL, checkFollows, numbered, one, run, type ChainHead, type Dialect, type Sql, type Statement, type Step } from '../sql/executor.js'
 import { SqlStore } from '../sql/repositories.js'
 import * as T from '../sql/rows.js'
 import { storeError, type Row } from '../sql/rows.js'
@@ -59,7 +59,9 @@ export class PgSql implements Sql {
     // The sequence remembers the highest seq handed out, even after a purge.
     lastRevocationSeq: 'SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS seq FROM revocations_seq_seq',
     nextRevocationSeq: "SELECT nextval('revocations_seq_seq') AS seq",
-    appendAudit: (events) => this.appendAudit(events),
+    appendAudit: (events, follows) => this.appendAudit(events, follows),
+    // Batches on different pool connections could commit out of order: one at a time.
+    auditAppendDepth: () => 1,
   }
   private readonly prepared = new Map<string, Prepared>()
   private generation = 0
@@ -102,7 +104,7 @@ export class PgSql implements Sql {
     }
   }
 
-  private appendAudit(events: readonly NewAuditEvent[]): Promise<number[]> {
+  private appendAudit(events: readonly NewAuditEvent[], follows?: ChainHead): Promise<number[]> {
     const cols: unknown[][] = T.auditEvents.columns.map(() => [])
     for (const e of events) {
       for (const [i, v] of T.auditEvents.toParams(e).entries()) cols[i]!.push(v)
@@ -111,6 +113,7 @@ export class PgSql implements Sql {
       // Ids are taken after the lock, so they follow commit order and a
       // reader paging by `id > cursor` never skips a later-committed event.
       yield* xactLock('audit.append')
+      if (follows) checkFollows(events[0]!.chainId, follows, yield* one(AUDIT_HEAD_SQL, [events[0]!.chainId], (r) => r))
       const rows = yield* all(AUDIT_INSERT, cols, (r) => r)
       const byKey = new Map(rows.map((r) => [`${String(r.chain_id)}\u0000${Number(r.chain_seq)}`, Number(r.id)]))
       return events.map((e) => byKey.get(`${e.chainId}\u0000${e.chainSeq}`) as number)

@@ -10,6 +10,7 @@
  * query on the transaction's client. So the same repository code keeps
  * SQLite's transactions synchronous and PostgreSQL's asynchronous.
  */
+import { Conflict } from '../../errors.js'
 import type { NewAuditEvent } from '../types.js'
 import type { Row } from './rows.js'
 
@@ -62,9 +63,29 @@ export interface Dialect {
    * Writes a batch of audit events in one transaction, the hot path: each
    * database has its own fastest form (SQLite: multi-row INSERTs; PostgreSQL:
    * one INSERT from unnest). Resolves the ids the rows got, in input order;
-   * ids follow commit order.
+   * ids follow commit order. With `follows`, the chain's stored head is
+   * checked inside the same transaction first (AuditAppendOptions).
    */
-  appendAudit(events: readonly NewAuditEvent[]): Promise<number[]>
+  appendAudit(events: readonly NewAuditEvent[], follows?: ChainHead): Promise<number[]>
+  /** AuditRepo.appendDepth. */
+  readonly auditAppendDepth: () => number
+}
+
+/** A chain's last chain_seq and hash. */
+export interface ChainHead {
+  seq: number
+  hash: string
+}
+
+/** The stored head of a chain, for the `follows` check of appendAudit. */
+export const AUDIT_HEAD_SQL = 'SELECT chain_seq, hash FROM audit_events WHERE chain_id = ? ORDER BY chain_seq DESC LIMIT 1'
+
+/** Refuses a batch whose chain head moved (`stored` is the head row, or undefined for an empty chain). */
+export function checkFollows(chainId: string, follows: ChainHead, stored: Row | undefined | null): void {
+  const seq = stored ? Number(stored.chain_seq) : 0
+  if (seq !== follows.seq || (stored && String(stored.hash) !== follows.hash)) {
+    throw new Conflict(`audit chain ${chainId} is at ${seq}, not at ${follows.seq} where this batch follows`)
+  }
 }
 
 /**

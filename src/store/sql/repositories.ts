@@ -303,7 +303,7 @@ export function decisionQuerySql(q: DecisionQuery): { text: string; args: unknow
 }
 function auditRepo(sql: Sql): AuditRepo {
   const events = guarded<Pick<AuditRepo, 'append' | 'head' | 'query' | 'chains' | 'chain'>>('audit event', {
-    append: async (batch) => (batch.length === 0 ? [] : sql.dialect.appendAudit(batch)),
+    append: async (batch, opts) => (batch.length === 0 ? [] : sql.dialect.appendAudit(batch, opts?.follows)),
     head: (chainId) => sql.one('SELECT * FROM audit_events WHERE chain_id = ? ORDER BY chain_seq DESC LIMIT 1', [chainId], T.auditEvents.fromRow),
     query: (q) => {
       const { text, args } = auditQuerySql(q)
@@ -341,7 +341,13 @@ function auditRepo(sql: Sql): AuditRepo {
         T.auditCheckpoints.fromRow,
       ),
   })
-  return { ...events, ...checkpoints }
+  return {
+    ...events,
+    ...checkpoints,
+    get appendDepth() {
+      return sql.dialect.auditAppendDepth()
+    },
+  }
 }
 
 /** Rows per INSERT statement of a decision batch: 23 columns each, well under either database's parameter limit. */

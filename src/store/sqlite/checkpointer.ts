@@ -28,12 +28,23 @@ const Database = require(workerData.driver)
 const db = new Database(workerData.path)
 db.pragma('busy_timeout = 0')
 db.pragma('wal_autocheckpoint = 0')
+// While the owner finishes a checkpoint this connection stays out of its way (a pass of its own would make the owner's busy).
+let ownerSince = 0
 const timer = setInterval(() => {
+  if (ownerSince !== 0 && Date.now() - ownerSince < 1000) return
+  ownerSince = 0
   let result
   try { result = db.pragma('wal_checkpoint(PASSIVE)')[0] } catch { /* busy: the next tick retries */ }
-  if (result && result.log >= workerData.restartFrames) parentPort.postMessage({ log: result.log, checkpointed: result.checkpointed })
+  if (result && result.log >= workerData.restartFrames) {
+    ownerSince = Date.now()
+    parentPort.postMessage({ log: result.log, checkpointed: result.checkpointed })
+  }
 }, workerData.intervalMs)
-parentPort.once('message', () => {
+parentPort.on('message', (m) => {
+  if (m === 'owner-done') {
+    ownerSince = 0
+    return
+  }
   clearInterval(timer)
   try { db.close() } finally { process.exit(0) }
 })
@@ -41,6 +52,8 @@ parentPort.postMessage('ready')
 `
 
 export interface Checkpointer {
+  /** The owner's checkpoint asked for by `onLongLog` ran (or failed): passes resume. */
+  ownerDone(): void
   close(): Promise<void>
 }
 
@@ -48,7 +61,7 @@ export interface CheckpointerOptions {
   intervalMs: number
   /** WAL frames past which `onLongLog` is called after a pass. */
   restartFrames: number
-  /** Called (on the owner's thread) after a pass that left the log longer than `restartFrames`. */
+  /** Called (on the owner's thread) after a pass that left the log longer than `restartFrames`; the worker pauses until `ownerDone` (at most 1 s). */
   onLongLog: (log: { frames: number; checkpointed: number }) => void
 }
 
@@ -66,6 +79,7 @@ export async function startCheckpointer(path: string, opts: CheckpointerOptions)
   // Referenced until ready (the caller awaits it); afterwards it never keeps the process alive.
   worker.unref()
   return {
+    ownerDone: () => worker.postMessage('owner-done'),
     close: async () => {
       worker.ref()
       worker.postMessage('close')

@@ -10,12 +10,14 @@ import { randomUUID } from 'node:crypto'
 import { closeSync, openSync } from 'node:fs'
 import { resolve } from 'node:path'
 import Database from 'better-sqlite3'
-import type { Dialect, Sql, Statement, Step } from '../sql/executor.js'
+import { AUDIT_HEAD_SQL, checkFollows, type ChainHead, type Dialect, type Sql, type Statement, type Step } from '../sql/executor.js'
 import { SqlStore } from '../sql/repositories.js'
 import * as T from '../sql/rows.js'
 import { storeError, type Row } from '../sql/rows.js'
 import type { NewAuditEvent, Store } from '../types.js'
+import { AuditThread, type AuditThreadBatch } from './audit-thread.js'
 import { startCheckpointer, type Checkpointer } from './checkpointer.js'
+import { settle } from './settle.js'
 import { migrateSqlite } from './migrations.js'
 
 /** Rows per multi-row audit INSERT (10 columns each, far below SQLite's 32766 parameters). */
@@ -28,15 +30,6 @@ const CHECKPOINT_INTERVAL_MS = 50
 /** WAL length (frames of one page, 4 KiB by default) past which this connection completes a checkpoint so that the log restarts (checkpointer.ts). */
 const WAL_RESTART_FRAMES = 4096
 
-/** Resolves what `fn` returns, or rejects with what it throws. */
-function settle<R>(fn: () => R): Promise<R> {
-  try {
-    return Promise.resolve(fn())
-  } catch (err) {
-    return Promise.reject(err)
-  }
-}
-
 /**
  * Executor on one better-sqlite3 connection. A transaction runs its whole
  * generator inside `db.transaction(...).immediate()`: every statement is
@@ -48,10 +41,13 @@ export class SqliteSql implements Sql {
   readonly dialect: Dialect
   private readonly stmts = new Map<string, Database.Statement>()
   private readonly immediate: (work: () => Step<unknown>) => unknown
+  /** Audit batches go to this thread while it lives (attachAuditThread); every other write then waits for its batches. */
+  private auditThread: AuditThread | null = null
 
   constructor(private readonly db: Database.Database) {
     const inTx = db.transaction((work: () => Step<unknown>) => this.drive(work()))
     this.immediate = (work) => inTx.immediate(work)
+    const appendInPlace = this.auditAppender()
     this.dialect = {
       forUpdate: '',
       // One connection, and BEGIN IMMEDIATE serializes writers across processes.
@@ -61,24 +57,44 @@ export class SqliteSql implements Sql {
       // AUTOINCREMENT keeps the highest seq ever assigned in sqlite_sequence, even after a purge.
       lastRevocationSeq: "SELECT seq FROM sqlite_sequence WHERE name = 'revocations'",
       nextRevocationSeq: "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'revocations' RETURNING seq",
-      appendAudit: this.auditAppender(),
+      appendAudit: (events, follows) => {
+        const thread = this.auditThread
+        if (thread?.alive) return thread.append(auditBatch(events, follows))
+        return this.write(() => appendInPlace(events, follows))
+      },
+      // Two: one batch written while the next is built and sent.
+      auditAppendDepth: () => (this.auditThread?.alive ? 2 : 1),
     }
   }
 
+  /** From now on audit batches are written on `thread` (SqliteStore.startThreads). */
+  attachAuditThread(thread: AuditThread): void {
+    this.auditThread = thread
+  }
+
   one<R>(text: string, args: readonly unknown[], map: (r: Row) => R): Promise<R | null> {
-    return settle(() => this.exec({ kind: 'one', text, args, map }) as R | null)
+    const run = () => this.exec({ kind: 'one', text, args, map }) as R | null
+    // Reads never wait (WAL): only a statement that may write (UPDATE … RETURNING) waits for the audit thread's batches.
+    return text.startsWith('SELECT') ? settle(run) : this.write(run)
   }
 
   all<R>(text: string, args: readonly unknown[], map: (r: Row) => R): Promise<R[]> {
-    return settle(() => this.exec({ kind: 'all', text, args, map }) as R[])
+    const run = () => this.exec({ kind: 'all', text, args, map }) as R[]
+    return text.startsWith('SELECT') ? settle(run) : this.write(run)
   }
 
   run(text: string, args: readonly unknown[]): Promise<number> {
-    return settle(() => this.exec({ kind: 'run', text, args }) as number)
+    return this.write(() => this.exec({ kind: 'run', text, args }) as number)
   }
 
   tx<T>(work: () => Step<T>): Promise<T> {
-    return settle(() => this.immediate(work) as T)
+    return this.write(() => this.immediate(work) as T)
+  }
+
+  /** A write on this connection (or a checkpoint), after the audit thread's batches in flight, which hold the write lock. */
+  write<R>(fn: () => R): Promise<R> {
+    const thread = this.auditThread
+    return thread?.alive && thread.pending > 0 ? thread.exclusive(fn) : settle(fn)
   }
 
   /** Forgets the prepared statements (the connection is closing). */
@@ -117,21 +133,19 @@ export class SqliteSql implements Sql {
   }
 
   /**
-   * Hot path (every token issuance): a group-committed batch is written as
-   * one multi-row INSERT (its own transaction), or, past AUDIT_ROWS_PER_INSERT
-   * rows, as INSERTs of up to AUDIT_ROWS_PER_INSERT rows in one transaction
+   * Audit batches on this connection (no audit thread: in-memory
+   * databases, or the thread failed): one multi-row INSERT (its own
+   * transaction), or, past AUDIT_ROWS_PER_INSERT rows or with a `follows`
+   * check, INSERTs of up to AUDIT_ROWS_PER_INSERT rows in one transaction
    * (one statement call per chunk instead of per row). Statements are
    * prepared once per chunk size, so at most AUDIT_ROWS_PER_INSERT exist.
    */
-  private auditAppender(): Dialect['appendAudit'] {
+  private auditAppender(): (events: readonly NewAuditEvent[], follows: ChainHead | undefined) => number[] {
     const inserts: Database.Statement[] = []
     const insertOf = (rows: number): Database.Statement => {
       let s = inserts[rows]
       if (!s) {
-        const one = `(${T.auditEvents.columns.map(() => '?').join(', ')})`
-        s = this.db.prepare(
-          `INSERT INTO ${T.auditEvents.table} (${T.auditEvents.columns.join(', ')}) VALUES ${Array.from({ length: rows }, () => one).join(', ')}`,
-        )
+        s = this.db.prepare(`${AUDIT_INSERT_PREFIX}${Array.from({ length: rows }, () => AUDIT_ROW_PLACEHOLDERS).join(', ')}`)
         inserts[rows] = s
       }
       return s
@@ -145,7 +159,8 @@ export class SqliteSql implements Sql {
       const last = Number(insertOf(n).run(params).lastInsertRowid)
       for (let i = 0; i < n; i++) ids[at + i] = last - n + 1 + i
     }
-    const appendTx = this.db.transaction((events: readonly NewAuditEvent[]): number[] => {
+    const appendTx = this.db.transaction((events: readonly NewAuditEvent[], follows: ChainHead | undefined): number[] => {
+      if (follows) checkFollows(events[0]!.chainId, follows, this.st(AUDIT_HEAD_SQL).get(events[0]!.chainId) as Row | undefined)
       const ids = new Array<number>(events.length)
       for (let at = 0; at < events.length; at += AUDIT_ROWS_PER_INSERT) insertRows(events, at, Math.min(AUDIT_ROWS_PER_INSERT, events.length - at), ids)
       return ids
@@ -156,15 +171,29 @@ export class SqliteSql implements Sql {
       return ids
     }
     // A batch that fits one INSERT is its own transaction: one statement inside BEGIN … COMMIT would
-    // also keep a statement journal (a temporary file written for every page it touches) to undo it alone.
-    return (events) => settle(() => (events.length <= AUDIT_ROWS_PER_INSERT ? appendOne(events) : appendTx.immediate(events)))
+    // also keep a statement journal to undo it alone.
+    return (events, follows) => (events.length <= AUDIT_ROWS_PER_INSERT && !follows ? appendOne(events) : appendTx.immediate(events, follows))
   }
+}
+
+const AUDIT_INSERT_PREFIX = `INSERT INTO ${T.auditEvents.table} (${T.auditEvents.columns.join(', ')}) VALUES `
+const AUDIT_ROW_PLACEHOLDERS = `(${T.auditEvents.columns.map(() => '?').join(', ')})`
+
+/** A batch in the audit thread's form: the rows' parameters flattened. */
+function auditBatch(events: readonly NewAuditEvent[], follows: ChainHead | undefined): AuditThreadBatch {
+  const params: unknown[] = []
+  for (const e of events) {
+    for (const v of T.auditEvents.toParams(e)) params.push(v)
+  }
+  return { chainId: events[0]!.chainId, rows: events.length, width: T.auditEvents.columns.length, params, ...(follows ? { follows } : {}) }
 }
 
 /** Options of {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
   /** How long a writer waits for another process's write lock (ms). Default 5000. */
   busyTimeoutMs?: number
+  /** Write audit batches on their own thread (audit-thread.ts). Default true; in-memory databases never do. */
+  auditThread?: boolean
 }
 
 /** Opens the file with the pragmas this store relies on and applies migrations. */
@@ -220,9 +249,13 @@ export class SqliteStore extends SqlStore {
   private closed = false
   private checkpointTimer: NodeJS.Timeout | null = null
   private checkpointer: Checkpointer | null = null
+  private auditThread: AuditThread | null = null
   private readonly path: string | null
 
-  constructor(path: string, opts: SqliteStoreOptions = {}) {
+  constructor(
+    path: string,
+    private readonly opts: SqliteStoreOptions = {},
+  ) {
     const memory = path === ':memory:' || path === ''
     const db = openDatabase(path, memory, opts)
     const sql = new SqliteSql(db)
@@ -246,43 +279,63 @@ export class SqliteStore extends SqlStore {
   }
 
   /**
-   * Starts WAL checkpoints every 50 ms (small, frequent ones; see the
-   * constructor): on a worker thread with its own connection, or, if that
-   * cannot start, from a timer on this thread.
+   * Starts the threads of a file database: WAL checkpoints every 50 ms
+   * (small, frequent ones; see openDatabase) on a worker thread with its own
+   * connection, or, if that cannot start, from a timer on this thread; and
+   * the audit thread (audit-thread.ts) unless `opts.auditThread` is false
+   * or it cannot start (then audit batches are written in place).
    */
-  async startCheckpoints(): Promise<void> {
+  async startThreads(): Promise<void> {
     if (this.path === null || this.checkpointer !== null || this.checkpointTimer !== null) return
     try {
       this.checkpointer = await startCheckpointer(this.path, {
         intervalMs: CHECKPOINT_INTERVAL_MS,
         restartFrames: WAL_RESTART_FRAMES,
-        onLongLog: () => this.completeCheckpoint(),
+        onLongLog: () => this.checkpointHere(),
       })
     } catch {
-      const db = this.db
-      this.checkpointTimer = setInterval(() => {
-        try {
-          db.pragma('wal_checkpoint(PASSIVE)')
-        } catch {
-          /* busy or closing: the next tick retries */
-        }
-      }, CHECKPOINT_INTERVAL_MS)
+      this.checkpointTimer = setInterval(() => this.checkpointHere(), CHECKPOINT_INTERVAL_MS)
       this.checkpointTimer.unref()
+    }
+    if (this.opts.auditThread === false) return
+    try {
+      this.auditThread = await AuditThread.start({
+        path: this.path,
+        busyTimeoutMs: Math.max(0, Math.floor(this.opts.busyTimeoutMs ?? 5000)),
+        insertPrefix: AUDIT_INSERT_PREFIX,
+        rowPlaceholders: AUDIT_ROW_PLACEHOLDERS,
+        rowsPerInsert: AUDIT_ROWS_PER_INSERT,
+        headSql: AUDIT_HEAD_SQL,
+      })
+      this.sql.attachAuditThread(this.auditThread)
+    } catch {
+      /* audit batches stay on this connection */
     }
   }
 
   /**
-   * A checkpoint from this connection, between two of its transactions
-   * (they are all synchronous): as the only writer it copies every frame, so
-   * its next write transaction starts the log over.
+   * A checkpoint from this connection between two transactions, once no
+   * audit batch is in flight (SqliteSql.write): every frame is committed
+   * then, so it copies them all, and the next write transaction, on either
+   * connection, starts the log over.
    */
-  private completeCheckpoint(): void {
+  private checkpointHere(): void {
     if (this.closed) return
-    try {
-      this.db.pragma('wal_checkpoint(PASSIVE)')
-    } catch {
-      /* busy (the worker is mid-pass) or closing: its next report retries */
-    }
+    this.sql
+      .write(() => {
+        if (!this.closed) this.db.pragma('wal_checkpoint(PASSIVE)')
+      })
+      .catch(() => {
+        /* closing, or busy: the next report or tick retries */
+      })
+      .finally(() => {
+        if (!this.closed) this.checkpointer?.ownerDone()
+      })
+  }
+
+  /** True when audit batches are written on the audit thread (tests). */
+  get auditOffThread(): boolean {
+    return this.auditThread?.alive ?? false
   }
 
   /** True when checkpoints run on the worker thread (tests). */
@@ -294,7 +347,9 @@ export class SqliteStore extends SqlStore {
     if (this.closed) return
     this.closed = true
     if (this.checkpointTimer) clearInterval(this.checkpointTimer)
-    // The worker's connection closes first, so this one is the last and SQLite folds the WAL back on close.
+    // The threads' connections close first (the audit thread's after its last batch), so this one is the last and
+    // SQLite folds the WAL back on close.
+    if (this.auditThread) await this.auditThread.close().catch(() => {})
     if (this.checkpointer) await this.checkpointer.close().catch(() => {})
     this.sql.clear()
     try {
@@ -311,6 +366,6 @@ export class SqliteStore extends SqlStore {
  */
 export async function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Promise<Store> {
   const store = new SqliteStore(path, opts)
-  await store.startCheckpoints()
+  await store.startThreads()
   return store
 }

@@ -78,8 +78,9 @@ test('under writes that never pause, the WAL still starts over: it stays near th
     await new Promise((r) => setImmediate(r))
     if (batch % 20 === 0 && existsSync(`${path}-wal`)) largest = Math.max(largest, statSync(`${path}-wal`).size)
   }
-  // Measured: about 30 MB with the restart (journal_size_limit trims the file to 32 MiB at each one); 500 MB without it.
+  // Measured: 30–45 MB with the restart (the log restarts at 16–40 MB at this write rate, and journal_size_limit trims the
+  // file to 32 MiB at each restart); 500 MB without it. The bound leaves room for a slow machine.
   console.log(`# ${((seq * 2_000) / 1e6).toFixed(0)} MB of rows written; largest WAL seen ${(largest / 1e6).toFixed(1)} MB`)
   assert.ok(largest > 0)
-  assert.ok(largest < 64 * 1024 * 1024, `the WAL reached ${largest} bytes`)
+  assert.ok(largest < 128 * 1024 * 1024, `the WAL reached ${largest} bytes`)
 })

@@ -1,0 +1,201 @@
+import { createRequire } from 'node:module'
+import { Worker } from 'node:worker_threads'
+import type { ChainHead } from '../sql/executor.js'
+import { Conflict } from '../../errors.js'
+import { settle } from './settle.js'
+
+/** The thread's code for a batch whose `follows` is not the stored head (checkFollows in place). */
+const CHAIN_MOVED = 'AEGIS_CHAIN_MOVED'
+
+/**
+ * Writes audit batches from a worker thread with its own connection, so the
+ * event loop neither runs the INSERT nor maintains the audit table's eleven
+ * query indexes (issue 17), about 25 µs a row and the largest cost left on
+ * the issuance path. Batches are written strictly in the order they were
+ * handed over, each in its own BEGIN IMMEDIATE transaction that first
+ * checks the chain head it `follows`: a writer can keep two batches in
+ * flight (the second chained on the first) and the second fails whenever
+ * the first did.
+ *
+ * The owner's other writes would otherwise wait for the thread's write lock
+ * in SQLite's busy handler, sleeping on the event loop; they go through
+ * `exclusive` instead, which runs them once no batch is in flight and holds
+ * new batches back until they ran.
+ *
+ * Eval'd CommonJS, as checkpointer.ts, so the same code runs from dist/ and
+ * under tsx; the SQL comes from the owner.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads')
+const Database = require(workerData.driver)
+const db = new Database(workerData.path)
+db.pragma('busy_timeout = ' + workerData.busyTimeoutMs)
+db.pragma('synchronous = NORMAL')
+db.pragma('temp_store = MEMORY')
+db.pragma('cache_size = -32768')
+db.pragma('wal_autocheckpoint = 0')
+const head = db.prepare(workerData.headSql)
+const inserts = []
+const insertOf = (rows) => inserts[rows] ??= db.prepare(workerData.insertPrefix + Array.from({ length: rows }, () => workerData.rowPlaceholders).join(', '))
+const append = db.transaction((m) => {
+  if (m.follows) {
+    const stored = head.get(m.chainId)
+    const seq = stored ? Number(stored.chain_seq) : 0
+    if (seq !== m.follows.seq || (stored && stored.hash !== m.follows.hash)) {
+      const err = new Error('audit chain ' + m.chainId + ' is at ' + seq + ', not at ' + m.follows.seq + ' where this batch follows')
+      err.code = '${CHAIN_MOVED}'
+      throw err
+    }
+  }
+  const ids = new Array(m.rows)
+  for (let at = 0; at < m.rows; at += workerData.rowsPerInsert) {
+    const n = Math.min(workerData.rowsPerInsert, m.rows - at)
+    const last = Number(insertOf(n).run(m.params.slice(at * m.width, (at + n) * m.width)).lastInsertRowid)
+    for (let i = 0; i < n; i++) ids[at + i] = last - n + 1 + i
+  }
+  return ids
+})
+parentPort.on('message', (m) => {
+  if (m === 'close') {
+    try { db.close() } finally { process.exit(0) }
+  }
+  try {
+    parentPort.postMessage({ ids: append.immediate(m) })
+  } catch (err) {
+    parentPort.postMessage({ error: { message: String(err && err.message), code: err && err.code } })
+  }
+})
+parentPort.postMessage('ready')
+`
+
+/** What the thread needs to write `audit_events` rows. */
+export interface AuditThreadOptions {
+  path: string
+  busyTimeoutMs: number
+  /** `INSERT INTO audit_events (…) VALUES ` */
+  insertPrefix: string
+  /** `(?, ?, …)` for one row. */
+  rowPlaceholders: string
+  rowsPerInsert: number
+  /** Selects `chain_seq, hash` of a chain's last event (one `?`: the chain id). */
+  headSql: string
+}
+
+/** A batch as the thread takes it: `rows` rows of `width` parameters each, flattened. */
+export interface AuditThreadBatch {
+  chainId: string
+  rows: number
+  width: number
+  params: unknown[]
+  follows?: ChainHead
+}
+
+interface InFlight {
+  resolve: (ids: number[]) => void
+  reject: (err: Error) => void
+}
+
+/** Raised where the thread reported a failure; `code` is SQLite's (or AEGIS_CHAIN_MOVED) so storeError can classify it. */
+class AuditThreadError extends Error {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+  ) {
+    super(message)
+  }
+}
+
+export class AuditThread {
+  private readonly inFlight: InFlight[] = []
+  /** Owner writes waiting for the batches in flight. */
+  private readonly exclusiveWaiting: Array<() => void> = []
+  /** Batches handed over while owner writes wait; sent after those ran. */
+  private readonly heldBack: Array<() => void> = []
+  private failure: Error | null = null
+
+  private constructor(
+    private readonly worker: Worker,
+    private readonly exited: Promise<void>,
+  ) {
+    worker.on('message', (m: { ids?: number[]; error?: { message: string; code?: string } }) => {
+      const done = this.inFlight.shift()
+      if (!done) return
+      if (m.ids) done.resolve(m.ids)
+      else if (m.error?.code === CHAIN_MOVED) done.reject(new Conflict(m.error.message))
+      else done.reject(new AuditThreadError(m.error?.message ?? 'audit thread failed', m.error?.code))
+      if (this.inFlight.length === 0) this.drained()
+    })
+    const fail = (err: Error): void => {
+      this.failure ??= err
+      for (const f of this.inFlight.splice(0)) f.reject(this.failure)
+      this.drained()
+    }
+    worker.on('error', fail)
+    void exited.then(() => fail(new Error('audit thread exited')))
+  }
+
+  /** Starts the thread; resolves once its connection is open. */
+  static async start(opts: AuditThreadOptions): Promise<AuditThread> {
+    const driver = createRequire(import.meta.url).resolve('better-sqlite3')
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ...opts, driver } })
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()))
+    await new Promise<void>((resolve, reject) => {
+      worker.once('message', () => resolve())
+      worker.once('error', reject)
+      void exited.then(() => reject(new Error('audit thread exited before it was ready')))
+    })
+    worker.unref()
+    return new AuditThread(worker, exited)
+  }
+
+  /** False once the thread failed or exited: the owner writes in place again. */
+  get alive(): boolean {
+    return this.failure === null
+  }
+
+  /** Batches in flight. */
+  get pending(): number {
+    return this.inFlight.length
+  }
+
+  append(batch: AuditThreadBatch): Promise<number[]> {
+    return new Promise<number[]>((resolve, reject) => {
+      const send = (): void => {
+        if (this.failure) {
+          reject(this.failure)
+          return
+        }
+        this.inFlight.push({ resolve, reject })
+        this.worker.postMessage(batch)
+      }
+      if (this.exclusiveWaiting.length > 0) this.heldBack.push(send)
+      else send()
+    })
+  }
+
+  /**
+   * Runs `fn` (a synchronous write on the owner's connection) when no batch
+   * is in flight: at once if none is, else right after the last one comes
+   * back, before any batch handed over meanwhile is sent.
+   */
+  exclusive<R>(fn: () => R): Promise<R> {
+    if (this.inFlight.length === 0) return settle(fn)
+    return new Promise<R>((resolve, reject) => {
+      this.exclusiveWaiting.push(() => settle(fn).then(resolve, reject))
+    })
+  }
+
+  private drained(): void {
+    for (const run of this.exclusiveWaiting.splice(0)) run()
+    for (const send of this.heldBack.splice(0)) send()
+  }
+
+  /** Waits for the batches in flight, then closes the thread's connection. */
+  async close(): Promise<void> {
+    await this.exclusive(() => undefined)
+    this.worker.ref()
+    this.worker.postMessage('close')
+    await Promise.race([this.exited, new Promise((r) => setTimeout(r, 2000).unref())])
+    if (this.worker.threadId !== -1) await this.worker.terminate()
+  }
+}
