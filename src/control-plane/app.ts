@@ -156,7 +156,7 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
         // Control planes on one store tell each other about key changes at once (LISTEN/NOTIFY on PostgreSQL).
         const signal = await openClusterSignal(config, logger)
         owned.push(() => signal.close())
-        const km = await createKeyManager({ config, store, clock, logger, metrics, signal, signingThread: true })
+        const km = await createKeyManager({ config, store, clock, logger, metrics, signal })
         owned.push(() => km.stop())
         return km
       })())

@@ -10,7 +10,6 @@ import type { ClusterSignal } from '../../store/signal.js'
 import type { AuditEventInput, KeyState, SigningKey, Store } from '../../store/types.js'
 import type { AuditWriter } from '../audit/types.js'
 import { ed25519Signer, type Ed25519Signer } from './ed25519-signer.js'
-import { SigningThread } from './sign-thread.js'
 import { decryptPrivateKey, encryptPrivateKey, loadKek } from './kek.js'
 import type { KeyManager } from './types.js'
 
@@ -57,20 +56,12 @@ export interface KeyManagerDeps {
    * signing everywhere within the signal's latency, not the next check).
    */
   signal?: ClusterSignal
-  /**
-   * Sign the token endpoint's JWTs (signJwtAsync) on a thread of their own
-   * (sign-thread.ts): the control plane's server. Default false (the CLI,
-   * tests); signJwt always signs in place.
-   */
-  signingThread?: boolean
 }
 
 /** The KeyManager plus what its owner (control-plane app, CLI, tests) needs. */
 export interface ManagedKeyManager extends KeyManager {
   /** Sends key.* events to this writer, including those that waited for it. */
   attachAudit(audit: AuditWriter): void
-  /** True while signJwtAsync signs on the signing thread (KeyManagerDeps.signingThread). */
-  readonly signsOffThread: boolean
   /**
    * One scheduler pass: reload from the store, then under the cluster lock
    * persist due state changes and publish a `next` key when rotation is due.
@@ -205,7 +196,6 @@ class KeyManagerImpl implements ManagedKeyManager {
   private signal: ClusterSignal | undefined
   private unlisten: (() => void) | undefined
   private staleTimer: NodeJS.Timeout | undefined
-  private signingThread: SigningThread | null = null
 
   constructor(
     private readonly config: AegisConfig,
@@ -245,27 +235,15 @@ class KeyManagerImpl implements ManagedKeyManager {
 
   /** signJwt for the token endpoint, where many requests are in flight (Ed25519Signer.signAsync says where it signs). */
   signJwtAsync(header: Record<string, unknown>, payload: Record<string, unknown>): Promise<{ jwt: string; kid: string }> {
-    let started: { kid: string; jwt: Promise<string> } | null
-    try {
-      started = this.startJwt(header, payload)
-    } catch (err) {
-      return Promise.reject(err)
-    }
-    if (started === null) return this.signAfterReplacement(header, payload)
-    const { kid } = started
-    return started.jwt.then((jwt) => ({ jwt, kid }))
-  }
-
-  startJwt(header: Record<string, unknown>, payload: Record<string, unknown>): { kid: string; jwt: Promise<string> } | null {
     let prepared: { input: string; signer: Ed25519Signer; kid: string }
     try {
       prepared = this.signingInput(header, payload)
     } catch (err) {
-      if (err instanceof KeyBeingReplaced) return null
-      throw err
+      if (err instanceof KeyBeingReplaced) return this.signAfterReplacement(header, payload)
+      return Promise.reject(err)
     }
     const { input, signer, kid } = prepared
-    return { kid, jwt: signer.signAsync(Buffer.from(input)).then((signature) => `${input}.${signature.toString('base64url')}`) }
+    return signer.signAsync(Buffer.from(input)).then((signature) => ({ jwt: `${input}.${signature.toString('base64url')}`, kid }))
   }
 
   /**
@@ -322,26 +300,11 @@ class KeyManagerImpl implements ManagedKeyManager {
     void this.maintain().catch(() => {})
   }
 
-  get signsOffThread(): boolean {
-    return this.signingThread?.alive ?? false
-  }
-
-  /** Signs on the signing thread from now on: keys loaded or created later get a copy there (createKeyManager attaches it first). */
-  useSigningThread(thread: SigningThread): void {
-    this.signingThread = thread
-  }
-
-  /** The signer of a private key (PKCS #8 DER, which the caller zeroes): in place, with signJwtAsync on the signing thread when there is one. */
-  private signerOf(kid: string, der: Buffer): Ed25519Signer {
-    const inPlace = ed25519Signer(der)
-    return this.signingThread?.alive ? this.signingThread.signer(kid, der, inPlace) : inPlace
-  }
-
   private loadPrivate(k: SigningKey): Ed25519Signer {
     const der = decryptPrivateKey(this.kek, k.kid, k.encryptedPrivateKey)
     let signer: Ed25519Signer
     try {
-      signer = this.signerOf(k.kid, der)
+      signer = ed25519Signer(der)
     } finally {
       der.fill(0)
     }
@@ -604,7 +567,7 @@ class KeyManagerImpl implements ManagedKeyManager {
     let encrypted: string
     try {
       encrypted = encryptPrivateKey(this.kek, kid, der)
-      this.privateKeys.set(kid, this.signerOf(kid, der))
+      this.privateKeys.set(kid, ed25519Signer(der))
     } finally {
       der.fill(0)
     }
@@ -733,7 +696,6 @@ class KeyManagerImpl implements ManagedKeyManager {
     this.unlisten?.()
     this.unlisten = undefined
     await this.maintaining?.catch(() => {})
-    await this.signingThread?.close()
   }
 }
 
@@ -746,14 +708,6 @@ class KeyManagerImpl implements ManagedKeyManager {
 export async function createKeyManager(deps: KeyManagerDeps): Promise<ManagedKeyManager> {
   const kek = deps.kek ?? (await loadKek(deps.config, { createIfMissing: false }))
   const km = new KeyManagerImpl(deps.config, deps.store, deps.clock, deps.logger, kek)
-  if (deps.signingThread) {
-    // Without the thread (it could not start) tokens are signed in place, as before.
-    const thread = await SigningThread.start().catch((err: unknown) => {
-      deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'signing thread did not start; signing in place')
-      return null
-    })
-    if (thread) km.useSigningThread(thread)
-  }
   if (deps.audit) km.attachAudit(deps.audit)
   if (deps.signal) await km.attachSignal(deps.signal)
   const deadline = Date.now() + 10_000

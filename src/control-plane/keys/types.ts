@@ -9,16 +9,10 @@ export interface KeyManager {
    */
   signJwt(header: Record<string, unknown>, payload: Record<string, unknown>): { jwt: string; kid: string }
   /**
-   * signJwt for the token endpoint, where many requests are in flight: on
-   * the signing thread where there is one (sign-thread.ts), else in place.
+   * signJwt with the signature computed off the event loop (libuv thread
+   * pool), for the token endpoint where many requests are in flight.
    */
   signJwtAsync(header: Record<string, unknown>, payload: Record<string, unknown>): Promise<{ jwt: string; kid: string }>
-  /**
-   * signJwtAsync with the kid known at once, so the caller can record the
-   * token while it is being signed. Null while the current key is being
-   * replaced: signJwtAsync then waits for its successor.
-   */
-  startJwt(header: Record<string, unknown>, payload: Record<string, unknown>): { kid: string; jwt: Promise<string> } | null
   /** kid of the current signing key. */
   currentKid(): string
   /** RFC 7517 JWK Set of every published key (next, current, previous). */

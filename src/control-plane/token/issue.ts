@@ -131,23 +131,7 @@ export class TokenIssuer {
       capability_hash: req.capabilityHash ?? req.agent.capabilityHash,
     }
     if (req.extraClaims) Object.assign(payload, req.extraClaims)
-    // The token is recorded while it is signed (on the signing thread): no token leaves before its audit event is
-    // committed, and the two waits overlap. Should the signature fail after the event was written, the event names
-    // a token nobody received; the caller gets 503 either way.
-    let kid: string
-    let signed: Promise<string>
-    const started = deps.keys.startJwt(this.headerBase, payload)
-    if (started) {
-      kid = started.kid
-      signed = started.jwt
-      // Awaited below, after the audit event; a rejection before then is not unhandled.
-      signed.catch(() => {})
-    } else {
-      // The current key is being replaced: its successor's kid is known once the token is signed.
-      const s = await deps.keys.signJwtAsync(this.headerBase, payload)
-      kid = s.kid
-      signed = Promise.resolve(s.jwt)
-    }
+    const { jwt, kid } = await deps.keys.signJwtAsync(this.headerBase, payload)
     try {
       await deps.audit.append({
         type: 'token.issued',
@@ -172,7 +156,6 @@ export class TokenIssuer {
     } catch (err) {
       throw new Unavailable('the audit log is unavailable; no token was issued', { cause: err })
     }
-    const jwt = await signed
     deps.metrics.countIssued(req.tenant.id, req.grant)
     deps.metrics.tokenLifetime.observe(ttl)
     this.kpis.recordIssued(now, ttl, req.tenant.id)
