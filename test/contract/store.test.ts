@@ -3,14 +3,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { openPostgresStore, openSqliteStore, type Store } from '../../src/store/index.js'
 import { freshPostgresSchema, skipWithoutPostgres } from '../helpers/services.js'
-import { storeContract } from './store.js'
+import type { SqliteStoreOptions } from '../../src/store/sqlite/store.js'
+import { storeContract, type StoreHandle } from './store.js'
 
-storeContract('sqlite', async () => {
+/** A file store in its own directory; `reopen` opens more connections to it. */
+async function sqliteHandle(opts: SqliteStoreOptions = {}): Promise<StoreHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'aegis-store-'))
   const path = join(dir, 'aegis.db')
   const opened: Store[] = []
   const open = async (): Promise<Store> => {
-    const s = await openSqliteStore(path)
+    const s = await openSqliteStore(path, opts)
     opened.push(s)
     return s
   }
@@ -23,7 +25,11 @@ storeContract('sqlite', async () => {
       rmSync(dir, { recursive: true, force: true })
     },
   }
-})
+}
+
+storeContract('sqlite', () => sqliteHandle())
+// Audit batches written on the store's own connection, as when the audit thread cannot start.
+storeContract('sqlite, audit in place', () => sqliteHandle({ auditThread: false }))
 
 const pgSkip = await skipWithoutPostgres()
 storeContract(

@@ -440,6 +440,23 @@ export function storeContract(name: string, create: () => Promise<StoreHandle>, 
         )
       }))
 
+    test('audit: a batch that names the head it follows is written only onto that head', () =>
+      withStore(async (s) => {
+        await rejectsWith(s.audit.append([event('cp-f', 1)], { follows: { seq: 1, hash: 'h1' } }), Conflict)
+        assert.deepEqual(await s.audit.append([event('cp-f', 1)], { follows: { seq: 0, hash: 'h0' } }).then((ids) => ids.length), 1)
+        // Another seq, or the right seq with another hash: refused, nothing written.
+        await rejectsWith(s.audit.append([event('cp-f', 2)], { follows: { seq: 0, hash: 'h0' } }), Conflict)
+        await rejectsWith(s.audit.append([event('cp-f', 2)], { follows: { seq: 1, hash: 'not-h1' } }), Conflict)
+        await rejectsWith(s.audit.append([event('cp-f', 3), event('cp-f', 4)], { follows: { seq: 2, hash: 'h2' } }), Conflict)
+        assert.deepEqual(
+          (await s.audit.chain('cp-f', 0, 10)).map((e) => e.chainSeq),
+          [1],
+        )
+        await s.audit.append([event('cp-f', 2), event('cp-f', 3)], { follows: { seq: 1, hash: 'h1' } })
+        assert.equal((await s.audit.head('cp-f'))?.chainSeq, 3)
+        assert.ok(s.audit.appendDepth >= 1)
+      }))
+
     test('audit: concurrent batches from two writers all land with distinct ids', () =>
       withStore(async (s, h) => {
         const other = h.reopen ? await h.reopen() : s
