@@ -462,8 +462,8 @@ export interface RevocationRepo {
   add(r: Omit<Revocation, 'seq'>): Promise<Revocation>
   /** Live entries (expiresAt > now, not lifted), in seq order. */
   listActive(now: number): Promise<Revocation[]>
-  /** One page of listActive: live entries with seq > afterSeq, in seq order, at most `limit` (the paged feed snapshot). */
-  listActivePage(now: number, afterSeq: number, limit: number): Promise<Revocation[]>
+  /** One page of listActive: live entries with seq > afterSeq, in seq order, at most `limit` (the paged feed snapshot); only `tenant`'s when given. */
+  listActivePage(now: number, afterSeq: number, limit: number, tenant?: string): Promise<Revocation[]>
   /**
    * Live, unlifted `agent`, `client` and `tenant` entries, in seq order: what
    * the token endpoint refuses issuance for. Served by an index on type, so

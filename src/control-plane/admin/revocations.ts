@@ -8,7 +8,7 @@ import { AegisError, NotFound } from '../../errors.js'
 import type { ControlPlaneDeps } from '../deps.js'
 import { parseRevocation } from '../revocation/validate.js'
 import { liftRevocation, recordRevocation, revocationExpiry, revocationJson } from '../revocation/service.js'
-import { ID_PATTERN, TAGS, allow, body, nullableStr, params, str } from './schemas.js'
+import { ID_PATTERN, TAGS, allow, body, nullableStr, params, query, str } from './schemas.js'
 import { principal } from './validate.js'
 
 // The shape of the body; which value and tenant each type needs, and what a tenant admin may revoke, is parseRevocation's (cross-field rules).
@@ -28,6 +28,15 @@ const RevocationBody = body(
   ['type', 'value'],
 )
 const SeqParams = params({ seq: str(15, '^\\d{1,15}$') })
+const DEFAULT_LIMIT = 1000
+const MAX_LIMIT = 10_000
+const ListQuery = query(
+  {
+    limit: { ...str(5, '^\\d{1,5}$'), description: `1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` },
+    cursor: { ...str(15, '^\\d{1,15}$'), description: 'next_cursor of the previous page: entries after that seq' },
+  },
+  false,
+)
 
 export async function revocationRoutes(app: FastifyInstance, deps: ControlPlaneDeps): Promise<void> {
   const admin = allow(['admin'])
@@ -49,12 +58,24 @@ export async function revocationRoutes(app: FastifyInstance, deps: ControlPlaneD
     },
   )
 
-  app.get('/revocations', { config: reader, schema: { tags: [TAGS.revocations], summary: 'Revocations in force' } }, async (request) => {
-    const p = principal(request)
-    const list = await deps.store.revocations.listActive(deps.clock.now())
-    const visible = p.tenant === null ? list : list.filter((r) => r.tenant === p.tenant)
-    return { revocations: visible.map(revocationJson), last_seq: await deps.store.revocations.lastSeq() }
-  })
+  // Paged by seq: with 100,000 entries in force one answer held them all (the gateways load the paged feed snapshot instead).
+  app.get<{ Querystring: { limit?: string; cursor?: string } }>(
+    '/revocations',
+    {
+      config: reader,
+      schema: { tags: [TAGS.revocations], summary: 'Revocations in force, in seq order (a tenant admin: its tenant)', querystring: ListQuery },
+    },
+    async (request) => {
+      const p = principal(request)
+      const limit = request.query.limit === undefined ? DEFAULT_LIMIT : Number(request.query.limit)
+      if (!(limit >= 1 && limit <= MAX_LIMIT)) throw new AegisError('invalid_request', `limit must be an integer from 1 to ${MAX_LIMIT}`)
+      const after = request.query.cursor === undefined ? 0 : Number(request.query.cursor)
+      const lastSeq = await deps.store.revocations.lastSeq()
+      const page = await deps.store.revocations.listActivePage(deps.clock.now(), after, limit, p.tenant ?? undefined)
+      const next = page.length === limit ? String(page[page.length - 1]!.seq) : null
+      return { revocations: page.map(revocationJson), last_seq: lastSeq, next_cursor: next }
+    },
+  )
 
   // Lifting: only agent, client and tenant entries hold until lifted. A
   // tenant admin lifts its tenant's agent and client entries; a tenant-wide

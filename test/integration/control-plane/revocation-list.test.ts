@@ -1,0 +1,68 @@
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { admin, seedAgent, startControlPlane, type Harness } from './harness.js'
+
+let h: Harness
+before(async () => {
+  h = await startControlPlane()
+  await seedAgent(h, { tenant: 'acme', agent: 'a' })
+  await seedAgent(h, { tenant: 'other', agent: 'b' })
+})
+after(async () => {
+  await h?.close()
+})
+
+test('GET /admin/v1/revocations pages by seq, a tenant admin sees its tenant only, and bad paging is refused', async () => {
+  const made: Array<{ seq: number; tenant: string }> = []
+  for (let i = 0; i < 7; i++) {
+    const tenant = i % 3 === 2 ? 'other' : 'acme'
+    const r = await admin(h, h.adminToken, 'POST', '/revocations', { type: 'jti', value: `jti-${i}`, tenant })
+    assert.equal(r.status, 201, r.text)
+    made.push({ seq: r.body.seq as number, tenant })
+  }
+  // Lifted, an agent entry leaves the list; the issued_before entry its lift leaves (tokens from before stay revoked) joins it.
+  const lifted = await admin(h, h.adminToken, 'POST', '/revocations', { type: 'agent', value: 'a', tenant: 'acme' })
+  const lift = await admin(h, h.adminToken, 'DELETE', `/revocations/${lifted.body.seq}`)
+  assert.equal(lift.status, 200)
+  made.push({ seq: lift.body.issued_before_seq as number, tenant: 'acme' })
+
+  // Every page of 3 in seq order; the last one (not full) has no next cursor.
+  const seen: number[] = []
+  let cursor: string | null = null
+  let pages = 0
+  do {
+    const page = await admin(h, h.adminToken, 'GET', `/revocations?limit=3${cursor ? `&cursor=${cursor}` : ''}`)
+    assert.equal(page.status, 200, page.text)
+    assert.ok(page.body.revocations.length <= 3)
+    seen.push(...page.body.revocations.map((r: { seq: number }) => r.seq))
+    cursor = page.body.next_cursor as string | null
+    assert.ok(page.body.last_seq >= lifted.body.seq)
+    pages += 1
+  } while (cursor !== null)
+  assert.deepEqual(
+    seen,
+    made.map((m) => m.seq),
+    'the lifted entry is not in force',
+  )
+  assert.equal(pages, 3)
+  // Without paging parameters: up to 1,000 in one answer, as before.
+  const all = await admin(h, h.adminToken, 'GET', '/revocations')
+  assert.equal(all.body.revocations.length, 8)
+  assert.equal(all.body.next_cursor, null)
+
+  const tenantAdmin = (await admin(h, h.adminToken, 'POST', '/admin-tokens', { tenant: 'acme', role: 'admin', name: 'acme admin' })).body.token as string
+  const first = await admin(h, tenantAdmin, 'GET', '/revocations?limit=4')
+  const second = await admin(h, tenantAdmin, 'GET', `/revocations?limit=4&cursor=${first.body.next_cursor}`)
+  assert.equal(second.body.next_cursor, null)
+  assert.deepEqual(
+    [...first.body.revocations, ...second.body.revocations].map((r: { seq: number }) => r.seq),
+    made.filter((m) => m.tenant === 'acme').map((m) => m.seq),
+    "full pages of the tenant's own entries",
+  )
+
+  for (const q of ['limit=0', 'limit=10001', 'limit=x', 'cursor=-1', 'limit=1&limit=2', 'after=3']) {
+    const bad = await admin(h, h.adminToken, 'GET', `/revocations?${q}`)
+    assert.equal(bad.status, 400, `${q}: ${bad.text}`)
+    assert.equal(bad.body.error, 'invalid_request')
+  }
+})
