@@ -149,6 +149,15 @@ export const CONFIG_KEYS = [
 
   // Keys and JWKS
   { path: 'keys.alg', type: 'enum', values: ['EdDSA'], default: 'EdDSA', doc: 'Signing algorithm (Ed25519).' },
+  {
+    path: 'keys.ed25519',
+    type: 'enum',
+    values: ['auto', 'node:crypto', 'libsodium'],
+    default: 'auto',
+    doc:
+      'Ed25519 implementation for signing (control plane) and verifying (gateway, introspection): auto = libsodium where sodium-native loads, ' +
+      'else node:crypto; node:crypto (e.g. with a FIPS-validated OpenSSL); libsodium = refuse to start without it.',
+  },
   { path: 'keys.rotationIntervalSeconds', type: 'integer', default: 86400, min: 60, doc: 'How long a key signs before the scheduled rotation.' },
   { path: 'keys.prePublishSeconds', type: 'integer', default: 3600, min: 1, doc: 'How long `next` is published before it signs; at least jwks.maxAgeSeconds.' },
   { path: 'keys.checkIntervalSeconds', type: 'integer', default: 30, min: 1, doc: 'How often the rotation scheduler looks at the key states.' },

@@ -158,6 +158,7 @@ export async function buildControlPlane(config: AegisConfig, overrides: Partial<
         owned.push(() => signal.close())
         const km = await createKeyManager({ config, store, clock, logger, metrics, signal })
         owned.push(() => km.stop())
+        logger.info({ ed25519: km.signingBackend() }, 'tokens are signed with Ed25519 by this implementation')
         return km
       })())
 

@@ -98,6 +98,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
       })),
       clockSkewSeconds: config.tokens.clockSkewSeconds,
       maxTokenBytes: config.tokens.maxTokenBytes,
+      ed25519: config.keys.ed25519,
       cacheSize: config.gateway.verifiedCacheSize,
       clock,
     })
@@ -105,6 +106,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
     verifier.close()
     jwks?.close()
   })
+  logger.info({ ed25519: verifier.ed25519Backend }, 'tokens are verified with Ed25519 by this implementation')
 
   let command: Redis | undefined
   let subscriber: Redis | undefined

@@ -30,9 +30,12 @@ const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'he
  * then lives in a guarded, locked libsodium allocation. The caller still
  * owns `der` and should zero it.
  */
-export function ed25519Signer(der: Buffer, backend: 'auto' | 'node:crypto' = 'auto'): Ed25519Signer {
-  const sodium = backend === 'auto' ? sodiumBinding() : null
+export function ed25519Signer(der: Buffer, backend: 'auto' | 'node:crypto' | 'libsodium' = 'auto'): Ed25519Signer {
+  const sodium = backend === 'node:crypto' ? null : sodiumBinding()
   if (sodium !== null && der.length === 48 && der.subarray(0, 16).equals(PKCS8_ED25519_PREFIX)) return sodiumSigner(sodium, der.subarray(16))
+  if (backend === 'libsodium') {
+    throw new Error(sodium === null ? 'libsodium (sodium-native) does not load here' : 'not an Ed25519 PKCS #8 key for libsodium')
+  }
   return nodeSigner(createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }))
 }
 

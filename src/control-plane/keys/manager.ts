@@ -287,6 +287,12 @@ class KeyManagerImpl implements ManagedKeyManager {
     return { input: `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`, signer, kid: cur.kid }
   }
 
+  signingBackend(): 'libsodium' | 'node:crypto' {
+    const cur = this.view.current
+    if (!cur) throw new Unavailable('no signing key available')
+    return (this.privateKeys.get(cur.kid) ?? this.loadPrivate(cur)).backend
+  }
+
   currentKid(): string {
     const now = this.clock.now()
     if (now >= this.view.boundaryAt) this.advance(now)
@@ -304,7 +310,7 @@ class KeyManagerImpl implements ManagedKeyManager {
     const der = decryptPrivateKey(this.kek, k.kid, k.encryptedPrivateKey)
     let signer: Ed25519Signer
     try {
-      signer = ed25519Signer(der)
+      signer = ed25519Signer(der, this.config.keys.ed25519)
     } finally {
       der.fill(0)
     }
@@ -567,7 +573,7 @@ class KeyManagerImpl implements ManagedKeyManager {
     let encrypted: string
     try {
       encrypted = encryptPrivateKey(this.kek, kid, der)
-      this.privateKeys.set(kid, ed25519Signer(der))
+      this.privateKeys.set(kid, ed25519Signer(der, this.config.keys.ed25519))
     } finally {
       der.fill(0)
     }

@@ -15,6 +15,8 @@ export interface KeyManager {
   signJwtAsync(header: Record<string, unknown>, payload: Record<string, unknown>): Promise<{ jwt: string; kid: string }>
   /** kid of the current signing key. */
   currentKid(): string
+  /** The Ed25519 implementation the current key signs with (`keys.ed25519`). */
+  signingBackend(): 'libsodium' | 'node:crypto'
   /** RFC 7517 JWK Set of every published key (next, current, previous). */
   jwks(): { keys: Record<string, unknown>[] }
   /** Strong ETag of the current JWKS body. */

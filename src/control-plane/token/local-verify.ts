@@ -38,6 +38,7 @@ export class LocalTokenVerifier {
       jwks: localKeySet(() => deps.keys.jwks()),
       clockSkewSeconds: deps.config.tokens.clockSkewSeconds,
       maxTokenBytes: deps.config.tokens.maxTokenBytes,
+      ed25519: deps.config.keys.ed25519,
       clock: deps.clock,
     })
   }

@@ -164,7 +164,7 @@ export function cachingApprovalOpener(inner: ApprovalOpener, ttlMs = 2000, max =
 }
 
 export interface GatewayApprovalHookDeps {
-  config: Pick<AegisConfig, 'issuer' | 'audience' | 'tokens'>
+  config: Pick<AegisConfig, 'issuer' | 'audience' | 'tokens' | 'keys'>
   clock: Clock
   logger: Logger
   metrics: Metrics
@@ -222,6 +222,7 @@ export function createApprovalHook(deps: GatewayApprovalHookDeps): ApprovalHook 
             audience: deps.config.audience,
             clockSkewSeconds: deps.config.tokens.clockSkewSeconds,
             maxTokenBytes: deps.config.tokens.maxTokenBytes,
+            ed25519: deps.config.keys.ed25519,
             now: deps.clock.now(),
             expected: {
               agentId: f.agentId,

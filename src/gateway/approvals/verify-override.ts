@@ -82,6 +82,8 @@ export interface VerifyOverrideOptions {
   maxTokenBytes?: number
   /** Epoch ms; default Date.now(). */
   now?: number
+  /** Ed25519 implementation (`keys.ed25519`); default 'auto'. */
+  ed25519?: 'auto' | 'node:crypto' | 'libsodium'
 }
 
 /** A verified override. */
@@ -140,6 +142,7 @@ export async function verifyOverride(token: string, opts: VerifyOverrideOptions)
     algorithms: ALGORITHMS,
     clockSkewSeconds: opts.clockSkewSeconds ?? 30,
     maxTokenBytes: opts.maxTokenBytes ?? 8192,
+    ed25519: opts.ed25519 ?? 'auto',
     clock: { now: () => now },
     cacheSize: 0,
   })

@@ -13,7 +13,10 @@ function keyPair(): { der: Buffer; x: string; privateKey: ReturnType<typeof gene
 test('libsodium signs here (sodium-native ships a prebuilt addon for this platform), node:crypto when asked', () => {
   const { der } = keyPair()
   assert.equal(ed25519Signer(der).backend, 'libsodium')
+  assert.equal(ed25519Signer(der, 'libsodium').backend, 'libsodium')
   assert.equal(ed25519Signer(der, 'node:crypto').backend, 'node:crypto')
+  // keys.ed25519 = libsodium refuses what libsodium cannot take rather than fall back.
+  assert.throws(() => ed25519Signer(Buffer.concat([der, Buffer.alloc(1)]), 'libsodium'), /not an Ed25519 PKCS #8 key/)
 })
 
 test('libsodium and node:crypto sign byte for byte the same (RFC 8032 signatures are deterministic), and both verify', async () => {
