@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { openSqliteStore } from '../../../src/store/sqlite/index.js'
@@ -73,14 +73,30 @@ test('under writes that never pause, the WAL still starts over: it stays near th
   // never finds the log still, so only the owner's completing checkpoint (store.ts) lets it restart.
   let largest = 0
   let seq = 0
+  // Each restart writes a new WAL header with the checkpoint sequence (bytes 12–15) one higher.
+  const restarts = new Set<number>()
+  const header = Buffer.alloc(16)
   for (let batch = 0; batch < 1600; batch++) {
     await store.audit.append(Array.from({ length: 32 }, () => event(++seq)))
     await new Promise((r) => setImmediate(r))
-    if (batch % 20 === 0 && existsSync(`${path}-wal`)) largest = Math.max(largest, statSync(`${path}-wal`).size)
+    if (batch % 10 === 0 && existsSync(`${path}-wal`)) {
+      largest = Math.max(largest, statSync(`${path}-wal`).size)
+      const fd = openSync(`${path}-wal`, 'r')
+      try {
+        if (readSync(fd, header, 0, 16, 0) === 16) restarts.add(header.readUInt32BE(12))
+      } finally {
+        closeSync(fd)
+      }
+    }
   }
-  // Measured: 30–45 MB with the restart (the log restarts at 16–40 MB at this write rate, and journal_size_limit trims the
-  // file to 32 MiB at each restart); 500 MB without it. The bound leaves room for a slow machine.
-  console.log(`# ${((seq * 2_000) / 1e6).toFixed(0)} MB of rows written; largest WAL seen ${(largest / 1e6).toFixed(1)} MB`)
+  // Measured on a quiet machine: 6 or more restarts and a file of 30–48 MB (the log restarts at 16–40 MB at this write
+  // rate, and journal_size_limit trims the file to 32 MiB at each restart); under a loaded CI run, 74–135 MB. Without the
+  // owner's checkpoint: no restart and 500 MB.
+  console.log(
+    `# ${((seq * 2_000) / 1e6).toFixed(0)} MB of rows written; the WAL restarted ${restarts.size - 1} times; largest file ` +
+      `${(largest / 1e6).toFixed(1)} MB`,
+  )
   assert.ok(largest > 0)
-  assert.ok(largest < 128 * 1024 * 1024, `the WAL reached ${largest} bytes`)
+  assert.ok(restarts.size >= 3, `the WAL restarted ${restarts.size - 1} times`)
+  assert.ok(largest < 256 * 1024 * 1024, `the WAL reached ${largest} bytes`)
 })
