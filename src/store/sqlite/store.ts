@@ -152,11 +152,7 @@ export class SqliteSql implements Sql {
     }
     // One INSERT of rows [at, at + n): their ids, written into `ids` (AUTOINCREMENT hands one INSERT's rows consecutive ids).
     const insertRows = (events: readonly NewAuditEvent[], at: number, n: number, ids: number[]): void => {
-      const params: unknown[] = []
-      for (let i = at; i < at + n; i++) {
-        for (const v of T.auditEvents.toParams(events[i]!)) params.push(v)
-      }
-      const last = Number(insertOf(n).run(params).lastInsertRowid)
+      const last = Number(insertOf(n).run(auditParams(events, at, n)).lastInsertRowid)
       for (let i = 0; i < n; i++) ids[at + i] = last - n + 1 + i
     }
     const appendTx = this.db.transaction((events: readonly NewAuditEvent[], follows: ChainHead | undefined): number[] => {
@@ -179,12 +175,18 @@ export class SqliteSql implements Sql {
 const AUDIT_INSERT_PREFIX = `INSERT INTO ${T.auditEvents.table} (${T.auditEvents.columns.join(', ')}) VALUES `
 const AUDIT_ROW_PLACEHOLDERS = `(${T.auditEvents.columns.map(() => '?').join(', ')})`
 
+/** The INSERT parameters of rows [at, at + n), flattened. */
+function auditParams(events: readonly NewAuditEvent[], at: number, n: number): unknown[] {
+  const params: unknown[] = []
+  for (let i = at; i < at + n; i++) {
+    for (const v of T.auditEvents.toParams(events[i]!)) params.push(v)
+  }
+  return params
+}
+
 /** A batch in the audit thread's form: the rows' parameters flattened. */
 function auditBatch(events: readonly NewAuditEvent[], follows: ChainHead | undefined): AuditThreadBatch {
-  const params: unknown[] = []
-  for (const e of events) {
-    for (const v of T.auditEvents.toParams(e)) params.push(v)
-  }
+  const params = auditParams(events, 0, events.length)
   return { chainId: events[0]!.chainId, rows: events.length, width: T.auditEvents.columns.length, params, ...(follows ? { follows } : {}) }
 }
 
