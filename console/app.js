@@ -121,12 +121,13 @@ async function start() {
   $('session-box').hidden = false
   $('who').textContent = `${s.name} · ${s.role}${s.tenant ? ` · tenant ${s.tenant}` : ' · global'}`
   const sel = $('tenant')
+  // Locked before the tenant list loads, so a tenant admin never sees a choice it cannot make.
+  sel.disabled = s.tenant !== null
   // Approver tokens may read only approvals: no tenant list for them.
   const tenants = s.role === 'admin' ? (await api('GET', '/admin/v1/tenants')).tenants : []
   sel.replaceChildren(...tenants.map((t) => h('option', { value: t.id }, t.name && t.name !== t.id ? `${t.id} (${t.name})` : t.id)))
   state.tenant = s.tenant ?? tenants[0]?.id ?? null
   if (state.tenant) sel.value = state.tenant
-  sel.disabled = s.tenant !== null
   if (s.role !== 'admin') {
     for (const a of document.querySelectorAll('#nav a')) a.hidden = a.getAttribute('href') !== '#approvals'
     if (location.hash !== '#approvals') location.hash = '#approvals'

@@ -214,6 +214,8 @@ describe('admin console in Chromium', { skip }, () => {
       const p = await c.context.newPage()
       await login(p, tok.token)
       assert.equal(await p.locator('#tenant').isDisabled(), true)
+      // The tenant list arrives after the navigation shows: wait for its one option.
+      await p.locator('#tenant option').first().waitFor({ state: 'attached' })
       assert.deepEqual(await p.locator('#tenant option').evaluateAll((os) => os.map((o) => (o as unknown as { value: string }).value)), [env.tenant])
       await p.goto(`${env.issuer}/console/#agents`)
       await p.locator('tr[data-agent="pay-bot"]').waitFor()
