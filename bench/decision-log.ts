@@ -20,6 +20,7 @@ import { gzipSync } from 'node:zlib'
 import autocannon from 'autocannon'
 import { freshPostgresSchema, skipWithoutPostgres } from '../test/helpers/services.js'
 import { adminCall, crmReaderToken, freePort, startServeProcess, type ServerProcess } from './server-process.js'
+import { processTreeCpuMs } from './util.js'
 
 const TENANT = 'acme'
 const AGENT = 'billing-bot'
@@ -161,6 +162,8 @@ function batch(gatewayId: string, n: number, t0: number, seq: { n: number }): Bu
 
 export interface IngestRate {
   storedPerSec: number
+  /** The control plane's CPU (all its threads) per decision stored, µs. */
+  cpuUsPerDecision: number
   stored: number
   batches: number
 }
@@ -191,19 +194,23 @@ export async function benchIngest(seconds: number, db: 'sqlite' | 'postgres'): P
     for (let i = 0; i < 8; i++) await post(pool[next++]!) // warm-up
     let stored = 0
     let batches = 0
+    const cpu0 = processTreeCpuMs(cp.child.pid)
     const start = performance.now()
     const deadline = start + seconds * 1000
     await Promise.all(
       Array.from({ length: 4 }, async () => {
         while (performance.now() < deadline && next < pool.length) {
-          stored += await post(pool[next++]!)
+          // Awaited before adding: `stored += await …` would read stored before the await and lose the other uploads' counts.
+          const n = await post(pool[next++]!)
+          stored += n
           batches++
         }
       }),
     )
     const elapsed = (performance.now() - start) / 1000
+    const cpuUsPerDecision = (1000 * (processTreeCpuMs(cp.child.pid) - cpu0)) / stored
     if (next >= pool.length) process.stderr.write('bench: decision-log ingest ran out of prepared batches; the rate is a lower bound\n')
-    return { storedPerSec: stored / elapsed, stored, batches }
+    return { storedPerSec: stored / elapsed, cpuUsPerDecision, stored, batches }
   } finally {
     await cp.stop()
     await pgSchema?.drop()

@@ -362,7 +362,10 @@ if (want('decision-log')) {
     const r = await benchIngest(Math.min(seconds, 5), db)
     rows.push({
       what: `control plane decision-log ingest, gzip batches of 500, 4 uploads in flight, ${db === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`,
-      result: r === null ? 'skipped (PostgreSQL not reachable)' : `${fmt(r.storedPerSec)} decisions stored/s`,
+      result:
+        r === null
+          ? 'skipped (PostgreSQL not reachable)'
+          : `${fmt(r.storedPerSec)} decisions stored/s, ${r.cpuUsPerDecision.toFixed(1)} µs CPU per decision in the control plane's process`,
       baseline: '—',
       ratio: '—',
       goal: '—',
