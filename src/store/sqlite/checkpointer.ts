@@ -16,9 +16,10 @@ import { Worker } from 'node:worker_threads'
  * fsyncs included) leave it short every time. Under issuance load the WAL
  * grew to 600 MB before a lucky pause, and ext4 zeroing each new block of it
  * was 10 % of the control plane's CPU (issue 20). So once the log passes
- * `restartFrames` the worker tells the owner, whose connection (the only
- * writer) finishes the checkpoint between two transactions: it copies only
- * what arrived since the worker's pass, and the next commit restarts the log.
+ * `restartFrames` the worker tells the owner, which holds every write
+ * (SqliteSql.holdWrites) while the worker makes one more pass (`finish`):
+ * with no commit coming, that pass copies every frame, and the next commit
+ * restarts the log.
  *
  * Eval'd CommonJS, so the same code runs from dist/ and under tsx.
  */
@@ -45,6 +46,13 @@ parentPort.on('message', (m) => {
     ownerSince = 0
     return
   }
+  if (m === 'finish') {
+    // The owner holds every write meanwhile: this pass copies every frame.
+    let result = null
+    try { result = db.pragma('wal_checkpoint(PASSIVE)')[0] } catch { /* busy: reported as not finished */ }
+    parentPort.postMessage({ finished: true, ok: result !== null && result.busy === 0 && result.checkpointed === result.log })
+    return
+  }
   clearInterval(timer)
   try { db.close() } finally { process.exit(0) }
 })
@@ -52,6 +60,12 @@ parentPort.postMessage('ready')
 `
 
 export interface Checkpointer {
+  /**
+   * One pass on the worker, for the owner holding every write: resolves
+   * true when it copied every frame (the next write restarts the log),
+   * false when it could not or `timeoutMs` passed (worker gone, or slow).
+   */
+  finish(timeoutMs: number): Promise<boolean>
   /** The owner's checkpoint asked for by `onLongLog` ran (or failed): passes resume. */
   ownerDone(): void
   close(): Promise<void>
@@ -75,10 +89,31 @@ export async function startCheckpointer(path: string, opts: CheckpointerOptions)
     worker.once('error', reject)
     void exited.then(() => reject(new Error('checkpoint worker exited before it was ready')))
   })
-  worker.on('message', (m: { log: number; checkpointed: number }) => opts.onLongLog({ frames: m.log, checkpointed: m.checkpointed }))
+  let finishing: ((ok: boolean) => void) | null = null
+  const finished = (ok: boolean): void => {
+    const f = finishing
+    finishing = null
+    f?.(ok)
+  }
+  worker.on('message', (m: { finished: true; ok: boolean } | { finished?: undefined; log: number; checkpointed: number }) => {
+    if (m.finished) finished(m.ok)
+    else opts.onLongLog({ frames: m.log, checkpointed: m.checkpointed })
+  })
+  void exited.then(() => finished(false))
   // Referenced until ready (the caller awaits it); afterwards it never keeps the process alive.
   worker.unref()
   return {
+    finish: (timeoutMs) => {
+      if (finishing) return Promise.resolve(false)
+      return new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => finished(false), timeoutMs)
+        finishing = (ok) => {
+          clearTimeout(timer)
+          resolve(ok)
+        }
+        worker.postMessage('finish')
+      })
+    },
     ownerDone: () => worker.postMessage('owner-done'),
     close: async () => {
       worker.ref()

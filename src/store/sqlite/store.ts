@@ -29,6 +29,8 @@ const HELD = new Set<string>()
 const CHECKPOINT_INTERVAL_MS = 50
 /** WAL length (frames of one page, 4 KiB by default) past which this connection completes a checkpoint so that the log restarts (checkpointer.ts). */
 const WAL_RESTART_FRAMES = 4096
+/** Longest hold of writes for the checkpoint worker's finishing pass; past it writes go on and the next report retries. */
+const FINISH_TIMEOUT_MS = 2000
 
 /**
  * Executor on one better-sqlite3 connection. A transaction runs its whole
@@ -43,6 +45,8 @@ export class SqliteSql implements Sql {
   private readonly immediate: (work: () => Step<unknown>) => unknown
   /** Audit batches go to this thread while it lives (attachAuditThread); every other write then waits for its batches. */
   private auditThread: AuditThread | null = null
+  /** Set while writes are held (holdWrites): every write and audit batch waits for it, in the order they came. */
+  private held: Promise<void> | null = null
 
   constructor(private readonly db: Database.Database) {
     const inTx = db.transaction((work: () => Step<unknown>) => this.drive(work()))
@@ -58,6 +62,7 @@ export class SqliteSql implements Sql {
       lastRevocationSeq: "SELECT seq FROM sqlite_sequence WHERE name = 'revocations'",
       nextRevocationSeq: "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'revocations' RETURNING seq",
       appendAudit: (events, follows) => {
+        if (this.held) return this.held.then(() => this.dialect.appendAudit(events, follows))
         const thread = this.auditThread
         if (thread?.alive) return thread.append(auditBatch(events, follows))
         return this.write(() => appendInPlace(events, follows))
@@ -93,8 +98,33 @@ export class SqliteSql implements Sql {
 
   /** A write on this connection (or a checkpoint), after the audit thread's batches in flight, which hold the write lock. */
   write<R>(fn: () => R): Promise<R> {
+    if (this.held) return this.held.then(() => this.write(fn))
     const thread = this.auditThread
     return thread?.alive && thread.pending > 0 ? thread.exclusive(fn) : settle(fn)
+  }
+
+  /**
+   * Runs `during` once no write is in flight on either connection, holding
+   * every write and audit batch that comes meanwhile (they go afterwards, in
+   * order); reads go on. The event loop stays free while `during` waits on
+   * another thread's work.
+   */
+  async holdWrites(during: () => Promise<unknown>): Promise<void> {
+    let release = (): void => {}
+    await this.write(() => {
+      this.held = new Promise<void>((r) => {
+        release = r
+      })
+    })
+    try {
+      // A batch handed over while this waited was already past the hold: it lands first.
+      const thread = this.auditThread
+      if (thread?.alive && thread.pending > 0) await thread.exclusive(() => undefined)
+      await during()
+    } finally {
+      this.held = null
+      release()
+    }
   }
 
   /** Forgets the prepared statements (the connection is closing). */
@@ -252,6 +282,8 @@ export class SqliteStore extends SqlStore {
   private checkpointTimer: NodeJS.Timeout | null = null
   private checkpointer: Checkpointer | null = null
   private auditThread: AuditThread | null = null
+  /** A finishing checkpoint is under way (finishCheckpoint). */
+  private finishing = false
   private readonly path: string | null
 
   constructor(
@@ -293,10 +325,10 @@ export class SqliteStore extends SqlStore {
       this.checkpointer = await startCheckpointer(this.path, {
         intervalMs: CHECKPOINT_INTERVAL_MS,
         restartFrames: WAL_RESTART_FRAMES,
-        onLongLog: () => this.checkpointHere(),
+        onLongLog: () => void this.finishCheckpoint(),
       })
     } catch {
-      this.checkpointTimer = setInterval(() => this.checkpointHere(), CHECKPOINT_INTERVAL_MS)
+      this.checkpointTimer = setInterval(() => void this.finishCheckpoint(), CHECKPOINT_INTERVAL_MS)
       this.checkpointTimer.unref()
     }
     if (this.opts.auditThread === false) return
@@ -316,22 +348,37 @@ export class SqliteStore extends SqlStore {
   }
 
   /**
-   * A checkpoint from this connection between two transactions, once no
-   * audit batch is in flight (SqliteSql.write): every frame is committed
-   * then, so it copies them all, and the next write transaction, on either
-   * connection, starts the log over.
+   * The log passed WAL_RESTART_FRAMES: one checkpoint with no write in
+   * flight copies every frame, and the next write transaction, on either
+   * connection, starts the log over. With the checkpoint worker, writes are
+   * held (SqliteSql.holdWrites) while the worker makes that pass; on this
+   * thread the copy and its two fsyncs stalled every request (13 % of a
+   * control plane's loop under decision-log ingest, issue 20). Without the
+   * worker it runs here, between two transactions. Resolves true when
+   * the pass ran (on the worker: and copied every frame). Public for tests.
    */
-  private checkpointHere(): void {
-    if (this.closed) return
-    this.sql
-      .write(() => {
-        if (!this.closed) this.db.pragma('wal_checkpoint(PASSIVE)')
-      })
+  finishCheckpoint(): Promise<boolean> {
+    if (this.closed || this.finishing) return Promise.resolve(false)
+    this.finishing = true
+    const worker = this.checkpointer
+    let ok = false
+    const done = worker
+      ? this.sql.holdWrites(async () => {
+          ok = await worker.finish(FINISH_TIMEOUT_MS)
+        })
+      : this.sql.write(() => {
+          if (this.closed) return
+          this.db.pragma('wal_checkpoint(PASSIVE)')
+          ok = true
+        })
+    return done
       .catch(() => {
         /* closing, or busy: the next report or tick retries */
       })
-      .finally(() => {
-        if (!this.closed) this.checkpointer?.ownerDone()
+      .then(() => {
+        this.finishing = false
+        if (!this.closed) worker?.ownerDone()
+        return ok
       })
   }
 

@@ -70,7 +70,7 @@ test('under writes that never pause, the WAL still starts over: it stays near th
   t.after(() => store.close())
   assert.equal((store as SqliteStore).checkpointsOffThread, true)
   // About 100 MB of commits, one batch per turn of the event loop as the audit writer does: a checkpoint from the worker
-  // never finds the log still, so only the owner's completing checkpoint (store.ts) lets it restart.
+  // never finds the log still, so only the finishing pass with writes held (store.ts finishCheckpoint) lets it restart.
   let largest = 0
   let seq = 0
   // Each restart writes a new WAL header with the checkpoint sequence (bytes 12–15) one higher.
@@ -91,7 +91,7 @@ test('under writes that never pause, the WAL still starts over: it stays near th
   }
   // Measured on a quiet machine: 6 or more restarts and a file of 30–48 MB (the log restarts at 16–40 MB at this write
   // rate, and journal_size_limit trims the file to 32 MiB at each restart); under a loaded CI run, 74–135 MB. Without the
-  // owner's checkpoint: no restart and 500 MB.
+  // finishing pass: no restart and 500 MB.
   console.log(
     `# ${((seq * 2_000) / 1e6).toFixed(0)} MB of rows written; the WAL restarted ${restarts.size - 1} times; largest file ` +
       `${(largest / 1e6).toFixed(1)} MB`,
@@ -99,4 +99,54 @@ test('under writes that never pause, the WAL still starts over: it stays near th
   assert.ok(largest > 0)
   assert.ok(restarts.size >= 3, `the WAL restarted ${restarts.size - 1} times`)
   assert.ok(largest < 256 * 1024 * 1024, `the WAL reached ${largest} bytes`)
+})
+
+test('the checkpoint that lets the WAL restart runs on the worker while writes wait, off the event loop; they then land in order', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'aegis-sqlite-finish-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'a.db')
+  const store = (await openSqliteStore(path)) as unknown as SqliteStore & Awaited<ReturnType<typeof openSqliteStore>>
+  t.after(() => store.close())
+  assert.equal(store.auditOffThread, true)
+  await store.tenants.create({ id: 'acme', name: 'Acme', requireAttestation: false, createdAt: 1 })
+  await store.audit.append(Array.from({ length: 50 }, (_, j) => event(j + 1)))
+  const walSeq = (): number => {
+    const fd = openSync(`${path}-wal`, 'r')
+    try {
+      const header = Buffer.alloc(16)
+      readSync(fd, header, 0, 16, 0)
+      return header.readUInt32BE(12)
+    } finally {
+      closeSync(fd)
+    }
+  }
+  const seqBefore = walSeq()
+  const order: string[] = []
+  let loopTurns = 0
+  const ticker = setInterval(() => loopTurns++, 0)
+  const finished = store.finishCheckpoint().then((ok) => {
+    order.push('checkpoint')
+    return ok
+  })
+  // Handed over while the worker copies: an owner write, an audit batch, another owner write, and a read.
+  const writes = [
+    store.tenants.create({ id: 'globex', name: 'Globex', requireAttestation: false, createdAt: 2 }).then(() => order.push('owner write 1')),
+    store.audit.append([event(51)]).then(() => order.push('audit batch')),
+    store.tenants.create({ id: 'initech', name: 'Initech', requireAttestation: false, createdAt: 3 }).then(() => order.push('owner write 2')),
+  ]
+  const read = store.tenants.get('acme').then((r) => {
+    order.push('read')
+    return r
+  })
+  assert.equal(await finished, true, 'the worker copied every frame')
+  await Promise.all(writes)
+  clearInterval(ticker)
+  assert.equal((await read)?.name, 'Acme')
+  // The read is answered while writes wait; the writes land after the checkpoint, in the order they came.
+  assert.deepEqual(order, ['read', 'checkpoint', 'owner write 1', 'audit batch', 'owner write 2'])
+  assert.ok(loopTurns > 0, 'the event loop ran while the worker copied')
+  // Nothing committed between the pass and the first held write: that write started the log over.
+  assert.equal(walSeq(), seqBefore + 1)
+  assert.deepEqual((await store.tenants.list()).map((x) => x.id).sort(), ['acme', 'globex', 'initech'])
+  assert.equal((await store.audit.chain('cp', 0, 100)).length, 51)
 })
