@@ -187,6 +187,7 @@ export async function benchLogQueries(
       ['tenant + agent', { tenant: 't5', agentId: 'agent-7', limit: 100 }],
       ['tenant + tool', { tenant: 't5', tool: 'tool.20', limit: 100 }],
       ['tenant + decision (deny)', { tenant: 't5', decision: 'deny', limit: 100 }],
+      ['tenant + decision (allow)', { tenant: 't5', decision: 'allow', limit: 100 }],
       ['tenant + enforced (false, shadow tenant)', { tenant: 't7', enforced: false, limit: 100 }],
       ['tenant + agent + tool', { tenant: 't5', agentId: 'agent-7', tool: 'tool.3', limit: 100 }],
       ['tenant + agent + decision (deny)', { tenant: 't5', agentId: 'agent-7', decision: 'deny', limit: 100 }],
@@ -198,6 +199,7 @@ export async function benchLogQueries(
       ['tool (all tenants)', { tool: 'tool.20', limit: 100 }],
       ['agent + tool (all tenants)', { agentId: 'agent-7', tool: 'tool.3', limit: 100 }],
       ['agent + decision (deny, all tenants)', { agentId: 'agent-7', decision: 'deny', limit: 100 }],
+      ['agent + decision (allow, all tenants)', { agentId: 'agent-7', decision: 'allow', limit: 100 }],
       ['tool + decision (deny, all tenants)', { tool: 'tool.20', decision: 'deny', limit: 100 }],
       ['tool + time range (an hour, a day ago)', { tool: 'tool.20', ...dayAgo, limit: 100 }],
       ['decision (deny, all tenants)', { decision: 'deny', limit: 100 }],
@@ -207,7 +209,7 @@ export async function benchLogQueries(
     ]
     for (const [filter, q] of decisions) {
       const t = await time(() => s.decisions.query(q))
-      const { text, args } = decisionQuerySql(q)
+      const { text, args } = decisionQuerySql(q, 'literal')
       figures.push({ table: 'decisions', filter, p50Ms: t.p50, p99Ms: t.p99, samples: t.n, plan: (await explain(c, text, args)).join(' < ') })
     }
     return { rows, fillSeconds, figures, database: name, reused: reuse !== undefined }

@@ -62,6 +62,7 @@ export class PgSql implements Sql {
     appendAudit: (events, follows) => this.appendAudit(events, follows),
     // Batches on different pool connections could commit out of order: one at a time.
     auditAppendDepth: () => 1,
+    decisionKinds: 'literal',
   }
   private readonly prepared = new Map<string, Prepared>()
   private generation = 0

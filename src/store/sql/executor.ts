@@ -69,7 +69,25 @@ export interface Dialect {
   appendAudit(events: readonly NewAuditEvent[], follows?: ChainHead): Promise<number[]>
   /** AuditRepo.appendDepth. */
   readonly auditAppendDepth: () => number
+  /** How a decision-log query names a kind other than allow (DecisionKindStyle). */
+  readonly decisionKinds: DecisionKindStyle
 }
+
+/**
+ * How a query names one decision kind other than allow, so that an index
+ * holding every kind but allow (`WHERE decision <> 'allow'`, migration 12)
+ * can serve it:
+ * - `term` (SQLite): `decision = ? AND decision <> 'allow'`; SQLite uses a
+ *   partial index only when the query holds its WHERE term as written.
+ * - `literal` (PostgreSQL): `decision = 'deny'`, the kind in the text (only
+ *   a kind of `[a-z_]`, else a parameter). The planner proves that it
+ *   implies the index's WHERE, in a prepared statement's generic plan too,
+ *   where a parameter would prove nothing. The extra term would count the
+ *   kind's selectivity twice, and with that estimate PostgreSQL chose to
+ *   sort all of an agent's denials instead of reading the newest 100 in
+ *   order.
+ */
+export type DecisionKindStyle = 'term' | 'literal'
 
 /** A chain's last chain_seq and hash. */
 export interface ChainHead {

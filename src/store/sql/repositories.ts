@@ -37,7 +37,7 @@ import type {
   TenantRepo,
   TrustedIssuerRepo,
 } from '../types.js'
-import { insertSql, one, run, type Sql } from './executor.js'
+import { type DecisionKindStyle, insertSql, one, run, type Sql } from './executor.js'
 import * as T from './rows.js'
 import { definedOnly, sqlLimit, storeError } from './rows.js'
 
@@ -270,8 +270,16 @@ export function revocationCoveringSql(tokens: readonly TokenFacts[], now: number
   return { text: `SELECT * FROM revocations WHERE expires_at + 0 > ? AND lifted_at IS NULL AND (${alternatives.join(' OR ')}) ORDER BY seq`, args }
 }
 
-/** The statement a decision-log page query sends (exported so the bench can EXPLAIN exactly it). */
-export function decisionQuerySql(q: DecisionQuery): { text: string; args: unknown[] } {
+/** A decision kind that may be written into a statement's text (PostgreSQL's `literal` style). */
+const DECISION_KIND_LITERAL = /^[a-z_]{1,32}$/
+
+/**
+ * The statement a decision-log page query sends (exported so the bench can
+ * EXPLAIN exactly it). A kind other than allow is named so that the indexes
+ * holding every kind but allow (migration 12) can serve it, per `kinds`
+ * (Dialect.decisionKinds).
+ */
+export function decisionQuerySql(q: DecisionQuery, kinds: DecisionKindStyle = 'term'): { text: string; args: unknown[] } {
   const where: string[] = []
   const args: unknown[] = []
   equalities(
@@ -279,12 +287,20 @@ export function decisionQuerySql(q: DecisionQuery): { text: string; args: unknow
       ['tenant', q.tenant],
       ['agent_id', q.agentId],
       ['tool', q.tool],
-      ['decision', q.decision],
-      ['enforced', q.enforced === undefined ? undefined : q.enforced ? 1 : 0],
     ],
     where,
     args,
   )
+  if (q.decision === undefined) {
+    /* no kind filter */
+  } else if (q.decision !== 'allow' && kinds === 'literal' && DECISION_KIND_LITERAL.test(q.decision)) {
+    where.push(`decision = '${q.decision}'`)
+  } else {
+    where.push('decision = ?')
+    args.push(q.decision)
+    if (q.decision !== 'allow' && kinds === 'term') where.push("decision <> 'allow'")
+  }
+  equalities([['enforced', q.enforced === undefined ? undefined : q.enforced ? 1 : 0]], where, args)
   if (q.since !== undefined) {
     where.push('ts >= ?')
     args.push(q.since)
@@ -371,7 +387,7 @@ function decisionRepo(sql: Sql): DecisionRepo {
       })
     },
     query: (q) => {
-      const { text, args } = decisionQuerySql(q)
+      const { text, args } = decisionQuerySql(q, sql.dialect.decisionKinds)
       return sql.all(text, args, T.decisions.fromRow)
     },
     // In bounded chunks from the oldest: a long backlog never holds SQLite's one write lock for long.

@@ -69,6 +69,7 @@ export class SqliteSql implements Sql {
       },
       // Two: one batch written while the next is built and sent.
       auditAppendDepth: () => (this.auditThread?.alive ? 2 : 1),
+      decisionKinds: 'term',
     }
   }
 

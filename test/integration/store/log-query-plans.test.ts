@@ -7,13 +7,20 @@
  * as the store sends them) over 200,000 rows per table with fresh statistics,
  * both as first planned (custom plan) and as a prepared statement is planned
  * after five runs (generic plan). Speed itself is measured by
- * `npm run bench -- log-queries`.
+ * `npm run bench -- log-queries`. The decision-log filters are checked on
+ * SQLite as well (its planner, the same statements).
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import pg from 'pg'
 import { freshPostgresSchema, skipWithoutPostgres } from '../../helpers/services.js'
 import { openPostgresStore } from '../../../src/store/postgres/store.js'
+import { decisionQuerySql } from '../../../src/store/sql/repositories.js'
+import { openSqliteStore } from '../../../src/store/sqlite/index.js'
 import type { AuditQuery, DecisionQuery, Store } from '../../../src/store/types.js'
 
 const skip = await skipWithoutPostgres()
@@ -182,7 +189,9 @@ const DECISIONS: Array<[string, DecisionQuery, string?]> = [
   ['tenant', { tenant: 't5', limit: 100 }, 'decisions_tenant'],
   ['tenant + agent', { tenant: 't5', agentId: 'agent-7', limit: 100 }, 'decisions_tenant_agent'],
   ['tenant + tool', { tenant: 't5', tool: 'tool.20', limit: 100 }, 'decisions_tenant_tool'],
-  ['tenant + decision', { tenant: 't5', decision: 'deny', limit: 100 }, 'decisions_tenant_decision'],
+  ['tenant + decision', { tenant: 't5', decision: 'deny', limit: 100 }, 'decisions_tenant_kind'],
+  // Allows are most rows: their filter reads the index of its other filters (the kind indexes hold every kind but allow).
+  ['tenant + allow', { tenant: 't5', decision: 'allow', limit: 100 }, 'decisions_tenant'],
   ['tenant + time range', { tenant: 't5', since: END - 7_200_000, until: END - 3_600_000, limit: 100 }, 'decisions_tenant'],
   ['time range', { since: END - 7_200_000, until: END - 3_600_000, limit: 100 }],
   ['agent', { agentId: 'agent-7', limit: 100 }, 'decisions_agent'],
@@ -190,13 +199,46 @@ const DECISIONS: Array<[string, DecisionQuery, string?]> = [
   ['agent + tool', { agentId: 'agent-7', tool: 'tool.3', limit: 100 }, 'decisions_agent_tool'],
   // A handful of rows match three filters at this size: a page of 20 keeps the planner from sorting them all.
   ['tenant + agent + tool', { tenant: 't0', agentId: 'agent-7', tool: 'tool.0', limit: 20 }, 'decisions_tenant_agent_tool'],
-  ['decision', { decision: 'approval_needed', limit: 100 }, 'decisions_decision'],
-  ['tenant + agent + decision', { tenant: 't0', agentId: 'agent-7', decision: 'deny', limit: 20 }, 'decisions_tenant_agent_decision'],
-  ['agent + decision', { agentId: 'agent-7', decision: 'deny', limit: 100 }, 'decisions_agent_decision'],
-  ['tool + decision', { tool: 'tool.20', decision: 'deny', limit: 100 }, 'decisions_tool_decision'],
+  ['decision', { decision: 'approval_needed', limit: 100 }, 'decisions_kind'],
+  ['allow', { decision: 'allow', limit: 100 }],
+  ['tenant + agent + decision', { tenant: 't0', agentId: 'agent-7', decision: 'deny', limit: 20 }, 'decisions_tenant_agent_kind'],
+  ['agent + decision', { agentId: 'agent-7', decision: 'deny', limit: 100 }, 'decisions_agent_kind'],
+  ['agent + allow', { agentId: 'agent-7', decision: 'allow', limit: 100 }, 'decisions_agent'],
+  ['tool + decision', { tool: 'tool.20', decision: 'deny', limit: 100 }, 'decisions_tool_kind'],
   ['agent + cursor', { agentId: 'agent-7', after: { ts: END - 7_200_000, id: 'f'.repeat(32) }, limit: 100 }, 'decisions_agent'],
 ]
 
 test('each indexed decision-log filter combination reads its page newest first from one index on PostgreSQL', { skip }, async () => {
   for (const [what, q, index] of DECISIONS) await check(`decisions ${what}`, () => store!.decisions.query(q), 'decisions', index)
+})
+
+test('on SQLite too, each indexed decision-log filter reads its page newest first from its index, without sorting', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'aegis-decision-plans-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'a.db')
+  await (await openSqliteStore(path)).close()
+  const db = new Database(path)
+  t.after(() => db.close())
+  // The same shape as the PostgreSQL fill, smaller: 85 % allows, skewed tenants and tools, 50 agents.
+  db.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000),
+    r AS (SELECT i, abs(random() % 1000) / 1000.0 AS r, abs(random() % 1000) / 1000.0 AS r2, abs(random() % 1000) / 1000.0 AS r3 FROM n)
+    INSERT INTO decisions (ts, id, received_at, gateway_id, type, mode, tenant, agent_id, client_id, jti, tool, resource,
+      decision, enforced, reasons, policy_version, policy_ids, risk, degraded, error, latency_ms, trace_id, params)
+    SELECT ${START} + i * 250, printf('%032x', i), ${START} + i * 250, 'gw', 'decision', 'authorize',
+      CASE WHEN r2 < 0.03 THEN NULL ELSE 't' || CAST(40 * r2 * r2 AS INTEGER) END, 'agent-' || (i % 50), 'c', 'j',
+      'tool.' || CAST(30 * r3 * r3 AS INTEGER), NULL, CASE WHEN r < 0.85 THEN 'allow' WHEN r < 0.95 THEN 'deny' ELSE 'approval_needed' END,
+      1, '[]', 'v1', NULL, NULL, NULL, NULL, 0.4, NULL, NULL FROM r`)
+  db.exec('ANALYZE')
+  const end = START + 40_000 * 250
+  for (const [what, q, index] of DECISIONS) {
+    const at = { ...q }
+    // The same windows, a fifth as far back (this log is a fifth as long).
+    if (at.since !== undefined) at.since = end - (END - at.since) / 5
+    if (at.until !== undefined) at.until = end - (END - at.until) / 5
+    if (at.after !== undefined) at.after = { ...at.after, ts: end - (END - at.after.ts) / 5 }
+    const { text, args } = decisionQuerySql(at)
+    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${text}`).all(...args) as Array<{ detail: string }>).map((r) => r.detail).join(' | ')
+    assert.doesNotMatch(plan, /TEMP B-TREE/, `decisions ${what}: sorts the matching rows: ${plan}`)
+    if (index !== undefined) assert.match(plan, new RegExp(`USING (COVERING )?INDEX ${index} `), `decisions ${what}: not served by ${index}: ${plan}`)
+  }
 })
