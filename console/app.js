@@ -420,8 +420,20 @@ $('approval-status').addEventListener('change', () => loadApprovals().catch((e) 
 
 // ---- revocations -----------------------------------------------------------
 
+/** Every revocation in force: the list is paged (next_cursor), and the newest entries are on the last page. */
+async function revocationsInForce() {
+  const all = []
+  let cursor = null
+  do {
+    const page = await api('GET', `/admin/v1/revocations?limit=1000${cursor === null ? '' : `&cursor=${enc(cursor)}`}`)
+    all.push(...page.revocations)
+    cursor = page.next_cursor
+  } while (cursor !== null)
+  return all
+}
+
 async function loadRevocations() {
-  const { revocations } = await api('GET', '/admin/v1/revocations')
+  const revocations = await revocationsInForce()
   const rows = revocations.filter((r) => !state.tenant || r.tenant === null || r.tenant === state.tenant || state.session.tenant === null)
   // Agent, client and tenant entries hold until lifted (expires_at null); the others end by themselves.
   const liftable = (r) => ['agent', 'client', 'tenant'].includes(r.type) && (r.type !== 'tenant' || state.session.tenant === null)
@@ -692,11 +704,11 @@ async function loadAgent() {
     api('GET', `/admin/v1/decisions?agent_id=${enc(agentId)}&limit=15${tq}`).catch((err) => ({ error: err.message, decisions: [] })),
     api('GET', `/admin/v1/audit?type=token.issued&actor=${enc(`agent:${tenant}/${agentId}`)}&order=desc&limit=15${tq}`),
     api('GET', `/admin/v1/approvals?tenant=${enc(tenant)}&limit=500`),
-    api('GET', '/admin/v1/revocations'),
+    revocationsInForce(),
   ])
   if (state.view !== 'agent' || state.param !== agentId) return
   $('agent-name').textContent = `${tenant}/${agentId}`
-  const mine = revocations.revocations.filter(
+  const mine = revocations.filter(
     (r) => r.tenant === tenant && ((r.type === 'agent' && r.value === agentId) || r.agent_id === agentId) && !r.lifted_at,
   )
   const revoked = mine.some((r) => r.type === 'agent')

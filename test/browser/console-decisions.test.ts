@@ -239,6 +239,24 @@ describe('console: decisions, agent page, approval context in Chromium', { skip 
     await shot(page, '11-agent-revoked')
   })
 
+  test('past a page of revocations in force, the agent page and the revocations list still show the newest entries', async () => {
+    // 1,000 entries fill the list's first page (it is paged in seq order): the agent's revocation comes after them.
+    for (let i = 0; i < 1000; i += 50)
+      await Promise.all(
+        Array.from({ length: 50 }, (_, j) => env.admin('POST', '/revocations', { type: 'jti', value: `filler-${i + j}`, tenant: env.tenant })),
+      )
+    await env.admin('POST', '/revocations', { type: 'agent', value: 'other-bot', tenant: env.tenant, reason: 'past the first page' })
+    await page.goto(`${env.issuer}/console/#agents`)
+    await page.locator('tr[data-agent="other-bot"]').getByRole('link', { name: 'other-bot' }).click()
+    await page.locator('#agent-name').filter({ hasText: `${env.tenant}/other-bot` }).waitFor()
+    await page.locator('#agent-state').filter({ hasText: /^(revoked|active)$/ }).waitFor()
+    assert.equal(await page.locator('#agent-state').textContent(), 'revoked')
+    await page.locator('#agent-revocations tr', { hasText: 'past the first page' }).waitFor()
+    await page.goto(`${env.issuer}/console/#revocations`)
+    await page.locator('#revocations-body tr', { hasText: 'past the first page' }).waitFor({ timeout: 10_000 })
+    assert.ok((await page.locator('#revocations-body tr').count()) > 1000)
+  })
+
   test('the audit log opens on the newest events', async () => {
     const { events } = (await env.admin('GET', `/audit?tenant=${env.tenant}&order=desc&limit=1`)) as { events: Array<{ id: number }> }
     await page.goto(`${env.issuer}/console/#audit`)
