@@ -708,9 +708,7 @@ async function loadAgent() {
   ])
   if (state.view !== 'agent' || state.param !== agentId) return
   $('agent-name').textContent = `${tenant}/${agentId}`
-  const mine = revocations.filter(
-    (r) => r.tenant === tenant && ((r.type === 'agent' && r.value === agentId) || r.agent_id === agentId) && !r.lifted_at,
-  )
+  const mine = revocations.filter((r) => r.tenant === tenant && ((r.type === 'agent' && r.value === agentId) || r.agent_id === agentId) && !r.lifted_at)
   const revoked = mine.some((r) => r.type === 'agent')
   $('agent-state').textContent = revoked ? 'revoked' : 'active'
   $('agent-state').className = `pill ${revoked ? 'bad' : 'ok'}`

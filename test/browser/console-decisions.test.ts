@@ -242,14 +242,18 @@ describe('console: decisions, agent page, approval context in Chromium', { skip 
   test('past a page of revocations in force, the agent page and the revocations list still show the newest entries', async () => {
     // 1,000 entries fill the list's first page (it is paged in seq order): the agent's revocation comes after them.
     for (let i = 0; i < 1000; i += 50)
-      await Promise.all(
-        Array.from({ length: 50 }, (_, j) => env.admin('POST', '/revocations', { type: 'jti', value: `filler-${i + j}`, tenant: env.tenant })),
-      )
+      await Promise.all(Array.from({ length: 50 }, (_, j) => env.admin('POST', '/revocations', { type: 'jti', value: `filler-${i + j}`, tenant: env.tenant })))
     await env.admin('POST', '/revocations', { type: 'agent', value: 'other-bot', tenant: env.tenant, reason: 'past the first page' })
     await page.goto(`${env.issuer}/console/#agents`)
     await page.locator('tr[data-agent="other-bot"]').getByRole('link', { name: 'other-bot' }).click()
-    await page.locator('#agent-name').filter({ hasText: `${env.tenant}/other-bot` }).waitFor()
-    await page.locator('#agent-state').filter({ hasText: /^(revoked|active)$/ }).waitFor()
+    await page
+      .locator('#agent-name')
+      .filter({ hasText: `${env.tenant}/other-bot` })
+      .waitFor()
+    await page
+      .locator('#agent-state')
+      .filter({ hasText: /^(revoked|active)$/ })
+      .waitFor()
     assert.equal(await page.locator('#agent-state').textContent(), 'revoked')
     await page.locator('#agent-revocations tr', { hasText: 'past the first page' }).waitFor()
     await page.goto(`${env.issuer}/console/#revocations`)
