@@ -14,12 +14,10 @@
  *   and on PostgreSQL.
  */
 import { randomBytes } from 'node:crypto'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { gzipSync } from 'node:zlib'
 import autocannon from 'autocannon'
 import { freshPostgresSchema, skipWithoutPostgres } from '../test/helpers/services.js'
-import { adminCall, crmReaderToken, freePort, startServeProcess, type ServerProcess } from './server-process.js'
+import { adminCall, crmReaderToken, freePort, startDecisionSink, startServeProcess, type ServerProcess } from './server-process.js'
 import { processTreeCpuMs } from './util.js'
 
 const TENANT = 'acme'
@@ -51,16 +49,8 @@ export async function benchDecisionLogCost(seconds: number, rounds = 6): Promise
   const issuer = `http://127.0.0.1:${cpPort}`
   const cp = await startServeProcess('control-plane', { AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_CONTROL_PORT: String(cpPort), AEGIS_ISSUER: issuer })
   const gws: ServerProcess[] = []
-  // The stand-in: reads and acknowledges each batch, as a remote control plane would answer.
-  const sink = createServer((req, res) => {
-    req.resume()
-    req.on('end', () => {
-      res.writeHead(202, { 'content-type': 'application/json' })
-      res.end('{}')
-    })
-  })
-  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r))
-  const sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`
+  const sink = await startDecisionSink()
+  const sinkUrl = sink.url
   try {
     const token = await crmReaderToken(cp, TENANT, AGENT)
     const on = await startServeProcess(
@@ -127,8 +117,7 @@ export async function benchDecisionLogCost(seconds: number, rounds = 6): Promise
   } finally {
     for (const g of gws) await g.stop()
     await cp.stop()
-    sink.closeAllConnections()
-    await new Promise((r) => sink.close(r))
+    await sink.close()
   }
 }
 

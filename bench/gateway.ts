@@ -26,7 +26,7 @@ import { startGatewayProcess, type GatewayProcess } from '../test/helpers/gatewa
 import { REDIS_URL, skipWithoutRedis } from '../test/helpers/services.js'
 import { inProcessPipeline, serveJwks } from './in-process-pipeline.js'
 import { pacedLoad, type PacedLoadResult } from './paced-load.js'
-import { crmReaderToken, freePort, startServeProcess, type ServerProcess } from './server-process.js'
+import { crmReaderToken, freePort, startDecisionSink, startServeProcess, type ServerProcess } from './server-process.js'
 import { b64, medianRound, opsPerSec, percentiles, processTreeCpuMs, quiet, SIDE_BY_SIDE_ROUNDS, sideBySide, type Round } from './util.js'
 
 const ISSUER = 'https://aegis.bench'
@@ -81,6 +81,13 @@ export interface HttpBench {
   bare: { max: HttpFigures; atGoalRate: PacedLoadResult }
   /** Every full-speed round, sorted by the ratio of requests/s (Aegis / bare fastify). */
   rounds: Array<Round<HttpFigures>>
+  /**
+   * The same full-speed rounds against a second gateway whose decision log
+   * goes to a stand-in (startDecisionSink), as to a control plane on other
+   * machines: what the gateway costs without the control plane's ingest on
+   * these cores.
+   */
+  remoteLog: { max: HttpFigures; bare: HttpFigures; rounds: Array<Round<HttpFigures>> }
 }
 
 /** bench/bare-fastify.mjs in its own process: its URL, pid and how to stop it. */
@@ -286,7 +293,38 @@ export async function benchHttp(seconds: number, goalRate = 12_000): Promise<Htt
       const atGoalRate = await pacedLoad({ ...aegisLoad, rate: goalRate, seconds })
       await quiet([cp.child.pid, gwPid, bare.pid])
       const bareAtGoalRate = await pacedLoad({ ...bareLoad, rate: goalRate, seconds })
-      return { max: median.ours, atGoalRate, bare: { max: median.anchor, atGoalRate: bareAtGoalRate }, rounds }
+      await gw.stop()
+      gw = undefined
+      const sink = await startDecisionSink()
+      try {
+        gw = await startServeProcess(
+          'gateway',
+          { AEGIS_GATEWAY_TOKEN: gatewayToken, AEGIS_ISSUER: issuer, AEGIS_DECISION_LOG_URL: sink.url },
+          'AEGIS_GATEWAY_PORT',
+        )
+        const remoteLoad = { ...aegisLoad, url: `${gw.url}/v1/authorize` }
+        const remotePid = gw.child.pid
+        await fullSpeed(remoteLoad, remotePid, 2, false)
+        const remoteRounds = await sideBySide(
+          SIDE_BY_SIDE_ROUNDS,
+          [cp.child.pid, remotePid, bare.pid],
+          () => fullSpeed(remoteLoad, remotePid, roundSeconds, false),
+          () => fullSpeed(bareLoad, bare.pid, roundSeconds, false),
+          (a, b) => a.perSec / b.perSec,
+        )
+        const remoteMedian = medianRound(remoteRounds)
+        return {
+          max: median.ours,
+          atGoalRate,
+          bare: { max: median.anchor, atGoalRate: bareAtGoalRate },
+          rounds,
+          remoteLog: { max: remoteMedian.ours, bare: remoteMedian.anchor, rounds: remoteRounds },
+        }
+      } finally {
+        await gw?.stop()
+        gw = undefined
+        await sink.close()
+      }
     } finally {
       bare.stop()
     }

@@ -132,6 +132,16 @@ if (want('gateway')) {
     ratio: `${ratioWithSpread(h.rounds)}; CPU/request ${ratioWithSpread(ratiosOf(h.rounds, (x) => x.serverCpuUs))}`,
     goal: '≥ 0.5× bare fastify; CPU ≤ 2×',
   })
+  const rl = h.remoteLog
+  rows.push({
+    what:
+      'HTTP /v1/authorize as above, decision log sent to a stand-in for a control plane on other machines (acknowledged, not stored), ' +
+      `${rl.rounds.length} alternating rounds`,
+    result: `${fmt(rl.max.perSec)}/s, p50 ${ms(rl.max.p50Ms)}, p99 ${ms(rl.max.p99Ms)}${cpuUs(rl.max)}${failures(rl.max)}`,
+    baseline: `bare fastify, same body: ${fmt(rl.bare.perSec)}/s, p99 ${ms(rl.bare.p99Ms)}${cpuUs(rl.bare)}`,
+    ratio: `${ratioWithSpread(rl.rounds)}; CPU/request ${ratioWithSpread(ratiosOf(rl.rounds, (x) => x.serverCpuUs))}`,
+    goal: '—',
+  })
   const { benchWorkers } = await import('./gateway.js')
   log('bench: /v1/authorize with 1 and 2 gateway workers…')
   const w = await benchWorkers(Math.min(seconds, 10), [1, 2])

@@ -7,6 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 export { freePort } from '../test/helpers/ports.js'
 import { freePort } from '../test/helpers/ports.js'
 import { clientCredentialsToken } from '../test/helpers/admin-http.js'
@@ -101,4 +103,28 @@ export async function crmReaderToken(cp: ServerProcess, tenant: string, agent: s
     single_use: false,
   })) as { client_id: string; client_secret: string }
   return clientCredentialsToken(cp.url, cred)
+}
+
+/**
+ * A stand-in for a control plane on other machines, for a gateway's
+ * `decisionLog.url`: reads and acknowledges each decision batch (202), stores
+ * nothing, so the log's upload costs the gateway what it would, and its
+ * ingest costs this machine nothing.
+ */
+export async function startDecisionSink(): Promise<{ url: string; close(): Promise<void> }> {
+  const sink = createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      res.writeHead(202, { 'content-type': 'application/json' })
+      res.end('{}')
+    })
+  })
+  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r))
+  return {
+    url: `http://127.0.0.1:${(sink.address() as AddressInfo).port}`,
+    close: async () => {
+      sink.closeAllConnections()
+      await new Promise((r) => sink.close(r))
+    },
+  }
 }
