@@ -280,14 +280,16 @@ export async function benchHttp(seconds: number, goalRate = 12_000): Promise<Htt
       const gwPid = gw.child.pid
       await fullSpeed(aegisLoad, gwPid, 2, false)
       await fullSpeed(bareLoad, bare.pid, 2, false)
+      const againstBare = (load: typeof aegisLoad, pid: number | undefined): Promise<Array<Round<HttpFigures>>> =>
+        sideBySide(
+          SIDE_BY_SIDE_ROUNDS,
+          [cp.child.pid, pid, bare.pid],
+          () => fullSpeed(load, pid, roundSeconds, false),
+          () => fullSpeed(bareLoad, bare.pid, roundSeconds, false),
+          (a, b) => a.perSec / b.perSec,
+        )
       // Full speed, side by side in alternating rounds; then the open-loop load at the goal rate, once each.
-      const rounds = await sideBySide(
-        SIDE_BY_SIDE_ROUNDS,
-        [cp.child.pid, gwPid, bare.pid],
-        () => fullSpeed(aegisLoad, gwPid, roundSeconds, false),
-        () => fullSpeed(bareLoad, bare.pid, roundSeconds, false),
-        (a, b) => a.perSec / b.perSec,
-      )
+      const rounds = await againstBare(aegisLoad, gwPid)
       const median = medianRound(rounds)
       await quiet([cp.child.pid, gwPid, bare.pid])
       const atGoalRate = await pacedLoad({ ...aegisLoad, rate: goalRate, seconds })
@@ -305,13 +307,7 @@ export async function benchHttp(seconds: number, goalRate = 12_000): Promise<Htt
         const remoteLoad = { ...aegisLoad, url: `${gw.url}/v1/authorize` }
         const remotePid = gw.child.pid
         await fullSpeed(remoteLoad, remotePid, 2, false)
-        const remoteRounds = await sideBySide(
-          SIDE_BY_SIDE_ROUNDS,
-          [cp.child.pid, remotePid, bare.pid],
-          () => fullSpeed(remoteLoad, remotePid, roundSeconds, false),
-          () => fullSpeed(bareLoad, bare.pid, roundSeconds, false),
-          (a, b) => a.perSec / b.perSec,
-        )
+        const remoteRounds = await againstBare(remoteLoad, remotePid)
         const remoteMedian = medianRound(remoteRounds)
         return {
           max: median.ours,
