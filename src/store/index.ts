@@ -17,9 +17,10 @@ export type * from './types.js'
 
 /**
  * Opens the store the configuration names and applies pending migrations.
- * Rejects with an AegisError (never a driver error) when it cannot.
+ * `shortLived`: for a command that exits soon after (the CLI). Rejects
+ * with an AegisError (never a driver error) when it cannot.
  */
-export async function openStore(config: AegisConfig, logger: Logger): Promise<Store> {
+export async function openStore(config: AegisConfig, logger: Logger, opts: { shortLived?: boolean } = {}): Promise<Store> {
   if (config.databaseUrl) {
     const store = await openPostgresStore(config.databaseUrl, { logger })
     logger.info({ store: 'postgres', host: safeHost(config.databaseUrl) }, 'store opened')
@@ -34,7 +35,8 @@ export async function openStore(config: AegisConfig, logger: Logger): Promise<St
     throw storeError(err, 'data directory')
   }
   const path = join(config.dataDir, 'aegis.db')
-  const store = await openSqliteStore(path)
+  // A short-lived command (the CLI) starts no SQLite threads.
+  const store = await openSqliteStore(path, { threads: opts.shortLived !== true })
   logger.info({ store: 'sqlite', path }, 'store opened')
   return store
 }

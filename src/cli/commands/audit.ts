@@ -92,7 +92,7 @@ async function pinKeys(ctx: CliContext, file: string, from: string | undefined, 
   let incoming: Jwks
   let source: string
   if (fromStore) {
-    const store = await openStore(ctx.config, silentLogger())
+    const store = await openStore(ctx.config, silentLogger(), { shortLived: true })
     try {
       incoming = { keys: (await store.keys.list()).map((k) => ({ ...k.publicJwk, kid: k.kid, alg: 'EdDSA', use: 'sig' })) }
     } finally {
@@ -223,7 +223,7 @@ export async function auditCommand(argv: string[], ctx: CliContext): Promise<num
 
   let store: Store | undefined
   try {
-    store = await openStore(ctx.config, silentLogger())
+    store = await openStore(ctx.config, silentLogger(), { shortLived: true })
     if (sub === 'verify') return finish(await verifyAuditStore(store, opts))
     if (values.out) {
       // The log names tenants and agents: readable by the owner only.

@@ -86,7 +86,7 @@ export async function keysCommand(argv: string[], ctx: CliContext): Promise<numb
   const { config } = ctx
   let store: Store | undefined
   try {
-    store = await openStore(config, silentLogger())
+    store = await openStore(config, silentLogger(), { shortLived: true })
     if (sub === 'list') {
       const t = config.tokens
       const retention = (Math.max(t.maxTtlSeconds, t.overrideTtlSeconds) + t.clockSkewSeconds) * 1000

@@ -227,6 +227,12 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number
   /** Write audit batches on their own thread (audit-thread.ts). Default true; in-memory databases never do. */
   auditThread?: boolean
+  /**
+   * Start the checkpoint and audit threads at all. Default true. False for
+   * a short-lived command (the CLI): each thread costs about 20 ms to start,
+   * and the last connection to close folds the WAL back anyway.
+   */
+  threads?: boolean
 }
 
 /** Opens the file with the pragmas this store relies on and applies migrations. */
@@ -416,6 +422,6 @@ export class SqliteStore extends SqlStore {
  */
 export async function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Promise<Store> {
   const store = new SqliteStore(path, opts)
-  await store.startThreads()
+  if (opts.threads !== false) await store.startThreads()
   return store
 }

@@ -150,3 +150,18 @@ test('the checkpoint that lets the WAL restart runs on the worker while writes w
   assert.deepEqual((await store.tenants.list()).map((x) => x.id).sort(), ['acme', 'globex', 'initech'])
   assert.equal((await store.audit.chain('cp', 0, 100)).length, 51)
 })
+
+test("a short-lived store (the CLI's) starts neither thread; its writes land and closing folds the WAL back", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'aegis-sqlite-short-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'a.db')
+  const store = (await openSqliteStore(path, { threads: false })) as unknown as SqliteStore & Awaited<ReturnType<typeof openSqliteStore>>
+  assert.equal(store.checkpointsOffThread, false)
+  assert.equal(store.auditOffThread, false)
+  await store.audit.append(Array.from({ length: 20 }, (_, j) => event(j + 1)))
+  await store.close()
+  assert.equal(existsSync(`${path}-wal`), false)
+  const again = await openSqliteStore(path)
+  t.after(() => again.close())
+  assert.equal((await again.audit.chain('cp', 0, 100)).length, 20)
+})
