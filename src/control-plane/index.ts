@@ -7,7 +7,7 @@ export { authorizationServerMetadata } from './token/metadata.js'
 export { createKeyManager, effectiveKeys, loadKek, type PublicKeyInfo } from './keys/index.js'
 export { TokenIssuer, directoryFor } from './token/index.js'
 export { allowedAudiences } from './token/request-scope.js'
-export type { AgentState, AgentTuple, FeedEvent, FeedSnapshot, KeysState, PolicyState, RevocationTuple } from './feed/events.js'
+export type { AgentState, AgentTuple, FeedEvent, FeedSnapshot, FeedSummary, KeysState, PolicyState, RevocationTuple } from './feed/events.js'
 export {
   createAuditWriter,
   exportAudit,

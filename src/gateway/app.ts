@@ -22,7 +22,7 @@ import type { DecisionSink, GatewayDeps, GatewayTuning } from './deps.js'
 import { AckReporter } from './feed/acks.js'
 import { RedisFeed } from './feed/redis.js'
 import { SseFeed } from './feed/sse.js'
-import { fetchPagedSnapshot } from './feed/paged-snapshot.js'
+import { fetchFeedSummary, fetchPagedSnapshot } from './feed/paged-snapshot.js'
 import { KeyFollower } from './key-follower.js'
 import type { FeedSubscriber } from './feed/types.js'
 import { controlPlaneManifestFetcher, ManifestCache } from './manifests.js'
@@ -204,6 +204,7 @@ export async function buildGateway(config: AegisConfig, overrides: GatewayOverri
       state,
       logger,
       fetchSnapshot: () => fetchPagedSnapshot(client),
+      fetchSummary: () => fetchFeedSummary(client),
       channel: tuning.feedChannel,
       hashKey: tuning.feedHashKey,
       backoffInitialMs: tuning.feedBackoffInitialMs,

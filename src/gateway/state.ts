@@ -3,7 +3,7 @@ import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
 import type { DenyList } from '../store/deny-list.js'
 import type { Revocation } from '../store/types.js'
-import type { AgentState, FeedEvent, FeedSnapshot, KeysState, PolicyState } from '../control-plane/index.js'
+import type { AgentState, FeedEvent, FeedSnapshot, FeedSummary, KeysState, PolicyState } from '../control-plane/index.js'
 import type { PolicyCompiler, PolicyEngine, PolicyRequest, PolicyResult } from '../policy/types.js'
 
 /** A tenant's compiled policy, swapped as a whole (a decision never sees a half-loaded bundle). */
@@ -132,7 +132,7 @@ export class GatewayState {
    * revocation seq, another capability hash for some agent, or another
    * active/candidate bundle for some tenant (a missed feed event).
    */
-  differsFrom(snapshot: FeedSnapshot): boolean {
+  differsFrom(snapshot: FeedSummary): boolean {
     if (snapshot.seq > this.opts.denyList.lastSeq) return true
     if (snapshot.agents.length !== this.agents.size) return true
     for (const a of snapshot.agents) if (this.agents.get(agentKey(a.tenant, a.agentId)) !== a.capabilityHash) return true

@@ -11,9 +11,9 @@ import type { ServerResponse } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import { AegisError, Unavailable } from '../../errors.js'
 import { isFeedHub } from '../feed/publisher-sse.js'
-import type { FeedEvent } from '../feed/events.js'
+import { agentTuple, type FeedEvent } from '../feed/events.js'
 import type { ControlPlaneDeps } from '../deps.js'
-import { buildFeedSnapshot, SnapshotCache } from '../revocation/snapshot.js'
+import { buildFeedSnapshot, buildFeedSummary, SnapshotCache } from '../revocation/snapshot.js'
 import { sendPagedSnapshot, streamPagedFeed, wantsPagedSnapshot, wantsPagedStream, type FeedStreamContext } from './feed-stream.js'
 import { TAGS, allow, body, int, query, str } from './schemas.js'
 import { principal } from './validate.js'
@@ -25,6 +25,12 @@ const MAX_BUFFERED_BYTES = 8 * 1024 * 1024
 const AckBody = body({ gateway_id: str(128, '^[A-Za-z0-9._:-]{1,128}$'), seq: int(0, Number.MAX_SAFE_INTEGER) }, ['gateway_id', 'seq'])
 const SnapshotQuery = query({
   paged: { type: 'string', description: '`true` (or `1`): the paged NDJSON snapshot' },
+  summary: {
+    type: 'string',
+    description:
+      '`true` (or `1`): `{"summary": {seq, agents, policies, generatedAt}}`, the snapshot without its revocations (agents as tuples), ' +
+      "for a gateway's periodic check for missed events",
+  },
   v: {
     type: 'string',
     description:
@@ -84,6 +90,11 @@ export async function feedRoutes(app: FastifyInstance, deps: ControlPlaneDeps, o
     async (request, reply) => {
       if (wantsPagedSnapshot(request)) return sendPagedSnapshot(paged(hubOrNull), request, reply)
       reply.header('cache-control', 'no-store')
+      const summary = (request.query as { summary?: string }).summary
+      if (summary === 'true' || summary === '1') {
+        const s = await buildFeedSummary(deps)
+        return { summary: { ...s, agents: s.agents.map(agentTuple) } }
+      }
       return buildFeedSnapshot(deps)
     },
   )

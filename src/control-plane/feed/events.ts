@@ -116,6 +116,20 @@ export interface FeedSnapshot {
   keys?: KeysState
 }
 
+/**
+ * What a gateway compares now and then to find a missed feed event
+ * (`GET /admin/v1/feed/snapshot?summary=true`): the snapshot without its
+ * revocations, whose highest seq stands for them. Never loaded as a
+ * snapshot: it would empty a deny list.
+ */
+export interface FeedSummary {
+  /** The highest revocation seq assigned when it was read. */
+  seq: number
+  agents: AgentState[]
+  policies: PolicyState[]
+  generatedAt: number
+}
+
 /** Control-plane side: publishes every change to all gateways. */
 export interface FeedPublisher {
   publish(event: FeedEvent): Promise<void>

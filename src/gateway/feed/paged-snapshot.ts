@@ -1,6 +1,6 @@
-import type { FeedSnapshot } from '../../control-plane/index.js'
+import type { FeedSnapshot, FeedSummary } from '../../control-plane/index.js'
 import type { ControlPlaneClient } from '../control-plane-client.js'
-import { MalformedSnapshot, parseSnapshot, SnapshotAssembler } from './parse.js'
+import { MalformedSnapshot, parseSnapshot, parseSummary, SnapshotAssembler } from './parse.js'
 
 /** Largest single NDJSON line accepted (a page is about 100–200 KB). */
 const MAX_LINE_BYTES = 8 * 1024 * 1024
@@ -45,6 +45,26 @@ export async function fetchPagedSnapshot(client: ControlPlaneClient, timeoutMs =
   }
   if (!snapshot) throw new Error('feed snapshot incomplete')
   return snapshot
+}
+
+/**
+ * The control plane's FeedSummary (`GET /admin/v1/feed/snapshot?summary=true`):
+ * the snapshot without its revocations, for the periodic check for missed
+ * events. A control plane that does not know `summary` answers its whole
+ * snapshot, which serves as well. Resolves null when malformed; rejects
+ * when unreachable or on a non-2xx answer.
+ */
+export async function fetchFeedSummary(client: ControlPlaneClient, timeoutMs = 60_000): Promise<FeedSummary | FeedSnapshot | null> {
+  const res = await fetch(client.url(`${SNAPSHOT_PATH}?summary=true`), {
+    headers: client.headers({ accept: 'application/json' }),
+    signal: AbortSignal.timeout(timeoutMs),
+  })
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => {})
+    throw new Error(`feed summary answered ${res.status}`)
+  }
+  const body = JSON.parse(await res.text()) as unknown
+  return typeof body === 'object' && body !== null && 'summary' in body ? parseSummary(body) : parseSnapshot(body)
 }
 
 /**

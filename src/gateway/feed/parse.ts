@@ -1,4 +1,4 @@
-import type { AgentState, FeedEvent, FeedSnapshot, KeysState } from '../../control-plane/index.js'
+import type { AgentState, FeedEvent, FeedSnapshot, FeedSummary, KeysState } from '../../control-plane/index.js'
 import { MemoryDenyList } from '../../store/memory/deny-list.js'
 import type { Revocation } from '../../store/types.js'
 import { agentKey, type PreparedSnapshot } from '../state.js'
@@ -177,4 +177,24 @@ export function parseSnapshot(v: unknown): FeedSnapshot | null {
   // Keys are advisory (a JWKS refetch): malformed ones are dropped, not fatal.
   const keys = v.keys === undefined ? null : parseKeysState(v.keys)
   return { seq: v.seq, revocations, agents, policies, generatedAt: num(v.generatedAt) ? v.generatedAt : 0, ...(keys ? { keys } : {}) }
+}
+
+/** `{"summary": …}` of `GET /admin/v1/feed/snapshot?summary=true` (FeedSummary), validated whole; null when malformed. */
+export function parseSummary(v: unknown): FeedSummary | null {
+  if (!isObj(v) || !isObj(v.summary)) return null
+  const s = v.summary
+  if (!num(s.seq) || !Array.isArray(s.agents) || !Array.isArray(s.policies)) return null
+  const agents: AgentState[] = []
+  for (const a of s.agents) {
+    const p = parseAgentEntry(a)
+    if (!p) return null
+    agents.push(p)
+  }
+  const policies: FeedSummary['policies'] = []
+  for (const p of s.policies) {
+    const ps = isObj(p) ? parsePolicyState(p) : null
+    if (!ps) return null
+    policies.push(ps)
+  }
+  return { seq: s.seq, agents, policies, generatedAt: num(s.generatedAt) ? s.generatedAt : 0 }
 }

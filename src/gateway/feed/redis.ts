@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import type { FeedEvent, FeedSnapshot } from '../../control-plane/index.js'
+import type { FeedEvent, FeedSnapshot, FeedSummary } from '../../control-plane/index.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Revocation } from '../../store/types.js'
 import type { GatewayState } from '../state.js'
@@ -16,6 +16,8 @@ export interface RedisFeedOptions {
   logger: Logger
   /** Fetches and validates the control plane's snapshot (agents, policies, revocations); null when malformed, rejects when unreachable. */
   fetchSnapshot: () => Promise<FeedSnapshot | null>
+  /** The control plane's snapshot without revocations, for the periodic check (reconcileMs); null when malformed. Default: fetchSnapshot. */
+  fetchSummary?: () => Promise<FeedSummary | null>
   /** Defaults as src/control-plane/feed/events.ts fixes them: `aegis:feed`, `aegis:revocations`. */
   channel?: string
   hashKey?: string
@@ -472,9 +474,9 @@ export class RedisFeed implements FeedSubscriber {
    * bundles) with what is held, and resynchronize when something was missed.
    */
   private async reconcile(): Promise<void> {
-    let snap: FeedSnapshot | null = null
+    let snap: FeedSummary | null = null
     try {
-      snap = await this.opts.fetchSnapshot()
+      snap = await (this.opts.fetchSummary ?? this.opts.fetchSnapshot)()
     } catch {
       return
     }

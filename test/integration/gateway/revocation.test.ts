@@ -114,6 +114,41 @@ for (const transport of ['sse', 'redis'] as const) {
 }
 
 describe('Redis feed reconciliation', { skip: await skipWithoutRedis() }, () => {
+  test('the periodic check reads the snapshot without its revocations, and a gateway in step loads nothing more', async () => {
+    const env = await startGatewayEnv({ redis: true })
+    try {
+      const cred = await env.agent('steady-bot', ['crm.read'])
+      for (let i = 0; i < 30; i++) await env.admin('POST', '/revocations', { type: 'jti', value: `steady-${i}`, tenant: env.tenant })
+      const paths: string[] = []
+      const record = (req: { url?: string }): void => {
+        if (req.url?.startsWith('/admin/v1/feed/snapshot')) paths.push(req.url)
+      }
+      env.cp.app.server.on('request', record)
+      const gw = await env.startGateway({}, { tuning: { ...env.tuning(), feedReconcileMs: 100 } })
+      try {
+        await eventually(async () => paths.filter((p) => p.includes('summary=true')).length >= 3, 10_000, 50)
+        // Full snapshots at start only; from the first check on every read is a summary (nothing was missed, so nothing is reloaded).
+        const checks = paths.slice(paths.findIndex((p) => p.includes('summary=true')))
+        assert.ok(
+          checks.every((p) => p.includes('summary=true')),
+          paths.join(' '),
+        )
+        const token = await env.token(cred)
+        assert.equal((await authorize(gw.url, token, CALL)).status, 200)
+        assert.ok((await metricValue(gw.url, 'aegis_deny_list_size')) >= 30)
+        // The summary carries no revocation, only the seq that stands for them.
+        const summary = (await env.admin('GET', '/feed/snapshot?summary=true')) as { summary: Record<string, unknown> }
+        assert.deepEqual(Object.keys(summary.summary).sort(), ['agents', 'generatedAt', 'policies', 'seq'])
+        assert.ok((summary.summary.seq as number) >= 30)
+      } finally {
+        env.cp.app.server.off('request', record)
+        await gw.close()
+      }
+    } finally {
+      await env.close()
+    }
+  })
+
   test("a gateway that hears nothing on its Redis channel still converges on the control plane's revocations", async () => {
     const env = await startGatewayEnv({ redis: true })
     try {
