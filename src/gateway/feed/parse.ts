@@ -152,49 +152,41 @@ function parsePolicyState(p: Record<string, unknown>): FeedSnapshot['policies'][
   return { tenant: p.tenant, active, candidate }
 }
 
+/** The part a snapshot and a summary share (seq, agents, policies, generatedAt), validated whole; null when malformed. */
+function parseSummaryFields(v: Record<string, unknown>): FeedSummary | null {
+  if (!num(v.seq) || !Array.isArray(v.agents) || !Array.isArray(v.policies)) return null
+  const agents: AgentState[] = []
+  for (const a of v.agents) {
+    const p = parseAgentEntry(a)
+    if (!p) return null
+    agents.push(p)
+  }
+  const policies: FeedSummary['policies'] = []
+  for (const p of v.policies) {
+    const ps = isObj(p) ? parsePolicyState(p) : null
+    if (!ps) return null
+    policies.push(ps)
+  }
+  return { seq: v.seq, agents, policies, generatedAt: num(v.generatedAt) ? v.generatedAt : 0 }
+}
+
 /** Validates a snapshot; null when malformed. */
 export function parseSnapshot(v: unknown): FeedSnapshot | null {
-  if (!isObj(v) || !num(v.seq) || !Array.isArray(v.revocations) || !Array.isArray(v.agents) || !Array.isArray(v.policies)) return null
+  if (!isObj(v) || !Array.isArray(v.revocations)) return null
+  const fields = parseSummaryFields(v)
+  if (!fields) return null
   const revocations: Revocation[] = []
   for (const r of v.revocations) {
     const p = parseRevocation(r)
     if (!p) return null
     revocations.push(p)
   }
-  const agents: FeedSnapshot['agents'] = []
-  for (const a of v.agents) {
-    const p = parseAgentEntry(a)
-    if (!p) return null
-    agents.push(p)
-  }
-  const policies: FeedSnapshot['policies'] = []
-  for (const p of v.policies) {
-    if (!isObj(p)) return null
-    const ps = parsePolicyState(p)
-    if (!ps) return null
-    policies.push(ps)
-  }
   // Keys are advisory (a JWKS refetch): malformed ones are dropped, not fatal.
   const keys = v.keys === undefined ? null : parseKeysState(v.keys)
-  return { seq: v.seq, revocations, agents, policies, generatedAt: num(v.generatedAt) ? v.generatedAt : 0, ...(keys ? { keys } : {}) }
+  return { ...fields, revocations, ...(keys ? { keys } : {}) }
 }
 
 /** `{"summary": …}` of `GET /admin/v1/feed/snapshot?summary=true` (FeedSummary), validated whole; null when malformed. */
 export function parseSummary(v: unknown): FeedSummary | null {
-  if (!isObj(v) || !isObj(v.summary)) return null
-  const s = v.summary
-  if (!num(s.seq) || !Array.isArray(s.agents) || !Array.isArray(s.policies)) return null
-  const agents: AgentState[] = []
-  for (const a of s.agents) {
-    const p = parseAgentEntry(a)
-    if (!p) return null
-    agents.push(p)
-  }
-  const policies: FeedSummary['policies'] = []
-  for (const p of s.policies) {
-    const ps = isObj(p) ? parsePolicyState(p) : null
-    if (!ps) return null
-    policies.push(ps)
-  }
-  return { seq: s.seq, agents, policies, generatedAt: num(s.generatedAt) ? s.generatedAt : 0 }
+  return isObj(v) && isObj(v.summary) ? parseSummaryFields(v.summary) : null
 }
