@@ -34,10 +34,10 @@ export async function readFeedSnapshot(
   deps: ControlPlaneDeps,
   sink: {
     begin(b: SnapshotBegin): void
-    revocations(page: Revocation[]): void | Promise<void>
+    /** Without it no revocation is read (a FeedSummary): `seq` is then the highest assigned. */
+    revocations?(page: Revocation[]): void | Promise<void>
     agents(page: AgentState[]): void | Promise<void>
   },
-  opts: { revocations?: boolean } = {},
 ): Promise<{ seq: number; revocations: number; agents: number }> {
   const now = deps.clock.now()
   const lastSeq = await deps.store.revocations.lastSeq()
@@ -60,7 +60,7 @@ export async function readFeedSnapshot(
   sink.begin({ generatedAt: now, policies, ...(keys ? { keys } : {}) })
   let seq = lastSeq
   let revocations = 0
-  for (let after = 0; opts.revocations !== false; ) {
+  for (let after = 0; sink.revocations !== undefined; ) {
     const page = await deps.store.revocations.listActivePage(now, after, SNAPSHOT_PAGE_ENTRIES)
     if (page.length === 0) break
     after = page[page.length - 1]!.seq
@@ -108,21 +108,14 @@ export async function buildFeedSnapshot(deps: ControlPlaneDeps): Promise<FeedSna
 export async function buildFeedSummary(deps: ControlPlaneDeps): Promise<FeedSummary> {
   let begin: SnapshotBegin | undefined
   const agents: AgentState[] = []
-  const { seq } = await readFeedSnapshot(
-    deps,
-    {
-      begin: (b) => {
-        begin = b
-      },
-      revocations: () => {
-        throw new Error('a summary reads no revocations')
-      },
-      agents: (p) => {
-        for (const a of p) agents.push(a)
-      },
+  const { seq } = await readFeedSnapshot(deps, {
+    begin: (b) => {
+      begin = b
     },
-    { revocations: false },
-  )
+    agents: (p) => {
+      for (const a of p) agents.push(a)
+    },
+  })
   return { seq, agents, policies: begin!.policies, generatedAt: begin!.generatedAt }
 }
 

@@ -54,7 +54,7 @@ export async function fetchPagedSnapshot(client: ControlPlaneClient, timeoutMs =
  * snapshot, which serves as well. Resolves null when malformed; rejects
  * when unreachable or on a non-2xx answer.
  */
-export async function fetchFeedSummary(client: ControlPlaneClient, timeoutMs = 60_000): Promise<FeedSummary | FeedSnapshot | null> {
+export async function fetchFeedSummary(client: ControlPlaneClient, timeoutMs = 60_000): Promise<FeedSummary | null> {
   const res = await fetch(client.url(`${SNAPSHOT_PATH}?summary=true`), {
     headers: client.headers({ accept: 'application/json' }),
     signal: AbortSignal.timeout(timeoutMs),

@@ -407,17 +407,11 @@ function revocationRepo(sql: Sql): RevocationRepo {
       }),
     listActive: (now) => sql.all('SELECT * FROM revocations WHERE expires_at > ? AND lifted_at IS NULL ORDER BY seq', [now], T.revocations.withSeq),
     listActivePage: (now, afterSeq, limit, tenant) =>
-      tenant === undefined
-        ? sql.all(
-            'SELECT * FROM revocations WHERE seq > ? AND expires_at > ? AND lifted_at IS NULL ORDER BY seq LIMIT ?',
-            [afterSeq, now, limit],
-            T.revocations.withSeq,
-          )
-        : sql.all(
-            'SELECT * FROM revocations WHERE seq > ? AND expires_at > ? AND lifted_at IS NULL AND tenant = ? ORDER BY seq LIMIT ?',
-            [afterSeq, now, tenant, limit],
-            T.revocations.withSeq,
-          ),
+      sql.all(
+        `SELECT * FROM revocations WHERE seq > ? AND expires_at > ? AND lifted_at IS NULL${tenant === undefined ? '' : ' AND tenant = ?'} ORDER BY seq LIMIT ?`,
+        tenant === undefined ? [afterSeq, now, limit] : [afterSeq, now, tenant, limit],
+        T.revocations.withSeq,
+      ),
     listCovering: (tokens, now) => {
       const { text, args } = revocationCoveringSql(tokens, now)
       return sql.all(text, args, T.revocations.withSeq)

@@ -46,11 +46,11 @@ parentPort.on('message', (m) => {
     ownerSince = 0
     return
   }
-  if (m === 'finish') {
+  if (typeof m === 'object' && m !== null && typeof m.finish === 'number') {
     // The owner holds every write meanwhile: this pass copies every frame.
     let result = null
     try { result = db.pragma('wal_checkpoint(PASSIVE)')[0] } catch { /* busy: reported as not finished */ }
-    parentPort.postMessage({ finished: true, ok: result !== null && result.busy === 0 && result.checkpointed === result.log })
+    parentPort.postMessage({ finished: m.finish, ok: result !== null && result.busy === 0 && result.checkpointed === result.log })
     return
   }
   clearInterval(timer)
@@ -89,29 +89,36 @@ export async function startCheckpointer(path: string, opts: CheckpointerOptions)
     worker.once('error', reject)
     void exited.then(() => reject(new Error('checkpoint worker exited before it was ready')))
   })
-  let finishing: ((ok: boolean) => void) | null = null
-  const finished = (ok: boolean): void => {
-    const f = finishing
+  // The pass waited for, by number: the answer to a pass that timed out never settles a later one.
+  let finishing: { id: number; settle: (ok: boolean) => void } | null = null
+  let passes = 0
+  const finished = (id: number | null, ok: boolean): void => {
+    if (finishing === null || (id !== null && id !== finishing.id)) return
+    const { settle } = finishing
     finishing = null
-    f?.(ok)
+    settle(ok)
   }
-  worker.on('message', (m: { finished: true; ok: boolean } | { finished?: undefined; log: number; checkpointed: number }) => {
-    if (m.finished) finished(m.ok)
+  worker.on('message', (m: { finished: number; ok: boolean } | { finished?: undefined; log: number; checkpointed: number }) => {
+    if (m.finished !== undefined) finished(m.finished, m.ok)
     else opts.onLongLog({ frames: m.log, checkpointed: m.checkpointed })
   })
-  void exited.then(() => finished(false))
+  void exited.then(() => finished(null, false))
   // Referenced until ready (the caller awaits it); afterwards it never keeps the process alive.
   worker.unref()
   return {
     finish: (timeoutMs) => {
       if (finishing) return Promise.resolve(false)
+      const id = ++passes
       return new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => finished(false), timeoutMs)
-        finishing = (ok) => {
-          clearTimeout(timer)
-          resolve(ok)
+        const timer = setTimeout(() => finished(id, false), timeoutMs)
+        finishing = {
+          id,
+          settle: (ok) => {
+            clearTimeout(timer)
+            resolve(ok)
+          },
         }
-        worker.postMessage('finish')
+        worker.postMessage({ finish: id })
       })
     },
     ownerDone: () => worker.postMessage('owner-done'),
