@@ -140,6 +140,13 @@ describe('Redis feed reconciliation', { skip: await skipWithoutRedis() }, () => 
         const summary = (await env.admin('GET', '/feed/snapshot?summary=true')) as { summary: Record<string, unknown> }
         assert.deepEqual(Object.keys(summary.summary).sort(), ['agents', 'generatedAt', 'policies', 'seq'])
         assert.ok((summary.summary.seq as number) >= 30)
+        // It carries every tenant's agents and bundles: a tenant-scoped token is refused, as for the snapshot itself.
+        const { token: tenantAdmin } = (await env.admin('POST', '/admin-tokens', { tenant: env.tenant, role: 'admin', name: 'summary-probe' })) as {
+          token: string
+        }
+        const refused = await fetch(`${env.issuer}/admin/v1/feed/snapshot?summary=true`, { headers: { authorization: `Bearer ${tenantAdmin}` } })
+        assert.equal(refused.status, 403)
+        assert.equal(((await refused.json()) as { error: string }).error, 'forbidden')
       } finally {
         env.cp.app.server.off('request', record)
         await gw.close()
