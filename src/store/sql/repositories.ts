@@ -380,8 +380,11 @@ function decisionRepo(sql: Sql): DecisionRepo {
       return sql.tx(function* () {
         let stored = 0
         for (let i = 0; i < records.length; i += DECISION_INSERT_ROWS) {
-          const chunk = records.slice(i, i + DECISION_INSERT_ROWS)
-          stored += yield* run(insert(chunk.length), chunk.flatMap(T.decisions.toParams))
+          const n = Math.min(DECISION_INSERT_ROWS, records.length - i)
+          // A loop, not flatMap: V8's generic flattening cost a tenth of the control plane's ingest CPU (perf, issue 20).
+          const args: unknown[] = []
+          for (let k = i; k < i + n; k++) for (const v of T.decisions.toParams(records[k]!)) args.push(v)
+          stored += yield* run(insert(n), args)
         }
         return stored
       })

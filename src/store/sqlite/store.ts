@@ -145,14 +145,15 @@ export class SqliteSql implements Sql {
   private exec(s: Statement): unknown {
     const st = this.st(s.text)
     switch (s.kind) {
+      // The arguments as one array (bound in order): spreading a batch INSERT's thousands of values into a call copied them all.
       case 'one': {
-        const r = st.get(...s.args) as Row | undefined
+        const r = st.get(s.args) as Row | undefined
         return r === undefined ? null : s.map(r)
       }
       case 'all':
-        return (st.all(...s.args) as Row[]).map(s.map)
+        return (st.all(s.args) as Row[]).map(s.map)
       case 'run':
-        return st.run(...s.args).changes
+        return st.run(s.args).changes
     }
   }
 
