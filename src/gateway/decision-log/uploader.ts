@@ -320,14 +320,18 @@ export class DecisionLogUploader implements DecisionSink {
       'content-length': String(body.length),
     })
     return new Promise<IncomingMessage>((resolve, reject) => {
-      const req = (https ? httpsRequest : httpRequest)(url, { method: 'POST', headers, agent: this.agent!, signal: AbortSignal.timeout(this.timeoutMs) }, (res) => {
-        res.on('error', reject)
-        res.on('end', () => resolve(res))
-        res.on('close', () => {
-          if (!res.complete) reject(new Error('the answer was cut short'))
-        })
-        res.resume()
-      })
+      const req = (https ? httpsRequest : httpRequest)(
+        url,
+        { method: 'POST', headers, agent: this.agent!, signal: AbortSignal.timeout(this.timeoutMs) },
+        (res) => {
+          res.on('error', reject)
+          res.on('end', () => resolve(res))
+          res.on('close', () => {
+            if (!res.complete) reject(new Error('the answer was cut short'))
+          })
+          res.resume()
+        },
+      )
       req.on('error', reject)
       req.end(body)
     })
