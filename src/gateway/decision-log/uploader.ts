@@ -45,7 +45,7 @@ const MAX_BATCH_JSON_BYTES = 4 * 1024 * 1024
 const MAX_RETRY_AFTER_MS = 5 * 60_000
 const TRACE_ID_RE = /^[0-9a-f]{32}$/
 /** Records serialized between two turns of the event loop: a batch never holds up the calls being decided for more than a fraction of a millisecond. */
-const RECORDS_PER_SLICE = 64
+const RECORDS_PER_SLICE = 128
 
 /** One upload, built once so that every retry sends the same records with the same ids. */
 interface Batch {
@@ -132,7 +132,12 @@ export class DecisionLogUploader implements DecisionSink {
   private events: GatewayAuditEvent[] = []
   private traces: Array<string | null> = []
   private params: Array<Readonly<Record<string, unknown>> | undefined> = []
-  private batch: Batch | null = null
+  /** Built batches, oldest first: the first is the upload under way (or being retried), the next one was built meanwhile. */
+  private ready: Batch[] = []
+  private readyCount = 0
+  /** The build under way, and how many events it took from the buffer. */
+  private building: Promise<void> | null = null
+  private inBuild = 0
   private busy = false
   private scheduled = false
   private closed = false
@@ -176,53 +181,66 @@ export class DecisionLogUploader implements DecisionSink {
     this.timer.unref()
   }
 
-  /** Events held now: buffered plus the upload under way. */
+  /** Events held now: buffered, being built into a batch, and in built batches (the upload under way among them). */
   get held(): number {
-    return this.events.length + (this.batch?.count ?? 0)
+    return this.events.length + this.inBuild + this.readyCount
   }
 
   record(event: GatewayAuditEvent, params?: Readonly<Record<string, unknown>>): void {
-    if (this.closed || this.events.length + (this.batch?.count ?? 0) >= this.opts.bufferSize) {
+    if (this.closed || this.held >= this.opts.bufferSize) {
       this.dropped.inc({ reason: this.closed ? 'shutdown' : 'buffer_full' })
       return
     }
     this.events.push(event)
     this.traces.push(currentTraceId())
     this.params.push(params)
-    if (this.events.length >= this.opts.batchSize && !this.busy && !this.scheduled) {
+    if (this.events.length >= this.opts.batchSize && !this.scheduled && (!this.busy || this.canBuildAhead())) {
       this.scheduled = true
       setImmediate(() => {
         this.scheduled = false
-        void this.pump()
+        if (!this.busy) void this.pump()
+        else if (this.canBuildAhead()) void this.buildNext()
       })
     }
   }
 
-  /** Uploads until the buffer holds less than a batch, or an upload fails (then backs off and goes on). */
+  /** Events in built batches (the upload under way and the one built while it is in flight). */
+  get built(): number {
+    return this.readyCount
+  }
+
+  /** Whether the next full batch may be built now, while an upload is in flight: at most one built ahead. */
+  private canBuildAhead(): boolean {
+    return !this.closed && this.building === null && this.ready.length < 2 && this.events.length >= this.opts.batchSize
+  }
+
+  /**
+   * Uploads until the buffer holds less than a batch, or an upload fails (then backs off and goes on).
+   * While one batch is in flight the next full one is serialized and compressed, so the gateway's share
+   * of an upload's round trip is only the send: one upload at a time keeps up with a faster gateway.
+   */
   private async pump(): Promise<void> {
     if (this.busy) return
     this.busy = true
     try {
       for (;;) {
-        if (this.batch === null) {
-          if (this.events.length === 0) return
-          try {
-            this.batch = await this.build()
-          } catch (err) {
-            // Not expected (gzip of a string); the events taken are lost, so they are counted.
-            this.logger.error({ err }, 'decision log batch could not be built')
-            this.dropped.inc({ reason: 'rejected' }, this.opts.batchSize)
-            return
-          }
+        if (this.ready.length === 0) {
+          if (this.events.length === 0 && this.building === null) return
+          await this.buildNext()
+          if (this.ready.length === 0) return
         }
-        const outcome = await this.send(this.batch)
+        const batch = this.ready[0]!
+        const sending = this.send(batch)
+        if (this.canBuildAhead()) void this.buildNext()
+        const outcome = await sending
         if (outcome === 'ok' || outcome === 'rejected') {
-          if (outcome === 'ok') this.uploaded.inc(this.batch.count)
-          else this.dropped.inc({ reason: 'rejected' }, this.batch.count)
-          this.batch = null
+          if (outcome === 'ok') this.uploaded.inc(batch.count)
+          else this.dropped.inc({ reason: 'rejected' }, batch.count)
+          this.ready.shift()
+          this.readyCount -= batch.count
           this.backoffMs = this.backoffInitialMs
-          // A partial batch waits for the timer; a full one goes now.
-          if (this.events.length < this.opts.batchSize || this.closed) return
+          // A partial batch waits for the timer; a full one (or one built meanwhile) goes now.
+          if (this.closed || (this.ready.length === 0 && this.building === null && this.events.length < this.opts.batchSize)) return
           continue
         }
         if (this.closed) return
@@ -235,12 +253,34 @@ export class DecisionLogUploader implements DecisionSink {
     }
   }
 
+  /** Builds the next batch into `ready` (or waits for the build under way); a failed build's events are counted as dropped. */
+  private buildNext(): Promise<void> {
+    this.building ??= this.build()
+      .then(
+        (batch) => {
+          this.ready.push(batch)
+          this.readyCount += batch.count
+        },
+        (err: unknown) => {
+          // Not expected (gzip of a string); the events taken are lost, so they are counted.
+          this.logger.error({ err }, 'decision log batch could not be built')
+          this.dropped.inc({ reason: 'rejected' }, this.inBuild)
+        },
+      )
+      .finally(() => {
+        this.building = null
+        this.inBuild = 0
+      })
+    return this.building
+  }
+
   /** Takes up to a batch of buffered events, assigns their ids and compresses them (gzip in libuv's pool). */
   private async build(): Promise<Batch> {
     const take = Math.min(this.events.length, this.opts.batchSize)
     const events = this.events.splice(0, take)
     const traces = this.traces.splice(0, take)
     const params = this.params.splice(0, take)
+    this.inBuild = take
     // Each record is stringified alone and its bytes written straight into one buffer. JSON.stringify of the
     // whole batch gives a rope that must be flattened (copied) before it can be encoded, and joining the
     // records as strings cost as much as serializing them (profiles, issue 20).
@@ -272,6 +312,7 @@ export class DecisionLogUploader implements DecisionSink {
       this.events.unshift(...events.slice(count))
       this.traces.unshift(...traces.slice(count))
       this.params.unshift(...params.slice(count))
+      this.inBuild = count
     }
     this.lastBatchBytes = len
     const json = out.subarray(0, len)
@@ -369,16 +410,23 @@ export class DecisionLogUploader implements DecisionSink {
     this.closed = true
     this.wake?.()
     while (this.busy) await new Promise((r) => setTimeout(r, 5))
-    while (this.batch !== null || this.events.length > 0) {
-      this.batch ??= await this.build()
-      const outcome = await this.send(this.batch)
+    await this.building
+    while (this.ready.length > 0 || this.events.length > 0) {
+      if (this.ready.length === 0) {
+        await this.buildNext()
+        continue
+      }
+      const batch = this.ready[0]!
+      const outcome = await this.send(batch)
       if (outcome === 'ok') {
-        this.uploaded.inc(this.batch.count)
-        this.batch = null
+        this.uploaded.inc(batch.count)
+        this.ready.shift()
+        this.readyCount -= batch.count
         continue
       }
       this.dropped.inc({ reason: outcome === 'rejected' ? 'rejected' : 'shutdown' }, this.held)
-      this.batch = null
+      this.ready = []
+      this.readyCount = 0
       this.events = []
       this.traces = []
       this.params = []

@@ -60,13 +60,16 @@ describe('DecisionLogUploader', () => {
   let target: UploadTarget
   const uploads: Upload[] = []
   let answers: Array<{ status: number; headers?: Record<string, string> }> = []
+  /** When set, every answer waits for it. */
+  let gate: Promise<void> | null = null
 
   before(async () => {
     server = createServer((req, res) => {
       const chunks: Buffer[] = []
       req.on('data', (c: Buffer) => chunks.push(c))
-      req.on('end', () => {
+      req.on('end', async () => {
         uploads.push({ headers: req.headers, body: JSON.parse(gunzipSync(Buffer.concat(chunks)).toString()) as Upload['body'] })
+        await gate
         const a = answers.shift() ?? { status: 202 }
         res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers })
         res.end('{}')
@@ -153,5 +156,45 @@ describe('DecisionLogUploader', () => {
     await until(async () => (await counter(registry, 'aegis_decision_log_dropped_total', { reason: 'rejected' })) === 4)
     assert.equal(u.held, 0)
     await u.close()
+  })
+
+  test('the next full batch is built while an upload is in flight and counts as held; a retry keeps its place: every record once, in order', async () => {
+    uploads.length = 0
+    answers = [{ status: 503, headers: { 'retry-after': '0' } }]
+    let open!: () => void
+    gate = new Promise<void>((r) => {
+      open = r
+    })
+    const registry = new Registry()
+    const u = new DecisionLogUploader(target, 'gw-t', silentLogger(), registry, { bufferSize: 6, batchSize: 2, flushIntervalMs: 60_000 })
+    try {
+      const record = (i: number) => u.record(event({ jti: `jti-${i}` }))
+      record(0)
+      record(1)
+      await until(() => uploads.length === 1)
+      record(2)
+      record(3)
+      // Built (serialized and compressed) while the first upload waits for its answer.
+      await until(() => u.built === 4)
+      record(4)
+      record(5)
+      // Two in flight, two built ahead, two buffered: the bound counts them all.
+      record(6)
+      assert.equal(u.held, 6)
+      assert.equal(await counter(registry, 'aegis_decision_log_dropped_total', { reason: 'buffer_full' }), 1)
+      open()
+      await until(async () => (await counter(registry, 'aegis_decision_log_uploaded_total')) === 6)
+      // The refused first upload went again, unchanged, before the batch built behind it.
+      assert.deepEqual(uploads[1]!.body, uploads[0]!.body)
+      assert.deepEqual(
+        uploads.slice(1).flatMap((up) => up.body.records.map((r) => r.jti)),
+        Array.from({ length: 6 }, (_, i) => `jti-${i}`),
+      )
+      assert.equal(u.held, 0)
+    } finally {
+      gate = null
+      open()
+      await u.close()
+    }
   })
 })
