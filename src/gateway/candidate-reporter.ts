@@ -55,16 +55,10 @@ function truncate(v: unknown, depth = 0): unknown {
   if (v === null || typeof v !== 'object') return v
   if (depth > 8) return '…'
   if (Array.isArray(v)) return v.slice(0, 20).map((e) => truncate(e, depth + 1))
-  const out: Record<string, unknown> = {}
-  for (const [k, e] of Object.entries(v as Record<string, unknown>).slice(0, 50)) {
-    // defineProperty: a parameter named __proto__ stays a plain key.
-    Object.defineProperty(out, k.length > MAX_STRING ? k.slice(0, MAX_STRING) : k, {
-      value: truncate(e, depth + 1),
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    })
-  }
+  // No prototype: a parameter named __proto__ is a plain key (as with defineProperty, which cost 1 % of a gateway's CPU at full load).
+  const out = Object.create(null) as Record<string, unknown>
+  for (const [k, e] of Object.entries(v as Record<string, unknown>).slice(0, 50))
+    out[k.length > MAX_STRING ? k.slice(0, MAX_STRING) : k] = truncate(e, depth + 1)
   return out
 }
 

@@ -10,6 +10,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { gunzipSync } from 'node:zlib'
 import { Registry } from 'prom-client'
+import { sanitizeSampleParams } from '../../../src/gateway/candidate-reporter.js'
 import { DecisionLogUploader, type UploadTarget } from '../../../src/gateway/decision-log/uploader.js'
 import type { GatewayAuditEvent } from '../../../src/gateway/deps.js'
 import { silentLogger } from '../../../src/observability/logger.js'
@@ -109,6 +110,11 @@ describe('DecisionLogUploader', () => {
     assert.equal(c!.resource, 'crm:contacts/é😀')
     assert.ok(!JSON.stringify(up!.body).includes('gw-secret-token'))
     assert.equal(new Set(up!.body.records.map((r) => r.id)).size, 3)
+    // A parameter named __proto__ travels as a plain key and sets no prototype.
+    const polluting = sanitizeSampleParams(JSON.parse('{"__proto__": {"polluted": true}, "q": "x"}') as Record<string, unknown>, [])
+    assert.equal(JSON.stringify(polluting), '{"__proto__":{"polluted":true},"q":"x"}')
+    assert.equal((polluting as { polluted?: unknown }).polluted, undefined)
+    assert.equal(({} as { polluted?: unknown }).polluted, undefined)
     for (const r of up!.body.records) assert.match(String(r.id), /^[0-9a-f]{32}$/)
     await until(async () => (await counter(registry, 'aegis_decision_log_uploaded_total')) === 3)
     await u.close()
