@@ -420,12 +420,12 @@ $('approval-status').addEventListener('change', () => loadApprovals().catch((e) 
 
 // ---- revocations -----------------------------------------------------------
 
-/** Every revocation in force: the list is paged (next_cursor), and the newest entries are on the last page. */
-async function revocationsInForce() {
+/** Every revocation in force that `filter` (query parameters) selects: the list is paged (next_cursor), and the newest entries are on the last page. */
+async function revocationsInForce(filter = '') {
   const all = []
   let cursor = null
   do {
-    const page = await api('GET', `/admin/v1/revocations?limit=1000${cursor === null ? '' : `&cursor=${enc(cursor)}`}`)
+    const page = await api('GET', `/admin/v1/revocations?limit=1000${filter}${cursor === null ? '' : `&cursor=${enc(cursor)}`}`)
     all.push(...page.revocations)
     cursor = page.next_cursor
   } while (cursor !== null)
@@ -704,11 +704,12 @@ async function loadAgent() {
     api('GET', `/admin/v1/decisions?agent_id=${enc(agentId)}&limit=15${tq}`).catch((err) => ({ error: err.message, decisions: [] })),
     api('GET', `/admin/v1/audit?type=token.issued&actor=${enc(`agent:${tenant}/${agentId}`)}&order=desc&limit=15${tq}`),
     api('GET', `/admin/v1/approvals?tenant=${enc(tenant)}&limit=500`),
-    revocationsInForce(),
+    // Only the entries naming this agent: a page or two, however many jti entries are in force.
+    revocationsInForce(`&tenant=${enc(tenant)}&agent_id=${enc(agentId)}`),
   ])
   if (state.view !== 'agent' || state.param !== agentId) return
   $('agent-name').textContent = `${tenant}/${agentId}`
-  const mine = revocations.filter((r) => r.tenant === tenant && ((r.type === 'agent' && r.value === agentId) || r.agent_id === agentId) && !r.lifted_at)
+  const mine = revocations
   const revoked = mine.some((r) => r.type === 'agent')
   $('agent-state').textContent = revoked ? 'revoked' : 'active'
   $('agent-state').className = `pill ${revoked ? 'bad' : 'ok'}`

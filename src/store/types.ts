@@ -457,13 +457,23 @@ export interface DecisionRepo {
   prune(before: number, limit: number): Promise<number>
 }
 
+/**
+ * Which revocations a page holds: one tenant's entries; with `agentId`, only
+ * those naming that agent of the tenant (its `agent` entry and the
+ * `issued_before` entries scoped to it), as the console's agent page shows.
+ */
+export interface RevocationFilter {
+  tenant: string
+  agentId?: string
+}
+
 export interface RevocationRepo {
   /** Persists an entry and assigns its seq. */
   add(r: Omit<Revocation, 'seq'>): Promise<Revocation>
   /** Live entries (expiresAt > now, not lifted), in seq order. */
   listActive(now: number): Promise<Revocation[]>
-  /** One page of listActive: live entries with seq > afterSeq, in seq order, at most `limit` (the paged feed snapshot); only `tenant`'s when given. */
-  listActivePage(now: number, afterSeq: number, limit: number, tenant?: string): Promise<Revocation[]>
+  /** One page of listActive: live entries with seq > afterSeq, in seq order, at most `limit` (the paged feed snapshot); only those `filter` selects. */
+  listActivePage(now: number, afterSeq: number, limit: number, filter?: RevocationFilter): Promise<Revocation[]>
   /**
    * Live, unlifted `agent`, `client` and `tenant` entries, in seq order: what
    * the token endpoint refuses issuance for. Served by an index on type, so

@@ -709,6 +709,26 @@ export function storeContract(name: string, create: () => Promise<StoreHandle>, 
         assert.deepEqual(await s.revocations.listActivePage(T0 + 10, second.at(-1)!.seq, 2), [])
       }))
 
+    test("revocations.listActivePage with a filter: a tenant's entries; with an agent, its agent entry and the issued_before entries scoped to it", () =>
+      withStore(async (s) => {
+        const add = (value: string, over: Partial<Omit<Revocation, 'seq'>>) => s.revocations.add(revocation(value, over))
+        const jti = await add('j-bot', {})
+        const agent = await add('bot', { type: 'agent' })
+        await add('bot', { type: 'agent', tenant: 'initech' })
+        await add('bot', { type: 'agent', expiresAt: T0 + 1 })
+        await add('other-bot', { type: 'agent' })
+        const scoped = await add(String(T0 / 1000), { type: 'issued_before', agentId: 'bot' })
+        const tenantWide = await add(String(T0 / 1000), { type: 'issued_before' })
+        await add('bot', { type: 'client' })
+        const bots = await s.revocations.listActivePage(T0 + 10, 0, 10, { tenant: 'acme', agentId: 'bot' })
+        assert.deepEqual(bots, [agent, scoped], 'not the other tenant, the expired entry, another agent, a client entry or a jti')
+        assert.deepEqual(await s.revocations.listActivePage(T0 + 10, agent.seq, 10, { tenant: 'acme', agentId: 'bot' }), [scoped])
+        const acme = await s.revocations.listActivePage(T0 + 10, 0, 10, { tenant: 'acme' })
+        assert.equal(acme.length, 6)
+        assert.ok(acme.every((r) => r.tenant === 'acme'))
+        assert.deepEqual([acme[0], acme.at(-2)], [jti, tenantWide])
+      }))
+
     test('revocations: a lift ends a standing entry once, under the next seq; listStanding skips jti entries and lifted ones', () =>
       withStore(async (s, h) => {
         const forever = { expiresAt: REVOCATION_PERMANENT }

@@ -34,6 +34,11 @@ const ListQuery = query(
   {
     limit: { ...str(5, '^\\d{1,5}$'), description: `1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` },
     cursor: { ...str(15, '^\\d{1,15}$'), description: 'next_cursor of the previous page: entries after that seq' },
+    tenant: { ...str(64, ID_PATTERN), description: "only this tenant's entries (a tenant admin's token: its own tenant)" },
+    agent_id: {
+      ...str(64, ID_PATTERN),
+      description: 'only the entries naming this agent of the tenant: its agent entry and the issued_before entries scoped to it; needs a tenant',
+    },
   },
   false,
 )
@@ -59,19 +64,29 @@ export async function revocationRoutes(app: FastifyInstance, deps: ControlPlaneD
   )
 
   // Paged by seq: with 100,000 entries in force one answer held them all (the gateways load the paged feed snapshot instead).
-  app.get<{ Querystring: { limit?: string; cursor?: string } }>(
+  app.get<{ Querystring: { limit?: string; cursor?: string; tenant?: string; agent_id?: string } }>(
     '/revocations',
     {
       config: reader,
-      schema: { tags: [TAGS.revocations], summary: 'Revocations in force, in seq order (a tenant admin: its tenant)', querystring: ListQuery },
+      schema: {
+        tags: [TAGS.revocations],
+        summary: "Revocations in force, in seq order; one tenant's, or those naming one of its agents (a tenant admin: its tenant)",
+        querystring: ListQuery,
+      },
     },
     async (request) => {
       const p = principal(request)
       const limit = request.query.limit === undefined ? DEFAULT_LIMIT : Number(request.query.limit)
       if (!(limit >= 1 && limit <= MAX_LIMIT)) throw new AegisError('invalid_request', `limit must be an integer from 1 to ${MAX_LIMIT}`)
       const after = request.query.cursor === undefined ? 0 : Number(request.query.cursor)
+      const { tenant: asked, agent_id: agentId } = request.query
+      if (p.tenant !== null && asked !== undefined && asked !== p.tenant) throw new AegisError('forbidden', "outside this token's tenant")
+      const tenant = p.tenant ?? asked
+      // Agent ids are unique within a tenant only.
+      if (agentId !== undefined && tenant === undefined) throw new AegisError('invalid_request', 'agent_id needs tenant')
       const lastSeq = await deps.store.revocations.lastSeq()
-      const page = await deps.store.revocations.listActivePage(deps.clock.now(), after, limit, p.tenant ?? undefined)
+      const filter = tenant === undefined ? undefined : { tenant, ...(agentId === undefined ? {} : { agentId }) }
+      const page = await deps.store.revocations.listActivePage(deps.clock.now(), after, limit, filter)
       const next = page.length === limit ? String(page[page.length - 1]!.seq) : null
       return { revocations: page.map(revocationJson), last_seq: lastSeq, next_cursor: next }
     },

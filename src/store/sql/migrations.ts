@@ -426,5 +426,16 @@ CREATE INDEX IF NOT EXISTS decisions_agent_kind ON decisions (agent_id, decision
 CREATE INDEX IF NOT EXISTS decisions_tool_kind ON decisions (tool, decision, ts, id) WHERE decision <> 'allow';
 `,
     },
+    {
+      version: 13,
+      name: 'revocations_agent',
+      sql: `
+-- GET /admin/v1/revocations?tenant=&agent_id= (the console's agent page)
+-- reads the entries naming one agent: its agent entry through (type, value),
+-- and the issued_before entries scoped to it through this index. Only those
+-- carry an agent_id, so the index stays small beside the jti entries.
+CREATE INDEX IF NOT EXISTS revocations_agent ON revocations (tenant, agent_id) WHERE agent_id IS NOT NULL;
+`,
+    },
   ]
 }

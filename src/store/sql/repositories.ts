@@ -30,6 +30,7 @@ import type {
   PolicyBundle,
   PolicyRepo,
   Revocation,
+  RevocationFilter,
   RevocationRepo,
   SigningKey,
   Store,
@@ -249,6 +250,23 @@ export function auditQuerySql(q: AuditQuery): { text: string; args: unknown[] } 
   return { text: `SELECT * FROM audit_events${whereOf(where)} ORDER BY ts${dir}, id${dir} LIMIT ?`, args }
 }
 
+/** The statement RevocationRepo.listActivePage sends (exported so a test can EXPLAIN exactly it). */
+export function revocationPageSql(now: number, afterSeq: number, limit: number, filter?: RevocationFilter): { text: string; args: unknown[] } {
+  const where = ['seq > ?', 'expires_at > ?', 'lifted_at IS NULL']
+  const args: unknown[] = [afterSeq, now]
+  if (filter !== undefined) {
+    where.push('tenant = ?')
+    args.push(filter.tenant)
+    if (filter.agentId !== undefined) {
+      // Each side of the OR has an index: (type, value), and the partial one on (tenant, agent_id) (migration 13).
+      where.push("((type = 'agent' AND value = ?) OR agent_id = ?)")
+      args.push(filter.agentId, filter.agentId)
+    }
+  }
+  args.push(sqlLimit(limit))
+  return { text: `SELECT * FROM revocations WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`, args }
+}
+
 /** The statement RevocationRepo.listCovering sends (exported so a test can EXPLAIN exactly it). */
 export function revocationCoveringSql(tokens: readonly TokenFacts[], now: number): { text: string; args: unknown[] } {
   const named: Array<[Revocation['type'], string[]]> = [
@@ -409,12 +427,10 @@ function revocationRepo(sql: Sql): RevocationRepo {
         return (yield* one(`${insertSql(T.revocations)} RETURNING *`, T.revocations.toParams(r), T.revocations.withSeq)) as Revocation
       }),
     listActive: (now) => sql.all('SELECT * FROM revocations WHERE expires_at > ? AND lifted_at IS NULL ORDER BY seq', [now], T.revocations.withSeq),
-    listActivePage: (now, afterSeq, limit, tenant) =>
-      sql.all(
-        `SELECT * FROM revocations WHERE seq > ? AND expires_at > ? AND lifted_at IS NULL${tenant === undefined ? '' : ' AND tenant = ?'} ORDER BY seq LIMIT ?`,
-        tenant === undefined ? [afterSeq, now, limit] : [afterSeq, now, tenant, limit],
-        T.revocations.withSeq,
-      ),
+    listActivePage: (now, afterSeq, limit, filter) => {
+      const { text, args } = revocationPageSql(now, afterSeq, limit, filter)
+      return sql.all(text, args, T.revocations.withSeq)
+    },
     listCovering: (tokens, now) => {
       const { text, args } = revocationCoveringSql(tokens, now)
       return sql.all(text, args, T.revocations.withSeq)

@@ -66,3 +66,45 @@ test('GET /admin/v1/revocations pages by seq, a tenant admin sees its tenant onl
     assert.equal(bad.body.error, 'invalid_request')
   }
 })
+
+test('GET /admin/v1/revocations?tenant=&agent_id= lists only the entries naming that agent of that tenant, paged; agent_id needs a tenant', async () => {
+  const post = async (body: Record<string, unknown>) => {
+    const r = await admin(h, h.adminToken, 'POST', '/revocations', body)
+    assert.equal(r.status, 201, r.text)
+    return r.body.seq as number
+  }
+  const since = Math.floor(Date.now() / 1000)
+  await post({ type: 'jti', value: 'jti-of-r', tenant: 'acme' })
+  const agentEntry = await post({ type: 'agent', value: 'r', tenant: 'acme' })
+  await post({ type: 'agent', value: 'r', tenant: 'other' })
+  await post({ type: 'agent', value: 'not-r', tenant: 'acme' })
+  const scoped = await post({ type: 'issued_before', value: since, tenant: 'acme', agent_id: 'r' })
+  await post({ type: 'issued_before', value: since, tenant: 'acme' })
+  await post({ type: 'client', value: 'r', tenant: 'acme' })
+
+  const seqs = (body: { revocations: Array<{ seq: number }> }) => body.revocations.map((r) => r.seq)
+  const all = await admin(h, h.adminToken, 'GET', '/revocations?tenant=acme&agent_id=r')
+  assert.equal(all.status, 200, all.text)
+  assert.deepEqual(seqs(all.body), [agentEntry, scoped])
+  const first = await admin(h, h.adminToken, 'GET', '/revocations?tenant=acme&agent_id=r&limit=1')
+  assert.deepEqual(seqs(first.body), [agentEntry])
+  const second = await admin(h, h.adminToken, 'GET', `/revocations?tenant=acme&agent_id=r&limit=1&cursor=${first.body.next_cursor}`)
+  assert.deepEqual(seqs(second.body), [scoped])
+
+  const other = await admin(h, h.adminToken, 'GET', '/revocations?tenant=other')
+  assert.ok(other.body.revocations.length > 0)
+  assert.ok(other.body.revocations.every((r: { tenant: string }) => r.tenant === 'other'))
+
+  const tenantAdmin = (await admin(h, h.adminToken, 'POST', '/admin-tokens', { tenant: 'acme', role: 'admin', name: 'acme admin 2' })).body.token as string
+  assert.deepEqual(seqs((await admin(h, tenantAdmin, 'GET', '/revocations?agent_id=r')).body), [agentEntry, scoped])
+  assert.deepEqual(seqs((await admin(h, tenantAdmin, 'GET', '/revocations?tenant=acme&agent_id=r')).body), [agentEntry, scoped])
+  const elsewhere = await admin(h, tenantAdmin, 'GET', '/revocations?tenant=other')
+  assert.equal(elsewhere.status, 403, elsewhere.text)
+  assert.equal(elsewhere.body.error, 'forbidden')
+
+  for (const q of ['agent_id=r', 'tenant=acme&agent_id=', 'tenant=bad%20tenant', `tenant=acme&agent_id=${'x'.repeat(65)}`]) {
+    const bad = await admin(h, h.adminToken, 'GET', `/revocations?${q}`)
+    assert.equal(bad.status, 400, `${q}: ${bad.text}`)
+    assert.equal(bad.body.error, 'invalid_request')
+  }
+})
