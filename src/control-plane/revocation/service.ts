@@ -188,9 +188,14 @@ export async function liftRevocation(deps: ControlPlaneDeps, r: Revocation, opts
 }
 
 /** The live entry covering a token, or null (introspection). */
-export async function findRevocation(deps: ControlPlaneDeps, facts: TokenFacts): Promise<Revocation | null> {
-  const candidates = await deps.store.revocations.listCovering([facts], deps.clock.now())
-  return candidates.find((r) => revocationMatches(r, facts)) ?? null
+export function findRevocation(deps: ControlPlaneDeps, facts: TokenFacts): Promise<Revocation | null> {
+  return findRevocationOfAny(deps, [facts])
+}
+
+/** A live entry covering any of these tokens (a delegated token, its chain's agents, the tokens it came from), or null: one store read for all. */
+export async function findRevocationOfAny(deps: ControlPlaneDeps, facts: readonly TokenFacts[]): Promise<Revocation | null> {
+  const candidates = await deps.store.revocations.listCovering(facts, deps.clock.now())
+  return candidates.find((r) => facts.some((f) => revocationMatches(r, f))) ?? null
 }
 
 /** Admin-API form of an entry (snake_case, times in epoch seconds like the rest of the admin API). */

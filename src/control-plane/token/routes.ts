@@ -9,7 +9,7 @@ import { sendError } from '../../http/error-handler.js'
 import { Redis } from 'ioredis'
 import type { ControlPlaneDeps } from '../deps.js'
 import { kpiBook } from '../admin/kpis.js'
-import { findRevocation, recordRevocation } from '../revocation/service.js'
+import { findRevocationOfAny, recordRevocation } from '../revocation/service.js'
 import {
   ClientAuthFailure,
   createClientAuthenticators,
@@ -27,6 +27,7 @@ import { TokenIssuer } from './issue.js'
 import { LocalTokenVerifier } from './local-verify.js'
 import { readForm, single, type FormBody } from './params.js'
 import type { Revocation } from '../../store/types.js'
+import type { TokenFacts } from '../../store/deny-list.js'
 import { readDelegation, type DelegationChain } from '../../lib/delegation.js'
 import { MemoryRateLimiter, RedisRateLimiter, type RateLimiter, type RateVerdict } from './rate-limit.js'
 
@@ -314,34 +315,30 @@ export async function tokenRoutes(app: FastifyInstance, deps: ControlPlaneDeps, 
     const { claims, kid } = verified
     if (client && (claims.tenant !== client.tenant.id || claims.agent_id !== client.agent.agentId)) return inactive
     if (admin && admin.tenant !== null && admin.tenant !== claims.tenant) return inactive
-    const revoked = await findRevocation(deps, {
-      jti: claims.jti,
-      tenant: claims.tenant,
-      agentId: claims.agent_id,
-      clientId: claims.client_id,
-      kid,
-      iat: claims.iat,
-    })
-    if (revoked) return inactive
     let chain: DelegationChain | null
     try {
       chain = readDelegation(claims)
     } catch {
       return inactive
     }
+    const { tenant, iat } = claims
+    // The token itself; a delegated one also lives only while every later agent of its chain and every token it was
+    // exchanged from is unrevoked: all looked up in one store read.
+    const covered: TokenFacts[] = [{ jti: claims.jti, tenant, agentId: claims.agent_id, clientId: claims.client_id, kid, iat }]
+    if (chain !== null) {
+      for (const id of chain.chain.slice(1)) covered.push({ jti: '', tenant, agentId: id, clientId: '', kid: '', iat })
+      for (const jti of chain.from) covered.push({ jti, tenant, agentId: '', clientId: '', kid: '', iat })
+    }
+    if (await findRevocationOfAny(deps, covered)) return inactive
     if (chain === null) {
-      const agent = await dir.agent(claims.tenant, claims.agent_id)
+      const agent = await dir.agent(tenant, claims.agent_id)
       if (!agent || agent.capabilityHash !== claims.capability_hash) return inactive
     } else {
-      // A delegated token lives while every agent of its chain is unrevoked and keeps the manifest it had.
+      // And keeps the manifest every agent of its chain had.
       for (const [i, id] of chain.chain.entries()) {
-        const agent = await dir.agent(claims.tenant, id)
+        const agent = await dir.agent(tenant, id)
         if (!agent || agent.capabilityHash !== chain.hashes[i]) return inactive
-        if (i > 0 && (await findRevocation(deps, { jti: '', tenant: claims.tenant, agentId: id, clientId: '', kid: '', iat: claims.iat }))) return inactive
       }
-      // And every token it was exchanged from is unrevoked.
-      for (const jti of chain.from)
-        if (await findRevocation(deps, { jti, tenant: claims.tenant, agentId: '', clientId: '', kid: '', iat: claims.iat })) return inactive
     }
     // RFC 8705 §3.2 / RFC 9449 §6.2: the confirmation goes to whoever checks the token by introspection.
     const cnf = claims.cnf !== null && typeof claims.cnf === 'object' ? (claims.cnf as Record<string, unknown>) : undefined

@@ -33,7 +33,7 @@ import {
 import type { TokenFacts } from '../../../store/deny-list.js'
 import type { Agent, Tenant, TrustedIssuer, UserMapping } from '../../../store/types.js'
 import type { ControlPlaneDeps } from '../../deps.js'
-import { revocationMatches } from '../../revocation/index.js'
+import { findRevocationOfAny } from '../../revocation/index.js'
 import type { IssueRequest } from '../issue.js'
 import { LocalTokenVerifier, type VerifiedOwnToken } from '../local-verify.js'
 import { single, type FormBody } from '../params.js'
@@ -109,8 +109,7 @@ async function refuseRevoked(
     ...agents.map((agentId): TokenFacts => ({ jti: '', tenant, agentId, clientId: '', kid: '', iat })),
     ...from.map((jti): TokenFacts => ({ jti, tenant, agentId: '', clientId: '', kid: '', iat })),
   ]
-  const candidates = await deps.store.revocations.listCovering(facts, deps.clock.now())
-  if (facts.some((f) => candidates.some((r) => revocationMatches(r, f)))) throw new InvalidRequest('a token or an agent of the delegation chain is revoked')
+  if (await findRevocationOfAny(deps, facts)) throw new InvalidRequest('a token or an agent of the delegation chain is revoked')
 }
 
 function scopesOf(t: VerifiedOwnToken): string[] {
