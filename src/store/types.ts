@@ -364,7 +364,7 @@ export interface AuditRepo {
   /**
    * Batches one writer may have in flight at once. More than 1 only where
    * batches are written in the order they were handed over and each checks
-   * `follows` (SQLite's audit thread); 1 elsewhere.
+   * `follows` (SQLite's append thread); 1 elsewhere.
    */
   readonly appendDepth: number
   /** Last event of a chain, or null. */

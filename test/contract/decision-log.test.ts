@@ -5,17 +5,23 @@ import { openPostgresStore, openSqliteStore } from '../../src/store/index.js'
 import { freshPostgresSchema, skipWithoutPostgres } from '../helpers/services.js'
 import { decisionLogContract } from './decision-log.js'
 
-decisionLogContract('sqlite', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'aegis-decisions-'))
-  const store = await openSqliteStore(join(dir, 'aegis.db'))
-  return {
-    store,
-    cleanup: async () => {
-      await store.close()
-      rmSync(dir, { recursive: true, force: true })
-    },
+const sqlite =
+  (opts: { appendThread?: boolean } = {}) =>
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'aegis-decisions-'))
+    const store = await openSqliteStore(join(dir, 'aegis.db'), opts)
+    return {
+      store,
+      cleanup: async () => {
+        await store.close()
+        rmSync(dir, { recursive: true, force: true })
+      },
+    }
   }
-})
+
+decisionLogContract('sqlite', sqlite())
+// Batches written on the store's own connection, as when the append thread cannot start.
+decisionLogContract('sqlite, in place', sqlite({ appendThread: false }))
 
 const pgSkip = await skipWithoutPostgres()
 decisionLogContract(

@@ -29,7 +29,7 @@ async function sqliteHandle(opts: SqliteStoreOptions = {}): Promise<StoreHandle>
 
 storeContract('sqlite', () => sqliteHandle())
 // Audit batches written on the store's own connection, as when the audit thread cannot start.
-storeContract('sqlite, audit in place', () => sqliteHandle({ auditThread: false }))
+storeContract('sqlite, audit in place', () => sqliteHandle({ appendThread: false }))
 
 const pgSkip = await skipWithoutPostgres()
 storeContract(

@@ -11,7 +11,7 @@
  * SQLite's transactions synchronous and PostgreSQL's asynchronous.
  */
 import { Conflict } from '../../errors.js'
-import type { NewAuditEvent } from '../types.js'
+import type { DecisionRecord, NewAuditEvent } from '../types.js'
 import type { Row } from './rows.js'
 
 /** One statement a transaction hands its executor, which answers with the mapped result. */
@@ -69,6 +69,12 @@ export interface Dialect {
   appendAudit(events: readonly NewAuditEvent[], follows?: ChainHead): Promise<number[]>
   /** AuditRepo.appendDepth. */
   readonly auditAppendDepth: () => number
+  /**
+   * Writes a decision-log batch off the event loop where the database has a
+   * way to (SQLite's append thread), else through `inPlace`; resolves how
+   * many records were stored. Absent: always `inPlace`.
+   */
+  readonly appendDecisions?: (records: readonly DecisionRecord[], inPlace: () => Promise<number>) => Promise<number>
   /** How a decision-log query names a kind other than allow (DecisionKindStyle). */
   readonly decisionKinds: DecisionKindStyle
 }

@@ -22,6 +22,7 @@ import type {
   ConsoleLogoutRepo,
   CredentialRepo,
   DecisionQuery,
+  DecisionRecord,
   DecisionRepo,
   GatewayAckRepo,
   KeyRepo,
@@ -384,28 +385,43 @@ function auditRepo(sql: Sql): AuditRepo {
   }
 }
 
-/** Rows per INSERT statement of a decision batch: 23 columns each, well under either database's parameter limit. */
-const DECISION_INSERT_ROWS = 100
+/**
+ * The decision log's multi-row INSERT, in parts (SQLite's append thread
+ * prepares it per row count): rows per statement, 23 columns each, well
+ * under either database's parameter limit; a record already stored (a
+ * retried upload) is skipped.
+ */
+export const DECISION_INSERT = {
+  rowsPerInsert: 100,
+  insertPrefix: `INSERT INTO decisions (${T.decisions.columns.join(', ')}) VALUES `,
+  rowPlaceholders: `(${T.decisions.columns.map(() => '?').join(', ')})`,
+  insertSuffix: ' ON CONFLICT (ts, id) DO NOTHING',
+}
+
+/** The INSERT parameters of records [at, at + n), flattened (a loop, not flatMap: V8's generic flattening cost a tenth of the ingest's CPU). */
+export function decisionParams(records: readonly DecisionRecord[], at: number, n: number): unknown[] {
+  const params: unknown[] = []
+  for (let k = at; k < at + n; k++) for (const v of T.decisions.toParams(records[k]!)) params.push(v)
+  return params
+}
 
 function decisionRepo(sql: Sql): DecisionRepo {
-  const cols = T.decisions.columns
-  const row = `(${cols.map(() => '?').join(', ')})`
-  const insert = (n: number): string =>
-    `INSERT INTO decisions (${cols.join(', ')}) VALUES ${Array.from({ length: n }, () => row).join(', ')} ON CONFLICT (ts, id) DO NOTHING`
+  const { rowsPerInsert, insertPrefix, rowPlaceholders, insertSuffix } = DECISION_INSERT
+  const insert = (n: number): string => `${insertPrefix}${Array.from({ length: n }, () => rowPlaceholders).join(', ')}${insertSuffix}`
+  const inPlace = (records: readonly DecisionRecord[]): Promise<number> =>
+    sql.tx(function* () {
+      let stored = 0
+      for (let i = 0; i < records.length; i += rowsPerInsert) {
+        const n = Math.min(rowsPerInsert, records.length - i)
+        stored += yield* run(insert(n), decisionParams(records, i, n))
+      }
+      return stored
+    })
   return guarded<DecisionRepo>('decision', {
     append: async (records) => {
       if (records.length === 0) return 0
-      return sql.tx(function* () {
-        let stored = 0
-        for (let i = 0; i < records.length; i += DECISION_INSERT_ROWS) {
-          const n = Math.min(DECISION_INSERT_ROWS, records.length - i)
-          // A loop, not flatMap: V8's generic flattening cost a tenth of the control plane's ingest CPU (perf, issue 20).
-          const args: unknown[] = []
-          for (let k = i; k < i + n; k++) for (const v of T.decisions.toParams(records[k]!)) args.push(v)
-          stored += yield* run(insert(n), args)
-        }
-        return stored
-      })
+      const appendDecisions = sql.dialect.appendDecisions
+      return appendDecisions ? appendDecisions(records, () => inPlace(records)) : inPlace(records)
     },
     query: (q) => {
       const { text, args } = decisionQuerySql(q, sql.dialect.decisionKinds)

@@ -11,11 +11,11 @@ import { closeSync, openSync } from 'node:fs'
 import { resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { AUDIT_HEAD_SQL, checkFollows, type ChainHead, type Dialect, type Sql, type Statement, type Step } from '../sql/executor.js'
-import { SqlStore } from '../sql/repositories.js'
+import { DECISION_INSERT, decisionParams, SqlStore } from '../sql/repositories.js'
 import * as T from '../sql/rows.js'
 import { storeError, type Row } from '../sql/rows.js'
-import type { NewAuditEvent, Store } from '../types.js'
-import { AuditThread, type AuditThreadBatch } from './audit-thread.js'
+import type { DecisionRecord, NewAuditEvent, Store } from '../types.js'
+import { AppendThread, type AuditBatch, type DecisionBatch } from './append-thread.js'
 import { startCheckpointer, type Checkpointer } from './checkpointer.js'
 import { settle } from './settle.js'
 import { migrateSqlite } from './migrations.js'
@@ -43,8 +43,8 @@ export class SqliteSql implements Sql {
   readonly dialect: Dialect
   private readonly stmts = new Map<string, Database.Statement>()
   private readonly immediate: (work: () => Step<unknown>) => unknown
-  /** Audit batches go to this thread while it lives (attachAuditThread); every other write then waits for its batches. */
-  private auditThread: AuditThread | null = null
+  /** Audit batches go to this thread while it lives (attachAppendThread); every other write then waits for its batches. */
+  private appendThread: AppendThread | null = null
   /** Set while writes are held (holdWrites): every write and audit batch waits for it, in the order they came. */
   private held: Promise<void> | null = null
 
@@ -63,24 +63,30 @@ export class SqliteSql implements Sql {
       nextRevocationSeq: "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'revocations' RETURNING seq",
       appendAudit: (events, follows) => {
         if (this.held) return this.held.then(() => this.dialect.appendAudit(events, follows))
-        const thread = this.auditThread
+        const thread = this.appendThread
         if (thread?.alive) return thread.append(auditBatch(events, follows))
         return this.write(() => appendInPlace(events, follows))
       },
       // Two: one batch written while the next is built and sent.
-      auditAppendDepth: () => (this.auditThread?.alive ? 2 : 1),
+      auditAppendDepth: () => (this.appendThread?.alive ? 2 : 1),
+      appendDecisions: (records, inPlace) => {
+        if (this.held) return this.held.then(() => this.dialect.appendDecisions!(records, inPlace))
+        const thread = this.appendThread
+        if (thread?.alive) return thread.appendDecisions(decisionBatch(records))
+        return inPlace()
+      },
       decisionKinds: 'term',
     }
   }
 
   /** From now on audit batches are written on `thread` (SqliteStore.startThreads). */
-  attachAuditThread(thread: AuditThread): void {
-    this.auditThread = thread
+  attachAppendThread(thread: AppendThread): void {
+    this.appendThread = thread
   }
 
   one<R>(text: string, args: readonly unknown[], map: (r: Row) => R): Promise<R | null> {
     const run = () => this.exec({ kind: 'one', text, args, map }) as R | null
-    // Reads never wait (WAL): only a statement that may write (UPDATE … RETURNING) waits for the audit thread's batches.
+    // Reads never wait (WAL): only a statement that may write (UPDATE … RETURNING) waits for the append thread's batches.
     return text.startsWith('SELECT') ? settle(run) : this.write(run)
   }
 
@@ -97,10 +103,10 @@ export class SqliteSql implements Sql {
     return this.write(() => this.immediate(work) as T)
   }
 
-  /** A write on this connection (or a checkpoint), after the audit thread's batches in flight, which hold the write lock. */
+  /** A write on this connection (or a checkpoint), after the append thread's batches in flight, which hold the write lock. */
   write<R>(fn: () => R): Promise<R> {
     if (this.held) return this.held.then(() => this.write(fn))
-    const thread = this.auditThread
+    const thread = this.appendThread
     return thread?.alive && thread.pending > 0 ? thread.exclusive(fn) : settle(fn)
   }
 
@@ -119,7 +125,7 @@ export class SqliteSql implements Sql {
     })
     try {
       // A batch handed over while this waited was already past the hold: it lands first.
-      const thread = this.auditThread
+      const thread = this.appendThread
       if (thread?.alive && thread.pending > 0) await thread.exclusive(() => undefined)
       await during()
     } finally {
@@ -165,7 +171,7 @@ export class SqliteSql implements Sql {
   }
 
   /**
-   * Audit batches on this connection (no audit thread: in-memory
+   * Audit batches on this connection (no append thread: in-memory
    * databases, or the thread failed): one multi-row INSERT (its own
    * transaction), or, past AUDIT_ROWS_PER_INSERT rows or with a `follows`
    * check, INSERTs of up to AUDIT_ROWS_PER_INSERT rows in one transaction
@@ -216,20 +222,25 @@ function auditParams(events: readonly NewAuditEvent[], at: number, n: number): u
   return params
 }
 
-/** A batch in the audit thread's form: the rows' parameters flattened. */
-function auditBatch(events: readonly NewAuditEvent[], follows: ChainHead | undefined): AuditThreadBatch {
+/** A batch in the append thread's form: the rows' parameters flattened. */
+function auditBatch(events: readonly NewAuditEvent[], follows: ChainHead | undefined): AuditBatch {
   const params = auditParams(events, 0, events.length)
-  return { chainId: events[0]!.chainId, rows: events.length, width: T.auditEvents.columns.length, params, ...(follows ? { follows } : {}) }
+  return { kind: 'audit', chainId: events[0]!.chainId, rows: events.length, width: T.auditEvents.columns.length, params, ...(follows ? { follows } : {}) }
+}
+
+/** A decision-log batch in the append thread's form: the records' parameters flattened. */
+function decisionBatch(records: readonly DecisionRecord[]): DecisionBatch {
+  return { kind: 'decisions', rows: records.length, width: T.decisions.columns.length, params: decisionParams(records, 0, records.length) }
 }
 
 /** Options of {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
   /** How long a writer waits for another process's write lock (ms). Default 5000. */
   busyTimeoutMs?: number
-  /** Write audit batches on their own thread (audit-thread.ts). Default true; in-memory databases never do. */
-  auditThread?: boolean
+  /** Write audit batches on their own thread (append-thread.ts). Default true; in-memory databases never do. */
+  appendThread?: boolean
   /**
-   * Start the checkpoint and audit threads at all. Default true. False for
+   * Start the checkpoint and append threads at all. Default true. False for
    * a short-lived command (the CLI): each thread costs about 20 ms to start,
    * and the last connection to close folds the WAL back anyway.
    */
@@ -289,7 +300,7 @@ export class SqliteStore extends SqlStore {
   private closed = false
   private checkpointTimer: NodeJS.Timeout | null = null
   private checkpointer: Checkpointer | null = null
-  private auditThread: AuditThread | null = null
+  private appendThread: AppendThread | null = null
   /** A finishing checkpoint is under way (finishCheckpoint). */
   private finishing = false
   private readonly path: string | null
@@ -324,7 +335,7 @@ export class SqliteStore extends SqlStore {
    * Starts the threads of a file database: WAL checkpoints every 50 ms
    * (small, frequent ones; see openDatabase) on a worker thread with its own
    * connection, or, if that cannot start, from a timer on this thread; and
-   * the audit thread (audit-thread.ts) unless `opts.auditThread` is false
+   * the append thread (append-thread.ts) unless `opts.appendThread` is false
    * or it cannot start (then audit batches are written in place).
    */
   async startThreads(): Promise<void> {
@@ -339,17 +350,18 @@ export class SqliteStore extends SqlStore {
       this.checkpointTimer = setInterval(() => void this.finishCheckpoint(), CHECKPOINT_INTERVAL_MS)
       this.checkpointTimer.unref()
     }
-    if (this.opts.auditThread === false) return
+    if (this.opts.appendThread === false) return
     try {
-      this.auditThread = await AuditThread.start({
+      this.appendThread = await AppendThread.start({
         path: this.path,
         busyTimeoutMs: Math.max(0, Math.floor(this.opts.busyTimeoutMs ?? 5000)),
         insertPrefix: AUDIT_INSERT_PREFIX,
         rowPlaceholders: AUDIT_ROW_PLACEHOLDERS,
         rowsPerInsert: AUDIT_ROWS_PER_INSERT,
         headSql: AUDIT_HEAD_SQL,
+        decisions: DECISION_INSERT,
       })
-      this.sql.attachAuditThread(this.auditThread)
+      this.sql.attachAppendThread(this.appendThread)
     } catch {
       /* audit batches stay on this connection */
     }
@@ -390,9 +402,9 @@ export class SqliteStore extends SqlStore {
       })
   }
 
-  /** True when audit batches are written on the audit thread (tests). */
-  get auditOffThread(): boolean {
-    return this.auditThread?.alive ?? false
+  /** True when audit batches are written on the append thread (tests). */
+  get appendOffThread(): boolean {
+    return this.appendThread?.alive ?? false
   }
 
   /** True when checkpoints run on the worker thread (tests). */
@@ -404,9 +416,9 @@ export class SqliteStore extends SqlStore {
     if (this.closed) return
     this.closed = true
     if (this.checkpointTimer) clearInterval(this.checkpointTimer)
-    // The threads' connections close first (the audit thread's after its last batch), so this one is the last and
+    // The threads' connections close first (the append thread's after its last batch), so this one is the last and
     // SQLite folds the WAL back on close.
-    if (this.auditThread) await this.auditThread.close().catch(() => {})
+    if (this.appendThread) await this.appendThread.close().catch(() => {})
     if (this.checkpointer) await this.checkpointer.close().catch(() => {})
     this.sql.clear()
     try {

@@ -47,7 +47,7 @@ function row(seq: number, prevHash: string, type = 'token.issued'): NewAuditEven
 
 test('SQLite audit batches are written on their own thread in the order handed over; one that follows a failed batch fails too', async (t) => {
   const { store, path } = await fileStore(t)
-  assert.equal((store as SqliteStore).auditOffThread, true)
+  assert.equal((store as SqliteStore).appendOffThread, true)
   assert.equal(store.audit.appendDepth, 2)
   await store.audit.append([row(1, GENESIS_HASH)], { follows: { seq: 0, hash: GENESIS_HASH } })
   refuseBoom(path)
@@ -146,7 +146,7 @@ test('the audit writer keeps two batches in flight on SQLite: under bursts with 
   assert.equal(report.ok, true, JSON.stringify(report.firstBad))
 })
 
-test('when the audit thread dies, batches in flight fail with 503 and later ones are written in place on a whole chain', async (t) => {
+test('when the append thread dies, batches in flight fail with 503 and later ones are written in place on a whole chain', async (t) => {
   const { store, defer } = await fileStore(t)
   const clock = manualClock()
   const keys = await createKeyManager({ config: testConfig(), store, clock, logger, metrics: new Metrics() })
@@ -155,7 +155,7 @@ test('when the audit thread dies, batches in flight fail with 503 and later ones
   defer(() => audit.close())
   await audit.append({ type: 'token.issued', data: { n: 1 } })
   // The thread is private to the store; reached here only to stop it as a crash would.
-  const thread = (store as unknown as { auditThread: { worker: { terminate(): Promise<number> } } }).auditThread
+  const thread = (store as unknown as { appendThread: { worker: { terminate(): Promise<number> } } }).appendThread
   const inFlight = audit.append({ type: 'token.issued', data: { n: 2 } })
   await new Promise((r) => setImmediate(r))
   await thread.worker.terminate()
@@ -164,7 +164,7 @@ test('when the audit thread dies, batches in flight fail with 503 and later ones
     (err: AegisError) => err.status,
   )
   assert.ok(second === 'written' || second === 503, String(second))
-  assert.equal((store as SqliteStore).auditOffThread, false)
+  assert.equal((store as SqliteStore).appendOffThread, false)
   assert.equal(store.audit.appendDepth, 1)
   await Promise.all([3, 4, 5].map((n) => audit.append({ type: 'token.issued', data: { n } })))
   const ns = (await store.audit.chain('cp-dies', 0, 10)).map((e) => e.data.n)

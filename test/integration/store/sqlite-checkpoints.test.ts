@@ -107,7 +107,7 @@ test('the checkpoint that lets the WAL restart runs on the worker while writes w
   const path = join(dir, 'a.db')
   const store = (await openSqliteStore(path)) as unknown as SqliteStore & Awaited<ReturnType<typeof openSqliteStore>>
   t.after(() => store.close())
-  assert.equal(store.auditOffThread, true)
+  assert.equal(store.appendOffThread, true)
   await store.tenants.create({ id: 'acme', name: 'Acme', requireAttestation: false, createdAt: 1 })
   await store.audit.append(Array.from({ length: 50 }, (_, j) => event(j + 1)))
   const walSeq = (): number => {
@@ -157,7 +157,7 @@ test("a short-lived store (the CLI's) starts neither thread; its writes land and
   const path = join(dir, 'a.db')
   const store = (await openSqliteStore(path, { threads: false })) as unknown as SqliteStore & Awaited<ReturnType<typeof openSqliteStore>>
   assert.equal(store.checkpointsOffThread, false)
-  assert.equal(store.auditOffThread, false)
+  assert.equal(store.appendOffThread, false)
   await store.audit.append(Array.from({ length: 20 }, (_, j) => event(j + 1)))
   await store.close()
   assert.equal(existsSync(`${path}-wal`), false)
