@@ -118,7 +118,7 @@ class ChainWriter implements ChainAuditWriter {
 
   /**
    * Sends what is queued while the store takes another batch
-   * (`store.audit.appendDepth`: two on SQLite's audit thread, where each
+   * (`store.audit.appendDepth`: two on SQLite's append thread, where each
    * batch checks that it `follows` the head its predecessor left, so one
    * chained on a failed batch fails too; one elsewhere).
    */
