@@ -220,7 +220,8 @@ export class DecisionLogUploader implements DecisionSink {
    * of an upload's round trip is only the send: one upload at a time keeps up with a faster gateway.
    */
   private async pump(): Promise<void> {
-    if (this.busy) return
+    // Once closed, close() alone sends what is left: a second sender would take its batches from under it.
+    if (this.busy || this.closed) return
     this.busy = true
     try {
       for (;;) {

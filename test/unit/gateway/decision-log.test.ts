@@ -203,4 +203,19 @@ describe('DecisionLogUploader', () => {
       await u.close()
     }
   })
+
+  test('closing right after a full batch was recorded sends every record once: close() alone sends what is left', async () => {
+    uploads.length = 0
+    const registry = new Registry()
+    const u = new DecisionLogUploader(target, 'gw-t', silentLogger(), registry, { bufferSize: 100, batchSize: 2, flushIntervalMs: 60_000 })
+    for (let i = 0; i < 6; i++) u.record(event({ jti: `close-${i}` }))
+    // Before the upload the full buffer scheduled has started.
+    await u.close()
+    assert.equal(await counter(registry, 'aegis_decision_log_uploaded_total'), 6)
+    assert.equal(await counter(registry, 'aegis_decision_log_dropped_total'), 0)
+    assert.deepEqual(
+      uploads.flatMap((up) => up.body.records.map((r) => r.jti)),
+      Array.from({ length: 6 }, (_, i) => `close-${i}`),
+    )
+  })
 })
