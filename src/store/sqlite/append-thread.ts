@@ -61,7 +61,8 @@ const append = db.transaction((m) => {
 })
 const d = workerData.decisions
 const decisionInserts = []
-const decisionInsertOf = (rows) => decisionInserts[rows] ??= db.prepare(d.insertPrefix + Array.from({ length: rows }, () => d.rowPlaceholders).join(', ') + d.insertSuffix)
+const decisionInsertOf = (rows) =>
+  decisionInserts[rows] ??= db.prepare(d.insertPrefix + Array.from({ length: rows }, () => d.rowPlaceholders).join(', ') + d.insertSuffix)
 const appendDecisions = db.transaction((m) => {
   let stored = 0
   for (let at = 0; at < m.rows; at += d.rowsPerInsert) {

@@ -46,7 +46,7 @@ function records(count: number): DecisionRecord[] {
   })
 }
 
-test('SQLite decision batches go to the append thread, in order with the owner writes; a retried one is stored once; with the thread gone, in place', async (t) => {
+test('SQLite decision batches go to the append thread, in order with owner writes; a retried one stored once; with the thread gone, in place', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'aegis-decision-thread-'))
   const store = (await openSqliteStore(join(dir, 'aegis.db'))) as SqliteStore
   t.after(async () => {
