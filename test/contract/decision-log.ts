@@ -11,7 +11,8 @@ import type { StoreHandle } from './store.js'
 const T0 = 1_700_000_000_000
 
 let n = 0
-function record(over: Partial<DecisionRecord> = {}): DecisionRecord {
+/** A decision record with a fresh id and time (`over` replaces fields); shared with the SQLite append-thread test. */
+export function record(over: Partial<DecisionRecord> = {}): DecisionRecord {
   n++
   return {
     id: n.toString(16).padStart(32, '0'),

@@ -13,37 +13,10 @@ import type Database from 'better-sqlite3'
 import { openSqliteStore } from '../../../src/store/sqlite/index.js'
 import type { SqliteStore } from '../../../src/store/sqlite/store.js'
 import type { DecisionRecord } from '../../../src/store/types.js'
+import { record } from '../../contract/decision-log.js'
 
-let n = 0
 function records(count: number): DecisionRecord[] {
-  return Array.from({ length: count }, () => {
-    n++
-    return {
-      id: n.toString(16).padStart(32, '0'),
-      ts: 1_700_000_000_000 + n,
-      receivedAt: 1_700_000_100_000,
-      gatewayId: 'gw-1',
-      type: 'decision',
-      mode: 'authorize',
-      tenant: 'acme',
-      agentId: 'bot',
-      clientId: 'cl_bot',
-      jti: `jti-${n}`,
-      tool: 'crm.read',
-      resource: null,
-      decision: n % 10 === 0 ? 'deny' : 'allow',
-      enforced: true,
-      reasons: [],
-      policyVersion: 'v1',
-      policyIds: ['policy0'],
-      risk: 'normal',
-      degraded: null,
-      error: null,
-      latencyMs: 0.25,
-      traceId: null,
-      params: { q: 'acme' },
-    }
-  })
+  return Array.from({ length: count }, (_, i) => record({ decision: i % 10 === 0 ? 'deny' : 'allow' }))
 }
 
 test('SQLite decision batches go to the append thread, in order with owner writes; a retried one stored once; with the thread gone, in place', async (t) => {
