@@ -43,7 +43,7 @@ export class SqliteSql implements Sql {
   readonly dialect: Dialect
   private readonly stmts = new Map<string, Database.Statement>()
   private readonly immediate: (work: () => Step<unknown>) => unknown
-  /** Audit batches go to this thread while it lives (attachAppendThread); every other write then waits for its batches. */
+  /** Audit and decision-log batches go to this thread while it lives (attachAppendThread); every other write then waits for its batches. */
   private appendThread: AppendThread | null = null
   /** Set while writes are held (holdWrites): every write and audit batch waits for it, in the order they came. */
   private held: Promise<void> | null = null
@@ -79,7 +79,7 @@ export class SqliteSql implements Sql {
     }
   }
 
-  /** From now on audit batches are written on `thread` (SqliteStore.startThreads). */
+  /** From now on audit and decision-log batches are written on `thread` (SqliteStore.startThreads). */
   attachAppendThread(thread: AppendThread): void {
     this.appendThread = thread
   }
@@ -237,7 +237,7 @@ function decisionBatch(records: readonly DecisionRecord[]): DecisionBatch {
 export interface SqliteStoreOptions {
   /** How long a writer waits for another process's write lock (ms). Default 5000. */
   busyTimeoutMs?: number
-  /** Write audit batches on their own thread (append-thread.ts). Default true; in-memory databases never do. */
+  /** Write audit and decision-log batches on their own thread (append-thread.ts). Default true; in-memory databases never do. */
   appendThread?: boolean
   /**
    * Start the checkpoint and append threads at all. Default true. False for
@@ -336,7 +336,7 @@ export class SqliteStore extends SqlStore {
    * (small, frequent ones; see openDatabase) on a worker thread with its own
    * connection, or, if that cannot start, from a timer on this thread; and
    * the append thread (append-thread.ts) unless `opts.appendThread` is false
-   * or it cannot start (then audit batches are written in place).
+   * or it cannot start (then audit and decision-log batches are written in place).
    */
   async startThreads(): Promise<void> {
     if (this.path === null || this.checkpointer !== null || this.checkpointTimer !== null) return
@@ -402,7 +402,7 @@ export class SqliteStore extends SqlStore {
       })
   }
 
-  /** True when audit batches are written on the append thread (tests). */
+  /** True when audit and decision-log batches are written on the append thread (tests). */
   get appendOffThread(): boolean {
     return this.appendThread?.alive ?? false
   }
