@@ -510,6 +510,8 @@ export interface PolicyRepo {
   list(tenant: string): Promise<PolicyBundle[]>
   /** The active bundle of every tenant. */
   listActive(): Promise<PolicyBundle[]>
+  /** Every tenant's candidate bundles, by tenant, then oldest first as `list` orders them (the feed carries a tenant's first). */
+  listCandidates(): Promise<PolicyBundle[]>
   /** Makes `id` the tenant's only active bundle (atomic). */
   activate(tenant: string, id: string, at: number): Promise<PolicyBundle>
   update(tenant: string, id: string, patch: Partial<Pick<PolicyBundle, 'status' | 'mode' | 'reviewedAt'>>): Promise<PolicyBundle>

@@ -789,6 +789,23 @@ export function storeContract(name: string, create: () => Promise<StoreHandle>, 
         await rejectsWith(s.policies.activate('beta', 'p1', T0), NotFound)
       }))
 
+    test("policies.listCandidates: every tenant's candidates, by tenant then oldest first, none active or inactive", () =>
+      withStore(async (s) => {
+        await s.policies.create(policy('a1', 'acme', 'v1', { status: 'candidate', createdAt: T0 + 5 }))
+        await s.policies.create(policy('a2', 'acme', 'v2', { status: 'candidate', createdAt: T0 + 2 }))
+        await s.policies.create(policy('a3', 'acme', 'v3', { createdAt: T0 + 1 }))
+        await s.policies.create(policy('b1', 'beta', 'v1', { status: 'candidate', createdAt: T0 + 9 }))
+        await s.policies.create(policy('b2', 'beta', 'v2', { createdAt: T0 + 3 }))
+        await s.policies.activate('beta', 'b2', T0 + 4)
+        assert.deepEqual(
+          (await s.policies.listCandidates()).map((p) => `${p.tenant}/${p.id}`),
+          ['acme/a2', 'acme/a1', 'beta/b1'],
+        )
+        assert.deepEqual((await s.policies.listCandidates())[0], await s.policies.get('acme', 'a2'))
+        // The same first candidate as a tenant's list finds.
+        assert.equal((await s.policies.list('acme')).find((p) => p.status === 'candidate')?.id, 'a2')
+      }))
+
     test('policies.activate leaves exactly one active bundle per tenant, even when racing', () =>
       withStore(async (s, h) => {
         for (let i = 1; i <= 6; i++) await s.policies.create(policy(`p${i}`, 'acme', `v${i}`, { createdAt: T0 + i }))

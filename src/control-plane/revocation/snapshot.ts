@@ -1,6 +1,6 @@
 import type { FeedLog } from '../feed/log.js'
 import { agentTuple, revocationTuple, type AgentState, type FeedSnapshot, type FeedSummary, type KeysState, type PolicyState } from '../feed/events.js'
-import type { Revocation } from '../../store/types.js'
+import type { PolicyBundle, Revocation } from '../../store/types.js'
 import type { ControlPlaneDeps } from '../deps.js'
 
 /** Entries per snapshot page: about 180 KB of revocations or 100 KB of agents. */
@@ -41,14 +41,19 @@ export async function readFeedSnapshot(
 ): Promise<{ seq: number; revocations: number; agents: number }> {
   const now = deps.clock.now()
   const lastSeq = await deps.store.revocations.lastSeq()
-  const [tenants, active] = await Promise.all([deps.store.tenants.list(), deps.store.policies.listActive()])
+  const [tenants, active, candidates] = await Promise.all([
+    deps.store.tenants.list(),
+    deps.store.policies.listActive(),
+    deps.store.policies.listCandidates(),
+  ])
   const policies: PolicyState[] = []
   const activeByTenant = new Map(active.map((b) => [b.tenant, b]))
+  const candidateByTenant = new Map<string, PolicyBundle>()
+  // A tenant's oldest candidate, as its bundle list finds it first.
+  for (const b of candidates) if (!candidateByTenant.has(b.tenant)) candidateByTenant.set(b.tenant, b)
   for (const t of tenants) {
     const a = activeByTenant.get(t.id)
-    // Candidates are rare; only tenants that have bundles at all are listed.
-    const bundles = await deps.store.policies.list(t.id)
-    const c = bundles.find((b) => b.status === 'candidate')
+    const c = candidateByTenant.get(t.id)
     if (!a && !c) continue
     policies.push({
       tenant: t.id,

@@ -437,5 +437,16 @@ CREATE INDEX IF NOT EXISTS decisions_tool_kind ON decisions (tool, decision, ts,
 CREATE INDEX IF NOT EXISTS revocations_agent ON revocations (tenant, agent_id) WHERE agent_id IS NOT NULL;
 `,
     },
+    {
+      version: 14,
+      name: 'policy_bundles_candidate',
+      sql: `
+-- The feed snapshot and summary carry each tenant's candidate bundle: they
+-- read them in one statement through this index (candidates are few),
+-- instead of every bundle of every tenant, one statement per tenant, at
+-- each gateway's periodic check.
+CREATE INDEX IF NOT EXISTS policy_bundles_candidate ON policy_bundles (tenant, created_at, id) WHERE status = 'candidate';
+`,
+    },
   ]
 }

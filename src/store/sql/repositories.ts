@@ -489,6 +489,8 @@ function policyRepo(sql: Sql): PolicyRepo {
     get: (tenant, id) => sql.one(byKey, [tenant, id], T.policies.fromRow),
     list: (tenant) => sql.all('SELECT * FROM policy_bundles WHERE tenant = ? ORDER BY created_at, id', [tenant], T.policies.fromRow),
     listActive: () => sql.all("SELECT * FROM policy_bundles WHERE status = 'active' ORDER BY tenant", [], T.policies.fromRow),
+    // The status as a literal: both planners then use the partial index of migration 14.
+    listCandidates: () => sql.all("SELECT * FROM policy_bundles WHERE status = 'candidate' ORDER BY tenant, created_at, id", [], T.policies.fromRow),
     activate: (tenant, id, at) =>
       sql.tx(function* () {
         // Per-tenant lock first: each statement after it sees the other activation's result.
