@@ -41,11 +41,7 @@ export async function readFeedSnapshot(
 ): Promise<{ seq: number; revocations: number; agents: number }> {
   const now = deps.clock.now()
   const lastSeq = await deps.store.revocations.lastSeq()
-  const [tenants, active, candidates] = await Promise.all([
-    deps.store.tenants.list(),
-    deps.store.policies.listActive(),
-    deps.store.policies.listCandidates(),
-  ])
+  const [tenants, active, candidates] = await Promise.all([deps.store.tenants.list(), deps.store.policies.listActive(), deps.store.policies.listCandidates()])
   const policies: PolicyState[] = []
   const activeByTenant = new Map(active.map((b) => [b.tenant, b]))
   const candidateByTenant = new Map<string, PolicyBundle>()
