@@ -82,8 +82,8 @@ export async function readFeedSnapshot(
   return { seq, revocations, agents }
 }
 
-/** The whole snapshot in one object (`GET /admin/v1/feed/snapshot`, the unpaged SSE stream). */
-export async function buildFeedSnapshot(deps: ControlPlaneDeps): Promise<FeedSnapshot> {
+/** The snapshot read into memory; without its revocations when `withRevocations` is false (a summary). */
+async function collectFeedSnapshot(deps: ControlPlaneDeps, withRevocations: boolean) {
   let begin: SnapshotBegin | undefined
   const revocations: Revocation[] = []
   const agents: AgentState[] = []
@@ -91,14 +91,24 @@ export async function buildFeedSnapshot(deps: ControlPlaneDeps): Promise<FeedSna
     begin: (b) => {
       begin = b
     },
-    revocations: (p) => {
-      for (const r of p) revocations.push(r)
-    },
+    ...(withRevocations
+      ? {
+          revocations: (p: Revocation[]) => {
+            for (const r of p) revocations.push(r)
+          },
+        }
+      : {}),
     agents: (p) => {
       for (const a of p) agents.push(a)
     },
   })
-  return { seq, revocations, agents, policies: begin!.policies, generatedAt: begin!.generatedAt, ...(begin!.keys ? { keys: begin!.keys } : {}) }
+  return { seq, revocations, agents, begin: begin! }
+}
+
+/** The whole snapshot in one object (`GET /admin/v1/feed/snapshot`, the unpaged SSE stream). */
+export async function buildFeedSnapshot(deps: ControlPlaneDeps): Promise<FeedSnapshot> {
+  const { seq, revocations, agents, begin } = await collectFeedSnapshot(deps, true)
+  return { seq, revocations, agents, policies: begin.policies, generatedAt: begin.generatedAt, ...(begin.keys ? { keys: begin.keys } : {}) }
 }
 
 /**
@@ -107,17 +117,8 @@ export async function buildFeedSnapshot(deps: ControlPlaneDeps): Promise<FeedSna
  * sent and parsed them all only to compare one seq.
  */
 export async function buildFeedSummary(deps: ControlPlaneDeps): Promise<FeedSummary> {
-  let begin: SnapshotBegin | undefined
-  const agents: AgentState[] = []
-  const { seq } = await readFeedSnapshot(deps, {
-    begin: (b) => {
-      begin = b
-    },
-    agents: (p) => {
-      for (const a of p) agents.push(a)
-    },
-  })
-  return { seq, agents, policies: begin!.policies, generatedAt: begin!.generatedAt }
+  const { seq, agents, begin } = await collectFeedSnapshot(deps, false)
+  return { seq, agents, policies: begin.policies, generatedAt: begin.generatedAt }
 }
 
 /** The published kids and the signing one, as the `keys` feed event carries them. */

@@ -25,6 +25,17 @@ import type {
 /** A result row as either driver returns it. */
 export type Row = Record<string, unknown>
 
+/**
+ * The INSERT parameters of rows [at, at + n) of `table`, flattened for a
+ * multi-row INSERT (a loop, not flatMap: V8's generic flattening cost a
+ * tenth of the decision log's ingest CPU).
+ */
+export function flatParams<T>(table: Table<T>, rows: readonly T[], at: number, n: number): unknown[] {
+  const params: unknown[] = []
+  for (let k = at; k < at + n; k++) for (const v of table.toParams(rows[k]!)) params.push(v)
+  return params
+}
+
 /** One entity's column list (insert order) and its two mappings. */
 export interface Table<T> {
   table: string

@@ -11,7 +11,7 @@ import { closeSync, openSync } from 'node:fs'
 import { resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { AUDIT_HEAD_SQL, checkFollows, type ChainHead, type Dialect, type Sql, type Statement, type Step } from '../sql/executor.js'
-import { DECISION_INSERT, decisionParams, SqlStore } from '../sql/repositories.js'
+import { DECISION_INSERT, SqlStore } from '../sql/repositories.js'
 import * as T from '../sql/rows.js'
 import { storeError, type Row } from '../sql/rows.js'
 import type { DecisionRecord, NewAuditEvent, Store } from '../types.js'
@@ -61,22 +61,26 @@ export class SqliteSql implements Sql {
       // AUTOINCREMENT keeps the highest seq ever assigned in sqlite_sequence, even after a purge.
       lastRevocationSeq: "SELECT seq FROM sqlite_sequence WHERE name = 'revocations'",
       nextRevocationSeq: "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'revocations' RETURNING seq",
-      appendAudit: (events, follows) => {
-        if (this.held) return this.held.then(() => this.dialect.appendAudit(events, follows))
-        const thread = this.appendThread
-        if (thread?.alive) return thread.append(auditBatch(events, follows))
-        return this.write(() => appendInPlace(events, follows))
-      },
+      appendAudit: (events, follows) =>
+        this.offLoop(
+          (thread) => thread.append(auditBatch(events, follows)),
+          () => this.write(() => appendInPlace(events, follows)),
+        ),
       // Two: one batch written while the next is built and sent.
       auditAppendDepth: () => (this.appendThread?.alive ? 2 : 1),
-      appendDecisions: (records, inPlace) => {
-        if (this.held) return this.held.then(() => this.dialect.appendDecisions!(records, inPlace))
-        const thread = this.appendThread
-        if (thread?.alive) return thread.appendDecisions(decisionBatch(records))
-        return inPlace()
-      },
+      appendDecisions: (records, inPlace) => this.offLoop((thread) => thread.appendDecisions(decisionBatch(records)), inPlace),
       decisionKinds: 'term',
     }
+  }
+
+  /**
+   * A batch for the append thread: after a hold (holdWrites), on the thread
+   * while it lives, else `inPlace` on this connection.
+   */
+  private offLoop<R>(onThread: (thread: AppendThread) => Promise<R>, inPlace: () => Promise<R>): Promise<R> {
+    if (this.held) return this.held.then(() => this.offLoop(onThread, inPlace))
+    const thread = this.appendThread
+    return thread?.alive ? onThread(thread) : inPlace()
   }
 
   /** From now on audit and decision-log batches are written on `thread` (SqliteStore.startThreads). */
@@ -190,7 +194,7 @@ export class SqliteSql implements Sql {
     }
     // One INSERT of rows [at, at + n): their ids, written into `ids` (AUTOINCREMENT hands one INSERT's rows consecutive ids).
     const insertRows = (events: readonly NewAuditEvent[], at: number, n: number, ids: number[]): void => {
-      const last = Number(insertOf(n).run(auditParams(events, at, n)).lastInsertRowid)
+      const last = Number(insertOf(n).run(T.flatParams(T.auditEvents, events, at, n)).lastInsertRowid)
       for (let i = 0; i < n; i++) ids[at + i] = last - n + 1 + i
     }
     const appendTx = this.db.transaction((events: readonly NewAuditEvent[], follows: ChainHead | undefined): number[] => {
@@ -213,24 +217,15 @@ export class SqliteSql implements Sql {
 const AUDIT_INSERT_PREFIX = `INSERT INTO ${T.auditEvents.table} (${T.auditEvents.columns.join(', ')}) VALUES `
 const AUDIT_ROW_PLACEHOLDERS = `(${T.auditEvents.columns.map(() => '?').join(', ')})`
 
-/** The INSERT parameters of rows [at, at + n), flattened. */
-function auditParams(events: readonly NewAuditEvent[], at: number, n: number): unknown[] {
-  const params: unknown[] = []
-  for (let i = at; i < at + n; i++) {
-    for (const v of T.auditEvents.toParams(events[i]!)) params.push(v)
-  }
-  return params
-}
-
 /** A batch in the append thread's form: the rows' parameters flattened. */
 function auditBatch(events: readonly NewAuditEvent[], follows: ChainHead | undefined): AuditBatch {
-  const params = auditParams(events, 0, events.length)
+  const params = T.flatParams(T.auditEvents, events, 0, events.length)
   return { kind: 'audit', chainId: events[0]!.chainId, rows: events.length, width: T.auditEvents.columns.length, params, ...(follows ? { follows } : {}) }
 }
 
 /** A decision-log batch in the append thread's form: the records' parameters flattened. */
 function decisionBatch(records: readonly DecisionRecord[]): DecisionBatch {
-  return { kind: 'decisions', rows: records.length, width: T.decisions.columns.length, params: decisionParams(records, 0, records.length) }
+  return { kind: 'decisions', rows: records.length, width: T.decisions.columns.length, params: T.flatParams(T.decisions, records, 0, records.length) }
 }
 
 /** Options of {@link openSqliteStore}. */
