@@ -102,10 +102,10 @@ test('GET /admin/v1/revocations?tenant=&agent_id= lists only the entries naming 
   assert.equal(elsewhere.status, 403, elsewhere.text)
   assert.equal(elsewhere.body.error, 'forbidden')
 
-  const bad = ['agent_id=r', 'tenant=acme&agent_id=', 'tenant=bad%20tenant', `tenant=acme&agent_id=${'x'.repeat(65)}`]
+  const refused = ['agent_id=r', 'tenant=acme&agent_id=', 'tenant=bad%20tenant', `tenant=acme&agent_id=${'x'.repeat(65)}`]
   // A repeated parameter is refused, not read as a list or as its first value.
-  bad.push('tenant=acme&tenant=other', 'tenant=acme&agent_id=r&agent_id=s')
-  for (const q of bad) {
+  refused.push('tenant=acme&tenant=other', 'tenant=acme&agent_id=r&agent_id=s')
+  for (const q of refused) {
     const bad = await admin(h, h.adminToken, 'GET', `/revocations?${q}`)
     assert.equal(bad.status, 400, `${q}: ${bad.text}`)
     assert.equal(bad.body.error, 'invalid_request')
