@@ -146,7 +146,7 @@ test('the audit writer keeps two batches in flight on SQLite: under bursts with 
   assert.equal(report.ok, true, JSON.stringify(report.firstBad))
 })
 
-test('when the append thread dies, batches in flight fail with 503 and later ones are written in place on a whole chain', async (t) => {
+test('when the append thread dies, batches in flight fail with 503 (written or not) and later ones are written in place on a whole chain', async (t) => {
   const { store, defer } = await fileStore(t)
   const clock = manualClock()
   const keys = await createKeyManager({ config: testConfig(), store, clock, logger, metrics: new Metrics() })
@@ -168,7 +168,10 @@ test('when the append thread dies, batches in flight fail with 503 and later one
   assert.equal(store.audit.appendDepth, 1)
   await Promise.all([3, 4, 5].map((n) => audit.append({ type: 'token.issued', data: { n } })))
   const ns = (await store.audit.chain('cp-dies', 0, 10)).map((e) => e.data.n)
-  assert.deepEqual(ns, second === 'written' ? [1, 2, 3, 4, 5] : [1, 3, 4, 5])
+  // A 503 means the outcome is unknown, as with a crash after a commit: the thread may have committed the batch
+  // and died before its answer came back (seen on Node 24). Either way the writer went on from the stored head.
+  if (second === 'written') assert.deepEqual(ns, [1, 2, 3, 4, 5])
+  else assert.ok([[1, 3, 4, 5].join(), [1, 2, 3, 4, 5].join()].includes(ns.join()), ns.join())
   await audit.close()
   assert.equal((await verifyAuditStore(store)).ok, true)
 })
