@@ -140,24 +140,22 @@ export interface AuditCheckpoint {
 }
 
 /**
- * A page of audit events. Without `since` the page is in id order (commit
- * order) and continues from `cursor`; with `since` it is in (ts, id) order,
- * since ts is each writer's own clock and no range of the id order, and
- * continues from `after`.
+ * A page of audit events, in id order (commit order), continuing from
+ * `cursor`. With `since`, only the events whose ts (their writer's clock) is
+ * at or after it: each appears exactly once across the pages, wherever its
+ * writer's clock put it among the others.
  */
 export interface AuditQuery {
   type?: string
   tenant?: string
-  /** Epoch ms, inclusive: the page is in (ts, id) order. */
+  /** Epoch ms, inclusive. */
   since?: number
   /** Exact actor, e.g. `agent:acme/billing-bot` (an agent's token issuances). */
   actor?: string
   /** `asc` (default): oldest first, after the cursor; `desc`: newest first, before it. */
   order?: 'asc' | 'desc'
-  /** Without `since`: the id where the previous page ended (see `order`). */
+  /** The id where the previous page ended (see `order`). */
   cursor?: number
-  /** With `since`: the (ts, id) of the previous page's last event (see `order`). */
-  after?: { ts: number; id: number }
   limit: number
 }
 

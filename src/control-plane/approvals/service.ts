@@ -371,19 +371,18 @@ export class ApprovalService {
 
   private async countAutoApprovals(tenant: string, budget: string, since: number): Promise<number> {
     let count = 0
-    let after: { ts: number; id: number } | undefined
+    let cursor: number | undefined
     for (let page = 0; page < 1000; page++) {
       const events = await this.deps.store.audit.query({
         type: 'approval.auto_approved',
         tenant,
         since,
         limit: 500,
-        ...(after !== undefined ? { after } : {}),
+        ...(cursor !== undefined ? { cursor } : {}),
       })
       for (const e of events) if (e.data.budget === budget && e.ts >= since) count++
       if (events.length < 500) break
-      const last = events[events.length - 1]!
-      after = { ts: last.ts, id: last.id }
+      cursor = events[events.length - 1]!.id
     }
     return count
   }

@@ -11,7 +11,7 @@ import { verifyAuditStore, type AuditProblem } from './verify.js'
 const TYPE_RE = /^[A-Za-z0-9_.-]{1,100}$/
 const TENANT_RE = /^[A-Za-z0-9._-]{1,128}$/
 const ACTOR_RE = /^[\x21-\x7e]{1,300}$/
-const CURSOR_RE = /^(\d{1,15})(?:\.(\d{1,15}))?$/
+const CURSOR_RE = /^\d{1,15}$/
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
 
@@ -72,20 +72,17 @@ export function parseAuditQuery(raw: unknown): AuditQuery {
   }
   const cursor = one(q, 'cursor')
   if (cursor !== undefined) {
-    // A page with since is in (ts, id) order, so its cursor is a (ts, id); either form fits only the query that gave it.
-    const m = CURSOR_RE.exec(cursor)
-    if (!m || (m[2] !== undefined) !== (out.since !== undefined)) throw bad('cursor must be the next_cursor of a previous page with the same filters')
-    if (m[2] === undefined) out.cursor = Number(m[1])
-    else out.after = { ts: Number(m[1]), id: Number(m[2]) }
+    if (!CURSOR_RE.test(cursor)) throw bad('cursor must be the next_cursor of a previous page with the same filters')
+    out.cursor = Number(cursor)
   }
   return out
 }
 
-/** The next_cursor of a full page: the last event's id, or its (ts, id) when the page is in (ts, id) order. */
+/** The next_cursor of a full page: its last event's id. */
 export function auditNextCursor(query: AuditQuery, events: readonly AuditEvent[]): string | null {
   const last = events[events.length - 1]
   if (events.length < query.limit || !last) return null
-  return query.since === undefined ? String(last.id) : `${last.ts}.${last.id}`
+  return String(last.id)
 }
 
 // The shape of each parameter; the numeric range of limit and the date in since stay with parseAuditQuery, which also types the result.
@@ -98,7 +95,7 @@ const AuditQuerySchema = query(
     since: {
       type: 'string',
       maxLength: 40,
-      description: 'epoch seconds or an RFC 3339 date-time (inclusive); the page is then in (ts_ms, id) order and its cursor fits only this query',
+      description: 'epoch seconds or an RFC 3339 date-time (inclusive): only events whose ts_ms is at or after it, still in id order',
     },
     limit: { type: 'string', pattern: '^\\d{1,4}$', description: `1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` },
     cursor: { type: 'string', pattern: CURSOR_RE.source, description: 'next_cursor of the previous page (same filters)' },

@@ -9,7 +9,22 @@
 import { createHash } from 'node:crypto'
 import pg from 'pg'
 import type { Logger } from '../../observability/logger.js'
-import { all, AUDIT_HEAD_SQL, checkFollows, numbered, one, run, type ChainHead, type Dialect, type Sql, type Statement, type Step } from '../sql/executor.js'
+import {
+  all,
+  AUDIT_HEAD_SQL,
+  AUDIT_TIME_MARK_SQL,
+  auditTimeMarkArgs,
+  checkFollows,
+  newestTs,
+  numbered,
+  one,
+  run,
+  type ChainHead,
+  type Dialect,
+  type Sql,
+  type Statement,
+  type Step,
+} from '../sql/executor.js'
 import { SqlStore } from '../sql/repositories.js'
 import * as T from '../sql/rows.js'
 import { storeError, type Row } from '../sql/rows.js'
@@ -117,7 +132,15 @@ export class PgSql implements Sql {
       if (follows) checkFollows(events[0]!.chainId, follows, yield* one(AUDIT_HEAD_SQL, [events[0]!.chainId], (r) => r))
       const rows = yield* all(AUDIT_INSERT, cols, (r) => r)
       const byKey = new Map(rows.map((r) => [`${String(r.chain_id)}\u0000${Number(r.chain_seq)}`, Number(r.id)]))
-      return events.map((e) => byKey.get(`${e.chainId}\u0000${e.chainSeq}`) as number)
+      const ids = events.map((e) => byKey.get(`${e.chainId}\u0000${e.chainSeq}`) as number)
+      yield* run(
+        AUDIT_TIME_MARK_SQL,
+        auditTimeMarkArgs(
+          ids.reduce((a, b) => Math.min(a, b)),
+          newestTs(events),
+        ),
+      )
+      return ids
     })
   }
 

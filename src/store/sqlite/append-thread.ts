@@ -10,15 +10,15 @@ const CHAIN_MOVED = 'AEGIS_CHAIN_MOVED'
 /**
  * Writes audit batches and decision-log batches from a worker thread with
  * its own connection, so the event loop neither runs their INSERTs nor
- * maintains the tables' query indexes: the audit table's eleven (issue 17),
- * about 25 µs a row and the largest cost left on the issuance path; the
+ * maintains the tables' query indexes: the audit table's (issue 17; 25 µs
+ * a row with eleven indexes, before migration 15 took it to five), the
  * decision log's eight, 9 µs a row, which held every other request (a
  * gateway's decisions too, in one process) for 5 ms per upload of 500
  * (issue 20). Batches are written strictly in the order they were handed
  * over, each in its own BEGIN IMMEDIATE transaction. An audit batch first
- * checks the chain head it `follows`: a writer can keep two batches in
- * flight (the second chained on the first) and the second fails whenever
- * the first did. A decision batch skips records already stored (a retried
+ * checks the chain head it `follows` (a writer can keep two batches in
+ * flight, the second chained on the first, and the second fails whenever
+ * the first did) and ends with its time mark (migration 15). A decision batch skips records already stored (a retried
  * upload) and answers how many it stored.
  *
  * The owner's other writes would otherwise wait for the thread's write lock
@@ -39,6 +39,7 @@ db.pragma('temp_store = MEMORY')
 db.pragma('cache_size = -32768')
 db.pragma('wal_autocheckpoint = 0')
 const head = db.prepare(workerData.headSql)
+const timeMark = db.prepare(workerData.timeMarkSql)
 const inserts = []
 const insertOf = (rows) => inserts[rows] ??= db.prepare(workerData.insertPrefix + Array.from({ length: rows }, () => workerData.rowPlaceholders).join(', '))
 const append = db.transaction((m) => {
@@ -57,6 +58,7 @@ const append = db.transaction((m) => {
     const last = Number(insertOf(n).run(m.params.slice(at * m.width, (at + n) * m.width)).lastInsertRowid)
     for (let i = 0; i < n; i++) ids[at + i] = last - n + 1 + i
   }
+  timeMark.run([ids[0], m.markTop, m.newestTs])
   return ids
 })
 const d = workerData.decisions
@@ -95,6 +97,8 @@ export interface AppendThreadOptions {
   rowsPerInsert: number
   /** Selects `chain_seq, hash` of a chain's last event (one `?`: the chain id). */
   headSql: string
+  /** Adds the batch's audit time mark: executor.ts AUDIT_TIME_MARK_SQL. */
+  timeMarkSql: string
   /** The decision log's INSERT: `INSERT INTO decisions (…) VALUES `, one row's `(?, …)`, and what ends it (`ON CONFLICT … DO NOTHING`). */
   decisions: { insertPrefix: string; rowPlaceholders: string; insertSuffix: string; rowsPerInsert: number }
 }
@@ -106,6 +110,9 @@ export interface AuditBatch {
   rows: number
   width: number
   params: unknown[]
+  /** The batch's newest ts and its time mark's max_ts (executor.ts auditTimeMarkArgs). */
+  newestTs: number
+  markTop: number
   follows?: ChainHead
 }
 

@@ -10,7 +10,19 @@ import { randomUUID } from 'node:crypto'
 import { closeSync, openSync } from 'node:fs'
 import { resolve } from 'node:path'
 import Database from 'better-sqlite3'
-import { AUDIT_HEAD_SQL, checkFollows, type ChainHead, type Dialect, type Sql, type Statement, type Step } from '../sql/executor.js'
+import {
+  AUDIT_HEAD_SQL,
+  AUDIT_TIME_MARK_SQL,
+  auditMarkTop,
+  auditTimeMarkArgs,
+  checkFollows,
+  newestTs,
+  type ChainHead,
+  type Dialect,
+  type Sql,
+  type Statement,
+  type Step,
+} from '../sql/executor.js'
 import { DECISION_INSERT, SqlStore } from '../sql/repositories.js'
 import * as T from '../sql/rows.js'
 import { storeError, type Row } from '../sql/rows.js'
@@ -176,10 +188,9 @@ export class SqliteSql implements Sql {
 
   /**
    * Audit batches on this connection (no append thread: in-memory
-   * databases, or the thread failed): one multi-row INSERT (its own
-   * transaction), or, past AUDIT_ROWS_PER_INSERT rows or with a `follows`
-   * check, INSERTs of up to AUDIT_ROWS_PER_INSERT rows in one transaction
-   * (one statement call per chunk instead of per row). Statements are
+   * databases, or the thread failed): in one transaction, the `follows`
+   * check, INSERTs of up to AUDIT_ROWS_PER_INSERT rows (one statement call
+   * per chunk instead of per row) and the batch's time mark. Statements are
    * prepared once per chunk size, so at most AUDIT_ROWS_PER_INSERT exist.
    */
   private auditAppender(): (events: readonly NewAuditEvent[], follows: ChainHead | undefined) => number[] {
@@ -201,16 +212,10 @@ export class SqliteSql implements Sql {
       if (follows) checkFollows(events[0]!.chainId, follows, this.st(AUDIT_HEAD_SQL).get(events[0]!.chainId) as Row | undefined)
       const ids = new Array<number>(events.length)
       for (let at = 0; at < events.length; at += AUDIT_ROWS_PER_INSERT) insertRows(events, at, Math.min(AUDIT_ROWS_PER_INSERT, events.length - at), ids)
+      this.st(AUDIT_TIME_MARK_SQL).run(auditTimeMarkArgs(ids[0]!, newestTs(events)))
       return ids
     })
-    const appendOne = (events: readonly NewAuditEvent[]): number[] => {
-      const ids = new Array<number>(events.length)
-      insertRows(events, 0, events.length, ids)
-      return ids
-    }
-    // A batch that fits one INSERT is its own transaction: one statement inside BEGIN … COMMIT would
-    // also keep a statement journal to undo it alone.
-    return (events, follows) => (events.length <= AUDIT_ROWS_PER_INSERT && !follows ? appendOne(events) : appendTx.immediate(events, follows))
+    return (events, follows) => appendTx.immediate(events, follows)
   }
 }
 
@@ -220,7 +225,10 @@ const AUDIT_ROW_PLACEHOLDERS = `(${T.auditEvents.columns.map(() => '?').join(', 
 /** A batch in the append thread's form: the rows' parameters flattened. */
 function auditBatch(events: readonly NewAuditEvent[], follows: ChainHead | undefined): AuditBatch {
   const params = T.flatParams(T.auditEvents, events, 0, events.length)
-  return { kind: 'audit', chainId: events[0]!.chainId, rows: events.length, width: T.auditEvents.columns.length, params, ...(follows ? { follows } : {}) }
+  const width = T.auditEvents.columns.length
+  const newest = newestTs(events)
+  const mark = { newestTs: newest, markTop: auditMarkTop(newest) }
+  return { kind: 'audit', chainId: events[0]!.chainId, rows: events.length, width, params, ...mark, ...(follows ? { follows } : {}) }
 }
 
 /** A decision-log batch in the append thread's form: the records' parameters flattened. */
@@ -354,6 +362,7 @@ export class SqliteStore extends SqlStore {
         rowPlaceholders: AUDIT_ROW_PLACEHOLDERS,
         rowsPerInsert: AUDIT_ROWS_PER_INSERT,
         headSql: AUDIT_HEAD_SQL,
+        timeMarkSql: AUDIT_TIME_MARK_SQL,
         decisions: DECISION_INSERT,
       })
       this.sql.attachAppendThread(this.appendThread)
