@@ -10,7 +10,7 @@
  * `npm run bench -- log-queries`. The decision-log filters are checked on
  * SQLite as well (its planner, the same statements).
  */
-import { after, before, test } from 'node:test'
+import { after, before, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -218,13 +218,19 @@ test('each indexed decision-log filter combination reads its page newest first f
   for (const [what, q, index] of DECISIONS) await check(`decisions ${what}`, () => store!.decisions.query(q), 'decisions', index)
 })
 
-test('on SQLite too, each indexed decision-log filter reads its page newest first from its index, without sorting', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'aegis-decision-plans-'))
+/** A migrated SQLite database of its own, opened directly (the fill bypasses the store), removed after the test. */
+async function migratedSqlite(t: TestContext): Promise<Database.Database> {
+  const dir = mkdtempSync(join(tmpdir(), 'aegis-log-plans-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
   const path = join(dir, 'a.db')
   await (await openSqliteStore(path)).close()
   const db = new Database(path)
   t.after(() => db.close())
+  return db
+}
+
+test('on SQLite too, each indexed decision-log filter reads its page newest first from its index, without sorting', async (t) => {
+  const db = await migratedSqlite(t)
   // The same shape as the PostgreSQL fill, smaller: 85 % allows, skewed tenants and tools, 50 agents.
   db.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000),
     r AS (SELECT i, abs(random() % 1000) / 1000.0 AS r, abs(random() % 1000) / 1000.0 AS r2, abs(random() % 1000) / 1000.0 AS r3 FROM n)
@@ -250,12 +256,7 @@ test('on SQLite too, each indexed decision-log filter reads its page newest firs
 })
 
 test('on SQLite too, each audit filter with since reads its page in id order from its index, from the time mark on', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'aegis-audit-plans-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
-  const path = join(dir, 'a.db')
-  await (await openSqliteStore(path)).close()
-  const db = new Database(path)
-  t.after(() => db.close())
+  const db = await migratedSqlite(t)
   // The same shape as the PostgreSQL fill, a fifth as long: three writers' clocks a little apart.
   db.exec(
     `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000),
