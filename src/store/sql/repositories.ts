@@ -232,7 +232,9 @@ export function auditQuerySql(q: AuditQuery): { text: string; args: unknown[] } 
   if (q.since !== undefined) {
     // ts is each writer's clock, not the id order: the time marks (migration 15) give the first id an event at or
     // after since can have, so the page is read in id order from there, through the filter's own (…, id) index.
-    where.push('id >= (SELECT first_id FROM audit_time_marks WHERE max_ts >= ? ORDER BY max_ts, first_id LIMIT 1)', 'ts >= ?')
+    // ts + 0 keeps ts's statistics from the planner: past the mark nearly every event is at or after since, which
+    // they cannot tell, and with a recent since PostgreSQL took few events to qualify and planned a parallel scan.
+    where.push('id >= (SELECT first_id FROM audit_time_marks WHERE max_ts >= ? ORDER BY max_ts, first_id LIMIT 1)', 'ts + 0 >= ?')
     args.push(q.since, q.since)
   }
   if (q.cursor !== undefined) {

@@ -100,6 +100,7 @@ async function sent(fn: () => Promise<unknown>): Promise<Array<{ text: string; v
 interface PlanNode {
   'Node Type': string
   'Index Name'?: string
+  'Index Cond'?: string
   Plans?: PlanNode[]
 }
 
@@ -147,12 +148,28 @@ function assertInOrder(plan: PlanNode, what: string, index?: string): void {
     )
 }
 
-async function check(what: string, run: () => Promise<unknown>, table: string, index?: string): Promise<void> {
+/**
+ * An audit page with since may instead sort a filter's rows past the time mark, read through a bitmap bounded by
+ * the mark's id, when PostgreSQL takes them to be few: the id bound and ts + 0 count a third each in its estimate,
+ * so it does so only for filters that match fewer than about nine pages' worth of rows. Never a parallel plan.
+ */
+function assertFromMark(plan: PlanNode, what: string, index?: string): void {
+  const all = nodes(plan)
+  const shape = describe(plan)
+  if (!all.some((n) => n['Node Type'] === 'Sort')) return assertInOrder(plan, what, index)
+  const bitmap = all.find((n) => n['Node Type'] === 'Bitmap Index Scan')
+  assert.match(bitmap?.['Index Cond'] ?? '', /\bid >= /, `${what}: sorts rows the mark does not bound: ${shape}`)
+  assert.ok(!all.some((n) => /Seq Scan|Gather/.test(n['Node Type'])), `${what}: scans the table or in parallel: ${shape}`)
+  if (index !== undefined) assert.equal(bitmap?.['Index Name'], index, `${what}: not served by ${index}: ${shape}`)
+}
+
+async function check(what: string, run: () => Promise<unknown>, table: string, index?: string, fromMark = false): Promise<void> {
   const statements = (await sent(run)).filter((s) => s.text.includes(`FROM ${table}`))
   assert.equal(statements.length, 1, `${what}: one statement on ${table}`)
   const p = await plans(statements[0]!)
-  assertInOrder(p.custom, `${what} (custom plan)`, index)
-  assertInOrder(p.generic, `${what} (generic plan)`, index)
+  const assertPlan = fromMark ? assertFromMark : assertInOrder
+  assertPlan(p.custom, `${what} (custom plan)`, index)
+  assertPlan(p.generic, `${what} (generic plan)`, index)
 }
 
 const HALF = START + ROWS * 125
@@ -185,7 +202,7 @@ const AUDIT: Array<[string, AuditQuery, string?]> = [
 ]
 
 test('each audit filter combination reads its page in id order from one index on PostgreSQL, with since from its time mark on', { skip }, async () => {
-  for (const [what, q, index] of AUDIT) await check(`audit ${what}`, () => store!.audit.query(q), 'audit_events', index)
+  for (const [what, q, index] of AUDIT) await check(`audit ${what}`, () => store!.audit.query(q), 'audit_events', index, q.since !== undefined)
 })
 
 const END = START + ROWS * 250
