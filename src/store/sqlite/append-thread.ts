@@ -18,8 +18,9 @@ const CHAIN_MOVED = 'AEGIS_CHAIN_MOVED'
  * over, each in its own BEGIN IMMEDIATE transaction. An audit batch first
  * checks the chain head it `follows` (a writer can keep two batches in
  * flight, the second chained on the first, and the second fails whenever
- * the first did) and ends with its time mark (migration 15). A decision batch skips records already stored (a retried
- * upload) and answers how many it stored.
+ * the first did) and ends with its time mark (migration 15). A decision
+ * batch skips records already stored (a retried upload) and answers how
+ * many it stored.
  *
  * The owner's other writes would otherwise wait for the thread's write lock
  * in SQLite's busy handler, sleeping on the event loop; they go through
