@@ -156,7 +156,10 @@ function assertInOrder(plan: PlanNode, what: string, index?: string): void {
 function assertFromMark(plan: PlanNode, what: string, index?: string): void {
   const all = nodes(plan)
   const shape = describe(plan)
-  if (!all.some((n) => n['Node Type'] === 'Sort')) return assertInOrder(plan, what, index)
+  if (!all.some((n) => n['Node Type'] === 'Sort')) {
+    assertInOrder(plan, what, index)
+    return
+  }
   const bitmap = all.find((n) => n['Node Type'] === 'Bitmap Index Scan')
   assert.match(bitmap?.['Index Cond'] ?? '', /\bid >= /, `${what}: sorts rows the mark does not bound: ${shape}`)
   assert.ok(!all.some((n) => /Seq Scan|Gather/.test(n['Node Type'])), `${what}: scans the table or in parallel: ${shape}`)
