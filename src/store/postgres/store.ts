@@ -13,9 +13,8 @@ import {
   all,
   AUDIT_HEAD_SQL,
   AUDIT_TIME_MARK_SQL,
-  auditTimeMarkArgs,
+  auditTimeMark,
   checkFollows,
-  newestTs,
   numbered,
   one,
   run,
@@ -133,13 +132,8 @@ export class PgSql implements Sql {
       const rows = yield* all(AUDIT_INSERT, cols, (r) => r)
       const byKey = new Map(rows.map((r) => [`${String(r.chain_id)}\u0000${Number(r.chain_seq)}`, Number(r.id)]))
       const ids = events.map((e) => byKey.get(`${e.chainId}\u0000${e.chainSeq}`) as number)
-      yield* run(
-        AUDIT_TIME_MARK_SQL,
-        auditTimeMarkArgs(
-          ids.reduce((a, b) => Math.min(a, b)),
-          newestTs(events),
-        ),
-      )
+      const mark = auditTimeMark(events)
+      yield* run(AUDIT_TIME_MARK_SQL, [ids.reduce((a, b) => Math.min(a, b)), mark.top, mark.newest])
       return ids
     })
   }

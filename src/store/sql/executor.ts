@@ -105,30 +105,27 @@ export interface ChainHead {
 export const AUDIT_HEAD_SQL = 'SELECT chain_seq, hash FROM audit_events WHERE chain_id = ? ORDER BY chain_seq DESC LIMIT 1'
 
 /**
- * Adds an audit time mark (migration 15) for a batch whose first event got
- * `first_id`, when its newest ts is past every mark: arguments
- * {@link auditTimeMarkArgs}. Runs in the append's transaction, after its
- * INSERT, where appends are serialized (SQLite's one writer; PostgreSQL's
- * audit.append lock), so marks keep max_ts non-decreasing in id order.
+ * Adds an audit time mark (migration 15) for a batch when its newest ts is
+ * past every mark; arguments: the batch's first id, then its
+ * {@link AuditTimeMark}'s `top` and `newest`. Runs in the append's
+ * transaction, after its INSERT, where appends are serialized (SQLite's one
+ * writer; PostgreSQL's audit.append lock), so marks keep max_ts
+ * non-decreasing in id order.
  */
 export const AUDIT_TIME_MARK_SQL =
   'INSERT INTO audit_time_marks (first_id, max_ts) SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM audit_time_marks WHERE max_ts >= ?)'
 
-/** The newest ts of a batch rounded up to the end of its second, as migration 15 rounds the marks it builds. */
-export function auditMarkTop(maxTs: number): number {
-  return Math.trunc(maxTs / 1000) * 1000 + 999
+/** A batch's newest ts, and the max_ts of the mark it may add: that ts rounded up to the end of its second, as migration 15 rounds. */
+export interface AuditTimeMark {
+  newest: number
+  top: number
 }
 
-/** {@link AUDIT_TIME_MARK_SQL}'s arguments for a batch: its first id and newest ts. */
-export function auditTimeMarkArgs(firstId: number, maxTs: number): [number, number, number] {
-  return [firstId, auditMarkTop(maxTs), maxTs]
-}
-
-/** The newest ts of a batch of audit events. */
-export function newestTs(events: readonly { ts: number }[]): number {
-  let max = Number.NEGATIVE_INFINITY
-  for (const e of events) if (e.ts > max) max = e.ts
-  return max
+/** The time mark of a batch of audit events. */
+export function auditTimeMark(events: readonly { ts: number }[]): AuditTimeMark {
+  let newest = Number.NEGATIVE_INFINITY
+  for (const e of events) if (e.ts > newest) newest = e.ts
+  return { newest, top: Math.trunc(newest / 1000) * 1000 + 999 }
 }
 
 /** Refuses a batch whose chain head moved (`stored` is the head row, or undefined for an empty chain). */

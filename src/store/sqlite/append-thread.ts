@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
-import type { ChainHead } from '../sql/executor.js'
+import type { AuditTimeMark, ChainHead } from '../sql/executor.js'
 import { Conflict } from '../../errors.js'
 import { settle } from './settle.js'
 
@@ -59,7 +59,7 @@ const append = db.transaction((m) => {
     const last = Number(insertOf(n).run(m.params.slice(at * m.width, (at + n) * m.width)).lastInsertRowid)
     for (let i = 0; i < n; i++) ids[at + i] = last - n + 1 + i
   }
-  timeMark.run([ids[0], m.markTop, m.newestTs])
+  timeMark.run([ids[0], m.mark.top, m.mark.newest])
   return ids
 })
 const d = workerData.decisions
@@ -111,9 +111,8 @@ export interface AuditBatch {
   rows: number
   width: number
   params: unknown[]
-  /** The batch's newest ts and its time mark's max_ts (executor.ts auditTimeMarkArgs). */
-  newestTs: number
-  markTop: number
+  /** The batch's time mark (executor.ts auditTimeMark). */
+  mark: AuditTimeMark
   follows?: ChainHead
 }
 

@@ -13,10 +13,8 @@ import Database from 'better-sqlite3'
 import {
   AUDIT_HEAD_SQL,
   AUDIT_TIME_MARK_SQL,
-  auditMarkTop,
-  auditTimeMarkArgs,
+  auditTimeMark,
   checkFollows,
-  newestTs,
   type ChainHead,
   type Dialect,
   type Sql,
@@ -212,7 +210,8 @@ export class SqliteSql implements Sql {
       if (follows) checkFollows(events[0]!.chainId, follows, this.st(AUDIT_HEAD_SQL).get(events[0]!.chainId) as Row | undefined)
       const ids = new Array<number>(events.length)
       for (let at = 0; at < events.length; at += AUDIT_ROWS_PER_INSERT) insertRows(events, at, Math.min(AUDIT_ROWS_PER_INSERT, events.length - at), ids)
-      this.st(AUDIT_TIME_MARK_SQL).run(auditTimeMarkArgs(ids[0]!, newestTs(events)))
+      const mark = auditTimeMark(events)
+      this.st(AUDIT_TIME_MARK_SQL).run([ids[0], mark.top, mark.newest])
       return ids
     })
     return (events, follows) => appendTx.immediate(events, follows)
@@ -226,9 +225,7 @@ const AUDIT_ROW_PLACEHOLDERS = `(${T.auditEvents.columns.map(() => '?').join(', 
 function auditBatch(events: readonly NewAuditEvent[], follows: ChainHead | undefined): AuditBatch {
   const params = T.flatParams(T.auditEvents, events, 0, events.length)
   const width = T.auditEvents.columns.length
-  const newest = newestTs(events)
-  const mark = { newestTs: newest, markTop: auditMarkTop(newest) }
-  return { kind: 'audit', chainId: events[0]!.chainId, rows: events.length, width, params, ...mark, ...(follows ? { follows } : {}) }
+  return { kind: 'audit', chainId: events[0]!.chainId, rows: events.length, width, params, mark: auditTimeMark(events), ...(follows ? { follows } : {}) }
 }
 
 /** A decision-log batch in the append thread's form: the records' parameters flattened. */
