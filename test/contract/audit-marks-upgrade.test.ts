@@ -121,7 +121,11 @@ test('PostgreSQL at schema version 14: the audit time marks are built from the s
     )
     for (const row of LEGACY_ROWS) await c.query(`${INSERT}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, [...row])
     await assertUpgraded(await openPostgresStore(schema.url), async () =>
-      (await c.query<{ name: string }>("SELECT indexname AS name FROM pg_indexes WHERE tablename = 'audit_events' ORDER BY 1")).rows.map((r) => r.name),
+      (
+        await c.query<{ name: string }>(
+          "SELECT indexname AS name FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'audit_events' ORDER BY 1",
+        )
+      ).rows.map((r) => r.name),
     )
   } finally {
     await c.end()
