@@ -18,7 +18,7 @@ import { gzipSync } from 'node:zlib'
 import autocannon from 'autocannon'
 import { freshPostgresSchema, skipWithoutPostgres } from '../test/helpers/services.js'
 import { adminCall, crmReaderToken, freePort, startDecisionSink, startServeProcess, type ServerProcess } from './server-process.js'
-import { processTreeCpuMs } from './util.js'
+import { processIo, processTreeCpuMs } from './util.js'
 
 const TENANT = 'acme'
 const AGENT = 'billing-bot'
@@ -153,6 +153,9 @@ export interface IngestRate {
   storedPerSec: number
   /** The control plane's CPU (all its threads) per decision stored, µs. */
   cpuUsPerDecision: number
+  /** write(2)-family calls and bytes the control plane's process made per decision stored (/proc/<pid>/io; NaN elsewhere): the WAL frames and the checkpoints' copies. */
+  writeCallsPerDecision: number
+  writtenBytesPerDecision: number
   stored: number
   batches: number
 }
@@ -184,6 +187,7 @@ export async function benchIngest(seconds: number, db: 'sqlite' | 'postgres'): P
     let stored = 0
     let batches = 0
     const cpu0 = processTreeCpuMs(cp.child.pid)
+    const io0 = processIo(cp.child.pid)
     const start = performance.now()
     const deadline = start + seconds * 1000
     await Promise.all(
@@ -198,8 +202,16 @@ export async function benchIngest(seconds: number, db: 'sqlite' | 'postgres'): P
     )
     const elapsed = (performance.now() - start) / 1000
     const cpuUsPerDecision = (1000 * (processTreeCpuMs(cp.child.pid) - cpu0)) / stored
+    const io = processIo(cp.child.pid)
     if (next >= pool.length) process.stderr.write('bench: decision-log ingest ran out of prepared batches; the rate is a lower bound\n')
-    return { storedPerSec: stored / elapsed, cpuUsPerDecision, stored, batches }
+    return {
+      storedPerSec: stored / elapsed,
+      cpuUsPerDecision,
+      writeCallsPerDecision: (io.syscw - io0.syscw) / stored,
+      writtenBytesPerDecision: (io.wchar - io0.wchar) / stored,
+      stored,
+      batches,
+    }
   } finally {
     await cp.stop()
     await pgSchema?.drop()

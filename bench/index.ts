@@ -375,7 +375,8 @@ if (want('decision-log')) {
       result:
         r === null
           ? 'skipped (PostgreSQL not reachable)'
-          : `${fmt(r.storedPerSec)} decisions stored/s, ${r.cpuUsPerDecision.toFixed(1)} µs CPU per decision in the control plane's process`,
+          : `${fmt(r.storedPerSec)} decisions stored/s, ${r.cpuUsPerDecision.toFixed(1)} µs CPU per decision in the control plane's process` +
+            (db === 'sqlite' ? `, ${r.writeCallsPerDecision.toFixed(2)} write calls and ${fmt(r.writtenBytesPerDecision)} bytes written per decision` : ''),
       baseline: '—',
       ratio: '—',
       goal: '—',

@@ -69,6 +69,21 @@ export function processCpuMs(pid: number | undefined, thread = false): number {
   }
 }
 
+/** A process's write(2)-family calls and bytes so far, all its threads (/proc/<pid>/io); NaN where that is missing. */
+export function processIo(pid: number | undefined): { syscw: number; wchar: number } {
+  try {
+    const fields = new Map(
+      readFileSync(`/proc/${pid}/io`, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => line.split(': ') as [string, string]),
+    )
+    return { syscw: Number(fields.get('syscw')), wchar: Number(fields.get('wchar')) }
+  } catch {
+    return { syscw: NaN, wchar: NaN }
+  }
+}
+
 /** CPU (ms) of a process and its children (a gateway's cluster workers), from /proc; NaN elsewhere. */
 export function processTreeCpuMs(pid: number | undefined): number {
   if (pid === undefined) return NaN

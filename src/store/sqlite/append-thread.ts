@@ -31,7 +31,7 @@ const CHAIN_MOVED = 'AEGIS_CHAIN_MOVED'
  * under tsx; the SQL comes from the owner.
  */
 const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads')
+const { parentPort, workerData, receiveMessageOnPort } = require('node:worker_threads')
 const Database = require(workerData.driver)
 const db = new Database(workerData.path)
 db.pragma('busy_timeout = ' + workerData.busyTimeoutMs)
@@ -66,6 +66,7 @@ const d = workerData.decisions
 const decisionInserts = []
 const decisionInsertOf = (rows) =>
   decisionInserts[rows] ??= db.prepare(d.insertPrefix + Array.from({ length: rows }, () => d.rowPlaceholders).join(', ') + d.insertSuffix)
+// Inside a group's transaction this runs as a SAVEPOINT: a batch that fails is undone alone.
 const appendDecisions = db.transaction((m) => {
   let stored = 0
   for (let at = 0; at < m.rows; at += d.rowsPerInsert) {
@@ -74,18 +75,78 @@ const appendDecisions = db.transaction((m) => {
   }
   return stored
 })
-parentPort.on('message', (m) => {
-  if (m === 'close') {
-    try { db.close() } finally { process.exit(0) }
-  }
+const begin = db.prepare('BEGIN IMMEDIATE')
+const commit = db.prepare('COMMIT')
+const rollback = db.prepare('ROLLBACK')
+const failure = (err) => ({ error: { message: String(err && err.message), code: err && err.code } })
+let commits = 0
+// Decision batches queued behind the first, taken once its transaction holds the write lock (so those that
+// came while it waited for the lock join too); returns the first message it took and could not add.
+const writeDecisionGroup = (first) => {
   try {
-    parentPort.postMessage(m.kind === 'decisions' ? { stored: appendDecisions.immediate(m) } : { ids: append.immediate(m) })
+    begin.run()
   } catch (err) {
-    parentPort.postMessage({ error: { message: String(err && err.message), code: err && err.code } })
+    parentPort.postMessage(failure(err))
+    return undefined
+  }
+  const batches = [first]
+  let left
+  while (batches.length < workerData.decisionGroupMax) {
+    const next = receiveMessageOnPort(parentPort)
+    if (next === undefined) break
+    if (next.message === 'close' || next.message.kind !== 'decisions') {
+      left = next.message
+      break
+    }
+    batches.push(next.message)
+  }
+  let answers = []
+  for (const m of batches) {
+    try {
+      answers.push({ stored: appendDecisions(m) })
+    } catch (err) {
+      answers.push(failure(err))
+      // SQLite rolled the whole transaction back (a full disk, an I/O error): nothing of the group is stored.
+      if (!db.inTransaction) break
+    }
+  }
+  if (!db.inTransaction) answers = batches.map(() => answers[answers.length - 1])
+  else {
+    try {
+      commit.run()
+      commits++
+    } catch (err) {
+      if (db.inTransaction) rollback.run()
+      answers = batches.map(() => failure(err))
+    }
+  }
+  for (const a of answers) parentPort.postMessage({ ...a, commits })
+  return left
+}
+parentPort.on('message', (m) => {
+  for (let next = m; next !== undefined; ) {
+    if (next === 'close') {
+      try { db.close() } finally { process.exit(0) }
+    }
+    if (next.kind === 'decisions') {
+      next = writeDecisionGroup(next)
+      continue
+    }
+    try {
+      const ids = append.immediate(next)
+      commits++
+      parentPort.postMessage({ ids, commits })
+    } catch (err) {
+      parentPort.postMessage(failure(err))
+    }
+    next = undefined
   }
 })
 parentPort.postMessage('ready')
 `
+
+/** Decision batches written in one transaction at most (1000 records each at most: the ingest route's bound). */
+const DECISION_GROUP_MAX = 8
 
 /** What the thread needs to write `audit_events` rows. */
 export interface AppendThreadOptions {
@@ -129,6 +190,8 @@ interface Answer {
   ids?: number[]
   stored?: number
   error?: { message: string; code?: string }
+  /** Transactions the thread has committed so far. */
+  commits?: number
 }
 
 interface InFlight {
@@ -153,12 +216,14 @@ export class AppendThread {
   /** Batches handed over while owner writes wait; sent after those ran. */
   private readonly heldBack: Array<() => void> = []
   private failure: Error | null = null
+  private committed = 0
 
   private constructor(
     private readonly worker: Worker,
     private readonly exited: Promise<void>,
   ) {
     worker.on('message', (m: Answer) => {
+      if (m.commits !== undefined) this.committed = m.commits
       const done = this.inFlight.shift()
       if (!done) return
       if (m.error === undefined) done.resolve(m)
@@ -178,7 +243,7 @@ export class AppendThread {
   /** Starts the thread; resolves once its connection is open. */
   static async start(opts: AppendThreadOptions): Promise<AppendThread> {
     const driver = createRequire(import.meta.url).resolve('better-sqlite3')
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ...opts, driver } })
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ...opts, driver, decisionGroupMax: DECISION_GROUP_MAX } })
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()))
     await new Promise<void>((resolve, reject) => {
       worker.once('message', () => resolve())
@@ -192,6 +257,11 @@ export class AppendThread {
   /** False once the thread failed or exited: the owner writes in place again. */
   get alive(): boolean {
     return this.failure === null
+  }
+
+  /** Write transactions the thread has committed (a group of decision batches is one). */
+  get commits(): number {
+    return this.committed
   }
 
   /** Batches in flight. */
