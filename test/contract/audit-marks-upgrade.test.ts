@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { openPostgresStore, openSqliteStore } from '../../src/store/index.js'
 import type { AuditQuery, Store } from '../../src/store/types.js'
+import { postgresAtVersion, sqliteAtVersion } from '../helpers/old-schema.js'
 import { freshPostgresSchema, skipWithoutPostgres } from '../helpers/services.js'
 
 const T0 = Date.UTC(2026, 0, 1)
@@ -80,17 +81,12 @@ test('SQLite at schema version 14: the audit time marks are built from the store
   const root = mkdtempSync(join(tmpdir(), 'aegis-marks-upgrade-'))
   try {
     const path = join(root, 'aegis.db')
-    const { default: Database } = await import('better-sqlite3')
-    const { SQLITE_MIGRATIONS, migrateSqlite } = await import('../../src/store/sqlite/index.js')
-    const old = new Database(path)
-    migrateSqlite(
-      old,
-      SQLITE_MIGRATIONS.filter((m) => m.version <= 14),
-    )
-    const insert = old.prepare(`${INSERT}(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-    for (const row of LEGACY_ROWS) insert.run(...row)
-    old.close()
+    await sqliteAtVersion(path, 14, (old) => {
+      const insert = old.prepare(`${INSERT}(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+      for (const row of LEGACY_ROWS) insert.run(...row)
+    })
     const store = await openSqliteStore(path)
+    const { default: Database } = await import('better-sqlite3')
     const check = new Database(path, { readonly: true })
     try {
       await assertUpgraded(store, async () =>
@@ -111,15 +107,12 @@ test('PostgreSQL at schema version 14: the audit time marks are built from the s
 }, async () => {
   const schema = await freshPostgresSchema()
   const { default: pg } = await import('pg')
-  const { POSTGRES_MIGRATIONS, migratePostgres } = await import('../../src/store/postgres/index.js')
   const c = new pg.Client({ connectionString: schema.url })
-  await c.connect()
   try {
-    await migratePostgres(
-      c,
-      POSTGRES_MIGRATIONS.filter((m) => m.version <= 14),
-    )
-    for (const row of LEGACY_ROWS) await c.query(`${INSERT}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, [...row])
+    await postgresAtVersion(schema.url, 14, async (old) => {
+      for (const row of LEGACY_ROWS) await old.query(`${INSERT}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, [...row])
+    })
+    await c.connect()
     await assertUpgraded(await openPostgresStore(schema.url), async () =>
       (
         await c.query<{ name: string }>(

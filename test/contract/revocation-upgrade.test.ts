@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { openPostgresStore, openSqliteStore } from '../../src/store/index.js'
 import { REVOCATION_PERMANENT, type Store } from '../../src/store/types.js'
+import { postgresAtVersion, sqliteAtVersion } from '../helpers/old-schema.js'
 import { freshPostgresSchema, skipWithoutPostgres } from '../helpers/services.js'
 
 const NOW = Date.now()
@@ -47,18 +48,12 @@ test('SQLite at schema version 2: live agent/client/tenant revocations become pe
   const root = mkdtempSync(join(tmpdir(), 'aegis-upgrade-'))
   try {
     const path = join(root, 'aegis.db')
-    const { default: Database } = await import('better-sqlite3')
-    const { SQLITE_MIGRATIONS, migrateSqlite } = await import('../../src/store/sqlite/index.js')
-    const old = new Database(path)
     assert.deepEqual(
-      migrateSqlite(
-        old,
-        SQLITE_MIGRATIONS.filter((m) => m.version <= 2),
-      ),
+      await sqliteAtVersion(path, 2, (old) => {
+        for (const [type, value, exp] of ROWS) old.prepare(`${INSERT}(?, ?, 'acme', NULL, NULL, ?, ?)`).run(type, value, NOW - 5000, exp)
+      }),
       [1, 2],
     )
-    for (const [type, value, exp] of ROWS) old.prepare(`${INSERT}(?, ?, 'acme', NULL, NULL, ?, ?)`).run(type, value, NOW - 5000, exp)
-    old.close()
     await assertUpgraded(await openSqliteStore(path))
   } finally {
     rmSync(root, { recursive: true, force: true })
@@ -67,23 +62,13 @@ test('SQLite at schema version 2: live agent/client/tenant revocations become pe
 
 test('PostgreSQL at schema version 2: live agent/client/tenant revocations become permanent on open', { skip: await skipWithoutPostgres() }, async () => {
   const schema = await freshPostgresSchema()
-  const { default: pg } = await import('pg')
-  const { POSTGRES_MIGRATIONS, migratePostgres } = await import('../../src/store/postgres/index.js')
   try {
-    const c = new pg.Client({ connectionString: schema.url })
-    await c.connect()
-    try {
-      assert.deepEqual(
-        await migratePostgres(
-          c,
-          POSTGRES_MIGRATIONS.filter((m) => m.version <= 2),
-        ),
-        [1, 2],
-      )
-      for (const [type, value, exp] of ROWS) await c.query(`${INSERT}($1, $2, 'acme', NULL, NULL, $3, $4)`, [type, value, NOW - 5000, exp])
-    } finally {
-      await c.end()
-    }
+    assert.deepEqual(
+      await postgresAtVersion(schema.url, 2, async (c) => {
+        for (const [type, value, exp] of ROWS) await c.query(`${INSERT}($1, $2, 'acme', NULL, NULL, $3, $4)`, [type, value, NOW - 5000, exp])
+      }),
+      [1, 2],
+    )
     await assertUpgraded(await openPostgresStore(schema.url))
   } finally {
     await schema.drop()

@@ -8,6 +8,7 @@ import { AegisError } from '../../src/errors.js'
 import { silentLogger } from '../../src/observability/logger.js'
 import { openPostgresStore, openStore, openSqliteStore } from '../../src/store/index.js'
 import type { Store } from '../../src/store/types.js'
+import { postgresAtVersion, sqliteAtVersion } from '../helpers/old-schema.js'
 import { freshPostgresSchema, skipWithoutPostgres } from '../helpers/services.js'
 
 test('openStore without databaseUrl opens SQLite in a new 0700 data dir', async () => {
@@ -181,20 +182,15 @@ test('a SQLite file at schema version 1 is upgraded on open: console logouts wor
   const root = mkdtempSync(join(tmpdir(), 'aegis-open-'))
   try {
     const path = join(root, 'aegis.db')
-    const { default: Database } = await import('better-sqlite3')
-    const { SQLITE_MIGRATIONS, migrateSqlite } = await import('../../src/store/sqlite/index.js')
-    const old = new Database(path)
     assert.deepEqual(
-      migrateSqlite(
-        old,
-        SQLITE_MIGRATIONS.filter((m) => m.version === 1),
-      ),
+      await sqliteAtVersion(path, 1, (old) => {
+        old.prepare('INSERT INTO tenants (id, name, require_attestation, created_at) VALUES (?, ?, ?, ?)').run('acme', 'Acme', 0, 1)
+      }),
       [1],
     )
-    old.prepare('INSERT INTO tenants (id, name, require_attestation, created_at) VALUES (?, ?, ?, ?)').run('acme', 'Acme', 0, 1)
-    old.close()
     const store = await openSqliteStore(path)
     await assertUpgraded(store)
+    const { default: Database } = await import('better-sqlite3')
     const db = new Database(path, { readonly: true })
     const rows = db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all() as { version: number; name: string }[]
     db.close()
@@ -213,22 +209,13 @@ test('a SQLite file at schema version 1 is upgraded on open: console logouts wor
 test('a PostgreSQL schema at version 1 is upgraded on open: console logouts work and old data stays', { skip: await skipWithoutPostgres() }, async () => {
   const schema = await freshPostgresSchema()
   const { default: pg } = await import('pg')
-  const { POSTGRES_MIGRATIONS, migratePostgres } = await import('../../src/store/postgres/index.js')
   try {
-    const c = new pg.Client({ connectionString: schema.url })
-    await c.connect()
-    try {
-      assert.deepEqual(
-        await migratePostgres(
-          c,
-          POSTGRES_MIGRATIONS.filter((m) => m.version === 1),
-        ),
-        [1],
-      )
-      await c.query('INSERT INTO tenants (id, name, require_attestation, created_at) VALUES ($1, $2, $3, $4)', ['acme', 'Acme', false, 1])
-    } finally {
-      await c.end()
-    }
+    assert.deepEqual(
+      await postgresAtVersion(schema.url, 1, async (c) => {
+        await c.query('INSERT INTO tenants (id, name, require_attestation, created_at) VALUES ($1, $2, $3, $4)', ['acme', 'Acme', false, 1])
+      }),
+      [1],
+    )
     const store = await openPostgresStore(schema.url)
     await assertUpgraded(store)
     const v = new pg.Client({ connectionString: schema.url })

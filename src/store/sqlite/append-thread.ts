@@ -15,12 +15,19 @@ const CHAIN_MOVED = 'AEGIS_CHAIN_MOVED'
  * decision log's eight, 9 µs a row, which held every other request (a
  * gateway's decisions too, in one process) for 5 ms per upload of 500
  * (issue 20). Batches are written strictly in the order they were handed
- * over, each in its own BEGIN IMMEDIATE transaction. An audit batch first
- * checks the chain head it `follows` (a writer can keep two batches in
- * flight, the second chained on the first, and the second fails whenever
- * the first did) and ends with its time mark (migration 15). A decision
- * batch skips records already stored (a retried upload) and answers how
- * many it stored.
+ * over, in BEGIN IMMEDIATE transactions. An audit batch has one of its own:
+ * it first checks the chain head it `follows` (a writer can keep two
+ * batches in flight, the second chained on the first, and the second fails
+ * whenever the first did) and ends with its time mark (migration 15).
+ * Grouping audit batches would make each of those two wait for the other.
+ * A decision batch skips records already stored (a retried upload) and
+ * answers how many it stored. Decision batches queued behind one another
+ * (uploads of several gateways at once) share one transaction, each in its
+ * own savepoint so that one that fails is undone alone, up to
+ * DECISION_GROUP_MAX; each is answered after that commit. Their index
+ * pages then reach the log once per group instead of once per batch (with
+ * four uploads in flight, about 30 % fewer bytes and write(2) calls per
+ * decision: npm run bench -- decision-log).
  *
  * The owner's other writes would otherwise wait for the thread's write lock
  * in SQLite's busy handler, sleeping on the event loop; they go through
