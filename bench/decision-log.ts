@@ -153,7 +153,11 @@ export interface IngestRate {
   storedPerSec: number
   /** The control plane's CPU (all its threads) per decision stored, µs. */
   cpuUsPerDecision: number
-  /** write(2)-family calls and bytes the control plane's process made per decision stored (/proc/<pid>/io; NaN elsewhere): the WAL frames and the checkpoints' copies. */
+  /**
+   * write(2)-family calls and bytes the control plane's process made per
+   * decision stored (/proc/<pid>/io; NaN elsewhere): the WAL frames and the
+   * checkpoints' copies.
+   */
   writeCallsPerDecision: number
   writtenBytesPerDecision: number
   stored: number

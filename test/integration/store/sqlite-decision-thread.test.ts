@@ -58,7 +58,7 @@ test('SQLite decision batches go to the append thread, in order with owner write
   assert.equal((await store.decisions.query({ limit: 1000 })).length, 572)
 })
 
-test('decision batches queued on the append thread are written in one transaction, each undone alone when it fails, each answered after the commit', async (t) => {
+test('decision batches queued on the append thread share one transaction, each undone alone when it fails, each answered after the commit', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'aegis-decision-group-'))
   const path = join(dir, 'aegis.db')
   const store = (await openSqliteStore(path)) as SqliteStore
