@@ -107,7 +107,8 @@ const ADAPTERS: Record<string, (verifier: Verifier) => Promise<Mounted>> = {
 }
 
 async function call(url: string, token?: string, scheme = 'Bearer'): Promise<{ status: number; www: string | null; body: Record<string, unknown> }> {
-  const res = await fetch(url, { headers: token === undefined ? {} : { authorization: `${scheme} ${token}` } })
+  // A request left unanswered fails here, naming its call, instead of running out the file's two-minute timeout with no output (seen once in CI).
+  const res = await fetch(url, { headers: token === undefined ? {} : { authorization: `${scheme} ${token}` }, signal: AbortSignal.timeout(20_000) })
   const text = await res.text()
   return { status: res.status, www: res.headers.get('www-authenticate'), body: text ? (JSON.parse(text) as Record<string, unknown>) : {} }
 }
