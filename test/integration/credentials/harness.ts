@@ -64,14 +64,29 @@ export interface EnvOptions {
   tls?: Record<string, unknown> | ((pki: { ca: Ca; otherCa: Ca }) => Record<string, unknown>)
 }
 
+/**
+ * Runs `start` (build a server whose config names its two ports, then listen
+ * on them; on failure it closes what it built) on two ports free a moment
+ * before. Another test can take one in between: on EADDRINUSE it starts again
+ * on new ports, up to five times. A server left built after a failed listen
+ * kept the test file's process alive until its two-minute timeout (seen in CI).
+ */
+async function onFreePorts<T>(start: (port: number, tlsPort: number) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start(await freePort(), await freePort())
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt === 5) throw err
+    }
+  }
+}
+
 export async function startCredentialEnv(opts: EnvOptions = {}): Promise<CredentialEnv> {
   const dir = pkiDir()
   const ca = makeCa(dir, 'Aegis Test Client CA')
   const otherCa = makeCa(dir, 'Some Other CA')
   const server = makeLeaf(ca, 'server', { subject: '/CN=127.0.0.1', san: ['IP:127.0.0.1', 'DNS:localhost'], server: true })
   const dataDir = mkdtempSync(join(tmpdir(), 'aegis-cred-'))
-  const port = await freePort()
-  const tlsPort = await freePort()
   const adminToken = `adm_${randomBytes(32).toString('base64url')}`
   const gatewayToken = `gw_${randomBytes(32).toString('base64url')}`
   const base = {
@@ -92,12 +107,19 @@ export async function startCredentialEnv(opts: EnvOptions = {}): Promise<Credent
     },
     ...opts.overrides,
   }
-  const config = loadConfig({ env: {}, overrides: { ...base, issuer: `http://127.0.0.1:${port}`, control: { host: '127.0.0.1', port, tlsPort } } })
-  const cp = await buildControlPlane(config)
-  await cp.app.listen({ port, host: '127.0.0.1' })
-  const listeners: TlsListener[] = [
-    await listenTls(cp.app, { host: '127.0.0.1', port: tlsPort, cert: server.certFile, key: server.keyFile, clientCa: ca.certFile }),
-  ]
+  const tlsOf = (port: number) => ({ host: '127.0.0.1', port, cert: server.certFile, key: server.keyFile, clientCa: ca.certFile })
+  const { port, config, cp, listener } = await onFreePorts(async (port, tlsPort) => {
+    const config = loadConfig({ env: {}, overrides: { ...base, issuer: `http://127.0.0.1:${port}`, control: { host: '127.0.0.1', port, tlsPort } } })
+    const cp = await buildControlPlane(config)
+    try {
+      await cp.app.listen({ port, host: '127.0.0.1' })
+      return { port, config, cp, listener: await listenTls(cp.app, tlsOf(tlsPort)) }
+    } catch (err) {
+      await cp.close()
+      throw err
+    }
+  })
+  const listeners: TlsListener[] = [listener]
   const url = `http://127.0.0.1:${port}`
   const gateways: Array<() => Promise<void>> = []
 
@@ -166,15 +188,20 @@ export async function startCredentialEnv(opts: EnvOptions = {}): Promise<Credent
       return cp.deps.store.audit.query({ type, limit: 500 })
     },
     async startGateway(overrides = {}) {
-      const gport = await freePort()
-      const gtls = await freePort()
-      const gconfig = loadConfig({
-        env: {},
-        overrides: { ...base, issuer: url, adminToken: undefined, gatewayToken, gateway: { host: '127.0.0.1', port: gport, tlsPort: gtls }, ...overrides },
+      const { gport, gw, l } = await onFreePorts(async (gport, gtls) => {
+        const gconfig = loadConfig({
+          env: {},
+          overrides: { ...base, issuer: url, adminToken: undefined, gatewayToken, gateway: { host: '127.0.0.1', port: gport, tlsPort: gtls }, ...overrides },
+        })
+        const gw = await buildGateway(gconfig, { logger: silentLogger() })
+        try {
+          await gw.app.listen({ port: gport, host: '127.0.0.1' })
+          return { gport, gw, l: await listenTls(gw.app, tlsOf(gtls)) }
+        } catch (err) {
+          await gw.close()
+          throw err
+        }
       })
-      const gw = await buildGateway(gconfig, { logger: silentLogger() })
-      await gw.app.listen({ port: gport, host: '127.0.0.1' })
-      const l = await listenTls(gw.app, { host: '127.0.0.1', port: gtls, cert: server.certFile, key: server.keyFile, clientCa: ca.certFile })
       await gw.ready
       let closed = false
       const close = async (): Promise<void> => {

@@ -7,6 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { isDeepStrictEqual } from 'node:util'
 import { randomBytes } from 'node:crypto'
 import { freePort } from '../../helpers/ports.js'
 import { startControlPlaneProcess, type ControlPlaneProcess } from '../../helpers/control-plane-processes.js'
@@ -151,17 +152,6 @@ describe("KPIs and the open-approvals gauge are the cluster's, whichever control
     await admin(B, 'POST', '/revocations', { type: 'agent', value: 'kpi-bot', tenant, reason: 'kpi test' })
 
     const tenantAdmin = String((await admin(B, 'POST', '/admin-tokens', { tenant, role: 'admin', name: 'kpi-tenant-admin' })).token)
-    let a: Kpis | undefined
-    let b: Kpis | undefined
-    for (let i = 0; ; i++) {
-      a = (await admin(A, 'GET', '/kpis?history=1')) as unknown as Kpis
-      b = (await admin(B, 'GET', '/kpis?history=1')) as unknown as Kpis
-      // A is read before B: the gateway's report may land between the two reads, so both must show it.
-      const reported = (k: Kpis): boolean => (k.decisions.allow ?? 0) >= 3 && k.replay_attempts >= 1 && (k.decisions.approval_needed ?? 0) >= 1
-      if (reported(a) && reported(b)) break
-      assert.ok(i < 100, `the gateway's reports never reached both answers: A ${JSON.stringify(a)}, B ${JSON.stringify(b)}`)
-      await sleep(100)
-    }
     const figures = (k: Kpis): Record<string, unknown> => ({
       tokens_issued: k.tokens_issued,
       avg_token_lifetime_seconds: k.avg_token_lifetime_seconds,
@@ -174,6 +164,18 @@ describe("KPIs and the open-approvals gauge are the cluster's, whichever control
       revocations_last_hour: sum(k.history.revocations),
       replays_last_hour: sum(k.history.replay_attempts),
     })
+    let a: Kpis | undefined
+    let b: Kpis | undefined
+    for (let i = 0; ; i++) {
+      a = (await admin(A, 'GET', '/kpis?history=1')) as unknown as Kpis
+      b = (await admin(B, 'GET', '/kpis?history=1')) as unknown as Kpis
+      // A is read before B: the gateway's report may land between the two reads, so both must show it. And
+      // B's own counts reach the store within a second (its flush) or when B answers: A may read before that.
+      const reported = (k: Kpis): boolean => (k.decisions.allow ?? 0) >= 3 && k.replay_attempts >= 1 && (k.decisions.approval_needed ?? 0) >= 1
+      if (reported(a) && reported(b) && isDeepStrictEqual(figures(a), figures(b))) break
+      assert.ok(i < 100, `A and B never answered the same figures with the gateway's reports: A ${JSON.stringify(a)}, B ${JSON.stringify(b)}`)
+      await sleep(100)
+    }
     assert.deepEqual(figures(a), figures(b))
     assert.equal(b.tokens_issued, 5, 'two tokens minted at A and three at B')
     assert.equal(b.avg_token_lifetime_seconds, 600)
