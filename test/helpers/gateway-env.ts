@@ -16,7 +16,7 @@ import { buildGateway, type Gateway, type GatewayOverrides, type GatewayTuning }
 import { silentLogger } from '../../src/observability/logger.js'
 import { REDIS_URL, redisPrefix } from './services.js'
 export { freePort } from './ports.js'
-import { freePort } from './ports.js'
+import { onFreePorts } from './ports.js'
 
 export interface Credential {
   client_id: string
@@ -78,12 +78,20 @@ export async function startGatewayEnv(opts: GatewayEnvOptions = {}): Promise<Gat
     ...(opts.redis ? { redisUrl } : {}),
     ...opts.overrides,
   }
-  const port = await freePort()
-  const issuer = `http://127.0.0.1:${port}`
-  const cpConfig = loadConfig({ env: {}, overrides: { ...base, issuer, control: { host: '127.0.0.1', port } } })
-  const feed = prefix ? await RedisFeedPublisher.open({ url: redisUrl, logger: silentLogger(), prefix }) : undefined
-  const cp = await buildControlPlane(cpConfig, feed ? { feed } : {})
-  await cp.app.listen({ port, host: '127.0.0.1' })
+  const { issuer, cpConfig, feed, cp } = await onFreePorts(1, async ([port = 0]) => {
+    const issuer = `http://127.0.0.1:${port}`
+    const cpConfig = loadConfig({ env: {}, overrides: { ...base, issuer, control: { host: '127.0.0.1', port } } })
+    const feed = prefix ? await RedisFeedPublisher.open({ url: redisUrl, logger: silentLogger(), prefix }) : undefined
+    const cp = await buildControlPlane(cpConfig, feed ? { feed } : {})
+    try {
+      await cp.app.listen({ port, host: '127.0.0.1' })
+    } catch (err) {
+      await cp.close()
+      await feed?.close().catch(() => {})
+      throw err
+    }
+    return { issuer, cpConfig, feed, cp }
+  })
   const tenant = `t-${randomBytes(4).toString('hex')}`
   const gateways = new Set<RunningGateway>()
 

@@ -14,6 +14,25 @@ export async function freePort(): Promise<number> {
   })
 }
 
+/**
+ * Runs `start` (build a server whose config names its ports, then listen on
+ * them; on failure it closes what it built) on `count` ports free a moment
+ * before. Another test can take one in between: on EADDRINUSE it starts again
+ * on new ports, up to five times. A server left built after a failed listen
+ * kept its test file's process alive until the two-minute timeout (seen in CI).
+ */
+export async function onFreePorts<T>(count: number, start: (ports: number[]) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const ports: number[] = []
+    for (let i = 0; i < count; i++) ports.push(await freePort())
+    try {
+      return await start(ports)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt === 5) throw err
+    }
+  }
+}
+
 /** The kernel's ephemeral (client) port range; Linux's default when unreadable. */
 function ephemeralRange(): [number, number] {
   try {

@@ -12,7 +12,7 @@ import { buildControlPlane, type ControlPlane } from '../../../src/control-plane
 import type { ControlPlaneDeps } from '../../../src/control-plane/deps.js'
 import type { AuditEvent } from '../../../src/store/types.js'
 export { freePort } from '../../helpers/ports.js'
-import { freePort } from '../../helpers/ports.js'
+import { onFreePorts } from '../../helpers/ports.js'
 
 export interface Harness {
   cp: ControlPlane
@@ -35,25 +35,32 @@ export interface HarnessOptions {
 
 export async function startControlPlane(opts: HarnessOptions = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'aegis-cp-'))
-  const port = await freePort()
   const adminToken = `adm_${randomBytes(32).toString('base64url')}`
   const gatewayToken = `gw_${randomBytes(32).toString('base64url')}`
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      dataDir: dir,
-      kek: randomBytes(32).toString('hex'),
-      issuer: `http://127.0.0.1:${port}`,
-      logLevel: 'silent',
-      instanceId: `cp-test-${randomBytes(3).toString('hex')}`,
-      adminToken,
-      gatewayToken,
-      ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
-      ...opts.overrides,
-    },
+  const { port, config, cp } = await onFreePorts(1, async ([port = 0]) => {
+    const config = loadConfig({
+      env: {},
+      overrides: {
+        dataDir: dir,
+        kek: randomBytes(32).toString('hex'),
+        issuer: `http://127.0.0.1:${port}`,
+        logLevel: 'silent',
+        instanceId: `cp-test-${randomBytes(3).toString('hex')}`,
+        adminToken,
+        gatewayToken,
+        ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+        ...opts.overrides,
+      },
+    })
+    const cp = await buildControlPlane(config, opts.deps)
+    try {
+      await cp.app.listen({ port, host: '127.0.0.1' })
+    } catch (err) {
+      await cp.close()
+      throw err
+    }
+    return { port, config, cp }
   })
-  const cp = await buildControlPlane(config, opts.deps)
-  await cp.app.listen({ port, host: '127.0.0.1' })
   return {
     cp,
     deps: cp.deps,

@@ -17,7 +17,7 @@ import { buildGateway, type Gateway } from '../../../src/gateway/index.js'
 import { listenTls, type TlsListener } from '../../../src/http/tls-listener.js'
 import { silentLogger } from '../../../src/observability/logger.js'
 import type { AuditEvent } from '../../../src/store/types.js'
-import { freePort } from '../control-plane/harness.js'
+import { onFreePorts } from '../../helpers/ports.js'
 import { makeCa, makeLeaf, pkiDir, rmPki, type Ca, type Issued } from './pki.js'
 
 export interface Reply {
@@ -64,23 +64,6 @@ export interface EnvOptions {
   tls?: Record<string, unknown> | ((pki: { ca: Ca; otherCa: Ca }) => Record<string, unknown>)
 }
 
-/**
- * Runs `start` (build a server whose config names its two ports, then listen
- * on them; on failure it closes what it built) on two ports free a moment
- * before. Another test can take one in between: on EADDRINUSE it starts again
- * on new ports, up to five times. A server left built after a failed listen
- * kept the test file's process alive until its two-minute timeout (seen in CI).
- */
-async function onFreePorts<T>(start: (port: number, tlsPort: number) => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await start(await freePort(), await freePort())
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt === 5) throw err
-    }
-  }
-}
-
 export async function startCredentialEnv(opts: EnvOptions = {}): Promise<CredentialEnv> {
   const dir = pkiDir()
   const ca = makeCa(dir, 'Aegis Test Client CA')
@@ -108,7 +91,7 @@ export async function startCredentialEnv(opts: EnvOptions = {}): Promise<Credent
     ...opts.overrides,
   }
   const tlsOf = (port: number) => ({ host: '127.0.0.1', port, cert: server.certFile, key: server.keyFile, clientCa: ca.certFile })
-  const { port, config, cp, listener } = await onFreePorts(async (port, tlsPort) => {
+  const { port, config, cp, listener } = await onFreePorts(2, async ([port = 0, tlsPort = 0]) => {
     const config = loadConfig({ env: {}, overrides: { ...base, issuer: `http://127.0.0.1:${port}`, control: { host: '127.0.0.1', port, tlsPort } } })
     const cp = await buildControlPlane(config)
     try {
@@ -188,7 +171,7 @@ export async function startCredentialEnv(opts: EnvOptions = {}): Promise<Credent
       return cp.deps.store.audit.query({ type, limit: 500 })
     },
     async startGateway(overrides = {}) {
-      const { gport, gw, l } = await onFreePorts(async (gport, gtls) => {
+      const { gport, gw, l } = await onFreePorts(2, async ([gport = 0, gtls = 0]) => {
         const gconfig = loadConfig({
           env: {},
           overrides: { ...base, issuer: url, adminToken: undefined, gatewayToken, gateway: { host: '127.0.0.1', port: gport, tlsPort: gtls }, ...overrides },
